@@ -1,0 +1,237 @@
+"""The ``Broker`` interface: everything rooms share across server processes.
+
+One interface, two backends (``memory.MemoryBroker``, ``redis.RedisBroker``),
+one contract suite (``tests/contract``), the way Centrifuge keeps
+``broker_memory.go`` and ``broker_redis.go`` behind one interface.
+
+The central primitive is ``commit``: in ONE atomic step per room it
+
+1. optionally checks-and-sets the room document (optimistic concurrency on
+   ``version``), so rules computed by ``core/`` from a loaded document are
+   applied only if nobody changed the room meanwhile;
+2. honours an idempotency key (``Idem``): a retry returns the first result and
+   publishes nothing;
+3. drops ``capped`` events beyond the room's barrage cap for the current second
+   (priority shedding decided once, room-wide, so every node agrees);
+4. assigns each durable event the room's next ``seq``, appends it to the
+   capped history, and publishes the whole batch to every subscribed node.
+
+Doing 1–4 in one step is what keeps ``seq`` identical on every node and the
+delivery order equal to ``seq`` order (Centrifuge's broker contract says the
+same). On Redis it is one Lua script call; in memory it is one synchronous
+function.
+
+Events travel as pre-encoded JSON bytes (``protocol.encode_event``); the
+broker never decodes them.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+# Audience of an event: everyone in the room (""), one user ("user:<id>"), or
+# the room's staff: hosts and moderators ("staff").
+AUDIENCE_ALL: Final = ""
+AUDIENCE_STAFF: Final = "staff"
+
+
+def audience_user(user_id: str) -> str:
+    return "user:" + user_id
+
+
+@dataclass(slots=True, frozen=True)
+class Draft:
+    """An event to publish. ``body`` is ``protocol.encode_event(...)`` output."""
+
+    body: bytes
+    durable: bool = True
+    # Counts against the room's barrage cap; beyond it the event is shed (never
+    # published) and its result is ``None``.
+    capped: bool = False
+    # Ephemeral events with the same non-empty key may be coalesced (only the
+    # latest in a flush survives), e.g. "likes", "online", "sale.stock:<id>".
+    coalesce: str = ""
+    audience: str = AUDIENCE_ALL
+    # After delivering this event to its audience, close their sockets with this
+    # WebSocket close code (0 = don't). Used by kicks (4003).
+    close_code: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class BusEvent:
+    """An event as delivered to subscribers and read back from history."""
+
+    seq: int  # 0 for ephemeral events
+    body: bytes  # final JSON, including "seq" when durable
+    coalesce: str = ""
+    audience: str = AUDIENCE_ALL
+    close_code: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """One published batch as seen by a subscribed node, in ``seq`` order."""
+
+    room: str
+    epoch: str
+    # The room document version after the commit that produced this batch; a
+    # node whose cached document is older reloads it (``Broker.load``).
+    version: int
+    events: tuple[BusEvent, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class Idem:
+    """Idempotency key for ops with a ``cid`` (PROTOCOL §2, 5 minutes per user)."""
+
+    user: str
+    cid: str
+    # A digest of the op's parameters: the same cid with other params is a conflict.
+    fingerprint: str
+    ttl_ms: int = 300_000
+
+
+@dataclass(slots=True, frozen=True)
+class RoomRecord:
+    """What ``load`` returns: the room document and the head of its history."""
+
+    version: int  # 0 = the room has no document yet
+    doc: bytes | None
+    seq: int  # last assigned seq (0 = none yet)
+    epoch: str  # "" until the room's history exists
+
+
+class CommitStatus:
+    OK: Final = "ok"
+    # ``expect_version`` did not match: reload and re-apply the rule.
+    VERSION_CONFLICT: Final = "version_conflict"
+    # The idempotency key was used before with the same fingerprint: ``seqs``
+    # are the first commit's results and nothing was published now.
+    REPLAYED: Final = "replayed"
+    # The idempotency key was used before with a different fingerprint.
+    IDEM_CONFLICT: Final = "idem_conflict"
+
+
+@dataclass(slots=True, frozen=True)
+class CommitResult:
+    status: str
+    # One entry per draft: the assigned seq for published durable events, 0 for
+    # published ephemeral events, None for shed events.
+    seqs: tuple[int | None, ...] = ()
+    version: int = 0
+    epoch: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class HistoryPage:
+    epoch: str
+    seq: int  # head of the room's history when read
+    events: list[BusEvent] = field(default_factory=list)
+
+
+class HistoryGone(Exception):
+    """The requested range is no longer kept (or the epoch changed)."""
+
+
+class BrokerUnavailable(Exception):
+    """The backend (e.g. Redis) cannot be reached; callers answer ``unavailable``."""
+
+
+DeliveryHandler = Callable[[Delivery], None]
+
+
+@dataclass(slots=True, frozen=True)
+class HistoryLimits:
+    max_events: int = 2000
+    max_age_ms: int = 30 * 60 * 1000
+
+
+class Broker(abc.ABC):
+    """Shared room state, history, pub/sub, presence and counters.
+
+    Every method may raise ``BrokerUnavailable``. Subscribed nodes receive
+    ``Delivery`` objects through the handler passed to ``start``, per room in
+    ``seq`` order; a backend whose transport may drop messages (Redis pub/sub)
+    leaves gap repair to the caller, who sees a jump in ``seq`` and reads
+    ``history``.
+    """
+
+    node_id: str
+    limits: HistoryLimits
+
+    @abc.abstractmethod
+    async def start(self, on_delivery: DeliveryHandler) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def healthy(self) -> bool:
+        """True if the backend answers now (``/readyz``)."""
+
+    # -- pub/sub -------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def subscribe(self, room: str) -> None: ...
+
+    @abc.abstractmethod
+    async def unsubscribe(self, room: str) -> None: ...
+
+    # -- the atomic step -----------------------------------------------------
+
+    @abc.abstractmethod
+    async def load(self, room: str) -> RoomRecord: ...
+
+    @abc.abstractmethod
+    async def commit(
+        self,
+        room: str,
+        drafts: Sequence[Draft],
+        *,
+        expect_version: int | None = None,
+        doc: bytes | None = None,
+        idem: Idem | None = None,
+        barrage_cap: int = 0,
+    ) -> CommitResult:
+        """Atomically: CAS the document (if ``expect_version`` is given, write
+        ``doc`` and bump the version), check ``idem``, shed ``capped`` drafts
+        beyond ``barrage_cap`` per second (0 = no cap), assign seqs, append to
+        history and publish. Order of checks: idem, then version, then cap."""
+
+    @abc.abstractmethod
+    async def history(self, room: str, since: int, limit: int = 1000) -> HistoryPage:
+        """Durable events with ``seq > since`` in order (at most ``limit``).
+        Raises ``HistoryGone`` if any event after ``since`` is no longer kept
+        or ``since`` is beyond the head."""
+
+    # -- presence and counters ----------------------------------------------
+
+    @abc.abstractmethod
+    async def report_presence(self, counts: dict[str, int], ttl_ms: int) -> dict[str, int]:
+        """Record this node's socket count per room (valid for ``ttl_ms``;
+        a room absent from ``counts`` is 0 for this node) and return the
+        room-wide totals across live nodes for those rooms."""
+
+    @abc.abstractmethod
+    async def accumulate(self, room: str, name: str, delta: int, interval_ms: int) -> tuple[int, int | None]:
+        """Add ``delta`` to the room counter ``name``; returns ``(total, flushed)``
+        where ``flushed`` is the sum of deltas since the last flush if at least
+        ``interval_ms`` passed since then (room-wide), else None. Used to emit
+        aggregated ephemeral events (``likes {total, delta}``) at most once per
+        interval across all nodes."""
+
+    @abc.abstractmethod
+    async def gate(self, room: str, name: str, interval_ms: int, value: str) -> bool:
+        """Room-wide throttle: True (and remember ``value``) if ``value`` differs
+        from the last passed value and ``interval_ms`` has passed since then."""
+
+    @abc.abstractmethod
+    async def delete_room(self, room: str) -> None:
+        """Forget the room's document, history and counters (a new epoch follows)."""
+
+    @abc.abstractmethod
+    async def rooms(self) -> list[str]:
+        """Ids of rooms that have a document."""

@@ -1,0 +1,235 @@
+"""In-process ``Broker``: the embedded default (one server process, no Redis).
+
+Every method body runs without awaiting, so each call is atomic with respect to
+the event loop, which is what the Redis backend gets from Lua. Deliveries are
+scheduled with ``call_soon`` so a publisher never re-enters its own handler.
+Several ``MemoryBroker`` objects may share one ``MemoryHub`` to stand for
+several nodes in one process (the contract and integration tests do this).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from roomserver.bus.base import (
+    Broker,
+    BusEvent,
+    CommitResult,
+    CommitStatus,
+    Delivery,
+    DeliveryHandler,
+    Draft,
+    HistoryGone,
+    HistoryLimits,
+    HistoryPage,
+    Idem,
+    RoomRecord,
+)
+from roomserver.protocol import with_seq
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class _Room:
+    epoch: str = ""
+    seq: int = 0
+    version: int = 0
+    doc: bytes | None = None
+    # (ts_ms, event); trimmed to HistoryLimits on append.
+    history: deque[tuple[int, BusEvent]] = field(default_factory=deque)
+    # cid key -> (expires_ms, fingerprint, seqs)
+    idem: dict[tuple[str, str], tuple[int, str, tuple[int | None, ...]]] = field(default_factory=dict)
+    cap_second: int = 0
+    cap_count: int = 0
+    # name -> [total, pending, last_flush_ms]
+    counters: dict[str, list[int]] = field(default_factory=dict)
+    # name -> (last_value, last_ms)
+    gates: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # node -> (count, expires_ms)
+    presence: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+class MemoryHub:
+    """The shared state behind one or more ``MemoryBroker`` nodes."""
+
+    def __init__(self, limits: HistoryLimits | None = None) -> None:
+        self.limits = limits or HistoryLimits()
+        self.rooms: dict[str, _Room] = {}
+        self.subscribers: dict[str, set[MemoryBroker]] = {}
+
+    def room(self, room_id: str) -> _Room:
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.rooms[room_id] = _Room()
+        return room
+
+
+class MemoryBroker(Broker):
+    def __init__(self, hub: MemoryHub | None = None, node_id: str | None = None) -> None:
+        self.hub = hub or MemoryHub()
+        self.limits = self.hub.limits
+        self.node_id = node_id or secrets.token_hex(4)
+        self._handler: DeliveryHandler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    async def start(self, on_delivery: DeliveryHandler) -> None:
+        self._handler = on_delivery
+        self._loop = asyncio.get_running_loop()
+
+    async def close(self) -> None:
+        self._closed = True
+        for subs in self.hub.subscribers.values():
+            subs.discard(self)
+
+    async def healthy(self) -> bool:
+        return not self._closed
+
+    async def subscribe(self, room: str) -> None:
+        self.hub.subscribers.setdefault(room, set()).add(self)
+
+    async def unsubscribe(self, room: str) -> None:
+        subs = self.hub.subscribers.get(room)
+        if subs is not None:
+            subs.discard(self)
+            if not subs:
+                del self.hub.subscribers[room]
+
+    async def load(self, room: str) -> RoomRecord:
+        r = self.hub.rooms.get(room)
+        if r is None:
+            return RoomRecord(version=0, doc=None, seq=0, epoch="")
+        return RoomRecord(version=r.version, doc=r.doc, seq=r.seq, epoch=r.epoch)
+
+    async def commit(
+        self,
+        room: str,
+        drafts: Sequence[Draft],
+        *,
+        expect_version: int | None = None,
+        doc: bytes | None = None,
+        idem: Idem | None = None,
+        barrage_cap: int = 0,
+    ) -> CommitResult:
+        r = self.hub.room(room)
+        now = _now_ms()
+        if idem is not None:
+            key = (idem.user, idem.cid)
+            hit = r.idem.get(key)
+            if hit is not None and hit[0] > now:
+                if hit[1] != idem.fingerprint:
+                    return CommitResult(CommitStatus.IDEM_CONFLICT, version=r.version, epoch=r.epoch)
+                return CommitResult(CommitStatus.REPLAYED, hit[2], r.version, r.epoch)
+        if expect_version is not None:
+            if r.version != expect_version:
+                return CommitResult(CommitStatus.VERSION_CONFLICT, version=r.version, epoch=r.epoch)
+            r.version += 1
+            r.doc = doc
+        if not r.epoch:
+            r.epoch = secrets.token_hex(8)
+        second = now // 1000
+        if second != r.cap_second:
+            r.cap_second, r.cap_count = second, 0
+        seqs: list[int | None] = []
+        events: list[BusEvent] = []
+        for d in drafts:
+            if d.capped and barrage_cap > 0:
+                if r.cap_count >= barrage_cap:
+                    seqs.append(None)
+                    continue
+                r.cap_count += 1
+            if d.durable:
+                r.seq += 1
+                ev = BusEvent(r.seq, with_seq(d.body, r.seq), d.coalesce, d.audience, d.close_code)
+                r.history.append((now, ev))
+                seqs.append(r.seq)
+            else:
+                ev = BusEvent(0, d.body, d.coalesce, d.audience, d.close_code)
+                seqs.append(0)
+            events.append(ev)
+        self._trim(r, now)
+        result = tuple(seqs)
+        if idem is not None:
+            r.idem[(idem.user, idem.cid)] = (now + idem.ttl_ms, idem.fingerprint, result)
+            if len(r.idem) > 4096:
+                r.idem = {k: v for k, v in r.idem.items() if v[0] > now}
+        if events or expect_version is not None:
+            self._publish(Delivery(room, r.epoch, r.version, tuple(events)))
+        return CommitResult(CommitStatus.OK, result, r.version, r.epoch)
+
+    def _trim(self, r: _Room, now: int) -> None:
+        h = r.history
+        while len(h) > self.limits.max_events:
+            h.popleft()
+        oldest_ok = now - self.limits.max_age_ms
+        while h and h[0][0] < oldest_ok:
+            h.popleft()
+
+    def _publish(self, delivery: Delivery) -> None:
+        for node in tuple(self.hub.subscribers.get(delivery.room, ())):
+            if node._handler is not None and node._loop is not None:
+                node._loop.call_soon(node._handler, delivery)
+
+    async def history(self, room: str, since: int, limit: int = 1000) -> HistoryPage:
+        r = self.hub.rooms.get(room)
+        if r is None or not r.epoch:
+            if since == 0:
+                return HistoryPage(epoch="", seq=0, events=[])
+            raise HistoryGone(f"room {room} has no history")
+        self._trim(r, _now_ms())
+        if since > r.seq or since < 0:
+            raise HistoryGone(f"seq {since} is not in this history (head {r.seq})")
+        if since == r.seq:
+            return HistoryPage(r.epoch, r.seq, [])
+        oldest = r.history[0][1].seq if r.history else r.seq + 1
+        if since + 1 < oldest:
+            raise HistoryGone(f"events after seq {since} are no longer kept (oldest {oldest})")
+        start = since + 1 - oldest
+        events = [r.history[i][1] for i in range(start, min(len(r.history), start + limit))]
+        return HistoryPage(r.epoch, r.seq, events)
+
+    async def report_presence(self, counts: dict[str, int], ttl_ms: int) -> dict[str, int]:
+        now = _now_ms()
+        totals: dict[str, int] = {}
+        for room_id, r in self.hub.rooms.items():
+            if self.node_id in r.presence and room_id not in counts:
+                del r.presence[self.node_id]
+        for room_id, count in counts.items():
+            r = self.hub.room(room_id)
+            r.presence[self.node_id] = (count, now + ttl_ms)
+            totals[room_id] = sum(c for c, exp in r.presence.values() if exp > now)
+        return totals
+
+    async def accumulate(self, room: str, name: str, delta: int, interval_ms: int) -> tuple[int, int | None]:
+        r = self.hub.room(room)
+        now = _now_ms()
+        c = r.counters.setdefault(name, [0, 0, 0])
+        c[0] += delta
+        c[1] += delta
+        if c[1] and now - c[2] >= interval_ms:
+            flushed, c[1], c[2] = c[1], 0, now
+            return c[0], flushed
+        return c[0], None
+
+    async def gate(self, room: str, name: str, interval_ms: int, value: str) -> bool:
+        r = self.hub.room(room)
+        now = _now_ms()
+        last = r.gates.get(name)
+        if last is not None and (last[0] == value or now - last[1] < interval_ms):
+            return False
+        r.gates[name] = (value, now)
+        return True
+
+    async def delete_room(self, room: str) -> None:
+        self.hub.rooms.pop(room, None)
+
+    async def rooms(self) -> list[str]:
+        return [k for k, r in self.hub.rooms.items() if r.doc is not None]
