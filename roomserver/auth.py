@@ -1,0 +1,149 @@
+"""Tokens (PROTOCOL §1): HS256 JWTs minted by the app, verified here."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+import jwt
+
+Role = Literal["viewer", "host", "moderator", "admin"]
+ROLES: Final[frozenset[str]] = frozenset(("viewer", "host", "moderator", "admin"))
+USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
+DEV_APP: Final = "dev"
+
+
+class AuthError(Exception):
+    """The token is missing, malformed, forged, expired or for another app."""
+
+
+@dataclass(slots=True, frozen=True)
+class Identity:
+    app: str
+    user: str
+    name: str
+    role: Role
+    exp: int  # unix seconds
+    room: str | None = None  # None = any room
+    tier: int = 0
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def admits(self, room: str) -> bool:
+        return self.room is None or self.room == room
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_staff(self) -> bool:
+        """Host, moderator or admin: may run the room (PROTOCOL: H, M, A)."""
+        return self.role in ("host", "moderator", "admin")
+
+    def public(self) -> dict[str, object]:
+        """The user as other viewers see it in events."""
+        return {"id": self.user, "name": self.name, "tier": self.tier}
+
+
+class TokenVerifier:
+    """Verifies tokens for a set of apps ``{app key: secret}``."""
+
+    def __init__(self, apps: dict[str, str]) -> None:
+        if not apps:
+            raise ValueError("at least one app (key, secret) is required")
+        self.apps = dict(apps)
+
+    def verify(self, token: str, now: float | None = None) -> Identity:
+        if not token or len(token) > 4096:
+            raise AuthError("missing or oversized token")
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"malformed token: {exc}") from None
+        if header.get("alg") != "HS256":
+            raise AuthError("token algorithm must be HS256")
+        app = unverified.get("iss")
+        secret = self.apps.get(app) if isinstance(app, str) else None
+        if secret is None:
+            raise AuthError("unknown app (iss)")
+        try:
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=["HS256"],
+                issuer=app,
+                options={"require": ["exp", "iss", "sub"], "verify_exp": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"invalid token: {exc}") from None
+        identity = _identity_from_claims(app, claims)
+        if identity.exp <= (time.time() if now is None else now):
+            raise AuthError("token expired")
+        return identity
+
+
+def _identity_from_claims(app: str, claims: dict) -> Identity:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not USER_ID_RE.fullmatch(sub):
+        raise AuthError("sub must be 1..64 chars of [A-Za-z0-9_.:@-]")
+    name = claims.get("name", sub)
+    if not isinstance(name, str) or len(name) > 32:
+        raise AuthError("name must be a string of at most 32 chars")
+    exp = claims.get("exp")
+    if not isinstance(exp, int) or isinstance(exp, bool):
+        raise AuthError("exp must be an integer")
+    role = claims.get("role", "viewer")
+    if role not in ROLES:
+        raise AuthError(f"role must be one of {sorted(ROLES)}")
+    room = claims.get("room")
+    if room is not None and not isinstance(room, str):
+        raise AuthError("room must be a string")
+    tier = claims.get("tier", 0)
+    if not isinstance(tier, int) or isinstance(tier, bool) or not 0 <= tier <= 10:
+        raise AuthError("tier must be an integer 0..10")
+    tags = claims.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise AuthError("tags must be a list of strings")
+    return Identity(
+        app=app,
+        user=sub,
+        name=name or sub,
+        role=role,
+        exp=exp,
+        room=None if room in (None, "*") else room,
+        tier=tier,
+        tags=tuple(tags),
+    )
+
+
+def mint_token(
+    app: str,
+    secret: str,
+    user: str,
+    role: Role = "viewer",
+    *,
+    room: str | None = None,
+    ttl_s: int = 3600,
+    name: str | None = None,
+    tier: int = 0,
+    tags: list[str] | None = None,
+    now: float | None = None,
+) -> str:
+    """Mint a token as an app back end would (dev mode CLI, tests, load tester)."""
+    claims: dict[str, object] = {
+        "iss": app,
+        "sub": user,
+        "name": name if name is not None else user[:32],
+        "role": role,
+        "exp": int((time.time() if now is None else now) + ttl_s),
+    }
+    if room is not None:
+        claims["room"] = room
+    if tier:
+        claims["tier"] = tier
+    if tags:
+        claims["tags"] = tags
+    return jwt.encode(claims, secret, algorithm="HS256")

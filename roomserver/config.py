@@ -1,0 +1,97 @@
+"""Server configuration: command-line flags, each also settable from ROOMSERVER_* env vars."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from roomserver.auth import DEV_APP
+
+DEFAULT_GIFTS: list[dict[str, object]] = [
+    {"id": "heart", "name": "Heart", "value": 1},
+    {"id": "rose", "name": "Rose", "value": 10},
+    {"id": "rocket", "name": "Rocket", "value": 500},
+    {"id": "castle", "name": "Castle", "value": 2000},
+]
+
+
+@dataclass(slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    redis_url: str | None = None
+    redis_cluster: str | None = None
+    redis_prefix: str = "rs:"
+    # app key -> secret. Empty = dev mode (app "dev" with a random secret).
+    apps: dict[str, str] = field(default_factory=dict)
+    dev_secret: str | None = None
+    flush_ms: int = 50
+    # Upper bound on WebSocket frames written per second by this process; the
+    # flush interval of big rooms stretches so that sockets/interval stays under it.
+    frame_budget: int = 60_000
+    barrage_cap: int = 100
+    history_events: int = 2000
+    history_age_s: int = 1800
+    # A socket whose unsent bytes exceed this is a slow consumer: closed with 4008.
+    socket_buffer_limit: int = 2 * 1024 * 1024
+    # Above this, ephemeral events are skipped for the socket (shed low priority first).
+    socket_buffer_soft: int = 256 * 1024
+    max_connections_per_user: int = 10
+    batching: bool = True  # off = one frame per event per socket (benchmark baseline)
+    gifts: list[dict[str, object]] = field(default_factory=lambda: list(DEFAULT_GIFTS))
+    banned_words_file: str | None = None
+    webhook_url: str | None = None
+    public_ip: str | None = None
+    ice_host: str | None = None
+    media_workers: int = 0
+    node_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    drain_timeout_s: float = 5.0
+
+    @property
+    def dev_mode(self) -> bool:
+        return not self.apps
+
+    def app_secrets(self) -> dict[str, str]:
+        """The apps whose tokens are accepted; dev mode adds app ``dev``."""
+        if self.apps:
+            return dict(self.apps)
+        if self.dev_secret is None:
+            self.dev_secret = secrets.token_urlsafe(24)
+        return {DEV_APP: self.dev_secret}
+
+    def load_gifts(self, path: str | None) -> None:
+        if path:
+            self.gifts = msgspec.json.decode(Path(path).read_bytes())
+
+
+ENV_PREFIX = "ROOMSERVER_"
+
+
+def env_default(name: str, default: object) -> object:
+    """Default for flag ``--name``: $ROOMSERVER_NAME if set, else ``default``."""
+    value = os.environ.get(ENV_PREFIX + name.upper().replace("-", "_"))
+    if value is None:
+        return default
+    if isinstance(default, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(value)
+    return value
+
+
+def parse_apps(values: list[str]) -> dict[str, str]:
+    apps: dict[str, str] = {}
+    for item in values:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key, sep, secret = part.partition(":")
+            if not sep or not key or not secret:
+                raise ValueError(f"--app takes KEY:SECRET, got {part!r}")
+            apps[key] = secret
+    return apps

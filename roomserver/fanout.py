@@ -1,0 +1,515 @@
+"""Fan-out: bus deliveries -> WebSocket frames on this node's sockets.
+
+The hot path. Per flush and per room, the pending events are joined into ONE
+JSON array and wrapped into ONE unmasked WebSocket text frame; the same bytes
+object is then written to every socket of the room with ``transport.write``
+(≈8 µs each; no per-socket encoding, no per-socket task, no awaits). A socket
+only gets its own frame when it also has personal messages (replies, targeted
+events, a resume replay) in that flush.
+
+Flushing: at most every ``flush_ms`` per socket; the interval stretches with the
+number of sockets on this node so that frames written per second stay within
+``frame_budget`` (viewers per core ≈ frames/s budget ÷ flushes/s). After a slow
+flush the next one starts at once instead of sleeping a full interval.
+
+Bounded memory per socket: what a socket has not yet accepted sits in its
+transport's write buffer. Past ``socket_buffer_soft`` (256 KiB default) the
+socket stops getting ephemeral events (low priority shed first); past
+``socket_buffer_limit`` (2 MiB default) it is a slow consumer and is closed
+with 4008 so the client resumes from history. Worst case per socket is
+therefore ≈ limit + one frame; 5,000 stuck sockets cost ≤ ≈10 GiB only in the
+absurd case that all stall at once, and each is cut when it crosses the limit.
+
+Ordering and exactly-once: per room, durable events are ingested in ``seq``
+order (gaps from an at-most-once transport are repaired from history before
+anything later is released), duplicates are dropped, and every member of a room
+gets the room's frames in the same order. A joining socket starts after
+``flushed_seq``; a resuming socket is held ("syncing") while its history is read
+and then gets history + whatever arrived meanwhile, deduplicated by ``seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from roomserver.bus.base import AUDIENCE_ALL, AUDIENCE_STAFF, BusEvent, Delivery
+from roomserver.protocol import CLOSE_SLOW_CONSUMER
+
+if TYPE_CHECKING:
+    from asyncio import Transport
+
+log = logging.getLogger(__name__)
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """An unmasked, final WebSocket text frame (server -> client, RFC 6455 §5.2)."""
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", 0x81, n) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def json_array(bodies: list[bytes]) -> bytes:
+    return b"[" + b",".join(bodies) + b"]"
+
+
+class Connection:
+    """One client WebSocket on this node, as the fan-out sees it."""
+
+    __slots__ = ("closed", "closer", "conn_id", "personal", "rooms", "staff", "transport", "user")
+
+    def __init__(
+        self,
+        conn_id: int,
+        user: str,
+        staff: bool,
+        transport: Transport,
+        closer: Callable[[int, str], Awaitable[Any]],
+    ) -> None:
+        self.conn_id = conn_id
+        self.user = user
+        self.staff = staff
+        self.transport = transport
+        self.closer = closer
+        self.personal: list[bytes] = []
+        self.rooms: set[str] = set()
+        self.closed = False
+
+    def buffered(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+    def __hash__(self) -> int:
+        return self.conn_id
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+@dataclass(slots=True, eq=False)
+class Member:
+    conn: Connection
+    # Not None while the member is syncing (resume): what arrives meanwhile.
+    held: list[BusEvent] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class RoomChannel:
+    room: str
+    members: dict[Connection, Member] = field(default_factory=dict)
+    by_user: dict[str, set[Connection]] = field(default_factory=dict)
+    epoch: str = ""
+    last_seq: int = -1  # highest seq ingested; -1 = not ready (waiting for the first load)
+    flushed_seq: int = 0  # highest seq handed to members
+    pending: list[BusEvent] = field(default_factory=list)
+    # Deliveries held while not ready or while a gap is being repaired.
+    held: list[Delivery] = field(default_factory=list)
+    repairing: bool = False
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(slots=True)
+class FanoutStats:
+    frames: int = 0
+    deliveries: int = 0  # messages delivered (events x sockets)
+    events_in: int = 0
+    shed_ephemeral: int = 0
+    slow_closes: int = 0
+    flush_seconds: list[float] = field(default_factory=list)
+
+
+class Fanout:
+    def __init__(
+        self,
+        *,
+        flush_ms: int = 50,
+        frame_budget: int = 100_000,
+        buffer_soft: int = 256 * 1024,
+        buffer_limit: int = 2 * 1024 * 1024,
+        batching: bool = True,
+        history_reader: Callable[[str, int], Awaitable[list[BusEvent]]] | None = None,
+        on_epoch_change: Callable[[RoomChannel], None] | None = None,
+        on_flush: Callable[[float, int], None] | None = None,
+    ) -> None:
+        self.flush_ms = flush_ms
+        self.frame_budget = frame_budget
+        self.buffer_soft = buffer_soft
+        self.buffer_limit = buffer_limit
+        self.batching = batching
+        self.history_reader = history_reader
+        self.on_epoch_change = on_epoch_change
+        self.on_flush = on_flush
+        self.channels: dict[str, RoomChannel] = {}
+        self.connections: set[Connection] = set()
+        self.stats = FanoutStats()
+        self._dirty_rooms: set[RoomChannel] = set()
+        self._dirty_conns: set[Connection] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._last_flush = 0.0
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="fanout")
+
+    async def stop(self) -> None:
+        """Flush what is pending, then stop the loop."""
+        self.flush()
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for t in list(self._tasks):
+            t.cancel()
+
+    def interval(self) -> float:
+        """Seconds between flushes: flush_ms, stretched to keep frames/s in budget."""
+        return max(self.flush_ms / 1000.0, len(self.connections) / self.frame_budget)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            wait = self._last_flush + self.interval() - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.flush()
+
+    def _mark(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+
+    # -- membership ------------------------------------------------------------
+
+    def add_connection(self, conn: Connection) -> None:
+        self.connections.add(conn)
+
+    def remove_connection(self, conn: Connection) -> list[str]:
+        """Forget a socket; returns the rooms whose channel became empty."""
+        conn.closed = True
+        self.connections.discard(conn)
+        self._dirty_conns.discard(conn)
+        emptied = []
+        for room in list(conn.rooms):
+            if self.leave(conn, room):
+                emptied.append(room)
+        return emptied
+
+    def channel(self, room: str) -> RoomChannel:
+        ch = self.channels.get(room)
+        if ch is None:
+            ch = self.channels[room] = RoomChannel(room)
+        return ch
+
+    def set_ready(self, room: str, epoch: str, seq: int) -> None:
+        """The channel's starting point, read after subscribing (Broker.load)."""
+        ch = self.channel(room)
+        if ch.last_seq >= 0:
+            return
+        ch.epoch, ch.last_seq, ch.flushed_seq = epoch, seq, seq
+        ch.ready.set()
+        held, ch.held = ch.held, []
+        for d in held:
+            self.ingest(d)
+
+    def join(self, conn: Connection, room: str) -> int:
+        """Add a live member; returns the seq it starts after (its snapshot seq)."""
+        ch = self.channels[room]
+        if conn not in ch.members:
+            ch.members[conn] = Member(conn)
+            ch.by_user.setdefault(conn.user, set()).add(conn)
+            conn.rooms.add(room)
+        return ch.flushed_seq
+
+    def begin_sync(self, conn: Connection, room: str) -> None:
+        """Add (or turn) a member into a syncing one: hold its room events."""
+        ch = self.channels[room]
+        member = ch.members.get(conn)
+        if member is None:
+            self.join(conn, room)
+            member = ch.members[conn]
+        member.held = []
+
+    def end_sync(
+        self, conn: Connection, room: str, history: list[BusEvent], make_reply: Callable[[int], bytes] | None
+    ) -> int:
+        """Release a syncing member: the reply (made from the number of durable
+        events replayed), then history and the events held meanwhile, deduplicated
+        by seq. Returns that number."""
+        ch = self.channels[room]
+        member = ch.members.get(conn)
+        held = (member.held or []) if member else []
+        if member:
+            member.held = None
+        out: list[bytes] = []
+        seen = 0
+        replayed = 0
+        for ev in history:
+            out.append(ev.body)
+            seen = max(seen, ev.seq)
+            replayed += 1
+        for ev in held:
+            if ev.seq == 0:
+                out.append(ev.body)
+            elif ev.seq > seen:
+                out.append(ev.body)
+                seen = ev.seq
+                replayed += 1
+        if make_reply is not None:
+            conn.personal.append(make_reply(replayed))
+        conn.personal.extend(out)
+        if not conn.personal:
+            return replayed
+        self._dirty_conns.add(conn)
+        self._mark()
+        return replayed
+
+    def leave(self, conn: Connection, room: str) -> bool:
+        """Remove a member; True if the channel is now empty (and was dropped)."""
+        conn.rooms.discard(room)
+        ch = self.channels.get(room)
+        if ch is None:
+            return False
+        if ch.members.pop(conn, None) is not None:
+            users = ch.by_user.get(conn.user)
+            if users is not None:
+                users.discard(conn)
+                if not users:
+                    del ch.by_user[conn.user]
+        if not ch.members:
+            del self.channels[room]
+            self._dirty_rooms.discard(ch)
+            return True
+        return False
+
+    def local_counts(self) -> dict[str, int]:
+        return {room: len(ch.members) for room, ch in self.channels.items()}
+
+    def send_personal(self, conn: Connection, message: bytes) -> None:
+        """Queue a reply or a personal event for the next flush of this socket."""
+        if conn.closed:
+            return
+        conn.personal.append(message)
+        self._dirty_conns.add(conn)
+        if not self.batching:
+            self.flush_connection(conn)
+            return
+        self._mark()
+
+    # -- ingest ----------------------------------------------------------------
+
+    def ingest(self, d: Delivery) -> None:
+        """A batch from the bus (synchronous: called from the broker's loop)."""
+        ch = self.channels.get(d.room)
+        if ch is None:
+            return
+        if ch.last_seq < 0 or ch.repairing:
+            ch.held.append(d)
+            return
+        if d.epoch != ch.epoch:
+            if ch.epoch:
+                log.warning("room %s: epoch changed %s -> %s", d.room, ch.epoch, d.epoch)
+                if self.on_epoch_change:
+                    self.on_epoch_change(ch)
+            ch.epoch, ch.last_seq = d.epoch, 0
+        events = d.events
+        for i, ev in enumerate(events):
+            if ev.seq == 0:
+                self._enqueue(ch, ev)
+            elif ev.seq <= ch.last_seq:
+                continue  # duplicate (e.g. already repaired from history)
+            elif ev.seq == ch.last_seq + 1:
+                ch.last_seq = ev.seq
+                self._enqueue(ch, ev)
+            else:
+                # Gap: the transport lost a batch. Hold the rest and repair from history.
+                rest = Delivery(d.room, d.epoch, d.version, events[i:])
+                ch.held.insert(0, rest)
+                self._repair(ch)
+                return
+
+    def _enqueue(self, ch: RoomChannel, ev: BusEvent) -> None:
+        self.stats.events_in += 1
+        ch.pending.append(ev)
+        if not self.batching:
+            self._flush_room(ch)
+            return
+        self._dirty_rooms.add(ch)
+        self._mark()
+
+    def _repair(self, ch: RoomChannel) -> None:
+        if self.history_reader is None:
+            return
+        ch.repairing = True
+
+        async def repair() -> None:
+            try:
+                for _ in range(20):
+                    events = await self.history_reader(ch.room, ch.last_seq)
+                    for ev in events:
+                        if ev.seq == ch.last_seq + 1:
+                            ch.last_seq = ev.seq
+                            self._enqueue(ch, ev)
+                    if not events:
+                        break
+                    if ch.held and ch.held[0].events and ch.held[0].events[0].seq <= ch.last_seq + 1:
+                        break
+            except Exception:
+                log.exception("room %s: history repair failed; members must resume", ch.room)
+                self._close_members(ch, CLOSE_SLOW_CONSUMER, "history repair failed")
+            finally:
+                ch.repairing = False
+                held, ch.held = ch.held, []
+                for d in held:
+                    self.ingest(d)
+
+        self._spawn(repair())
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- flush -----------------------------------------------------------------
+
+    def flush(self) -> None:
+        started = time.monotonic()
+        self._last_flush = started
+        frames_before = self.stats.frames
+        rooms, self._dirty_rooms = self._dirty_rooms, set()
+        for ch in rooms:
+            self._flush_room(ch)
+        conns, self._dirty_conns = self._dirty_conns, set()
+        for conn in conns:
+            self.flush_connection(conn)
+        if self.on_flush is not None and (rooms or conns):
+            self.on_flush(time.monotonic() - started, self.stats.frames - frames_before)
+
+    def flush_connection(self, conn: Connection) -> None:
+        if conn.personal and not conn.closed:
+            self._write(conn, ws_text_frame(json_array(conn.personal)), len(conn.personal))
+        conn.personal = []
+
+    def _flush_room(self, ch: RoomChannel) -> None:
+        events, ch.pending = ch.pending, []
+        if not events:
+            return
+        events = _coalesce(events)
+        broadcast: list[BusEvent] = []
+        closes: list[tuple[Connection, int]] = []
+        for ev in events:
+            if ev.seq:
+                ch.flushed_seq = ev.seq
+            if ev.audience == AUDIENCE_ALL:
+                broadcast.append(ev)
+                continue
+            for conn in self._audience(ch, ev.audience):
+                member = ch.members[conn]
+                if member.held is not None:
+                    member.held.append(ev)
+                    continue
+                conn.personal.append(ev.body)
+                self._dirty_conns.add(conn)
+                if ev.close_code:
+                    closes.append((conn, ev.close_code))
+        if self.batching:
+            self._write_members(ch, broadcast)
+        else:
+            for ev in broadcast:
+                self._write_members(ch, [ev])
+        for conn, code in closes:
+            self.flush_connection(conn)
+            self._close(conn, code, "kicked")
+
+    def _write_members(self, ch: RoomChannel, events: list[BusEvent]) -> None:
+        """Write the room's broadcast events: one shared frame for every live
+        member without personal messages; a durable-only frame for sockets past
+        the soft buffer limit; a 4008 close past the hard limit."""
+        bodies = [ev.body for ev in events]
+        shared = ws_text_frame(json_array(bodies)) if bodies else b""
+        shared_n = len(bodies)
+        reduced: bytes | None = None
+        durable_n = 0
+        soft = self.buffer_soft
+        for conn, member in ch.members.items():
+            if member.held is not None:
+                member.held.extend(events)
+                continue
+            if conn.personal:
+                self._write(
+                    conn, ws_text_frame(json_array(conn.personal + bodies)), len(conn.personal) + shared_n
+                )
+                conn.personal = []
+                self._dirty_conns.discard(conn)
+                continue
+            if not shared:
+                continue
+            buffered = conn.transport.get_write_buffer_size()
+            if buffered > soft:
+                if reduced is None:
+                    durable = [ev.body for ev in events if ev.seq]
+                    durable_n = len(durable)
+                    reduced = ws_text_frame(json_array(durable)) if durable else b""
+                self.stats.shed_ephemeral += shared_n - durable_n
+                if reduced:
+                    self._write(conn, reduced, durable_n)
+                continue
+            conn.transport.write(shared)
+            self.stats.frames += 1
+            self.stats.deliveries += shared_n
+
+    def _audience(self, ch: RoomChannel, audience: str) -> list[Connection]:
+        if audience == AUDIENCE_STAFF:
+            return [c for c in ch.members if c.staff]
+        if audience.startswith("user:"):
+            return list(ch.by_user.get(audience[5:], ()))
+        return []
+
+    def _write(self, conn: Connection, data: bytes, messages: int) -> None:
+        if conn.closed:
+            return
+        if conn.transport.get_write_buffer_size() > self.buffer_limit:
+            self._slow(conn)
+            return
+        conn.transport.write(data)
+        self.stats.frames += 1
+        self.stats.deliveries += messages
+
+    def _slow(self, conn: Connection) -> None:
+        self.stats.slow_closes += 1
+        self._close(conn, CLOSE_SLOW_CONSUMER, "slow consumer: resume from history")
+
+    def _close(self, conn: Connection, code: int, reason: str) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self._spawn(conn.closer(code, reason))
+
+    def _close_members(self, ch: RoomChannel, code: int, reason: str) -> None:
+        for conn in list(ch.members):
+            self._close(conn, code, reason)
+
+
+def _coalesce(events: list[BusEvent]) -> list[BusEvent]:
+    """Keep only the latest ephemeral event per coalesce key (low priority)."""
+    keys = [ev.coalesce for ev in events if ev.coalesce]
+    if len(keys) == len(set(keys)):
+        return events
+    seen: set[str] = set()
+    out: list[BusEvent] = []
+    for ev in reversed(events):
+        if ev.coalesce:
+            if ev.coalesce in seen:
+                continue
+            seen.add(ev.coalesce)
+        out.append(ev)
+    out.reverse()
+    return out

@@ -1,0 +1,203 @@
+"""The WebSocket edge: authenticate, parse frames, dispatch ops, reply.
+
+Errors are values here: every bad frame becomes an error reply with a protocol
+code, never a traceback or a dropped socket (except where the protocol says to
+close: oversize frames 1009, expired tokens 4001, too many connections 4029).
+Frames from one socket are handled one after the other, so replies and the
+effects of one client's ops keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from roomserver.auth import AuthError, Identity, TokenVerifier
+from roomserver.bus.base import BrokerUnavailable
+from roomserver.fanout import Connection
+from roomserver.handlers import REGISTRY, OpContext, Session, check_role
+from roomserver.node import Node
+from roomserver.protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_TOO_LARGE,
+    CLOSE_TOO_MANY_CONNECTIONS,
+    MAX_FRAME_BYTES,
+    OpError,
+    convert_params,
+    encode,
+    now_ms,
+    parse_request,
+    reply_error,
+    reply_ok,
+)
+
+log = logging.getLogger(__name__)
+
+# aiohttp refuses frames above this itself (closing with 1009); frames between
+# MAX_FRAME_BYTES and this get a `too_large` error reply first.
+READ_LIMIT = 1024 * 1024
+
+
+def bearer_token(request: web.Request) -> str:
+    token = request.query.get("token", "")
+    if not token:
+        auth = request.headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer ":
+            token = auth[7:].strip()
+    return token
+
+
+def json_error(status: int, code: str, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=encode({"error": {"code": code, "message": message}}),
+        content_type="application/json",
+    )
+
+
+class Gateway:
+    def __init__(self, node: Node, verifier: TokenVerifier) -> None:
+        self.node = node
+        self.verifier = verifier
+        self._ids = itertools.count(1)
+        self._per_user: Counter[tuple[str, str]] = Counter()
+        self.sessions: set[Session] = set()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            identity = self.verifier.verify(bearer_token(request))
+        except AuthError as exc:
+            return json_error(401, "unauthorized", str(exc))
+        if self.node.draining:
+            return json_error(503, "unavailable", "server is draining; reconnect elsewhere")
+        ws = web.WebSocketResponse(max_msg_size=READ_LIMIT, compress=False, heartbeat=30.0)
+        await ws.prepare(request)
+        key = (identity.app, identity.user)
+        if self._per_user[key] >= self.node.config.max_connections_per_user:
+            await ws.close(code=CLOSE_TOO_MANY_CONNECTIONS, message=b"too many connections for this user")
+            return ws
+        transport = request.transport
+        assert transport is not None
+
+        async def close(code: int, reason: str) -> None:
+            await ws.close(code=code, message=reason.encode()[:120])
+
+        conn = Connection(next(self._ids), identity.user, identity.is_staff, transport, close)
+        session = Session(conn, identity)
+        self._per_user[key] += 1
+        self.sessions.add(session)
+        self.node.fanout.add_connection(conn)
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, identity.exp - time.time()),
+            lambda: self.node.spawn(close(CLOSE_TOKEN_EXPIRED, "token expired")),
+        )
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    if not await self._on_text(session, msg.data, ws):
+                        break
+                elif msg.type == WSMsgType.BINARY:
+                    self._send(
+                        conn, None, OpError("bad_request", "binary frames are not supported; send JSON text")
+                    )
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            expiry.cancel()
+            self._per_user[key] -= 1
+            if self._per_user[key] <= 0:
+                del self._per_user[key]
+            self.sessions.discard(session)
+            for room in self.node.fanout.remove_connection(conn):
+                self.node.spawn(self.node.release_channel(room))
+        return ws
+
+    async def _on_text(self, session: Session, data: str, ws: web.WebSocketResponse) -> bool:
+        conn = session.conn
+        if len(data) > MAX_FRAME_BYTES or len(data.encode()) > MAX_FRAME_BYTES:
+            self._send(conn, None, OpError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes"))
+            self.node.fanout.flush_connection(conn)
+            await ws.close(code=CLOSE_TOO_LARGE, message=b"frame too large")
+            return False
+        try:
+            req = parse_request(data)
+        except OpError as err:
+            self._send(conn, getattr(err, "req_id", None), err, always=True)
+            return True
+        await self.dispatch(session, req.op, req.id, req.room, req.params)
+        return True
+
+    async def dispatch(
+        self,
+        session: Session,
+        op_name: str,
+        req_id: int | str | None,
+        room: str | None,
+        params: dict[str, Any],
+    ) -> None:
+        node, conn = self.node, session.conn
+        spec = REGISTRY.get(op_name)
+        result = "error"
+        try:
+            if spec is None:
+                raise OpError("bad_request", f"unknown op {op_name!r}")
+            if spec.needs_room and not room:
+                raise OpError("bad_request", f"{op_name} needs a room")
+            check_role(session.identity, spec.who)
+            if spec.joined and room not in conn.rooms:
+                raise OpError("not_joined", f"join room {room} first")
+            wait = session.limits.check(spec.family, now_ms())
+            if wait:
+                raise OpError("rate_limited", "too many requests", retry_after_ms=wait)
+            p = convert_params(params, spec.schema)
+            ctx = OpContext(node, session, room or "", req_id)
+            data = await spec.handler(ctx, p)
+            result = "ok"
+            if req_id is not None and not ctx.replied:
+                node.fanout.send_personal(conn, reply_ok(req_id, data if data is not None else {}))
+        except OpError as err:
+            result = err.code
+            self._send(conn, req_id, err)
+        except BrokerUnavailable as exc:
+            result = "unavailable"
+            self._send(
+                conn, req_id, OpError("unavailable", f"the bus is unreachable: {exc}", retry_after_ms=1000)
+            )
+        except Exception:
+            log.exception("op %s failed", op_name)
+            self._send(conn, req_id, OpError("internal", "internal error"))
+        finally:
+            node.metrics.events_in.labels(op=op_name if spec else "unknown", result=result).inc()
+
+    def _send(
+        self, conn: Connection, req_id: int | str | None, err: OpError, *, always: bool = False
+    ) -> None:
+        # An op without id is fire and forget; a frame we could not even parse
+        # still gets an error (with "re": null) so the client learns why.
+        if req_id is None and not always:
+            return
+        self.node.fanout.send_personal(conn, reply_error(req_id, err))  # type: ignore[arg-type]
+
+    async def drain(self) -> None:
+        """Stop accepting, flush, close every socket with 1001."""
+        self.node.draining = True
+        self.node.fanout.flush()
+        closes = [s.conn.closer(CLOSE_GOING_AWAY, "server draining") for s in list(self.sessions)]
+        await asyncio.gather(*closes, return_exceptions=True)
+
+
+def identity_of(request: web.Request, verifier: TokenVerifier) -> Identity:
+    try:
+        return verifier.verify(bearer_token(request))
+    except AuthError as exc:
+        raise web.HTTPUnauthorized(
+            body=encode({"error": {"code": "unauthorized", "message": str(exc)}}),
+            content_type="application/json",
+        ) from None

@@ -1,0 +1,104 @@
+"""Op handlers: one registry, one decorator; each module registers its ops.
+
+A handler receives an ``OpContext`` and its params already validated against
+the op's msgspec schema, and returns the reply's ``data`` (a dict). Errors are
+raised as ``OpError`` and become error replies in the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from roomserver.auth import Identity
+from roomserver.core.moderation import UserLimits
+from roomserver.fanout import Connection
+from roomserver.protocol import OpError
+
+# Who may call an op (PROTOCOL §3 roles): "any" role, "staff" (host,
+# moderator, admin: H,M), "host" (host or admin: H).
+Who = Literal["any", "staff", "host"]
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    """Per-socket state kept by the gateway."""
+
+    conn: Connection
+    identity: Identity
+    limits: UserLimits = field(default_factory=UserLimits)
+    joined_at: dict[str, int] = field(default_factory=dict)
+    last_barrage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OpContext:
+    node: Any  # roomserver.node.Node (Any avoids an import cycle)
+    session: Session
+    room: str
+    req_id: int | str | None
+    # Set by handlers that queue their own reply (room.resume: reply, then replay).
+    replied: bool = False
+
+    @property
+    def identity(self) -> Identity:
+        return self.session.identity
+
+    @property
+    def user(self) -> str:
+        return self.session.identity.user
+
+
+Handler = Callable[[OpContext, Any], Awaitable[dict[str, Any] | None]]
+
+
+class NoParams(msgspec.Struct, forbid_unknown_fields=False):
+    pass
+
+
+@dataclass(slots=True, frozen=True)
+class OpSpec:
+    name: str
+    handler: Handler
+    schema: type[msgspec.Struct]
+    who: Who
+    # Must the socket have joined the room first (not_joined otherwise)?
+    joined: bool
+    # Token-bucket family for per-user rate limits.
+    family: str
+    needs_room: bool
+
+
+REGISTRY: dict[str, OpSpec] = {}
+
+
+def op(
+    name: str,
+    schema: type[msgspec.Struct] = NoParams,
+    *,
+    who: Who = "any",
+    joined: bool = True,
+    family: str = "default",
+    needs_room: bool = True,
+) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        assert name not in REGISTRY, f"op {name} registered twice"
+        REGISTRY[name] = OpSpec(name, fn, schema, who, joined, family, needs_room)
+        return fn
+
+    return register
+
+
+def check_role(identity: Identity, who: Who) -> None:
+    if who == "staff" and not identity.is_staff:
+        raise OpError("forbidden", "only the host or a moderator may do this")
+    if who == "host" and identity.role not in ("host", "admin"):
+        raise OpError("forbidden", "only the host may do this")
+
+
+def load_all() -> None:
+    """Import the modules that register ops (kept explicit: the op list is greppable)."""
+    from roomserver.handlers import chat, moderation, rooms  # noqa: F401

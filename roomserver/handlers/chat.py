@@ -1,0 +1,143 @@
+"""Audience interaction ops: barrage, likes, gifts, analytics tracking, pinned products."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Annotated, Literal
+
+import msgspec
+
+from roomserver.bus.base import CommitStatus, Idem
+from roomserver.core import room as rules
+from roomserver.core.room import Emit, Product
+from roomserver.handlers import OpContext, op
+from roomserver.protocol import OpError, now_ms
+
+CID = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+def fingerprint(*parts: object) -> str:
+    """A digest of an op's parameters, stored with its cid (same cid + other params = conflict)."""
+    return hashlib.sha1(msgspec.json.encode(parts)).hexdigest()[:16]
+
+
+def idem_for(ctx: OpContext, op_name: str, cid: str | None, *params: object) -> Idem | None:
+    if cid is None:
+        return None
+    return Idem(user=ctx.user, cid=f"{op_name}:{cid}", fingerprint=fingerprint(*params))
+
+
+class BarrageParams(msgspec.Struct, forbid_unknown_fields=False):
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    cid: CID | None = None
+
+
+@op("barrage.send", BarrageParams, family="barrage")
+async def barrage(ctx: OpContext, p: BarrageParams) -> dict:
+    node, room, now = ctx.node, ctx.room, now_ms()
+    if not p.text.strip():
+        raise OpError("bad_request", "text must not be blank")
+    doc = await node.require_room(room)
+    staff = ctx.identity.is_staff
+    if rules.is_restricted(doc.mutes, ctx.user, now):
+        raise OpError("muted", "you are muted in this room")
+    if doc.slow_s and not staff:
+        last = ctx.session.last_barrage.get(room, 0)
+        wait = last + doc.slow_s * 1000 - now
+        if wait > 0:
+            raise OpError("rate_limited", f"slow mode: one message every {doc.slow_s}s", retry_after_ms=wait)
+    if node.words.for_room(room, doc.words).find(p.text) is not None:
+        raise OpError("blocked_content", "the message contains a blocked word")
+    data = {"id": secrets.token_hex(8), "user": ctx.identity.public(), "text": p.text, "cid": p.cid}
+    res = await node.publish(
+        room,
+        [Emit("barrage", data)],
+        idem=idem_for(ctx, "barrage", p.cid, p.text),
+        capped=not staff,
+        barrage_cap=doc.barrage_cap,
+    )
+    seq = res.seqs[0] if res.seqs else None
+    if res.status == CommitStatus.OK:
+        ctx.session.last_barrage[room] = now
+    if seq is None:
+        node.metrics.shed.inc()
+        return {"seq": None, "shed": True}
+    return {"seq": seq}
+
+
+class LikeParams(msgspec.Struct, forbid_unknown_fields=False):
+    count: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+
+
+@op("like.send", LikeParams, family="like")
+async def like(ctx: OpContext, p: LikeParams) -> dict:
+    # Aggregated: the node sums likes and the room emits `likes {total, delta}` at most once a second.
+    ctx.node.add_likes(ctx.room, p.count)
+    return {}
+
+
+class GiftParams(msgspec.Struct, forbid_unknown_fields=False):
+    gift: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    count: Annotated[int, msgspec.Meta(ge=1, le=999)] = 1
+    cid: CID | None = None
+
+
+@op("gift.send", GiftParams, family="gift")
+async def gift(ctx: OpContext, p: GiftParams) -> dict:
+    node = ctx.node
+    catalog = {g["id"]: g for g in node.config.gifts}
+    item = catalog.get(p.gift)
+    if item is None:
+        raise OpError("bad_request", f"unknown gift {p.gift!r}; see the catalog in the join snapshot")
+    value = int(item["value"]) * p.count
+    data = {
+        "user": ctx.identity.public(),
+        "gift": {"id": item["id"], "name": item["name"], "value": item["value"]},
+        "count": p.count,
+        "value": value,
+    }
+    await node.require_room(ctx.room)
+    await node.publish(ctx.room, [Emit("gift", data)], idem=idem_for(ctx, "gift", p.cid, p.gift, p.count))
+    return {"value": value}
+
+
+TrackAction = Literal["product.click", "cart.add", "share", "favorite", "follow"]
+
+
+class TrackParams(msgspec.Struct, forbid_unknown_fields=False):
+    action: TrackAction
+    product: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
+@op("track", TrackParams)
+async def track(ctx: OpContext, p: TrackParams) -> dict:
+    if p.action in ("product.click", "cart.add") and p.product is None:
+        raise OpError("bad_request", f"{p.action} needs a product")
+    ctx.node.metrics.tracked.labels(action=p.action).inc()
+    return {}
+
+
+class PinParams(msgspec.Struct, forbid_unknown_fields=False):
+    product: Product
+
+
+class UnpinParams(msgspec.Struct, forbid_unknown_fields=False):
+    product: dict | None = None
+
+
+@op("product.pin", PinParams, who="staff")
+async def pin(ctx: OpContext, p: PinParams) -> dict:
+    await ctx.node.transact(ctx.room, lambda d: rules.pin(d, p.product))
+    return {}
+
+
+@op("product.unpin", UnpinParams, who="staff")
+async def unpin(ctx: OpContext, p: UnpinParams) -> dict:
+    product_id = None
+    if p.product is not None:
+        product_id = p.product.get("id")
+        if not isinstance(product_id, str):
+            raise OpError("bad_request", "product.id must be a string")
+    await ctx.node.transact(ctx.room, lambda d: rules.unpin(d, product_id))
+    return {}

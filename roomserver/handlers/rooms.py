@@ -1,0 +1,134 @@
+"""Room lifecycle ops: ping, join, leave, resume, start, end."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from roomserver.bus.base import HistoryGone
+from roomserver.core import room as rules
+from roomserver.core.room import Emit
+from roomserver.handlers import OpContext, op
+from roomserver.protocol import OpError, now_ms, reply_ok
+
+TITLE = Annotated[str, msgspec.Meta(max_length=rules.TITLE_MAX)]
+RESUME_PAGE = 1000
+
+
+@op("ping", joined=False, needs_room=False)
+async def ping(ctx: OpContext, p: object) -> dict:
+    return {"ts": now_ms()}
+
+
+def _admit(ctx: OpContext, doc: rules.RoomDoc) -> None:
+    if not ctx.identity.admits(ctx.room):
+        raise OpError("forbidden", f"this token admits room {ctx.identity.room} only")
+    if not ctx.identity.is_staff and rules.is_restricted(doc.kicks, ctx.user, now_ms()):
+        raise OpError("forbidden", "you were removed from this room")
+
+
+@op("room.join", joined=False)
+async def join(ctx: OpContext, p: object) -> dict:
+    node, conn = ctx.node, ctx.session.conn
+    if ctx.identity.room is not None and not ctx.identity.admits(ctx.room):
+        raise OpError("forbidden", f"this token admits room {ctx.identity.room} only")
+    rules.validate_room_id(ctx.room)
+    doc = await node.room(ctx.room, create=True)
+    _admit(ctx, doc)
+    ch = await node.ensure_channel(ctx.room)
+    likes = await node.load_likes(ctx.room)
+    # No await from here on: the member goes live at exactly the snapshot's seq.
+    seq = node.fanout.join(conn, ctx.room)
+    ctx.session.joined_at.setdefault(ctx.room, now_ms())
+    if node.sample_joined(ctx.room):
+        node.spawn(
+            node.publish(ctx.room, [Emit("member.joined", {"user": ctx.identity.public()}, durable=False)])
+        )
+    return rules.snapshot(
+        doc, online=node.online(ctx.room), likes=likes, seq=seq, epoch=ch.epoch, gifts=node.config.gifts
+    )
+
+
+@op("room.leave")
+async def leave(ctx: OpContext, p: object) -> dict:
+    node = ctx.node
+    ctx.session.joined_at.pop(ctx.room, None)
+    if node.fanout.leave(ctx.session.conn, ctx.room):
+        node.spawn(node.release_channel(ctx.room))
+    return {}
+
+
+class ResumeParams(msgspec.Struct, forbid_unknown_fields=False):
+    since: Annotated[int, msgspec.Meta(ge=0)]
+    epoch: str = ""
+
+
+@op("room.resume", ResumeParams, joined=False)
+async def resume(ctx: OpContext, p: ResumeParams) -> dict | None:
+    node, conn, room = ctx.node, ctx.session.conn, ctx.room
+    rules.validate_room_id(room)
+    doc = await node.room(room)
+    if doc is None:
+        raise OpError("history_gone", f"room {room} has no history")
+    _admit(ctx, doc)
+    ch = await node.ensure_channel(room)
+    if p.epoch != ch.epoch:
+        raise OpError("history_gone", "the room's history was reset (epoch changed): join again")
+    was_member = room in conn.rooms
+    node.fanout.begin_sync(conn, room)
+    history = []
+    since = p.since
+    try:
+        while True:
+            page = await node.broker.history(room, since, RESUME_PAGE)
+            if page.epoch and page.epoch != p.epoch:
+                raise HistoryGone("epoch changed")
+            history.extend(page.events)
+            if len(page.events) < RESUME_PAGE:
+                break
+            since = page.events[-1].seq
+    except HistoryGone as exc:
+        _abandon_sync(ctx, was_member)
+        raise OpError("history_gone", f"cannot resume from seq {p.since}: {exc}") from None
+    except BaseException:
+        _abandon_sync(ctx, was_member)
+        raise
+    ctx.session.joined_at.setdefault(room, now_ms())
+    req_id = ctx.req_id
+    node.fanout.end_sync(
+        conn, room, history, None if req_id is None else lambda n: reply_ok(req_id, {"replayed": n})
+    )
+    ctx.replied = True
+    return None
+
+
+def _abandon_sync(ctx: OpContext, was_member: bool) -> None:
+    """A failed resume changes nothing: a new member is removed again."""
+    fanout = ctx.node.fanout
+    if was_member:
+        fanout.end_sync(ctx.session.conn, ctx.room, [], None)
+    elif fanout.leave(ctx.session.conn, ctx.room):
+        ctx.node.spawn(ctx.node.release_channel(ctx.room))
+
+
+class StartParams(msgspec.Struct, forbid_unknown_fields=False):
+    title: TITLE | None = None
+
+
+@op("room.start", StartParams, who="host")
+async def start(ctx: OpContext, p: StartParams) -> dict:
+    now = now_ms()
+    doc, _ = await ctx.node.transact(ctx.room, lambda d: rules.start(d, ctx.user, now, p.title))
+    await ctx.node.hooks.room_started(ctx.room, doc)
+    return {"room": rules.public_view(doc)}
+
+
+@op("room.end", who="host")
+async def end(ctx: OpContext, p: object) -> dict:
+    node = ctx.node
+    now = now_ms()
+    summary = await node.hooks.show_summary(ctx.room)
+    doc, _ = await node.transact(ctx.room, lambda d: rules.end(d, now, summary))
+    await node.hooks.room_ended(ctx.room, doc, summary)
+    return {"summary": summary}

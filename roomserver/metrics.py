@@ -1,0 +1,48 @@
+"""Prometheus metrics (one registry per server instance, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.sockets = Gauge("roomserver_sockets", "Open client WebSockets on this node", registry=r)
+        self.rooms = Gauge("roomserver_rooms", "Rooms with at least one socket on this node", registry=r)
+        self.events_in = Counter("roomserver_ops_total", "Client ops handled", ["op", "result"], registry=r)
+        self.events_out = Counter("roomserver_bus_events_total", "Events received from the bus", registry=r)
+        self.deliveries = Gauge(
+            "roomserver_deliveries", "Messages written to sockets since start (events x sockets)", registry=r
+        )
+        self.frames = Gauge("roomserver_frames", "WebSocket frames written since start", registry=r)
+        self.shed = Counter(
+            "roomserver_barrage_shed_total", "Barrage messages shed over the room cap", registry=r
+        )
+        self.shed_ephemeral = Gauge(
+            "roomserver_ephemeral_shed",
+            "Ephemeral messages skipped for sockets over the soft buffer",
+            registry=r,
+        )
+        self.slow_closes = Gauge("roomserver_slow_consumer_closes", "Sockets closed with 4008", registry=r)
+        self.queue_depth = Gauge(
+            "roomserver_socket_buffer_bytes_max",
+            "Largest unsent byte count of any socket at scrape",
+            registry=r,
+        )
+        self.tracked = Counter("roomserver_tracked_total", "Analytics track ops", ["action"], registry=r)
+        self.flush_seconds = Histogram(
+            "roomserver_flush_seconds",
+            "Time to write one flush to all sockets",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+
+    def observe_flush(self, seconds: float, frames: int) -> None:
+        self.flush_seconds.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,316 @@
+"""One server process's view of the rooms: broker + fan-out + caches + timers.
+
+Handlers talk to rooms only through ``Node``: ``room`` (cached document),
+``transact`` (load → pure rule → atomic commit, retried on version conflict),
+``publish`` (events without a document change) and ``ensure_channel`` (this
+node subscribed and ready to fan a room out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from roomserver.bus.base import Broker, BusEvent, CommitResult, CommitStatus, Delivery, Draft, Idem
+from roomserver.config import Config
+from roomserver.core import room as rules
+from roomserver.core.moderation import TokenBucket, WordFilters
+from roomserver.core.room import Emit, RoomDoc
+from roomserver.fanout import Fanout, RoomChannel
+from roomserver.metrics import Metrics
+from roomserver.protocol import CLOSE_SLOW_CONSUMER, OpError, encode_event, now_ms
+
+log = logging.getLogger(__name__)
+
+PRESENCE_PERIOD_S = 1.0
+PRESENCE_TTL_MS = 5_000
+ONLINE_INTERVAL_MS = 2_000
+LIKES_INTERVAL_MS = 1_000
+MAX_TRANSACT_TRIES = 20
+# member.joined is sampled: at most this many per second per room per node.
+JOINED_PER_S = 5.0
+
+Rule = Callable[[RoomDoc], tuple[RoomDoc, list[Emit]]]
+
+
+class Node:
+    def __init__(self, config: Config, broker: Broker, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.broker = broker
+        self.metrics = metrics or Metrics()
+        self.fanout = Fanout(
+            flush_ms=config.flush_ms,
+            frame_budget=config.frame_budget,
+            buffer_soft=config.socket_buffer_soft,
+            buffer_limit=config.socket_buffer_limit,
+            batching=config.batching,
+            history_reader=self._history_after,
+            on_epoch_change=self._epoch_changed,
+            on_flush=self.metrics.observe_flush,
+        )
+        self.words = WordFilters()
+        self._docs: dict[str, tuple[int, RoomDoc]] = {}
+        self._room_locks: dict[str, asyncio.Lock] = {}
+        self._subscribed: set[str] = set()
+        self._online: dict[str, int] = {}
+        self._likes_local: dict[str, int] = {}
+        self._likes_total: dict[str, int] = {}
+        self._joined_buckets: dict[str, TokenBucket] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._background: set[asyncio.Task] = set()
+        self.hooks = ShowHooks(self)
+        self.draining = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start(self._on_delivery)
+        self.fanout.start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._every(PRESENCE_PERIOD_S, self._report_presence), name="presence"),
+            loop.create_task(self._every(LIKES_INTERVAL_MS / 1000, self._flush_likes), name="likes"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._flush_likes()
+        with contextlib.suppress(Exception):
+            await self.broker.report_presence({}, PRESENCE_TTL_MS)
+        await self.fanout.stop()
+        await self.broker.close()
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run a coroutine in the background; failures are logged, not lost."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background task failed: %r", task.exception())
+
+    async def _every(self, period: float, fn: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await fn()
+            except Exception as exc:  # the bus may be down; the loop must survive
+                log.warning("%s failed: %s", getattr(fn, "__name__", fn), exc)
+
+    # -- bus -> fan-out ----------------------------------------------------------
+
+    def _on_delivery(self, d: Delivery) -> None:
+        cached = self._docs.get(d.room)
+        if cached is not None and d.version > cached[0]:
+            del self._docs[d.room]
+        self.metrics.events_out.inc(len(d.events))
+        self.fanout.ingest(d)
+
+    async def _history_after(self, room: str, since: int) -> list[BusEvent]:
+        return (await self.broker.history(room, since)).events
+
+    def _epoch_changed(self, ch: RoomChannel) -> None:
+        # History was lost: members' seq no longer means anything. Make them resume
+        # (they will get history_gone and re-join), never replay another stream.
+        for conn in list(ch.members):
+            self.fanout._close(conn, CLOSE_SLOW_CONSUMER, "room history was reset")
+
+    async def ensure_channel(self, room: str) -> RoomChannel:
+        """Subscribe this node to ``room`` (once) and wait until it is ready."""
+        ch = self.fanout.channel(room)
+        if ch.ready.is_set():
+            return ch
+        lock = self._room_locks.setdefault(room, asyncio.Lock())
+        async with lock:
+            if room not in self._subscribed:
+                await self.broker.subscribe(room)
+                self._subscribed.add(room)
+            if not ch.ready.is_set():
+                rec = await self.broker.load(room)
+                self.fanout.set_ready(room, rec.epoch, rec.seq)
+        return self.fanout.channel(room)
+
+    async def release_channel(self, room: str) -> None:
+        """Unsubscribe after the last local member left (unless one came back)."""
+        lock = self._room_locks.setdefault(room, asyncio.Lock())
+        async with lock:
+            if room in self.fanout.channels or room not in self._subscribed:
+                return
+            self._subscribed.discard(room)
+            self._docs.pop(room, None)
+            self.words.forget(room)
+            with contextlib.suppress(Exception):
+                await self.broker.unsubscribe(room)
+
+    # -- room documents ------------------------------------------------------------
+
+    async def room(self, room: str, *, create: bool = False) -> RoomDoc | None:
+        cached = self._docs.get(room)
+        if cached is not None:
+            return cached[1]
+        rec = await self.broker.load(room)
+        if rec.doc is None:
+            if not create:
+                return None
+            doc = rules.new_room(room, now_ms(), barrage_cap=self.config.barrage_cap)
+            res = await self.broker.commit(room, [], expect_version=0, doc=rules.encode_doc(doc))
+            if res.status == CommitStatus.OK:
+                self._docs[room] = (res.version, doc)
+                return doc
+            rec = await self.broker.load(room)
+            assert rec.doc is not None
+        doc = rules.decode_doc(rec.doc)
+        self._docs[room] = (rec.version, doc)
+        return doc
+
+    async def require_room(self, room: str) -> RoomDoc:
+        doc = await self.room(room)
+        if doc is None:
+            raise OpError("not_found", f"room {room} does not exist")
+        return doc
+
+    async def transact(
+        self, room: str, rule: Rule, *, idem: Idem | None = None, create: bool = False
+    ) -> tuple[RoomDoc, CommitResult]:
+        """Apply a pure rule to the room document and commit it with its events,
+        atomically. On a version conflict, reload and apply the rule again."""
+        cached = self._docs.get(room)
+        for _ in range(MAX_TRANSACT_TRIES):
+            if cached is None:
+                rec = await self.broker.load(room)
+                if rec.doc is None:
+                    if not create:
+                        raise OpError("not_found", f"room {room} does not exist")
+                    await self.room(room, create=True)
+                    cached = self._docs.get(room)
+                    continue
+                cached = (rec.version, rules.decode_doc(rec.doc))
+            version, doc = cached
+            new_doc, emits = rule(doc)
+            res = await self.broker.commit(
+                room,
+                self.drafts(room, emits),
+                expect_version=version,
+                doc=rules.encode_doc(new_doc),
+                idem=idem,
+            )
+            if res.status == CommitStatus.VERSION_CONFLICT:
+                cached = None
+                continue
+            if res.status == CommitStatus.IDEM_CONFLICT:
+                raise OpError("conflict", "this cid was used with other parameters")
+            if res.status == CommitStatus.OK:
+                self._docs[room] = (res.version, new_doc)
+            return new_doc, res
+        raise OpError("unavailable", "the room is too busy, retry", retry_after_ms=100)
+
+    async def publish(
+        self,
+        room: str,
+        emits: Iterable[Emit],
+        *,
+        idem: Idem | None = None,
+        capped: bool = False,
+        barrage_cap: int = 0,
+    ) -> CommitResult:
+        drafts = self.drafts(room, emits, capped=capped)
+        res = await self.broker.commit(room, drafts, idem=idem, barrage_cap=barrage_cap)
+        if res.status == CommitStatus.IDEM_CONFLICT:
+            raise OpError("conflict", "this cid was used with other parameters")
+        return res
+
+    @staticmethod
+    def drafts(room: str, emits: Iterable[Emit], *, capped: bool = False) -> list[Draft]:
+        return [
+            Draft(
+                encode_event(e.ev, room, e.data),
+                durable=e.durable,
+                capped=capped,
+                coalesce=e.ev if not e.durable and not e.audience else "",
+                audience=e.audience,
+                close_code=e.close_code,
+            )
+            for e in emits
+        ]
+
+    # -- presence, online, likes ------------------------------------------------------
+
+    def online(self, room: str) -> int:
+        local = len(self.fanout.channels[room].members) if room in self.fanout.channels else 0
+        return max(self._online.get(room, 0), local)
+
+    async def _report_presence(self) -> None:
+        counts = self.fanout.local_counts()
+        self.metrics.rooms.set(len(counts))
+        self.metrics.sockets.set(len(self.fanout.connections))
+        totals = await self.broker.report_presence(counts, PRESENCE_TTL_MS)
+        self._online = totals
+        for room, total in totals.items():
+            if await self.broker.gate(room, "online", ONLINE_INTERVAL_MS, str(total)):
+                await self.publish(room, [Emit("online", {"count": total}, durable=False)])
+
+    def add_likes(self, room: str, count: int) -> None:
+        self._likes_local[room] = self._likes_local.get(room, 0) + count
+
+    def likes_total(self, room: str) -> int:
+        return self._likes_total.get(room, 0) + self._likes_local.get(room, 0)
+
+    async def _flush_likes(self) -> None:
+        pending, self._likes_local = self._likes_local, {}
+        # Also poll rooms with nothing new here: another node's pending delta is
+        # flushed by whoever calls first after the interval.
+        for room in set(pending) | set(self.fanout.channels):
+            delta = pending.get(room, 0)
+            if not delta and room not in self._likes_total:
+                continue
+            try:
+                total, flushed = await self.broker.accumulate(room, "likes", delta, LIKES_INTERVAL_MS)
+            except Exception:
+                self._likes_local[room] = self._likes_local.get(room, 0) + delta
+                raise
+            self._likes_total[room] = total
+            if flushed:
+                await self.publish(room, [Emit("likes", {"total": total, "delta": flushed}, durable=False)])
+
+    async def load_likes(self, room: str) -> int:
+        total, _ = await self.broker.accumulate(room, "likes", 0, 10**12)
+        self._likes_total[room] = total
+        return self.likes_total(room)
+
+    def sample_joined(self, room: str) -> bool:
+        bucket = self._joined_buckets.get(room)
+        if bucket is None:
+            bucket = self._joined_buckets[room] = TokenBucket(JOINED_PER_S, JOINED_PER_S)
+        return bucket.take(now_ms()) == 0
+
+
+class ShowHooks:
+    """What happens around a show besides its events: the summary at the end.
+    Webhooks and analytics attach here."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def room_started(self, room: str, doc: RoomDoc) -> None:
+        return None
+
+    async def show_summary(self, room: str) -> dict[str, Any]:
+        doc = await self.node.require_room(room)
+        started = doc.started_at or now_ms()
+        return {
+            "show": doc.show,
+            "duration_s": max(0, now_ms() - started) // 1000,
+            "online": self.node.online(room),
+            "likes": self.node.likes_total(room),
+        }
+
+    async def room_ended(self, room: str, doc: RoomDoc, summary: dict[str, Any]) -> None:
+        return None

@@ -1,0 +1,73 @@
+"""Composition: config -> broker -> node -> aiohttp application."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from roomserver.auth import TokenVerifier
+from roomserver.bus.base import Broker, HistoryLimits
+from roomserver.bus.memory import MemoryBroker, MemoryHub
+from roomserver.config import Config
+from roomserver.gateway import Gateway
+from roomserver.handlers import load_all
+from roomserver.metrics import Metrics
+from roomserver.node import Node
+
+log = logging.getLogger(__name__)
+
+NODE_KEY = web.AppKey("node", Node)
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+CONFIG_KEY = web.AppKey("config", Config)
+VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web_client"
+
+
+def make_broker(config: Config) -> Broker:
+    limits = HistoryLimits(max_events=config.history_events, max_age_ms=config.history_age_s * 1000)
+    if config.redis_cluster or config.redis_url:
+        from roomserver.bus.redis import RedisBroker
+
+        if config.redis_cluster:
+            return RedisBroker.from_cluster(
+                config.redis_cluster, node_id=config.node_id, limits=limits, prefix=config.redis_prefix
+            )
+        assert config.redis_url is not None
+        return RedisBroker.from_url(
+            config.redis_url, node_id=config.node_id, limits=limits, prefix=config.redis_prefix
+        )
+    return MemoryBroker(MemoryHub(limits), node_id=config.node_id)
+
+
+def create_app(config: Config, broker: Broker | None = None) -> web.Application:
+    load_all()
+    verifier = TokenVerifier(config.app_secrets())
+    node = Node(config, broker or make_broker(config), Metrics())
+    gateway = Gateway(node, verifier)
+    app = web.Application(client_max_size=256 * 1024)
+    app[NODE_KEY] = node
+    app[GATEWAY_KEY] = gateway
+    app[CONFIG_KEY] = config
+    app[VERIFIER_KEY] = verifier
+    app.router.add_get("/v1/ws", gateway.handle)
+
+    from roomserver.api import add_routes
+
+    add_routes(app)
+
+    async def on_startup(app: web.Application) -> None:
+        await node.start()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await gateway.drain()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await node.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return app
