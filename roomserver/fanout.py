@@ -122,7 +122,6 @@ class FanoutStats:
     events_in: int = 0
     shed_ephemeral: int = 0
     slow_closes: int = 0
-    flush_seconds: list[float] = field(default_factory=list)
 
 
 class Fanout:
@@ -454,6 +453,9 @@ class Fanout:
                 continue
             buffered = conn.transport.get_write_buffer_size()
             if buffered > soft:
+                if buffered > self.buffer_limit:
+                    self._slow(conn)
+                    continue
                 if reduced is None:
                     durable = [ev.body for ev in events if ev.seq]
                     durable_n = len(durable)

@@ -1,0 +1,230 @@
+"""Fan-out: shared frames, ordering, gap repair, sync, shedding, slow consumers.
+
+Sockets are stood in for by a transport that records what is written; the
+WebSocket framing itself is checked by decoding the frames."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import msgspec
+import pytest
+
+from roomserver.bus.base import BusEvent, Delivery
+from roomserver.fanout import Connection, Fanout, ws_text_frame
+from roomserver.protocol import encode_event, with_seq
+
+
+class RecordingTransport:
+    def __init__(self, buffered: int = 0) -> None:
+        self.frames: list[bytes] = []
+        self.buffered = buffered
+
+    def write(self, data: bytes) -> None:
+        self.frames.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def messages(self) -> list[dict]:
+        out = []
+        for f in self.frames:
+            assert f[0] == 0x81
+            n = f[1]
+            off = 2
+            if n == 126:
+                (n,) = struct.unpack("!H", f[2:4])
+                off = 4
+            elif n == 127:
+                (n,) = struct.unpack("!Q", f[2:10])
+                off = 10
+            assert len(f) == off + n
+            out.extend(msgspec.json.decode(f[off:]))
+        return out
+
+
+def make_conn(i: int, user: str = "", staff: bool = False, buffered: int = 0):
+    closed: list[int] = []
+
+    async def closer(code: int, reason: str) -> None:
+        closed.append(code)
+
+    t = RecordingTransport(buffered)
+    conn = Connection(i, user or f"u{i}", staff, t, closer)  # type: ignore[arg-type]
+    return conn, t, closed
+
+
+def durable(room: str, seq: int, text: str = "x") -> BusEvent:
+    return BusEvent(seq, with_seq(encode_event("barrage", room, {"text": text}, ts=1), seq))
+
+
+def ephemeral(room: str, ev: str, n: int, **kw) -> BusEvent:
+    return BusEvent(0, encode_event(ev, room, {"n": n}, ts=1), **kw)
+
+
+def delivery(room: str, *events: BusEvent, epoch: str = "e1") -> Delivery:
+    return Delivery(room, epoch, 1, tuple(events))
+
+
+@pytest.fixture
+def fanout():
+    return Fanout(flush_ms=10)
+
+
+def test_ws_frame_lengths():
+    for n in (0, 125, 126, 65535, 65536):
+        f = ws_text_frame(b"a" * n)
+        assert f[0] == 0x81 and f.endswith(b"a" * n)
+
+
+def test_one_shared_frame_for_all_members(fanout):
+    conns = [make_conn(i) for i in range(3)]
+    fanout.set_ready("r", "e1", 0)
+    for c, _, _ in conns:
+        fanout.join(c, "r")
+    fanout.ingest(delivery("r", durable("r", 1), durable("r", 2)))
+    fanout.flush()
+    frames = [t.frames for _, t, _ in conns]
+    assert all(len(f) == 1 for f in frames)
+    assert frames[0][0] is frames[1][0] is frames[2][0]  # the very same bytes object
+    assert [m["seq"] for m in conns[0][1].messages()] == [1, 2]
+
+
+def test_personal_messages_come_first_in_the_same_frame(fanout):
+    (c1, t1, _), (c2, t2, _) = make_conn(1), make_conn(2)
+    fanout.set_ready("r", "e1", 0)
+    fanout.join(c1, "r")
+    fanout.join(c2, "r")
+    fanout.send_personal(c1, b'{"re":1,"ok":true,"data":{}}')
+    fanout.ingest(delivery("r", durable("r", 1)))
+    fanout.flush()
+    assert len(t1.frames) == 1
+    assert [m.get("re", m.get("seq")) for m in t1.messages()] == [1, 1]
+    assert [m["seq"] for m in t2.messages()] == [1]
+
+
+def test_duplicates_dropped_and_deliveries_held_until_ready(fanout):
+    c, t, _ = make_conn(1)
+    fanout.channel("r")
+    fanout.ingest(delivery("r", durable("r", 5)))  # before ready: held
+    fanout.set_ready("r", "e1", 4)
+    fanout.join(c, "r")
+    fanout.ingest(delivery("r", durable("r", 5), durable("r", 6)))
+    fanout.flush()
+    assert [m["seq"] for m in t.messages()] == [5, 6]
+
+
+async def test_gap_is_repaired_from_history_before_later_events():
+    history = {2: durable("r", 2), 3: durable("r", 3)}
+    calls = []
+
+    async def reader(room: str, since: int):
+        calls.append(since)
+        await asyncio.sleep(0.01)
+        return [history[s] for s in sorted(history) if s > since]
+
+    fanout = Fanout(flush_ms=10, history_reader=reader)
+    c, t, _ = make_conn(1)
+    fanout.set_ready("r", "e1", 0)
+    fanout.join(c, "r")
+    fanout.ingest(delivery("r", durable("r", 1)))
+    fanout.ingest(delivery("r", durable("r", 4)))  # 2 and 3 were lost
+    fanout.ingest(delivery("r", durable("r", 5)))
+    await asyncio.sleep(0.05)
+    fanout.flush()
+    assert calls == [1]
+    assert [m["seq"] for m in t.messages()] == [1, 2, 3, 4, 5]
+
+
+def test_ephemeral_events_coalesce_by_key(fanout):
+    c, t, _ = make_conn(1)
+    fanout.set_ready("r", "e1", 0)
+    fanout.join(c, "r")
+    fanout.ingest(delivery("r", ephemeral("r", "likes", 1, coalesce="likes"), durable("r", 1)))
+    fanout.ingest(delivery("r", ephemeral("r", "likes", 2, coalesce="likes"), ephemeral("r", "x", 3)))
+    fanout.flush()
+    msgs = t.messages()
+    assert [(m["ev"], m["data"].get("n")) for m in msgs] == [("barrage", None), ("likes", 2), ("x", 3)]
+
+
+def test_targeted_events_reach_only_their_audience_and_close(fanout):
+    (a, ta, ca), (b, tb, _), (s, ts, _) = make_conn(1, "alice"), make_conn(2, "bob"), make_conn(3, "mod", staff=True)
+    fanout.set_ready("r", "e1", 0)
+    for c in (a, b, s):
+        fanout.join(c, "r")
+    fanout.ingest(
+        delivery(
+            "r",
+            ephemeral("r", "kicked", 1, audience="user:alice", close_code=4003),
+            ephemeral("r", "cohost.requested", 2, audience="staff"),
+        )
+    )
+    fanout.flush()
+    assert [m["ev"] for m in ta.messages()] == ["kicked"]
+    assert tb.messages() == []
+    assert [m["ev"] for m in ts.messages()] == ["cohost.requested"]
+    assert a.closed
+
+
+def test_sync_merges_history_and_held_events_without_duplicates(fanout):
+    c, t, _ = make_conn(1)
+    fanout.set_ready("r", "e1", 3)
+    fanout.begin_sync(c, "r")
+    fanout.ingest(delivery("r", durable("r", 4), ephemeral("r", "online", 1)))
+    fanout.ingest(delivery("r", durable("r", 5)))
+    fanout.flush()
+    assert t.frames == []  # held while syncing
+    history = [durable("r", 2), durable("r", 3), durable("r", 4)]
+    n = fanout.end_sync(c, "r", history, lambda n: msgspec.json.encode({"re": 1, "ok": True, "data": {"replayed": n}}))
+    fanout.flush()
+    msgs = t.messages()
+    assert n == 4
+    assert msgs[0]["data"] == {"replayed": 4}
+    assert [m.get("seq") for m in msgs[1:]] == [2, 3, 4, None, 5]
+
+
+def test_soft_limit_sheds_ephemeral_and_hard_limit_closes(fanout):
+    fanout.buffer_soft, fanout.buffer_limit = 100, 1000
+    (ok, tok, _), (soft, tsoft, _), (slow, tslow, cslow) = make_conn(1), make_conn(2, buffered=500), make_conn(
+        3, buffered=5000
+    )
+    fanout.set_ready("r", "e1", 0)
+    for c in (ok, soft, slow):
+        fanout.join(c, "r")
+    fanout.ingest(delivery("r", durable("r", 1), ephemeral("r", "online", 1)))
+    fanout.flush()
+    assert [m["ev"] for m in tok.messages()] == ["barrage", "online"]
+    assert [m["ev"] for m in tsoft.messages()] == ["barrage"]
+    assert tslow.frames == [] and slow.closed
+    assert fanout.stats.slow_closes == 1 and fanout.stats.shed_ephemeral == 1
+
+
+def test_epoch_change_resets_and_notifies():
+    seen = []
+    fanout = Fanout(flush_ms=10, on_epoch_change=lambda ch: seen.append(ch.room))
+    c, t, _ = make_conn(1)
+    fanout.set_ready("r", "e1", 10)
+    fanout.join(c, "r")
+    fanout.ingest(delivery("r", durable("r", 1), epoch="e2"))
+    fanout.flush()
+    assert seen == ["r"]
+    assert [m["seq"] for m in t.messages()] == [1]
+
+
+def test_no_batching_writes_one_frame_per_event():
+    fanout = Fanout(flush_ms=10, batching=False)
+    c, t, _ = make_conn(1)
+    fanout.set_ready("r", "e1", 0)
+    fanout.join(c, "r")
+    fanout.ingest(delivery("r", durable("r", 1), durable("r", 2)))
+    assert len(t.frames) == 2
+
+
+def test_leave_drops_empty_channels(fanout):
+    c, _, _ = make_conn(1)
+    fanout.set_ready("r", "e1", 0)
+    fanout.join(c, "r")
+    assert fanout.local_counts() == {"r": 1}
+    assert fanout.remove_connection(c) == ["r"]
+    assert fanout.channels == {}
