@@ -1,0 +1,467 @@
+"""MediaRouter: the per-process selective forwarding unit.
+
+    rooms ─► publishers (user, role: host|cohost|call, one RTCPeerConnection, one
+             TrackForwarder per m-line) ─► viewers (one RTCPeerConnection each, one
+             ForwardedTrack per forwarded m-line)
+
+Sessions are WHIP (publish) or WHEP (play) sessions; each owns exactly one peer connection
+and is closed on `stop`, on ICE/DTLS failure or remote close, when it does not connect within
+`connect_timeout`, when its publisher goes away (viewers), and on `close()`. Every peer
+connection the router creates is in `_live_pcs` from creation until `close()` has finished,
+so `peer_connections` is an exact leak check.
+
+PK: `link(room, source_room, user)` shows `user` (publishing in `source_room`) in `room`'s
+publisher list with role "pk", and `play(room, user, ...)` plays it from `room`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
+
+from .errors import BadRequest, Forbidden, LimitReached, MediaError, NotFound
+from .forwarding import (
+    AUDIO_QUEUE_FRAMES,
+    KEYFRAME_REQUEST_INTERVAL_S,
+    VIDEO_QUEUE_FRAMES,
+    ForwardedTrack,
+    TrackForwarder,
+    relay_keyframe_requests,
+    tap_receiver,
+)
+from .ice import advertise_public_ip, pin_host_addresses, rtc_configuration
+from .links import ROLE_ORDER, PublisherLinks
+from .negotiation import media_lines, parse_offer, publisher_codec
+
+logger = logging.getLogger(__name__)
+
+PUBLISH_ROLES = ("host", "cohost", "call")
+SENDING = ("sendonly", "sendrecv")
+RECEIVING = ("recvonly", "sendrecv")
+# Errors aiortc raises for offers it cannot apply (bad fingerprints, no common codec, ...).
+_NEGOTIATION_ERRORS = (ValueError, OperationError, InvalidAccessError, InvalidStateError, InternalError)
+
+
+@dataclass(eq=False)
+class Session:
+    id: str
+    kind: str  # "publish" | "play"
+    room: str
+    user: str
+    pc: RTCPeerConnection
+    created_at: float = field(default_factory=time.monotonic)
+    closed: bool = False
+
+
+@dataclass(eq=False)
+class PublisherSession(Session):
+    role: str = "host"
+    stream: str = ""
+    forwarders: list[TrackForwarder] = field(default_factory=list)
+    viewer_ids: set[str] = field(default_factory=set)
+
+    def entry(self) -> dict:
+        """The PROTOCOL.md `media.publishers` entry; `stream` changes on every re-publish."""
+        return {
+            "user": self.user,
+            "role": self.role,
+            "stream": self.stream,
+            "tracks": [{"kind": f.kind, "codec": f.choice.name} for f in self.forwarders],
+        }
+
+
+@dataclass(eq=False)
+class ViewerSession(Session):
+    publisher_id: str = ""
+    tracks: list[ForwardedTrack] = field(default_factory=list)
+
+
+class MediaRouter:
+    """Per-process SFU. All methods run on the event loop that created the router.
+
+    Options: `ice_host` pins the addresses host candidates are gathered on (process-wide,
+    see ice.py; "127.0.0.1" in tests), `public_ip` is advertised instead of them in answers,
+    `max_publishers_per_room` caps a room (host + 8 co-hosts, or a 9-person call),
+    `connect_timeout` closes sessions that never connect, the queue sizes bound each
+    viewer's backlog, `keyframe_interval` rate-limits keyframe requests to a publisher.
+    """
+
+    def __init__(
+        self,
+        *,
+        ice_host: str | None = None,
+        public_ip: str | None = None,
+        max_publishers_per_room: int = 9,
+        connect_timeout: float = 20.0,
+        video_queue_frames: int = VIDEO_QUEUE_FRAMES,
+        audio_queue_frames: int = AUDIO_QUEUE_FRAMES,
+        keyframe_interval: float = KEYFRAME_REQUEST_INTERVAL_S,
+        on_publishers_changed: Callable[[str], None] | None = None,
+        on_session_closed: Callable[[str], None] | None = None,
+    ) -> None:
+        if ice_host is not None:
+            pin_host_addresses([ice_host])
+        self.ice_host = ice_host
+        self.public_ip = public_ip
+        self.max_publishers_per_room = max_publishers_per_room
+        self.connect_timeout = connect_timeout
+        self._forwarder_options = {
+            "video_queue_frames": video_queue_frames,
+            "audio_queue_frames": audio_queue_frames,
+            "keyframe_interval": keyframe_interval,
+        }
+        self.on_publishers_changed = on_publishers_changed
+        self.on_session_closed = on_session_closed
+        self._sessions: dict[str, Session] = {}
+        self._publishers: dict[str, dict[str, PublisherSession]] = {}
+        self._links = PublisherLinks()
+        self._live_pcs: set[RTCPeerConnection] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._closing = False
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def peer_connections(self) -> int:
+        """Peer connections created and not yet fully closed (negotiating ones included)."""
+        return len(self._live_pcs)
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return dict(self._sessions)
+
+    def session(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def rooms(self) -> list[str]:
+        return sorted({s.room for s in self._sessions.values()})
+
+    def local_publishers(self, room: str) -> list[dict]:
+        """Publishers of `room` itself (no PK links), in display order."""
+        sessions = sorted(
+            self._publishers.get(room, {}).values(), key=lambda s: (ROLE_ORDER[s.role], s.created_at)
+        )
+        return [s.entry() for s in sessions]
+
+    def publishers(self, room: str) -> list[dict]:
+        """PROTOCOL.md `media.publishers` list of `room`, PK-linked publishers included."""
+        return self._links.merged(room, self.local_publishers(room), self.local_publishers)
+
+    def publisher_session(self, room: str, user: str) -> PublisherSession | None:
+        return self._publishers.get(room, {}).get(user)
+
+    # ------------------------------------------------------------------ PK links
+
+    def link(self, room: str, source_room: str, user: str, role: str = "pk") -> None:
+        if self._links.add(room, source_room, user, role):
+            self._notify(room)
+
+    def unlink(self, room: str, source_room: str | None = None, user: str | None = None) -> None:
+        if self._links.remove(room, source_room, user):
+            self._notify(room)
+
+    # ------------------------------------------------------------------ publish
+
+    async def publish(self, room: str, user: str, role: str, offer_sdp: str) -> tuple[str, str]:
+        """WHIP: accept `user`'s offer in `room`; returns (session id, answer SDP).
+
+        A second publish by the same user in the same room replaces the first (a reconnect).
+        """
+        if role not in PUBLISH_ROLES:
+            raise BadRequest(f"cannot publish with role {role!r}")
+        offer = parse_offer(offer_sdp)
+        lines = media_lines(offer)
+        sending = [m for m in lines if m.direction in SENDING]
+        if not sending:
+            raise BadRequest("a WHIP offer must send audio or video (sendonly)")
+        choices = {id(m): publisher_codec(m) for m in sending}
+        others = [u for u in self._publishers.get(room, {}) if u != user]
+        if len(others) >= self.max_publishers_per_room:
+            raise LimitReached(f"room {room} already has {len(others)} publishers")
+
+        pc = self._new_pc()
+        session = PublisherSession(
+            id=_new_id(), kind="publish", room=room, user=user, pc=pc, role=role, stream=_new_id()
+        )
+        try:
+            by_transceiver: dict[RTCRtpTransceiver, TrackForwarder] = {}
+            for media in lines:
+                choice = choices.get(id(media))
+                if choice is None:
+                    pc.addTransceiver(media.kind, direction="inactive")
+                    continue
+                transceiver = pc.addTransceiver(media.kind, direction="recvonly")
+                transceiver.setCodecPreferences(choice.preferences())
+                forwarder = TrackForwarder(choice, **self._forwarder_options)
+                by_transceiver[transceiver] = forwarder
+                session.forwarders.append(forwarder)
+
+            tapped: set[RTCRtpTransceiver] = set()
+
+            @pc.on("track")
+            def on_track(track: object) -> None:
+                for transceiver, forwarder in by_transceiver.items():
+                    if transceiver.receiver.track is track and transceiver not in tapped:
+                        tap_receiver(transceiver.receiver, forwarder)
+                        tapped.add(transceiver)
+
+            answer = await self._answer(pc, offer_sdp)
+            if tapped != set(by_transceiver):
+                raise BadRequest("the offer's m-lines did not bind to the expected tracks")
+            others = [u for u in self._publishers.get(room, {}) if u != user]
+            if len(others) >= self.max_publishers_per_room:  # filled up while we negotiated
+                raise LimitReached(f"room {room} already has {len(others)} publishers")
+        except BaseException:
+            await self._discard_pc(pc)
+            raise
+
+        previous = self._publishers.get(room, {}).get(user)
+        self._register(session)
+        self._publishers.setdefault(room, {})[user] = session
+        if previous is not None:
+            await self._close_session(previous, "replaced by a new publish", notify=False)
+        self._notify_publishers_of(room)
+        return session.id, answer
+
+    # ------------------------------------------------------------------ play
+
+    async def play(
+        self, room: str, publisher_user: str | None, viewer_user: str, offer_sdp: str
+    ) -> tuple[str, str]:
+        """WHEP: `viewer_user` plays `publisher_user` (default: the host) as seen from `room`."""
+        publisher = self._resolve_publisher(room, publisher_user)
+        offer = parse_offer(offer_sdp)
+        lines = media_lines(offer)
+
+        pc = self._new_pc()
+        session = ViewerSession(
+            id=_new_id(), kind="play", room=room, user=viewer_user, pc=pc, publisher_id=publisher.id
+        )
+        try:
+            unused = list(publisher.forwarders)
+            for media in lines:
+                forwarder = next((f for f in unused if f.kind == media.kind), None)
+                if forwarder is None or media.direction not in RECEIVING:
+                    pc.addTransceiver(media.kind, direction="inactive")
+                    continue
+                unused.remove(forwarder)
+                track = forwarder.subscribe()
+                session.tracks.append(track)
+                transceiver = pc.addTransceiver(track, direction="sendonly")
+                transceiver.setCodecPreferences(forwarder.choice.viewer_preferences())
+                relay_keyframe_requests(transceiver.sender, forwarder)
+            if not session.tracks:
+                kinds = ", ".join(f.kind for f in publisher.forwarders)
+                raise BadRequest(f"the offer receives none of the publisher's tracks ({kinds})")
+            answer = await self._answer(pc, offer_sdp)
+        except BaseException:
+            for track in session.tracks:
+                track.stop()
+            await self._discard_pc(pc)
+            raise
+
+        if publisher.closed:  # the publisher left while we negotiated
+            for track in session.tracks:
+                track.stop()
+            await self._discard_pc(pc)
+            raise NotFound(f"{publisher.user} stopped publishing")
+        self._register(session)
+        publisher.viewer_ids.add(session.id)
+        return session.id, answer
+
+    def _resolve_publisher(self, room: str, user: str | None) -> PublisherSession:
+        local = self._publishers.get(room, {})
+        if user is None:
+            hosts = [s for s in local.values() if s.role == "host"]
+            if not hosts:
+                raise NotFound(f"nobody is publishing as host in room {room}")
+            return hosts[0]
+        if user in local:
+            return local[user]
+        link = self._links.find(room, user)
+        if link is not None:
+            source = self._publishers.get(link.source_room, {}).get(user)
+            if source is not None:
+                return source
+        raise NotFound(f"{user} is not publishing in room {room}")
+
+    # ------------------------------------------------------------------ stop
+
+    async def stop(
+        self, session_id: str, user: str, *, room: str | None = None, kind: str | None = None
+    ) -> None:
+        """Stop a session on behalf of `user`; only the user who created it may."""
+        session = self._sessions.get(session_id)
+        if (
+            session is None
+            or (room is not None and session.room != room)
+            or (kind is not None and session.kind != kind)
+        ):
+            raise NotFound("no such media session")
+        if session.user != user:
+            raise Forbidden("only the user who created a media session may stop it")
+        await self._close_session(session, "stopped by its owner")
+
+    async def unpublish(self, room: str, user: str) -> bool:
+        """Server-side stop of `user`'s publishing in `room` (co-host ended, kicked)."""
+        session = self._publishers.get(room, {}).get(user)
+        if session is None:
+            return False
+        await self._close_session(session, "unpublished by the server")
+        return True
+
+    async def close_room(self, room: str) -> None:
+        """End all media of `room` (room ended): its publishers, its viewers, its links."""
+        for session in [s for s in self._sessions.values() if s.room == room]:
+            await self._close_session(session, "room closed")
+        self._links.remove(room)
+
+    async def close(self) -> None:
+        """Close every session and peer connection; the router is unusable afterwards."""
+        self._closing = True
+        await asyncio.gather(
+            *(self._close_session(s, "shutdown", notify=False) for s in list(self._sessions.values())),
+            return_exceptions=True,
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(self._discard_pc(pc) for pc in list(self._live_pcs)), return_exceptions=True)
+
+    # ------------------------------------------------------------------ internals
+
+    def _new_pc(self) -> RTCPeerConnection:
+        if self._closing:
+            raise MediaError("media router is shutting down", code="unavailable", status=503)
+        pc = RTCPeerConnection(rtc_configuration())
+        self._live_pcs.add(pc)
+        return pc
+
+    async def _discard_pc(self, pc: RTCPeerConnection) -> None:
+        try:
+            await pc.close()
+        except Exception:  # a half-negotiated pc may fail to stop cleanly; it is gone either way
+            logger.exception("closing a peer connection failed")
+        finally:
+            self._live_pcs.discard(pc)
+
+    async def _answer(self, pc: RTCPeerConnection, offer_sdp: str) -> str:
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except _NEGOTIATION_ERRORS as exc:
+            raise BadRequest(f"cannot apply the SDP offer: {exc or type(exc).__name__}") from None
+        await pc.setLocalDescription(await pc.createAnswer())  # gathers all candidates: no trickle
+        answer = pc.localDescription.sdp
+        if self.public_ip is not None:
+            answer = advertise_public_ip(answer, self.public_ip)
+        return answer
+
+    def _register(self, session: Session) -> None:
+        self._sessions[session.id] = session
+        pc = session.pc
+        connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def close_if_down(reason: str) -> None:
+            if not session.closed:
+                self._spawn(self._close_session(session, reason))
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState == "connected" and not connected.done():
+                connected.set_result(None)
+            elif pc.connectionState in ("failed", "closed"):
+                if not connected.done():
+                    connected.cancel()
+                close_if_down(f"connection {pc.connectionState}")
+
+        # A remote close ends DTLS without moving aiortc's connectionState (it has no
+        # "disconnected"), so watch the DTLS transports as well.
+        transports = {id(t.sender.transport): t.sender.transport for t in pc.getTransceivers()}
+        for dtls in transports.values():
+
+            @dtls.on("statechange")
+            def on_dtls_state(dtls=dtls) -> None:
+                if dtls.state in ("closed", "failed"):
+                    close_if_down(f"DTLS {dtls.state}")
+
+        self._spawn(self._watch_connect(session, connected))
+
+    async def _watch_connect(self, session: Session, connected: asyncio.Future[None]) -> None:
+        try:
+            await asyncio.wait_for(connected, self.connect_timeout)
+        except asyncio.CancelledError:
+            return
+        except TimeoutError:
+            await self._close_session(session, f"did not connect within {self.connect_timeout} s")
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _close_session(self, session: Session, reason: str, *, notify: bool = True) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        logger.info(
+            "closing %s session %s of %s in %s: %s",
+            session.kind,
+            session.id,
+            session.user,
+            session.room,
+            reason,
+        )
+        self._sessions.pop(session.id, None)
+        viewers: list[Session] = []
+        if isinstance(session, PublisherSession):
+            room_publishers = self._publishers.get(session.room, {})
+            if room_publishers.get(session.user) is session:
+                del room_publishers[session.user]
+                if not room_publishers:
+                    del self._publishers[session.room]
+            for forwarder in session.forwarders:
+                forwarder.end()
+            viewers = [self._sessions[v] for v in session.viewer_ids if v in self._sessions]
+        elif isinstance(session, ViewerSession):
+            for track in session.tracks:
+                track.stop()
+            publisher = self._sessions.get(session.publisher_id)
+            if isinstance(publisher, PublisherSession):
+                publisher.viewer_ids.discard(session.id)
+        await self._discard_pc(session.pc)
+        for viewer in viewers:
+            await self._close_session(viewer, "publisher left", notify=False)
+        if self.on_session_closed is not None:
+            self._call_hook(self.on_session_closed, session.id)
+        if notify and isinstance(session, PublisherSession):
+            self._notify_publishers_of(session.room)
+
+    def _notify_publishers_of(self, room: str) -> None:
+        self._notify(room)
+        for linked in self._links.rooms_showing(room):
+            self._notify(linked)
+
+    def _notify(self, room: str) -> None:
+        if self.on_publishers_changed is not None and not self._closing:
+            self._call_hook(self.on_publishers_changed, room)
+
+    @staticmethod
+    def _call_hook(hook: Callable[[str], None], arg: str) -> None:
+        try:
+            hook(arg)
+        except Exception:  # a failing observer must not break media cleanup
+            logger.exception("media hook %r failed for %s", hook, arg)
+
+
+def _new_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+__all__ = ["PUBLISH_ROLES", "MediaRouter", "PublisherSession", "Session", "ViewerSession"]
