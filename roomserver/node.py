@@ -26,6 +26,7 @@ from roomserver.protocol import CLOSE_SLOW_CONSUMER, OpError, encode_event, now_
 log = logging.getLogger(__name__)
 
 PRESENCE_PERIOD_S = 1.0
+DEADLINE_PERIOD_S = 0.25
 PRESENCE_TTL_MS = 5_000
 ONLINE_INTERVAL_MS = 2_000
 LIKES_INTERVAL_MS = 1_000
@@ -73,6 +74,7 @@ class Node:
         self._tasks = [
             loop.create_task(self._every(PRESENCE_PERIOD_S, self._report_presence), name="presence"),
             loop.create_task(self._every(LIKES_INTERVAL_MS / 1000, self._flush_likes), name="likes"),
+            loop.create_task(self._every(DEADLINE_PERIOD_S, self._check_deadlines), name="deadlines"),
         ]
 
     async def stop(self) -> None:
@@ -240,6 +242,19 @@ class Node:
             )
             for e in emits
         ]
+
+    async def _check_deadlines(self) -> None:
+        from roomserver.handlers import DEADLINES
+
+        now = now_ms()
+        for room in list(self.fanout.channels):
+            doc = await self.room(room)
+            if doc is None or not doc.features:
+                continue
+            for check in DEADLINES:
+                # OpError: another node got there first (not_open / conflict).
+                with contextlib.suppress(OpError):
+                    await check(self, room, doc, now)
 
     # -- presence, online, likes ------------------------------------------------------
 

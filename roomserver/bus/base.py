@@ -228,6 +228,25 @@ class Broker(abc.ABC):
         """Room-wide throttle: True (and remember ``value``) if ``value`` differs
         from the last passed value and ``interval_ms`` has passed since then."""
 
+    # -- tallies: one entry per member, counted per option ---------------------------
+    # Poll votes and lottery entries: thousands of users within seconds must not
+    # serialise on the room document, so they get their own atomic counters.
+
+    async def tally(
+        self, room: str, key: str, member: str, option: str, ttl_ms: int
+    ) -> tuple[bool, dict[str, int]]:
+        """Atomically record ``member``'s single entry for ``option`` under ``key``.
+        Returns ``(added, counts per option)``; ``added`` is False (and nothing
+        changes) if the member already has an entry. Expires after ``ttl_ms``."""
+        raise NotImplementedError
+
+    async def tally_counts(self, room: str, key: str) -> dict[str, int]:
+        raise NotImplementedError
+
+    async def tally_members(self, room: str, key: str) -> list[str]:
+        """Every member with an entry under ``key`` (unordered)."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     async def delete_room(self, room: str) -> None:
         """Forget the room's document, history and counters (a new epoch follows)."""

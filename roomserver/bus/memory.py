@@ -38,6 +38,13 @@ def _now_ms() -> int:
 
 
 @dataclass
+class _Tally:
+    expires_ms: int
+    entries: dict[str, str] = field(default_factory=dict)  # member -> option
+    counts: dict[str, int] = field(default_factory=dict)  # option -> entries
+
+
+@dataclass
 class _Room:
     epoch: str = ""
     seq: int = 0
@@ -55,6 +62,7 @@ class _Room:
     gates: dict[str, tuple[str, int]] = field(default_factory=dict)
     # node -> (count, expires_ms)
     presence: dict[str, tuple[int, int]] = field(default_factory=dict)
+    tallies: dict[str, _Tally] = field(default_factory=dict)
 
 
 class MemoryHub:
@@ -227,6 +235,33 @@ class MemoryBroker(Broker):
             return False
         r.gates[name] = (value, now)
         return True
+
+    def _tally(self, room: str, key: str) -> _Tally | None:
+        r = self.hub.rooms.get(room)
+        t = r.tallies.get(key) if r else None
+        if t is None or t.expires_ms <= _now_ms():
+            return None
+        return t
+
+    async def tally(
+        self, room: str, key: str, member: str, option: str, ttl_ms: int
+    ) -> tuple[bool, dict[str, int]]:
+        t = self._tally(room, key)
+        if t is None:
+            t = self.hub.room(room).tallies[key] = _Tally(_now_ms() + ttl_ms)
+        if member in t.entries:
+            return False, dict(t.counts)
+        t.entries[member] = option
+        t.counts[option] = t.counts.get(option, 0) + 1
+        return True, dict(t.counts)
+
+    async def tally_counts(self, room: str, key: str) -> dict[str, int]:
+        t = self._tally(room, key)
+        return dict(t.counts) if t else {}
+
+    async def tally_members(self, room: str, key: str) -> list[str]:
+        t = self._tally(room, key)
+        return list(t.entries) if t else []
 
     async def delete_room(self, room: str) -> None:
         self.hub.rooms.pop(room, None)

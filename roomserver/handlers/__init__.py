@@ -74,6 +74,18 @@ class OpSpec:
 
 REGISTRY: dict[str, OpSpec] = {}
 
+# Periodic room checks (deadlines: poll close, lottery draw, sale end, PK end).
+# Every node runs them for the rooms it serves, every DEADLINE_PERIOD_S; the
+# transitions they commit are CAS-guarded, so a deadline fires exactly once
+# however many nodes notice it.
+DeadlineCheck = Callable[[Any, str, Any, int], Awaitable[None]]  # (node, room, RoomDoc, now_ms)
+DEADLINES: list[DeadlineCheck] = []
+
+
+def deadline(fn: DeadlineCheck) -> DeadlineCheck:
+    DEADLINES.append(fn)
+    return fn
+
 
 def op(
     name: str,
@@ -101,4 +113,4 @@ def check_role(identity: Identity, who: Who) -> None:
 
 def load_all() -> None:
     """Import the modules that register ops (kept explicit: the op list is greppable)."""
-    from roomserver.handlers import chat, moderation, rooms  # noqa: F401
+    from roomserver.handlers import chat, moderation, polls, rooms  # noqa: F401

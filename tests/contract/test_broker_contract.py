@@ -267,3 +267,39 @@ async def test_delete_room_starts_a_new_epoch(broker_factory):
     assert second.seqs == (1,)
     assert second.epoch != first.epoch
     assert room not in await b.rooms()
+
+
+async def test_tally_counts_one_entry_per_member(broker_factory):
+    a, b = broker_factory("a"), broker_factory("b")
+    room = room_id()
+    await started(a)
+    await started(b)
+    assert await a.tally(room, "poll:1", "u1", "0", 60_000) == (True, {"0": 1})
+    assert await b.tally(room, "poll:1", "u2", "1", 60_000) == (True, {"0": 1, "1": 1})
+    assert await b.tally(room, "poll:1", "u1", "1", 60_000) == (False, {"0": 1, "1": 1})
+    assert await a.tally_counts(room, "poll:1") == {"0": 1, "1": 1}
+    assert sorted(await a.tally_members(room, "poll:1")) == ["u1", "u2"]
+    assert await a.tally_counts(room, "poll:2") == {}
+    assert await a.tally_members(room, "poll:2") == []
+
+
+async def test_tally_is_atomic_under_concurrency(broker_factory):
+    nodes = [broker_factory(f"n{i}") for i in range(3)]
+    room = room_id()
+    for n in nodes:
+        await started(n)
+    results = await asyncio.gather(
+        *(nodes[i % 3].tally(room, "lottery:x", f"u{i % 50}", "n", 60_000) for i in range(300))
+    )
+    assert sum(added for added, _ in results) == 50
+    assert await nodes[0].tally_counts(room, "lottery:x") == {"n": 50}
+
+
+async def test_tally_expires(broker_factory):
+    b = broker_factory()
+    room = room_id()
+    await started(b)
+    await b.tally(room, "poll:t", "u1", "0", 50)
+    await asyncio.sleep(0.1)
+    assert await b.tally_counts(room, "poll:t") == {}
+    assert await b.tally(room, "poll:t", "u1", "0", 50) == (True, {"0": 1})
