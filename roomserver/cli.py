@@ -8,6 +8,8 @@ import logging
 import os
 import sys
 
+from aiohttp.abc import AbstractAccessLogger
+
 from roomserver.auth import DEV_APP, ROLES, mint_token
 from roomserver.config import Config, env_default, parse_apps
 
@@ -120,8 +122,34 @@ def serve(args: argparse.Namespace) -> int:
     except ImportError:  # optional speed-up
         pass
     app = create_app(cfg)
-    web.run_app(app, host=cfg.host, port=cfg.port, shutdown_timeout=cfg.drain_timeout_s, print=None)
+    web.run_app(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        shutdown_timeout=cfg.drain_timeout_s,
+        print=None,
+        access_log_class=RedactingAccessLogger,
+    )
     return 0
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """Access log lines without query strings: ``?token=`` must never reach a log."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def log(self, request, response, time: float) -> None:  # type: ignore[override]
+        self.logger.info(
+            '%s "%s %s" %s %s %.3fs',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time,
+        )
 
 
 def token(args: argparse.Namespace) -> int:
