@@ -22,6 +22,7 @@ from roomserver.core.room import Emit, RoomDoc
 from roomserver.fanout import Fanout, RoomChannel
 from roomserver.metrics import Metrics
 from roomserver.protocol import CLOSE_SLOW_CONSUMER, OpError, encode_event, now_ms
+from roomserver.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Node:
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self.hooks = ShowHooks(self)
+        self.webhooks = Webhooks(config.webhook_url, next(iter(config.app_secrets().values())))
         self.draining = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -70,6 +72,7 @@ class Node:
     async def start(self) -> None:
         await self.broker.start(self._on_delivery)
         self.fanout.start()
+        self.webhooks.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._every(PRESENCE_PERIOD_S, self._report_presence), name="presence"),
@@ -86,6 +89,7 @@ class Node:
         with contextlib.suppress(Exception):
             await self.broker.report_presence({}, PRESENCE_TTL_MS)
         await self.fanout.stop()
+        await self.webhooks.stop()
         await self.broker.close()
 
     def spawn(self, coro: Awaitable[Any]) -> None:
@@ -307,15 +311,32 @@ class Node:
         return bucket.take(now_ms()) == 0
 
 
+FOLLOWERS_KEY = "followers"
+FOLLOWERS_TTL_MS = 10 * 365 * 24 * 3600 * 1000
+
+
 class ShowHooks:
-    """What happens around a show besides its events: the summary at the end.
-    Webhooks and analytics attach here."""
+    """What happens around a show besides its events: webhooks, the summary.
+    Analytics attach here."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
 
+    async def followers(self, room: str) -> list[str]:
+        return sorted(await self.node.broker.tally_members(room, FOLLOWERS_KEY))
+
+    async def follow(self, room: str, user: str) -> None:
+        await self.node.broker.tally(room, FOLLOWERS_KEY, user, "1", FOLLOWERS_TTL_MS)
+
+    async def room_scheduled(self, room: str, doc: RoomDoc) -> None:
+        view = rules.public_view(doc)
+        self.node.webhooks.emit(
+            "room.scheduled", room, {"room": view, "followers": await self.followers(room)}
+        )
+
     async def room_started(self, room: str, doc: RoomDoc) -> None:
-        return None
+        view = rules.public_view(doc)
+        self.node.webhooks.emit("room.started", room, {"room": view, "followers": await self.followers(room)})
 
     async def show_summary(self, room: str) -> dict[str, Any]:
         doc = await self.node.require_room(room)
@@ -328,4 +349,4 @@ class ShowHooks:
         }
 
     async def room_ended(self, room: str, doc: RoomDoc, summary: dict[str, Any]) -> None:
-        return None
+        self.node.webhooks.emit("room.ended", room, {"room": rules.public_view(doc), "summary": summary})

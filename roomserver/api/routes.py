@@ -165,6 +165,8 @@ async def create_room(request: web.Request, identity: Identity, body: CreateRoom
     res = await node.broker.commit(room_id, [], expect_version=0, doc=rules.encode_doc(doc))
     if res.status != "ok":
         raise OpError("conflict", f"room {room_id} already exists")
+    if doc.scheduled_at is not None:
+        await node.hooks.room_scheduled(room_id, doc)
     return _json({"room": _room_view(node, doc)}, 201)
 
 
@@ -177,6 +179,20 @@ async def list_rooms(request: web.Request, identity: Identity) -> web.Response:
         if doc is not None:
             rooms.append(_room_view(node, doc))
     return _json({"rooms": rooms})
+
+
+@endpoint("any")
+async def schedule(request: web.Request, identity: Identity) -> web.Response:
+    """Upcoming shows: rooms with a future ``scheduled_at`` that are not live."""
+    node = _node(request)
+    now = now_ms()
+    shows = []
+    for room_id in await node.broker.rooms():
+        doc = await node.room(room_id)
+        if doc is not None and doc.scheduled_at and doc.scheduled_at > now and doc.state != "live":
+            shows.append(rules.public_view(doc))
+    shows.sort(key=lambda v: v["scheduled_at"])
+    return _json({"shows": shows})
 
 
 @endpoint("admin")
@@ -244,6 +260,7 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/rooms", create_room, "Create a room", "admin", CreateRoom, 201),
     Route("GET", "/v1/rooms", list_rooms, "List rooms", "admin"),
     Route("GET", "/v1/rooms/{room}", get_room, "Get a room", "admin"),
+    Route("GET", "/v1/schedule", schedule, "Upcoming scheduled shows", "any"),
     Route("DELETE", "/v1/rooms/{room}", delete_room, "End a room's show", "admin"),
     Route(
         "POST",
