@@ -132,6 +132,35 @@ class HistoryPage:
     events: list[BusEvent] = field(default_factory=list)
 
 
+class StockStatus:
+    OK: Final = "ok"
+    REPLAYED: Final = "replayed"  # the cid was used before with the same params
+    CONFLICT: Final = "conflict"  # the cid was used before with other params
+    SOLD_OUT: Final = "sold_out"  # fewer than qty left
+    LIMIT_REACHED: Final = "limit_reached"  # the user would exceed per_user_limit
+    NOT_OPEN: Final = "not_open"  # outside [opens_at, closes_at) by the backend's clock
+    NOT_FOUND: Final = "not_found"  # no such stock key
+
+
+@dataclass(slots=True, frozen=True)
+class StockResult:
+    status: str
+    left: int = 0  # stock left after this call
+    user_total: int = 0  # what this user holds after this call
+    # The record stored with the take (an order, a claim): the caller's for OK,
+    # the first one's for REPLAYED.
+    record: bytes | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class GrabResult:
+    status: str  # "ok" | "replayed" (this user already grabbed) | "sold_out" | "not_found"
+    amount: int = 0  # this user's share (ok and replayed)
+    left: int = 0  # shares left
+    # Set on the call that took the last share: (user, amount) of the best grab.
+    finished_best: tuple[str, int] | None = None
+
+
 class HistoryGone(Exception):
     """The requested range is no longer kept (or the epoch changed)."""
 
@@ -245,6 +274,61 @@ class Broker(abc.ABC):
 
     async def tally_members(self, room: str, key: str) -> list[str]:
         """Every member with an entry under ``key`` (unordered)."""
+        raise NotImplementedError
+
+    # -- stock: flash sales and coupons ------------------------------------------------
+    # One code path for "take qty from a shared stock, at most N per user,
+    # idempotent per cid": sale.buy and coupon.claim. Never oversells: the
+    # check and the decrement are one atomic step in the backend.
+
+    async def stock_create(
+        self, room: str, key: str, stock: int, *, opens_at: int = 0, closes_at: int = 0, ttl_ms: int
+    ) -> bool:
+        """Create a stock (False if ``key`` exists). ``closes_at`` 0 = no end."""
+        raise NotImplementedError
+
+    async def stock_take(
+        self,
+        room: str,
+        key: str,
+        *,
+        user: str,
+        qty: int,
+        per_user_limit: int,
+        record: bytes,
+        cid: str = "",
+        fingerprint: str = "",
+    ) -> StockResult:
+        """Atomically: replay/conflict on a known ``cid``; ``not_open`` outside the
+        window; ``sold_out`` if fewer than ``qty`` left; ``limit_reached`` if the
+        user would pass ``per_user_limit``; else take ``qty``, store ``record`` in
+        the stock's ordered record list (and under ``cid``) and return OK."""
+        raise NotImplementedError
+
+    async def stock_close(self, room: str, key: str, closes_at: int) -> None:
+        """Move the window's end (e.g. to now, to end a sale early)."""
+        raise NotImplementedError
+
+    async def stock_state(self, room: str, key: str) -> tuple[int, int] | None:
+        """(left, initial stock), or None if there is no such stock."""
+        raise NotImplementedError
+
+    async def stock_records(self, room: str, key: str) -> list[bytes]:
+        """Every record taken, in the order taken (for reconciliation)."""
+        raise NotImplementedError
+
+    # -- shares: red packets -------------------------------------------------------------
+    # The split is computed by the pure rule (core/redpacket.py) when the packet
+    # is sent; grabbing pops the next share, at most one per user, atomically.
+
+    async def shares_create(self, room: str, key: str, amounts: list[int], *, ttl_ms: int) -> bool:
+        raise NotImplementedError
+
+    async def shares_grab(self, room: str, key: str, user: str) -> GrabResult:
+        raise NotImplementedError
+
+    async def shares_grabs(self, room: str, key: str) -> list[tuple[str, int]]:
+        """(user, amount) of every grab, in grab order."""
         raise NotImplementedError
 
     @abc.abstractmethod

@@ -24,11 +24,14 @@ from roomserver.bus.base import (
     Delivery,
     DeliveryHandler,
     Draft,
+    GrabResult,
     HistoryGone,
     HistoryLimits,
     HistoryPage,
     Idem,
     RoomRecord,
+    StockResult,
+    StockStatus,
 )
 from roomserver.protocol import with_seq
 
@@ -42,6 +45,25 @@ class _Tally:
     expires_ms: int
     entries: dict[str, str] = field(default_factory=dict)  # member -> option
     counts: dict[str, int] = field(default_factory=dict)  # option -> entries
+
+
+@dataclass
+class _Stock:
+    initial: int
+    left: int
+    opens_at: int
+    closes_at: int
+    expires_ms: int
+    per_user: dict[str, int] = field(default_factory=dict)
+    by_cid: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)  # -> (fingerprint, record)
+    records: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class _Shares:
+    amounts: deque[int]
+    expires_ms: int
+    grabs: dict[str, int] = field(default_factory=dict)  # insertion-ordered: grab order
 
 
 @dataclass
@@ -63,6 +85,8 @@ class _Room:
     # node -> (count, expires_ms)
     presence: dict[str, tuple[int, int]] = field(default_factory=dict)
     tallies: dict[str, _Tally] = field(default_factory=dict)
+    stocks: dict[str, _Stock] = field(default_factory=dict)
+    shares: dict[str, _Shares] = field(default_factory=dict)
 
 
 class MemoryHub:
@@ -262,6 +286,95 @@ class MemoryBroker(Broker):
     async def tally_members(self, room: str, key: str) -> list[str]:
         t = self._tally(room, key)
         return list(t.entries) if t else []
+
+    def _live(self, room: str, table: str, key: str):  # -> _Stock | _Shares | None
+        r = self.hub.rooms.get(room)
+        item = getattr(r, table).get(key) if r else None
+        if item is None or item.expires_ms <= _now_ms():
+            return None
+        return item
+
+    async def stock_create(
+        self, room: str, key: str, stock: int, *, opens_at: int = 0, closes_at: int = 0, ttl_ms: int
+    ) -> bool:
+        if self._live(room, "stocks", key) is not None:
+            return False
+        self.hub.room(room).stocks[key] = _Stock(stock, stock, opens_at, closes_at, _now_ms() + ttl_ms)
+        return True
+
+    async def stock_take(
+        self,
+        room: str,
+        key: str,
+        *,
+        user: str,
+        qty: int,
+        per_user_limit: int,
+        record: bytes,
+        cid: str = "",
+        fingerprint: str = "",
+    ) -> StockResult:
+        st: _Stock | None = self._live(room, "stocks", key)
+        if st is None:
+            return StockResult(StockStatus.NOT_FOUND)
+        held = st.per_user.get(user, 0)
+        if cid:
+            hit = st.by_cid.get((user, cid))
+            if hit is not None:
+                status = StockStatus.REPLAYED if hit[0] == fingerprint else StockStatus.CONFLICT
+                return StockResult(status, st.left, held, hit[1])
+        now = _now_ms()
+        if now < st.opens_at or (st.closes_at and now >= st.closes_at):
+            return StockResult(StockStatus.NOT_OPEN, st.left, held)
+        if st.left < qty:
+            return StockResult(StockStatus.SOLD_OUT, st.left, held)
+        if held + qty > per_user_limit:
+            return StockResult(StockStatus.LIMIT_REACHED, st.left, held)
+        st.left -= qty
+        st.per_user[user] = held + qty
+        st.records.append(record)
+        if cid:
+            st.by_cid[(user, cid)] = (fingerprint, record)
+        return StockResult(StockStatus.OK, st.left, held + qty, record)
+
+    async def stock_close(self, room: str, key: str, closes_at: int) -> None:
+        st: _Stock | None = self._live(room, "stocks", key)
+        if st is not None:
+            st.closes_at = closes_at
+
+    async def stock_state(self, room: str, key: str) -> tuple[int, int] | None:
+        st: _Stock | None = self._live(room, "stocks", key)
+        return None if st is None else (st.left, st.initial)
+
+    async def stock_records(self, room: str, key: str) -> list[bytes]:
+        st: _Stock | None = self._live(room, "stocks", key)
+        return list(st.records) if st else []
+
+    async def shares_create(self, room: str, key: str, amounts: list[int], *, ttl_ms: int) -> bool:
+        if self._live(room, "shares", key) is not None:
+            return False
+        self.hub.room(room).shares[key] = _Shares(deque(amounts), _now_ms() + ttl_ms)
+        return True
+
+    async def shares_grab(self, room: str, key: str, user: str) -> GrabResult:
+        sh: _Shares | None = self._live(room, "shares", key)
+        if sh is None:
+            return GrabResult("not_found")
+        if user in sh.grabs:
+            return GrabResult("replayed", sh.grabs[user], len(sh.amounts))
+        if not sh.amounts:
+            return GrabResult("sold_out")
+        amount = sh.amounts.popleft()
+        sh.grabs[user] = amount
+        best = None
+        if not sh.amounts:
+            # Ties go to the earliest grab.
+            best = max(sh.grabs.items(), key=lambda kv: kv[1])
+        return GrabResult("ok", amount, len(sh.amounts), best)
+
+    async def shares_grabs(self, room: str, key: str) -> list[tuple[str, int]]:
+        sh: _Shares | None = self._live(room, "shares", key)
+        return list(sh.grabs.items()) if sh else []
 
     async def delete_room(self, room: str) -> None:
         self.hub.rooms.pop(room, None)
