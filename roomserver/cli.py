@@ -43,6 +43,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-connections-per-user", type=int, default=env_default("max-connections-per-user", 10)
     )
+    p.add_argument("--max-connections-per-ip", type=int, default=env_default("max-connections-per-ip", 0))
     p.add_argument(
         "--no-batching",
         action="store_true",
@@ -85,6 +86,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         history_events=args.history_events,
         history_age_s=args.history_age_s,
         max_connections_per_user=args.max_connections_per_user,
+        max_connections_per_ip=args.max_connections_per_ip,
         batching=not args.no_batching,
         webhook_url=args.webhook_url,
         public_ip=args.public_ip,

@@ -41,6 +41,7 @@ class Config:
     # Above this, ephemeral events are skipped for the socket (shed low priority first).
     socket_buffer_soft: int = 256 * 1024
     max_connections_per_user: int = 10
+    max_connections_per_ip: int = 0  # 0 = no limit (apps behind one NAT share an IP)
     batching: bool = True  # off = one frame per event per socket (benchmark baseline)
     gifts: list[dict[str, object]] = field(default_factory=lambda: list(DEFAULT_GIFTS))
     banned_words_file: str | None = None

@@ -129,7 +129,7 @@ class Fanout:
         self,
         *,
         flush_ms: int = 50,
-        frame_budget: int = 100_000,
+        frame_budget: int = 60_000,
         buffer_soft: int = 256 * 1024,
         buffer_limit: int = 2 * 1024 * 1024,
         batching: bool = True,

@@ -68,6 +68,7 @@ class Gateway:
         self.verifier = verifier
         self._ids = itertools.count(1)
         self._per_user: Counter[tuple[str, str]] = Counter()
+        self._per_ip: Counter[str] = Counter()
         self.sessions: set[Session] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -80,8 +81,14 @@ class Gateway:
         ws = web.WebSocketResponse(max_msg_size=READ_LIMIT, compress=False, heartbeat=30.0)
         await ws.prepare(request)
         key = (identity.app, identity.user)
-        if self._per_user[key] >= self.node.config.max_connections_per_user:
-            await ws.close(code=CLOSE_TOO_MANY_CONNECTIONS, message=b"too many connections for this user")
+        ip = request.remote or ""
+        cfg = self.node.config
+        if self._per_user[key] >= cfg.max_connections_per_user or (
+            cfg.max_connections_per_ip and self._per_ip[ip] >= cfg.max_connections_per_ip
+        ):
+            await ws.close(
+                code=CLOSE_TOO_MANY_CONNECTIONS, message=b"too many connections for this user or IP"
+            )
             return ws
         transport = request.transport
         assert transport is not None
@@ -92,6 +99,7 @@ class Gateway:
         conn = Connection(next(self._ids), identity.user, identity.is_staff, transport, close)
         session = Session(conn, identity)
         self._per_user[key] += 1
+        self._per_ip[ip] += 1
         self.sessions.add(session)
         self.node.fanout.add_connection(conn)
         expiry = asyncio.get_running_loop().call_later(
@@ -111,9 +119,10 @@ class Gateway:
                     break
         finally:
             expiry.cancel()
-            self._per_user[key] -= 1
-            if self._per_user[key] <= 0:
-                del self._per_user[key]
+            for counter, k in ((self._per_user, key), (self._per_ip, ip)):
+                counter[k] -= 1
+                if counter[k] <= 0:
+                    del counter[k]
             self.sessions.discard(session)
             for room in self.node.fanout.remove_connection(conn):
                 self.node.spawn(self.node.release_channel(room))

@@ -152,6 +152,7 @@ class Node:
                 return
             self._subscribed.discard(room)
             self._docs.pop(room, None)
+            self._likes_total.pop(room, None)
             self.words.forget(room)
             with contextlib.suppress(Exception):
                 await self.broker.unsubscribe(room)
@@ -300,8 +301,10 @@ class Node:
                 await self.publish(room, [Emit("likes", {"total": total, "delta": flushed}, durable=False)])
 
     async def load_likes(self, room: str) -> int:
-        total, _ = await self.broker.accumulate(room, "likes", 0, 10**12)
-        self._likes_total[room] = total
+        """The room's likes total; read from the bus once, then kept fresh by the likes loop."""
+        if room not in self._likes_total:
+            total, _ = await self.broker.accumulate(room, "likes", 0, 10**12)
+            self._likes_total[room] = total
         return self.likes_total(room)
 
     def sample_joined(self, room: str) -> bool:
