@@ -100,11 +100,14 @@ class VideoSample:
 class Viewer:
     """A WHEP client receiving `kinds` (recvonly).
 
+    `video_codec` restricts what the viewer accepts (to test codec mismatches).
     With `decode=True` video frames are decoded and their counters read (`video`), audio frames
     decoded (`audio_frames`, `audio_peak`). With `decode=False` only encoded frames are counted.
     """
 
-    def __init__(self, kinds: tuple[str, ...] = ("video",), decode: bool = True) -> None:
+    def __init__(
+        self, kinds: tuple[str, ...] = ("video",), decode: bool = True, video_codec: str | None = None
+    ) -> None:
         self.pc = RTCPeerConnection(rtc_configuration())
         self.decode = decode
         self.video: list[VideoSample] = []
@@ -116,7 +119,9 @@ class Viewer:
         self._tasks: list[asyncio.Task] = []
         self._changed = asyncio.Event()
         for kind in kinds:
-            self.pc.addTransceiver(kind, direction="recvonly")
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            if kind == "video" and video_codec is not None:
+                transceiver.setCodecPreferences(codec_preferences("video", video_codec))
         self.pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:

@@ -1,0 +1,175 @@
+"""WHIP/WHEP endpoints (RFC 9725 shapes) over any media backend.
+
+    POST   /v1/rooms/{room}/whip                 publish  → 201, Location, answer
+    DELETE /v1/rooms/{room}/whip/{session}       stop     → 200
+    POST   /v1/rooms/{room}/whep[?publisher=u]   play     → 201, Location, answer
+    DELETE /v1/rooms/{room}/whep/{session}       stop     → 200
+    PATCH  …/{session}                           405: no trickle ICE (RFC 9725 4.3.1)
+
+Errors are JSON `{"error": {"code", "message"}}` with protocol codes: 400 bad SDP, 401 no or
+bad token, 403 not allowed, 404 unknown publisher or session, 413 offer too large, 415 body
+not `application/sdp`. The backend is a `MediaRouter` (media in this process) or a
+`MediaWorkerPool` (media in worker processes); both have the same three coroutines.
+
+Who may do what is decided by the injected `authorize(request, room, action)`, which returns a
+`MediaPrincipal` or raises a `MediaError` (`Unauthorized`, `Forbidden`, `LimitReached`).
+For action "publish" the principal's `role` is the publisher role (host | cohost | call).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from aiohttp import web
+
+from .errors import BadRequest, MediaError, TooLarge, UnsupportedMediaType
+
+logger = logging.getLogger(__name__)
+
+SDP_CONTENT_TYPE = "application/sdp"
+MAX_OFFER_BYTES = 64 * 1024
+ROOM_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
+
+MediaAction = Literal["publish", "play", "stop"]
+
+
+@dataclass(frozen=True)
+class MediaPrincipal:
+    """Who is acting. `role` matters for "publish": the role the publisher will be listed with."""
+
+    user: str
+    role: str = "viewer"
+
+
+Authorize = Callable[[web.Request, str, MediaAction], Awaitable[MediaPrincipal]]
+
+
+class MediaBackend(Protocol):
+    async def publish(self, room: str, user: str, role: str, offer_sdp: str) -> tuple[str, str]: ...
+
+    async def play(
+        self, room: str, publisher_user: str | None, viewer_user: str, offer_sdp: str
+    ) -> tuple[str, str]: ...
+
+    async def stop(
+        self, session_id: str, user: str, *, room: str | None = None, kind: str | None = None
+    ) -> None: ...
+
+
+def error_response(error: MediaError) -> web.Response:
+    return web.json_response(error.to_json(), status=error.status)
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of `Authorization: Bearer …` (WHIP clients cannot put it elsewhere)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def media_routes(backend: MediaBackend, authorize: Authorize) -> list[web.RouteDef]:
+    """aiohttp routes for WHIP/WHEP on `backend`; add them with `app.add_routes(...)`."""
+
+    async def publish(request: web.Request) -> web.StreamResponse:
+        room = _room(request)
+        principal = await authorize(request, room, "publish")
+        offer = await _read_offer(request)
+        session, answer = await backend.publish(room, principal.user, principal.role, offer)
+        return _created(f"/v1/rooms/{room}/whip/{session}", answer)
+
+    async def play(request: web.Request) -> web.StreamResponse:
+        room = _room(request)
+        principal = await authorize(request, room, "play")
+        publisher = request.query.get("publisher") or None
+        offer = await _read_offer(request)
+        session, answer = await backend.play(room, publisher, principal.user, offer)
+        return _created(f"/v1/rooms/{room}/whep/{session}", answer)
+
+    def stopper(kind: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def stop(request: web.Request) -> web.StreamResponse:
+            room = _room(request)
+            principal = await authorize(request, room, "stop")
+            await backend.stop(request.match_info["session"], principal.user, room=room, kind=kind)
+            return web.Response(status=200)
+
+        return stop
+
+    async def no_trickle(request: web.Request) -> web.StreamResponse:
+        return error_response(
+            MediaError("trickle ICE and ICE restarts are not supported", code="bad_request", status=405)
+        )
+
+    return [
+        web.post("/v1/rooms/{room}/whip", _guarded(publish)),
+        web.delete("/v1/rooms/{room}/whip/{session}", _guarded(stopper("publish"))),
+        web.patch("/v1/rooms/{room}/whip/{session}", no_trickle),
+        web.post("/v1/rooms/{room}/whep", _guarded(play)),
+        web.delete("/v1/rooms/{room}/whep/{session}", _guarded(stopper("play"))),
+        web.patch("/v1/rooms/{room}/whep/{session}", no_trickle),
+    ]
+
+
+def _guarded(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except MediaError as error:
+            return error_response(error)
+        except Exception:
+            logger.exception("media request %s %s failed", request.method, request.path)
+            return error_response(MediaError("internal error"))
+
+    return guarded
+
+
+def _room(request: web.Request) -> str:
+    room = request.match_info["room"]
+    if not ROOM_ID.match(room):
+        raise BadRequest("room ids are 1..64 characters of [A-Za-z0-9_.:@-]")
+    return room
+
+
+async def _read_offer(request: web.Request) -> str:
+    if request.content_type != SDP_CONTENT_TYPE:
+        raise UnsupportedMediaType(
+            f"the offer must be sent as {SDP_CONTENT_TYPE}, not {request.content_type}"
+        )
+    if request.content_length is not None and request.content_length > MAX_OFFER_BYTES:
+        raise TooLarge(f"SDP offers are limited to {MAX_OFFER_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        size += len(chunk)
+        if size > MAX_OFFER_BYTES:
+            raise TooLarge(f"SDP offers are limited to {MAX_OFFER_BYTES} bytes")
+        chunks.append(chunk)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the SDP offer is not UTF-8") from None
+
+
+def _created(location: str, answer: str) -> web.Response:
+    return web.Response(
+        status=201,
+        body=answer.encode(),
+        headers={"Location": location, "Content-Type": SDP_CONTENT_TYPE},
+    )
+
+
+def parse_error_body(text: str) -> tuple[str, str]:
+    """(code, message) of an error body produced by `error_response` (for proxies and clients)."""
+    try:
+        error = json.loads(text)["error"]
+        return str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        return "internal", text[:200] or "no error body"

@@ -1,0 +1,113 @@
+"""A media worker process: one MediaRouter behind WHIP/WHEP routes on a loopback port.
+
+    python -m roomserver.media.worker [--host 127.0.0.1] [--port 0] [--ice-host IP] [--public-ip IP]
+
+Started by `MediaWorkerPool` (workers.py), which proxies the public WHIP/WHEP requests here
+after authorizing them, passing who is acting in headers authenticated by a per-pool secret
+(env `ROOMSERVER_MEDIA_WORKER_SECRET`), so nothing else on the host can publish through it.
+
+The worker talks back on stdout, one JSON object per line (logs go to stderr):
+
+    {"type": "ready", "port": 41234, "pid": 123}
+    {"type": "publishers", "room": "r1", "publishers": [...]}   # its local publishers of r1
+    {"type": "session_closed", "session": "…"}
+
+and exits when its stdin closes (the pool is closing it, or the parent died).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import logging
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from .errors import Unauthorized
+from .sfu import MediaRouter
+from .whip import Authorize, MediaAction, MediaPrincipal, media_routes
+
+SECRET_ENV = "ROOMSERVER_MEDIA_WORKER_SECRET"
+SECRET_HEADER = "X-Roomserver-Media-Secret"
+USER_HEADER = "X-Roomserver-User"
+ROLE_HEADER = "X-Roomserver-Role"
+
+
+def internal_authorize(secret: str) -> Authorize:
+    """Trust the identity headers set by the pool, and only with the pool's secret."""
+
+    async def authorize(request: web.Request, room: str, action: MediaAction) -> MediaPrincipal:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not given or not hmac.compare_digest(given.encode(), secret.encode()):
+            raise Unauthorized("media workers only accept requests from their pool")
+        user = request.headers.get(USER_HEADER)
+        if not user:
+            raise Unauthorized("no acting user")
+        return MediaPrincipal(user=user, role=request.headers.get(ROLE_HEADER, "viewer"))
+
+    return authorize
+
+
+def _emit(message: dict) -> None:
+    sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+async def serve(host: str, port: int, ice_host: str | None, public_ip: str | None, secret: str) -> None:
+    router = MediaRouter(ice_host=ice_host, public_ip=public_ip)
+    router.on_publishers_changed = lambda room: _emit(
+        {"type": "publishers", "room": room, "publishers": router.local_publishers(room)}
+    )
+    router.on_session_closed = lambda session: _emit({"type": "session_closed", "session": session})
+    app = web.Application()
+    app.add_routes(media_routes(router, internal_authorize(secret)))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+
+    async def watch_parent() -> None:
+        while await stdin.read(4096):
+            pass
+        done.set()
+
+    watcher = asyncio.ensure_future(watch_parent())
+    _emit({"type": "ready", "port": bound, "pid": os.getpid()})
+    try:
+        await done.wait()
+    finally:
+        watcher.cancel()
+        await router.close()
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ice-host", default=None)
+    parser.add_argument("--public-ip", default=None)
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr)
+    secret = os.environ.get(SECRET_ENV)
+    if not secret:
+        parser.error(f"{SECRET_ENV} must be set")
+    asyncio.run(serve(args.host, args.port, args.ice_host, args.public_ip, secret))
+
+
+if __name__ == "__main__":
+    main()

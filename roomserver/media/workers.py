@@ -1,0 +1,423 @@
+"""Media across cores: each room's media lives in one of N worker processes.
+
+    client ──WHIP/WHEP──► main process: authorize, pick the room's worker ──HTTP──► worker k
+                                                                             (MediaRouter)
+    client ◄────────────────── RTP/RTCP over UDP, straight to worker k ──────────┘
+
+One asyncio loop forwards media on at most one core, so a node runs N workers. The main
+process keeps the public endpoints (it knows tokens and room state) and is a `MediaBackend`
+like `MediaRouter`, so `media_routes(pool, authorize)` serves both. Each room is owned by one
+worker, chosen by a `RoomRouting` (least loaded among live workers, recorded so every request
+for the room lands on the same worker; in memory here, the lead backs it by the bus later).
+Sessions are remembered by id → worker, so DELETE goes to the right process.
+
+PK: a viewer of room A playing B's host is proxied to B's worker (where the forwarder is);
+`link`/`unlink` and the merged publisher lists live here, as in `MediaRouter`.
+
+Workers report their rooms' publishers and closed sessions on stdout (see worker.py); a
+worker that dies loses its sessions (clients see their peer connection fail and reconnect),
+its rooms are released and it is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote
+
+import aiohttp
+
+from .errors import MediaError, NotFound, Unavailable
+from .links import PublisherLinks
+from .whip import SDP_CONTENT_TYPE, parse_error_body
+from .worker import ROLE_HEADER, SECRET_ENV, SECRET_HEADER, USER_HEADER
+
+logger = logging.getLogger(__name__)
+
+
+class RoomRouting(Protocol):
+    """Room → worker index, shared by everything that may route a room's requests."""
+
+    async def assign(self, room: str, loads: Mapping[int, float]) -> int:
+        """The worker owning `room`; if none (or not in `loads`), the least loaded of `loads`."""
+        ...
+
+    async def lookup(self, room: str) -> int | None: ...
+
+    async def release(self, room: str, worker: int) -> None:
+        """Forget `room` → `worker` (no-op if the room has moved on to another worker)."""
+        ...
+
+
+class InMemoryRoomRouting:
+    def __init__(self) -> None:
+        self._owner: dict[str, int] = {}
+
+    async def assign(self, room: str, loads: Mapping[int, float]) -> int:
+        owner = self._owner.get(room)
+        if owner is not None and owner in loads:
+            return owner
+        if not loads:
+            raise Unavailable("no media worker is running")
+        rooms_per_worker = {w: 0 for w in loads}
+        for w in self._owner.values():
+            if w in rooms_per_worker:
+                rooms_per_worker[w] += 1
+        chosen = min(loads, key=lambda w: (loads[w], rooms_per_worker[w], w))
+        self._owner[room] = chosen
+        return chosen
+
+    async def lookup(self, room: str) -> int | None:
+        return self._owner.get(room)
+
+    async def release(self, room: str, worker: int) -> None:
+        if self._owner.get(room) == worker:
+            del self._owner[room]
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self._owner)
+
+
+@dataclass
+class _SessionRoute:
+    worker: int
+    worker_room: str  # the room the session lives in on the worker (the source room for PK)
+    room: str  # the room in the client's URL
+    kind: str
+    user: str
+
+
+class _Worker:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: asyncio.subprocess.Process | None = None
+        self.port: int | None = None
+        self.reader: asyncio.Task | None = None
+        self.ready = asyncio.Event()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None and self.port is not None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class MediaWorkerPool:
+    """N media worker processes behind one `MediaBackend` (publish, play, stop, publishers)."""
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        routing: RoomRouting | None = None,
+        ice_host: str | None = None,
+        public_ip: str | None = None,
+        on_publishers_changed: Callable[[str], None] | None = None,
+        start_timeout: float = 30.0,
+        request_timeout: float = 20.0,
+        restart_delay: float = 1.0,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("a pool needs at least one worker")
+        self.routing: RoomRouting = routing or InMemoryRoomRouting()
+        self.ice_host = ice_host
+        self.public_ip = public_ip
+        self.on_publishers_changed = on_publishers_changed
+        self.start_timeout = start_timeout
+        self.request_timeout = request_timeout
+        self.restart_delay = restart_delay
+        self._secret = secrets.token_urlsafe(24)
+        self._workers = [_Worker(i) for i in range(workers)]
+        self._sessions: dict[str, _SessionRoute] = {}
+        self._publishers: dict[str, list[dict]] = {}  # room → its local publishers, as reported
+        self._room_worker: dict[str, int] = {}  # room → worker that reported its publishers
+        self._links = PublisherLinks()
+        self._http: aiohttp.ClientSession | None = None
+        self._closing = False
+        self._restarts: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout))
+        try:
+            await asyncio.gather(*(self._spawn(w) for w in self._workers))
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in list(self._restarts):
+            task.cancel()
+        await asyncio.gather(*self._restarts, return_exceptions=True)
+        await asyncio.gather(*(self._stop_worker(w) for w in self._workers), return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    @property
+    def worker_pids(self) -> list[int | None]:
+        return [w.process.pid if w.process and w.process.returncode is None else None for w in self._workers]
+
+    def worker_of_session(self, session_id: str) -> int | None:
+        route = self._sessions.get(session_id)
+        return route.worker if route else None
+
+    def loads(self) -> dict[int, float]:
+        """Sessions per live worker: the measure rooms are placed by."""
+        loads = {w.index: 0.0 for w in self._workers if w.alive}
+        for route in self._sessions.values():
+            if route.worker in loads:
+                loads[route.worker] += 1
+        return loads
+
+    async def _spawn(self, worker: _Worker) -> None:
+        args = [sys.executable, "-m", "roomserver.media.worker", "--host", "127.0.0.1", "--port", "0"]
+        if self.ice_host:
+            args += ["--ice-host", self.ice_host]
+        if self.public_ip:
+            args += ["--public-ip", self.public_ip]
+        worker.ready.clear()
+        worker.port = None
+        worker.process = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, SECRET_ENV: self._secret},
+        )
+        worker.reader = asyncio.ensure_future(self._read_events(worker, worker.process))
+        try:
+            await asyncio.wait_for(worker.ready.wait(), self.start_timeout)
+        except TimeoutError:
+            raise Unavailable(f"media worker {worker.index} did not start") from None
+
+    async def _stop_worker(self, worker: _Worker) -> None:
+        process = worker.process
+        if process is None:
+            return
+        if process.returncode is None:
+            with contextlib.suppress(Exception):
+                process.stdin.close()  # the worker exits when its stdin closes
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if worker.reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.reader
+
+    async def _read_events(self, worker: _Worker, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        while True:
+            line = await process.stdout.readline()
+            if not line:
+                break
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            self._on_event(worker, event)
+        await process.wait()
+        if worker.process is process:
+            self._on_worker_exit(worker)
+
+    def _on_event(self, worker: _Worker, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "ready":
+            worker.port = int(event["port"])
+            worker.ready.set()
+        elif kind == "publishers":
+            room = event["room"]
+            if event["publishers"]:
+                self._publishers[room] = event["publishers"]
+                self._room_worker[room] = worker.index
+            elif self._room_worker.get(room) == worker.index:
+                self._publishers.pop(room, None)
+                self._room_worker.pop(room, None)
+            self._notify_publishers_of(room)
+        elif kind == "session_closed":
+            route = self._sessions.pop(event["session"], None)
+            if route is not None:
+                self._release_if_idle(route.worker, route.worker_room)
+
+    def _on_worker_exit(self, worker: _Worker) -> None:
+        worker.port = None
+        lost = [sid for sid, r in self._sessions.items() if r.worker == worker.index]
+        rooms = {self._sessions[sid].worker_room for sid in lost}
+        for sid in lost:
+            del self._sessions[sid]
+        rooms |= {room for room, w in self._room_worker.items() if w == worker.index}
+        for room in rooms:
+            if self._room_worker.get(room) == worker.index:
+                self._publishers.pop(room, None)
+                self._room_worker.pop(room, None)
+            self._spawn_task(self.routing.release(room, worker.index))
+            self._notify_publishers_of(room)
+        if not self._closing:
+            logger.error(
+                "media worker %d exited (code %s); restarting", worker.index, worker.process.returncode
+            )
+            self._spawn_task(self._restart(worker))
+
+    async def _restart(self, worker: _Worker) -> None:
+        await asyncio.sleep(self.restart_delay)
+        if not self._closing:
+            try:
+                await self._spawn(worker)
+            except Exception:
+                logger.exception("restarting media worker %d failed", worker.index)
+
+    def _spawn_task(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    def _release_if_idle(self, worker: int, room: str) -> None:
+        busy = any(r.worker == worker and r.worker_room == room for r in self._sessions.values())
+        if not busy:
+            self._spawn_task(self.routing.release(room, worker))
+
+    # ------------------------------------------------------------------ MediaBackend
+
+    async def publish(self, room: str, user: str, role: str, offer_sdp: str) -> tuple[str, str]:
+        worker = await self._worker_for(room)
+        session, answer = await self._post(worker, f"/v1/rooms/{quote(room)}/whip", user, role, offer_sdp)
+        self._sessions[session] = _SessionRoute(worker.index, room, room, "publish", user)
+        self._room_worker.setdefault(room, worker.index)
+        return session, answer
+
+    async def play(
+        self, room: str, publisher_user: str | None, viewer_user: str, offer_sdp: str
+    ) -> tuple[str, str]:
+        source_room = room
+        if publisher_user is not None and not any(
+            p["user"] == publisher_user for p in self._publishers.get(room, [])
+        ):
+            link = self._links.find(room, publisher_user)
+            if link is not None:
+                source_room = link.source_room
+        worker_index = await self.routing.lookup(source_room)
+        if worker_index is None:
+            worker_index = self._room_worker.get(source_room)
+        if worker_index is None:
+            raise NotFound(f"nobody is publishing in room {source_room}")
+        worker = self._workers[worker_index]
+        path = f"/v1/rooms/{quote(source_room)}/whep"
+        if publisher_user is not None:
+            path += f"?publisher={quote(publisher_user)}"
+        session, answer = await self._post(worker, path, viewer_user, "viewer", offer_sdp)
+        self._sessions[session] = _SessionRoute(worker.index, source_room, room, "play", viewer_user)
+        return session, answer
+
+    async def stop(
+        self, session_id: str, user: str, *, room: str | None = None, kind: str | None = None
+    ) -> None:
+        route = self._sessions.get(session_id)
+        if (
+            route is None
+            or (room is not None and route.room != room)
+            or (kind is not None and route.kind != kind)
+        ):
+            raise NotFound("no such media session")
+        worker = self._workers[route.worker]
+        segment = "whip" if route.kind == "publish" else "whep"
+        path = f"/v1/rooms/{quote(route.worker_room)}/{segment}/{quote(session_id)}"
+        try:
+            async with self._request(worker, "DELETE", path, user, "viewer") as resp:
+                if resp.status != 200:
+                    raise _remote_error(resp.status, await resp.text())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(f"media worker {worker.index} did not answer: {type(exc).__name__}") from None
+        if self._sessions.pop(session_id, None) is not None:
+            self._release_if_idle(route.worker, route.worker_room)
+
+    async def unpublish(self, room: str, user: str) -> bool:
+        """Server-side stop of `user`'s publishing in `room` (co-host ended, kicked)."""
+        for session_id, route in list(self._sessions.items()):
+            if route.kind == "publish" and route.worker_room == room and route.user == user:
+                with contextlib.suppress(NotFound):
+                    await self.stop(session_id, user)
+                return True
+        return False
+
+    async def close_room(self, room: str) -> None:
+        """End all media of `room`: its publishers (their viewers follow) and its viewers."""
+        for session_id, route in list(self._sessions.items()):
+            if route.worker_room == room or route.room == room:
+                with contextlib.suppress(MediaError):
+                    await self.stop(session_id, route.user)
+        self._links.remove(room)
+
+    def publishers(self, room: str) -> list[dict]:
+        return self._links.merged(room, self._publishers.get(room, []), lambda r: self._publishers.get(r, []))
+
+    def link(self, room: str, source_room: str, user: str, role: str = "pk") -> None:
+        if self._links.add(room, source_room, user, role):
+            self._notify(room)
+
+    def unlink(self, room: str, source_room: str | None = None, user: str | None = None) -> None:
+        if self._links.remove(room, source_room, user):
+            self._notify(room)
+
+    # ------------------------------------------------------------------ internals
+
+    async def _worker_for(self, room: str) -> _Worker:
+        if self._closing:
+            raise Unavailable("media is shutting down")
+        index = await self.routing.assign(room, self.loads())
+        worker = self._workers[index]
+        if not worker.alive:
+            raise Unavailable(f"media worker {index} is restarting")
+        return worker
+
+    def _request(
+        self, worker: _Worker, method: str, path: str, user: str, role: str, body: bytes | None = None
+    ):
+        if self._http is None or not worker.alive:
+            raise Unavailable("media worker unavailable")
+        headers = {SECRET_HEADER: self._secret, USER_HEADER: user, ROLE_HEADER: role}
+        if body is not None:
+            headers["Content-Type"] = SDP_CONTENT_TYPE
+        return self._http.request(method, worker.base_url + path, data=body, headers=headers)
+
+    async def _post(
+        self, worker: _Worker, path: str, user: str, role: str, offer_sdp: str
+    ) -> tuple[str, str]:
+        try:
+            async with self._request(worker, "POST", path, user, role, offer_sdp.encode()) as resp:
+                text = await resp.text()
+                if resp.status != 201:
+                    raise _remote_error(resp.status, text)
+                location = resp.headers.get("Location", "")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(f"media worker {worker.index} did not answer: {type(exc).__name__}") from None
+        return location.rsplit("/", 1)[-1], text
+
+    def _notify_publishers_of(self, room: str) -> None:
+        self._notify(room)
+        for linked in self._links.rooms_showing(room):
+            self._notify(linked)
+
+    def _notify(self, room: str) -> None:
+        if self.on_publishers_changed is not None and not self._closing:
+            try:
+                self.on_publishers_changed(room)
+            except Exception:
+                logger.exception("on_publishers_changed failed for %s", room)
+
+
+def _remote_error(status: int, text: str) -> MediaError:
+    code, message = parse_error_body(text)
+    return MediaError(message, code=code, status=status)

@@ -1,0 +1,66 @@
+"""The aiortc internals the forwarding unit relies on (roomserver/media/forwarding.py).
+
+These fail loudly when an aiortc upgrade renames or reshapes them; the end-to-end tests then
+say whether the behaviour still holds.
+"""
+
+from __future__ import annotations
+
+import inspect
+import queue
+from importlib.metadata import version
+
+import aioice.ice
+import aiortc
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import get_encoder
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcpeerconnection import is_codec_compatible
+
+from roomserver.media import forwarding
+from roomserver.media.ice import rtc_configuration
+
+
+def test_pinned_versions() -> None:
+    assert aiortc.__version__ == "1.16.0"
+    assert version("av") == "18.1.0"
+
+
+async def test_receiver_and_sender_private_attributes_exist() -> None:
+    pc = RTCPeerConnection(rtc_configuration())
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendrecv")
+        receiver, sender = transceiver.receiver, transceiver.sender
+        assert type(getattr(receiver, forwarding.DECODER_QUEUE_ATTR)) is queue.Queue
+        assert isinstance(getattr(receiver, forwarding.RTX_SSRC_ATTR), dict)
+        assert inspect.iscoroutinefunction(receiver._send_rtcp_pli)
+        assert callable(sender._send_keyframe)
+    finally:
+        await pc.close()
+
+
+def test_receiver_puts_codec_and_encoded_frame_into_the_decoder_queue() -> None:
+    source = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "self.__decoder_queue.put((codec, encoded_frame))" in source
+    # The decoder thread gets the queue when receive() starts, after the "track" event.
+    assert "self.__decoder_queue," in inspect.getsource(RTCRtpReceiver.receive)
+    assert "self.__decoder_queue.put(None)" in inspect.getsource(RTCRtpReceiver)
+
+
+def test_sender_turns_pli_into_send_keyframe_and_packs_packets() -> None:
+    assert "self._send_keyframe()" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    source = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "isinstance(data, Frame)" in source and "self.__encoder.pack(data)" in source
+
+
+def test_encoders_can_pack_pre_encoded_packets() -> None:
+    for cls in (Vp8Encoder, H264Encoder, OpusEncoder):
+        assert "pack" in cls.__dict__, cls
+    assert callable(get_encoder) and callable(is_codec_compatible)
+
+
+def test_aioice_host_address_hook_exists() -> None:
+    assert "get_host_addresses" in inspect.getsource(aioice.ice.Connection.gather_candidates)
+    assert callable(aioice.ice.get_host_addresses)
