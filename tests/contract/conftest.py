@@ -1,7 +1,9 @@
 """Backends under the contract suite: every test here runs once per backend.
 
 ``memory`` runs in-process; ``redis-cluster`` and ``redis-single`` use the real
-Redis servers started by ``tests/redis_servers.py`` for the test session.
+Redis servers started by ``tests/redis_servers.py`` for the test session. Each
+``make()`` is a separate node with its own connections; all nodes of one test
+share the servers and a key prefix unique to the test.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 import pytest
 
 from roomserver.bus.memory import MemoryBroker, MemoryHub
+from roomserver.bus.redis import RedisBroker
 
-BACKENDS = ["memory"]
+BACKENDS = ["memory", "redis-single", "redis-cluster"]
 
 
 @pytest.fixture(params=BACKENDS)
-async def broker_factory(request):
+async def broker_factory(request, unique_prefix):
     """Returns ``make(node_id) -> Broker`` where all brokers made share one backend."""
     made = []
     if request.param == "memory":
@@ -22,6 +25,22 @@ async def broker_factory(request):
 
         def make(node_id: str = "n1"):
             b = MemoryBroker(hub, node_id=node_id)
+            made.append(b)
+            return b
+
+    elif request.param == "redis-single":
+        url = request.getfixturevalue("redis_single").url
+
+        def make(node_id: str = "n1"):
+            b = RedisBroker.from_url(url, node_id=node_id, prefix=unique_prefix)
+            made.append(b)
+            return b
+
+    else:
+        startup = request.getfixturevalue("redis_cluster").startup
+
+        def make(node_id: str = "n1"):
+            b = RedisBroker.from_cluster(startup, node_id=node_id, prefix=unique_prefix)
             made.append(b)
             return b
 

@@ -1,0 +1,668 @@
+"""Redis ``Broker``: rooms sharded over Redis Cluster (or one Redis 7 node).
+
+Construct with ``RedisBroker.from_url("redis://127.0.0.1:7001/0", ...)`` for a
+single node or ``RedisBroker.from_cluster("127.0.0.1:7001,127.0.0.1:7002", ...)``
+for a cluster. Both run the same code: a single node is a cluster whose one
+node owns every slot (``redis_client.SlotRouter``), and Redis 7 serves
+SSUBSCRIBE/SPUBLISH on a single node too.
+
+Keys
+----
+Every key of a room carries the ``{room}`` hash tag, so the room lives in one
+slot and one Lua script can touch all of it (prefix ``rs:`` by default)::
+
+    rs:{r1}:room        hash: epoch, seq, ver, doc, cs/cn (barrage cap: second, count)
+    rs:{r1}:hist        list of "<ts ms>|<record>", oldest first, seqs contiguous
+    rs:{r1}:ch          shard channel (SPUBLISH / SSUBSCRIBE)
+    rs:{r1}:idem:<n>:<user><cid>   hash e/f/s: epoch, fingerprint, seqs; PEXPIRE ttl
+    rs:{r1}:ctr         hash: accumulate counters     rs:{r1}:gate   hash: gates
+    rs:{r1}:pres        hash: node -> "<count>:<expires ms>"
+    rs:rooms            set: ids of rooms that (may) have a document
+
+Idempotency entries are not deleted with the room: they record the epoch they
+belong to and an entry of another epoch is ignored, so ``delete_room`` is one
+``DEL`` of known keys. ``rs:rooms`` lives in another slot than the room, so it
+is added to *before* a commit that creates a document (``expect_version=0``)
+and ``rooms()`` checks each member still has one: a crash between the two
+steps leaves at worst an entry that ``rooms()`` filters out.
+
+Time is Redis time (``TIME`` inside the scripts), so nodes with skewed clocks
+agree on barrage seconds, idempotency windows, throttles and history age.
+
+Records and payload
+-------------------
+An event travels as a *record*: ``<seq>|<close>|<len coalesce>|<len
+audience>|<len body>\\n`` followed by the three byte strings (lengths in
+bytes). Bodies are never parsed and may contain any byte. A published
+message is ``<epoch>|<version>|<count>\\n`` followed by ``count`` records: one
+SPUBLISH per script call, whatever the number of events. ``seq`` is spliced
+into durable bodies in Lua exactly like ``protocol.with_seq``.
+
+The commit script
+-----------------
+``lua/commit.lua`` takes a batch of sub-commits and applies each in order with
+its own idempotency check, version CAS and barrage cap, assigns seqs, appends
+the history (capped by count, then by age), creates the epoch if absent (from
+a random candidate the caller passes: Lua has no good randomness) and
+publishes everything once. Concurrent ``commit`` calls for one room without
+``expect_version`` are coalesced: while one script call for the room is in
+flight, later calls queue and go together in the next call (no timer: the
+batch is whatever arrived meanwhile). Each caller still gets its own result.
+
+Delivery guarantees
+-------------------
+Pub/sub is at most once. ``subscribe`` returns after the server confirmed the
+subscription; while a connection is down or a slot is failing over, messages
+are lost. The broker re-subscribes by itself (new topology, new connection,
+backoff) and deliveries resume, but **gap repair is the caller's job**: the
+node's fanout layer sees the jump in ``seq`` and reads ``history``.
+
+Failures and failover
+---------------------
+Every call is bounded by ``op_timeout`` (default 1 s); a Redis that cannot be
+reached, a slot without a primary, a timeout, ``CLUSTERDOWN``/``TRYAGAIN``/
+``LOADING`` past that bound raise ``BrokerUnavailable``. Commands that were
+certainly not executed (no connection, a redirect, cluster down) are retried
+within the bound, after refreshing the slot map; idempotent ones also after a
+connection broke mid-command. ``commit``, ``accumulate`` and ``gate`` are not
+retried once sent: if the reply is lost the caller gets ``BrokerUnavailable``
+and the outcome is unknown (a retry with the same ``Idem`` is safe). When
+Redis comes back, the next calls reconnect; nothing needs a restart.
+
+During a failover window (a primary died, its replica not yet promoted: about
+2–3 s with ``cluster-node-timeout 1000``) the dead primary's rooms answer
+``BrokerUnavailable``; with Redis' default ``cluster-require-full-coverage
+yes`` *every* slot refuses writes between the failure being agreed and the
+promotion (about 1 s), so production clusters should set it to ``no``.
+
+Replication is asynchronous: by default a commit is acknowledged once the
+primary ran it, and if the primary dies before its replica received the
+write, the promoted replica does not have it. The history then lacks that
+tail and the room's ``seq`` continues from the replica's head, so the same
+``seq`` can be assigned again to a different event (the epoch does not
+change: the replica cannot know what it never saw). Subscribers may have
+received the lost events. With ``durable_wait_ms=N`` every commit script is
+followed, on the same connection, by ``WAIT 1 N``; the commit returns only if
+a replica acknowledged it, otherwise it raises ``BrokerUnavailable`` (the
+write may survive or not: retry with the same ``Idem``). An acknowledged
+commit then survives the failover of its primary (the only/most up-to-date
+replica is promoted). Cost: measured with ``tests/bench_redis_broker.py``
+(see docs/architecture.md): one replica round trip per script call, which
+the coalescing amortises over a batch. Do not set it on a single node
+without replicas: every commit would fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from redis.crc import key_slot
+from redis.exceptions import RedisError
+
+from roomserver.bus.base import (
+    Broker,
+    BrokerUnavailable,
+    BusEvent,
+    CommitResult,
+    CommitStatus,
+    Delivery,
+    DeliveryHandler,
+    Draft,
+    GrabResult,
+    HistoryGone,
+    HistoryLimits,
+    HistoryPage,
+    Idem,
+    RoomRecord,
+    StockResult,
+)
+from roomserver.bus.redis_client import Script, ScriptCall, ShardSubscriber, SlotRouter, Timeouts
+
+log = logging.getLogger(__name__)
+
+_STATUS = (CommitStatus.OK, CommitStatus.VERSION_CONFLICT, CommitStatus.REPLAYED, CommitStatus.IDEM_CONFLICT)
+
+# One script call settles at most this much; Redis runs nothing else meanwhile.
+MAX_BATCH_COMMITS = 256
+MAX_BATCH_DRAFTS = 2048
+MAX_BATCH_BYTES = 512 * 1024
+
+
+def _load_script(name: str) -> Script:
+    source = resources.files("roomserver.bus").joinpath("lua", f"{name}.lua").read_text()
+    return Script(name, source)
+
+
+COMMIT = _load_script("commit")
+HISTORY = _load_script("history")
+PRESENCE = _load_script("presence")
+ACCUMULATE = _load_script("accumulate")
+GATE = _load_script("gate")
+TALLY = _load_script("tally")
+STOCK_CREATE = _load_script("stock_create")
+STOCK_TAKE = _load_script("stock_take")
+STOCK_CLOSE = _load_script("stock_close")
+SHARES_CREATE = _load_script("shares_create")
+SHARES_GRAB = _load_script("shares_grab")
+DELETE_ROOM = _load_script("delete_room")
+
+
+# -- records and payloads (the wire format of commit.lua) --------------------
+
+
+def _decode_records(buf: bytes, pos: int, count: int, *, with_ts: bool = False) -> tuple[list[BusEvent], int]:
+    events: list[BusEvent] = []
+    for _ in range(count):
+        nl = buf.index(b"\n", pos)
+        head = buf[pos:nl].split(b"|")
+        if with_ts:
+            head = head[1:]
+        seq, close, lc, la, lb = (int(x) for x in head)
+        p = nl + 1
+        coalesce = buf[p : p + lc].decode() if lc else ""
+        p += lc
+        audience = buf[p : p + la].decode() if la else ""
+        p += la
+        events.append(BusEvent(seq, buf[p : p + lb], coalesce, audience, close))
+        pos = p + lb
+    return events, pos
+
+
+def decode_delivery(room: str, payload: bytes) -> Delivery:
+    nl = payload.index(b"\n")
+    epoch, version, count = payload[:nl].split(b"|")
+    events, _ = _decode_records(payload, nl + 1, int(count))
+    return Delivery(room, epoch.decode(), int(version), tuple(events))
+
+
+def decode_history_entry(entry: bytes) -> BusEvent:
+    return _decode_records(entry, 0, 1, with_ts=True)[0][0]
+
+
+# -- keys ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RoomKeys:
+    slot: int
+    room: str
+    hist: str
+    channel: str
+    counters: str
+    gates: str
+    presence: str
+    dynamic: str  # set of the keys below, for delete_room
+    tag: str
+
+    def idem(self, user: str, cid: str) -> str:
+        # The user's length keeps ("ab", "c") and ("a", "bc") apart.
+        return f"{self.tag}:idem:{len(user)}:{user}{cid}"
+
+    def tally(self, key: str) -> tuple[str, str]:
+        return f"{self.tag}:tm:{key}", f"{self.tag}:tc:{key}"
+
+    def stock(self, key: str) -> tuple[str, str]:
+        return f"{self.tag}:st:{key}", f"{self.tag}:sr:{key}"
+
+    def shares(self, key: str) -> tuple[str, str, str]:
+        return f"{self.tag}:sh:{key}", f"{self.tag}:sq:{key}", f"{self.tag}:sg:{key}"
+
+
+@lru_cache(maxsize=65536)
+def room_keys(prefix: str, room: str) -> RoomKeys:
+    tag = f"{prefix}{{{room}}}"
+    return RoomKeys(
+        slot=key_slot(f"{tag}:room".encode()),
+        room=f"{tag}:room",
+        hist=f"{tag}:hist",
+        channel=f"{tag}:ch",
+        counters=f"{tag}:ctr",
+        gates=f"{tag}:gate",
+        presence=f"{tag}:pres",
+        dynamic=f"{tag}:dyn",
+        tag=tag,
+    )
+
+
+# -- commits -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _SubCommit:
+    drafts: Sequence[Draft]
+    expect_version: int | None
+    doc: bytes | None
+    idem: Idem | None
+    barrage_cap: int
+
+    @property
+    def size(self) -> int:
+        return sum(len(d.body) for d in self.drafts)
+
+
+def _commit_call(keys: RoomKeys, subs: Sequence[_SubCommit], limits: HistoryLimits) -> ScriptCall:
+    key_list: list[str] = [keys.room, keys.hist, keys.channel]
+    args: list[Any] = [secrets.token_hex(8), limits.max_events, limits.max_age_ms, len(subs)]
+    for sub in subs:
+        idem_index = 0
+        if sub.idem is not None:
+            key_list.append(keys.idem(sub.idem.user, sub.idem.cid))
+            idem_index = len(key_list)
+        args += [
+            "" if sub.expect_version is None else sub.expect_version,
+            "0" if sub.doc is None else "1",
+            b"" if sub.doc is None else sub.doc,
+            idem_index,
+            sub.idem.fingerprint if sub.idem else "",
+            sub.idem.ttl_ms if sub.idem else 0,
+            max(0, sub.barrage_cap),
+            len(sub.drafts),
+        ]
+        for d in sub.drafts:
+            args += [
+                (1 if d.durable else 0) + (2 if d.capped else 0),
+                d.close_code,
+                d.coalesce,
+                d.audience,
+                d.body,
+            ]
+    return ScriptCall(COMMIT, key_list, args)
+
+
+def _commit_results(reply: list[Any]) -> tuple[list[CommitResult], bool]:
+    out = []
+    for r in reply[3:]:
+        status = _STATUS[int(r[0])]
+        seqs = tuple(None if s < 0 else s for s in r[3:])
+        out.append(CommitResult(status, seqs, int(r[1]), r[2].decode()))
+    return out, bool(reply[2])
+
+
+class RedisBroker(Broker):
+    """Rooms on Redis (Cluster); see the module docstring for the design."""
+
+    def __init__(
+        self,
+        router: SlotRouter,
+        *,
+        node_id: str | None = None,
+        limits: HistoryLimits | None = None,
+        prefix: str = "rs:",
+        coalesce: bool = True,
+        durable_wait_ms: int = 0,
+    ) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("the key prefix must not contain a hash tag")
+        self.node_id = node_id or secrets.token_hex(4)
+        self.limits = limits or HistoryLimits()
+        self.prefix = prefix
+        self.coalesce = coalesce
+        self.durable_wait_ms = durable_wait_ms
+        self._router = router
+        self._registry = f"{prefix}rooms"
+        self._registry_slot = key_slot(self._registry.encode())
+        self._handler: DeliveryHandler | None = None
+        self._channel_rooms: dict[bytes, str] = {}
+        self._subscriber = ShardSubscriber(router, self._on_message)
+        self._queues: dict[str, deque[tuple[_SubCommit, asyncio.Future[CommitResult]]]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
+        self._presence_rooms: set[str] = set()
+        self._closed = False
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, op_timeout: float = 1.0, pool_size: int = 32, **kwargs: Any
+    ) -> RedisBroker:
+        """One Redis node: ``redis://[:password@]host:port[/db]``."""
+        u = urlparse(url)
+        if u.scheme != "redis":
+            raise ValueError(f"unsupported Redis URL scheme {u.scheme!r}")
+        db = int(u.path.lstrip("/") or 0)
+        router = SlotRouter(
+            [f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"],
+            cluster=False,
+            db=db,
+            password=unquote(u.password) if u.password else None,
+            timeouts=Timeouts(op=op_timeout),
+            pool_size=pool_size,
+        )
+        return cls(router, **kwargs)
+
+    @classmethod
+    def from_cluster(
+        cls, nodes: str | Sequence[str], *, op_timeout: float = 1.0, pool_size: int = 32, **kwargs: Any
+    ) -> RedisBroker:
+        """Redis Cluster from seed nodes ``"host:port,host:port"``."""
+        seeds = [n for n in nodes.split(",") if n.strip()] if isinstance(nodes, str) else list(nodes)
+        if not seeds:
+            raise ValueError("no cluster nodes given")
+        router = SlotRouter(seeds, cluster=True, timeouts=Timeouts(op=op_timeout), pool_size=pool_size)
+        return cls(router, **kwargs)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self, on_delivery: DeliveryHandler) -> None:
+        self._handler = on_delivery
+        # Learn the topology now if we can; if Redis is down the first call retries.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._router.refresh(), self._router.timeouts.op)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._drains):
+            task.cancel()
+        for queue in self._queues.values():
+            for _, fut in queue:
+                if not fut.done():
+                    fut.set_exception(BrokerUnavailable("broker closed"))
+        self._queues.clear()
+        await self._subscriber.close()
+        await self._router.close()
+
+    async def healthy(self) -> bool:
+        return not self._closed and await self._router.ping_all()
+
+    # -- pub/sub --------------------------------------------------------------
+
+    async def subscribe(self, room: str) -> None:
+        keys = room_keys(self.prefix, room)
+        channel = keys.channel.encode()
+        self._channel_rooms[channel] = room
+        await self._subscriber.subscribe(channel, keys.slot)
+
+    async def unsubscribe(self, room: str) -> None:
+        channel = room_keys(self.prefix, room).channel.encode()
+        self._channel_rooms.pop(channel, None)
+        await self._subscriber.unsubscribe(channel)
+
+    def _on_message(self, channel: bytes, payload: bytes) -> None:
+        room = self._channel_rooms.get(channel)
+        if room is None or self._handler is None:
+            return
+        try:
+            delivery = decode_delivery(room, payload)
+        except (ValueError, UnicodeDecodeError):
+            log.error("undecodable message on %r (%d bytes)", channel, len(payload))
+            return
+        try:
+            self._handler(delivery)
+        except Exception:
+            log.exception("delivery handler failed for room %s", room)
+
+    # -- the atomic step --------------------------------------------------------
+
+    async def load(self, room: str) -> RoomRecord:
+        keys = room_keys(self.prefix, room)
+        ver, doc, seq, epoch = await self._call(keys.slot, ("HMGET", keys.room, "ver", "doc", "seq", "epoch"))
+        return RoomRecord(
+            version=int(ver or 0), doc=doc, seq=int(seq or 0), epoch=epoch.decode() if epoch else ""
+        )
+
+    async def commit(
+        self,
+        room: str,
+        drafts: Sequence[Draft],
+        *,
+        expect_version: int | None = None,
+        doc: bytes | None = None,
+        idem: Idem | None = None,
+        barrage_cap: int = 0,
+    ) -> CommitResult:
+        if self._closed:
+            raise BrokerUnavailable("broker closed")
+        sub = _SubCommit(tuple(drafts), expect_version, doc, idem, barrage_cap)
+        if expect_version is not None or not self.coalesce:
+            if expect_version == 0 and doc is not None:
+                await self._register(room)
+            return (await self._commit_batch(room, [sub]))[0]
+        fut: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+        queue = self._queues.get(room)
+        if queue is None:
+            queue = self._queues[room] = deque()
+            task = asyncio.create_task(self._drain(room), name=f"redis-commit-{room}")
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
+        queue.append((sub, fut))
+        return await fut
+
+    async def _drain(self, room: str) -> None:
+        """Send the room's queued commits, one script call at a time, until the
+        queue is empty: whatever queued during a call goes in the next one."""
+        queue = self._queues[room]
+        try:
+            while True:
+                batch = _take_batch(queue)
+                if not batch:
+                    break
+                try:
+                    results = await self._commit_batch(room, [sub for sub, _ in batch])
+                except Exception as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for (_, fut), result in zip(batch, results, strict=True):
+                    if not fut.done():
+                        fut.set_result(result)
+        finally:
+            if self._queues.get(room) is queue and not queue:
+                del self._queues[room]
+            elif self._queues.get(room) is queue:  # cancelled with work left
+                for _, fut in queue:
+                    if not fut.done():
+                        fut.set_exception(BrokerUnavailable("broker closed"))
+                del self._queues[room]
+
+    async def _commit_batch(self, room: str, subs: Sequence[_SubCommit]) -> list[CommitResult]:
+        keys = room_keys(self.prefix, room)
+        commands: list[Any] = [_commit_call(keys, subs, self.limits)]
+        if self.durable_wait_ms > 0:
+            # WAIT counts replicas that acknowledged this connection's writes,
+            # so it must follow the script on the same connection.
+            commands.append(("WAIT", 1, self.durable_wait_ms))
+        replies = await self._router.call(keys.slot, commands, safe=False)
+        reply = _raise_reply(replies[0])
+        results, doc_created = _commit_results(reply)
+        if doc_created and not any(s.expect_version == 0 for s in subs):
+            await self._register(room)  # a document re-created at version > 0: rare
+        if self.durable_wait_ms > 0 and _raise_reply(replies[1]) < 1:
+            raise BrokerUnavailable(f"commit not acknowledged by a replica within {self.durable_wait_ms} ms")
+        return results
+
+    async def _register(self, room: str) -> None:
+        await self._call(self._registry_slot, ("SADD", self._registry, room))
+
+    # -- history ----------------------------------------------------------------
+
+    async def history(self, room: str, since: int, limit: int = 1000) -> HistoryPage:
+        if since < 0:
+            raise HistoryGone(f"seq {since} is not in this history")
+        keys = room_keys(self.prefix, room)
+        reply = await self._call(
+            keys.slot, ScriptCall(HISTORY, [keys.room, keys.hist], [since, limit, self.limits.max_age_ms])
+        )
+        if reply[0] != 0:
+            raise HistoryGone(reply[1].decode())
+        return HistoryPage(
+            epoch=reply[1].decode(), seq=int(reply[2]), events=[decode_history_entry(e) for e in reply[3:]]
+        )
+
+    # -- presence and counters -------------------------------------------------
+
+    async def report_presence(self, counts: dict[str, int], ttl_ms: int) -> dict[str, int]:
+        rooms = list(counts)
+        gone = [r for r in self._presence_rooms if r not in counts]
+        items: list[tuple[int, Any]] = []
+        for r in rooms:
+            k = room_keys(self.prefix, r)
+            items.append((k.slot, ScriptCall(PRESENCE, [k.presence], [self.node_id, int(counts[r]), ttl_ms])))
+        for r in gone:
+            k = room_keys(self.prefix, r)
+            items.append((k.slot, ("HDEL", k.presence, self.node_id)))
+        replies = await self._router.call_many(items, safe=True)
+        for reply in replies:
+            _raise_reply(reply)
+        # Only now: if this failed, the next report removes ``gone`` again.
+        self._presence_rooms = set(rooms)
+        return {r: int(replies[i]) for i, r in enumerate(rooms)}
+
+    async def accumulate(self, room: str, name: str, delta: int, interval_ms: int) -> tuple[int, int | None]:
+        keys = room_keys(self.prefix, room)
+        total, flushed, amount = await self._call(
+            keys.slot, ScriptCall(ACCUMULATE, [keys.counters], [name, delta, interval_ms]), safe=False
+        )
+        return int(total), (int(amount) if flushed else None)
+
+    async def gate(self, room: str, name: str, interval_ms: int, value: str) -> bool:
+        keys = room_keys(self.prefix, room)
+        passed = await self._call(
+            keys.slot, ScriptCall(GATE, [keys.gates], [name, interval_ms, value]), safe=False
+        )
+        return bool(passed)
+
+    # -- tallies, stock, shares ---------------------------------------------------
+
+    async def tally(
+        self, room: str, key: str, member: str, option: str, ttl_ms: int
+    ) -> tuple[bool, dict[str, int]]:
+        keys = room_keys(self.prefix, room)
+        reply = await self._call(
+            keys.slot,
+            ScriptCall(TALLY, [*keys.tally(key), keys.dynamic], [member, option, ttl_ms]),
+            safe=False,
+        )
+        return bool(reply[0]), _counts(reply[1:])
+
+    async def tally_counts(self, room: str, key: str) -> dict[str, int]:
+        keys = room_keys(self.prefix, room)
+        return _counts(await self._call(keys.slot, ("HGETALL", keys.tally(key)[1])))
+
+    async def tally_members(self, room: str, key: str) -> list[str]:
+        keys = room_keys(self.prefix, room)
+        return [m.decode() for m in await self._call(keys.slot, ("HKEYS", keys.tally(key)[0]))]
+
+    async def stock_create(
+        self, room: str, key: str, stock: int, *, opens_at: int = 0, closes_at: int = 0, ttl_ms: int
+    ) -> bool:
+        keys = room_keys(self.prefix, room)
+        call = ScriptCall(
+            STOCK_CREATE, [*keys.stock(key), keys.dynamic], [stock, opens_at, closes_at, ttl_ms]
+        )
+        return bool(await self._call(keys.slot, call, safe=False))
+
+    async def stock_take(
+        self,
+        room: str,
+        key: str,
+        *,
+        user: str,
+        qty: int,
+        per_user_limit: int,
+        record: bytes,
+        cid: str = "",
+        fingerprint: str = "",
+    ) -> StockResult:
+        keys = room_keys(self.prefix, room)
+        call = ScriptCall(STOCK_TAKE, keys.stock(key), [user, qty, per_user_limit, record, cid, fingerprint])
+        status, left, held, rec = await self._call(keys.slot, call, safe=False)
+        return StockResult(status.decode(), int(left), int(held), rec)
+
+    async def stock_close(self, room: str, key: str, closes_at: int) -> None:
+        keys = room_keys(self.prefix, room)
+        await self._call(keys.slot, ScriptCall(STOCK_CLOSE, keys.stock(key)[:1], [closes_at]))
+
+    async def stock_state(self, room: str, key: str) -> tuple[int, int] | None:
+        keys = room_keys(self.prefix, room)
+        left, initial = await self._call(keys.slot, ("HMGET", keys.stock(key)[0], "left", "initial"))
+        return None if left is None else (int(left), int(initial))
+
+    async def stock_records(self, room: str, key: str) -> list[bytes]:
+        keys = room_keys(self.prefix, room)
+        return list(await self._call(keys.slot, ("LRANGE", keys.stock(key)[1], 0, -1)))
+
+    async def shares_create(self, room: str, key: str, amounts: list[int], *, ttl_ms: int) -> bool:
+        keys = room_keys(self.prefix, room)
+        call = ScriptCall(SHARES_CREATE, [*keys.shares(key), keys.dynamic], [ttl_ms, *amounts])
+        return bool(await self._call(keys.slot, call, safe=False))
+
+    async def shares_grab(self, room: str, key: str, user: str) -> GrabResult:
+        keys = room_keys(self.prefix, room)
+        status, amount, left, best_user, best = await self._call(
+            keys.slot, ScriptCall(SHARES_GRAB, keys.shares(key), [user]), safe=False
+        )
+        finished = (best_user.decode(), int(best)) if best_user else None
+        return GrabResult(status.decode(), int(amount), int(left), finished)
+
+    async def shares_grabs(self, room: str, key: str) -> list[tuple[str, int]]:
+        keys = room_keys(self.prefix, room)
+        out = []
+        for g in await self._call(keys.slot, ("LRANGE", keys.shares(key)[2], 0, -1)):
+            amount, _, user = g.partition(b":")
+            out.append((user.decode(), int(amount)))
+        return out
+
+    async def delete_room(self, room: str) -> None:
+        keys = room_keys(self.prefix, room)
+        fixed = [keys.room, keys.hist, keys.counters, keys.gates, keys.presence, keys.dynamic]
+        await self._call(keys.slot, ScriptCall(DELETE_ROOM, fixed, []))
+        await self._call(self._registry_slot, ("SREM", self._registry, room))
+
+    async def rooms(self) -> list[str]:
+        members = await self._call(self._registry_slot, ("SMEMBERS", self._registry))
+        names = sorted(m.decode() for m in members)
+        items = []
+        for name in names:
+            k = room_keys(self.prefix, name)
+            items.append((k.slot, ("HEXISTS", k.room, "doc")))
+        exists = await self._router.call_many(items, safe=True)
+        return [n for n, e in zip(names, exists, strict=True) if _raise_reply(e) == 1]
+
+    # -- helpers ------------------------------------------------------------
+
+    async def _call(self, slot: int, command: Any, *, safe: bool = True) -> Any:
+        if self._closed:
+            raise BrokerUnavailable("broker closed")
+        return _raise_reply((await self._router.call(slot, [command], safe=safe))[0])
+
+
+def _counts(flat: Sequence[bytes]) -> dict[str, int]:
+    return {flat[i].decode(): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _raise_reply(reply: Any) -> Any:
+    if isinstance(reply, RedisError):
+        # Only unexpected errors get here (scripts failing = bugs); redirects,
+        # cluster-down and connection errors became BrokerUnavailable earlier.
+        raise reply
+    return reply
+
+
+def _take_batch(queue: deque[tuple[_SubCommit, asyncio.Future[CommitResult]]]) -> list[Any]:
+    batch = []
+    drafts = size = 0
+    while queue:
+        sub, fut = queue[0]
+        if fut.done():  # the caller gave up before we sent it
+            queue.popleft()
+            continue
+        if batch and (
+            len(batch) >= MAX_BATCH_COMMITS
+            or drafts + len(sub.drafts) > MAX_BATCH_DRAFTS
+            or size + sub.size > MAX_BATCH_BYTES
+        ):
+            break
+        queue.popleft()
+        batch.append((sub, fut))
+        drafts += len(sub.drafts)
+        size += sub.size
+    return batch

@@ -1,0 +1,710 @@
+"""Slot-routed Redis connections for ``RedisBroker``: one code path for a single
+node and for Redis Cluster.
+
+A single node is a "cluster" whose one node owns all 16384 slots and never
+answers MOVED, so the broker never asks which mode it is in.
+
+Why not redis-py's ``RedisCluster``/``Redis`` clients: they retry a command
+after a connection error, which re-runs a non-idempotent script whose reply
+was lost (a barrage published twice, a second ``seq``), they cannot run
+``WAIT`` on the connection that ran the script, and their cluster pub/sub
+does not re-subscribe after a failover. Here every command knows how it
+failed:
+
+- ``NotSent``: no connection could be made; the command never left, so any
+  command may be retried (after refreshing the slot map).
+- ``Ambiguous``: the connection broke or timed out after sending; the command
+  may or may not have run. Only idempotent commands are retried (``safe=True``).
+- Redirects and cluster-state replies (``MOVED``, ``ASK``, ``TRYAGAIN``,
+  ``CLUSTERDOWN``, ``READONLY``, ``LOADING``, ``MASTERDOWN``) are answers
+  given *instead of* running the command: always retried.
+
+Every call has a deadline; past it the caller gets ``BrokerUnavailable``.
+Connections come from redis-py (``redis.asyncio.Connection``: hiredis parser,
+RESP2) with retries disabled; each is used by one command (or pipeline) at a
+time and goes back to a small per-node pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from hashlib import sha1
+from typing import Any
+
+from redis.asyncio.connection import Connection
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from roomserver.bus.base import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+SLOTS = 16384
+
+# Replies that mean "not executed, ask again (maybe elsewhere)".
+_RETRY_REPLIES = (TryAgainError, ClusterDownError, ReadOnlyError, BusyLoadingError, MasterDownError)
+# Replies that mean the server cannot serve right now: the caller answers ``unavailable``.
+_UNAVAILABLE_REPLIES = (*_RETRY_REPLIES, OutOfMemoryError)
+_IO_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, EOFError)
+
+
+class NotSent(Exception):
+    """No connection: the command was not sent."""
+
+
+class Ambiguous(Exception):
+    """The connection failed after the command was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script run with EVALSHA, falling back to EVAL on NOSCRIPT (a new
+    primary after a failover, or a restarted server, has an empty script cache)."""
+
+    name: str
+    source: str
+
+    @property
+    def sha(self) -> str:
+        return sha1(self.source.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    script: Script
+    keys: Sequence[str | bytes]
+    args: Sequence[Any]
+
+    def command(self, *, by_sha: bool) -> tuple[Any, ...]:
+        head = ("EVALSHA", self.script.sha) if by_sha else ("EVAL", self.script.source)
+        return (*head, len(self.keys), *self.keys, *self.args)
+
+
+Command = tuple[Any, ...] | ScriptCall
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    # Bound on one broker call, retries and waiting for a failover included.
+    op: float = 1.0
+    connect: float = 0.25
+    # Idle pub/sub connections are PINGed this often and dropped after 3 silent intervals.
+    pubsub_ping: float = 1.0
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.strip().rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+class NodePool:
+    """Connections to one server; each carries one command (or pipeline) at a time."""
+
+    def __init__(self, addr: str, *, db: int, password: str | None, timeouts: Timeouts, size: int) -> None:
+        self.addr = addr
+        self.host, self.port = parse_addr(addr)
+        self._db = db
+        self._password = password
+        self._timeouts = timeouts
+        self._idle: deque[Connection] = deque()
+        self._slots = asyncio.Semaphore(size)
+
+    def new_connection(self, socket_timeout: float | None) -> Connection:
+        return Connection(
+            host=self.host,
+            port=self.port,
+            db=self._db,
+            password=self._password,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=self._timeouts.connect,
+            retry=Retry(NoBackoff(), 0),
+            driver_info=None,
+            # RESP2: pushed pub/sub messages are plain replies read in order.
+            protocol=2,
+        )
+
+    async def connect(self, socket_timeout: float | None) -> Connection:
+        conn = self.new_connection(socket_timeout)
+        try:
+            await conn.connect()
+        except (*_IO_ERRORS, ResponseError) as exc:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            raise NotSent(f"{self.addr}: {exc}") from exc
+        return conn
+
+    async def _acquire(self) -> Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            try:
+                # A server that went away left EOF (or junk) on the socket.
+                if conn.is_connected and not await conn.can_read():
+                    return conn
+            except _IO_ERRORS:
+                pass
+            await conn.disconnect(nowait=True)
+        # Reads may legitimately wait long (WAIT); the caller's deadline bounds them.
+        return await self.connect(socket_timeout=30.0)
+
+    async def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write, read every reply; error replies are
+        returned as exception objects (the connection stays in sync)."""
+        await self._slots.acquire()
+        conn: Connection | None = None
+        reusable = False
+        try:
+            conn = await self._acquire()
+            try:
+                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(await conn.read_response())
+                    except ResponseError as exc:
+                        replies.append(exc)
+            except _IO_ERRORS as exc:
+                raise Ambiguous(f"{self.addr}: {exc}") from exc
+            reusable = True
+            return replies
+        finally:
+            if conn is not None:
+                if reusable:
+                    self._idle.append(conn)
+                else:
+                    # Cancelled or broken mid-reply: the stream is out of sync.
+                    await conn.disconnect(nowait=True)
+            self._slots.release()
+
+    async def close(self) -> None:
+        while self._idle:
+            await self._idle.pop().disconnect(nowait=True)
+
+
+class SlotRouter:
+    """Maps slots to primaries (``CLUSTER SLOTS``) and runs commands on them."""
+
+    def __init__(
+        self,
+        seeds: Sequence[str],
+        *,
+        cluster: bool,
+        db: int = 0,
+        password: str | None = None,
+        timeouts: Timeouts | None = None,
+        pool_size: int = 32,
+    ) -> None:
+        self.cluster = cluster
+        self.timeouts = timeouts or Timeouts()
+        self._seeds = [f"{h}:{p}" for h, p in map(parse_addr, seeds)]
+        self._db = db
+        self._password = password
+        self._pool_size = pool_size
+        self._pools: dict[str, NodePool] = {}
+        self._slots: list[str | None] = [None] * SLOTS
+        self._stale = True
+        self._refreshing: asyncio.Future[None] | None = None
+        if not cluster:
+            self._slots = [self._seeds[0]] * SLOTS
+            self._stale = False
+
+    # -- topology -----------------------------------------------------------
+
+    def pool(self, addr: str) -> NodePool:
+        p = self._pools.get(addr)
+        if p is None:
+            p = self._pools[addr] = NodePool(
+                addr, db=self._db, password=self._password, timeouts=self.timeouts, size=self._pool_size
+            )
+        return p
+
+    def addr_for_slot(self, slot: int) -> str | None:
+        return self._slots[slot]
+
+    def primaries(self) -> list[str]:
+        return sorted({a for a in self._slots if a is not None})
+
+    def mark_stale(self) -> None:
+        if self.cluster:
+            self._stale = True
+
+    def moved(self, exc: MovedError) -> None:
+        self._slots[exc.slot_id] = f"{exc.host}:{exc.port}"
+        self.mark_stale()
+
+    async def ensure_topology(self) -> None:
+        if self._stale:
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Reload the slot map from the first node that answers (concurrent
+        callers share one refresh). Raises ``NotSent`` if no node answers."""
+        if not self.cluster:
+            return
+        if self._refreshing is None:
+            self._refreshing = asyncio.ensure_future(self._refresh())
+            self._refreshing.add_done_callback(self._refresh_done)
+        await asyncio.shield(self._refreshing)
+
+    def _refresh_done(self, fut: asyncio.Future[None]) -> None:
+        self._refreshing = None
+        if not fut.cancelled():
+            fut.exception()  # retrieved: every waiter sees it through shield
+
+    async def _refresh(self) -> None:
+        known = [a for a in self._pools if a not in self._seeds]
+        candidates = self._seeds + known
+        random.shuffle(candidates)  # spread the load, and don't stick to a dead seed
+        errors = []
+        for addr in candidates:
+            try:
+                conn = await self.pool(addr).connect(socket_timeout=self.timeouts.op)
+            except NotSent as exc:
+                errors.append(str(exc))
+                continue
+            try:
+                await conn.send_command("CLUSTER", "SLOTS")
+                reply = await conn.read_response()
+            except (*_IO_ERRORS, ResponseError) as exc:
+                errors.append(f"{addr}: {exc}")
+                continue
+            finally:
+                await conn.disconnect(nowait=True)
+            slots: list[str | None] = [None] * SLOTS
+            host_default = parse_addr(addr)[0]
+            for entry in reply:
+                first, last, primary = int(entry[0]), int(entry[1]), entry[2]
+                host = primary[0].decode() if primary[0] else host_default
+                if host in ("", "?"):
+                    host = host_default
+                target = f"{host}:{int(primary[1])}"
+                for s in range(first, last + 1):
+                    slots[s] = target
+            self._slots = slots
+            self._stale = False
+            return
+        raise NotSent("no cluster node answered: " + "; ".join(errors[-3:]))
+
+    # -- commands -----------------------------------------------------------
+
+    async def call(self, slot: int, commands: Sequence[Command], *, safe: bool) -> list[Any]:
+        """Run ``commands`` as one pipeline on the primary of ``slot``.
+
+        Retries until the op deadline on redirects and when nothing was sent;
+        after an ambiguous failure only if ``safe`` (idempotent commands).
+        Returns the replies; non-redirect error replies are returned as
+        exception objects for the caller to judge."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeouts.op
+        by_sha = True
+        ask_addr: str | None = None
+        backoff = 0.02
+        last = "no attempt"
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BrokerUnavailable(f"redis: {last}")
+            try:
+                async with asyncio.timeout(remaining):
+                    await self.ensure_topology()
+                    addr = ask_addr or self._slots[slot]
+                    if addr is None:
+                        raise NotSent(f"slot {slot} has no primary")
+                    wire = [c.command(by_sha=by_sha) if isinstance(c, ScriptCall) else c for c in commands]
+                    if ask_addr is not None:
+                        wire.insert(0, ("ASKING",))
+                    replies = await self.pool(addr).execute(wire)
+                    if ask_addr is not None:
+                        replies = replies[1:]
+                        ask_addr = None
+            except TimeoutError:
+                raise BrokerUnavailable(f"redis: no answer within {self.timeouts.op}s ({last})") from None
+            except NotSent as exc:
+                last = str(exc)
+                self.mark_stale()
+                await _sleep(backoff, deadline)
+                backoff = min(backoff * 2, 0.2)
+                continue
+            except Ambiguous as exc:
+                self.mark_stale()
+                if not safe:
+                    raise BrokerUnavailable(f"redis: {exc} (outcome unknown)") from exc
+                last = str(exc)
+                await _sleep(backoff, deadline)
+                backoff = min(backoff * 2, 0.2)
+                continue
+            redirect = next((r for r in replies if isinstance(r, (MovedError, AskError))), None)
+            if isinstance(redirect, AskError):
+                ask_addr = f"{redirect.host}:{redirect.port}"
+                last = f"ASK {ask_addr}"
+                continue
+            if isinstance(redirect, MovedError):
+                self.moved(redirect)
+                last = f"MOVED {redirect.host}:{redirect.port}"
+                continue
+            busy = next((r for r in replies if isinstance(r, _RETRY_REPLIES)), None)
+            if busy is not None:
+                last = str(busy)
+                self.mark_stale()
+                await _sleep(backoff, deadline)
+                backoff = min(backoff * 2, 0.2)
+                continue
+            if by_sha and any(isinstance(r, NoScriptError) for r in replies):
+                by_sha = False  # NOSCRIPT: nothing ran; send the source this once
+                continue
+            oom = next((r for r in replies if isinstance(r, OutOfMemoryError)), None)
+            if oom is not None:
+                raise BrokerUnavailable(f"redis: {oom}")
+            return replies
+
+    async def call_one(self, slot: int, command: Command, *, safe: bool) -> Any:
+        reply = (await self.call(slot, [command], safe=safe))[0]
+        if isinstance(reply, RedisError):
+            raise reply
+        return reply
+
+    async def call_many(self, items: Sequence[tuple[int, Command]], *, safe: bool = True) -> list[Any]:
+        """One command per item, possibly on different slots: one pipeline per
+        slot, all in parallel. Replies in item order."""
+        by_slot: dict[int, list[int]] = {}
+        for i, (slot, _) in enumerate(items):
+            by_slot.setdefault(slot, []).append(i)
+        out: list[Any] = [None] * len(items)
+
+        async def run(slot: int, idx: list[int]) -> None:
+            replies = await self.call(slot, [items[i][1] for i in idx], safe=safe)
+            for i, r in zip(idx, replies, strict=True):
+                out[i] = r
+
+        results = await asyncio.gather(*(run(s, idx) for s, idx in by_slot.items()), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return out
+
+    async def ping_all(self) -> bool:
+        """Every primary in the slot map answers PING and every slot has one."""
+        try:
+            async with asyncio.timeout(self.timeouts.op):
+                if self.cluster:
+                    await self.refresh()
+                if any(a is None for a in self._slots):
+                    return False
+                replies = await asyncio.gather(
+                    *(self.pool(a).execute([("PING",)]) for a in self.primaries()), return_exceptions=True
+                )
+        except (TimeoutError, NotSent, Ambiguous):
+            return False
+        return all(isinstance(r, list) and r and r[0] in (b"PONG", "PONG", True) for r in replies)
+
+    async def close(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+        for p in self._pools.values():
+            await p.close()
+
+
+async def _sleep(delay: float, deadline: float) -> None:
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, min(delay, deadline - loop.time())))
+
+
+# -- sharded pub/sub -----------------------------------------------------------
+
+MessageHandler = Callable[[bytes, bytes], None]
+
+
+class _ShardReader:
+    """One pub/sub connection to one primary, read by its own task.
+
+    Replies to our (S)SUBSCRIBE/PING commands arrive in command order between
+    pushed messages; ``_expect`` matches them up. A ``sunsubscribe`` nobody
+    asked for is the server dropping a channel whose slot moved away."""
+
+    def __init__(self, subscriber: ShardSubscriber, addr: str, conn: Connection) -> None:
+        self.addr = addr
+        self.conn = conn
+        self.channels: set[bytes] = set()
+        self._sub = subscriber
+        # (reply kind, channel, future of a waiting caller or None)
+        self._expect: deque[tuple[bytes, bytes | None, asyncio.Future[None] | None]] = deque()
+        self.alive = True
+        self._closing: asyncio.Future[None] | None = None
+        self.task = asyncio.create_task(self._run(), name=f"redis-pubsub-{addr}")
+
+    async def send(self, kind: bytes, *args: bytes, wait: bool = False) -> asyncio.Future[None] | None:
+        """Send a command; with ``wait`` returns a future for its reply."""
+        if not self.alive or not self.conn.is_connected:
+            raise NotSent(f"{self.addr}: pub/sub connection closed")
+        fut = asyncio.get_running_loop().create_future() if wait else None
+        channel = args[0] if args else None
+        self._expect.append((kind, channel, fut))
+        try:
+            await self.conn.send_packed_command(
+                self.conn.pack_command(kind.upper(), *args), check_health=False
+            )
+        except _IO_ERRORS as exc:
+            self._lost(exc)
+            raise NotSent(f"{self.addr}: {exc}") from exc
+        return fut
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        ping = self._sub.timeouts.pubsub_ping
+        last_rx = loop.time()
+        try:
+            while True:
+                try:
+                    msg = await self.conn.read_response(timeout=ping)
+                except ResponseError as exc:
+                    last_rx = loop.time()
+                    self._answer(None, None, exc)
+                    continue
+                now = loop.time()
+                if msg is None:
+                    if now - last_rx > 3 * ping:
+                        raise RedisTimeoutError(f"{self.addr}: pub/sub connection silent")
+                    await self.send(b"ping")
+                    continue
+                last_rx = now
+                if isinstance(msg, list) and len(msg) >= 3 and msg[0] == b"smessage":
+                    self._sub.dispatch(msg[1], msg[2])
+                elif isinstance(msg, list) and msg and msg[0] in (b"ssubscribe", b"sunsubscribe"):
+                    self._answer(msg[0], msg[1], None)
+                else:  # PONG: [b"pong", b""] while subscribed, b"PONG" otherwise
+                    self._answer(b"ping", None, None)
+        except asyncio.CancelledError:
+            self._lost(None)
+            raise
+        except (*_IO_ERRORS, NotSent) as exc:
+            self._lost(exc)
+        except Exception as exc:  # a bug must not leave rooms silently unsubscribed
+            log.exception("pub/sub reader %s failed", self.addr)
+            self._lost(exc)
+
+    def _answer(self, kind: bytes | None, channel: bytes | None, error: Exception | None) -> None:
+        if self._expect:
+            want_kind, want_channel, fut = self._expect[0]
+            if error is not None or (want_kind == kind and (want_channel is None or want_channel == channel)):
+                self._expect.popleft()
+                if fut is not None and not fut.done():
+                    if error is not None:
+                        fut.set_exception(error)
+                    else:
+                        fut.set_result(None)
+                return
+        if kind == b"sunsubscribe" and channel is not None:
+            self._sub.server_dropped(self, channel)
+
+    def _lost(self, exc: BaseException | None) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        while self._expect:
+            fut = self._expect.popleft()[2]
+            if fut is not None and not fut.done():
+                fut.set_exception(NotSent(f"{self.addr}: pub/sub connection lost"))
+        # Also wakes the reader task if another task noticed the loss first.
+        self._closing = asyncio.ensure_future(self.conn.disconnect(nowait=True))
+        self._sub.reader_lost(self, exc)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+        await self.conn.disconnect(nowait=True)
+
+
+class ShardSubscriber:
+    """Sharded pub/sub over a ``SlotRouter``: one connection per primary that
+    owns subscribed channels (SSUBSCRIBE must go to the slot's owner).
+
+    ``subscribe`` returns once the server confirmed the subscription, so a
+    publish that follows it is delivered. When a connection dies or the server
+    drops channels (failover, slot migration), the channels that are still
+    wanted are re-subscribed in the background on the slot's new primary,
+    with backoff, until that works: the broker heals without a restart.
+    Messages published in between are lost (pub/sub is at most once)."""
+
+    def __init__(self, router: SlotRouter, on_message: MessageHandler) -> None:
+        self.router = router
+        self.timeouts = router.timeouts
+        self._on_message = on_message
+        self._wanted: dict[bytes, int] = {}  # channel -> slot
+        self._where: dict[bytes, _ShardReader] = {}
+        self._readers: dict[str, _ShardReader] = {}
+        self._connecting: dict[str, asyncio.Future[_ShardReader]] = {}
+        self._repair: set[bytes] = set()
+        self._repair_wake = asyncio.Event()
+        self._repair_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def dispatch(self, channel: bytes, payload: bytes) -> None:
+        if channel in self._wanted:
+            self._on_message(channel, payload)
+
+    async def subscribe(self, channel: bytes, slot: int) -> None:
+        self._wanted[channel] = slot
+        try:
+            await self._ensure(channel, asyncio.get_running_loop().time() + self.timeouts.op)
+        except BrokerUnavailable:
+            self._schedule_repair(channel)  # still wanted: keep trying in the background
+            raise
+
+    async def unsubscribe(self, channel: bytes) -> None:
+        self._wanted.pop(channel, None)
+        self._repair.discard(channel)
+        reader = self._where.pop(channel, None)
+        if reader is not None:
+            reader.channels.discard(channel)
+            with contextlib.suppress(NotSent):
+                await reader.send(b"sunsubscribe", channel)  # the reply is matched, nobody waits
+
+    @property
+    def pending(self) -> set[bytes]:
+        """Wanted channels not subscribed right now (being repaired)."""
+        return {c for c in self._wanted if c not in self._where}
+
+    async def _ensure(self, channel: bytes, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = 0.02
+        last = "no attempt"
+        while channel in self._wanted and channel not in self._where:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BrokerUnavailable(f"redis: cannot subscribe: {last}")
+            slot = self._wanted[channel]
+            try:
+                async with asyncio.timeout(remaining):
+                    await self.router.ensure_topology()
+                    addr = self.router.addr_for_slot(slot)
+                    if addr is None:
+                        raise NotSent(f"slot {slot} has no primary")
+                    reader = await self._reader(addr)
+                    confirmed = await reader.send(b"ssubscribe", channel, wait=True)
+                    assert confirmed is not None
+                    await confirmed
+            except TimeoutError:
+                raise BrokerUnavailable(
+                    f"redis: cannot subscribe within {self.timeouts.op}s: {last}"
+                ) from None
+            except MovedError as exc:
+                self.router.moved(exc)
+                last = f"MOVED {exc.host}:{exc.port}"
+                continue
+            except (NotSent, ResponseError) as exc:
+                last = str(exc)
+                self.router.mark_stale()
+                await _sleep(backoff, deadline)
+                backoff = min(backoff * 2, 0.2)
+                continue
+            if channel not in self._wanted:  # unsubscribed meanwhile
+                with contextlib.suppress(NotSent):
+                    await reader.send(b"sunsubscribe", channel)
+                return
+            old = self._where.get(channel)
+            if old is not None and old is not reader:
+                old.channels.discard(channel)
+                with contextlib.suppress(NotSent):
+                    await old.send(b"sunsubscribe", channel)
+            self._where[channel] = reader
+            reader.channels.add(channel)
+
+    async def _reader(self, addr: str) -> _ShardReader:
+        reader = self._readers.get(addr)
+        if reader is not None and reader.alive:
+            return reader
+        pending = self._connecting.get(addr)
+        if pending is None:
+            pending = self._connecting[addr] = asyncio.ensure_future(self._connect(addr))
+            pending.add_done_callback(lambda f, a=addr: self._connecting.pop(a, None))
+        return await asyncio.shield(pending)
+
+    async def _connect(self, addr: str) -> _ShardReader:
+        conn = await self.router.pool(addr).connect(socket_timeout=self.timeouts.op)
+        if self._closed:
+            await conn.disconnect(nowait=True)
+            raise NotSent("closed")
+        reader = self._readers[addr] = _ShardReader(self, addr, conn)
+        return reader
+
+    def reader_lost(self, reader: _ShardReader, exc: BaseException | None) -> None:
+        if self._readers.get(reader.addr) is reader:
+            del self._readers[reader.addr]
+        for channel in reader.channels:
+            if self._where.get(channel) is reader:
+                del self._where[channel]
+                self._schedule_repair(channel)
+        reader.channels.clear()
+        if exc is not None and not self._closed:
+            log.warning("redis pub/sub connection to %s lost: %s", reader.addr, exc)
+            self.router.mark_stale()
+
+    def server_dropped(self, reader: _ShardReader, channel: bytes) -> None:
+        reader.channels.discard(channel)
+        if self._where.get(channel) is reader:
+            del self._where[channel]
+            self.router.mark_stale()
+            self._schedule_repair(channel)
+
+    def _schedule_repair(self, channel: bytes) -> None:
+        if self._closed or channel not in self._wanted:
+            return
+        self._repair.add(channel)
+        self._repair_wake.set()
+        if self._repair_task is None or self._repair_task.done():
+            self._repair_task = asyncio.create_task(self._repair_loop(), name="redis-pubsub-repair")
+
+    async def _repair_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = 0.05
+        while not self._closed:
+            await self._repair_wake.wait()
+            self._repair_wake.clear()
+            todo = [c for c in self._repair if c in self._wanted]
+            self._repair.clear()
+            if not todo:
+                continue
+            deadline = loop.time() + self.timeouts.op
+            results = await asyncio.gather(*(self._ensure(c, deadline) for c in todo), return_exceptions=True)
+            failed = [c for c, r in zip(todo, results, strict=True) if isinstance(r, BaseException)]
+            if failed:
+                self._repair.update(failed)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                self._repair_wake.set()
+            else:
+                backoff = 0.05
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._repair_task is not None:
+            self._repair_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._repair_task
+        for pending in list(self._connecting.values()):
+            pending.cancel()
+        for reader in list(self._readers.values()):
+            await reader.close()
+        self._readers.clear()
+        self._where.clear()

@@ -1,0 +1,40 @@
+"""Session-wide fixtures: real Redis servers, started on first use.
+
+``redis_cluster`` (3 primaries + 3 replicas) and ``redis_single`` (one
+standalone node) start once per test session (about 2 s) on free ports and are
+killed at session end (see ``tests/redis_servers.py``). They are never flushed:
+tests isolate themselves with unique room ids or key prefixes
+(``unique_prefix``), which also keeps parallel use safe.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.redis_servers import RedisCluster, RedisNode, RedisServers
+
+
+@pytest.fixture(scope="session")
+def redis_servers() -> Iterator[RedisServers]:
+    servers = RedisServers()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(redis_servers: RedisServers) -> RedisCluster:
+    return redis_servers.start_cluster()
+
+
+@pytest.fixture(scope="session")
+def redis_single(redis_servers: RedisServers) -> RedisNode:
+    return redis_servers.start_single()
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    """A Redis key prefix no other test uses (``rs-<hex>:``)."""
+    return f"rs-{uuid.uuid4().hex[:12]}:"
