@@ -1,0 +1,263 @@
+"""`roomserver-loadtest`: barrage, joinstorm, bare and suite scenarios.
+
+    roomserver-loadtest barrage --viewers 5000 --senders 200 --rate 200 --duration 30 --procs 2
+    roomserver-loadtest joinstorm --viewers 5000 --duration 10 --procs 2
+    roomserver-loadtest bare --viewers 5000 --rate 200 --duration 30 --procs 2
+    roomserver-loadtest suite --viewers 5000 --senders 200 --rate 200 --duration 30 --procs 2
+
+Without ``--url`` the servers are started here (loopback, free ports, a
+generated app key) and stopped at the end. Progress goes to stderr once a
+second, the JSON result to stdout (and ``--out DIR`` with the PNG plots).
+Exit status: 0 when delivery verification passed, 1 when it failed, 2 on a
+usage or setup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from loadtest.runner import Options, Run
+
+
+def _common(p: argparse.ArgumentParser, *, viewers: int, duration: float) -> None:
+    p.add_argument("--viewers", type=int, default=viewers, help="simulated viewer sockets")
+    p.add_argument("--duration", type=float, default=duration, help="seconds of barrage (joinstorm: ramp)")
+    p.add_argument("--procs", type=int, default=1, help="load-generator worker processes")
+    p.add_argument("--url", default=None, help="running server(s), comma-separated http URLs (loopback)")
+    p.add_argument("--app", default=None, metavar="KEY:SECRET", help="the app of --url's tokens")
+    p.add_argument("--room", default=None, help="room id (default: a fresh lt-<hex>)")
+    p.add_argument("--flush-ms", type=int, default=50)
+    p.add_argument("--frame-budget", type=int, default=None, help="server --frame-budget (default: its own)")
+    p.add_argument("--barrage-cap", type=int, default=250, help="the room's barrage cap (msg/s)")
+    p.add_argument("--connect-rate", type=float, default=1000.0, help="new sockets per second (all procs)")
+    p.add_argument("--connect-timeout", type=float, default=30.0)
+    p.add_argument("--out", type=Path, default=None, help="directory for result.json and PNG plots")
+    p.add_argument("--label", default="")
+
+
+def _barrage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--senders", type=int, default=20)
+    p.add_argument("--rate", type=float, default=50.0, help="barrage messages per second (all senders)")
+    p.add_argument("--sample-pct", type=float, default=2.0, help="%% of viewers that decode and time")
+    p.add_argument("--servers", type=int, default=1, help="server processes (needs --redis-cluster if > 1)")
+    p.add_argument(
+        "--redis-cluster",
+        default=None,
+        help="host:port,... of a cluster, or 'auto' to start a throw-away one",
+    )
+    p.add_argument(
+        "--no-batching", action="store_true", help="server baseline: one frame per event per socket"
+    )
+    p.add_argument("--verify-timeout", type=float, default=20.0)
+    p.add_argument("--max-p99-ms", type=float, default=None, help="also fail when p99 exceeds this")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roomserver-loadtest", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("barrage", help="viewers + senders in one room; latency and exact delivery")
+    _common(b, viewers=200, duration=5.0)
+    _barrage_args(b)
+    j = sub.add_parser("joinstorm", help="N sockets connect and join within --duration seconds")
+    _common(j, viewers=1000, duration=10.0)
+    bare = sub.add_parser("bare", help="the same viewer load against the bare broadcast server")
+    _common(bare, viewers=200, duration=5.0)
+    _barrage_args(bare)
+    s = sub.add_parser(
+        "suite", help="full vs bare vs no-batching (memory), and Redis Cluster x2, side by side"
+    )
+    _common(s, viewers=200, duration=5.0)
+    _barrage_args(s)
+    s.add_argument("--skip", default="", help="comma-separated runs to skip: bare,nobatch,redis,joinstorm")
+    s.add_argument("--joinstorm-viewers", type=int, default=None)
+    return parser
+
+
+def options_from(args: argparse.Namespace, scenario: str) -> Options:
+    o = Options(
+        scenario=scenario,
+        viewers=args.viewers,
+        duration=args.duration,
+        procs=args.procs,
+        url=args.url,
+        app=args.app,
+        room=args.room,
+        flush_ms=args.flush_ms,
+        frame_budget=args.frame_budget,
+        barrage_cap=args.barrage_cap,
+        connect_rate=args.connect_rate,
+        connect_timeout_s=args.connect_timeout,
+        label=args.label,
+    )
+    if scenario == "barrage":
+        o = replace(
+            o,
+            senders=args.senders,
+            rate=args.rate,
+            sample_pct=args.sample_pct,
+            servers=args.servers,
+            redis_cluster=args.redis_cluster,
+            batching=not args.no_batching,
+            verify_timeout_s=args.verify_timeout,
+        )
+    return o
+
+
+def _run(o: Options) -> dict[str, Any]:
+    try:
+        import uvloop
+
+        return uvloop.run(Run(o).execute())
+    except ImportError:  # optional speed-up
+        return asyncio.run(Run(o).execute())
+
+
+def _out_dir(args: argparse.Namespace, scenario: str) -> Path:
+    if args.out is not None:
+        return args.out
+    return Path("/tmp/roomserver-loadtest") / f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario}"
+
+
+def _write(result: dict[str, Any], out: Path, stem: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if result.get("series"):
+        from loadtest.plots import plot_run
+
+        result["plots"] = [str(p) for p in plot_run(result, out, stem)]
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
+
+
+def _check_p99(result: dict[str, Any], limit: float | None) -> None:
+    if limit is None:
+        return
+    p99 = (result.get("latency_ms") or {}).get("p99")
+    result["p99_limit_ms"] = limit
+    if p99 is None or p99 > limit:
+        result["passed"] = False
+
+
+def suite(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The issue's side-by-side comparisons in one run."""
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    base = options_from(args, "barrage")
+    plan: list[tuple[str, Options]] = [
+        ("full", replace(base, label=f"roomserver memory x1 (flush {base.flush_ms} ms)"))
+    ]
+    if "bare" not in skip:
+        plan.append(("bare", replace(base, target="bare", label="bare aiohttp broadcast")))
+    if "nobatch" not in skip:
+        plan.append(("nobatch", replace(base, batching=False, label="roomserver, batching off")))
+    if "redis" not in skip:
+        plan.append(
+            (
+                "redis",
+                replace(
+                    base,
+                    servers=2,
+                    redis_cluster=base.redis_cluster or "auto",
+                    label="roomserver redis-cluster x2",
+                ),
+            )
+        )
+    runs: dict[str, dict[str, Any]] = {}
+    for key, o in plan:
+        print(f"== {key}: {o.label}", file=sys.stderr, flush=True)
+        try:
+            runs[key] = _run(o)
+        except Exception as exc:  # one failed variant must not lose the others
+            runs[key] = {"label": o.label, "passed": False, "error": f"{type(exc).__name__}: {exc}"}
+        _write(runs[key], out, key)
+    if "joinstorm" not in skip:
+        js = replace(
+            options_from(args, "joinstorm"),
+            viewers=args.joinstorm_viewers or args.viewers,
+            duration=10.0,
+            label="join storm",
+        )
+        print("== joinstorm", file=sys.stderr, flush=True)
+        try:
+            runs["joinstorm"] = _run(js)
+        except Exception as exc:
+            runs["joinstorm"] = {"label": js.label, "passed": False, "error": f"{type(exc).__name__}: {exc}"}
+        _write(runs["joinstorm"], out, "joinstorm")
+    barrage_runs = [r for k, r in runs.items() if k != "joinstorm" and r.get("series")]
+    plots: list[str] = []
+    if barrage_runs:
+        from loadtest.plots import plot_compare
+
+        plots = [str(p) for p in plot_compare(barrage_runs, out, "suite")]
+    table = [
+        {
+            "run": k,
+            "label": r.get("label"),
+            "passed": r.get("passed"),
+            "deliveries_per_s": r.get("deliveries_per_s"),
+            "server_cores": r.get("server_cores"),
+            "deliveries_per_server_cpu_s": r.get("deliveries_per_server_cpu_s"),
+            "redis_cpu_s": r.get("redis_cpu_s"),
+            "loadgen_cores": r.get("loadgen_cores"),
+            "p50_ms": (r.get("latency_ms") or {}).get("p50"),
+            "p99_ms": (r.get("latency_ms") or {}).get("p99"),
+            "max_ms": (r.get("latency_ms") or {}).get("max"),
+            "shed": (r.get("sends") or {}).get("shed"),
+            "viewers_ok": (r.get("verification") or {}).get("ok"),
+            "error": r.get("error"),
+        }
+        for k, r in runs.items()
+        if k != "joinstorm"
+    ]
+    full, bare = runs.get("full", {}), runs.get("bare", {})
+    ratio = None
+    if full.get("deliveries_per_server_cpu_s") and bare.get("deliveries_per_server_cpu_s"):
+        ratio = round(full["deliveries_per_server_cpu_s"] / bare["deliveries_per_server_cpu_s"], 3)
+    must_pass = [r for k, r in runs.items() if k in ("full", "redis")]
+    return {
+        "scenario": "suite",
+        "passed": all(r.get("passed") for r in must_pass),
+        "table": table,
+        "full_vs_bare_efficiency": ratio,
+        "joinstorm": {
+            k: runs["joinstorm"].get(k)
+            for k in ("passed", "joined", "refused", "all_joined_after_s", "join_ms")
+        }
+        if "joinstorm" in runs
+        else None,
+        "plots": plots,
+        "runs": runs,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = _out_dir(args, args.cmd)
+    try:
+        if args.cmd == "suite":
+            result = suite(args, out)
+            (out / "suite.json").write_text(json.dumps(result, indent=2, default=str))
+        else:
+            scenario = "joinstorm" if args.cmd == "joinstorm" else "barrage"
+            o = options_from(args, scenario)
+            if args.cmd == "bare":
+                o = replace(o, target="bare", label=o.label or "bare aiohttp broadcast")
+            result = _run(o)
+            if scenario == "barrage":
+                _check_p99(result, args.max_p99_ms)
+            _write(result, out, args.cmd)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"roomserver-loadtest: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    print(f"results in {out}", file=sys.stderr)
+    json.dump(result, sys.stdout, indent=2, default=str)
+    print()
+    return 0 if result.get("passed") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""PNG plots of a run (matplotlib, Agg backend): latency percentiles and delivered rate over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def _series(result: dict[str, Any], key: str) -> tuple[list[int], list[float]]:
+    rows = [r for r in result.get("series", []) if r.get(key) is not None]
+    return [r["t"] for r in rows], [r[key] for r in rows]
+
+
+def plot_run(result: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
+    """Two PNGs for one barrage run; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = f"{result.get('label', stem)}: {_params_line(result)}"
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for key, style in (("p50", "-"), ("p90", "-"), ("p99", "-"), ("max", ":")):
+        t, v = _series(result, key)
+        if t:
+            ax.plot(t, v, style, label=key, marker="." if len(t) < 40 else None)
+    ax.set_xlabel("seconds since the barrage started")
+    ax.set_ylabel("end-to-end latency (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    p = out_dir / f"{stem}-latency.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=100)
+    plt.close(fig)
+    paths.append(p)
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    t, v = _series(result, "deliveries")
+    ax.plot(t, [x / 1000 for x in v], marker="." if len(t) < 40 else None)
+    ax.set_xlabel("seconds since the barrage started")
+    ax.set_ylabel("delivered (thousand messages/s, all sockets)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    p = out_dir / f"{stem}-rate.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=100)
+    plt.close(fig)
+    paths.append(p)
+    return paths
+
+
+def plot_compare(results: list[dict[str, Any]], out_dir: Path, stem: str) -> list[Path]:
+    """Side by side: p99 over time and delivered rate over time, one line per run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.5))
+    for r in results:
+        label = r.get("label", "?")
+        t, v = _series(r, "p99")
+        if t:
+            a1.plot(t, v, label=label)
+        t, v = _series(r, "deliveries")
+        if t:
+            a2.plot(t, [x / 1000 for x in v], label=label)
+    a1.set_title("p99 end-to-end latency per second (ms)", fontsize=10)
+    a1.set_yscale("log")
+    a2.set_title("delivered, thousand messages/s", fontsize=10)
+    for ax in (a1, a2):
+        ax.set_xlabel("seconds since the barrage started")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    p = out_dir / f"{stem}-compare.png"
+    fig.tight_layout()
+    fig.savefig(p, dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    labels = [r.get("label", "?") for r in results]
+    values = [(r.get("deliveries_per_server_cpu_s") or 0) / 1000 for r in results]
+    ax.bar(labels, values)
+    ax.set_ylabel("thousand deliveries per server CPU-second")
+    ax.set_title("Efficiency: deliveries per server CPU-second", fontsize=10)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    p2 = out_dir / f"{stem}-efficiency.png"
+    fig.tight_layout()
+    fig.savefig(p2, dpi=100)
+    plt.close(fig)
+    return [p, p2]
+
+
+def _params_line(result: dict[str, Any]) -> str:
+    p = result.get("params", {})
+    return (
+        f"{p.get('viewers')} viewers, {p.get('senders')} senders, {p.get('rate')} msg/s, "
+        f"flush {p.get('flush_ms')} ms, target {p.get('target')}"
+        + (f", {p.get('servers')} servers redis-cluster" if p.get("redis_cluster") else "")
+        + ("" if p.get("batching", True) else ", batching off")
+    )

@@ -1,0 +1,603 @@
+"""Scenario orchestration in the parent process: servers, workers, senders, results.
+
+A barrage run, in order (every step bounded in time):
+
+1. start the server(s) under test on free loopback ports (unless ``--url``),
+   create the room over REST with an admin token;
+2. spawn ``procs`` workers, each connecting its share of viewers at
+   ``connect_rate`` and joining (``ready`` when all joined or failed);
+3. connect the senders here, in the parent; settle;
+4. window: snapshot CPU (servers, workers, parent) and delivery counters,
+   send ``rate``/s for ``duration`` s round-robin over the senders (each at
+   rate/senders per second), print progress each second, wait for replies,
+   snapshot again;
+5. publish a marker event (its seq is the final seq), ask every worker to
+   verify that each viewer saw exactly ``snapshot seq + 1 .. final seq``;
+6. stop everything, merge histograms, write JSON and plots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import secrets
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from hdrh.histogram import HdrHistogram
+
+from loadtest import histo
+from loadtest.client import Sender, SendStats, Tally
+from loadtest.procs import ServerProcess, ServerSet, machine, raise_nofile, self_cpu_seconds
+from loadtest.worker import WorkerConfig, worker_main
+from roomserver.auth import mint_token
+
+TEXT_SUFFIX = "lt"
+
+
+@dataclass
+class Options:
+    scenario: str = "barrage"
+    viewers: int = 200
+    senders: int = 20
+    rate: float = 50.0
+    duration: float = 5.0
+    procs: int = 1
+    url: str | None = None  # comma-separated base URLs of running servers
+    app: str | None = None  # KEY:SECRET for --url
+    room: str | None = None
+    target: str = "roomserver"  # roomserver | bare
+    servers: int = 1
+    redis_cluster: str | None = None  # host:port,... or "auto" (start one)
+    flush_ms: int = 50
+    barrage_cap: int = 250
+    batching: bool = True
+    frame_budget: int | None = None
+    sample_pct: float = 2.0
+    connect_rate: float = 1000.0
+    connect_timeout_s: float = 30.0
+    settle_s: float = 1.0
+    verify_timeout_s: float = 20.0
+    label: str = ""
+
+    def validate(self) -> None:
+        if self.viewers < 1 or self.procs < 1 or self.duration <= 0:
+            raise ValueError("viewers, procs and duration must be positive")
+        if (
+            self.scenario == "barrage"
+            and self.target == "roomserver"
+            and (self.senders < 1 or self.rate <= 0)
+        ):
+            raise ValueError("a barrage run needs senders >= 1 and rate > 0")
+        if self.duration > 3600 or self.viewers > 100_000:
+            raise ValueError("runs are bounded: duration <= 3600 s, viewers <= 100000")
+        if self.url and not self.app:
+            raise ValueError("--url needs --app KEY:SECRET (to mint tokens)")
+
+
+class Progress:
+    """One line a second to stderr: elapsed, viewers, deliveries/s, p99 so far."""
+
+    def __init__(self, label: str, total_s: float) -> None:
+        self.label = label
+        self.total_s = total_s
+        self.tty = sys.stderr.isatty()
+
+    def show(
+        self, elapsed: float, joined: int, viewers: int, rate: float, p99_ms: float | None, phase: str
+    ) -> None:
+        width = 20
+        filled = min(width, int(width * elapsed / self.total_s)) if self.total_s else 0
+        bar = "#" * filled + "-" * (width - filled)
+        p99 = f"{p99_ms:.0f} ms" if p99_ms is not None else "-"
+        line = (
+            f"{self.label} [{bar}] {phase} {elapsed:5.1f}/{self.total_s:.0f}s viewers {joined}/{viewers} "
+            f"delivered {rate / 1000:8.1f}k/s p99 {p99}"
+        )
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.tty:
+            print(file=sys.stderr, flush=True)
+
+
+@dataclass
+class Series:
+    """Per-second buckets (seconds since the window start)."""
+
+    deliveries: dict[int, int] = field(default_factory=dict)
+    latency: dict[int, HdrHistogram] = field(default_factory=dict)
+
+    def add(self, second: int, deliveries: int, hist_blob: bytes) -> None:
+        self.deliveries[second] = self.deliveries.get(second, 0) + deliveries
+        if hist_blob:
+            h = self.latency.get(second)
+            if h is None:
+                h = self.latency[second] = histo.new()
+            h.decode_and_add(hist_blob)
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for s in sorted(set(self.deliveries) | set(self.latency)):
+            h = self.latency.get(s)
+            row: dict[str, Any] = {"t": s, "deliveries": self.deliveries.get(s, 0)}
+            row.update({k: v for k, v in histo.summary_ms(h or histo.new()).items() if k != "mean"})
+            out.append(row)
+        return out
+
+
+class WorkerHandle:
+    def __init__(self, index: int, proc: multiprocessing.process.BaseProcess, pipe: Connection) -> None:
+        self.index = index
+        self.proc = proc
+        self.pipe = pipe
+        self.inbox: dict[str, asyncio.Queue[dict[str, Any]]] = {
+            k: asyncio.Queue() for k in ("ready", "snap", "final")
+        }
+        self.last: dict[str, Any] = {"joined": 0, "deliveries": 0, "frames": 0, "failed": 0}
+        self.alive = True
+
+    async def expect(self, kind: str, timeout: float) -> dict[str, Any]:
+        return await asyncio.wait_for(self.inbox[kind].get(), timeout)
+
+    def send(self, msg: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError, BrokenPipeError):
+            self.pipe.send(msg)
+
+
+class Run:
+    """One scenario run; ``await Run(opts).execute()`` returns the result dict."""
+
+    def __init__(self, o: Options) -> None:
+        o.validate()
+        self.o = o
+        self.room = o.room or "lt-" + secrets.token_hex(4)
+        self.servers = ServerSet()
+        self.started: list[ServerProcess] = []
+        self.targets: list[tuple[str, int]] = []
+        self.base_urls: list[str] = []
+        self.app_key = self.servers.app_key
+        self.app_secret = self.servers.app_secret
+        self.workers: list[WorkerHandle] = []
+        self.series = Series()
+        self.window_start = 0.0  # wall clock; 0 = not in the window yet
+        self.tally = Tally()  # the senders' deliveries (parent process)
+        self.send_stats = SendStats()
+        self.senders: list[Sender] = []
+        self.redis = None
+        self.redis_pids: list[int] = []
+        self._sender_last = 0
+
+    # -- servers -------------------------------------------------------------------
+
+    def _start_servers(self) -> None:
+        o = self.o
+        if o.url:
+            key, _, secret = (o.app or "").partition(":")
+            self.app_key, self.app_secret = key, secret
+            self.base_urls = [u.strip().rstrip("/") for u in o.url.split(",") if u.strip()]
+        elif o.target == "bare":
+            self.started = [self.servers.start_bare(rate=0, flush_ms=o.flush_ms, room=self.room)]
+        else:
+            cluster = o.redis_cluster
+            if cluster == "auto":
+                cluster = self._start_redis_cluster()
+            self.started = self.servers.start_roomservers(
+                o.servers,
+                flush_ms=o.flush_ms,
+                barrage_cap=o.barrage_cap,
+                batching=o.batching,
+                frame_budget=o.frame_budget,
+                redis_cluster=cluster,
+            )
+        if self.started:
+            self.base_urls = [s.url for s in self.started]
+        for u in self.base_urls:
+            parts = urlsplit(u)
+            if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+                raise ValueError(f"loopback only: {u}")
+            self.targets.append((parts.hostname or "127.0.0.1", parts.port or 80))
+
+    def _start_redis_cluster(self) -> str:
+        """A throw-away Redis Cluster from the test harness (tests/redis_servers.py)."""
+        root = Path(__file__).resolve().parent.parent
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        from tests.redis_servers import RedisServers  # the project's harness: free ports, never 6379
+
+        self.redis = RedisServers()
+        cluster = self.redis.start_cluster()
+        self.redis_pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
+        return cluster.startup()
+
+    def _stop_servers(self) -> None:
+        self.servers.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+    def _server_cpu(self) -> float:
+        return self.servers.cpu()
+
+    def _redis_cpu(self) -> float:
+        from loadtest.procs import cpu_seconds
+
+        return sum(cpu_seconds(p) for p in self.redis_pids)
+
+    def _admin_headers(self) -> dict[str, str]:
+        token = mint_token(self.app_key, self.app_secret, "loadtest-admin", "admin", ttl_s=7200)
+        return {"Authorization": f"Bearer {token}"}
+
+    async def _create_room(self, http: aiohttp.ClientSession) -> None:
+        body = {"id": self.room, "title": "load test", "barrage_cap": self.o.barrage_cap}
+        async with http.post(self.base_urls[0] + "/v1/rooms", json=body, headers=self._admin_headers()) as r:
+            if r.status not in (201, 409):
+                raise RuntimeError(f"create room: HTTP {r.status} {await r.text()}")
+
+    async def _marker(self, http: aiohttp.ClientSession) -> int:
+        body = {"ev": "loadtest.end", "data": {"run": self.room}}
+        url = f"{self.base_urls[0]}/v1/rooms/{self.room}/events"
+        async with http.post(url, json=body, headers=self._admin_headers()) as r:
+            if r.status != 201:
+                raise RuntimeError(f"marker event: HTTP {r.status} {await r.text()}")
+            return int((await r.json())["seq"])
+
+    async def _server_metrics(self, http: aiohttp.ClientSession) -> list[dict[str, float]]:
+        wanted = (
+            "roomserver_deliveries",
+            "roomserver_frames",
+            "roomserver_slow_consumer_closes",
+            "roomserver_barrage_shed_total",
+            "roomserver_flush_seconds_count",
+            "roomserver_flush_seconds_sum",
+            "roomserver_sockets",
+        )
+        out = []
+        for u in self.base_urls:
+            found: dict[str, float] = {}
+            with contextlib.suppress(Exception):
+                async with http.get(u + "/metrics", timeout=aiohttp.ClientTimeout(total=5)) as r:
+                    for line in (await r.text()).splitlines():
+                        name, _, value = line.partition(" ")
+                        if name in wanted:
+                            found[name] = float(value)
+            out.append(found)
+        return out
+
+    # -- workers -----------------------------------------------------------------------
+
+    def _spawn_workers(self, viewers: int, connect_rate: float) -> None:
+        o = self.o
+        ctx = multiprocessing.get_context("spawn")
+        loop = asyncio.get_running_loop()
+        sample_every = round(100 / o.sample_pct) if o.sample_pct > 0 else 0
+        for i in range(o.procs):
+            share = viewers // o.procs + (1 if i < viewers % o.procs else 0)
+            cfg = WorkerConfig(
+                index=i,
+                viewers=share,
+                targets=self.targets,
+                room=self.room,
+                app_key=self.app_key,
+                app_secret=self.app_secret,
+                connect_rate=max(1.0, connect_rate / o.procs),
+                sample_every=sample_every,
+                connect_timeout_s=o.connect_timeout_s,
+            )
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(
+                target=worker_main, args=(child, cfg), name=f"loadtest-worker-{i}", daemon=True
+            )
+            proc.start()
+            child.close()
+            handle = WorkerHandle(i, proc, parent)
+            self.workers.append(handle)
+            loop.add_reader(parent.fileno(), self._on_worker_message, handle)
+
+    def _on_worker_message(self, w: WorkerHandle) -> None:
+        try:
+            msg = w.pipe.recv()
+        except (EOFError, OSError):
+            w.alive = False
+            asyncio.get_running_loop().remove_reader(w.pipe.fileno())
+            return
+        kind = msg["kind"]
+        if kind in ("tick", "final") and self.window_start:
+            second = int(msg.get("wall", time.time()) - self.window_start)
+            self.series.add(second, msg["deliveries"] - w.last["deliveries"], msg.get("hist", b""))
+        if kind in ("tick", "final", "snap", "ready"):
+            w.last.update({k: msg[k] for k in ("joined", "deliveries", "frames", "failed") if k in msg})
+        if kind in w.inbox:
+            w.inbox[kind].put_nowait(msg)
+
+    def _stop_workers(self) -> None:
+        for w in self.workers:
+            w.send({"cmd": "stop"})
+        for w in self.workers:
+            w.proc.join(5)
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join(2)
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(w.pipe.fileno())
+            w.pipe.close()
+
+    def _joined(self) -> int:
+        return sum(w.last["joined"] for w in self.workers)
+
+    async def _snap(self) -> dict[str, Any]:
+        """CPU and delivery counters of every process, as close together as we can."""
+        for w in self.workers:
+            w.send({"cmd": "snap"})
+        server_cpu = self._server_cpu()
+        redis_cpu = self._redis_cpu()
+        parent_cpu = self_cpu_seconds()
+        wall = time.time()
+        snaps = [await w.expect("snap", 10) for w in self.workers]
+        return {
+            "wall": wall,
+            "server_cpu": server_cpu,
+            "redis_cpu": redis_cpu,
+            "loadgen_cpu": parent_cpu + sum(s["cpu"] for s in snaps),
+            "worker_cpu": [s["cpu"] for s in snaps],
+            "parent_cpu": parent_cpu,
+            "deliveries": sum(s["deliveries"] for s in snaps) + self.tally.deliveries,
+            "frames": sum(s["frames"] for s in snaps) + self.tally.frames,
+        }
+
+    # -- senders --------------------------------------------------------------------------
+
+    async def _connect_senders(self) -> None:
+        loop = asyncio.get_running_loop()
+        for i in range(self.o.senders):
+            host, port = self.targets[i % len(self.targets)]
+            token = mint_token(self.app_key, self.app_secret, f"s{i}", "viewer", room=self.room, ttl_s=7200)
+            s = Sender(host, port, f"/v1/ws?token={token}", self.room, self.tally, self.send_stats)
+            async with asyncio.timeout(self.o.connect_timeout_s):
+                await loop.create_connection(lambda s=s: s, host, port)
+                await s.opened
+                await s.joined
+            self.senders.append(s)
+
+    async def _send_window(self, http: aiohttp.ClientSession, progress: Progress, viewers: int) -> None:
+        o = self.o
+        if o.target == "bare":
+            async with http.post(self.base_urls[0] + "/bare/rate", json={"rate": o.rate}) as r:
+                r.raise_for_status()
+        start = time.monotonic()
+        end = start + o.duration
+        sent = 0
+        n = len(self.senders)
+        next_report = start + 1.0
+        while (now := time.monotonic()) < end:
+            if n:
+                due = int((now - start) * o.rate)
+                while sent < due:
+                    self.senders[sent % n].send_barrage(TEXT_SUFFIX)
+                    sent += 1
+            if now >= next_report:
+                next_report += 1.0
+                self._parent_tick()
+                self._report(progress, now - start, viewers, "send")
+            await asyncio.sleep(0.002)
+        total = int(o.duration * o.rate)
+        while n and sent < total:  # the last partial tick
+            self.senders[sent % n].send_barrage(TEXT_SUFFIX)
+            sent += 1
+        if o.target == "bare":
+            async with http.post(self.base_urls[0] + "/bare/rate", json={"rate": 0}) as r:
+                r.raise_for_status()
+
+    def _parent_tick(self) -> None:
+        if self.window_start:
+            second = int(time.time() - self.window_start)
+            self.series.add(second, self.tally.deliveries - self._sender_last, b"")
+            self._sender_last = self.tally.deliveries
+
+    def _report(self, progress: Progress, elapsed: float, viewers: int, phase: str) -> None:
+        last_full = int(time.time() - self.window_start) - 1 if self.window_start else -1
+        rate = float(self.series.deliveries.get(last_full, 0))
+        merged = histo.new()
+        for h in self.series.latency.values():
+            merged.add(h)
+        p99 = merged.get_value_at_percentile(99) / 1000 if merged.get_total_count() else None
+        progress.show(elapsed, self._joined(), viewers, rate, p99, phase)
+
+    async def _wait_replies(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(s.pending for s in self.senders):
+            await asyncio.sleep(0.05)
+        self.send_stats.unanswered = sum(len(s.pending) for s in self.senders)
+
+    # -- the scenarios ---------------------------------------------------------------------
+
+    async def execute(self) -> dict[str, Any]:
+        raise_nofile()
+        o = self.o
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        mach = machine()
+        t_begin = time.monotonic()
+        try:
+            self._start_servers()
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+                await self._create_room(http)
+                if o.scenario == "joinstorm":
+                    body = await self._joinstorm()
+                else:
+                    body = await self._barrage(http)
+                body["server_metrics"] = await self._server_metrics(http)
+        finally:
+            with contextlib.suppress(Exception):
+                self._stop_workers()
+            for s in self.senders:
+                s.close(1001)
+            logs = {s.name: s.log_tail(10) for s in self.started}
+            self._stop_servers()
+        result: dict[str, Any] = {
+            "scenario": o.scenario,
+            "label": o.label or o.scenario,
+            "params": {**asdict(self.o), "room": self.room, "app": None},
+            "started_at": started_at,
+            "machine": mach | {"loadavg_end": list(__import__("os").getloadavg())},
+            "elapsed_s": round(time.monotonic() - t_begin, 2),
+            **body,
+        }
+        if not result.get("passed", False):
+            result["server_log_tail"] = logs
+        return result
+
+    async def _barrage(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        o = self.o
+        viewers = o.viewers + (o.senders if o.target == "bare" else 0)  # same socket count as the full server
+        progress = Progress(o.label or o.scenario, o.duration)
+        self._spawn_workers(viewers, o.connect_rate)
+        ramp_timeout = viewers / o.connect_rate + o.connect_timeout_s + 30
+        ready_deadline = time.monotonic() + ramp_timeout
+        pending = set(range(len(self.workers)))
+        readies: list[dict[str, Any]] = []
+        while pending and time.monotonic() < ready_deadline:
+            for i in list(pending):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    readies.append(await self.workers[i].expect("ready", 1.0))
+                    pending.discard(i)
+            self._report(progress, 0.0, viewers, "join")
+        if pending:
+            raise RuntimeError(f"workers {sorted(pending)} did not finish connecting in {ramp_timeout:.0f}s")
+        t_joined = time.time()
+        if o.target != "bare":
+            await self._connect_senders()
+        await asyncio.sleep(o.settle_s)
+        self.window_start = time.time()
+        before = await self._snap()
+        await self._send_window(http, progress, viewers)
+        await self._wait_replies(5.0)
+        await asyncio.sleep(max(0.3, 3 * o.flush_ms / 1000))
+        self._parent_tick()
+        after = await self._snap()
+        progress.done()
+        final_seq = await self._marker(http)
+        for w in self.workers:
+            w.send({"cmd": "final", "seq": final_seq, "timeout": o.verify_timeout_s})
+        finals = [await w.expect("final", o.verify_timeout_s + 30) for w in self.workers]
+        return self._barrage_result(before, after, finals, final_seq, t_joined, viewers)
+
+    def _barrage_result(
+        self,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        finals: list[dict[str, Any]],
+        final_seq: int,
+        t_joined: float,
+        viewers: int,
+    ) -> dict[str, Any]:
+        o = self.o
+        wall = after["wall"] - before["wall"]
+        deliveries = after["deliveries"] - before["deliveries"]
+        server_cpu = after["server_cpu"] - before["server_cpu"]
+        loadgen_cpu = after["loadgen_cpu"] - before["loadgen_cpu"]
+        latency = histo.merge([b""])
+        for h in self.series.latency.values():
+            latency.add(h)
+        counts = {
+            k: sum(f[k] for f in finals)
+            for k in ("viewers", "ok", "with_gaps", "missing_events", "with_duplicates", "incomplete")
+        }
+        join_failures: dict[str, int] = {}
+        closed: dict[str, int] = {}
+        for f in finals:
+            for k, v in f["join_failures"].items():
+                join_failures[k] = join_failures.get(k, 0) + v
+            for k, v in f["closed"].items():
+                closed[k] = closed.get(k, 0) + v
+        counts["not_joined"] = sum(join_failures.values())
+        counts["join_failures"] = join_failures
+        counts["closed_by_server"] = closed
+        counts["max_lag"] = max((f["max_lag"] for f in finals), default=0)
+        counts["final_seq"] = final_seq
+        sends = self.send_stats
+        verified = counts["ok"] == viewers and counts["not_joined"] == 0
+        return {
+            "passed": verified,
+            "verification": counts,
+            "sends": {
+                "sent": sends.sent,
+                "accepted": sends.accepted,
+                "shed": sends.shed,
+                "errors": sends.errors,
+                "unanswered": sends.unanswered,
+                "ack_ms": histo.summary_ms(sends.ack),
+            },
+            "window_s": round(wall, 3),
+            "deliveries": deliveries,
+            "frames": after["frames"] - before["frames"],
+            "deliveries_per_s": round(deliveries / wall) if wall > 0 else None,
+            "server_cpu_s": round(server_cpu, 2),
+            "server_cores": round(server_cpu / wall, 3) if wall > 0 else None,
+            "deliveries_per_server_cpu_s": round(deliveries / server_cpu) if server_cpu > 0 else None,
+            "redis_cpu_s": round(after["redis_cpu"] - before["redis_cpu"], 2),
+            "loadgen_cpu_s": round(loadgen_cpu, 2),
+            "loadgen_cores": round(loadgen_cpu / wall, 3) if wall > 0 else None,
+            "loadgen_worker_cores": [
+                round((a - b) / wall, 3)
+                for a, b in zip(after["worker_cpu"], before["worker_cpu"], strict=True)
+            ],
+            "latency_ms": histo.summary_ms(latency),
+            "join_ms": self._join_summary(finals),
+            "connect_phase_s": round(t_joined - min(f["first_start"] for f in finals), 2),
+            "series": self.series.rows(),
+            "sockets": viewers + (o.senders if o.target != "bare" else 0),
+        }
+
+    @staticmethod
+    def _join_summary(finals: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "connect": histo.summary_ms(histo.merge([f["connect_hist"] for f in finals])),
+            "join": histo.summary_ms(histo.merge([f["join_hist"] for f in finals])),
+            "connect_to_snapshot": histo.summary_ms(histo.merge([f["total_hist"] for f in finals])),
+        }
+
+    async def _joinstorm(self) -> dict[str, Any]:
+        """``viewers`` sockets connect and join, spread evenly over ``duration`` s."""
+        o = self.o
+        progress = Progress(o.label or "joinstorm", o.duration)
+        rate = o.viewers / o.duration
+        t0 = time.monotonic()
+        before_cpu = self._server_cpu()
+        self._spawn_workers(o.viewers, rate)
+        readies: dict[int, dict[str, Any]] = {}
+        deadline = t0 + o.duration + o.connect_timeout_s + 30
+        while len(readies) < len(self.workers) and time.monotonic() < deadline:
+            for w in self.workers:
+                if w.index not in readies:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        readies[w.index] = await w.expect("ready", 0.2)
+            progress.show(time.monotonic() - t0, self._joined(), o.viewers, 0.0, None, "join")
+        progress.done()
+        if len(readies) < len(self.workers):
+            raise RuntimeError("workers did not finish the join storm in time")
+        server_cpu = self._server_cpu() - before_cpu
+        for w in self.workers:
+            w.send({"cmd": "final", "seq": 0, "timeout": 0.1})
+        finals = [await w.expect("final", 30) for w in self.workers]
+        failures: dict[str, int] = {}
+        for f in finals:
+            for k, v in f["join_failures"].items():
+                failures[k] = failures.get(k, 0) + v
+        first = min(f["first_start"] for f in finals)
+        last = max(f["last_joined"] for f in finals)
+        joined = sum(f["joined"] for f in finals)
+        return {
+            "passed": joined == o.viewers and not failures,
+            "joined": joined,
+            "refused": sum(failures.values()),
+            "failures": failures,
+            "all_joined_after_s": round(last - first, 2) if last else None,
+            "join_ms": self._join_summary(finals),
+            "server_cpu_s": round(server_cpu, 2),
+        }

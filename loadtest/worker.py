@@ -1,0 +1,244 @@
+"""A load-generator worker process: thousands of viewers on one event loop.
+
+Started with multiprocessing *spawn* (a clean interpreter, no inherited loop or
+sockets). Talks to the parent over a ``Pipe`` with small dicts:
+
+worker -> parent: ``ready`` (every viewer joined or failed), ``tick`` (each
+second: connected, cumulative frames/deliveries, the interval's latency
+histogram), ``snap`` (answer to a snapshot request), ``final`` (verification).
+parent -> worker: ``{"cmd": "snap"}``, ``{"cmd": "final", "seq": N, "timeout": s}``,
+``{"cmd": "stop"}``.
+
+Every wait is bounded; a worker whose parent vanishes exits at the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from loadtest import histo
+from loadtest.client import Tally, Viewer
+from loadtest.procs import raise_nofile, self_cpu_seconds
+from roomserver.auth import mint_token
+
+MAX_LIFETIME_S = 3600.0  # a hard stop for a worker whatever happens
+
+
+@dataclass(slots=True)
+class WorkerConfig:
+    index: int
+    viewers: int
+    targets: list[tuple[str, int]]
+    room: str
+    app_key: str
+    app_secret: str
+    connect_rate: float  # new sockets per second in this worker
+    sample_every: int  # every n-th viewer decodes and measures latency (0 = none)
+    connect_timeout_s: float = 30.0
+    connect_concurrency: int = 500
+    token_ttl_s: int = 3600
+
+
+@dataclass(slots=True)
+class JoinTimes:
+    connect: HdrHistogram = field(default_factory=histo.new)  # TCP + upgrade, µs
+    join: HdrHistogram = field(default_factory=histo.new)  # room.join -> snapshot
+    total: HdrHistogram = field(default_factory=histo.new)  # connect start -> snapshot
+    first_start: float = 0.0
+    last_joined: float = 0.0
+
+
+class Worker:
+    def __init__(self, pipe: Connection, cfg: WorkerConfig) -> None:
+        self.pipe = pipe
+        self.cfg = cfg
+        self.tally = Tally()
+        self.viewers: list[Viewer] = []
+        self.failures: Counter[str] = Counter()
+        self.attempted = 0
+        self.times = JoinTimes()
+        self.done = asyncio.Event()
+        self._final: asyncio.Task | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.pipe.fileno(), self._on_command)
+        ticker = loop.create_task(self._tick())
+        try:
+            await self._connect_all()
+            self._send({"kind": "ready", **self._counts()})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.done.wait(), MAX_LIFETIME_S)
+        finally:
+            ticker.cancel()
+            loop.remove_reader(self.pipe.fileno())
+            for v in self.viewers:
+                v.close(1001)
+            await asyncio.sleep(0.2)
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        try:
+            self.pipe.send(msg)
+        except (BrokenPipeError, OSError):
+            self.done.set()
+
+    def _on_command(self) -> None:
+        try:
+            msg = self.pipe.recv()
+        except (EOFError, OSError):
+            self.done.set()
+            return
+        cmd = msg.get("cmd")
+        if cmd == "snap":
+            self._send({"kind": "snap", "cpu": self_cpu_seconds(), **self._counts()})
+        elif cmd == "final" and self._final is None:
+            self._final = asyncio.get_running_loop().create_task(self._verify(msg["seq"], msg["timeout"]))
+        elif cmd == "stop":
+            self.done.set()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._send(
+                {"kind": "tick", "wall": time.time(), "hist": self.tally.take_latency(), **self._counts()}
+            )
+
+    def _counts(self) -> dict[str, Any]:
+        joined = sum(1 for v in self.viewers if v.check is not None)
+        return {
+            "index": self.cfg.index,
+            "attempted": self.attempted,
+            "joined": joined,
+            "failed": sum(self.failures.values()),
+            "frames": self.tally.frames,
+            "deliveries": self.tally.deliveries,
+        }
+
+    # -- connecting --------------------------------------------------------------
+
+    async def _connect_all(self) -> None:
+        cfg = self.cfg
+        tokens = [
+            mint_token(
+                cfg.app_key,
+                cfg.app_secret,
+                f"v{cfg.index}-{i}",
+                "viewer",
+                room=cfg.room,
+                ttl_s=cfg.token_ttl_s,
+            )
+            for i in range(cfg.viewers)
+        ]
+        gate = asyncio.Semaphore(cfg.connect_concurrency)
+        start = time.monotonic()
+        self.times.first_start = time.time()
+        tasks = []
+        for i, token in enumerate(tokens):
+            due = start + i / cfg.connect_rate
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await gate.acquire()
+            self.attempted += 1
+            tasks.append(asyncio.ensure_future(self._connect_one(i, token, gate)))
+        await asyncio.gather(*tasks)
+
+    async def _connect_one(self, i: int, token: str, gate: asyncio.Semaphore) -> None:
+        cfg = self.cfg
+        host, port = cfg.targets[(cfg.index + i) % len(cfg.targets)]
+        sample = cfg.sample_every > 0 and i % cfg.sample_every == 0
+        v = Viewer(host, port, f"/v1/ws?token={token}", cfg.room, self.tally, sample=sample)
+        t0 = time.time_ns()
+        try:
+            async with asyncio.timeout(cfg.connect_timeout_s):
+                await asyncio.get_running_loop().create_connection(lambda: v, host, port)
+                await v.opened
+                await v.joined
+        except Exception as exc:
+            reason = v.join_error or (f"close {v.close_code}" if v.close_code else type(exc).__name__)
+            self.failures[reason] += 1
+            if v.transport is not None:
+                v.transport.abort()
+            return
+        finally:
+            gate.release()
+        self.viewers.append(v)
+        t = self.times
+        t.connect.record_value(max(1, (v.join_sent_ns - t0) // 1000))
+        t.join.record_value(max(1, (v.joined_ns - v.join_sent_ns) // 1000))
+        t.total.record_value(max(1, (v.joined_ns - t0) // 1000))
+        t.last_joined = max(t.last_joined, v.joined_ns / 1e9)
+
+    # -- verification ---------------------------------------------------------------
+
+    async def _verify(self, final_seq: int, timeout: float) -> None:
+        """Wait (bounded) until every viewer saw ``final_seq``, then report."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            behind = [v for v in self.viewers if v.check and v.check.last < final_seq and not v.closed.done()]
+            if not behind:
+                break
+            await asyncio.sleep(0.1)
+        ok = gaps = dups = incomplete = missing = 0
+        closed: Counter[str] = Counter()
+        lags: list[int] = []
+        for v in self.viewers:
+            c = v.check
+            assert c is not None
+            if v.closed.done():
+                closed[str(v.close_code or v.error or "eof")] += 1
+            if c.gaps:
+                gaps += 1
+                missing += c.missing
+            if c.duplicates:
+                dups += 1
+            if not c.complete(final_seq):
+                incomplete += 1
+                lags.append(final_seq - c.last)
+            if c.in_order and c.complete(final_seq):
+                ok += 1
+        t = self.times
+        self._send(
+            {
+                "kind": "final",
+                **self._counts(),
+                "cpu": self_cpu_seconds(),
+                "hist": self.tally.take_latency(),
+                "viewers": self.cfg.viewers,
+                "ok": ok,
+                "with_gaps": gaps,
+                "missing_events": missing,
+                "with_duplicates": dups,
+                "incomplete": incomplete,
+                "max_lag": max(lags, default=0),
+                "closed": dict(closed),
+                "join_failures": dict(self.failures),
+                "connect_hist": histo.encode(t.connect),
+                "join_hist": histo.encode(t.join),
+                "total_hist": histo.encode(t.total),
+                "first_start": t.first_start,
+                "last_joined": t.last_joined,
+            }
+        )
+
+
+def worker_main(pipe: Connection, cfg: WorkerConfig) -> None:
+    """multiprocessing spawn target."""
+    raise_nofile()
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # optional speed-up
+        runner = asyncio.run
+    runner(Worker(pipe, cfg).run())
