@@ -360,8 +360,8 @@ class RoomClient:
         """Read the socket; after a close, reconnect and resume while it makes sense."""
         try:
             while True:
-                reason = await self._read(ws)
-                self._socket_closed(ws, reason)
+                code, reason = await self._read(ws)
+                self._socket_closed(code, reason)
                 if not await self._may_reconnect():
                     self._dispatch(_local("disconnected", None, code=self.close_code, reconnecting=False))
                     return
@@ -376,24 +376,26 @@ class RoomClient:
         finally:
             self._finish()
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
-        """Read until the socket closes; returns the close reason."""
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[int, str]:
+        """Read until the socket closes; returns the close code and reason."""
         while True:
             msg = await ws.receive()
             if msg.type == aiohttp.WSMsgType.TEXT:
                 self._on_frame(msg.data)
             elif msg.type == aiohttp.WSMsgType.CLOSE:
-                return msg.extra if isinstance(msg.extra, str) else ""
-            elif msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
-                return ""
-            elif msg.type == aiohttp.WSMsgType.ERROR:
-                log.debug("socket error: %r", msg.data)
-                return ""
+                # The code from the server's close frame itself: aiohttp's
+                # ws.close_code turns into 1006 if our close reply cannot be
+                # written because the server already dropped the connection.
+                return int(msg.data), msg.extra if isinstance(msg.extra, str) else ""
+            elif msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                if msg.type == aiohttp.WSMsgType.ERROR:
+                    log.debug("socket error: %r", msg.data)
+                return (ws.close_code if ws.close_code is not None else CLOSE_ABNORMAL), ""
             # BINARY: the protocol has none; ignore.
 
-    def _socket_closed(self, ws: aiohttp.ClientWebSocketResponse, reason: str) -> None:
+    def _socket_closed(self, code: int, reason: str) -> None:
         self._open.clear()
-        self.close_code = ws.close_code if ws.close_code is not None else CLOSE_ABNORMAL
+        self.close_code = code
         self.close_reason = reason
         for pending in self._pending.values():
             if not pending.future.done():

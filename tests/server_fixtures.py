@@ -151,9 +151,9 @@ class RawWS:
                 self.frames.append(frame)
                 self.messages.extend(frame)
                 continue
-            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
-                return self.ws.close_code
-            if msg.type == aiohttp.WSMsgType.ERROR:
+            if msg.type == aiohttp.WSMsgType.CLOSE:
+                return int(msg.data)  # ws.close_code may say 1006 if our close reply failed
+            if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
                 return self.ws.close_code
 
 
