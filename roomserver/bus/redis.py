@@ -318,6 +318,9 @@ class RedisBroker(Broker):
         self._drains: set[asyncio.Task[None]] = set()
         self._presence_rooms: set[str] = set()
         self._closed = False
+        # Counters for metrics and tests: commits / script_calls = coalescing ratio.
+        self.commits = 0
+        self.script_calls = 0
 
     @classmethod
     def from_url(
@@ -470,6 +473,8 @@ class RedisBroker(Broker):
             # WAIT counts replicas that acknowledged this connection's writes,
             # so it must follow the script on the same connection.
             commands.append(("WAIT", 1, self.durable_wait_ms))
+        self.script_calls += 1
+        self.commits += len(subs)
         replies = await self._router.call(keys.slot, commands, safe=False)
         reply = _raise_reply(replies[0])
         results, doc_created = _commit_results(reply)
