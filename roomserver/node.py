@@ -126,6 +126,8 @@ class Node:
     def _epoch_changed(self, ch: RoomChannel) -> None:
         # History was lost: members' seq no longer means anything. Make them resume
         # (they will get history_gone and re-join), never replay another stream.
+        # The cached document went with the history: read it again.
+        self._docs.pop(ch.room, None)
         for conn in list(ch.members):
             self.fanout._close(conn, CLOSE_SLOW_CONSUMER, "room history was reset")
 
