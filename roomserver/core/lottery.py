@@ -222,12 +222,21 @@ def draw(lottery: Lottery, entrants: Iterable[str], *, now_ms: int) -> tuple[Lot
     return drawn, result
 
 
-def verify_draw(seed_hex: str, seed_hash: str, entrants: Sequence[str], winners: Sequence[str]) -> bool:
+def verify_draw(
+    seed_hex: str,
+    seed_hash: str,
+    entrants: Sequence[str],
+    winners: Sequence[str],
+    *,
+    max_winners: int | None = None,
+) -> bool:
     """Anyone's check of a published draw (``GET /v1/rooms/{room}/lotteries/{id}``).
 
     ``entrants`` as published (sorted, unique; any order is accepted) and
     ``winners`` the published winner ids in pick order. The first k picks do
-    not depend on how many prizes there were, so k = len(winners) suffices.
+    not depend on how many prizes there were, so k = len(winners) suffices;
+    pass ``max_winners`` (the lottery's prize count) to also check that no
+    winner was left out (k must be min(max_winners, n)).
     Never raises: malformed input is simply not a valid draw.
     """
     if not (isinstance(seed_hex, str) and isinstance(seed_hash, str)):
@@ -242,6 +251,8 @@ def verify_draw(seed_hex: str, seed_hash: str, entrants: Sequence[str], winners:
     if len(seed) != SEED_BYTES or hashlib.sha256(seed).hexdigest() != seed_hash.lower():
         return False
     if len(set(entrant_keys)) != len(entrant_keys) or len(winners) > len(entrants):
+        return False
+    if max_winners is not None and len(winners) != min(max_winners, len(entrants)):
         return False
     return pick_winners(seed, sort_entrants(entrants), len(winners)) == list(winners)
 

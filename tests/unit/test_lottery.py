@@ -322,6 +322,9 @@ def test_verify_draw_rejects_tampering_and_garbage() -> None:
     assert not lt.verify_draw(SEED.hex()[:-2], good_hash, entrants, winners)
     assert not lt.verify_draw("zz" * 32, good_hash, entrants, winners)
     assert not lt.verify_draw(SEED.hex(), good_hash, ["a"], ["a", "b"])
+    assert lt.verify_draw(SEED.hex(), good_hash, entrants, winners, max_winners=3)
+    assert lt.verify_draw(SEED.hex(), good_hash, entrants, winners[:2])  # a prefix is a valid draw of 2
+    assert not lt.verify_draw(SEED.hex(), good_hash, entrants, winners[:2], max_winners=3)
     assert not lt.verify_draw(None, good_hash, entrants, winners)  # type: ignore[arg-type]
     assert not lt.verify_draw(SEED.hex(), None, entrants, winners)  # type: ignore[arg-type]
     assert not lt.verify_draw(SEED.hex(), good_hash, [1, 2], [1])  # type: ignore[list-item]
@@ -341,7 +344,7 @@ def test_draw_properties(seed: bytes, entrants: list[str], winners: int) -> None
     assert len(set(result.winners)) == len(result.winners)
     assert set(result.winners) <= set(entrants)
     assert drawn.winner_ids == result.winners
-    assert lt.verify_draw(seed.hex(), lot.seed_hash, result.entrants, result.winners)
+    assert lt.verify_draw(seed.hex(), lot.seed_hash, result.entrants, result.winners, max_winners=winners)
     # The first k picks do not depend on the number of prizes (what verify_draw relies on).
     more = lt.pick_winners(seed, result.entrants, winners + 3)
     assert more[: len(result.winners)] == list(result.winners)
