@@ -10,8 +10,10 @@ one event loop. A plain viewer never decodes JSON after its join reply; a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -59,6 +61,39 @@ class Tally:
     def take_latency(self) -> bytes:
         h, self.latency = self.latency, histo.new()
         return histo.encode(h) if h.get_total_count() else b""
+
+
+class SocketTransport:
+    """The part of ``asyncio.Transport`` a client uses, over a non-blocking socket.
+
+    Plain viewers are *polled*: once joined, their socket is not registered with
+    the event loop at all; the worker reads it every ``poll_ms`` (one ``recv``
+    gets several frames). The server's writes then wake no process, as with
+    viewers on other machines, and the load generator pays one syscall per poll
+    instead of one wake-up per frame. Writes (pongs, close) are a few bytes on an
+    idle send buffer: best effort.
+    """
+
+    __slots__ = ("_closing", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._closing = False
+
+    def write(self, data: bytes) -> None:
+        if not self._closing:
+            with contextlib.suppress(OSError):
+                self.sock.send(data)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self.sock.close()
+
+    abort = close
 
 
 class WsClient(asyncio.Protocol):

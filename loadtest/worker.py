@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,11 +26,13 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from loadtest import histo
-from loadtest.client import Tally, Viewer
+from loadtest.client import SocketTransport, Tally, Viewer
 from loadtest.procs import raise_nofile, self_cpu_seconds
 from roomserver.auth import mint_token
 
 MAX_LIFETIME_S = 3600.0  # a hard stop for a worker whatever happens
+POLL_SLICES = 20  # each poll_ms period is cut in slices so a pass never blocks the loop long
+RECV_BYTES = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -42,6 +45,9 @@ class WorkerConfig:
     app_secret: str
     connect_rate: float  # new sockets per second in this worker
     sample_every: int  # every n-th viewer decodes and measures latency (0 = none)
+    # Plain viewers are read every poll_ms by the worker (0 = event-driven like
+    # the sampling viewers); see client.SocketTransport.
+    poll_ms: int = 200
     connect_timeout_s: float = 30.0
     connect_concurrency: int = 500
     token_ttl_s: int = 3600
@@ -62,6 +68,7 @@ class Worker:
         self.cfg = cfg
         self.tally = Tally()
         self.viewers: list[Viewer] = []
+        self.polled: list[tuple[socket.socket, Viewer]] = []
         self.failures: Counter[str] = Counter()
         self.attempted = 0
         self.times = JoinTimes()
@@ -74,6 +81,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         loop.add_reader(self.pipe.fileno(), self._on_command)
         ticker = loop.create_task(self._tick())
+        poller = loop.create_task(self._poll()) if self.cfg.poll_ms > 0 else None
         try:
             await self._connect_all()
             self._send({"kind": "ready", **self._counts()})
@@ -81,6 +89,8 @@ class Worker:
                 await asyncio.wait_for(self.done.wait(), MAX_LIFETIME_S)
         finally:
             ticker.cancel()
+            if poller is not None:
+                poller.cancel()
             loop.remove_reader(self.pipe.fileno())
             for v in self.viewers:
                 v.close(1001)
@@ -158,10 +168,14 @@ class Worker:
         host, port = cfg.targets[(cfg.index + i) % len(cfg.targets)]
         sample = cfg.sample_every > 0 and i % cfg.sample_every == 0
         v = Viewer(host, port, f"/v1/ws?token={token}", cfg.room, self.tally, sample=sample)
+        polled = cfg.poll_ms > 0 and not sample
         t0 = time.time_ns()
         try:
             async with asyncio.timeout(cfg.connect_timeout_s):
-                await asyncio.get_running_loop().create_connection(lambda: v, host, port)
+                if polled:
+                    await self._connect_polled(v, host, port)
+                else:
+                    await asyncio.get_running_loop().create_connection(lambda: v, host, port)
                 await v.opened
                 await v.joined
         except Exception as exc:
@@ -178,6 +192,56 @@ class Worker:
         t.join.record_value(max(1, (v.joined_ns - v.join_sent_ns) // 1000))
         t.total.record_value(max(1, (v.joined_ns - t0) // 1000))
         t.last_joined = max(t.last_joined, v.joined_ns / 1e9)
+
+    async def _connect_polled(self, v: Viewer, host: str, port: int) -> None:
+        """Upgrade and join with the loop's help, then leave the socket to ``_poll``."""
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        transport = SocketTransport(sock)
+        try:
+            await loop.sock_connect(sock, (host, port))
+            v.connection_made(transport)  # type: ignore[arg-type]
+            while v.check is None and not v.closed.done():
+                data = await loop.sock_recv(sock, RECV_BYTES)
+                if not data:
+                    v.connection_lost(None)
+                    break
+                v.data_received(data)
+        except BaseException:
+            transport.close()
+            raise
+        if v.check is not None:
+            self.polled.append((sock, v))
+
+    async def _poll(self) -> None:
+        """Read every polled socket once per poll_ms, a slice at a time."""
+        pause = self.cfg.poll_ms / 1000 / POLL_SLICES
+        part = 0
+        while True:
+            await asyncio.sleep(pause)
+            polled = self.polled
+            for i in range(part, len(polled), POLL_SLICES):
+                sock, v = polled[i]
+                if v.closed.done():
+                    continue
+                while True:
+                    try:
+                        data = sock.recv(RECV_BYTES)
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:
+                        v.transport.close()  # type: ignore[union-attr]
+                        v.connection_lost(exc)
+                        break
+                    if not data:
+                        v.transport.close()  # type: ignore[union-attr]
+                        v.connection_lost(None)
+                        break
+                    v.data_received(data)
+                    if len(data) < RECV_BYTES:
+                        break
+            part = (part + 1) % POLL_SLICES
 
     # -- verification ---------------------------------------------------------------
 
