@@ -1,0 +1,332 @@
+// Types for roomserver.js (wire protocol v1, PROTOCOL.md). Hand-written, kept next to the module.
+
+export type ErrorCode =
+  | "bad_request"
+  | "unauthorized"
+  | "forbidden"
+  | "not_found"
+  | "not_joined"
+  | "rate_limited"
+  | "muted"
+  | "blocked_content"
+  | "sold_out"
+  | "limit_reached"
+  | "not_open"
+  | "conflict"
+  | "history_gone"
+  | "too_large"
+  | "unavailable"
+  | "internal";
+
+export declare const ERROR_MESSAGES: Readonly<Record<ErrorCode, string>>;
+
+export declare const CloseCode: Readonly<{
+  NORMAL: 1000;
+  GOING_AWAY: 1001;
+  ABNORMAL: 1006;
+  TOO_LARGE: 1009;
+  TOKEN_EXPIRED: 4001;
+  KICKED: 4003;
+  SLOW_CONSUMER: 4008;
+  TOO_MANY_CONNECTIONS: 4029;
+}>;
+
+export declare function closeMessage(code: number): string;
+export declare function newCid(): string;
+export declare function tokenClaims(token: string): Record<string, unknown>;
+
+export declare class RoomError extends Error {
+  readonly code: ErrorCode;
+  readonly retryAfterMs: number | null;
+  readonly op: string | null;
+  readonly room: string | null;
+  /** HTTP status, for errors of HTTP/WHIP/WHEP requests. */
+  readonly status: number | null;
+  /** A sentence to show an end user. */
+  readonly userMessage: string;
+  constructor(code: ErrorCode, message?: string, extra?: { retryAfterMs?: number; op?: string; room?: string; status?: number });
+}
+
+// ---- wire shapes -------------------------------------------------------------------------
+
+export interface UserRef {
+  id: string;
+  name: string;
+  tier: number;
+}
+export interface Product {
+  id: string;
+  title: string;
+  price_cents: number;
+  image?: string | null;
+}
+export interface Gift {
+  id: string;
+  name: string;
+  value: number;
+}
+export type PublisherRole = "host" | "cohost" | "pk" | "call";
+export interface PublisherEntry {
+  user: string;
+  role: PublisherRole;
+  tracks?: unknown;
+}
+export interface RoomSnapshot {
+  room: {
+    id: string;
+    title: string;
+    mode: "live" | "call";
+    state: "idle" | "live" | "ended";
+    host: string | null;
+    online: number;
+    likes: number;
+    seq: number;
+    epoch: string;
+    pinned: Product | null;
+    lottery: Record<string, any> | null;
+    sale: Record<string, any> | null;
+    pk: Record<string, any> | null;
+    cohosts: any[];
+    publishers: PublisherEntry[];
+    gifts: Gift[];
+    slow_s?: number;
+    started_at?: number | null;
+    announcement?: { text: string; countdown_to: number | null } | null;
+    poll?: Record<string, any> | null;
+    [extra: string]: unknown;
+  };
+}
+
+/** Server events (PROTOCOL §3) by name → their `data`. Unknown names are typed `any`. */
+export interface ServerEvents {
+  barrage: { id: string; user: UserRef; text: string; cid?: string | null };
+  likes: { total: number; delta: number };
+  online: { count: number };
+  gift: { user: UserRef; gift: Gift; count: number; value: number };
+  "member.joined": { user: UserRef };
+  "room.started": { title: string; host: string; started_at: number; show: number };
+  "room.ended": { summary: Record<string, any> };
+  "room.updated": { slow_s?: number; [k: string]: unknown };
+  "room.announcement": { text: string; countdown_to: number | null };
+  "product.pinned": { product: Product };
+  "product.unpinned": { product: { id: string } };
+  "user.muted": { user: string; until: number | null };
+  "user.unmuted": { user: string };
+  kicked: { user: string; by: string; until: number };
+  "lottery.opened": Record<string, any>;
+  "lottery.drawn": { id: string; winners: string[]; entrants: number; seed: string; entrants_hash: string };
+  "sale.opened": Record<string, any>;
+  "sale.stock": { id: string; left: number };
+  "sale.closed": { id: string; sold: number; reason: string };
+  "coupon.issued": Record<string, any>;
+  "redpacket.sent": Record<string, any>;
+  "redpacket.finished": { id: string; best: any };
+  "poll.opened": Record<string, any>;
+  "poll.results": { id: string; counts: number[] };
+  "poll.closed": { id: string; counts: number[] };
+  "cohost.requested": Record<string, any>;
+  "cohost.invited": Record<string, any>;
+  "cohost.updated": { cohosts: any[] };
+  "cohost.expired": Record<string, any>;
+  "pk.invited": Record<string, any>;
+  "pk.started": { id: string; rooms: string[]; ends_at: number };
+  "pk.rejected": Record<string, any>;
+  "pk.score": { id: string; scores: Record<string, number> };
+  "pk.ended": { id: string; scores: Record<string, number>; winner: string | null };
+  "pk.expired": Record<string, any>;
+  "media.publishers": { publishers: PublisherEntry[] };
+}
+
+/** Events the client itself emits. */
+export interface LocalEvents {
+  state: { state: ClientState };
+  reconnecting: { attempt: number; delayMs: number; code: number };
+  reconnected: { rooms: string[] };
+  disconnected: { code: number; reason: string; message: string };
+  /** History could not cover a gap: rebuild the room's view from `snapshot`. */
+  resync: { room: string; snapshot: RoomSnapshot };
+  gap: { room: string; from: number; to: number };
+  error: { room?: string; error: RoomError };
+}
+
+export interface EventMeta {
+  ev: string;
+  room: string | null;
+  /** Durable events only. */
+  seq: number | null;
+  ts: number;
+  local?: boolean;
+}
+
+type AllEvents = ServerEvents & LocalEvents;
+export type Listener<D> = (data: D, meta: EventMeta) => void;
+export type ClientState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+
+export interface RoomClientOptions {
+  /** http(s)://host[/prefix] or ws(s)://host[/prefix]/v1/ws; default: the page's origin. */
+  url?: string;
+  token?: string;
+  /** Called for a fresh token on 4001 / HTTP 401. */
+  tokenProvider?: () => Promise<string>;
+  requestTimeoutMs?: number;
+  minReconnectDelayMs?: number;
+  maxReconnectDelayMs?: number;
+  maxReconnectAttempts?: number;
+  tooManyConnectionsDelayMs?: number;
+  gapTimeoutMs?: number;
+  WebSocket?: typeof WebSocket;
+  fetch?: typeof fetch;
+}
+
+export interface MediaOptions {
+  rtcConfig?: RTCConfiguration;
+}
+
+export declare class Publication {
+  readonly pc: RTCPeerConnection;
+  readonly stream: MediaStream;
+  readonly location: string;
+  stop(): Promise<void>;
+}
+export declare class Playback extends Publication {
+  readonly publisher: string | null;
+}
+
+export interface FollowOptions {
+  /** Start muted (default true: browsers block unmuted autoplay without a gesture). */
+  muted?: boolean;
+  /** User ids not to play (e.g. yourself in a call room). */
+  exclude?: string[];
+  maxRetries?: number;
+  makeTile?: (entry: PublisherEntry) => HTMLElement;
+  onChange?: (entries: PublisherEntry[]) => void;
+  onError?: (entry: PublisherEntry, err: unknown) => void;
+}
+
+export declare class PublisherVideos {
+  readonly room: string;
+  readonly container: HTMLElement;
+  update(publishers: PublisherEntry[]): void;
+  setMuted(muted: boolean): void;
+  videos(): HTMLVideoElement[];
+  stop(): void;
+}
+
+export interface LotteryParams {
+  prize: string;
+  winners: number;
+  duration_ms: number;
+  keyword?: string;
+  min_watch_s?: number;
+  min_tier?: number;
+}
+export interface SaleParams {
+  product: Product | string;
+  price_cents: number;
+  stock: number;
+  limit_per_user: number;
+  starts_at?: number;
+  duration_ms?: number;
+}
+export interface CouponParams {
+  title: string;
+  discount_cents: number;
+  min_spend_cents: number;
+  quantity: number;
+  per_user: number;
+}
+export interface RedPacketParams {
+  total_cents: number;
+  count: number;
+  message?: string;
+}
+export interface PollParams {
+  question: string;
+  options: string[];
+  duration_ms: number;
+}
+export type TrackAction = "product.click" | "cart.add" | "share" | "favorite" | "follow";
+
+export declare class RoomClient {
+  constructor(options?: RoomClientOptions);
+  readonly state: ClientState;
+  readonly httpUrl: string;
+  readonly wsUrl: string;
+  /** `sub` of the current token. */
+  readonly user: string | null;
+  token: string | null;
+
+  connect(): Promise<void>;
+  close(): void;
+  setToken(token: string): void;
+
+  on<K extends keyof AllEvents>(ev: K, fn: Listener<AllEvents[K]>): () => void;
+  on(ev: string, fn: Listener<any>): () => void;
+  once<K extends keyof AllEvents>(ev: K, fn: Listener<AllEvents[K]>): () => void;
+  once(ev: string, fn: Listener<any>): () => void;
+  off(ev: string, fn: Listener<any>): void;
+
+  request<T = any>(op: string, room: string | null, params?: object, opts?: { timeoutMs?: number }): Promise<T>;
+  send(op: string, room: string | null, params?: object): boolean;
+
+  join(room: string): Promise<RoomSnapshot>;
+  leave(room: string): Promise<{}>;
+  resume(room: string, since: number, epoch: string): Promise<{ replayed: number }>;
+  lastSeq(room: string): number | null;
+  snapshot(room: string): RoomSnapshot | null;
+  publishers(room: string): PublisherEntry[];
+
+  ping(): Promise<{ ts: number }>;
+  start(room: string, title?: string): Promise<{ room: Record<string, any> }>;
+  end(room: string): Promise<{ summary: Record<string, any> }>;
+  sendBarrage(room: string, text: string, opts?: { cid?: string }): Promise<{ seq: number | null; shed?: boolean }>;
+  sendLike(room: string, count?: number): Promise<{}>;
+  sendGift(room: string, gift: string, count?: number, opts?: { cid?: string }): Promise<{ value: number }>;
+  pinProduct(room: string, product: Product): Promise<{}>;
+  unpinProduct(room: string, productId?: string): Promise<{}>;
+  track(room: string, action: TrackAction, product?: string): Promise<{}>;
+
+  createLottery(room: string, params: LotteryParams): Promise<{ lottery: { id: string; seed_hash: string; closes_at: number } }>;
+  enterLottery(room: string, lottery: string): Promise<{ entered: true }>;
+  drawLottery(room: string, lottery: string): Promise<Record<string, any>>;
+  lotteryRecord(room: string, lottery: string): Promise<Record<string, any>>;
+
+  createSale(room: string, params: SaleParams): Promise<{ sale: Record<string, any> & { id: string } }>;
+  buy(
+    room: string,
+    sale: string,
+    qty?: number,
+    opts?: { cid?: string; attempts?: number },
+  ): Promise<{ order: { id: string; sale: string; user: string; qty: number; price_cents: number } }>;
+
+  issueCoupon(room: string, params: CouponParams): Promise<{ coupon: { id: string } }>;
+  claimCoupon(room: string, coupon: string): Promise<{ claim: { id: string; coupon: string } }>;
+  sendRedPacket(room: string, params: RedPacketParams): Promise<{ packet: { id: string } }>;
+  grabRedPacket(room: string, packet: string): Promise<{ amount_cents: number }>;
+
+  createPoll(room: string, params: PollParams): Promise<{ poll: { id: string; closes_at: number } }>;
+  vote(room: string, poll: string, option: number): Promise<{}>;
+  announce(room: string, text: string, countdownTo?: number): Promise<{}>;
+
+  mute(room: string, user: string, durationS?: number): Promise<{}>;
+  unmute(room: string, user: string): Promise<{}>;
+  kick(room: string, user: string, durationS?: number): Promise<{}>;
+  setSlowMode(room: string, intervalS: number): Promise<{}>;
+  setBannedWords(room: string, change: { add?: string[]; remove?: string[] }): Promise<{ count: number }>;
+
+  requestCohost(room: string): Promise<{ request: { id: string; expires_at: number } }>;
+  inviteCohost(room: string, user: string): Promise<{}>;
+  acceptCohost(room: string, target?: { request?: string; user?: string }): Promise<Record<string, any>>;
+  rejectCohost(room: string, target?: { request?: string; user?: string }): Promise<Record<string, any>>;
+  endCohost(room: string, user: string): Promise<{}>;
+
+  invitePk(room: string, targetRoom: string, durationS?: number): Promise<{ pk: { id: string } }>;
+  acceptPk(room: string, pk: string): Promise<Record<string, any>>;
+  rejectPk(room: string, pk: string): Promise<Record<string, any>>;
+  endPk(room: string, pk: string): Promise<Record<string, any>>;
+
+  http<T = any>(method: string, path: string, body?: unknown): Promise<T>;
+  publish(room: string, stream: MediaStream, options?: MediaOptions): Promise<Publication>;
+  play(room: string, publisher?: string, options?: MediaOptions): Promise<Playback>;
+  followPublishers(room: string, container: HTMLElement, options?: FollowOptions): PublisherVideos;
+}
