@@ -1,0 +1,560 @@
+// Host studio: camera and WHIP publishing, show control, selling, engagement, moderation,
+// co-hosts and PK. The stage on the left is the same RoomView the viewers see.
+import { $, $$, attempt, compact, errorText, fatal, h, money, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
+import { RoomView, initials } from "/app/roomview.js";
+
+const p = pageParams("host");
+let client;
+let view;
+let me;
+const cam = { stream: null, publication: null, micOn: true };
+const requests = new Map(); // request id -> {id, user, expires_at}
+const pkInvites = new Map(); // pk id -> data
+const chatters = new Map(); // user id -> name
+let giftTotal = 0;
+
+const cents = (yuan) => Math.round(Number(yuan) * 100);
+const num = (sel) => Number($(sel).value || 0);
+const uid = (c) => (typeof c === "string" ? c : c && (c.user?.id ?? c.user ?? c.id));
+
+const PRESETS = [
+  { id: "sku-scarf", title: "Silk scarf · spring print", price_cents: 12900 },
+  { id: "sku-tea", title: "Oolong tea gift box", price_cents: 8800 },
+  { id: "sku-lamp", title: "Bedside lamp, warm light", price_cents: 15900 },
+];
+
+async function main() {
+  client = await openClient(p, $("#conn"));
+  me = whoAmI(client);
+  view = new RoomView(client, p.room, me, {
+    host: true,
+    onUser: (u) => moderateUser(u),
+    actions: { draw, giftFeed, cohostsChanged: renderCohosts },
+  });
+  const snap = await client.join(p.room);
+  view.apply(snap);
+  view.followVideos([me.id]);
+  $("#studio-title").textContent = `Studio · ${p.room}`;
+  $("#title-input").value = snap.room.title || "";
+  renderCohosts((snap.room.cohosts || []).map(uid));
+  syncLive(snap.room.state === "live");
+  startClock();
+  bindTabs();
+  bindLive();
+  bindSell();
+  bindEngage();
+  bindModerate();
+  bindStage();
+  watchRoom();
+  window.app = { client, view, me, cam };
+  document.body.dataset.ready = "1";
+  startCamera().catch(() => {});
+}
+
+function bindTabs() {
+  for (const tab of $$(".tab")) {
+    tab.addEventListener("click", () => {
+      for (const t of $$(".tab")) t.classList.toggle("active", t === tab);
+      for (const s of $$("[data-panel]")) s.classList.toggle("hidden", s.dataset.panel !== tab.dataset.tab);
+    });
+  }
+}
+
+function watchRoom() {
+  const mine = (fn) => (d, meta) => meta.room === p.room && fn(d, meta);
+  client.on("online", mine((d) => ($("#kpi-online").textContent = compact(d.count))));
+  client.on("likes", mine((d) => ($("#kpi-likes").textContent = compact(d.total))));
+  client.on("room.started", mine(() => syncLive(true)));
+  client.on("room.ended", mine(() => syncLive(false)));
+  client.on(
+    "barrage",
+    mine((d) => {
+      if (d.user.id === me.id) return;
+      chatters.delete(d.user.id);
+      chatters.set(d.user.id, d.user.name);
+      while (chatters.size > 12) chatters.delete(chatters.keys().next().value);
+      renderChatters();
+    }),
+  );
+  client.on("sale.opened", mine((d) => ($("#sale-state").textContent = `${d.stock} in stock`)));
+  client.on(
+    "sale.stock",
+    mine((d) => {
+      const s = view.state.sale;
+      if (s && s.id === d.id) {
+        $("#sale-state").textContent = `${d.left} left`;
+        $("#kpi-sold").textContent = compact(s.stock - d.left);
+      }
+    }),
+  );
+  client.on(
+    "sale.closed",
+    mine((d) => {
+      $("#sale-state").textContent = `closed · ${d.sold} sold`;
+      $("#kpi-sold").textContent = compact(d.sold);
+    }),
+  );
+  client.on("lottery.opened", mine((d) => ($("#lottery-state").textContent = `open: ${d.prize}`)));
+  client.on("lottery.drawn", mine((d) => ($("#lottery-state").textContent = `drawn: ${(d.winners || []).join(", ") || "no entrants"}`)));
+  client.on("poll.opened", mine(() => ($("#poll-state").textContent = "open")));
+  client.on("poll.closed", mine(() => ($("#poll-state").textContent = "closed")));
+  client.on(
+    "cohost.requested",
+    mine((d) => {
+      const r = d.request || d;
+      requests.set(r.id, { id: r.id, user: uid(r.user ?? d.user), name: r.user?.name ?? d.user?.name, expires_at: r.expires_at });
+      renderRequests();
+      toast(`${uid(r.user ?? d.user)} asks to join on camera`, "info");
+    }),
+  );
+  client.on(
+    "cohost.expired",
+    mine((d) => {
+      const id = d.request?.id ?? d.id;
+      requests.delete(id);
+      renderRequests();
+    }),
+  );
+  client.on(
+    "pk.invited",
+    mine((d) => {
+      const pk = d.pk || d;
+      pkInvites.set(pk.id, { ...pk, from: d.from_room ?? pk.from_room ?? pk.room ?? (pk.rooms || [])[0] });
+      renderPkInvites();
+      toast(`⚔ PK challenge from ${pkInvites.get(pk.id).from || "another room"}`, "info", 6000);
+    }),
+  );
+  const pkGone = mine((d) => {
+    pkInvites.delete(d.id ?? d.pk?.id);
+    renderPkInvites();
+  });
+  client.on("pk.rejected", mine((d) => (pkGone(d, { room: p.room }), toast("The PK challenge was declined", "warn"))));
+  client.on("pk.expired", pkGone);
+  client.on(
+    "pk.started",
+    mine((d) => {
+      pkInvites.clear();
+      renderPkInvites();
+      $("#pk-state").textContent = `vs ${(d.rooms || []).find((r) => r !== p.room)}`;
+      $("#pk-end-btn").classList.remove("hidden");
+    }),
+  );
+  client.on(
+    "pk.ended",
+    mine(() => {
+      $("#pk-state").textContent = "ended";
+      $("#pk-end-btn").classList.add("hidden");
+    }),
+  );
+}
+
+// ---- live: camera, show, announcement, gifts ------------------------------------------------
+
+function bindLive() {
+  $("#cam-btn").addEventListener("click", () => (cam.stream ? stopCamera() : startCamera()));
+  $("#mic-btn").addEventListener("click", () => {
+    cam.micOn = !cam.micOn;
+    for (const t of cam.stream?.getAudioTracks() || []) t.enabled = cam.micOn;
+    $("#mic-btn").textContent = cam.micOn ? "Mute mic" : "Unmute mic";
+  });
+  $("#publish-btn").addEventListener("click", () => (cam.publication ? unpublish() : publish()));
+  $("#golive-btn").addEventListener("click", goLive);
+  $("#end-btn").addEventListener("click", endShow);
+  $("#announce-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const text = $("#announce-input").value.trim();
+    if (!text) return;
+    const min = num("#announce-min");
+    await attempt(() => client.announce(p.room, text, min ? Date.now() + min * 60_000 : undefined), "Announcement posted");
+  });
+  $("#announce-clear").addEventListener("click", () => attempt(() => client.announce(p.room, ""), "Announcement cleared"));
+}
+
+/** Start the camera preview once (Go live may ask while the first request is still open). */
+function startCamera() {
+  if (!cam.starting) {
+    cam.starting = openCamera().catch((err) => {
+      cam.starting = null;
+      throw err;
+    });
+  }
+  return cam.starting;
+}
+
+async function openCamera() {
+  try {
+    cam.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 }, audio: true });
+  } catch (err) {
+    toast(`Camera unavailable: ${err.message || err}`, "error");
+    throw err;
+  }
+  const tile = h(
+    "div.tile.self",
+    { id: "self-tile", dataset: { user: me.id, role: "host" } },
+    h("video", { id: "preview", muted: true, autoplay: true, playsInline: true, srcObject: cam.stream }),
+    h("span.tile-label", {}, "You · preview"),
+  );
+  $("#videos").prepend(tile);
+  $("#videos").dataset.count = String($("#videos").childElementCount);
+  $("#placeholder").classList.add("hidden");
+  $("#cam-btn").textContent = "Stop camera";
+  $("#mic-btn").disabled = false;
+  $("#publish-btn").disabled = false;
+  $("#cam-state").textContent = "on";
+  updatePubState();
+}
+
+async function stopCamera() {
+  await unpublish();
+  for (const t of cam.stream?.getTracks() || []) t.stop();
+  cam.stream = null;
+  cam.starting = null;
+  $("#self-tile")?.remove();
+  $("#videos").dataset.count = String($("#videos").childElementCount);
+  $("#cam-btn").textContent = "Start camera";
+  $("#mic-btn").disabled = true;
+  $("#publish-btn").disabled = true;
+  $("#cam-state").textContent = "off";
+  view.renderPlaceholder();
+  updatePubState();
+}
+
+async function publish() {
+  if (cam.publication) return true;
+  await startCamera();
+  try {
+    cam.publication = await client.publish(p.room, cam.stream);
+    cam.publication.pc.addEventListener("connectionstatechange", updatePubState);
+    updatePubState();
+    return true;
+  } catch (err) {
+    toast(`Video not published: ${errorText(err)}`, "error", 6000);
+    updatePubState();
+    return false;
+  }
+}
+
+async function unpublish() {
+  const pub = cam.publication;
+  cam.publication = null;
+  if (pub) await pub.stop();
+  updatePubState();
+}
+
+function updatePubState() {
+  const el = $("#pub-state");
+  const state = cam.publication ? cam.publication.pc.connectionState : null;
+  const text = cam.publication ? (state === "connected" ? "● on air" : `publishing… (${state})`) : cam.stream ? "preview" : "camera off";
+  el.textContent = text;
+  el.classList.toggle("on", state === "connected");
+  $("#publish-btn").textContent = cam.publication ? "Stop publishing" : "Publish";
+}
+
+function syncLive(live) {
+  $("#golive-btn").classList.toggle("hidden", live);
+  $("#end-btn").classList.toggle("hidden", !live);
+}
+
+async function goLive() {
+  const title = $("#title-input").value.trim();
+  const ok = await attempt(() => client.start(p.room, title || undefined), "You are live!");
+  if (ok) {
+    syncLive(true);
+    await publish();
+  }
+}
+
+async function endShow() {
+  const res = await attempt(() => client.end(p.room));
+  if (!res) return;
+  await unpublish();
+  syncLive(false);
+  const s = res.summary || {};
+  view.modal(
+    h(
+      "div.modal-card",
+      {},
+      h("h3", {}, "Show ended"),
+      h("p.muted", {}, `${Math.round((s.duration_s || 0) / 60)} min · ${compact(s.likes || 0)} likes · ${s.online ?? 0} online at the end`),
+      h("div.row", {}, h("a.btn.ghost", { href: `/v1/rooms/${encodeURIComponent(p.room)}/report?format=html&token=${encodeURIComponent(client.token)}`, target: "_blank" }, "Report"), h("button.btn", { onclick: () => view.modal(null) }, "Close")),
+    ),
+  );
+}
+
+function giftFeed(d) {
+  giftTotal += d.value;
+  $("#kpi-gifts").textContent = compact(giftTotal);
+  $("#gift-total").textContent = `${compact(giftTotal)} coins`;
+  const feed = $("#gift-feed");
+  feed.querySelector(".empty")?.remove();
+  feed.prepend(h("div.item", {}, h("div.avatar.small", {}, initials(d.user.name)), h("span.grow", {}, `${d.user.name} · ${d.gift.name} ×${d.count}`), h("b", {}, d.value)));
+  while (feed.childElementCount > 50) feed.lastElementChild.remove();
+}
+
+// ---- sell ------------------------------------------------------------------------------------
+
+function currentProduct() {
+  const product = { id: $("#pin-id").value.trim(), title: $("#pin-title").value.trim(), price_cents: cents($("#pin-price").value) };
+  const image = $("#pin-image").value.trim();
+  if (image) product.image = image;
+  return product;
+}
+
+function bindSell() {
+  $("#presets").replaceChildren(
+    ...PRESETS.map((pr) =>
+      h(
+        "button.preset",
+        {
+          type: "button",
+          onclick: () => {
+            $("#pin-id").value = pr.id;
+            $("#pin-title").value = pr.title;
+            $("#pin-price").value = (pr.price_cents / 100).toFixed(2);
+            $("#pin-image").value = "";
+          },
+        },
+        h("div.avatar.small", {}, pr.title[0]),
+        h("span", {}, pr.title.split(" ·")[0], h("small", {}, money(pr.price_cents))),
+      ),
+    ),
+  );
+  $("#pin-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    await attempt(() => client.pinProduct(p.room, currentProduct()), "Product pinned");
+  });
+  $("#unpin-btn").addEventListener("click", () => attempt(() => client.unpinProduct(p.room), "Product unpinned"));
+  $("#sale-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const params = {
+      product: currentProduct(),
+      price_cents: cents($("#sale-price").value),
+      stock: num("#sale-stock"),
+      limit_per_user: num("#sale-limit"),
+    };
+    if (num("#sale-duration")) params.duration_ms = num("#sale-duration") * 1000;
+    if (num("#sale-delay")) params.starts_at = Date.now() + num("#sale-delay") * 1000;
+    await attempt(() => client.createSale(p.room, params), "Flash sale started");
+  });
+  $("#coupon-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    await attempt(
+      () =>
+        client.issueCoupon(p.room, {
+          title: $("#coupon-title").value.trim(),
+          discount_cents: cents($("#coupon-off").value),
+          min_spend_cents: cents($("#coupon-min").value || 0),
+          quantity: num("#coupon-qty"),
+          per_user: num("#coupon-per"),
+        }),
+      "Coupon issued",
+    );
+  });
+}
+
+// ---- engage --------------------------------------------------------------------------------
+
+function bindEngage() {
+  $("#lottery-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const params = { prize: $("#lottery-prize").value.trim(), winners: num("#lottery-winners"), duration_ms: num("#lottery-duration") * 1000 };
+    const kw = $("#lottery-keyword").value.trim();
+    if (kw) params.keyword = kw;
+    if (num("#lottery-watch")) params.min_watch_s = num("#lottery-watch");
+    if (num("#lottery-tier")) params.min_tier = num("#lottery-tier");
+    await attempt(() => client.createLottery(p.room, params), "Lottery open");
+  });
+  $("#lottery-draw").addEventListener("click", () => {
+    const l = view.state.lottery;
+    if (!l || l.state === "drawn") return toast("No open lottery", "warn");
+    draw(l);
+  });
+  $("#packet-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const params = { total_cents: cents($("#packet-total").value), count: num("#packet-count") };
+    const msg = $("#packet-msg").value.trim();
+    if (msg) params.message = msg;
+    await attempt(() => client.sendRedPacket(p.room, params), "Red packet sent");
+  });
+  $("#poll-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const options = $("#poll-options").value.split("\n").map((s) => s.trim()).filter(Boolean);
+    await attempt(() => client.createPoll(p.room, { question: $("#poll-q").value.trim(), options, duration_ms: num("#poll-duration") * 1000 }), "Poll started");
+  });
+}
+
+async function draw(l) {
+  await attempt(() => client.drawLottery(p.room, l.id));
+}
+
+// ---- moderate ------------------------------------------------------------------------------
+
+function bindModerate() {
+  const target = () => $("#mod-user").value.trim();
+  $("#mute-btn").addEventListener("click", () => modAction("mute", target()));
+  $("#unmute-btn").addEventListener("click", () => modAction("unmute", target()));
+  $("#kick-btn").addEventListener("click", () => modAction("kick", target()));
+  $("#slow-btn").addEventListener("click", () => attempt(() => client.setSlowMode(p.room, Number($("#slow-select").value)), "Slow mode updated"));
+  const words = () => $("#words-input").value.split(",").map((w) => w.trim()).filter(Boolean);
+  const applyWords = async (change) => {
+    const res = await attempt(() => client.setBannedWords(p.room, change));
+    if (res) {
+      $("#words-count").textContent = `${res.count} word${res.count === 1 ? "" : "s"}`;
+      $("#words-input").value = "";
+      toast("Banned words updated", "ok");
+    }
+  };
+  $("#words-add").addEventListener("click", () => applyWords({ add: words() }));
+  $("#words-remove").addEventListener("click", () => applyWords({ remove: words() }));
+}
+
+async function modAction(kind, user) {
+  if (!user) return toast("Enter a user id", "warn");
+  const dur = num("#mod-duration") || undefined;
+  const run = { mute: () => client.mute(p.room, user, dur), unmute: () => client.unmute(p.room, user), kick: () => client.kick(p.room, user, dur) }[kind];
+  const done = { mute: `${user} is muted`, unmute: `${user} can chat again`, kick: `${user} was removed` }[kind];
+  return attempt(run, done);
+}
+
+function moderateUser(u) {
+  if (u.id === me.id) return;
+  view.modal(
+    h(
+      "div.modal-card",
+      {},
+      h("h3", {}, u.name),
+      h("p.muted", {}, u.id),
+      h(
+        "div.row",
+        {},
+        h("button.btn.warn.small", { onclick: () => (view.modal(null), modAction("mute", u.id)) }, "Mute"),
+        h("button.btn.ghost.small", { onclick: () => (view.modal(null), modAction("unmute", u.id)) }, "Unmute"),
+        h("button.btn.danger.small", { onclick: () => (view.modal(null), modAction("kick", u.id)) }, "Kick"),
+        h("button.btn.violet.small", { onclick: () => (view.modal(null), attempt(() => client.inviteCohost(p.room, u.id), "Invitation sent")) }, "Invite on camera"),
+        h("button.btn.ghost.small", { onclick: () => view.modal(null) }, "Close"),
+      ),
+    ),
+  );
+}
+
+function renderChatters() {
+  const list = $("#chatters");
+  list.replaceChildren(
+    ...[...chatters].reverse().map(([id, name]) =>
+      h(
+        "div.item",
+        { dataset: { user: id } },
+        h("div.avatar.small", {}, initials(name)),
+        h("span.grow", { title: id }, `${name} `, h("small.muted", {}, id)),
+        h("button.btn.warn.small", { onclick: () => modAction("mute", id) }, "Mute"),
+        h("button.btn.danger.small", { onclick: () => modAction("kick", id) }, "Kick"),
+      ),
+    ),
+  );
+}
+
+// ---- co-hosts and PK -------------------------------------------------------------------------
+
+function bindStage() {
+  $("#invite-btn").addEventListener("click", async () => {
+    const user = $("#invite-user").value.trim();
+    if (!user) return toast("Enter the viewer's user id", "warn");
+    await attempt(() => client.inviteCohost(p.room, user), `Invitation sent to ${user}`);
+  });
+  $("#pk-invite-btn").addEventListener("click", async () => {
+    const target = $("#pk-room").value.trim();
+    if (!target) return toast("Enter the other room's id", "warn");
+    const res = await attempt(() => client.invitePk(p.room, target, num("#pk-duration") || 300), `Challenge sent to ${target}`);
+    if (res) {
+      view.state.pkPending = res.pk?.id;
+      $("#pk-state").textContent = `waiting for ${target}…`;
+    }
+  });
+  $("#pk-end-btn").addEventListener("click", () => {
+    const pk = view.state.pk;
+    if (pk) attempt(() => client.endPk(p.room, pk.id));
+  });
+}
+
+function renderRequests() {
+  const list = $("#requests");
+  const dot = $("#req-dot");
+  dot.textContent = String(requests.size);
+  dot.classList.toggle("hidden", requests.size === 0);
+  if (!requests.size) return list.replaceChildren(h("div.empty", {}, "No requests"));
+  list.replaceChildren(
+    ...[...requests.values()].map((r) =>
+      h(
+        "div.item",
+        { dataset: { request: r.id, user: r.user } },
+        h("div.avatar.small", {}, initials(r.name || r.user)),
+        h("span.grow", {}, r.name || r.user, " ", r.expires_at ? h("small.muted", { dataset: { until: r.expires_at } }) : null),
+        h(
+          "button.btn.ok.small",
+          {
+            onclick: async () => {
+              const ok = await attempt(() => client.acceptCohost(p.room, { request: r.id, user: r.user }), `${r.user} is joining`);
+              if (ok) requests.delete(r.id);
+              renderRequests();
+            },
+          },
+          "Accept",
+        ),
+        h(
+          "button.btn.ghost.small",
+          {
+            onclick: async () => {
+              await attempt(() => client.rejectCohost(p.room, { request: r.id, user: r.user }));
+              requests.delete(r.id);
+              renderRequests();
+            },
+          },
+          "Decline",
+        ),
+      ),
+    ),
+  );
+}
+
+function renderCohosts(users) {
+  const list = $("#cohosts");
+  if (!users.length) return list.replaceChildren(h("div.empty", {}, "No co-hosts"));
+  list.replaceChildren(
+    ...users.map((u) =>
+      h(
+        "div.item",
+        { dataset: { user: u } },
+        h("div.avatar.small", {}, initials(u)),
+        h("span.grow", {}, u),
+        h("button.btn.danger.small", { onclick: () => attempt(() => client.endCohost(p.room, u), `${u} left the stage`) }, "Remove"),
+      ),
+    ),
+  );
+}
+
+function renderPkInvites() {
+  const list = $("#pk-invites");
+  list.replaceChildren(
+    ...[...pkInvites.values()].map((pk) =>
+      h(
+        "div.item",
+        { dataset: { pk: pk.id } },
+        h("span.grow", {}, `⚔ ${pk.from || "A room"} challenges you`),
+        h("button.btn.ok.small", { onclick: () => attempt(() => client.acceptPk(p.room, pk.id)) }, "Accept"),
+        h(
+          "button.btn.ghost.small",
+          {
+            onclick: async () => {
+              await attempt(() => client.rejectPk(p.room, pk.id));
+              pkInvites.delete(pk.id);
+              renderPkInvites();
+            },
+          },
+          "Decline",
+        ),
+      ),
+    ),
+  );
+}
+
+main().catch(fatal);

@@ -1,0 +1,728 @@
+// The live stage shared by the viewer and host pages: it applies the join snapshot and the
+// room's events to one state object and renders the overlays (stats, barrage, chat, product
+// and flash sale, lottery, red packets, coupons, poll, announcement, PK bar, videos).
+// Actions that differ per page (buy, vote, draw…) are passed in as callbacks.
+import { $, ChatList, Danmaku, attempt, compact, flyHearts, giftIcon, h, icon, money, toast } from "/app/common.js";
+import { verifyLottery } from "/app/verify.js";
+
+const userId = (c) => (typeof c === "string" ? c : c && (c.user?.id ?? c.user ?? c.id));
+
+export class RoomView {
+  /**
+   * @param {import("/sdk/roomserver.js").RoomClient} client
+   * @param {string} room
+   * @param {{id: string, name: string, role: string}} me
+   * @param {object} opts  {host: bool, actions: {...}}
+   */
+  constructor(client, room, me, opts = {}) {
+    this.client = client;
+    this.room = room;
+    this.me = me;
+    this.isHost = !!opts.host;
+    this.actions = opts.actions || {};
+    this.state = {};
+    this.danmaku = new Danmaku($("#danmaku"));
+    this.chat = new ChatList($("#chat"), this.isHost ? 200 : 50);
+    this.onUser = opts.onUser || null;
+    this.videos = null;
+    this.muted = false;
+    this._bind();
+  }
+
+  // ---- state -----------------------------------------------------------------------------
+
+  apply(snapshot) {
+    const r = snapshot.room;
+    this.state = {
+      title: r.title,
+      mode: r.mode,
+      roomState: r.state,
+      host: r.host,
+      online: r.online,
+      likes: r.likes,
+      pinned: r.pinned,
+      sale: r.sale,
+      lottery: r.lottery,
+      pk: r.pk,
+      cohosts: r.cohosts || [],
+      publishers: r.publishers || [],
+      gifts: r.gifts || [],
+      slow: r.slow_s || 0,
+      announcement: r.announcement || null,
+      poll: r.poll || null,
+      coupons: new Map(),
+      packets: new Map(),
+    };
+    this.renderAll();
+  }
+
+  renderAll() {
+    this.renderHeader();
+    this.renderProduct();
+    this.renderLottery();
+    this.renderPoll();
+    this.renderAnnouncement();
+    this.renderPk();
+    this.renderPlaceholder();
+  }
+
+  /** Follow the room's publishers into the video grid (the SDK keeps the <video>s in sync). */
+  followVideos(exclude = []) {
+    this.videos = this.client.followPublishers(this.room, $("#videos"), {
+      exclude,
+      muted: this.muted !== false,
+      makeTile: (entry) => this._tile(entry),
+      onChange: (entries) => {
+        this.state.publishers = entries;
+        this.renderPlaceholder();
+      },
+    });
+    return this.videos;
+  }
+
+  _tile(entry) {
+    const label =
+      entry.role === "host"
+        ? entry.user
+        : entry.role === "pk"
+          ? `${entry.user} · PK`
+          : entry.role === "cohost"
+            ? `${entry.user} · co-host`
+            : entry.user;
+    return h("div.tile", {}, h("video", { playsInline: true, autoplay: true }), h("span.tile-label", {}, label));
+  }
+
+  // ---- events ----------------------------------------------------------------------------
+
+  _bind() {
+    const c = this.client;
+    const mine = (fn) => (data, meta) => {
+      if (meta.room === this.room) fn(data, meta);
+    };
+    c.on("resync", (d) => {
+      if (d.room === this.room) {
+        this.apply(d.snapshot);
+        this.chat.system("Reloaded the room.");
+      }
+    });
+    c.on("online", mine((d) => this._set("online", d.count)));
+    c.on(
+      "likes",
+      mine((d) => {
+        const before = this.state.likes || 0;
+        this._set("likes", Math.max(before, d.total));
+        const others = Math.min(6, Math.max(0, d.delta - (this._myLikes || 0)));
+        this._myLikes = 0;
+        if (others) flyHearts($("#hearts"), others);
+      }),
+    );
+    c.on(
+      "barrage",
+      mine((d) => {
+        const fromMe = d.user.id === this.me.id;
+        this.danmaku.add(d.text, { mine: fromMe, tier: d.user.tier });
+        this.chat.barrage(d, this.onUser);
+      }),
+    );
+    c.on("gift", mine((d) => this._gift(d)));
+    c.on("member.joined", mine((d) => this.chat.system(`${d.user.name} joined`)));
+    c.on(
+      "room.started",
+      mine((d) => {
+        Object.assign(this.state, { roomState: "live", title: d.title, host: d.host });
+        $("#ended").classList.add("hidden");
+        this.renderHeader();
+        this.renderPlaceholder();
+        this.chat.system("The show has started.");
+      }),
+    );
+    c.on(
+      "room.ended",
+      mine((d) => {
+        Object.assign(this.state, { roomState: "ended", pinned: null });
+        this.renderHeader();
+        this.renderProduct();
+        this.renderPlaceholder();
+        this._ended(d.summary || {});
+      }),
+    );
+    c.on(
+      "room.updated",
+      mine((d) => {
+        if ("slow_s" in d) {
+          this.state.slow = d.slow_s;
+          this.chat.system(d.slow_s ? `Slow mode: one message every ${d.slow_s} s` : "Slow mode is off");
+          this.renderHeader();
+        }
+        if ("title" in d) {
+          this.state.title = d.title;
+          this.renderHeader();
+        }
+      }),
+    );
+    c.on(
+      "product.pinned",
+      mine((d) => {
+        this.state.pinned = d.product;
+        this.renderProduct();
+      }),
+    );
+    c.on(
+      "product.unpinned",
+      mine(() => {
+        this.state.pinned = null;
+        this.renderProduct();
+      }),
+    );
+    c.on(
+      "user.muted",
+      mine((d) => {
+        if (d.user === this.me.id) {
+          toast("You have been muted by the host.", "warn");
+          this._mutedSelf(true);
+        } else if (this.isHost) this.chat.system(`${d.user} was muted`);
+      }),
+    );
+    c.on(
+      "user.unmuted",
+      mine((d) => {
+        if (d.user === this.me.id) {
+          toast("You can chat again.", "ok");
+          this._mutedSelf(false);
+        } else if (this.isHost) this.chat.system(`${d.user} was unmuted`);
+      }),
+    );
+    c.on(
+      "kicked",
+      mine(() => {
+        document.body.classList.add("kicked");
+        this._overlay("You were removed from this room", "The host removed you from this live room.");
+      }),
+    );
+
+    // flash sale
+    c.on(
+      "sale.opened",
+      mine((d) => {
+        this.state.sale = { ...d, left: d.left ?? d.stock };
+        this.renderProduct();
+        this.chat.system(`Flash sale: ${d.product?.title ?? ""} at ${money(d.price_cents)}`);
+      }),
+    );
+    c.on(
+      "sale.stock",
+      mine((d) => {
+        const s = this.state.sale;
+        if (s && s.id === d.id && (s.left == null || d.left <= s.left)) {
+          s.left = d.left;
+          this.renderSaleStock();
+        }
+      }),
+    );
+    c.on(
+      "sale.closed",
+      mine((d) => {
+        const s = this.state.sale;
+        if (s && s.id === d.id) {
+          Object.assign(s, { state: "closed", closed_reason: d.reason, sold: d.sold });
+          if (d.reason === "sold_out") s.left = 0;
+          this.renderProduct();
+        }
+        this.chat.system(d.reason === "sold_out" ? `Flash sale sold out (${d.sold} sold)` : `Flash sale ended (${d.sold} sold)`);
+      }),
+    );
+
+    // lottery
+    c.on(
+      "lottery.opened",
+      mine((d) => {
+        this.state.lottery = { ...d, state: "open" };
+        this.renderLottery();
+        this.chat.system(`Lottery opened: ${d.prize}`);
+      }),
+    );
+    c.on(
+      "lottery.drawn",
+      mine((d) => {
+        this.state.lottery = { ...(this.state.lottery || {}), ...d, state: "drawn" };
+        this.renderLottery();
+        const won = (d.winners || []).includes(this.me.id);
+        if (won) toast(`You won: ${this.state.lottery.prize}!`, "ok", 8000);
+        this.chat.system(`Lottery drawn: ${(d.winners || []).length} winner(s) of ${d.entrants} entrants`);
+      }),
+    );
+    c.on(
+      "lottery.closed",
+      mine((d) => {
+        if (this.state.lottery && this.state.lottery.id === d.id) {
+          Object.assign(this.state.lottery, d, { state: d.state || "closed" });
+          this.renderLottery();
+        }
+      }),
+    );
+    c.on(
+      "lottery.entries",
+      mine((d) => {
+        if (this.state.lottery && this.state.lottery.id === d.id) {
+          this.state.lottery.entrants = d.count ?? d.entrants;
+          this.renderLottery();
+        }
+      }),
+    );
+
+    // red packets and coupons
+    c.on(
+      "redpacket.sent",
+      mine((d) => {
+        this.state.packets.set(d.id, { ...d, grabbed: null, finished: false });
+        this.renderPacket(d.id);
+        this.chat.system(`Red packet: ${money(d.total_cents)} in ${d.count} shares`);
+      }),
+    );
+    c.on(
+      "redpacket.finished",
+      mine((d) => {
+        const p = this.state.packets.get(d.id) || { id: d.id };
+        p.finished = true;
+        p.best = d.best;
+        this.state.packets.set(d.id, p);
+        this.renderPacket(d.id);
+      }),
+    );
+    c.on(
+      "coupon.issued",
+      mine((d) => {
+        this.state.coupons.set(d.id, { ...d, claimed: false });
+        this.renderCoupon(d.id);
+        this.chat.system(`Coupon: ${money(d.discount_cents)} off`);
+      }),
+    );
+
+    // polls and announcements
+    c.on(
+      "poll.opened",
+      mine((d) => {
+        this.state.poll = { ...d, counts: d.counts || d.options.map(() => 0), state: "open", voted: null };
+        this.renderPoll();
+      }),
+    );
+    c.on(
+      "poll.results",
+      mine((d) => {
+        if (this.state.poll && this.state.poll.id === d.id) {
+          this.state.poll.counts = d.counts;
+          this.renderPoll();
+        }
+      }),
+    );
+    c.on(
+      "poll.closed",
+      mine((d) => {
+        if (this.state.poll && this.state.poll.id === d.id) {
+          Object.assign(this.state.poll, { counts: d.counts, state: "closed" });
+          this.renderPoll();
+        }
+      }),
+    );
+    c.on(
+      "room.announcement",
+      mine((d) => {
+        this.state.announcement = d.text ? d : null;
+        this.renderAnnouncement();
+      }),
+    );
+
+    // co-hosts and PK
+    c.on(
+      "cohost.updated",
+      mine((d) => {
+        const before = new Set(this.state.cohosts.map(userId));
+        this.state.cohosts = d.cohosts || [];
+        const now = new Set(this.state.cohosts.map(userId));
+        for (const u of now) if (!before.has(u)) this.chat.system(`${u} joined on camera`);
+        for (const u of before) if (!now.has(u)) this.chat.system(`${u} left the stage`);
+        if (this.actions.cohostsChanged) this.actions.cohostsChanged(this.state.cohosts.map(userId));
+      }),
+    );
+    c.on(
+      "pk.started",
+      mine((d) => {
+        this.state.pk = { ...d, scores: d.scores || Object.fromEntries((d.rooms || []).map((r) => [r, 0])) };
+        this.renderPk();
+        this.chat.system("PK battle started!");
+      }),
+    );
+    c.on(
+      "pk.score",
+      mine((d) => {
+        if (this.state.pk && this.state.pk.id === d.id) {
+          this.state.pk.scores = d.scores;
+          this.renderPk();
+        }
+      }),
+    );
+    c.on(
+      "pk.ended",
+      mine((d) => {
+        if (this.state.pk) Object.assign(this.state.pk, { scores: d.scores, winner: d.winner, ended: true });
+        this.renderPk();
+        const text = d.winner == null ? "PK ended in a draw" : d.winner === this.room ? "We won the PK!" : `PK won by ${d.winner}`;
+        this.chat.system(text);
+        toast(text, "ok", 5000);
+        setTimeout(() => {
+          if (this.state.pk && this.state.pk.id === d.id) {
+            this.state.pk = null;
+            this.renderPk();
+          }
+        }, 8000);
+      }),
+    );
+  }
+
+  _set(key, value) {
+    this.state[key] = value;
+    const el = $(`#${key}`);
+    if (el) el.textContent = compact(value);
+  }
+
+  /** Count my own likes so the next `likes` event does not fly my hearts twice. */
+  liked(n) {
+    this._myLikes = (this._myLikes || 0) + n;
+    this.state.likes = (this.state.likes || 0) + n;
+    $("#likes").textContent = compact(this.state.likes);
+  }
+
+  _gift(d) {
+    this.chat.gift(d);
+    if (this.actions.giftFeed) this.actions.giftFeed(d);
+    const lane = $("#gift-lane");
+    const banner = h(
+      `div.gift-banner${d.value >= 500 ? ".big" : ""}`,
+      {},
+      h("div.avatar.small", {}, initials(d.user.name)),
+      h("div", {}, h("b", {}, d.user.name), h("small", {}, `sent ${d.gift.name}`)),
+      giftIcon(d.gift.id, "gift-big"),
+      h("span.gift-count", {}, `×${d.count}`),
+    );
+    lane.append(banner);
+    while (lane.childElementCount > 3) lane.firstElementChild.remove();
+    setTimeout(() => banner.remove(), 4000);
+  }
+
+  _mutedSelf(muted) {
+    this.selfMuted = muted;
+    const input = $("#say");
+    if (!input) return;
+    input.placeholder = muted ? "You are muted" : this.state.slow ? `Slow mode: ${this.state.slow}s` : "Say something…";
+  }
+
+  _overlay(title, text) {
+    const el = $("#ended");
+    el.replaceChildren(h("div.ended-card", {}, h("h2", {}, title), h("p", {}, text), h("a.btn", { href: "/" }, "Leave")));
+    el.classList.remove("hidden");
+  }
+
+  _ended(summary) {
+    if (this.isHost) {
+      toast("The show has ended.", "info");
+      return;
+    }
+    const el = $("#ended");
+    const rows = [
+      ["Duration", `${Math.round((summary.duration_s || 0) / 60)} min`],
+      ["Online at the end", summary.online ?? "–"],
+      ["Likes", compact(summary.likes || 0)],
+    ];
+    el.replaceChildren(
+      h(
+        "div.ended-card",
+        {},
+        h("h2", {}, "The show has ended"),
+        h("p", {}, "Thanks for watching! Follow the host to hear about the next show."),
+        h("dl", {}, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])),
+        h("button.btn", { onclick: () => el.classList.add("hidden") }, "Close"),
+      ),
+    );
+    el.classList.remove("hidden");
+  }
+
+  // ---- render ----------------------------------------------------------------------------
+
+  renderHeader() {
+    const s = this.state;
+    $("#host-name").textContent = s.host || "No host yet";
+    $("#host-avatar").textContent = initials(s.host || "?");
+    $("#room-title").textContent = s.title || this.room;
+    $("#live-badge").classList.toggle("hidden", s.roomState !== "live");
+    $("#online").textContent = compact(s.online || 0);
+    $("#likes").textContent = compact(s.likes || 0);
+    this._mutedSelf(!!this.selfMuted);
+  }
+
+  renderPlaceholder() {
+    const s = this.state;
+    const ph = $("#placeholder");
+    if (!ph) return;
+    const hasVideo = (s.publishers || []).length > 0 && $("#videos").childElementCount > 0;
+    ph.classList.toggle("hidden", hasVideo);
+    $("#ph-avatar").textContent = initials(s.host || "?");
+    $("#ph-text").textContent =
+      s.roomState === "live" ? "Live — the video will appear in a moment" : s.roomState === "ended" ? "The show has ended" : "The show has not started yet";
+  }
+
+  /** Pinned product, or the flash sale's product with countdown and stock. */
+  renderProduct() {
+    const el = $("#product");
+    const { pinned, sale } = this.state;
+    const saleOn = sale && sale.state !== "closed" ? sale : sale && sale.state === "closed" && sale.closed_reason === "sold_out" ? sale : null;
+    const product = saleOn ? saleOn.product : pinned;
+    if (!product) {
+      el.classList.add("hidden");
+      el.replaceChildren();
+      return;
+    }
+    el.classList.remove("hidden");
+    el.classList.toggle("sale", !!saleOn);
+    const img = product.image
+      ? h("img.thumb", { src: product.image, alt: "" })
+      : h("div.thumb.ph", {}, (product.title || "?").slice(0, 1).toUpperCase());
+    const priceRow = saleOn
+      ? h("div.price", {}, h("b", {}, money(saleOn.price_cents)), product.price_cents > saleOn.price_cents ? h("s", {}, money(product.price_cents)) : null)
+      : h("div.price", {}, h("b", {}, money(product.price_cents)));
+    const body = h("div.pc-body", {}, saleOn ? this._saleHead(saleOn) : h("span.tag", {}, "Pinned"), h("div.title", {}, product.title), priceRow);
+    if (saleOn) body.append(this._stockBar(saleOn));
+    const btn = this._buyButton(product, saleOn);
+    el.replaceChildren(...[img, body, btn].filter(Boolean));
+    el.onclick = (e) => {
+      if (e.target === btn || this.isHost) return;
+      this.client.track(this.room, "product.click", product.id).catch(() => {});
+    };
+  }
+
+  _saleHead(sale) {
+    const now = Date.now();
+    const head = h("div.sale-head", {}, h("span.tag.flash", {}, icon("zap"), "Flash sale"));
+    if (sale.state === "closed") return head;
+    if (sale.starts_at && sale.starts_at > now) head.append(h("span.clock", {}, "starts in ", h("b", { dataset: { until: sale.starts_at } })));
+    else if (sale.ends_at) head.append(h("span.clock", {}, "ends in ", h("b", { dataset: { until: sale.ends_at } })));
+    return head;
+  }
+
+  _stockBar(sale) {
+    const left = sale.left ?? sale.stock;
+    const pct = sale.stock ? Math.round((100 * left) / sale.stock) : 0;
+    return h(
+      "div.stock",
+      {},
+      h("div.stock-track", {}, h("div.stock-fill", { style: `width:${pct}%` })),
+      h("span.stock-text", {}, left > 0 ? `${left} left` : "Sold out"),
+    );
+  }
+
+  renderSaleStock() {
+    const el = $("#product .stock");
+    if (el && this.state.sale) el.replaceWith(this._stockBar(this.state.sale));
+    const left = this.state.sale && this.state.sale.left;
+    if (left === 0) this.renderProduct();
+  }
+
+  _buyButton(product, sale) {
+    if (this.isHost) {
+      if (!sale) return null;
+      return h("span.host-note", {}, sale.state === "closed" ? `${sale.sold ?? sale.stock - (sale.left ?? 0)} sold` : "On sale");
+    }
+    const soldOut = sale && (sale.left === 0 || sale.closed_reason === "sold_out");
+    const notYet = sale && sale.starts_at && sale.starts_at > Date.now();
+    const label = soldOut ? "Sold out" : notYet ? "Soon" : "Buy";
+    const btn = h("button.buy", { id: "buy-btn", disabled: !!soldOut }, label);
+    btn.onclick = async (e) => {
+      e.stopPropagation();
+      if (this.actions.buy) await this.actions.buy(product, sale, btn);
+    };
+    return btn;
+  }
+
+  _widget(key, cls) {
+    let el = document.getElementById(key);
+    if (!el) {
+      el = h(`div.widget.${cls}`, { id: key });
+      $("#widgets").append(el);
+    }
+    return el;
+  }
+
+  _dropWidget(key) {
+    const el = document.getElementById(key);
+    if (el) el.remove();
+  }
+
+  renderLottery() {
+    const l = this.state.lottery;
+    if (!l) return this._dropWidget("w-lottery");
+    const el = this._widget("w-lottery", "lottery");
+    const drawn = l.state === "drawn";
+    const head = h("div.w-head", {}, icon("gift", "w-ico"), h("b", {}, "Lottery"), drawn ? h("span.tag", {}, "Drawn") : l.closes_at ? h("span.clock", { dataset: { until: l.closes_at } }) : null);
+    const parts = [head, h("div.w-title", {}, l.prize)];
+    if (!drawn) {
+      const n = l.max_winners ?? l.winners;
+      parts.push(h("div.w-sub", {}, `${n} winner${n === 1 ? "" : "s"}${l.entrants != null ? ` · ${l.entrants} entered` : ""}`));
+      if (l.keyword) parts.push(h("div.w-sub", {}, "Keyword: ", h("b", {}, l.keyword)));
+      if (this.isHost) {
+        parts.push(h("button.w-btn", { onclick: () => this.actions.draw && this.actions.draw(l) }, "Draw now"));
+      } else if (l.entered) {
+        parts.push(h("button.w-btn.done", { disabled: true }, "✓ Entered"));
+      } else {
+        parts.push(h("button.w-btn", { id: "lottery-enter", onclick: () => this.actions.enterLottery && this.actions.enterLottery(l) }, "Enter"));
+      }
+    } else {
+      const winners = l.winners || [];
+      const won = winners.includes(this.me.id);
+      parts.push(h("div.w-sub", {}, `${winners.length} winner${winners.length === 1 ? "" : "s"} of ${l.entrants ?? 0}`));
+      parts.push(
+        h(
+          "ul.winners",
+          { id: "lottery-winners" },
+          winners.length ? winners.map((w) => h(`li${w === this.me.id ? ".me" : ""}`, {}, w === this.me.id ? `${w} (you!)` : w)) : h("li.none", {}, "No entrants"),
+        ),
+      );
+      if (won) parts.push(h("div.won", {}, icon("trophy"), " You won!"));
+      parts.push(h("button.w-link", { id: "lottery-verify", onclick: () => this.verify(l) }, "Verify the draw ↗"));
+    }
+    el.replaceChildren(...parts);
+  }
+
+  async verify(l) {
+    const rec = await attempt(() => this.client.lotteryRecord(this.room, l.id));
+    if (!rec) return;
+    const result = await verifyLottery(rec);
+    const raw = `/v1/rooms/${encodeURIComponent(this.room)}/lotteries/${encodeURIComponent(l.id)}?token=${encodeURIComponent(this.client.token)}`;
+    this.modal(
+      h(
+        "div.modal-card",
+        {},
+        h("h3", {}, result.ok ? "✓ The draw checks out" : "✗ The draw does not verify"),
+        h("p.muted", {}, "Recomputed in your browser from the published seed and entrant list."),
+        h("ul.checks", {}, result.checks.map((c) => h(`li.${c.ok ? "ok" : "bad"}`, {}, h("b", {}, c.ok ? "✓ " : "✗ "), c.name, h("small", {}, c.detail)))),
+        h("div.row", {}, h("a.btn.ghost", { href: raw, target: "_blank" }, "Raw record"), h("button.btn", { onclick: () => this.modal(null) }, "Close")),
+      ),
+    );
+  }
+
+  modal(content) {
+    const m = $("#modal");
+    if (!content) {
+      m.classList.add("hidden");
+      m.replaceChildren();
+      return;
+    }
+    m.replaceChildren(content);
+    m.classList.remove("hidden");
+  }
+
+  renderPacket(id) {
+    const p = this.state.packets.get(id);
+    const key = `w-packet-${id}`;
+    if (!p) return this._dropWidget(key);
+    const el = this._widget(key, "packet");
+    const parts = [h("div.w-head", {}, icon("packet", "w-ico"), h("b", {}, "Red packet"))];
+    if (p.message) parts.push(h("div.w-title", {}, p.message));
+    if (p.total_cents != null) parts.push(h("div.w-sub", {}, `${money(p.total_cents)} · ${p.count} shares`));
+    if (p.grabbed != null) parts.push(h("div.won", {}, `You got ${money(p.grabbed)}`));
+    if (p.finished) parts.push(h("div.w-sub", {}, "All grabbed", p.best ? ` · best: ${userId(p.best) ?? ""} ${p.best.amount_cents ? money(p.best.amount_cents) : ""}` : ""));
+    if (!this.isHost && p.grabbed == null && !p.finished && !p.missed)
+      parts.push(h("button.w-btn.red", { onclick: () => this.actions.grab && this.actions.grab(p) }, "Open"));
+    if (p.missed) parts.push(h("div.w-sub", {}, p.missed));
+    el.replaceChildren(...parts);
+    if (p.finished || p.grabbed != null || p.missed) setTimeout(() => this._dropWidget(key), 15000);
+  }
+
+  renderCoupon(id) {
+    const cp = this.state.coupons.get(id);
+    const key = `w-coupon-${id}`;
+    if (!cp) return this._dropWidget(key);
+    const el = this._widget(key, "coupon");
+    const parts = [
+      h("div.w-head", {}, icon("ticket", "w-ico"), h("b", {}, cp.title || "Coupon")),
+      h("div.w-title", {}, `${money(cp.discount_cents)} off`),
+      h("div.w-sub", {}, cp.min_spend_cents ? `on orders over ${money(cp.min_spend_cents)}` : "no minimum spend"),
+    ];
+    if (!this.isHost) {
+      if (cp.claimed) parts.push(h("button.w-btn.done", { disabled: true }, "✓ Claimed"));
+      else if (cp.gone) parts.push(h("button.w-btn.done", { disabled: true }, cp.gone));
+      else parts.push(h("button.w-btn", { onclick: () => this.actions.claim && this.actions.claim(cp) }, "Claim"));
+    } else if (cp.quantity) parts.push(h("div.w-sub", {}, `${cp.quantity} coupons, ${cp.per_user} per user`));
+    el.replaceChildren(...parts);
+  }
+
+  renderPoll() {
+    const p = this.state.poll;
+    if (!p) return this._dropWidget("w-poll");
+    const el = this._widget("w-poll", "poll");
+    const counts = p.counts || p.options.map(() => 0);
+    const total = counts.reduce((a, b) => a + b, 0);
+    const showResults = this.isHost || p.voted != null || p.state === "closed";
+    const open = p.state !== "closed";
+    const head = h("div.w-head", {}, icon("poll", "w-ico"), h("b", {}, "Poll"), open && p.closes_at ? h("span.clock", { dataset: { until: p.closes_at } }) : h("span.tag", {}, "Closed"));
+    const opts = p.options.map((label, i) => {
+      const pct = total ? Math.round((100 * counts[i]) / total) : 0;
+      if (!showResults) {
+        return h("button.poll-opt", { onclick: () => this.actions.vote && this.actions.vote(p, i) }, label);
+      }
+      return h(
+        `div.poll-res${p.voted === i ? ".mine" : ""}`,
+        {},
+        h("div.poll-fill", { style: `width:${pct}%` }),
+        h("span", {}, label),
+        h("b", {}, `${pct}%`),
+      );
+    });
+    el.replaceChildren(head, h("div.w-title", {}, p.question), ...opts, showResults ? h("div.w-sub", {}, `${total} vote${total === 1 ? "" : "s"}`) : null);
+  }
+
+  renderAnnouncement() {
+    const a = this.state.announcement;
+    const el = $("#announce");
+    el.classList.toggle("hidden", !a);
+    if (!a) return;
+    $("#announce-text").textContent = a.text;
+    const clock = $("#announce-clock");
+    if (a.countdown_to && a.countdown_to > Date.now()) {
+      clock.dataset.until = a.countdown_to;
+      clock.classList.remove("hidden");
+    } else {
+      delete clock.dataset.until;
+      clock.classList.add("hidden");
+    }
+  }
+
+  renderPk() {
+    const pk = this.state.pk;
+    const bar = $("#pkbar");
+    $("#stage").classList.toggle("in-pk", !!pk);
+    if (!pk) {
+      bar.classList.add("hidden");
+      return;
+    }
+    bar.classList.remove("hidden");
+    const other = (pk.rooms || []).find((r) => r !== this.room) || "opponent";
+    const scores = pk.scores || {};
+    const ours = scores[this.room] || 0;
+    const theirs = scores[other] || 0;
+    $("#pk-ours-name").textContent = this.state.host || this.room;
+    $("#pk-theirs-name").textContent = other;
+    $("#pk-ours").textContent = compact(ours);
+    $("#pk-theirs").textContent = compact(theirs);
+    const pct = ours + theirs ? (100 * ours) / (ours + theirs) : 50;
+    $("#pk-fill").style.width = `${pct}%`;
+    const timer = $("#pk-timer");
+    if (pk.ended) {
+      delete timer.dataset.until;
+      timer.textContent = pk.winner == null ? "Draw" : pk.winner === this.room ? "Win!" : "Lost";
+    } else if (pk.ends_at) timer.dataset.until = pk.ends_at;
+  }
+}
+
+export function initials(name) {
+  const parts = String(name || "?").split(/[\s_.@-]+/).filter(Boolean);
+  return (parts.length > 1 ? parts[0][0] + parts[1][0] : String(name || "?").slice(0, 2)).toUpperCase();
+}

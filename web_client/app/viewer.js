@@ -1,0 +1,261 @@
+// Viewer page: watch, chat, like, gift, buy, enter lotteries, grab red packets, claim
+// coupons, vote, and ask to join the host on camera.
+import { $, attempt, errorText, fatal, flyHearts, giftIcon, h, icon, money, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
+import { RoomView } from "/app/roomview.js";
+
+const p = pageParams("viewer");
+let client;
+let view;
+let me;
+let stage = null; // {publication, stream} while on camera as a co-host
+
+async function main() {
+  client = await openClient(p, $("#conn"));
+  me = whoAmI(client);
+  view = new RoomView(client, p.room, me, {
+    actions: { buy, enterLottery, grab, claim, vote, cohostsChanged },
+  });
+  const snap = await client.join(p.room);
+  view.apply(snap);
+  view.followVideos([me.id]);
+  renderGifts(snap.room.gifts || []);
+  startClock();
+  bindActionBar();
+  client.on("cohost.invited", (d, meta) => {
+    if (meta.room === p.room && (d.user == null || d.user === me.id || d.user?.id === me.id)) invited(d);
+  });
+  client.on("cohost.expired", (d, meta) => {
+    if (meta.room === p.room) toast("The co-host request expired.", "warn");
+  });
+  window.app = { client, view, me };
+  document.body.dataset.ready = "1";
+}
+
+// ---- action bar -------------------------------------------------------------------------
+
+function bindActionBar() {
+  const input = $("#say");
+  $("#say-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    try {
+      const res = await client.sendBarrage(p.room, text);
+      input.value = "";
+      if (res.shed) toast("The room is very busy: your message was not shown to everyone.", "warn");
+    } catch (err) {
+      toast(errorText(err), "error");
+      input.classList.add("shake");
+      setTimeout(() => input.classList.remove("shake"), 500);
+    }
+  });
+
+  // Taps are summed and sent at most ~3 times a second (the server aggregates likes anyway).
+  let pending = 0;
+  let timer = null;
+  $("#like-btn").addEventListener("click", () => {
+    pending += 1;
+    view.liked(1);
+    flyHearts($("#hearts"), 1);
+    $("#like-btn").classList.remove("pop");
+    void $("#like-btn").offsetWidth;
+    $("#like-btn").classList.add("pop");
+    if (!timer) {
+      timer = setTimeout(async () => {
+        const n = Math.min(100, pending);
+        pending -= n;
+        timer = null;
+        await attempt(() => client.sendLike(p.room, n));
+      }, 300);
+    }
+  });
+
+  $("#gift-btn").addEventListener("click", () => $("#gift-sheet").classList.toggle("hidden"));
+  for (const x of document.querySelectorAll("[data-close]")) {
+    x.addEventListener("click", () => $(`#${x.dataset.close}`).classList.add("hidden"));
+  }
+  $("#sound-btn").addEventListener("click", () => {
+    const muted = !view.muted;
+    view.muted = muted;
+    if (view.videos) view.videos.setMuted(muted);
+    $("#sound-btn").replaceChildren(icon(muted ? "sound-off" : "sound-on"));
+  });
+  view.muted = true;
+  $("#cohost-btn").addEventListener("click", askToJoin);
+}
+
+function renderGifts(gifts) {
+  const grid = $("#gift-grid");
+  grid.replaceChildren(
+    ...gifts.map((g) =>
+      h(
+        "button.gift-item",
+        {
+          dataset: { gift: g.id },
+          onclick: async () => {
+            const res = await attempt(() => client.sendGift(p.room, g.id, 1));
+            if (res) $("#gift-sheet").classList.add("hidden");
+          },
+        },
+        giftIcon(g.id, "gift-big"),
+        h("span", {}, g.name),
+        h("small", {}, `${g.value} coins`),
+      ),
+    ),
+  );
+}
+
+// ---- commerce and activities ----------------------------------------------------------------
+
+async function buy(product, sale, btn) {
+  if (!sale) {
+    await attempt(() => client.track(p.room, "cart.add", product.id), "Added to your cart");
+    return;
+  }
+  btn.disabled = true;
+  btn.textContent = "…";
+  try {
+    const { order } = await client.buy(p.room, sale.id, 1);
+    toast(`Order placed: ${product.title} for ${money(order.price_cents * order.qty)}`, "ok", 5000);
+    btn.textContent = "Bought ✓";
+    btn.classList.add("done");
+    setTimeout(() => view.renderProduct(), 2500);
+  } catch (err) {
+    toast(errorText(err), "error", 5000);
+    if (err.code === "sold_out") {
+      sale.left = 0;
+      view.renderProduct();
+    } else {
+      btn.disabled = false;
+      btn.textContent = "Buy";
+    }
+  }
+}
+
+async function enterLottery(l) {
+  const res = await attempt(() => client.enterLottery(p.room, l.id), "You are in the lottery. Good luck!");
+  if (res) {
+    l.entered = true;
+    view.renderLottery();
+  }
+}
+
+async function grab(packet) {
+  try {
+    const res = await client.grabRedPacket(p.room, packet.id);
+    packet.grabbed = res.amount_cents;
+    toast(`You got ${money(res.amount_cents)}!`, "ok");
+  } catch (err) {
+    toast(errorText(err), "error");
+    packet.missed = errorText(err);
+  }
+  view.renderPacket(packet.id);
+}
+
+async function claim(coupon) {
+  try {
+    await client.claimCoupon(p.room, coupon.id);
+    coupon.claimed = true;
+    toast("Coupon added to your wallet", "ok");
+  } catch (err) {
+    toast(errorText(err), "error");
+    if (err.code === "sold_out" || err.code === "limit_reached") coupon.gone = err.code === "sold_out" ? "All claimed" : "Claimed";
+  }
+  view.renderCoupon(coupon.id);
+}
+
+async function vote(poll, option) {
+  try {
+    await client.vote(p.room, poll.id, option);
+    poll.voted = option;
+    poll.counts = poll.counts.map((c, i) => (i === option ? c + 1 : c));
+  } catch (err) {
+    toast(errorText(err), "error");
+    if (err.code === "conflict") poll.voted = -1;
+  }
+  view.renderPoll();
+}
+
+// ---- co-hosting ----------------------------------------------------------------------------
+
+async function askToJoin() {
+  if (stage) return leaveStage();
+  await attempt(() => client.requestCohost(p.room), "Request sent: the host will see it.");
+}
+
+function invited(d) {
+  view.modal(
+    h(
+      "div.modal-card",
+      {},
+      h("h3", {}, "Join on camera?"),
+      h("p", {}, `${d.by?.name || d.by || "The host"} invites you to join the live on camera.`),
+      h(
+        "div.row",
+        {},
+        h(
+          "button.btn.ghost",
+          {
+            onclick: () => {
+              view.modal(null);
+              client.rejectCohost(p.room, { user: me.id }).catch(() => {});
+            },
+          },
+          "Not now",
+        ),
+        h(
+          "button.btn",
+          {
+            id: "accept-invite",
+            onclick: async () => {
+              view.modal(null);
+              await attempt(() => client.acceptCohost(p.room, { user: me.id }));
+            },
+          },
+          "Join",
+        ),
+      ),
+    ),
+  );
+}
+
+/** The co-host list changed: go on (or off) camera when it concerns me. */
+async function cohostsChanged(users) {
+  const onStage = users.includes(me.id);
+  if (onStage && !stage) await goOnStage();
+  else if (!onStage && stage) await leaveStage(false);
+}
+
+async function goOnStage() {
+  stage = { publication: null, stream: null };
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+    stage.stream = stream;
+    const tile = h("div.tile.self", { id: "self-tile", dataset: { user: me.id, role: "cohost" } }, h("video", { muted: true, autoplay: true, playsInline: true, srcObject: stream }), h("span.tile-label", {}, "You · co-host"));
+    $("#videos").append(tile);
+    $("#videos").dataset.count = String($("#videos").childElementCount);
+    stage.publication = await client.publish(p.room, stream);
+    $("#cohost-btn").classList.add("active");
+    $("#cohost-btn").title = "Leave the stage";
+    toast("You are on camera", "ok");
+  } catch (err) {
+    toast(errorText(err), "error");
+    await leaveStage(false);
+  }
+}
+
+async function leaveStage(tellServer = true) {
+  const s = stage;
+  stage = null;
+  if (!s) return;
+  if (s.publication) await s.publication.stop();
+  if (s.stream) for (const t of s.stream.getTracks()) t.stop();
+  const tile = $("#self-tile");
+  if (tile) tile.remove();
+  $("#videos").dataset.count = String($("#videos").childElementCount);
+  $("#cohost-btn").classList.remove("active");
+  $("#cohost-btn").title = "Join on camera";
+  if (tellServer) await attempt(() => client.endCohost(p.room, me.id));
+}
+
+main().catch(fatal);
