@@ -40,8 +40,11 @@ def ws_text_frame(payload: bytes) -> bytes:
 
 
 class Broadcaster:
-    def __init__(self, room: str, rate: float, flush_ms: int) -> None:
+    def __init__(self, room: str, rate: float, flush_ms: int, fault: str = "") -> None:
         self.room = room
+        # Fault injection for the load tester's own tests: "gap" skips one seq,
+        # "dup" repeats one event; both must be reported as verification failures.
+        self.fault = fault
         self.rate = rate
         self.interval = flush_ms / 1000
         self.seq = 0
@@ -96,6 +99,12 @@ class Broadcaster:
         if self._extra:
             bodies += self._extra
             self._extra = []
+        if self.fault and len(bodies) >= 2 and self.seq > 20:
+            if self.fault == "gap":
+                del bodies[0]
+            elif self.fault == "dup":
+                bodies.insert(1, bodies[0])
+            self.fault = ""
         if not bodies:
             return
         frame = ws_text_frame(b"[" + b",".join(bodies) + b"]")
@@ -178,9 +187,9 @@ async def publish(request: web.Request) -> web.Response:
     return web.json_response({"seq": seq}, status=201)
 
 
-def make_app(room: str, rate: float, flush_ms: int) -> web.Application:
+def make_app(room: str, rate: float, flush_ms: int, fault: str = "") -> web.Application:
     app = web.Application()
-    b = Broadcaster(room, rate, flush_ms)
+    b = Broadcaster(room, rate, flush_ms, fault)
     app[BROADCASTER] = b
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/bare/stats", stats)
@@ -208,6 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=0.0, help="barrage/s generated (0 = wait for /bare/rate)")
     p.add_argument("--flush-ms", type=int, default=50)
     p.add_argument("--room", default="bare")
+    p.add_argument(
+        "--fault", choices=["", "gap", "dup"], default="", help="inject one delivery fault (tests)"
+    )
     args = p.parse_args(argv)
     from loadtest.procs import raise_nofile
 
@@ -219,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         pass
     web.run_app(
-        make_app(args.room, args.rate, args.flush_ms),
+        make_app(args.room, args.rate, args.flush_ms, args.fault),
         host=args.host,
         port=args.port,
         print=None,

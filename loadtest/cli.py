@@ -40,6 +40,12 @@ def _common(p: argparse.ArgumentParser, *, viewers: int, duration: float) -> Non
     p.add_argument("--connect-timeout", type=float, default=30.0)
     p.add_argument("--out", type=Path, default=None, help="directory for result.json and PNG plots")
     p.add_argument("--label", default="")
+    p.add_argument(
+        "--poll-ms",
+        type=int,
+        default=200,
+        help="plain viewers read their socket this often (0 = on every frame)",
+    )
 
 
 def _barrage_args(p: argparse.ArgumentParser) -> None:
@@ -57,6 +63,7 @@ def _barrage_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--verify-timeout", type=float, default=20.0)
     p.add_argument("--max-p99-ms", type=float, default=None, help="also fail when p99 exceeds this")
+    p.add_argument("--bare-fault", choices=["", "gap", "dup"], default="", help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +102,7 @@ def options_from(args: argparse.Namespace, scenario: str) -> Options:
         connect_rate=args.connect_rate,
         connect_timeout_s=args.connect_timeout,
         label=args.label,
+        poll_ms=args.poll_ms,
     )
     if scenario == "barrage":
         o = replace(
@@ -106,6 +114,7 @@ def options_from(args: argparse.Namespace, scenario: str) -> Options:
             redis_cluster=args.redis_cluster,
             batching=not args.no_batching,
             verify_timeout_s=args.verify_timeout,
+            bare_fault=args.bare_fault,
         )
     return o
 

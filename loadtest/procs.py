@@ -207,7 +207,7 @@ class ServerSet:
             started.append(srv)
         return started
 
-    def start_bare(self, *, rate: float, flush_ms: int, room: str) -> ServerProcess:
+    def start_bare(self, *, rate: float, flush_ms: int, room: str, fault: str = "") -> ServerProcess:
         port = free_port()
         args = [
             sys.executable,
@@ -222,6 +222,8 @@ class ServerSet:
             "--room",
             room,
         ]
+        if fault:
+            args += ["--fault", fault]
         srv = ServerProcess("bare", args, port, self.workdir / "bare.log")
         self.servers.append(srv)
         srv.start()

@@ -66,6 +66,8 @@ class Options:
     settle_s: float = 1.0
     verify_timeout_s: float = 20.0
     label: str = ""
+    bare_fault: str = ""  # tests only: make the bare server lose or repeat one event
+    poll_ms: int = 200
 
     def validate(self) -> None:
         if self.viewers < 1 or self.procs < 1 or self.duration <= 0:
@@ -184,7 +186,9 @@ class Run:
             self.app_key, self.app_secret = key, secret
             self.base_urls = [u.strip().rstrip("/") for u in o.url.split(",") if u.strip()]
         elif o.target == "bare":
-            self.started = [self.servers.start_bare(rate=0, flush_ms=o.flush_ms, room=self.room)]
+            self.started = [
+                self.servers.start_bare(rate=0, flush_ms=o.flush_ms, room=self.room, fault=o.bare_fault)
+            ]
         else:
             cluster = o.redis_cluster
             if cluster == "auto":
@@ -289,6 +293,7 @@ class Run:
                 connect_rate=max(1.0, connect_rate / o.procs),
                 sample_every=sample_every,
                 connect_timeout_s=o.connect_timeout_s,
+                poll_ms=o.poll_ms,
             )
             parent, child = ctx.Pipe()
             proc = ctx.Process(
