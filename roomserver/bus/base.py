@@ -132,6 +132,18 @@ class HistoryPage:
     events: list[BusEvent] = field(default_factory=list)
 
 
+class TallyStatus:
+    ADDED: Final = "added"
+    EXISTS: Final = "exists"
+    CLOSED: Final = "closed"
+
+
+@dataclass(slots=True, frozen=True)
+class TallyResult:
+    status: str
+    counts: dict[str, int]
+
+
 class StockStatus:
     OK: Final = "ok"
     REPLAYED: Final = "replayed"  # the cid was used before with the same params
@@ -299,10 +311,13 @@ class Broker(abc.ABC):
         cid: str = "",
         fingerprint: str = "",
     ) -> StockResult:
-        """Atomically: replay/conflict on a known ``cid``; ``not_open`` outside the
-        window; ``sold_out`` if fewer than ``qty`` left; ``limit_reached`` if the
-        user would pass ``per_user_limit``; else take ``qty``, store ``record`` in
-        the stock's ordered record list (and under ``cid``) and return OK."""
+        """Atomically, the first failing check decides (``core.flashsale.decide_buy``):
+        a known ``(user, cid)`` in this ROOM replays the stored record if the
+        fingerprint matches, else ``conflict`` (cid records live as long as the
+        stock); ``not_open`` outside the window; ``sold_out`` if nothing is left;
+        ``limit_reached`` if the user would pass ``per_user_limit``; ``sold_out``
+        if fewer than ``qty`` are left (no partial fills); else take ``qty``,
+        append ``record`` to the stock's records, remember it under the cid, OK."""
         raise NotImplementedError
 
     async def stock_close(self, room: str, key: str, closes_at: int) -> None:

@@ -32,6 +32,8 @@ from roomserver.bus.base import (
     RoomRecord,
     StockResult,
     StockStatus,
+    TallyResult,
+    TallyStatus,
 )
 from roomserver.protocol import with_seq
 
@@ -43,6 +45,7 @@ def _now_ms() -> int:
 @dataclass
 class _Tally:
     expires_ms: int
+    closed: bool = False
     entries: dict[str, str] = field(default_factory=dict)  # member -> option
     counts: dict[str, int] = field(default_factory=dict)  # option -> entries
 
@@ -55,7 +58,6 @@ class _Stock:
     closes_at: int
     expires_ms: int
     per_user: dict[str, int] = field(default_factory=dict)
-    by_cid: dict[tuple[str, str], tuple[str, bytes]] = field(default_factory=dict)  # -> (fingerprint, record)
     records: list[bytes] = field(default_factory=list)
 
 
@@ -86,6 +88,8 @@ class _Room:
     presence: dict[str, tuple[int, int]] = field(default_factory=dict)
     tallies: dict[str, _Tally] = field(default_factory=dict)
     stocks: dict[str, _Stock] = field(default_factory=dict)
+    # (user, cid) -> (fingerprint, record, stock key): room-wide, kept with the stock.
+    stock_cids: dict[tuple[str, str], tuple[str, bytes, str]] = field(default_factory=dict)
     shares: dict[str, _Shares] = field(default_factory=dict)
 
 
@@ -267,17 +271,24 @@ class MemoryBroker(Broker):
             return None
         return t
 
-    async def tally(
-        self, room: str, key: str, member: str, option: str, ttl_ms: int
-    ) -> tuple[bool, dict[str, int]]:
+    async def tally(self, room: str, key: str, member: str, option: str, ttl_ms: int) -> TallyResult:
         t = self._tally(room, key)
         if t is None:
             t = self.hub.room(room).tallies[key] = _Tally(_now_ms() + ttl_ms)
+        if t.closed:
+            return TallyResult(TallyStatus.CLOSED, dict(t.counts))
         if member in t.entries:
-            return False, dict(t.counts)
+            return TallyResult(TallyStatus.EXISTS, dict(t.counts))
         t.entries[member] = option
         t.counts[option] = t.counts.get(option, 0) + 1
-        return True, dict(t.counts)
+        return TallyResult(TallyStatus.ADDED, dict(t.counts))
+
+    async def tally_close(self, room: str, key: str) -> list[str]:
+        t = self._tally(room, key)
+        if t is None:
+            t = self.hub.room(room).tallies[key] = _Tally(_now_ms() + 24 * 3600 * 1000)
+        t.closed = True
+        return list(t.entries)
 
     async def tally_counts(self, room: str, key: str) -> dict[str, int]:
         t = self._tally(room, key)
@@ -317,24 +328,29 @@ class MemoryBroker(Broker):
         st: _Stock | None = self._live(room, "stocks", key)
         if st is None:
             return StockResult(StockStatus.NOT_FOUND)
+        r = self.hub.room(room)
         held = st.per_user.get(user, 0)
         if cid:
-            hit = st.by_cid.get((user, cid))
-            if hit is not None:
-                status = StockStatus.REPLAYED if hit[0] == fingerprint else StockStatus.CONFLICT
-                return StockResult(status, st.left, held, hit[1])
+            hit = r.stock_cids.get((user, cid))
+            if hit is not None and self._live(room, "stocks", hit[2]) is not None:
+                status = (
+                    StockStatus.REPLAYED if (hit[0], hit[2]) == (fingerprint, key) else StockStatus.CONFLICT
+                )
+                return StockResult(status, st.left, held, hit[1] if status == StockStatus.REPLAYED else None)
         now = _now_ms()
         if now < st.opens_at or (st.closes_at and now >= st.closes_at):
             return StockResult(StockStatus.NOT_OPEN, st.left, held)
-        if st.left < qty:
+        if st.left == 0:
             return StockResult(StockStatus.SOLD_OUT, st.left, held)
         if held + qty > per_user_limit:
             return StockResult(StockStatus.LIMIT_REACHED, st.left, held)
+        if st.left < qty:
+            return StockResult(StockStatus.SOLD_OUT, st.left, held)
         st.left -= qty
         st.per_user[user] = held + qty
         st.records.append(record)
         if cid:
-            st.by_cid[(user, cid)] = (fingerprint, record)
+            r.stock_cids[(user, cid)] = (fingerprint, record, key)
         return StockResult(StockStatus.OK, st.left, held + qty, record)
 
     async def stock_close(self, room: str, key: str, closes_at: int) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from roomserver.bus.base import TallyStatus
 from roomserver.core import poll as rules
 from roomserver.core.room import Emit, RoomDoc
 from roomserver.handlers import OpContext, deadline, op
@@ -28,12 +29,12 @@ async def create(ctx: OpContext, p: rules.PollParams) -> dict:
 async def vote(ctx: OpContext, p: rules.VoteParams) -> dict:
     node, room = ctx.node, ctx.room
     poll = rules.check_vote(await node.require_room(room), p, now_ms())
-    added, tally = await node.broker.tally(
-        room, rules.tally_key(p.poll), ctx.user, str(p.option), TALLY_TTL_MS
-    )
-    if not added:
+    res = await node.broker.tally(room, rules.tally_key(p.poll), ctx.user, str(p.option), TALLY_TTL_MS)
+    if res.status == TallyStatus.EXISTS:
         raise OpError("conflict", "you already voted in this poll")
-    await _maybe_publish_results(node, room, poll, tally)
+    if res.status == TallyStatus.CLOSED:
+        raise OpError("not_open", "the poll is closed")
+    await _maybe_publish_results(node, room, poll, res.counts)
     return {}
 
 
@@ -50,12 +51,14 @@ async def poll_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
     poll = doc.features.get("poll")
     if poll is None or poll["state"] != "open":
         return
-    tally = await node.broker.tally_counts(room, rules.tally_key(poll["id"]))
+    key = rules.tally_key(poll["id"])
     if poll["closes_at"] <= now:
+        await node.broker.tally_close(room, key)
+        tally = await node.broker.tally_counts(room, key)
         await node.transact(room, lambda d: rules.close_poll(d, poll["id"], tally))
-    else:
-        # Votes that arrived while the results gate was shut are published here.
-        await _maybe_publish_results(node, room, poll, tally)
+        return
+    # Votes that arrived while the results gate was shut are published here.
+    await _maybe_publish_results(node, room, poll, await node.broker.tally_counts(room, key))
 
 
 @op("room.announce", rules.AnnounceParams, who="staff")

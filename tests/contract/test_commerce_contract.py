@@ -48,6 +48,8 @@ async def test_stock_take_rules_in_order(broker_factory):
     assert (r.status, r.record) == (StockStatus.REPLAYED, b"u1:2:c1")
     assert (await take("u1", 1, "c1", "other")).status == StockStatus.CONFLICT
     assert (await take("u1", 1, "c2", "f")).status == StockStatus.LIMIT_REACHED
+    # limit is checked before "fewer than qty left" (core.flashsale.decide_buy's order)
+    assert (await take("u1", 2, "c3", "f")).status == StockStatus.LIMIT_REACHED
     assert (await take("u2", 2, "c1", "f")).status == StockStatus.SOLD_OUT
     r = await take("u2", 1)
     assert (r.status, r.left) == (StockStatus.OK, 0)
@@ -59,6 +61,28 @@ async def test_stock_take_rules_in_order(broker_factory):
         await b.stock_take(room, "nope", user="u", qty=1, per_user_limit=1, record=b"")
     ).status == "not_found"
     assert await b.stock_state(room, "nope") is None
+
+
+async def test_stock_cids_are_scoped_by_room_not_by_stock(broker_factory):
+    (b,) = await nodes(broker_factory)
+    room = rid()
+    await b.stock_create(room, "sale:a", 5, ttl_ms=HOUR)
+    await b.stock_create(room, "sale:b", 5, ttl_ms=HOUR)
+    r = await b.stock_take(
+        room, "sale:a", user="u", qty=1, per_user_limit=5, record=b"a", cid="c", fingerprint="a:1"
+    )
+    assert r.status == "ok"
+    other = await b.stock_take(
+        room, "sale:b", user="u", qty=1, per_user_limit=5, record=b"b", cid="c", fingerprint="b:1"
+    )
+    assert (other.status, other.record) == ("conflict", None)
+    assert await b.stock_state(room, "sale:b") == (5, 5)
+    elsewhere = rid()
+    await b.stock_create(elsewhere, "sale:a", 5, ttl_ms=HOUR)
+    r = await b.stock_take(
+        elsewhere, "sale:a", user="u", qty=1, per_user_limit=5, record=b"x", cid="c", fingerprint="a:1"
+    )
+    assert r.status == "ok"
 
 
 async def test_stock_window(broker_factory):
