@@ -77,6 +77,7 @@ MAX_FRAME_BYTES: Final = 16 * 1024
 MAX_INCOMING_FRAME: Final = 64 * 1024 * 1024
 
 # Close codes (PROTOCOL §2).
+CLOSE_NORMAL: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_ABNORMAL: Final = 1006
 CLOSE_TOO_LARGE: Final = 1009
@@ -286,17 +287,27 @@ class RoomClient:
         return self._done.is_set()
 
     async def connect(self) -> None:
-        """Open the socket. Raises ``RoomError("unauthorized")`` on HTTP 401,
-        ``RoomError("unavailable")`` on other refusals or network errors."""
+        """Open the socket, trying each URL once in turn. Raises
+        ``RoomError("unauthorized")`` on HTTP 401 (no other URL is tried: they
+        share the app's tokens), ``RoomError("unavailable")`` if none answers."""
         if self._supervisor is not None:
             raise RuntimeError("already connected")
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        ws: aiohttp.ClientWebSocketResponse | None = None
         try:
-            ws = await self._handshake()
+            for i in range(len(self.urls)):
+                try:
+                    ws = await self._handshake()
+                    break
+                except RoomError as err:
+                    if err.code == "unauthorized" or i == len(self.urls) - 1:
+                        raise
+                    self._url_index = (self._url_index + 1) % len(self.urls)
         except BaseException:
             await self._close_session()
             raise
+        assert ws is not None
         self._ws = ws
         self._open.set()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise(ws), name="roomclient")
@@ -363,9 +374,11 @@ class RoomClient:
                 code, reason = await self._read(ws)
                 self._socket_closed(code, reason)
                 if not await self._may_reconnect():
-                    self._dispatch(_local("disconnected", None, code=self.close_code, reconnecting=False))
+                    self._dispatch(
+                        _local("disconnected", None, {"code": self.close_code, "reconnecting": False})
+                    )
                     return
-                self._dispatch(_local("disconnected", None, code=self.close_code, reconnecting=True))
+                self._dispatch(_local("disconnected", None, {"code": self.close_code, "reconnecting": True}))
                 new_ws = await self._reconnect()
                 if new_ws is None:
                     return
@@ -381,7 +394,10 @@ class RoomClient:
         while True:
             msg = await ws.receive()
             if msg.type == aiohttp.WSMsgType.TEXT:
-                self._on_frame(msg.data)
+                try:
+                    self._on_frame(msg.data)
+                except Exception:  # a bug here must not take the connection down
+                    log.exception("roomclient failed to handle a frame: %.200r", msg.data)
             elif msg.type == aiohttp.WSMsgType.CLOSE:
                 # The code from the server's close frame itself: aiohttp's
                 # ws.close_code turns into 1006 if our close reply cannot be
@@ -390,7 +406,10 @@ class RoomClient:
             elif msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                 if msg.type == aiohttp.WSMsgType.ERROR:
                     log.debug("socket error: %r", msg.data)
-                return (ws.close_code if ws.close_code is not None else CLOSE_ABNORMAL), ""
+                code = ws.close_code
+                if code is None:  # our own close() interrupts receive() before the reply
+                    code = CLOSE_NORMAL if self._closing else CLOSE_ABNORMAL
+                return code, ""
             # BINARY: the protocol has none; ignore.
 
     def _socket_closed(self, code: int, reason: str) -> None:
@@ -513,7 +532,7 @@ class RoomClient:
         pending = self._pending.pop(req_id, None) if isinstance(req_id, int) else None
         if pending is None:
             if not msg.get("ok", False):
-                self._dispatch(_local("error", None, **(msg.get("error") or {})))
+                self._dispatch(_local("error", None, msg.get("error")))
             return
         if msg.get("ok"):
             data = msg.get("data") or {}
@@ -534,7 +553,7 @@ class RoomClient:
             seq = int(snap.get("seq") or 0)
             self.rooms[room] = RoomState(room, seq, str(snap.get("epoch") or ""), seen=seq)
             if pending.resync:
-                self._dispatch(_local("resync", room, **data))
+                self._dispatch(_local("resync", room, data))
         elif pending.op == "room.resume":
             since = int(pending.params.get("since", 0))
             epoch = str(pending.params.get("epoch", ""))
@@ -960,8 +979,9 @@ def _request_text(req_id: int | None, op: str, room: str | None, params: Mapping
     return _encode(msg).decode()
 
 
-def _local(name: str, room: str | None, **data: Any) -> Event:
-    return {"ev": name, "room": room, "ts": _now_ms(), "data": data, "local": True}
+def _local(name: str, room: str | None, data: Mapping[str, Any] | None = None) -> Event:
+    """A client-side event (marked ``"local": True``)."""
+    return {"ev": name, "room": room, "ts": _now_ms(), "data": dict(data or {}), "local": True}
 
 
 def _now_ms() -> int:
