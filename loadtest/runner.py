@@ -219,7 +219,7 @@ class Run:
         self.redis = RedisServers()
         cluster = self.redis.start_cluster()
         self.redis_pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
-        return cluster.startup()
+        return cluster.startup
 
     def _stop_servers(self) -> None:
         self.servers.stop()
@@ -340,7 +340,8 @@ class Run:
         """CPU and delivery counters of every process, as close together as we can."""
         for w in self.workers:
             w.send({"cmd": "snap"})
-        server_cpu = self._server_cpu()
+        server_each = [srv.cpu() for srv in self.servers.servers]
+        server_cpu = sum(server_each)
         redis_cpu = self._redis_cpu()
         parent_cpu = self_cpu_seconds()
         wall = time.time()
@@ -348,6 +349,7 @@ class Run:
         return {
             "wall": wall,
             "server_cpu": server_cpu,
+            "server_each": server_each,
             "redis_cpu": redis_cpu,
             "loadgen_cpu": parent_cpu + sum(s["cpu"] for s in snaps),
             "worker_cpu": [s["cpu"] for s in snaps],
@@ -544,8 +546,13 @@ class Run:
             "deliveries_per_s": round(deliveries / wall) if wall > 0 else None,
             "server_cpu_s": round(server_cpu, 2),
             "server_cores": round(server_cpu / wall, 3) if wall > 0 else None,
+            "server_cores_each": [
+                round((a - b) / wall, 3)
+                for a, b in zip(after["server_each"], before["server_each"], strict=True)
+            ],
             "deliveries_per_server_cpu_s": round(deliveries / server_cpu) if server_cpu > 0 else None,
             "redis_cpu_s": round(after["redis_cpu"] - before["redis_cpu"], 2),
+            "redis_cores": round((after["redis_cpu"] - before["redis_cpu"]) / wall, 3) if wall > 0 else None,
             "loadgen_cpu_s": round(loadgen_cpu, 2),
             "loadgen_cores": round(loadgen_cpu / wall, 3) if wall > 0 else None,
             "loadgen_worker_cores": [
