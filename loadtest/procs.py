@@ -61,6 +61,22 @@ def machine() -> dict[str, object]:
     return {"nproc": os.cpu_count(), "cpu_model": model, "loadavg_start": list(os.getloadavg())}
 
 
+def listen_overflows() -> int:
+    """Machine-wide TcpExt ListenOverflows: SYNs dropped because an accept queue was full.
+
+    Loopback only and other engineers' processes count too, so read it as a hint:
+    a jump during a join storm means the server's listen backlog overflowed and
+    clients waited for SYN retransmits (1 s, 3 s, ...).
+    """
+    with contextlib.suppress(OSError, ValueError):
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+        for names, values in zip(lines[::2], lines[1::2], strict=False):
+            if names.startswith("TcpExt:"):
+                table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+                return int(table.get("ListenOverflows", 0))
+    return 0
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -35,7 +35,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadtest import histo
 from loadtest.client import Sender, SendStats, Tally
-from loadtest.procs import ServerProcess, ServerSet, machine, raise_nofile, self_cpu_seconds
+from loadtest.procs import ServerProcess, ServerSet, listen_overflows, machine, raise_nofile, self_cpu_seconds
 from loadtest.worker import WorkerConfig, worker_main
 from roomserver.auth import mint_token
 
@@ -430,6 +430,7 @@ class Run:
         started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         mach = machine()
         t_begin = time.monotonic()
+        overflows = listen_overflows()
         try:
             self._start_servers()
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
@@ -453,6 +454,7 @@ class Run:
             "started_at": started_at,
             "machine": mach | {"loadavg_end": list(__import__("os").getloadavg())},
             "elapsed_s": round(time.monotonic() - t_begin, 2),
+            "listen_overflows": listen_overflows() - overflows,
             **body,
         }
         if not result.get("passed", False):
