@@ -61,6 +61,7 @@ class Node:
         self._likes_local: dict[str, int] = {}
         self._likes_total: dict[str, int] = {}
         self._joined_buckets: dict[str, TokenBucket] = {}
+        self._local_gates: dict[str, int] = {}
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self.hooks = ShowHooks(self)
@@ -308,6 +309,15 @@ class Node:
             total, _ = await self.broker.accumulate(room, "likes", 0, 10**12)
             self._likes_total[room] = total
         return self.likes_total(room)
+
+    def local_gate(self, name: str, interval_ms: int) -> bool:
+        """Node-local throttle in front of a room-wide ``Broker.gate``: at most one
+        bus call per interval per node, not one per op."""
+        now = now_ms()
+        if now - self._local_gates.get(name, 0) < interval_ms:
+            return False
+        self._local_gates[name] = now
+        return True
 
     def sample_joined(self, room: str) -> bool:
         bucket = self._joined_buckets.get(room)

@@ -251,6 +251,22 @@ async def history(request: web.Request, identity: Identity) -> web.Response:
     return _json({"epoch": page.epoch, "seq": page.seq, "events": [decode(e.body) for e in page.events]})
 
 
+@endpoint("any")
+async def lottery_audit(request: web.Request, identity: Identity) -> web.Response:
+    from roomserver.handlers.commerce import lottery_audit as audit
+
+    node = _node(request)
+    return _json(await audit(node, request.match_info["room"], request.match_info["lottery"]))
+
+
+@endpoint("admin")
+async def sale_orders(request: web.Request, identity: Identity) -> web.Response:
+    from roomserver.handlers.commerce import sale_orders as orders
+
+    node = _node(request)
+    return _json(await orders(node, request.match_info["room"], request.match_info["sale"]))
+
+
 ROUTES: list[Route] = [
     Route("GET", "/healthz", healthz, "Liveness: the process answers", "none"),
     Route(
@@ -278,5 +294,19 @@ ROUTES: list[Route] = [
         "Durable events after `since` (a token admitting the room suffices)",
         "room",
         query=(("since", "seq to read after (default 0)"), ("limit", "1..1000 (default 100)")),
+    ),
+    Route(
+        "GET",
+        "/v1/rooms/{room}/lotteries/{lottery}",
+        lottery_audit,
+        "A lottery's audit record: seed (after the draw), seed_hash, sorted entrants, winners",
+        "any",
+    ),
+    Route(
+        "GET",
+        "/v1/rooms/{room}/sales/{sale}/orders",
+        sale_orders,
+        "A sale's orders, sold count and reconciliation problems (empty = reconciled)",
+        "admin",
     ),
 ]

@@ -12,6 +12,7 @@ from roomserver.bus.base import CommitStatus, Idem
 from roomserver.core import room as rules
 from roomserver.core.room import Emit, Product
 from roomserver.handlers import OpContext, op
+from roomserver.handlers.commerce import keyword_entry
 from roomserver.protocol import OpError, now_ms
 
 CID = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -60,6 +61,7 @@ async def barrage(ctx: OpContext, p: BarrageParams) -> dict:
     seq = res.seqs[0] if res.seqs else None
     if res.status == CommitStatus.OK:
         ctx.session.last_barrage[room] = now
+        await keyword_entry(ctx, doc, p.text)
     if seq is None:
         node.metrics.shed.inc()
         return {"seq": None, "shed": True}

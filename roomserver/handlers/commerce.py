@@ -1,0 +1,378 @@
+"""Live-commerce ops: flash sales, lotteries, coupons, red packets.
+
+Definitions (a sale, a lottery, a coupon, a packet) live in the room document
+under ``features`` and change through ``Node.transact``; the hot counters
+(stock, entries, shares) are atomic bus primitives so thousands of buyers do
+not serialise on the document. Every deadline (sale end, lottery draw) is a
+CAS-guarded transition, so it fires once however many nodes notice it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import secrets
+from typing import Any
+
+import msgspec
+
+from roomserver.bus.base import AUDIENCE_STAFF, StockStatus, TallyStatus
+from roomserver.core import coupons, flashsale, lottery, redpacket
+from roomserver.core.room import Emit, RoomDoc
+from roomserver.handlers import OpContext, deadline, op
+from roomserver.protocol import OpError, now_ms
+
+# Counters outlive their show long enough for audits and late retries.
+COUNTER_TTL_MS = 7 * 24 * 3600 * 1000
+# Definitions kept in the room document per kind (older ones are dropped).
+KEEP_PER_KIND = 50
+STOCK_EVENT_INTERVAL_MS = 250  # sale.stock at most 4/s
+
+
+def _features(doc: RoomDoc, kind: str, item_id: str, item: Any, **views: Any) -> RoomDoc:
+    features = dict(doc.features)
+    table = dict(features.get(kind, {}))
+    table[item_id] = msgspec.to_builtins(item)
+    while len(table) > KEEP_PER_KIND:
+        table.pop(next(iter(table)))
+    features[kind] = table
+    features.update(views)
+    return msgspec.structs.replace(doc, features=features)
+
+
+def _get(doc: RoomDoc, kind: str, item_id: str, typ: type, what: str) -> Any:
+    raw = doc.features.get(kind, {}).get(item_id)
+    if raw is None:
+        raise OpError("not_found", f"no {what} {item_id} in this room")
+    return msgspec.convert(raw, typ)
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(6)
+
+
+# -- flash sale ------------------------------------------------------------------------
+
+
+def sale_key(sale_id: str) -> str:
+    return "sale:" + sale_id
+
+
+def _load_sale(doc: RoomDoc, sale_id: str) -> flashsale.Sale:
+    return _get(doc, "sales", sale_id, flashsale.Sale, "sale")
+
+
+@op("sale.create", flashsale.SaleParams, who="staff")
+async def sale_create(ctx: OpContext, p: flashsale.SaleParams) -> dict:
+    node, now = ctx.node, now_ms()
+    sale = flashsale.new_sale(p, sale_id=_new_id("s-"), now_ms=now)
+    await node.broker.stock_create(
+        ctx.room,
+        sale_key(sale.id),
+        sale.stock,
+        opens_at=sale.starts_at,
+        closes_at=sale.ends_at or 0,
+        ttl_ms=COUNTER_TTL_MS,
+    )
+    view = flashsale.sale_view(sale, now, sale.stock)
+
+    def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+        return _features(doc, "sales", sale.id, sale, sale=view), [Emit("sale.opened", view)]
+
+    await node.transact(ctx.room, rule)
+    return {"sale": view}
+
+
+@op("sale.buy", flashsale.BuyParams, family="buy")
+async def sale_buy(ctx: OpContext, p: flashsale.BuyParams) -> dict:
+    node, room, now = ctx.node, ctx.room, now_ms()
+    sale = _load_sale(await node.require_room(room), p.sale)
+    state = sale.state_at(now)
+    if state is flashsale.SaleState.SCHEDULED:
+        raise OpError("not_open", "this sale has not started yet", retry_after_ms=sale.starts_at - now)
+    order = flashsale.Order(
+        id=flashsale.order_id(sale.id, ctx.user, p.cid),
+        sale=sale.id,
+        user=ctx.user,
+        qty=p.qty,
+        price_cents=sale.price_cents,
+        cid=p.cid,
+        created_at=now,
+    )
+    res = await node.broker.stock_take(
+        room,
+        sale_key(sale.id),
+        user=ctx.user,
+        qty=p.qty,
+        per_user_limit=sale.limit_per_user,
+        record=msgspec.json.encode(order),
+        cid=p.cid,
+        fingerprint=f"{sale.id}:{p.qty}",
+    )
+    return await _settle_buy(ctx, sale, res)
+
+
+async def _settle_buy(ctx: OpContext, sale: flashsale.Sale, res: Any) -> dict:
+    node, room = ctx.node, ctx.room
+    status = res.status
+    if status == StockStatus.REPLAYED:
+        return {"order": flashsale.order_view(msgspec.json.decode(res.record, type=flashsale.Order))}
+    if status == StockStatus.CONFLICT:
+        raise OpError("conflict", "this cid was already used for another order")
+    if status == StockStatus.NOT_FOUND:
+        raise OpError("not_found", f"sale {sale.id} has no stock (expired)")
+    if status == StockStatus.NOT_OPEN:
+        raise OpError("not_open", "this sale has ended")
+    if status == StockStatus.SOLD_OUT:
+        if res.left == 0:
+            raise OpError("sold_out", "sold out")
+        raise OpError("sold_out", f"only {res.left} left")
+    if status == StockStatus.LIMIT_REACHED:
+        raise OpError("limit_reached", f"at most {sale.limit_per_user} per user")
+    order = msgspec.json.decode(res.record, type=flashsale.Order)
+    view = flashsale.order_view(order)
+    emits = [Emit("order.created", {"order": view}, durable=False, audience=AUDIENCE_STAFF)]
+    if node.local_gate(f"sale.stock:{room}:{sale.id}", STOCK_EVENT_INTERVAL_MS) and await node.broker.gate(
+        room, "sale.stock:" + sale.id, STOCK_EVENT_INTERVAL_MS, str(res.left)
+    ):
+        emits.append(Emit("sale.stock", flashsale.stock_view(sale.id, res.left), durable=False))
+    node.spawn(node.publish(room, emits))
+    node.webhooks.emit("order.created", room, {"order": view})
+    if res.left == 0:
+        # The buyer who took the last unit closes the sale (once: CAS in the document).
+        node.spawn(_close_sale(node, room, sale.id, flashsale.CloseReason.SOLD_OUT))
+    return {"order": view}
+
+
+async def _close_sale(node: Any, room: str, sale_id: str, reason: flashsale.CloseReason) -> None:
+    state = await node.broker.stock_state(room, sale_key(sale_id))
+    now = now_ms()
+    if reason is flashsale.CloseReason.ENDED:
+        await node.broker.stock_close(room, sale_key(sale_id), now)
+        state = await node.broker.stock_state(room, sale_key(sale_id))
+    left, initial = state if state is not None else (0, 0)
+
+    def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+        sale = _load_sale(doc, sale_id)
+        closed = flashsale.close_sale(sale, reason, sold=initial - left, now_ms=now)
+        view = flashsale.sale_view(closed, now, left)
+        current = doc.features.get("sale")
+        views = {"sale": view} if current is None or current.get("id") == sale_id else {}
+        return _features(doc, "sales", sale_id, closed, **views), [
+            Emit("sale.closed", flashsale.closed_view(closed))
+        ]
+
+    try:
+        await node.transact(room, rule)
+    except OpError as err:
+        if err.code != "conflict":  # conflict: already closed by another node
+            raise
+
+
+@deadline
+async def sale_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
+    for raw in doc.features.get("sales", {}).values():
+        if raw.get("closed_reason") is None and raw.get("ends_at") is not None and raw["ends_at"] <= now:
+            await _close_sale(node, room, raw["id"], flashsale.CloseReason.ENDED)
+
+
+async def sale_orders(node: Any, room: str, sale_id: str) -> dict[str, Any]:
+    """The reconciliation view for ``GET /v1/rooms/{room}/sales/{id}/orders``."""
+    sale = _load_sale(await node.require_room(room), sale_id)
+    records = await node.broker.stock_records(room, sale_key(sale_id))
+    orders = [msgspec.json.decode(r, type=flashsale.Order) for r in records]
+    state = await node.broker.stock_state(room, sale_key(sale_id))
+    left = state[0] if state else 0
+    sold = sale.stock - left
+    return {
+        "sale": flashsale.sale_view(sale, now_ms(), left),
+        "sold": sold,
+        "orders": [flashsale.order_view(o) for o in orders],
+        "problems": flashsale.reconcile(sale, orders, sold=sold),
+    }
+
+
+# -- lottery ---------------------------------------------------------------------------
+
+
+def entries_key(lottery_id: str) -> str:
+    return "lottery:" + lottery_id
+
+
+def _load_lottery(doc: RoomDoc, lottery_id: str) -> lottery.Lottery:
+    raw = doc.features.get("lotteries", {}).get(lottery_id)
+    if raw is None:
+        raise OpError("not_found", f"no lottery {lottery_id} in this room")
+    return msgspec.convert({**raw, "seed": base64.b64decode(raw["seed"])}, lottery.Lottery)
+
+
+def _store_lottery(doc: RoomDoc, lot: lottery.Lottery) -> RoomDoc:
+    # The snapshot's ``lottery`` is the public view: the seed stays secret until the draw.
+    return _features(doc, "lotteries", lot.id, lot, lottery=lottery.public_view(lot))
+
+
+@op("lottery.create", lottery.LotteryParams, who="staff")
+async def lottery_create(ctx: OpContext, p: lottery.LotteryParams) -> dict:
+    now = now_ms()
+    lot = lottery.open_lottery(p, lottery_id=_new_id("l-"), now_ms=now, seed=lottery.new_seed())
+
+    def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+        current = doc.features.get("lottery")
+        if current is not None and current["state"] == "open":
+            raise OpError("conflict", "a lottery is already open; draw it first")
+        return _store_lottery(doc, lot), [Emit("lottery.opened", lottery.open_view(lot))]
+
+    await ctx.node.transact(ctx.room, rule)
+    return {"lottery": {"id": lot.id, "seed_hash": lot.seed_hash, "closes_at": lot.closes_at}}
+
+
+async def enter_lottery(ctx: OpContext, lot: lottery.Lottery) -> None:
+    now = now_ms()
+    joined = ctx.session.joined_at.get(ctx.room, now)
+    lottery.check_can_enter(lot, now_ms=now, watch_s=(now - joined) / 1000, tier=ctx.identity.tier)
+    res = await ctx.node.broker.tally(ctx.room, entries_key(lot.id), ctx.user, "1", COUNTER_TTL_MS)
+    if res.status == TallyStatus.EXISTS:
+        raise OpError("conflict", "you have already entered this lottery")
+    if res.status == TallyStatus.CLOSED:
+        raise OpError("not_open", "this lottery is closed")
+
+
+@op("lottery.enter", lottery.LotteryRef)
+async def lottery_enter(ctx: OpContext, p: lottery.LotteryRef) -> dict:
+    await enter_lottery(ctx, _load_lottery(await ctx.node.require_room(ctx.room), p.lottery))
+    return {"entered": True}
+
+
+async def keyword_entry(ctx: OpContext, doc: RoomDoc, text: str) -> None:
+    """A barrage containing the open lottery's keyword enters its sender."""
+    current = doc.features.get("lottery")
+    if current is None or current["state"] != "open" or not current.get("keyword"):
+        return
+    lot = _load_lottery(doc, current["id"])
+    if lottery.keyword_matches(lot, text):
+        # Not eligible or already in: the barrage itself still stands.
+        with contextlib.suppress(OpError):
+            await enter_lottery(ctx, lot)
+
+
+async def _draw(node: Any, room: str, lottery_id: str) -> dict[str, Any]:
+    entrants = await node.broker.tally_close(room, entries_key(lottery_id))
+    now = now_ms()
+    drawn_box: list[lottery.Lottery] = []
+
+    def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+        drawn, _ = lottery.draw(_load_lottery(doc, lottery_id), entrants, now_ms=now)
+        drawn_box.append(drawn)
+        return _store_lottery(doc, drawn), [Emit("lottery.drawn", lottery.drawn_view(drawn))]
+
+    await node.transact(room, rule)
+    view = lottery.drawn_view(drawn_box[-1])
+    node.webhooks.emit("lottery.drawn", room, view)
+    return view
+
+
+@op("lottery.draw", lottery.LotteryRef, who="staff")
+async def lottery_draw(ctx: OpContext, p: lottery.LotteryRef) -> dict:
+    lot = _load_lottery(await ctx.node.require_room(ctx.room), p.lottery)
+    if lot.state is not lottery.LotteryState.OPEN:
+        raise OpError("not_open", "this lottery has already been drawn")
+    return {"lottery": await _draw(ctx.node, ctx.room, lot.id)}
+
+
+@deadline
+async def lottery_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
+    current = doc.features.get("lottery")
+    if current is not None and current["state"] == "open" and current["closes_at"] <= now:
+        await _draw(node, room, current["id"])
+
+
+async def lottery_audit(node: Any, room: str, lottery_id: str) -> dict[str, Any]:
+    """``GET /v1/rooms/{room}/lotteries/{id}``: everything needed to recompute the draw."""
+    lot = _load_lottery(await node.require_room(room), lottery_id)
+    if lot.state is not lottery.LotteryState.DRAWN:
+        view = lottery.open_view(lot)
+        view["entrants_count"] = len(await node.broker.tally_members(room, entries_key(lot.id)))
+        return view
+    return lottery.audit_view(lot, await node.broker.tally_members(room, entries_key(lot.id)))
+
+
+# -- coupons ----------------------------------------------------------------------------
+
+
+def coupon_key(coupon_id: str) -> str:
+    return "coupon:" + coupon_id
+
+
+@op("coupon.issue", coupons.CouponParams, who="staff")
+async def coupon_issue(ctx: OpContext, p: coupons.CouponParams) -> dict:
+    coupon = coupons.new_coupon(p, coupon_id=_new_id("c-"), issuer=ctx.user, now_ms=now_ms())
+    await ctx.node.broker.stock_create(
+        ctx.room, coupon_key(coupon.id), coupon.quantity, ttl_ms=COUNTER_TTL_MS
+    )
+    view = coupons.issued_view(coupon)
+    await ctx.node.transact(
+        ctx.room, lambda doc: (_features(doc, "coupons", coupon.id, coupon), [Emit("coupon.issued", view)])
+    )
+    return {"coupon": {"id": coupon.id}}
+
+
+@op("coupon.claim", coupons.ClaimParams)
+async def coupon_claim(ctx: OpContext, p: coupons.ClaimParams) -> dict:
+    doc = await ctx.node.require_room(ctx.room)
+    coupon = _get(doc, "coupons", p.coupon, coupons.Coupon, "coupon")
+    record = msgspec.json.encode({"coupon": coupon.id, "user": ctx.user, "ts": now_ms()})
+    res = await ctx.node.broker.stock_take(
+        ctx.room, coupon_key(coupon.id), user=ctx.user, qty=1, per_user_limit=coupon.per_user, record=record
+    )
+    if res.status == StockStatus.SOLD_OUT:
+        raise OpError("sold_out", "all coupons have been claimed")
+    if res.status == StockStatus.LIMIT_REACHED:
+        raise OpError("limit_reached", f"at most {coupon.per_user} per user")
+    if res.status != StockStatus.OK:
+        raise OpError("not_found", f"coupon {coupon.id} is no longer available")
+    return {"claim": {"id": coupons.claim_id(coupon.id, ctx.user, res.user_total), "coupon": coupon.id}}
+
+
+# -- red packets -----------------------------------------------------------------------
+
+
+def packet_key(packet_id: str) -> str:
+    return "redpacket:" + packet_id
+
+
+@op("redpacket.send", redpacket.PacketParams, who="staff")
+async def redpacket_send(ctx: OpContext, p: redpacket.PacketParams) -> dict:
+    packet = redpacket.new_packet(p, packet_id=_new_id("p-"), sender=ctx.user, now_ms=now_ms())
+    amounts = redpacket.split(packet.total_cents, packet.count, secrets.SystemRandom())
+    await ctx.node.broker.shares_create(ctx.room, packet_key(packet.id), amounts, ttl_ms=COUNTER_TTL_MS)
+    view = redpacket.sent_view(packet)
+    await ctx.node.transact(
+        ctx.room,
+        lambda doc: (_features(doc, "redpackets", packet.id, packet), [Emit("redpacket.sent", view)]),
+    )
+    return {"packet": {"id": packet.id}}
+
+
+@op("redpacket.grab", redpacket.GrabParams)
+async def redpacket_grab(ctx: OpContext, p: redpacket.GrabParams) -> dict:
+    node = ctx.node
+    res = await node.broker.shares_grab(ctx.room, packet_key(p.packet), ctx.user)
+    if res.status == "replayed":
+        raise OpError("conflict", "you already grabbed this red packet")
+    if res.status == "sold_out":
+        raise OpError("sold_out", "this red packet is empty")
+    if res.status == "not_found":
+        raise OpError("not_found", f"no red packet {p.packet} in this room")
+    if res.finished_best is not None:
+        user, amount = res.finished_best
+        node.spawn(
+            node.publish(
+                ctx.room,
+                [
+                    Emit(
+                        "redpacket.finished", {"id": p.packet, "best": {"user": user, "amount_cents": amount}}
+                    )
+                ],
+            )
+        )
+    return {"amount_cents": res.amount}
