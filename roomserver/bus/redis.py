@@ -125,6 +125,7 @@ from roomserver.bus.base import (
     Idem,
     RoomRecord,
     StockResult,
+    TallyResult,
 )
 from roomserver.bus.redis_client import Script, ScriptCall, ShardSubscriber, SlotRouter, Timeouts
 
@@ -149,6 +150,7 @@ PRESENCE = _load_script("presence")
 ACCUMULATE = _load_script("accumulate")
 GATE = _load_script("gate")
 TALLY = _load_script("tally")
+TALLY_CLOSE = _load_script("tally_close")
 STOCK_CREATE = _load_script("stock_create")
 STOCK_TAKE = _load_script("stock_take")
 STOCK_CLOSE = _load_script("stock_close")
@@ -208,8 +210,13 @@ class RoomKeys:
         # The user's length keeps ("ab", "c") and ("a", "bc") apart.
         return f"{self.tag}:idem:{len(user)}:{user}{cid}"
 
-    def tally(self, key: str) -> tuple[str, str]:
-        return f"{self.tag}:tm:{key}", f"{self.tag}:tc:{key}"
+    def tally(self, key: str) -> tuple[str, str, str]:
+        """members, counts, closed marker"""
+        return f"{self.tag}:tm:{key}", f"{self.tag}:tc:{key}", f"{self.tag}:tz:{key}"
+
+    @property
+    def stock_cids(self) -> str:
+        return f"{self.tag}:scid"
 
     def stock(self, key: str) -> tuple[str, str]:
         return f"{self.tag}:st:{key}", f"{self.tag}:sr:{key}"
@@ -428,25 +435,34 @@ class RedisBroker(Broker):
             if expect_version == 0 and doc is not None:
                 await self._register(room)
             return (await self._commit_batch(room, [sub]))[0]
-        fut: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
         queue = self._queues.get(room)
         if queue is None:
+            # Nothing in flight for this room: go now, in the caller's task;
+            # callers arriving meanwhile queue up for the next call.
             queue = self._queues[room] = deque()
-            task = asyncio.create_task(self._drain(room), name=f"redis-commit-{room}")
-            self._drains.add(task)
-            task.add_done_callback(self._drains.discard)
+            try:
+                return (await self._commit_batch(room, [sub]))[0]
+            finally:
+                if queue:
+                    self._start_drain(room)
+                else:
+                    del self._queues[room]
+        fut: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
         queue.append((sub, fut))
         return await fut
+
+    def _start_drain(self, room: str) -> None:
+        task = asyncio.create_task(self._drain(room), name=f"redis-commit-{room}")
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     async def _drain(self, room: str) -> None:
         """Send the room's queued commits, one script call at a time, until the
         queue is empty: whatever queued during a call goes in the next one."""
         queue = self._queues[room]
+        batch: list[tuple[_SubCommit, asyncio.Future[CommitResult]]] = []
         try:
-            while True:
-                batch = _take_batch(queue)
-                if not batch:
-                    break
+            while batch := _take_batch(queue):
                 try:
                     results = await self._commit_batch(room, [sub for sub, _ in batch])
                 except Exception as exc:
@@ -458,12 +474,11 @@ class RedisBroker(Broker):
                     if not fut.done():
                         fut.set_result(result)
         finally:
-            if self._queues.get(room) is queue and not queue:
-                del self._queues[room]
-            elif self._queues.get(room) is queue:  # cancelled with work left
-                for _, fut in queue:
-                    if not fut.done():
-                        fut.set_exception(BrokerUnavailable("broker closed"))
+            # Normally both are empty; after a cancellation (close) nobody may hang.
+            for _, fut in (*batch, *queue):
+                if not fut.done():
+                    fut.set_exception(BrokerUnavailable("broker closed"))
+            if self._queues.get(room) is queue:
                 del self._queues[room]
 
     async def _commit_batch(self, room: str, subs: Sequence[_SubCommit]) -> list[CommitResult]:
@@ -537,16 +552,16 @@ class RedisBroker(Broker):
 
     # -- tallies, stock, shares ---------------------------------------------------
 
-    async def tally(
-        self, room: str, key: str, member: str, option: str, ttl_ms: int
-    ) -> tuple[bool, dict[str, int]]:
+    async def tally(self, room: str, key: str, member: str, option: str, ttl_ms: int) -> TallyResult:
         keys = room_keys(self.prefix, room)
-        reply = await self._call(
-            keys.slot,
-            ScriptCall(TALLY, [*keys.tally(key), keys.dynamic], [member, option, ttl_ms]),
-            safe=False,
-        )
-        return bool(reply[0]), _counts(reply[1:])
+        call = ScriptCall(TALLY, [*keys.tally(key), keys.dynamic], [member, option, ttl_ms])
+        reply = await self._call(keys.slot, call, safe=False)
+        return TallyResult(reply[0].decode(), _counts(reply[1:]))
+
+    async def tally_close(self, room: str, key: str) -> list[str]:
+        keys = room_keys(self.prefix, room)
+        members = await self._call(keys.slot, ScriptCall(TALLY_CLOSE, [*keys.tally(key), keys.dynamic], []))
+        return [m.decode() for m in members]
 
     async def tally_counts(self, room: str, key: str) -> dict[str, int]:
         keys = room_keys(self.prefix, room)
@@ -578,7 +593,11 @@ class RedisBroker(Broker):
         fingerprint: str = "",
     ) -> StockResult:
         keys = room_keys(self.prefix, room)
-        call = ScriptCall(STOCK_TAKE, keys.stock(key), [user, qty, per_user_limit, record, cid, fingerprint])
+        call = ScriptCall(
+            STOCK_TAKE,
+            [*keys.stock(key), keys.stock_cids, keys.dynamic],
+            [user, qty, per_user_limit, record, cid, fingerprint, key],
+        )
         status, left, held, rec = await self._call(keys.slot, call, safe=False)
         return StockResult(status.decode(), int(left), int(held), rec)
 
@@ -652,7 +671,9 @@ def _raise_reply(reply: Any) -> Any:
     return reply
 
 
-def _take_batch(queue: deque[tuple[_SubCommit, asyncio.Future[CommitResult]]]) -> list[Any]:
+def _take_batch(
+    queue: deque[tuple[_SubCommit, asyncio.Future[CommitResult]]],
+) -> list[tuple[_SubCommit, asyncio.Future[CommitResult]]]:
     batch = []
     drafts = size = 0
     while queue:

@@ -164,8 +164,9 @@ class NodePool:
             except _IO_ERRORS:
                 pass
             await conn.disconnect(nowait=True)
-        # Reads may legitimately wait long (WAIT); the caller's deadline bounds them.
-        return await self.connect(socket_timeout=30.0)
+        # No socket timeout: every call runs under its own deadline (``SlotRouter.call``),
+        # and without one redis-py writes and reads without a wait_for task per command.
+        return await self.connect(socket_timeout=None)
 
     async def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write, read every reply; error replies are
@@ -362,7 +363,7 @@ class SlotRouter:
                 self.moved(redirect)
                 last = f"MOVED {redirect.host}:{redirect.port}"
                 continue
-            busy = next((r for r in replies if isinstance(r, _RETRY_REPLIES)), None)
+            busy = next((r for r in replies if _is_retry_reply(r)), None)
             if busy is not None:
                 last = str(busy)
                 self.mark_stale()
@@ -422,6 +423,13 @@ class SlotRouter:
             self._refreshing.cancel()
         for p in self._pools.values():
             await p.close()
+
+
+def _is_retry_reply(reply: Any) -> bool:
+    # BUSY: another script is running too long; ours did not start.
+    return isinstance(reply, _RETRY_REPLIES) or (
+        isinstance(reply, ResponseError) and str(reply).startswith("BUSY")
+    )
 
 
 async def _sleep(delay: float, deadline: float) -> None:
