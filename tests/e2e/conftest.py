@@ -108,6 +108,7 @@ class Pages:
         phone: bool = False,
         name: str | None = None,
         tier: int = 0,
+        ready: bool = True,
     ) -> Page:
         ctx = await self.browser.new_context(
             viewport=viewport or (PHONE if phone else DESKTOP),
@@ -120,7 +121,8 @@ class Pages:
         p.on("pageerror", lambda exc: self.errors.append(f"{user}: {exc}"))
         token = self.server.token(user, role, name=name, tier=tier)  # type: ignore[arg-type]
         await p.goto(f"{self.server.url}/{page}.html?room={room}#token={token}")
-        await p.wait_for_selector("body[data-ready='1']", timeout=15_000)
+        if ready:
+            await p.wait_for_selector("body[data-ready='1']", timeout=15_000)
         return p
 
     async def new_context(self, **kw: Any) -> BrowserContext:

@@ -64,6 +64,9 @@ export function startClock() {
 // ---- messages ---------------------------------------------------------------------------
 
 const CONTEXT_MESSAGES = {
+  "room.join": {
+    forbidden: "You cannot enter this room: you were removed from it, or your token is for another room.",
+  },
   "sale.buy": {
     sold_out: "Sold out! Every item of this flash sale is gone.",
     limit_reached: "You have reached the purchase limit for this item.",
