@@ -393,3 +393,26 @@ async def test_leave_stops_events(server: Server, room: str) -> None:
     await rec.quiet()
     assert not rec.named("barrage")
     await _expect_error(ann.leave(room), "not_joined")
+
+
+async def test_rate_limit_is_per_user_not_per_socket(server: Server, room: str) -> None:
+    """A user cannot multiply the barrage limit by opening more sockets."""
+    _, ann1 = await _room_with(server, room, "ann")
+    ann2 = await server.client("ann")
+    await ann2.join(room)
+
+    async def send(client, i: int) -> bool:
+        try:
+            await client.send_barrage(room, f"m{i}")
+            return True
+        except RoomError as err:
+            assert err.code == "rate_limited"
+            return False
+
+    began = time.monotonic()
+    results = await asyncio.gather(*(send(ann1 if i % 2 else ann2, i) for i in range(40)))
+    elapsed = time.monotonic() - began
+    accepted = sum(results)
+    assert accepted < 40, "40 barrages in a burst were all accepted"
+    # one user's bucket: a burst of 10 plus 5/s refill, whatever the number of sockets
+    assert accepted <= 10 + 5 * elapsed + 1, (accepted, elapsed)

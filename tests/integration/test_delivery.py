@@ -190,3 +190,39 @@ async def test_too_many_connections_per_user_4029(make_server, room: str) -> Non
     fourth = await server.client("ann")
     assert (await fourth.join(room))["room"]["id"] == room
     assert not fourth.closed
+
+
+async def test_sdk_client_that_stops_reading_is_cut_then_resumes(make_server, room: str) -> None:
+    """End to end: the SDK's socket stops reading (its transport is paused, as a
+    stuck app would), the server cuts it with 4008 once its buffer passes the
+    limit, and after reading again the SDK reconnects and resumes: every event
+    exactly once, in order."""
+    server: Server = await make_server(socket_buffer_limit=256 * 1024, socket_buffer_soft=64 * 1024)
+    client = await server.client("ann")
+    rec = Recorder(client)
+    snap = (await client.join(room))["room"]
+    transport = client._ws._writer.transport  # type: ignore[union-attr]  # test-only: stall the reader
+    transport.pause_reading()
+    fanout = server.node.fanout
+    published = 0
+    deadline = time.monotonic() + 30
+    try:
+        while fanout.stats.slow_closes == 0 and published < 3000 and time.monotonic() < deadline:
+            for _ in range(10):
+                await server.admin(
+                    "POST",
+                    f"/v1/rooms/{room}/events",
+                    {"ev": "bulk", "data": {"i": published, "pad": EVENT_PAD}},
+                )
+                published += 1
+        assert fanout.stats.slow_closes >= 1, f"no 4008 after {published} events"
+    finally:
+        transport.resume_reading()
+    await rec.wait("reconnected", timeout=15)
+    for i in range(3):
+        await server.admin("POST", f"/v1/rooms/{room}/events", {"ev": "after", "data": {"i": i}})
+    published += 3
+    await rec.wait("custom.after", count=3, timeout=10)
+    assert client.close_code == 4008 and client.reconnects == 1
+    assert rec.seqs(room) == list(range(snap["seq"] + 1, snap["seq"] + published + 1))
+    assert not rec.named("resync")
