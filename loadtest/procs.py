@@ -46,6 +46,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_cpu() -> dict[str, float]:
+    """Machine-wide busy CPU-seconds from /proc/stat: everything, and softirq alone.
+
+    Compared with the CPU of our own processes over the same window this tells
+    how much the other tenants of the machine took (the noise of a shared box).
+    """
+    with contextlib.suppress(OSError, ValueError):
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+        return {
+            "busy": (user + nice + system + irq + softirq + steal) / CLK_TCK,
+            "softirq": softirq / CLK_TCK,
+        }
+    return {"busy": 0.0, "softirq": 0.0}
+
+
 def self_cpu_seconds() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime

@@ -35,7 +35,15 @@ from hdrh.histogram import HdrHistogram
 
 from loadtest import histo
 from loadtest.client import Sender, SendStats, Tally
-from loadtest.procs import ServerProcess, ServerSet, listen_overflows, machine, raise_nofile, self_cpu_seconds
+from loadtest.procs import (
+    ServerProcess,
+    ServerSet,
+    listen_overflows,
+    machine,
+    machine_cpu,
+    raise_nofile,
+    self_cpu_seconds,
+)
 from loadtest.worker import WorkerConfig, worker_main
 from roomserver.auth import mint_token
 
@@ -344,6 +352,7 @@ class Run:
         server_cpu = sum(server_each)
         redis_cpu = self._redis_cpu()
         parent_cpu = self_cpu_seconds()
+        box = machine_cpu()
         wall = time.time()
         snaps = [await w.expect("snap", 10) for w in self.workers]
         return {
@@ -354,6 +363,8 @@ class Run:
             "loadgen_cpu": parent_cpu + sum(s["cpu"] for s in snaps),
             "worker_cpu": [s["cpu"] for s in snaps],
             "parent_cpu": parent_cpu,
+            "machine_busy": box["busy"],
+            "machine_softirq": box["softirq"],
             "deliveries": sum(s["deliveries"] for s in snaps) + self.tally.deliveries,
             "frames": sum(s["frames"] for s in snaps) + self.tally.frames,
         }
@@ -561,6 +572,19 @@ class Run:
                 round((a - b) / wall, 3)
                 for a, b in zip(after["worker_cpu"], before["worker_cpu"], strict=True)
             ],
+            "machine_busy_cores": round((after["machine_busy"] - before["machine_busy"]) / wall, 3),
+            "machine_softirq_cores": round((after["machine_softirq"] - before["machine_softirq"]) / wall, 3),
+            "other_tenants_cores": round(
+                (
+                    after["machine_busy"]
+                    - before["machine_busy"]
+                    - server_cpu
+                    - loadgen_cpu
+                    - (after["redis_cpu"] - before["redis_cpu"])
+                )
+                / wall,
+                3,
+            ),
             "latency_ms": histo.summary_ms(latency),
             "join_ms": self._join_summary(finals),
             "connect_phase_s": round(t_joined - min(f["first_start"] for f in finals), 2),
