@@ -70,7 +70,7 @@ const CONTEXT_MESSAGES = {
   "sale.buy": {
     sold_out: "Sold out! Every item of this flash sale is gone.",
     limit_reached: "You have reached the purchase limit for this item.",
-    not_open: "This flash sale is not open right now.",
+    not_open: (err) => (err.retryAfterMs ? "This flash sale has not started yet." : "This flash sale has ended."),
     conflict: "That order was already placed with different details.",
   },
   "coupon.claim": {
@@ -83,7 +83,7 @@ const CONTEXT_MESSAGES = {
   },
   "lottery.enter": {
     not_open: "This lottery is closed.",
-    forbidden: "You are not eligible for this lottery.",
+    forbidden: (err) => `You are not eligible for this lottery: ${err.message}.`,
     conflict: "You are already in this lottery.",
   },
   "poll.vote": { conflict: "You already voted.", not_open: "This poll is closed." },
@@ -100,7 +100,8 @@ const CONTEXT_MESSAGES = {
 /** The sentence to show an end user for an error (from the SDK, an HTTP call or anything). */
 export function errorText(err) {
   if (!(err instanceof RoomError)) return String((err && err.message) || err);
-  const specific = err.op && CONTEXT_MESSAGES[err.op] && CONTEXT_MESSAGES[err.op][err.code];
+  let specific = err.op && CONTEXT_MESSAGES[err.op] && CONTEXT_MESSAGES[err.op][err.code];
+  if (typeof specific === "function") specific = specific(err);
   let text = specific || err.userMessage;
   if (err.code === "rate_limited" && err.retryAfterMs) {
     const slow = /slow mode/i.test(err.message);

@@ -12,6 +12,7 @@ const requests = new Map(); // request id -> {id, user, expires_at}
 const pkInvites = new Map(); // pk id -> data
 const chatters = new Map(); // user id -> name
 let giftTotal = 0;
+let gmvCents = 0;
 
 const cents = (yuan) => Math.round(Number(yuan) * 100);
 const num = (sel) => Number($(sel).value || 0);
@@ -92,6 +93,18 @@ function watchRoom() {
     mine((d) => {
       $("#sale-state").textContent = `closed · ${d.sold} sold`;
       $("#kpi-sold").textContent = compact(d.sold);
+    }),
+  );
+  client.on(
+    "order.created",
+    mine((d) => {
+      const o = d.order;
+      gmvCents += o.amount_cents ?? o.price_cents * o.qty;
+      $("#orders-total").textContent = money(gmvCents);
+      const list = $("#orders");
+      list.querySelector(".empty")?.remove();
+      list.prepend(h("div.item", { dataset: { order: o.id } }, h("div.avatar.small", {}, initials(o.user)), h("span.grow", {}, `${o.user} · ×${o.qty}`), h("b", {}, money(o.amount_cents ?? o.price_cents * o.qty))));
+      while (list.childElementCount > 100) list.lastElementChild.remove();
     }),
   );
   client.on("lottery.opened", mine((d) => ($("#lottery-state").textContent = `open: ${d.prize}`)));

@@ -224,7 +224,7 @@ export class RoomView {
       mine((d) => {
         const s = this.state.sale;
         if (s && s.id === d.id) {
-          Object.assign(s, { state: "closed", closed_reason: d.reason, sold: d.sold });
+          Object.assign(s, { state: "closed", reason: d.reason, sold: d.sold });
           if (d.reason === "sold_out") s.left = 0;
           this.renderProduct();
         }
@@ -474,7 +474,7 @@ export class RoomView {
   renderProduct() {
     const el = $("#product");
     const { pinned, sale } = this.state;
-    const saleOn = sale && sale.state !== "closed" ? sale : sale && sale.state === "closed" && sale.closed_reason === "sold_out" ? sale : null;
+    const saleOn = sale && sale.state !== "closed" ? sale : sale && sale.state === "closed" && sale.reason === "sold_out" ? sale : null;
     const product = saleOn ? saleOn.product : pinned;
     if (!product) {
       el.classList.add("hidden");
@@ -531,10 +531,15 @@ export class RoomView {
       if (!sale) return null;
       return h("span.host-note", {}, sale.state === "closed" ? `${sale.sold ?? sale.stock - (sale.left ?? 0)} sold` : "On sale");
     }
-    const soldOut = sale && (sale.left === 0 || sale.closed_reason === "sold_out");
+    const soldOut = sale && (sale.left === 0 || sale.reason === "sold_out");
     const notYet = sale && sale.starts_at && sale.starts_at > Date.now();
+    if (notYet && !soldOut) {
+      // Enable the button when the sale opens (the card re-renders then).
+      clearTimeout(this._opensTimer);
+      this._opensTimer = setTimeout(() => this.renderProduct(), sale.starts_at - Date.now() + 50);
+    }
     const label = soldOut ? "Sold out" : notYet ? "Soon" : "Buy";
-    const btn = h("button.buy", { id: "buy-btn", disabled: !!soldOut }, label);
+    const btn = h("button.buy", { id: "buy-btn", disabled: !!(soldOut || notYet) }, label);
     btn.onclick = async (e) => {
       e.stopPropagation();
       if (this.actions.buy) await this.actions.buy(product, sale, btn);
@@ -566,7 +571,9 @@ export class RoomView {
     if (!drawn) {
       const n = l.max_winners ?? l.winners;
       parts.push(h("div.w-sub", {}, `${n} winner${n === 1 ? "" : "s"}${l.entrants != null ? ` · ${l.entrants} entered` : ""}`));
-      if (l.keyword) parts.push(h("div.w-sub", {}, "Keyword: ", h("b", {}, l.keyword)));
+      if (l.keyword) parts.push(h("div.w-sub", {}, "Or send ", h("b", {}, l.keyword), " in the chat"));
+      if (l.min_tier) parts.push(h("div.w-sub", {}, `Fans club Lv${l.min_tier}+`));
+      if (l.min_watch_s) parts.push(h("div.w-sub", {}, `Watch ${l.min_watch_s} s to be eligible`));
       if (this.isHost) {
         parts.push(h("button.w-btn", { onclick: () => this.actions.draw && this.actions.draw(l) }, "Draw now"));
       } else if (l.entered) {
