@@ -198,6 +198,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does for its transports
         transport = SocketTransport(sock)
         try:
             await loop.sock_connect(sock, (host, port))
