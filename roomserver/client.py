@@ -94,7 +94,7 @@ _decode = msgspec.json.decode
 
 class RoomError(Exception):
     """A request failed: ``code`` is a PROTOCOL §2 error code (or a local one:
-    ``timeout``, ``disconnected``)."""
+    ``timeout``, ``disconnected``, ``overflow``)."""
 
     def __init__(self, code: str, message: str = "", retry_after_ms: int | None = None) -> None:
         super().__init__(f"{code}: {message}" if message else code)
@@ -125,7 +125,7 @@ class EventsOverflow(RoomError):
     """An ``events()`` stream fell more than ``maxsize`` events behind and was cut."""
 
     def __init__(self, maxsize: int) -> None:
-        super().__init__("too_large", f"the event stream fell {maxsize} events behind")
+        super().__init__("overflow", f"the event stream fell {maxsize} events behind")
 
 
 @dataclass(slots=True)
@@ -381,11 +381,14 @@ class RoomClient:
                 self._dispatch(_local("disconnected", None, {"code": self.close_code, "reconnecting": True}))
                 new_ws = await self._reconnect()
                 if new_ws is None:
+                    if not self._closing:  # gave up: say so
+                        self._dispatch(
+                            _local("disconnected", None, {"code": self.close_code, "reconnecting": False})
+                        )
                     return
                 ws = new_ws
-        except Exception:
+        except Exception:  # a bug: log it, fail what is pending, end the streams
             log.exception("roomclient supervisor failed")
-            raise
         finally:
             self._finish()
 
@@ -662,15 +665,15 @@ class RoomClient:
     async def send(self, op: str, room: str | None = None, **params: Any) -> None:
         """Fire and forget: send ``op`` without an id (the server sends no reply)."""
         ws = await self._wait_open(op, self.request_timeout)
-        await ws.send_str(_request_text(None, op, room, params))
+        text = _request_text(None, op, room, params)
+        if len(text.encode()) > MAX_FRAME_BYTES:
+            raise RoomError("too_large", f"{op} is over {MAX_FRAME_BYTES} bytes; the server would close")
+        await _send(ws, text)
 
     async def send_raw(self, data: str | bytes) -> None:
         """Send a frame as is (text, or binary for bytes); for tests and debugging."""
         ws = await self._wait_open("raw", self.request_timeout)
-        if isinstance(data, bytes):
-            await ws.send_bytes(data)
-        else:
-            await ws.send_str(data)
+        await _send(ws, data)
 
     async def _wait_open(self, op: str, timeout: float) -> aiohttp.ClientWebSocketResponse:
         if self._done.is_set() or self._supervisor is None:
@@ -719,10 +722,10 @@ class RoomClient:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = _Pending(future, op, room, params, resync)
         try:
-            await ws.send_str(text)
-        except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
+            await _send(ws, text)
+        except ConnectionLost:
             self._pending.pop(req_id, None)
-            raise ConnectionLost(f"send failed: {exc!r}") from None
+            raise
         return _Sent(req_id, op, future)
 
     async def _await_reply(self, sent: _Sent, timeout: float) -> dict[str, Any]:
@@ -951,6 +954,16 @@ class RoomClient:
 
     async def pk_end(self, room: str, pk: str) -> dict[str, Any]:
         return await self.request("pk.end", room, pk=pk)
+
+
+async def _send(ws: aiohttp.ClientWebSocketResponse, data: str | bytes) -> None:
+    try:
+        if isinstance(data, bytes):
+            await ws.send_bytes(data)
+        else:
+            await ws.send_str(data)
+    except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
+        raise ConnectionLost(f"send failed: {exc!r}") from None
 
 
 def new_cid() -> str:
