@@ -13,6 +13,7 @@ const pkInvites = new Map(); // pk id -> data
 const chatters = new Map(); // user id -> name
 let giftTotal = 0;
 let gmvCents = 0;
+let unitsSold = 0; // from order.created (exact); sale.stock events are sampled
 
 const cents = (yuan) => Math.round(Number(yuan) * 100);
 const num = (sel) => Number($(sel).value || 0);
@@ -84,7 +85,6 @@ function watchRoom() {
       const s = view.state.sale;
       if (s && s.id === d.id) {
         $("#sale-state").textContent = `${d.left} left`;
-        $("#kpi-sold").textContent = compact(s.stock - d.left);
       }
     }),
   );
@@ -92,7 +92,6 @@ function watchRoom() {
     "sale.closed",
     mine((d) => {
       $("#sale-state").textContent = `closed · ${d.sold} sold`;
-      $("#kpi-sold").textContent = compact(d.sold);
     }),
   );
   client.on(
@@ -100,6 +99,8 @@ function watchRoom() {
     mine((d) => {
       const o = d.order;
       gmvCents += o.amount_cents ?? o.price_cents * o.qty;
+      unitsSold += o.qty;
+      $("#kpi-sold").textContent = compact(unitsSold);
       $("#orders-total").textContent = money(gmvCents);
       const list = $("#orders");
       list.querySelector(".empty")?.remove();

@@ -463,7 +463,7 @@ export class RoomView {
     const s = this.state;
     const ph = $("#placeholder");
     if (!ph) return;
-    const hasVideo = (s.publishers || []).length > 0 && $("#videos").childElementCount > 0;
+    const hasVideo = $("#videos").childElementCount > 0;
     ph.classList.toggle("hidden", hasVideo);
     $("#ph-avatar").textContent = initials(s.host || "?");
     $("#ph-text").textContent =
@@ -683,7 +683,8 @@ export class RoomView {
         h("b", {}, `${pct}%`),
       );
     });
-    el.replaceChildren(head, h("div.w-title", {}, p.question), ...opts, showResults ? h("div.w-sub", {}, `${total} vote${total === 1 ? "" : "s"}`) : null);
+    const footer = showResults ? h("div.w-sub", {}, `${total} vote${total === 1 ? "" : "s"}`) : null;
+    el.replaceChildren(...[head, h("div.w-title", {}, p.question), ...opts, footer].filter(Boolean));
   }
 
   renderAnnouncement() {
