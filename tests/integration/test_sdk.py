@@ -398,3 +398,26 @@ async def test_every_op_method_sends_its_protocol_op(server: Server, room: str) 
     assert params["pk.invite"] == {"target_room": "other-room", "duration_s": 120}
     assert params["cohost.accept"] == {"user": "ann"} and params["cohost.reject"] == {"request": "rq1"}
     assert params["room.announce"] == {"text": "Sale at 8", "countdown_to": 1_900_000_000_000}
+
+
+async def test_app_driven_resume_on_a_fresh_client(server: Server, room: str) -> None:
+    """An app that stored (seq, epoch) resumes on a new client and gets exactly the rest."""
+    first = await server.client("ann")
+    snap = (await first.join(room))["room"]
+    await publish_now(server, room, 2)
+    await asyncio.sleep(0.2)
+    seq, epoch = first.rooms[room].seq, first.rooms[room].epoch
+    assert seq == snap["seq"] + 2
+    await first.close()
+    await publish_now(server, room, 3, tag="missed")
+    second = await server.client("ann")
+    rec = Recorder(second)
+    assert await second.resume(room, seq, epoch) == {"replayed": 3}
+    await rec.wait("custom.missed", count=3)
+    await publish_now(server, room, 1, tag="live")
+    await rec.wait("custom.live")
+    assert_consecutive(rec.seqs(room), seq + 1, seq + 4)
+    assert second.rooms[room].seq == seq + 4 and second.rooms[room].epoch == epoch
+    with pytest.raises(RoomError) as info:
+        await second.resume(room, 1, "not-the-epoch")
+    assert info.value.code == "history_gone"
