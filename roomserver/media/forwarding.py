@@ -16,6 +16,9 @@ The private hooks (pinned by `aiortc==1.16.0`, checked by tests/media/test_aiort
   `setRemoteDescription`, before `receive()` starts that thread with the queue as argument, so
   swapping it there hands the thread our tap: the thread idles in `get()` until the receiver
   stops and puts `None`, which the tap passes through so the thread (and `stop()`) can finish.
+- `RTCRtpReceiver._RTCRtpReceiver__jitter_buffer` (video): replaced by `MarkerJitterBuffer`,
+  which releases a frame when its last packet (RTP marker bit) is in rather than when the next
+  frame's first packet arrives, saving one frame interval (33 ms at 30 fps) per hop.
 - `RTCRtpReceiver._send_rtcp_pli(ssrc)`: sends a Picture Loss Indication to the publisher.
   `RTCRtpReceiver._RTCRtpReceiver__rtx_ssrc` (RTX SSRC → media SSRC) tells RTX SSRCs apart.
 - `RTCRtpSender._send_keyframe()`: called by the sender when a viewer sends PLI/FIR. Replaced
@@ -42,7 +45,10 @@ from typing import Any
 
 import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
+from aiortc.utils import uint16_add
 
 from .negotiation import CodecChoice
 
@@ -53,6 +59,7 @@ AUDIO_QUEUE_FRAMES = 50
 KEYFRAME_REQUEST_INTERVAL_S = 0.5
 
 DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
+JITTER_BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 RTX_SSRC_ATTR = "_RTCRtpReceiver__rtx_ssrc"
 
 _H264_START_CODE = b"\x00\x00\x01"
@@ -296,6 +303,46 @@ class TrackForwarder:
             track.end_of_source()
 
 
+class MarkerJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer, releasing each frame as soon as it is complete.
+
+    aiortc only knows a frame is complete when a packet with the next timestamp arrives. An
+    RTP sender sets the marker bit on a video frame's last packet (RFC 7741 for VP8, RFC 6184
+    for H.264), so once the packets from the buffer's origin up to a marked packet are all
+    present with one timestamp, that is a whole frame. Anything else (loss, reordering, a
+    frame still missing its marker) falls back to aiortc's rule. One frame leaves per packet
+    (the receiver takes one), so after a hole is filled the buffer can stay a frame behind
+    until a frame of several packets lets it catch up on its marker: never worse than aiortc.
+    """
+
+    def __init__(self, replaced: JitterBuffer) -> None:
+        super().__init__(capacity=replaced.capacity, prefetch=0, is_video=True)
+        self._marked: deque[int] = deque(maxlen=8)  # timestamps whose marked packet is in
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli_flag, frame = super().add(packet)
+        if packet.marker:
+            self._marked.append(packet.timestamp)
+        if frame is None and self._origin is not None and packet.timestamp in self._marked:
+            frame = self._release_complete_frame()
+        return pli_flag, frame
+
+    def _release_complete_frame(self) -> JitterFrame | None:
+        first = self._packets[self._origin % self._capacity]
+        if first is None:
+            return None
+        packets = []
+        for count in range(self._capacity):
+            packet = self._packets[uint16_add(self._origin, count) % self._capacity]
+            if packet is None or packet.timestamp != first.timestamp:
+                return None
+            packets.append(packet)
+            if packet.marker:
+                self.remove(count + 1)
+                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=first.timestamp)
+        return None
+
+
 class EncodedFrameTap(queue.Queue):
     """Stands in for an RTCRtpReceiver's decoder queue and diverts its encoded frames.
 
@@ -332,6 +379,11 @@ def tap_receiver(receiver: RTCRtpReceiver, forwarder: TrackForwarder) -> Encoded
         raise RuntimeError("aiortc receiver has no decoder queue: aiortc internals changed")
     tap = EncodedFrameTap(forwarder, replaced)
     setattr(receiver, DECODER_QUEUE_ATTR, tap)
+    if forwarder.kind == "video":
+        jitter_buffer = getattr(receiver, JITTER_BUFFER_ATTR)
+        if type(jitter_buffer) is not JitterBuffer or jitter_buffer._origin is not None:
+            raise RuntimeError("aiortc receiver's jitter buffer is not the expected fresh JitterBuffer")
+        setattr(receiver, JITTER_BUFFER_ATTR, MarkerJitterBuffer(jitter_buffer))
     pending: set[asyncio.Future[None]] = set()
 
     def send_pli() -> None:

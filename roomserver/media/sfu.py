@@ -17,6 +17,7 @@ publisher list with role "pk", and `play(room, user, ...)` plays it from `room`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -123,6 +124,7 @@ class MediaRouter:
         self._publishers: dict[str, dict[str, PublisherSession]] = {}
         self._links = PublisherLinks()
         self._live_pcs: set[RTCPeerConnection] = set()
+        self._closing_pcs: dict[RTCPeerConnection, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
 
@@ -333,6 +335,7 @@ class MediaRouter:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Peer connections still negotiating, or whose close a cancelled task was awaiting.
         await asyncio.gather(*(self._discard_pc(pc) for pc in list(self._live_pcs)), return_exceptions=True)
 
     # ------------------------------------------------------------------ internals
@@ -345,12 +348,24 @@ class MediaRouter:
         return pc
 
     async def _discard_pc(self, pc: RTCPeerConnection) -> None:
-        try:
-            await pc.close()
-        except Exception:  # a half-negotiated pc may fail to stop cleanly; it is gone either way
-            logger.exception("closing a peer connection failed")
-        finally:
-            self._live_pcs.discard(pc)
+        """Close `pc`, shielded: cancelling a task that awaits `RTCPeerConnection.close()` cancels
+        aiortc's internal "is closed" future and breaks the close in progress (its own close
+        task after a remote close included). The pc leaves `_live_pcs` once really closed."""
+        closing = self._closing_pcs.get(pc)
+        if closing is None:
+            closing = asyncio.ensure_future(pc.close())
+            self._closing_pcs[pc] = closing
+
+            def closed(task: asyncio.Future[None]) -> None:
+                self._closing_pcs.pop(pc, None)
+                self._live_pcs.discard(pc)
+                if not task.cancelled() and task.exception() is not None:
+                    # A half-negotiated pc may fail to stop cleanly; it is unusable either way.
+                    logger.error("closing a peer connection failed", exc_info=task.exception())
+
+            closing.add_done_callback(closed)
+        with contextlib.suppress(Exception):  # logged above
+            await asyncio.shield(closing)
 
     async def _answer(self, pc: RTCPeerConnection, offer_sdp: str) -> str:
         try:

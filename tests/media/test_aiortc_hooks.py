@@ -17,6 +17,7 @@ from aiortc.codecs import get_encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcpeerconnection import is_codec_compatible
 
 from roomserver.media import forwarding
@@ -34,6 +35,9 @@ async def test_receiver_and_sender_private_attributes_exist() -> None:
         transceiver = pc.addTransceiver("video", direction="sendrecv")
         receiver, sender = transceiver.receiver, transceiver.sender
         assert type(getattr(receiver, forwarding.DECODER_QUEUE_ATTR)) is queue.Queue
+        jitter_buffer = getattr(receiver, forwarding.JITTER_BUFFER_ATTR)
+        assert type(jitter_buffer) is JitterBuffer and jitter_buffer._origin is None
+        assert {"_packets", "_capacity", "_origin"} <= set(vars(jitter_buffer))
         assert isinstance(getattr(receiver, forwarding.RTX_SSRC_ATTR), dict)
         assert inspect.iscoroutinefunction(receiver._send_rtcp_pli)
         assert callable(sender._send_keyframe)
@@ -47,6 +51,7 @@ def test_receiver_puts_codec_and_encoded_frame_into_the_decoder_queue() -> None:
     # The decoder thread gets the queue when receive() starts, after the "track" event.
     assert "self.__decoder_queue," in inspect.getsource(RTCRtpReceiver.receive)
     assert "self.__decoder_queue.put(None)" in inspect.getsource(RTCRtpReceiver)
+    assert "self.__jitter_buffer.add(packet)" in source
 
 
 def test_sender_turns_pli_into_send_keyframe_and_packs_packets() -> None:

@@ -12,10 +12,17 @@ import pytest
 from aiortc import RTCRtpCodecCapability
 from aiortc.codecs.h264 import H264Encoder, h264_depayload
 from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, vp8_depayload
-from aiortc.jitterbuffer import JitterFrame
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtpPacket
 
-from roomserver.media.forwarding import EncodedFrameTap, KeyframeRequester, TrackForwarder, is_keyframe
+from roomserver.media.forwarding import (
+    EncodedFrameTap,
+    KeyframeRequester,
+    MarkerJitterBuffer,
+    TrackForwarder,
+    is_keyframe,
+)
 from roomserver.media.negotiation import CodecChoice
 from roomserver.media.synthetic import CounterVideoTrack, read_counter
 
@@ -169,3 +176,40 @@ async def test_synthetic_counter_survives_vp8_coding() -> None:
         data = b"".join(vp8_depayload(p) for p in payloads)
         counters += [read_counter(f) for f in decoder.decode(JitterFrame(data, ts))]
     assert counters == [0, 1, 2, 3, 4]
+
+
+def _rtp(seq: int, ts: int, marker: bool, data: bytes) -> RtpPacket:
+    packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=ts, marker=int(marker))
+    packet._data = data  # what the receiver's depayloader sets before the jitter buffer
+    return packet
+
+
+def test_marker_jitter_buffer_releases_a_frame_on_its_last_packet() -> None:
+    buffer = MarkerJitterBuffer(JitterBuffer(capacity=128, is_video=True))
+    assert buffer.add(_rtp(10, 3000, False, b"a")) == (False, None)
+    _, frame = buffer.add(_rtp(11, 3000, True, b"b"))
+    assert (frame.data, frame.timestamp) == (b"ab", 3000)  # aiortc alone would wait for seq 12
+    _, frame = buffer.add(_rtp(12, 6000, True, b"c"))  # single-packet frame
+    assert (frame.data, frame.timestamp) == (b"c", 6000)
+
+
+def test_marker_jitter_buffer_waits_for_holes_and_keeps_order() -> None:
+    buffer = MarkerJitterBuffer(JitterBuffer(capacity=128, is_video=True))
+    released = []
+
+    def add(seq: int, ts: int, marker: bool) -> None:
+        _, frame = buffer.add(_rtp(seq, ts, marker, bytes([seq])))
+        if frame is not None:
+            released.append((frame.timestamp, frame.data))
+
+    add(1, 100, False)
+    add(3, 100, True)  # seq 2 missing: frame 100 is not complete
+    add(4, 200, True)  # frame 200 is complete but 100 is ahead of it
+    assert released == []
+    add(2, 100, False)  # the retransmission fills the hole: 100 goes out, in order
+    assert released == [(100, bytes([1, 2, 3]))]
+    add(5, 300, True)  # aiortc's rule releases 200 (one frame behind after the hole)...
+    assert released[-1] == (200, bytes([4]))
+    add(6, 400, False)
+    add(7, 400, True)  # ...until the next multi-packet frame catches up on its marker
+    assert released[-2:] == [(300, bytes([5])), (400, bytes([6, 7]))]
