@@ -384,23 +384,52 @@ class SlotRouter:
             raise reply
         return reply
 
-    async def call_many(self, items: Sequence[tuple[int, Command]], *, safe: bool = True) -> list[Any]:
-        """One command per item, possibly on different slots: one pipeline per
-        slot, all in parallel. Replies in item order."""
-        by_slot: dict[int, list[int]] = {}
-        for i, (slot, _) in enumerate(items):
-            by_slot.setdefault(slot, []).append(i)
+    async def call_many(self, items: Sequence[tuple[int, Command]]) -> list[Any]:
+        """Idempotent commands, one per item, on any slots: one pipeline per
+        primary, all in parallel; items that come back redirected, refused or
+        unsent are redone one by one through ``call`` (with its retries).
+        Replies in item order."""
         out: list[Any] = [None] * len(items)
+        redo: list[int] = []
+        by_addr: dict[str, list[int]] = {}
+        try:
+            async with asyncio.timeout(self.timeouts.op):
+                await self.ensure_topology()
+        except (TimeoutError, NotSent):
+            pass  # the one-by-one pass below retries within its own bound
+        for i, (slot, _) in enumerate(items):
+            addr = self._slots[slot]
+            if addr is None:
+                redo.append(i)
+            else:
+                by_addr.setdefault(addr, []).append(i)
 
-        async def run(slot: int, idx: list[int]) -> None:
-            replies = await self.call(slot, [items[i][1] for i in idx], safe=safe)
+        async def pipeline(addr: str, idx: list[int]) -> None:
+            wire = [
+                c.command(by_sha=True) if isinstance(c, ScriptCall) else c for c in (items[i][1] for i in idx)
+            ]
+            try:
+                async with asyncio.timeout(self.timeouts.op):
+                    replies = await self.pool(addr).execute(wire)
+            except (TimeoutError, NotSent, Ambiguous):
+                self.mark_stale()
+                redo.extend(idx)
+                return
             for i, r in zip(idx, replies, strict=True):
-                out[i] = r
+                if isinstance(r, (MovedError, AskError, NoScriptError)) or _is_retry_reply(r):
+                    redo.append(i)
+                else:
+                    out[i] = r
 
-        results = await asyncio.gather(*(run(s, idx) for s, idx in by_slot.items()), return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
+        await asyncio.gather(*(pipeline(a, idx) for a, idx in by_addr.items()))
+        if redo:
+            replies = await asyncio.gather(
+                *(self.call(items[i][0], [items[i][1]], safe=True) for i in redo), return_exceptions=True
+            )
+            for i, r in zip(redo, replies, strict=True):
+                if isinstance(r, BaseException):
+                    raise r
+                out[i] = r[0]
         return out
 
     async def ping_all(self) -> bool:

@@ -146,3 +146,19 @@ async def test_a_cancelled_caller_does_not_disturb_the_others(broker_factory):
     head = (await b.load(room)).seq
     assert head in (49, 50) and seqs == sorted(set(seqs))
     await c.wait_events(head)
+
+
+async def test_presence_and_rooms_across_many_rooms(broker_factory):
+    """Many rooms land on every shard: one report covers them all."""
+    a, b = broker_factory("a"), broker_factory("b")
+    await started(a)
+    await started(b)
+    rooms = [room_id() for _ in range(300)]
+    assert await a.report_presence({r: i for i, r in enumerate(rooms)}, 5000) == {
+        r: i for i, r in enumerate(rooms)
+    }
+    totals = await b.report_presence({r: 1 for r in rooms[:100]}, 5000)
+    assert totals == {r: i + 1 for i, r in enumerate(rooms[:100])}
+    await asyncio.gather(*(a.commit(r, [], expect_version=0, doc=b"d") for r in rooms[:50]))
+    listed = await b.rooms()
+    assert set(rooms[:50]) <= set(listed) and not set(rooms[50:]) & set(listed)

@@ -147,7 +147,15 @@ async def test_cluster_failover(redis_cluster: RedisCluster, unique_prefix: str)
         restarted = True
         await asyncio.to_thread(redis_cluster.wait_healthy, 30.0)
         assert redis_cluster.primary_of(key) is new
-        res = await durable.commit(room, [Draft(ev(room, "durable-again"))])
+        # (the new replica may need a moment before it answers WAIT)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                res = await durable.commit(room, [Draft(ev(room, "durable-again"))])
+                break
+            except BrokerUnavailable:
+                assert time.monotonic() < deadline, "durable commits did not come back"
+                await asyncio.sleep(0.1)
         acked[res.seqs[0]] = "durable-again"
 
         # Every acknowledged commit survived with its own seq; seqs are contiguous.
