@@ -146,6 +146,9 @@ class Step:
     server_cpu_s: float
     cpu_per_viewer_s: float | None
     marginal_cpu_per_viewer_s: float | None
+    # Per viewer-second actually delivered (frames received ÷ fps): fair when a server
+    # cannot keep up and viewers get fewer frames than sent.
+    cpu_per_delivered_viewer_s: float | None
     viewer_fps_mean: float
     viewer_fps_min: float
     join_to_first_frame_ms: list[float] = field(default_factory=list)
@@ -297,10 +300,11 @@ def _force_vp8_bitrate(bps: int) -> None:
 async def bench(args: argparse.Namespace) -> dict:
     pin_host_addresses([LOOPBACK])
     _force_vp8_bitrate(args.bitrate)
-    result: dict = {"config": vars(args).copy(), "steps": []}
+    result: dict = {"config": vars(args).copy(), "loadavg_before": os.getloadavg(), "steps": []}
     for mode, counts in (("forward", args.viewers), ("relay", args.relay_viewers)):
         if counts:
             result["steps"] += [asdict(s) for s in await run_mode(mode, counts, args)]
+    result["loadavg_after"] = os.getloadavg()
     return result
 
 

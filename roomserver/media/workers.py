@@ -102,6 +102,7 @@ class _Worker:
         self.port: int | None = None
         self.reader: asyncio.Task | None = None
         self.ready = asyncio.Event()
+        self.failed_starts = 0  # consecutive exits before "ready"
 
     @property
     def alive(self) -> bool:
@@ -237,6 +238,7 @@ class MediaWorkerPool:
         kind = event.get("type")
         if kind == "ready":
             worker.port = int(event["port"])
+            worker.failed_starts = 0
             worker.ready.set()
         elif kind == "publishers":
             room = event["room"]
@@ -253,6 +255,8 @@ class MediaWorkerPool:
                 self._release_if_idle(route.worker, route.worker_room)
 
     def _on_worker_exit(self, worker: _Worker) -> None:
+        if not worker.ready.is_set():
+            worker.failed_starts += 1
         worker.port = None
         lost = [sid for sid, r in self._sessions.items() if r.worker == worker.index]
         rooms = {self._sessions[sid].worker_room for sid in lost}
@@ -272,7 +276,9 @@ class MediaWorkerPool:
             self._spawn_task(self._restart(worker))
 
     async def _restart(self, worker: _Worker) -> None:
-        await asyncio.sleep(self.restart_delay)
+        # Back off while a worker keeps dying before it is ready (a broken install, no ports).
+        delay = min(30.0, self.restart_delay * 2**worker.failed_starts)
+        await asyncio.sleep(delay)
         if not self._closing:
             try:
                 await self._spawn(worker)
