@@ -21,8 +21,9 @@ from roomserver.media.workers import InMemoryRoomRouting, MediaWorkerPool
 from .conftest import LOOPBACK, MediaServer, Roster, jwt_authorize, make_token
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def pool_server() -> AsyncIterator[tuple[MediaWorkerPool, MediaServer]]:
+    """One pool for the module: starting worker processes (each imports aiortc) is the slow part."""
     changes: list[str] = []
     pool = MediaWorkerPool(2, ice_host=LOOPBACK, on_publishers_changed=changes.append, restart_delay=0.1)
     pool.changes = changes  # type: ignore[attr-defined]
