@@ -601,11 +601,16 @@ class ShardSubscriber:
             self._on_message(channel, payload)
 
     async def subscribe(self, channel: bytes, slot: int) -> None:
+        """Subscribe, or raise ``BrokerUnavailable`` and leave nothing behind
+        (a failed first subscribe is not retried in the background: the
+        caller failed its join and will subscribe again when it retries)."""
+        new = channel not in self._wanted
         self._wanted[channel] = slot
         try:
             await self._ensure(channel, asyncio.get_running_loop().time() + self.timeouts.op)
-        except BrokerUnavailable:
-            self._schedule_repair(channel)  # still wanted: keep trying in the background
+        except BaseException:
+            if new:
+                await self.unsubscribe(channel)
             raise
 
     async def unsubscribe(self, channel: bytes) -> None:

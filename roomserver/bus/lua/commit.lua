@@ -118,7 +118,7 @@ if #entries > 0 then
     redis.call('RPUSH', hist, unpack(entries, i, math.min(i + 999, #entries)))
   end
   local max_events = tonumber(ARGV[2])
-  redis.call('LTRIM', hist, -max_events, -1)
+  if max_events > 0 then redis.call('LTRIM', hist, -max_events, -1) else redis.call('DEL', hist) end
   local oldest_ok = now - tonumber(ARGV[3])
   for _ = 1, max_events do
     local first = redis.call('LINDEX', hist, 0)

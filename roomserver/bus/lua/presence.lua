@@ -18,5 +18,5 @@ for i = 1, #all, 2 do
   end
 end
 -- an abandoned room's hash goes away once every entry would have expired
-if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+if ttl > 0 and redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 return total
