@@ -82,3 +82,23 @@ class PublisherLinks:
                     break
         entries.sort(key=lambda e: ROLE_ORDER.get(e["role"], len(ROLE_ORDER)))
         return entries
+
+
+class ListChanges:
+    """Remembers the last publisher list reported per room, so a room is only reported when its
+    list really changed (a co-host joining room B does not change room A's list, even if A
+    shows B's host)."""
+
+    def __init__(self, publishers: Callable[[str], list[dict]]) -> None:
+        self._publishers = publishers
+        self._last: dict[str, list[dict]] = {}
+
+    def changed(self, room: str) -> bool:
+        current = self._publishers(room)
+        if current == self._last.get(room, []):
+            return False
+        if current:
+            self._last[room] = current
+        else:
+            self._last.pop(room, None)
+        return True

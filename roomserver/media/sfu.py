@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
-from .errors import BadRequest, Forbidden, LimitReached, MediaError, NotFound
+from .errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable
 from .forwarding import (
     AUDIO_QUEUE_FRAMES,
     KEYFRAME_REQUEST_INTERVAL_S,
@@ -38,7 +38,7 @@ from .forwarding import (
     tap_receiver,
 )
 from .ice import advertise_public_ip, pin_host_addresses, rtc_configuration
-from .links import ROLE_ORDER, PublisherLinks
+from .links import ROLE_ORDER, ListChanges, PublisherLinks
 from .negotiation import media_lines, parse_offer, publisher_codec
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class MediaRouter:
     Options: `ice_host` pins the addresses host candidates are gathered on (process-wide,
     see ice.py; "127.0.0.1" in tests), `public_ip` is advertised instead of them in answers,
     `max_publishers_per_room` caps a room (host + 8 co-hosts, or a 9-person call),
+    `max_peer_connections` caps this process (503 `unavailable` beyond it),
     `connect_timeout` closes sessions that never connect, the queue sizes bound each
     viewer's backlog, `keyframe_interval` rate-limits keyframe requests to a publisher.
     """
@@ -100,6 +101,7 @@ class MediaRouter:
         ice_host: str | None = None,
         public_ip: str | None = None,
         max_publishers_per_room: int = 9,
+        max_peer_connections: int | None = None,
         connect_timeout: float = 20.0,
         video_queue_frames: int = VIDEO_QUEUE_FRAMES,
         audio_queue_frames: int = AUDIO_QUEUE_FRAMES,
@@ -112,6 +114,7 @@ class MediaRouter:
         self.ice_host = ice_host
         self.public_ip = public_ip
         self.max_publishers_per_room = max_publishers_per_room
+        self.max_peer_connections = max_peer_connections
         self.connect_timeout = connect_timeout
         self._forwarder_options = {
             "video_queue_frames": video_queue_frames,
@@ -123,6 +126,7 @@ class MediaRouter:
         self._sessions: dict[str, Session] = {}
         self._publishers: dict[str, dict[str, PublisherSession]] = {}
         self._links = PublisherLinks()
+        self._list_changes = ListChanges(self.publishers)
         self._live_pcs: set[RTCPeerConnection] = set()
         self._closing_pcs: dict[RTCPeerConnection, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -342,7 +346,9 @@ class MediaRouter:
 
     def _new_pc(self) -> RTCPeerConnection:
         if self._closing:
-            raise MediaError("media router is shutting down", code="unavailable", status=503)
+            raise Unavailable("media is shutting down")
+        if self.max_peer_connections is not None and len(self._live_pcs) >= self.max_peer_connections:
+            raise Unavailable("media capacity reached, retry later or elsewhere")
         pc = RTCPeerConnection(rtc_configuration())
         self._live_pcs.add(pc)
         return pc
@@ -464,7 +470,7 @@ class MediaRouter:
             self._notify(linked)
 
     def _notify(self, room: str) -> None:
-        if self.on_publishers_changed is not None and not self._closing:
+        if self._list_changes.changed(room) and self.on_publishers_changed is not None and not self._closing:
             self._call_hook(self.on_publishers_changed, room)
 
     @staticmethod

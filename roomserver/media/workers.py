@@ -36,7 +36,7 @@ from urllib.parse import quote
 import aiohttp
 
 from .errors import MediaError, NotFound, Unavailable
-from .links import PublisherLinks
+from .links import ListChanges, PublisherLinks
 from .whip import SDP_CONTENT_TYPE, parse_error_body
 from .worker import ROLE_HEADER, SECRET_ENV, SECRET_HEADER, USER_HEADER
 
@@ -143,6 +143,7 @@ class MediaWorkerPool:
         self._publishers: dict[str, list[dict]] = {}  # room → its local publishers, as reported
         self._room_worker: dict[str, int] = {}  # room → worker that reported its publishers
         self._links = PublisherLinks()
+        self._list_changes = ListChanges(self.publishers)
         self._http: aiohttp.ClientSession | None = None
         self._closing = False
         self._restarts: set[asyncio.Task] = set()
@@ -417,7 +418,7 @@ class MediaWorkerPool:
             self._notify(linked)
 
     def _notify(self, room: str) -> None:
-        if self.on_publishers_changed is not None and not self._closing:
+        if self._list_changes.changed(room) and self.on_publishers_changed is not None and not self._closing:
             try:
                 self.on_publishers_changed(room)
             except Exception:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from roomserver.media.client import Publisher, Viewer
-from roomserver.media.errors import BadRequest, Forbidden, LimitReached, NotFound
+from roomserver.media.errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable
 from roomserver.media.sfu import MediaRouter, ViewerSession
 from roomserver.media.synthetic import CounterVideoTrack, ToneAudioTrack
 
@@ -229,6 +229,12 @@ async def test_publisher_limit_and_republish_replaces(router: MediaRouter) -> No
         assert first_stream not in {e["stream"] for e in entries}
         assert router.session(publishers[0][0]) is None
         assert router.peer_connections == 2  # u1 and the new u0: the replaced pc is closed
+        router.max_peer_connections = 2
+        viewer = Viewer()
+        with pytest.raises(Unavailable):  # process capacity, distinct from the room's limit
+            await router.play("call", "u1", "v", await viewer.offer())
+        await viewer.close()
+        assert router.peer_connections == 2
     finally:
         for _, publisher in publishers:
             await publisher.close()
@@ -243,7 +249,10 @@ async def test_pk_viewers_play_the_other_rooms_host(router: MediaRouter) -> None
     assert [(p["user"], p["role"]) for p in router.publishers("ra")] == [("ha", "host"), ("hb", "pk")]
     assert router.changes == ["ra", "rb"]
     _, viewer = await start_viewer(router, room="ra", publisher="hb")
+    _, cohost_b = await start_publisher(router, room="rb", user="cb", role="cohost")
     try:
+        assert router.changes == ["ra", "rb", "rb"]  # ra shows only rb's host: unchanged
+        assert [p["user"] for p in router.publishers("ra")] == ["ha", "hb"]
         assert await viewer.wait_for(lambda v: len(v.video) >= 10, timeout=10)
         assert_consecutive(viewer.counters)
         router.unlink("ra", "rb", "hb")
@@ -253,9 +262,10 @@ async def test_pk_viewers_play_the_other_rooms_host(router: MediaRouter) -> None
         router.changes.clear()
         await host_a.close()  # ra's host leaves: rb shows it as pk, so rb changes too
         assert await _eventually(lambda: "rb" in router.changes and "ra" in router.changes, 5)
-        assert [p["user"] for p in router.publishers("rb")] == ["hb"]
+        assert [p["user"] for p in router.publishers("rb")] == ["hb", "cb"]
     finally:
         await viewer.close()
+        await cohost_b.close()
         await host_a.close()
         await host_b.close()
 
