@@ -116,6 +116,8 @@ class RedisNode:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 5.0) -> None:
+        """Start and wait until it answers PING. Call from the main thread: the
+        kernel kills the server when the thread that started it exits."""
         assert self.port != 6379
         args = [
             REDIS_SERVER,

@@ -143,7 +143,7 @@ async def test_cluster_failover(redis_cluster: RedisCluster, unique_prefix: str)
         assert await watcher.healthy()
 
         # The old primary comes back as a replica of the new one: durable again.
-        await asyncio.to_thread(redis_cluster.restart, old)
+        redis_cluster.restart(old)  # main thread: see RedisNode.start
         restarted = True
         await asyncio.to_thread(redis_cluster.wait_healthy, 30.0)
         assert redis_cluster.primary_of(key) is new
@@ -173,7 +173,7 @@ async def test_cluster_failover(redis_cluster: RedisCluster, unique_prefix: str)
         for b in (durable, plain, watcher):
             await b.close()
         if not restarted:
-            await asyncio.to_thread(redis_cluster.restart, old)
+            redis_cluster.restart(old)  # main thread: see RedisNode.start
         await asyncio.to_thread(redis_cluster.wait_healthy, 30.0)
 
 
