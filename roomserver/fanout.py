@@ -439,6 +439,8 @@ class Fanout:
         durable_n = 0
         soft = self.buffer_soft
         for conn, member in ch.members.items():
+            if conn.closed:
+                continue  # closing: nothing more may follow the close frame
             if member.held is not None:
                 member.held.extend(events)
                 continue
@@ -486,6 +488,8 @@ class Fanout:
         self.stats.deliveries += messages
 
     def _slow(self, conn: Connection) -> None:
+        if conn.closed:
+            return
         self.stats.slow_closes += 1
         self._close(conn, CLOSE_SLOW_CONSUMER, "slow consumer: resume from history")
 

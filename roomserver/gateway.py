@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from roomserver.auth import AuthError, Identity, TokenVerifier
 from roomserver.bus.base import BrokerUnavailable
+from roomserver.core.moderation import UserLimits
 from roomserver.fanout import Connection
 from roomserver.handlers import REGISTRY, OpContext, Session, check_role
 from roomserver.node import Node
@@ -69,6 +70,8 @@ class Gateway:
         self._ids = itertools.count(1)
         self._per_user: Counter[tuple[str, str]] = Counter()
         self._per_ip: Counter[str] = Counter()
+        # Rate limits are per user (all of the user's sockets on this node share them).
+        self._limits: dict[tuple[str, str], UserLimits] = {}
         self.sessions: set[Session] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -97,7 +100,7 @@ class Gateway:
             await ws.close(code=code, message=reason.encode()[:120])
 
         conn = Connection(next(self._ids), identity.user, identity.is_staff, transport, close)
-        session = Session(conn, identity)
+        session = Session(conn, identity, limits=self._limits.setdefault(key, UserLimits()))
         self._per_user[key] += 1
         self._per_ip[ip] += 1
         self.sessions.add(session)
@@ -112,17 +115,19 @@ class Gateway:
                     if not await self._on_text(session, msg.data, ws):
                         break
                 elif msg.type == WSMsgType.BINARY:
-                    self._send(
-                        conn, None, OpError("bad_request", "binary frames are not supported; send JSON text")
-                    )
+                    err = OpError("bad_request", "binary frames are not supported; send JSON text")
+                    self._send(conn, None, err, always=True)
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
             expiry.cancel()
-            for counter, k in ((self._per_user, key), (self._per_ip, ip)):
-                counter[k] -= 1
-                if counter[k] <= 0:
-                    del counter[k]
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+            self._per_user[key] -= 1
+            if self._per_user[key] <= 0:
+                del self._per_user[key]
+                self._limits.pop(key, None)
             self.sessions.discard(session)
             for room in self.node.fanout.remove_connection(conn):
                 self.node.spawn(self.node.release_channel(room))
@@ -131,7 +136,12 @@ class Gateway:
     async def _on_text(self, session: Session, data: str, ws: web.WebSocketResponse) -> bool:
         conn = session.conn
         if len(data) > MAX_FRAME_BYTES or len(data.encode()) > MAX_FRAME_BYTES:
-            self._send(conn, None, OpError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes"))
+            self._send(
+                conn,
+                None,
+                OpError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes"),
+                always=True,
+            )
             self.node.fanout.flush_connection(conn)
             await ws.close(code=CLOSE_TOO_LARGE, message=b"frame too large")
             return False

@@ -52,11 +52,9 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     app[GATEWAY_KEY] = gateway
     app[CONFIG_KEY] = config
     app[VERIFIER_KEY] = verifier
-    app.router.add_get("/v1/ws", gateway.handle)
-
     from roomserver.api import add_routes
 
-    add_routes(app)
+    add_routes(app, ws_handler=gateway.handle)
 
     async def on_startup(app: web.Application) -> None:
         await node.start()
