@@ -22,7 +22,7 @@ import msgspec
 from hdrh.histogram import HdrHistogram
 
 from loadtest import histo
-from loadtest.verify import SEQ_RE, SeqCheck
+from loadtest.verify import SEQ_RE, FrameSeqs, SeqCheck
 from loadtest.wsproto import (
     OP_CLOSE,
     OP_PING,
@@ -52,6 +52,7 @@ class Tally:
 
     frames: int = 0
     deliveries: int = 0  # durable events received (events x sockets)
+    frame_seqs: FrameSeqs = field(default_factory=FrameSeqs)
     # End-to-end latency (µs) since the last tick; the parent merges the intervals.
     latency: HdrHistogram = field(default_factory=histo.new)
 
@@ -217,12 +218,12 @@ class Viewer(WsClient):
     def on_text(self, payload: bytes) -> None:
         check = self.check
         if check is not None and not self.sample:
-            seqs = list(map(int, SEQ_RE.findall(payload)))
-            if seqs:
-                check.feed(seqs)
+            first, n, seqs = self.tally.frame_seqs(payload)
+            if n:
+                check.feed_run(first, n, seqs)
                 tally = self.tally
                 tally.frames += 1
-                tally.deliveries += len(seqs)
+                tally.deliveries += n
             return
         self._decode_frame(payload)
 

@@ -23,6 +23,37 @@ def scan_seqs(payload: bytes) -> list[int]:
     return list(map(int, SEQ_RE.findall(payload)))
 
 
+class FrameSeqs:
+    """``scan_seqs`` memoised by frame bytes, as a run ``(first, count, seqs)``.
+
+    The fan-out writes the *same* frame to every socket of a room, so a worker
+    with thousands of viewers sees each payload thousands of times: it scans
+    each distinct payload once (dict lookup on the bytes, exact comparison on a
+    hash hit). ``seqs`` is None when the frame's seqs are consecutive
+    (``first .. first + count - 1``), else the full list for the slow path.
+    Bounded: cleared past ``limit`` distinct frames.
+    """
+
+    __slots__ = ("_cache", "limit")
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._cache: dict[bytes, tuple[int, int, list[int] | None]] = {}
+        self.limit = limit
+
+    def __call__(self, payload: bytes) -> tuple[int, int, list[int] | None]:
+        hit = self._cache.get(payload)
+        if hit is not None:
+            return hit
+        seqs = scan_seqs(payload)
+        n = len(seqs)
+        first = seqs[0] if n else 0
+        run = (first, n, None if seqs == list(range(first, first + n)) else seqs)
+        if len(self._cache) >= self.limit:
+            self._cache.clear()
+        self._cache[payload] = run
+        return run
+
+
 @dataclass(slots=True)
 class SeqCheck:
     """Tracks one socket's durable events after its join snapshot ``seq``.
@@ -60,6 +91,16 @@ class SeqCheck:
             else:
                 self.duplicates += 1
         self.last = last
+
+    def feed_run(self, first: int, n: int, seqs: list[int] | None) -> None:
+        """``feed`` for a ``FrameSeqs`` result: O(1) when the run follows on."""
+        if seqs is None and first == self.last + 1:
+            self.last = first + n - 1
+            self.received += n
+        elif seqs is None:
+            self.feed(list(range(first, first + n)))
+        else:
+            self.feed(seqs)
 
     @property
     def in_order(self) -> bool:

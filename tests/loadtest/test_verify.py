@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadtest.verify import SeqCheck, scan_seqs
+from loadtest.verify import FrameSeqs, SeqCheck, scan_seqs
 from roomserver.protocol import encode_event, frame, with_seq
 
 
@@ -58,3 +58,24 @@ def test_anything_but_the_exact_run_is_caught(seqs: list[int]) -> None:
     c.feed(seqs)
     exact = seqs == list(range(1, len(seqs) + 1))
     assert c.in_order == exact
+
+
+@given(st.integers(0, 1000), st.lists(st.lists(st.integers(1, 1200), max_size=12), max_size=30))
+def test_the_memoised_run_path_judges_exactly_like_the_plain_one(start: int, frames: list[list[int]]) -> None:
+    memo = FrameSeqs(limit=4)
+    plain, fast = SeqCheck(last=start), SeqCheck(last=start)
+    for seqs in frames:
+        payload = frame([with_seq(encode_event("barrage", "r", {}), s) for s in seqs]) if seqs else b"[]"
+        plain.feed(scan_seqs(payload))
+        first, n, listed = memo(payload)
+        if n:
+            fast.feed_run(first, n, listed)
+        again = memo(payload)  # a hit returns the same run
+        assert again == (first, n, listed)
+    assert (fast.last, fast.received, fast.gaps, fast.missing, fast.duplicates) == (
+        plain.last,
+        plain.received,
+        plain.gaps,
+        plain.missing,
+        plain.duplicates,
+    )
