@@ -30,6 +30,10 @@ APP_SECRET = "test-secret-0123456789-abcdefghij"
 
 pin_host_addresses([LOOPBACK])
 
+# Browser tests register pages here; the media server serves them at /pages/{name}, same
+# origin as WHIP/WHEP (no CORS needed).
+PAGES: dict[str, str] = {}
+
 
 def make_token(
     user: str, role: str = "viewer", room: str | None = None, ttl: float = 3600, secret: str = APP_SECRET
@@ -125,6 +129,11 @@ async def media_server(router: MediaRouter) -> AsyncIterator[MediaServer]:
     roster = Roster()
     app = web.Application()
     app.add_routes(media_routes(router, jwt_authorize(roster)))
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=PAGES[request.match_info["name"]], content_type="text/html")
+
+    app.router.add_get("/pages/{name}", page)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, LOOPBACK, 0)
