@@ -147,7 +147,8 @@ from roomserver.bus.base import (
     StockResult,
     TallyResult,
 )
-from roomserver.bus.redis_client import Script, ScriptCall, ShardSubscriber, SlotRouter, Timeouts
+from roomserver.bus.redis_client import Script, ScriptCall, SlotRouter, Timeouts
+from roomserver.bus.redis_pubsub import ShardSubscriber
 
 log = logging.getLogger(__name__)
 
