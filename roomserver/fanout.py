@@ -320,6 +320,9 @@ class Fanout:
                     self.on_epoch_change(ch)
             ch.epoch, ch.last_seq = d.epoch, 0
         events = d.events
+        if not events and d.head > ch.last_seq:
+            self._repair(ch)  # events were published while our subscription was down
+            return
         for i, ev in enumerate(events):
             if ev.seq == 0:
                 self._enqueue(ch, ev)

@@ -217,6 +217,6 @@ def identity_of(request: web.Request, verifier: TokenVerifier) -> Identity:
         return verifier.verify(bearer_token(request))
     except AuthError as exc:
         raise web.HTTPUnauthorized(
-            body=encode({"error": {"code": "unauthorized", "message": str(exc)}}),
+            text=encode({"error": {"code": "unauthorized", "message": str(exc)}}).decode(),
             content_type="application/json",
         ) from None

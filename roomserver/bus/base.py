@@ -81,6 +81,9 @@ class Delivery:
     # node whose cached document is older reloads it (``Broker.load``).
     version: int
     events: tuple[BusEvent, ...]
+    # The room's last seq when known without events: sent after a subscription
+    # was repaired (failover), so a quiet room still notices what it missed.
+    head: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -273,12 +276,15 @@ class Broker(abc.ABC):
     # Poll votes and lottery entries: thousands of users within seconds must not
     # serialise on the room document, so they get their own atomic counters.
 
-    async def tally(
-        self, room: str, key: str, member: str, option: str, ttl_ms: int
-    ) -> tuple[bool, dict[str, int]]:
-        """Atomically record ``member``'s single entry for ``option`` under ``key``.
-        Returns ``(added, counts per option)``; ``added`` is False (and nothing
-        changes) if the member already has an entry. Expires after ``ttl_ms``."""
+    async def tally(self, room: str, key: str, member: str, option: str, ttl_ms: int) -> TallyResult:
+        """Atomically record ``member``'s single entry for ``option`` under ``key``
+        (created on first use, expiring after ``ttl_ms``). Nothing changes if the
+        member already has an entry (``exists``) or the tally is closed."""
+        raise NotImplementedError
+
+    async def tally_close(self, room: str, key: str) -> list[str]:
+        """Close the tally (later entries answer ``closed``) and return its members:
+        a lottery draw sees exactly the entries that were accepted."""
         raise NotImplementedError
 
     async def tally_counts(self, room: str, key: str) -> dict[str, int]:

@@ -341,7 +341,7 @@ class RedisBroker(Broker):
         self._registry_slot = key_slot(self._registry.encode())
         self._handler: DeliveryHandler | None = None
         self._channel_rooms: dict[bytes, str] = {}
-        self._subscriber = ShardSubscriber(router, self._on_message)
+        self._subscriber = ShardSubscriber(router, self._on_message, self._on_repaired)
         self._queues: dict[str, deque[tuple[_SubCommit, asyncio.Future[CommitResult]]]] = {}
         self._drains: set[asyncio.Task[None]] = set()
         self._presence_rooms: set[str] = set()
@@ -429,6 +429,23 @@ class RedisBroker(Broker):
             self._handler(delivery)
         except Exception:
             log.exception("delivery handler failed for room %s", room)
+
+    def _on_repaired(self, channel: bytes) -> None:
+        room = self._channel_rooms.get(channel)
+        if room is not None and self._handler is not None:
+            task = asyncio.ensure_future(self._announce_head(room))
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
+
+    async def _announce_head(self, room: str) -> None:
+        """After a re-subscription: tell the node the history head (an empty
+        Delivery with ``head``) so it repairs a gap even if the room stays quiet."""
+        try:
+            rec = await self.load(room)
+        except BrokerUnavailable:
+            return  # the next event's seq jump triggers the repair instead
+        if rec.epoch and self._handler is not None and room in self._channel_rooms.values():
+            self._handler(Delivery(room, rec.epoch, rec.version, (), head=rec.seq))
 
     # -- the atomic step --------------------------------------------------------
 

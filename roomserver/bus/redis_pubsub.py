@@ -134,10 +134,18 @@ class ShardSubscriber:
     with backoff, until that works: the broker heals without a restart.
     Messages published in between are lost (pub/sub is at most once)."""
 
-    def __init__(self, router: SlotRouter, on_message: MessageHandler) -> None:
+    def __init__(
+        self,
+        router: SlotRouter,
+        on_message: MessageHandler,
+        on_repaired: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.router = router
         self.timeouts = router.timeouts
         self._on_message = on_message
+        # Called for each channel re-subscribed after a loss: what was published
+        # in between is gone from pub/sub, so the owner checks the history head.
+        self._on_repaired = on_repaired
         self._wanted: dict[bytes, int] = {}  # channel -> slot
         self._where: dict[bytes, _ShardReader] = {}
         self._readers: dict[str, _ShardReader] = {}
@@ -281,6 +289,10 @@ class ShardSubscriber:
             deadline = loop.time() + self.timeouts.op
             results = await asyncio.gather(*(self._ensure(c, deadline) for c in todo), return_exceptions=True)
             failed = [c for c, r in zip(todo, results, strict=True) if isinstance(r, BaseException)]
+            if self._on_repaired is not None:
+                for c in todo:
+                    if c not in failed and c in self._where:
+                        self._on_repaired(c)
             if failed:
                 self._repair.update(failed)
                 await asyncio.sleep(backoff)

@@ -149,7 +149,11 @@ def test_ephemeral_events_coalesce_by_key(fanout):
 
 
 def test_targeted_events_reach_only_their_audience_and_close(fanout):
-    (a, ta, ca), (b, tb, _), (s, ts, _) = make_conn(1, "alice"), make_conn(2, "bob"), make_conn(3, "mod", staff=True)
+    (a, ta, _), (b, tb, _), (s, ts, _) = (
+        make_conn(1, "alice"),
+        make_conn(2, "bob"),
+        make_conn(3, "mod", staff=True),
+    )
     fanout.set_ready("r", "e1", 0)
     for c in (a, b, s):
         fanout.join(c, "r")
@@ -176,7 +180,9 @@ def test_sync_merges_history_and_held_events_without_duplicates(fanout):
     fanout.flush()
     assert t.frames == []  # held while syncing
     history = [durable("r", 2), durable("r", 3), durable("r", 4)]
-    n = fanout.end_sync(c, "r", history, lambda n: msgspec.json.encode({"re": 1, "ok": True, "data": {"replayed": n}}))
+    n = fanout.end_sync(
+        c, "r", history, lambda n: msgspec.json.encode({"re": 1, "ok": True, "data": {"replayed": n}})
+    )
     fanout.flush()
     msgs = t.messages()
     assert n == 4
@@ -186,8 +192,10 @@ def test_sync_merges_history_and_held_events_without_duplicates(fanout):
 
 def test_soft_limit_sheds_ephemeral_and_hard_limit_closes(fanout):
     fanout.buffer_soft, fanout.buffer_limit = 100, 1000
-    (ok, tok, _), (soft, tsoft, _), (slow, tslow, cslow) = make_conn(1), make_conn(2, buffered=500), make_conn(
-        3, buffered=5000
+    (ok, tok, _), (soft, tsoft, _), (slow, tslow, _) = (
+        make_conn(1),
+        make_conn(2, buffered=500),
+        make_conn(3, buffered=5000),
     )
     fanout.set_ready("r", "e1", 0)
     for c in (ok, soft, slow):
@@ -228,3 +236,23 @@ def test_leave_drops_empty_channels(fanout):
     assert fanout.local_counts() == {"r": 1}
     assert fanout.remove_connection(c) == ["r"]
     assert fanout.channels == {}
+
+
+async def test_head_only_delivery_repairs_a_quiet_room():
+    """After a re-subscription the bus announces the history head; a room that
+    missed events while unsubscribed reads them even if nothing else happens."""
+    history = {1: durable("r", 1), 2: durable("r", 2)}
+
+    async def reader(room: str, since: int):
+        return [history[s] for s in sorted(history) if s > since]
+
+    fanout = Fanout(flush_ms=10, history_reader=reader)
+    c, t, _ = make_conn(1)
+    fanout.set_ready("r", "e1", 0)
+    fanout.join(c, "r")
+    fanout.ingest(Delivery("r", "e1", 1, (), head=2))
+    await asyncio.sleep(0.02)
+    fanout.flush()
+    assert [m["seq"] for m in t.messages()] == [1, 2]
+    fanout.ingest(Delivery("r", "e1", 1, (), head=2))  # nothing new: no repair
+    assert not fanout.channels["r"].repairing
