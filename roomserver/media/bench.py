@@ -226,7 +226,7 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
         viewers: list[Viewer] = []
         try:
             await _connect(http, base, publisher, f"/v1/rooms/{ROOM}/whip")
-            await asyncio.sleep(2)
+            await asyncio.sleep(args.settle)
             if video.count == 0:
                 raise RuntimeError("the publisher sends no frames")
             baseline: float | None = None
@@ -235,7 +235,7 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
                     viewer = Viewer(decode=False)
                     viewers.append(viewer)
                     await _connect(http, base, viewer, f"/v1/rooms/{ROOM}/whep")
-                await asyncio.sleep(2)  # settle: joins and their keyframes are over
+                await asyncio.sleep(args.settle)  # joins and their keyframes are over
                 frames_before = [v.encoded_frames["video"] for v in viewers]
                 cpu_before, t0 = process_cpu_seconds(server.pid), time.monotonic()
                 await asyncio.sleep(args.seconds)
@@ -244,11 +244,12 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
                     (v.encoded_frames["video"] - b) / elapsed
                     for v, b in zip(viewers, frames_before, strict=True)
                 ]
+                delivered_viewer_s = sum(fps) * elapsed / args.fps
                 if target == 0:
                     baseline = cpu / elapsed
                 joins, latencies = [], []
                 for _ in range(args.probes):
-                    first, lat = await _probe(http, base, video, 1.5)
+                    first, lat = await _probe(http, base, video, args.probe_seconds)
                     joins.append(round(first, 1))
                     latencies += lat
                 latencies.sort()
@@ -263,6 +264,9 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
                         if target and baseline is not None
                         else None
                     ),
+                    cpu_per_delivered_viewer_s=round(cpu / delivered_viewer_s, 4)
+                    if delivered_viewer_s
+                    else None,
                     viewer_fps_mean=round(statistics.fmean(fps), 1) if fps else 0.0,
                     viewer_fps_min=round(min(fps), 1) if fps else 0.0,
                     join_to_first_frame_ms=joins,
@@ -312,13 +316,7 @@ def _counts(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:
-        parser = argparse.ArgumentParser(prog="roomserver.media.bench serve")
-        parser.add_argument("--mode", choices=["forward", "relay"], required=True)
-        asyncio.run(serve(parser.parse_args(argv[1:]).mode))
-        return
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--viewers", type=_counts, default=[10, 20, 40], help="forwarder steps, e.g. 10,20,40"
@@ -328,12 +326,24 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per step")
     parser.add_argument("--probes", type=int, default=3, help="late-joining decoding viewers per step")
+    parser.add_argument("--probe-seconds", type=float, default=1.5, help="how long each probe watches")
+    parser.add_argument("--settle", type=float, default=2.0, help="wait after joins before measuring")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--bitrate", type=int, default=1_500_000)
     parser.add_argument("--json", default=None, help="write the results here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        serve_parser = argparse.ArgumentParser(prog="roomserver.media.bench serve")
+        serve_parser.add_argument("--mode", choices=["forward", "relay"], required=True)
+        asyncio.run(serve(serve_parser.parse_args(argv[1:]).mode))
+        return
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     result = asyncio.run(bench(args))
     if args.json:
