@@ -132,6 +132,14 @@ async def serve(mode: str) -> None:
 # ---------------------------------------------------------------------------- client side
 
 
+def process_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def process_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -154,6 +162,7 @@ class Step:
     join_to_first_frame_ms: list[float] = field(default_factory=list)
     latency_ms_p50: float | None = None
     latency_ms_p95: float | None = None
+    server_rss_mb: float = 0.0
 
 
 class ServerProcess:
@@ -272,6 +281,7 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
                     join_to_first_frame_ms=joins,
                     latency_ms_p50=round(latencies[len(latencies) // 2], 1) if latencies else None,
                     latency_ms_p95=round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None,
+                    server_rss_mb=round(process_rss_mb(server.pid), 1),
                 )
                 steps.append(step)
                 print(json.dumps(asdict(step)), flush=True)

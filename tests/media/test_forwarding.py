@@ -16,13 +16,8 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 
-from roomserver.media.forwarding import (
-    EncodedFrameTap,
-    KeyframeRequester,
-    MarkerJitterBuffer,
-    TrackForwarder,
-    is_keyframe,
-)
+from roomserver.media.forwarding import EncodedFrameTap, KeyframeRequester, TrackForwarder, is_keyframe
+from roomserver.media.jitter import MarkerJitterBuffer
 from roomserver.media.negotiation import CodecChoice
 from roomserver.media.synthetic import CounterVideoTrack, read_counter
 
