@@ -9,6 +9,7 @@ for WebRTC, so a host page can publish to the server and a viewer page play it b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -69,7 +70,8 @@ def web_app(config: Config) -> web.Application:
 
 @pytest.fixture(scope="session")
 async def server() -> AsyncIterator[Server]:
-    config = Config(host="127.0.0.1", port=0, flush_ms=20)
+    # Media (when the server mounts it) gathers ICE candidates on loopback only.
+    config = Config(host="127.0.0.1", port=0, flush_ms=20, ice_host="127.0.0.1")
     app = web_app(config)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
@@ -124,6 +126,13 @@ class Pages:
         if ready:
             await p.wait_for_selector("body[data-ready='1']", timeout=15_000)
         return p
+
+    @contextlib.asynccontextmanager
+    async def admin_http(self) -> AsyncIterator[aiohttp.ClientSession]:
+        """An HTTP session on the server's REST API with an admin token."""
+        headers = {"Authorization": f"Bearer {self.server.token('e2e-admin', 'admin')}"}
+        async with aiohttp.ClientSession(base_url=self.server.url, headers=headers) as http:
+            yield http
 
     async def new_context(self, **kw: Any) -> BrowserContext:
         ctx = await self.browser.new_context(viewport=DESKTOP, **kw)
