@@ -556,6 +556,11 @@ class Run:
             "window_s": round(wall, 3),
             "deliveries": deliveries,
             "frames": after["frames"] - before["frames"],
+            # Fan-out cost is per frame written: these two explain deliveries per CPU-second.
+            "msgs_per_frame": round(deliveries / frames, 2)
+            if (frames := after["frames"] - before["frames"])
+            else None,
+            "server_us_per_frame": round(server_cpu * 1e6 / frames, 2) if frames else None,
             "deliveries_per_s": round(deliveries / wall) if wall > 0 else None,
             "server_cpu_s": round(server_cpu, 2),
             "server_cores": round(server_cpu / wall, 3) if wall > 0 else None,
