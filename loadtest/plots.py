@@ -45,6 +45,12 @@ def plot_run(result: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
     ax.set_ylabel("delivered (thousand messages/s, all sockets)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
+    t, v = _series(result, "server_cores")
+    if t:
+        ax2 = ax.twinx()
+        ax2.plot(t, v, color="tab:red", alpha=0.7, label="server cores")
+        ax2.set_ylabel("server CPU (cores)", color="tab:red")
+        ax2.set_ylim(0, max(1.0, max(v) * 1.1))
     p = out_dir / f"{stem}-rate.png"
     fig.tight_layout()
     fig.savefig(p, dpi=100)

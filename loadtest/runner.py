@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import secrets
 import sys
@@ -124,6 +125,7 @@ class Series:
 
     deliveries: dict[int, int] = field(default_factory=dict)
     latency: dict[int, HdrHistogram] = field(default_factory=dict)
+    server_cores: dict[int, float] = field(default_factory=dict)
 
     def add(self, second: int, deliveries: int, hist_blob: bytes) -> None:
         self.deliveries[second] = self.deliveries.get(second, 0) + deliveries
@@ -138,6 +140,8 @@ class Series:
         for s in sorted(set(self.deliveries) | set(self.latency)):
             h = self.latency.get(s)
             row: dict[str, Any] = {"t": s, "deliveries": self.deliveries.get(s, 0)}
+            if s in self.server_cores:
+                row["server_cores"] = self.server_cores[s]
             row.update({k: v for k, v in histo.summary_ms(h or histo.new()).items() if k != "mean"})
             out.append(row)
         return out
@@ -184,6 +188,7 @@ class Run:
         self.redis = None
         self.redis_pids: list[int] = []
         self._sender_last = 0
+        self._cpu_last: tuple[float, float] | None = None
 
     # -- servers -------------------------------------------------------------------
 
@@ -414,9 +419,16 @@ class Run:
 
     def _parent_tick(self) -> None:
         if self.window_start:
-            second = int(time.time() - self.window_start)
+            now = time.time()
+            second = int(now - self.window_start)
             self.series.add(second, self.tally.deliveries - self._sender_last, b"")
             self._sender_last = self.tally.deliveries
+            cpu = self._server_cpu()
+            if self._cpu_last is not None and now > self._cpu_last[0]:
+                self.series.server_cores[second] = round(
+                    (cpu - self._cpu_last[1]) / (now - self._cpu_last[0]), 3
+                )
+            self._cpu_last = (now, cpu)
 
     def _report(self, progress: Progress, elapsed: float, viewers: int, phase: str) -> None:
         last_full = int(time.time() - self.window_start) - 1 if self.window_start else -1
@@ -493,6 +505,9 @@ class Run:
         if o.target != "bare":
             await self._connect_senders()
         await asyncio.sleep(o.settle_s)
+        gc.collect()
+        gc.freeze()
+        gc.disable()  # as in the workers: no collector pauses inside the window
         self.window_start = time.time()
         before = await self._snap()
         await self._send_window(http, progress, viewers)
@@ -505,6 +520,7 @@ class Run:
         for w in self.workers:
             w.send({"cmd": "final", "seq": final_seq, "timeout": o.verify_timeout_s})
         finals = [await w.expect("final", o.verify_timeout_s + 30) for w in self.workers]
+        gc.enable()
         return self._barrage_result(before, after, finals, final_seq, t_joined, viewers)
 
     def _barrage_result(
