@@ -126,6 +126,7 @@ class Series:
     deliveries: dict[int, int] = field(default_factory=dict)
     latency: dict[int, HdrHistogram] = field(default_factory=dict)
     server_cores: dict[int, float] = field(default_factory=dict)
+    loadgen_lag_ms: dict[int, float] = field(default_factory=dict)  # worst event-loop lag of any worker
 
     def add(self, second: int, deliveries: int, hist_blob: bytes) -> None:
         self.deliveries[second] = self.deliveries.get(second, 0) + deliveries
@@ -142,6 +143,8 @@ class Series:
             row: dict[str, Any] = {"t": s, "deliveries": self.deliveries.get(s, 0)}
             if s in self.server_cores:
                 row["server_cores"] = self.server_cores[s]
+            if s in self.loadgen_lag_ms:
+                row["loadgen_lag_ms"] = self.loadgen_lag_ms[s]
             row.update({k: v for k, v in histo.summary_ms(h or histo.new()).items() if k != "mean"})
             out.append(row)
         return out
@@ -329,6 +332,9 @@ class Run:
         if kind in ("tick", "final") and self.window_start:
             second = int(msg.get("wall", time.time()) - self.window_start)
             self.series.add(second, msg["deliveries"] - w.last["deliveries"], msg.get("hist", b""))
+            if "lag_ms" in msg:
+                lags = self.series.loadgen_lag_ms
+                lags[second] = max(lags.get(second, 0.0), msg["lag_ms"])
         if kind in ("tick", "final", "snap", "ready"):
             w.last.update({k: msg[k] for k in ("joined", "deliveries", "frames", "failed") if k in msg})
         if kind in w.inbox:

@@ -74,6 +74,7 @@ class Worker:
         self.attempted = 0
         self.times = JoinTimes()
         self.done = asyncio.Event()
+        self.max_lag_ms = 0.0
         self._final: asyncio.Task | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -124,11 +125,31 @@ class Worker:
             self.done.set()
 
     async def _tick(self) -> None:
+        lag = asyncio.get_running_loop().create_task(self._measure_lag())
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                max_lag, self.max_lag_ms = self.max_lag_ms, 0.0
+                self._send(
+                    {
+                        "kind": "tick",
+                        "wall": time.time(),
+                        "hist": self.tally.take_latency(),
+                        "lag_ms": round(max_lag, 1),
+                        **self._counts(),
+                    }
+                )
+        finally:
+            lag.cancel()
+
+    async def _measure_lag(self) -> None:
+        """How late this loop wakes up: a stalled worker reads late and inflates latency."""
         while True:
-            await asyncio.sleep(1.0)
-            self._send(
-                {"kind": "tick", "wall": time.time(), "hist": self.tally.take_latency(), **self._counts()}
-            )
+            t0 = time.monotonic()
+            await asyncio.sleep(0.02)
+            late = (time.monotonic() - t0 - 0.02) * 1000
+            if late > self.max_lag_ms:
+                self.max_lag_ms = late
 
     def _counts(self) -> dict[str, Any]:
         joined = sum(1 for v in self.viewers if v.check is not None)
