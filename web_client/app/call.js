@@ -8,6 +8,15 @@ let me;
 let grid;
 let stream = null;
 let publication = null;
+// Publishers are listed by user id; names come from events as people join and chat.
+const names = new Map();
+
+function learnName(user) {
+  if (!user || user.id === me?.id || names.get(user.id) === user.name) return;
+  names.set(user.id, user.name);
+  const label = document.querySelector(`#videos .tile[data-user="${CSS.escape(user.id)}"] .tile-label`);
+  if (label) label.textContent = user.name;
+}
 
 async function main() {
   client = await openClient(p, $("#conn"));
@@ -18,8 +27,16 @@ async function main() {
   if (snap.room.mode !== "call") toast("This is a live room, not a call: only the host and co-hosts can be on camera.", "warn", 6000);
 
   const chat = new ChatList($("#chat"), 100);
-  client.on("barrage", (d, m) => m.room === p.room && chat.barrage(d));
-  client.on("member.joined", (d, m) => m.room === p.room && chat.system(`${d.user.name} joined`));
+  client.on("barrage", (d, m) => {
+    if (m.room !== p.room) return;
+    learnName(d.user);
+    chat.barrage(d);
+  });
+  client.on("member.joined", (d, m) => {
+    if (m.room !== p.room) return;
+    learnName(d.user);
+    chat.system(`${d.user.name} joined`);
+  });
   client.on("online", (d, m) => m.room === p.room && ($("#online").textContent = String(d.count)));
   $("#say-form").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -31,7 +48,7 @@ async function main() {
   grid = client.followPublishers(p.room, $("#videos"), {
     exclude: [me.id],
     muted: false,
-    makeTile: (entry) => h("div.tile", {}, h("video", { autoplay: true, playsInline: true }), h("span.tile-label", {}, entry.user)),
+    makeTile: (entry) => h("div.tile", {}, h("video", { autoplay: true, playsInline: true }), h("span.tile-label", {}, names.get(entry.user) || entry.user)),
     onChange: (entries) => count(entries.length),
   });
   await joinOnCamera();
