@@ -173,13 +173,21 @@ class Node:
             doc = rules.new_room(room, now_ms(), barrage_cap=self.config.barrage_cap)
             res = await self.broker.commit(room, [], expect_version=0, doc=rules.encode_doc(doc))
             if res.status == CommitStatus.OK:
-                self._docs[room] = (res.version, doc)
+                self._cache(room, res.version, doc)
                 return doc
             rec = await self.broker.load(room)
             assert rec.doc is not None
         doc = rules.decode_doc(rec.doc)
-        self._docs[room] = (rec.version, doc)
+        self._cache(room, rec.version, doc)
         return doc
+
+    def _cache(self, room: str, version: int, doc: RoomDoc) -> None:
+        """Keep a room's document only while this node is subscribed to the room:
+        deliveries are what invalidate the cache, and a node hears none for rooms it
+        does not subscribe to (the other room of a PK, a REST call), so such a copy
+        would go stale and a rule would run on it (and fail) without a version check."""
+        if room in self._subscribed:
+            self._docs[room] = (version, doc)
 
     async def require_room(self, room: str) -> RoomDoc:
         doc = await self.room(room)
@@ -218,7 +226,7 @@ class Node:
             if res.status == CommitStatus.IDEM_CONFLICT:
                 raise OpError("conflict", "this cid was used with other parameters")
             if res.status == CommitStatus.OK:
-                self._docs[room] = (res.version, new_doc)
+                self._cache(room, res.version, new_doc)
             return new_doc, res
         raise OpError("unavailable", "the room is too busy, retry", retry_after_ms=100)
 
