@@ -1,0 +1,363 @@
+"""The media layer wired into the server: backend, authorization, room state.
+
+    WHIP/WHEP ──► media_routes(backend, MediaGlue.authorize)
+                     │ tokens (TokenVerifier) + the room document decide who publishes as what
+                     ▼
+                  backend: MediaRouter (media_workers == 0, media in this process)
+                           MediaWorkerPool (N worker processes; room → worker in the bus)
+                     │ on_publishers_changed(room)
+                     ▼
+                  node.transact(room): features["publishers"] + durable media.publishers
+
+Publishing (PROTOCOL §4): in a ``call`` room anyone the token admits publishes as
+``call`` (the router caps a room at 9 publishers); elsewhere a host token (role
+host or admin) publishes as ``host``, a user in the room's co-host list as
+``cohost``; everyone else gets 403. Playing and stopping need a token admitting
+the room (a kicked viewer is refused, like ``room.join``).
+
+Room state drives media through small hooks the handlers call (each a no-op on a
+node without media): ``link_pk``/``unlink_pk`` (PK start/end), ``unpublish``
+(co-host ended), ``room_ended`` (show over: PK, co-hosts and media end).
+
+Limits of this version: media lives in the node whose WHIP/WHEP endpoint was
+called (per node: one router or one pool); nodes do not proxy media to each
+other, so a deployment with several nodes must send a room's WHIP and WHEP
+requests to one node (e.g. a load balancer hashing on the room in the path).
+Room state (co-hosts, PK, publisher lists) is shared through the bus as usual,
+and each node's deadline checks bring its own media in line with it (PK links,
+dismissed co-hosts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from roomserver.auth import AuthError, Identity, TokenVerifier
+from roomserver.bus.base import BrokerUnavailable
+from roomserver.config import Config
+from roomserver.core import cohost as cohost_rules
+from roomserver.core.room import Emit, RoomDoc, decode_doc, is_restricted
+from roomserver.media.errors import BadRequest, Forbidden, MediaError, Unauthorized, Unavailable
+from roomserver.media.sfu import MediaRouter
+from roomserver.media.whip import MediaAction, MediaPrincipal, bearer_token, media_routes
+from roomserver.media.workers import MediaWorkerPool
+from roomserver.node import Node
+from roomserver.protocol import OpError, now_ms
+
+log = logging.getLogger(__name__)
+
+PUBLISHERS_KEY = "publishers"
+WORKER_KEY = "media_worker"
+STORE_ATTEMPTS = 5
+ENDED_PKS_KEPT = 1000
+
+MediaBackend = MediaRouter | MediaWorkerPool
+
+_GLUES: weakref.WeakKeyDictionary[Node, MediaGlue] = weakref.WeakKeyDictionary()
+
+
+class _Unchanged(Exception):
+    """Raised inside a transact rule: nothing to commit."""
+
+
+def publish_role(identity: Identity, doc: RoomDoc | None) -> str | None:
+    """The role ``identity`` publishes with in the room (None = not allowed)."""
+    if doc is not None and doc.mode == "call":
+        return "call"
+    if identity.role in ("host", "admin"):
+        return "host"
+    if doc is not None and identity.user in cohost_rules.cohost_ids(doc):
+        return "cohost"
+    return None
+
+
+class BusRoomRouting:
+    """``RoomRouting`` recorded in the bus: the room document's
+    ``features["media_worker"] = {"node", "worker"}``, written with a CAS commit.
+
+    A room stays on its worker while that worker lives; otherwise the least loaded
+    live worker of this node takes it (fewest sessions, then fewest rooms placed
+    here). A room recorded for another node is taken over by the node whose
+    endpoint was called (media is not proxied between nodes)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._placed: dict[str, int] = {}
+
+    def _owner(self, doc: RoomDoc | None) -> dict[str, Any] | None:
+        owner = doc.features.get(WORKER_KEY) if doc is not None else None
+        return owner if owner is not None and owner.get("node") == self.node.config.node_id else None
+
+    async def assign(self, room: str, loads: Mapping[int, float]) -> int:
+        if not loads:
+            raise Unavailable("no media worker is running")
+        chosen: list[int] = []
+
+        def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+            owner = self._owner(doc)
+            if owner is not None and owner["worker"] in loads:
+                chosen.append(owner["worker"])
+                raise _Unchanged
+            per_worker = collections.Counter(self._placed.values())
+            worker = min(loads, key=lambda w: (loads[w], per_worker[w], w))
+            chosen.append(worker)
+            features = {**doc.features, WORKER_KEY: {"node": self.node.config.node_id, "worker": worker}}
+            return msgspec.structs.replace(doc, features=features), []
+
+        with contextlib.suppress(_Unchanged):
+            await self.node.transact(room, rule, create=True)
+        self._placed[room] = chosen[-1]
+        return chosen[-1]
+
+    async def lookup(self, room: str) -> int | None:
+        rec = await self.node.broker.load(room)
+        owner = self._owner(decode_doc(rec.doc) if rec.doc else None)
+        return None if owner is None else int(owner["worker"])
+
+    async def release(self, room: str, worker: int) -> None:
+        if self._placed.get(room) == worker:
+            del self._placed[room]
+
+        def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+            owner = self._owner(doc)
+            if owner is None or owner["worker"] != worker:
+                raise _Unchanged
+            features = {k: v for k, v in doc.features.items() if k != WORKER_KEY}
+            return msgspec.structs.replace(doc, features=features), []
+
+        with contextlib.suppress(_Unchanged, OpError):
+            await self.node.transact(room, rule)
+
+
+class MediaGlue:
+    def __init__(self, node: Node, verifier: TokenVerifier, config: Config) -> None:
+        self.node = node
+        self.verifier = verifier
+        self.backend: MediaBackend
+        if config.media_workers > 0:
+            self.backend = MediaWorkerPool(
+                config.media_workers,
+                routing=BusRoomRouting(node),
+                ice_host=config.ice_host,
+                public_ip=config.public_ip,
+            )
+        else:
+            self.backend = MediaRouter(ice_host=config.ice_host, public_ip=config.public_ip)
+        self.backend.on_publishers_changed = self._publishers_changed
+        self._storing: set[str] = set()
+        self._rooms_with_publishers: set[str] = set()
+        self._store_again: set[str] = set()
+        self._linked: dict[str, str] = {}  # room → id of the PK whose opponent is linked into it
+        self._ended_pks: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    async def start(self) -> None:
+        if isinstance(self.backend, MediaWorkerPool):
+            await self.backend.start()
+
+    async def close(self) -> None:
+        """Stop all media; rooms that had publishers here get an empty list (their
+        viewers stop waiting for streams that are gone)."""
+        rooms = set(self._rooms_with_publishers)
+        await self.backend.close()
+        for room in rooms:
+            with contextlib.suppress(Exception):
+                await self._store(room, [])
+
+    # -- authorization -------------------------------------------------------------
+
+    async def authorize(self, request: web.Request, room: str, action: MediaAction) -> MediaPrincipal:
+        token = bearer_token(request)
+        if token is None:
+            raise Unauthorized("send the token as Authorization: Bearer JWT")
+        try:
+            identity = self.verifier.verify(token)
+        except AuthError as exc:
+            raise Unauthorized(str(exc)) from None
+        if not identity.admits(room):
+            raise Forbidden(f"this token admits room {identity.room} only")
+        if action == "stop":  # the backend checks that the session is the caller's
+            return MediaPrincipal(identity.user)
+        try:
+            doc = await self._doc(room, fresh=action == "publish")
+            if (
+                doc is not None
+                and not identity.is_staff
+                and is_restricted(doc.kicks, identity.user, now_ms())
+            ):
+                raise Forbidden("you were removed from this room")
+            if action == "play":
+                return MediaPrincipal(identity.user)
+            role = publish_role(identity, doc)
+            if role is None:
+                raise Forbidden(
+                    f"{identity.user} may not publish in room {room}: hosts, admitted co-hosts"
+                    " and members of call rooms may"
+                )
+            if doc is None:  # a host going live in a room nobody joined yet (auto-create)
+                await self.node.room(room, create=True)
+        except OpError as exc:
+            raise BadRequest(exc.message) from None
+        except BrokerUnavailable:
+            raise Unavailable("room state is unavailable, retry") from None
+        return MediaPrincipal(identity.user, role)
+
+    async def _doc(self, room: str, *, fresh: bool) -> RoomDoc | None:
+        """Publishing reads the room from the bus: a co-host admitted on another node
+        a moment ago must not meet this node's cached document."""
+        if not fresh:
+            return await self.node.room(room)
+        rec = await self.node.broker.load(room)
+        return decode_doc(rec.doc) if rec.doc else None
+
+    # -- publisher lists → room state -------------------------------------------------
+
+    def _publishers_changed(self, room: str) -> None:
+        if self.backend.publishers(room):
+            self._rooms_with_publishers.add(room)
+        else:
+            self._rooms_with_publishers.discard(room)
+        if room in self._storing:
+            self._store_again.add(room)
+            return
+        self._storing.add(room)
+        self.node.spawn(self._store_changes(room))
+
+    async def _store_changes(self, room: str) -> None:
+        try:
+            attempts = 0
+            while True:
+                self._store_again.discard(room)
+                try:
+                    await self._store(room, None)
+                except Exception as exc:  # the bus may be down: retry a few times, then give up
+                    attempts += 1
+                    if attempts >= STORE_ATTEMPTS:
+                        log.warning("media.publishers for %s not stored: %r", room, exc)
+                        return
+                    await asyncio.sleep(0.2 * attempts)
+                    self._store_again.add(room)
+                if room not in self._store_again:
+                    return
+        finally:
+            self._storing.discard(room)
+
+    async def _store(self, room: str, publishers: list[dict] | None) -> None:
+        """Commit the room's current list (read inside the rule, so the newest wins)
+        with a durable ``media.publishers`` event, unless it is unchanged."""
+
+        def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+            current = self.backend.publishers(room) if publishers is None else publishers
+            if doc.features.get(PUBLISHERS_KEY, []) == current:
+                raise _Unchanged
+            features = {**doc.features, PUBLISHERS_KEY: current}
+            return msgspec.structs.replace(doc, features=features), [
+                Emit("media.publishers", {"publishers": current})
+            ]
+
+        with contextlib.suppress(_Unchanged):
+            await self.node.transact(room, rule, create=True)
+
+    # -- PK links ----------------------------------------------------------------------
+
+    def link_pk(self, pk: dict[str, Any]) -> None:
+        if pk["id"] in self._ended_pks:
+            return  # a stale document still shows a battle that ended here
+        a, b = pk["rooms"]
+        for room, other in ((a, b), (b, a)):
+            self.backend.link(room, other, pk["hosts"][other], "pk")
+            self._linked[room] = pk["id"]
+
+    def unlink_pk(self, pk: dict[str, Any]) -> None:
+        self._ended_pks[pk["id"]] = None
+        while len(self._ended_pks) > ENDED_PKS_KEPT:
+            self._ended_pks.popitem(last=False)
+        a, b = pk["rooms"]
+        for room, other in ((a, b), (b, a)):
+            self.backend.unlink(room, other)
+            if self._linked.get(room) == pk["id"]:
+                del self._linked[room]
+
+    def sync_pk(self, doc: RoomDoc) -> None:
+        pk = doc.features.get("pk")
+        if pk is not None and pk["state"] == "started":
+            self.link_pk(pk)
+            return
+        last = doc.features.get("pk_last")
+        if last is not None and self._linked.get(doc.id) == last["id"]:
+            self.unlink_pk(last)
+
+    def cohost_publishers(self, room: str) -> set[str]:
+        return {e["user"] for e in self.backend.publishers(room) if e["role"] == "cohost"}
+
+
+def install(app: web.Application, node: Node, verifier: TokenVerifier, config: Config) -> MediaGlue:
+    """Mount WHIP/WHEP on ``app`` and tie the media backend's life to the app's."""
+    glue = MediaGlue(node, verifier, config)
+    _GLUES[node] = glue
+    app.add_routes(media_routes(glue.backend, glue.authorize))
+
+    async def on_startup(app: web.Application) -> None:
+        await glue.start()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await glue.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return glue
+
+
+def for_node(node: Any) -> MediaGlue | None:
+    return _GLUES.get(node)
+
+
+# -- hooks for the handlers: each a no-op on a node without media ------------------------
+
+
+def link_pk(node: Any, pk: dict[str, Any]) -> None:
+    if (glue := for_node(node)) is not None:
+        glue.link_pk(pk)
+
+
+def unlink_pk(node: Any, pk: dict[str, Any]) -> None:
+    if (glue := for_node(node)) is not None:
+        glue.unlink_pk(pk)
+
+
+def sync_pk(node: Any, doc: RoomDoc) -> None:
+    if (glue := for_node(node)) is not None:
+        glue.sync_pk(doc)
+
+
+def cohost_publishers(node: Any, room: str) -> set[str]:
+    glue = for_node(node)
+    return glue.cohost_publishers(room) if glue is not None else set()
+
+
+async def unpublish(node: Any, room: str, user: str) -> None:
+    if (glue := for_node(node)) is not None:
+        with contextlib.suppress(MediaError):
+            await glue.backend.unpublish(room, user)
+
+
+async def room_ended(node: Any, room: str) -> None:
+    """room.end hook: the stage ends with the show — a running PK ends, co-hosts step
+    down, and the room's media (publishers, viewers, PK links) is closed."""
+    from roomserver.handlers import cohost, pk
+
+    try:
+        await pk.room_ended(node, room)
+        await cohost.clear(node, room)
+    finally:
+        if (glue := for_node(node)) is not None:
+            with contextlib.suppress(MediaError):
+                await glue.backend.close_room(room)

@@ -1,0 +1,78 @@
+"""Real servers (``create_app``) for the co-host, PK and media wiring tests.
+
+``make_node`` starts a server on a random loopback port; ``hub=`` makes several of
+them share one in-memory bus (``MemoryHub``), which is how two processes share a
+Redis Cluster: separate nodes, one room state. Media gathers ICE candidates on
+127.0.0.1 only (``ice_host``), both in the server and in the aiortc test clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from roomserver.bus.base import HistoryLimits
+from roomserver.bus.memory import MemoryBroker, MemoryHub
+from roomserver.config import Config
+from roomserver.media.ice import pin_host_addresses
+from roomserver.server import create_app
+from tests.server_fixtures import APP, SECRET, Server, new_room_id
+
+LOOPBACK = "127.0.0.1"
+pin_host_addresses([LOOPBACK])
+
+MakeNode = Callable[..., Awaitable[Server]]
+
+
+async def start_node(hub: MemoryHub | None = None, **overrides: Any) -> Server:
+    overrides.setdefault("flush_ms", 10)
+    overrides.setdefault("ice_host", LOOPBACK)
+    config = Config(apps={APP: SECRET}, **overrides)
+    broker = MemoryBroker(hub, node_id=config.node_id) if hub is not None else None
+    app = create_app(config, broker)
+    ts = TestServer(app, host=LOOPBACK)
+    await ts.start_server()
+    return Server(config, app, ts, aiohttp.ClientSession())
+
+
+@pytest.fixture
+async def make_node() -> AsyncIterator[MakeNode]:
+    servers: list[Server] = []
+
+    async def make(hub: MemoryHub | None = None, **overrides: Any) -> Server:
+        server = await start_node(hub, **overrides)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in reversed(servers):
+        await server.close()
+
+
+@pytest.fixture
+async def server(make_node: MakeNode) -> Server:
+    return await make_node()
+
+
+@pytest.fixture
+def hub() -> MemoryHub:
+    return MemoryHub(HistoryLimits())
+
+
+@pytest.fixture
+def room() -> str:
+    return new_room_id()
+
+
+@pytest.fixture
+def short_expiry(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Requests and invitations expire after 400 ms instead of 60 s (the rule is the same)."""
+    from roomserver.core import cohost, pk
+
+    monkeypatch.setattr(cohost, "PENDING_TTL_MS", 400)
+    monkeypatch.setattr(pk, "INVITE_TTL_MS", 400)
+    return 400
