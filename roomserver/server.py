@@ -68,4 +68,8 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
+    # WHIP/WHEP and the media backend (started after the node, closed before it stops).
+    from roomserver import media_glue
+
+    media_glue.install(app, node, verifier, config)
     return app
