@@ -11,7 +11,7 @@ import msgspec
 from roomserver.bus.base import CommitStatus, Idem
 from roomserver.core import room as rules
 from roomserver.core.room import Emit, Product
-from roomserver.handlers import OpContext, op
+from roomserver.handlers import OpContext, op, pk
 from roomserver.handlers.commerce import keyword_entry
 from roomserver.protocol import OpError, now_ms
 
@@ -99,8 +99,12 @@ async def gift(ctx: OpContext, p: GiftParams) -> dict:
         "count": p.count,
         "value": value,
     }
-    await node.require_room(ctx.room)
-    await node.publish(ctx.room, [Emit("gift", data)], idem=idem_for(ctx, "gift", p.cid, p.gift, p.count))
+    doc = await node.require_room(ctx.room)
+    res = await node.publish(
+        ctx.room, [Emit("gift", data)], idem=idem_for(ctx, "gift", p.cid, p.gift, p.count)
+    )
+    if res.status == CommitStatus.OK:  # not for a replayed cid: a gift counts once
+        await pk.gift_sent(node, ctx.room, doc, value)
     return {"value": value}
 
 
