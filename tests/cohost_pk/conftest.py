@@ -8,12 +8,16 @@ Redis Cluster: separate nodes, one room state. Media gathers ICE candidates on
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from aiortc import RTCPeerConnection
 
 from roomserver.bus.base import HistoryLimits
 from roomserver.bus.memory import MemoryBroker, MemoryHub
@@ -39,8 +43,24 @@ async def start_node(hub: MemoryHub | None = None, **overrides: Any) -> Server:
     return Server(config, app, ts, aiohttp.ClientSession())
 
 
+def open_peer_connections() -> list[RTCPeerConnection]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"]
+
+
 @pytest.fixture
-async def make_node() -> AsyncIterator[MakeNode]:
+async def no_leaked_peer_connections() -> AsyncIterator[None]:
+    """After the servers closed (see ``make_node``), no aiortc peer connection of the
+    test is left open: neither the server's nor the test clients'."""
+    yield
+    deadline = time.monotonic() + 3
+    while open_peer_connections() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert open_peer_connections() == []
+
+
+@pytest.fixture
+async def make_node(no_leaked_peer_connections: None) -> AsyncIterator[MakeNode]:
     servers: list[Server] = []
 
     async def make(hub: MemoryHub | None = None, **overrides: Any) -> Server:
