@@ -154,6 +154,8 @@ def _check_p99(result: dict[str, Any], limit: float | None) -> None:
 
 def suite(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The issue's side-by-side comparisons in one run."""
+    if args.url:
+        raise ValueError("suite starts its own servers (bare, batching off, Redis Cluster); drop --url")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     base = options_from(args, "barrage")
     plan: list[tuple[str, Options]] = [

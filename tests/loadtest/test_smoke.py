@@ -52,8 +52,8 @@ def test_barrage_smoke_every_message_reaches_every_viewer_once_in_order(tmp_path
     assert (v["with_gaps"], v["with_duplicates"], v["incomplete"], v["not_joined"]) == (0, 0, 0, 0)
     # 50/s for 5 s, all under the room's cap of 250/s: nothing shed, nothing refused.
     assert sends["sent"] == 250 and sends["accepted"] == 250 and sends["shed"] == 0 and not sends["errors"]
-    # The room's durable events are exactly the barrage plus the final marker.
-    assert v["final_seq"] == 251
+    # Every accepted barrage got a seq before the final marker's (other durable events may exist).
+    assert v["final_seq"] >= 251
     assert r["deliveries"] >= 200 * 250
     assert r["latency_ms"]["count"] > 0 and r["latency_ms"]["p99"] is not None
     assert r["server_cpu_s"] > 0 and r["loadgen_cpu_s"] > 0
