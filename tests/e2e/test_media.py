@@ -1,0 +1,149 @@
+"""Video through the real server in Chromium: WHIP from the host page (fake camera), WHEP to
+viewers, co-hosts, PK battles and call rooms, all following `media.publishers`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.e2e.conftest import SCREENSHOTS
+from tests.e2e.test_live_room import T, tab
+
+pytestmark = pytest.mark.e2e
+
+MEDIA_T = 20_000  # ms: ICE + DTLS + first keyframe on a busy 2-core machine
+
+
+async def playing(page: Page, video: str) -> None:
+    """The <video> decodes frames: it has a size and its clock advances."""
+    await page.wait_for_function(
+        """(sel) => { const v = document.querySelector(sel); return v && v.videoWidth > 0 && v.currentTime > 0; }""",
+        arg=video,
+        timeout=MEDIA_T,
+    )
+    t1 = await page.evaluate("(sel) => document.querySelector(sel).currentTime", video)
+    await asyncio.sleep(1.0)
+    t2 = await page.evaluate("(sel) => document.querySelector(sel).currentTime", video)
+    assert t2 > t1 + 0.3, (video, t1, t2)
+
+
+async def go_live(host: Page) -> None:
+    await host.click("#golive-btn")
+    await host.wait_for_function(
+        "() => app.cam.publication && app.cam.publication.pc.connectionState === 'connected'", timeout=MEDIA_T
+    )
+    await expect(host.locator("#pub-state")).to_have_text("● on air")
+
+
+async def test_host_publishes_the_fake_camera_and_a_viewer_plays_it(pages, room) -> None:
+    host = await pages.open("host", room, "h1", "host")
+    await go_live(host)
+    viewer = await pages.open("viewer", room, "v1")
+    tile = viewer.locator("#videos .tile[data-user='h1']")
+    await expect(tile).to_have_attribute("data-role", "host", timeout=MEDIA_T)
+    await playing(viewer, "#videos .tile[data-user='h1'] video")
+    await expect(viewer.locator("#placeholder")).to_be_hidden()
+    # Ending the show stops the publication: the tile goes away.
+    await host.click("#end-btn")
+    await expect(tile).to_have_count(0, timeout=MEDIA_T)
+
+
+async def test_cohost_goes_on_camera_and_the_viewer_sees_two_videos(pages, room) -> None:
+    host = await pages.open("host", room, "h1", "host")
+    await go_live(host)
+    guest = await pages.open("viewer", room, "g1", name="Gus")
+    viewer = await pages.open("viewer", room, "v1")
+    await guest.click("#cohost-btn")
+    await expect(guest.locator(".toast.ok", has_text="Request sent")).to_be_visible(timeout=T)
+    await tab(host, "stage")
+    request = host.locator("#requests .item[data-user='g1']")
+    await expect(request).to_be_visible(timeout=T)
+    await request.locator("button", has_text="Accept").click()
+    await expect(guest.locator("#self-tile video")).to_be_visible(timeout=MEDIA_T)
+    await guest.wait_for_function(
+        "() => document.querySelector('#cohost-btn').classList.contains('active')", timeout=MEDIA_T
+    )
+    await expect(viewer.locator("#videos .tile")).to_have_count(2, timeout=MEDIA_T)
+    await expect(viewer.locator("#videos")).to_have_attribute("data-count", "2")
+    await playing(viewer, "#videos .tile[data-user='h1'] video")
+    await playing(viewer, "#videos .tile[data-user='g1'] video")
+    await expect(viewer.locator("#videos .tile[data-user='g1']")).to_have_attribute("data-role", "cohost")
+    await expect(host.locator("#cohosts .item[data-user='g1']")).to_be_visible(timeout=T)
+    await playing(host, "#videos .tile[data-user='g1'] video")
+
+    # The host ends the co-hosting: the guest's camera stops and viewers are back to one video.
+    await host.locator("#cohosts .item[data-user='g1'] button").click()
+    await expect(viewer.locator("#videos .tile")).to_have_count(1, timeout=MEDIA_T)
+    await expect(guest.locator("#self-tile")).to_have_count(0, timeout=T)
+
+
+async def test_host_invites_a_viewer_on_camera(pages, room) -> None:
+    host = await pages.open("host", room, "h1", "host")
+    await go_live(host)
+    guest = await pages.open("viewer", room, "g2", name="Gia")
+    await tab(host, "stage")
+    await host.fill("#invite-user", "g2")
+    await host.click("#invite-btn")
+    await guest.click("#accept-invite", timeout=T)
+    await expect(guest.locator("#self-tile")).to_be_visible(timeout=MEDIA_T)
+    viewer = await pages.open("viewer", room, "v2")
+    await expect(viewer.locator("#videos .tile")).to_have_count(2, timeout=MEDIA_T)
+    await playing(viewer, "#videos .tile[data-user='g2'] video")
+
+
+async def test_pk_battle_shows_both_hosts_and_the_score(pages, room) -> None:
+    other = room + "-b"
+    host_a = await pages.open("host", room, "ha", "host", name="Ava")
+    host_b = await pages.open("host", other, "hb", "host", name="Ben")
+    await go_live(host_a)
+    await go_live(host_b)
+    viewer = await pages.open("viewer", room, "v1")
+    await playing(viewer, "#videos .tile[data-user='ha'] video")
+
+    await tab(host_a, "stage")
+    await host_a.fill("#pk-room", other)
+    await host_a.fill("#pk-duration", "120")
+    await host_a.click("#pk-invite-btn")
+    await tab(host_b, "stage")
+    invite = host_b.locator("#pk-invites .item")
+    await expect(invite).to_be_visible(timeout=T)
+    await invite.locator("button", has_text="Accept").click()
+
+    await expect(viewer.locator("#pkbar")).to_be_visible(timeout=T)
+    await expect(viewer.locator("#videos .tile")).to_have_count(2, timeout=MEDIA_T)
+    await expect(viewer.locator("#videos .tile[data-user='hb']")).to_have_attribute("data-role", "pk")
+    await playing(viewer, "#videos .tile[data-user='hb'] video")
+    await playing(viewer, "#videos .tile[data-user='ha'] video")
+    # Gifts in room A are A's points.
+    await viewer.click("#gift-btn")
+    await viewer.click("#gift-grid [data-gift='rocket']")
+    await expect(viewer.locator("#pk-ours")).to_have_text("500", timeout=T)
+    await expect(host_b.locator("#pk-theirs")).to_have_text("500", timeout=T)
+    await host_a.click("#pk-end-btn")
+    await expect(viewer.locator(".toast", has_text="We won the PK!")).to_be_visible(timeout=T)
+
+
+async def test_call_room_grid(pages, server, room) -> None:
+    async with pages.admin_http() as http:
+        res = await http.post("/v1/rooms", json={"id": room, "title": "Team sync", "mode": "call"})
+        assert res.status == 201
+    people = [
+        await pages.open("call", room, f"p{i}", name=name) for i, name in enumerate(["Ana", "Bo", "Cy"])
+    ]
+    for page in people:
+        await expect(page.locator("#videos .tile")).to_have_count(3, timeout=MEDIA_T)
+        await expect(page.locator("#call-count")).to_have_text("3")
+    for i, page in enumerate(people):
+        for j in range(3):
+            if i != j:
+                await playing(page, f"#videos .tile[data-user='p{j}'] video")
+    await people[0].fill("#say", "Can everyone see me?")
+    await people[0].press("#say", "Enter")
+    await expect(people[2].locator("#chat .line.msg", has_text="Can everyone see me?")).to_be_visible(
+        timeout=T
+    )
+    await people[0].screenshot(path=SCREENSHOTS / "call.png")
+    await people[2].click("#leave-btn")
+    await expect(people[0].locator("#videos .tile")).to_have_count(2, timeout=MEDIA_T)
