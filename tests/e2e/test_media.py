@@ -120,7 +120,9 @@ async def test_pk_battle_shows_both_hosts_and_the_score(pages, room) -> None:
     await viewer.click("#gift-btn")
     await viewer.click("#gift-grid [data-gift='rocket']")
     await expect(viewer.locator("#pk-ours")).to_have_text("500", timeout=T)
+    await expect(viewer.locator("#pk-theirs-name")).to_have_text("hb")
     await expect(host_b.locator("#pk-theirs")).to_have_text("500", timeout=T)
+    await viewer.screenshot(path=SCREENSHOTS / "viewer-pk.png")
     await host_a.click("#pk-end-btn")
     await expect(viewer.locator(".toast", has_text="We won the PK!")).to_be_visible(timeout=T)
 

@@ -716,8 +716,9 @@ export class RoomView {
     const scores = pk.scores || {};
     const ours = scores[this.room] || 0;
     const theirs = scores[other] || 0;
-    $("#pk-ours-name").textContent = this.state.host || this.room;
-    $("#pk-theirs-name").textContent = other;
+    const hosts = pk.hosts || {};
+    $("#pk-ours-name").textContent = hosts[this.room] || this.state.host || this.room;
+    $("#pk-theirs-name").textContent = hosts[other] || other;
     $("#pk-ours").textContent = compact(ours);
     $("#pk-theirs").textContent = compact(theirs);
     const pct = ours + theirs ? (100 * ours) / (ours + theirs) : 50;
