@@ -12,6 +12,7 @@ because with real apps only the app's back end may mint tokens.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,9 @@ from roomserver.auth import DEV_APP, Role, mint_token
 from roomserver.config import Config
 from roomserver.protocol import encode
 
+log = logging.getLogger(__name__)
+
+# The checkout's web_client/ (the package is installed editable: `pip install -e .`).
 WEB_DIR = Path(__file__).resolve().parent.parent / "web_client"
 PAGES = {
     "/": "index.html",
@@ -52,12 +56,12 @@ def _error(status: int, code: str, message: str) -> web.Response:
     )
 
 
-def _page(name: str):
-    path = WEB_DIR / name
+def _page(web_dir: Path, name: str):
+    path = web_dir / name
 
     async def handler(request: web.Request) -> web.StreamResponse:
         if not path.is_file():
-            return _error(404, "not_found", f"{name} is missing from {WEB_DIR}")
+            return _error(404, "not_found", f"{name} is missing from {web_dir}")
         return web.FileResponse(path, headers=NO_CACHE)
 
     return handler
@@ -91,12 +95,19 @@ def _dev_token(config: Config):
     return handler
 
 
-def add_web_routes(app: web.Application, config: Config) -> None:
-    """Serve ``web_client/`` at ``/`` and the dev token mint (dev mode only)."""
+def add_web_routes(app: web.Application, config: Config, web_dir: Path = WEB_DIR) -> None:
+    """Serve ``web_client/`` at ``/`` and the dev token mint (dev mode only).
+
+    Without the folder (an install that did not ship it) the API still runs; the pages
+    answer 404 saying where they were looked for.
+    """
     for route, name in PAGES.items():
-        app.router.add_get(route, _page(name))
+        app.router.add_get(route, _page(web_dir, name))
     for folder in ("sdk", "app"):
-        app.router.add_static(f"/{folder}/", WEB_DIR / folder, append_version=False)
+        if (web_dir / folder).is_dir():
+            app.router.add_static(f"/{folder}/", web_dir / folder, append_version=False)
+        else:
+            log.warning("web client folder %s is missing: /%s/ is not served", web_dir / folder, folder)
     app.router.add_post("/dev/token", _dev_token(config))
 
     async def no_cache(request: web.Request, response: web.StreamResponse) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from roomserver.auth import DEV_APP, TokenVerifier
 from roomserver.config import Config
+from roomserver.web import add_web_routes
 from tests.e2e.conftest import web_app
 
 
@@ -115,3 +118,18 @@ async def test_dev_token_is_404_outside_dev_mode(prod) -> None:
     assert (await res.json())["error"]["code"] == "not_found"
     # The pages themselves are still served: apps hand them tokens in the URL fragment.
     assert (await prod.get("/viewer.html")).status == 200
+
+
+async def test_a_missing_web_client_folder_is_a_404_not_a_crash(tmp_path: Path) -> None:
+    app = web.Application()
+    add_web_routes(app, Config(host="127.0.0.1", port=0), web_dir=tmp_path / "nowhere")
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        res = await client.get("/viewer.html")
+        assert res.status == 404
+        assert "viewer.html is missing" in (await res.json())["error"]["message"]
+        assert (await client.get("/sdk/roomserver.js")).status == 404
+        assert (await client.post("/dev/token", json={"user": "u1"})).status == 200
+    finally:
+        await client.close()
