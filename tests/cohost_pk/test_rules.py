@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -283,3 +285,76 @@ def test_withdraw_rejected_expired_and_rollback() -> None:
     gone, emits = pk.withdraw(b, "pk1", event=None)
     assert emits == [] and "pk_invite" not in gone.features
     assert code_of(pk.withdraw, gone, "pk1", event="pk.expired") == "not_open"
+
+
+PK_ACTIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["invite", "accept", "reject", "end", "tick"]),
+        st.sampled_from(["r0", "r1", "r2"]),
+        st.sampled_from(["r0", "r1", "r2"]),
+        st.integers(0, 40_000),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PK_ACTIONS)
+def test_pk_over_three_rooms_any_sequence(actions: list[tuple[str, str, str, int]]) -> None:
+    """The handlers' orchestration (each step applied to both rooms, errors skipped) over
+    any sequence: a room is in at most one PK; the two rooms of a running PK or a live
+    invitation always agree on it;
+    a started PK ends exactly once in each room; an error changes no document."""
+    docs = {r: room(r) for r in ("r0", "r1", "r2")}
+    now, n, ended = T0, 0, []
+    for action, x, y, step in actions:
+        now += step
+        before = dict(docs)
+        try:
+            if action == "invite":
+                n += 1
+                inv = pk.new_invite(f"pk{n}", x, y, HOST, 30, now)
+                docs[x], _ = pk.reserve(docs[x], inv, now)
+                try:
+                    docs[y], _ = pk.reserve(docs[y], inv, now)
+                except OpError:
+                    docs[x], _ = pk.withdraw(docs[x], inv["id"], event=None)  # rollback
+                    raise
+            elif action == "accept":
+                inv = pk.invitation(docs[x], (docs[x].features.get("pk_invite") or {"id": "-"})["id"], now)
+                if inv["to_room"] != x:
+                    continue
+                a = inv["from_room"]
+                hosts = {a: "ha", x: "hx"}
+                docs[a], _ = pk.start(docs[a], inv["id"], hosts, now, now + 30_000)
+                docs[x], _ = pk.start(docs[x], inv["id"], hosts, now, now + 30_000)
+            elif action == "reject":
+                inv = pk.invitation(docs[x], (docs[x].features.get("pk_invite") or {"id": "-"})["id"], now)
+                for r in inv["rooms"]:
+                    docs[r], _ = pk.withdraw(docs[r], inv["id"], event="pk.rejected", by_room=x)
+            else:  # "end" by a host, or "tick": deadlines (expiry, ends_at)
+                for r in ("r0", "r1", "r2"):
+                    inv = docs[r].features.get("pk_invite")
+                    if action == "tick" and inv is not None and inv["expires_at"] <= now:
+                        for rr in inv["rooms"]:
+                            with contextlib.suppress(OpError):
+                                docs[rr], _ = pk.withdraw(docs[rr], inv["id"], event="pk.expired")
+                    battle = docs[r].features.get("pk")
+                    if battle is not None and ((action == "end" and r == x) or battle["ends_at"] <= now):
+                        for rr in battle["rooms"]:
+                            with contextlib.suppress(OpError):
+                                docs[rr], _ = pk.finish(docs[rr], battle["id"], {}, now, pk.EndReason.TIME)
+                                ended.append((battle["id"], rr))
+        except OpError:
+            if action in ("invite", "accept", "reject"):
+                # A failed step leaves no trace (the invite's rollback restores room x).
+                assert {r: d.features for r, d in docs.items()} == {r: d.features for r, d in before.items()}
+            continue
+        for r, d in docs.items():
+            battle, inv = d.features.get("pk"), d.features.get("pk_invite")
+            assert battle is None or inv is None  # at most one PK per room
+            if battle is not None:
+                assert docs[pk.other_room(battle, r)].features.get("pk") == battle
+            if inv is not None and inv["expires_at"] > now:  # an expired one may linger on one side
+                assert docs[pk.other_room(inv, r)].features.get("pk_invite") == inv
+    assert len(ended) == len(set(ended))  # each room ended each battle once
