@@ -82,8 +82,10 @@ certainly not executed (no connection, a redirect, cluster down) are retried
 within the bound, after refreshing the slot map; idempotent ones also after a
 connection broke mid-command. ``commit``, ``accumulate`` and ``gate`` are not
 retried once sent: if the reply is lost the caller gets ``BrokerUnavailable``
-and the outcome is unknown (a retry with the same ``Idem`` is safe). When
-Redis comes back, the next calls reconnect; nothing needs a restart.
+and the outcome is unknown (a retry with the same ``Idem`` is safe); when the
+command certainly did not run the exception is ``redis_client.NotExecuted``
+(a ``BrokerUnavailable`` with ``executed = False``), which callers may retry
+freely. When Redis comes back, the next calls reconnect; nothing needs a restart.
 
 During a failover window (a primary died, its replica not yet promoted: about
 2–3 s with ``cluster-node-timeout 1000``) the dead primary's rooms answer
@@ -91,25 +93,77 @@ During a failover window (a primary died, its replica not yet promoted: about
 yes`` *every* slot refuses writes between the failure being agreed and the
 promotion (about 1 s), so production clusters should set it to ``no``.
 
-Replication is asynchronous: by default a commit is acknowledged once the
+Replication is asynchronous: by default a write is acknowledged once the
 primary ran it, and if the primary dies before its replica received the
 write, the promoted replica does not have it. The history then lacks that
 tail and the room's ``seq`` continues from the replica's head, so the same
 ``seq`` can be assigned again to a different event (the epoch does not
 change: the replica cannot know what it never saw). Subscribers may have
-received the lost events. With ``durable_wait_ms=N`` every commit script is
-followed, on the same connection, by ``WAIT 1 N``; the commit returns only if
-a replica acknowledged it, otherwise it raises ``BrokerUnavailable`` (the
-write may survive or not: retry with the same ``Idem``). An acknowledged
-commit then survives the failover of its primary (the only/most up-to-date
-replica is promoted; ``tests/contract/test_redis_failover.py`` checks it).
-It also means that after a failover, until the old primary is back as a
-replica (or another replica exists), that shard refuses durable commits: run
-two replicas per primary if that matters. Cost, same benchmark: one caller
-p50 0.2 → 0.3 ms and ≈ −25 % commits/s without coalescing (200 callers: 9k →
-6.7k/s); with coalescing one WAIT covers the whole batch and the cost is lost
-in the noise (≈ 35k/s both). Do not set it on a single node without
-replicas: every commit would fail. It is off by default.
+received the lost events.
+
+Durability: ``durable_wait_ms``
+-------------------------------
+With ``durable_wait_ms=N`` (the server's ``--redis-durable-wait-ms``: 200 by
+default with ``--redis-cluster``, off with ``--redis-url``) a write is
+acknowledged only once a replica has it: the script is followed, on the same
+connection, by ``WAIT 1 N``; if no replica acknowledged within N ms the call
+raises ``BrokerUnavailable`` and its outcome is unknown (the write may survive
+or not: retry with the same cid / ``Idem``). It applies to
+
+* every counter script: ``stock_create/take/close`` (orders, coupon claims),
+  ``shares_create/grab`` (red packets), ``tally``/``tally_close`` (lottery
+  entries and draws, poll votes, follows);
+* every commit that writes the room document (sale, lottery, coupon and packet
+  definitions, draws, closes, room start/end, moderation);
+* event-only commits (barrage, gifts, likes, ``redpacket.finished``,
+  ``order.created``) only with ``durable_events=True``
+  (``--redis-durable-events``); otherwise they cost what they cost without it.
+
+A ``stock_take`` that replays a cid first writes a marker (``replays`` in the
+stock hash). Since Redis 7.2, WAIT waits for the replication offset of the
+connection's last *write*, so without it a replay on a connection that wrote
+nothing lately could acknowledge an order taken by a call whose own WAIT
+failed and that no replica has yet. (Redis 7.0, Debian's, moves that offset
+after every command, so there the replay is covered either way.)
+
+What a client can rely on when the primary of its room's slot dies (one
+replica per primary; ``tests/commerce/test_failover_sale.py`` checks 1–4 with
+two server processes and a crowd of buyers):
+
+1. Every order, claim, grab, entry and room change acknowledged to a client is
+   on the promoted replica: it exists after the failover with the same id and
+   record, and a retry with the same cid returns that same order.
+2. No oversell, nobody over the limit, and the order list reconciles with the
+   stock: records, counters and cids are written by one script and replicated
+   as one transaction, so the promoted replica holds a consistent prefix of the
+   takes. A take whose answer was ``unavailable`` may or may not have survived:
+   a retry with the same cid returns its order if it did and decides afresh if
+   it did not (so it may then be ``sold_out``).
+3. From the crash until the promotion (node timeout + election: 2–3 s with
+   ``cluster-node-timeout 1000``) calls on that slot raise ``BrokerUnavailable``
+   within ``op_timeout``: ops answer ``unavailable`` with ``retry_after_ms``,
+   never hang and never answer ``internal``. With Redis' default
+   ``cluster-require-full-coverage yes`` *every* slot refuses writes between the
+   failure being agreed and the promotion (about 1 s): production clusters
+   should set it to ``no``.
+4. After the promotion, until the promoted primary has a replica again (the old
+   primary restarted as its replica, or a second replica per primary), durable
+   calls on that shard answer ``unavailable`` (WAIT finds nobody): the sale
+   pauses rather than take orders that a second failure could lose, and goes on
+   once a replica is attached. Barrage and other event-only commits go on as
+   soon as the replica is promoted. After a WAIT found no replica, durable calls
+   to that primary are refused unsent (``NotExecuted``) for 0.5 s, so blocked
+   WAITs cannot starve its connection pool. Run two replicas per primary to keep
+   selling through a single failure.
+5. Not covered: event-only commits acknowledged just before the crash may be
+   lost and their seq reused (above); ephemeral events (``order.created``,
+   ``sale.stock``) are at most once and those published during the window are
+   lost. Webhooks are queued in the server process, not in Redis.
+
+Do not set it on a single node without replicas: every durable write would
+fail (``WAIT`` answers 0). Cost, measured with ``python -m
+tests.commerce.bench_durable`` (3+3 cluster, loopback, shared 2-core box):
+see the numbers in that module's docstring.
 """
 
 from __future__ import annotations
@@ -147,7 +201,7 @@ from roomserver.bus.base import (
     StockResult,
     TallyResult,
 )
-from roomserver.bus.redis_client import Script, ScriptCall, SlotRouter, Timeouts
+from roomserver.bus.redis_client import NotExecuted, Script, ScriptCall, SlotRouter, Timeouts
 from roomserver.bus.redis_pubsub import ShardSubscriber
 
 log = logging.getLogger(__name__)
@@ -158,6 +212,9 @@ _STATUS = (CommitStatus.OK, CommitStatus.VERSION_CONFLICT, CommitStatus.REPLAYED
 MAX_BATCH_COMMITS = 256
 MAX_BATCH_DRAFTS = 2048
 MAX_BATCH_BYTES = 512 * 1024
+# After a WAIT found no replica, durable calls to that primary are refused unsent
+# for this long (then one call probes again).
+UNREPLICATED_RETRY_S = 0.5
 
 
 def _load_script(name: str) -> Script:
@@ -328,14 +385,25 @@ class RedisBroker(Broker):
         prefix: str = "rs:",
         coalesce: bool = True,
         durable_wait_ms: int = 0,
+        durable_events: bool = True,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("the key prefix must not contain a hash tag")
+        if durable_wait_ms < 0 or durable_wait_ms >= router.timeouts.op * 1000:
+            raise ValueError(
+                f"durable_wait_ms must be 0 (off) or below the op timeout ({router.timeouts.op}s)"
+            )
         self.node_id = node_id or secrets.token_hex(4)
         self.limits = limits or HistoryLimits()
         self.prefix = prefix
         self.coalesce = coalesce
         self.durable_wait_ms = durable_wait_ms
+        # False: event-only commits (barrage, gifts, likes) skip the WAIT; counter
+        # scripts and commits that write the room document always wait.
+        self.durable_events = durable_events
+        # Primary address -> loop time until which durable calls to it are refused
+        # unsent, after a WAIT found no replica (see ``_refuse_unreplicated``).
+        self._unreplicated: dict[str, float] = {}
         self._router = router
         self._registry = f"{prefix}rooms"
         self._registry_slot = key_slot(self._registry.encode())
@@ -522,10 +590,12 @@ class RedisBroker(Broker):
     async def _commit_batch(self, room: str, subs: Sequence[_SubCommit]) -> list[CommitResult]:
         keys = room_keys(self.prefix, room)
         commands: list[Any] = [_commit_call(keys, subs, self.limits)]
-        if self.durable_wait_ms > 0:
-            # WAIT counts replicas that acknowledged this connection's writes,
-            # so it must follow the script on the same connection.
-            commands.append(("WAIT", 1, self.durable_wait_ms))
+        durable = self.durable_wait_ms > 0 and (
+            self.durable_events or any(s.doc is not None or s.expect_version is not None for s in subs)
+        )
+        if durable:
+            self._refuse_unreplicated(keys.slot)
+            commands.append(self._wait_command())
         self.script_calls += 1
         self.commits += len(subs)
         replies = await self._router.call(keys.slot, commands, safe=False)
@@ -533,9 +603,50 @@ class RedisBroker(Broker):
         results, doc_created = _commit_results(reply)
         if doc_created and not any(s.expect_version == 0 for s in subs):
             await self._register(room)  # a document re-created at version > 0: rare
-        if self.durable_wait_ms > 0 and _raise_reply(replies[1]) < 1:
-            raise BrokerUnavailable(f"commit not acknowledged by a replica within {self.durable_wait_ms} ms")
+        if durable:
+            self._check_replicated(keys.slot, replies[1], "commit")
         return results
+
+    # -- durability (see "Failures and failover" in the module docstring) --------
+
+    def _wait_command(self) -> tuple[Any, ...]:
+        # WAIT counts replicas that acknowledged this connection's last write, so
+        # it must follow the script on the same connection (one pipeline).
+        return ("WAIT", 1, self.durable_wait_ms)
+
+    def _refuse_unreplicated(self, slot: int) -> None:
+        """Fail fast, before sending anything, while the slot's primary recently had
+        no replica: each WAIT would hold a pooled connection for ``durable_wait_ms``
+        and starve the other rooms of that primary."""
+        addr = self._router.addr_for_slot(slot)
+        until = self._unreplicated.get(addr) if addr else None
+        if until is not None:
+            if asyncio.get_running_loop().time() < until:
+                raise NotExecuted(f"redis: no replica of {addr} acknowledged writes; not sent")
+            del self._unreplicated[addr]  # type: ignore[arg-type]
+
+    def _check_replicated(self, slot: int, wait_reply: Any, what: str) -> None:
+        if _raise_reply(wait_reply) >= 1:
+            return
+        addr = self._router.addr_for_slot(slot)
+        if addr is not None:
+            self._unreplicated[addr] = asyncio.get_running_loop().time() + UNREPLICATED_RETRY_S
+        raise BrokerUnavailable(
+            f"redis: {what} not acknowledged by a replica within {self.durable_wait_ms} ms (outcome unknown)"
+        )
+
+    async def _durable_call(self, slot: int, call: ScriptCall, *, safe: bool = False) -> Any:
+        """Run a counter script (stock, shares, tally: they decide money and
+        entries) and, with ``durable_wait_ms``, return only once a replica has it."""
+        if self.durable_wait_ms <= 0:
+            return await self._call(slot, call, safe=safe)
+        if self._closed:
+            raise BrokerUnavailable("broker closed")
+        self._refuse_unreplicated(slot)
+        replies = await self._router.call(slot, [call, self._wait_command()], safe=safe)
+        reply = _raise_reply(replies[0])
+        self._check_replicated(slot, replies[1], call.script.name)
+        return reply
 
     async def _register(self, room: str) -> None:
         await self._call(self._registry_slot, ("SADD", self._registry, room))
@@ -593,12 +704,13 @@ class RedisBroker(Broker):
     async def tally(self, room: str, key: str, member: str, option: str, ttl_ms: int) -> TallyResult:
         keys = room_keys(self.prefix, room)
         call = ScriptCall(TALLY, [*keys.tally(key), keys.dynamic], [member, option, ttl_ms])
-        reply = await self._call(keys.slot, call, safe=False)
+        reply = await self._durable_call(keys.slot, call)
         return TallyResult(reply[0].decode(), _counts(reply[1:]))
 
     async def tally_close(self, room: str, key: str) -> list[str]:
         keys = room_keys(self.prefix, room)
-        members = await self._call(keys.slot, ScriptCall(TALLY_CLOSE, [*keys.tally(key), keys.dynamic], []))
+        call = ScriptCall(TALLY_CLOSE, [*keys.tally(key), keys.dynamic], [])
+        members = await self._durable_call(keys.slot, call, safe=True)
         return [m.decode() for m in members]
 
     async def tally_counts(self, room: str, key: str) -> dict[str, int]:
@@ -616,7 +728,7 @@ class RedisBroker(Broker):
         call = ScriptCall(
             STOCK_CREATE, [*keys.stock(key), keys.dynamic], [stock, opens_at, closes_at, ttl_ms]
         )
-        return bool(await self._call(keys.slot, call, safe=False))
+        return bool(await self._durable_call(keys.slot, call))
 
     async def stock_take(
         self,
@@ -636,12 +748,14 @@ class RedisBroker(Broker):
             [*keys.stock(key), keys.stock_cids, keys.dynamic],
             [user, qty, per_user_limit, record, cid, fingerprint, key],
         )
-        status, left, held, rec = await self._call(keys.slot, call, safe=False)
+        status, left, held, rec = await self._durable_call(keys.slot, call)
         return StockResult(status.decode(), int(left), int(held), rec)
 
     async def stock_close(self, room: str, key: str, closes_at: int) -> None:
         keys = room_keys(self.prefix, room)
-        await self._call(keys.slot, ScriptCall(STOCK_CLOSE, keys.stock(key)[:1], [closes_at]))
+        await self._durable_call(
+            keys.slot, ScriptCall(STOCK_CLOSE, keys.stock(key)[:1], [closes_at]), safe=True
+        )
 
     async def stock_state(self, room: str, key: str) -> tuple[int, int] | None:
         keys = room_keys(self.prefix, room)
@@ -655,12 +769,12 @@ class RedisBroker(Broker):
     async def shares_create(self, room: str, key: str, amounts: list[int], *, ttl_ms: int) -> bool:
         keys = room_keys(self.prefix, room)
         call = ScriptCall(SHARES_CREATE, [*keys.shares(key), keys.dynamic], [ttl_ms, *amounts])
-        return bool(await self._call(keys.slot, call, safe=False))
+        return bool(await self._durable_call(keys.slot, call))
 
     async def shares_grab(self, room: str, key: str, user: str) -> GrabResult:
         keys = room_keys(self.prefix, room)
-        status, amount, left, best_user, best = await self._call(
-            keys.slot, ScriptCall(SHARES_GRAB, keys.shares(key), [user]), safe=False
+        status, amount, left, best_user, best = await self._durable_call(
+            keys.slot, ScriptCall(SHARES_GRAB, keys.shares(key), [user])
         )
         finished = (best_user.decode(), int(best)) if best_user else None
         return GrabResult(status.decode(), int(amount), int(left), finished)

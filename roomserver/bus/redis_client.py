@@ -72,6 +72,23 @@ class NotSent(Exception):
     """No connection: the command was not sent."""
 
 
+class NotExecuted(BrokerUnavailable):
+    """``BrokerUnavailable`` where the commands certainly did not run (never sent,
+    or refused before running): a caller need not wonder whether its write happened.
+    A plain ``BrokerUnavailable`` from a write means the outcome is unknown."""
+
+    executed = False
+
+
+def unavailable(message: str, *, maybe_executed: bool) -> BrokerUnavailable:
+    return BrokerUnavailable(message) if maybe_executed else NotExecuted(message)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    sent: bool = False  # bytes may have reached the server
+
+
 class Ambiguous(Exception):
     """The connection failed after the command was sent."""
 
@@ -167,7 +184,9 @@ class NodePool:
         # and without one redis-py writes and reads without a wait_for task per command.
         return await self.connect(socket_timeout=None)
 
-    async def execute(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def execute(
+        self, commands: Sequence[tuple[Any, ...]], attempt: _Attempt | None = None
+    ) -> list[Any]:
         """Send ``commands`` in one write, read every reply; error replies are
         returned as exception objects (the connection stays in sync)."""
         await self._slots.acquire()
@@ -176,6 +195,8 @@ class NodePool:
         try:
             conn = await self._acquire()
             try:
+                if attempt is not None:
+                    attempt.sent = True
                 await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
                 replies: list[Any] = []
                 for _ in commands:
@@ -320,10 +341,12 @@ class SlotRouter:
         ask_addr: str | None = None
         backoff = 0.02
         last = "no attempt"
+        maybe_executed = False  # an earlier attempt broke after sending
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise BrokerUnavailable(f"redis: {last}")
+                raise unavailable(f"redis: {last}", maybe_executed=maybe_executed)
+            attempt = _Attempt()
             try:
                 async with asyncio.timeout(remaining):
                     await self.ensure_topology()
@@ -333,12 +356,15 @@ class SlotRouter:
                     wire = [c.command(by_sha=by_sha) if isinstance(c, ScriptCall) else c for c in commands]
                     if ask_addr is not None:
                         wire.insert(0, ("ASKING",))
-                    replies = await self.pool(addr).execute(wire)
+                    replies = await self.pool(addr).execute(wire, attempt)
                     if ask_addr is not None:
                         replies = replies[1:]
                         ask_addr = None
             except TimeoutError:
-                raise BrokerUnavailable(f"redis: no answer within {self.timeouts.op}s ({last})") from None
+                raise unavailable(
+                    f"redis: no answer within {self.timeouts.op}s ({last})",
+                    maybe_executed=maybe_executed or attempt.sent,
+                ) from None
             except NotSent as exc:
                 last = str(exc)
                 self.mark_stale()
@@ -347,6 +373,7 @@ class SlotRouter:
                 continue
             except Ambiguous as exc:
                 self.mark_stale()
+                maybe_executed = True
                 if not safe:
                     raise BrokerUnavailable(f"redis: {exc} (outcome unknown)") from exc
                 last = str(exc)
@@ -374,7 +401,7 @@ class SlotRouter:
                 continue
             oom = next((r for r in replies if isinstance(r, OutOfMemoryError)), None)
             if oom is not None:
-                raise BrokerUnavailable(f"redis: {oom}")
+                raise NotExecuted(f"redis: {oom}")
             return replies
 
     async def call_one(self, slot: int, command: Command, *, safe: bool) -> Any:

@@ -34,6 +34,10 @@ if cid ~= '' then
       local first_key, pos = field(hit, bar + 1)
       local first_fp, pos2 = field(hit, pos)
       if first_key == key and first_fp == fp then
+        -- A write, so that a WAIT after this call covers the first take too (WAIT
+        -- waits for this connection's last write): the first call may have failed
+        -- its WAIT, and this replay must not acknowledge an unreplicated order.
+        redis.call('HINCRBY', stock, 'replays', 1)
         return {'replayed', left, held, string.sub(hit, pos2)}
       end
       return {'conflict', left, held, false}
