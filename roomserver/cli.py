@@ -29,6 +29,19 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--redis-prefix", default=env_default("redis-prefix", d.redis_prefix))
     p.add_argument(
+        "--redis-durable-wait-ms",
+        type=int,
+        default=env_default("redis-durable-wait-ms", None),
+        help="acknowledge orders, claims, grabs, entries and room changes only once a replica has them"
+        " (WAIT 1 N); 0 = off. Default: 200 with --redis-cluster, 0 with --redis-url",
+    )
+    p.add_argument(
+        "--redis-durable-events",
+        action="store_true",
+        default=env_default("redis-durable-events", False),
+        help="also wait for a replica after event-only commits (barrage, gifts, likes)",
+    )
+    p.add_argument(
         "--app",
         action="append",
         default=[env_default("app", "")] if env_default("app", "") else [],
@@ -79,6 +92,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         redis_url=args.redis_url,
         redis_cluster=args.redis_cluster,
         redis_prefix=args.redis_prefix,
+        redis_durable_wait_ms=args.redis_durable_wait_ms,
+        redis_durable_events=args.redis_durable_events,
         apps=parse_apps(args.app),
         flush_ms=args.flush_ms,
         frame_budget=args.frame_budget,

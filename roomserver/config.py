@@ -19,6 +19,12 @@ DEFAULT_GIFTS: list[dict[str, object]] = [
 ]
 
 
+# Long enough for a replica on another host to acknowledge (normally < 1 ms on a
+# LAN), short enough that a shard without replicas answers `unavailable` well
+# within the broker's 1 s op timeout.
+DEFAULT_CLUSTER_DURABLE_WAIT_MS = 200
+
+
 @dataclass(slots=True)
 class Config:
     host: str = "127.0.0.1"
@@ -26,6 +32,11 @@ class Config:
     redis_url: str | None = None
     redis_cluster: str | None = None
     redis_prefix: str = "rs:"
+    # WAIT for one replica after money and state writes (ms; 0 = off). None = the
+    # mode's default: on for --redis-cluster, off for --redis-url (see durable_wait_ms).
+    redis_durable_wait_ms: int | None = None
+    # Also wait after event-only commits (barrage, gifts, likes): slower, see docs.
+    redis_durable_events: bool = False
     # app key -> secret. Empty = dev mode (app "dev" with a random secret).
     apps: dict[str, str] = field(default_factory=dict)
     dev_secret: str | None = None
@@ -51,6 +62,15 @@ class Config:
     media_workers: int = 0
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))
     drain_timeout_s: float = 5.0
+
+    @property
+    def durable_wait_ms(self) -> int:
+        """The Redis broker's ``durable_wait_ms``. A cluster has replicas (a primary
+        without one cannot fail over), so it waits by default; a single ``--redis-url``
+        node usually has none and WAIT would refuse every write there."""
+        if self.redis_durable_wait_ms is not None:
+            return self.redis_durable_wait_ms
+        return DEFAULT_CLUSTER_DURABLE_WAIT_MS if self.redis_cluster else 0
 
     @property
     def dev_mode(self) -> bool:

@@ -31,14 +31,17 @@ def make_broker(config: Config) -> Broker:
     if config.redis_cluster or config.redis_url:
         from roomserver.bus.redis import RedisBroker
 
+        options = {
+            "node_id": config.node_id,
+            "limits": limits,
+            "prefix": config.redis_prefix,
+            "durable_wait_ms": config.durable_wait_ms,
+            "durable_events": config.redis_durable_events,
+        }
         if config.redis_cluster:
-            return RedisBroker.from_cluster(
-                config.redis_cluster, node_id=config.node_id, limits=limits, prefix=config.redis_prefix
-            )
+            return RedisBroker.from_cluster(config.redis_cluster, **options)
         assert config.redis_url is not None
-        return RedisBroker.from_url(
-            config.redis_url, node_id=config.node_id, limits=limits, prefix=config.redis_prefix
-        )
+        return RedisBroker.from_url(config.redis_url, **options)
     return MemoryBroker(MemoryHub(limits), node_id=config.node_id)
 
 
