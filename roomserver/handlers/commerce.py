@@ -9,14 +9,17 @@ CAS-guarded transition, so it fires once however many nodes notice it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import secrets
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 
-from roomserver.bus.base import AUDIENCE_STAFF, StockStatus, TallyStatus
+from roomserver.bus.base import AUDIENCE_STAFF, BrokerUnavailable, StockStatus, TallyStatus
 from roomserver.core import coupons, flashsale, lottery, redpacket
 from roomserver.core.room import Emit, RoomDoc
 from roomserver.handlers import OpContext, deadline, op
@@ -27,6 +30,76 @@ COUNTER_TTL_MS = 7 * 24 * 3600 * 1000
 # Definitions kept in the room document per kind (older ones are dropped).
 KEEP_PER_KIND = 50
 STOCK_EVENT_INTERVAL_MS = 250  # sale.stock at most 4/s
+# A sold-out answer on a sale not yet closed retries the close at most this often per node.
+CLOSE_RETRY_INTERVAL_MS = 1_000
+CLOSED_SOLD_OUT = flashsale.CloseReason.SOLD_OUT
+UNCONFIRMED_TTL_MS = 300_000
+UNCONFIRMED_MAX = 10_000
+# Background follow-ups of a take (announce, close) outlive a short bus outage or
+# overload: about 3 s of pauses between tries, each try bounded by the bus.
+FOLLOW_UP_TRIES = 6
+
+
+async def _follow_up(attempt: Callable[[], Awaitable[Any]], *, idempotent: bool) -> None:
+    """Run background work a take committed us to, retrying on ``unavailable``: always
+    if it is ``idempotent``, else only when it certainly did not happen (no duplicates)."""
+    delay = 0.1
+    for i in range(FOLLOW_UP_TRIES):
+        try:
+            await attempt()
+            return
+        except BrokerUnavailable as exc:
+            certain = getattr(exc, "executed", None) is False  # e.g. redis_client.NotExecuted
+            if i == FOLLOW_UP_TRIES - 1 or not (idempotent or certain):
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+class _Take(flashsale.Order, frozen=True):
+    """The order record as stored by ``stock_take``: the order plus the id of the
+    attempt that stored it (readers decoding a plain ``Order`` ignore it)."""
+
+    attempt: str = ""
+
+
+class _Unconfirmed:
+    """Attempts this node sent to the bus without learning their outcome
+    (``unavailable``: a timeout, a lost connection, no replica acknowledgement).
+
+    Whoever stores an order announces it (``order.created``, webhook), exactly
+    once. An attempt that stored it but could not say so is found out when the
+    buyer's retry replays the order carrying that attempt's id: the node that
+    made the attempt announces it then (likewise ``redpacket.finished`` when a
+    lost grab emptied the packet). Node-local and bounded: a retry through
+    another node (or none within 5 minutes) leaves that order unannounced, and
+    the orders listing (REST) stays the reference."""
+
+    def __init__(self) -> None:
+        self._since: dict[tuple[str, str], int] = {}  # (what, attempt id) -> when
+
+    def add(self, what: str, attempt: str = "") -> None:
+        now = now_ms()
+        if len(self._since) >= UNCONFIRMED_MAX:
+            self._since = {k: t for k, t in self._since.items() if now - t < UNCONFIRMED_TTL_MS}
+            while len(self._since) >= UNCONFIRMED_MAX:
+                self._since.pop(next(iter(self._since)))
+        self._since[(what, attempt)] = now
+
+    def took_it(self, what: str, attempt: str = "") -> bool:
+        """True (once) if this node made ``attempt`` at ``what`` without learning its outcome."""
+        since = self._since.pop((what, attempt), None)
+        return since is not None and now_ms() - since < UNCONFIRMED_TTL_MS
+
+
+_unconfirmed_by_node: weakref.WeakKeyDictionary[Any, _Unconfirmed] = weakref.WeakKeyDictionary()
+
+
+def _unconfirmed(node: Any) -> _Unconfirmed:
+    table = _unconfirmed_by_node.get(node)
+    if table is None:
+        table = _unconfirmed_by_node[node] = _Unconfirmed()
+    return table
 
 
 def _features(doc: RoomDoc, kind: str, item_id: str, item: Any, **views: Any) -> RoomDoc:
@@ -90,7 +163,7 @@ async def sale_buy(ctx: OpContext, p: flashsale.BuyParams) -> dict:
     state = sale.state_at(now)
     if state is flashsale.SaleState.SCHEDULED:
         raise OpError("not_open", "this sale has not started yet", retry_after_ms=sale.starts_at - now)
-    order = flashsale.Order(
+    order = _Take(
         id=flashsale.order_id(sale.id, ctx.user, p.cid),
         sale=sale.id,
         user=ctx.user,
@@ -98,25 +171,45 @@ async def sale_buy(ctx: OpContext, p: flashsale.BuyParams) -> dict:
         price_cents=sale.price_cents,
         cid=p.cid,
         created_at=now,
+        attempt=secrets.token_hex(8),
     )
-    res = await node.broker.stock_take(
-        room,
-        sale_key(sale.id),
-        user=ctx.user,
-        qty=p.qty,
-        per_user_limit=sale.limit_per_user,
-        record=msgspec.json.encode(order),
-        cid=p.cid,
-        fingerprint=f"{sale.id}:{p.qty}",
-    )
+    try:
+        res = await node.broker.stock_take(
+            room,
+            sale_key(sale.id),
+            user=ctx.user,
+            qty=p.qty,
+            per_user_limit=sale.limit_per_user,
+            record=msgspec.json.encode(order),
+            cid=p.cid,
+            fingerprint=f"{sale.id}:{p.qty}",
+        )
+    except BrokerUnavailable as exc:
+        if getattr(exc, "executed", None) is not False:  # e.g. redis_client.NotExecuted
+            _unconfirmed(node).add(order.id, order.attempt)
+        raise
     return await _settle_buy(ctx, sale, res)
 
 
 async def _settle_buy(ctx: OpContext, sale: flashsale.Sale, res: Any) -> dict:
     node, room = ctx.node, ctx.room
     status = res.status
+    # Whoever took the last unit closes the sale, but its answer may have been lost
+    # (unavailable after the take): any later answer from an empty stock closes it
+    # then (once: CAS in the document).
+    if (
+        res.left == 0
+        and sale.closed_reason is None
+        and status in (StockStatus.REPLAYED, StockStatus.SOLD_OUT)
+        and node.local_gate(f"sale.close:{room}:{sale.id}", CLOSE_RETRY_INTERVAL_MS)
+    ):
+        node.spawn(_follow_up(lambda: _close_sale(node, room, sale.id, CLOSED_SOLD_OUT), idempotent=True))
     if status == StockStatus.REPLAYED:
-        return {"order": flashsale.order_view(msgspec.json.decode(res.record, type=flashsale.Order))}
+        take = msgspec.json.decode(res.record, type=_Take)
+        view = flashsale.order_view(take)
+        if _unconfirmed(node).took_it(take.id, take.attempt):
+            _announce_order(node, room, view)  # its own attempt could not
+        return {"order": view}
     if status == StockStatus.CONFLICT:
         raise OpError("conflict", "this cid was already used for another order")
     if status == StockStatus.NOT_FOUND:
@@ -129,19 +222,28 @@ async def _settle_buy(ctx: OpContext, sale: flashsale.Sale, res: Any) -> dict:
         raise OpError("sold_out", f"only {res.left} left")
     if status == StockStatus.LIMIT_REACHED:
         raise OpError("limit_reached", f"at most {sale.limit_per_user} per user")
-    order = msgspec.json.decode(res.record, type=flashsale.Order)
-    view = flashsale.order_view(order)
-    emits = [Emit("order.created", {"order": view}, durable=False, audience=AUDIENCE_STAFF)]
-    if node.local_gate(f"sale.stock:{room}:{sale.id}", STOCK_EVENT_INTERVAL_MS) and await node.broker.gate(
-        room, "sale.stock:" + sale.id, STOCK_EVENT_INTERVAL_MS, str(res.left)
-    ):
-        emits.append(Emit("sale.stock", flashsale.stock_view(sale.id, res.left), durable=False))
-    node.spawn(node.publish(room, emits))
-    node.webhooks.emit("order.created", room, {"order": view})
+    # The order is taken: from here on nothing may fail the reply (the buyer would
+    # be told "unavailable" for an order that exists), so the rest is background.
+    view = flashsale.order_view(msgspec.json.decode(res.record, type=flashsale.Order))
+    _announce_order(node, room, view)
+    if node.local_gate(f"sale.stock:{room}:{sale.id}", STOCK_EVENT_INTERVAL_MS):
+        node.spawn(_publish_stock(node, room, sale.id, res.left))
     if res.left == 0:
         # The buyer who took the last unit closes the sale (once: CAS in the document).
-        node.spawn(_close_sale(node, room, sale.id, flashsale.CloseReason.SOLD_OUT))
+        node.spawn(_follow_up(lambda: _close_sale(node, room, sale.id, CLOSED_SOLD_OUT), idempotent=True))
     return {"order": view}
+
+
+def _announce_order(node: Any, room: str, view: dict[str, Any]) -> None:
+    """``order.created`` to the room's staff and to the app's webhook."""
+    emit = Emit("order.created", {"order": view}, durable=False, audience=AUDIENCE_STAFF)
+    node.spawn(_follow_up(lambda: node.publish(room, [emit]), idempotent=False))
+    node.webhooks.emit("order.created", room, {"order": view})
+
+
+async def _publish_stock(node: Any, room: str, sale_id: str, left: int) -> None:
+    if await node.broker.gate(room, "sale.stock:" + sale_id, STOCK_EVENT_INTERVAL_MS, str(left)):
+        await node.publish(room, [Emit("sale.stock", flashsale.stock_view(sale_id, left), durable=False)])
 
 
 async def _close_sale(node: Any, room: str, sale_id: str, reason: flashsale.CloseReason) -> None:
@@ -355,24 +457,32 @@ async def redpacket_send(ctx: OpContext, p: redpacket.PacketParams) -> dict:
 
 @op("redpacket.grab", redpacket.GrabParams)
 async def redpacket_grab(ctx: OpContext, p: redpacket.GrabParams) -> dict:
-    node = ctx.node
-    res = await node.broker.shares_grab(ctx.room, packet_key(p.packet), ctx.user)
+    node, room, key = ctx.node, ctx.room, packet_key(p.packet)
+    grab = f"grab:{p.packet}:{ctx.user}"  # one grab per user: no attempt id needed
+    try:
+        res = await node.broker.shares_grab(room, key, ctx.user)
+    except BrokerUnavailable as exc:
+        if getattr(exc, "executed", None) is not False:
+            _unconfirmed(node).add(grab)
+        raise
     if res.status == "replayed":
-        raise OpError("conflict", "you already grabbed this red packet")
+        if res.left == 0 and _unconfirmed(node).took_it(grab):
+            # This node's earlier try grabbed but could not say so; if that grab
+            # emptied the packet, nobody announced redpacket.finished yet.
+            grabs = await node.broker.shares_grabs(room, key)
+            if grabs and grabs[-1][0] == ctx.user:
+                _announce_finished(node, room, p.packet, redpacket.best(grabs))
+        raise OpError("conflict", f"you already grabbed {res.amount} cents from this red packet")
     if res.status == "sold_out":
         raise OpError("sold_out", "this red packet is empty")
     if res.status == "not_found":
         raise OpError("not_found", f"no red packet {p.packet} in this room")
     if res.finished_best is not None:
         user, amount = res.finished_best
-        node.spawn(
-            node.publish(
-                ctx.room,
-                [
-                    Emit(
-                        "redpacket.finished", {"id": p.packet, "best": {"user": user, "amount_cents": amount}}
-                    )
-                ],
-            )
-        )
+        _announce_finished(node, room, p.packet, {"user": user, "amount_cents": amount})
     return {"amount_cents": res.amount}
+
+
+def _announce_finished(node: Any, room: str, packet_id: str, best: dict[str, Any] | None) -> None:
+    emit = Emit("redpacket.finished", {"id": packet_id, "best": best})
+    node.spawn(_follow_up(lambda: node.publish(room, [emit]), idempotent=False))
