@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from aiohttp import web
 
@@ -22,8 +21,6 @@ NODE_KEY = web.AppKey("node", Node)
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 CONFIG_KEY = web.AppKey("config", Config)
 VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)
-
-STATIC_DIR = Path(__file__).resolve().parent.parent / "web_client"
 
 
 def make_broker(config: Config) -> Broker:
@@ -45,12 +42,37 @@ def make_broker(config: Config) -> Broker:
     return MemoryBroker(MemoryHub(limits), node_id=config.node_id)
 
 
+# Apps embed the SDK on their own origins. Authentication is a bearer token, never a
+# cookie, so allowing any origin exposes nothing a page could not already send.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+    "Access-Control-Expose-Headers": "Location, Link",
+    "Access-Control-Max-Age": "600",
+}
+
+
+@web.middleware
+async def cors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return web.Response(status=204, headers=CORS_HEADERS)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(CORS_HEADERS)
+        raise
+    if not response.prepared:  # a WebSocket upgrade is already sent
+        response.headers.update(CORS_HEADERS)
+    return response
+
+
 def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     load_all()
     verifier = TokenVerifier(config.app_secrets())
     node = Node(config, broker or make_broker(config), Metrics())
     gateway = Gateway(node, verifier)
-    app = web.Application(client_max_size=256 * 1024)
+    app = web.Application(client_max_size=256 * 1024, middlewares=[cors])
     app[NODE_KEY] = node
     app[GATEWAY_KEY] = gateway
     app[CONFIG_KEY] = config
@@ -58,6 +80,10 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     from roomserver.api import add_routes
 
     add_routes(app, ws_handler=gateway.handle)
+
+    from roomserver.web import add_web_routes
+
+    add_web_routes(app, config)
 
     async def on_startup(app: web.Application) -> None:
         await node.start()

@@ -274,8 +274,29 @@ async def _close_sale(node: Any, room: str, sale_id: str, reason: flashsale.Clos
 @deadline
 async def sale_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
     for raw in doc.features.get("sales", {}).values():
-        if raw.get("closed_reason") is None and raw.get("ends_at") is not None and raw["ends_at"] <= now:
+        if raw.get("closed_reason") is not None:
+            continue
+        if raw.get("ends_at") is not None and raw["ends_at"] <= now:
             await _close_sale(node, room, raw["id"], flashsale.CloseReason.ENDED)
+            continue
+        # The trailing sale.stock: the last level of a burst was held back by the gate.
+        state = await node.broker.stock_state(room, sale_key(raw["id"]))
+        if state is not None and await node.broker.gate(
+            room, "sale.stock:" + raw["id"], STOCK_EVENT_INTERVAL_MS, str(state[0])
+        ):
+            await node.publish(
+                room, [Emit("sale.stock", flashsale.stock_view(raw["id"], state[0]), durable=False)]
+            )
+
+
+async def current_sale_view(node: Any, room: str, doc: RoomDoc) -> dict[str, Any] | None:
+    """The join snapshot's ``sale`` with the live stock left (the document's copy
+    is as of the sale's last transition)."""
+    view = doc.features.get("sale")
+    if view is None or view.get("reason") is not None:
+        return view
+    state = await node.broker.stock_state(room, sale_key(view["id"]))
+    return view if state is None else {**view, "left": state[0]}
 
 
 async def sale_orders(node: Any, room: str, sale_id: str) -> dict[str, Any]:

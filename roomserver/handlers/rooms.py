@@ -11,6 +11,7 @@ from roomserver.bus.base import HistoryGone
 from roomserver.core import room as rules
 from roomserver.core.room import Emit
 from roomserver.handlers import OpContext, op
+from roomserver.handlers.commerce import current_sale_view
 from roomserver.protocol import OpError, now_ms, reply_ok
 
 TITLE = Annotated[str, msgspec.Meta(max_length=rules.TITLE_MAX)]
@@ -39,6 +40,7 @@ async def join(ctx: OpContext, p: object) -> dict:
     _admit(ctx, doc)
     ch = await node.ensure_channel(ctx.room)
     likes = await node.load_likes(ctx.room)
+    sale = await current_sale_view(node, ctx.room, doc)
     # No await from here on: the member goes live at exactly the snapshot's seq.
     seq = node.fanout.join(conn, ctx.room)
     ctx.session.joined_at.setdefault(ctx.room, now_ms())
@@ -46,9 +48,11 @@ async def join(ctx: OpContext, p: object) -> dict:
         node.spawn(
             node.publish(ctx.room, [Emit("member.joined", {"user": ctx.identity.public()}, durable=False)])
         )
-    return rules.snapshot(
+    snap = rules.snapshot(
         doc, online=node.online(ctx.room), likes=likes, seq=seq, epoch=ch.epoch, gifts=node.config.gifts
     )
+    snap["room"]["sale"] = sale
+    return snap
 
 
 @op("room.leave")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -42,7 +43,15 @@ CHROMIUM_FLAGS = [
     # Real host candidates instead of mDNS names, which a Python ICE agent cannot resolve.
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Every run takes the screenshots (test-artifacts/, ignored by git); with
+# ROOMSERVER_UPDATE_SCREENSHOTS=1 they replace the ones the README shows.
+_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = (
+    _ROOT / "docs" / "screenshots"
+    if os.environ.get("ROOMSERVER_UPDATE_SCREENSHOTS") == "1"
+    else _ROOT / "test-artifacts" / "screenshots"
+)
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
