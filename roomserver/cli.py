@@ -146,6 +146,8 @@ def serve(args: argparse.Namespace) -> int:
         shutdown_timeout=cfg.drain_timeout_s,
         print=None,
         access_log_class=RedactingAccessLogger,
+        # Join storms: thousands of connects within seconds overflow the default 128.
+        backlog=4096,
     )
     return 0
 

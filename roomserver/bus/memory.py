@@ -37,6 +37,9 @@ from roomserver.bus.base import (
 )
 from roomserver.protocol import with_seq
 
+# Per room: beyond this many live idempotency keys the oldest are forgotten early.
+MAX_IDEM_KEYS = 200_000
+
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -78,6 +81,9 @@ class _Room:
     history: deque[tuple[int, BusEvent]] = field(default_factory=deque)
     # cid key -> (expires_ms, fingerprint, seqs)
     idem: dict[tuple[str, str], tuple[int, str, tuple[int | None, ...]]] = field(default_factory=dict)
+    # (expires_ms, key) in insertion order: expiry is amortised O(1) per commit
+    # (TTLs are equal per op, so insertion order is expiry order).
+    idem_expiry: deque[tuple[int, tuple[str, str]]] = field(default_factory=deque)
     cap_second: int = 0
     cap_count: int = 0
     # name -> [total, pending, last_flush_ms]
@@ -194,9 +200,15 @@ class MemoryBroker(Broker):
         self._trim(r, now)
         result = tuple(seqs)
         if idem is not None:
-            r.idem[(idem.user, idem.cid)] = (now + idem.ttl_ms, idem.fingerprint, result)
-            if len(r.idem) > 4096:
-                r.idem = {k: v for k, v in r.idem.items() if v[0] > now}
+            key = (idem.user, idem.cid)
+            r.idem[key] = (now + idem.ttl_ms, idem.fingerprint, result)
+            r.idem_expiry.append((now + idem.ttl_ms, key))
+            expiry = r.idem_expiry
+            while expiry and (expiry[0][0] <= now or len(expiry) > MAX_IDEM_KEYS):
+                expires, old = expiry.popleft()
+                entry = r.idem.get(old)
+                if entry is not None and entry[0] == expires:
+                    del r.idem[old]
         if events or expect_version is not None:
             self._publish(Delivery(room, r.epoch, r.version, tuple(events)))
         return CommitResult(CommitStatus.OK, result, r.version, r.epoch)
