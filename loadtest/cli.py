@@ -4,6 +4,9 @@
     roomserver-loadtest joinstorm --viewers 5000 --duration 10 --procs 2
     roomserver-loadtest bare --viewers 5000 --rate 200 --duration 30 --procs 2
     roomserver-loadtest suite --viewers 5000 --senders 200 --rate 200 --duration 30 --procs 2
+    roomserver-loadtest flashsale --buyers 2000 --stock 1000 --limit 2 --max --inflight 4 --duration 10
+    roomserver-loadtest lottery --entrants 100000 --rate 10000 --procs 2
+    roomserver-loadtest redpacket --users 10000 --shares 10000 --total-cents 1000000 --rate 5000
 
 Without ``--url`` the servers are started here (loopback, free ports, a
 generated app key) and stopped at the end. Progress goes to stderr once a
@@ -84,7 +87,98 @@ def build_parser() -> argparse.ArgumentParser:
     _barrage_args(s)
     s.add_argument("--skip", default="", help="comma-separated runs to skip: bare,nobatch,redis,joinstorm")
     s.add_argument("--joinstorm-viewers", type=int, default=None)
+    _commerce_parsers(sub)
     return parser
+
+
+def _commerce_common(p: argparse.ArgumentParser, *, users_flag: str, users: int, rate: float) -> None:
+    p.add_argument(users_flag, dest="users", type=int, default=users, help="users, one socket each")
+    rates = p.add_mutually_exclusive_group()
+    rates.add_argument("--rate", type=float, default=rate, help="new attempts per second (all users)")
+    rates.add_argument(
+        "--max", dest="rate", action="store_const", const=0.0, help="no pacing: each answer starts the next"
+    )
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of load (at most)")
+    p.add_argument("--procs", type=int, default=1, help="load-generator worker processes")
+    p.add_argument("--servers", type=int, default=1, help="server processes (needs --redis-cluster if > 1)")
+    p.add_argument("--redis-cluster", default=None, help="host:port,... or 'auto' (a throw-away cluster)")
+    p.add_argument(
+        "--redis-durable-wait-ms",
+        dest="durable_wait_ms",
+        type=int,
+        default=None,
+        help="server flag (default: its own)",
+    )
+    p.add_argument("--url", default=None, help="running server(s), comma-separated http URLs (loopback)")
+    p.add_argument("--app", default=None, metavar="KEY:SECRET", help="the app of --url's tokens")
+    p.add_argument("--room", default=None)
+    p.add_argument("--connect-rate", type=float, default=1000.0, help="new sockets per second (all procs)")
+    p.add_argument("--connect-timeout", type=float, default=60.0)
+    p.add_argument("--retry-timeout", type=float, default=5.0, help="resend an unanswered attempt after s")
+    p.add_argument("--event-timeout", type=float, default=30.0, help="wait for events and the audit list")
+    p.add_argument("--out", type=Path, default=None, help="directory for the JSON result and PNG plot")
+    p.add_argument("--label", default="")
+
+
+def _commerce_parsers(sub: Any) -> None:
+    f = sub.add_parser("flashsale", help="buyers hammer one sale; exact stock, limits, orders listing")
+    _commerce_common(f, users_flag="--buyers", users=200, rate=1000.0)
+    f.add_argument("--stock", type=int, default=100)
+    f.add_argument("--limit", type=int, default=1, help="the sale's limit_per_user")
+    f.add_argument("--inflight", type=int, default=1, help="attempts each buyer keeps open (distinct cids)")
+    lot = sub.add_parser("lottery", help="entrants enter one lottery; the host draws; audit list")
+    _commerce_common(lot, users_flag="--entrants", users=1000, rate=1000.0)
+    lot.add_argument("--winners", type=int, default=10)
+    rp = sub.add_parser("redpacket", help="users grab one red packet; exact sum, one grab each")
+    _commerce_common(rp, users_flag="--users", users=1000, rate=1000.0)
+    rp.add_argument("--shares", type=int, default=1000)
+    rp.add_argument("--total-cents", type=int, default=100_000)
+
+
+def commerce_options(args: argparse.Namespace) -> Any:
+    from loadtest.commerce import CommerceOptions
+
+    extra = {
+        k: getattr(args, k)
+        for k in ("stock", "limit", "inflight", "winners", "shares", "total_cents")
+        if hasattr(args, k)
+    }
+    return CommerceOptions(
+        scenario=args.cmd,
+        users=args.users,
+        viewers=args.users,
+        rate=args.rate,
+        duration=args.duration,
+        procs=args.procs,
+        servers=args.servers,
+        redis_cluster=args.redis_cluster,
+        durable_wait_ms=args.durable_wait_ms,
+        url=args.url,
+        app=args.app,
+        room=args.room,
+        connect_rate=args.connect_rate,
+        connect_timeout_s=args.connect_timeout,
+        retry_timeout_s=args.retry_timeout,
+        event_timeout_s=args.event_timeout,
+        label=args.label,
+        **extra,
+    )
+
+
+def run_commerce(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    from loadtest.commerce import CommerceRun, plot_commerce
+
+    o = commerce_options(args)
+    try:
+        import uvloop
+
+        result = uvloop.run(CommerceRun(o).execute())
+    except ImportError:  # optional speed-up
+        result = asyncio.run(CommerceRun(o).execute())
+    out.mkdir(parents=True, exist_ok=True)
+    result["plots"] = [str(p) for p in plot_commerce(result, out, args.cmd)]
+    (out / f"{args.cmd}.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
 
 
 def options_from(args: argparse.Namespace, scenario: str) -> Options:
@@ -252,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = _out_dir(args, args.cmd)
     try:
-        if args.cmd == "suite":
+        if args.cmd in ("flashsale", "lottery", "redpacket"):
+            result = run_commerce(args, out)
+        elif args.cmd == "suite":
             result = suite(args, out)
             (out / "suite.json").write_text(json.dumps(result, indent=2, default=str))
         else:
