@@ -161,9 +161,11 @@ two server processes and a crowd of buyers):
    lost. Webhooks are queued in the server process, not in Redis.
 
 Do not set it on a single node without replicas: every durable write would
-fail (``WAIT`` answers 0). Cost, measured with ``python -m
-tests.commerce.bench_durable`` (3+3 cluster, loopback, shared 2-core box):
-see the numbers in that module's docstring.
+fail (``WAIT`` answers 0). Cost (``python -m tests.commerce.bench_durable``,
+3+3 cluster, loopback, shared 2-core box; details there): a buy +0.05–0.1 ms
+at p50 for one caller; with 200 concurrent buyers per process 10–40 % fewer
+``stock_take``/s (each holds its connection until a replica acknowledges; a
+micro-batched take would share one WAIT); barrage commits unchanged (no WAIT).
 """
 
 from __future__ import annotations
