@@ -17,9 +17,11 @@ tree (the main process plus its media workers):
 - RSS and, with workers, each worker's CPU share (is the load split across cores?).
 
 `--relay-viewers` runs bench.py's aiortc `MediaRelay` server (decode + one encode per viewer)
-under the same load for the side-by-side CPU comparison. Bulk viewers count encoded frames
-without decoding, so the load generator stays light; it still runs in this one process, so
-read latencies at high viewer counts as "client-bound" when its CPU nears one core (reported).
+under the same load for the side-by-side CPU comparison. Each publisher runs in its own
+process (its VP8 encoder must not slow down with the viewers' loop); bulk viewers count
+encoded frames without decoding and all run in this process, so read latencies at high
+viewer counts as "client-bound" when the client's CPU nears one core (reported per step,
+with the machine's other tenants' share, the publishers' real frame rate and stalled viewers).
 """
 
 from __future__ import annotations
@@ -62,9 +64,15 @@ class MediaStep(bench.Step):
     rooms: int = 1
     # CPU-seconds of each process of the server tree over the window (main first).
     process_cpu_s: list[float] = field(default_factory=list)
-    client_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0  # the load generator: viewers and publisher processes
     other_tenants_cores: float = 0.0
     join_to_first_frame_p95_ms: float | None = None
+    # Frames per second the publishers captured in the window (the most a viewer can get).
+    source_fps: float = 0.0
+    # Viewers whose peer connection is not "connected" at the end of the window, and
+    # viewers that got less than one frame per second (stalled).
+    viewers_not_connected: int = 0
+    viewers_stalled: int = 0
 
 
 def descendants(pid: int) -> list[int]:
@@ -92,9 +100,10 @@ def tree_rss_mb(pids: list[int]) -> float:
 class MediaServerUnderTest:
     """`roomserver serve` with media, and the tokens of its generated app."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, log_level: str = "WARNING") -> None:
         self.servers = ServerSet()
         self.workers = workers
+        self.log_level = log_level
         self.server: ServerProcess | None = None
 
     def __enter__(self) -> MediaServerUnderTest:
@@ -118,7 +127,7 @@ class MediaServerUnderTest:
                 "--media-workers",
                 str(self.workers),
                 "--log-level",
-                "WARNING",
+                self.log_level,
             ],
             port=port,
             log_path=s.workdir / f"media-w{self.workers}.log",
@@ -154,13 +163,17 @@ async def _probe(
     http: aiohttp.ClientSession,
     sut: MediaServerUnderTest,
     room: str,
-    video: CounterVideoTrack,
+    video: RemotePublisher,
     seconds: float,
 ) -> tuple[float, list[float]]:
     """A decoding viewer joins: (join → first decoded frame in ms, frame latencies in ms)."""
     probe = Viewer(decode=True)
     try:
-        await _connect(http, f"{sut.base}/v1/rooms/{room}/whep", probe, sut.token("probe"))
+        try:
+            await _connect(http, f"{sut.base}/v1/rooms/{room}/whep", probe, sut.token("probe"))
+        except RuntimeError as exc:  # e.g. the room's publisher dropped: recorded, the run goes on
+            print(f"probe failed: {exc}", file=sys.stderr, flush=True)
+            return float("nan"), []
         if not await probe.wait_for(lambda v: bool(v.video), timeout=10):
             return float("nan"), []
         first = (probe.first_frame_at - probe.offered_at) * 1000
@@ -174,6 +187,88 @@ async def _probe(
         await probe.close()
 
 
+class _ReportingTrack(CounterVideoTrack):
+    """Prints "n sent_at" per frame: the load tester learns each frame's capture time."""
+
+    async def recv(self):  # type: ignore[override]
+        frame = await super().recv()
+        n = self.count - 1
+        sys.stdout.write(f"{n} {self.sent_at[n]:.6f}\n")
+        sys.stdout.flush()
+        return frame
+
+
+async def _publisher_process(url: str, token: str, width: int, height: int, fps: int, bitrate: int) -> None:
+    """`python -m loadtest.media publish URL TOKEN W H FPS BPS`: one WHIP publisher until stdin closes."""
+    pin_host_addresses([LOOPBACK])
+    bench._force_vp8_bitrate(bitrate)
+    publisher = Publisher([_ReportingTrack(width, height, fps, detail=True)], video_codec="VP8")
+    async with aiohttp.ClientSession() as http:
+        await _connect(http, url, publisher, token)
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    try:
+        while await stdin.read(4096):
+            pass
+    finally:
+        await publisher.close()
+
+
+class RemotePublisher:
+    """A publisher in its own process: its VP8 encoder (the costliest part of the load
+    generator) does not share an event loop with the viewers, so a busy viewer loop does
+    not slow the source down for everyone. ``sent_at`` mirrors the track's capture times
+    (one clock for every process of the host) for the latency probes."""
+
+    def __init__(self, url: str, token: str, args: argparse.Namespace) -> None:
+        self.cmd = [sys.executable, "-m", "loadtest.media", "publish", url, token]
+        self.cmd += [str(args.width), str(args.height), str(args.fps), str(args.bitrate)]
+        self.sent_at: dict[int, float] = {}
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task | None = None
+        self._first = asyncio.Event()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def start(self, timeout: float = 30.0) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        self._reader = asyncio.ensure_future(self._read())
+        await asyncio.wait_for(self._first.wait(), timeout)
+
+    async def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            n, at = line.split()
+            self.sent_at[int(n)] = float(at)
+            self._first.set()
+            if len(self.sent_at) > 20_000:
+                del self.sent_at[next(iter(self.sent_at))]
+
+    async def close(self) -> None:
+        if self.process is None:
+            return
+        if self.process.returncode is None:
+            self.process.stdin.close()
+            try:
+                await asyncio.wait_for(self.process.wait(), 15)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+def _client_cpu(publishers: list[RemotePublisher]) -> float:
+    """The load generator's CPU: this process (viewers, probes) and the publisher processes."""
+    return self_cpu_seconds() + sum(cpu_seconds(p.pid) for p in publishers)
+
+
 def _pct(values: list[float], q: float) -> float | None:
     values = sorted(v for v in values if v == v)  # drop NaN (a probe that saw nothing)
     return round(values[min(len(values) - 1, int(len(values) * q))], 1) if values else None
@@ -182,16 +277,17 @@ def _pct(values: list[float], q: float) -> float | None:
 async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
     steps: list[MediaStep] = []
     rooms = [f"lt-media-{i}" for i in range(args.rooms)]
-    with MediaServerUnderTest(workers) as sut:
+    with MediaServerUnderTest(workers, args.server_log_level) as sut:
+        print(f"server log: {sut.server.log_path}", file=sys.stderr, flush=True)
         async with aiohttp.ClientSession() as http:
-            videos = [CounterVideoTrack(args.width, args.height, args.fps, detail=True) for _ in rooms]
-            publishers = [Publisher([v], video_codec="VP8") for v in videos]
+            videos = [
+                RemotePublisher(f"{sut.base}/v1/rooms/{room}/whip", sut.token(f"host{i}", "host"), args)
+                for i, room in enumerate(rooms)
+            ]
             viewers: list[Viewer] = []
             try:
-                for i, (room, pub) in enumerate(zip(rooms, publishers, strict=True)):
-                    await _connect(
-                        http, f"{sut.base}/v1/rooms/{room}/whip", pub, sut.token(f"host{i}", "host")
-                    )
+                for video in videos:
+                    await video.start()
                 await asyncio.sleep(args.settle)
                 baseline: float | None = None
                 for target in [0, *args.viewers]:
@@ -205,13 +301,15 @@ async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
                     await asyncio.sleep(args.settle)
                     pids = sut.pids()
                     frames_before = [v.encoded_frames["video"] for v in viewers]
+                    sent_before = sum(len(v.sent_at) for v in videos)
                     cpu_before = [cpu_seconds(p) for p in pids]
-                    client_before, machine_before = self_cpu_seconds(), machine_cpu()["busy"]
+                    client_before, machine_before = _client_cpu(videos), machine_cpu()["busy"]
                     t0 = time.monotonic()
                     await asyncio.sleep(args.seconds)
                     elapsed = time.monotonic() - t0
+                    source_fps = (sum(len(v.sent_at) for v in videos) - sent_before) / elapsed / len(videos)
                     per_process = [cpu_seconds(p) - b for p, b in zip(pids, cpu_before, strict=True)]
-                    client_cpu = self_cpu_seconds() - client_before
+                    client_cpu = _client_cpu(videos) - client_before
                     busy = machine_cpu()["busy"] - machine_before
                     cpu = sum(per_process)
                     fps = [
@@ -252,6 +350,9 @@ async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
                         client_cpu_s=round(client_cpu, 3),
                         other_tenants_cores=round(max(0.0, busy - cpu - client_cpu) / elapsed, 2),
                         join_to_first_frame_p95_ms=_pct(joins, 0.95),
+                        source_fps=round(source_fps, 1),
+                        viewers_not_connected=sum(v.pc.connectionState != "connected" for v in viewers),
+                        viewers_stalled=sum(f < 1 for f in fps),
                     )
                     steps.append(step)
                     print(json.dumps(asdict(step)), file=sys.stderr, flush=True)
@@ -259,9 +360,9 @@ async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
                 for viewer in viewers:
                     with contextlib.suppress(Exception):
                         await viewer.close()
-                for pub in publishers:
+                for video in videos:
                     with contextlib.suppress(Exception):
-                        await pub.close()
+                        await video.close()
     return steps
 
 
@@ -269,9 +370,9 @@ def table(steps: list[dict[str, Any]]) -> str:
     """A markdown table of the steps (docs/benchmarks.md style)."""
     head = (
         "| server | viewers | CPU-s/viewer-s | marginal | per delivered | viewer fps (min) "
-        "| join→first frame p95 | latency p50/p95 | server cores | client cores | others |"
+        "| join→first frame p95 | latency p50/p95 | server cores | client cores | others | source fps | stalled |"
     )
-    rows = [head, "|" + "---|" * 11]
+    rows = [head, "|" + "---|" * 13]
     for s in steps:
         cores = s["server_cpu_s"] / s["seconds"] if s["seconds"] else 0
         rows.append(
@@ -279,7 +380,8 @@ def table(steps: list[dict[str, Any]]) -> str:
             f"| {s['cpu_per_delivered_viewer_s']} | {s['viewer_fps_mean']} ({s['viewer_fps_min']}) "
             f"| {s.get('join_to_first_frame_p95_ms', max(s['join_to_first_frame_ms'], default=None))} "
             f"| {s['latency_ms_p50']}/{s['latency_ms_p95']} | {cores:.2f} "
-            f"| {s.get('client_cpu_s', 0) / s['seconds']:.2f} | {s.get('other_tenants_cores', '')} |"
+            f"| {s.get('client_cpu_s', 0) / s['seconds']:.2f} | {s.get('other_tenants_cores', '')} "
+            f"| {s.get('source_fps', '')} | {s.get('viewers_stalled', '')} |"
         )
     return "\n".join(rows)
 
@@ -319,9 +421,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--bitrate", type=int, default=1_500_000)
     p.add_argument("--out", type=Path, default=None, help="write the result JSON here")
+    p.add_argument("--server-log-level", default="WARNING", help="INFO logs every media session's end")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["publish"]:  # the publisher process started by RemotePublisher
+        url, token, width, height, fps, bitrate = argv[1:7]
+        asyncio.run(_publisher_process(url, token, int(width), int(height), int(fps), int(bitrate)))
+        return 0
     parser = argparse.ArgumentParser(prog="roomserver-loadtest media", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return cli(parser.parse_args(argv))
