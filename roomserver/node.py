@@ -372,4 +372,9 @@ class ShowHooks:
         }
 
     async def room_ended(self, room: str, doc: RoomDoc, summary: dict[str, Any]) -> None:
+        """After ``room.end`` or ``DELETE /v1/rooms/{room}``: the stage ends with the
+        show (a running PK ends, co-hosts step down, the room's media closes)."""
+        from roomserver import media_glue
+
         self.node.webhooks.emit("room.ended", room, {"room": rules.public_view(doc), "summary": summary})
+        await media_glue.room_ended(self.node, room)

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import msgspec
 
-from roomserver import media_glue
 from roomserver.bus.base import HistoryGone
 from roomserver.core import room as rules
 from roomserver.core.room import Emit
@@ -136,5 +135,4 @@ async def end(ctx: OpContext, p: object) -> dict:
     summary = await node.hooks.show_summary(ctx.room)
     doc, _ = await node.transact(ctx.room, lambda d: rules.end(d, now, summary))
     await node.hooks.room_ended(ctx.room, doc, summary)
-    await media_glue.room_ended(node, ctx.room)  # PK, co-hosts and media end with the show
     return {"summary": summary}
