@@ -120,11 +120,12 @@ or not: retry with the same cid / ``Idem``). It applies to
   (``--redis-durable-events``); otherwise they cost what they cost without it.
 
 A ``stock_take`` that replays a cid first writes a marker (``replays`` in the
-stock hash). Since Redis 7.2, WAIT waits for the replication offset of the
-connection's last *write*, so without it a replay on a connection that wrote
-nothing lately could acknowledge an order taken by a call whose own WAIT
-failed and that no replica has yet. (Redis 7.0, Debian's, moves that offset
-after every command, so there the replay is covered either way.)
+stock hash). Depending on the Redis version, WAIT waits for the replication
+offset of the connection's last *write* only, and then, without the marker, a
+replay on a connection that wrote nothing lately could acknowledge an order
+taken by a call whose own WAIT failed and that no replica has yet. (Redis 7.0,
+Debian's, moves that offset after every command: there a replay is covered
+either way.)
 
 What a client can rely on when the primary of its room's slot dies (one
 replica per primary; ``tests/commerce/test_failover_sale.py`` checks 1–4 with
@@ -158,7 +159,8 @@ two server processes and a crowd of buyers):
 5. Not covered: event-only commits acknowledged just before the crash may be
    lost and their seq reused (above); ephemeral events (``order.created``,
    ``sale.stock``) are at most once and those published during the window are
-   lost. Webhooks are queued in the server process, not in Redis.
+   lost. Webhooks are queued in the server process, not in Redis (announcing
+   an order once after an unknown outcome is ``handlers/commerce.py``'s job).
 
 Do not set it on a single node without replicas: every durable write would
 fail (``WAIT`` answers 0). Cost (``python -m tests.commerce.bench_durable``,

@@ -73,9 +73,10 @@ async def take(broker: RedisBroker, room: str, user: str, cid: str) -> object:
 
 async def test_a_replay_acknowledges_only_what_a_replica_has(redis_cluster: RedisCluster, unique_prefix: str):
     """A take whose WAIT failed is replayed through another connection while the
-    replica still lags: the replay must not be acknowledged either. (On Redis
-    7.2+ WAIT covers only the connection's own last write, hence the marker a
-    replay writes; Redis 7.0, used here, covers everything the primary wrote.)"""
+    replica still lags: the replay must not be acknowledged either. (Where WAIT
+    covers only the connection's own last write, the marker a replay writes is
+    what makes this hold; Redis 7.0, used here, covers everything the primary
+    wrote before the connection's last command.)"""
     room = room_id()
     first = RedisBroker.from_cluster(redis_cluster.startup, prefix=unique_prefix, durable_wait_ms=WAIT_MS)
     other = RedisBroker.from_cluster(redis_cluster.startup, prefix=unique_prefix, durable_wait_ms=WAIT_MS)
