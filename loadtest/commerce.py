@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import sys
 import time
 from collections import Counter
@@ -140,6 +141,8 @@ class CommerceRun(Run):
             handle.inbox["done"] = asyncio.Queue()
             self.workers.append(handle)
             loop.add_reader(parent.fileno(), self._on_worker_message, handle)
+            # add_reader made it non-blocking: a big message (the acknowledged orders) must be read whole.
+            os.set_blocking(parent.fileno(), True)
 
     def _on_worker_message(self, w: WorkerHandle) -> None:
         try:
@@ -320,7 +323,7 @@ class CommerceRun(Run):
             "params": {**asdict(o), "room": self.room, "app": None},
             "definitions": DEFINITIONS,
             "started_at": started_at,
-            "machine": mach | {"loadavg_end": list(__import__("os").getloadavg())},
+            "machine": mach | {"loadavg_end": list(os.getloadavg())},
             "elapsed_s": round(time.monotonic() - t_begin, 2),
             **body,
         }

@@ -28,7 +28,9 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import os
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -192,6 +194,9 @@ class CommerceWorker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_reader(self.pipe.fileno(), self._on_command)
+        # The loop made the pipe non-blocking; a message bigger than the socket buffer
+        # (the acknowledged orders) must be written and read whole.
+        os.set_blocking(self.pipe.fileno(), True)
         ticker = loop.create_task(self._tick())
         try:
             await self._connect_all()
@@ -211,7 +216,8 @@ class CommerceWorker:
     def _send(self, msg: dict[str, Any]) -> None:
         try:
             self.pipe.send(msg)
-        except (BrokenPipeError, OSError):
+        except (BrokenPipeError, OSError) as exc:
+            print(f"commerce worker {self.cfg.index}: pipe: {exc!r}", file=sys.stderr, flush=True)
             self.done.set()
 
     def _on_command(self) -> None:
@@ -221,17 +227,31 @@ class CommerceWorker:
             self.done.set()
             return
         cmd = msg.get("cmd")
-        loop = asyncio.get_running_loop()
         if cmd == "snap":
             self._send({"kind": "snap", "cpu": self_cpu_seconds(), **self._counts()})
         elif cmd == "go":
-            self.tasks.add(loop.create_task(self._load(msg)))
+            self._spawn(self._load(msg))
         elif cmd == "watch":
             self.watch = msg["event"].encode()
         elif cmd == "final":
-            self.tasks.add(loop.create_task(self._final(msg["timeout"])))
+            self._spawn(self._final(msg["timeout"]))
         elif cmd == "stop":
             self.done.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The collector is off, so an unretrieved exception would never be logged: say it now.
+            exc = task.exception()
+            print(
+                f"commerce worker {self.cfg.index}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True
+            )
+            self._send({"kind": "error", "error": f"{type(exc).__name__}: {exc}"})
 
     def _counts(self) -> dict[str, Any]:
         return {
@@ -355,8 +375,17 @@ class CommerceWorker:
         self.stopping = True
         # Every open attempt gets its answer, its retries or gives up: bounded.
         deadline = time.monotonic() + self.retry_timeout_s * MAX_SENDS_PER_ATTEMPT + 5
-        while self.open_attempts and time.monotonic() < deadline:
+        while self.open_attempts > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+            if DEBUG:
+                print(
+                    self.cfg.index,
+                    self.open_attempts,
+                    sum(len(u.pending) for u in self.users),
+                    self.outcomes,
+                    file=sys.stderr,
+                    flush=True,
+                )
         sweeper.cancel()
         self._send(
             {
