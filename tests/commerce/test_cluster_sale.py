@@ -25,7 +25,7 @@ BUYERS = 5_000
 STOCK = 1_000
 PRICE = 1990
 TWIN_EVERY = 10  # every 10th buyer also sends its buy through the other process
-CONNECT_BUDGET_S = 30  # the machine is shared: 5,500 handshakes may be slow
+CONNECT_BUDGET_S = 30  # ≈ 4 s on an idle machine; it is shared
 BUY_BUDGET_S = 15
 
 
@@ -99,7 +99,7 @@ async def test_5000_buyers_on_two_processes_buy_exactly_the_stock(
             twin_of = list(range(0, BUYERS, TWIN_EVERY))
             who += [(urls[(i + 1) % 2], token(users[i])) for i in twin_of]
             crowd = await connect_crowd(
-                session, who, room, deadline=t0 + CONNECT_BUDGET_S, keep=frozenset({"order.created"})
+                who, room, deadline=t0 + CONNECT_BUDGET_S, keep=frozenset({"order.created"})
             )
             clients, twins = crowd[:BUYERS], dict(zip(twin_of, crowd[BUYERS:], strict=True))
             connected_s = time.monotonic() - t0
@@ -176,6 +176,6 @@ async def test_5000_buyers_on_two_processes_buy_exactly_the_stock(
                 f"webhooks redelivered: {process_sink.redelivered}"
             )
         finally:
-            await asyncio.gather(*(c.close() for c in crowd))
+            await asyncio.gather(*(c.aclose() for c in crowd))
             await host.close()
             await mod.close()

@@ -153,7 +153,7 @@ async def test_a_primary_dies_mid_sale(
 
             await asyncio.gather(*(join(bu) for bu in buyers))
             for url in urls:
-                probe_client = await WireClient.connect(session, url, token("probe-" + url[-5:]))
+                probe_client = await WireClient.connect(url, token("probe-" + url[-5:]))
                 assert (await probe_client.request("room.join", room))["ok"]
                 probes.append(probe_client)
             sale = (
@@ -309,7 +309,7 @@ async def test_a_primary_dies_mid_sale(
             )
         finally:
             for p in probes:
-                await p.close()
+                await p.aclose()
             await asyncio.gather(*(bu.client.close() for bu in buyers), return_exceptions=True)
             await host.close()
             if killed and not old_primary.alive:

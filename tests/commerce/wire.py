@@ -2,8 +2,9 @@
 
 The SDK (``roomserver.client.RoomClient``) tracks seqs, resumes and reconnects:
 right for one app, too heavy for 5,000 buyers in one test process. ``WireClient``
-speaks just enough of PROTOCOL §2 for buying: one WebSocket, requests matched
-to replies by id, events kept only when asked for. ``buy_settled`` retries a buy
+speaks just enough of PROTOCOL §2 for buying: one WebSocket (the load tester's
+hand-rolled client), requests matched to replies by id, events kept only when
+asked for. ``buy_settled`` retries a buy
 with the same ``cid`` until the answer is definitive, as the SDK's ``sale_buy``
 does (and as an app does after the SDK gives up).
 """
@@ -16,9 +17,11 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 import msgspec
+
+from loadtest.client import WsClient
 
 # Answers after which a retry with the same cid may succeed (PROTOCOL §2), plus
 # the local ones: no reply in time, socket lost.
@@ -38,72 +41,66 @@ class Attempt:
     message: str = ""
 
 
-class WireClient:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, keep: frozenset[str] = frozenset()) -> None:
-        self.ws = ws
+class WireClient(WsClient):
+    """One socket on the project's hand-rolled WebSocket client (``loadtest``):
+    a handshake costs a fraction of aiohttp's, which decides how fast thousands
+    of buyers connect on a shared 2-core machine."""
+
+    def __init__(self, host: str, port: int, path: str, keep: frozenset[str]) -> None:
+        super().__init__(host, port, path)
         self.keep = keep
-        # Thousands of sockets each get every room event: skip frames that hold
-        # neither a reply nor a kept event without decoding them.
-        self._markers = ('"re":', *(f'"ev":"{name}"' for name in keep))
         self.events: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._reader = asyncio.ensure_future(self._read())
+        # Thousands of sockets each get every room event: skip frames that hold
+        # neither a reply nor a kept event without decoding them.
+        self._markers = (b'"re":', *(f'"ev":"{name}"'.encode() for name in keep))
 
     @classmethod
-    async def connect(
-        cls, session: aiohttp.ClientSession, base_url: str, token: str, keep: frozenset[str] = frozenset()
-    ) -> WireClient:
-        ws = await session.ws_connect(
-            base_url.replace("http://", "ws://") + "/v1/ws",
-            headers={"Authorization": f"Bearer {token}"},
-            autoping=True,
-            max_msg_size=64 * 1024 * 1024,
-        )
-        return cls(ws, keep)
+    async def connect(cls, base_url: str, token: str, keep: frozenset[str] = frozenset()) -> WireClient:
+        url = urlsplit(base_url)
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        path = "/v1/ws?" + urlencode({"token": token})
+        loop = asyncio.get_running_loop()
+        _, client = await loop.create_connection(lambda: cls(host, port, path, keep), host, port)
+        await client.opened
+        return client
 
-    @property
-    def closed(self) -> bool:
-        return self.ws.closed or self._reader.done()
+    def on_text(self, payload: bytes) -> None:
+        if not any(m in payload for m in self._markers):
+            return
+        for m in msgspec.json.decode(payload):
+            if "re" in m:
+                fut = self._pending.pop(m["re"], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(m)
+            elif m.get("ev") in self.keep:
+                self.events.append(m)
 
-    async def _read(self) -> None:
-        try:
-            async for msg in self.ws:
-                if msg.type != aiohttp.WSMsgType.TEXT or not any(m in msg.data for m in self._markers):
-                    continue
-                for m in msgspec.json.decode(msg.data):
-                    if "re" in m:
-                        fut = self._pending.pop(m["re"], None)
-                        if fut is not None and not fut.done():
-                            fut.set_result(m)
-                    elif m.get("ev") in self.keep:
-                        self.events.append(m)
-        finally:
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_result(
-                        {"ok": False, "error": {"code": "disconnected", "message": "socket closed"}}
-                    )
-            self._pending.clear()
+    def on_closed(self) -> None:
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_result({"ok": False, "error": {"code": "disconnected", "message": "socket closed"}})
+        self._pending.clear()
 
     async def request(
         self, op: str, room: str | None, *, timeout: float = 10.0, **params: Any
     ) -> dict[str, Any]:
         """The reply message (``{"re", "ok", "data"|"error"}``); a missing reply is
         a local ``timeout`` error, a lost socket a local ``disconnected`` one."""
+        if self.closed.done():
+            return {"ok": False, "error": {"code": "disconnected", "message": "socket closed"}}
         req_id = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
         msg: dict[str, Any] = {"id": req_id, "op": op, **params}
         if room is not None:
             msg["room"] = room
+        self.send_json(msg)
         try:
-            await self.ws.send_str(msgspec.json.encode(msg).decode())
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             return {"ok": False, "error": {"code": "timeout", "message": f"no reply to {op} in {timeout}s"}}
-        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
-            return {"ok": False, "error": {"code": "disconnected", "message": str(exc)}}
         finally:
             self._pending.pop(req_id, None)
 
@@ -115,16 +112,13 @@ class WireClient:
                 return reply
             await asyncio.sleep(_pause(reply))
 
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close()
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._reader
+    async def aclose(self) -> None:
+        self.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.closed), 2.0)
 
 
 async def connect_crowd(
-    session: aiohttp.ClientSession,
     who: list[tuple[str, str]],
     room: str,
     *,
@@ -137,10 +131,10 @@ async def connect_crowd(
 
     async def one(url: str, token: str) -> WireClient:
         async with sem:
-            client = await WireClient.connect(session, url, token, keep)
+            client = await WireClient.connect(url, token, keep)
             reply = await client.call("room.join", room, deadline=deadline)
             if not reply["ok"]:
-                await client.close()
+                await client.aclose()
                 raise AssertionError(f"join failed: {reply}")
             return client
 
@@ -148,7 +142,7 @@ async def connect_crowd(
     clients = [r for r in results if isinstance(r, WireClient)]
     failure = next((r for r in results if isinstance(r, BaseException)), None)
     if failure is not None:
-        await asyncio.gather(*(c.close() for c in clients))
+        await asyncio.gather(*(c.aclose() for c in clients))
         raise failure
     return clients
 
