@@ -81,6 +81,7 @@ class CommerceRun(Run):
         self.o: CommerceOptions = o
         self.outcomes_series: dict[int, Counter[str]] = {}
         self.answers_series: dict[int, int] = {}
+        self.worker_errors: list[str] = []
 
     # -- servers and host ---------------------------------------------------------
 
@@ -152,6 +153,8 @@ class CommerceRun(Run):
             asyncio.get_running_loop().remove_reader(w.pipe.fileno())
             return
         kind = msg["kind"]
+        if kind == "error":
+            self.worker_errors.append(f"worker {w.index}: {msg['error']}")
         if kind == "tick" and self.window_start:
             second = int(msg["wall"] - self.window_start)
             self.series.add(second, msg["deliveries"] - w.last["deliveries"], msg.get("hist", b""))
@@ -202,7 +205,7 @@ class CommerceRun(Run):
         dones: list[dict[str, Any]] = []
         limit = time.monotonic() + o.duration + o.retry_timeout_s * 6 + 60
         pending = list(self.workers)
-        while pending and time.monotonic() < limit:
+        while pending and time.monotonic() < limit and not self.worker_errors:
             for w in list(pending):
                 with contextlib.suppress(asyncio.TimeoutError):
                     dones.append(await w.expect("done", 0.25))
@@ -210,7 +213,7 @@ class CommerceRun(Run):
             self._parent_tick()
             self._progress()
         if pending:
-            raise RuntimeError("workers did not finish the load in time")
+            raise RuntimeError(f"workers did not finish the load: {self.worker_errors or 'timeout'}")
         after = await self._snap()
         return {"before": before, "after": after, "dones": dones}
 

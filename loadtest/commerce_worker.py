@@ -377,15 +377,6 @@ class CommerceWorker:
         deadline = time.monotonic() + self.retry_timeout_s * MAX_SENDS_PER_ATTEMPT + 5
         while self.open_attempts > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            if DEBUG:
-                print(
-                    self.cfg.index,
-                    self.open_attempts,
-                    sum(len(u.pending) for u in self.users),
-                    self.outcomes,
-                    file=sys.stderr,
-                    flush=True,
-                )
         sweeper.cancel()
         self._send(
             {
