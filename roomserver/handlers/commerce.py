@@ -279,8 +279,13 @@ async def sale_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
         if raw.get("ends_at") is not None and raw["ends_at"] <= now:
             await _close_sale(node, room, raw["id"], flashsale.CloseReason.ENDED)
             continue
-        # The trailing sale.stock: the last level of a burst was held back by the gate.
         state = await node.broker.stock_state(room, sale_key(raw["id"]))
+        if state is not None and state[0] == 0:
+            # Sold out but not closed: the close after the last take was lost (its
+            # node died, or the bus failed it past its retries).
+            await _close_sale(node, room, raw["id"], flashsale.CloseReason.SOLD_OUT)
+            continue
+        # The trailing sale.stock: the last level of a burst was held back by the gate.
         if state is not None and await node.broker.gate(
             room, "sale.stock:" + raw["id"], STOCK_EVENT_INTERVAL_MS, str(state[0])
         ):

@@ -115,6 +115,28 @@ async def test_the_last_unit_sold_by_a_lost_call_still_closes_the_sale_and_is_an
     assert listing["sale"]["state"] == "closed" and listing["sale"]["reason"] == "sold_out"
 
 
+async def test_a_sale_emptied_by_a_lost_call_closes_even_if_nobody_asks_again(
+    lossy: tuple[Server, LossyBroker], room: str
+):
+    """The buyer of the last unit never retries, nobody else comes: the server's
+    deadline loop sees the empty stock and closes the sale anyway."""
+    server, broker = lossy
+    host = await server.client("host-1", "host")
+    await host.join(room)
+    staff = Recorder(host)
+    sale = (await host.sale_create(room, product=PRODUCT, price_cents=900, stock=1, limit_per_user=1))["sale"]
+    bob = await server.client("bob")
+    await bob.join(room)
+    broker.lose["stock_take"] = 1
+    with pytest.raises(Exception) as lost:
+        await buy(bob, room, sale["id"], "b1")
+    assert getattr(lost.value, "code", None) == "unavailable"
+    closed = await staff.wait("sale.closed")
+    assert closed[0]["data"] == {"id": sale["id"], "sold": 1, "reason": "sold_out"}
+    await staff.quiet(0.5)
+    assert len(staff.named("sale.closed")) == 1
+
+
 async def test_the_last_share_grabbed_by_a_lost_call_still_finishes_the_packet(
     lossy: tuple[Server, LossyBroker], room: str
 ):
