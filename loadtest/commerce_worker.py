@@ -47,7 +47,8 @@ from roomserver.auth import mint_token
 MAX_LIFETIME_S = 3600.0
 MAX_SENDS_PER_ATTEMPT = 6  # the first request and up to 5 retries
 # Sources spread over 127.x.y.1 so that more than ~28k sockets (the ephemeral port
-# range of one source address) can reach one server port.
+# range of one source address) can reach one server port. Untested past 20,000 sockets:
+# the development box's hard RLIMIT_NOFILE is 20,000 per process (docs/benchmarks.md).
 SOCKETS_PER_SOURCE = 20_000
 JOIN_ID = 1
 RETRY_CODES = frozenset({"unavailable", "internal"})
@@ -92,6 +93,9 @@ class User(WsClient):
         self.ids = itertools.count(JOIN_ID + 1)
         self.pending: dict[int, tuple[int, Attempt]] = {}  # request id -> (sent ns, attempt)
         self.joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # A socket that fails before its upgrade fails `opened` first and nobody awaits
+        # `joined`: mark its exception retrieved (no "never retrieved" log per socket).
+        self.joined.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.join_error: str | None = None
         self.blocked_until = 0.0  # monotonic: rate_limited, wait before the next send
         self.saw_event = False
