@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip", default="", help="comma-separated runs to skip: bare,nobatch,redis,joinstorm")
     s.add_argument("--joinstorm-viewers", type=int, default=None)
     _commerce_parsers(sub)
+    _media_parser(sub)
     return parser
 
 
@@ -133,6 +134,14 @@ def _commerce_parsers(sub: Any) -> None:
     _commerce_common(rp, users_flag="--users", users=1000, rate=1000.0)
     rp.add_argument("--shares", type=int, default=1000)
     rp.add_argument("--total-cents", type=int, default=100_000)
+
+
+def _media_parser(sub: Any) -> None:
+    from loadtest import media
+
+    media.add_arguments(
+        sub.add_parser("media", help="WebRTC viewers of one publisher vs aiortc's MediaRelay")
+    )
 
 
 def commerce_options(args: argparse.Namespace) -> Any:
@@ -344,6 +353,10 @@ def suite(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cmd == "media":
+        from loadtest import media
+
+        return media.cli(args)
     out = _out_dir(args, args.cmd)
     try:
         if args.cmd in ("flashsale", "lottery", "redpacket"):
