@@ -11,8 +11,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+from roomserver.auth import mint_token
+
 SECRET = "k" * 40
 APP = "app"
+
+
+def token(user: str, role: str = "viewer") -> str:
+    return mint_token(APP, SECRET, user, role)  # type: ignore[arg-type]
 
 
 def free_port() -> int:

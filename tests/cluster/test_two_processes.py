@@ -5,31 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
-
-from roomserver.auth import mint_token
 from roomserver.client import RoomClient, RoomError
-from tests.server_procs import APP, SECRET, ServerProcess
-
-
-def token(user: str, role: str = "viewer") -> str:
-    return mint_token(APP, SECRET, user, role)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def two_servers(redis_cluster, unique_prefix, tmp_path):
-    seeds = redis_cluster.startup
-    servers = [
-        ServerProcess(
-            "--redis-cluster", seeds, "--redis-prefix", unique_prefix, "--flush-ms", "20", log_dir=tmp_path
-        )
-        for _ in range(2)
-    ]
-    for s in servers:
-        s.start()
-    yield servers
-    for s in servers:
-        s.stop()
+from tests.server_procs import token
 
 
 async def send(client: RoomClient, room: str, text: str) -> dict:
