@@ -38,14 +38,13 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from roomserver.auth import AuthError, Identity, TokenVerifier
 from roomserver.bus.base import BrokerUnavailable
 from roomserver.config import Config
 from roomserver.core import cohost as cohost_rules
-from roomserver.core.room import Emit, RoomDoc, decode_doc, is_restricted
+from roomserver.core.room import Emit, RoomDoc, decode_doc, is_restricted, with_features
 from roomserver.media.errors import BadRequest, Forbidden, MediaError, Unauthorized, Unavailable
 from roomserver.media.sfu import MediaRouter
 from roomserver.media.whip import MediaAction, MediaPrincipal, bearer_token, media_routes
@@ -110,8 +109,8 @@ class BusRoomRouting:
             per_worker = collections.Counter(self._placed.values())
             worker = min(loads, key=lambda w: (loads[w], per_worker[w], w))
             chosen.append(worker)
-            features = {**doc.features, WORKER_KEY: {"node": self.node.config.node_id, "worker": worker}}
-            return msgspec.structs.replace(doc, features=features), []
+            owner = {"node": self.node.config.node_id, "worker": worker}
+            return with_features(doc, **{WORKER_KEY: owner}), []
 
         with contextlib.suppress(_Unchanged):
             await self.node.transact(room, rule, create=True)
@@ -131,8 +130,7 @@ class BusRoomRouting:
             owner = self._owner(doc)
             if owner is None or owner["worker"] != worker:
                 raise _Unchanged
-            features = {k: v for k, v in doc.features.items() if k != WORKER_KEY}
-            return msgspec.structs.replace(doc, features=features), []
+            return with_features(doc, **{WORKER_KEY: None}), []
 
         # Best effort (also called while shutting down): a record left behind only
         # names a worker that is gone or idle, which ``assign`` replaces.
@@ -260,8 +258,7 @@ class MediaGlue:
             current = self.backend.publishers(room) if publishers is None else publishers
             if doc.features.get(PUBLISHERS_KEY, []) == current:
                 raise _Unchanged
-            features = {**doc.features, PUBLISHERS_KEY: current}
-            return msgspec.structs.replace(doc, features=features), [
+            return with_features(doc, **{PUBLISHERS_KEY: current}), [
                 Emit("media.publishers", {"publishers": current})
             ]
 

@@ -34,10 +34,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import msgspec
-
 from roomserver.bus.base import AUDIENCE_STAFF, audience_user
-from roomserver.core.room import Emit, RoomDoc
+from roomserver.core.room import Emit, RoomDoc, with_features
 from roomserver.protocol import OpError
 
 MAX_COHOSTS = 8
@@ -62,15 +60,12 @@ def pending(doc: RoomDoc) -> dict[str, dict[str, Any]]:
 def _with(
     doc: RoomDoc, *, cohosts: list[dict[str, Any]] | None = None, pending: dict | None = None
 ) -> RoomDoc:
-    features = dict(doc.features)
+    changes: dict[str, Any] = {}
     if cohosts is not None:
-        features["cohosts"] = cohosts
+        changes["cohosts"] = cohosts
     if pending is not None:
-        if pending:
-            features["cohost_pending"] = pending
-        else:
-            features.pop("cohost_pending", None)
-    return msgspec.structs.replace(doc, features=features)
+        changes["cohost_pending"] = pending or None  # an empty table is removed
+    return with_features(doc, **changes)
 
 
 def _live(entries: dict[str, dict[str, Any]], now: int) -> dict[str, dict[str, Any]]:

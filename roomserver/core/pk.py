@@ -28,10 +28,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-import msgspec
-
 from roomserver.bus.base import AUDIENCE_STAFF
-from roomserver.core.room import Emit, RoomDoc
+from roomserver.core.room import Emit, RoomDoc, with_features
 from roomserver.protocol import OpError
 
 INVITE_TTL_MS = 60_000
@@ -78,16 +76,6 @@ def new_invite(
     }
 
 
-def _features(doc: RoomDoc, **changes: Any) -> RoomDoc:
-    features = dict(doc.features)
-    for k, v in changes.items():
-        if v is None:
-            features.pop(k, None)
-        else:
-            features[k] = v
-    return msgspec.structs.replace(doc, features=features)
-
-
 def busy(doc: RoomDoc, now: int) -> str | None:
     """Why the room cannot take part in a new PK (None = free)."""
     pk = doc.features.get("pk")
@@ -112,7 +100,7 @@ def reserve(doc: RoomDoc, invite: dict[str, Any], now: int) -> tuple[RoomDoc, li
             k: invite[k] for k in ("id", "rooms", "from_room", "to_room", "by", "duration_s", "expires_at")
         }
         emits.append(Emit("pk.invited", data, durable=False, audience=AUDIENCE_STAFF))
-    return _features(doc, pk_invite=invite), emits
+    return with_features(doc, pk_invite=invite), emits
 
 
 def invitation(doc: RoomDoc, pk_id: str, now: int) -> dict[str, Any]:
@@ -137,7 +125,7 @@ def withdraw(
         if by_room is not None:
             data["by_room"] = by_room
         emits.append(Emit(event, data, durable=False, audience=AUDIENCE_STAFF))
-    return _features(doc, pk_invite=None), emits
+    return with_features(doc, pk_invite=None), emits
 
 
 def start(
@@ -157,7 +145,7 @@ def start(
         "ends_at": ends_at,
     }
     data = {k: pk[k] for k in ("id", "rooms", "hosts", "started_at", "ends_at", "duration_s")}
-    return _features(doc, pk_invite=None, pk=pk), [Emit("pk.started", data)]
+    return with_features(doc, pk_invite=None, pk=pk), [Emit("pk.started", data)]
 
 
 def active(doc: RoomDoc, pk_id: str | None = None) -> dict[str, Any]:
@@ -193,7 +181,7 @@ def finish(
         "ended_at": now,
     }
     data = {k: last[k] for k in ("id", "rooms", "scores", "winner", "reason")}
-    return _features(doc, pk=None, pk_last=last), [Emit("pk.ended", data)]
+    return with_features(doc, pk=None, pk_last=last), [Emit("pk.ended", data)]
 
 
 def other_room(pk: dict[str, Any], room: str) -> str:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from roomserver.core.room import Emit, RoomDoc
+from roomserver.core.room import Emit, RoomDoc, with_features
 from roomserver.protocol import OpError
 
 MIN_DURATION_MS = 5_000
@@ -44,16 +44,6 @@ def tally_key(poll_id: str) -> str:
     return "poll:" + poll_id
 
 
-def _features(doc: RoomDoc, **changes: Any) -> RoomDoc:
-    features = dict(doc.features)
-    for k, v in changes.items():
-        if v is None:
-            features.pop(k, None)
-        else:
-            features[k] = v
-    return msgspec.structs.replace(doc, features=features)
-
-
 def open_poll(
     doc: RoomDoc, p: PollParams, now: int, poll_id: str | None = None
 ) -> tuple[RoomDoc, list[Emit]]:
@@ -72,7 +62,7 @@ def open_poll(
         "state": "open",
         "counts": [0] * len(p.options),
     }
-    return _features(doc, poll=poll), [Emit("poll.opened", poll)]
+    return with_features(doc, poll=poll), [Emit("poll.opened", poll)]
 
 
 def check_vote(doc: RoomDoc, p: VoteParams, now: int) -> dict[str, Any]:
@@ -95,7 +85,7 @@ def close_poll(doc: RoomDoc, poll_id: str, tally: dict[str, int]) -> tuple[RoomD
     if poll is None or poll["id"] != poll_id or poll["state"] != "open":
         raise OpError("not_open", "the poll is not open")
     closed = {**poll, "state": "closed", "counts": counts_list(poll, tally)}
-    return _features(doc, poll=closed), [Emit("poll.closed", {"id": poll_id, "counts": closed["counts"]})]
+    return with_features(doc, poll=closed), [Emit("poll.closed", {"id": poll_id, "counts": closed["counts"]})]
 
 
 def announce(doc: RoomDoc, p: AnnounceParams, now: int) -> tuple[RoomDoc, list[Emit]]:
@@ -103,4 +93,4 @@ def announce(doc: RoomDoc, p: AnnounceParams, now: int) -> tuple[RoomDoc, list[E
         raise OpError("bad_request", "countdown_to must be in the future (unix ms)")
     data = {"text": p.text, "countdown_to": p.countdown_to}
     # An empty text clears the pinned announcement.
-    return _features(doc, announcement=data if p.text else None), [Emit("room.announcement", data)]
+    return with_features(doc, announcement=data if p.text else None), [Emit("room.announcement", data)]

@@ -250,6 +250,17 @@ def words(doc: RoomDoc, add: list[str], remove: list[str]) -> tuple[RoomDoc, lis
     return msgspec.structs.replace(doc, words=list(current)), []
 
 
+def with_features(doc: RoomDoc, **changes: Any) -> RoomDoc:
+    """A copy of ``doc`` with feature entries set, or removed where the value is None."""
+    features = dict(doc.features)
+    for key, value in changes.items():
+        if value is None:
+            features.pop(key, None)
+        else:
+            features[key] = value
+    return msgspec.structs.replace(doc, features=features)
+
+
 def snapshot(doc: RoomDoc, *, online: int, likes: int, seq: int, epoch: str, gifts: list) -> dict[str, Any]:
     """The ``room.join`` snapshot (PROTOCOL §3)."""
     f = doc.features

@@ -21,7 +21,7 @@ import msgspec
 
 from roomserver.bus.base import AUDIENCE_STAFF, BrokerUnavailable, StockStatus, TallyStatus
 from roomserver.core import coupons, flashsale, lottery, redpacket
-from roomserver.core.room import Emit, RoomDoc
+from roomserver.core.room import Emit, RoomDoc, with_features
 from roomserver.handlers import OpContext, deadline, op
 from roomserver.protocol import OpError, now_ms
 
@@ -103,14 +103,11 @@ def _unconfirmed(node: Any) -> _Unconfirmed:
 
 
 def _features(doc: RoomDoc, kind: str, item_id: str, item: Any, **views: Any) -> RoomDoc:
-    features = dict(doc.features)
-    table = dict(features.get(kind, {}))
+    table = dict(doc.features.get(kind, {}))
     table[item_id] = msgspec.to_builtins(item)
     while len(table) > KEEP_PER_KIND:
         table.pop(next(iter(table)))
-    features[kind] = table
-    features.update(views)
-    return msgspec.structs.replace(doc, features=features)
+    return with_features(doc, **{kind: table}, **views)
 
 
 def _get(doc: RoomDoc, kind: str, item_id: str, typ: type, what: str) -> Any:
