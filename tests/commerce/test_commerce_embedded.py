@@ -121,7 +121,7 @@ async def test_lottery_eligibility_keyword_and_automatic_draw(
     quiet = await joined(server, room, "eve", tier=5)
     seen = [Recorder(c) for c in (host, early, low)]
     created = await host.lottery_create(
-        room, prize="Mug", winners=2, duration_ms=2_500, keyword="Tea", min_watch_s=1, min_tier=2
+        room, prize="Mug", winners=2, duration_ms=4_000, keyword="Tea", min_watch_s=1, min_tier=2
     )
     lot = created["lottery"]
     assert len(lot["seed_hash"]) == 64
@@ -154,7 +154,7 @@ async def test_lottery_eligibility_keyword_and_automatic_draw(
     assert status == 200 and audit["state"] == "open" and audit["entrants_count"] == 3 and "seed" not in audit
 
     # Nobody draws: the server does at closes_at, once.
-    drawn = (await seen[0].wait("lottery.drawn", timeout=6))[0]
+    drawn = (await seen[0].wait("lottery.drawn", timeout=10))[0]
     for rec in seen[1:]:
         assert (await rec.wait("lottery.drawn"))[0] == drawn  # same event, same seq, everywhere
     data = drawn["data"]

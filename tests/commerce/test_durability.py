@@ -92,10 +92,9 @@ async def test_a_replay_acknowledges_only_what_a_replica_has(redis_cluster: Redi
         assert getattr(ok, "status", None) == StockStatus.OK
         key = room_keys(unique_prefix, room).room
         with replica_stopped(redis_cluster, key):
-            t0 = time.monotonic()
             lagging = await take(first, room, "u2", "c2")
             # The script ran, no replica confirmed it: unknown outcome, not NotExecuted.
-            assert type(lagging) is BrokerUnavailable and time.monotonic() - t0 < 1.0, lagging
+            assert type(lagging) is BrokerUnavailable, lagging
             # Another process retries the same cid on its own connection: the order
             # is there on the primary, but still on no replica.
             replay = await take(other, room, "u2", "c2")
@@ -131,10 +130,10 @@ async def test_money_waits_for_a_replica_barrage_does_not(redis_cluster: RedisCl
         assert await broker.stock_create(room, "sale:1", 10, ttl_ms=HOUR_MS)
         assert await broker.shares_create(room, "packet:1", [5, 5], ttl_ms=HOUR_MS)
         with replica_stopped(redis_cluster, room_keys(unique_prefix, room).room):
-            # A barrage commit is acknowledged at once, replica or not.
-            t0 = time.monotonic()
+            # A barrage commit is acknowledged, replica or not (a WAIT could only
+            # have timed out, and the commit would have failed).
             res = await broker.commit(room, [Draft(body, capped=True)], barrage_cap=100)
-            assert res.seqs == (1,) and time.monotonic() - t0 < WAIT_MS / 1000
+            assert res.seqs == (1,)
             # A document commit waits and is refused.
             with pytest.raises(BrokerUnavailable):
                 await broker.commit(room, [Draft(body)], expect_version=1, doc=b"v2")
