@@ -181,7 +181,13 @@ class HistoryGone(Exception):
 
 
 class BrokerUnavailable(Exception):
-    """The backend (e.g. Redis) cannot be reached; callers answer ``unavailable``."""
+    """The backend (e.g. Redis) cannot be reached; callers answer ``unavailable``.
+
+    ``executed`` says whether a write may have happened: None = unknown (the
+    connection broke after sending), False = certainly not (never sent, or
+    refused unrun), so the caller may simply try again."""
+
+    executed: bool | None = None
 
 
 DeliveryHandler = Callable[[Delivery], None]

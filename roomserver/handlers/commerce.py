@@ -49,7 +49,7 @@ async def _follow_up(attempt: Callable[[], Awaitable[Any]], *, idempotent: bool)
             await attempt()
             return
         except BrokerUnavailable as exc:
-            certain = getattr(exc, "executed", None) is False  # e.g. redis_client.NotExecuted
+            certain = exc.executed is False
             if i == FOLLOW_UP_TRIES - 1 or not (idempotent or certain):
                 raise
         await asyncio.sleep(delay)
@@ -182,7 +182,7 @@ async def sale_buy(ctx: OpContext, p: flashsale.BuyParams) -> dict:
             fingerprint=f"{sale.id}:{p.qty}",
         )
     except BrokerUnavailable as exc:
-        if getattr(exc, "executed", None) is not False:  # e.g. redis_client.NotExecuted
+        if exc.executed is not False:  # it may have run: remember the attempt
             _unconfirmed(node).add(order.id, order.attempt)
         raise
     return await _settle_buy(ctx, sale, res)
@@ -485,7 +485,7 @@ async def redpacket_grab(ctx: OpContext, p: redpacket.GrabParams) -> dict:
     try:
         res = await node.broker.shares_grab(room, key, ctx.user)
     except BrokerUnavailable as exc:
-        if getattr(exc, "executed", None) is not False:
+        if exc.executed is not False:
             _unconfirmed(node).add(grab)
         raise
     if res.status == "replayed":
