@@ -34,6 +34,45 @@ REPO = Path(__file__).resolve().parent.parent
 WAIT_S = 5.0
 
 
+# The protocol's lists, copied from PROTOCOL.md (not imported from the server, which they check).
+SNAPSHOT_KEYS = {
+    "id",
+    "title",
+    "mode",
+    "state",
+    "host",
+    "online",
+    "likes",
+    "seq",
+    "epoch",
+    "pinned",
+    "lottery",
+    "sale",
+    "pk",
+    "cohosts",
+    "publishers",
+    "gifts",
+}
+PROTOCOL_ERRORS = {
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "not_joined",
+    "rate_limited",
+    "muted",
+    "blocked_content",
+    "sold_out",
+    "limit_reached",
+    "not_open",
+    "conflict",
+    "history_gone",
+    "too_large",
+    "unavailable",
+    "internal",
+}
+
+
 def new_room_id(prefix: str = "r") -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 

@@ -12,26 +12,7 @@ import pytest
 
 from roomserver.client import ConnectionLost, RequestTimeout, RoomClient, RoomError
 from roomserver.core.room import Emit
-from tests.server_fixtures import Recorder, Server, free_port, token
-
-PROTOCOL_ERRORS = {
-    "bad_request",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "not_joined",
-    "rate_limited",
-    "muted",
-    "blocked_content",
-    "sold_out",
-    "limit_reached",
-    "not_open",
-    "conflict",
-    "history_gone",
-    "too_large",
-    "unavailable",
-    "internal",
-}
+from tests.server_fixtures import PROTOCOL_ERRORS, Recorder, Server, free_port, token
 
 
 def cut(server: Server, user: str, code: int = 4008) -> int:

@@ -10,44 +10,7 @@ import aiohttp
 import pytest
 
 from roomserver.client import RoomError
-from tests.server_fixtures import Recorder, Server, token
-
-SNAPSHOT_KEYS = {
-    "id",
-    "title",
-    "mode",
-    "state",
-    "host",
-    "online",
-    "likes",
-    "seq",
-    "epoch",
-    "pinned",
-    "lottery",
-    "sale",
-    "pk",
-    "cohosts",
-    "publishers",
-    "gifts",
-}
-ERROR_CODES = {
-    "bad_request",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "not_joined",
-    "rate_limited",
-    "muted",
-    "blocked_content",
-    "sold_out",
-    "limit_reached",
-    "not_open",
-    "conflict",
-    "history_gone",
-    "too_large",
-    "unavailable",
-    "internal",
-}
+from tests.server_fixtures import PROTOCOL_ERRORS, SNAPSHOT_KEYS, Recorder, Server, token
 
 
 def assert_error(reply: dict[str, Any], req_id: Any, code: str) -> None:
@@ -461,7 +424,7 @@ async def test_reply_error_codes_are_protocol_codes(server: Server, room: str) -
     await raw.send({"id": 3, "op": "nope"})
     await raw.drain(0.4)
     errors = [m["error"]["code"] for m in raw.messages if m.get("ok") is False]
-    assert len(errors) == 4 and set(errors) <= ERROR_CODES
+    assert len(errors) == 4 and set(errors) <= PROTOCOL_ERRORS
 
 
 async def test_aiohttp_close_frame_from_client_is_clean(server: Server) -> None:
