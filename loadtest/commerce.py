@@ -145,13 +145,7 @@ class CommerceRun(Run):
             # add_reader made it non-blocking: a big message (the acknowledged orders) must be read whole.
             os.set_blocking(parent.fileno(), True)
 
-    def _on_worker_message(self, w: WorkerHandle) -> None:
-        try:
-            msg = w.pipe.recv()
-        except (EOFError, OSError):
-            w.alive = False
-            asyncio.get_running_loop().remove_reader(w.pipe.fileno())
-            return
+    def _handle_worker_message(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
         kind = msg["kind"]
         if kind == "error":
             self.worker_errors.append(f"worker {w.index}: {msg['error']}")

@@ -312,10 +312,7 @@ async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
                     client_cpu = _client_cpu(videos) - client_before
                     busy = machine_cpu()["busy"] - machine_before
                     cpu = sum(per_process)
-                    fps = [
-                        (v.encoded_frames["video"] - b) / elapsed
-                        for v, b in zip(viewers, frames_before, strict=True)
-                    ]
+                    fps = bench.viewer_fps(viewers, frames_before, elapsed)
                     delivered = sum(fps) * elapsed / args.fps
                     if target == 0:
                         baseline = cpu / elapsed

@@ -265,12 +265,16 @@ class Run:
             loop.add_reader(parent.fileno(), self._on_worker_message, handle)
 
     def _on_worker_message(self, w: WorkerHandle) -> None:
+        """Read one message from a worker's pipe (a closed pipe marks it dead)."""
         try:
             msg = w.pipe.recv()
         except (EOFError, OSError):
             w.alive = False
             asyncio.get_running_loop().remove_reader(w.pipe.fileno())
             return
+        self._handle_worker_message(w, msg)
+
+    def _handle_worker_message(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
         kind = msg["kind"]
         if kind in ("tick", "final") and self.window_start:
             second = int(msg.get("wall", time.time()) - self.window_start)

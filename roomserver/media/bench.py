@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -104,6 +105,11 @@ class RelayBackend:
         for task in self._drains:
             task.cancel()
         await asyncio.gather(*(pc.close() for pc in self.pcs), return_exceptions=True)
+
+
+def viewer_fps(viewers: list[Any], frames_before: list[int], elapsed: float) -> list[float]:
+    """Video frames per second each viewer decoded since ``frames_before`` was taken."""
+    return [(v.encoded_frames["video"] - b) / elapsed for v, b in zip(viewers, frames_before, strict=True)]
 
 
 async def _bench_authorize(request: web.Request, room: str, action: str) -> MediaPrincipal:
@@ -249,10 +255,7 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
                 cpu_before, t0 = process_cpu_seconds(server.pid), time.monotonic()
                 await asyncio.sleep(args.seconds)
                 cpu, elapsed = process_cpu_seconds(server.pid) - cpu_before, time.monotonic() - t0
-                fps = [
-                    (v.encoded_frames["video"] - b) / elapsed
-                    for v, b in zip(viewers, frames_before, strict=True)
-                ]
+                fps = viewer_fps(viewers, frames_before, elapsed)
                 delivered_viewer_s = sum(fps) * elapsed / args.fps
                 if target == 0:
                     baseline = cpu / elapsed
