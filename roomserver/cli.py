@@ -69,6 +69,18 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ice-host", default=env_default("ice-host", None))
     p.add_argument("--media-workers", type=int, default=env_default("media-workers", 0))
     p.add_argument("--node-id", default=env_default("node-id", None))
+    p.add_argument(
+        "--gc-freeze-s",
+        type=float,
+        default=env_default("gc-freeze-s", d.gc_freeze_s),
+        help="freeze the long-lived heap this often so full GC pauses stay short; 0 = Python's default",
+    )
+    p.add_argument(
+        "--gc-reclaim-s",
+        type=float,
+        default=env_default("gc-reclaim-s", d.gc_reclaim_s),
+        help="at most this long between full collections of a big frozen heap",
+    )
     p.add_argument("--log-level", default=env_default("log-level", "INFO"))
 
 
@@ -107,6 +119,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         public_ip=args.public_ip,
         ice_host=args.ice_host,
         media_workers=args.media_workers,
+        gc_freeze_s=args.gc_freeze_s,
+        gc_reclaim_s=args.gc_reclaim_s,
     )
     if args.node_id:
         cfg.node_id = args.node_id

@@ -62,6 +62,10 @@ class Config:
     media_workers: int = 0
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))
     drain_timeout_s: float = 5.0
+    # Freeze the long-lived heap every gc_freeze_s so full collections stay short
+    # (0 = leave Python's collector alone); see roomserver/gcpolicy.py.
+    gc_freeze_s: float = 1.0
+    gc_reclaim_s: float = 3600.0
 
     @property
     def durable_wait_ms(self) -> int:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -40,6 +46,37 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         )
+
+        self.gc_pause = Histogram(
+            "roomserver_gc_pause_seconds",
+            "Time the process stood still in Python's cyclic garbage collector",
+            ["generation"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self._gc_started = 0.0
+
+    def watch_gc(self) -> None:
+        """Time every collection (gc.callbacks is process-wide: pair with `unwatch_gc`)."""
+        gc.callbacks.append(self._on_gc)
+
+    def unwatch_gc(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._gc_started
+        self.gc_pause.labels(str(info["generation"])).observe(took)
+        if took >= 0.05:  # long enough to show in end-to-end latency
+            log.warning(
+                "gc generation %d paused the process %.0f ms (%d collected)",
+                info["generation"],
+                took * 1000,
+                info["collected"],
+            )
 
     def observe_flush(self, seconds: float, frames: int) -> None:
         self.flush_seconds.observe(seconds)

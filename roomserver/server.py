@@ -11,6 +11,7 @@ from roomserver.bus.base import Broker, HistoryLimits
 from roomserver.bus.memory import MemoryBroker, MemoryHub
 from roomserver.config import Config
 from roomserver.gateway import Gateway
+from roomserver.gcpolicy import GcPolicy
 from roomserver.handlers import load_all
 from roomserver.metrics import Metrics
 from roomserver.node import Node
@@ -85,7 +86,11 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
 
     add_web_routes(app, config)
 
+    gc_policy = GcPolicy(freeze_s=config.gc_freeze_s, reclaim_s=config.gc_reclaim_s)
+
     async def on_startup(app: web.Application) -> None:
+        node.metrics.watch_gc()
+        gc_policy.start()
         await node.start()
 
     async def on_shutdown(app: web.Application) -> None:
@@ -93,6 +98,8 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
 
     async def on_cleanup(app: web.Application) -> None:
         await node.stop()
+        await gc_policy.stop()
+        node.metrics.unwatch_gc()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

@@ -1,0 +1,79 @@
+"""Keep Python's full garbage collections out of the fan-out path.
+
+A full (generation 2) collection walks every object the collector tracks and stops the
+whole process while it does. With 10,000 sockets that is a few million objects and a
+0.35-0.5 s stall of every room on the node, several times a minute while the heap grows
+(measured: docs/benchmarks.md, "GC pauses"). Young collections (generations 0 and 1)
+are cheap and catch the short-lived cycles (exception tracebacks, finished tasks), so
+they stay as Python runs them.
+
+Every ``freeze_s`` the policy runs a young collection, so young garbage is not kept, and
+then ``gc.freeze()``s the survivors: an automatic full collection afterwards walks only
+what was made since. Reference counting still frees frozen objects; only cyclic garbage
+among them waits, for the reclaim: ``gc.unfreeze()`` and one full collection, run soon
+while the frozen heap is small enough for a short pause (``small_heap`` objects) and
+otherwise every ``reclaim_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class GcPolicy:
+    freeze_s: float = 1.0
+    reclaim_s: float = 3600.0
+    # A full collection over this many objects takes ~10-30 ms on this kind of machine.
+    small_heap: int = 200_000
+    _last_reclaim: float = 0.0
+    # Objects frozen since the last reclaim, counted as they are frozen: gc.get_freeze_count()
+    # walks the whole frozen list (tens of ms at 10,000 sockets), too dear for every tick.
+    _frozen: int = 0
+    _task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self.freeze_s <= 0 or self._task is not None:
+            return
+        self._last_reclaim = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-policy")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        gc.unfreeze()  # hand the heap back to the collector (tests run several servers)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.freeze_s)
+            self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """One round: reclaim if due, then freeze what survives a young collection."""
+        since = now - self._last_reclaim
+        if since >= self.reclaim_s or (self._frozen <= self.small_heap and since >= 6 * self.freeze_s):
+            started = time.perf_counter()
+            gc.unfreeze()
+            collected = gc.collect()
+            self._last_reclaim = now
+            self._frozen = 0
+            log.info(
+                "gc reclaim: %d collected, %.0f ms",
+                collected,
+                (time.perf_counter() - started) * 1000,
+            )
+        gc.collect(1)
+        # After a young collection every survivor is in generation 2: that is what freezes.
+        self._frozen += len(gc.get_objects(generation=2))
+        gc.freeze()
