@@ -176,7 +176,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -205,6 +204,7 @@ from roomserver.bus.base import (
     StockResult,
     TallyResult,
 )
+from roomserver.bus.coalesce import Coalescer
 from roomserver.bus.redis_client import NotExecuted, Script, ScriptCall, SlotRouter, Timeouts
 from roomserver.bus.redis_pubsub import ShardSubscriber
 
@@ -216,6 +216,7 @@ _STATUS = (CommitStatus.OK, CommitStatus.VERSION_CONFLICT, CommitStatus.REPLAYED
 MAX_BATCH_COMMITS = 256
 MAX_BATCH_DRAFTS = 2048
 MAX_BATCH_BYTES = 512 * 1024
+MAX_BATCH_TAKES = 512  # stock takes per script call (each ~20 µs of Redis time)
 # After a WAIT found no replica, durable calls to that primary are refused unsent
 # for this long (then one call probes again).
 UNREPLICATED_RETRY_S = 0.5
@@ -339,6 +340,16 @@ class _SubCommit:
         return sum(len(d.body) for d in self.drafts)
 
 
+@dataclass(frozen=True, slots=True)
+class _Take:
+    user: str
+    qty: int
+    per_user_limit: int
+    record: bytes
+    cid: str
+    fingerprint: str
+
+
 def _commit_call(keys: RoomKeys, subs: Sequence[_SubCommit], limits: HistoryLimits) -> ScriptCall:
     key_list: list[str] = [keys.room, keys.hist, keys.channel]
     args: list[Any] = [secrets.token_hex(8), limits.max_events, limits.max_age_ms, len(subs)]
@@ -414,13 +425,27 @@ class RedisBroker(Broker):
         self._handler: DeliveryHandler | None = None
         self._channel_rooms: dict[bytes, str] = {}
         self._subscriber = ShardSubscriber(router, self._on_message, self._on_repaired)
-        self._queues: dict[str, deque[tuple[_SubCommit, asyncio.Future[CommitResult]]]] = {}
-        self._drains: set[asyncio.Task[None]] = set()
+        self._commits: Coalescer[str, _SubCommit, CommitResult] = Coalescer(
+            self._commit_batch,
+            max_items=MAX_BATCH_COMMITS,
+            weigh=lambda sub: (len(sub.drafts), sub.size),
+            max_weight=(MAX_BATCH_DRAFTS, MAX_BATCH_BYTES),
+            name="redis-commit",
+        )
+        self._takes: Coalescer[tuple[str, str], _Take, StockResult] = Coalescer(
+            self._take_batch, max_items=MAX_BATCH_TAKES, name="redis-take"
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
         self._presence_rooms: set[str] = set()
         self._closed = False
         # Counters for metrics and tests: commits / script_calls = coalescing ratio.
         self.commits = 0
         self.script_calls = 0
+
+    @property
+    def take_calls(self) -> int:
+        """Script calls made for stock takes (takes / take_calls = coalescing ratio)."""
+        return self._takes.calls
 
     @classmethod
     def from_url(
@@ -462,13 +487,10 @@ class RedisBroker(Broker):
 
     async def close(self) -> None:
         self._closed = True
-        for task in list(self._drains):
+        for task in list(self._tasks):
             task.cancel()
-        for queue in self._queues.values():
-            for _, fut in queue:
-                if not fut.done():
-                    fut.set_exception(BrokerUnavailable("broker closed"))
-        self._queues.clear()
+        await self._commits.close()
+        await self._takes.close()
         await self._subscriber.close()
         await self._router.close()
 
@@ -506,8 +528,8 @@ class RedisBroker(Broker):
         room = self._channel_rooms.get(channel)
         if room is not None and self._handler is not None:
             task = asyncio.ensure_future(self._announce_head(room))
-            self._drains.add(task)
-            task.add_done_callback(self._drains.discard)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _announce_head(self, room: str) -> None:
         """After a re-subscription: tell the node the history head (an empty
@@ -545,51 +567,7 @@ class RedisBroker(Broker):
             if expect_version == 0 and doc is not None:
                 await self._register(room)
             return (await self._commit_batch(room, [sub]))[0]
-        queue = self._queues.get(room)
-        if queue is None:
-            # Nothing in flight for this room: go now, in the caller's task;
-            # callers arriving meanwhile queue up for the next call.
-            queue = self._queues[room] = deque()
-            try:
-                return (await self._commit_batch(room, [sub]))[0]
-            finally:
-                if queue:
-                    self._start_drain(room)
-                else:
-                    del self._queues[room]
-        fut: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
-        queue.append((sub, fut))
-        return await fut
-
-    def _start_drain(self, room: str) -> None:
-        task = asyncio.create_task(self._drain(room), name=f"redis-commit-{room}")
-        self._drains.add(task)
-        task.add_done_callback(self._drains.discard)
-
-    async def _drain(self, room: str) -> None:
-        """Send the room's queued commits, one script call at a time, until the
-        queue is empty: whatever queued during a call goes in the next one."""
-        queue = self._queues[room]
-        batch: list[tuple[_SubCommit, asyncio.Future[CommitResult]]] = []
-        try:
-            while batch := _take_batch(queue):
-                try:
-                    results = await self._commit_batch(room, [sub for sub, _ in batch])
-                except Exception as exc:
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                for (_, fut), result in zip(batch, results, strict=True):
-                    if not fut.done():
-                        fut.set_result(result)
-        finally:
-            # Normally both are empty; after a cancellation (close) nobody may hang.
-            for _, fut in (*batch, *queue):
-                if not fut.done():
-                    fut.set_exception(BrokerUnavailable("broker closed"))
-            if self._queues.get(room) is queue:
-                del self._queues[room]
+        return await self._commits.submit(room, sub)
 
     async def _commit_batch(self, room: str, subs: Sequence[_SubCommit]) -> list[CommitResult]:
         keys = room_keys(self.prefix, room)
@@ -746,14 +724,23 @@ class RedisBroker(Broker):
         cid: str = "",
         fingerprint: str = "",
     ) -> StockResult:
+        if self._closed:
+            raise BrokerUnavailable("broker closed")
+        take = _Take(user, qty, per_user_limit, record, cid, fingerprint)
+        return await self._takes.submit((room, key), take)
+
+    async def _take_batch(self, room_key: tuple[str, str], takes: list[_Take]) -> list[StockResult]:
+        """One script call (and one WAIT) for concurrent takes of one stock."""
+        room, key = room_key
         keys = room_keys(self.prefix, room)
-        call = ScriptCall(
-            STOCK_TAKE,
-            [*keys.stock(key), keys.stock_cids, keys.dynamic],
-            [user, qty, per_user_limit, record, cid, fingerprint, key],
-        )
-        status, left, held, rec = await self._durable_call(keys.slot, call)
-        return StockResult(status.decode(), int(left), int(held), rec)
+        args: list[Any] = [key, len(takes)]
+        for t in takes:
+            args += [t.user, t.qty, t.per_user_limit, t.record, t.cid, t.fingerprint]
+        call = ScriptCall(STOCK_TAKE, [*keys.stock(key), keys.stock_cids, keys.dynamic], args)
+        replies = await self._durable_call(keys.slot, call)
+        return [
+            StockResult(status.decode(), int(left), int(held), rec) for status, left, held, rec in replies
+        ]
 
     async def stock_close(self, room: str, key: str, closes_at: int) -> None:
         keys = room_keys(self.prefix, room)
@@ -825,26 +812,3 @@ def _raise_reply(reply: Any) -> Any:
         # cluster-down and connection errors became BrokerUnavailable earlier.
         raise reply
     return reply
-
-
-def _take_batch(
-    queue: deque[tuple[_SubCommit, asyncio.Future[CommitResult]]],
-) -> list[tuple[_SubCommit, asyncio.Future[CommitResult]]]:
-    batch = []
-    drafts = size = 0
-    while queue:
-        sub, fut = queue[0]
-        if fut.done():  # the caller gave up before we sent it
-            queue.popleft()
-            continue
-        if batch and (
-            len(batch) >= MAX_BATCH_COMMITS
-            or drafts + len(sub.drafts) > MAX_BATCH_DRAFTS
-            or size + sub.size > MAX_BATCH_BYTES
-        ):
-            break
-        queue.popleft()
-        batch.append((sub, fut))
-        drafts += len(sub.drafts)
-        size += sub.size
-    return batch

@@ -63,6 +63,46 @@ async def test_stock_take_rules_in_order(broker_factory):
     assert await b.stock_state(room, "nope") is None
 
 
+async def test_concurrent_takes_decide_in_arrival_order(broker_factory):
+    """Takes in flight together (one script call on Redis) decide one by one, in order."""
+    (b,) = await nodes(broker_factory)
+    room = rid()
+    await b.stock_create(room, "s", 3, ttl_ms=HOUR)
+
+    def take(user: str, cid: str, fp: str = "f"):
+        return b.stock_take(
+            room,
+            "s",
+            user=user,
+            qty=1,
+            per_user_limit=2,
+            record=f"{user}:{cid}".encode(),
+            cid=cid,
+            fingerprint=fp,
+        )
+
+    rs = await asyncio.gather(
+        take("a", "1"),
+        take("a", "1"),
+        take("a", "2"),
+        take("a", "3"),
+        take("a", "1", "g"),
+        take("b", "1"),
+        take("c", "1"),
+    )
+    assert [(r.status, r.left, r.user_total) for r in rs] == [
+        ("ok", 2, 1),
+        ("replayed", 2, 1),
+        ("ok", 1, 2),
+        ("limit_reached", 1, 2),
+        ("conflict", 1, 2),
+        ("ok", 0, 1),
+        ("sold_out", 0, 0),
+    ]
+    assert rs[1].record == rs[0].record == b"a:1"
+    assert await b.stock_records(room, "s") == [b"a:1", b"a:2", b"b:1"]
+
+
 async def test_stock_cids_are_scoped_by_room_not_by_stock(broker_factory):
     (b,) = await nodes(broker_factory)
     room = rid()

@@ -42,6 +42,21 @@ async def test_concurrent_commits_are_coalesced(make):
     assert b.script_calls < 20
 
 
+async def test_concurrent_stock_takes_share_script_calls(make):
+    b = make()
+    room = room_id()
+    await started(b)
+    await b.stock_create(room, "sale", 50, ttl_ms=60_000)
+    results = await asyncio.gather(
+        *(
+            b.stock_take(room, "sale", user=f"u{i}", qty=1, per_user_limit=1, record=b"r", cid="c")
+            for i in range(200)
+        )
+    )
+    assert [r.status for r in results].count("ok") == 50
+    assert b.take_calls < 20
+
+
 async def test_without_coalescing_every_commit_is_a_call(make):
     b = make(coalesce=False)
     room = room_id()
