@@ -11,8 +11,8 @@ Every ``freeze_s`` the policy runs a young collection, so young garbage is not k
 then ``gc.freeze()``s the survivors: an automatic full collection afterwards walks only
 what was made since. Reference counting still frees frozen objects; only cyclic garbage
 among them waits, for the reclaim: ``gc.unfreeze()`` and one full collection, run soon
-while the frozen heap is small enough for a short pause (``small_heap`` objects) and
-otherwise every ``reclaim_s``.
+every ``small_reclaim_s`` while the frozen heap is small enough for a short pause
+(``small_heap`` objects) and otherwise every ``reclaim_s``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 class GcPolicy:
     freeze_s: float = 1.0
     reclaim_s: float = 3600.0
-    # A full collection over this many objects takes ~10-30 ms on this kind of machine.
+    # A full collection over this many objects takes ~10-30 ms on this kind of machine:
+    # worth doing every small_reclaim_s, not every tick.
     small_heap: int = 200_000
+    small_reclaim_s: float = 60.0
     _last_reclaim: float = 0.0
     # Objects frozen since the last reclaim, counted as they are frozen: gc.get_freeze_count()
     # walks the whole frozen list (tens of ms at 10,000 sockets), too dear for every tick.
@@ -62,7 +64,7 @@ class GcPolicy:
     def tick(self, now: float) -> None:
         """One round: reclaim if due, then freeze what survives a young collection."""
         since = now - self._last_reclaim
-        if since >= self.reclaim_s or (self._frozen <= self.small_heap and since >= 6 * self.freeze_s):
+        if since >= self.reclaim_s or (self._frozen <= self.small_heap and since >= self.small_reclaim_s):
             started = time.perf_counter()
             gc.unfreeze()
             collected = gc.collect()

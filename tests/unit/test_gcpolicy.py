@@ -54,15 +54,15 @@ def test_frozen_cycle_waits_for_the_reclaim() -> None:
 
 
 def test_small_heap_is_reclaimed_soon() -> None:
-    policy = GcPolicy(freeze_s=1, reclaim_s=3600, small_heap=10**9)
+    policy = GcPolicy(freeze_s=1, reclaim_s=3600, small_heap=10**9, small_reclaim_s=60)
     policy._last_reclaim = 0.0
     cycle = Node()
     alive = weakref.ref(cycle)
     policy.tick(now=1.0)
     del cycle
-    policy.tick(now=5.0)
+    policy.tick(now=59.0)
     assert alive() is not None
-    policy.tick(now=6.0)  # 6 freeze intervals since the last reclaim, heap small
+    policy.tick(now=60.0)  # small_reclaim_s since the last reclaim, heap small
     assert alive() is None
 
 
