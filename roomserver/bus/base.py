@@ -285,7 +285,8 @@ class Broker(abc.ABC):
     async def tally(self, room: str, key: str, member: str, option: str, ttl_ms: int) -> TallyResult:
         """Atomically record ``member``'s single entry for ``option`` under ``key``
         (created on first use, expiring after ``ttl_ms``). Nothing changes if the
-        member already has an entry (``exists``) or the tally is closed."""
+        member already has an entry (``exists``) or the tally is closed. ``counts``
+        include this entry and may include concurrent ones (Redis batches them)."""
         raise NotImplementedError
 
     async def tally_close(self, room: str, key: str) -> list[str]:

@@ -216,7 +216,7 @@ _STATUS = (CommitStatus.OK, CommitStatus.VERSION_CONFLICT, CommitStatus.REPLAYED
 MAX_BATCH_COMMITS = 256
 MAX_BATCH_DRAFTS = 2048
 MAX_BATCH_BYTES = 512 * 1024
-MAX_BATCH_TAKES = 512  # stock takes per script call (each ~20 µs of Redis time)
+MAX_BATCH_TAKES = 512  # stock takes or tally entries per script call (each ~20 µs of Redis time)
 # After a WAIT found no replica, durable calls to that primary are refused unsent
 # for this long (then one call probes again).
 UNREPLICATED_RETRY_S = 0.5
@@ -435,6 +435,9 @@ class RedisBroker(Broker):
         self._takes: Coalescer[tuple[str, str], _Take, StockResult] = Coalescer(
             self._take_batch, max_items=MAX_BATCH_TAKES, name="redis-take"
         )
+        self._tallies: Coalescer[tuple[str, str, int], tuple[str, str], TallyResult] = Coalescer(
+            self._tally_batch, max_items=MAX_BATCH_TAKES, name="redis-tally"
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._presence_rooms: set[str] = set()
         self._closed = False
@@ -446,6 +449,11 @@ class RedisBroker(Broker):
     def take_calls(self) -> int:
         """Script calls made for stock takes (takes / take_calls = coalescing ratio)."""
         return self._takes.calls
+
+    @property
+    def tally_calls(self) -> int:
+        """Script calls made for tally entries."""
+        return self._tallies.calls
 
     @classmethod
     def from_url(
@@ -491,6 +499,7 @@ class RedisBroker(Broker):
             task.cancel()
         await self._commits.close()
         await self._takes.close()
+        await self._tallies.close()
         await self._subscriber.close()
         await self._router.close()
 
@@ -684,10 +693,24 @@ class RedisBroker(Broker):
     # -- tallies, stock, shares ---------------------------------------------------
 
     async def tally(self, room: str, key: str, member: str, option: str, ttl_ms: int) -> TallyResult:
+        if self._closed:
+            raise BrokerUnavailable("broker closed")
+        return await self._tallies.submit((room, key, ttl_ms), (member, option))
+
+    async def _tally_batch(
+        self, room_key: tuple[str, str, int], entries: list[tuple[str, str]]
+    ) -> list[TallyResult]:
+        """One script call (and one WAIT) for concurrent entries of one tally. Each
+        caller gets its own status and the counts after the whole batch."""
+        room, key, ttl_ms = room_key
         keys = room_keys(self.prefix, room)
-        call = ScriptCall(TALLY, [*keys.tally(key), keys.dynamic], [member, option, ttl_ms])
-        reply = await self._durable_call(keys.slot, call)
-        return TallyResult(reply[0].decode(), _counts(reply[1:]))
+        args: list[Any] = [ttl_ms, len(entries)]
+        for member, option in entries:
+            args += [member, option]
+        reply = await self._durable_call(keys.slot, ScriptCall(TALLY, [*keys.tally(key), keys.dynamic], args))
+        n = len(entries)
+        counts = _counts(reply[n:])
+        return [TallyResult(status.decode(), counts) for status in reply[:n]]
 
     async def tally_close(self, room: str, key: str) -> list[str]:
         keys = room_keys(self.prefix, room)

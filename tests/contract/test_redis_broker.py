@@ -57,6 +57,18 @@ async def test_concurrent_stock_takes_share_script_calls(make):
     assert b.take_calls < 20
 
 
+async def test_concurrent_tally_entries_share_script_calls(make):
+    b = make()
+    room = room_id()
+    await started(b)
+    results = await asyncio.gather(
+        *(b.tally(room, "lottery:1", f"u{i % 150}", "1", 60_000) for i in range(300))
+    )
+    assert [r.status for r in results].count("added") == 150
+    assert results[-1].counts == {"1": 150}
+    assert b.tally_calls < 20
+
+
 async def test_without_coalescing_every_commit_is_a_call(make):
     b = make(coalesce=False)
     room = room_id()
