@@ -19,9 +19,10 @@ tree (the main process plus its media workers):
 `--relay-viewers` runs bench.py's aiortc `MediaRelay` server (decode + one encode per viewer)
 under the same load for the side-by-side CPU comparison. Each publisher runs in its own
 process (its VP8 encoder must not slow down with the viewers' loop); bulk viewers count
-encoded frames without decoding and all run in this process, so read latencies at high
-viewer counts as "client-bound" when the client's CPU nears one core (reported per step,
-with the machine's other tenants' share, the publishers' real frame rate and stalled viewers).
+encoded frames without decoding and run in `--viewer-procs` child processes
+(`loadtest/media_viewers.py`), so the decoding probes in this process have a quiet event loop;
+read latencies as "client-bound" when the machine nears its two cores (reported per step: the
+client's CPU, the other tenants' share, the publishers' real frame rate and stalled viewers).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any
 
 import aiohttp
 
+from loadtest.media_viewers import ViewerProcess, connect_peer
 from loadtest.procs import (
     ServerProcess,
     ServerSet,
@@ -51,7 +53,7 @@ from loadtest.procs import (
 )
 from roomserver.auth import mint_token
 from roomserver.media import bench
-from roomserver.media.client import Publisher, Viewer, post_offer
+from roomserver.media.client import Publisher, Viewer
 from roomserver.media.ice import pin_host_addresses
 from roomserver.media.synthetic import CounterVideoTrack
 
@@ -152,13 +154,6 @@ class MediaServerUnderTest:
         return mint_token(self.servers.app_key, self.servers.app_secret, user, role)  # type: ignore[arg-type]
 
 
-async def _connect(http: aiohttp.ClientSession, url: str, peer: Publisher | Viewer, token: str) -> None:
-    reply = await post_offer(http, url, await peer.offer(), token)
-    if reply.status != 201:
-        raise RuntimeError(f"{url}: {reply.status} {reply.body}")
-    await peer.accept(reply.body)
-
-
 async def _probe(
     http: aiohttp.ClientSession,
     sut: MediaServerUnderTest,
@@ -170,7 +165,7 @@ async def _probe(
     probe = Viewer(decode=True)
     try:
         try:
-            await _connect(http, f"{sut.base}/v1/rooms/{room}/whep", probe, sut.token("probe"))
+            await connect_peer(http, f"{sut.base}/v1/rooms/{room}/whep", probe, sut.token("probe"))
         except RuntimeError as exc:  # e.g. the room's publisher dropped: recorded, the run goes on
             print(f"probe failed: {exc}", file=sys.stderr, flush=True)
             return float("nan"), []
@@ -204,7 +199,7 @@ async def _publisher_process(url: str, token: str, width: int, height: int, fps:
     bench._force_vp8_bitrate(bitrate)
     publisher = Publisher([_ReportingTrack(width, height, fps, detail=True)], video_codec="VP8")
     async with aiohttp.ClientSession() as http:
-        await _connect(http, url, publisher, token)
+        await connect_peer(http, url, publisher, token)
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
@@ -264,9 +259,20 @@ class RemotePublisher:
             self._reader.cancel()
 
 
-def _client_cpu(publishers: list[RemotePublisher]) -> float:
-    """The load generator's CPU: this process (viewers, probes) and the publisher processes."""
-    return self_cpu_seconds() + sum(cpu_seconds(p.pid) for p in publishers)
+def _client_cpu(publishers: list[RemotePublisher], viewer_procs: list[ViewerProcess]) -> float:
+    """The load generator's CPU: this process (probes), the publisher and viewer processes."""
+    return self_cpu_seconds() + sum(cpu_seconds(p.pid) for p in (*publishers, *viewer_procs))
+
+
+async def _frames(procs: list[ViewerProcess]) -> tuple[list[int], int]:
+    """Encoded video frames of every bulk viewer (process by process), and how many are
+    not connected."""
+    frames: list[int] = []
+    not_connected = 0
+    for got, down in await asyncio.gather(*(p.stats() for p in procs)):
+        frames += got
+        not_connected += down
+    return frames, not_connected
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -284,35 +290,39 @@ async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
                 RemotePublisher(f"{sut.base}/v1/rooms/{room}/whip", sut.token(f"host{i}", "host"), args)
                 for i, room in enumerate(rooms)
             ]
-            viewers: list[Viewer] = []
+            procs = [ViewerProcess() for _ in range(args.viewer_procs)]
+            placed = 0  # viewers connected so far, round-robin over rooms and processes
             try:
+                for proc in procs:
+                    await proc.start()
                 for video in videos:
                     await video.start()
                 await asyncio.sleep(args.settle)
                 baseline: float | None = None
                 for target in [0, *args.viewers]:
-                    while len(viewers) < target:
-                        viewer = Viewer(decode=False)
-                        room = rooms[len(viewers) % len(rooms)]
-                        viewers.append(viewer)
-                        await _connect(
-                            http, f"{sut.base}/v1/rooms/{room}/whep", viewer, sut.token(f"v{len(viewers)}")
-                        )
+                    batches: list[list[tuple[str, str]]] = [[] for _ in procs]
+                    while placed < target:
+                        room = rooms[placed % len(rooms)]
+                        url = f"{sut.base}/v1/rooms/{room}/whep"
+                        batches[placed % len(procs)].append((url, sut.token(f"v{placed + 1}")))
+                        placed += 1
+                    await asyncio.gather(*(p.add(b) for p, b in zip(procs, batches, strict=True) if b))
                     await asyncio.sleep(args.settle)
                     pids = sut.pids()
-                    frames_before = [v.encoded_frames["video"] for v in viewers]
+                    frames_before = await _frames(procs)
                     sent_before = sum(len(v.sent_at) for v in videos)
                     cpu_before = [cpu_seconds(p) for p in pids]
-                    client_before, machine_before = _client_cpu(videos), machine_cpu()["busy"]
+                    client_before, machine_before = _client_cpu(videos, procs), machine_cpu()["busy"]
                     t0 = time.monotonic()
                     await asyncio.sleep(args.seconds)
                     elapsed = time.monotonic() - t0
+                    frames_after = await _frames(procs)
                     source_fps = (sum(len(v.sent_at) for v in videos) - sent_before) / elapsed / len(videos)
                     per_process = [cpu_seconds(p) - b for p, b in zip(pids, cpu_before, strict=True)]
-                    client_cpu = _client_cpu(videos) - client_before
+                    client_cpu = _client_cpu(videos, procs) - client_before
                     busy = machine_cpu()["busy"] - machine_before
                     cpu = sum(per_process)
-                    fps = bench.viewer_fps(viewers, frames_before, elapsed)
+                    fps = [(a - b) / elapsed for a, b in zip(frames_after[0], frames_before[0], strict=True)]
                     delivered = sum(fps) * elapsed / args.fps
                     if target == 0:
                         baseline = cpu / elapsed
@@ -348,15 +358,13 @@ async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
                         other_tenants_cores=round(max(0.0, busy - cpu - client_cpu) / elapsed, 2),
                         join_to_first_frame_p95_ms=_pct(joins, 0.95),
                         source_fps=round(source_fps, 1),
-                        viewers_not_connected=sum(v.pc.connectionState != "connected" for v in viewers),
+                        viewers_not_connected=frames_after[1],
                         viewers_stalled=sum(f < 1 for f in fps),
                     )
                     steps.append(step)
                     print(json.dumps(asdict(step)), file=sys.stderr, flush=True)
             finally:
-                for viewer in viewers:
-                    with contextlib.suppress(Exception):
-                        await viewer.close()
+                await asyncio.gather(*(p.close() for p in procs), return_exceptions=True)
                 for video in videos:
                     with contextlib.suppress(Exception):
                         await video.close()
@@ -411,6 +419,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relay-viewers", type=_counts, default=[1, 2, 4], help="MediaRelay steps ('' to skip)")
     p.add_argument("--seconds", type=float, default=8.0, help="measurement window per step")
     p.add_argument("--probes", type=int, default=5, help="late-joining decoding viewers per step")
+    p.add_argument(
+        "--viewer-procs", type=int, default=2, help="processes hosting the bulk (non-decoding) viewers"
+    )
     p.add_argument("--probe-seconds", type=float, default=1.5)
     p.add_argument("--settle", type=float, default=2.0, help="wait after joins before measuring")
     p.add_argument("--width", type=int, default=640)
