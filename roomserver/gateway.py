@@ -193,7 +193,7 @@ class Gateway:
             log.exception("op %s failed", op_name)
             self._send(conn, req_id, OpError("internal", "internal error"))
         finally:
-            node.metrics.events_in.labels(op=op_name if spec else "unknown", result=result).inc()
+            node.metrics.count_op(op_name if spec else "unknown", result)
 
     def _send(
         self, conn: Connection, req_id: int | str | None, err: OpError, *, always: bool = False
