@@ -110,6 +110,12 @@ def _commerce_common(p: argparse.ArgumentParser, *, users_flag: str, users: int,
         default=None,
         help="server flag (default: its own)",
     )
+    p.add_argument(
+        "--frame-budget",
+        type=int,
+        default=None,
+        help="server --frame-budget: frames/s per process (with more processes than cores, divide)",
+    )
     p.add_argument("--url", default=None, help="running server(s), comma-separated http URLs (loopback)")
     p.add_argument("--app", default=None, metavar="KEY:SECRET", help="the app of --url's tokens")
     p.add_argument("--room", default=None)
@@ -162,6 +168,7 @@ def commerce_options(args: argparse.Namespace) -> Any:
         servers=args.servers,
         redis_cluster=args.redis_cluster,
         durable_wait_ms=args.durable_wait_ms,
+        frame_budget=args.frame_budget,
         url=args.url,
         app=args.app,
         room=args.room,

@@ -96,6 +96,7 @@ class CommerceRun(Run):
             o.servers,
             flush_ms=o.flush_ms,
             barrage_cap=o.barrage_cap,
+            frame_budget=o.frame_budget,
             redis_cluster=cluster,
             extra=["--redis-durable-wait-ms", str(o.durable_wait_ms)] if cluster else [],
         )
