@@ -75,6 +75,8 @@ class MediaStep(bench.Step):
     # viewers that got less than one frame per second (stalled).
     viewers_not_connected: int = 0
     viewers_stalled: int = 0
+    # RTP packets the bulk viewers never got (gaps in sequence numbers) in the window.
+    lost_packets: int = 0
 
 
 def descendants(pid: int) -> list[int]:
@@ -264,15 +266,17 @@ def _client_cpu(publishers: list[RemotePublisher], viewer_procs: list[ViewerProc
     return self_cpu_seconds() + sum(cpu_seconds(p.pid) for p in (*publishers, *viewer_procs))
 
 
-async def _frames(procs: list[ViewerProcess]) -> tuple[list[int], int]:
-    """Encoded video frames of every bulk viewer (process by process), and how many are
-    not connected."""
+async def _frames(procs: list[ViewerProcess]) -> tuple[list[int], list[int], int]:
+    """Video frames and lost packets of every bulk viewer (process by process), and how
+    many are not connected."""
     frames: list[int] = []
+    lost: list[int] = []
     not_connected = 0
-    for got, down in await asyncio.gather(*(p.stats() for p in procs)):
+    for got, gone, down in await asyncio.gather(*(p.stats() for p in procs)):
         frames += got
+        lost += gone
         not_connected += down
-    return frames, not_connected
+    return frames, lost, not_connected
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -358,7 +362,8 @@ async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
                         other_tenants_cores=round(max(0.0, busy - cpu - client_cpu) / elapsed, 2),
                         join_to_first_frame_p95_ms=_pct(joins, 0.95),
                         source_fps=round(source_fps, 1),
-                        viewers_not_connected=frames_after[1],
+                        viewers_not_connected=frames_after[2],
+                        lost_packets=sum(frames_after[1]) - sum(frames_before[1]),
                         viewers_stalled=sum(f < 1 for f in fps),
                     )
                     steps.append(step)
@@ -375,9 +380,9 @@ def table(steps: list[dict[str, Any]]) -> str:
     """A markdown table of the steps (docs/benchmarks.md style)."""
     head = (
         "| server | viewers | CPU-s/viewer-s | marginal | per delivered | viewer fps (min) "
-        "| join→first frame p95 | latency p50/p95 | server cores | client cores | others | source fps | stalled |"
+        "| join→first frame p95 | latency p50/p95 | server cores | client cores | others | source fps | stalled | lost packets |"
     )
-    rows = [head, "|" + "---|" * 13]
+    rows = [head, "|" + "---|" * 14]
     for s in steps:
         cores = s["server_cpu_s"] / s["seconds"] if s["seconds"] else 0
         rows.append(
@@ -386,7 +391,7 @@ def table(steps: list[dict[str, Any]]) -> str:
             f"| {s.get('join_to_first_frame_p95_ms', max(s['join_to_first_frame_ms'], default=None))} "
             f"| {s['latency_ms_p50']}/{s['latency_ms_p95']} | {cores:.2f} "
             f"| {s.get('client_cpu_s', 0) / s['seconds']:.2f} | {s.get('other_tenants_cores', '')} "
-            f"| {s.get('source_fps', '')} | {s.get('viewers_stalled', '')} |"
+            f"| {s.get('source_fps', '')} | {s.get('viewers_stalled', '')} | {s.get('lost_packets', '')} |"
         )
     return "\n".join(rows)
 
