@@ -85,23 +85,10 @@ class CommerceRun(Run):
 
     # -- servers and host ---------------------------------------------------------
 
-    def _start_servers(self) -> None:
-        o = self.o
-        if o.url or o.durable_wait_ms is None:
-            return super()._start_servers()
-        cluster = o.redis_cluster
-        if cluster == "auto":
-            cluster = self._start_redis_cluster()
-        self.started = self.servers.start_roomservers(
-            o.servers,
-            flush_ms=o.flush_ms,
-            barrage_cap=o.barrage_cap,
-            frame_budget=o.frame_budget,
-            redis_cluster=cluster,
-            extra=["--redis-durable-wait-ms", str(o.durable_wait_ms)] if cluster else [],
-        )
-        self.base_urls = [s.url for s in self.started]
-        self.targets = [("127.0.0.1", s.port) for s in self.started]
+    def _server_flags(self, cluster: str | None) -> list[str]:
+        if cluster and self.o.durable_wait_ms is not None:
+            return ["--redis-durable-wait-ms", str(self.o.durable_wait_ms)]
+        return []
 
     async def _host(self, http: aiohttp.ClientSession) -> Host:
         token = mint_token(self.app_key, self.app_secret, "lt-host", "host", room=self.room, ttl_s=7200)

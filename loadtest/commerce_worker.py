@@ -25,10 +25,7 @@ the same cid after ``retry_after_ms``. Every request's reply time is recorded;
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import itertools
-import os
 import re
 import sys
 import time
@@ -42,9 +39,9 @@ import msgspec
 from loadtest import histo
 from loadtest.client import WsClient
 from loadtest.procs import raise_nofile, self_cpu_seconds
+from loadtest.workerloop import WorkerLoop
 from roomserver.auth import mint_token
 
-MAX_LIFETIME_S = 3600.0
 MAX_SENDS_PER_ATTEMPT = 6  # the first request and up to 5 retries
 # Sources spread over 127.x.y.1 so that more than ~28k sockets (the ephemeral port
 # range of one source address) can reach one server port. Untested past 20,000 sockets:
@@ -153,14 +150,15 @@ class User(WsClient):
         self.worker.closed[str(self.close_code or self.error or "eof")] += 1
 
 
-class CommerceWorker:
+class CommerceWorker(WorkerLoop):
+    name = "commerce worker"
+
     def __init__(self, pipe: Connection, cfg: CommerceConfig) -> None:
-        self.pipe = pipe
+        super().__init__(pipe, cfg.index)
         self.cfg = cfg
         self.users: list[User] = []
         self.failures: Counter[str] = Counter()
         self.closed: Counter[str] = Counter()
-        self.done = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()  # keep references: the loop holds tasks weakly
         # The load (set by "go").
         self.op = ""
@@ -191,56 +189,16 @@ class CommerceWorker:
         # Watching an event.
         self.watch: bytes | None = None
         self.watch_times: list[float] = []  # wall clock of each socket's first receipt
-        self.max_lag_ms = 0.0
 
-    # -- lifecycle ---------------------------------------------------------------
+    # -- the WorkerLoop parts ----------------------------------------------------------
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.pipe.fileno(), self._on_command)
-        # The loop made the pipe non-blocking; a message bigger than the socket buffer
-        # (the acknowledged orders) must be written and read whole.
-        os.set_blocking(self.pipe.fileno(), True)
-        ticker = loop.create_task(self._tick())
-        try:
-            await self._connect_all()
-            gc.collect()
-            gc.freeze()
-            gc.disable()  # as in the viewer workers: no collector pauses in the window
-            self._send({"kind": "ready", **self._counts()})
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.done.wait(), MAX_LIFETIME_S)
-        finally:
-            ticker.cancel()
-            loop.remove_reader(self.pipe.fileno())
-            for u in self.users:
-                u.close(1001)
-            await asyncio.sleep(0.2)
-
-    def _send(self, msg: dict[str, Any]) -> None:
-        try:
-            self.pipe.send(msg)
-        except (BrokenPipeError, OSError) as exc:
-            print(f"commerce worker {self.cfg.index}: pipe: {exc!r}", file=sys.stderr, flush=True)
-            self.done.set()
-
-    def _on_command(self) -> None:
-        try:
-            msg = self.pipe.recv()
-        except (EOFError, OSError):
-            self.done.set()
-            return
-        cmd = msg.get("cmd")
-        if cmd == "snap":
-            self._send({"kind": "snap", "cpu": self_cpu_seconds(), **self._counts()})
-        elif cmd == "go":
+    def _command(self, cmd: str | None, msg: dict[str, Any]) -> None:
+        if cmd == "go":
             self._spawn(self._load(msg))
         elif cmd == "watch":
             self.watch = msg["event"].encode()
         elif cmd == "final":
             self._spawn(self._final(msg["timeout"]))
-        elif cmd == "stop":
-            self.done.set()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -266,32 +224,14 @@ class CommerceWorker:
             "deliveries": self.answers,
         }
 
-    async def _tick(self) -> None:
-        lag = asyncio.get_running_loop().create_task(self._measure_lag())
-        try:
-            while True:
-                await asyncio.sleep(1.0)
-                h, self.latency_tick = self.latency_tick, histo.new()
-                out, self.outcomes_tick = self.outcomes_tick, Counter()
-                max_lag, self.max_lag_ms = self.max_lag_ms, 0.0
-                self._send(
-                    {
-                        "kind": "tick",
-                        "wall": time.time(),
-                        "hist": histo.encode(h) if h.get_total_count() else b"",
-                        "outcomes": dict(out),
-                        "lag_ms": round(max_lag, 1),
-                        **self._counts(),
-                    }
-                )
-        finally:
-            lag.cancel()
+    def _tick_fields(self) -> dict[str, Any]:
+        h, self.latency_tick = self.latency_tick, histo.new()
+        out, self.outcomes_tick = self.outcomes_tick, Counter()
+        return {"hist": histo.encode(h) if h.get_total_count() else b"", "outcomes": dict(out)}
 
-    async def _measure_lag(self) -> None:
-        while True:
-            t0 = time.monotonic()
-            await asyncio.sleep(0.02)
-            self.max_lag_ms = max(self.max_lag_ms, (time.monotonic() - t0 - 0.02) * 1000)
+    def _close_all(self) -> None:
+        for u in self.users:
+            u.close(1001)
 
     # -- connecting ------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import aiohttp
 
-from loadtest.media_viewers import ViewerProcess, connect_peer
+from loadtest.media_viewers import ViewerProcess
 from loadtest.procs import (
     ServerProcess,
     ServerSet,
@@ -167,7 +167,7 @@ async def _probe(
     probe = Viewer(decode=True)
     try:
         try:
-            await connect_peer(http, f"{sut.base}/v1/rooms/{room}/whep", probe, sut.token("probe"))
+            await bench.connect_peer(http, f"{sut.base}/v1/rooms/{room}/whep", probe, sut.token("probe"))
         except RuntimeError as exc:  # e.g. the room's publisher dropped: recorded, the run goes on
             print(f"probe failed: {exc}", file=sys.stderr, flush=True)
             return float("nan"), []
@@ -201,7 +201,7 @@ async def _publisher_process(url: str, token: str, width: int, height: int, fps:
     bench._force_vp8_bitrate(bitrate)
     publisher = Publisher([_ReportingTrack(width, height, fps, detail=True)], video_codec="VP8")
     async with aiohttp.ClientSession() as http:
-        await connect_peer(http, url, publisher, token)
+        await bench.connect_peer(http, url, publisher, token)
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
@@ -250,13 +250,7 @@ class RemotePublisher:
     async def close(self) -> None:
         if self.process is None:
             return
-        if self.process.returncode is None:
-            self.process.stdin.close()
-            try:
-                await asyncio.wait_for(self.process.wait(), 15)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        await bench.end_child(self.process)
         if self._reader is not None:
             self._reader.cancel()
 

@@ -29,7 +29,8 @@ from typing import Any
 
 import aiohttp
 
-from roomserver.media.client import Publisher, Viewer, post_offer
+from roomserver.media.bench import connect_peer, end_child
+from roomserver.media.client import Viewer
 from roomserver.media.ice import pin_host_addresses
 
 LOOPBACK = "127.0.0.1"
@@ -93,15 +94,6 @@ class _ClearRtp:
 
     def protect_rtcp(self, data: bytes) -> bytes:
         return self._session.protect_rtcp(data)
-
-
-async def connect_peer(http: aiohttp.ClientSession, url: str, peer: Publisher | Viewer, token: str) -> str:
-    """WHIP or WHEP: post the peer's offer with ``token``, apply the answer (returned)."""
-    reply = await post_offer(http, url, await peer.offer(), token)
-    if reply.status != 201:
-        raise RuntimeError(f"{url}: {reply.status} {reply.body}")
-    await peer.accept(reply.body)
-    return reply.body
 
 
 async def _serve() -> None:
@@ -182,15 +174,8 @@ class ViewerProcess:
         return reply["frames"], reply["lost"], reply["not_connected"]
 
     async def close(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), 20)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+        if self.process is not None:
+            await end_child(self.process, timeout=20)
 
 
 if __name__ == "__main__":

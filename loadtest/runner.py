@@ -138,6 +138,10 @@ class Run:
 
     # -- servers -------------------------------------------------------------------
 
+    def _server_flags(self, cluster: str | None) -> list[str]:
+        """Extra `roomserver serve` flags of a scenario (none here)."""
+        return []
+
     def _start_servers(self) -> None:
         o = self.o
         if o.url:
@@ -159,6 +163,7 @@ class Run:
                 batching=o.batching,
                 frame_budget=o.frame_budget,
                 redis_cluster=cluster,
+                extra=self._server_flags(cluster),
             )
         if self.started:
             self.base_urls = [s.url for s in self.started]

@@ -15,8 +15,6 @@ Every wait is bounded; a worker whose parent vanishes exits at the next tick.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import socket
 import time
 from collections import Counter
@@ -29,9 +27,9 @@ from hdrh.histogram import HdrHistogram
 from loadtest import histo
 from loadtest.client import SocketTransport, Tally, Viewer
 from loadtest.procs import raise_nofile, self_cpu_seconds
+from loadtest.workerloop import WorkerLoop
 from roomserver.auth import mint_token
 
-MAX_LIFETIME_S = 3600.0  # a hard stop for a worker whatever happens
 POLL_SLICES = 20  # each poll_ms period is cut in slices so a pass never blocks the loop long
 RECV_BYTES = 256 * 1024
 
@@ -63,9 +61,11 @@ class JoinTimes:
     last_joined: float = 0.0
 
 
-class Worker:
+class Worker(WorkerLoop):
+    name = "viewer worker"
+
     def __init__(self, pipe: Connection, cfg: WorkerConfig) -> None:
-        self.pipe = pipe
+        super().__init__(pipe, cfg.index)
         self.cfg = cfg
         self.tally = Tally()
         self.viewers: list[Viewer] = []
@@ -73,83 +73,25 @@ class Worker:
         self.failures: Counter[str] = Counter()
         self.attempted = 0
         self.times = JoinTimes()
-        self.done = asyncio.Event()
-        self.max_lag_ms = 0.0
         self._final: asyncio.Task | None = None
 
-    # -- lifecycle -------------------------------------------------------------
+    # -- the WorkerLoop parts ----------------------------------------------------
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.pipe.fileno(), self._on_command)
-        ticker = loop.create_task(self._tick())
-        poller = loop.create_task(self._poll()) if self.cfg.poll_ms > 0 else None
-        try:
-            await self._connect_all()
-            # A full collection over thousands of viewers stalls the loop for a long
-            # time and shows up as latency that is not the server's; runs are bounded
-            # and make little cyclic garbage, so no collections once connected.
-            gc.collect()
-            gc.freeze()
-            gc.disable()
-            self._send({"kind": "ready", **self._counts()})
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.done.wait(), MAX_LIFETIME_S)
-        finally:
-            ticker.cancel()
-            if poller is not None:
-                poller.cancel()
-            loop.remove_reader(self.pipe.fileno())
-            for v in self.viewers:
-                v.close(1001)
-            await asyncio.sleep(0.2)
+    def _background(self) -> list[asyncio.Task]:
+        if self.cfg.poll_ms <= 0:
+            return []
+        return [asyncio.get_running_loop().create_task(self._poll())]
 
-    def _send(self, msg: dict[str, Any]) -> None:
-        try:
-            self.pipe.send(msg)
-        except (BrokenPipeError, OSError):
-            self.done.set()
-
-    def _on_command(self) -> None:
-        try:
-            msg = self.pipe.recv()
-        except (EOFError, OSError):
-            self.done.set()
-            return
-        cmd = msg.get("cmd")
-        if cmd == "snap":
-            self._send({"kind": "snap", "cpu": self_cpu_seconds(), **self._counts()})
-        elif cmd == "final" and self._final is None:
+    def _command(self, cmd: str | None, msg: dict[str, Any]) -> None:
+        if cmd == "final" and self._final is None:
             self._final = asyncio.get_running_loop().create_task(self._verify(msg["seq"], msg["timeout"]))
-        elif cmd == "stop":
-            self.done.set()
 
-    async def _tick(self) -> None:
-        lag = asyncio.get_running_loop().create_task(self._measure_lag())
-        try:
-            while True:
-                await asyncio.sleep(1.0)
-                max_lag, self.max_lag_ms = self.max_lag_ms, 0.0
-                self._send(
-                    {
-                        "kind": "tick",
-                        "wall": time.time(),
-                        "hist": self.tally.take_latency(),
-                        "lag_ms": round(max_lag, 1),
-                        **self._counts(),
-                    }
-                )
-        finally:
-            lag.cancel()
+    def _tick_fields(self) -> dict[str, Any]:
+        return {"hist": self.tally.take_latency()}
 
-    async def _measure_lag(self) -> None:
-        """How late this loop wakes up: a stalled worker reads late and inflates latency."""
-        while True:
-            t0 = time.monotonic()
-            await asyncio.sleep(0.02)
-            late = (time.monotonic() - t0 - 0.02) * 1000
-            if late > self.max_lag_ms:
-                self.max_lag_ms = late
+    def _close_all(self) -> None:
+        for v in self.viewers:
+            v.close(1001)
 
     def _counts(self) -> dict[str, Any]:
         joined = sum(1 for v in self.viewers if v.check is not None)

@@ -196,19 +196,31 @@ class ServerProcess:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.process is not None
-        self.process.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), 15)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+        await end_child(self.process)
 
 
-async def _connect(http: aiohttp.ClientSession, base: str, peer: Publisher | Viewer, path: str) -> None:
-    reply = await post_offer(http, base + path, await peer.offer(), None)
+async def end_child(process: asyncio.subprocess.Process, timeout: float = 15.0) -> None:
+    """End a child that stops when its stdin closes; killed if it takes over ``timeout``."""
+    if process.returncode is not None:
+        return
+    assert process.stdin is not None
+    process.stdin.close()
+    try:
+        await asyncio.wait_for(process.wait(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+async def connect_peer(
+    http: aiohttp.ClientSession, url: str, peer: Publisher | Viewer, token: str | None
+) -> str:
+    """WHIP or WHEP: post the peer's offer (with ``token``), apply the answer (returned)."""
+    reply = await post_offer(http, url, await peer.offer(), token)
     if reply.status != 201:
-        raise RuntimeError(f"{path}: {reply.status} {reply.body}")
+        raise RuntimeError(f"{url}: {reply.status} {reply.body}")
     await peer.accept(reply.body)
+    return reply.body
 
 
 async def _probe(
@@ -217,7 +229,7 @@ async def _probe(
     """A decoding viewer joins: (join → first decoded frame in ms, frame latencies in ms)."""
     probe = Viewer(decode=True)
     try:
-        await _connect(http, base, probe, f"/v1/rooms/{ROOM}/whep")
+        await connect_peer(http, f"{base}/v1/rooms/{ROOM}/whep", probe, None)
         if not await probe.wait_for(lambda v: bool(v.video), timeout=10):
             return float("nan"), []
         first = (probe.first_frame_at - probe.offered_at) * 1000
@@ -240,7 +252,7 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
         publisher = Publisher([video], video_codec="VP8")
         viewers: list[Viewer] = []
         try:
-            await _connect(http, base, publisher, f"/v1/rooms/{ROOM}/whip")
+            await connect_peer(http, f"{base}/v1/rooms/{ROOM}/whip", publisher, None)
             await asyncio.sleep(args.settle)
             if video.count == 0:
                 raise RuntimeError("the publisher sends no frames")
@@ -249,7 +261,7 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
                 while len(viewers) < target:
                     viewer = Viewer(decode=False)
                     viewers.append(viewer)
-                    await _connect(http, base, viewer, f"/v1/rooms/{ROOM}/whep")
+                    await connect_peer(http, f"{base}/v1/rooms/{ROOM}/whep", viewer, None)
                 await asyncio.sleep(args.settle)  # joins and their keyframes are over
                 frames_before = [v.encoded_frames["video"] for v in viewers]
                 cpu_before, t0 = process_cpu_seconds(server.pid), time.monotonic()
