@@ -7,6 +7,9 @@ WHIP/WHEP (RFC 9725) expects. Anything else escaping the media layer is a bug.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Protocol, TypeVar
+
 
 class MediaError(Exception):
     """A client-visible failure: `code` is a protocol error code, `status` the HTTP status."""
@@ -68,3 +71,24 @@ class Unavailable(MediaError):
 
     code = "unavailable"
     status = 503
+
+
+class _Addressed(Protocol):
+    room: str
+    kind: str
+
+
+S = TypeVar("S", bound=_Addressed)
+
+
+def session_at(sessions: Mapping[str, S], session_id: str, room: str | None, kind: str | None) -> S:
+    """The session ``session_id`` if it lives in ``room`` as ``kind`` (None: any), else
+    ``NotFound``: a session is addressed only through the URL it was created under."""
+    session = sessions.get(session_id)
+    if (
+        session is None
+        or (room is not None and session.room != room)
+        or (kind is not None and session.kind != kind)
+    ):
+        raise NotFound("no such media session")
+    return session

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
-from .errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable
+from .errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable, session_at
 from .forwarding import (
     AUDIO_QUEUE_FRAMES,
     KEYFRAME_REQUEST_INTERVAL_S,
@@ -304,13 +304,7 @@ class MediaRouter:
         self, session_id: str, user: str, *, room: str | None = None, kind: str | None = None
     ) -> None:
         """Stop a session on behalf of `user`; only the user who created it may."""
-        session = self._sessions.get(session_id)
-        if (
-            session is None
-            or (room is not None and session.room != room)
-            or (kind is not None and session.kind != kind)
-        ):
-            raise NotFound("no such media session")
+        session = session_at(self._sessions, session_id, room, kind)
         if session.user != user:
             raise Forbidden("only the user who created a media session may stop it")
         await self._close_session(session, "stopped by its owner")

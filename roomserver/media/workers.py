@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .errors import MediaError, NotFound, Unavailable
+from .errors import MediaError, NotFound, Unavailable, session_at
 from .links import ListChanges, PublisherLinks
 from .whip import SDP_CONTENT_TYPE, parse_error_body
 from .worker import ROLE_HEADER, SECRET_ENV, SECRET_HEADER, USER_HEADER
@@ -331,13 +331,7 @@ class MediaWorkerPool:
     async def stop(
         self, session_id: str, user: str, *, room: str | None = None, kind: str | None = None
     ) -> None:
-        route = self._sessions.get(session_id)
-        if (
-            route is None
-            or (room is not None and route.room != room)
-            or (kind is not None and route.kind != kind)
-        ):
-            raise NotFound("no such media session")
+        route = session_at(self._sessions, session_id, room, kind)
         worker = self._workers[route.worker]
         segment = "whip" if route.kind == "publish" else "whep"
         path = f"/v1/rooms/{quote(route.worker_room)}/{segment}/{quote(session_id)}"
