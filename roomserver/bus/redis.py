@@ -119,6 +119,13 @@ or not: retry with the same cid / ``Idem``). It applies to
   ``order.created``) only with ``durable_events=True``
   (``--redis-durable-events``); otherwise they cost what they cost without it.
 
+A commit that waits is also *published* only after its WAIT succeeded: the
+commit script returns the message instead of publishing it and
+``_publish_late`` sends the ``SPUBLISH`` (one more round trip), so subscribers
+never see an event a failover could still take back. If WAIT fails, the event
+is in history but unannounced; subscribers that survive with it find it by gap
+repair when the room's next event arrives.
+
 A ``stock_take`` that replays a cid first writes a marker (``replays`` in the
 stock hash). Depending on the Redis version, WAIT waits for the replication
 offset of the connection's last *write* only, and then, without the marker, a
@@ -350,9 +357,12 @@ class _Take:
     fingerprint: str
 
 
-def _commit_call(keys: RoomKeys, subs: Sequence[_SubCommit], limits: HistoryLimits) -> ScriptCall:
+def _commit_call(
+    keys: RoomKeys, subs: Sequence[_SubCommit], limits: HistoryLimits, *, defer_publish: bool
+) -> ScriptCall:
     key_list: list[str] = [keys.room, keys.hist, keys.channel]
     args: list[Any] = [secrets.token_hex(8), limits.max_events, limits.max_age_ms, len(subs)]
+    args.append("1" if defer_publish else "0")
     for sub in subs:
         idem_index = 0
         if sub.idem is not None:
@@ -379,13 +389,15 @@ def _commit_call(keys: RoomKeys, subs: Sequence[_SubCommit], limits: HistoryLimi
     return ScriptCall(COMMIT, key_list, args)
 
 
-def _commit_results(reply: list[Any]) -> tuple[list[CommitResult], bool]:
+def _commit_results(reply: list[Any]) -> tuple[list[CommitResult], bool, bytes | None]:
+    """(one result per sub-commit, whether a document was created, the message the
+    script left for the caller to publish)."""
     out = []
-    for r in reply[3:]:
+    for r in reply[4:]:
         status = _STATUS[int(r[0])]
         seqs = tuple(None if s < 0 else s for s in r[3:])
         out.append(CommitResult(status, seqs, int(r[1]), r[2].decode()))
-    return out, bool(reply[2])
+    return out, bool(reply[2]), reply[3]
 
 
 class RedisBroker(Broker):
@@ -580,10 +592,12 @@ class RedisBroker(Broker):
 
     async def _commit_batch(self, room: str, subs: Sequence[_SubCommit]) -> list[CommitResult]:
         keys = room_keys(self.prefix, room)
-        commands: list[Any] = [_commit_call(keys, subs, self.limits)]
         durable = self.durable_wait_ms > 0 and (
             self.durable_events or any(s.doc is not None or s.expect_version is not None for s in subs)
         )
+        # A durable batch is published only after WAIT: a subscriber must not see an
+        # event that the primary's crash could still take back (and its seq reuse).
+        commands: list[Any] = [_commit_call(keys, subs, self.limits, defer_publish=durable)]
         if durable:
             self._refuse_unreplicated(keys.slot)
             commands.append(self._wait_command())
@@ -591,12 +605,25 @@ class RedisBroker(Broker):
         self.commits += len(subs)
         replies = await self._router.call(keys.slot, commands, safe=False)
         reply = _raise_reply(replies[0])
-        results, doc_created = _commit_results(reply)
+        results, doc_created, message = _commit_results(reply)
         if doc_created and not any(s.expect_version == 0 for s in subs):
             await self._register(room)  # a document re-created at version > 0: rare
         if durable:
             self._check_replicated(keys.slot, replies[1], "commit")
+        if message is not None:
+            await self._publish_late(keys, message)
         return results
+
+    async def _publish_late(self, keys: RoomKeys, message: bytes) -> None:
+        """Publish a durable batch after its WAIT. The write stands whatever happens
+        here: if the publish fails, subscribers repair from history on the room's next
+        event (its seq shows the gap), so this logs instead of failing the commit."""
+        try:
+            await self._router.call(keys.slot, [("SPUBLISH", keys.channel, message)], safe=False)
+        except Exception as exc:  # BrokerUnavailable, connection errors
+            log.warning(
+                "room channel %s: publish after WAIT failed (%s); history has the events", keys.channel, exc
+            )
 
     # -- durability (see "Failures and failover" in the module docstring) --------
 

@@ -101,6 +101,24 @@ async def test_durable_wait_needs_a_replica(make, request):
         assert res.seqs == (1,)
 
 
+async def test_a_durable_commit_is_published_only_after_a_replica_has_it(make, request):
+    """WAIT decides publication: without a replica (single node) the event is written
+    but no subscriber sees it; with one (cluster) it is delivered."""
+    b = make(durable_wait_ms=50)
+    room = room_id()
+    c = await started(b, [room])
+    if "single" in request.node.callspec.id:
+        with pytest.raises(BrokerUnavailable):
+            await b.commit(room, [Draft(ev(room, "x"))], expect_version=0, doc=b"d")
+        await asyncio.sleep(0.3)
+        assert c.deliveries == []
+        assert [e.seq for e in (await b.history(room, 0)).events] == [1]  # written, not announced
+    else:
+        res = await b.commit(room, [Draft(ev(room, "x"))], expect_version=0, doc=b"d")
+        assert res.seqs == (1,)
+        assert [e.seq for e in await c.wait_events(1)] == [1]
+
+
 async def test_one_message_per_script_call(make):
     """A coalesced batch reaches subscribers as one Delivery."""
     b = make()

@@ -7,12 +7,16 @@
 -- KEYS[3] room channel (SPUBLISH)
 -- KEYS[4..] idempotency hashes (e = epoch, f = fingerprint, s = seqs csv)
 -- ARGV[1] epoch candidate (used only if the room has none), ARGV[2] max_events,
--- ARGV[3] max_age_ms, ARGV[4] number of sub-commits, then per sub-commit:
+-- ARGV[3] max_age_ms, ARGV[4] number of sub-commits, ARGV[5] '1' = do not publish,
+-- return the message instead (the caller publishes it once WAIT confirms a replica
+-- has the write, so no subscriber sees an event a failover could still take back),
+-- then per sub-commit:
 --   expect_version ('' = no CAS), doc_op ('1' set doc, '0' delete doc), doc,
 --   idem key index in KEYS (0 = none), fingerprint, idem ttl ms, barrage cap,
 --   number of drafts, then per draft: flags (1 durable + 2 capped), close code,
 --   coalesce key, audience, body (JSON object bytes)
--- Returns {epoch, version, doc_created (0/1), {status, version, epoch, seq...}...}
+-- Returns {epoch, version, doc_created (0/1), message to publish or false,
+--          {status, version, epoch, seq...}...}
 -- with status 0 ok, 1 version conflict, 2 replayed, 3 idem conflict and
 -- seq -1 for a shed draft, 0 for a published ephemeral one.
 local room, hist, chan = KEYS[1], KEYS[2], KEYS[3]
@@ -32,7 +36,7 @@ local doc_op, doc_val = nil, nil
 
 local results, records, entries = {}, {}, {}
 local applied, cas_applied = false, false
-local a = 5
+local a = 6
 for _ = 1, tonumber(ARGV[4]) do
   local expect, op, doc = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local ik, fp, ittl = tonumber(ARGV[a + 3]), ARGV[a + 4], tonumber(ARGV[a + 5])
@@ -127,11 +131,16 @@ if #entries > 0 then
   end
 end
 
+local message = false
 if #records > 0 or cas_applied then
   local head = string.format('%s|%d|%d\n', epoch, ver, #records)
-  redis.call('SPUBLISH', chan, head .. table.concat(records))
+  message = head .. table.concat(records)
+  if ARGV[5] ~= '1' then
+    redis.call('SPUBLISH', chan, message)
+    message = false
+  end
 end
 
-local out = {epoch or '', ver, doc_created}
+local out = {epoch or '', ver, doc_created, message}
 for i = 1, #results do out[#out + 1] = results[i] end
 return out
