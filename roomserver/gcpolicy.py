@@ -1,18 +1,18 @@
 """Keep Python's full garbage collections out of the fan-out path.
 
 A full (generation 2) collection walks every object the collector tracks and stops the
-whole process while it does. With 10,000 sockets that is a few million objects and a
-0.35-0.5 s stall of every room on the node, several times a minute while the heap grows
-(measured: docs/benchmarks.md, "GC pauses"). Young collections (generations 0 and 1)
+whole process while it does. With 10,000 sockets that stalled every room on the node for
+0.35-0.5 s, several times a minute while the heap grew (measured: docs/benchmarks.md,
+"Current figures: after the GC policy"). Young collections (generations 0 and 1)
 are cheap and catch the short-lived cycles (exception tracebacks, finished tasks), so
 they stay as Python runs them.
 
 Every ``freeze_s`` the policy runs a young collection, so young garbage is not kept, and
 then ``gc.freeze()``s the survivors: an automatic full collection afterwards walks only
 what was made since. Reference counting still frees frozen objects; only cyclic garbage
-among them waits, for the reclaim: ``gc.unfreeze()`` and one full collection, run soon
-every ``small_reclaim_s`` while the frozen heap is small enough for a short pause
-(``small_heap`` objects) and otherwise every ``reclaim_s``.
+among them waits for the reclaim: ``gc.unfreeze()`` and one full collection, every
+``small_reclaim_s`` while the frozen heap is small enough for a short pause (``small_heap``
+objects), otherwise every ``reclaim_s``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 class GcPolicy:
     freeze_s: float = 1.0
     reclaim_s: float = 3600.0
-    # A full collection over this many objects takes ~10-30 ms on this kind of machine:
-    # worth doing every small_reclaim_s, not every tick.
+    # A full collection over this many objects is short (tens of ms at most): worth
+    # doing every small_reclaim_s, not on every tick.
     small_heap: int = 200_000
     small_reclaim_s: float = 60.0
     _last_reclaim: float = 0.0

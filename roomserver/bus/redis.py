@@ -223,7 +223,7 @@ _STATUS = (CommitStatus.OK, CommitStatus.VERSION_CONFLICT, CommitStatus.REPLAYED
 MAX_BATCH_COMMITS = 256
 MAX_BATCH_DRAFTS = 2048
 MAX_BATCH_BYTES = 512 * 1024
-MAX_BATCH_TAKES = 512  # stock takes or tally entries per script call (each ~20 µs of Redis time)
+MAX_BATCH_TAKES = 512  # stock takes or tally entries per script call (bounds one script's run)
 # After a WAIT found no replica, durable calls to that primary are refused unsent
 # for this long (then one call probes again).
 UNREPLICATED_RETRY_S = 0.5
@@ -619,8 +619,8 @@ class RedisBroker(Broker):
         here: if the publish fails, subscribers repair from history on the room's next
         event (its seq shows the gap), so this logs instead of failing the commit."""
         try:
-            await self._router.call(keys.slot, [("SPUBLISH", keys.channel, message)], safe=False)
-        except Exception as exc:  # BrokerUnavailable, connection errors
+            await self._call(keys.slot, ("SPUBLISH", keys.channel, message), safe=False)
+        except Exception as exc:  # BrokerUnavailable, a Redis error reply
             log.warning(
                 "room channel %s: publish after WAIT failed (%s); history has the events", keys.channel, exc
             )
