@@ -162,24 +162,21 @@ async def _probe(
     room: str,
     video: RemotePublisher,
     seconds: float,
-) -> tuple[float, list[float]]:
-    """A decoding viewer joins: (join → first decoded frame in ms, frame latencies in ms)."""
+) -> tuple[float, list[float], list[float]]:
+    """A decoding viewer joins: (join → first decoded frame in ms, steady and all frame
+    latencies in ms: see ``bench.frame_latencies``)."""
     probe = Viewer(decode=True)
     try:
         try:
             await bench.connect_peer(http, f"{sut.base}/v1/rooms/{room}/whep", probe, sut.token("probe"))
         except RuntimeError as exc:  # e.g. the room's publisher dropped: recorded, the run goes on
             print(f"probe failed: {exc}", file=sys.stderr, flush=True)
-            return float("nan"), []
+            return float("nan"), [], []
         if not await probe.wait_for(lambda v: bool(v.video), timeout=10):
-            return float("nan"), []
+            return float("nan"), [], []
         first = (probe.first_frame_at - probe.offered_at) * 1000
         await asyncio.sleep(seconds)
-        return first, [
-            (s.at - video.sent_at[s.counter]) * 1000
-            for s in probe.video
-            if s.counter is not None and s.counter in video.sent_at
-        ]
+        return (first, *bench.frame_latencies(probe, video.sent_at))
     finally:
         await probe.close()
 
@@ -273,11 +270,6 @@ async def _frames(procs: list[ViewerProcess]) -> tuple[list[int], list[int], int
     return frames, lost, not_connected
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    values = sorted(v for v in values if v == v)  # drop NaN (a probe that saw nothing)
-    return round(values[min(len(values) - 1, int(len(values) * q))], 1) if values else None
-
-
 async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
     steps: list[MediaStep] = []
     rooms = [f"lt-media-{i}" for i in range(args.rooms)]
@@ -324,13 +316,14 @@ async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
                     delivered = sum(fps) * elapsed / args.fps
                     if target == 0:
                         baseline = cpu / elapsed
-                    joins, latencies = [], []
+                    joins, steady, every = [], [], []
                     for k in range(args.probes):
-                        first, lat = await _probe(
+                        first, lat, lat_all = await _probe(
                             http, sut, rooms[k % len(rooms)], videos[k % len(rooms)], args.probe_seconds
                         )
                         joins.append(round(first, 1))
-                        latencies += lat
+                        steady += lat
+                        every += lat_all
                     step = MediaStep(
                         mode=f"server/{workers}w",
                         viewers=target,
@@ -346,15 +339,16 @@ async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
                         viewer_fps_mean=round(statistics.fmean(fps), 1) if fps else 0.0,
                         viewer_fps_min=round(min(fps), 1) if fps else 0.0,
                         join_to_first_frame_ms=joins,
-                        latency_ms_p50=_pct(latencies, 0.5),
-                        latency_ms_p95=_pct(latencies, 0.95),
+                        latency_ms_p50=bench.percentile(steady, 0.5),
+                        latency_ms_p95=bench.percentile(steady, 0.95),
+                        latency_all_ms_p95=bench.percentile(every, 0.95),
                         server_rss_mb=round(tree_rss_mb(pids), 1),
                         workers=workers,
                         rooms=len(rooms),
                         process_cpu_s=[round(c, 3) for c in per_process],
                         client_cpu_s=round(client_cpu, 3),
                         other_tenants_cores=round(max(0.0, busy - cpu - client_cpu) / elapsed, 2),
-                        join_to_first_frame_p95_ms=_pct(joins, 0.95),
+                        join_to_first_frame_p95_ms=bench.percentile(joins, 0.95),
                         source_fps=round(source_fps, 1),
                         viewers_not_connected=frames_after[2],
                         lost_packets=sum(frames_after[1]) - sum(frames_before[1]),
@@ -374,7 +368,7 @@ def table(steps: list[dict[str, Any]]) -> str:
     """A markdown table of the steps (docs/benchmarks.md style)."""
     head = (
         "| server | viewers | CPU-s/viewer-s | marginal | per delivered | viewer fps (min) "
-        "| join→first frame p95 | latency p50/p95 | server cores | client cores | others | source fps | stalled | lost packets |"
+        "| join→first frame p95 | latency p50/p95 (all p95) | server cores | client cores | others | source fps | stalled | lost packets |"
     )
     rows = [head, "|" + "---|" * 14]
     for s in steps:
@@ -383,7 +377,7 @@ def table(steps: list[dict[str, Any]]) -> str:
             f"| {s['mode']} | {s['viewers']} | {s['cpu_per_viewer_s']} | {s['marginal_cpu_per_viewer_s']} "
             f"| {s['cpu_per_delivered_viewer_s']} | {s['viewer_fps_mean']} ({s['viewer_fps_min']}) "
             f"| {s.get('join_to_first_frame_p95_ms', max(s['join_to_first_frame_ms'], default=None))} "
-            f"| {s['latency_ms_p50']}/{s['latency_ms_p95']} | {cores:.2f} "
+            f"| {s['latency_ms_p50']}/{s['latency_ms_p95']} ({s.get('latency_all_ms_p95')}) | {cores:.2f} "
             f"| {s.get('client_cpu_s', 0) / s['seconds']:.2f} | {s.get('other_tenants_cores', '')} "
             f"| {s.get('source_fps', '')} | {s.get('viewers_stalled', '')} | {s.get('lost_packets', '')} |"
         )

@@ -166,9 +166,33 @@ class Step:
     viewer_fps_mean: float
     viewer_fps_min: float
     join_to_first_frame_ms: list[float] = field(default_factory=list)
+    # Frames captured after the probe's first decoded frame (steady state) ...
     latency_ms_p50: float | None = None
     latency_ms_p95: float | None = None
+    # ... and every frame, with the catch-up frames a joining viewer gets from its
+    # starting keyframe on (their delay is part of joining, measured as join → first frame).
+    latency_all_ms_p95: float | None = None
     server_rss_mb: float = 0.0
+
+
+def frame_latencies(probe: Viewer, sent_at: dict[int, float]) -> tuple[list[float], list[float]]:
+    """A decoding probe's capture → decoded latencies in ms: (steady, all). Steady leaves
+    out frames captured before the probe decoded its first frame: the SFU starts a viewer
+    at a keyframe and sends what followed it at once, so those frames' delay is the join."""
+    every, steady = [], []
+    for sample in probe.video:
+        captured = sent_at.get(sample.counter) if sample.counter is not None else None
+        if captured is None:
+            continue
+        every.append((sample.at - captured) * 1000)
+        if probe.first_frame_at is not None and captured >= probe.first_frame_at:
+            steady.append(every[-1])
+    return steady, every
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    values = sorted(v for v in values if v == v)  # drop NaN (a probe that saw nothing)
+    return round(values[min(len(values) - 1, int(len(values) * q))], 1) if values else None
 
 
 class ServerProcess:
@@ -225,21 +249,17 @@ async def connect_peer(
 
 async def _probe(
     http: aiohttp.ClientSession, base: str, video: CounterVideoTrack, seconds: float
-) -> tuple[float, list[float]]:
-    """A decoding viewer joins: (join → first decoded frame in ms, frame latencies in ms)."""
+) -> tuple[float, list[float], list[float]]:
+    """A decoding viewer joins: (join → first decoded frame in ms, steady and all
+    frame latencies in ms: see ``frame_latencies``)."""
     probe = Viewer(decode=True)
     try:
         await connect_peer(http, f"{base}/v1/rooms/{ROOM}/whep", probe, None)
         if not await probe.wait_for(lambda v: bool(v.video), timeout=10):
-            return float("nan"), []
+            return float("nan"), [], []
         first = (probe.first_frame_at - probe.offered_at) * 1000
         await asyncio.sleep(seconds)
-        latencies = [
-            (s.at - video.sent_at[s.counter]) * 1000
-            for s in probe.video
-            if s.counter is not None and s.counter in video.sent_at
-        ]
-        return first, latencies
+        return (first, *frame_latencies(probe, video.sent_at))
     finally:
         await probe.close()
 
@@ -271,12 +291,12 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
                 delivered_viewer_s = sum(fps) * elapsed / args.fps
                 if target == 0:
                     baseline = cpu / elapsed
-                joins, latencies = [], []
+                joins, steady, every = [], [], []
                 for _ in range(args.probes):
-                    first, lat = await _probe(http, base, video, args.probe_seconds)
+                    first, lat, lat_all = await _probe(http, base, video, args.probe_seconds)
                     joins.append(round(first, 1))
-                    latencies += lat
-                latencies.sort()
+                    steady += lat
+                    every += lat_all
                 step = Step(
                     mode=mode,
                     viewers=target,
@@ -294,8 +314,9 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
                     viewer_fps_mean=round(statistics.fmean(fps), 1) if fps else 0.0,
                     viewer_fps_min=round(min(fps), 1) if fps else 0.0,
                     join_to_first_frame_ms=joins,
-                    latency_ms_p50=round(latencies[len(latencies) // 2], 1) if latencies else None,
-                    latency_ms_p95=round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None,
+                    latency_ms_p50=percentile(steady, 0.5),
+                    latency_ms_p95=percentile(steady, 0.95),
+                    latency_all_ms_p95=percentile(every, 0.95),
                     server_rss_mb=round(process_rss_mb(server.pid), 1),
                 )
                 steps.append(step)

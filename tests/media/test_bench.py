@@ -4,10 +4,12 @@ load tester will wire in; it asserts that numbers come out, not what they are)."
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
-from roomserver.media.bench import parser, run_mode
+from roomserver.media.bench import frame_latencies, parser, percentile, run_mode
+from roomserver.media.client import VideoSample
 
 
 @pytest.mark.parametrize("mode", ["forward", "relay"])
@@ -21,3 +23,23 @@ async def test_bench_measures_a_server(mode: str) -> None:
     assert step.server_cpu_s > 0 and step.cpu_per_viewer_s > 0
     assert not math.isnan(step.join_to_first_frame_ms[0]) and step.join_to_first_frame_ms[0] > 0
     assert step.latency_ms_p50 is not None and step.latency_ms_p50 > 0
+
+
+def test_steady_latency_leaves_out_the_join_catch_up() -> None:
+    """Frames captured before the probe's first decoded frame came in the join's burst
+    (keyframe start): they count in `all`, not in `steady`."""
+    sent_at = {1: 10.0, 2: 10.033, 3: 10.066, 4: 10.2, 5: 10.233}
+    video = [
+        VideoSample(1, 10.12),  # first decoded frame: 120 ms after capture
+        VideoSample(2, 10.121),
+        VideoSample(3, 10.122),
+        VideoSample(None, 10.15),  # unreadable counter: skipped
+        VideoSample(4, 10.25),
+        VideoSample(5, 10.283),
+        VideoSample(99, 10.3),  # not in sent_at: skipped
+    ]
+    probe = SimpleNamespace(video=video, first_frame_at=10.12)
+    steady, every = frame_latencies(probe, sent_at)  # type: ignore[arg-type]
+    assert [round(x) for x in every] == [120, 88, 56, 50, 50]
+    assert [round(x) for x in steady] == [50, 50]
+    assert percentile(every, 0.5) == 56.0 and percentile([], 0.95) is None
