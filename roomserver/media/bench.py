@@ -177,8 +177,9 @@ class Step:
 
 def frame_latencies(probe: Viewer, sent_at: dict[int, float]) -> tuple[list[float], list[float]]:
     """A decoding probe's capture → decoded latencies in ms: (steady, all). Steady leaves
-    out frames captured before the probe decoded its first frame: the SFU starts a viewer
-    at a keyframe and sends what followed it at once, so those frames' delay is the join."""
+    out frames captured before the probe decoded its first frame: a viewer starts at a
+    keyframe and its first frames are decoded nearly together, a delay that is part of
+    joining (measured as join → first frame)."""
     every, steady = [], []
     for sample in probe.video:
         captured = sent_at.get(sample.counter) if sample.counter is not None else None
