@@ -4,7 +4,7 @@ aiortc receives in Python (SRTP, RTP parsing, jitter buffer, depacketizing): eve
 decoding, 40 viewers cost the client more than a core, and on a 2-core box the load
 generator, not the server, set every figure. Bulk viewers therefore do the least a viewer
 can: ICE and DTLS as usual (the server sees a real WebRTC peer), then each SRTP packet's
-clear RTP header is read without decrypting it (``count_rtp_headers``): a video frame is a
+clear RTP header is read without decrypting it (``HeaderCounter``): a video frame is a
 packet with the marker bit, a lost packet a gap in the sender's sequence numbers. They live
 in ``--viewer-procs`` children, so the decoding latency probes (full aiortc viewers in the
 scenario's own process) keep a quiet event loop.
@@ -12,6 +12,7 @@ scenario's own process) keep a quiet event loop.
 A child reads one JSON command per line on stdin and answers each with one line on stdout:
 
     {"add": [[whep_url, token], ...]}   -> {"viewers": n}     (n = its viewers in all)
+                                           or {"error": "..."} (a viewer could not connect)
     {"stats": true}                     -> {"frames": [...], "lost": [...], "not_connected": k}
 
 End of stdin closes every viewer and ends the process.
@@ -113,12 +114,20 @@ async def _serve() -> None:
             while line := await reader.readline():
                 cmd = json.loads(line)
                 if "add" in cmd:
-                    for url, token in cmd["add"]:
-                        viewer = Viewer(decode=False)
-                        viewers.append(viewer)
-                        answer_sdp = await connect_peer(http, url, viewer, token)
-                        counters.append(HeaderCounter(viewer, answer_sdp))
-                    answer({"viewers": len(viewers)})
+                    try:
+                        for url, token in cmd["add"]:
+                            viewer = Viewer(decode=False)
+                            try:
+                                answer_sdp = await connect_peer(http, url, viewer, token)
+                            except Exception:
+                                await viewer.close()
+                                raise
+                            viewers.append(viewer)
+                            counters.append(HeaderCounter(viewer, answer_sdp))
+                    except Exception as exc:
+                        answer({"error": f"{type(exc).__name__}: {exc}"})
+                    else:
+                        answer({"viewers": len(viewers)})
                 elif "stats" in cmd:
                     answer(
                         {
@@ -166,7 +175,10 @@ class ViewerProcess:
 
     async def add(self, pairs: list[tuple[str, str]]) -> int:
         """Connect viewers (WHEP URL, token); returns this process's viewer count."""
-        return (await self._ask({"add": pairs}, timeout=30 + 5 * len(pairs)))["viewers"]
+        reply = await self._ask({"add": pairs}, timeout=30 + 5 * len(pairs))
+        if "error" in reply:
+            raise RuntimeError(f"viewer process {self.pid}: {reply['error']}")
+        return reply["viewers"]
 
     async def stats(self) -> tuple[list[int], list[int], int]:
         """(video frames per viewer, lost packets per viewer, viewers not connected)."""
