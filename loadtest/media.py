@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import os
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -313,42 +312,32 @@ async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
                     busy = machine_cpu()["busy"] - machine_before
                     cpu = sum(per_process)
                     fps = [(a - b) / elapsed for a, b in zip(frames_after[0], frames_before[0], strict=True)]
-                    delivered = sum(fps) * elapsed / args.fps
                     if target == 0:
                         baseline = cpu / elapsed
-                    joins, steady, every = [], [], []
-                    for k in range(args.probes):
-                        first, lat, lat_all = await _probe(
+                    probes = [
+                        await _probe(
                             http, sut, rooms[k % len(rooms)], videos[k % len(rooms)], args.probe_seconds
                         )
-                        joins.append(round(first, 1))
-                        steady += lat
-                        every += lat_all
+                        for k in range(args.probes)
+                    ]
                     step = MediaStep(
                         mode=f"server/{workers}w",
-                        viewers=target,
-                        seconds=round(elapsed, 2),
-                        server_cpu_s=round(cpu, 3),
-                        cpu_per_viewer_s=round(cpu / (target * elapsed), 4) if target else None,
-                        marginal_cpu_per_viewer_s=(
-                            round((cpu / elapsed - baseline) / target, 4)
-                            if target and baseline is not None
-                            else None
+                        **bench.measured_fields(
+                            viewers=target,
+                            elapsed=elapsed,
+                            cpu=cpu,
+                            baseline=baseline,
+                            fps=fps,
+                            source_fps=args.fps,
+                            probes=probes,
                         ),
-                        cpu_per_delivered_viewer_s=round(cpu / delivered, 4) if delivered else None,
-                        viewer_fps_mean=round(statistics.fmean(fps), 1) if fps else 0.0,
-                        viewer_fps_min=round(min(fps), 1) if fps else 0.0,
-                        join_to_first_frame_ms=joins,
-                        latency_ms_p50=bench.percentile(steady, 0.5),
-                        latency_ms_p95=bench.percentile(steady, 0.95),
-                        latency_all_ms_p95=bench.percentile(every, 0.95),
                         server_rss_mb=round(tree_rss_mb(pids), 1),
                         workers=workers,
                         rooms=len(rooms),
                         process_cpu_s=[round(c, 3) for c in per_process],
                         client_cpu_s=round(client_cpu, 3),
                         other_tenants_cores=round(max(0.0, busy - cpu - client_cpu) / elapsed, 2),
-                        join_to_first_frame_p95_ms=bench.percentile(joins, 0.95),
+                        join_to_first_frame_p95_ms=bench.percentile([p[0] for p in probes], 0.95),
                         source_fps=round(source_fps, 1),
                         viewers_not_connected=frames_after[2],
                         lost_packets=sum(frames_after[1]) - sum(frames_before[1]),

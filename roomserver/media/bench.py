@@ -196,6 +196,42 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(len(values) * q))], 1) if values else None
 
 
+ProbeResult = tuple[float, list[float], list[float]]  # join → first frame, steady, all (ms)
+
+
+def measured_fields(
+    *,
+    viewers: int,
+    elapsed: float,
+    cpu: float,
+    baseline: float | None,
+    fps: list[float],
+    source_fps: int,
+    probes: list[ProbeResult],
+) -> dict[str, Any]:
+    """The `Step` fields both media benchmarks compute the same way from one window:
+    server CPU over it, each viewer's fps, and the decoding probes that joined after it."""
+    delivered = sum(fps) * elapsed / source_fps  # viewer-seconds actually delivered
+    steady = [x for _, lat, _ in probes for x in lat]
+    every = [x for _, _, lat_all in probes for x in lat_all]
+    return {
+        "viewers": viewers,
+        "seconds": round(elapsed, 2),
+        "server_cpu_s": round(cpu, 3),
+        "cpu_per_viewer_s": round(cpu / (viewers * elapsed), 4) if viewers else None,
+        "marginal_cpu_per_viewer_s": (
+            round((cpu / elapsed - baseline) / viewers, 4) if viewers and baseline is not None else None
+        ),
+        "cpu_per_delivered_viewer_s": round(cpu / delivered, 4) if delivered else None,
+        "viewer_fps_mean": round(statistics.fmean(fps), 1) if fps else 0.0,
+        "viewer_fps_min": round(min(fps), 1) if fps else 0.0,
+        "join_to_first_frame_ms": [round(first, 1) for first, _, _ in probes],
+        "latency_ms_p50": percentile(steady, 0.5),
+        "latency_ms_p95": percentile(steady, 0.95),
+        "latency_all_ms_p95": percentile(every, 0.95),
+    }
+
+
 class ServerProcess:
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -289,35 +325,20 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
                 await asyncio.sleep(args.seconds)
                 cpu, elapsed = process_cpu_seconds(server.pid) - cpu_before, time.monotonic() - t0
                 fps = viewer_fps(viewers, frames_before, elapsed)
-                delivered_viewer_s = sum(fps) * elapsed / args.fps
                 if target == 0:
                     baseline = cpu / elapsed
-                joins, steady, every = [], [], []
-                for _ in range(args.probes):
-                    first, lat, lat_all = await _probe(http, base, video, args.probe_seconds)
-                    joins.append(round(first, 1))
-                    steady += lat
-                    every += lat_all
+                probes = [await _probe(http, base, video, args.probe_seconds) for _ in range(args.probes)]
                 step = Step(
                     mode=mode,
-                    viewers=target,
-                    seconds=round(elapsed, 2),
-                    server_cpu_s=round(cpu, 3),
-                    cpu_per_viewer_s=round(cpu / (target * elapsed), 4) if target else None,
-                    marginal_cpu_per_viewer_s=(
-                        round((cpu / elapsed - baseline) / target, 4)
-                        if target and baseline is not None
-                        else None
+                    **measured_fields(
+                        viewers=target,
+                        elapsed=elapsed,
+                        cpu=cpu,
+                        baseline=baseline,
+                        fps=fps,
+                        source_fps=args.fps,
+                        probes=probes,
                     ),
-                    cpu_per_delivered_viewer_s=round(cpu / delivered_viewer_s, 4)
-                    if delivered_viewer_s
-                    else None,
-                    viewer_fps_mean=round(statistics.fmean(fps), 1) if fps else 0.0,
-                    viewer_fps_min=round(min(fps), 1) if fps else 0.0,
-                    join_to_first_frame_ms=joins,
-                    latency_ms_p50=percentile(steady, 0.5),
-                    latency_ms_p95=percentile(steady, 0.95),
-                    latency_all_ms_p95=percentile(every, 0.95),
                     server_rss_mb=round(process_rss_mb(server.pid), 1),
                 )
                 steps.append(step)
