@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import os
 import sys
 import time
@@ -102,8 +101,6 @@ class CommerceRun(Run):
 
     def _spawn(self, prefix: str) -> None:
         o = self.o
-        ctx = multiprocessing.get_context("spawn")
-        loop = asyncio.get_running_loop()
         first = 0
         for i in range(o.procs):
             share = o.users // o.procs + (1 if i < o.users % o.procs else 0)
@@ -120,18 +117,10 @@ class CommerceRun(Run):
                 connect_timeout_s=o.connect_timeout_s,
             )
             first += share
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=commerce_worker_main, args=(child, cfg), name=f"loadtest-commerce-{i}", daemon=True
-            )
-            proc.start()
-            child.close()
-            handle = WorkerHandle(i, proc, parent)
+            handle = self._start_worker(i, commerce_worker_main, cfg, "loadtest-commerce")
             handle.inbox["done"] = asyncio.Queue()
-            self.workers.append(handle)
-            loop.add_reader(parent.fileno(), self._on_worker_message, handle)
             # add_reader made it non-blocking: a big message (the acknowledged orders) must be read whole.
-            os.set_blocking(parent.fileno(), True)
+            os.set_blocking(handle.pipe.fileno(), True)
 
     def _handle_worker_message(self, w: WorkerHandle, msg: dict[str, Any]) -> None:
         kind = msg["kind"]

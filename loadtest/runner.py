@@ -240,10 +240,20 @@ class Run:
 
     # -- workers -----------------------------------------------------------------------
 
+    def _start_worker(self, index: int, target: Any, cfg: Any, name: str) -> WorkerHandle:
+        """Start one worker process (``target(pipe, cfg)``) and read its pipe from this loop."""
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=target, args=(child, cfg), name=f"{name}-{index}", daemon=True)
+        proc.start()
+        child.close()
+        handle = WorkerHandle(index, proc, parent)
+        self.workers.append(handle)
+        asyncio.get_running_loop().add_reader(parent.fileno(), self._on_worker_message, handle)
+        return handle
+
     def _spawn_workers(self, viewers: int, connect_rate: float) -> None:
         o = self.o
-        ctx = multiprocessing.get_context("spawn")
-        loop = asyncio.get_running_loop()
         sample_every = round(100 / o.sample_pct) if o.sample_pct > 0 else 0
         for i in range(o.procs):
             share = viewers // o.procs + (1 if i < viewers % o.procs else 0)
@@ -259,15 +269,7 @@ class Run:
                 connect_timeout_s=o.connect_timeout_s,
                 poll_ms=o.poll_ms,
             )
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=worker_main, args=(child, cfg), name=f"loadtest-worker-{i}", daemon=True
-            )
-            proc.start()
-            child.close()
-            handle = WorkerHandle(i, proc, parent)
-            self.workers.append(handle)
-            loop.add_reader(parent.fileno(), self._on_worker_message, handle)
+            self._start_worker(i, worker_main, cfg, "loadtest-worker")
 
     def _on_worker_message(self, w: WorkerHandle) -> None:
         """Read one message from a worker's pipe (a closed pipe marks it dead)."""
