@@ -76,17 +76,22 @@ def _may_be_in_room(node: Any, room: str, user: str) -> bool:
     return node.online(room) > local
 
 
-@op("cohost.accept", AnswerParams)
-async def accept(ctx: OpContext, p: AnswerParams) -> dict:
-    node, room, now = ctx.node, ctx.room, now_ms()
-    entry = rules.find(
-        await node.require_room(room),
+async def _answered(ctx: OpContext, p: AnswerParams, now: int) -> dict:
+    """The pending request or invitation that ``cohost.accept``/``reject`` answers."""
+    return rules.find(
+        await ctx.node.require_room(ctx.room),
         now,
         actor=ctx.user,
         is_host=is_host(ctx),
         request_id=p.request,
         user=p.user,
     )
+
+
+@op("cohost.accept", AnswerParams)
+async def accept(ctx: OpContext, p: AnswerParams) -> dict:
+    node, room, now = ctx.node, ctx.room, now_ms()
+    entry = await _answered(ctx, p, now)
     doc, _ = await node.transact(
         room, lambda d: rules.accept(d, entry["id"], now, accepter=ctx.identity.public())
     )
@@ -97,14 +102,7 @@ async def accept(ctx: OpContext, p: AnswerParams) -> dict:
 @op("cohost.reject", AnswerParams)
 async def reject(ctx: OpContext, p: AnswerParams) -> dict:
     node, room, now = ctx.node, ctx.room, now_ms()
-    entry = rules.find(
-        await node.require_room(room),
-        now,
-        actor=ctx.user,
-        is_host=is_host(ctx),
-        request_id=p.request,
-        user=p.user,
-    )
+    entry = await _answered(ctx, p, now)
     await node.transact(room, lambda d: rules.reject(d, entry["id"], now, by=ctx.identity.public()))
     return {}
 
