@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,6 +278,26 @@ async def start_server(**overrides: Any) -> Server:
     ts = TestServer(app, host="127.0.0.1")
     await ts.start_server()
     return Server(config, app, ts, aiohttp.ClientSession())
+
+
+@contextlib.asynccontextmanager
+async def closed_after(
+    start: Callable[..., Awaitable[Server]],
+) -> AsyncIterator[Callable[..., Awaitable[Server]]]:
+    """A ``make(...)`` that starts servers with ``start`` and closes them all, newest
+    first, when the block ends (the body of every ``make_server``-style fixture)."""
+    servers: list[Server] = []
+
+    async def make(*args: Any, **overrides: Any) -> Server:
+        server = await start(*args, **overrides)
+        servers.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in reversed(servers):
+            await server.close()
 
 
 # -- a real `roomserver serve` process ------------------------------------------------

@@ -24,7 +24,7 @@ from roomserver.bus.memory import MemoryBroker, MemoryHub
 from roomserver.config import Config
 from roomserver.media.ice import pin_host_addresses
 from roomserver.server import create_app
-from tests.server_fixtures import APP, SECRET, Server, new_room_id
+from tests.server_fixtures import APP, SECRET, Server, closed_after, new_room_id
 
 LOOPBACK = "127.0.0.1"
 pin_host_addresses([LOOPBACK])
@@ -61,16 +61,8 @@ async def no_leaked_peer_connections() -> AsyncIterator[None]:
 
 @pytest.fixture
 async def make_node(no_leaked_peer_connections: None) -> AsyncIterator[MakeNode]:
-    servers: list[Server] = []
-
-    async def make(hub: MemoryHub | None = None, **overrides: Any) -> Server:
-        server = await start_node(hub, **overrides)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in reversed(servers):
-        await server.close()
+    async with closed_after(start_node) as make:
+        yield make
 
 
 @pytest.fixture

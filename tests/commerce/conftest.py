@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.server_fixtures import SECRET as EMBEDDED_SECRET
-from tests.server_fixtures import Server, new_room_id, start_server
+from tests.server_fixtures import Server, closed_after, new_room_id, start_server
 from tests.server_procs import SECRET as PROCESS_SECRET
 from tests.server_procs import ServerProcess
 
@@ -84,17 +84,13 @@ async def process_sink() -> AsyncIterator[WebhookSink]:
 @pytest.fixture
 async def make_server() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
     """``await make_server(**Config overrides)``: an embedded server, closed at teardown."""
-    servers: list[Server] = []
 
-    async def make(**overrides: Any) -> Server:
+    async def start(**overrides: Any) -> Server:
         overrides.setdefault("flush_ms", 10)
-        server = await start_server(**overrides)
-        servers.append(server)
-        return server
+        return await start_server(**overrides)
 
-    yield make
-    for server in reversed(servers):
-        await server.close()
+    async with closed_after(start) as make:
+        yield make
 
 
 @pytest.fixture
