@@ -21,10 +21,11 @@ from aiortc import RTCPeerConnection
 
 from roomserver.bus.base import HistoryLimits
 from roomserver.bus.memory import MemoryBroker, MemoryHub
+from roomserver.client import RoomClient, RoomError
 from roomserver.config import Config
 from roomserver.media.ice import pin_host_addresses
 from roomserver.server import create_app
-from tests.server_fixtures import APP, SECRET, Server, closed_after, new_room_id
+from tests.server_fixtures import APP, SECRET, Recorder, Server, closed_after, new_room_id
 
 LOOPBACK = "127.0.0.1"
 pin_host_addresses([LOOPBACK])
@@ -57,6 +58,20 @@ async def no_leaked_peer_connections() -> AsyncIterator[None]:
     while open_peer_connections() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert open_peer_connections() == []
+
+
+async def joined(server: Server, room: str, user: str, role: str = "viewer") -> tuple[RoomClient, Recorder]:
+    """A client of ``user`` that joined ``room``, with a recorder of its events."""
+    client = await server.client(user, role)
+    rec = Recorder(client)
+    await client.join(room)
+    return client, rec
+
+
+async def expect_error(call: Awaitable[Any], code: str) -> None:
+    with pytest.raises(RoomError) as info:
+        await call
+    assert info.value.code == code, info.value
 
 
 @pytest.fixture

@@ -3,23 +3,8 @@ durable list in history and snapshots, errors that change nothing, expiry, the l
 
 from __future__ import annotations
 
-import pytest
-
-from roomserver.client import RoomClient, RoomError
-from tests.server_fixtures import Recorder, Server
-
-
-async def joined(server: Server, room: str, user: str, role: str = "viewer") -> tuple[RoomClient, Recorder]:
-    client = await server.client(user, role)
-    rec = Recorder(client)
-    await client.join(room)
-    return client, rec
-
-
-async def expect_error(call, code: str) -> None:
-    with pytest.raises(RoomError) as info:
-        await call
-    assert info.value.code == code, info.value
+from tests.cohost_pk.conftest import expect_error, joined
+from tests.server_fixtures import Server
 
 
 async def test_request_accept_end_round_trip(server: Server, room: str) -> None:

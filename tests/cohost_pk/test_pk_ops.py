@@ -7,27 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from roomserver.bus.memory import MemoryHub
-from roomserver.client import RoomClient, RoomError
-from tests.cohost_pk.conftest import MakeNode
-from tests.server_fixtures import Recorder, Server, new_room_id
-
-
-async def joined(server: Server, room: str, user: str, role: str = "viewer") -> tuple[RoomClient, Recorder]:
-    client = await server.client(user, role)
-    rec = Recorder(client)
-    await client.join(room)
-    return client, rec
-
-
-async def expect_error(call, code: str) -> None:
-    with pytest.raises(RoomError) as info:
-        await call
-    assert info.value.code == code, info.value
+from tests.cohost_pk.conftest import MakeNode, expect_error, joined
+from tests.server_fixtures import Server, new_room_id
 
 
 async def two_rooms(a_node: Server, b_node: Server) -> dict:

@@ -8,24 +8,14 @@ to a few seconds.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.loadtest import cli_run
 
 
 def run_cli(*args: str, out: Path, timeout: float = 60) -> tuple[int, dict[str, Any]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "loadtest.cli", *args, "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.stdout.strip(), f"no JSON on stdout; stderr:\n{proc.stderr[-3000:]}"
-    return proc.returncode, json.loads(proc.stdout)
+    return cli_run.run_cli(*args, out=out, timeout=timeout)
 
 
 def test_flashsale_sells_exactly_the_stock_within_the_limit_and_lists_every_acknowledged_order(
