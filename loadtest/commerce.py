@@ -369,6 +369,12 @@ class CommerceRun(Run):
             "violations": violations,
         }
 
+    async def _watch(self, event: str) -> None:
+        """Every socket times its first receipt of ``event`` from now on."""
+        for w in self.workers:
+            w.send({"cmd": "watch", "event": f'"ev":"{event}"'})
+        await asyncio.sleep(0.2)  # the watch reaches the workers before the event can
+
     # -- lottery ------------------------------------------------------------------------------
 
     async def _lottery(self, http: aiohttp.ClientSession, host: Host) -> dict[str, Any]:
@@ -384,9 +390,7 @@ class CommerceRun(Run):
         summary = self._load_summary(win)
         accepted = {a[0] for d in win["dones"] for a in d["acked"]}
         # Close: the host draws. Every socket times the lottery.drawn event from here.
-        for w in self.workers:
-            w.send({"cmd": "watch", "event": '"ev":"lottery.drawn"'})
-        await asyncio.sleep(0.2)  # the watch reaches the workers before the draw does
+        await self._watch("lottery.drawn")
         t0 = time.time()
         drawn = (await host.call("lottery.draw", lottery=lot["id"]))["lottery"]
         t_reply = time.time() - t0
@@ -465,9 +469,7 @@ class CommerceRun(Run):
             await host.call("redpacket.send", total_cents=o.total_cents, count=o.shares, message="load test")
         )["packet"]
         await asyncio.sleep(o.settle_s)
-        for w in self.workers:
-            w.send({"cmd": "watch", "event": '"ev":"redpacket.finished"'})
-        await asyncio.sleep(0.2)
+        await self._watch("redpacket.finished")
         t0 = time.time()
         win = await self._window("redpacket.grab", {"packet": packet["id"]}, once=True)
         summary = self._load_summary(win)
