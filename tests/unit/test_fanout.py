@@ -256,3 +256,55 @@ async def test_head_only_delivery_repairs_a_quiet_room():
     assert [m["seq"] for m in t.messages()] == [1, 2]
     fanout.ingest(Delivery("r", "e1", 1, (), head=2))  # nothing new: no repair
     assert not fanout.channels["r"].repairing
+
+
+async def test_replies_keep_flush_ms_while_room_flushes_stretch_with_the_node_size():
+    # 200 sockets and a 1,000 frames/s budget: rooms flush every 0.2 s, replies every 10 ms.
+    fanout = Fanout(flush_ms=10, frame_budget=1_000)
+    conns = [make_conn(i) for i in range(200)]
+    fanout.set_ready("r", "e1", 0)
+    for c, _, _ in conns:
+        fanout.add_connection(c)
+        fanout.join(c, "r")
+    assert fanout.interval() == pytest.approx(0.2)
+    fanout.start()
+    try:
+        loop = asyncio.get_running_loop()
+        fanout.flush()  # a room flush just happened: the next one is 0.2 s away
+        t0 = loop.time()
+        (c1, t1, _), (_, t2, _) = conns[0], conns[1]
+        fanout.ingest(delivery("r", durable("r", 1)))
+        fanout.send_personal(c1, b'{"re":1,"ok":true,"data":{}}')
+        while not t1.frames:
+            await asyncio.sleep(0.002)
+        reply_after = loop.time() - t0
+        assert [m.get("re") for m in t1.messages()] == [1]  # the reply alone
+        assert not t2.frames
+        while not t2.frames:
+            await asyncio.sleep(0.005)
+        event_after = loop.time() - t0
+        assert reply_after < 0.1 <= 0.18 < event_after
+        # The reply came first on the wire, the room event after it, once.
+        assert [m.get("re", m.get("seq")) for m in t1.messages()] == [1, 1]
+        assert [m["seq"] for m in t2.messages()] == [1]
+    finally:
+        await fanout.stop()
+
+
+async def test_a_reply_and_a_room_event_due_together_share_one_frame():
+    fanout = Fanout(flush_ms=20)
+    (c, t, _), (c2, t2, _) = make_conn(1), make_conn(2)
+    fanout.set_ready("r", "e1", 0)
+    for conn in (c, c2):
+        fanout.add_connection(conn)
+        fanout.join(conn, "r")
+    fanout.start()
+    try:
+        fanout.ingest(delivery("r", durable("r", 1)))
+        fanout.send_personal(c, b'{"re":7,"ok":true,"data":{}}')
+        while not (t.frames and t2.frames):
+            await asyncio.sleep(0.005)
+        assert len(t.frames) == 1
+        assert [m.get("re", m.get("seq")) for m in t.messages()] == [7, 1]
+    finally:
+        await fanout.stop()
