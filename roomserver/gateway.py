@@ -135,7 +135,8 @@ class Gateway:
 
     async def _on_text(self, session: Session, data: str, ws: web.WebSocketResponse) -> bool:
         conn = session.conn
-        if len(data) > MAX_FRAME_BYTES or len(data.encode()) > MAX_FRAME_BYTES:
+        # A str of n characters is at most 4n UTF-8 bytes: encode only when it matters.
+        if len(data) * 4 > MAX_FRAME_BYTES and len(data.encode()) > MAX_FRAME_BYTES:
             self._send(
                 conn,
                 None,

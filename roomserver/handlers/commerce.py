@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import secrets
 import weakref
 from collections.abc import Awaitable, Callable
@@ -93,6 +94,16 @@ class _Unconfirmed:
 
 
 _unconfirmed_by_node: weakref.WeakKeyDictionary[Any, _Unconfirmed] = weakref.WeakKeyDictionary()
+
+
+# Attempt ids: unique per process start (random prefix) and per attempt (counter),
+# without a urandom syscall per buy.
+_ATTEMPT_PREFIX = secrets.token_hex(6)
+_attempts = itertools.count(1)
+
+
+def _new_attempt() -> str:
+    return f"{_ATTEMPT_PREFIX}.{next(_attempts)}"
 
 
 def _unconfirmed(node: Any) -> _Unconfirmed:
@@ -183,7 +194,7 @@ async def sale_buy(ctx: OpContext, p: flashsale.BuyParams) -> dict:
         price_cents=sale.price_cents,
         cid=p.cid,
         created_at=now,
-        attempt=secrets.token_hex(8),
+        attempt=_new_attempt(),
     )
     try:
         res = await node.broker.stock_take(
