@@ -7,16 +7,21 @@ object is then written to every socket of the room with ``transport.write``
 only gets its own frame when it also has personal messages (replies, targeted
 events, a resume replay) in that flush.
 
-Flushing runs on two cadences. Replies and personal events go out at most
+Flushing runs on three cadences. Replies and personal events go out at most
 ``flush_ms`` after they were queued, whatever the node's size: their number is
 set by the requests, and holding them back would only add latency. Room
 broadcasts go out every ``flush_ms`` too, but that interval stretches with the
 number of sockets on this node so that broadcast frames written per second stay
 within ``frame_budget`` (viewers per core ≈ frames/s budget ÷ flushes/s): on a
 20,000-socket node with a 10,000 frames/s budget a room flushes every 2 s,
-while a buy still gets its answer within ``flush_ms``. When both are due, one
-flush writes both, personal messages first, in one frame per socket. After a
-slow flush the next one starts at once instead of sleeping a full interval.
+while a buy still gets its answer within ``flush_ms``. Within that budget a
+durable event (a barrage, ``lottery.drawn``, ``sale.opened``) goes at most one
+interval after the previous durable flush, while flushes that would carry only
+ephemeral chatter (``online``, ``member.joined``, likes) wait twice as long
+since any flush: in a big room the chatter cannot hold a rare important event
+back for a whole interval. When several are due, one flush writes them all,
+personal messages first, in one frame per socket. After a slow flush the next
+one starts at once instead of sleeping a full interval.
 
 Bounded memory per socket: what a socket has not yet accepted sits in its
 transport's write buffer. Past ``socket_buffer_soft`` (256 KiB default) the
@@ -160,6 +165,8 @@ class Fanout:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._last_flush = 0.0  # loop time of the last room (full) flush
+        self._last_durable = 0.0  # ... of the last room flush that carried a durable event
+        self._durable_pending = False  # a dirty room holds a durable event
         self._last_personal = 0.0  # loop time of the last flush of personal messages
         self._tasks: set[asyncio.Task] = set()
 
@@ -180,14 +187,22 @@ class Fanout:
             t.cancel()
 
     def interval(self) -> float:
-        """Seconds between room flushes: flush_ms, stretched to keep frames/s in budget."""
+        """Seconds between room flushes with durable events: flush_ms, stretched to
+        keep frames/s in budget."""
         return max(self.flush_ms / 1000.0, len(self.connections) / self.frame_budget)
+
+    def _room_due(self) -> float:
+        flush_s = self.flush_ms / 1000.0
+        stretched = len(self.connections) / self.frame_budget
+        if self._durable_pending:
+            return max(self._last_durable + stretched, self._last_flush + flush_s)
+        return self._last_flush + max(flush_s, 2 * stretched)
 
     def _due(self) -> float | None:
         """Loop time of the next flush that has work, or None."""
         due = None
         if self._dirty_rooms:
-            due = self._last_flush + self.interval()
+            due = self._room_due()
         if self._dirty_conns:
             personal = self._last_personal + self.flush_ms / 1000.0
             due = personal if due is None else min(due, personal)
@@ -217,7 +232,7 @@ class Fanout:
             return
         # A room flush also writes the personal messages (one frame per socket);
         # the small slack lets both go together when their times nearly coincide.
-        if self._dirty_rooms and loop.time() + 0.002 >= self._last_flush + self.interval():
+        if self._dirty_rooms and loop.time() + 0.002 >= self._room_due():
             self.flush()
         else:
             self.flush_personal()
@@ -378,6 +393,8 @@ class Fanout:
     def _enqueue(self, ch: RoomChannel, ev: BusEvent) -> None:
         self.stats.events_in += 1
         ch.pending.append(ev)
+        if ev.seq:
+            self._durable_pending = True
         if not self.batching:
             self._flush_room(ch)
             return
@@ -433,6 +450,10 @@ class Fanout:
             self._last_personal = self._loop.time()
             if rooms:
                 self._last_flush = self._last_personal
+                if self._durable_pending:
+                    self._last_durable = self._last_flush
+        if rooms:
+            self._durable_pending = False
         frames_before = self.stats.frames
         channels: set[RoomChannel] = set()
         if rooms:

@@ -270,10 +270,13 @@ async def test_replies_keep_flush_ms_while_room_flushes_stretch_with_the_node_si
     fanout.start()
     try:
         loop = asyncio.get_running_loop()
-        fanout.flush()  # a room flush just happened: the next one is 0.2 s away
-        t0 = loop.time()
         (c1, t1, _), (_, t2, _) = conns[0], conns[1]
         fanout.ingest(delivery("r", durable("r", 1)))
+        fanout.flush()  # a durable flush just happened: the next one is 0.2 s away
+        t1.frames.clear()
+        t2.frames.clear()
+        t0 = loop.time()
+        fanout.ingest(delivery("r", durable("r", 2)))
         fanout.send_personal(c1, b'{"re":1,"ok":true,"data":{}}')
         while not t1.frames:
             await asyncio.sleep(0.002)
@@ -285,8 +288,8 @@ async def test_replies_keep_flush_ms_while_room_flushes_stretch_with_the_node_si
         event_after = loop.time() - t0
         assert reply_after < 0.1 <= 0.18 < event_after
         # The reply came first on the wire, the room event after it, once.
-        assert [m.get("re", m.get("seq")) for m in t1.messages()] == [1, 1]
-        assert [m["seq"] for m in t2.messages()] == [1]
+        assert [m.get("re", m.get("seq")) for m in t1.messages()] == [1, 2]
+        assert [m["seq"] for m in t2.messages()] == [2]
     finally:
         await fanout.stop()
 
@@ -306,5 +309,39 @@ async def test_a_reply_and_a_room_event_due_together_share_one_frame():
             await asyncio.sleep(0.005)
         assert len(t.frames) == 1
         assert [m.get("re", m.get("seq")) for m in t.messages()] == [7, 1]
+    finally:
+        await fanout.stop()
+
+
+async def test_in_a_stretched_room_chatter_cannot_hold_a_durable_event_back():
+    # 200 sockets, 1,000 frames/s: durable flushes 0.2 s apart, chatter-only 0.4 s after any flush.
+    fanout = Fanout(flush_ms=10, frame_budget=1_000)
+    conns = [make_conn(i) for i in range(200)]
+    fanout.set_ready("r", "e1", 0)
+    for c, _, _ in conns:
+        fanout.add_connection(c)
+        fanout.join(c, "r")
+    _, t, _ = conns[0]
+    fanout.start()
+    try:
+        loop = asyncio.get_running_loop()
+        fanout.ingest(delivery("r", ephemeral("r", "online", 1, coalesce="online")))
+        fanout.flush()  # chatter just went out
+        t.frames.clear()
+        t0 = loop.time()
+        fanout.ingest(delivery("r", ephemeral("r", "online", 2, coalesce="online")))
+        await asyncio.sleep(0.1)
+        assert not t.frames  # chatter alone waits
+        fanout.ingest(delivery("r", durable("r", 1)))  # no durable flush for a while: goes now
+        while not t.frames:
+            await asyncio.sleep(0.002)
+        assert loop.time() - t0 < 0.18
+        assert [m.get("seq", m["ev"]) for m in t.messages()] == ["online", 1]
+        t.frames.clear()
+        t1 = loop.time()
+        fanout.ingest(delivery("r", ephemeral("r", "online", 3, coalesce="online")))
+        while not t.frames:
+            await asyncio.sleep(0.005)
+        assert 0.35 < loop.time() - t1 < 0.6  # chatter-only: twice the interval since that flush
     finally:
         await fanout.stop()
