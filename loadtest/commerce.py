@@ -394,8 +394,8 @@ class CommerceRun(Run):
         t0 = time.time()
         drawn = (await host.call("lottery.draw", lottery=lot["id"]))["lottery"]
         t_reply = time.time() - t0
-        t_host_event = await host.wait_event("lottery.drawn", o.event_timeout_s)
-        t_host_event = t_host_event - t0 if t_host_event else None
+        # The audit is polled from the draw's reply on, while the host's event travels.
+        host_event = asyncio.ensure_future(host.wait_event("lottery.drawn", o.event_timeout_s))
         url = f"{self.base_urls[0]}/v1/rooms/{self.room}/lotteries/{lot['id']}"
         audit: dict[str, Any] = {}
         t_audit = None
@@ -408,6 +408,8 @@ class CommerceRun(Run):
                         t_audit = time.time() - t0
                         break
             await asyncio.sleep(0.01)
+        t_host_event = await host_event
+        t_host_event = t_host_event - t0 if t_host_event else None
         finals = await self._finals(o.event_timeout_s)
         seen = sum(len(f["watch_times"]) for f in finals)
         alive = sum(f["alive"] for f in finals)
