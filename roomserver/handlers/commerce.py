@@ -418,8 +418,7 @@ async def _draw(node: Any, room: str, lottery_id: str) -> dict[str, Any]:
 
     await node.transact(room, rule)
     drawn = drawn_box[-1]
-    # Drawn is final: keep the audit document the REST endpoint will be asked for.
-    _audits(node).put((room, lottery_id), lottery.audit_view(drawn, entrants))
+    node.spawn(_keep_audit(node, room, drawn, entrants))
     view = lottery.drawn_view(drawn)
     node.webhooks.emit("lottery.drawn", room, view)
     return view
@@ -453,6 +452,13 @@ async def lottery_audit(node: Any, room: str, lottery_id: str) -> dict[str, Any]
         audit = lottery.audit_view(lot, await node.broker.tally_members(room, entries_key(lot.id)))
         cache.put((room, lottery_id), audit)
     return audit
+
+
+async def _keep_audit(node: Any, room: str, drawn: lottery.Lottery, entrants: list[str]) -> None:
+    """Drawn is final: make the audit document the REST endpoint will be asked
+    for now, after the draw's reply, not on the first GET."""
+    await asyncio.sleep(0)
+    _audits(node).put((room, drawn.id), lottery.audit_view(drawn, entrants))
 
 
 class _AuditCache:

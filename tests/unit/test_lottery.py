@@ -259,6 +259,11 @@ def test_sorting_is_by_utf8_bytes() -> None:
     assert lt.sort_entrants(ids) == ["B", "a", "b", "é", "\uff5e", "\U0001f600"]
 
 
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8), max_size=30))
+def test_sorting_agrees_with_sorting_the_utf8_bytes(ids: list[str]) -> None:
+    assert lt.sort_entrants(ids) == sorted(ids, key=lambda user: user.encode())
+
+
 def test_draw_is_deterministic_and_records_the_result() -> None:
     lot = make_lottery(winners=2)
     entrants = ["carol", "alice", "bob", "dave"]
