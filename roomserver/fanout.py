@@ -42,10 +42,11 @@ and then gets history + whatever arrived meanwhile, deduplicated by ``seq``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -136,6 +137,8 @@ class FanoutStats:
 
 
 class Fanout:
+    SLICE = 2_000  # sockets written per loop turn in a big room's flush
+
     def __init__(
         self,
         *,
@@ -169,6 +172,9 @@ class Fanout:
         self._durable_pending = False  # a dirty room holds a durable event
         self._last_personal = 0.0  # loop time of the last flush of personal messages
         self._tasks: set[asyncio.Task] = set()
+        # Big rooms' broadcasts still being written, a slice per loop turn.
+        self._unfinished: dict[RoomChannel, _RoomWrite] = {}
+        self._continuing = False
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -457,6 +463,7 @@ class Fanout:
         frames_before = self.stats.frames
         channels: set[RoomChannel] = set()
         if rooms:
+            self._finish_writes()
             channels, self._dirty_rooms = self._dirty_rooms, set()
             for ch in channels:
                 self._flush_room(ch)
@@ -505,44 +512,46 @@ class Fanout:
     def _write_members(self, ch: RoomChannel, events: list[BusEvent]) -> None:
         """Write the room's broadcast events: one shared frame for every live
         member without personal messages; a durable-only frame for sockets past
-        the soft buffer limit; a 4008 close past the hard limit."""
-        bodies = [ev.body for ev in events]
-        shared = ws_text_frame(json_array(bodies)) if bodies else b""
-        shared_n = len(bodies)
-        reduced: bytes | None = None
-        durable_n = 0
-        soft = self.buffer_soft
+        the soft buffer limit; a 4008 close past the hard limit.
+
+        A room bigger than ``SLICE`` members is written ``SLICE`` sockets per
+        loop turn, so replies, REST calls and pings are served in between (a
+        100,000-socket fan-out otherwise holds the loop for a second or more).
+        Members syncing at the flush get the events in their held list at once;
+        a later flush of the room first finishes this one (per-socket order)."""
+        unfinished = self._unfinished.pop(ch, None)
+        if unfinished is not None:
+            unfinished.run(None)
+        write = _RoomWrite(self, ch, events)
+        if self._loop is None or len(ch.members) <= self.SLICE:
+            write.run(None, ch.members.items())
+            return
+        write.pending = []
         for conn, member in ch.members.items():
-            if conn.closed:
-                continue  # closing: nothing more may follow the close frame
             if member.held is not None:
                 member.held.extend(events)
-                continue
-            if conn.personal:
-                self._write(
-                    conn, ws_text_frame(json_array(conn.personal + bodies)), len(conn.personal) + shared_n
-                )
-                conn.personal = []
-                self._dirty_conns.discard(conn)
-                continue
-            if not shared:
-                continue
-            buffered = conn.transport.get_write_buffer_size()
-            if buffered > soft:
-                if buffered > self.buffer_limit:
-                    self._slow(conn)
-                    continue
-                if reduced is None:
-                    durable = [ev.body for ev in events if ev.seq]
-                    durable_n = len(durable)
-                    reduced = ws_text_frame(json_array(durable)) if durable else b""
-                self.stats.shed_ephemeral += shared_n - durable_n
-                if reduced:
-                    self._write(conn, reduced, durable_n)
-                continue
-            conn.transport.write(shared)
-            self.stats.frames += 1
-            self.stats.deliveries += shared_n
+            else:
+                write.pending.append((conn, member))
+        if not write.run(self.SLICE):
+            self._unfinished[ch] = write
+            if not self._continuing:
+                self._continuing = True
+                self._loop.call_soon(self._continue_writes)
+
+    def _continue_writes(self) -> None:
+        """One more slice of every room write that is not finished."""
+        self._continuing = False
+        for ch, write in list(self._unfinished.items()):
+            if write.run(self.SLICE):
+                self._unfinished.pop(ch, None)
+        if self._unfinished and self._loop is not None:
+            self._continuing = True
+            self._loop.call_soon(self._continue_writes)
+
+    def _finish_writes(self) -> None:
+        for write in self._unfinished.values():
+            write.run(None)
+        self._unfinished.clear()
 
     def _audience(self, ch: RoomChannel, audience: str) -> list[Connection]:
         if audience == AUDIENCE_STAFF:
@@ -576,6 +585,83 @@ class Fanout:
     def _close_members(self, ch: RoomChannel, code: int, reason: str) -> None:
         for conn in list(ch.members):
             self._close(conn, code, reason)
+
+
+class _RoomWrite:
+    """One room flush's broadcast, written to the members in one go or in slices."""
+
+    __slots__ = (
+        "bodies",
+        "ch",
+        "done",
+        "durable_n",
+        "events",
+        "fanout",
+        "pending",
+        "reduced",
+        "shared",
+        "shared_n",
+    )
+
+    def __init__(self, fanout: Fanout, ch: RoomChannel, events: list[BusEvent]) -> None:
+        self.fanout = fanout
+        self.ch = ch
+        self.events = events
+        self.bodies = [ev.body for ev in events]
+        self.shared = ws_text_frame(json_array(self.bodies)) if self.bodies else b""
+        self.shared_n = len(self.bodies)
+        self.reduced: bytes | None = None  # durable-only frame, made when first needed
+        self.durable_n = 0
+        self.pending: list[tuple[Connection, Member]] = []  # sliced: the members to write
+        self.done = 0  # ... of which written
+
+    def run(self, limit: int | None, members: Iterable[tuple[Connection, Member]] | None = None) -> bool:
+        """Write to ``members`` (default: the pending ones, at most ``limit`` of
+        them); True when nothing is left."""
+        if members is None:
+            start = self.done
+            self.done = len(self.pending) if limit is None else min(len(self.pending), start + limit)
+            members = itertools.islice(self.pending, start, self.done)
+            sliced = True
+        else:
+            sliced = False
+        fanout, ch, events, bodies = self.fanout, self.ch, self.events, self.bodies
+        shared, shared_n, soft, stats = self.shared, self.shared_n, fanout.buffer_soft, fanout.stats
+        current = ch.members
+        for conn, member in members:
+            if conn.closed:
+                continue  # closing: nothing more may follow the close frame
+            if sliced and current.get(conn) is not member:
+                continue  # left the room since the flush began
+            if member.held is not None:
+                member.held.extend(events)
+                continue
+            if conn.personal:
+                fanout._write(
+                    conn, ws_text_frame(json_array(conn.personal + bodies)), len(conn.personal) + shared_n
+                )
+                conn.personal = []
+                fanout._dirty_conns.discard(conn)
+                continue
+            if not shared:
+                continue
+            buffered = conn.transport.get_write_buffer_size()
+            if buffered > soft:
+                if buffered > fanout.buffer_limit:
+                    fanout._slow(conn)
+                    continue
+                if self.reduced is None:
+                    durable = [ev.body for ev in events if ev.seq]
+                    self.durable_n = len(durable)
+                    self.reduced = ws_text_frame(json_array(durable)) if durable else b""
+                stats.shed_ephemeral += shared_n - self.durable_n
+                if self.reduced:
+                    fanout._write(conn, self.reduced, self.durable_n)
+                continue
+            conn.transport.write(shared)
+            stats.frames += 1
+            stats.deliveries += shared_n
+        return self.done >= len(self.pending)
 
 
 def _coalesce(events: list[BusEvent]) -> list[BusEvent]:

@@ -345,3 +345,57 @@ async def test_in_a_stretched_room_chatter_cannot_hold_a_durable_event_back():
         assert 0.35 < loop.time() - t1 < 0.6  # chatter-only: twice the interval since that flush
     finally:
         await fanout.stop()
+
+
+def _room_of(fanout: Fanout, n: int):
+    conns = [make_conn(i) for i in range(n)]
+    fanout.set_ready("r", "e1", 0)
+    for c, _, _ in conns:
+        fanout.add_connection(c)
+        fanout.join(c, "r")
+    return conns
+
+
+async def test_a_big_room_is_written_a_slice_per_loop_turn(monkeypatch):
+    monkeypatch.setattr(Fanout, "SLICE", 3)
+    fanout = Fanout(flush_ms=10)
+    conns = _room_of(fanout, 10)
+    fanout.start()
+    try:
+        fanout.ingest(delivery("r", durable("r", 1)))
+        fanout.flush()
+        assert [len(t.frames) for _, t, _ in conns] == [1, 1, 1] + [0] * 7
+        # Between slices: one member leaves, one syncs (resume), a new one joins.
+        left, _, _ = conns[4]
+        fanout.leave(left, "r")
+        syncing, _, _ = conns[8]
+        fanout.begin_sync(syncing, "r")
+        late, t_late, _ = make_conn(99)
+        fanout.add_connection(late)
+        fanout.join(late, "r")
+        await asyncio.sleep(0)
+        assert [len(t.frames) for _, t, _ in conns] == [1] * 3 + [1, 0, 1] + [0] * 4
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert [len(t.frames) for _, t, _ in conns] == [1] * 4 + [0] + [1] * 3 + [0, 1]
+        assert fanout.channels["r"].members[syncing].held == [durable("r", 1)]  # held, not lost
+        assert not t_late.frames  # joined after the flush: starts after its seq
+    finally:
+        await fanout.stop()
+
+
+async def test_a_big_room_s_next_flush_finishes_the_previous_one_first(monkeypatch):
+    monkeypatch.setattr(Fanout, "SLICE", 2)
+    fanout = Fanout(flush_ms=10)
+    conns = _room_of(fanout, 7)
+    fanout.start()
+    try:
+        fanout.ingest(delivery("r", durable("r", 1)))
+        fanout.flush()
+        fanout.ingest(delivery("r", durable("r", 2)))
+        fanout.flush()  # before any slice of seq 1 ran past the first
+        await fanout.stop()
+        for _, t, _ in conns:
+            assert [m["seq"] for m in t.messages()] == [1, 2]
+    finally:
+        await fanout.stop()
