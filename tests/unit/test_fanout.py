@@ -6,6 +6,7 @@ WebSocket framing itself is checked by decoding the frames."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 
 import msgspec
@@ -258,17 +259,22 @@ async def test_head_only_delivery_repairs_a_quiet_room():
     assert not fanout.channels["r"].repairing
 
 
+@contextlib.asynccontextmanager
+async def running(fanout: Fanout):
+    """The fan-out's timers run inside; stopped (and flushed) after."""
+    fanout.start()
+    try:
+        yield fanout
+    finally:
+        await fanout.stop()
+
+
 async def test_replies_keep_flush_ms_while_room_flushes_stretch_with_the_node_size():
     # 200 sockets and a 1,000 frames/s budget: rooms flush every 0.2 s, replies every 10 ms.
     fanout = Fanout(flush_ms=10, frame_budget=1_000)
-    conns = [make_conn(i) for i in range(200)]
-    fanout.set_ready("r", "e1", 0)
-    for c, _, _ in conns:
-        fanout.add_connection(c)
-        fanout.join(c, "r")
+    conns = _room_of(fanout, 200)
     assert fanout.interval() == pytest.approx(0.2)
-    fanout.start()
-    try:
+    async with running(fanout):
         loop = asyncio.get_running_loop()
         (c1, t1, _), (_, t2, _) = conns[0], conns[1]
         fanout.ingest(delivery("r", durable("r", 1)))
@@ -290,8 +296,6 @@ async def test_replies_keep_flush_ms_while_room_flushes_stretch_with_the_node_si
         # The reply came first on the wire, the room event after it, once.
         assert [m.get("re", m.get("seq")) for m in t1.messages()] == [1, 2]
         assert [m["seq"] for m in t2.messages()] == [2]
-    finally:
-        await fanout.stop()
 
 
 async def test_a_reply_and_a_room_event_due_together_share_one_frame():
@@ -301,29 +305,21 @@ async def test_a_reply_and_a_room_event_due_together_share_one_frame():
     for conn in (c, c2):
         fanout.add_connection(conn)
         fanout.join(conn, "r")
-    fanout.start()
-    try:
+    async with running(fanout):
         fanout.ingest(delivery("r", durable("r", 1)))
         fanout.send_personal(c, b'{"re":7,"ok":true,"data":{}}')
         while not (t.frames and t2.frames):
             await asyncio.sleep(0.005)
         assert len(t.frames) == 1
         assert [m.get("re", m.get("seq")) for m in t.messages()] == [7, 1]
-    finally:
-        await fanout.stop()
 
 
 async def test_in_a_stretched_room_chatter_cannot_hold_a_durable_event_back():
     # 200 sockets, 1,000 frames/s: durable flushes 0.2 s apart, chatter-only 0.4 s after any flush.
     fanout = Fanout(flush_ms=10, frame_budget=1_000)
-    conns = [make_conn(i) for i in range(200)]
-    fanout.set_ready("r", "e1", 0)
-    for c, _, _ in conns:
-        fanout.add_connection(c)
-        fanout.join(c, "r")
+    conns = _room_of(fanout, 200)
     _, t, _ = conns[0]
-    fanout.start()
-    try:
+    async with running(fanout):
         loop = asyncio.get_running_loop()
         fanout.ingest(delivery("r", ephemeral("r", "online", 1, coalesce="online")))
         fanout.flush()  # chatter just went out
@@ -343,8 +339,6 @@ async def test_in_a_stretched_room_chatter_cannot_hold_a_durable_event_back():
         while not t.frames:
             await asyncio.sleep(0.005)
         assert 0.35 < loop.time() - t1 < 0.6  # chatter-only: twice the interval since that flush
-    finally:
-        await fanout.stop()
 
 
 def _room_of(fanout: Fanout, n: int):
@@ -356,12 +350,15 @@ def _room_of(fanout: Fanout, n: int):
     return conns
 
 
-async def test_a_big_room_is_written_a_slice_per_loop_turn(monkeypatch):
-    monkeypatch.setattr(Fanout, "SLICE", 3)
+def _sliced_room(monkeypatch, slice_size: int, members: int):
+    monkeypatch.setattr(Fanout, "SLICE", slice_size)
     fanout = Fanout(flush_ms=10)
-    conns = _room_of(fanout, 10)
-    fanout.start()
-    try:
+    return fanout, _room_of(fanout, members)
+
+
+async def test_a_big_room_is_written_a_slice_per_loop_turn(monkeypatch):
+    fanout, conns = _sliced_room(monkeypatch, 3, 10)
+    async with running(fanout):
         fanout.ingest(delivery("r", durable("r", 1)))
         fanout.flush()
         assert [len(t.frames) for _, t, _ in conns] == [1, 1, 1] + [0] * 7
@@ -380,22 +377,14 @@ async def test_a_big_room_is_written_a_slice_per_loop_turn(monkeypatch):
         assert [len(t.frames) for _, t, _ in conns] == [1] * 4 + [0] + [1] * 3 + [0, 1]
         assert fanout.channels["r"].members[syncing].held == [durable("r", 1)]  # held, not lost
         assert not t_late.frames  # joined after the flush: starts after its seq
-    finally:
-        await fanout.stop()
 
 
 async def test_a_big_room_s_next_flush_finishes_the_previous_one_first(monkeypatch):
-    monkeypatch.setattr(Fanout, "SLICE", 2)
-    fanout = Fanout(flush_ms=10)
-    conns = _room_of(fanout, 7)
-    fanout.start()
-    try:
+    fanout, conns = _sliced_room(monkeypatch, 2, 7)
+    async with running(fanout):
         fanout.ingest(delivery("r", durable("r", 1)))
         fanout.flush()
         fanout.ingest(delivery("r", durable("r", 2)))
         fanout.flush()  # before any slice of seq 1 ran past the first
-        await fanout.stop()
-        for _, t, _ in conns:
-            assert [m["seq"] for m in t.messages()] == [1, 2]
-    finally:
-        await fanout.stop()
+    for _, t, _ in conns:
+        assert [m["seq"] for m in t.messages()] == [1, 2]
