@@ -900,8 +900,11 @@ class RoomClient:
             per_user=per_user,
         )
 
-    async def coupon_claim(self, room: str, coupon: str) -> dict[str, Any]:
-        return await self.request("coupon.claim", room, coupon=coupon)
+    async def coupon_claim(self, room: str, coupon: str, cid: str | None = None) -> dict[str, Any]:
+        """Claim; ``cid`` (generated if omitted) is reused across this call's own
+        retries, so a retry never claims twice."""
+        cid = cid or new_cid()
+        return await self._idempotent("coupon.claim", room, {"coupon": coupon, "cid": cid})
 
     async def redpacket_send(
         self, room: str, *, total_cents: int, count: int, message: str | None = None

@@ -27,6 +27,7 @@ MAX_DISCOUNT_CENTS: Final = 100_000_000
 MAX_MIN_SPEND_CENTS: Final = 1_000_000_000
 MAX_QUANTITY: Final = 1_000_000
 MAX_ID_CHARS: Final = 64
+MAX_CID_CHARS: Final = 64
 
 
 class CouponParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -57,10 +58,15 @@ class ClaimParams(msgspec.Struct, forbid_unknown_fields=False):
     """``coupon.claim`` params."""
 
     coupon: str
+    # Optional (an addition to the protocol): a claim retried with the same cid
+    # returns the first claim instead of claiming again.
+    cid: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.coupon) <= MAX_ID_CHARS:
             raise ValueError(f"coupon must be a coupon id (1 to {MAX_ID_CHARS} characters)")
+        if self.cid is not None and not 1 <= len(self.cid) <= MAX_CID_CHARS:
+            raise ValueError(f"cid must be 1 to {MAX_CID_CHARS} characters")
 
 
 def parse_params(params: dict[str, Any]) -> CouponParams:
@@ -116,7 +122,14 @@ class Claim(msgspec.Struct, frozen=True):
 
 
 def claim_id(coupon_id: str, user: str, n: int) -> str:
+    """The user's n-th claim of the coupon (claims without a cid)."""
     digest = hashlib.sha256(msgspec.json.encode([coupon_id, user, n])).hexdigest()
+    return "cl_" + digest[:24]
+
+
+def cid_claim_id(coupon_id: str, user: str, cid: str) -> str:
+    """A claim made with a cid: named by it, so a retry on any node names the same claim."""
+    digest = hashlib.sha256(msgspec.json.encode([coupon_id, user, "cid", cid])).hexdigest()
     return "cl_" + digest[:24]
 
 

@@ -515,17 +515,32 @@ async def coupon_issue(ctx: OpContext, p: coupons.CouponParams) -> dict:
 async def coupon_claim(ctx: OpContext, p: coupons.ClaimParams) -> dict:
     doc = await ctx.node.require_room(ctx.room)
     coupon = _get(doc, "coupons", p.coupon, coupons.Coupon, "coupon")
-    record = msgspec.json.encode({"coupon": coupon.id, "user": ctx.user, "ts": now_ms()})
+    record: dict[str, Any] = {"coupon": coupon.id, "user": ctx.user, "ts": now_ms()}
+    if p.cid is not None:
+        record["id"] = coupons.cid_claim_id(coupon.id, ctx.user, p.cid)
     res = await ctx.node.broker.stock_take(
-        ctx.room, coupon_key(coupon.id), user=ctx.user, qty=1, per_user_limit=coupon.per_user, record=record
+        ctx.room,
+        coupon_key(coupon.id),
+        user=ctx.user,
+        qty=1,
+        per_user_limit=coupon.per_user,
+        record=msgspec.json.encode(record),
+        cid=p.cid or "",
+        fingerprint="coupon:" + coupon.id,  # a sale.buy cid reused here is a conflict
     )
+    if res.status == StockStatus.REPLAYED:
+        first = msgspec.json.decode(res.record or b"{}")
+        return {"claim": {"id": first.get("id", ""), "coupon": coupon.id}}
+    if res.status == StockStatus.CONFLICT:
+        raise OpError("conflict", "this cid was already used for another request")
     if res.status == StockStatus.SOLD_OUT:
         raise OpError("sold_out", "all coupons have been claimed")
     if res.status == StockStatus.LIMIT_REACHED:
         raise OpError("limit_reached", f"at most {coupon.per_user} per user")
     if res.status != StockStatus.OK:
         raise OpError("not_found", f"coupon {coupon.id} is no longer available")
-    return {"claim": {"id": coupons.claim_id(coupon.id, ctx.user, res.user_total), "coupon": coupon.id}}
+    claim = record.get("id") or coupons.claim_id(coupon.id, ctx.user, res.user_total)
+    return {"claim": {"id": claim, "coupon": coupon.id}}
 
 
 # -- red packets -----------------------------------------------------------------------

@@ -447,6 +447,22 @@ def cases(room: str, fx: Fixture) -> list[tuple[str, str, dict[str, Any], str, s
             "title must be 1 to 50 characters",
         ),
         ("ann", "coupon.claim", {"coupon": "c-nope"}, "not_found", "no coupon c-nope in this room"),
+        ("ann", "coupon.claim", {"coupon": cp, "cid": ""}, "bad_request", "cid must be 1 to 64 characters"),
+        (
+            "ann",
+            "coupon.claim",
+            {"coupon": cp, "cid": "c" * 65},
+            "bad_request",
+            "cid must be 1 to 64 characters",
+        ),
+        # ann's sale.buy cid reused for a coupon claim
+        (
+            "ann",
+            "coupon.claim",
+            {"coupon": cp, "cid": "a-1"},
+            "conflict",
+            "this cid was already used for another request",
+        ),
         ("ann", "coupon.claim", {"coupon": 7}, "bad_request", "Expected `str`, got `int` - at `$.coupon`"),
         ("ann", "coupon.claim", {"coupon": cp}, "limit_reached", "at most 1 per user"),
         ("tier0", "coupon.claim", {"coupon": fx.coupon}, "sold_out", "all coupons have been claimed"),

@@ -300,7 +300,12 @@ export declare class RoomClient {
   ): Promise<{ order: { id: string; sale: string; user: string; qty: number; price_cents: number } }>;
 
   issueCoupon(room: string, params: CouponParams): Promise<{ coupon: { id: string } }>;
-  claimCoupon(room: string, coupon: string): Promise<{ claim: { id: string; coupon: string } }>;
+  /** `cid` (generated if omitted) is reused across this call's own retries: never two claims. */
+  claimCoupon(
+    room: string,
+    coupon: string,
+    opts?: { cid?: string; attempts?: number },
+  ): Promise<{ claim: { id: string; coupon: string } }>;
   sendRedPacket(room: string, params: RedPacketParams): Promise<{ packet: { id: string } }>;
   grabRedPacket(room: string, packet: string): Promise<{ amount_cents: number }>;
 

@@ -690,8 +690,8 @@ export class RoomClient {
   issueCoupon(room, params) {
     return this.request("coupon.issue", room, params);
   }
-  claimCoupon(room, coupon) {
-    return this.request("coupon.claim", room, { coupon });
+  claimCoupon(room, coupon, { cid = newCid(), attempts = 4 } = {}) {
+    return this._retrying("coupon.claim", room, { coupon, cid }, attempts);
   }
   sendRedPacket(room, params) {
     return this.request("redpacket.send", room, params);
