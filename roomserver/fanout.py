@@ -470,7 +470,7 @@ class Fanout:
         conns, self._dirty_conns = self._dirty_conns, set()
         for conn in conns:
             self.flush_connection(conn)
-        if self.on_flush is not None and (channels or conns):
+        if self.on_flush is not None and channels:  # room flushes: replies alone are small
             self.on_flush(time.monotonic() - started, self.stats.frames - frames_before)
 
     def flush_connection(self, conn: Connection) -> None:
