@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import weakref
 from typing import Annotated, Any
 
 import msgspec
@@ -151,6 +152,30 @@ async def end_battle(node: Any, pk: dict[str, Any], reason: rules.EndReason) -> 
 async def read_scores(node: Any, pk: dict[str, Any]) -> dict[str, int]:
     key = rules.score_key(pk["id"])
     return {room: (await node.broker.accumulate(room, key, 0, NO_FLUSH_MS))[0] for room in pk["rooms"]}
+
+
+# pk id -> (read at, scores): a join storm in a PK room reads the bus once per
+# SCORE_INTERVAL_MS per node, not twice per join.
+_recent_scores: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, dict[str, int]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def current_pk_view(node: Any, doc: RoomDoc) -> dict[str, Any] | None:
+    """The join snapshot's ``pk`` with the scores so far while the battle runs
+    (the document's copy gets them only at the end): a late joiner sees the
+    score bar at once, not at the next ``pk.score``."""
+    view = doc.features.get("pk")
+    if view is None or view.get("state") != rules.State.STARTED:
+        return view
+    recent = _recent_scores.setdefault(node, {})
+    now = now_ms()
+    hit = recent.get(view["id"])
+    if hit is None or now - hit[0] >= SCORE_INTERVAL_MS:
+        hit = recent[view["id"]] = (now, await read_scores(node, view))
+        for pk_id in [k for k, (at, _) in recent.items() if now - at >= 60_000]:
+            del recent[pk_id]
+    return {**view, "scores": hit[1]}
 
 
 async def gift_sent(node: Any, room: str, doc: RoomDoc, value: int) -> None:

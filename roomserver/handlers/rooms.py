@@ -11,6 +11,7 @@ from roomserver.core import room as rules
 from roomserver.core.room import Emit
 from roomserver.handlers import OpContext, op
 from roomserver.handlers.commerce import current_sale_view
+from roomserver.handlers.pk import current_pk_view
 from roomserver.protocol import OpError, now_ms, reply_ok
 
 TITLE = Annotated[str, msgspec.Meta(max_length=rules.TITLE_MAX)]
@@ -40,6 +41,7 @@ async def join(ctx: OpContext, p: object) -> dict:
     ch = await node.ensure_channel(ctx.room)
     likes = await node.load_likes(ctx.room)
     sale = await current_sale_view(node, ctx.room, doc)
+    pk = await current_pk_view(node, doc)
     # No await from here on: the member goes live at exactly the snapshot's seq.
     seq = node.fanout.join(conn, ctx.room)
     ctx.session.joined_at.setdefault(ctx.room, now_ms())
@@ -51,6 +53,7 @@ async def join(ctx: OpContext, p: object) -> dict:
         doc, online=node.online(ctx.room), likes=likes, seq=seq, epoch=ch.epoch, gifts=node.config.gifts
     )
     snap["room"]["sale"] = sale
+    snap["room"]["pk"] = pk
     return snap
 
 

@@ -56,6 +56,7 @@ async def battle(a_node: Server, b_node: Server) -> None:
         assert ev["data"]["id"] == pk_id and ev["data"]["ends_at"] == started["ends_at"]
     snap = await (await b_node.client("late")).join(b)
     assert snap["room"]["pk"]["id"] == pk_id and snap["room"]["pk"]["state"] == "started"
+    assert snap["room"]["pk"]["scores"] == {a: 0, b: 0}
 
     # Points: gifts in each room during the battle (catalog: rose 10, rocket 500).
     await s["va"].send_gift(a, "rose", 3)
@@ -65,6 +66,10 @@ async def battle(a_node: Server, b_node: Server) -> None:
     want = {a: 30, b: 510}
     for rec in (s["va_rec"], s["vb_rec"]):
         await rec.wait("pk.score", lambda e: e["data"] == {"id": pk_id, "scores": want}, timeout=3)
+    await asyncio.sleep(0.5)  # a snapshot's scores may be up to one pk.score interval old
+    for node, room in ((a_node, a), (b_node, b)):
+        snap = await (await node.client(f"late-{room}")).join(room)
+        assert snap["room"]["pk"]["scores"] == want  # a late joiner sees the score bar at once
 
     await expect_error(s["va"].pk_end(a, pk_id), "forbidden")
     ended = (await s["ha"].pk_end(a, pk_id))["pk"]
