@@ -122,9 +122,10 @@ or not: retry with the same cid / ``Idem``). It applies to
 A commit that waits is also *published* only after its WAIT succeeded: the
 commit script returns the message instead of publishing it and
 ``_publish_late`` sends the ``SPUBLISH`` (one more round trip), so subscribers
-never see an event a failover could still take back. If WAIT fails, the event
-is in history but unannounced; subscribers that survive with it find it by gap
-repair when the room's next event arrives.
+never see an event a failover could still take back. A publish whose outcome is
+unknown is sent again within ``op_timeout`` (subscribers drop a repeated seq). If
+WAIT fails, or the publish still does, the event is in history but unannounced;
+subscribers find it by gap repair when the room's next event arrives.
 
 A ``stock_take`` that replays a cid first writes a marker (``replays`` in the
 stock hash). Depending on the Redis version, WAIT waits for the replication
@@ -619,7 +620,9 @@ class RedisBroker(Broker):
         here: if the publish fails, subscribers repair from history on the room's next
         event (its seq shows the gap), so this logs instead of failing the commit."""
         try:
-            await self._call(keys.slot, ("SPUBLISH", keys.channel, message), safe=False)
+            # safe: a repeated SPUBLISH after an ambiguous failure is harmless, every
+            # subscriber drops a seq it already has; a lost one costs a gap repair.
+            await self._call(keys.slot, ("SPUBLISH", keys.channel, message), safe=True)
         except Exception as exc:  # BrokerUnavailable, a Redis error reply
             log.warning(
                 "room channel %s: publish after WAIT failed (%s); history has the events", keys.channel, exc
