@@ -7,9 +7,10 @@ raised as ``OpError`` and become error replies in the gateway.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -21,6 +22,24 @@ from roomserver.protocol import OpError
 # Who may call an op (PROTOCOL §3 roles): "any" role, "staff" (host,
 # moderator, admin: H,M), "host" (host or admin: H).
 Who = Literal["any", "staff", "host"]
+
+
+T = TypeVar("T")
+
+
+class PerNode(Generic[T]):
+    """State a handler module keeps for each node (tests run several nodes in one
+    process); ``table(node)`` makes it on first use, and it goes with the node."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._by_node: weakref.WeakKeyDictionary[Any, T] = weakref.WeakKeyDictionary()
+
+    def __call__(self, node: Any) -> T:
+        value = self._by_node.get(node)
+        if value is None:
+            value = self._by_node[node] = self._factory()
+        return value
 
 
 @dataclass(slots=True, eq=False)

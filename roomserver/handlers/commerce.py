@@ -14,7 +14,6 @@ import base64
 import contextlib
 import itertools
 import secrets
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ import msgspec
 from roomserver.bus.base import AUDIENCE_STAFF, BrokerUnavailable, StockStatus, TallyStatus
 from roomserver.core import coupons, flashsale, lottery, redpacket
 from roomserver.core.room import Emit, RoomDoc, with_features
-from roomserver.handlers import OpContext, deadline, op
+from roomserver.handlers import OpContext, PerNode, deadline, op
 from roomserver.protocol import OpError, now_ms
 
 # Counters outlive their show long enough for audits and late retries.
@@ -93,7 +92,7 @@ class _Unconfirmed:
         return since is not None and now_ms() - since < UNCONFIRMED_TTL_MS
 
 
-_unconfirmed_by_node: weakref.WeakKeyDictionary[Any, _Unconfirmed] = weakref.WeakKeyDictionary()
+_unconfirmed = PerNode(_Unconfirmed)
 
 
 # Attempt ids: unique per process start (random prefix) and per attempt (counter),
@@ -104,13 +103,6 @@ _attempts = itertools.count(1)
 
 def _new_attempt() -> str:
     return f"{_ATTEMPT_PREFIX}.{next(_attempts)}"
-
-
-def _unconfirmed(node: Any) -> _Unconfirmed:
-    table = _unconfirmed_by_node.get(node)
-    if table is None:
-        table = _unconfirmed_by_node[node] = _Unconfirmed()
-    return table
 
 
 def _features(doc: RoomDoc, kind: str, item_id: str, item: Any, **views: Any) -> RoomDoc:
@@ -481,14 +473,7 @@ class _AuditCache:
             del self._docs[next(iter(self._docs))]
 
 
-_audits_by_node: weakref.WeakKeyDictionary[Any, _AuditCache] = weakref.WeakKeyDictionary()
-
-
-def _audits(node: Any) -> _AuditCache:
-    cache = _audits_by_node.get(node)
-    if cache is None:
-        cache = _audits_by_node[node] = _AuditCache()
-    return cache
+_audits = PerNode(_AuditCache)
 
 
 # -- coupons ----------------------------------------------------------------------------

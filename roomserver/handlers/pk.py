@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import weakref
 from typing import Annotated, Any
 
 import msgspec
 
 from roomserver.core import pk as rules
 from roomserver.core.room import Emit, RoomDoc, validate_room_id
-from roomserver.handlers import OpContext, deadline, op
+from roomserver.handlers import OpContext, PerNode, deadline, op
 from roomserver.protocol import OpError, now_ms
 
 ROOM_ID = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -156,9 +155,7 @@ async def read_scores(node: Any, pk: dict[str, Any]) -> dict[str, int]:
 
 # pk id -> (read at, scores): a join storm in a PK room reads the bus once per
 # SCORE_INTERVAL_MS per node, not twice per join.
-_recent_scores: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, dict[str, int]]]] = (
-    weakref.WeakKeyDictionary()
-)
+_recent_scores: PerNode[dict[str, tuple[int, dict[str, int]]]] = PerNode(dict)
 
 
 async def current_pk_view(node: Any, doc: RoomDoc) -> dict[str, Any] | None:
@@ -168,7 +165,7 @@ async def current_pk_view(node: Any, doc: RoomDoc) -> dict[str, Any] | None:
     view = doc.features.get("pk")
     if view is None or view.get("state") != rules.State.STARTED:
         return view
-    recent = _recent_scores.setdefault(node, {})
+    recent = _recent_scores(node)
     now = now_ms()
     hit = recent.get(view["id"])
     if hit is None or now - hit[0] >= SCORE_INTERVAL_MS:
