@@ -308,9 +308,19 @@ def audit_view(lottery: Lottery, entrants: Iterable[str]) -> dict[str, Any]:
     the draw used (its hash is checked so a mismatch is loud, not silent).
     """
     ordered = sort_entrants(set(entrants))
+    if lottery.state is LotteryState.DRAWN and entrants_hash(ordered) != lottery.entrants_hash:
+        raise ValueError(f"entrant set of lottery {lottery.id} changed after its draw")
+    return _with_entrants(lottery, ordered)
+
+
+def drawn_audit_view(lottery: Lottery, result: DrawResult) -> dict[str, Any]:
+    """``audit_view`` of a lottery just drawn, from its own ``DrawResult``: the
+    entrants are already sorted and hashed, so nothing is read, sorted or checked again."""
+    return _with_entrants(lottery, list(result.entrants))
+
+
+def _with_entrants(lottery: Lottery, ordered: list[str]) -> dict[str, Any]:
     view = public_view(lottery)
     view["entrants"] = ordered
     view["entrants_count"] = len(ordered)
-    if lottery.state is LotteryState.DRAWN and entrants_hash(ordered) != lottery.entrants_hash:
-        raise ValueError(f"entrant set of lottery {lottery.id} changed after its draw")
     return view

@@ -401,16 +401,17 @@ async def keyword_entry(ctx: OpContext, doc: RoomDoc, text: str) -> None:
 async def _draw(node: Any, room: str, lottery_id: str) -> dict[str, Any]:
     entrants = await node.broker.tally_close(room, entries_key(lottery_id))
     now = now_ms()
-    drawn_box: list[lottery.Lottery] = []
+    drawn_box: list[tuple[lottery.Lottery, lottery.DrawResult]] = []
 
     def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
-        drawn, _ = lottery.draw(_load_lottery(doc, lottery_id), entrants, now_ms=now)
-        drawn_box.append(drawn)
+        drawn, result = lottery.draw(_load_lottery(doc, lottery_id), entrants, now_ms=now)
+        drawn_box.append((drawn, result))
         return _store_lottery(doc, drawn), [Emit("lottery.drawn", lottery.drawn_view(drawn))]
 
     await node.transact(room, rule)
-    drawn = drawn_box[-1]
-    node.spawn(_keep_audit(node, room, drawn, entrants))
+    drawn, result = drawn_box[-1]
+    # Drawn is final: keep the audit document the REST endpoint will be asked for.
+    _audits(node).put((room, drawn.id), lottery.drawn_audit_view(drawn, result))
     view = lottery.drawn_view(drawn)
     node.webhooks.emit("lottery.drawn", room, view)
     return view
@@ -444,13 +445,6 @@ async def lottery_audit(node: Any, room: str, lottery_id: str) -> dict[str, Any]
         audit = lottery.audit_view(lot, await node.broker.tally_members(room, entries_key(lot.id)))
         cache.put((room, lottery_id), audit)
     return audit
-
-
-async def _keep_audit(node: Any, room: str, drawn: lottery.Lottery, entrants: list[str]) -> None:
-    """Drawn is final: make the audit document the REST endpoint will be asked
-    for now, after the draw's reply, not on the first GET."""
-    await asyncio.sleep(0)
-    _audits(node).put((room, drawn.id), lottery.audit_view(drawn, entrants))
 
 
 class _AuditCache:

@@ -310,6 +310,12 @@ def test_audit_view_lists_sorted_entrants_and_detects_a_changed_set() -> None:
         lt.audit_view(drawn, ["a", "b", "late"])
 
 
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6), max_size=40))
+def test_the_draws_own_audit_is_the_audit_read_back_from_the_bus(entrants: list[str]) -> None:
+    drawn, result = lt.draw(make_lottery(winners=3), entrants, now_ms=1_000_500)
+    assert lt.drawn_audit_view(drawn, result) == lt.audit_view(drawn, reversed(entrants))
+
+
 def test_verify_draw_rejects_tampering_and_garbage() -> None:
     entrants = [f"u{i}" for i in range(10)]
     result = lt.compute_draw(SEED, entrants, 3)
