@@ -81,6 +81,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         default=env_default("gc-reclaim-s", d.gc_reclaim_s),
         help="at most this long between full collections of a big frozen heap",
     )
+    p.add_argument(
+        "--gc-young-threshold",
+        type=int,
+        default=env_default("gc-young-threshold", d.gc_young_threshold),
+        help="allocations between young collections (Python's default 700; 0 = leave it)",
+    )
     p.add_argument("--log-level", default=env_default("log-level", "INFO"))
 
 
@@ -121,6 +127,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         media_workers=args.media_workers,
         gc_freeze_s=args.gc_freeze_s,
         gc_reclaim_s=args.gc_reclaim_s,
+        gc_young_threshold=args.gc_young_threshold,
     )
     if args.node_id:
         cfg.node_id = args.node_id

@@ -66,6 +66,8 @@ class Config:
     # (0 = leave Python's collector alone); see roomserver/gcpolicy.py.
     gc_freeze_s: float = 1.0
     gc_reclaim_s: float = 3600.0
+    # Allocations between young collections while the policy runs (Python's own: 700).
+    gc_young_threshold: int = 10_000
 
     @property
     def durable_wait_ms(self) -> int:

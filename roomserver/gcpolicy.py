@@ -13,6 +13,14 @@ what was made since. Reference counting still frees frozen objects; only cyclic 
 among them waits for the reclaim: ``gc.unfreeze()`` and one full collection, every
 ``small_reclaim_s`` while the frozen heap is small enough for a short pause (``small_heap``
 objects), otherwise every ``reclaim_s``.
+
+Young collections are cheap each, but Python starts one every 700 net container
+allocations, and each walks everything young that is still alive: under load that is the
+in-flight work (a busy node's futures, coroutines, pending replies, tens of thousands of
+objects), walked again by every collection while it lasts. Measured on a 19,000-socket
+node taking 5,000 lottery entries/s: 64-107 ms of automatic young collections per second.
+``young_threshold`` starts one every that many allocations instead (10,000 by default):
+the in-flight set is walked 14x less often, for young pauses of a few ms.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ log = logging.getLogger(__name__)
 class GcPolicy:
     freeze_s: float = 1.0
     reclaim_s: float = 3600.0
+    # Net container allocations between automatic young collections (Python: 700).
+    young_threshold: int = 10_000
     # A full collection over this many objects is short (tens of ms at most): worth
     # doing every small_reclaim_s, not on every tick.
     small_heap: int = 200_000
@@ -40,11 +50,15 @@ class GcPolicy:
     # walks the whole frozen list (tens of ms at 10,000 sockets), too dear for every tick.
     _frozen: int = 0
     _task: asyncio.Task | None = None
+    _saved_threshold: tuple[int, ...] | None = None
 
     def start(self) -> None:
         if self.freeze_s <= 0 or self._task is not None:
             return
         self._last_reclaim = time.monotonic()
+        if self.young_threshold > 0:
+            self._saved_threshold = gc.get_threshold()
+            gc.set_threshold(self.young_threshold, *self._saved_threshold[1:])
         self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-policy")
 
     async def stop(self) -> None:
@@ -54,7 +68,11 @@ class GcPolicy:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        gc.unfreeze()  # hand the heap back to the collector (tests run several servers)
+        # Hand the heap back to the collector as it was (tests run several servers).
+        gc.unfreeze()
+        if self._saved_threshold is not None:
+            gc.set_threshold(*self._saved_threshold)
+            self._saved_threshold = None
 
     async def _run(self) -> None:
         while True:

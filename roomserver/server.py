@@ -86,7 +86,11 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
 
     add_web_routes(app, config)
 
-    gc_policy = GcPolicy(freeze_s=config.gc_freeze_s, reclaim_s=config.gc_reclaim_s)
+    gc_policy = GcPolicy(
+        freeze_s=config.gc_freeze_s,
+        reclaim_s=config.gc_reclaim_s,
+        young_threshold=config.gc_young_threshold,
+    )
 
     async def on_startup(app: web.Application) -> None:
         node.metrics.watch_gc()

@@ -76,11 +76,26 @@ async def test_start_stop_thaws_the_heap() -> None:
 
 
 async def test_zero_interval_leaves_the_collector_alone() -> None:
+    before = gc.get_threshold()
     policy = GcPolicy(freeze_s=0)
     policy.start()
     await asyncio.sleep(0.01)
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
     await policy.stop()
+
+
+async def test_young_threshold_is_set_while_running_and_restored() -> None:
+    before = gc.get_threshold()
+    policy = GcPolicy(freeze_s=0.01, young_threshold=12_345)
+    policy.start()
+    assert gc.get_threshold() == (12_345, *before[1:])
+    await policy.stop()
+    assert gc.get_threshold() == before
+    untouched = GcPolicy(freeze_s=0.01, young_threshold=0)
+    untouched.start()
+    assert gc.get_threshold() == before
+    await untouched.stop()
 
 
 def test_metrics_time_every_collection() -> None:
