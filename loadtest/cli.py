@@ -99,7 +99,13 @@ def _commerce_common(p: argparse.ArgumentParser, *, users_flag: str, users: int,
     rates.add_argument(
         "--max", dest="rate", action="store_const", const=0.0, help="no pacing: each answer starts the next"
     )
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of load (at most)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds of load (at most); lottery/redpacket, where each user sends once at --rate: "
+        "at most this long after the last send was due",
+    )
     p.add_argument("--procs", type=int, default=1, help="load-generator worker processes")
     p.add_argument("--servers", type=int, default=1, help="server processes (needs --redis-cluster if > 1)")
     p.add_argument("--redis-cluster", default=None, help="host:port,... or 'auto' (a throw-away cluster)")

@@ -174,7 +174,8 @@ class CommerceRun(Run):
                 }
             )
         dones: list[dict[str, Any]] = []
-        limit = time.monotonic() + o.duration + o.retry_timeout_s * 6 + 60
+        sending = o.duration + (o.users / o.rate if once and o.rate > 0 else 0)
+        limit = time.monotonic() + sending + o.retry_timeout_s * 6 + 60
         pending = list(self.workers)
         while pending and time.monotonic() < limit and not self.worker_errors:
             for w in list(pending):

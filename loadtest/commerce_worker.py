@@ -29,7 +29,7 @@ import itertools
 import re
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -107,7 +107,9 @@ class User(WsClient):
         if w.op == "sale.buy":
             msg["cid"] = a.cid
         a.sends += 1
-        self.pending[rid] = (time.perf_counter_ns(), a)
+        sent = time.perf_counter_ns()
+        self.pending[rid] = (sent, a)
+        w.sent_order.append((sent, self, rid))
         self.send_frame(1, _encode(msg))
         w.requests += 1
 
@@ -178,6 +180,8 @@ class CommerceWorker(WorkerLoop):
         self.limited_latency = histo.new()
         self.attempt_latency = histo.new()  # first send -> final answer, retries included
         self.attempt_started: dict[int, int] = {}
+        # Every request as sent, oldest first, for the retry sweep (answered ones are skipped).
+        self.sent_order: deque[tuple[int, User, int]] = deque()
         self.open_attempts = 0
         self.attempts = 0
         self.acked: list[list[Any]] = []  # [user, order id | amount]
@@ -292,6 +296,10 @@ class CommerceWorker(WorkerLoop):
         sweeper = asyncio.get_running_loop().create_task(self._sweep())
         start = time.monotonic()
         end = start + duration
+        if self.once and rate > 0:
+            # Every user sends once: a generator that fell behind (the box is shared with the
+            # servers) catches up for up to `duration` after the last send was due.
+            end += len(users) / rate
         self.first_send = time.time()
         if rate <= 0 and not self.once:
             # --max: every buyer keeps `inflight` attempts open; each answer starts the next.
@@ -397,15 +405,23 @@ class CommerceWorker(WorkerLoop):
         """Requests without an answer after ``retry_timeout_s``: send the same attempt again."""
         while True:
             await asyncio.sleep(0.1)
-            limit = time.perf_counter_ns() - int(self.retry_timeout_s * 1e9)
-            for u in self.users:
-                if not u.pending:
-                    continue
-                stale = [rid for rid, (t, _) in u.pending.items() if t < limit]
-                for rid in stale:
-                    _, a = u.pending.pop(rid)
-                    self.outcomes["timeout"] += 1
-                    self._resend(a)
+            self.resend_stale(time.perf_counter_ns() - int(self.retry_timeout_s * 1e9))
+
+    def resend_stale(self, sent_before_ns: int) -> None:
+        """Resend every request sent before ``sent_before_ns`` and still unanswered.
+
+        Walks the requests in the order they were sent, so each is looked at once
+        (walking every user's pending map each round cost 12 % of a worker at 19,000 users).
+        """
+        order = self.sent_order
+        while order and order[0][0] < sent_before_ns:
+            sent, u, rid = order.popleft()
+            entry = u.pending.get(rid)
+            if entry is None or entry[0] != sent:
+                continue  # answered
+            del u.pending[rid]
+            self.outcomes["timeout"] += 1
+            self._resend(entry[1])
 
     def saw_event(self, u: User) -> None:
         self.watch_times.append(time.time())
