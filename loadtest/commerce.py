@@ -400,13 +400,17 @@ class CommerceRun(Run):
         url = f"{self.base_urls[0]}/v1/rooms/{self.room}/lotteries/{lot['id']}"
         audit: dict[str, Any] = {}
         t_audit = None
+        audit_get: dict[str, float] = {}  # the complete GET: sent, headers, body parsed (s after close)
         deadline = time.monotonic() + o.event_timeout_s
         while time.monotonic() < deadline:
+            sent = time.time() - t0
             async with http.get(url, headers=self._admin_headers()) as r:
+                headers = time.time() - t0
                 if r.status == 200:
                     audit = await r.json()
                     if audit.get("state") == "drawn" and audit.get("entrants_count") == len(accepted):
                         t_audit = time.time() - t0
+                        audit_get = {"sent": sent, "headers": headers, "parsed": t_audit}
                         break
             await asyncio.sleep(0.01)
         t_host_event = await host_event
@@ -449,6 +453,7 @@ class CommerceRun(Run):
                 "drawn_event_host": round(t_host_event * 1000, 1) if t_host_event else None,
                 "drawn_event_entrants": _since(t0, finals),
                 "audit_complete": round(t_audit * 1000, 1) if t_audit else None,
+                "audit_get": {k: round(v * 1000, 1) for k, v in audit_get.items()},
             },
             "verification": {
                 "accepted_entries": len(accepted),
