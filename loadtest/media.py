@@ -432,6 +432,9 @@ def cli(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
+        from loadtest.plots import plot_media
+
+        plot_media(result["steps"], args.out.with_suffix(".png"))
     print(text)
     print(table(result["steps"]), file=sys.stderr)
     return 0

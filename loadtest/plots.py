@@ -106,3 +106,29 @@ def _params_line(result: dict[str, Any]) -> str:
         + (f", {p.get('servers')} servers redis-cluster" if p.get("redis_cluster") else "")
         + ("" if p.get("batching", True) else ", batching off")
     )
+
+
+def plot_media(steps: list[dict[str, Any]], path: Path) -> Path:
+    """One PNG for a media run: per viewer step, server cores (left) and latency p95 (right),
+    one line per server mode (in-process, N workers, MediaRelay)."""
+    fig, (ax_cpu, ax_lat) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for mode in dict.fromkeys(s["mode"] for s in steps):
+        rows = sorted((s for s in steps if s["mode"] == mode and s["viewers"]), key=lambda s: s["viewers"])
+        if not rows:
+            continue
+        viewers = [s["viewers"] for s in rows]
+        ax_cpu.plot(viewers, [s["server_cpu_s"] / s["seconds"] for s in rows], marker="o", label=mode)
+        ax_lat.plot(viewers, [s["latency_ms_p95"] for s in rows], marker="o", label=f"{mode} steady")
+        ax_lat.plot(viewers, [s["latency_all_ms_p95"] for s in rows], ":", marker=".", label=f"{mode} all")
+    ax_cpu.set_xlabel("viewers")
+    ax_cpu.set_ylabel("server CPU (cores)")
+    ax_lat.set_xlabel("viewers")
+    ax_lat.set_ylabel("publisher -> viewer latency p95 (ms)")
+    ax_lat.axhline(100, color="grey", linestyle="--", linewidth=0.8)
+    for ax in (ax_cpu, ax_lat):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
