@@ -40,6 +40,7 @@ from typing import Any
 
 import aiohttp
 
+from loadtest.cpuquota import CpuQuota, quota_name
 from loadtest.media_viewers import ViewerProcess
 from loadtest.procs import (
     ServerProcess,
@@ -269,11 +270,19 @@ async def _frames(procs: list[ViewerProcess]) -> tuple[list[int], list[int], int
     return frames, lost, not_connected
 
 
-async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
+async def run_server(workers: int, args: argparse.Namespace, errors: list[dict[str, Any]]) -> list[MediaStep]:
+    """The viewer steps against one server; a step whose viewers cannot all join (a
+    saturated worker drops its publisher) is recorded in ``errors`` and ends this mode."""
     steps: list[MediaStep] = []
     rooms = [f"lt-media-{i}" for i in range(args.rooms)]
-    with MediaServerUnderTest(workers, args.server_log_level) as sut:
+    with MediaServerUnderTest(workers, args.server_log_level) as sut, contextlib.ExitStack() as caps:
         print(f"server log: {sut.server.log_path}", file=sys.stderr, flush=True)
+        if args.worker_cpu_quota and workers:
+            # Each media worker gets its own cap: a "core" of worker_cpu_quota CPUs.
+            for i, pid in enumerate(descendants(sut.server.pid)):
+                cap = CpuQuota(quota_name(f"w{workers}-{i}"), args.worker_cpu_quota)
+                caps.callback(cap.close)
+                cap.add(pid)
         async with aiohttp.ClientSession() as http:
             videos = [
                 RemotePublisher(f"{sut.base}/v1/rooms/{room}/whip", sut.token(f"host{i}", "host"), args)
@@ -295,7 +304,12 @@ async def run_server(workers: int, args: argparse.Namespace) -> list[MediaStep]:
                         url = f"{sut.base}/v1/rooms/{room}/whep"
                         batches[placed % len(procs)].append((url, sut.token(f"v{placed + 1}")))
                         placed += 1
-                    await asyncio.gather(*(p.add(b) for p, b in zip(procs, batches, strict=True) if b))
+                    try:
+                        await asyncio.gather(*(p.add(b) for p, b in zip(procs, batches, strict=True) if b))
+                    except RuntimeError as exc:
+                        errors.append({"mode": f"server/{workers}w", "viewers": target, "error": str(exc)})
+                        print(f"server/{workers}w at {target} viewers: {exc}", file=sys.stderr, flush=True)
+                        break
                     await asyncio.sleep(args.settle)
                     pids = sut.pids()
                     frames_before = await _frames(procs)
@@ -381,9 +395,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "config": vars(args).copy(),
         "machine": machine(),
         "steps": [],
+        "errors": [],
     }
     for workers in args.workers:
-        result["steps"] += [asdict(s) for s in await run_server(workers, args)]
+        result["steps"] += [asdict(s) for s in await run_server(workers, args, result["errors"])]
     if args.relay_viewers:
         result["steps"] += [asdict(s) for s in await bench.run_mode("relay", args.relay_viewers, args)]
     result["loadavg_end"] = list(os.getloadavg())
@@ -412,6 +427,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bitrate", type=int, default=1_500_000)
     p.add_argument("--out", type=Path, default=None, help="write the result JSON here")
     p.add_argument("--server-log-level", default="WARNING", help="INFO logs every media session's end")
+    p.add_argument(
+        "--worker-cpu-quota",
+        type=float,
+        default=0.0,
+        help="cap each media worker at this many CPUs (a cgroup; root): scaling with cores on a small box",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
