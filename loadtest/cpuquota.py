@@ -3,7 +3,7 @@
 On a 2-core machine the load generator needs about one core, so two media workers can
 never both be saturated, and "2 workers carry twice what 1 does" cannot be measured with
 whole cores. Capping each worker at a fraction of a core (``cpu.cfs_quota_us`` of the
-cgroup-v1 ``cpu`` controller, or ``cpu.max`` on cgroup v2) makes each worker a small
+cgroup-v1 ``cpu`` controller, which this machine mounts) makes each worker a small
 "core" of its own that the box can saturate: N workers capped at q cores each should
 carry N times what one does, if nothing else is shared.
 """
@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 V1_ROOT = Path("/sys/fs/cgroup/cpu")
-V2_ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
 
 
@@ -30,17 +29,12 @@ class CpuQuota:
         if cores <= 0:
             raise CpuQuotaError("a CPU quota must be positive")
         quota_us = max(1000, int(cores * PERIOD_US))
-        if (V1_ROOT / "cpu.cfs_quota_us").exists():
-            self.path = V1_ROOT / name
-            self.path.mkdir(exist_ok=True)
-            (self.path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
-            (self.path / "cpu.cfs_quota_us").write_text(str(quota_us))
-        elif (V2_ROOT / "cgroup.controllers").exists():
-            self.path = V2_ROOT / name
-            self.path.mkdir(exist_ok=True)
-            (self.path / "cpu.max").write_text(f"{quota_us} {PERIOD_US}")
-        else:
-            raise CpuQuotaError("no cgroup cpu controller (needs Linux cgroups and root)")
+        if not (V1_ROOT / "cpu.cfs_quota_us").exists():
+            raise CpuQuotaError(f"no cgroup-v1 cpu controller at {V1_ROOT} (needs Linux cgroups v1 and root)")
+        self.path = V1_ROOT / name
+        self.path.mkdir(exist_ok=True)
+        (self.path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+        (self.path / "cpu.cfs_quota_us").write_text(str(quota_us))
 
     def add(self, pid: int) -> None:
         """Move the whole process (all its threads) into the cgroup."""
