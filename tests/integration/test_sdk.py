@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import roomserver.client
 from roomserver.client import ConnectionLost, RequestTimeout, RoomClient, RoomError
 from roomserver.core.room import Emit
 from tests.server_fixtures import PROTOCOL_ERRORS, Recorder, Server, free_port, token
@@ -277,7 +278,10 @@ async def test_no_reconnect_when_disabled(server: Server, room: str) -> None:
         await client.ping()
 
 
-async def test_close_stops_reconnecting(make_server, room: str) -> None:
+async def test_close_stops_reconnecting(make_server, room: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first retry waits backoff_initial x uniform(0, 1): pin the jitter to its top so
+    # the close below lands inside the wait (at random the wait is under 50 ms one time in 10).
+    monkeypatch.setattr(roomserver.client.random, "uniform", lambda low, high: high)
     server: Server = await make_server()
     client = await server.client("ann", backoff_initial=0.5, reconnect_attempts=3)
     await client.join(room)
