@@ -47,7 +47,7 @@ class Metrics:
         self.tracked = Counter("roomserver_tracked_total", "Analytics track ops", ["action"], registry=r)
         self.flush_seconds = Histogram(
             "roomserver_flush_seconds",
-            "Time the loop spent in one room flush (a room over 2,000 sockets: its first slice)",
+            "Time the loop spent in one room flush (a room over Fanout.SLICE sockets: its first slice)",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         )
