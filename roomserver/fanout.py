@@ -198,11 +198,15 @@ class Fanout:
     def interval(self) -> float:
         """Seconds between room flushes with durable events: flush_ms, stretched to
         keep frames/s in budget."""
-        return max(self.flush_ms / 1000.0, len(self.connections) / self.frame_budget)
+        return max(self.flush_ms / 1000.0, self._stretched())
+
+    def _stretched(self) -> float:
+        """Seconds per room flush that keep this node's broadcast frames within budget."""
+        return len(self.connections) / self.frame_budget
 
     def _room_due(self) -> float:
         flush_s = self.flush_ms / 1000.0
-        stretched = len(self.connections) / self.frame_budget
+        stretched = self._stretched()
         if self._durable_pending:
             return max(self._last_durable + stretched, self._last_flush + flush_s)
         return self._last_flush + max(flush_s, 2 * stretched)
