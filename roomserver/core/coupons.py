@@ -123,14 +123,16 @@ class Claim(msgspec.Struct, frozen=True):
 
 def claim_id(coupon_id: str, user: str, n: int) -> str:
     """The user's n-th claim of the coupon (claims without a cid)."""
-    digest = hashlib.sha256(msgspec.json.encode([coupon_id, user, n])).hexdigest()
-    return "cl_" + digest[:24]
+    return _claim_hash([coupon_id, user, n])
 
 
 def cid_claim_id(coupon_id: str, user: str, cid: str) -> str:
     """A claim made with a cid: named by it, so a retry on any node names the same claim."""
-    digest = hashlib.sha256(msgspec.json.encode([coupon_id, user, "cid", cid])).hexdigest()
-    return "cl_" + digest[:24]
+    return _claim_hash([coupon_id, user, "cid", cid])
+
+
+def _claim_hash(parts: list[Any]) -> str:
+    return "cl_" + hashlib.sha256(msgspec.json.encode(parts)).hexdigest()[:24]
 
 
 class ClaimOutcome(NamedTuple):
