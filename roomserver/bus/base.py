@@ -23,12 +23,22 @@ function.
 
 Events travel as pre-encoded JSON bytes (``protocol.encode_event``); the
 broker never decodes them.
+
+Rooms are named by their room key ``"<app>/<room>"`` (``roomserver/tenancy.py``).
+Listing is per app and paged (``rooms``, ``scheduled``): no call loads every
+room. A room nobody used for ``idle_ttl_ms`` (a constructor option of both
+backends, 7 days by default, 0 = never) is forgotten with all its keys and
+index entries. "Used" means: created, its document written, a tally, stock or
+red packet created in it (it then lives at least as long as that), or
+``touch``ed; plain event commits do not refresh it (they are the hot path), so a
+node touches the rooms it has sockets in (``Node``'s presence loop).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -191,6 +201,53 @@ class BrokerUnavailable(Exception):
 
 
 DeliveryHandler = Callable[[Delivery], None]
+
+DEFAULT_IDLE_TTL_MS: Final = 7 * 24 * 3600 * 1000
+# A room is refreshed by ``touch`` at most this often per broker (and at least
+# four times per idle TTL, for tiny TTLs in tests).
+TOUCH_EVERY_MS: Final = 60_000
+MAX_PAGE: Final = 1000
+# Scores and times are exact in Redis (a double) and in JavaScript up to here.
+MAX_TIME_MS: Final = 2**53 - 1
+
+
+def check_page(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be 1..{MAX_PAGE}, got {limit}")
+
+
+def check_idle_ttl(idle_ttl_ms: int) -> int:
+    if not 0 <= idle_ttl_ms <= MAX_TIME_MS:
+        raise ValueError(f"idle_ttl_ms must be 0 (never) or a positive number of ms, got {idle_ttl_ms}")
+    return idle_ttl_ms
+
+
+def check_time(at_ms: int) -> None:
+    if not 0 <= at_ms <= MAX_TIME_MS:
+        raise ValueError(f"time out of range: {at_ms}")
+
+
+class TouchThrottle:
+    """Which rooms a ``touch`` must refresh now: each at most once per
+    ``min(TOUCH_EVERY_MS, idle_ttl / 4)`` per broker, so calling ``touch`` every
+    second for every room with sockets costs one write per room per minute."""
+
+    def __init__(self, idle_ttl_ms: int) -> None:
+        self.every_s = min(TOUCH_EVERY_MS, idle_ttl_ms // 4) / 1000
+        self._last: dict[str, float] = {}
+
+    def due(self, rooms: Iterable[str]) -> list[str]:
+        now = time.monotonic()
+        last = self._last
+        if len(last) > 1024:  # forget rooms not touched lately (bounded memory)
+            self._last = last = {r: t for r, t in last.items() if now - t < self.every_s}
+        return [r for r in dict.fromkeys(rooms) if now - last.get(r, -1e18) >= self.every_s]
+
+    def done(self, rooms: Iterable[str]) -> None:
+        """Mark ``rooms`` refreshed (only after the refresh succeeded)."""
+        now = time.monotonic()
+        for r in rooms:
+            self._last[r] = now
 
 
 @dataclass(slots=True, frozen=True)
@@ -361,8 +418,42 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def delete_room(self, room: str) -> None:
-        """Forget the room's document, history and counters (a new epoch follows)."""
+        """Forget the room's document, history, counters, dynamic keys and index
+        entries (a new epoch follows)."""
+
+    # -- per-app indexes and idle expiry ------------------------------------------
 
     @abc.abstractmethod
-    async def rooms(self) -> list[str]:
-        """Ids of rooms that have a document."""
+    async def rooms(self, app: str, *, after: str = "", limit: int = 100) -> list[str]:
+        """Room keys of ``app`` that have a document, in key order, greater than
+        ``after`` (a room key), at most ``limit`` (1..1000). Page on with
+        ``after`` = the last key returned; fewer than ``limit`` = the end."""
+
+    @abc.abstractmethod
+    async def room_count(self, app: str) -> int:
+        """How many rooms ``app`` has (for the rooms-per-app limit). On Redis it
+        may count, for a while, a room whose creating commit failed after it was
+        indexed (``rooms`` never returns those; idle expiry removes them)."""
+
+    @abc.abstractmethod
+    async def set_schedule(self, room: str, at_ms: int | None) -> None:
+        """Index the room's ``scheduled_at`` (ms, 0..2^53-1) for ``scheduled``;
+        None removes it. Forgotten with the room (idle expiry, ``delete_room``)."""
+
+    @abc.abstractmethod
+    async def scheduled(
+        self, app: str, *, after_ms: int, limit: int = 100, after_room: str = ""
+    ) -> list[tuple[int, str]]:
+        """``(scheduled_at, room key)`` of ``app``'s scheduled rooms, ascending,
+        with ``scheduled_at > after_ms``, at most ``limit`` (1..1000). Rooms
+        scheduled at the same ms come in key order; to page on without losing
+        them pass the last pair as ``after_ms=at, after_room=room`` (then rooms
+        at exactly ``after_ms`` with a key greater than ``after_room`` come too)."""
+
+    @abc.abstractmethod
+    async def touch(self, rooms: list[str]) -> None:
+        """The rooms are in use: each lives at least ``idle_ttl_ms`` more, with all
+        its keys. Call it as often as convenient (the node does every second for
+        the rooms it has sockets in): the broker itself refreshes a room at most
+        once a minute (``TouchThrottle``), and does nothing when rooms never
+        expire (``idle_ttl_ms`` 0)."""

@@ -5,18 +5,27 @@ the event loop, which is what the Redis backend gets from Lua. Deliveries are
 scheduled with ``call_soon`` so a publisher never re-enters its own handler.
 Several ``MemoryBroker`` objects may share one ``MemoryHub`` to stand for
 several nodes in one process (the contract and integration tests do this).
+
+Idle rooms expire as on Redis (``base`` module docstring): each room has a
+deadline that every use moves on; a room past it is gone for every call at once
+(``MemoryHub.get``), and its memory is reclaimed by ``MemoryHub.sweep`` (one heap
+entry per room, run on ``touch`` and on the listing calls). The hub's clock is
+injectable so tests can move time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import heapq
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from roomserver.bus.base import (
+    DEFAULT_IDLE_TTL_MS,
     Broker,
     BusEvent,
     CommitResult,
@@ -34,8 +43,13 @@ from roomserver.bus.base import (
     StockStatus,
     TallyResult,
     TallyStatus,
+    TouchThrottle,
+    check_idle_ttl,
+    check_page,
+    check_time,
 )
 from roomserver.protocol import with_seq
+from roomserver.tenancy import app_of
 
 # Per room: beyond this many live idempotency keys the oldest are forgotten early.
 MAX_IDEM_KEYS = 200_000
@@ -97,28 +111,120 @@ class _Room:
     # (user, cid) -> (fingerprint, record, stock key): room-wide, kept with the stock.
     stock_cids: dict[tuple[str, str], tuple[str, bytes, str]] = field(default_factory=dict)
     shares: dict[str, _Shares] = field(default_factory=dict)
+    # Clock ms after which the room is forgotten (0 = never).
+    deadline: int = 0
+    # Names this room object in the expiry heap (0 = no entry yet): an entry left
+    # by a room forgotten and created again is recognised and dropped.
+    serial: int = 0
 
 
 class MemoryHub:
     """The shared state behind one or more ``MemoryBroker`` nodes."""
 
-    def __init__(self, limits: HistoryLimits | None = None) -> None:
+    def __init__(
+        self, limits: HistoryLimits | None = None, *, clock: Callable[[], int] | None = None
+    ) -> None:
         self.limits = limits or HistoryLimits()
+        # Wall-clock ms; every time the memory backend uses comes from here.
+        self.now_ms: Callable[[], int] = clock or _now_ms
         self.rooms: dict[str, _Room] = {}
         self.subscribers: dict[str, set[MemoryBroker]] = {}
+        # app -> sorted keys of its rooms that have a document
+        self.index: dict[str, list[str]] = {}
+        # app -> sorted (scheduled_at, room key); room key -> scheduled_at
+        self.schedule: dict[str, list[tuple[int, str]]] = {}
+        self.scheduled_at: dict[str, int] = {}
+        self._expiry: list[tuple[int, int, str]] = []  # heap of (deadline, serial, room key)
+        self._serials = 0
 
-    def room(self, room_id: str) -> _Room:
+    def get(self, room_id: str) -> _Room | None:
+        """The room, or None if it has no state or expired (then it is forgotten now)."""
         room = self.rooms.get(room_id)
+        if room is not None and room.deadline and room.deadline <= self.now_ms():
+            self.forget(room_id)
+            return None
+        return room
+
+    def room(self, room_id: str, idle_ttl_ms: int) -> _Room:
+        room = self.get(room_id)
         if room is None:
             room = self.rooms[room_id] = _Room()
+            self.hold(room_id, room, idle_ttl_ms)
         return room
+
+    def hold(self, room_id: str, room: _Room, ttl_ms: int) -> None:
+        """The room lives at least ``ttl_ms`` more (never less than it had)."""
+        if ttl_ms <= 0:
+            return
+        room.deadline = max(room.deadline, self.now_ms() + ttl_ms)
+        if not room.serial:
+            self._serials += 1
+            room.serial = self._serials
+            heapq.heappush(self._expiry, (room.deadline, room.serial, room_id))
+
+    def forget(self, room_id: str) -> None:
+        self.rooms.pop(room_id, None)
+        self.set_indexed(room_id, False)
+        self.set_schedule(room_id, None)
+
+    def sweep(self) -> None:
+        """Reclaim expired rooms. An entry whose room's deadline moved meanwhile is
+        pushed again with the new one: one entry per room that may expire."""
+        now = self.now_ms()
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            _, serial, room_id = heapq.heappop(heap)
+            room = self.rooms.get(room_id)
+            if room is None or room.serial != serial:
+                continue  # the entry of a room forgotten since
+            if room.deadline <= now:
+                self.forget(room_id)
+            else:
+                heapq.heappush(heap, (room.deadline, serial, room_id))
+
+    def set_indexed(self, room_id: str, has_doc: bool) -> None:
+        app = app_of(room_id)
+        keys = self.index.get(app)
+        if keys is None:
+            if not has_doc:
+                return
+            keys = self.index[app] = []
+        i = bisect.bisect_left(keys, room_id)
+        present = i < len(keys) and keys[i] == room_id
+        if has_doc and not present:
+            keys.insert(i, room_id)
+        elif present and not has_doc:
+            del keys[i]
+            if not keys:
+                del self.index[app]
+
+    def set_schedule(self, room_id: str, at_ms: int | None) -> None:
+        app = app_of(room_id)
+        old = self.scheduled_at.pop(room_id, None)
+        if old is not None:
+            entries = self.schedule[app]
+            del entries[bisect.bisect_left(entries, (old, room_id))]
+            if not entries:
+                del self.schedule[app]
+        if at_ms is not None:
+            self.scheduled_at[room_id] = at_ms
+            bisect.insort(self.schedule.setdefault(app, []), (at_ms, room_id))
 
 
 class MemoryBroker(Broker):
-    def __init__(self, hub: MemoryHub | None = None, node_id: str | None = None) -> None:
+    def __init__(
+        self,
+        hub: MemoryHub | None = None,
+        node_id: str | None = None,
+        *,
+        idle_ttl_ms: int = DEFAULT_IDLE_TTL_MS,
+    ) -> None:
         self.hub = hub or MemoryHub()
         self.limits = self.hub.limits
         self.node_id = node_id or secrets.token_hex(4)
+        self.idle_ttl_ms = check_idle_ttl(idle_ttl_ms)
+        self._touches = TouchThrottle(idle_ttl_ms)
+        self._presence_rooms: set[str] = set()
         self._handler: DeliveryHandler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -146,7 +252,7 @@ class MemoryBroker(Broker):
                 del self.hub.subscribers[room]
 
     async def load(self, room: str) -> RoomRecord:
-        r = self.hub.rooms.get(room)
+        r = self.hub.get(room)
         if r is None:
             return RoomRecord(version=0, doc=None, seq=0, epoch="")
         return RoomRecord(version=r.version, doc=r.doc, seq=r.seq, epoch=r.epoch)
@@ -161,8 +267,9 @@ class MemoryBroker(Broker):
         idem: Idem | None = None,
         barrage_cap: int = 0,
     ) -> CommitResult:
-        r = self.hub.room(room)
-        now = _now_ms()
+        fresh = self.hub.get(room) is None
+        r = self._room(room)
+        now = self.hub.now_ms()
         if idem is not None:
             key = (idem.user, idem.cid)
             hit = r.idem.get(key)
@@ -175,6 +282,9 @@ class MemoryBroker(Broker):
                 return CommitResult(CommitStatus.VERSION_CONFLICT, version=r.version, epoch=r.epoch)
             r.version += 1
             r.doc = doc
+            self.hub.set_indexed(room, doc is not None)
+        if fresh or expect_version is not None:  # created, or its document written: used
+            self.hub.hold(room, r, self.idle_ttl_ms)
         if not r.epoch:
             r.epoch = secrets.token_hex(8)
         second = now // 1000
@@ -227,12 +337,12 @@ class MemoryBroker(Broker):
                 node._loop.call_soon(node._handler, delivery)
 
     async def history(self, room: str, since: int, limit: int = 1000) -> HistoryPage:
-        r = self.hub.rooms.get(room)
+        r = self.hub.get(room)
         if r is None or not r.epoch:
             if since == 0:
                 return HistoryPage(epoch="", seq=0, events=[])
             raise HistoryGone(f"room {room} has no history")
-        self._trim(r, _now_ms())
+        self._trim(r, self.hub.now_ms())
         if since > r.seq or since < 0:
             raise HistoryGone(f"seq {since} is not in this history (head {r.seq})")
         if since == r.seq:
@@ -245,20 +355,24 @@ class MemoryBroker(Broker):
         return HistoryPage(r.epoch, r.seq, events)
 
     async def report_presence(self, counts: dict[str, int], ttl_ms: int) -> dict[str, int]:
-        now = _now_ms()
+        now = self.hub.now_ms()
         totals: dict[str, int] = {}
-        for room_id, r in self.hub.rooms.items():
-            if self.node_id in r.presence and room_id not in counts:
-                del r.presence[self.node_id]
+        for room_id in self._presence_rooms - counts.keys():
+            r = self.hub.get(room_id)
+            if r is not None:
+                r.presence.pop(self.node_id, None)
         for room_id, count in counts.items():
-            r = self.hub.room(room_id)
+            r = self._room(room_id)
             r.presence[self.node_id] = (count, now + ttl_ms)
             totals[room_id] = sum(c for c, exp in r.presence.values() if exp > now)
+        self._presence_rooms = set(counts)
         return totals
 
     async def accumulate(self, room: str, name: str, delta: int, interval_ms: int) -> tuple[int, int | None]:
-        r = self.hub.room(room)
-        now = _now_ms()
+        r = self._room(room)
+        now = self.hub.now_ms()
+        if not r.counters:  # as on Redis: creating the counters hash is a use
+            self.hub.hold(room, r, self.idle_ttl_ms)
         c = r.counters.setdefault(name, [0, 0, 0])
         c[0] += delta
         c[1] += delta
@@ -268,25 +382,38 @@ class MemoryBroker(Broker):
         return c[0], None
 
     async def gate(self, room: str, name: str, interval_ms: int, value: str) -> bool:
-        r = self.hub.room(room)
-        now = _now_ms()
+        r = self._room(room)
+        now = self.hub.now_ms()
         last = r.gates.get(name)
         if last is not None and (last[0] == value or now - last[1] < interval_ms):
             return False
+        if not r.gates:  # as on Redis: creating the gates hash is a use
+            self.hub.hold(room, r, self.idle_ttl_ms)
         r.gates[name] = (value, now)
         return True
 
+    def _room(self, room: str) -> _Room:
+        return self.hub.room(room, self.idle_ttl_ms)
+
+    def _hold_for(self, room: str, ttl_ms: int) -> _Room:
+        """A tally, stock or packet living ``ttl_ms`` is created in the room: the
+        room lives at least that long (and at least ``idle_ttl_ms``), as on Redis."""
+        r = self._room(room)
+        if self.idle_ttl_ms > 0:
+            self.hub.hold(room, r, max(ttl_ms, self.idle_ttl_ms))
+        return r
+
     def _tally(self, room: str, key: str) -> _Tally | None:
-        r = self.hub.rooms.get(room)
+        r = self.hub.get(room)
         t = r.tallies.get(key) if r else None
-        if t is None or t.expires_ms <= _now_ms():
+        if t is None or t.expires_ms <= self.hub.now_ms():
             return None
         return t
 
     async def tally(self, room: str, key: str, member: str, option: str, ttl_ms: int) -> TallyResult:
         t = self._tally(room, key)
         if t is None:
-            t = self.hub.room(room).tallies[key] = _Tally(_now_ms() + ttl_ms)
+            t = self._hold_for(room, ttl_ms).tallies[key] = _Tally(self.hub.now_ms() + ttl_ms)
         if t.closed:
             return TallyResult(TallyStatus.CLOSED, dict(t.counts))
         if member in t.entries:
@@ -298,7 +425,8 @@ class MemoryBroker(Broker):
     async def tally_close(self, room: str, key: str) -> list[str]:
         t = self._tally(room, key)
         if t is None:
-            t = self.hub.room(room).tallies[key] = _Tally(_now_ms() + 24 * 3600 * 1000)
+            day = 24 * 3600 * 1000
+            t = self._hold_for(room, day).tallies[key] = _Tally(self.hub.now_ms() + day)
         t.closed = True
         return list(t.entries)
 
@@ -311,9 +439,9 @@ class MemoryBroker(Broker):
         return list(t.entries) if t else []
 
     def _live(self, room: str, table: str, key: str):  # -> _Stock | _Shares | None
-        r = self.hub.rooms.get(room)
+        r = self.hub.get(room)
         item = getattr(r, table).get(key) if r else None
-        if item is None or item.expires_ms <= _now_ms():
+        if item is None or item.expires_ms <= self.hub.now_ms():
             return None
         return item
 
@@ -322,7 +450,8 @@ class MemoryBroker(Broker):
     ) -> bool:
         if self._live(room, "stocks", key) is not None:
             return False
-        self.hub.room(room).stocks[key] = _Stock(stock, stock, opens_at, closes_at, _now_ms() + ttl_ms)
+        expires = self.hub.now_ms() + ttl_ms
+        self._hold_for(room, ttl_ms).stocks[key] = _Stock(stock, stock, opens_at, closes_at, expires)
         return True
 
     async def stock_take(
@@ -340,7 +469,7 @@ class MemoryBroker(Broker):
         st: _Stock | None = self._live(room, "stocks", key)
         if st is None:
             return StockResult(StockStatus.NOT_FOUND)
-        r = self.hub.room(room)
+        r = self._room(room)
         held = st.per_user.get(user, 0)
         if cid:
             hit = r.stock_cids.get((user, cid))
@@ -349,7 +478,7 @@ class MemoryBroker(Broker):
                     StockStatus.REPLAYED if (hit[0], hit[2]) == (fingerprint, key) else StockStatus.CONFLICT
                 )
                 return StockResult(status, st.left, held, hit[1] if status == StockStatus.REPLAYED else None)
-        now = _now_ms()
+        now = self.hub.now_ms()
         if now < st.opens_at or (st.closes_at and now >= st.closes_at):
             return StockResult(StockStatus.NOT_OPEN, st.left, held)
         if st.left == 0:
@@ -381,7 +510,7 @@ class MemoryBroker(Broker):
     async def shares_create(self, room: str, key: str, amounts: list[int], *, ttl_ms: int) -> bool:
         if self._live(room, "shares", key) is not None:
             return False
-        self.hub.room(room).shares[key] = _Shares(deque(amounts), _now_ms() + ttl_ms)
+        self._hold_for(room, ttl_ms).shares[key] = _Shares(deque(amounts), self.hub.now_ms() + ttl_ms)
         return True
 
     async def shares_grab(self, room: str, key: str, user: str) -> GrabResult:
@@ -405,7 +534,46 @@ class MemoryBroker(Broker):
         return list(sh.grabs.items()) if sh else []
 
     async def delete_room(self, room: str) -> None:
-        self.hub.rooms.pop(room, None)
+        self.hub.forget(room)
 
-    async def rooms(self) -> list[str]:
-        return [k for k, r in self.hub.rooms.items() if r.doc is not None]
+    # -- per-app indexes and idle expiry -------------------------------------------
+
+    async def rooms(self, app: str, *, after: str = "", limit: int = 100) -> list[str]:
+        check_page(limit)
+        self.hub.sweep()
+        keys = self.hub.index.get(app, [])
+        i = bisect.bisect_right(keys, after)
+        return keys[i : i + limit]
+
+    async def room_count(self, app: str) -> int:
+        self.hub.sweep()
+        return len(self.hub.index.get(app, ()))
+
+    async def set_schedule(self, room: str, at_ms: int | None) -> None:
+        if at_ms is not None:
+            check_time(at_ms)
+            self._room(room)  # as on Redis: the entry goes when the room expires
+        self.hub.set_schedule(room, at_ms)
+
+    async def scheduled(
+        self, app: str, *, after_ms: int, limit: int = 100, after_room: str = ""
+    ) -> list[tuple[int, str]]:
+        check_page(limit)
+        self.hub.sweep()
+        entries = self.hub.schedule.get(app, [])
+        if after_room:
+            i = bisect.bisect_right(entries, (after_ms, after_room))
+        else:
+            i = bisect.bisect_left(entries, (after_ms + 1, ""))
+        return entries[i : i + limit]
+
+    async def touch(self, rooms: list[str]) -> None:
+        if self.idle_ttl_ms <= 0:
+            return
+        self.hub.sweep()
+        due = self._touches.due(rooms)
+        for room_id in due:
+            r = self.hub.get(room_id)
+            if r is not None:
+                self.hub.hold(room_id, r, self.idle_ttl_ms)
+        self._touches.done(due)

@@ -9,7 +9,8 @@ SSUBSCRIBE/SPUBLISH on a single node too.
 Keys
 ----
 Every key of a room carries the ``{room}`` hash tag, so the room lives in one
-slot and one Lua script can touch all of it (prefix ``rs:`` by default)::
+slot and one Lua script can touch all of it (prefix ``rs:`` by default; ``r1``
+stands for a room key ``<app>/<room>``, see ``roomserver/tenancy.py``)::
 
     rs:{r1}:room        hash: epoch, seq, ver, doc, cs/cn (barrage cap: second, count)
     rs:{r1}:hist        list of "<ts ms>|<record>", oldest first, seqs contiguous
@@ -22,15 +23,47 @@ slot and one Lua script can touch all of it (prefix ``rs:`` by default)::
     rs:{r1}:scid                stock cids of the room -> stock, fingerprint, record
     rs:{r1}:sh|sq|sg:<key>      red packet: meta + grabs, shares left, grab log
     rs:{r1}:dyn         set: the per-key names above, for delete_room
-    rs:rooms            set: ids of rooms that (may) have a document
+    rs:apps:{a}:rooms   sorted set, score 0: keys of app a's rooms that (may) have a document
+    rs:apps:{a}:seen    sorted set: room key -> ms after which the sweep checks it still exists
+    rs:apps:{a}:sched   sorted set: room key -> scheduled_at ms
 
 Tallies, stocks and packets expire with their ``ttl_ms`` (PEXPIRE[AT]).
 Idempotency entries are not deleted with the room: they record the epoch they
 belong to and an entry of another epoch is ignored, so ``delete_room`` is one
-script that deletes the fixed keys and those listed in ``dyn``. ``rs:rooms`` lives in another slot than the room, so it
-is added to *before* a commit that creates a document (``expect_version=0``)
-and ``rooms()`` checks each member still has one: a crash between the two
-steps leaves at worst an entry that ``rooms()`` filters out.
+script that deletes the fixed keys and those listed in ``dyn``.
+
+Indexes and idle rooms
+----------------------
+An app's indexes live in the app's slot (hash tag ``{a}``), not the room's, so
+a room is added to ``rooms`` *before* the commit that creates its document
+(``expect_version=0``) and ``rooms()`` checks each entry still has one: a crash
+between the two steps leaves at worst an entry that ``rooms()`` skips (and
+``room_count`` counts until the sweep removes it). ``rooms()`` pages with
+ZRANGEBYLEX, ``scheduled()`` with ZRANGEBYSCORE: nothing reads a whole index.
+
+A room nobody used for ``idle_ttl_ms`` (default 7 days, 0 = never) expires
+with its keys. Its *life keys* (``dyn``, ``room``, ``hist``, ``ctr``,
+``gate``) always carry a TTL of at least ``idle_ttl_ms`` from the room's last
+use and at least as long as its longest-lived tally, stock or packet, so those
+never outlive the room (and ``dyn`` still names them for ``delete_room``):
+
+* ``hold`` (``lua/_hold.lua``) extends TTLs, never shortens them; it runs in
+  the commit that creates the room or writes its document, in ``accumulate`` /
+  ``gate`` when they create their hash, in the scripts that create a dynamic
+  key, and in ``touch``. An ordinary event commit runs none of it: the 30k/s
+  barrage path stays as it was.
+* ``touch(rooms)`` (the node calls it every second for the rooms it has sockets
+  in) runs ``lua/touch.lua`` at most once a minute per room per node, which also
+  drops the names of expired dynamic keys from ``dyn``. ``pres`` has its own
+  short TTL; idempotency entries expire after their own TTL (5 minutes).
+* The index entry of an expired room goes lazily: ``seen`` says when to look
+  again; ``rooms``, ``room_count`` and ``scheduled`` first sweep (bounded) the
+  entries whose time passed: each room's ``PTTL`` is read in its own slot, and
+  ``lua/index_sweep.lua`` removes the gone ones from all three indexes unless
+  the room was registered again meanwhile (``seen`` moved past now).
+
+Older versions kept every room in one set, ``rs:rooms``; ``start`` moves its
+rooms to their app's index and gives their keys a lifetime, then drops it.
 
 Time is Redis time (``TIME`` inside the scripts), so nodes with skewed clocks
 agree on barrage seconds, idempotency windows, throttles and history age.
@@ -184,6 +217,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -195,6 +229,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from roomserver.bus.base import (
+    DEFAULT_IDLE_TTL_MS,
     Broker,
     BrokerUnavailable,
     BusEvent,
@@ -211,10 +246,15 @@ from roomserver.bus.base import (
     RoomRecord,
     StockResult,
     TallyResult,
+    TouchThrottle,
+    check_idle_ttl,
+    check_page,
+    check_time,
 )
 from roomserver.bus.coalesce import Coalescer
 from roomserver.bus.redis_client import NotExecuted, Script, ScriptCall, SlotRouter, Timeouts
 from roomserver.bus.redis_pubsub import ShardSubscriber
+from roomserver.tenancy import SEP, app_of
 
 log = logging.getLogger(__name__)
 
@@ -228,26 +268,40 @@ MAX_BATCH_TAKES = 512  # stock takes or tally entries per script call (bounds on
 # After a WAIT found no replica, durable calls to that primary are refused unsent
 # for this long (then one call probes again).
 UNREPLICATED_RETRY_S = 0.5
+# Index entries checked for expiry per batch, and batches per listing call.
+SWEEP_BATCH = 500
+SWEEP_BATCHES = 4
 
 
-def _load_script(name: str) -> Script:
-    source = resources.files("roomserver.bus").joinpath("lua", f"{name}.lua").read_text()
-    return Script(name, source)
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
-COMMIT = _load_script("commit")
+def _lua(name: str) -> str:
+    return resources.files("roomserver.bus").joinpath("lua", f"{name}.lua").read_text()
+
+
+def _load_script(name: str, *, hold: bool = False) -> Script:
+    """``hold``: the script uses ``hold``/``hold_room_for`` (lua/_hold.lua), the
+    room-lifetime helpers shared by the scripts that create or refresh room keys."""
+    return Script(name, (_lua("_hold") + "\n" if hold else "") + _lua(name))
+
+
+COMMIT = _load_script("commit", hold=True)
 HISTORY = _load_script("history")
 PRESENCE = _load_script("presence")
-ACCUMULATE = _load_script("accumulate")
-GATE = _load_script("gate")
-TALLY = _load_script("tally")
-TALLY_CLOSE = _load_script("tally_close")
-STOCK_CREATE = _load_script("stock_create")
-STOCK_TAKE = _load_script("stock_take")
+ACCUMULATE = _load_script("accumulate", hold=True)
+GATE = _load_script("gate", hold=True)
+TALLY = _load_script("tally", hold=True)
+TALLY_CLOSE = _load_script("tally_close", hold=True)
+STOCK_CREATE = _load_script("stock_create", hold=True)
+STOCK_TAKE = _load_script("stock_take", hold=True)
 STOCK_CLOSE = _load_script("stock_close")
-SHARES_CREATE = _load_script("shares_create")
+SHARES_CREATE = _load_script("shares_create", hold=True)
 SHARES_GRAB = _load_script("shares_grab")
 DELETE_ROOM = _load_script("delete_room")
+TOUCH = _load_script("touch", hold=True)
+INDEX_SWEEP = _load_script("index_sweep")
 
 
 # -- records and payloads (the wire format of commit.lua) --------------------
@@ -315,6 +369,12 @@ class RoomKeys:
     def shares(self, key: str) -> tuple[str, str, str]:
         return f"{self.tag}:sh:{key}", f"{self.tag}:sq:{key}", f"{self.tag}:sg:{key}"
 
+    @property
+    def life(self) -> tuple[str, str, str, str, str]:
+        """The keys that carry the room's idle lifetime, in the order the scripts
+        expect them (lua/_hold.lua): dynamic keys set first."""
+        return self.dynamic, self.room, self.hist, self.counters, self.gates
+
 
 @lru_cache(maxsize=65536)
 def room_keys(prefix: str, room: str) -> RoomKeys:
@@ -329,6 +389,27 @@ def room_keys(prefix: str, room: str) -> RoomKeys:
         presence=f"{tag}:pres",
         dynamic=f"{tag}:dyn",
         tag=tag,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AppKeys:
+    """An app's indexes, in the app's own slot (``{app}`` is the hash tag)."""
+
+    slot: int
+    rooms: str  # sorted set, score 0: room keys with a document (ZRANGEBYLEX pages)
+    seen: str  # sorted set: room key -> ms after which to check it still exists
+    schedule: str  # sorted set: room key -> scheduled_at ms
+
+
+@lru_cache(maxsize=4096)
+def app_keys(prefix: str, app: str) -> AppKeys:
+    tag = f"{prefix}apps:{{{app}}}"
+    return AppKeys(
+        slot=key_slot(f"{tag}:rooms".encode()),
+        rooms=f"{tag}:rooms",
+        seen=f"{tag}:seen",
+        schedule=f"{tag}:sched",
     )
 
 
@@ -359,11 +440,16 @@ class _Take:
 
 
 def _commit_call(
-    keys: RoomKeys, subs: Sequence[_SubCommit], limits: HistoryLimits, *, defer_publish: bool
+    keys: RoomKeys,
+    subs: Sequence[_SubCommit],
+    limits: HistoryLimits,
+    *,
+    defer_publish: bool,
+    idle_ttl_ms: int,
 ) -> ScriptCall:
-    key_list: list[str] = [keys.room, keys.hist, keys.channel]
+    key_list: list[str] = [keys.room, keys.hist, keys.channel, keys.counters, keys.gates, keys.dynamic]
     args: list[Any] = [secrets.token_hex(8), limits.max_events, limits.max_age_ms, len(subs)]
-    args.append("1" if defer_publish else "0")
+    args += ["1" if defer_publish else "0", idle_ttl_ms]
     for sub in subs:
         idem_index = 0
         if sub.idem is not None:
@@ -414,6 +500,7 @@ class RedisBroker(Broker):
         coalesce: bool = True,
         durable_wait_ms: int = 0,
         durable_events: bool = True,
+        idle_ttl_ms: int = DEFAULT_IDLE_TTL_MS,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("the key prefix must not contain a hash tag")
@@ -429,12 +516,15 @@ class RedisBroker(Broker):
         # False: event-only commits (barrage, gifts, likes) skip the WAIT; counter
         # scripts and commits that write the room document always wait.
         self.durable_events = durable_events
+        self.idle_ttl_ms = check_idle_ttl(idle_ttl_ms)
+        self._touches = TouchThrottle(idle_ttl_ms)
         # Primary address -> loop time until which durable calls to it are refused
         # unsent, after a WAIT found no replica (see ``_refuse_unreplicated``).
         self._unreplicated: dict[str, float] = {}
         self._router = router
-        self._registry = f"{prefix}rooms"
-        self._registry_slot = key_slot(self._registry.encode())
+        # Before per-app indexes every room was in this one set: ``start`` moves
+        # its rooms to their app's index and gives their keys a lifetime.
+        self._legacy_registry = f"{prefix}rooms"
         self._handler: DeliveryHandler | None = None
         self._channel_rooms: dict[bytes, str] = {}
         self._subscriber = ShardSubscriber(router, self._on_message, self._on_repaired)
@@ -505,6 +595,12 @@ class RedisBroker(Broker):
         # Learn the topology now if we can; if Redis is down the first call retries.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._router.refresh(), self._router.timeouts.op)
+        self._spawn(self._migrate_legacy_registry())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         self._closed = True
@@ -549,9 +645,7 @@ class RedisBroker(Broker):
     def _on_repaired(self, channel: bytes) -> None:
         room = self._channel_rooms.get(channel)
         if room is not None and self._handler is not None:
-            task = asyncio.ensure_future(self._announce_head(room))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._announce_head(room))
 
     async def _announce_head(self, room: str) -> None:
         """After a re-subscription: tell the node the history head (an empty
@@ -598,7 +692,9 @@ class RedisBroker(Broker):
         )
         # A durable batch is published only after WAIT: a subscriber must not see an
         # event that the primary's crash could still take back (and its seq reuse).
-        commands: list[Any] = [_commit_call(keys, subs, self.limits, defer_publish=durable)]
+        commands: list[Any] = [
+            _commit_call(keys, subs, self.limits, defer_publish=durable, idle_ttl_ms=self.idle_ttl_ms)
+        ]
         if durable:
             self._refuse_unreplicated(keys.slot)
             commands.append(self._wait_command())
@@ -670,7 +766,15 @@ class RedisBroker(Broker):
         return reply
 
     async def _register(self, room: str) -> None:
-        await self._call(self._registry_slot, ("SADD", self._registry, room))
+        """Index the room in its app before the commit that creates its document
+        (the index is in another slot: see "Indexes and idle rooms")."""
+        a = app_keys(self.prefix, app_of(room))
+        commands: list[Any] = [("ZADD", a.rooms, 0, room)]
+        if self.idle_ttl_ms:
+            # GT: a room re-created while a sweep looks at it keeps its entry.
+            commands.append(("ZADD", a.seen, "GT", _wall_ms() + self.idle_ttl_ms, room))
+        for reply in await self._router.call(a.slot, commands, safe=True):
+            _raise_reply(reply)
 
     # -- history ----------------------------------------------------------------
 
@@ -709,14 +813,16 @@ class RedisBroker(Broker):
     async def accumulate(self, room: str, name: str, delta: int, interval_ms: int) -> tuple[int, int | None]:
         keys = room_keys(self.prefix, room)
         total, flushed, amount = await self._call(
-            keys.slot, ScriptCall(ACCUMULATE, [keys.counters], [name, delta, interval_ms]), safe=False
+            keys.slot,
+            ScriptCall(ACCUMULATE, keys.life, [name, delta, interval_ms, self.idle_ttl_ms]),
+            safe=False,
         )
         return int(total), (int(amount) if flushed else None)
 
     async def gate(self, room: str, name: str, interval_ms: int, value: str) -> bool:
         keys = room_keys(self.prefix, room)
         passed = await self._call(
-            keys.slot, ScriptCall(GATE, [keys.gates], [name, interval_ms, value]), safe=False
+            keys.slot, ScriptCall(GATE, keys.life, [name, interval_ms, value, self.idle_ttl_ms]), safe=False
         )
         return bool(passed)
 
@@ -737,14 +843,15 @@ class RedisBroker(Broker):
         args: list[Any] = [ttl_ms, len(entries)]
         for member, option in entries:
             args += [member, option]
-        reply = await self._durable_call(keys.slot, ScriptCall(TALLY, [*keys.tally(key), keys.dynamic], args))
+        args.append(self.idle_ttl_ms)
+        reply = await self._durable_call(keys.slot, ScriptCall(TALLY, [*keys.tally(key), *keys.life], args))
         n = len(entries)
         counts = _counts(reply[n:])
         return [TallyResult(status.decode(), counts) for status in reply[:n]]
 
     async def tally_close(self, room: str, key: str) -> list[str]:
         keys = room_keys(self.prefix, room)
-        call = ScriptCall(TALLY_CLOSE, [*keys.tally(key), keys.dynamic], [])
+        call = ScriptCall(TALLY_CLOSE, [*keys.tally(key), *keys.life], [self.idle_ttl_ms])
         members = await self._durable_call(keys.slot, call, safe=True)
         return [m.decode() for m in members]
 
@@ -761,7 +868,9 @@ class RedisBroker(Broker):
     ) -> bool:
         keys = room_keys(self.prefix, room)
         call = ScriptCall(
-            STOCK_CREATE, [*keys.stock(key), keys.dynamic], [stock, opens_at, closes_at, ttl_ms]
+            STOCK_CREATE,
+            [*keys.stock(key), *keys.life],
+            [stock, opens_at, closes_at, ttl_ms, self.idle_ttl_ms],
         )
         return bool(await self._durable_call(keys.slot, call))
 
@@ -789,7 +898,8 @@ class RedisBroker(Broker):
         args: list[Any] = [key, len(takes)]
         for t in takes:
             args += [t.user, t.qty, t.per_user_limit, t.record, t.cid, t.fingerprint]
-        call = ScriptCall(STOCK_TAKE, [*keys.stock(key), keys.stock_cids, keys.dynamic], args)
+        args.append(self.idle_ttl_ms)
+        call = ScriptCall(STOCK_TAKE, [*keys.stock(key), keys.stock_cids, *keys.life], args)
         replies = await self._durable_call(keys.slot, call)
         return [
             StockResult(status.decode(), int(left), int(held), rec) for status, left, held, rec in replies
@@ -812,7 +922,9 @@ class RedisBroker(Broker):
 
     async def shares_create(self, room: str, key: str, amounts: list[int], *, ttl_ms: int) -> bool:
         keys = room_keys(self.prefix, room)
-        call = ScriptCall(SHARES_CREATE, [*keys.shares(key), keys.dynamic], [ttl_ms, *amounts])
+        call = ScriptCall(
+            SHARES_CREATE, [*keys.shares(key), *keys.life], [ttl_ms, self.idle_ttl_ms, *amounts]
+        )
         return bool(await self._durable_call(keys.slot, call))
 
     async def shares_grab(self, room: str, key: str, user: str) -> GrabResult:
@@ -835,17 +947,154 @@ class RedisBroker(Broker):
         keys = room_keys(self.prefix, room)
         fixed = [keys.room, keys.hist, keys.counters, keys.gates, keys.presence, keys.dynamic]
         await self._call(keys.slot, ScriptCall(DELETE_ROOM, fixed, []))
-        await self._call(self._registry_slot, ("SREM", self._registry, room))
+        a = app_keys(self.prefix, app_of(room))
+        commands = [("ZREM", k, room) for k in (a.rooms, a.seen, a.schedule)]
+        for reply in await self._router.call(a.slot, commands, safe=True):
+            _raise_reply(reply)
 
-    async def rooms(self) -> list[str]:
-        members = await self._call(self._registry_slot, ("SMEMBERS", self._registry))
-        names = sorted(m.decode() for m in members)
-        items = []
-        for name in names:
-            k = room_keys(self.prefix, name)
-            items.append((k.slot, ("HEXISTS", k.room, "doc")))
-        exists = await self._router.call_many(items)
-        return [n for n, e in zip(names, exists, strict=True) if _raise_reply(e) == 1]
+    # -- per-app indexes and idle expiry (see "Indexes and idle rooms") ------------
+
+    async def rooms(self, app: str, *, after: str = "", limit: int = 100) -> list[str]:
+        check_page(limit)
+        await self._sweep(app)
+        a = app_keys(self.prefix, app)
+        out: list[str] = []
+        # Entries whose document is gone (a failed creating commit, a room expiring
+        # right now) are skipped; the page is filled from further entries.
+        while len(out) < limit:
+            want = limit - len(out)
+            lo = "(" + after if after else "-"
+            batch = await self._call(a.slot, ("ZRANGEBYLEX", a.rooms, lo, "+", "LIMIT", 0, want))
+            if not batch:
+                break
+            names = [b.decode() for b in batch]
+            exists = await self._router.call_many(
+                [(k.slot, ("HEXISTS", k.room, "doc")) for k in (room_keys(self.prefix, n) for n in names)]
+            )
+            out += [n for n, e in zip(names, exists, strict=True) if _raise_reply(e) == 1]
+            if len(batch) < want:
+                break
+            after = names[-1]
+        return out
+
+    async def room_count(self, app: str) -> int:
+        await self._sweep(app)
+        a = app_keys(self.prefix, app)
+        return int(await self._call(a.slot, ("ZCARD", a.rooms)))
+
+    async def set_schedule(self, room: str, at_ms: int | None) -> None:
+        a = app_keys(self.prefix, app_of(room))
+        if at_ms is None:
+            await self._call(a.slot, ("ZREM", a.schedule, room))
+            return
+        check_time(at_ms)
+        commands: list[Any] = [("ZADD", a.schedule, at_ms, room)]
+        if self.idle_ttl_ms:  # so the sweep finds the entry if the room expires
+            commands.append(("ZADD", a.seen, "NX", _wall_ms() + self.idle_ttl_ms, room))
+        for reply in await self._router.call(a.slot, commands, safe=True):
+            _raise_reply(reply)
+
+    async def scheduled(
+        self, app: str, *, after_ms: int, limit: int = 100, after_room: str = ""
+    ) -> list[tuple[int, str]]:
+        check_page(limit)
+        await self._sweep(app)
+        a = app_keys(self.prefix, app)
+        commands: list[Any] = []
+        if after_room:  # rooms at exactly after_ms: member order, after after_room
+            commands.append(("ZRANGEBYSCORE", a.schedule, after_ms, after_ms))
+        commands.append(
+            ("ZRANGEBYSCORE", a.schedule, f"({after_ms}", "+inf", "WITHSCORES", "LIMIT", 0, limit)
+        )
+        replies = [_raise_reply(r) for r in await self._router.call(a.slot, commands, safe=True)]
+        out: list[tuple[int, str]] = []
+        if after_room:
+            out += [(after_ms, n) for n in (m.decode() for m in replies[0]) if n > after_room]
+        flat = replies[-1]
+        out += [(int(float(flat[i + 1])), flat[i].decode()) for i in range(0, len(flat), 2)]
+        return out[:limit]
+
+    async def touch(self, rooms: list[str]) -> None:
+        if self.idle_ttl_ms <= 0 or self._closed:
+            return
+        due = self._touches.due(rooms)
+        if not due:
+            return
+        await self._touch(due)
+        self._touches.done(due)
+
+    async def _touch(self, rooms: Sequence[str]) -> list[bool]:
+        """Hold each room's keys ``idle_ttl_ms`` more and move its index check past
+        that; returns whether each room still exists."""
+        items: list[tuple[int, Any]] = []
+        for r in rooms:
+            k = room_keys(self.prefix, r)
+            items.append((k.slot, ScriptCall(TOUCH, k.life, [self.idle_ttl_ms])))
+        by_app: dict[str, list[Any]] = {}
+        check = _wall_ms() + self.idle_ttl_ms
+        for r in rooms:
+            if SEP in r:
+                by_app.setdefault(app_of(r), []).extend((check, r))
+        for app, pairs in by_app.items():
+            a = app_keys(self.prefix, app)
+            items.append((a.slot, ("ZADD", a.seen, "XX", "GT", *pairs)))  # XX: never indexes a room
+        replies = [_raise_reply(r) for r in await self._router.call_many(items)]
+        return [bool(r) for r in replies[: len(rooms)]]
+
+    async def _sweep(self, app: str) -> None:
+        """Forget index entries of ``app``'s rooms that expired: those whose check
+        time passed are looked up in their own slots; gone ones are removed (by
+        ``index_sweep.lua``, which keeps an entry re-registered meanwhile), live
+        ones are checked again when their keys would expire. Bounded per call."""
+        if self.idle_ttl_ms <= 0:
+            return
+        a = app_keys(self.prefix, app)
+        for _ in range(SWEEP_BATCHES):
+            now = _wall_ms()
+            due = await self._call(a.slot, ("ZRANGEBYSCORE", a.seen, "-inf", now, "LIMIT", 0, SWEEP_BATCH))
+            if not due:
+                return
+            names = [d.decode() for d in due]
+            ttls = await self._router.call_many(
+                [(k.slot, ("PTTL", k.room)) for k in (room_keys(self.prefix, n) for n in names)]
+            )
+            gone: list[str] = []
+            later: list[Any] = []
+            for name, ttl in zip(names, ttls, strict=True):
+                ttl = _raise_reply(ttl)
+                if ttl == -2:
+                    gone.append(name)
+                else:  # -1: no TTL (written with idle expiry off): look again later
+                    later += [now + (ttl if ttl > 0 else self.idle_ttl_ms), name]
+            call = ScriptCall(INDEX_SWEEP, [a.rooms, a.seen, a.schedule], [now, len(gone), *gone, *later])
+            await self._call(a.slot, call)
+            if len(due) < SWEEP_BATCH:
+                return
+
+    async def _migrate_legacy_registry(self) -> None:
+        """Rooms of the global ``<prefix>rooms`` set (before per-app indexes): index
+        those named by a room key in their app, give every room's keys the idle
+        lifetime, then drop them from the set. Runs at start, in the background;
+        if it fails, the next start goes on where it stopped."""
+        try:
+            while not self._closed:
+                slot = key_slot(self._legacy_registry.encode())
+                members = await self._call(slot, ("SRANDMEMBER", self._legacy_registry, SWEEP_BATCH))
+                if not members:
+                    return
+                names = [m.decode() for m in members]
+                exists = await self._router.call_many(
+                    [(k.slot, ("HEXISTS", k.room, "doc")) for k in (room_keys(self.prefix, n) for n in names)]
+                )
+                for name, e in zip(names, exists, strict=True):
+                    if _raise_reply(e) == 1 and SEP in name:
+                        await self._register(name)
+                if self.idle_ttl_ms:
+                    await self._touch(names)
+                await self._call(slot, ("SREM", self._legacy_registry, *members))
+                log.info("moved %d rooms from %s to per-app indexes", len(names), self._legacy_registry)
+        except Exception as exc:  # BrokerUnavailable, a Redis error: next start
+            log.warning("moving rooms from %s stopped: %s", self._legacy_registry, exc)
 
     # -- helpers ------------------------------------------------------------
 

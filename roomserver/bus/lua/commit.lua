@@ -5,12 +5,15 @@
 -- KEYS[1] room hash (epoch, seq, ver, doc, cs = cap second, cn = cap count)
 -- KEYS[2] history list (oldest first), entries "<ts>|<record>"
 -- KEYS[3] room channel (SPUBLISH)
--- KEYS[4..] idempotency hashes (e = epoch, f = fingerprint, s = seqs csv)
+-- KEYS[4..6] counters hash, gates hash, dynamic keys set (for their idle lifetime)
+-- KEYS[7..] idempotency hashes (e = epoch, f = fingerprint, s = seqs csv)
 -- ARGV[1] epoch candidate (used only if the room has none), ARGV[2] max_events,
 -- ARGV[3] max_age_ms, ARGV[4] number of sub-commits, ARGV[5] '1' = do not publish,
 -- return the message instead (the caller publishes it once WAIT confirms a replica
 -- has the write, so no subscriber sees an event a failover could still take back),
--- then per sub-commit:
+-- ARGV[6] idle_ttl ms (0 = rooms never expire): a commit that creates the room or
+-- writes its document holds the room's keys that long (others leave TTLs alone:
+-- the hot path stays one HMGET/HSET/RPUSH/SPUBLISH), then per sub-commit:
 --   expect_version ('' = no CAS), doc_op ('1' set doc, '0' delete doc), doc,
 --   idem key index in KEYS (0 = none), fingerprint, idem ttl ms, barrage cap,
 --   number of drafts, then per draft: flags (1 durable + 2 capped), close code,
@@ -32,11 +35,12 @@ local ver = tonumber(st[3]) or 0
 local cn = tonumber(st[5]) or 0
 if tonumber(st[4]) ~= second then cn = 0 end
 local had_doc = st[6] ~= false
+local fresh = not st[1]
 local doc_op, doc_val = nil, nil
 
 local results, records, entries = {}, {}, {}
 local applied, cas_applied = false, false
-local a = 6
+local a = 7
 for _ = 1, tonumber(ARGV[4]) do
   local expect, op, doc = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local ik, fp, ittl = tonumber(ARGV[a + 3]), ARGV[a + 4], tonumber(ARGV[a + 5])
@@ -129,6 +133,10 @@ if #entries > 0 then
     if not first or tonumber(string.match(first, '^(%d+)')) >= oldest_ok then break end
     redis.call('LPOP', hist)
   end
+end
+
+if applied and (fresh or cas_applied) then
+  hold({room, hist, KEYS[4], KEYS[5], KEYS[6]}, tonumber(ARGV[6]))
 end
 
 local message = false

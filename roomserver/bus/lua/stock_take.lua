@@ -6,9 +6,9 @@
 -- KEYS[3] the room's cid hash: "<len user>:<user><cid>" ->
 --   "<stock exp ms>|<len stock key>:<stock key><len fp>:<fp><record>"
 --   (room-wide: a cid names one take in the room while its stock lives),
--- KEYS[4] the room's dynamic keys set
+-- KEYS[4..8] the room's life keys (dynamic keys set first: see _hold.lua)
 -- ARGV[1] stock key, ARGV[2] n, then n times: user, qty, per_user_limit,
--- record, cid ('' = none), fingerprint
+-- record, cid ('' = none), fingerprint; then idle_ttl ms (0 = rooms never expire)
 -- Returns n replies {status, left, user total, record or false}
 local stock, records, cids = KEYS[1], KEYS[2], KEYS[3]
 local key, n = ARGV[1], tonumber(ARGV[2])
@@ -66,6 +66,7 @@ local function take(user, qty, limit, record, cid, fp)
     if not cids_ttl_checked and redis.call('PTTL', cids) < tonumber(exp) - now then
       redis.call('PEXPIREAT', cids, exp)
       redis.call('SADD', KEYS[4], cids)
+      hold_room_for(4, tonumber(exp) - now, tonumber(ARGV[#ARGV]))
     end
     cids_ttl_checked = true
   end
