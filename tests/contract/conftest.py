@@ -18,29 +18,30 @@ BACKENDS = ["memory", "redis-single", "redis-cluster"]
 
 @pytest.fixture(params=BACKENDS)
 async def broker_factory(request, unique_prefix):
-    """Returns ``make(node_id) -> Broker`` where all brokers made share one backend."""
+    """Returns ``make(node_id, **options) -> Broker`` where all brokers made share
+    one backend; ``options`` go to the constructor (e.g. ``idle_ttl_ms``)."""
     made = []
     if request.param == "memory":
         hub = MemoryHub()
 
-        def make(node_id: str = "n1"):
-            b = MemoryBroker(hub, node_id=node_id)
+        def make(node_id: str = "n1", **options):
+            b = MemoryBroker(hub, node_id=node_id, **options)
             made.append(b)
             return b
 
     elif request.param == "redis-single":
         url = request.getfixturevalue("redis_single").url
 
-        def make(node_id: str = "n1"):
-            b = RedisBroker.from_url(url, node_id=node_id, prefix=unique_prefix)
+        def make(node_id: str = "n1", **options):
+            b = RedisBroker.from_url(url, node_id=node_id, prefix=unique_prefix, **options)
             made.append(b)
             return b
 
     else:
         startup = request.getfixturevalue("redis_cluster").startup
 
-        def make(node_id: str = "n1"):
-            b = RedisBroker.from_cluster(startup, node_id=node_id, prefix=unique_prefix)
+        def make(node_id: str = "n1", **options):
+            b = RedisBroker.from_cluster(startup, node_id=node_id, prefix=unique_prefix, **options)
             made.append(b)
             return b
 
