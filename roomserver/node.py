@@ -287,6 +287,9 @@ class Node:
         for room, total in totals.items():
             if await self.broker.gate(room, "online", ONLINE_INTERVAL_MS, str(total)):
                 await self.publish(room, [Emit("online", {"count": total}, durable=False)])
+        # Rooms with sockets here are in use: they must not expire as idle (the
+        # broker refreshes each at most once a minute).
+        await self.broker.touch(list(counts))
 
     def add_likes(self, room: str, count: int) -> None:
         self._likes_local[room] = self._likes_local.get(room, 0) + count

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.crc import key_slot
 
 from roomserver.bus.base import BrokerUnavailable, CommitStatus, Draft
-from roomserver.bus.redis import RedisBroker, decode_delivery, room_keys
+from roomserver.bus.redis import INDEX_SWEEP, RedisBroker, _wall_ms, app_keys, decode_delivery, room_keys
+from roomserver.bus.redis_client import ScriptCall
+from roomserver.tenancy import app_of
 from tests.contract.test_broker_contract import ev, room_id, started
 from tests.redis_servers import RedisCluster, RedisNode
 
@@ -148,3 +151,125 @@ def test_every_room_key_shares_the_room_slot():
     assert {key_slot(n.encode()) for n in names} == {k.slot}
     with pytest.raises(ValueError):
         RedisBroker.from_url("redis://127.0.0.1:1/0", prefix="a{b}:")
+
+
+# -- idle lifetime and indexes (the shared contract is in test_room_lifecycle.py) ------
+
+
+async def pttl(b: RedisBroker, slot: int, key: str) -> int:
+    return await b._call(slot, ("PTTL", key))
+
+
+async def test_event_commits_leave_ttls_alone_and_document_writes_renew_them(make):
+    """The hot path (event-only commits) runs no PEXPIRE; creating the room and
+    writing its document hold every life key for the idle TTL."""
+    idle = 3_600_000
+    b = make(idle_ttl_ms=idle)
+    await started(b)
+    room = room_id()
+    k = room_keys(b.prefix, room)
+    await b.commit(room, [Draft(ev(room, "x"))], expect_version=0, doc=b"d")
+    await b.accumulate(room, "likes", 1, 0)
+    assert await b.gate(room, "online", 0, "1")
+    await b.tally(room, "poll", "u1", "a", 60_000)
+    for key in k.life:
+        assert idle - 60_000 < await pttl(b, k.slot, key) <= idle, key
+    for key in k.life:
+        await b._call(k.slot, ("PEXPIRE", key, 100_000))
+    await asyncio.gather(*(b.commit(room, [Draft(ev(room, str(i)))]) for i in range(50)))
+    await b.accumulate(room, "likes", 1, 0)
+    assert await b.gate(room, "online", 0, "2")
+    for key in k.life:
+        assert 0 < await pttl(b, k.slot, key) <= 100_000, key
+    await b.commit(room, [], expect_version=1, doc=b"e")
+    for key in k.life:
+        assert await pttl(b, k.slot, key) > 100_000, key
+
+
+async def test_a_dynamic_key_holds_the_room_at_least_as_long(make):
+    b = make(idle_ttl_ms=60_000)
+    await started(b)
+    room = room_id()
+    k = room_keys(b.prefix, room)
+    await b.commit(room, [Draft(ev(room, "x"))], expect_version=0, doc=b"d")
+    assert await b.stock_create(room, "sale", 1, ttl_ms=3_600_000)
+    for key in (k.dynamic, k.room, k.hist):
+        # read before the stock's: the room's keys must not expire first
+        assert await pttl(b, k.slot, key) >= await pttl(b, k.slot, k.stock("sale")[0]), key
+    stock_ttl = await pttl(b, k.slot, k.stock("sale")[0])
+    # touch never shortens them back to the idle TTL
+    await b.touch([room])
+    assert await pttl(b, k.slot, k.room) >= stock_ttl - 1000
+
+
+async def test_touch_forgets_names_of_expired_dynamic_keys(make):
+    b = make(idle_ttl_ms=60_000)
+    await started(b)
+    room = room_id()
+    k = room_keys(b.prefix, room)
+    await b.commit(room, [], expect_version=0, doc=b"d")
+    for i in range(5):
+        assert await b.stock_create(room, f"sale:{i}", 1, ttl_ms=60_000)
+    await b._call(k.slot, ("DEL", *k.stock("sale:0"), *k.stock("sale:1")))  # as if expired
+    await b.touch([room])
+    names = {m.decode() for m in await b._call(k.slot, ("SMEMBERS", k.dynamic))}
+    # (the records lists were never written: those names go too)
+    assert names == {k.stock(f"sale:{i}")[0] for i in range(2, 5)}
+
+
+async def test_rooms_skip_indexed_rooms_without_document_and_still_fill_the_page(make):
+    """A crash between indexing a room and the commit that creates its document
+    leaves an entry: ``rooms`` never returns it and still returns full pages."""
+    b = make()
+    await started(b)
+    app = app_of(room_id())
+    rooms = sorted(room_id(app) for _ in range(6))
+    for i, r in enumerate(rooms):
+        if i % 2:
+            await b.commit(r, [], expect_version=0, doc=b"d")
+        else:
+            await b._register(r)  # indexed, the creating commit never ran
+    assert await b.rooms(app, limit=2) == [rooms[1], rooms[3]]
+    assert await b.rooms(app, after=rooms[1], limit=2) == [rooms[3], rooms[5]]
+
+
+async def test_the_sweep_keeps_a_room_registered_again_meanwhile(make):
+    """``index_sweep.lua`` removes an entry found gone only if nobody registered the
+    room since the lookup (its check time moved past now)."""
+    b = make(idle_ttl_ms=60_000)
+    await started(b)
+    room = room_id()
+    a = app_keys(b.prefix, app_of(room))
+    await b._register(room)  # a room re-created since the sweep looked it up
+    now = _wall_ms()
+    await b._call(a.slot, ScriptCall(INDEX_SWEEP, [a.rooms, a.seen, a.schedule], [now, 1, room]))
+    assert await b._call(a.slot, ("ZSCORE", a.rooms, room)) is not None
+    await b._call(a.slot, ("ZADD", a.seen, now - 1, room))  # its check time passed
+    await b._call(a.slot, ScriptCall(INDEX_SWEEP, [a.rooms, a.seen, a.schedule], [now, 1, room]))
+    assert await b._call(a.slot, ("ZSCORE", a.rooms, room)) is None
+
+
+async def test_rooms_of_the_old_global_set_move_to_their_app_index(make):
+    old = make(idle_ttl_ms=0)
+    await started(old)
+    app = app_of(room_id())
+    rooms = sorted(room_id(app) for _ in range(3))
+    for r in rooms[:2]:
+        await old.commit(r, [Draft(ev(r, "x"))], expect_version=0, doc=b"d")
+    legacy = f"{old.prefix}rooms"
+    slot = key_slot(legacy.encode())
+    await old._call(slot, ("SADD", legacy, *rooms))  # rooms[2] never got its document
+    await old._router.call(
+        app_keys(old.prefix, app).slot, [("DEL", app_keys(old.prefix, app).rooms)], safe=True
+    )
+    k = room_keys(old.prefix, rooms[0])
+    assert await pttl(old, k.slot, k.room) == -1
+
+    b = make(idle_ttl_ms=3_600_000)
+    await started(b)  # start() moves them in the background
+    deadline = asyncio.get_running_loop().time() + 10
+    while await b._call(slot, ("EXISTS", legacy)):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert await b.rooms(app) == rooms[:2]
+    assert 0 < await pttl(b, k.slot, k.room) <= 3_600_000
