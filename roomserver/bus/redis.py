@@ -1033,8 +1033,7 @@ class RedisBroker(Broker):
         by_app: dict[str, list[Any]] = {}
         check = _wall_ms() + self.idle_ttl_ms
         for r in rooms:
-            if SEP in r:
-                by_app.setdefault(app_of(r), []).extend((check, r))
+            by_app.setdefault(app_of(r), []).extend((check, r))
         for app, pairs in by_app.items():
             a = app_keys(self.prefix, app)
             items.append((a.slot, ("ZADD", a.seen, "XX", "GT", *pairs)))  # XX: never indexes a room
