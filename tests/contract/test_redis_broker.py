@@ -143,12 +143,13 @@ def test_payload_decoding_of_an_ephemeral_only_batch():
 
 
 def test_every_room_key_shares_the_room_slot():
-    from redis.crc import key_slot
 
     k = room_keys("rs:", "room-7")
     names = [k.room, k.hist, k.channel, k.counters, k.gates, k.presence, k.dynamic, k.idem("u", "c")]
     names += [*k.tally("p"), *k.stock("s"), *k.shares("x"), k.stock_cids]
     assert {key_slot(n.encode()) for n in names} == {k.slot}
+    a = app_keys("rs:", "shop")
+    assert {key_slot(n.encode()) for n in (a.rooms, a.seen, a.schedule)} == {a.slot}
     with pytest.raises(ValueError):
         RedisBroker.from_url("redis://127.0.0.1:1/0", prefix="a{b}:")
 
