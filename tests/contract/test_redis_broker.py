@@ -143,7 +143,6 @@ def test_payload_decoding_of_an_ephemeral_only_batch():
 
 
 def test_every_room_key_shares_the_room_slot():
-
     k = room_keys("rs:", "room-7")
     names = [k.room, k.hist, k.channel, k.counters, k.gates, k.presence, k.dynamic, k.idem("u", "c")]
     names += [*k.tally("p"), *k.stock("s"), *k.shares("x"), k.stock_cids]
