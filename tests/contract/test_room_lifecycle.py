@@ -220,6 +220,22 @@ async def test_an_idle_room_expires_with_every_key_and_index_entry(broker_factor
     assert await b.accumulate(room, "likes", 0, 10**12) == (0, None)
 
 
+async def test_a_room_made_by_traffic_alone_expires_too(broker_factory):
+    """Joining, chatting and liking in a room nobody created (no document) leaves
+    nothing behind once the room is idle."""
+    b = broker_factory(idle_ttl_ms=IDLE_MS)
+    await started(b)
+    room = room_id()
+    await b.report_presence({room: 1}, IDLE_MS)
+    await b.commit(room, [Draft(ev(room, "hello")), Draft(ev(room, "like"), durable=False)])
+    await b.accumulate(room, "likes", 1, 0)
+    await b.gate(room, "online", 0, "1")
+    await b.report_presence({}, IDLE_MS)
+    assert await leftovers(b, room)
+    assert await b.rooms(app_of(room)) == []
+    await eventually(lambda: gone(b, room))
+
+
 async def test_touched_rooms_live_and_stop_living_when_no_longer_touched(broker_factory):
     b = broker_factory(idle_ttl_ms=IDLE_MS)
     await started(b)
