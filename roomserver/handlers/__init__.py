@@ -18,6 +18,7 @@ from roomserver.auth import Identity
 from roomserver.core.moderation import UserLimits
 from roomserver.fanout import Connection
 from roomserver.protocol import OpError
+from roomserver.tenancy import public_room, room_key
 
 # Who may call an op (PROTOCOL §3 roles): "any" role, "staff" (host,
 # moderator, admin: H,M), "host" (host or admin: H).
@@ -57,6 +58,8 @@ class Session:
 class OpContext:
     node: Any  # roomserver.node.Node (Any avoids an import cycle)
     session: Session
+    # The room key ``<app>/<room>`` (roomserver.tenancy): what the node and the bus
+    # are called with. ``room_id`` is the public id the client sent.
     room: str
     req_id: int | str | None
     # Set by handlers that queue their own reply (room.resume: reply, then replay).
@@ -69,6 +72,18 @@ class OpContext:
     @property
     def user(self) -> str:
         return self.session.identity.user
+
+    @property
+    def app(self) -> str:
+        return self.session.identity.app
+
+    @property
+    def room_id(self) -> str:
+        return public_room(self.room)
+
+    def room_key(self, room_id: str) -> str:
+        """Another room of this app (a PK's opponent), by its public id."""
+        return room_key(self.app, room_id)
 
 
 Handler = Callable[[OpContext, Any], Awaitable[dict[str, Any] | None]]

@@ -120,7 +120,7 @@ class TrackParams(msgspec.Struct, forbid_unknown_fields=False):
 async def track(ctx: OpContext, p: TrackParams) -> dict:
     if p.action in ("product.click", "cart.add") and p.product is None:
         raise OpError("bad_request", f"{p.action} needs a product")
-    ctx.node.metrics.tracked.labels(action=p.action).inc()
+    ctx.node.metrics.tracked.labels(app=ctx.app, action=p.action).inc()
     if p.action == "follow":
         await ctx.node.hooks.follow(ctx.room, ctx.user)
     return {}

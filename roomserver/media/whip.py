@@ -40,10 +40,13 @@ MediaAction = Literal["publish", "play", "stop"]
 
 @dataclass(frozen=True)
 class MediaPrincipal:
-    """Who is acting. `role` matters for "publish": the role the publisher will be listed with."""
+    """Who is acting. `role` matters for "publish": the role the publisher will be listed with.
+    `room` is the name the backend knows the room by (the server's tenant-scoped room key;
+    empty = the path's room id)."""
 
     user: str
     role: str = "viewer"
+    room: str = ""
 
 
 Authorize = Callable[[web.Request, str, MediaAction], Awaitable[MediaPrincipal]]
@@ -81,7 +84,7 @@ def media_routes(backend: MediaBackend, authorize: Authorize) -> list[web.RouteD
         room = _room(request)
         principal = await authorize(request, room, "publish")
         offer = await _read_offer(request)
-        session, answer = await backend.publish(room, principal.user, principal.role, offer)
+        session, answer = await backend.publish(principal.room or room, principal.user, principal.role, offer)
         return _created(f"/v1/rooms/{room}/whip/{session}", answer)
 
     async def play(request: web.Request) -> web.StreamResponse:
@@ -89,14 +92,16 @@ def media_routes(backend: MediaBackend, authorize: Authorize) -> list[web.RouteD
         principal = await authorize(request, room, "play")
         publisher = request.query.get("publisher") or None
         offer = await _read_offer(request)
-        session, answer = await backend.play(room, publisher, principal.user, offer)
+        session, answer = await backend.play(principal.room or room, publisher, principal.user, offer)
         return _created(f"/v1/rooms/{room}/whep/{session}", answer)
 
     def stopper(kind: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def stop(request: web.Request) -> web.StreamResponse:
             room = _room(request)
             principal = await authorize(request, room, "stop")
-            await backend.stop(request.match_info["session"], principal.user, room=room, kind=kind)
+            await backend.stop(
+                request.match_info["session"], principal.user, room=principal.room or room, kind=kind
+            )
             return web.Response(status=200)
 
         return stop

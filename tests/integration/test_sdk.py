@@ -13,7 +13,8 @@ import pytest
 import roomserver.client
 from roomserver.client import ConnectionLost, RequestTimeout, RoomClient, RoomError
 from roomserver.core.room import Emit
-from tests.server_fixtures import PROTOCOL_ERRORS, Recorder, Server, free_port, token
+from roomserver.tenancy import room_key
+from tests.server_fixtures import APP, PROTOCOL_ERRORS, Recorder, Server, free_port, token
 
 
 def cut(server: Server, user: str, code: int = 4008) -> int:
@@ -31,7 +32,7 @@ async def publish_now(server: Server, room: str, n: int, tag: str = "x") -> None
     """Publish ``n`` durable events without yielding to the loop (the memory bus
     commits synchronously), so no client can react in between."""
     for i in range(n):
-        await server.node.publish(room, [Emit("custom." + tag, {"i": i})])
+        await server.node.publish(room_key(APP, room), [Emit("custom." + tag, {"i": i})])
 
 
 def assert_consecutive(seqs: list[int], first: int, last: int) -> None:
@@ -39,7 +40,7 @@ def assert_consecutive(seqs: list[int], first: int, last: int) -> None:
 
 
 async def head(server: Server, room: str) -> int:
-    return (await server.node.broker.load(room)).seq
+    return (await server.node.broker.load(room_key(APP, room))).seq
 
 
 async def test_reconnect_after_4008_resumes_without_gap_or_duplicate(server: Server, room: str) -> None:
@@ -55,7 +56,7 @@ async def test_reconnect_after_4008_resumes_without_gap_or_duplicate(server: Ser
         for i in range(60):  # ≈ 0.6 s of events straddling the reconnect
             if stop.is_set():
                 return
-            await server.node.publish(room, [Emit("custom.live", {"i": i})])
+            await server.node.publish(room_key(APP, room), [Emit("custom.live", {"i": i})])
             await asyncio.sleep(0.01)
 
     task = asyncio.ensure_future(publisher())
