@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 SDP_CONTENT_TYPE = "application/sdp"
 MAX_OFFER_BYTES = 64 * 1024
 ROOM_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
+# Media workers are addressed by whatever their pool names rooms by: the server's room
+# keys ("<app>/<room>", sent with the / as %2F), or plain ids.
+ROOM_KEY = re.compile(r"^(?:[A-Za-z0-9_-]{1,32}/)?[A-Za-z0-9_.:@-]{1,64}$")
 
 MediaAction = Literal["publish", "play", "stop"]
 
@@ -77,8 +80,17 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-def media_routes(backend: MediaBackend, authorize: Authorize) -> list[web.RouteDef]:
-    """aiohttp routes for WHIP/WHEP on `backend`; add them with `app.add_routes(...)`."""
+def media_routes(
+    backend: MediaBackend, authorize: Authorize, *, room_pattern: re.Pattern[str] = ROOM_ID
+) -> list[web.RouteDef]:
+    """aiohttp routes for WHIP/WHEP on `backend`; add them with `app.add_routes(...)`.
+    `room_pattern` is what a path's room must match (public ids; a worker takes room keys)."""
+
+    def _room(request: web.Request) -> str:
+        room = request.match_info["room"]
+        if not room_pattern.match(room):
+            raise BadRequest("room ids are 1..64 characters of [A-Za-z0-9_.:@-]")
+        return room
 
     async def publish(request: web.Request) -> web.StreamResponse:
         room = _room(request)
@@ -134,13 +146,6 @@ def _guarded(
             return error_response(MediaError("internal error"))
 
     return guarded
-
-
-def _room(request: web.Request) -> str:
-    room = request.match_info["room"]
-    if not ROOM_ID.match(room):
-        raise BadRequest("room ids are 1..64 characters of [A-Za-z0-9_.:@-]")
-    return room
 
 
 async def _read_offer(request: web.Request) -> str:
