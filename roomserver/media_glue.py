@@ -51,7 +51,7 @@ from roomserver.media.whip import MediaAction, MediaPrincipal, bearer_token, med
 from roomserver.media.workers import MediaWorkerPool
 from roomserver.node import Node
 from roomserver.protocol import OpError, now_ms
-from roomserver.tenancy import room_key
+from roomserver.tenancy import public_room, room_key
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ class MediaGlue:
         with a durable ``media.publishers`` event, unless it is unchanged."""
 
         def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
-            current = self.backend.publishers(room) if publishers is None else publishers
+            current = _public(self.backend.publishers(room) if publishers is None else publishers)
             if doc.features.get(PUBLISHERS_KEY, []) == current:
                 raise _Unchanged
             return with_features(doc, **{PUBLISHERS_KEY: current}), [
@@ -301,6 +301,11 @@ class MediaGlue:
 
     def cohost_publishers(self, room: str) -> set[str]:
         return {e["user"] for e in self.backend.publishers(room) if e["role"] == "cohost"}
+
+
+def _public(publishers: list[dict]) -> list[dict]:
+    """The backend names a PK opponent's room by its key; viewers see the public id."""
+    return [{**p, "room": public_room(p["room"])} if "room" in p else p for p in publishers]
 
 
 def install(app: web.Application, node: Node, verifier: TokenVerifier, config: Config) -> MediaGlue:
