@@ -5,6 +5,7 @@ fire-and-forget, idempotent sale_buy retries and the op names it sends."""
 from __future__ import annotations
 
 import asyncio
+import time
 import contextlib
 from typing import Any
 
@@ -33,6 +34,9 @@ async def publish_now(server: Server, room: str, n: int, tag: str = "x") -> None
     commits synchronously), so no client can react in between."""
     for i in range(n):
         await server.node.publish(room_key(APP, room), [Emit("custom." + tag, {"i": i})])
+
+
+COUNTDOWN_TO = int(time.time() * 1000) + 86_400_000  # a day ahead: times are at most 366 days ahead
 
 
 def assert_consecutive(seqs: list[int], first: int, last: int) -> None:
@@ -361,7 +365,7 @@ async def test_every_op_method_sends_its_protocol_op(server: Server, room: str) 
             host.poll_create(room, question="Color?", options=["red", "blue"], duration_ms=30_000),
         ),
         ("poll.vote", host.poll_vote(room, "po1", 1)),
-        ("room.announce", host.announce(room, "Sale at 8", countdown_to=1_900_000_000_000)),
+        ("room.announce", host.announce(room, "Sale at 8", countdown_to=COUNTDOWN_TO)),
         ("cohost.request", host.cohost_request(room)),
         ("cohost.invite", host.cohost_invite(room, "ann")),
         ("cohost.accept", host.cohost_accept(room, user="ann")),
@@ -383,7 +387,7 @@ async def test_every_op_method_sends_its_protocol_op(server: Server, room: str) 
     assert params["poll.create"]["options"] == ["red", "blue"]
     assert params["pk.invite"] == {"target_room": "other-room", "duration_s": 120}
     assert params["cohost.accept"] == {"user": "ann"} and params["cohost.reject"] == {"request": "rq1"}
-    assert params["room.announce"] == {"text": "Sale at 8", "countdown_to": 1_900_000_000_000}
+    assert params["room.announce"] == {"text": "Sale at 8", "countdown_to": COUNTDOWN_TO}
 
 
 async def test_app_driven_resume_on_a_fresh_client(server: Server, room: str) -> None:
