@@ -5,8 +5,8 @@ fire-and-forget, idempotent sale_buy retries and the op names it sends."""
 from __future__ import annotations
 
 import asyncio
-import time
 import contextlib
+import time
 from typing import Any
 
 import pytest
