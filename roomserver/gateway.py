@@ -184,7 +184,7 @@ class Gateway:
             if wait:
                 raise OpError("rate_limited", "too many requests", retry_after_ms=wait)
             p = convert_params(params, spec.schema)
-            ctx = OpContext(node, session, key, req_id)
+            ctx = OpContext(node, session.identity, key, req_id, session)
             data = await spec.handler(ctx, p)
             result = "ok"
             if req_id is not None and not ctx.replied:

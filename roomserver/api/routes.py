@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -10,12 +11,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
-from roomserver.auth import Identity
+from roomserver.auth import USER_ID_RE, Identity
 from roomserver.bus.base import BrokerUnavailable, HistoryGone
 from roomserver.core import room as rules
 from roomserver.core.room import Emit
 from roomserver.gateway import identity_of
-from roomserver.protocol import OpError, decode, encode, now_ms
+from roomserver.protocol import OpError, convert_params, decode, encode, now_ms
 from roomserver.tenancy import public_room, room_key
 
 Auth = Literal["none", "admin", "room", "any"]
@@ -307,6 +308,51 @@ async def sale_orders(request: web.Request, identity: Identity) -> web.Response:
     return _json(await orders(node, _room_key(request, identity), request.match_info["sale"]))
 
 
+@endpoint("admin")
+async def run_op(request: web.Request, identity: Identity) -> web.Response:
+    """The server API: an app back end runs a host/moderator op without a socket,
+    through the op's own handler (same rules, events, reply data and ``cid``
+    idempotency). The op acts as the admin, or as ``"as": user`` when given."""
+    from roomserver.handlers import REGISTRY, OpContext, server_api_ops
+
+    node = _node(request)
+    name = request.match_info["op"]
+    spec = REGISTRY.get(name)
+    if spec is None or name not in server_api_ops():
+        raise OpError("not_found", f"no server API op {name!r}; see /v1/openapi.json for the list")
+    params = await _json_object(request)
+    acting = identity
+    as_user = params.pop("as", None)
+    if as_user is not None:
+        if not isinstance(as_user, str) or not USER_ID_RE.fullmatch(as_user):
+            raise OpError("bad_request", "as must be a user id (1..64 chars of [A-Za-z0-9_.:@-])")
+        acting = dataclasses.replace(identity, user=as_user, name=as_user[:32])
+    room = _room_key(request, identity)
+    if params.pop("room", request.match_info["room"]) != request.match_info["room"]:
+        raise OpError("bad_request", "the body's room differs from the path's")
+    result = "error"
+    try:
+        data = await spec.handler(OpContext(node, acting, room, None), convert_params(params, spec.schema))
+        result = "ok"
+    except OpError as err:
+        result = err.code
+        raise
+    finally:
+        node.metrics.count_op(identity.app, name, result)
+    return _json(data if data is not None else {})
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        obj = decode(raw or b"{}")
+    except msgspec.DecodeError as exc:
+        raise OpError("bad_request", f"malformed JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise OpError("bad_request", "the body must be one JSON object (the op's params)")
+    return obj
+
+
 ROUTES: list[Route] = [
     Route("GET", "/healthz", healthz, "Liveness: the process answers", "none"),
     Route(
@@ -361,6 +407,13 @@ ROUTES: list[Route] = [
         lottery_audit,
         "A lottery's audit record: seed (after the draw), seed_hash, sorted entrants, winners",
         "any",
+    ),
+    Route(
+        "POST",
+        "/v1/rooms/{room}/ops/{op}",
+        run_op,
+        "Server API: run a host/moderator op (the body is its params, plus `as` to act as a user)",
+        "admin",
     ),
     Route(
         "GET",

@@ -48,7 +48,7 @@ def may_auto_create(identity: Identity, policy: AutoCreate) -> bool:
 
 @op("room.join", joined=False)
 async def join(ctx: OpContext, p: object) -> dict:
-    node, conn = ctx.node, ctx.session.conn
+    node, conn = ctx.node, ctx.socket.conn
     if not ctx.identity.admits(ctx.room_id):
         raise OpError("forbidden", f"this token admits room {ctx.identity.room} only")
     doc = await node.room(ctx.room, create=may_auto_create(ctx.identity, node.config.auto_create))
@@ -61,7 +61,7 @@ async def join(ctx: OpContext, p: object) -> dict:
     pk = await current_pk_view(node, ctx.app, doc)
     # No await from here on: the member goes live at exactly the snapshot's seq.
     seq = node.fanout.join(conn, ctx.room)
-    ctx.session.joined_at.setdefault(ctx.room, now_ms())
+    ctx.socket.joined_at.setdefault(ctx.room, now_ms())
     if node.sample_joined(ctx.room):
         node.spawn(
             node.publish(ctx.room, [Emit("member.joined", {"user": ctx.identity.public()}, durable=False)])
@@ -77,8 +77,8 @@ async def join(ctx: OpContext, p: object) -> dict:
 @op("room.leave")
 async def leave(ctx: OpContext, p: object) -> dict:
     node = ctx.node
-    ctx.session.joined_at.pop(ctx.room, None)
-    if node.fanout.leave(ctx.session.conn, ctx.room):
+    ctx.socket.joined_at.pop(ctx.room, None)
+    if node.fanout.leave(ctx.socket.conn, ctx.room):
         node.spawn(node.release_channel(ctx.room))
     return {}
 
@@ -90,7 +90,7 @@ class ResumeParams(msgspec.Struct, forbid_unknown_fields=False):
 
 @op("room.resume", ResumeParams, joined=False)
 async def resume(ctx: OpContext, p: ResumeParams) -> dict | None:
-    node, conn, room = ctx.node, ctx.session.conn, ctx.room
+    node, conn, room = ctx.node, ctx.socket.conn, ctx.room
     doc = await node.room(room)
     if doc is None:
         raise OpError("history_gone", f"room {ctx.room_id} has no history")
@@ -117,7 +117,7 @@ async def resume(ctx: OpContext, p: ResumeParams) -> dict | None:
     except BaseException:
         _abandon_sync(ctx, was_member)
         raise
-    ctx.session.joined_at.setdefault(room, now_ms())
+    ctx.socket.joined_at.setdefault(room, now_ms())
     req_id = ctx.req_id
     node.fanout.end_sync(
         conn, room, history, None if req_id is None else lambda n: reply_ok(req_id, {"replayed": n})
@@ -130,8 +130,8 @@ def _abandon_sync(ctx: OpContext, was_member: bool) -> None:
     """A failed resume changes nothing: a new member is removed again."""
     fanout = ctx.node.fanout
     if was_member:
-        fanout.end_sync(ctx.session.conn, ctx.room, [], None)
-    elif fanout.leave(ctx.session.conn, ctx.room):
+        fanout.end_sync(ctx.socket.conn, ctx.room, [], None)
+    elif fanout.leave(ctx.socket.conn, ctx.room):
         ctx.node.spawn(ctx.node.release_channel(ctx.room))
 
 
