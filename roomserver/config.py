@@ -6,6 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -18,6 +19,9 @@ DEFAULT_GIFTS: list[dict[str, object]] = [
     {"id": "castle", "name": "Castle", "value": 2000},
 ]
 
+
+AutoCreate = Literal["named", "any", "off"]
+AUTO_CREATE_CHOICES = ("named", "any", "off")
 
 # Long enough for a replica on another host to acknowledge (normally < 1 ms on a
 # LAN), short enough that a shard without replicas answers `unavailable` well
@@ -68,6 +72,12 @@ class Config:
     gc_reclaim_s: float = 3600.0
     # Allocations between young collections while the policy runs (Python's own: 700).
     gc_young_threshold: int = 10_000
+    # Who creates a room by joining one that does not exist (see handlers/rooms.py).
+    auto_create: AutoCreate = "named"
+    # Rooms one app may have (0 = no limit); creating more answers limit_reached.
+    max_rooms_per_app: int = 10_000
+    # A room nobody joined, published to or changed for this long is forgotten, keys and all.
+    room_idle_ttl_s: int = 7 * 24 * 3600
 
     @property
     def durable_wait_ms(self) -> int:

@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 from roomserver.auth import AuthError, Identity, TokenVerifier
 from roomserver.bus.base import BrokerUnavailable
 from roomserver.core.moderation import UserLimits
+from roomserver.core.room import validate_room_id
 from roomserver.fanout import Connection
 from roomserver.handlers import REGISTRY, OpContext, Session, check_role
 from roomserver.node import Node
@@ -38,6 +39,7 @@ from roomserver.protocol import (
     reply_error,
     reply_ok,
 )
+from roomserver.tenancy import room_key
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +172,19 @@ class Gateway:
                 raise OpError("bad_request", f"unknown op {op_name!r}")
             if spec.needs_room and not room:
                 raise OpError("bad_request", f"{op_name} needs a room")
+            # Rooms are the app's own: the same id in another app is another room.
+            key = ""
+            if room:
+                validate_room_id(room)
+                key = room_key(session.identity.app, room)
             check_role(session.identity, spec.who)
-            if spec.joined and room not in conn.rooms:
+            if spec.joined and key not in conn.rooms:
                 raise OpError("not_joined", f"join room {room} first")
             wait = session.limits.check(spec.family, now_ms())
             if wait:
                 raise OpError("rate_limited", "too many requests", retry_after_ms=wait)
             p = convert_params(params, spec.schema)
-            ctx = OpContext(node, session, room or "", req_id)
+            ctx = OpContext(node, session.identity, key, req_id, session)
             data = await spec.handler(ctx, p)
             result = "ok"
             if req_id is not None and not ctx.replied:
@@ -194,7 +201,7 @@ class Gateway:
             log.exception("op %s failed", op_name)
             self._send(conn, req_id, OpError("internal", "internal error"))
         finally:
-            node.metrics.count_op(op_name if spec else "unknown", result)
+            node.metrics.count_op(session.identity.app, op_name if spec else "unknown", result)
 
     def _send(
         self, conn: Connection, req_id: int | str | None, err: OpError, *, always: bool = False

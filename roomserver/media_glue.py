@@ -51,6 +51,7 @@ from roomserver.media.whip import MediaAction, MediaPrincipal, bearer_token, med
 from roomserver.media.workers import MediaWorkerPool
 from roomserver.node import Node
 from roomserver.protocol import OpError, now_ms
+from roomserver.tenancy import public_room, room_key
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +185,9 @@ class MediaGlue:
             raise Unauthorized(str(exc)) from None
         if not identity.admits(room):
             raise Forbidden(f"this token admits room {identity.room} only")
+        public_id, room = room, room_key(identity.app, room)  # the app's own room
         if action == "stop":  # the backend checks that the session is the caller's
-            return MediaPrincipal(identity.user)
+            return MediaPrincipal(identity.user, room=room)
         try:
             doc = await self._doc(room, fresh=action == "publish")
             if (
@@ -195,11 +197,11 @@ class MediaGlue:
             ):
                 raise Forbidden("you were removed from this room")
             if action == "play":
-                return MediaPrincipal(identity.user)
+                return MediaPrincipal(identity.user, room=room)
             role = publish_role(identity, doc)
             if role is None:
                 raise Forbidden(
-                    f"{identity.user} may not publish in room {room}: hosts, admitted co-hosts"
+                    f"{identity.user} may not publish in room {public_id}: hosts, admitted co-hosts"
                     " and members of call rooms may"
                 )
             if doc is None:  # a host going live in a room nobody joined yet (auto-create)
@@ -208,7 +210,7 @@ class MediaGlue:
             raise BadRequest(exc.message) from None
         except BrokerUnavailable:
             raise Unavailable("room state is unavailable, retry") from None
-        return MediaPrincipal(identity.user, role)
+        return MediaPrincipal(identity.user, role, room=room)
 
     async def _doc(self, room: str, *, fresh: bool) -> RoomDoc | None:
         """Publishing reads the room from the bus: a co-host admitted on another node
@@ -255,7 +257,7 @@ class MediaGlue:
         with a durable ``media.publishers`` event, unless it is unchanged."""
 
         def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
-            current = self.backend.publishers(room) if publishers is None else publishers
+            current = _public(self.backend.publishers(room) if publishers is None else publishers)
             if doc.features.get(PUBLISHERS_KEY, []) == current:
                 raise _Unchanged
             return with_features(doc, **{PUBLISHERS_KEY: current}), [
@@ -267,35 +269,43 @@ class MediaGlue:
 
     # -- PK links ----------------------------------------------------------------------
 
-    def link_pk(self, pk: dict[str, Any]) -> None:
+    # A PK names its rooms by public id; both are rooms of ``app``.
+
+    def link_pk(self, app: str, pk: dict[str, Any]) -> None:
         if pk["id"] in self._ended_pks:
             return  # a stale document still shows a battle that ended here
         a, b = pk["rooms"]
         for room, other in ((a, b), (b, a)):
-            self.backend.link(room, other, pk["hosts"][other], "pk")
-            self._linked[room] = pk["id"]
+            self.backend.link(room_key(app, room), room_key(app, other), pk["hosts"][other], "pk")
+            self._linked[room_key(app, room)] = pk["id"]
 
-    def unlink_pk(self, pk: dict[str, Any]) -> None:
+    def unlink_pk(self, app: str, pk: dict[str, Any]) -> None:
         self._ended_pks[pk["id"]] = None
         while len(self._ended_pks) > ENDED_PKS_KEPT:
             self._ended_pks.popitem(last=False)
         a, b = pk["rooms"]
         for room, other in ((a, b), (b, a)):
-            self.backend.unlink(room, other)
-            if self._linked.get(room) == pk["id"]:
-                del self._linked[room]
+            key = room_key(app, room)
+            self.backend.unlink(key, room_key(app, other))
+            if self._linked.get(key) == pk["id"]:
+                del self._linked[key]
 
-    def sync_pk(self, doc: RoomDoc) -> None:
+    def sync_pk(self, app: str, doc: RoomDoc) -> None:
         pk = doc.features.get("pk")
         if pk is not None and pk["state"] == "started":
-            self.link_pk(pk)
+            self.link_pk(app, pk)
             return
         last = doc.features.get("pk_last")
-        if last is not None and self._linked.get(doc.id) == last["id"]:
-            self.unlink_pk(last)
+        if last is not None and self._linked.get(room_key(app, doc.id)) == last["id"]:
+            self.unlink_pk(app, last)
 
     def cohost_publishers(self, room: str) -> set[str]:
         return {e["user"] for e in self.backend.publishers(room) if e["role"] == "cohost"}
+
+
+def _public(publishers: list[dict]) -> list[dict]:
+    """The backend names a PK opponent's room by its key; viewers see the public id."""
+    return [{**p, "room": public_room(p["room"])} if "room" in p else p for p in publishers]
 
 
 def install(app: web.Application, node: Node, verifier: TokenVerifier, config: Config) -> MediaGlue:
@@ -322,19 +332,19 @@ def for_node(node: Any) -> MediaGlue | None:
 # -- hooks for the handlers: each a no-op on a node without media ------------------------
 
 
-def link_pk(node: Any, pk: dict[str, Any]) -> None:
+def link_pk(node: Any, app: str, pk: dict[str, Any]) -> None:
     if (glue := for_node(node)) is not None:
-        glue.link_pk(pk)
+        glue.link_pk(app, pk)
 
 
-def unlink_pk(node: Any, pk: dict[str, Any]) -> None:
+def unlink_pk(node: Any, app: str, pk: dict[str, Any]) -> None:
     if (glue := for_node(node)) is not None:
-        glue.unlink_pk(pk)
+        glue.unlink_pk(app, pk)
 
 
-def sync_pk(node: Any, doc: RoomDoc) -> None:
+def sync_pk(node: Any, app: str, doc: RoomDoc) -> None:
     if (glue := for_node(node)) is not None:
-        glue.sync_pk(doc)
+        glue.sync_pk(app, doc)
 
 
 def cohost_publishers(node: Any, room: str) -> set[str]:

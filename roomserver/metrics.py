@@ -44,7 +44,9 @@ class Metrics:
             "Largest unsent byte count of any socket at scrape",
             registry=r,
         )
-        self.tracked = Counter("roomserver_tracked_total", "Analytics track ops", ["action"], registry=r)
+        self.tracked = Counter(
+            "roomserver_tracked_total", "Analytics track ops", ["app", "action"], registry=r
+        )
         self.flush_seconds = Histogram(
             "roomserver_flush_seconds",
             "Time the loop spent in one room flush (a room over Fanout.SLICE sockets: its first slice)",
@@ -63,9 +65,9 @@ class Metrics:
         # Children made once: this runs on every collection, young ones included.
         self._gc_pause_by_generation = [self.gc_pause.labels(str(g)) for g in range(3)]
 
-    def count_op(self, op: str, result: str) -> None:
-        """``roomserver_ops_total{op, result}`` += 1."""
-        self.ops.counts[op, result] += 1
+    def count_op(self, app: str, op: str, result: str) -> None:
+        """``roomserver_ops_total{app, op, result}`` += 1."""
+        self.ops.counts[app, op, result] += 1
 
     def watch_gc(self) -> None:
         """Time every collection (gc.callbacks is process-wide: pair with `unwatch_gc`)."""
@@ -97,17 +99,17 @@ class Metrics:
 
 
 class OpsCollector(Collector):
-    """``roomserver_ops_total{op, result}`` from a plain dict read at scrape time.
+    """``roomserver_ops_total{app, op, result}`` from a plain dict read at scrape time.
 
     Counted on every client op, so it stays a dict increment: a prometheus
     ``Counter`` child takes a lock per ``inc()`` (a few % of a flash sale's CPU).
     One event loop thread writes it; a scrape copies it."""
 
     def __init__(self) -> None:
-        self.counts: Tally[tuple[str, str]] = Tally()
+        self.counts: Tally[tuple[str, str, str]] = Tally()
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily("roomserver_ops", "Client ops handled", labels=["op", "result"])
-        for (op, result), n in sorted(self.counts.copy().items()):
-            family.add_metric([op, result], n)
+        family = CounterMetricFamily("roomserver_ops", "Client ops handled", labels=["app", "op", "result"])
+        for (app, op, result), n in sorted(self.counts.copy().items()):
+            family.add_metric([app, op, result], n)
         yield family

@@ -1,5 +1,8 @@
 """One server process's view of the rooms: broker + fan-out + caches + timers.
 
+Rooms are named by their room key ``<app>/<room>`` (``roomserver.tenancy``)
+everywhere in here; only the events' JSON carries the public id.
+
 Handlers talk to rooms only through ``Node``: ``room`` (cached document),
 ``transact`` (load → pure rule → atomic commit, retried on version conflict),
 ``publish`` (events without a document change) and ``ensure_channel`` (this
@@ -22,6 +25,7 @@ from roomserver.core.room import Emit, RoomDoc
 from roomserver.fanout import Fanout, RoomChannel
 from roomserver.metrics import Metrics
 from roomserver.protocol import CLOSE_SLOW_CONSUMER, OpError, encode_event, now_ms
+from roomserver.tenancy import app_of, public_room
 from roomserver.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,7 @@ class Node:
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self.hooks = ShowHooks(self)
-        self.webhooks = Webhooks(config.webhook_url, next(iter(config.app_secrets().values())))
+        self.webhooks = Webhooks(config.webhook_url, config.app_secrets())
         self.draining = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -170,16 +174,34 @@ class Node:
         if rec.doc is None:
             if not create:
                 return None
-            doc = rules.new_room(room, now_ms(), barrage_cap=self.config.barrage_cap)
-            res = await self.broker.commit(room, [], expect_version=0, doc=rules.encode_doc(doc))
-            if res.status == CommitStatus.OK:
-                self._cache(room, res.version, doc)
-                return doc
-            rec = await self.broker.load(room)
-            assert rec.doc is not None
+            doc = rules.new_room(public_room(room), now_ms(), barrage_cap=self.config.barrage_cap)
+            return await self.create_room(room, doc, exist_ok=True)
         doc = rules.decode_doc(rec.doc)
         self._cache(room, rec.version, doc)
         return doc
+
+    async def create_room(self, room: str, doc: RoomDoc, *, exist_ok: bool = False) -> RoomDoc:
+        """Create ``room`` with ``doc`` if its app is under ``max_rooms_per_app``
+        (``limit_reached`` otherwise). An existing room is returned with
+        ``exist_ok`` and is a ``conflict`` without. The count is read before the
+        creating commit, so concurrent creators may pass the limit by their number:
+        it bounds what one app can make, it is no exact quota."""
+        limit = self.config.max_rooms_per_app
+        if limit and await self.broker.room_count(app_of(room)) >= limit:
+            raise OpError("limit_reached", f"this app has reached its limit of {limit} rooms")
+        res = await self.broker.commit(room, [], expect_version=0, doc=rules.encode_doc(doc))
+        if res.status == CommitStatus.OK:
+            self._cache(room, res.version, doc)
+            if doc.scheduled_at is not None:
+                await self.broker.set_schedule(room, doc.scheduled_at)
+            return doc
+        if not exist_ok:
+            raise OpError("conflict", f"room {doc.id} already exists")
+        rec = await self.broker.load(room)
+        assert rec.doc is not None
+        existing = rules.decode_doc(rec.doc)
+        self._cache(room, rec.version, existing)
+        return existing
 
     def _cache(self, room: str, version: int, doc: RoomDoc) -> None:
         """Keep a room's document only while this node is subscribed to the room:
@@ -192,7 +214,7 @@ class Node:
     async def require_room(self, room: str) -> RoomDoc:
         doc = await self.room(room)
         if doc is None:
-            raise OpError("not_found", f"room {room} does not exist")
+            raise OpError("not_found", f"room {public_room(room)} does not exist")
         return doc
 
     async def transact(
@@ -206,7 +228,7 @@ class Node:
                 rec = await self.broker.load(room)
                 if rec.doc is None:
                     if not create:
-                        raise OpError("not_found", f"room {room} does not exist")
+                        raise OpError("not_found", f"room {public_room(room)} does not exist")
                     await self.room(room, create=True)
                     cached = self._docs.get(room)
                     continue
@@ -249,7 +271,7 @@ class Node:
     def drafts(room: str, emits: Iterable[Emit], *, capped: bool = False) -> list[Draft]:
         return [
             Draft(
-                encode_event(e.ev, room, e.data),
+                encode_event(e.ev, public_room(room), e.data),
                 durable=e.durable,
                 capped=capped,
                 coalesce=e.ev if not e.durable and not e.audience else "",
@@ -361,6 +383,8 @@ class ShowHooks:
         )
 
     async def room_started(self, room: str, doc: RoomDoc) -> None:
+        if doc.scheduled_at is not None:  # the show it announced is on: no longer upcoming
+            await self.node.broker.set_schedule(room, None)
         view = rules.public_view(doc)
         self.node.webhooks.emit("room.started", room, {"room": view, "followers": await self.followers(room)})
 

@@ -35,12 +35,13 @@ def make_broker(config: Config) -> Broker:
             "prefix": config.redis_prefix,
             "durable_wait_ms": config.durable_wait_ms,
             "durable_events": config.redis_durable_events,
+            "idle_ttl_ms": config.room_idle_ttl_s * 1000,
         }
         if config.redis_cluster:
             return RedisBroker.from_cluster(config.redis_cluster, **options)
         assert config.redis_url is not None
         return RedisBroker.from_url(config.redis_url, **options)
-    return MemoryBroker(MemoryHub(limits), node_id=config.node_id)
+    return MemoryBroker(MemoryHub(limits), node_id=config.node_id, idle_ttl_ms=config.room_idle_ttl_s * 1000)
 
 
 # Apps embed the SDK on their own origins. Authentication is a bearer token, never a

@@ -273,6 +273,9 @@ class Server:
 
 
 async def start_server(**overrides: Any) -> Server:
+    # Tests let any token create rooms by joining (most have a viewer join first);
+    # the default policy ("named") is tested in test_room_limits.py.
+    overrides.setdefault("auto_create", "any")
     config = Config(apps={APP: SECRET}, **overrides)
     app = create_app(config)
     ts = TestServer(app, host="127.0.0.1")

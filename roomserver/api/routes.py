@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -10,12 +11,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
-from roomserver.auth import Identity
+from roomserver.auth import USER_ID_RE, Identity
 from roomserver.bus.base import BrokerUnavailable, HistoryGone
 from roomserver.core import room as rules
 from roomserver.core.room import Emit
 from roomserver.gateway import identity_of
-from roomserver.protocol import OpError, decode, encode, now_ms
+from roomserver.protocol import OpError, convert_params, decode, encode, now_ms
+from roomserver.tenancy import public_room, room_key
 
 Auth = Literal["none", "admin", "room", "any"]
 
@@ -41,15 +43,23 @@ def _error(status: int, err: OpError) -> web.Response:
     return _json({"error": err.to_wire()}, status)
 
 
+# Every protocol error code has its HTTP status (the server API runs the same ops).
 STATUS_OF = {
     "bad_request": 400,
     "unauthorized": 401,
     "forbidden": 403,
+    "muted": 403,
     "not_found": 404,
+    "not_joined": 409,
     "conflict": 409,
+    "sold_out": 409,
+    "limit_reached": 409,
+    "not_open": 409,
     "history_gone": 410,
     "too_large": 413,
+    "blocked_content": 422,
     "rate_limited": 429,
+    "internal": 500,
     "unavailable": 503,
 }
 
@@ -73,6 +83,14 @@ def _authorize(request: web.Request, auth: Auth) -> Identity | None:
         if not identity.admits(room):
             raise OpError("forbidden", f"this token admits room {identity.room} only")
     return identity
+
+
+def _room_key(request: web.Request, identity: Identity) -> str:
+    """The path's room as a room of the caller's app: an admin (or any token) reaches
+    only its own app's rooms, whatever id it names."""
+    room = request.match_info["room"]
+    rules.validate_room_id(room)
+    return room_key(identity.app, room)
 
 
 def endpoint(auth: Auth, body: type[msgspec.Struct] | None = None):
@@ -141,13 +159,20 @@ class CreateRoom(msgspec.Struct, forbid_unknown_fields=False):
     id: RoomId | None = None
     mode: Literal["live", "call"] = "live"
     barrage_cap: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
-    scheduled_at: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    scheduled_at: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)] | None = None
 
 
-def _room_view(node, doc: rules.RoomDoc) -> dict[str, Any]:
+def _room_view(node, room: str, doc: rules.RoomDoc) -> dict[str, Any]:
     view = rules.public_view(doc)
-    view["online"] = node.online(doc.id)
+    view["online"] = node.online(room)
     return view
+
+
+def _page_limit(request: web.Request, default: int = 100) -> int:
+    raw = request.query.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise OpError("bad_request", "limit must be an integer 1..1000")
+    return int(raw)
 
 
 @endpoint("admin", CreateRoom)
@@ -162,67 +187,83 @@ async def create_room(request: web.Request, identity: Identity, body: CreateRoom
         barrage_cap=body.barrage_cap or node.config.barrage_cap,
         scheduled_at=body.scheduled_at,
     )
-    res = await node.broker.commit(room_id, [], expect_version=0, doc=rules.encode_doc(doc))
-    if res.status != "ok":
-        raise OpError("conflict", f"room {room_id} already exists")
+    room = room_key(identity.app, room_id)
+    doc = await node.create_room(room, doc)
     if doc.scheduled_at is not None:
-        await node.hooks.room_scheduled(room_id, doc)
-    return _json({"room": _room_view(node, doc)}, 201)
-
-
-async def _all_rooms(node, app: str) -> list[str]:  # node: Node
-    # Stop-gap for the per-app paged index (broker.rooms / broker.scheduled):
-    # these handlers still read every room of the app until they page themselves.
-    out: list[str] = []
-    while page := await node.broker.rooms(app, after=out[-1] if out else "", limit=1000):
-        out += page
-    return out
+        await node.hooks.room_scheduled(room, doc)
+    return _json({"room": _room_view(node, room, doc)}, 201)
 
 
 @endpoint("admin")
 async def list_rooms(request: web.Request, identity: Identity) -> web.Response:
+    """The app's rooms in id order, a page at a time: ``next`` is the ``after`` of the
+    next page (null on the last)."""
     node = _node(request)
+    limit = _page_limit(request)
+    after = request.query.get("after", "")
+    if after:
+        rules.validate_room_id(after)
+    keys = await node.broker.rooms(
+        identity.app, after=room_key(identity.app, after) if after else "", limit=limit
+    )
     rooms = []
-    for room_id in await _all_rooms(node, identity.app):
-        doc = await node.room(room_id)
+    for room in keys:
+        doc = await node.room(room)
         if doc is not None:
-            rooms.append(_room_view(node, doc))
-    return _json({"rooms": rooms})
+            rooms.append(_room_view(node, room, doc))
+    more = len(keys) == limit
+    return _json({"rooms": rooms, "next": public_room(keys[-1]) if more else None})
 
 
 @endpoint("any")
 async def schedule(request: web.Request, identity: Identity) -> web.Response:
-    """Upcoming shows: rooms with a future ``scheduled_at`` that are not live."""
+    """Upcoming shows of the caller's app: rooms with a future ``scheduled_at`` that
+    are not live, soonest first, read from the app's schedule index (never every room)."""
     node = _node(request)
+    limit = _page_limit(request, 50)
+    # `next` is "<ms>:<room id>": shows booked at the same ms are paged in id order.
+    at, _, after_room = request.query.get("after", "").partition(":")
+    if (at or after_room) and not (at.isdigit() and len(at) <= 16):
+        raise OpError("bad_request", "after must be the `next` of the previous page")
+    if after_room:
+        rules.validate_room_id(after_room)
     now = now_ms()
+    if at and int(at) >= now:
+        after_ms, after_key = int(at), room_key(identity.app, after_room) if after_room else ""
+    else:
+        after_ms, after_key = now, ""
+    entries = await node.broker.scheduled(identity.app, after_ms=after_ms, after_room=after_key, limit=limit)
     shows = []
-    for room_id in await _all_rooms(node, identity.app):
-        doc = await node.room(room_id)
-        if doc is not None and doc.scheduled_at and doc.scheduled_at > now and doc.state != "live":
+    for _, room in entries:
+        doc = await node.room(room)
+        if doc is not None and doc.scheduled_at and doc.state != "live":
             shows.append(rules.public_view(doc))
-    shows.sort(key=lambda v: v["scheduled_at"])
-    return _json({"shows": shows})
+    more = len(entries) == limit
+    return _json(
+        {"shows": shows, "next": f"{entries[-1][0]}:{public_room(entries[-1][1])}" if more else None}
+    )
 
 
 @endpoint("admin")
 async def get_room(request: web.Request, identity: Identity) -> web.Response:
     node = _node(request)
-    doc = await node.require_room(request.match_info["room"])
-    return _json({"room": _room_view(node, doc)})
+    room = _room_key(request, identity)
+    doc = await node.require_room(room)
+    return _json({"room": _room_view(node, room, doc)})
 
 
 @endpoint("admin")
 async def delete_room(request: web.Request, identity: Identity) -> web.Response:
     """Ends the room's show (if live); the room and its history remain readable."""
     node = _node(request)
-    room = request.match_info["room"]
+    room = _room_key(request, identity)
     doc = await node.require_room(room)
     if doc.state == "live":
         now = now_ms()
         summary = await node.hooks.show_summary(room)
         doc, _ = await node.transact(room, lambda d: rules.end(d, now, summary))
         await node.hooks.room_ended(room, doc, summary)
-    return _json({"room": _room_view(node, doc)})
+    return _json({"room": _room_view(node, room, doc)})
 
 
 class CustomEvent(msgspec.Struct, forbid_unknown_fields=False):
@@ -233,7 +274,7 @@ class CustomEvent(msgspec.Struct, forbid_unknown_fields=False):
 @endpoint("admin", CustomEvent)
 async def publish_event(request: web.Request, identity: Identity, body: CustomEvent) -> web.Response:
     node = _node(request)
-    room = request.match_info["room"]
+    room = _room_key(request, identity)
     await node.require_room(room)
     if len(encode(body.data)) > 8 * 1024:
         raise OpError("too_large", "custom event data is limited to 8 KiB")
@@ -244,7 +285,7 @@ async def publish_event(request: web.Request, identity: Identity, body: CustomEv
 @endpoint("room")
 async def history(request: web.Request, identity: Identity) -> web.Response:
     node = _node(request)
-    room = request.match_info["room"]
+    room = _room_key(request, identity)
     try:
         since = int(request.query.get("since", "0"))
         limit = int(request.query.get("limit", "100"))
@@ -265,7 +306,7 @@ async def lottery_audit(request: web.Request, identity: Identity) -> web.Respons
     from roomserver.handlers.commerce import lottery_audit as audit
 
     node = _node(request)
-    return _json(await audit(node, request.match_info["room"], request.match_info["lottery"]))
+    return _json(await audit(node, _room_key(request, identity), request.match_info["lottery"]))
 
 
 @endpoint("admin")
@@ -273,7 +314,52 @@ async def sale_orders(request: web.Request, identity: Identity) -> web.Response:
     from roomserver.handlers.commerce import sale_orders as orders
 
     node = _node(request)
-    return _json(await orders(node, request.match_info["room"], request.match_info["sale"]))
+    return _json(await orders(node, _room_key(request, identity), request.match_info["sale"]))
+
+
+@endpoint("admin")
+async def run_op(request: web.Request, identity: Identity) -> web.Response:
+    """The server API: an app back end runs a host/moderator op without a socket,
+    through the op's own handler (same rules, events, reply data and ``cid``
+    idempotency). The op acts as the admin, or as ``"as": user`` when given."""
+    from roomserver.handlers import REGISTRY, OpContext, server_api_ops
+
+    node = _node(request)
+    name = request.match_info["op"]
+    spec = REGISTRY.get(name)
+    if spec is None or name not in server_api_ops():
+        raise OpError("not_found", f"no server API op {name!r}; see /v1/openapi.json for the list")
+    params = await _json_object(request)
+    acting = identity
+    as_user = params.pop("as", None)
+    if as_user is not None:
+        if not isinstance(as_user, str) or not USER_ID_RE.fullmatch(as_user):
+            raise OpError("bad_request", "as must be a user id (1..64 chars of [A-Za-z0-9_.:@-])")
+        acting = dataclasses.replace(identity, user=as_user, name=as_user[:32])
+    room = _room_key(request, identity)
+    if params.pop("room", request.match_info["room"]) != request.match_info["room"]:
+        raise OpError("bad_request", "the body's room differs from the path's")
+    result = "error"
+    try:
+        data = await spec.handler(OpContext(node, acting, room, None), convert_params(params, spec.schema))
+        result = "ok"
+    except OpError as err:
+        result = err.code
+        raise
+    finally:
+        node.metrics.count_op(identity.app, name, result)
+    return _json(data if data is not None else {})
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        obj = decode(raw or b"{}")
+    except msgspec.DecodeError as exc:
+        raise OpError("bad_request", f"malformed JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise OpError("bad_request", "the body must be one JSON object (the op's params)")
+    return obj
 
 
 ROUTES: list[Route] = [
@@ -283,9 +369,29 @@ ROUTES: list[Route] = [
     ),
     Route("GET", "/metrics", metrics, "Prometheus metrics", "none", content="text/plain"),
     Route("POST", "/v1/rooms", create_room, "Create a room", "admin", CreateRoom, 201),
-    Route("GET", "/v1/rooms", list_rooms, "List rooms", "admin"),
+    Route(
+        "GET",
+        "/v1/rooms",
+        list_rooms,
+        "The app's rooms, in id order, a page at a time",
+        "admin",
+        query=(
+            ("after", "room id the page starts after (`next` of the previous page)"),
+            ("limit", "1..1000 (default 100)"),
+        ),
+    ),
     Route("GET", "/v1/rooms/{room}", get_room, "Get a room", "admin"),
-    Route("GET", "/v1/schedule", schedule, "Upcoming scheduled shows", "any"),
+    Route(
+        "GET",
+        "/v1/schedule",
+        schedule,
+        "The app's upcoming scheduled shows, soonest first",
+        "any",
+        query=(
+            ("after", "unix ms the page starts after (`next` of the previous page)"),
+            ("limit", "1..1000 (default 50)"),
+        ),
+    ),
     Route("DELETE", "/v1/rooms/{room}", delete_room, "End a room's show", "admin"),
     Route(
         "POST",
@@ -310,6 +416,13 @@ ROUTES: list[Route] = [
         lottery_audit,
         "A lottery's audit record: seed (after the draw), seed_hash, sorted entrants, winners",
         "any",
+    ),
+    Route(
+        "POST",
+        "/v1/rooms/{room}/ops/{op}",
+        run_op,
+        "Server API: run a host/moderator op (the body is its params, plus `as` to act as a user)",
+        "admin",
     ),
     Route(
         "GET",

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from roomserver.core.room import Emit, RoomDoc, with_features
+from roomserver.core.room import Emit, RoomDoc, check_future_time, with_features
 from roomserver.protocol import OpError
 
 MIN_DURATION_MS = 5_000
@@ -89,8 +89,8 @@ def close_poll(doc: RoomDoc, poll_id: str, tally: dict[str, int]) -> tuple[RoomD
 
 
 def announce(doc: RoomDoc, p: AnnounceParams, now: int) -> tuple[RoomDoc, list[Emit]]:
-    if p.countdown_to is not None and p.countdown_to <= now:
-        raise OpError("bad_request", "countdown_to must be in the future (unix ms)")
+    if p.countdown_to is not None:
+        check_future_time("countdown_to", p.countdown_to, now)
     data = {"text": p.text, "countdown_to": p.countdown_to}
     # An empty text clears the pinned announcement.
     return with_features(doc, announcement=data if p.text else None), [Emit("room.announcement", data)]

@@ -14,7 +14,7 @@ show):  idle ──start──► live ──end──► ended ──start─�
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -80,6 +80,16 @@ class Emit:
     close_code: int = 0
 
 
+# Times are unix milliseconds and cross into JavaScript clients: a time a client may
+# set is in the future, at most this far ahead, which also keeps it exact as a JS number.
+MAX_AHEAD_MS: Final = 366 * 24 * 3600 * 1000
+
+
+def check_future_time(name: str, value: int, now: int) -> None:
+    if not now < value <= now + MAX_AHEAD_MS:
+        raise OpError("bad_request", f"{name} must be a future unix time in ms, at most 366 days ahead")
+
+
 def new_room(
     room_id: str,
     now: int,
@@ -96,6 +106,8 @@ def new_room(
         raise OpError("bad_request", "mode must be live or call")
     if not 1 <= barrage_cap <= 100_000:
         raise OpError("bad_request", "barrage_cap must be between 1 and 100000")
+    if scheduled_at is not None:
+        check_future_time("scheduled_at", scheduled_at, now)
     return RoomDoc(
         id=room_id,
         title=title,

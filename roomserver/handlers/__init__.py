@@ -18,6 +18,7 @@ from roomserver.auth import Identity
 from roomserver.core.moderation import UserLimits
 from roomserver.fanout import Connection
 from roomserver.protocol import OpError
+from roomserver.tenancy import public_room, room_key
 
 # Who may call an op (PROTOCOL §3 roles): "any" role, "staff" (host,
 # moderator, admin: H,M), "host" (host or admin: H).
@@ -56,19 +57,40 @@ class Session:
 @dataclass(slots=True)
 class OpContext:
     node: Any  # roomserver.node.Node (Any avoids an import cycle)
-    session: Session
+    # Who acts: the socket's token, or the admin (or its ``as`` user) of a server API call.
+    identity: Identity
+    # The room key ``<app>/<room>`` (roomserver.tenancy): what the node and the bus
+    # are called with. ``room_id`` is the public id the client sent.
     room: str
     req_id: int | str | None
+    # The WebSocket's session; None for a server API call (REST), which has no socket.
+    session: Session | None = None
     # Set by handlers that queue their own reply (room.resume: reply, then replay).
     replied: bool = False
 
     @property
-    def identity(self) -> Identity:
-        return self.session.identity
+    def socket(self) -> Session:
+        """The caller's socket session, for ops that only make sense on one (join,
+        barrage slow mode, lottery watch time); the server API does not offer them."""
+        if self.session is None:
+            raise OpError("bad_request", "this op needs a WebSocket")
+        return self.session
 
     @property
     def user(self) -> str:
-        return self.session.identity.user
+        return self.identity.user
+
+    @property
+    def app(self) -> str:
+        return self.identity.app
+
+    @property
+    def room_id(self) -> str:
+        return public_room(self.room)
+
+    def room_key(self, room_id: str) -> str:
+        """Another room of this app (a PK's opponent), by its public id."""
+        return room_key(self.app, room_id)
 
 
 Handler = Callable[[OpContext, Any], Awaitable[dict[str, Any] | None]]
@@ -121,6 +143,16 @@ def op(
         return fn
 
     return register
+
+
+# The server API (``POST /v1/rooms/{room}/ops/{op}``, PROTOCOL §5) runs the ops that run
+# a room: every host/moderator op, and the host's side of co-hosting (whose rule decides
+# who may act from the identity, so their ``who`` is "any").
+HOST_SIDE_OF_ANY_OPS = frozenset({"cohost.accept", "cohost.reject", "cohost.end"})
+
+
+def server_api_ops() -> list[str]:
+    return sorted(n for n, spec in REGISTRY.items() if spec.who != "any" or n in HOST_SIDE_OF_ANY_OPS)
 
 
 def check_role(identity: Identity, who: Who) -> None:

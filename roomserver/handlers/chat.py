@@ -44,7 +44,7 @@ async def barrage(ctx: OpContext, p: BarrageParams) -> dict:
     if rules.is_restricted(doc.mutes, ctx.user, now):
         raise OpError("muted", "you are muted in this room")
     if doc.slow_s and not staff:
-        last = ctx.session.last_barrage.get(room, 0)
+        last = ctx.socket.last_barrage.get(room, 0)
         wait = last + doc.slow_s * 1000 - now
         if wait > 0:
             raise OpError("rate_limited", f"slow mode: one message every {doc.slow_s}s", retry_after_ms=wait)
@@ -60,7 +60,7 @@ async def barrage(ctx: OpContext, p: BarrageParams) -> dict:
     )
     seq = res.seqs[0] if res.seqs else None
     if res.status == CommitStatus.OK:
-        ctx.session.last_barrage[room] = now
+        ctx.socket.last_barrage[room] = now
         await keyword_entry(ctx, doc, p.text)
     if seq is None:
         node.metrics.shed.inc()
@@ -120,7 +120,7 @@ class TrackParams(msgspec.Struct, forbid_unknown_fields=False):
 async def track(ctx: OpContext, p: TrackParams) -> dict:
     if p.action in ("product.click", "cart.add") and p.product is None:
         raise OpError("bad_request", f"{p.action} needs a product")
-    ctx.node.metrics.tracked.labels(action=p.action).inc()
+    ctx.node.metrics.tracked.labels(app=ctx.app, action=p.action).inc()
     if p.action == "follow":
         await ctx.node.hooks.follow(ctx.room, ctx.user)
     return {}

@@ -59,7 +59,7 @@ async def request(ctx: OpContext, p: object) -> dict:
 async def invite(ctx: OpContext, p: InviteParams) -> dict:
     node, room = ctx.node, ctx.room
     if not _may_be_in_room(node, room, p.user):
-        raise OpError("not_found", f"{p.user} is not in room {room}")
+        raise OpError("not_found", f"{p.user} is not in room {ctx.room_id}")
     now, invite_id = now_ms(), _new_id()
     await node.transact(room, lambda d: rules.invite(d, p.user, ctx.identity.public(), now, invite_id))
     return {"invite": {"id": invite_id, "expires_at": now + rules.PENDING_TTL_MS}}

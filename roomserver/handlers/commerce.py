@@ -371,7 +371,7 @@ async def lottery_create(ctx: OpContext, p: lottery.LotteryParams) -> dict:
 
 async def enter_lottery(ctx: OpContext, lot: lottery.Lottery) -> None:
     now = now_ms()
-    joined = ctx.session.joined_at.get(ctx.room, now)
+    joined = ctx.socket.joined_at.get(ctx.room, now)
     lottery.check_can_enter(lot, now_ms=now, watch_s=(now - joined) / 1000, tier=ctx.identity.tier)
     res = await ctx.node.broker.tally(ctx.room, entries_key(lot.id), ctx.user, "1", COUNTER_TTL_MS)
     if res.status == TallyStatus.EXISTS:

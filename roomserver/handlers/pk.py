@@ -33,6 +33,7 @@ from roomserver.core import pk as rules
 from roomserver.core.room import Emit, RoomDoc, validate_room_id
 from roomserver.handlers import OpContext, PerNode, deadline, op
 from roomserver.protocol import OpError, now_ms
+from roomserver.tenancy import app_of, public_room, room_key
 
 ROOM_ID = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 PK_ID = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -57,12 +58,13 @@ async def invite(ctx: OpContext, p: InviteParams) -> dict:
     node, room, now = ctx.node, ctx.room, now_ms()
     validate_room_id(p.target_room)
     invitation = rules.new_invite(
-        "pk-" + secrets.token_hex(6), room, p.target_room, ctx.identity.public(), p.duration_s, now
+        "pk-" + secrets.token_hex(6), ctx.room_id, p.target_room, ctx.identity.public(), p.duration_s, now
     )
     pk_id = invitation["id"]
     await node.transact(room, lambda d: rules.reserve(d, invitation, now))
     try:
-        await node.transact(p.target_room, lambda d: rules.reserve(d, invitation, now))
+        # The opponent is a room of the same app: another app's room of that id is not reachable.
+        await node.transact(ctx.room_key(p.target_room), lambda d: rules.reserve(d, invitation, now))
     except BaseException:
         with contextlib.suppress(Exception):
             await node.transact(room, lambda d: rules.withdraw(d, pk_id, event=None))
@@ -74,29 +76,30 @@ async def invite(ctx: OpContext, p: InviteParams) -> dict:
 async def accept(ctx: OpContext, p: PkParams) -> dict:
     node, room, now = ctx.node, ctx.room, now_ms()
     invitation = rules.invitation(await node.require_room(room), p.pk, now)
-    if invitation["to_room"] != room:
+    if invitation["to_room"] != ctx.room_id:
         raise OpError("forbidden", "only the invited room's host may accept a PK")
     from_room = invitation["from_room"]
-    hosts = {from_room: invitation["by"]["id"], room: ctx.user}
+    from_key = ctx.room_key(from_room)
+    hosts = {from_room: invitation["by"]["id"], ctx.room_id: ctx.user}
     ends_at = now + invitation["duration_s"] * 1000
     try:
-        await node.transact(from_room, lambda d: rules.start(d, p.pk, hosts, now, ends_at))
+        await node.transact(from_key, lambda d: rules.start(d, p.pk, hosts, now, ends_at))
     except OpError as exc:
         if exc.code == "not_found":  # the inviting side is gone (withdrawn, expired, room deleted)
-            await _withdraw(node, invitation, "pk.expired")
+            await _withdraw(node, ctx.app, invitation, "pk.expired")
         raise
     try:
         doc, _ = await node.transact(room, lambda d: rules.start(d, p.pk, hosts, now, ends_at))
     except BaseException:
         with contextlib.suppress(Exception):
             await node.transact(
-                from_room, lambda d: rules.finish(d, p.pk, {}, now_ms(), rules.EndReason.CANCELLED)
+                from_key, lambda d: rules.finish(d, p.pk, {}, now_ms(), rules.EndReason.CANCELLED)
             )
         raise
     pk = doc.features["pk"]
     from roomserver import media_glue
 
-    media_glue.link_pk(node, pk)
+    media_glue.link_pk(node, ctx.app, pk)
     return {"pk": pk}
 
 
@@ -105,15 +108,21 @@ async def reject(ctx: OpContext, p: PkParams) -> dict:
     """The target's host declines; the inviting room's host may withdraw the same way."""
     node, room = ctx.node, ctx.room
     invitation = rules.invitation(await node.require_room(room), p.pk, now_ms())
-    await _withdraw(node, invitation, "pk.rejected", by_room=room)
+    await _withdraw(node, ctx.app, invitation, "pk.rejected", by_room=ctx.room_id)
     return {}
 
 
-async def _withdraw(node: Any, invitation: dict[str, Any], event: str, by_room: str | None = None) -> None:
+# A PK's document copy names its two rooms by public id (what events show); both
+# rooms belong to the app of the room the PK was found in.
+
+
+async def _withdraw(
+    node: Any, app: str, invitation: dict[str, Any], event: str, by_room: str | None = None
+) -> None:
     for r in invitation["rooms"]:
         with contextlib.suppress(OpError):  # this room's side is gone already
             await node.transact(
-                r, lambda d: rules.withdraw(d, invitation["id"], event=event, by_room=by_room)
+                room_key(app, r), lambda d: rules.withdraw(d, invitation["id"], event=event, by_room=by_room)
             )
 
 
@@ -121,18 +130,21 @@ async def _withdraw(node: Any, invitation: dict[str, Any], event: str, by_room: 
 async def end(ctx: OpContext, p: PkParams) -> dict:
     node, room = ctx.node, ctx.room
     pk = rules.active(await node.require_room(room), p.pk)
-    last = await end_battle(node, pk, rules.EndReason.ENDED)
+    last = await end_battle(node, ctx.app, pk, rules.EndReason.ENDED)
     return {"pk": last}
 
 
-async def end_battle(node: Any, pk: dict[str, Any], reason: rules.EndReason) -> dict[str, Any] | None:
+async def end_battle(
+    node: Any, app: str, pk: dict[str, Any], reason: rules.EndReason
+) -> dict[str, Any] | None:
     """End ``pk`` in both rooms (each at most once); returns the ended view."""
     now = now_ms()
-    scores = await read_scores(node, pk)
+    scores = await read_scores(node, app, pk)
     last = None
     for room in pk["rooms"]:
+        key = room_key(app, room)
         try:
-            doc, _ = await node.transact(room, lambda d: rules.finish(d, pk["id"], scores, now, reason))
+            doc, _ = await node.transact(key, lambda d: rules.finish(d, pk["id"], scores, now, reason))
         except OpError as exc:
             if exc.code in ("not_open", "not_found"):  # ended already (here or by another node)
                 continue
@@ -140,17 +152,21 @@ async def end_battle(node: Any, pk: dict[str, Any], reason: rules.EndReason) -> 
         last = doc.features["pk_last"]
         if room == pk["rooms"][0]:
             node.webhooks.emit(
-                "pk.ended", room, {k: last[k] for k in ("id", "rooms", "scores", "winner", "reason")}
+                "pk.ended", key, {k: last[k] for k in ("id", "rooms", "scores", "winner", "reason")}
             )
     from roomserver import media_glue
 
-    media_glue.unlink_pk(node, pk)
+    media_glue.unlink_pk(node, app, pk)
     return last
 
 
-async def read_scores(node: Any, pk: dict[str, Any]) -> dict[str, int]:
-    key = rules.score_key(pk["id"])
-    return {room: (await node.broker.accumulate(room, key, 0, NO_FLUSH_MS))[0] for room in pk["rooms"]}
+async def read_scores(node: Any, app: str, pk: dict[str, Any]) -> dict[str, int]:
+    """Points per room, keyed by the rooms' public ids (as ``pk.score`` shows them)."""
+    name = rules.score_key(pk["id"])
+    return {
+        room: (await node.broker.accumulate(room_key(app, room), name, 0, NO_FLUSH_MS))[0]
+        for room in pk["rooms"]
+    }
 
 
 # pk id -> (read at, scores): a join storm in a PK room reads the bus once per
@@ -158,7 +174,7 @@ async def read_scores(node: Any, pk: dict[str, Any]) -> dict[str, int]:
 _recent_scores: PerNode[dict[str, tuple[int, dict[str, int]]]] = PerNode(dict)
 
 
-async def current_pk_view(node: Any, doc: RoomDoc) -> dict[str, Any] | None:
+async def current_pk_view(node: Any, app: str, doc: RoomDoc) -> dict[str, Any] | None:
     """The join snapshot's ``pk`` with the scores so far while the battle runs
     (the document's copy gets them only at the end): a late joiner sees the
     score bar at once, not at the next ``pk.score``."""
@@ -169,7 +185,7 @@ async def current_pk_view(node: Any, doc: RoomDoc) -> dict[str, Any] | None:
     now = now_ms()
     hit = recent.get(view["id"])
     if hit is None or now - hit[0] >= SCORE_INTERVAL_MS:
-        hit = recent[view["id"]] = (now, await read_scores(node, view))
+        hit = recent[view["id"]] = (now, await read_scores(node, app, view))
         for pk_id in [k for k, (at, _) in recent.items() if now - at >= 60_000]:
             del recent[pk_id]
     return {**view, "scores": hit[1]}
@@ -181,20 +197,21 @@ async def gift_sent(node: Any, room: str, doc: RoomDoc, value: int) -> None:
     if pk is None or pk["state"] != rules.State.STARTED or now_ms() >= pk["ends_at"] or value <= 0:
         return
     await node.broker.accumulate(room, rules.score_key(pk["id"]), value, NO_FLUSH_MS)
-    await publish_scores(node, pk)
+    await publish_scores(node, app_of(room), pk)
 
 
-async def publish_scores(node: Any, pk: dict[str, Any]) -> None:
+async def publish_scores(node: Any, app: str, pk: dict[str, Any]) -> None:
     """``pk.score`` to both rooms when the scores changed, at most every 500 ms per PK."""
     if not node.local_gate("pk.score:" + pk["id"], SCORE_INTERVAL_MS):
         return
-    scores = await read_scores(node, pk)
+    scores = await read_scores(node, app, pk)
     value = msgspec.json.encode(scores).decode()
-    if not await node.broker.gate(pk["rooms"][0], "pk.score:" + pk["id"], SCORE_INTERVAL_MS, value):
+    first = room_key(app, pk["rooms"][0])
+    if not await node.broker.gate(first, "pk.score:" + pk["id"], SCORE_INTERVAL_MS, value):
         return
     emit = Emit("pk.score", {"id": pk["id"], "scores": scores}, durable=False)
     for room in pk["rooms"]:
-        await node.publish(room, [emit])
+        await node.publish(room_key(app, room), [emit])
 
 
 async def room_ended(node: Any, room: str) -> None:
@@ -202,27 +219,29 @@ async def room_ended(node: Any, room: str) -> None:
     doc = await node.room(room)
     if doc is None:
         return
+    app = app_of(room)
     pk = doc.features.get("pk")
     if pk is not None and pk["state"] == rules.State.STARTED:
-        await end_battle(node, pk, rules.EndReason.ROOM_ENDED)
+        await end_battle(node, app, pk, rules.EndReason.ROOM_ENDED)
     invitation = doc.features.get("pk_invite")
     if invitation is not None:
-        await _withdraw(node, invitation, "pk.rejected", by_room=room)
+        await _withdraw(node, app, invitation, "pk.rejected", by_room=public_room(room))
 
 
 @deadline
 async def pk_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
+    app = app_of(room)
     invitation = doc.features.get("pk_invite")
     if invitation is not None and invitation["expires_at"] <= now:
-        await _withdraw(node, invitation, "pk.expired")
+        await _withdraw(node, app, invitation, "pk.expired")
     from roomserver import media_glue
 
     # The battle may have been started or ended by another node: this node's media follows.
-    media_glue.sync_pk(node, doc)
+    media_glue.sync_pk(node, app, doc)
     pk = doc.features.get("pk")
     if pk is None or pk["state"] != rules.State.STARTED:
         return
     if pk["ends_at"] <= now:
-        await end_battle(node, pk, rules.EndReason.TIME)
+        await end_battle(node, app, pk, rules.EndReason.TIME)
         return
-    await publish_scores(node, pk)
+    await publish_scores(node, app, pk)

@@ -6,7 +6,9 @@ from typing import Annotated
 
 import msgspec
 
+from roomserver.auth import Identity
 from roomserver.bus.base import HistoryGone
+from roomserver.config import AutoCreate
 from roomserver.core import room as rules
 from roomserver.core.room import Emit
 from roomserver.handlers import OpContext, op
@@ -24,27 +26,42 @@ async def ping(ctx: OpContext, p: object) -> dict:
 
 
 def _admit(ctx: OpContext, doc: rules.RoomDoc) -> None:
-    if not ctx.identity.admits(ctx.room):
+    if not ctx.identity.admits(ctx.room_id):
         raise OpError("forbidden", f"this token admits room {ctx.identity.room} only")
     if not ctx.identity.is_staff and rules.is_restricted(doc.kicks, ctx.user, now_ms()):
         raise OpError("forbidden", "you were removed from this room")
 
 
+def may_auto_create(identity: Identity, policy: AutoCreate) -> bool:
+    """Whether joining a room that does not exist creates it (``--auto-create``).
+
+    ``named`` (the default) lets staff create rooms, and anyone whose token names the
+    room: the app minted a token for that very room, so it means the room to exist
+    (LiveKit's tokens always name the room). A viewer with a wildcard token cannot
+    make rooms by joining made-up ids: that was unbounded state any viewer could create."""
+    if policy == "any":
+        return True
+    if policy == "off":
+        return False
+    return identity.is_staff or identity.room is not None
+
+
 @op("room.join", joined=False)
 async def join(ctx: OpContext, p: object) -> dict:
-    node, conn = ctx.node, ctx.session.conn
-    if ctx.identity.room is not None and not ctx.identity.admits(ctx.room):
+    node, conn = ctx.node, ctx.socket.conn
+    if not ctx.identity.admits(ctx.room_id):
         raise OpError("forbidden", f"this token admits room {ctx.identity.room} only")
-    rules.validate_room_id(ctx.room)
-    doc = await node.room(ctx.room, create=True)
+    doc = await node.room(ctx.room, create=may_auto_create(ctx.identity, node.config.auto_create))
+    if doc is None:
+        raise OpError("not_found", f"room {ctx.room_id} does not exist")
     _admit(ctx, doc)
     ch = await node.ensure_channel(ctx.room)
     likes = await node.load_likes(ctx.room)
     sale = await current_sale_view(node, ctx.room, doc)
-    pk = await current_pk_view(node, doc)
+    pk = await current_pk_view(node, ctx.app, doc)
     # No await from here on: the member goes live at exactly the snapshot's seq.
     seq = node.fanout.join(conn, ctx.room)
-    ctx.session.joined_at.setdefault(ctx.room, now_ms())
+    ctx.socket.joined_at.setdefault(ctx.room, now_ms())
     if node.sample_joined(ctx.room):
         node.spawn(
             node.publish(ctx.room, [Emit("member.joined", {"user": ctx.identity.public()}, durable=False)])
@@ -60,8 +77,8 @@ async def join(ctx: OpContext, p: object) -> dict:
 @op("room.leave")
 async def leave(ctx: OpContext, p: object) -> dict:
     node = ctx.node
-    ctx.session.joined_at.pop(ctx.room, None)
-    if node.fanout.leave(ctx.session.conn, ctx.room):
+    ctx.socket.joined_at.pop(ctx.room, None)
+    if node.fanout.leave(ctx.socket.conn, ctx.room):
         node.spawn(node.release_channel(ctx.room))
     return {}
 
@@ -73,11 +90,10 @@ class ResumeParams(msgspec.Struct, forbid_unknown_fields=False):
 
 @op("room.resume", ResumeParams, joined=False)
 async def resume(ctx: OpContext, p: ResumeParams) -> dict | None:
-    node, conn, room = ctx.node, ctx.session.conn, ctx.room
-    rules.validate_room_id(room)
+    node, conn, room = ctx.node, ctx.socket.conn, ctx.room
     doc = await node.room(room)
     if doc is None:
-        raise OpError("history_gone", f"room {room} has no history")
+        raise OpError("history_gone", f"room {ctx.room_id} has no history")
     _admit(ctx, doc)
     ch = await node.ensure_channel(room)
     if p.epoch != ch.epoch:
@@ -101,7 +117,7 @@ async def resume(ctx: OpContext, p: ResumeParams) -> dict | None:
     except BaseException:
         _abandon_sync(ctx, was_member)
         raise
-    ctx.session.joined_at.setdefault(room, now_ms())
+    ctx.socket.joined_at.setdefault(room, now_ms())
     req_id = ctx.req_id
     node.fanout.end_sync(
         conn, room, history, None if req_id is None else lambda n: reply_ok(req_id, {"replayed": n})
@@ -114,8 +130,8 @@ def _abandon_sync(ctx: OpContext, was_member: bool) -> None:
     """A failed resume changes nothing: a new member is removed again."""
     fanout = ctx.node.fanout
     if was_member:
-        fanout.end_sync(ctx.session.conn, ctx.room, [], None)
-    elif fanout.leave(ctx.session.conn, ctx.room):
+        fanout.end_sync(ctx.socket.conn, ctx.room, [], None)
+    elif fanout.leave(ctx.socket.conn, ctx.room):
         ctx.node.spawn(ctx.node.release_channel(ctx.room))
 
 

@@ -34,16 +34,22 @@ logger = logging.getLogger(__name__)
 SDP_CONTENT_TYPE = "application/sdp"
 MAX_OFFER_BYTES = 64 * 1024
 ROOM_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
+# Media workers are addressed by whatever their pool names rooms by: the server's room
+# keys ("<app>/<room>", sent with the / as %2F), or plain ids.
+ROOM_KEY = re.compile(r"^(?:[A-Za-z0-9_-]{1,32}/)?[A-Za-z0-9_.:@-]{1,64}$")
 
 MediaAction = Literal["publish", "play", "stop"]
 
 
 @dataclass(frozen=True)
 class MediaPrincipal:
-    """Who is acting. `role` matters for "publish": the role the publisher will be listed with."""
+    """Who is acting. `role` matters for "publish": the role the publisher will be listed with.
+    `room` is the name the backend knows the room by (the server's tenant-scoped room key;
+    empty = the path's room id)."""
 
     user: str
     role: str = "viewer"
+    room: str = ""
 
 
 Authorize = Callable[[web.Request, str, MediaAction], Awaitable[MediaPrincipal]]
@@ -74,14 +80,23 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-def media_routes(backend: MediaBackend, authorize: Authorize) -> list[web.RouteDef]:
-    """aiohttp routes for WHIP/WHEP on `backend`; add them with `app.add_routes(...)`."""
+def media_routes(
+    backend: MediaBackend, authorize: Authorize, *, room_pattern: re.Pattern[str] = ROOM_ID
+) -> list[web.RouteDef]:
+    """aiohttp routes for WHIP/WHEP on `backend`; add them with `app.add_routes(...)`.
+    `room_pattern` is what a path's room must match (public ids; a worker takes room keys)."""
+
+    def _room(request: web.Request) -> str:
+        room = request.match_info["room"]
+        if not room_pattern.match(room):
+            raise BadRequest("room ids are 1..64 characters of [A-Za-z0-9_.:@-]")
+        return room
 
     async def publish(request: web.Request) -> web.StreamResponse:
         room = _room(request)
         principal = await authorize(request, room, "publish")
         offer = await _read_offer(request)
-        session, answer = await backend.publish(room, principal.user, principal.role, offer)
+        session, answer = await backend.publish(principal.room or room, principal.user, principal.role, offer)
         return _created(f"/v1/rooms/{room}/whip/{session}", answer)
 
     async def play(request: web.Request) -> web.StreamResponse:
@@ -89,14 +104,16 @@ def media_routes(backend: MediaBackend, authorize: Authorize) -> list[web.RouteD
         principal = await authorize(request, room, "play")
         publisher = request.query.get("publisher") or None
         offer = await _read_offer(request)
-        session, answer = await backend.play(room, publisher, principal.user, offer)
+        session, answer = await backend.play(principal.room or room, publisher, principal.user, offer)
         return _created(f"/v1/rooms/{room}/whep/{session}", answer)
 
     def stopper(kind: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def stop(request: web.Request) -> web.StreamResponse:
             room = _room(request)
             principal = await authorize(request, room, "stop")
-            await backend.stop(request.match_info["session"], principal.user, room=room, kind=kind)
+            await backend.stop(
+                request.match_info["session"], principal.user, room=principal.room or room, kind=kind
+            )
             return web.Response(status=200)
 
         return stop
@@ -129,13 +146,6 @@ def _guarded(
             return error_response(MediaError("internal error"))
 
     return guarded
-
-
-def _room(request: web.Request) -> str:
-    room = request.match_info["room"]
-    if not ROOM_ID.match(room):
-        raise BadRequest("room ids are 1..64 characters of [A-Za-z0-9_.:@-]")
-    return room
 
 
 async def _read_offer(request: web.Request) -> str:

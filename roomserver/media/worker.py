@@ -30,7 +30,7 @@ from aiohttp import web
 
 from .errors import Unauthorized
 from .sfu import MediaRouter
-from .whip import Authorize, MediaAction, MediaPrincipal, media_routes
+from .whip import ROOM_KEY, Authorize, MediaAction, MediaPrincipal, media_routes
 
 SECRET_ENV = "ROOMSERVER_MEDIA_WORKER_SECRET"
 SECRET_HEADER = "X-Roomserver-Media-Secret"
@@ -65,7 +65,7 @@ async def serve(host: str, port: int, ice_host: str | None, public_ip: str | Non
     )
     router.on_session_closed = lambda session: _emit({"type": "session_closed", "session": session})
     app = web.Application()
-    app.add_routes(media_routes(router, internal_authorize(secret)))
+    app.add_routes(media_routes(router, internal_authorize(secret), room_pattern=ROOM_KEY))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

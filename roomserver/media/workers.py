@@ -300,7 +300,9 @@ class MediaWorkerPool:
 
     async def publish(self, room: str, user: str, role: str, offer_sdp: str) -> tuple[str, str]:
         worker = await self._worker_for(room)
-        session, answer = await self._post(worker, f"/v1/rooms/{quote(room)}/whip", user, role, offer_sdp)
+        session, answer = await self._post(
+            worker, f"/v1/rooms/{quote(room, safe='')}/whip", user, role, offer_sdp
+        )
         self._sessions[session] = _SessionRoute(worker.index, room, room, "publish", user)
         self._room_worker.setdefault(room, worker.index)
         return session, answer
@@ -321,7 +323,7 @@ class MediaWorkerPool:
         if worker_index is None:
             raise NotFound(f"nobody is publishing in room {source_room}")
         worker = self._workers[worker_index]
-        path = f"/v1/rooms/{quote(source_room)}/whep"
+        path = f"/v1/rooms/{quote(source_room, safe='')}/whep"
         if publisher_user is not None:
             path += f"?publisher={quote(publisher_user)}"
         session, answer = await self._post(worker, path, viewer_user, "viewer", offer_sdp)
@@ -334,7 +336,7 @@ class MediaWorkerPool:
         route = session_at(self._sessions, session_id, room, kind)
         worker = self._workers[route.worker]
         segment = "whip" if route.kind == "publish" else "whep"
-        path = f"/v1/rooms/{quote(route.worker_room)}/{segment}/{quote(session_id)}"
+        path = f"/v1/rooms/{quote(route.worker_room, safe='')}/{segment}/{quote(session_id, safe='')}"
         try:
             async with self._request(worker, "DELETE", path, user, "viewer") as resp:
                 if resp.status != 200:

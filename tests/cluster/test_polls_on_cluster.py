@@ -4,6 +4,7 @@ one vote per user however many processes, results and the close once, same seq e
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 from roomserver.client import RoomClient, RoomError
@@ -42,7 +43,8 @@ async def test_poll_votes_count_once_across_processes_and_close_once(two_servers
             assert err.code == "conflict"
         finally:
             await again.close()
-        await host.request("room.announce", room, text="Sale at 8", countdown_to=4_000_000_000_000)
+        countdown_to = int(time.time() * 1000) + 86_400_000
+        await host.request("room.announce", room, text="Sale at 8", countdown_to=countdown_to)
         deadline = asyncio.get_running_loop().time() + 15
         while len(closed) < 2 or not announced:
             assert asyncio.get_running_loop().time() < deadline, (closed, announced)
@@ -51,7 +53,7 @@ async def test_poll_votes_count_once_across_processes_and_close_once(two_servers
         assert len(closed) == 2  # one poll.closed per listening client: closed exactly once
         assert closed[0]["seq"] == closed[1]["seq"]
         assert closed[0]["data"] == {"id": poll_id, "counts": [2, 2, 2]}
-        assert announced[0]["data"] == {"text": "Sale at 8", "countdown_to": 4_000_000_000_000}
+        assert announced[0]["data"] == {"text": "Sale at 8", "countdown_to": countdown_to}
         with_late = RoomClient(b.url, token("late"))
         await with_late.connect()
         snap = (await with_late.join(room))["room"]

@@ -36,6 +36,7 @@ MakeNode = Callable[..., Awaitable[Server]]
 async def start_node(hub: MemoryHub | None = None, **overrides: Any) -> Server:
     overrides.setdefault("flush_ms", 10)
     overrides.setdefault("ice_host", LOOPBACK)
+    overrides.setdefault("auto_create", "any")  # as tests/server_fixtures.start_server
     config = Config(apps={APP: SECRET}, **overrides)
     broker = MemoryBroker(hub, node_id=config.node_id) if hub is not None else None
     app = create_app(config, broker)

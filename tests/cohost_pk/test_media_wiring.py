@@ -18,8 +18,9 @@ from roomserver.core.room import decode_doc
 from roomserver.media.client import Publisher, Viewer, delete_session, post_offer
 from roomserver.media.synthetic import CounterVideoTrack
 from roomserver.media_glue import for_node
+from roomserver.tenancy import room_key
 from tests.cohost_pk.conftest import MakeNode
-from tests.server_fixtures import Recorder, Server, new_room_id, token
+from tests.server_fixtures import APP, Recorder, Server, new_room_id, token
 
 FRAMES = 15
 MEDIA_WAIT_S = 10.0
@@ -209,7 +210,7 @@ async def test_worker_pool_with_routing_recorded_in_the_bus(make_node: MakeNode,
         assert (await peers.publish(server, room, f"h{i}", "host"))[0] == 201
     owners = []
     for room in rooms:
-        rec = await server.node.broker.load(room)
+        rec = await server.node.broker.load(room_key(APP, room))
         owners.append(decode_doc(rec.doc).features["media_worker"])
     assert {o["node"] for o in owners} == {server.config.node_id}
     assert sorted(o["worker"] for o in owners) == [0, 1]  # least loaded: one room per worker

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from roomserver.handlers.commerce import coupon_key, entries_key, packet_key, sale_key
-from tests.server_fixtures import RawWS, Server, new_room_id, token
+from roomserver.tenancy import room_key
+from tests.server_fixtures import APP, RawWS, Server, new_room_id, token
 
 PRODUCT = {"id": "p-1", "title": "Tea set", "price_cents": 1200}
 SALE = {"product": PRODUCT, "price_cents": 1200, "stock": 3, "limit_per_user": 1}
@@ -119,10 +120,11 @@ async def setup(server: Server, room: str, host: RawWS, ann: RawWS, bob: RawWS) 
 async def room_state(server: Server, room: str, fx: Fixture) -> dict[str, Any]:
     """Everything a bad op could have changed (read from the bus and the REST API)."""
     bus = server.node.broker
+    rest_room, room = room, room_key(APP, room)  # the bus knows the app's room by its key
     rec = await bus.load(room)
     state: dict[str, Any] = {"doc": (rec.version, rec.doc), "seq": rec.seq, "epoch": rec.epoch}
     for s in (fx.sale, fx.sold_out, fx.scheduled, fx.ended):
-        status, listing = await server.admin("GET", f"/v1/rooms/{room}/sales/{s}/orders")
+        status, listing = await server.admin("GET", f"/v1/rooms/{rest_room}/sales/{s}/orders")
         assert status == 200 and listing["problems"] == []
         state[f"sale {s}"] = (
             await bus.stock_state(room, sale_key(s)),
@@ -131,7 +133,7 @@ async def room_state(server: Server, room: str, fx: Fixture) -> dict[str, Any]:
             listing["sold"],
         )
     for lot in (fx.drawn, fx.lottery):
-        status, audit = await server.admin("GET", f"/v1/rooms/{room}/lotteries/{lot}")
+        status, audit = await server.admin("GET", f"/v1/rooms/{rest_room}/lotteries/{lot}")
         assert status == 200
         state[f"lottery {lot}"] = (audit, sorted(await bus.tally_members(room, entries_key(lot))))
     for c in (fx.coupon, fx.open_coupon):

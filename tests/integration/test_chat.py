@@ -335,7 +335,7 @@ async def test_track_is_analytics_only(server: Server, room: str) -> None:
     await rec.quiet()
     assert rec.durable(room) == [] and await server.history(room) == []
     metrics = (await server.rest("GET", "/metrics"))[1]
-    assert 'roomserver_tracked_total{action="cart.add"} 1.0' in metrics
+    assert 'roomserver_tracked_total{action="cart.add",app="testapp"} 1.0' in metrics
 
 
 async def test_room_start_and_end(server: Server, room: str) -> None:

@@ -65,8 +65,8 @@ async def test_metrics_text(server: Server, room: str) -> None:
         text = await resp.text()
     for name in METRICS:
         assert re.search(rf"^# TYPE {name} ", text, re.M), name
-    assert 'roomserver_ops_total{op="barrage.send",result="ok"} 1.0' in text
-    assert 'roomserver_ops_total{op="barrage.send",result="bad_request"} 1.0' in text
+    assert 'roomserver_ops_total{app="testapp",op="barrage.send",result="ok"} 1.0' in text
+    assert 'roomserver_ops_total{app="testapp",op="barrage.send",result="bad_request"} 1.0' in text
     assert "roomserver_sockets 1.0" in text
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ import pytest
 import roomserver.client
 from roomserver.client import ConnectionLost, RequestTimeout, RoomClient, RoomError
 from roomserver.core.room import Emit
-from tests.server_fixtures import PROTOCOL_ERRORS, Recorder, Server, free_port, token
+from roomserver.tenancy import room_key
+from tests.server_fixtures import APP, PROTOCOL_ERRORS, Recorder, Server, free_port, token
 
 
 def cut(server: Server, user: str, code: int = 4008) -> int:
@@ -31,7 +33,10 @@ async def publish_now(server: Server, room: str, n: int, tag: str = "x") -> None
     """Publish ``n`` durable events without yielding to the loop (the memory bus
     commits synchronously), so no client can react in between."""
     for i in range(n):
-        await server.node.publish(room, [Emit("custom." + tag, {"i": i})])
+        await server.node.publish(room_key(APP, room), [Emit("custom." + tag, {"i": i})])
+
+
+COUNTDOWN_TO = int(time.time() * 1000) + 86_400_000  # a day ahead: times are at most 366 days ahead
 
 
 def assert_consecutive(seqs: list[int], first: int, last: int) -> None:
@@ -39,7 +44,7 @@ def assert_consecutive(seqs: list[int], first: int, last: int) -> None:
 
 
 async def head(server: Server, room: str) -> int:
-    return (await server.node.broker.load(room)).seq
+    return (await server.node.broker.load(room_key(APP, room))).seq
 
 
 async def test_reconnect_after_4008_resumes_without_gap_or_duplicate(server: Server, room: str) -> None:
@@ -55,7 +60,7 @@ async def test_reconnect_after_4008_resumes_without_gap_or_duplicate(server: Ser
         for i in range(60):  # ≈ 0.6 s of events straddling the reconnect
             if stop.is_set():
                 return
-            await server.node.publish(room, [Emit("custom.live", {"i": i})])
+            await server.node.publish(room_key(APP, room), [Emit("custom.live", {"i": i})])
             await asyncio.sleep(0.01)
 
     task = asyncio.ensure_future(publisher())
@@ -360,7 +365,7 @@ async def test_every_op_method_sends_its_protocol_op(server: Server, room: str) 
             host.poll_create(room, question="Color?", options=["red", "blue"], duration_ms=30_000),
         ),
         ("poll.vote", host.poll_vote(room, "po1", 1)),
-        ("room.announce", host.announce(room, "Sale at 8", countdown_to=1_900_000_000_000)),
+        ("room.announce", host.announce(room, "Sale at 8", countdown_to=COUNTDOWN_TO)),
         ("cohost.request", host.cohost_request(room)),
         ("cohost.invite", host.cohost_invite(room, "ann")),
         ("cohost.accept", host.cohost_accept(room, user="ann")),
@@ -382,7 +387,7 @@ async def test_every_op_method_sends_its_protocol_op(server: Server, room: str) 
     assert params["poll.create"]["options"] == ["red", "blue"]
     assert params["pk.invite"] == {"target_room": "other-room", "duration_s": 120}
     assert params["cohost.accept"] == {"user": "ann"} and params["cohost.reject"] == {"request": "rq1"}
-    assert params["room.announce"] == {"text": "Sale at 8", "countdown_to": 1_900_000_000_000}
+    assert params["room.announce"] == {"text": "Sale at 8", "countdown_to": COUNTDOWN_TO}
 
 
 async def test_app_driven_resume_on_a_fresh_client(server: Server, room: str) -> None:

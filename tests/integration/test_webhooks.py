@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from roomserver.auth import mint_token
 from roomserver.config import Config
+from roomserver.protocol import now_ms
 from roomserver.server import create_app
 from roomserver.webhooks import Webhooks
 
@@ -47,14 +48,15 @@ async def until(cond, timeout=5.0):
 
 async def test_webhook_is_signed_and_retried():
     srv, got, calls = await receiver(fail_first=2)
-    hooks = Webhooks(f"http://127.0.0.1:{srv.port}/hook", SECRET, backoff_s=0.01)
+    hooks = Webhooks(f"http://127.0.0.1:{srv.port}/hook", {"shop": SECRET}, backoff_s=0.01)
     hooks.start()
-    hooks.emit("room.ended", "r1", {"x": 1})
+    hooks.emit("room.ended", "shop/r1", {"x": 1})
     await until(lambda: got)
     payload, sig, body = got[0]
     assert calls["n"] == 3
     assert sig == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert (payload["event"], payload["room"], payload["data"]) == ("room.ended", "r1", {"x": 1})
+    assert (payload["event"], payload["app"], payload["room"]) == ("room.ended", "shop", "r1")
+    assert payload["data"] == {"x": 1}
     assert payload["id"] and payload["ts"] > 0
     await hooks.stop()
     await srv.close()
@@ -72,7 +74,7 @@ async def test_start_and_end_send_webhooks_with_followers():
     async with aiohttp.ClientSession() as s:
         r = await s.post(
             f"{base}/v1/rooms",
-            json={"id": "show1", "title": "Tea", "scheduled_at": 4_000_000_000_000},
+            json={"id": "show1", "title": "Tea", "scheduled_at": now_ms() + 86_400_000},
             headers={"Authorization": f"Bearer {admin}"},
         )
         assert r.status == 201
@@ -81,13 +83,15 @@ async def test_start_and_end_send_webhooks_with_followers():
             await fan.receive()
             await fan.send_json({"id": 2, "op": "track", "room": "show1", "action": "follow"})
             await fan.receive()
+        r = await s.get(f"{base}/v1/schedule", headers={"Authorization": f"Bearer {admin}"})
+        assert [v["id"] for v in (await r.json())["shows"]] == ["show1"]
         async with s.ws_connect(f"{base}/v1/ws?token={mint_token('app', SECRET, 'h1', 'host')}") as host:
             for i, op in enumerate(("room.join", "room.start", "room.end")):
                 await host.send_json({"id": i, "op": op, "room": "show1"})
                 await host.receive()
         await until(lambda: len(got) >= 3)
         r = await s.get(f"{base}/v1/schedule", headers={"Authorization": f"Bearer {admin}"})
-        assert [v["id"] for v in (await r.json())["shows"]] == ["show1"]
+        assert (await r.json())["shows"] == []  # it went live: no longer upcoming
     events = [p["event"] for p, _, _ in got]
     assert events == ["room.scheduled", "room.started", "room.ended"]
     assert got[1][0]["data"]["followers"] == ["fan1"]

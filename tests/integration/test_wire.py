@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 
 from roomserver.client import RoomError
-from tests.server_fixtures import PROTOCOL_ERRORS, SNAPSHOT_KEYS, Recorder, Server, token
+from roomserver.tenancy import room_key
+from tests.server_fixtures import APP, PROTOCOL_ERRORS, SNAPSHOT_KEYS, Recorder, Server, token
 
 
 def assert_error(reply: dict[str, Any], req_id: Any, code: str) -> None:
@@ -347,7 +348,7 @@ async def test_wrong_params_are_bad_request_and_change_nothing(server: Server, r
     assert await server.history(room) == history_before
     # the room still works and the next seq follows the snapshot's
     assert (await viewer.send_barrage(room, "still fine"))["seq"] == snap["seq"] + 1
-    doc = await server.node.require_room(room)
+    doc = await server.node.require_room(room_key(APP, room))
     assert doc.slow_s == 0 and doc.mutes == {} and doc.words == [] and doc.pinned is None
 
 
