@@ -15,7 +15,7 @@ from roomserver.bus.base import BrokerUnavailable, HistoryGone
 from roomserver.core import room as rules
 from roomserver.core.room import Emit
 from roomserver.gateway import identity_of
-from roomserver.protocol import OpError, decode, encode, now_ms
+from roomserver.protocol import OpError, decode, decode_body, encode, now_ms
 
 Auth = Literal["none", "admin", "room", "any"]
 
@@ -84,11 +84,7 @@ def endpoint(auth: Auth, body: type[msgspec.Struct] | None = None):
                 identity = _authorize(request, auth)
                 args: list[Any] = [request, identity]
                 if body is not None:
-                    raw = await request.read()
-                    try:
-                        args.append(msgspec.json.decode(raw or b"{}", type=body))
-                    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                        raise OpError("bad_request", str(exc)) from None
+                    args.append(decode_body(await request.read(), body))
                 return await fn(*args)
             except OpError as err:
                 return _error(STATUS_OF.get(err.code, 500), err)

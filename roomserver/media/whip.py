@@ -1,13 +1,15 @@
 """WHIP/WHEP endpoints (RFC 9725 shapes) over any media backend.
 
-    POST   /v1/rooms/{room}/whip                 publish  → 201, Location, answer
-    DELETE /v1/rooms/{room}/whip/{session}       stop     → 200
-    POST   /v1/rooms/{room}/whep[?publisher=u]   play     → 201, Location, answer
-    DELETE /v1/rooms/{room}/whep/{session}       stop     → 200
-    PATCH  …/{session}                           405: no trickle ICE (RFC 9725 4.3.1)
+    POST    /v1/rooms/{room}/whip                 publish  → 201, Location, answer
+    DELETE  /v1/rooms/{room}/whip/{session}       stop     → 200
+    POST    /v1/rooms/{room}/whep[?publisher=u]   play     → 201, Location, answer
+    DELETE  /v1/rooms/{room}/whep/{session}       stop     → 200
+    OPTIONS /v1/rooms/{room}/whip|whep            204, Accept-Post: application/sdp (RFC 9725 4.2)
+    PATCH   …/{session}                           405 from the router, Allow: DELETE, OPTIONS:
+                                                  no trickle ICE or ICE restarts (RFC 9725 4.3.1)
 
 Errors are JSON `{"error": {"code", "message"}}` with protocol codes: 400 bad SDP, 401 no or
-bad token, 403 not allowed, 404 unknown publisher or session, 413 offer too large, 415 body
+bad token (with `WWW-Authenticate: Bearer`, RFC 6750), 403 not allowed, 404 unknown publisher or session, 413 offer too large, 415 body
 not `application/sdp`. The backend is a `MediaRouter` (media in this process) or a
 `MediaWorkerPool` (media in worker processes); both have the same three coroutines.
 
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from aiohttp import web
+
+from roomserver.logsafe import clean
 
 from .errors import BadRequest, MediaError, TooLarge, UnsupportedMediaType
 
@@ -62,7 +66,10 @@ class MediaBackend(Protocol):
 
 
 def error_response(error: MediaError) -> web.Response:
-    return web.json_response(error.to_json(), status=error.status)
+    headers = None
+    if error.status == 401:  # RFC 6750 §3; the token is in the header or absent
+        headers = {"WWW-Authenticate": 'Bearer realm="roomserver"'}
+    return web.json_response(error.to_json(), status=error.status, headers=headers)
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -101,18 +108,20 @@ def media_routes(backend: MediaBackend, authorize: Authorize) -> list[web.RouteD
 
         return stop
 
-    async def no_trickle(request: web.Request) -> web.StreamResponse:
-        return error_response(
-            MediaError("trickle ICE and ICE restarts are not supported", code="bad_request", status=405)
-        )
+    async def options(request: web.Request) -> web.StreamResponse:
+        """RFC 9725 §4.2: what a WHIP/WHEP endpoint accepts (no ICE servers to announce:
+        the server's candidates are in its answer)."""
+        return web.Response(status=204, headers={"Accept-Post": SDP_CONTENT_TYPE, "Allow": "OPTIONS, POST"})
 
+    # No PATCH routes: without trickle ICE the router's 405 (Allow: DELETE, OPTIONS)
+    # is the answer RFC 9725 §4.3.1 asks for.
     return [
         web.post("/v1/rooms/{room}/whip", _guarded(publish)),
+        web.options("/v1/rooms/{room}/whip", options),
         web.delete("/v1/rooms/{room}/whip/{session}", _guarded(stopper("publish"))),
-        web.patch("/v1/rooms/{room}/whip/{session}", no_trickle),
         web.post("/v1/rooms/{room}/whep", _guarded(play)),
+        web.options("/v1/rooms/{room}/whep", options),
         web.delete("/v1/rooms/{room}/whep/{session}", _guarded(stopper("play"))),
-        web.patch("/v1/rooms/{room}/whep/{session}", no_trickle),
     ]
 
 
@@ -125,7 +134,7 @@ def _guarded(
         except MediaError as error:
             return error_response(error)
         except Exception:
-            logger.exception("media request %s %s failed", request.method, request.path)
+            logger.exception("media request %s %s failed", request.method, clean(request.path))
             return error_response(MediaError("internal error"))
 
     return guarded
