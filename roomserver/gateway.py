@@ -10,6 +10,7 @@ effects of one client's ops keep their order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -23,9 +24,11 @@ from roomserver.bus.base import BrokerUnavailable
 from roomserver.core.moderation import UserLimits
 from roomserver.fanout import Connection
 from roomserver.handlers import REGISTRY, OpContext, Session, check_role
+from roomserver.logsafe import clean
 from roomserver.node import Node
 from roomserver.protocol import (
     CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
     CLOSE_TOKEN_EXPIRED,
     CLOSE_TOO_LARGE,
     CLOSE_TOO_MANY_CONNECTIONS,
@@ -110,13 +113,18 @@ class Gateway:
         # user out with 4029 until the process restarts.
         try:
             ws = web.WebSocketResponse(max_msg_size=READ_LIMIT, compress=False, heartbeat=30.0)
-            await ws.prepare(request)
-            if refused:
-                await ws.close(
-                    code=CLOSE_TOO_MANY_CONNECTIONS, message=b"too many connections for this user or IP"
-                )
-                return ws
-            await self._serve(request, ws, identity, key)
+            await ws.prepare(request)  # raising here is still an HTTP answer (errors middleware)
+            try:
+                if refused:
+                    await ws.close(
+                        code=CLOSE_TOO_MANY_CONNECTIONS, message=b"too many connections for this user or IP"
+                    )
+                else:
+                    await self._serve(request, ws, identity, key)
+            except Exception:  # after the upgrade no HTTP answer can be sent: close the socket
+                log.exception("socket of user %s failed", clean(identity.user))
+                with contextlib.suppress(Exception):
+                    await ws.close(code=CLOSE_INTERNAL_ERROR, message=b"internal error")
             return ws
         finally:
             if not refused:

@@ -28,6 +28,7 @@ CLOSE_SLOW_CONSUMER: Final = 4008
 CLOSE_TOO_MANY_CONNECTIONS: Final = 4029
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_TOO_LARGE: Final = 1009
+CLOSE_INTERNAL_ERROR: Final = 1011  # a server bug after the upgrade (RFC 6455 §7.4.1)
 
 ErrorCode = Literal[
     "bad_request",

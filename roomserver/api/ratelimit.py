@@ -73,8 +73,8 @@ def rate_limits(
         if path == WS_PATH or request.method == "OPTIONS":
             return await handler(request)
         now = time.monotonic()
-        wait = ips.take(hash(request.remote or ""), now) if ips else 0.0
-        if not wait and tokens and path not in PROBE_PATHS:
+        wait = ips.take(hash(request.remote or ""), now) if ips is not None else 0.0
+        if not wait and tokens is not None and path not in PROBE_PATHS:
             token = _request_token(request)
             if token:
                 wait = tokens.take(hash(token), now)
