@@ -116,11 +116,29 @@ def decode_client_json(text: str, type: Any = None) -> Any:
         # type=Any costs a frame 2x the time of no type at all
         return decode(text) if type is None else msgspec.json.decode(text, type=type)
     except msgspec.ValidationError as exc:
+        # JSON has one number type: 5.0 is the integer 5 (JSON Schema agrees, and
+        # so do clients that serialise every number as a double). Retried on the
+        # error path only, so well-formed requests pay nothing.
+        if "got `float`" in str(exc):
+            try:
+                return msgspec.convert(_integral_floats_as_ints(decode(text)), type)
+            except msgspec.ValidationError:
+                pass
         raise OpError("bad_request", str(exc)) from None
     except msgspec.DecodeError as exc:
         raise OpError("bad_request", f"malformed JSON: {exc}") from None
     except RecursionError:  # unreachable after the scan; kept so a scan bug is still a 400
         raise _too_deep() from None
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if value.__class__ is float and value.is_integer():
+        return int(value)
+    if value.__class__ is dict:
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if value.__class__ is list:
+        return [_integral_floats_as_ints(v) for v in value]
+    return value
 
 
 def decode_body(raw: bytes, type: Any = None) -> Any:

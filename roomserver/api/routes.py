@@ -20,6 +20,10 @@ from roomserver.protocol import OpError, decode, decode_body, encode, now_ms
 Auth = Literal["none", "admin", "room", "any"]
 
 
+# (name, description) or (name, description, JSON schema); a string without one
+Query = tuple[str, str] | tuple[str, str, dict[str, Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     method: str
@@ -29,8 +33,14 @@ class Route:
     auth: Auth
     body: type[msgspec.Struct] | None = None
     ok_status: int = 200
-    query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    query: tuple[Query, ...] = ()
     content: str = "application/json"
+    # Error statuses this route answers beyond those every route of its kind does
+    # (see openapi.error_statuses), e.g. 409 for a create that can conflict.
+    errors: tuple[int, ...] = ()
+    body_content: str = "application/json"  # "application/sdp": the body is text, not a Struct
+    bus: bool = True  # reads or writes the bus: may answer 503 unavailable
+    headers: tuple[Query, ...] = ()  # request headers the route requires
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -264,12 +274,12 @@ async def sale_orders(request: web.Request, identity: Identity) -> web.Response:
 
 
 ROUTES: list[Route] = [
-    Route("GET", "/healthz", healthz, "Liveness: the process answers", "none"),
+    Route("GET", "/healthz", healthz, "Liveness: the process answers", "none", bus=False),
     Route(
         "GET", "/readyz", readyz, "Readiness: the bus (Redis) is reachable and the node not draining", "none"
     ),
-    Route("GET", "/metrics", metrics, "Prometheus metrics", "none", content="text/plain"),
-    Route("POST", "/v1/rooms", create_room, "Create a room", "admin", CreateRoom, 201),
+    Route("GET", "/metrics", metrics, "Prometheus metrics", "none", content="text/plain", bus=False),
+    Route("POST", "/v1/rooms", create_room, "Create a room", "admin", CreateRoom, 201, errors=(409,)),
     Route("GET", "/v1/rooms", list_rooms, "List rooms", "admin"),
     Route("GET", "/v1/rooms/{room}", get_room, "Get a room", "admin"),
     Route("GET", "/v1/schedule", schedule, "Upcoming scheduled shows", "any"),
@@ -282,6 +292,7 @@ ROUTES: list[Route] = [
         "admin",
         CustomEvent,
         201,
+        errors=(413,),
     ),
     Route(
         "GET",
@@ -289,7 +300,15 @@ ROUTES: list[Route] = [
         history,
         "Durable events after `since` (a token admitting the room suffices)",
         "room",
-        query=(("since", "seq to read after (default 0)"), ("limit", "1..1000 (default 100)")),
+        query=(
+            ("since", "seq to read after (default 0)", {"type": "integer", "minimum": 0, "default": 0}),
+            (
+                "limit",
+                "events at most (default 100)",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            ),
+        ),
+        errors=(410,),
     ),
     Route(
         "GET",

@@ -115,14 +115,51 @@ def media_routes(backend: MediaBackend, authorize: Authorize) -> list[web.RouteD
 
     # No PATCH routes: without trickle ICE the router's 405 (Allow: DELETE, OPTIONS)
     # is the answer RFC 9725 §4.3.1 asks for.
-    return [
-        web.post("/v1/rooms/{room}/whip", _guarded(publish)),
+    routes = [
+        web.post("/v1/rooms/{room}/whip", _described(publish, "WHIP: publish (SDP offer in, answer out)")),
         web.options("/v1/rooms/{room}/whip", options),
-        web.delete("/v1/rooms/{room}/whip/{session}", _guarded(stopper("publish"))),
-        web.post("/v1/rooms/{room}/whep", _guarded(play)),
+        web.delete(
+            "/v1/rooms/{room}/whip/{session}",
+            _described(stopper("publish"), "WHIP: stop publishing", name="stop_publish"),
+        ),
+        web.post(
+            "/v1/rooms/{room}/whep",
+            _described(
+                play,
+                "WHEP: play a publisher (SDP offer in, answer out)",
+                query=(("publisher", "the user to play (default: the room's host)"),),
+            ),
+        ),
         web.options("/v1/rooms/{room}/whep", options),
-        web.delete("/v1/rooms/{room}/whep/{session}", _guarded(stopper("play"))),
+        web.delete(
+            "/v1/rooms/{room}/whep/{session}",
+            _described(stopper("play"), "WHEP: stop playing", name="stop_play"),
+        ),
     ]
+    return routes
+
+
+def _described(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    summary: str,
+    *,
+    name: str | None = None,
+    query: tuple[tuple[str, str], ...] = (),
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The guarded handler, with what /v1/openapi.json says about it (api/openapi.py)."""
+    guarded = _guarded(handler)
+    guarded.__name__ = name or handler.__name__
+    creates = name is None  # POST: an SDP answer; DELETE: an empty 200
+    guarded.openapi = {  # type: ignore[attr-defined]
+        "summary": summary,
+        "auth": "room",
+        "ok_status": 201 if creates else 200,
+        "content": SDP_CONTENT_TYPE if creates else "",
+        "body_content": SDP_CONTENT_TYPE if creates else "",
+        "errors": (403, 404),
+        "query": query,
+    }
+    return guarded
 
 
 def _guarded(
