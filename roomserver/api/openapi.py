@@ -109,8 +109,9 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
         if params:
             op["parameters"] = params
         if r.auth == "none":
-            op["security"] = []
+            op["security"] = []  # explicit: the document's default is a bearer token
         else:
+            op["security"] = [{"bearer": []}]
             op["description"] = {
                 "admin": "Requires an admin token.",
                 "room": "Requires a token that admits this room.",
