@@ -6,7 +6,8 @@ client cannot make the node serve nothing else (issue 16: 20 concurrent schedule
 reads moved every socket's ping from 1 ms to 0.8 s). Health and metrics skip the
 token bucket (a probe has no token) but not the IP bucket. WebSocket upgrades
 are not REST: sockets are bounded by connections per user and per IP, and their
-ops by the per-user op limits.
+ops by the per-user op limits. The browser pages and their static files are not
+limited (cheap, and a page load fetches dozens).
 
 Buckets live in this process (like the per-user op limits): N nodes behind a
 load balancer give a client N times the budget. State is bounded: keys are
@@ -21,6 +22,7 @@ import time
 
 from aiohttp import web
 
+from roomserver.api import API_PREFIXES
 from roomserver.api.middleware import json_error_response
 
 WS_PATH = "/v1/ws"
@@ -70,8 +72,8 @@ def rate_limits(
     @web.middleware
     async def limit(request: web.Request, handler):  # type: ignore[no-untyped-def]
         path = request.path
-        if path == WS_PATH or request.method == "OPTIONS":
-            return await handler(request)
+        if path == WS_PATH or request.method == "OPTIONS" or not path.startswith(API_PREFIXES):
+            return await handler(request)  # sockets, preflights, the pages and their files
         now = time.monotonic()
         wait = ips.take(hash(request.remote or ""), now) if ips is not None else 0.0
         if not wait and tokens is not None and path not in PROBE_PATHS:
