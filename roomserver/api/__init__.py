@@ -57,7 +57,10 @@ def add_routes(app: web.Application, ws_handler: Handler) -> None:
         ),
     ]
     for route in routes:
-        app.router.add_route(route.method, route.path, route.handler)
+        if route.method == "GET" and route.ok_status != 101:  # HEAD too (RFC 9110 §9.3.2)
+            app.router.add_get(route.path, route.handler)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
 
 
 def _undeclared(app: web.Application, declared: list[Route]) -> list[Route]:

@@ -272,23 +272,25 @@ async def test_every_401_names_the_bearer_scheme(server: Server) -> None:
 
 
 RESOURCES = {
-    "/v1/rooms": {"GET", "POST"},
-    "/v1/rooms/r1": {"GET", "DELETE"},
+    "/v1/rooms": {"GET", "HEAD", "POST"},
+    "/v1/rooms/r1": {"GET", "HEAD", "DELETE"},
     "/v1/rooms/r1/events": {"POST"},
     "/v1/rooms/r1/whip": {"POST"},
     "/v1/rooms/r1/whip/s1": {"DELETE"},
     "/v1/rooms/r1/whep/s1": {"DELETE"},
-    "/healthz": {"GET"},
+    "/healthz": {"GET", "HEAD"},
+    "/v1/ws": {"GET"},
 }
 
 
 @pytest.mark.parametrize("path", list(RESOURCES))
 async def test_405_allow_lists_exactly_the_methods_that_work(server: Server, path: str) -> None:
     methods = RESOURCES[path]
-    for bad in sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - methods):
+    for bad in sorted({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} - methods):
         async with server.http.request(bad, server.base_url + path) as resp:
             assert resp.status == 405, (bad, path)
-            assert (await resp.json())["error"]["code"] == "bad_request"
+            if bad != "HEAD":
+                assert (await resp.json())["error"]["code"] == "bad_request"
             allow = set(resp.headers["Allow"].split(", "))
             assert allow == methods | {"OPTIONS"}, (bad, path, allow)
     for good in methods | {"OPTIONS"}:
