@@ -95,9 +95,11 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
         headers = {
             k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
         }
-        return json_error_response(
-            exc.status, exc.reason if exc.status != 404 else "no such resource", headers=headers
-        )
+        # aiohttp's text is a detail (what an upgrade lacked) or "<status>: <reason>"
+        text = " ".join((exc.text or "").split())
+        detail = text.removeprefix(f"{exc.status}: ") or exc.reason
+        message = "no such resource" if exc.status == 404 else detail
+        return json_error_response(exc.status, message, headers=headers)
     except Exception:
         log.exception("%s %s failed", request.method, clean(request.path))
         return json_error_response(500, "internal error", "internal")
