@@ -17,6 +17,7 @@ DEV_APP: Final = "dev"
 # exp of 10^400 overflows float conversion, 10^20 schedules a timer for ever.
 MAX_SAFE_INT: Final = 2**53 - 1  # what a JavaScript number holds exactly
 MAX_TOKEN_LIFETIME_S: Final = 366 * 24 * 3600
+NBF_LEEWAY_S: Final = 30  # an app's clock a little ahead of ours must not refuse fresh tokens
 
 
 class AuthError(Exception):
@@ -113,7 +114,7 @@ def _check_times(claims: dict, now: float) -> None:
     if exp > now + MAX_TOKEN_LIFETIME_S:
         raise AuthError("exp is more than a year ahead")
     nbf = _time_claim(claims, "nbf")
-    if nbf is not None and nbf > now:
+    if nbf is not None and nbf > now + NBF_LEEWAY_S:
         raise AuthError("token not valid yet (nbf)")
     _time_claim(claims, "iat")  # informational, but an absurd one is a broken minter
 
