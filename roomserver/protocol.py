@@ -97,9 +97,9 @@ def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether ``text`` nests containers more than ``limit`` deep.
 
     Exact for valid JSON and for every valid prefix of invalid JSON (all a decoder
-    reads before failing). Cheap where it runs per frame: nesting deeper than
-    ``limit`` needs more than ``limit`` opening brackets, so usual text is decided
-    by two ``str.count`` calls and the scan runs only for bracket-heavy input.
+    reads before failing), so it runs before decoding. Usual text is decided by two
+    ``str.count`` calls (nesting deeper than ``limit`` needs more than ``limit``
+    opening brackets); the scan runs only for bracket-heavy input.
     """
     if text.count("[") + text.count("{") <= limit:
         return False
