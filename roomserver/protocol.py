@@ -172,8 +172,13 @@ def parse_request(raw: str) -> Request:
     room = obj.pop("room", None)
     if room is not None and not isinstance(room, str):
         raise _with_id(OpError("bad_request", "room must be a string"), req_id)
-    # Nesting past MAX_JSON_DEPTH takes 2 characters a level: short frames cannot.
-    if len(raw) > 2 * MAX_JSON_DEPTH and _nests_deeper(obj, MAX_JSON_DEPTH):
+    # Nesting past MAX_JSON_DEPTH takes 2 characters a level, so short frames cannot,
+    # and a nested value needs a "[" or a second "{" (found in C, before any walk).
+    if (
+        len(raw) > 2 * MAX_JSON_DEPTH
+        and (raw.find("{", 1) >= 0 or "[" in raw)
+        and _nests_deeper(obj, MAX_JSON_DEPTH)
+    ):
         raise _with_id(_too_deep(), req_id)
     return Request(op=op, id=req_id, room=room, params=obj)
 
