@@ -130,6 +130,8 @@ class MediaServerUnderTest:
                 LOOPBACK,
                 "--media-workers",
                 str(self.workers),
+                "--max-connections-per-ip",  # every simulated viewer comes from this machine
+                "0",
                 "--log-level",
                 self.log_level,
             ],

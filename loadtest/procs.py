@@ -221,6 +221,9 @@ class ServerSet:
                 str(barrage_cap),
                 "--max-connections-per-user",
                 "100000",
+                # every simulated viewer comes from this machine's one IP
+                "--max-connections-per-ip",
+                "0",
                 "--log-level",
                 "WARNING",
                 "--node-id",

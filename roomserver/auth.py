@@ -13,6 +13,11 @@ Role = Literal["viewer", "host", "moderator", "admin"]
 ROLES: Final[frozenset[str]] = frozenset(("viewer", "host", "moderator", "admin"))
 USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 DEV_APP: Final = "dev"
+# Numeric claims are bounded before anything does arithmetic with them: a signed
+# exp of 10^400 overflows float conversion, 10^20 schedules a timer for ever.
+MAX_SAFE_INT: Final = 2**53 - 1  # what a JavaScript number holds exactly
+MAX_TOKEN_LIFETIME_S: Final = 366 * 24 * 3600
+NBF_LEEWAY_S: Final = 30  # an app's clock a little ahead of ours must not refuse fresh tokens
 
 
 class AuthError(Exception):
@@ -69,20 +74,49 @@ class TokenVerifier:
         secret = self.apps.get(app) if isinstance(app, str) else None
         if secret is None:
             raise AuthError("unknown app (iss)")
+        now = time.time() if now is None else now
         try:
             claims = jwt.decode(
                 token,
                 secret,
                 algorithms=["HS256"],
                 issuer=app,
-                options={"require": ["exp", "iss", "sub"], "verify_exp": False},
+                # Time claims are checked below, bounded first (PyJWT's own checks
+                # call int() on them: OverflowError for 1e400, which JSON allows).
+                options={
+                    "require": ["exp", "iss", "sub"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from None
         identity = _identity_from_claims(app, claims)
-        if identity.exp <= (time.time() if now is None else now):
-            raise AuthError("token expired")
+        _check_times(claims, now)
         return identity
+
+
+def _time_claim(claims: dict, name: str) -> int | None:
+    value = claims.get(name)
+    if value is None and name != "exp":
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SAFE_INT:
+        raise AuthError(f"{name} must be an integer 0..2^53-1 (unix seconds)")
+    return value
+
+
+def _check_times(claims: dict, now: float) -> None:
+    exp = _time_claim(claims, "exp")
+    assert exp is not None
+    if exp <= now:
+        raise AuthError("token expired")
+    if exp > now + MAX_TOKEN_LIFETIME_S:
+        raise AuthError("exp is more than a year ahead")
+    nbf = _time_claim(claims, "nbf")
+    if nbf is not None and nbf > now + NBF_LEEWAY_S:
+        raise AuthError("token not valid yet (nbf)")
+    _time_claim(claims, "iat")  # informational, but an absurd one is a broken minter
 
 
 def _identity_from_claims(app: str, claims: dict) -> Identity:
@@ -92,9 +126,8 @@ def _identity_from_claims(app: str, claims: dict) -> Identity:
     name = claims.get("name", sub)
     if not isinstance(name, str) or len(name) > 32:
         raise AuthError("name must be a string of at most 32 chars")
-    exp = claims.get("exp")
-    if not isinstance(exp, int) or isinstance(exp, bool):
-        raise AuthError("exp must be an integer")
+    exp = _time_claim(claims, "exp")
+    assert exp is not None
     role = claims.get("role", "viewer")
     if role not in ROLES:
         raise AuthError(f"role must be one of {sorted(ROLES)}")

@@ -8,8 +8,7 @@ import logging
 import os
 import sys
 
-from aiohttp.abc import AbstractAccessLogger
-
+from roomserver import logsafe
 from roomserver.auth import DEV_APP, ROLES, mint_token
 from roomserver.config import Config, env_default, parse_apps
 
@@ -144,6 +143,7 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logsafe.install()  # client text in a log line cannot start a forged line
     cfg = config_from_args(args)
     if cfg.dev_mode:
         secret = cfg.app_secrets()[DEV_APP]
@@ -166,30 +166,11 @@ def serve(args: argparse.Namespace) -> int:
         port=cfg.port,
         shutdown_timeout=cfg.drain_timeout_s,
         print=None,
-        access_log_class=RedactingAccessLogger,
+        access_log_class=logsafe.AccessLogger,
         # Join storms: thousands of connects within seconds overflow the default 128.
         backlog=4096,
     )
     return 0
-
-
-class RedactingAccessLogger(AbstractAccessLogger):
-    """Access log lines without query strings: ``?token=`` must never reach a log."""
-
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
-
-    def log(self, request, response, time: float) -> None:  # type: ignore[override]
-        self.logger.info(
-            '%s "%s %s" %s %s %.3fs',
-            request.remote,
-            request.method,
-            request.path,
-            response.status,
-            response.body_length,
-            time,
-        )
 
 
 def token(args: argparse.Namespace) -> int:

@@ -56,7 +56,9 @@ class Config:
     # Above this, ephemeral events are skipped for the socket (shed low priority first).
     socket_buffer_soft: int = 256 * 1024
     max_connections_per_user: int = 10
-    max_connections_per_ip: int = 0  # 0 = no limit (apps behind one NAT share an IP)
+    # Sockets per client IP (0 = no limit). Viewers behind one carrier NAT share an
+    # IP: raise it for such audiences (and for load tests from one machine).
+    max_connections_per_ip: int = 200
     batching: bool = True  # off = one frame per event per socket (benchmark baseline)
     gifts: list[dict[str, object]] = field(default_factory=lambda: list(DEFAULT_GIFTS))
     banned_words_file: str | None = None
@@ -78,6 +80,13 @@ class Config:
     max_rooms_per_app: int = 10_000
     # A room nobody joined, published to or changed for this long is forgotten, keys and all.
     room_idle_ttl_s: int = 7 * 24 * 3600
+    # REST requests per second and burst, per bearer token and per client IP
+    # (roomserver/api/ratelimit.py); a rate of 0 = no limit. Behind a proxy every
+    # request has the proxy's IP: turn the per-IP limit off there.
+    rest_rate_per_token: float = 50.0
+    rest_burst_per_token: int = 100
+    rest_rate_per_ip: float = 100.0
+    rest_burst_per_ip: int = 200
 
     @property
     def durable_wait_ms(self) -> int:

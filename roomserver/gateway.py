@@ -10,6 +10,7 @@ effects of one client's ops keep their order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -24,9 +25,11 @@ from roomserver.core.moderation import UserLimits
 from roomserver.core.room import validate_room_id
 from roomserver.fanout import Connection
 from roomserver.handlers import REGISTRY, OpContext, Session, check_role
+from roomserver.logsafe import clean
 from roomserver.node import Node
 from roomserver.protocol import (
     CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
     CLOSE_TOKEN_EXPIRED,
     CLOSE_TOO_LARGE,
     CLOSE_TOO_MANY_CONNECTIONS,
@@ -57,12 +60,28 @@ def bearer_token(request: web.Request) -> str:
     return token
 
 
-def json_error(status: int, code: str, message: str) -> web.Response:
+def json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
         body=encode({"error": {"code": code, "message": message}}),
         content_type="application/json",
+        headers=headers,
     )
+
+
+def www_authenticate(token_given: bool, message: str) -> dict[str, str]:
+    """RFC 6750 §3: a 401 names the scheme; with a token, also why it was refused."""
+    if not token_given:
+        return {"WWW-Authenticate": 'Bearer realm="roomserver"'}
+    # error_description allows printable ASCII except '"' and '\\' (RFC 6750 §3).
+    reason = "".join(c for c in message if " " <= c <= "~" and c not in '"\\')[:200]
+    return {
+        "WWW-Authenticate": f'Bearer realm="roomserver", error="invalid_token", error_description="{reason}"'
+    }
+
+
+def unauthorized(request: web.Request, message: str) -> web.Response:
+    return json_error(401, "unauthorized", message, www_authenticate(bool(bearer_token(request)), message))
 
 
 class Gateway:
@@ -80,38 +99,72 @@ class Gateway:
         try:
             identity = self.verifier.verify(bearer_token(request))
         except AuthError as exc:
-            return json_error(401, "unauthorized", str(exc))
+            return unauthorized(request, str(exc))
         if self.node.draining:
             return json_error(503, "unavailable", "server is draining; reconnect elsewhere")
-        ws = web.WebSocketResponse(max_msg_size=READ_LIMIT, compress=False, heartbeat=30.0)
-        await ws.prepare(request)
         key = (identity.app, identity.user)
         ip = request.remote or ""
         cfg = self.node.config
-        if self._per_user[key] >= cfg.max_connections_per_user or (
+        refused = self._per_user[key] >= cfg.max_connections_per_user or bool(
             cfg.max_connections_per_ip and self._per_ip[ip] >= cfg.max_connections_per_ip
-        ):
-            await ws.close(
-                code=CLOSE_TOO_MANY_CONNECTIONS, message=b"too many connections for this user or IP"
-            )
+        )
+        if not refused:
+            self._take(key, ip)
+        # Every count taken above is given back in the finally, whatever raises on the
+        # way (the upgrade, the close, a bad token field): a leaked count locks the
+        # user out with 4029 until the process restarts.
+        try:
+            ws = web.WebSocketResponse(max_msg_size=READ_LIMIT, compress=False, heartbeat=30.0)
+            await ws.prepare(request)  # raising here is still an HTTP answer (errors middleware)
+            try:
+                if refused:
+                    await ws.close(
+                        code=CLOSE_TOO_MANY_CONNECTIONS, message=b"too many connections for this user or IP"
+                    )
+                else:
+                    await self._serve(request, ws, identity, key)
+            except Exception:  # after the upgrade no HTTP answer can be sent: close the socket
+                log.exception("socket of user %s failed", clean(identity.user))
+                with contextlib.suppress(Exception):
+                    await ws.close(code=CLOSE_INTERNAL_ERROR, message=b"internal error")
             return ws
+        finally:
+            if not refused:
+                self._give_back(key, ip)
+
+    def _take(self, key: tuple[str, str], ip: str) -> None:
+        self._per_user[key] += 1
+        self._per_ip[ip] += 1
+
+    def _give_back(self, key: tuple[str, str], ip: str) -> None:
+        self._per_ip[ip] -= 1
+        if self._per_ip[ip] <= 0:
+            del self._per_ip[ip]
+        self._per_user[key] -= 1
+        if self._per_user[key] <= 0:
+            del self._per_user[key]
+            self._limits.pop(key, None)
+
+    async def _serve(
+        self, request: web.Request, ws: web.WebSocketResponse, identity: Identity, key: tuple[str, str]
+    ) -> None:
         transport = request.transport
-        assert transport is not None
+        if transport is None:  # the peer went away during the upgrade
+            return
 
         async def close(code: int, reason: str) -> None:
             await ws.close(code=code, message=reason.encode()[:120])
 
         conn = Connection(next(self._ids), identity.user, identity.is_staff, transport, close)
         session = Session(conn, identity, limits=self._limits.setdefault(key, UserLimits()))
-        self._per_user[key] += 1
-        self._per_ip[ip] += 1
         self.sessions.add(session)
-        self.node.fanout.add_connection(conn)
-        expiry = asyncio.get_running_loop().call_later(
-            max(0.0, identity.exp - time.time()),
-            lambda: self.node.spawn(close(CLOSE_TOKEN_EXPIRED, "token expired")),
-        )
+        expiry: asyncio.TimerHandle | None = None
         try:
+            self.node.fanout.add_connection(conn)
+            expiry = asyncio.get_running_loop().call_later(
+                max(0.0, identity.exp - time.time()),
+                lambda: self.node.spawn(close(CLOSE_TOKEN_EXPIRED, "token expired")),
+            )
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     if not await self._on_text(session, msg.data, ws):
@@ -122,18 +175,11 @@ class Gateway:
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
-            expiry.cancel()
-            self._per_ip[ip] -= 1
-            if self._per_ip[ip] <= 0:
-                del self._per_ip[ip]
-            self._per_user[key] -= 1
-            if self._per_user[key] <= 0:
-                del self._per_user[key]
-                self._limits.pop(key, None)
+            if expiry is not None:
+                expiry.cancel()
             self.sessions.discard(session)
             for room in self.node.fanout.remove_connection(conn):
                 self.node.spawn(self.node.release_channel(room))
-        return ws
 
     async def _on_text(self, session: Session, data: str, ws: web.WebSocketResponse) -> bool:
         conn = session.conn
@@ -221,10 +267,12 @@ class Gateway:
 
 
 def identity_of(request: web.Request, verifier: TokenVerifier) -> Identity:
+    token = bearer_token(request)
     try:
-        return verifier.verify(bearer_token(request))
+        return verifier.verify(token)
     except AuthError as exc:
         raise web.HTTPUnauthorized(
             text=encode({"error": {"code": "unauthorized", "message": str(exc)}}).decode(),
             content_type="application/json",
+            headers=www_authenticate(bool(token), str(exc)),
         ) from None

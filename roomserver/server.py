@@ -44,29 +44,22 @@ def make_broker(config: Config) -> Broker:
     return MemoryBroker(MemoryHub(limits), node_id=config.node_id, idle_ttl_ms=config.room_idle_ttl_s * 1000)
 
 
-# Apps embed the SDK on their own origins. Authentication is a bearer token, never a
-# cookie, so allowing any origin exposes nothing a page could not already send.
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
-    "Access-Control-Expose-Headers": "Location, Link",
-    "Access-Control-Max-Age": "600",
-}
+def _middlewares(config: Config) -> list:
+    """Outermost first: CORS headers on every answer, errors as JSON, then limits."""
+    from roomserver.api.middleware import cors, errors
+    from roomserver.api.ratelimit import rate_limits
 
+    def limit(rate: float, burst: int) -> tuple[float, int] | None:
+        return (rate, burst) if rate > 0 else None
 
-@web.middleware
-async def cors(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        return web.Response(status=204, headers=CORS_HEADERS)
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers.update(CORS_HEADERS)
-        raise
-    if not response.prepared:  # a WebSocket upgrade is already sent
-        response.headers.update(CORS_HEADERS)
-    return response
+    return [
+        cors,
+        errors,
+        rate_limits(
+            limit(config.rest_rate_per_token, config.rest_burst_per_token),
+            limit(config.rest_rate_per_ip, config.rest_burst_per_ip),
+        ),
+    ]
 
 
 def create_app(config: Config, broker: Broker | None = None) -> web.Application:
@@ -74,7 +67,7 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     verifier = TokenVerifier(config.app_secrets())
     node = Node(config, broker or make_broker(config), Metrics())
     gateway = Gateway(node, verifier)
-    app = web.Application(client_max_size=256 * 1024, middlewares=[cors])
+    app = web.Application(client_max_size=256 * 1024, middlewares=_middlewares(config))
     app[NODE_KEY] = node
     app[GATEWAY_KEY] = gateway
     app[CONFIG_KEY] = config

@@ -272,11 +272,17 @@ class Server:
         await self.test_server.close()
 
 
+# Tests drive REST as fast as they can from one token and IP (publishing thousands
+# of events): the REST rate limits are off unless a test turns them on
+# (tests/integration/test_edges.py checks them).
+NO_REST_LIMITS = {"rest_rate_per_token": 0.0, "rest_rate_per_ip": 0.0}
+
+
 async def start_server(**overrides: Any) -> Server:
     # Tests let any token create rooms by joining (most have a viewer join first);
     # the default policy ("named") is tested in test_room_limits.py.
     overrides.setdefault("auto_create", "any")
-    config = Config(apps={APP: SECRET}, **overrides)
+    config = Config(apps={APP: SECRET}, **{**NO_REST_LIMITS, **overrides})
     app = create_app(config)
     ts = TestServer(app, host="127.0.0.1")
     await ts.start_server()

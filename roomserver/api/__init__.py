@@ -34,7 +34,7 @@ def add_routes(app: web.Application, ws_handler: Handler) -> None:
 
     routes = [
         *ROUTES,
-        Route("GET", "/v1/openapi.json", openapi, "This document", "none"),
+        Route("GET", "/v1/openapi.json", openapi, "This document", "none", bus=False),
         Route(
             "GET",
             "/v1/ws",
@@ -43,14 +43,30 @@ def add_routes(app: web.Application, ws_handler: Handler) -> None:
             "any",
             ok_status=101,
             query=(("token", "the JWT (or send Authorization: Bearer)"),),
+            errors=(400,),  # not a WebSocket upgrade
+            headers=(
+                ("Upgrade", "RFC 6455 opening handshake", {"type": "string", "enum": ["websocket"]}),
+                ("Connection", "RFC 6455 opening handshake", {"type": "string", "enum": ["Upgrade"]}),
+                ("Sec-WebSocket-Version", "RFC 6455 opening handshake", {"type": "string", "enum": ["13"]}),
+                (
+                    "Sec-WebSocket-Key",
+                    "16 random bytes in base64 (RFC 6455 §4.1)",
+                    {"type": "string", "pattern": "^[A-Za-z0-9+/]{21}[AQgw]==$"},
+                ),
+            ),
         ),
     ]
     for route in routes:
-        app.router.add_route(route.method, route.path, route.handler)
+        if route.method == "GET" and route.ok_status != 101:  # HEAD too (RFC 9110 §9.3.2)
+            app.router.add_get(route.path, route.handler)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
 
 
 def _undeclared(app: web.Application, declared: list[Route]) -> list[Route]:
-    """API routes registered by other modules, described by their handler's docstring."""
+    """API routes registered by other modules, described by their handler's ``openapi``
+    attribute (``Route`` fields) or else by its docstring. Routes under ``/dev/``
+    exist in dev mode only and take no token."""
     known = {(r.method, r.path) for r in declared}
     extra = []
     for r in app.router.routes():
@@ -59,7 +75,12 @@ def _undeclared(app: web.Application, declared: list[Route]) -> list[Route]:
         if r.method in ("HEAD", "OPTIONS", "*") or not path or not path.startswith(API_PREFIXES):
             continue
         if (r.method, path) not in known:
-            summary = (getattr(r.handler, "__doc__", None) or path).strip().splitlines()[0]
-            extra.append(Route(r.method, path, r.handler, summary, "any"))
+            meta = getattr(r.handler, "openapi", None)
+            if meta is None:
+                summary = (getattr(r.handler, "__doc__", None) or path).strip().splitlines()[0]
+                meta = {"summary": summary, "auth": "any"}
+                if path.startswith("/dev/"):  # dev mode only (404 otherwise), no token
+                    meta.update(auth="none", errors=(400, 404))
+            extra.append(Route(r.method, path, r.handler, **meta))
             known.add((r.method, path))
     return extra

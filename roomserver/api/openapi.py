@@ -27,31 +27,90 @@ ERROR_SCHEMA = {
 }
 
 
+# Path ids as the server accepts them: rooms by their pattern, other ids are
+# looked up (unknown = 404), so any 1..128 characters.
+ROOM_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,64}$"}
+ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 128}
+
+STATUS_TEXT = {
+    400: "Malformed request (bad_request)",
+    401: "Missing or invalid token (unauthorized); carries WWW-Authenticate: Bearer",
+    403: "The token does not allow this (forbidden)",
+    404: "No such resource (not_found)",
+    409: "Already exists or conflicting state (conflict)",
+    410: "Events no longer in history (history_gone)",
+    413: "Body too large (too_large)",
+    415: "Body of the wrong media type",
+    429: "Rate limited (rate_limited); Retry-After and retry_after_ms say when to retry",
+    503: "The bus is unreachable or the node is draining (unavailable)",
+}
+
+
+def error_statuses(r: Route) -> list[int]:
+    """Every error status the route can answer (the server's error paths, by kind of route)."""
+    statuses = {429, *r.errors}
+    if r.auth != "none":
+        statuses.add(401)
+    if r.auth in ("admin", "room"):
+        statuses.add(403)
+    if "{" in r.path:
+        statuses.update((400, 404) if "{room}" in r.path else (404,))
+    text_body = r.body_content not in ("application/json", "")
+    if r.body is not None or text_body or r.query:
+        statuses.add(400)
+    if r.body is not None or text_body:
+        statuses.add(413)
+    if text_body:
+        statuses.add(415)
+    if r.bus:
+        statuses.add(503)
+    return sorted(statuses)
+
+
+def _body_required(body: type[msgspec.Struct]) -> bool:
+    """An empty body is ``{}``: required only if some field has no default."""
+    return bool(msgspec.structs.fields(body)) and any(f.required for f in msgspec.structs.fields(body))
+
+
+def _param(q: tuple, where: str) -> dict[str, Any]:
+    name, description = q[0], q[1]
+    schema = q[2] if len(q) > 2 else {"type": "string"}
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "header",
+        "description": description,
+        "schema": schema,
+    }
+
+
 def openapi_document(routes: list[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     components: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for r in routes:
-        op: dict[str, Any] = {
-            "summary": r.summary,
-            "operationId": r.handler.__name__,
-            "responses": {
-                str(r.ok_status): {"description": "OK", "content": {r.content: {}}},
-                "default": {
-                    "description": "Error",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                },
-            },
-        }
+        responses: dict[str, Any] = {str(r.ok_status): {"description": "OK"}}
+        if r.content and r.ok_status != 101:
+            responses[str(r.ok_status)]["content"] = {r.content: {}}
+        for status in error_statuses(r):
+            responses[str(status)] = {"description": STATUS_TEXT[status], "content": error_ref}
+        op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler.__name__, "responses": responses}
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": ROOM_ID_SCHEMA if name == "room" else ID_SCHEMA,
+            }
             for name in re.findall(r"{(\w+)}", r.path)
         ]
-        params += [
-            {"name": n, "in": "query", "required": False, "description": d, "schema": {}} for n, d in r.query
-        ]
+        params += [_param(q, "query") for q in r.query]
+        params += [_param(h, "header") for h in r.headers]
         if params:
             op["parameters"] = params
-        if r.auth != "none":
+        if r.auth == "none":
+            op["security"] = []  # explicit: the document's default is a bearer token
+        else:
             op["security"] = [{"bearer": []}]
             op["description"] = {
                 "admin": "Requires an admin token.",
@@ -63,12 +122,22 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
                 [r.body], ref_template="#/components/schemas/{name}"
             )
             components.update(defs)
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+            op["requestBody"] = {
+                "required": _body_required(r.body),
+                "content": {"application/json": {"schema": schema}},
+            }
+        elif r.body_content not in ("application/json", ""):
+            op["requestBody"] = {
+                "required": True,
+                "content": {r.body_content: {"schema": {"type": "string"}}},
+            }
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "roomserver", "version": "1"},
         "paths": paths,
+        # Every operation needs a bearer token unless it says `security: []`.
+        "security": [{"bearer": []}],
         "components": {
             "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},

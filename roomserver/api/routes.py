@@ -16,10 +16,14 @@ from roomserver.bus.base import BrokerUnavailable, HistoryGone
 from roomserver.core import room as rules
 from roomserver.core.room import Emit
 from roomserver.gateway import identity_of
-from roomserver.protocol import OpError, convert_params, decode, encode, now_ms
+from roomserver.protocol import OpError, convert_params, decode_body, encode, now_ms
 from roomserver.tenancy import public_room, room_key
 
 Auth = Literal["none", "admin", "room", "any"]
+
+
+# (name, description) or (name, description, JSON schema); a string without one
+Query = tuple[str, str] | tuple[str, str, dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +35,14 @@ class Route:
     auth: Auth
     body: type[msgspec.Struct] | None = None
     ok_status: int = 200
-    query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    query: tuple[Query, ...] = ()
     content: str = "application/json"
+    # Error statuses this route answers beyond those every route of its kind does
+    # (see openapi.error_statuses), e.g. 409 for a create that can conflict.
+    errors: tuple[int, ...] = ()
+    body_content: str = "application/json"  # "application/sdp": the body is text, not a Struct
+    bus: bool = True  # reads or writes the bus: may answer 503 unavailable
+    headers: tuple[Query, ...] = ()  # request headers the route requires
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -102,11 +112,7 @@ def endpoint(auth: Auth, body: type[msgspec.Struct] | None = None):
                 identity = _authorize(request, auth)
                 args: list[Any] = [request, identity]
                 if body is not None:
-                    raw = await request.read()
-                    try:
-                        args.append(msgspec.json.decode(raw or b"{}", type=body))
-                    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                        raise OpError("bad_request", str(exc)) from None
+                    args.append(decode_body(await request.read(), body))
                 return await fn(*args)
             except OpError as err:
                 return _error(STATUS_OF.get(err.code, 500), err)
@@ -298,7 +304,9 @@ async def history(request: web.Request, identity: Identity) -> web.Response:
         page = await node.broker.history(room, since, limit)
     except HistoryGone as exc:
         raise OpError("history_gone", str(exc)) from None
-    return _json({"epoch": page.epoch, "seq": page.seq, "events": [decode(e.body) for e in page.events]})
+    return _json(
+        {"epoch": page.epoch, "seq": page.seq, "events": [msgspec.json.decode(e.body) for e in page.events]}
+    )
 
 
 @endpoint("any")
@@ -352,23 +360,19 @@ async def run_op(request: web.Request, identity: Identity) -> web.Response:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        obj = decode(raw or b"{}")
-    except msgspec.DecodeError as exc:
-        raise OpError("bad_request", f"malformed JSON: {exc}") from None
+    obj = decode_body(await request.read())
     if not isinstance(obj, dict):
         raise OpError("bad_request", "the body must be one JSON object (the op's params)")
     return obj
 
 
 ROUTES: list[Route] = [
-    Route("GET", "/healthz", healthz, "Liveness: the process answers", "none"),
+    Route("GET", "/healthz", healthz, "Liveness: the process answers", "none", bus=False),
     Route(
         "GET", "/readyz", readyz, "Readiness: the bus (Redis) is reachable and the node not draining", "none"
     ),
-    Route("GET", "/metrics", metrics, "Prometheus metrics", "none", content="text/plain"),
-    Route("POST", "/v1/rooms", create_room, "Create a room", "admin", CreateRoom, 201),
+    Route("GET", "/metrics", metrics, "Prometheus metrics", "none", content="text/plain", bus=False),
+    Route("POST", "/v1/rooms", create_room, "Create a room", "admin", CreateRoom, 201, errors=(409,)),
     Route(
         "GET",
         "/v1/rooms",
@@ -376,8 +380,16 @@ ROUTES: list[Route] = [
         "The app's rooms, in id order, a page at a time",
         "admin",
         query=(
-            ("after", "room id the page starts after (`next` of the previous page)"),
-            ("limit", "1..1000 (default 100)"),
+            (
+                "after",
+                "room id the page starts after (`next` of the previous page)",
+                {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{0,64}$"},
+            ),
+            (
+                "limit",
+                "1..1000 (default 100)",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            ),
         ),
     ),
     Route("GET", "/v1/rooms/{room}", get_room, "Get a room", "admin"),
@@ -388,8 +400,16 @@ ROUTES: list[Route] = [
         "The app's upcoming scheduled shows, soonest first",
         "any",
         query=(
-            ("after", "unix ms the page starts after (`next` of the previous page)"),
-            ("limit", "1..1000 (default 50)"),
+            (
+                "after",
+                "`next` of the previous page (`<unix ms>:<room id>`)",
+                {"type": "string", "pattern": "^([0-9]{1,16}(:[A-Za-z0-9_.:@-]{1,64})?)?$"},
+            ),
+            (
+                "limit",
+                "1..1000 (default 50)",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+            ),
         ),
     ),
     Route("DELETE", "/v1/rooms/{room}", delete_room, "End a room's show", "admin"),
@@ -401,6 +421,7 @@ ROUTES: list[Route] = [
         "admin",
         CustomEvent,
         201,
+        errors=(413,),
     ),
     Route(
         "GET",
@@ -408,7 +429,15 @@ ROUTES: list[Route] = [
         history,
         "Durable events after `since` (a token admitting the room suffices)",
         "room",
-        query=(("since", "seq to read after (default 0)"), ("limit", "1..1000 (default 100)")),
+        query=(
+            ("since", "seq to read after (default 0)", {"type": "integer", "minimum": 0, "default": 0}),
+            (
+                "limit",
+                "events at most (default 100)",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            ),
+        ),
+        errors=(410,),
     ),
     Route(
         "GET",
@@ -423,6 +452,7 @@ ROUTES: list[Route] = [
         run_op,
         "Server API: run a host/moderator op (the body is its params, plus `as` to act as a user)",
         "admin",
+        errors=(404, 409, 422),
     ),
     Route(
         "GET",

@@ -1,13 +1,15 @@
 """WHIP/WHEP endpoints (RFC 9725 shapes) over any media backend.
 
-    POST   /v1/rooms/{room}/whip                 publish  → 201, Location, answer
-    DELETE /v1/rooms/{room}/whip/{session}       stop     → 200
-    POST   /v1/rooms/{room}/whep[?publisher=u]   play     → 201, Location, answer
-    DELETE /v1/rooms/{room}/whep/{session}       stop     → 200
-    PATCH  …/{session}                           405: no trickle ICE (RFC 9725 4.3.1)
+    POST    /v1/rooms/{room}/whip                 publish  → 201, Location, answer
+    DELETE  /v1/rooms/{room}/whip/{session}       stop     → 200
+    POST    /v1/rooms/{room}/whep[?publisher=u]   play     → 201, Location, answer
+    DELETE  /v1/rooms/{room}/whep/{session}       stop     → 200
+    OPTIONS /v1/rooms/{room}/whip|whep            204, Accept-Post: application/sdp (RFC 9725 4.2)
+    PATCH   …/{session}                           405 from the router, Allow: DELETE, OPTIONS:
+                                                  no trickle ICE or ICE restarts (RFC 9725 4.3.1)
 
 Errors are JSON `{"error": {"code", "message"}}` with protocol codes: 400 bad SDP, 401 no or
-bad token, 403 not allowed, 404 unknown publisher or session, 413 offer too large, 415 body
+bad token (with `WWW-Authenticate: Bearer`, RFC 6750), 403 not allowed, 404 unknown publisher or session, 413 offer too large, 415 body
 not `application/sdp`. The backend is a `MediaRouter` (media in this process) or a
 `MediaWorkerPool` (media in worker processes); both have the same three coroutines.
 
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from aiohttp import web
+
+from roomserver.logsafe import clean
 
 from .errors import BadRequest, MediaError, TooLarge, UnsupportedMediaType
 
@@ -68,7 +72,10 @@ class MediaBackend(Protocol):
 
 
 def error_response(error: MediaError) -> web.Response:
-    return web.json_response(error.to_json(), status=error.status)
+    headers = None
+    if error.status == 401:  # RFC 6750 §3; the token is in the header or absent
+        headers = {"WWW-Authenticate": 'Bearer realm="roomserver"'}
+    return web.json_response(error.to_json(), status=error.status, headers=headers)
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -118,19 +125,58 @@ def media_routes(
 
         return stop
 
-    async def no_trickle(request: web.Request) -> web.StreamResponse:
-        return error_response(
-            MediaError("trickle ICE and ICE restarts are not supported", code="bad_request", status=405)
-        )
+    async def options(request: web.Request) -> web.StreamResponse:
+        """RFC 9725 §4.2: what a WHIP/WHEP endpoint accepts (no ICE servers to announce:
+        the server's candidates are in its answer)."""
+        return web.Response(status=204, headers={"Accept-Post": SDP_CONTENT_TYPE, "Allow": "OPTIONS, POST"})
 
-    return [
-        web.post("/v1/rooms/{room}/whip", _guarded(publish)),
-        web.delete("/v1/rooms/{room}/whip/{session}", _guarded(stopper("publish"))),
-        web.patch("/v1/rooms/{room}/whip/{session}", no_trickle),
-        web.post("/v1/rooms/{room}/whep", _guarded(play)),
-        web.delete("/v1/rooms/{room}/whep/{session}", _guarded(stopper("play"))),
-        web.patch("/v1/rooms/{room}/whep/{session}", no_trickle),
+    # No PATCH routes: without trickle ICE the router's 405 (Allow: DELETE, OPTIONS)
+    # is the answer RFC 9725 §4.3.1 asks for.
+    routes = [
+        web.post("/v1/rooms/{room}/whip", _described(publish, "WHIP: publish (SDP offer in, answer out)")),
+        web.options("/v1/rooms/{room}/whip", options),
+        web.delete(
+            "/v1/rooms/{room}/whip/{session}",
+            _described(stopper("publish"), "WHIP: stop publishing", name="stop_publish"),
+        ),
+        web.post(
+            "/v1/rooms/{room}/whep",
+            _described(
+                play,
+                "WHEP: play a publisher (SDP offer in, answer out)",
+                query=(("publisher", "the user to play (default: the room's host)"),),
+            ),
+        ),
+        web.options("/v1/rooms/{room}/whep", options),
+        web.delete(
+            "/v1/rooms/{room}/whep/{session}",
+            _described(stopper("play"), "WHEP: stop playing", name="stop_play"),
+        ),
     ]
+    return routes
+
+
+def _described(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    summary: str,
+    *,
+    name: str | None = None,
+    query: tuple[tuple[str, str], ...] = (),
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The guarded handler, with what /v1/openapi.json says about it (api/openapi.py)."""
+    guarded = _guarded(handler)
+    guarded.__name__ = name or handler.__name__
+    creates = name is None  # POST: an SDP answer; DELETE: an empty 200
+    guarded.openapi = {  # type: ignore[attr-defined]
+        "summary": summary,
+        "auth": "room",
+        "ok_status": 201 if creates else 200,
+        "content": SDP_CONTENT_TYPE if creates else "",
+        "body_content": SDP_CONTENT_TYPE if creates else "",
+        "errors": (403, 404),
+        "query": query,
+    }
+    return guarded
 
 
 def _guarded(
@@ -142,7 +188,7 @@ def _guarded(
         except MediaError as error:
             return error_response(error)
         except Exception:
-            logger.exception("media request %s %s failed", request.method, request.path)
+            logger.exception("media request %s %s failed", request.method, clean(request.path))
             return error_response(MediaError("internal error"))
 
     return guarded

@@ -28,6 +28,8 @@ import sys
 
 from aiohttp import web
 
+from roomserver import logsafe
+
 from .errors import Unauthorized
 from .sfu import MediaRouter
 from .whip import ROOM_KEY, Authorize, MediaAction, MediaPrincipal, media_routes
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr)
+    logsafe.install()  # room ids and SDP errors in log lines are client text
     secret = os.environ.get(SECRET_ENV)
     if not secret:
         parser.error(f"{SECRET_ENV} must be set")

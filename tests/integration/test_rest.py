@@ -243,5 +243,6 @@ async def test_openapi_describes_errors_and_auth(server: Server) -> None:
     rooms = doc["paths"]["/v1/rooms"]
     assert rooms["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert rooms["get"]["security"] == [{"bearer": []}]
-    assert "security" not in doc["paths"]["/healthz"]["get"]
+    assert doc["paths"]["/healthz"]["get"]["security"] == []  # unauthenticated, said explicitly
+    assert doc["security"] == [{"bearer": []}]
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

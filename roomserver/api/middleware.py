@@ -1,0 +1,124 @@
+"""The HTTP edge shared by every route: JSON errors, OPTIONS/CORS, `Allow` headers.
+
+- ``errors``: whatever a route raises or the router refuses becomes a JSON error
+  body with a protocol code (``{"error": {"code", "message"}}``), never aiohttp's
+  plain-text pages or a traceback: 404 ``not_found``, 405 ``bad_request`` with an
+  ``Allow`` header (RFC 9110 §15.5.6), 413 ``too_large``, anything unexpected 500
+  ``internal`` (logged, escaped).
+- ``cors``: answers ``OPTIONS`` on every known resource (RFC 9110 §9.3.7) with the
+  methods that resource serves, so CORS preflights list exactly those; a route's
+  own ``OPTIONS`` handler (WHIP/WHEP: ``Accept-Post``) is called and decorated.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from roomserver.logsafe import clean
+from roomserver.protocol import encode
+
+log = logging.getLogger(__name__)
+
+# Apps embed the SDK on their own origins. Authentication is a bearer token, never a
+# cookie, so allowing any origin exposes nothing a page could not already send.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Expose-Headers": "Location, Link, Accept-Post, Retry-After, WWW-Authenticate",
+    "Access-Control-Max-Age": "600",
+}
+
+CODE_OF_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "bad_request",
+    409: "conflict",
+    410: "history_gone",
+    411: "bad_request",
+    413: "too_large",
+    414: "too_large",
+    415: "bad_request",
+    429: "rate_limited",
+    431: "too_large",
+    503: "unavailable",
+}
+
+
+def allowed_methods(request: web.Request) -> list[str] | None:
+    """The methods the requested resource serves, OPTIONS included (None: no such resource)."""
+    info = request.match_info
+    exc = info.http_exception
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        methods = set(exc.allowed_methods)
+    elif exc is not None or info.route.resource is None:
+        return None
+    else:
+        methods = {route.method for route in info.route.resource}
+    return sorted(methods - {"*"} | {"OPTIONS"})
+
+
+def json_error_response(
+    status: int,
+    message: str,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    retry_after_ms: int | None = None,
+) -> web.Response:
+    code = code or CODE_OF_STATUS.get(status, "internal" if status >= 500 else "bad_request")
+    error: dict[str, object] = {"code": code, "message": message}
+    if retry_after_ms is not None:
+        error["retry_after_ms"] = retry_after_ms
+    return web.Response(
+        status=status,
+        body=encode({"error": error}),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+@web.middleware
+async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as exc:
+        allow = ", ".join(allowed_methods(request) or exc.allowed_methods)
+        return json_error_response(
+            405, f"{request.method} is not allowed here; allowed: {allow}", headers={"Allow": allow}
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise  # redirects, and errors that already are protocol errors
+        headers = {
+            k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
+        }
+        # aiohttp's text is a detail (what an upgrade lacked) or "<status>: <reason>"
+        text = " ".join((exc.text or "").split())
+        detail = text.removeprefix(f"{exc.status}: ") or exc.reason
+        message = "no such resource" if exc.status == 404 else detail
+        return json_error_response(exc.status, message, headers=headers)
+    except Exception:
+        log.exception("%s %s failed", request.method, clean(request.path))
+        return json_error_response(500, "internal error", "internal")
+
+
+@web.middleware
+async def cors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    methods = allowed_methods(request) if request.method == "OPTIONS" else None
+    if methods is not None and request.match_info.route.method != "OPTIONS":
+        response: web.StreamResponse = web.Response(status=204, headers={"Allow": ", ".join(methods)})
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # redirects (errors are responses by now)
+            exc.headers.update(CORS_HEADERS)
+            raise
+    if response.prepared:  # a WebSocket upgrade is already sent
+        return response
+    response.headers.update(CORS_HEADERS)
+    if methods is not None:
+        response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+    return response
