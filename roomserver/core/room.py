@@ -83,6 +83,8 @@ class Emit:
 # Times are unix milliseconds and cross into JavaScript clients: a time a client may
 # set is in the future, at most this far ahead, which also keeps it exact as a JS number.
 MAX_AHEAD_MS: Final = 366 * 24 * 3600 * 1000
+# A scheduled time is only listed (a past one is simply not upcoming): it need only be exact in JS.
+JS_MAX_SAFE_INTEGER: Final = 2**53 - 1
 
 
 def check_future_time(name: str, value: int, now: int) -> None:
@@ -106,8 +108,8 @@ def new_room(
         raise OpError("bad_request", "mode must be live or call")
     if not 1 <= barrage_cap <= 100_000:
         raise OpError("bad_request", "barrage_cap must be between 1 and 100000")
-    if scheduled_at is not None:
-        check_future_time("scheduled_at", scheduled_at, now)
+    if scheduled_at is not None and not 0 <= scheduled_at <= JS_MAX_SAFE_INTEGER:
+        raise OpError("bad_request", "scheduled_at must be a unix time in ms within 0..2^53-1")
     return RoomDoc(
         id=room_id,
         title=title,
