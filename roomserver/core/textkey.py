@@ -80,14 +80,23 @@ def _invisible_table() -> dict[int, None]:
 
 @cache
 def _han_filler() -> re.Pattern[str]:
-    """A run of filler between two Han characters: anything but a letter, a digit or
-    a clause delimiter, so invisible letters too (Hangul fillers are letters)."""
-    han = _re_class(_uset("[:Han:]"))
+    """A run of filler between two Han characters: anything but a letter, a digit, a
+    Han character or a clause delimiter, and invisible letters (Hangul fillers).
+    What folds to an ideograph counts as Han: radicals and strokes (⺦, ㇟) are
+    symbols, look-alikes (⎜ for 丨, ロ for 口) of other scripts."""
+    han = _uset("[:Han:]")
+    like_han = icu.UnicodeSet("[:Han:]")
+    for cp, folded in fold_table().items():
+        if folded and all(han.contains(c) for c in folded):
+            like_han.add(chr(cp))
+    ideograph = _re_class(like_han)
     delimiters = _re_class(_uset("[:Terminal_Punctuation:]"))
     invisible_letters = "".join(c for c in _chars(_uset(_INVISIBLE)) if re.fullmatch(r"\w", c))
     # Written as "not a word character" rather than as the union of spaces, symbols
     # and punctuation: sre tests \w in one step but walks a long range list.
-    return re.compile(f"(?<=[{han}])(?:[^\\w{delimiters}]|[_{invisible_letters}])+(?=[{han}])")
+    return re.compile(
+        f"(?<=[{ideograph}])(?:[^\\w{ideograph}{delimiters}]|[_{invisible_letters}])+(?=[{ideograph}])"
+    )
 
 
 class _Fold:

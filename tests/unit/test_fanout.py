@@ -230,11 +230,12 @@ def _slow_socket(fanout: Fanout, closer) -> tuple[Connection, RecordingTransport
     return conn, t
 
 
-async def test_a_close_the_peer_never_answers_is_cut_at_close_timeout(monkeypatch):
-    # The loop's clock is moved by hand: the timer is checked without waiting for it.
-    loop = asyncio.get_running_loop()
+def test_a_close_the_peer_never_answers_is_cut_at_close_timeout():
+    # On a loop of its own whose clock is moved by hand: the timer is checked
+    # without waiting for it, and no other test's timers see the jump.
+    loop = asyncio.new_event_loop()
     real_time, offset = loop.time, [0.0]
-    monkeypatch.setattr(loop, "time", lambda: real_time() + offset[0])
+    loop.time = lambda: real_time() + offset[0]  # type: ignore[method-assign]
     never = asyncio.Event()
     cancelled: list[int] = []
 
@@ -245,18 +246,24 @@ async def test_a_close_the_peer_never_answers_is_cut_at_close_timeout(monkeypatc
             cancelled.append(code)
             raise
 
-    fanout = Fanout(flush_ms=10, close_timeout=2.0)
-    _, t = _slow_socket(fanout, closer)
-    (task,) = fanout._tasks
-    await asyncio.sleep(0)  # the close has started: its deadline is now + 2 s
-    offset[0] = 1.9
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert not task.done() and not t.aborted and not cancelled
-    offset[0] = 2.1
-    await asyncio.wait_for(task, 10)
-    assert t.aborted and cancelled == [4008]
-    assert fanout.stats.cut_connections == 1
+    async def scenario() -> None:
+        fanout = Fanout(flush_ms=10, close_timeout=2.0)
+        _, t = _slow_socket(fanout, closer)
+        (task,) = fanout._tasks
+        await asyncio.sleep(0)  # the close has started: its deadline is now + 2 s
+        offset[0] = 1.9
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not task.done() and not t.aborted and not cancelled
+        offset[0] = 2.1
+        await asyncio.wait_for(task, 10)
+        assert t.aborted and cancelled == [4008]
+        assert fanout.stats.cut_connections == 1
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
 
 
 async def test_a_close_the_peer_answers_in_time_is_not_cut():

@@ -100,8 +100,22 @@ def test_han_filler_is_dropped_but_clause_delimiters_are_kept():
     # A clause delimiter between the two is ordinary Chinese, not a bypass.
     for text in ("他真傻，逼得我没办法", "他很傻。逼近的时候", "傻、逼", "傻!逼", "傻?逼"):
         assert DEFAULTS.find(text) is None, text
-    # Digits and letters are content, not filler.
+    # Digits and letters are content, not filler; so are Han radicals (symbols that
+    # fold to ideographs).
     assert DEFAULTS.find("傻1逼") is None
+    assert match_key("丁⺦丁") == match_key("丁 丬 丁") == "丁丬丁"
+    assert match_key("丁⎜丁") == "丁丨丁" and match_key("丁㇟丁") == "丁乚丁"
+
+
+def test_every_look_alike_of_an_ideograph_stands_for_it_between_ideographs():
+    ideograph_of = {
+        chr(cp): v
+        for cp, v in FOLD.items()
+        if v and len(v) == 1 and unicodedata.name(v, "").startswith("CJK UNIFIED IDEOGRAPH")
+    }
+    assert len(ideograph_of) > 100
+    lost = [hex(ord(c)) for c, v in ideograph_of.items() if match_key(f"丁{c}丁") != f"丁{v}丁"]
+    assert not lost
 
 
 def test_latin_words_are_not_joined_across_spaces():
