@@ -23,7 +23,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.installed
 	$(BIN)/roomserver serve --host $(HOST) --port $(PORT)
 
-# Debian packages the tests need (we are root; CI runs on a fresh clone).
+# Debian packages the tests need (we are root; CI runs on a fresh clone). libicu-dev,
+# pkg-config and g++ build PyICU, which regenerates the word filter's table; serving needs none.
 system-deps:
 	@need=""; \
 	command -v redis-server >/dev/null || need="$$need redis-server"; \

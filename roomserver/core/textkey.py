@@ -33,25 +33,25 @@ In order:
 Not covered, on purpose: digits or letters inserted as filler ("傻1逼"),
 leetspeak (sh1t), letter-spaced Latin ("f u c k"), homophones and pinyin.
 
-The rule data is Unicode's, read from ICU (via PyICU): the default-ignorable
-set, scripts, categories and TR39 confusable skeletons (ICU's SpoofChecker is
-the reference implementation of UTS #39). The table is built once per process,
-on first use (a fraction of a second); the per-message work is NFKC, a regex over non-ASCII
+The rule data is Unicode's: the default-ignorable set, scripts, categories and
+TR39 confusable skeletons come from ICU (its SpoofChecker is the reference
+implementation of UTS #39), but not at run time. textkey_build.py (``python -m
+roomserver.core.textkey_build``, PyICU) derives the sets and the per-code-point
+fold ahead of time into textkey_table.json, shipped as package data and checked
+against a fresh build by the tests; this module reads only that file, so running
+the server needs neither ICU nor a compiler. It is read once per process, on first
+use (a few milliseconds); the per-message work is NFKC, a regex over non-ASCII
 text and one translate, all in C.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
-from collections.abc import Iterator
 from functools import cache
-from string import printable
-
-import icu
-
-# Invisible in any rendering: what a reader's eye skips.
-_INVISIBLE = "[[:Default_Ignorable_Code_Point:][[:Cc:]-[:White_Space:]]]"
+from importlib.resources import files
+from typing import NamedTuple
 
 
 def match_key(text: str) -> str:
@@ -67,15 +67,13 @@ def without_invisibles(text: str) -> str:
     return text.translate(_invisible_table())
 
 
-@cache
 def fold_table() -> dict[int, str | None]:
     """code point -> its replacement (None: dropped), for every code point that changes."""
-    return _Fold().table()
+    return _data().fold
 
 
-@cache
 def _invisible_table() -> dict[int, None]:
-    return dict.fromkeys(map(ord, _chars(_uset(_INVISIBLE))))
+    return _data().invisible
 
 
 @cache
@@ -84,14 +82,12 @@ def _han_filler() -> re.Pattern[str]:
     Han character or a clause delimiter, and invisible letters (Hangul fillers).
     What folds to an ideograph counts as Han: radicals and strokes (⺦, ㇟) are
     symbols, look-alikes (⎜ for 丨, ロ for 口) of other scripts."""
-    han = _uset("[:Han:]")
-    like_han = icu.UnicodeSet("[:Han:]")
-    for cp, folded in fold_table().items():
-        if folded and all(han.contains(c) for c in folded):
-            like_han.add(chr(cp))
-    ideograph = _re_class(like_han)
-    delimiters = _re_class(_uset("[:Terminal_Punctuation:]"))
-    invisible_letters = "".join(c for c in _chars(_uset(_INVISIBLE)) if re.fullmatch(r"\w", c))
+    data = _data()
+    all_han = re.compile(f"[{_re_class(data.han)}]+")
+    like_han = [(cp, cp) for cp, folded in data.fold.items() if folded and all_han.fullmatch(folded)]
+    ideograph = _re_class(_merged([*data.han, *like_han]))
+    delimiters = _re_class(data.terminal_punctuation)
+    invisible_letters = "".join(c for c in map(chr, data.invisible) if re.fullmatch(r"\w", c))
     # Written as "not a word character" rather than as the union of spaces, symbols
     # and punctuation: sre tests \w in one step but walks a long range list.
     return re.compile(
@@ -99,117 +95,40 @@ def _han_filler() -> re.Pattern[str]:
     )
 
 
-class _Fold:
-    """Works out the per-code-point fold described in the module doc, from ICU's data."""
-
-    def __init__(self) -> None:
-        self.loose_marks = frozenset(_chars(_uset("[[:Mn:]&[:Script=Inherited:]]")))
-        # Scripts whose diacritics do not tell banned words apart (and whose letters
-        # are the ones confusable with ASCII): marks on them are dropped.
-        self.stripped = frozenset(_chars(_uset("[[:Latin:][:Greek:][:Cyrillic:][:Common:][:Inherited:]]")))
-        self.checker = icu.SpoofChecker()
-        # A confusable class that holds a (case-folded) ASCII character is named by it.
-        self.ascii_rep: dict[str, str] = {}
-        for a in sorted(set(printable.casefold()) - set("\t\n\r\x0b\x0c"), key=_rep_rank):
-            self.ascii_rep.setdefault(self.skeleton(a), a)
-
-    def skeleton(self, s: str) -> str:
-        return str(self.checker.getSkeleton(0, s))
-
-    def prototype(self, ch: str) -> str:
-        if ch.isascii():
-            return ch
-        sk = self.skeleton(ch)
-        if sk == unicodedata.normalize("NFD", ch):
-            return ch
-        return self.ascii_rep.get(sk) or "".join(self.ascii_rep.get(x, x) for x in sk.casefold())
-
-    def step(self, text: str) -> str:
-        return "".join(map(self.fold_char, unicodedata.normalize("NFKC", text)))
-
-    def fold_char(self, ch: str) -> str:
-        # Case-blind like the rest of the match: a letter that looks like an ASCII
-        # letter in either case folds to it (Т and т → t, Χ and χ → x), so that
-        # capitals from another script cannot spell a Latin word ("SHIΤ").
-        lower = self.fold_letters(ch.casefold())
-        if lower.isascii():
-            return lower
-        upper = self.fold_letters(ch.upper()).casefold()
-        return upper if upper.isascii() else lower
-
-    def fold_letters(self, text: str) -> str:
-        out = []
-        for ch in text:
-            parts = unicodedata.normalize("NFD", ch)
-            if parts[0] in self.stripped:
-                parts = "".join(p for p in parts if p not in self.loose_marks)
-            elif parts != ch:
-                # A precomposed letter of another script (が, 한) is one glyph: kept whole.
-                out.append(ch)
-                continue
-            out.extend(map(self.prototype, parts))
-        return "".join(out)
-
-    def key(self, c: str) -> str:
-        # A prototype can bring marks of its own (¢ → c + U+0338): fold to a fixed point.
-        k = self.step(c)
-        for _ in range(4):
-            again = self.step(k)
-            if again == k:
-                break
-            k = again
-        return k
-
-    def candidates(self) -> Iterator[str]:
-        """The visible code points that the fold may change. Those that NFKC replaces
-        never reach the table. Skeletons are asked for 64 code points at once: most
-        blocks (CJK ideographs above all) have no confusable and pass in one call."""
-        nfd = unicodedata.normalize
-        for lo, hi in _uset(f"[[^[:Cn:][:Cs:][:Co:]]-{_INVISIBLE}]").ranges():
-            for start in range(ord(lo), ord(hi) + 1, 64):
-                chunk = "".join(map(chr, range(start, min(start + 64, ord(hi) + 1))))
-                decomposed = nfd("NFD", chunk)
-                confusable = self.skeleton(chunk) != decomposed
-                plain = decomposed == chunk == chunk.casefold() == chunk.upper()
-                if plain and not confusable and self.loose_marks.isdisjoint(chunk):
-                    continue
-                for c in chunk:
-                    if nfd("NFKC", c) != c:
-                        continue
-                    d = nfd("NFD", c)
-                    if (
-                        c in self.loose_marks
-                        or c.casefold() != c
-                        or c.upper() != c
-                        or (c in self.stripped and d != c)
-                        or (confusable and (c in self.stripped or d == c) and self.skeleton(c) != d)
-                    ):
-                        yield c
-
-    def table(self) -> dict[int, str | None]:
-        table: dict[int, str | None] = dict(_invisible_table())
-        for c in self.candidates():
-            k = self.key(c)
-            if k != c:
-                table[ord(c)] = k or None
-        return table
+class _Data(NamedTuple):
+    fold: dict[int, str | None]
+    invisible: dict[int, None]
+    han: list[tuple[int, int]]
+    terminal_punctuation: list[tuple[int, int]]
 
 
-def _uset(pattern: str) -> icu.UnicodeSet:
-    s = icu.UnicodeSet(pattern)
-    s.freeze()
-    return s
+@cache
+def _data() -> _Data:
+    raw = json.loads(files(__package__).joinpath("textkey_table.json").read_bytes())
+    invisible = dict.fromkeys(cp for lo, hi in _ranges(raw["invisible"]) for cp in range(lo, hi + 1))
+    fold: dict[int, str | None] = dict(invisible)
+    fold.update((int(cp, 16), key) for cp, key in raw["fold"].items())
+    return _Data(fold, invisible, _ranges(raw["han"]), _ranges(raw["terminal_punctuation"]))
 
 
-def _chars(s: icu.UnicodeSet) -> Iterator[str]:
-    for lo, hi in s.ranges():
-        yield from map(chr, range(ord(lo), ord(hi) + 1))
+def _ranges(ucd: list[str]) -> list[tuple[int, int]]:
+    """Code point ranges from UCD notation ("00AD", "0600..0605")."""
+    out = []
+    for r in ucd:
+        lo, _, hi = r.partition("..")
+        out.append((int(lo, 16), int(hi or lo, 16)))
+    return out
 
 
-def _re_class(s: icu.UnicodeSet) -> str:
-    return "".join(f"\\U{ord(lo):08x}-\\U{ord(hi):08x}" for lo, hi in s.ranges())
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
-def _rep_rank(a: str) -> tuple[int, str]:
-    # Letters name a class before digits, digits before punctuation: l for {l 1 |}.
-    return (0 if a.isalpha() else 1 if a.isdigit() else 2, a)
+def _re_class(ranges: list[tuple[int, int]]) -> str:
+    return "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in ranges)

@@ -18,8 +18,7 @@ from roomserver.core.moderation import (
 )
 from roomserver.core.textkey import fold_table, match_key
 
-# Built once here: the first build takes a noticeable fraction of a second, which
-# must not count against hypothesis' per-example deadline.
+# Loaded here (textkey_table.json, on first use), before hypothesis times any example.
 FOLD = fold_table()
 DEFAULTS = WordFilter(DEFAULT_BANNED_WORDS)
 
