@@ -23,11 +23,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.installed
 	$(BIN)/roomserver serve --host $(HOST) --port $(PORT)
 
-# Debian packages the tests need (we are root; CI runs on a fresh clone).
+# Debian packages the tests need (we are root; CI runs on a fresh clone). libicu-dev,
+# pkg-config and g++ build PyICU, which regenerates the word filter's table; serving needs none.
 system-deps:
 	@need=""; \
 	command -v redis-server >/dev/null || need="$$need redis-server"; \
 	command -v chromium >/dev/null || need="$$need chromium chromium-driver"; \
+	pkg-config --exists icu-i18n 2>/dev/null && command -v g++ >/dev/null || need="$$need libicu-dev pkg-config g++"; \
 	if [ -n "$$need" ]; then \
 		echo "installing:$$need"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \

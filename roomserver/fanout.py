@@ -27,9 +27,13 @@ Bounded memory per socket: what a socket has not yet accepted sits in its
 transport's write buffer. Past ``socket_buffer_soft`` (256 KiB default) the
 socket stops getting ephemeral events (low priority shed first); past
 ``socket_buffer_limit`` (2 MiB default) it is a slow consumer and is closed
-with 4008 so the client resumes from history. Worst case per socket is
-therefore ≈ limit + one frame; 5,000 stuck sockets cost ≤ ≈10 GiB only in the
-absurd case that all stall at once, and each is cut when it crosses the limit.
+with 4008 so the client resumes from history. The close frame queues behind
+the unread bytes, so a peer that still reads nothing ``close_timeout`` (2 s)
+later is cut: the transport is aborted and the socket reset, freeing the buffer
+(a closing handshake would wait for the peer as long as it stays silent). Worst
+case per socket is therefore ≈ limit + one frame, for at most ``close_timeout``
+past the limit; 5,000 stuck sockets cost ≤ ≈10 GiB only in the absurd case that
+all stall at once.
 
 Ordering and exactly-once: per room, durable events are ingested in ``seq``
 order (gaps from an at-most-once transport are repaired from history before
@@ -42,8 +46,10 @@ and then gets history + whatever arrived meanwhile, deduplicated by ``seq``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -67,6 +73,17 @@ def ws_text_frame(payload: bytes) -> bytes:
     if n < 65536:
         return struct.pack("!BBH", 0x81, 126, n) + payload
     return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def cut(transport: Transport) -> None:
+    """Drop a connection now: the unsent bytes are discarded, and the socket is reset
+    (SO_LINGER 0) rather than closed, so the kernel does not keep its send queue
+    either, retrying a peer that does not read."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def json_array(bodies: list[bytes]) -> bytes:
@@ -134,6 +151,7 @@ class FanoutStats:
     events_in: int = 0
     shed_ephemeral: int = 0
     slow_closes: int = 0
+    cut_connections: int = 0  # closes that timed out: the transport was aborted
 
 
 class Fanout:
@@ -149,6 +167,7 @@ class Fanout:
         frame_budget: int = 60_000,
         buffer_soft: int = 256 * 1024,
         buffer_limit: int = 2 * 1024 * 1024,
+        close_timeout: float = 2.0,
         batching: bool = True,
         history_reader: Callable[[str, int], Awaitable[list[BusEvent]]] | None = None,
         on_epoch_change: Callable[[RoomChannel], None] | None = None,
@@ -158,6 +177,7 @@ class Fanout:
         self.frame_budget = frame_budget
         self.buffer_soft = buffer_soft
         self.buffer_limit = buffer_limit
+        self.close_timeout = close_timeout
         self.batching = batching
         self.history_reader = history_reader
         self.on_epoch_change = on_epoch_change
@@ -587,7 +607,19 @@ class Fanout:
         if conn.closed:
             return
         conn.closed = True
-        self._spawn(conn.closer(code, reason))
+        self._spawn(self._close_or_cut(conn, code, reason))
+
+    async def _close_or_cut(self, conn: Connection, code: int, reason: str) -> None:
+        """The closing handshake, for at most ``close_timeout`` seconds. A peer that
+        does not read never gets the close frame (it sits behind the unread buffer)
+        and never answers it: the WebSocket close would wait for it forever, keeping
+        the socket and its megabytes. Then the connection is cut instead."""
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                await conn.closer(code, reason)
+        except TimeoutError:
+            self.stats.cut_connections += 1
+            cut(conn.transport)
 
     def _close_members(self, ch: RoomChannel, code: int, reason: str) -> None:
         for conn in list(ch.members):

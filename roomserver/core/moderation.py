@@ -1,10 +1,15 @@
 """Banned-word filtering and per-user rate limits (pure).
 
-Text is normalised before matching so that simple evasions do not pass:
-NFKC folds full-width forms to half-width (ＡＢＣ → ABC, ｆｕｃｋ → fuck) and
-compatibility characters, ``casefold`` removes case, and zero-width
-characters are dropped. Matching is substring matching with an Aho-Corasick
-automaton over the normalised text, so one pass finds any of thousands of words.
+A message is blocked when the matching form of a banned word (``match_key``,
+roomserver/core/textkey.py: invisible characters dropped, NFKC, case folded,
+look-alike letters folded to one prototype, filler between Han characters
+dropped) occurs in the matching form of the message. Matching is by substring,
+as it always was: Chinese has no spaces to find words by, so "傻逼" must match
+inside "你个傻逼吧"; the price is that a short Latin entry matches inside longer
+words too (a banned "ass" blocks "class"), so Latin entries belong on the list
+only as whole words that are not parts of common ones. An Aho-Corasick automaton
+finds any of thousands of words in one pass. The message is shown as it was
+sent: only the decision uses its matching form.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 
 import ahocorasick
 
-_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+from roomserver.core.textkey import match_key, without_invisibles
 
 # A small default list; deployments extend it with --banned-words FILE (one per line).
 DEFAULT_BANNED_WORDS: tuple[str, ...] = (
@@ -32,7 +37,9 @@ DEFAULT_BANNED_WORDS: tuple[str, ...] = (
 
 
 def normalize(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).casefold().translate(_ZERO_WIDTH)
+    """How a room's banned word is stored and compared for duplicates: NFKC, case
+    folded, invisible characters dropped; still readable, unlike its matching form."""
+    return without_invisibles(unicodedata.normalize("NFKC", text).casefold())
 
 
 class WordFilter:
@@ -40,20 +47,19 @@ class WordFilter:
 
     def __init__(self, words: Iterable[str]) -> None:
         self._automaton = ahocorasick.Automaton()
-        count = 0
-        for w in {normalize(w) for w in words}:
-            if w:
-                self._automaton.add_word(w, w)
-                count += 1
-        self.size = count
-        if count:
+        keys = {match_key(w): normalize(w) for w in words}
+        keys.pop("", None)
+        for key, word in keys.items():
+            self._automaton.add_word(key, word)
+        self.size = len(keys)
+        if keys:
             self._automaton.make_automaton()
 
     def find(self, text: str) -> str | None:
-        """The first banned word in ``text``, or None."""
+        """The first banned word found in ``text`` (as listed, normalised), or None."""
         if not self.size:
             return None
-        for _end, word in self._automaton.iter(normalize(text)):
+        for _end, word in self._automaton.iter(match_key(text)):
             return word
         return None
 

@@ -100,12 +100,27 @@ async def test_gift_cid_idempotency(server: Server, room: str) -> None:
         "傻逼",
         "加微信 123",
         "shit!",
+        "f\u034fu\U000e0041c\u2063k",  # grapheme joiner, tag, invisible separator
+        "fuсk",  # Cyrillic с
+        "SHIΤ",  # Greek capital tau
+        "傻 * 逼",
+        "傻\u3164逼",  # Hangul filler
     ],
 )
 async def test_default_banned_words(server: Server, room: str, text: str) -> None:
     _, ann = await _room_with(server, room, "ann")
     await _expect_error(ann.send_barrage(room, text), "blocked_content")
     assert await server.history(room) == []
+
+
+async def test_barrage_is_shown_as_sent_not_in_its_matching_form(server: Server, room: str) -> None:
+    _, ann, bob = await _room_with(server, room, "ann", "bob")
+    rec = Recorder(bob)
+    text = "Ｈｅｌｌｏ\u200b 主播 ｃａｆé ⺦ 他真傻，逼得我下单了"
+    await ann.send_barrage(room, text)
+    (ev,) = await rec.wait("barrage")
+    assert ev["data"]["text"] == text
+    assert [e["data"]["text"] for e in await server.history(room)] == [text]
 
 
 async def test_room_banned_words(server: Server, room: str) -> None:

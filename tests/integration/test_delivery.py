@@ -136,6 +136,9 @@ async def _stall_until_closed(server: Server, room: str) -> tuple[StalledSocket,
 
 async def test_slow_consumer_is_closed_4008_others_keep_receiving(make_server, room: str) -> None:
     server: Server = await make_server(socket_buffer_limit=256 * 1024, socket_buffer_soft=64 * 1024)
+    # The stalled client reads again only at the end: keep it from being cut meanwhile
+    # (the cut after close_timeout is tested in test_slow_consumer_cut.py).
+    server.node.fanout.close_timeout = 30.0
     healthy = await server.client("bob")
     rec = Recorder(healthy)
     snap = (await healthy.join(room))["room"]
@@ -198,6 +201,7 @@ async def test_sdk_client_that_stops_reading_is_cut_then_resumes(make_server, ro
     limit, and after reading again the SDK reconnects and resumes: every event
     exactly once, in order."""
     server: Server = await make_server(socket_buffer_limit=256 * 1024, socket_buffer_soft=64 * 1024)
+    server.node.fanout.close_timeout = 30.0  # reading the backlog may take a while on a loaded box
     client = await server.client("ann")
     rec = Recorder(client)
     snap = (await client.join(room))["room"]

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from roomserver.bus.base import BusEvent, Delivery
-from roomserver.fanout import Connection, Fanout, ws_text_frame
+from roomserver.fanout import Connection, Fanout, cut, ws_text_frame
 from roomserver.protocol import encode_event, with_seq
 
 
@@ -27,6 +27,14 @@ class RecordingTransport:
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
+
+    aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_extra_info(self, name: str, default=None):
+        return default
 
     def messages(self) -> list[dict]:
         out = []
@@ -207,6 +215,95 @@ def test_soft_limit_sheds_ephemeral_and_hard_limit_closes(fanout):
     assert [m["ev"] for m in tsoft.messages()] == ["barrage"]
     assert tslow.frames == [] and slow.closed
     assert fanout.stats.slow_closes == 1 and fanout.stats.shed_ephemeral == 1
+
+
+def _slow_socket(fanout: Fanout, closer) -> tuple[Connection, RecordingTransport]:
+    """A member past the buffer limit, cut loose by one flush (4008)."""
+    fanout.buffer_soft, fanout.buffer_limit = 100, 1000
+    t = RecordingTransport(buffered=5000)
+    conn = Connection(1, "u1", False, t, closer)  # type: ignore[arg-type]
+    fanout.set_ready("r", "e1", 0)
+    fanout.join(conn, "r")
+    fanout.ingest(delivery("r", durable("r", 1)))
+    fanout.flush()
+    assert conn.closed and fanout.stats.slow_closes == 1
+    return conn, t
+
+
+def test_a_close_the_peer_never_answers_is_cut_at_close_timeout():
+    # On a loop of its own whose clock is moved by hand: the timer is checked
+    # without waiting for it, and no other test's timers see the jump.
+    loop = asyncio.new_event_loop()
+    real_time, offset = loop.time, [0.0]
+    loop.time = lambda: real_time() + offset[0]  # type: ignore[method-assign]
+    never = asyncio.Event()
+    cancelled: list[int] = []
+
+    async def closer(code: int, reason: str) -> None:
+        try:
+            await never.wait()  # a peer that does not read never answers the close
+        except asyncio.CancelledError:
+            cancelled.append(code)
+            raise
+
+    async def scenario() -> None:
+        fanout = Fanout(flush_ms=10, close_timeout=2.0)
+        _, t = _slow_socket(fanout, closer)
+        (task,) = fanout._tasks
+        await asyncio.sleep(0)  # the close has started: its deadline is now + 2 s
+        offset[0] = 1.9
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not task.done() and not t.aborted and not cancelled
+        offset[0] = 2.1
+        await asyncio.wait_for(task, 10)
+        assert t.aborted and cancelled == [4008]
+        assert fanout.stats.cut_connections == 1
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+
+
+async def test_a_close_the_peer_answers_in_time_is_not_cut():
+    answered = asyncio.Event()
+    codes: list[int] = []
+
+    async def closer(code: int, reason: str) -> None:
+        codes.append(code)
+        await answered.wait()
+
+    fanout = Fanout(flush_ms=10, close_timeout=60.0)
+    _, t = _slow_socket(fanout, closer)
+    (task,) = fanout._tasks
+    await asyncio.sleep(0)
+    answered.set()
+    await asyncio.wait_for(task, 10)
+    assert codes == [4008] and not t.aborted and fanout.stats.cut_connections == 0
+
+
+async def test_cut_resets_the_tcp_connection_at_once():
+    accepted: asyncio.Future[asyncio.StreamWriter] = asyncio.get_running_loop().create_future()
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set_result(writer)
+
+    server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        theirs = await accepted
+        theirs.write(b"x" * 100_000)  # unsent bytes are dropped, not delivered first
+        cut(theirs.transport)
+        with pytest.raises(ConnectionResetError):
+            while await asyncio.wait_for(reader.read(1 << 16), 10):
+                pass
+        assert theirs.transport.is_closing() and theirs.transport.get_write_buffer_size() == 0
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 def test_epoch_change_resets_and_notifies():
