@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from roomserver.tenancy import room_key
 from tests.integration.test_delivery import EVENT_PAD, StalledSocket
-from tests.server_fixtures import Server, token
+from tests.server_fixtures import APP, Server, token
 
 
 def tcp_sockets(local_port: int, remote_port: int) -> list[str]:
@@ -46,8 +47,9 @@ async def test_a_consumer_that_never_reads_is_cut_soon_after_4008(make_server, r
     try:
         client_port = stalled.sock.getsockname()[1]
         await stalled.send_json({"id": 1, "op": "room.join", "room": room})
-        await until(lambda: room in fanout.channels and fanout.channels[room].members, 10, "the join")
-        (conn,) = fanout.channels[room].members
+        key = room_key(APP, room)  # the fan-out knows the app's room by its key
+        await until(lambda: key in fanout.channels and fanout.channels[key].members, 10, "the join")
+        (conn,) = fanout.channels[key].members
         transport = conn.transport
         assert tcp_sockets(port, client_port) == ["01"]  # ESTABLISHED
 
@@ -96,7 +98,8 @@ async def test_a_slow_consumer_that_reads_again_in_time_gets_its_4008(make_serve
     stalled = await StalledSocket.open(host, port, token("slowpoke"))
     try:
         await stalled.send_json({"id": 1, "op": "room.join", "room": room})
-        await until(lambda: room in fanout.channels and fanout.channels[room].members, 10, "the join")
+        key = room_key(APP, room)
+        await until(lambda: key in fanout.channels and fanout.channels[key].members, 10, "the join")
         published = 0
         while fanout.stats.slow_closes == 0:
             assert published < 3000, f"no 4008 after {published} events"
