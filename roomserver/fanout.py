@@ -534,7 +534,7 @@ class Fanout:
                 self._write_members(ch, [ev])
         for conn, code in closes:
             self.flush_connection(conn)
-            self._close(conn, code, "kicked")
+            self.close_soon(conn, code, "kicked")
 
     def _write_members(self, ch: RoomChannel, events: list[BusEvent]) -> None:
         """Write the room's broadcast events: one shared frame for every live
@@ -601,13 +601,21 @@ class Fanout:
         if conn.closed:
             return
         self.stats.slow_closes += 1
-        self._close(conn, CLOSE_SLOW_CONSUMER, "slow consumer: resume from history")
+        self.close_soon(conn, CLOSE_SLOW_CONSUMER, "slow consumer: resume from history")
 
-    def _close(self, conn: Connection, code: int, reason: str) -> None:
+    def close_soon(self, conn: Connection, code: int, reason: str) -> None:
         if conn.closed:
             return
         conn.closed = True
         self._spawn(self._close_or_cut(conn, code, reason))
+
+    async def close(self, conn: Connection, code: int, reason: str) -> None:
+        """Close ``conn`` now (the gateway's token expiry and drain): bounded like
+        every close of the fan-out, so a peer that does not read cannot hold it."""
+        if conn.closed:
+            return
+        conn.closed = True
+        await self._close_or_cut(conn, code, reason)
 
     async def _close_or_cut(self, conn: Connection, code: int, reason: str) -> None:
         """The closing handshake, for at most ``close_timeout`` seconds. A peer that
@@ -623,7 +631,7 @@ class Fanout:
 
     def _close_members(self, ch: RoomChannel, code: int, reason: str) -> None:
         for conn in list(ch.members):
-            self._close(conn, code, reason)
+            self.close_soon(conn, code, reason)
 
 
 class _RoomWrite:

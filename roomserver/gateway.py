@@ -163,7 +163,7 @@ class Gateway:
             self.node.fanout.add_connection(conn)
             expiry = asyncio.get_running_loop().call_later(
                 max(0.0, identity.exp - time.time()),
-                lambda: self.node.spawn(close(CLOSE_TOKEN_EXPIRED, "token expired")),
+                lambda: self.node.spawn(self.node.fanout.close(conn, CLOSE_TOKEN_EXPIRED, "token expired")),
             )
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -262,7 +262,9 @@ class Gateway:
         """Stop accepting, flush, close every socket with 1001."""
         self.node.draining = True
         self.node.fanout.flush()
-        closes = [s.conn.closer(CLOSE_GOING_AWAY, "server draining") for s in list(self.sessions)]
+        closes = [
+            self.node.fanout.close(s.conn, CLOSE_GOING_AWAY, "server draining") for s in list(self.sessions)
+        ]
         await asyncio.gather(*closes, return_exceptions=True)
 
 

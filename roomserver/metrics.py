@@ -39,6 +39,11 @@ class Metrics:
             registry=r,
         )
         self.slow_closes = Gauge("roomserver_slow_consumer_closes", "Sockets closed with 4008", registry=r)
+        self.cut_connections = Gauge(
+            "roomserver_cut_connections",
+            "Connections reset because the peer did not complete a close within the close timeout",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "roomserver_socket_buffer_bytes_max",
             "Largest unsent byte count of any socket at scrape",

@@ -134,7 +134,7 @@ class Node:
         # The cached document went with the history: read it again.
         self._docs.pop(ch.room, None)
         for conn in list(ch.members):
-            self.fanout._close(conn, CLOSE_SLOW_CONSUMER, "room history was reset")
+            self.fanout.close_soon(conn, CLOSE_SLOW_CONSUMER, "room history was reset")
 
     async def ensure_channel(self, room: str) -> RoomChannel:
         """Subscribe this node to ``room`` (once) and wait until it is ready."""

@@ -149,6 +149,7 @@ async def metrics(request: web.Request, _: None) -> web.Response:
     m.frames.set(st.frames)
     m.shed_ephemeral.set(st.shed_ephemeral)
     m.slow_closes.set(st.slow_closes)
+    m.cut_connections.set(st.cut_connections)
     m.sockets.set(len(node.fanout.connections))
     m.rooms.set(len(node.fanout.channels))
     m.queue_depth.set(max((c.buffered() for c in node.fanout.connections), default=0))

@@ -23,7 +23,7 @@ def cut(server: Server, user: str, code: int = 4008) -> int:
     n = 0
     for session in list(server.gateway.sessions):
         if session.identity.user == user:
-            server.node.fanout._close(session.conn, code, "cut by test")
+            server.node.fanout.close_soon(session.conn, code, "cut by test")
             n += 1
     assert n, f"{user} has no socket"
     return n
