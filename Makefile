@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 VENV_SH = PY="$(PY)" SUPPORTED="$(SUPPORTED)" sh tools/venv.sh $(VENV)
 
-.PHONY: serve test lint format system-deps venv venv-test clean
+.PHONY: serve cluster test lint format system-deps venv venv-test clean
 
 # serve also installs the load tester's extra, so `.venv/bin/roomserver-loadtest` works too.
 venv:
@@ -20,6 +20,14 @@ venv-test:
 
 serve: venv
 	$(BIN)/roomserver serve --host $(HOST) --port $(PORT)
+
+# NODES servers on PORT, PORT+1, … sharing a Redis: REDIS_URL=redis://… names one, else one is
+# started on REDIS_PORT (tools/cluster.sh).
+NODES ?= 2
+REDIS_PORT ?= 6390
+cluster: venv
+	@BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) NODES=$(NODES) REDIS_PORT=$(REDIS_PORT) REDIS_URL=$(REDIS_URL) \
+		bash tools/cluster.sh
 
 # Debian packages the tests need (we are root; CI runs on a fresh clone).
 system-deps:

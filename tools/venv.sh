@@ -22,7 +22,7 @@ say() { echo "venv: $*" >&2; }
 version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true; }
 
 supported() {
-    for v in $SUPPORTED; do [ "$v" = "$1" ] && return 0; done
+    for _s in $SUPPORTED; do [ "$_s" = "$1" ] && return 0; done
     return 1
 }
 
@@ -78,6 +78,9 @@ debian_python() {
     v=$(version_of python3)
     [ -n "$v" ] && supported "$v"
 }
+
+# -- a PY that cannot be used is refused before anything is touched ---------------------
+[ -z "$PY" ] || PY=$(pick_python)
 
 # -- an existing venv: keep it only if it is sound -------------------------------------
 if [ -d "$VENV" ]; then

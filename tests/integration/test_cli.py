@@ -277,3 +277,38 @@ async def test_an_outage_is_logged_while_it_lasts_not_per_check(
         assert caplog.records[-1].getMessage().startswith("Redis test is reachable again after")
     finally:
         await broker.close()
+
+
+# -- the README's first session, run as printed --------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_block(lang: str, marker: str) -> str:
+    """The README's fenced ``lang`` block that contains ``marker``."""
+    blocks = re.findall(rf"^```{lang}\n(.*?)^```$", README.read_text(), re.M | re.S)
+    found = [b for b in blocks if marker in b]
+    assert len(found) == 1, f"{len(found)} {lang} blocks with {marker!r} in README.md"
+    return found[0]
+
+
+def test_readme_python_session_works_as_printed(serve):
+    s = serve()
+    _wait_for_line(s.out, "listening on", s.proc)
+    script = readme_block("sh", "RoomClient")
+    assert script.startswith(".venv/bin/python - <<'EOF'\n")
+    # The only changes: this test's interpreter and port instead of make serve's.
+    script = script.replace(".venv/bin/python", shlex.quote(sys.executable), 1).replace("8080", str(s.port))
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, env=_env())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "joined r1 seq 0",
+        "sent {'seq': 1}",
+        "event barrage 1 u1 hello from Python",
+    ]
+
+
+def test_loadtest_without_its_extra_names_the_extra():
+    code = "import sys; sys.modules['hdrh'] = None; from loadtest.entry import main; sys.exit(main())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=_env())
+    assert_refused(r, "roomserver[loadtest]", "make serve")
