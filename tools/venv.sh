@@ -49,7 +49,7 @@ pick_python() {
         v=$(version_of "$p")
         [ -n "$v" ] && supported "$v" || continue
         if can_make_venv "$p" || debian_venv "$p" "$v"; then
-            echo "$p"
+            "$p" -c 'import sys; print(sys.executable)'  # the interpreter behind a shim
             return
         fi
     done
