@@ -37,7 +37,7 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
-def run(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=_env(**env))
 
 
@@ -166,7 +166,7 @@ def test_token_for_a_real_app_from_the_servers_environment():
 # -- a running server -------------------------------------------------------------------
 
 
-def _wait_for_line(path: Path, fragment: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> str:
+def _wait_for_line(path: Path, fragment: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
     """The first line of ``path`` containing ``fragment``; fails if ``proc`` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
