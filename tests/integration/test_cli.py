@@ -6,6 +6,7 @@ announcing a server that will not run).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -312,3 +313,47 @@ def test_loadtest_without_its_extra_names_the_extra():
     code = "import sys; sys.modules['hdrh'] = None; from loadtest.entry import main; sys.exit(main())"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=_env())
     assert_refused(r, "roomserver[loadtest]", "make serve")
+
+
+async def test_make_cluster_script_runs_nodes_on_a_redis_it_starts(tmp_path: Path):
+    """tools/cluster.sh (``make cluster``): two nodes share the Redis it started; a barrage sent
+    on one node reaches a member on the other; SIGTERM stops the nodes and that Redis."""
+    import signal
+
+    from roomserver.client import RoomClient
+
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "roomserver").is_file(), "run from the project's venv (make test)"
+    port, redis_port = free_port(), free_ports(1, cluster_bus=False)[0]
+    while port + 1 == redis_port:
+        redis_port = free_ports(1, cluster_bus=False)[0]
+    out = tmp_path / "cluster.txt"
+    script = Path(__file__).resolve().parents[2] / "tools" / "cluster.sh"
+    env = _env(BIN=str(bin_dir), PORT=str(port), NODES="2", REDIS_PORT=str(redis_port))
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            ["bash", str(script)], stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        _wait_for_line(out, f"listening on http://127.0.0.1:{port} ", proc)
+        _wait_for_line(out, f"listening on http://127.0.0.1:{port + 1} ", proc)
+        assert f"started redis-server on 127.0.0.1:{redis_port}" in out.read_text()
+        secret = _wait_for_line(out, "dev mode: app 'dev', secret ", proc).split("secret ")[1].split()[0]
+        assert out.read_text().count(secret) >= 2  # one dev secret shared by both nodes
+        from roomserver.auth import mint_token
+
+        a = RoomClient(f"http://127.0.0.1:{port}", mint_token("dev", secret, "a"))
+        b = RoomClient(f"http://127.0.0.1:{port + 1}", mint_token("dev", secret, "b"))
+        async with a, b, a.events("barrage") as seen:
+            await a.join("r1")
+            await b.join("r1")
+            await b.send_barrage("r1", "across nodes")
+            event = await asyncio.wait_for(anext(seen), 10)
+        assert (event["data"]["user"]["id"], event["data"]["text"]) == ("b", "across nodes")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    # The script waits for what it started: nothing is left listening.
+    for p in (port, port + 1, redis_port):
+        with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+            s.connect(("127.0.0.1", p))
