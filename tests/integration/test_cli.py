@@ -342,8 +342,8 @@ async def test_make_cluster_script_runs_nodes_on_a_redis_it_starts(tmp_path: Pat
         assert out.read_text().count(secret) >= 2  # one dev secret shared by both nodes
         from roomserver.auth import mint_token
 
-        a = RoomClient(f"http://127.0.0.1:{port}", mint_token("dev", secret, "a"))
-        b = RoomClient(f"http://127.0.0.1:{port + 1}", mint_token("dev", secret, "b"))
+        a = RoomClient(f"http://127.0.0.1:{port}", mint_token("dev", secret, "a", room="r1"))
+        b = RoomClient(f"http://127.0.0.1:{port + 1}", mint_token("dev", secret, "b", room="r1"))
         async with a, b, a.events("barrage") as seen:
             await a.join("r1")
             await b.join("r1")
