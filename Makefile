@@ -1,27 +1,33 @@
-# Two set-up commands (README): `make serve` and `make test`. Both work on a fresh machine.
-PY ?= python3
+# Two set-up commands (README): `make serve` and `make test`. Both work on a fresh Debian machine
+# as root. The interpreter: PY=/path/to/python3.X, or the first supported one found (tools/venv.sh),
+# and a .venv made by an unsupported or vanished Python is made anew.
+PY ?=
+SUPPORTED := 3.11 3.12 3.13
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
+VENV_SH = PY="$(PY)" SUPPORTED="$(SUPPORTED)" sh tools/venv.sh $(VENV)
 
-.PHONY: serve test lint format system-deps smoke clean
+.PHONY: serve cluster test lint format system-deps venv venv-test clean
 
-$(BIN)/python:
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+# serve also installs the load tester's extra, so `.venv/bin/roomserver-loadtest` works too.
+venv:
+	@$(VENV_SH) '.[loadtest]' $(VENV)/.installed
 
-# Re-install when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
-	touch $@
+venv-test:
+	@$(VENV_SH) '.[test,loadtest]' $(VENV)/.installed $(VENV)/.installed-test
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,loadtest]'
-	touch $(VENV)/.installed $@
-
-serve: $(VENV)/.installed
+serve: venv
 	$(BIN)/roomserver serve --host $(HOST) --port $(PORT)
+
+# NODES servers on PORT, PORT+1, … sharing a Redis: REDIS_URL=redis://… names one, else one is
+# started on REDIS_PORT (tools/cluster.sh).
+NODES ?= 2
+REDIS_PORT ?= 6390
+cluster: venv
+	@BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) NODES=$(NODES) REDIS_PORT=$(REDIS_PORT) REDIS_URL=$(REDIS_URL) \
+		bash tools/cluster.sh
 
 # Debian packages the tests need (we are root; CI runs on a fresh clone). libicu-dev,
 # pkg-config and g++ build PyICU, which regenerates the word filter's table; serving needs none.
@@ -35,15 +41,15 @@ system-deps:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \
 	fi
 
-test: system-deps $(VENV)/.installed-test
+test: system-deps venv-test
 	$(BIN)/ruff check roomserver loadtest tests
 	$(BIN)/ruff format --check roomserver loadtest tests
 	$(BIN)/pytest -q
 
-lint: $(VENV)/.installed-test
+lint: venv-test
 	$(BIN)/ruff check roomserver loadtest tests
 
-format: $(VENV)/.installed-test
+format: venv-test
 	$(BIN)/ruff format roomserver loadtest tests
 	$(BIN)/ruff check --fix roomserver loadtest tests
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 import msgspec
 
 from roomserver.auth import DEV_APP
+from roomserver.tenancy import APP_KEY_RE
 
 DEFAULT_GIFTS: list[dict[str, object]] = [
     {"id": "heart", "name": "Heart", "value": 1},
@@ -98,6 +99,16 @@ class Config:
         return DEFAULT_CLUSTER_DURABLE_WAIT_MS if self.redis_cluster else 0
 
     @property
+    def bus_name(self) -> str:
+        """The bus as logs and the banner name it (never with a password)."""
+        if self.redis_cluster:
+            return f"Redis Cluster {self.redis_cluster}"
+        if self.redis_url:
+            u = urlparse(self.redis_url)
+            return f"Redis {u._replace(netloc=u.netloc.rpartition('@')[2]).geturl()}"
+        return "the embedded bus (one process)"
+
+    @property
     def dev_mode(self) -> bool:
         return not self.apps
 
@@ -110,26 +121,44 @@ class Config:
         return {DEV_APP: self.dev_secret}
 
     def load_gifts(self, path: str | None) -> None:
-        if path:
+        if not path:
+            return
+        try:
             self.gifts = msgspec.json.decode(Path(path).read_bytes())
+        except (OSError, msgspec.DecodeError) as exc:
+            raise ConfigError(f"--gifts {path}: {exc}") from None
+
+
+class ConfigError(ValueError):
+    """A flag or environment value the server cannot run with; the message is one line for the user."""
+
+
+# HS256 keys shorter than the hash (RFC 7518 §3.2) make tokens forgeable by brute force.
+MIN_APP_SECRET_BYTES = 32
 
 
 ENV_PREFIX = "ROOMSERVER_"
 
 
-def env_default(name: str, default: object) -> object:
-    """Default for flag ``--name``: $ROOMSERVER_NAME if set, else ``default``."""
-    value = os.environ.get(ENV_PREFIX + name.upper().replace("-", "_"))
-    if value is None:
-        return default
-    if isinstance(default, bool):
-        return value.lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int):
-        return int(value)
-    return value
+def env_name(flag: str) -> str:
+    """The environment variable of flag ``--flag``: ``ROOMSERVER_FLAG``."""
+    return ENV_PREFIX + flag.upper().replace("-", "_")
+
+
+def validate_app(key: str, secret: str) -> None:
+    """Refuse an app the server must not run with (``ConfigError``): a key that cannot
+    name a tenant (it is part of every bus key) or a secret short enough to brute-force."""
+    if not APP_KEY_RE.fullmatch(key):
+        raise ConfigError(f"app key {key!r} must be 1..32 characters of [A-Za-z0-9_-]")
+    if len(secret.encode()) < MIN_APP_SECRET_BYTES:
+        raise ConfigError(
+            f"app {key!r}: the secret is {len(secret.encode())} bytes, at least {MIN_APP_SECRET_BYTES} are needed"
+            " (make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
 
 
 def parse_apps(values: list[str]) -> dict[str, str]:
+    """``["KEY:SECRET", "K2:S2,K3:S3"]`` -> ``{key: secret}``, each app validated."""
     apps: dict[str, str] = {}
     for item in values:
         for part in item.split(","):
@@ -138,6 +167,15 @@ def parse_apps(values: list[str]) -> dict[str, str]:
                 continue
             key, sep, secret = part.partition(":")
             if not sep or not key or not secret:
-                raise ValueError(f"--app takes KEY:SECRET, got {part!r}")
+                raise ConfigError(f"--app takes KEY:SECRET, got {_redacted(part)!r}")
+            validate_app(key, secret)
+            if key in apps and apps[key] != secret:
+                raise ConfigError(f"app {key!r} is given twice with different secrets")
             apps[key] = secret
     return apps
+
+
+def _redacted(app: str) -> str:
+    """An ``--app`` value fit for an error message: never echo a secret."""
+    key, sep, secret = app.partition(":")
+    return f"{key}:…" if sep and secret else app

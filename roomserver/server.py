@@ -9,6 +9,7 @@ from aiohttp import web
 from roomserver.auth import TokenVerifier
 from roomserver.bus.base import Broker, HistoryLimits
 from roomserver.bus.memory import MemoryBroker, MemoryHub
+from roomserver.buswatch import BusWatch
 from roomserver.config import Config
 from roomserver.gateway import Gateway
 from roomserver.gcpolicy import GcPolicy
@@ -86,15 +87,21 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
         young_threshold=config.gc_young_threshold,
     )
 
+    bus_watch = BusWatch(node.broker, config.bus_name) if config.redis_url or config.redis_cluster else None
+
     async def on_startup(app: web.Application) -> None:
         node.metrics.watch_gc()
         gc_policy.start()
         await node.start()
+        if bus_watch is not None:
+            bus_watch.start()
 
     async def on_shutdown(app: web.Application) -> None:
         await gateway.drain()
 
     async def on_cleanup(app: web.Application) -> None:
+        if bus_watch is not None:
+            await bus_watch.stop()
         await node.stop()
         await gc_policy.stop()
         node.metrics.unwatch_gc()

@@ -342,7 +342,8 @@ async def start_serve_process(*args: str, env: dict[str, str] | None = None) -> 
     """Run `python -m roomserver.cli serve` on a free port; wait for /healthz (≤ 15 s)."""
     port = free_port()
     cmd = [sys.executable, "-m", "roomserver.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--app", f"{APP}:{SECRET}", "--log-level", "WARNING", *args]
+    # As start_server: tests let any token create rooms by joining.
+    cmd += ["--app", f"{APP}:{SECRET}", "--log-level", "WARNING", "--auto-create", "any", *args]
     proc = subprocess.Popen(
         cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )

@@ -30,7 +30,9 @@ def free_port() -> int:
 class ServerProcess:
     def __init__(self, *args: str, log_dir: Path) -> None:
         self.port = free_port()
-        self.args = ["--host", "127.0.0.1", "--port", str(self.port), "--app", f"{APP}:{SECRET}", *args]
+        self.args = ["--host", "127.0.0.1", "--port", str(self.port), "--app", f"{APP}:{SECRET}"]
+        # As start_server: tests let any token create rooms by joining.
+        self.args += ["--auto-create", "any", *args]
         self.log_path = log_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

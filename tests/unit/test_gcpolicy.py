@@ -50,7 +50,9 @@ def test_frozen_cycle_waits_for_the_reclaim() -> None:
     assert alive() is not None
     policy.tick(now=100.0)
     assert alive() is None
-    assert abs(policy._frozen - gc.get_freeze_count()) < 100  # counted at the freeze
+    # Counted at the freeze. On CPython 3.12 gc.get_objects(generation=2) leaves out a few
+    # hundred objects that gc.freeze() moves (375 on 3.12.1): the count is an estimate.
+    assert abs(policy._frozen - gc.get_freeze_count()) < 1000
 
 
 def test_small_heap_is_reclaimed_soon() -> None:
