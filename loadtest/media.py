@@ -130,7 +130,12 @@ class MediaServerUnderTest:
                 LOOPBACK,
                 "--media-workers",
                 str(self.workers),
-                "--max-connections-per-ip",  # every simulated viewer comes from this machine
+                # every simulated viewer comes from this machine's one IP
+                "--max-connections-per-ip",
+                "0",
+                "--rest-rate-per-ip",
+                "0",
+                "--rest-rate-per-token",  # the load tester's admin polls audits and orders
                 "0",
                 "--log-level",
                 self.log_level,

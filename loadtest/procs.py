@@ -224,6 +224,10 @@ class ServerSet:
                 # every simulated viewer comes from this machine's one IP
                 "--max-connections-per-ip",
                 "0",
+                "--rest-rate-per-ip",
+                "0",
+                "--rest-rate-per-token",  # the load tester's admin polls audits and orders
+                "0",
                 "--log-level",
                 "WARNING",
                 "--node-id",
