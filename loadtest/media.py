@@ -43,6 +43,7 @@ import aiohttp
 from loadtest.cpuquota import CpuQuota, quota_name
 from loadtest.media_viewers import ViewerProcess
 from loadtest.procs import (
+    NO_CLIENT_LIMITS,
     ServerProcess,
     ServerSet,
     cpu_seconds,
@@ -130,13 +131,7 @@ class MediaServerUnderTest:
                 LOOPBACK,
                 "--media-workers",
                 str(self.workers),
-                # every simulated viewer comes from this machine's one IP
-                "--max-connections-per-ip",
-                "0",
-                "--rest-rate-per-ip",
-                "0",
-                "--rest-rate-per-token",  # the load tester's admin polls audits and orders
-                "0",
+                *NO_CLIENT_LIMITS,
                 "--log-level",
                 self.log_level,
             ],

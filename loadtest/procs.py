@@ -25,6 +25,11 @@ from pathlib import Path
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+# Flags for the servers a load test starts: every simulated client comes from this
+# machine's one IP, and the load tester's admin token polls audits and orders.
+NO_CLIENT_LIMITS = ("--max-connections-per-ip", "0", "--rest-rate-per-ip", "0", "--rest-rate-per-token", "0")
+
+
 def raise_nofile() -> int:
     """Soft RLIMIT_NOFILE -> hard (thousands of sockets per process). Returns the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -221,13 +226,7 @@ class ServerSet:
                 str(barrage_cap),
                 "--max-connections-per-user",
                 "100000",
-                # every simulated viewer comes from this machine's one IP
-                "--max-connections-per-ip",
-                "0",
-                "--rest-rate-per-ip",
-                "0",
-                "--rest-rate-per-token",  # the load tester's admin polls audits and orders
-                "0",
+                *NO_CLIENT_LIMITS,
                 "--log-level",
                 "WARNING",
                 "--node-id",

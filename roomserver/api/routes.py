@@ -367,6 +367,12 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return obj
 
 
+def _page_limit_query(default: int) -> Query:
+    """The ``limit`` query parameter of a paged list (see ``_page_limit``)."""
+    schema = {"type": "integer", "minimum": 1, "maximum": 1000, "default": default}
+    return ("limit", f"1..1000 (default {default})", schema)
+
+
 ROUTES: list[Route] = [
     Route("GET", "/healthz", healthz, "Liveness: the process answers", "none", bus=False),
     Route(
@@ -386,11 +392,7 @@ ROUTES: list[Route] = [
                 "room id the page starts after (`next` of the previous page)",
                 {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{0,64}$"},
             ),
-            (
-                "limit",
-                "1..1000 (default 100)",
-                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-            ),
+            _page_limit_query(100),
         ),
     ),
     Route("GET", "/v1/rooms/{room}", get_room, "Get a room", "admin"),
@@ -406,11 +408,7 @@ ROUTES: list[Route] = [
                 "`next` of the previous page (`<unix ms>:<room id>`)",
                 {"type": "string", "pattern": "^([0-9]{1,16}(:[A-Za-z0-9_.:@-]{1,64})?)?$"},
             ),
-            (
-                "limit",
-                "1..1000 (default 50)",
-                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
-            ),
+            _page_limit_query(50),
         ),
     ),
     Route("DELETE", "/v1/rooms/{room}", delete_room, "End a room's show", "admin"),
