@@ -154,16 +154,42 @@ export async function devToken(body) {
 }
 
 /**
+ * The page's token, taken out of the URL: links carry it in the fragment (`#token=JWT`, never
+ * sent to a server) and old links in the query (`?token=`); either way the address bar and the
+ * history entry are rewritten without it, so it stays out of browser history and of links
+ * copied from the address bar. The tab keeps it (sessionStorage) so that a reload still works.
+ */
+function takeToken(room) {
+  const q = new URLSearchParams(location.search);
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const key = `roomserver.token:${location.pathname}:${room}`;
+  const token = hash.get("token") || q.get("token");
+  if (hash.has("token") || q.has("token")) {
+    q.delete("token");
+    hash.delete("token");
+    const search = q.toString();
+    const frag = hash.toString();
+    history.replaceState(history.state, "", `${location.pathname}${search ? `?${search}` : ""}${frag ? `#${frag}` : ""}`);
+  }
+  try {
+    if (token) sessionStorage.setItem(key, token);
+    return token || sessionStorage.getItem(key);
+  } catch {
+    return token; // storage disabled: the token lives as long as the page
+  }
+}
+
+/**
  * Where the page's room and token come from:
  * `?room=r1#token=JWT` (an app hands the page a token), or in dev mode
  * `?room=r1&user=alice&role=host` (the page mints its own, and again on expiry).
  */
 export function pageParams(defaultRole) {
   const q = new URLSearchParams(location.search);
-  const hash = new URLSearchParams(location.hash.slice(1));
+  const room = q.get("room") || "demo";
   return {
-    room: q.get("room") || "demo",
-    token: hash.get("token") || q.get("token"),
+    room,
+    token: takeToken(room),
     user: q.get("user"),
     name: q.get("name") || undefined,
     role: q.get("role") || defaultRole,
@@ -178,7 +204,7 @@ export async function openClient(p, statusEl) {
   if (!token && p.user) {
     tokenProvider = () => devToken({ user: p.user, role: p.role, name: p.name, tier: p.tier });
   } else if (!token) {
-    throw new Error("No token: open this page from the dev landing page (/) or pass #token=… in the URL.");
+    throw new MissingToken();
   }
   const client = new RoomClient({ url: location.origin, token, tokenProvider });
   const show = (text, cls) => {
@@ -212,17 +238,30 @@ export function whoAmI(client) {
   return { id: c.sub, name: c.name || c.sub, role: c.role || "viewer", tier: c.tier || 0 };
 }
 
-/** A fatal start-up problem: replace the page with a readable card. */
+class MissingToken extends Error {
+  constructor() {
+    super("This page needs a token to enter a room.");
+  }
+}
+
+/** A fatal start-up problem: replace the page with a small card in the middle of the screen. */
 export function fatal(err) {
+  const missing = err instanceof MissingToken;
+  document.body.className = "fatal-page";
   document.body.replaceChildren(
     h(
       "div.fatal",
-      {},
-      h("h2", {}, "Cannot open this room"),
-      h("p", {}, err instanceof RoomError ? errorText(err) : String(err.message || err)),
-      h("a.btn", { href: "/" }, "Back to the start page"),
+      { role: "alert" },
+      h("div.fatal-icon", {}, icon(missing ? "key" : "x")),
+      h("h2", {}, missing ? "No token in this link" : "Cannot open this room"),
+      h("p", {}, missing ? err.message : err instanceof RoomError ? errorText(err) : String(err.message || err)),
+      missing
+        ? h("p.muted.small", {}, "Open it from the start page, or from your app with ", h("code", {}, "#token=…"), " at the end of the link.")
+        : null,
+      h("a.btn", { href: "/" }, "Go to the start page"),
     ),
   );
+  document.body.dataset.ready = "fatal";
 }
 
 // ---- barrage, chat, hearts ---------------------------------------------------------------
@@ -254,6 +293,16 @@ export class ChatList {
   constructor(el, max = 60) {
     this.el = el;
     this.max = max;
+  }
+  clear() {
+    this.el.replaceChildren();
+  }
+  /** The join snapshot's `recent` barrage (oldest first): what was said before we came in. */
+  earlier(events, onUser) {
+    this.clear();
+    for (const ev of (events || []).slice(-this.max)) {
+      if (ev && ev.ev === "barrage" && ev.data) this.barrage(ev.data, onUser).classList.add("earlier");
+    }
   }
   line(parts, cls = "") {
     const el = h(`div.line${cls ? `.${cls}` : ""}`, {}, ...parts);

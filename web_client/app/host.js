@@ -32,6 +32,7 @@ async function main() {
     host: true,
     onUser: (u) => moderateUser(u),
     actions: { draw, giftFeed, cohostsChanged: renderCohosts },
+    stageHint: hostStageHint,
   });
   const snap = await client.join(p.room);
   view.apply(snap);
@@ -39,6 +40,7 @@ async function main() {
   $("#studio-title").textContent = `Studio · ${p.room}`;
   $("#title-input").value = snap.room.title || "";
   renderCohosts((snap.room.cohosts || []).map(uid));
+  for (const ev of snap.room.recent || []) noteChatter(ev.data.user);
   syncLive(snap.room.state === "live");
   startClock();
   bindTabs();
@@ -70,13 +72,7 @@ function watchRoom() {
   client.on("room.ended", mine(() => syncLive(false)));
   client.on(
     "barrage",
-    mine((d) => {
-      if (d.user.id === me.id) return;
-      chatters.delete(d.user.id);
-      chatters.set(d.user.id, d.user.name);
-      while (chatters.size > 12) chatters.delete(chatters.keys().next().value);
-      renderChatters();
-    }),
+    mine((d) => noteChatter(d.user)),
   );
   client.on("sale.opened", mine((d) => ($("#sale-state").textContent = `${d.stock} in stock`)));
   client.on(
@@ -173,6 +169,7 @@ function bindLive() {
   });
   $("#publish-btn").addEventListener("click", () => (cam.publication ? unpublish() : publish()));
   $("#golive-btn").addEventListener("click", goLive);
+  $("#stage-golive").addEventListener("click", goLive);
   $("#end-btn").addEventListener("click", endShow);
   $("#announce-form").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -189,8 +186,10 @@ function startCamera() {
   if (!cam.starting) {
     cam.starting = openCamera().catch((err) => {
       cam.starting = null;
+      view.renderPlaceholder();
       throw err;
     });
+    view.renderPlaceholder();
   }
   return cam.starting;
 }
@@ -216,6 +215,7 @@ async function openCamera() {
   $("#publish-btn").disabled = false;
   $("#cam-state").textContent = "on";
   updatePubState();
+  updateStageNote();
 }
 
 async function stopCamera() {
@@ -231,6 +231,7 @@ async function stopCamera() {
   $("#cam-state").textContent = "off";
   view.renderPlaceholder();
   updatePubState();
+  updateStageNote();
 }
 
 async function publish() {
@@ -267,6 +268,22 @@ function updatePubState() {
 function syncLive(live) {
   $("#golive-btn").classList.toggle("hidden", live);
   $("#end-btn").classList.toggle("hidden", !live);
+  updateStageNote();
+}
+
+/** The empty stage tells the host what to do next (the camera is off). */
+function hostStageHint(s) {
+  const start = { label: "Start camera", run: () => startCamera().catch(() => {}) };
+  if (cam.starting && !cam.stream) return { text: "Starting your camera… allow it when the browser asks." };
+  if (s.roomState === "live") return { text: "You are live, but without video.", action: start };
+  if (s.roomState === "ended") return { text: "The show has ended. Start your camera and press Go live for the next one.", action: start };
+  return { text: "Start your camera to preview, then press Go live to open the show to viewers.", action: start };
+}
+
+/** Over the preview: a reminder that viewers do not see it until Go live. */
+function updateStageNote() {
+  const live = $("#golive-btn").classList.contains("hidden");
+  $("#stage-note").classList.toggle("hidden", live || !cam.stream);
 }
 
 async function goLive() {
@@ -449,6 +466,14 @@ function moderateUser(u) {
       ),
     ),
   );
+}
+
+function noteChatter(user) {
+  if (!user || user.id === me.id) return;
+  chatters.delete(user.id);
+  chatters.set(user.id, user.name);
+  while (chatters.size > 12) chatters.delete(chatters.keys().next().value);
+  renderChatters();
 }
 
 function renderChatters() {

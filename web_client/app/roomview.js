@@ -24,6 +24,8 @@ export class RoomView {
     this.danmaku = new Danmaku($("#danmaku"));
     this.chat = new ChatList($("#chat"), this.isHost ? 200 : 50);
     this.onUser = opts.onUser || null;
+    // What the empty stage says: {text, action?: {label, run}} (the host's page tells what to do).
+    this.stageHint = opts.stageHint || viewerStageHint;
     this.videos = null;
     this.muted = false;
     this._bind();
@@ -53,6 +55,7 @@ export class RoomView {
       coupons: new Map(),
       packets: new Map(),
     };
+    this.chat.earlier(r.recent, this.onUser);
     this.renderAll();
   }
 
@@ -450,8 +453,10 @@ export class RoomView {
 
   renderHeader() {
     const s = this.state;
-    $("#host-name").textContent = s.host || "No host yet";
-    $("#host-avatar").textContent = initials(s.host || "?");
+    // Before the first show the room has no host: the host sees their own name.
+    const host = s.host || (this.isHost ? this.me.name : null);
+    $("#host-name").textContent = host || "Host not here yet";
+    $("#host-avatar").textContent = initials(host || "?");
     $("#room-title").textContent = s.title || this.room;
     $("#live-badge").classList.toggle("hidden", s.roomState !== "live");
     $("#online").textContent = compact(s.online || 0);
@@ -465,9 +470,15 @@ export class RoomView {
     if (!ph) return;
     const hasVideo = $("#videos").childElementCount > 0;
     ph.classList.toggle("hidden", hasVideo);
-    $("#ph-avatar").textContent = initials(s.host || "?");
-    $("#ph-text").textContent =
-      s.roomState === "live" ? "Live — the video will appear in a moment" : s.roomState === "ended" ? "The show has ended" : "The show has not started yet";
+    $("#ph-avatar").textContent = initials(s.host || (this.isHost ? this.me.name : "?"));
+    const hint = this.stageHint(s);
+    $("#ph-text").textContent = hint.text;
+    const btn = $("#ph-action");
+    if (btn) {
+      btn.classList.toggle("hidden", !hint.action);
+      btn.textContent = hint.action ? hint.action.label : "";
+      btn.onclick = hint.action ? hint.action.run : null;
+    }
   }
 
   /** Pinned product, or the flash sale's product with countdown and stock. */
@@ -729,6 +740,12 @@ export class RoomView {
       timer.textContent = pk.winner == null ? "Draw" : pk.winner === this.room ? "Win!" : "Lost";
     } else if (pk.ends_at) timer.dataset.until = pk.ends_at;
   }
+}
+
+function viewerStageHint(s) {
+  if (s.roomState === "live") return { text: "Live — the video will appear in a moment" };
+  if (s.roomState === "ended") return { text: "The show has ended" };
+  return { text: "The show has not started yet. Stay here: it starts on this page." };
 }
 
 export function initials(name) {
