@@ -1,6 +1,6 @@
 // Host studio: camera and WHIP publishing, show control, selling, engagement, moderation,
 // co-hosts and PK. The stage on the left is the same RoomView the viewers see.
-import { $, $$, attempt, compact, errorText, fatal, h, money, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
+import { $, $$, attempt, compact, errorText, fatal, h, money, openAuthorised, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
 import { RoomView, initials } from "/app/roomview.js";
 
 const p = pageParams("host");
@@ -307,7 +307,7 @@ async function endShow() {
       {},
       h("h3", {}, "Show ended"),
       h("p.muted", {}, `${Math.round((s.duration_s || 0) / 60)} min · ${compact(s.likes || 0)} likes · ${s.online ?? 0} online at the end`),
-      h("div.row", {}, h("a.btn.ghost", { href: `/v1/rooms/${encodeURIComponent(p.room)}/report?format=html&token=${encodeURIComponent(client.token)}`, target: "_blank" }, "Report"), h("button.btn", { onclick: () => view.modal(null) }, "Close")),
+      h("div.row", {}, h("button.btn.ghost", { onclick: () => openAuthorised(`/v1/rooms/${encodeURIComponent(p.room)}/report?format=html`, client.token) }, "Report"), h("button.btn", { onclick: () => view.modal(null) }, "Close")),
     ),
   );
 }

@@ -2,7 +2,7 @@
 // room's events to one state object and renders the overlays (stats, barrage, chat, product
 // and flash sale, lottery, red packets, coupons, poll, announcement, PK bar, videos).
 // Actions that differ per page (buy, vote, draw…) are passed in as callbacks.
-import { $, ChatList, Danmaku, attempt, compact, flyHearts, giftIcon, h, icon, money, toast } from "/app/common.js";
+import { $, ChatList, Danmaku, attempt, compact, flyHearts, giftIcon, h, icon, money, openAuthorised, toast } from "/app/common.js";
 import { verifyLottery } from "/app/verify.js";
 
 const userId = (c) => (typeof c === "string" ? c : c && (c.user?.id ?? c.user ?? c.id));
@@ -613,7 +613,7 @@ export class RoomView {
     const rec = await attempt(() => this.client.lotteryRecord(this.room, l.id));
     if (!rec) return;
     const result = await verifyLottery(rec);
-    const raw = `/v1/rooms/${encodeURIComponent(this.room)}/lotteries/${encodeURIComponent(l.id)}?token=${encodeURIComponent(this.client.token)}`;
+    const raw = `/v1/rooms/${encodeURIComponent(this.room)}/lotteries/${encodeURIComponent(l.id)}`;
     this.modal(
       h(
         "div.modal-card",
@@ -621,7 +621,7 @@ export class RoomView {
         h("h3", {}, result.ok ? "✓ The draw checks out" : "✗ The draw does not verify"),
         h("p.muted", {}, "Recomputed in your browser from the published seed and entrant list."),
         h("ul.checks", {}, result.checks.map((c) => h(`li.${c.ok ? "ok" : "bad"}`, {}, h("b", {}, c.ok ? "✓ " : "✗ "), c.name, h("small", {}, c.detail)))),
-        h("div.row", {}, h("a.btn.ghost", { href: raw, target: "_blank" }, "Raw record"), h("button.btn", { onclick: () => this.modal(null) }, "Close")),
+        h("div.row", {}, h("button.btn.ghost", { onclick: () => openAuthorised(raw, this.client.token) }, "Raw record"), h("button.btn", { onclick: () => this.modal(null) }, "Close")),
       ),
     );
   }
