@@ -39,6 +39,8 @@ async function main() {
   view.followVideos([me.id]);
   $("#studio-title").textContent = `Studio · ${p.room}`;
   $("#title-input").value = snap.room.title || "";
+  $("#kpi-online").textContent = compact(snap.room.online || 0);
+  $("#kpi-likes").textContent = compact(snap.room.likes || 0);
   renderCohosts((snap.room.cohosts || []).map(uid));
   for (const ev of snap.room.recent || []) noteChatter(ev.data.user);
   syncLive(snap.room.state === "live");
