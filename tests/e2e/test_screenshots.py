@@ -152,13 +152,17 @@ async def test_screenshots_of_the_start_page_and_empty_states(pages, server, roo
         await expect(lost.locator(".fatal")).to_be_visible(timeout=T)
         await lost.screenshot(path=SCREENSHOTS / f"missing-token{suffix}.png")
 
-        host = await pages.open("host", f"{room}-h{suffix}", "hana", "host", name="Hana", phone=phone, init_script=CAMERA_REFUSED)
+        host = await pages.open(
+            "host", f"{room}-h{suffix}", "hana", "host", name="Hana", phone=phone, init_script=CAMERA_REFUSED
+        )
         await expect(host.locator("#ph-action")).to_be_visible()
         await no_horizontal_overflow(host)
         await host.screenshot(path=SCREENSHOTS / f"host-start{suffix}.png")
 
         async with pages.admin_http() as http:
-            await http.post("/v1/rooms", json={"id": f"{room}-c{suffix}", "title": "Team sync", "mode": "call"})
+            await http.post(
+                "/v1/rooms", json={"id": f"{room}-c{suffix}", "title": "Team sync", "mode": "call"}
+            )
         call = await pages.open("call", f"{room}-c{suffix}", "ana", name="Ana", phone=phone)
         await expect(call.locator("#call-empty")).to_be_visible()
         await no_horizontal_overflow(call)
