@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from roomserver.auth import DEV_APP, mint_token
 from roomserver.config import Config
@@ -54,6 +54,9 @@ SCREENSHOTS = (
 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 # A page is ready once it joined its room: a few round trips, slow only on a loaded box.
 READY_MS = 30_000
+# Playwright's expect() waits 5 s unless told: with the 2 cores shared (load average 16-20
+# measured) a page update took longer. Only a failure waits this long.
+expect.set_options(timeout=20_000)
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 

@@ -236,22 +236,55 @@ async function stopCamera() {
   updateStageNote();
 }
 
+const REPUBLISH_TRIES = 6;
+
 async function publish() {
-  if (cam.publication) return true;
-  await startCamera();
+  cam.wanted = true; // until the host stops publishing: a dropped connection is re-made
+  if (cam.publication || cam.publishing) return true;
+  cam.publishing = true;
   try {
-    cam.publication = await client.publish(p.room, cam.stream);
-    cam.publication.pc.addEventListener("connectionstatechange", updatePubState);
+    await startCamera();
+    const pub = await client.publish(p.room, cam.stream);
+    if (!cam.wanted) {
+      await pub.stop();
+      return false;
+    }
+    cam.publication = pub;
+    pub.pc.addEventListener("connectionstatechange", () => {
+      updatePubState();
+      if (pub.pc.connectionState === "connected") cam.retries = 0;
+      else if (pub.pc.connectionState === "failed" && cam.publication === pub) republish(pub);
+    });
     updatePubState();
     return true;
   } catch (err) {
     toast(`Video not published: ${errorText(err)}`, "error", 6000);
+    if (cam.retries) republish(null);
     updatePubState();
     return false;
+  } finally {
+    cam.publishing = false;
   }
 }
 
+/** The video connection failed (network, or a server too busy to answer in time): publish
+ * again, a few times with growing pauses, as long as the host wants to be on air. */
+function republish(failed) {
+  if (failed) {
+    cam.publication = null;
+    failed.stop().catch(() => {});
+  }
+  updatePubState();
+  if (!cam.wanted || (cam.retries || 0) >= REPUBLISH_TRIES) return;
+  const wait = Math.min(8000, 500 * 2 ** (cam.retries || 0));
+  cam.retries = (cam.retries || 0) + 1;
+  toast("The video connection dropped: publishing again…", "warn");
+  setTimeout(() => cam.wanted && !cam.publication && publish(), wait);
+}
+
 async function unpublish() {
+  cam.wanted = false;
+  cam.retries = 0;
   const pub = cam.publication;
   cam.publication = null;
   if (pub) await pub.stop();

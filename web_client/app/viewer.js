@@ -252,7 +252,7 @@ async function goOnStage() {
     const tile = h("div.tile.self", { id: "self-tile", dataset: { user: me.id, role: "cohost" } }, h("video", { muted: true, autoplay: true, playsInline: true, srcObject: stream }), h("span.tile-label", {}, "You · co-host"));
     $("#videos").append(tile);
     $("#videos").dataset.count = String($("#videos").childElementCount);
-    stage.publication = await client.publish(p.room, stream);
+    await publishOnStage(stage);
     $("#cohost-btn").classList.add("active");
     showAsked(null);
     toast("You are on camera", "ok");
@@ -260,6 +260,20 @@ async function goOnStage() {
     toast(errorText(err), "error");
     await leaveStage(false);
   }
+}
+
+/** Publish my camera; a connection that fails later is re-made while I am on stage. */
+async function publishOnStage(s, tries = 0) {
+  const pub = await client.publish(p.room, s.stream);
+  if (stage !== s) return pub.stop();
+  s.publication = pub;
+  pub.pc.addEventListener("connectionstatechange", () => {
+    if (pub.pc.connectionState !== "failed" || stage !== s || s.publication !== pub || tries >= 5) return;
+    s.publication = null;
+    pub.stop().catch(() => {});
+    toast("Your video connection dropped: reconnecting…", "warn");
+    setTimeout(() => stage === s && publishOnStage(s, tries + 1).catch((err) => toast(errorText(err), "error")), 500 * 2 ** tries);
+  });
 }
 
 async function leaveStage(tellServer = true) {
