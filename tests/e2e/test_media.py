@@ -36,7 +36,7 @@ async def playing(page: Page, video: str) -> None:
 async def go_live(host: Page) -> None:
     await host.click("#golive-btn")
     await host.wait_for_function(
-        "() => app.cam.publication && app.cam.publication.pc.connectionState === 'connected'", timeout=MEDIA_T
+        "() => app.cam.publication && app.cam.publication.state === 'connected'", timeout=MEDIA_T
     )
     await expect(host.locator("#pub-state")).to_have_text("● on air")
 
@@ -52,6 +52,27 @@ async def test_host_publishes_the_fake_camera_and_a_viewer_plays_it(pages, room)
     # Ending the show stops the publication: the tile goes away.
     await host.click("#end-btn")
     await expect(tile).to_have_count(0, timeout=MEDIA_T)
+
+
+async def test_host_publishes_again_when_the_video_connection_fails(pages, room) -> None:
+    host = await pages.open("host", room, "h1", "host")
+    await go_live(host)
+    viewer = await pages.open("viewer", room, "v1")
+    await playing(viewer, "#videos .tile[data-user='h1'] video")
+    # What a browser reports when ICE consent is lost (a network drop, or a server too busy
+    # to answer in time): the page must not stay off air.
+    await host.evaluate(
+        """() => { const pc = app.cam.publication.pc; window.__failedPc = pc;
+          Object.defineProperty(pc, 'connectionState', { get: () => 'failed' });
+          pc.dispatchEvent(new Event('connectionstatechange')); }"""
+    )
+    await host.wait_for_function(
+        "() => app.cam.publication && app.cam.publication.pc !== window.__failedPc"
+        " && app.cam.publication.state === 'connected'",
+        timeout=MEDIA_T,
+    )
+    await expect(host.locator("#pub-state")).to_have_text("● on air")
+    await playing(viewer, "#videos .tile[data-user='h1'] video")
 
 
 async def test_cohost_goes_on_camera_and_the_viewer_sees_two_videos(pages, room) -> None:

@@ -1,5 +1,5 @@
 // Call page (`mode: call` rooms): everyone publishes, everyone plays everyone; up to 9.
-import { $, ChatList, attempt, errorText, fatal, h, icon, openClient, pageParams, toast, whoAmI } from "/app/common.js";
+import { $, ChatList, KeptPublication, attempt, errorText, fatal, h, icon, openClient, pageParams, toast, whoAmI } from "/app/common.js";
 import { initials } from "/app/roomview.js";
 
 const p = pageParams("viewer");
@@ -99,7 +99,7 @@ function emptyState() {
 function count() {
   const remote = grid ? grid.tiles.size : 0;
   $("#call-empty").classList.toggle("hidden", remote > 0);
-  $("#call-count").textContent = String(remote + (publication ? 1 : 0));
+  $("#call-count").textContent = String(remote + (publication && publication.current ? 1 : 0));
   $("#videos").dataset.count = String($("#videos").querySelectorAll(":scope > :not(.hidden)").length);
 }
 
@@ -117,8 +117,12 @@ async function joinOnCamera() {
   }
   $("#self-tile video").srcObject = stream;
   showControls();
+  publication = new KeptPublication(client, p.room, stream, {
+    onState: () => count(),
+    onRetry: () => toast("Your video connection dropped: reconnecting…", "warn"),
+  });
   try {
-    publication = await client.publish(p.room, stream);
+    await publication.start();
   } catch (err) {
     toast(err.code === "forbidden" ? `You cannot join on camera: ${err.message}` : `Not on camera: ${errorText(err)}`, "error", 8000);
   }

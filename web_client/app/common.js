@@ -342,6 +342,72 @@ export function flyHearts(el, n = 1) {
   }
 }
 
+// Publishing again cannot help these: the token or the room's rules refuse it.
+const FINAL_PUBLISH_ERRORS = new Set(["forbidden", "unauthorized", "bad_request", "limit_reached", "not_found"]);
+
+/**
+ * My camera published to a room (WHIP) and kept there: when the connection fails (a network
+ * drop, or a server too busy to answer ICE checks in time) or publishing fails, it publishes
+ * again with growing pauses, up to `tries` times in a row, until stop().
+ */
+export class KeptPublication {
+  constructor(client, room, stream, { tries = 6, onState = () => {}, onRetry = () => {}, onGiveUp = () => {} } = {}) {
+    Object.assign(this, { client, room, stream, tries, onState, onRetry, onGiveUp });
+    this.current = null; // the Publication on air now
+    this.failures = 0;
+    this.stopped = false;
+  }
+  /** The first attempt: resolves once on air, or throws its error (retries go on meanwhile). */
+  async start() {
+    try {
+      await this._publish();
+    } catch (err) {
+      this._retry(err);
+      throw err;
+    }
+  }
+  get pc() {
+    return this.current ? this.current.pc : null;
+  }
+  get state() {
+    return this.current ? this.current.pc.connectionState : this.stopped ? "stopped" : "retrying";
+  }
+  async _publish() {
+    const pub = await this.client.publish(this.room, this.stream);
+    if (this.stopped) return pub.stop();
+    this.current = pub;
+    pub.pc.addEventListener("connectionstatechange", () => {
+      if (this.current !== pub) return;
+      if (pub.pc.connectionState === "connected") this.failures = 0;
+      if (pub.pc.connectionState === "failed") {
+        this.current = null;
+        pub.stop().catch(() => {});
+        this._retry();
+      }
+      this.onState(this.state);
+    });
+    this.onState(this.state);
+  }
+  _retry(err) {
+    if (this.stopped) return;
+    if ((err && FINAL_PUBLISH_ERRORS.has(err.code)) || this.failures >= this.tries) {
+      this.onGiveUp(err);
+      return;
+    }
+    const wait = Math.min(8000, 500 * 2 ** this.failures++);
+    this.onRetry(err);
+    setTimeout(() => {
+      if (!this.stopped && !this.current) this._publish().catch((e) => this._retry(e));
+    }, wait);
+  }
+  async stop() {
+    this.stopped = true;
+    const pub = this.current;
+    this.current = null;
+    if (pub) await pub.stop();
+  }
+}
+
 /**
  * Open an API resource (a report, a raw record) in a new tab, authorised by a header: a
  * `?token=` URL would stay in the browser history. The tab shows a blob: copy of the answer.

@@ -1,6 +1,6 @@
 // Host studio: camera and WHIP publishing, show control, selling, engagement, moderation,
 // co-hosts and PK. The stage on the left is the same RoomView the viewers see.
-import { $, $$, attempt, compact, errorText, fatal, h, money, openAuthorised, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
+import { $, $$, KeptPublication, attempt, compact, errorText, fatal, h, money, openAuthorised, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
 import { RoomView, initials } from "/app/roomview.js";
 
 const p = pageParams("host");
@@ -236,55 +236,34 @@ async function stopCamera() {
   updateStageNote();
 }
 
-const REPUBLISH_TRIES = 6;
-
 async function publish() {
-  cam.wanted = true; // until the host stops publishing: a dropped connection is re-made
-  if (cam.publication || cam.publishing) return true;
-  cam.publishing = true;
-  try {
-    await startCamera();
-    const pub = await client.publish(p.room, cam.stream);
-    if (!cam.wanted) {
-      await pub.stop();
-      return false;
-    }
-    cam.publication = pub;
-    pub.pc.addEventListener("connectionstatechange", () => {
+  if (cam.publication) return true;
+  await startCamera();
+  if (cam.publication) return true; // published while the camera started
+  const kept = new KeptPublication(client, p.room, cam.stream, {
+    onState: updatePubState,
+    onRetry: () => {
       updatePubState();
-      if (pub.pc.connectionState === "connected") cam.retries = 0;
-      else if (pub.pc.connectionState === "failed" && cam.publication === pub) republish(pub);
-    });
-    updatePubState();
+      toast("The video connection dropped: publishing again…", "warn");
+    },
+    onGiveUp: () => {
+      if (cam.publication === kept) cam.publication = null;
+      updatePubState();
+    },
+  });
+  cam.publication = kept;
+  try {
+    await kept.start();
     return true;
   } catch (err) {
     toast(`Video not published: ${errorText(err)}`, "error", 6000);
-    if (cam.retries) republish(null);
-    updatePubState();
     return false;
   } finally {
-    cam.publishing = false;
+    updatePubState();
   }
-}
-
-/** The video connection failed (network, or a server too busy to answer in time): publish
- * again, a few times with growing pauses, as long as the host wants to be on air. */
-function republish(failed) {
-  if (failed) {
-    cam.publication = null;
-    failed.stop().catch(() => {});
-  }
-  updatePubState();
-  if (!cam.wanted || (cam.retries || 0) >= REPUBLISH_TRIES) return;
-  const wait = Math.min(8000, 500 * 2 ** (cam.retries || 0));
-  cam.retries = (cam.retries || 0) + 1;
-  toast("The video connection dropped: publishing again…", "warn");
-  setTimeout(() => cam.wanted && !cam.publication && publish(), wait);
 }
 
 async function unpublish() {
-  cam.wanted = false;
-  cam.retries = 0;
   const pub = cam.publication;
   cam.publication = null;
   if (pub) await pub.stop();
@@ -293,7 +272,7 @@ async function unpublish() {
 
 function updatePubState() {
   const el = $("#pub-state");
-  const state = cam.publication ? cam.publication.pc.connectionState : null;
+  const state = cam.publication ? cam.publication.state : null;
   const text = cam.publication ? (state === "connected" ? "● on air" : `publishing… (${state})`) : cam.stream ? "preview" : "camera off";
   el.textContent = text;
   el.classList.toggle("on", state === "connected");

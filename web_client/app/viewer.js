@@ -1,6 +1,6 @@
 // Viewer page: watch, chat, like, gift, buy, enter lotteries, grab red packets, claim
 // coupons, vote, and ask to join the host on camera.
-import { $, attempt, errorText, fatal, flyHearts, giftIcon, h, icon, money, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
+import { $, KeptPublication, attempt, errorText, fatal, flyHearts, giftIcon, h, icon, money, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
 import { RoomView } from "/app/roomview.js";
 
 const p = pageParams("viewer");
@@ -252,7 +252,11 @@ async function goOnStage() {
     const tile = h("div.tile.self", { id: "self-tile", dataset: { user: me.id, role: "cohost" } }, h("video", { muted: true, autoplay: true, playsInline: true, srcObject: stream }), h("span.tile-label", {}, "You · co-host"));
     $("#videos").append(tile);
     $("#videos").dataset.count = String($("#videos").childElementCount);
-    await publishOnStage(stage);
+    const kept = new KeptPublication(client, p.room, stream, {
+      onRetry: () => toast("Your video connection dropped: reconnecting…", "warn"),
+    });
+    stage.publication = kept;
+    await kept.start();
     $("#cohost-btn").classList.add("active");
     showAsked(null);
     toast("You are on camera", "ok");
@@ -260,20 +264,6 @@ async function goOnStage() {
     toast(errorText(err), "error");
     await leaveStage(false);
   }
-}
-
-/** Publish my camera; a connection that fails later is re-made while I am on stage. */
-async function publishOnStage(s, tries = 0) {
-  const pub = await client.publish(p.room, s.stream);
-  if (stage !== s) return pub.stop();
-  s.publication = pub;
-  pub.pc.addEventListener("connectionstatechange", () => {
-    if (pub.pc.connectionState !== "failed" || stage !== s || s.publication !== pub || tries >= 5) return;
-    s.publication = null;
-    pub.stop().catch(() => {});
-    toast("Your video connection dropped: reconnecting…", "warn");
-    setTimeout(() => stage === s && publishOnStage(s, tries + 1).catch((err) => toast(errorText(err), "error")), 500 * 2 ** tries);
-  });
 }
 
 async function leaveStage(tellServer = true) {
