@@ -52,6 +52,7 @@ import logging
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,16 @@ if TYPE_CHECKING:
     from asyncio import Transport
 
 log = logging.getLogger(__name__)
+
+# The join snapshot's ``recent``: the room's last barrage events, so a late joiner sees the chat.
+RECENT_BARRAGE = 20
+# Durable event bodies are spliced as {"seq":N,"ev":"barrage",...} (protocol.encode_event and
+# with_seq): a bounded byte search tells a barrage without decoding every event.
+_BARRAGE_MARK = b',"ev":"barrage",'
+
+
+def is_barrage(body: bytes) -> bool:
+    return body.find(_BARRAGE_MARK, 0, 40) > 0
 
 
 def ws_text_frame(payload: bytes) -> bytes:
@@ -142,6 +153,8 @@ class RoomChannel:
     held: list[Delivery] = field(default_factory=list)
     repairing: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Bodies of the last barrage events handed to members (seq <= flushed_seq), oldest first.
+    recent: deque[bytes] = field(default_factory=lambda: deque(maxlen=RECENT_BARRAGE))
 
 
 @dataclass(slots=True)
@@ -293,11 +306,13 @@ class Fanout:
             ch = self.channels[room] = RoomChannel(room)
         return ch
 
-    def set_ready(self, room: str, epoch: str, seq: int) -> None:
-        """The channel's starting point, read after subscribing (Broker.load)."""
+    def set_ready(self, room: str, epoch: str, seq: int, history: Iterable[BusEvent] = ()) -> None:
+        """The channel's starting point, read after subscribing (Broker.load), and the
+        room's latest events up to ``seq`` if read (they seed ``recent``)."""
         ch = self.channel(room)
         if ch.last_seq >= 0:
             return
+        ch.recent.extend(ev.body for ev in history if 0 < ev.seq <= seq and is_barrage(ev.body))
         ch.epoch, ch.last_seq, ch.flushed_seq = epoch, seq, seq
         ch.ready.set()
         held, ch.held = ch.held, []
@@ -404,6 +419,7 @@ class Fanout:
                 if self.on_epoch_change:
                     self.on_epoch_change(ch)
             ch.epoch, ch.last_seq = d.epoch, 0
+            ch.recent.clear()
         events = d.events
         if not events and d.head > ch.last_seq:
             self._repair(ch)  # events were published while our subscription was down
@@ -517,6 +533,8 @@ class Fanout:
                 ch.flushed_seq = ev.seq
             if ev.audience == AUDIENCE_ALL:
                 broadcast.append(ev)
+                if ev.seq and is_barrage(ev.body):
+                    ch.recent.append(ev.body)
                 continue
             for conn in self._audience(ch, ev.audience):
                 member = ch.members[conn]

@@ -17,12 +17,22 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from roomserver.bus.base import Broker, BusEvent, CommitResult, CommitStatus, Delivery, Draft, Idem
+from roomserver.bus.base import (
+    Broker,
+    BrokerUnavailable,
+    BusEvent,
+    CommitResult,
+    CommitStatus,
+    Delivery,
+    Draft,
+    HistoryGone,
+    Idem,
+)
 from roomserver.config import Config
 from roomserver.core import room as rules
 from roomserver.core.moderation import TokenBucket, WordFilters
 from roomserver.core.room import Emit, RoomDoc
-from roomserver.fanout import Fanout, RoomChannel
+from roomserver.fanout import RECENT_BARRAGE, Fanout, RoomChannel
 from roomserver.metrics import Metrics
 from roomserver.protocol import CLOSE_SLOW_CONSUMER, OpError, encode_event, now_ms
 from roomserver.tenancy import app_of, public_room
@@ -38,6 +48,9 @@ LIKES_INTERVAL_MS = 1_000
 MAX_TRANSACT_TRIES = 20
 # member.joined is sampled: at most this many per second per room per node.
 JOINED_PER_S = 5.0
+# How far back a node reads a room's history when it subscribes, to find the last
+# RECENT_BARRAGE barrage events for join snapshots (other events are mixed in between).
+RECENT_WINDOW = 200
 
 Rule = Callable[[RoomDoc], tuple[RoomDoc, list[Emit]]]
 
@@ -148,8 +161,28 @@ class Node:
                 self._subscribed.add(room)
             if not ch.ready.is_set():
                 rec = await self.broker.load(room)
-                self.fanout.set_ready(room, rec.epoch, rec.seq)
+                recent = await self._latest_events(room, rec.seq)
+                self.fanout.set_ready(room, rec.epoch, rec.seq, recent)
         return self.fanout.channel(room)
+
+    async def _latest_events(self, room: str, head: int) -> list[BusEvent]:
+        """The room's last durable events up to ``head`` (a bounded window), or none.
+
+        Only for the join snapshot's ``recent`` chat: a history trimmed by age within the
+        window is read again for the last few events, and a failure costs the late
+        joiner the old chat, never the join."""
+        for window in (RECENT_WINDOW, RECENT_BARRAGE):
+            if head == 0:
+                return []
+            try:
+                page = await self.broker.history(room, max(0, head - window), window)
+            except HistoryGone:
+                continue
+            except BrokerUnavailable as exc:
+                log.info("room %s: recent chat not read (%s)", room, exc)
+                return []
+            return page.events
+        return []
 
     async def release_channel(self, room: str) -> None:
         """Unsubscribe after the last local member left (unless one came back)."""

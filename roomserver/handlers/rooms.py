@@ -71,6 +71,8 @@ async def join(ctx: OpContext, p: object) -> dict:
     )
     snap["room"]["sale"] = sale
     snap["room"]["pk"] = pk
+    # Already-encoded event objects, the same bytes members were sent (seq <= the snapshot's).
+    snap["room"]["recent"] = [msgspec.Raw(b) for b in node.fanout.channels[ctx.room].recent]
     return snap
 
 

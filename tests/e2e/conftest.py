@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from roomserver.auth import DEV_APP, mint_token
 from roomserver.config import Config
@@ -52,6 +52,11 @@ SCREENSHOTS = (
     else _ROOT / "test-artifacts" / "screenshots"
 )
 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+# A page is ready once it joined its room: a few round trips, slow only on a loaded box.
+READY_MS = 30_000
+# Playwright's expect() waits 5 s unless told: with the 2 cores shared (load average 16-20
+# measured) a page update took longer. Only a failure waits this long.
+expect.set_options(timeout=20_000)
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
@@ -120,7 +125,24 @@ class Pages:
         name: str | None = None,
         tier: int = 0,
         ready: bool = True,
+        init_script: str | None = None,
     ) -> Page:
+        p = await self.blank(user, phone=phone, viewport=viewport, init_script=init_script)
+        token = self.server.token(user, role, name=name, tier=tier)  # type: ignore[arg-type]
+        await p.goto(f"{self.server.url}/{page}.html?room={room}#token={token}")
+        if ready:
+            await p.wait_for_selector("body[data-ready='1']", timeout=READY_MS)
+        return p
+
+    async def blank(
+        self,
+        who: str,
+        *,
+        phone: bool = False,
+        viewport: dict[str, int] | None = None,
+        init_script: str | None = None,
+    ) -> Page:
+        """A new page in its own context (desktop or phone), not yet navigated."""
         ctx = await self.browser.new_context(
             viewport=viewport or (PHONE if phone else DESKTOP),
             is_mobile=phone,
@@ -128,12 +150,10 @@ class Pages:
             device_scale_factor=2 if phone else 1,
         )
         self.contexts.append(ctx)
+        if init_script:
+            await ctx.add_init_script(init_script)
         p = await ctx.new_page()
-        p.on("pageerror", lambda exc: self.errors.append(f"{user}: {exc}"))
-        token = self.server.token(user, role, name=name, tier=tier)  # type: ignore[arg-type]
-        await p.goto(f"{self.server.url}/{page}.html?room={room}#token={token}")
-        if ready:
-            await p.wait_for_selector("body[data-ready='1']", timeout=15_000)
+        p.on("pageerror", lambda exc: self.errors.append(f"{who}: {exc}"))
         return p
 
     @contextlib.asynccontextmanager

@@ -103,6 +103,12 @@ async def test_lottery_entry_draw_winners_and_verification(pages, room) -> None:
     modal = v1.locator("#modal .modal-card")
     await expect(modal.locator("h3")).to_have_text("✓ The draw checks out", timeout=T)
     await expect(modal.locator(".checks li.ok")).to_have_count(4)
+    # The raw record opens in a tab without the token in any URL (browser history keeps URLs).
+    async with v1.context.expect_page() as opened:
+        await modal.locator("button", has_text="Raw record").click()
+    raw = await opened.value
+    await expect(raw.locator("body")).to_contain_text('"seed_hash"', timeout=T)
+    assert raw.url.startswith("blob:") and "token" not in raw.url, raw.url
 
 
 async def test_coupon_claim_and_red_packet_grab(pages, room) -> None:

@@ -3,7 +3,7 @@ viewers, co-hosts, PK battles and call rooms, all following `media.publishers`."
 
 from __future__ import annotations
 
-import asyncio
+import re
 
 import pytest
 from playwright.async_api import Page, expect
@@ -13,26 +13,30 @@ from tests.e2e.test_live_room import T, tab
 
 pytestmark = pytest.mark.e2e
 
-MEDIA_T = 20_000  # ms: ICE + DTLS + first keyframe on a busy 2-core machine
+# ms: ICE + DTLS + first keyframe. Measured with the 2 cores shared by other work (load
+# average 16-20): up to ~20 s, so 20 s was a coin toss there; only failures wait this long.
+MEDIA_T = 45_000
 
 
 async def playing(page: Page, video: str) -> None:
-    """The <video> decodes frames: it has a size and its clock advances."""
+    """The <video> decodes frames: it has a size and its clock advances by 0.3 s (measured
+    on the element itself, so a tile re-created meanwhile starts the measure again)."""
     await page.wait_for_function(
-        """(sel) => { const v = document.querySelector(sel); return v && v.videoWidth > 0 && v.currentTime > 0; }""",
+        """(sel) => {
+          const v = document.querySelector(sel);
+          if (!v || !(v.videoWidth > 0) || !(v.currentTime > 0)) return false;
+          if (v.__firstTime === undefined) v.__firstTime = v.currentTime;
+          return v.currentTime > v.__firstTime + 0.3;
+        }""",
         arg=video,
         timeout=MEDIA_T,
     )
-    t1 = await page.evaluate("(sel) => document.querySelector(sel).currentTime", video)
-    await asyncio.sleep(1.0)
-    t2 = await page.evaluate("(sel) => document.querySelector(sel).currentTime", video)
-    assert t2 > t1 + 0.3, (video, t1, t2)
 
 
 async def go_live(host: Page) -> None:
     await host.click("#golive-btn")
     await host.wait_for_function(
-        "() => app.cam.publication && app.cam.publication.pc.connectionState === 'connected'", timeout=MEDIA_T
+        "() => app.cam.publication && app.cam.publication.state === 'connected'", timeout=MEDIA_T
     )
     await expect(host.locator("#pub-state")).to_have_text("● on air")
 
@@ -50,21 +54,45 @@ async def test_host_publishes_the_fake_camera_and_a_viewer_plays_it(pages, room)
     await expect(tile).to_have_count(0, timeout=MEDIA_T)
 
 
+async def test_host_publishes_again_when_the_video_connection_fails(pages, room) -> None:
+    host = await pages.open("host", room, "h1", "host")
+    await go_live(host)
+    viewer = await pages.open("viewer", room, "v1")
+    await playing(viewer, "#videos .tile[data-user='h1'] video")
+    # What a browser reports when ICE consent is lost (a network drop, or a server too busy
+    # to answer in time): the page must not stay off air.
+    await host.evaluate(
+        """() => { const pc = app.cam.publication.pc; window.__failedPc = pc;
+          Object.defineProperty(pc, 'connectionState', { get: () => 'failed' });
+          pc.dispatchEvent(new Event('connectionstatechange')); }"""
+    )
+    await host.wait_for_function(
+        "() => app.cam.publication && app.cam.publication.pc !== window.__failedPc"
+        " && app.cam.publication.state === 'connected'",
+        timeout=MEDIA_T,
+    )
+    await expect(host.locator("#pub-state")).to_have_text("● on air")
+    await playing(viewer, "#videos .tile[data-user='h1'] video")
+
+
 async def test_cohost_goes_on_camera_and_the_viewer_sees_two_videos(pages, room) -> None:
     host = await pages.open("host", room, "h1", "host")
     await go_live(host)
     guest = await pages.open("viewer", room, "g1", name="Gus")
     viewer = await pages.open("viewer", room, "v1")
-    await guest.click("#cohost-btn")
-    await expect(guest.locator(".toast.ok", has_text="Request sent")).to_be_visible(timeout=T)
+    ask = guest.locator("#cohost-btn")
+    await ask.click()
+    # The button keeps showing the pending request (the "Request sent" toast lasts 3.5 s: a
+    # check that starts late on a loaded machine can miss it).
+    await expect(ask).to_have_class(re.compile(r"\bpending\b"), timeout=T)
+    await expect(ask).to_have_attribute("aria-label", "Request sent: waiting for the host")
     await tab(host, "stage")
     request = host.locator("#requests .item[data-user='g1']")
     await expect(request).to_be_visible(timeout=T)
     await request.locator("button", has_text="Accept").click()
     await expect(guest.locator("#self-tile video")).to_be_visible(timeout=MEDIA_T)
-    await guest.wait_for_function(
-        "() => document.querySelector('#cohost-btn').classList.contains('active')", timeout=MEDIA_T
-    )
+    await expect(ask).to_have_class(re.compile(r"\bactive\b"), timeout=MEDIA_T)
+    await expect(ask).not_to_have_class(re.compile(r"\bpending\b"))
     await expect(viewer.locator("#videos .tile")).to_have_count(2, timeout=MEDIA_T)
     await expect(viewer.locator("#videos")).to_have_attribute("data-count", "2")
     await playing(viewer, "#videos .tile[data-user='h1'] video")

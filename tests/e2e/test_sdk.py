@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.e2e.test_live_room import T
+
 pytestmark = pytest.mark.e2e
 
 # A WebSocket stand-in driven by the test: records frames, lets the test push server frames.
@@ -156,9 +158,9 @@ async def test_token_expiry_gets_a_new_token_and_resumes(pages, server, bots, ro
         }""",
         [server.token("exp", "viewer", ttl_s=2), room],
     )
-    await page.wait_for_function("() => disconnects.length === 1", timeout=10_000)
+    await page.wait_for_function("() => disconnects.length === 1", timeout=T)
     bot = await bots("b1")
     await bot.request("room.join", room)
     await bot.request("barrage.send", room, text="after expiry")
-    await page.wait_for_function("() => texts.includes('after expiry')", timeout=10_000)
+    await page.wait_for_function("() => texts.includes('after expiry')", timeout=T)
     assert await page.evaluate("() => [disconnects, provided, c2.state]") == [[4001], 1, "open"]

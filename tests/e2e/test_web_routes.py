@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from roomserver.auth import DEV_APP, TokenVerifier
 from roomserver.config import Config
-from roomserver.web import add_web_routes
+from roomserver.web import add_web_routes, dev_mint_refusal
 from tests.e2e.conftest import web_app
 
 
@@ -133,3 +133,99 @@ async def test_a_missing_web_client_folder_is_a_404_not_a_crash(tmp_path: Path) 
         assert (await client.post("/dev/token", json={"user": "u1"})).status == 200
     finally:
         await client.close()
+
+
+def _no_cors(res) -> None:
+    assert not [h for h in res.headers if h.lower().startswith("access-control-")], dict(res.headers)
+
+
+async def test_dev_token_answers_its_own_pages_without_cors_headers(dev) -> None:
+    client, _ = dev
+    own = f"http://{client.host}:{client.port}"
+    res = await client.post(
+        "/dev/token", json={"user": "ann"}, headers={"Origin": own, "Sec-Fetch-Site": "same-origin"}
+    )
+    assert res.status == 200
+    _no_cors(res)
+    # Other routes keep the app-wide CORS answer (SDKs embedded on apps' own origins).
+    assert (await client.get("/healthz", headers={"Origin": "http://evil.example"})).headers[
+        "Access-Control-Allow-Origin"
+    ] == "*"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        # DNS rebinding: a foreign name resolving to 127.0.0.1 is "same-origin" for the browser.
+        {"Host": "evil.example", "Origin": "http://evil.example", "Sec-Fetch-Site": "same-origin"},
+    ],
+)
+async def test_dev_token_refuses_other_origins(dev, headers: dict) -> None:
+    client, _ = dev
+    res = await client.post("/dev/token", json={"user": "mallory", "role": "admin"}, headers=headers)
+    assert res.status == 403
+    assert (await res.json())["error"]["code"] == "forbidden"
+    _no_cors(res)
+
+
+async def test_dev_token_preflight_from_another_origin_is_not_allowed(dev) -> None:
+    client, _ = dev
+    res = await client.options(
+        "/dev/token",
+        headers={
+            "Origin": "http://evil.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    _no_cors(res)
+
+
+async def test_dev_token_refuses_a_peer_that_is_not_loopback_whatever_it_forwards() -> None:
+    app = web.Application()
+    add_web_routes(app, Config(host="127.0.0.1", port=0))
+    (handler,) = [r.handler for r in app.router.routes() if r.method == "POST"]
+
+    class Transport:
+        def __init__(self, peer: str) -> None:
+            self.peer = peer
+
+        def get_extra_info(self, name: str, default=None):
+            return (self.peer, 40000) if name == "peername" else default
+
+    headers = {"Host": "127.0.0.1:8080", "X-Forwarded-For": "127.0.0.1", "Forwarded": "for=127.0.0.1"}
+    req = make_mocked_request(
+        "POST", "/dev/token", headers=headers, transport=Transport("192.0.2.7"), app=app
+    )
+    res = await handler(req)
+    assert res.status == 403
+    assert b"loopback" in res.body
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers", "refused"),
+    [
+        ("127.0.0.1", {"Host": "127.0.0.1:8080"}, False),  # curl on the machine
+        ("127.0.0.1", {"Host": "localhost:8080", "Origin": "http://localhost:8080"}, False),
+        (
+            "::1",
+            {"Host": "[::1]:8080", "Origin": "http://[::1]:8080", "Sec-Fetch-Site": "same-origin"},
+            False,
+        ),
+        ("::ffff:127.0.0.1", {"Host": "127.0.0.1:8080"}, False),
+        ("192.0.2.7", {"Host": "127.0.0.1:8080", "X-Forwarded-For": "127.0.0.1"}, True),
+        ("10.0.0.2", {"Host": "localhost:8080", "Forwarded": "for=127.0.0.1"}, True),
+        (None, {"Host": "127.0.0.1:8080"}, True),
+        ("127.0.0.1", {"Host": "127.0.0.1:8080", "Origin": "http://127.0.0.1:9999"}, True),
+        ("127.0.0.1", {"Host": "127.0.0.1:8080", "Origin": "https://127.0.0.1:8080"}, True),
+        ("127.0.0.1", {"Host": "127.0.0.1:8080", "Sec-Fetch-Site": "none"}, True),
+        ("127.0.0.1", {"Host": "shop.example:8080"}, True),
+        ("127.0.0.1", {}, True),
+    ],
+)
+def test_dev_mint_refusal_rules(peer, headers: dict, refused: bool) -> None:
+    assert (dev_mint_refusal(peer, "http", headers) is not None) is refused

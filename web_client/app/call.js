@@ -1,5 +1,6 @@
 // Call page (`mode: call` rooms): everyone publishes, everyone plays everyone; up to 9.
-import { $, ChatList, attempt, errorText, fatal, h, openClient, pageParams, toast, whoAmI } from "/app/common.js";
+import { $, ChatList, KeptPublication, attempt, errorText, fatal, h, icon, openClient, pageParams, toast, whoAmI } from "/app/common.js";
+import { initials } from "/app/roomview.js";
 
 const p = pageParams("viewer");
 const MAX_PARTICIPANTS = 9;
@@ -27,6 +28,8 @@ async function main() {
   if (snap.room.mode !== "call") toast("This is a live room, not a call: only the host and co-hosts can be on camera.", "warn", 6000);
 
   const chat = new ChatList($("#chat"), 100);
+  for (const ev of snap.room.recent || []) learnName(ev.data.user);
+  chat.earlier(snap.room.recent);
   client.on("barrage", (d, m) => {
     if (m.room !== p.room) return;
     learnName(d.user);
@@ -45,27 +48,63 @@ async function main() {
     if (await attempt(() => client.sendBarrage(p.room, text))) $("#say").value = "";
   });
 
+  selfTile();
+  emptyState();
   grid = client.followPublishers(p.room, $("#videos"), {
     exclude: [me.id],
     muted: false,
     makeTile: (entry) => h("div.tile", {}, h("video", { autoplay: true, playsInline: true }), h("span.tile-label", {}, names.get(entry.user) || entry.user)),
-    onChange: (entries) => count(entries.length),
+    onChange: () => count(),
   });
-  await joinOnCamera();
-  $("#mic-btn").addEventListener("click", () => toggle("audio", $("#mic-btn")));
-  $("#cam-btn").addEventListener("click", () => toggle("video", $("#cam-btn")));
+  $("#mic-btn").addEventListener("click", () => toggle("audio"));
+  $("#cam-btn").addEventListener("click", () => (stream ? toggle("video") : joinOnCamera()));
   $("#leave-btn").addEventListener("click", leave);
   window.app = { client, me, grid };
+  await joinOnCamera();
   document.body.dataset.ready = "1";
 }
 
-function count(remote) {
-  const n = remote + (stream ? 1 : 0);
-  $("#call-count").textContent = String(n);
-  $("#videos").dataset.count = String($("#videos").childElementCount);
+/** My own tile, first in the grid: my camera, or my initials and a way to turn it on. */
+function selfTile() {
+  const tile = h(
+    "div.tile.self.cam-off",
+    { id: "self-tile", dataset: { user: me.id, role: "call" } },
+    h("video", { muted: true, autoplay: true, playsInline: true }),
+    h(
+      "div.cam-off-card",
+      {},
+      h("div.avatar.big", {}, initials(me.name)),
+      h("p", {}, "Your camera is off"),
+      h("button.btn.small", { id: "self-cam-on", onclick: () => (stream ? toggle("video") : joinOnCamera()) }, icon("video"), "Turn on camera"),
+    ),
+    h("span.tile-label", {}, `${me.name} (you)`),
+  );
+  tile.style.order = "-1";
+  $("#videos").prepend(tile);
+}
+
+/** Alone in the call: say so, and how others get in. */
+function emptyState() {
+  const card = h(
+    "div.call-empty",
+    { id: "call-empty" },
+    icon("users"),
+    h("b", {}, "Nobody else is here yet"),
+    h("p", {}, "Others join this call from the start page with the room name ", h("code", {}, p.room), "."),
+  );
+  card.style.order = "99";
+  $("#videos").append(card);
+}
+
+function count() {
+  const remote = grid ? grid.tiles.size : 0;
+  $("#call-empty").classList.toggle("hidden", remote > 0);
+  $("#call-count").textContent = String(remote + (publication && publication.current ? 1 : 0));
+  $("#videos").dataset.count = String($("#videos").querySelectorAll(":scope > :not(.hidden)").length);
 }
 
 async function joinOnCamera() {
+  if (stream) return;
   if (client.publishers(p.room).length >= MAX_PARTICIPANTS) {
     toast(`The call is full (${MAX_PARTICIPANTS} people on camera). You can still watch and chat.`, "warn", 8000);
     return;
@@ -76,28 +115,43 @@ async function joinOnCamera() {
     toast(`Camera unavailable: ${err.message || err}`, "error");
     return;
   }
-  const tile = h(
-    "div.tile.self",
-    { id: "self-tile", dataset: { user: me.id, role: "call" } },
-    h("video", { muted: true, autoplay: true, playsInline: true, srcObject: stream }),
-    h("span.tile-label", {}, `${me.name} (you)`),
-  );
-  tile.style.order = "-1";
-  $("#videos").prepend(tile);
-  count(grid.tiles.size);
+  $("#self-tile video").srcObject = stream;
+  showControls();
+  publication = new KeptPublication(client, p.room, stream, {
+    onState: () => count(),
+    onRetry: () => toast("Your video connection dropped: reconnecting…", "warn"),
+  });
   try {
-    publication = await client.publish(p.room, stream);
+    await publication.start();
   } catch (err) {
     toast(err.code === "forbidden" ? `You cannot join on camera: ${err.message}` : `Not on camera: ${errorText(err)}`, "error", 8000);
   }
+  count();
 }
 
-function toggle(kind, btn) {
+function toggle(kind) {
   if (!stream) return;
   const tracks = kind === "audio" ? stream.getAudioTracks() : stream.getVideoTracks();
   const on = !(tracks[0] && tracks[0].enabled);
   for (const t of tracks) t.enabled = on;
+  showControls();
+}
+
+/** Buttons and my tile say what the camera and microphone are doing now. */
+function showControls() {
+  const camOn = !!stream && stream.getVideoTracks().some((t) => t.enabled);
+  const micOn = !!stream && stream.getAudioTracks().some((t) => t.enabled);
+  $("#self-tile").classList.toggle("cam-off", !camOn);
+  setControl($("#cam-btn"), camOn, camOn ? "Turn off camera" : "Turn on camera", camOn ? "Camera" : "Camera off");
+  setControl($("#mic-btn"), micOn, micOn ? "Mute microphone" : "Unmute microphone", micOn ? "Mic" : "Muted");
+}
+
+function setControl(btn, on, action, caption) {
   btn.classList.toggle("off", !on);
+  btn.setAttribute("aria-pressed", String(on));
+  btn.setAttribute("aria-label", action);
+  btn.title = action;
+  btn.parentElement.querySelector(".ctl-caption").textContent = caption;
 }
 
 async function leave() {

@@ -154,16 +154,42 @@ export async function devToken(body) {
 }
 
 /**
+ * The page's token, taken out of the URL: links carry it in the fragment (`#token=JWT`, never
+ * sent to a server) and old links in the query (`?token=`); either way the address bar and the
+ * history entry are rewritten without it, so it stays out of browser history and of links
+ * copied from the address bar. The tab keeps it (sessionStorage) so that a reload still works.
+ */
+function takeToken(room) {
+  const q = new URLSearchParams(location.search);
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const key = `roomserver.token:${location.pathname}:${room}`;
+  const token = hash.get("token") || q.get("token");
+  if (hash.has("token") || q.has("token")) {
+    q.delete("token");
+    hash.delete("token");
+    const search = q.toString();
+    const frag = hash.toString();
+    history.replaceState(history.state, "", `${location.pathname}${search ? `?${search}` : ""}${frag ? `#${frag}` : ""}`);
+  }
+  try {
+    if (token) sessionStorage.setItem(key, token);
+    return token || sessionStorage.getItem(key);
+  } catch {
+    return token; // storage disabled: the token lives as long as the page
+  }
+}
+
+/**
  * Where the page's room and token come from:
  * `?room=r1#token=JWT` (an app hands the page a token), or in dev mode
  * `?room=r1&user=alice&role=host` (the page mints its own, and again on expiry).
  */
 export function pageParams(defaultRole) {
   const q = new URLSearchParams(location.search);
-  const hash = new URLSearchParams(location.hash.slice(1));
+  const room = q.get("room") || "demo";
   return {
-    room: q.get("room") || "demo",
-    token: hash.get("token") || q.get("token"),
+    room,
+    token: takeToken(room),
     user: q.get("user"),
     name: q.get("name") || undefined,
     role: q.get("role") || defaultRole,
@@ -178,7 +204,7 @@ export async function openClient(p, statusEl) {
   if (!token && p.user) {
     tokenProvider = () => devToken({ user: p.user, role: p.role, name: p.name, tier: p.tier });
   } else if (!token) {
-    throw new Error("No token: open this page from the dev landing page (/) or pass #token=… in the URL.");
+    throw new MissingToken();
   }
   const client = new RoomClient({ url: location.origin, token, tokenProvider });
   const show = (text, cls) => {
@@ -212,17 +238,30 @@ export function whoAmI(client) {
   return { id: c.sub, name: c.name || c.sub, role: c.role || "viewer", tier: c.tier || 0 };
 }
 
-/** A fatal start-up problem: replace the page with a readable card. */
+class MissingToken extends Error {
+  constructor() {
+    super("This page needs a token to enter a room.");
+  }
+}
+
+/** A fatal start-up problem: replace the page with a small card in the middle of the screen. */
 export function fatal(err) {
+  const missing = err instanceof MissingToken;
+  document.body.className = "fatal-page";
   document.body.replaceChildren(
     h(
       "div.fatal",
-      {},
-      h("h2", {}, "Cannot open this room"),
-      h("p", {}, err instanceof RoomError ? errorText(err) : String(err.message || err)),
-      h("a.btn", { href: "/" }, "Back to the start page"),
+      { role: "alert" },
+      h("div.fatal-icon", {}, icon(missing ? "key" : "x")),
+      h("h2", {}, missing ? "No token in this link" : "Cannot open this room"),
+      h("p", {}, missing ? err.message : err instanceof RoomError ? errorText(err) : String(err.message || err)),
+      missing
+        ? h("p.muted.small", {}, "Open it from the start page, or from your app with ", h("code", {}, "#token=…"), " at the end of the link.")
+        : null,
+      h("a.btn", { href: "/" }, "Go to the start page"),
     ),
   );
+  document.body.dataset.ready = "fatal";
 }
 
 // ---- barrage, chat, hearts ---------------------------------------------------------------
@@ -254,6 +293,16 @@ export class ChatList {
   constructor(el, max = 60) {
     this.el = el;
     this.max = max;
+  }
+  clear() {
+    this.el.replaceChildren();
+  }
+  /** The join snapshot's `recent` barrage (oldest first): what was said before we came in. */
+  earlier(events, onUser) {
+    this.clear();
+    for (const ev of (events || []).slice(-this.max)) {
+      if (ev && ev.ev === "barrage" && ev.data) this.barrage(ev.data, onUser).classList.add("earlier");
+    }
   }
   line(parts, cls = "") {
     const el = h(`div.line${cls ? `.${cls}` : ""}`, {}, ...parts);
@@ -290,6 +339,94 @@ export function flyHearts(el, n = 1) {
     heart.style.animationDelay = `${i * 90}ms`;
     heart.addEventListener("animationend", () => heart.remove());
     el.append(heart);
+  }
+}
+
+// Publishing again cannot help these: the token or the room's rules refuse it.
+const FINAL_PUBLISH_ERRORS = new Set(["forbidden", "unauthorized", "bad_request", "limit_reached", "not_found"]);
+
+/**
+ * My camera published to a room (WHIP) and kept there: when the connection fails (a network
+ * drop, or a server too busy to answer ICE checks in time) or publishing fails, it publishes
+ * again with growing pauses, up to `tries` times in a row, until stop().
+ */
+export class KeptPublication {
+  constructor(client, room, stream, { tries = 6, onState = () => {}, onRetry = () => {}, onGiveUp = () => {} } = {}) {
+    Object.assign(this, { client, room, stream, tries, onState, onRetry, onGiveUp });
+    this.current = null; // the Publication on air now
+    this.failures = 0;
+    this.stopped = false;
+  }
+  /** The first attempt: resolves once on air, or throws its error (retries go on meanwhile). */
+  async start() {
+    try {
+      await this._publish();
+    } catch (err) {
+      this._retry(err);
+      throw err;
+    }
+  }
+  get pc() {
+    return this.current ? this.current.pc : null;
+  }
+  get state() {
+    return this.current ? this.current.pc.connectionState : this.stopped ? "stopped" : "retrying";
+  }
+  async _publish() {
+    const pub = await this.client.publish(this.room, this.stream);
+    if (this.stopped) return pub.stop();
+    this.current = pub;
+    pub.pc.addEventListener("connectionstatechange", () => {
+      if (this.current !== pub) return;
+      if (pub.pc.connectionState === "connected") this.failures = 0;
+      if (pub.pc.connectionState === "failed") {
+        this.current = null;
+        pub.stop().catch(() => {});
+        this._retry();
+      }
+      this.onState(this.state);
+    });
+    this.onState(this.state);
+  }
+  _retry(err) {
+    if (this.stopped) return;
+    if ((err && FINAL_PUBLISH_ERRORS.has(err.code)) || this.failures >= this.tries) {
+      this.onGiveUp(err);
+      return;
+    }
+    const wait = Math.min(8000, 500 * 2 ** this.failures++);
+    this.onRetry(err);
+    setTimeout(() => {
+      if (!this.stopped && !this.current) this._publish().catch((e) => this._retry(e));
+    }, wait);
+  }
+  async stop() {
+    this.stopped = true;
+    const pub = this.current;
+    this.current = null;
+    if (pub) await pub.stop();
+  }
+}
+
+/**
+ * Open an API resource (a report, a raw record) in a new tab, authorised by a header: a
+ * `?token=` URL would stay in the browser history. The tab shows a blob: copy of the answer.
+ */
+export async function openAuthorised(path, token) {
+  const tab = window.open("", "_blank"); // now, while the click still allows a new tab
+  try {
+    const res = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+    if (!res.ok) {
+      const msg = await res.json().then((b) => b.error && b.error.message, () => res.statusText);
+      throw new Error(`${res.status}: ${msg}`);
+    }
+    const url = URL.createObjectURL(await res.blob());
+    if (tab) tab.location.href = url;
+    else location.assign(url);
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (err) {
+    if (tab) tab.close();
+    toast(`Cannot open it: ${err.message || err}`, "error");
   }
 }
 

@@ -1,6 +1,6 @@
 // Host studio: camera and WHIP publishing, show control, selling, engagement, moderation,
 // co-hosts and PK. The stage on the left is the same RoomView the viewers see.
-import { $, $$, attempt, compact, errorText, fatal, h, money, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
+import { $, $$, KeptPublication, attempt, compact, errorText, fatal, h, money, openAuthorised, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
 import { RoomView, initials } from "/app/roomview.js";
 
 const p = pageParams("host");
@@ -32,13 +32,17 @@ async function main() {
     host: true,
     onUser: (u) => moderateUser(u),
     actions: { draw, giftFeed, cohostsChanged: renderCohosts },
+    stageHint: hostStageHint,
   });
   const snap = await client.join(p.room);
   view.apply(snap);
   view.followVideos([me.id]);
   $("#studio-title").textContent = `Studio · ${p.room}`;
   $("#title-input").value = snap.room.title || "";
+  $("#kpi-online").textContent = compact(snap.room.online || 0);
+  $("#kpi-likes").textContent = compact(snap.room.likes || 0);
   renderCohosts((snap.room.cohosts || []).map(uid));
+  for (const ev of snap.room.recent || []) noteChatter(ev.data.user);
   syncLive(snap.room.state === "live");
   startClock();
   bindTabs();
@@ -70,13 +74,7 @@ function watchRoom() {
   client.on("room.ended", mine(() => syncLive(false)));
   client.on(
     "barrage",
-    mine((d) => {
-      if (d.user.id === me.id) return;
-      chatters.delete(d.user.id);
-      chatters.set(d.user.id, d.user.name);
-      while (chatters.size > 12) chatters.delete(chatters.keys().next().value);
-      renderChatters();
-    }),
+    mine((d) => noteChatter(d.user)),
   );
   client.on("sale.opened", mine((d) => ($("#sale-state").textContent = `${d.stock} in stock`)));
   client.on(
@@ -173,6 +171,7 @@ function bindLive() {
   });
   $("#publish-btn").addEventListener("click", () => (cam.publication ? unpublish() : publish()));
   $("#golive-btn").addEventListener("click", goLive);
+  $("#stage-golive").addEventListener("click", goLive);
   $("#end-btn").addEventListener("click", endShow);
   $("#announce-form").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -189,8 +188,10 @@ function startCamera() {
   if (!cam.starting) {
     cam.starting = openCamera().catch((err) => {
       cam.starting = null;
+      view.renderPlaceholder();
       throw err;
     });
+    view.renderPlaceholder();
   }
   return cam.starting;
 }
@@ -216,6 +217,7 @@ async function openCamera() {
   $("#publish-btn").disabled = false;
   $("#cam-state").textContent = "on";
   updatePubState();
+  updateStageNote();
 }
 
 async function stopCamera() {
@@ -231,20 +233,33 @@ async function stopCamera() {
   $("#cam-state").textContent = "off";
   view.renderPlaceholder();
   updatePubState();
+  updateStageNote();
 }
 
 async function publish() {
   if (cam.publication) return true;
   await startCamera();
+  if (cam.publication) return true; // published while the camera started
+  const kept = new KeptPublication(client, p.room, cam.stream, {
+    onState: updatePubState,
+    onRetry: () => {
+      updatePubState();
+      toast("The video connection dropped: publishing again…", "warn");
+    },
+    onGiveUp: () => {
+      if (cam.publication === kept) cam.publication = null;
+      updatePubState();
+    },
+  });
+  cam.publication = kept;
   try {
-    cam.publication = await client.publish(p.room, cam.stream);
-    cam.publication.pc.addEventListener("connectionstatechange", updatePubState);
-    updatePubState();
+    await kept.start();
     return true;
   } catch (err) {
     toast(`Video not published: ${errorText(err)}`, "error", 6000);
-    updatePubState();
     return false;
+  } finally {
+    updatePubState();
   }
 }
 
@@ -257,7 +272,7 @@ async function unpublish() {
 
 function updatePubState() {
   const el = $("#pub-state");
-  const state = cam.publication ? cam.publication.pc.connectionState : null;
+  const state = cam.publication ? cam.publication.state : null;
   const text = cam.publication ? (state === "connected" ? "● on air" : `publishing… (${state})`) : cam.stream ? "preview" : "camera off";
   el.textContent = text;
   el.classList.toggle("on", state === "connected");
@@ -267,6 +282,22 @@ function updatePubState() {
 function syncLive(live) {
   $("#golive-btn").classList.toggle("hidden", live);
   $("#end-btn").classList.toggle("hidden", !live);
+  updateStageNote();
+}
+
+/** The empty stage tells the host what to do next (the camera is off). */
+function hostStageHint(s) {
+  const start = { label: "Start camera", run: () => startCamera().catch(() => {}) };
+  if (cam.starting && !cam.stream) return { text: "Starting your camera… allow it when the browser asks." };
+  if (s.roomState === "live") return { text: "You are live, but without video.", action: start };
+  if (s.roomState === "ended") return { text: "The show has ended. Start your camera and press Go live for the next one.", action: start };
+  return { text: "Start your camera to preview, then press Go live to open the show to viewers.", action: start };
+}
+
+/** Over the preview: a reminder that viewers do not see it until Go live. */
+function updateStageNote() {
+  const live = $("#golive-btn").classList.contains("hidden");
+  $("#stage-note").classList.toggle("hidden", live || !cam.stream);
 }
 
 async function goLive() {
@@ -290,7 +321,7 @@ async function endShow() {
       {},
       h("h3", {}, "Show ended"),
       h("p.muted", {}, `${Math.round((s.duration_s || 0) / 60)} min · ${compact(s.likes || 0)} likes · ${s.online ?? 0} online at the end`),
-      h("div.row", {}, h("a.btn.ghost", { href: `/v1/rooms/${encodeURIComponent(p.room)}/report?format=html&token=${encodeURIComponent(client.token)}`, target: "_blank" }, "Report"), h("button.btn", { onclick: () => view.modal(null) }, "Close")),
+      h("div.row", {}, h("button.btn.ghost", { onclick: () => openAuthorised(`/v1/rooms/${encodeURIComponent(p.room)}/report?format=html`, client.token) }, "Report"), h("button.btn", { onclick: () => view.modal(null) }, "Close")),
     ),
   );
 }
@@ -449,6 +480,14 @@ function moderateUser(u) {
       ),
     ),
   );
+}
+
+function noteChatter(user) {
+  if (!user || user.id === me.id) return;
+  chatters.delete(user.id);
+  chatters.set(user.id, user.name);
+  while (chatters.size > 12) chatters.delete(chatters.keys().next().value);
+  renderChatters();
 }
 
 function renderChatters() {

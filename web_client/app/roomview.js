@@ -2,7 +2,7 @@
 // room's events to one state object and renders the overlays (stats, barrage, chat, product
 // and flash sale, lottery, red packets, coupons, poll, announcement, PK bar, videos).
 // Actions that differ per page (buy, vote, draw…) are passed in as callbacks.
-import { $, ChatList, Danmaku, attempt, compact, flyHearts, giftIcon, h, icon, money, toast } from "/app/common.js";
+import { $, ChatList, Danmaku, attempt, compact, flyHearts, giftIcon, h, icon, money, openAuthorised, toast } from "/app/common.js";
 import { verifyLottery } from "/app/verify.js";
 
 const userId = (c) => (typeof c === "string" ? c : c && (c.user?.id ?? c.user ?? c.id));
@@ -24,6 +24,8 @@ export class RoomView {
     this.danmaku = new Danmaku($("#danmaku"));
     this.chat = new ChatList($("#chat"), this.isHost ? 200 : 50);
     this.onUser = opts.onUser || null;
+    // What the empty stage says: {text, action?: {label, run}} (the host's page tells what to do).
+    this.stageHint = opts.stageHint || viewerStageHint;
     this.videos = null;
     this.muted = false;
     this._bind();
@@ -53,6 +55,7 @@ export class RoomView {
       coupons: new Map(),
       packets: new Map(),
     };
+    this.chat.earlier(r.recent, this.onUser);
     this.renderAll();
   }
 
@@ -450,8 +453,10 @@ export class RoomView {
 
   renderHeader() {
     const s = this.state;
-    $("#host-name").textContent = s.host || "No host yet";
-    $("#host-avatar").textContent = initials(s.host || "?");
+    // Before the first show the room has no host: the host sees their own name.
+    const host = s.host || (this.isHost ? this.me.name : null);
+    $("#host-name").textContent = host || "Host not here yet";
+    $("#host-avatar").textContent = initials(host || "?");
     $("#room-title").textContent = s.title || this.room;
     $("#live-badge").classList.toggle("hidden", s.roomState !== "live");
     $("#online").textContent = compact(s.online || 0);
@@ -465,9 +470,15 @@ export class RoomView {
     if (!ph) return;
     const hasVideo = $("#videos").childElementCount > 0;
     ph.classList.toggle("hidden", hasVideo);
-    $("#ph-avatar").textContent = initials(s.host || "?");
-    $("#ph-text").textContent =
-      s.roomState === "live" ? "Live — the video will appear in a moment" : s.roomState === "ended" ? "The show has ended" : "The show has not started yet";
+    $("#ph-avatar").textContent = initials(s.host || (this.isHost ? this.me.name : "?"));
+    const hint = this.stageHint(s);
+    $("#ph-text").textContent = hint.text;
+    const btn = $("#ph-action");
+    if (btn) {
+      btn.classList.toggle("hidden", !hint.action);
+      btn.textContent = hint.action ? hint.action.label : "";
+      btn.onclick = hint.action ? hint.action.run : null;
+    }
   }
 
   /** Pinned product, or the flash sale's product with countdown and stock. */
@@ -602,7 +613,7 @@ export class RoomView {
     const rec = await attempt(() => this.client.lotteryRecord(this.room, l.id));
     if (!rec) return;
     const result = await verifyLottery(rec);
-    const raw = `/v1/rooms/${encodeURIComponent(this.room)}/lotteries/${encodeURIComponent(l.id)}?token=${encodeURIComponent(this.client.token)}`;
+    const raw = `/v1/rooms/${encodeURIComponent(this.room)}/lotteries/${encodeURIComponent(l.id)}`;
     this.modal(
       h(
         "div.modal-card",
@@ -610,7 +621,7 @@ export class RoomView {
         h("h3", {}, result.ok ? "✓ The draw checks out" : "✗ The draw does not verify"),
         h("p.muted", {}, "Recomputed in your browser from the published seed and entrant list."),
         h("ul.checks", {}, result.checks.map((c) => h(`li.${c.ok ? "ok" : "bad"}`, {}, h("b", {}, c.ok ? "✓ " : "✗ "), c.name, h("small", {}, c.detail)))),
-        h("div.row", {}, h("a.btn.ghost", { href: raw, target: "_blank" }, "Raw record"), h("button.btn", { onclick: () => this.modal(null) }, "Close")),
+        h("div.row", {}, h("button.btn.ghost", { onclick: () => openAuthorised(raw, this.client.token) }, "Raw record"), h("button.btn", { onclick: () => this.modal(null) }, "Close")),
       ),
     );
   }
@@ -729,6 +740,12 @@ export class RoomView {
       timer.textContent = pk.winner == null ? "Draw" : pk.winner === this.room ? "Win!" : "Lost";
     } else if (pk.ends_at) timer.dataset.until = pk.ends_at;
   }
+}
+
+function viewerStageHint(s) {
+  if (s.roomState === "live") return { text: "Live — the video will appear in a moment" };
+  if (s.roomState === "ended") return { text: "The show has ended" };
+  return { text: "The show has not started yet. Stay here: it starts on this page." };
 }
 
 export function initials(name) {

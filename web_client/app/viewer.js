@@ -1,6 +1,6 @@
 // Viewer page: watch, chat, like, gift, buy, enter lotteries, grab red packets, claim
 // coupons, vote, and ask to join the host on camera.
-import { $, attempt, errorText, fatal, flyHearts, giftIcon, h, icon, money, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
+import { $, KeptPublication, attempt, errorText, fatal, flyHearts, giftIcon, h, icon, money, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
 import { RoomView } from "/app/roomview.js";
 
 const p = pageParams("viewer");
@@ -25,7 +25,9 @@ async function main() {
     if (meta.room === p.room && (d.user == null || d.user === me.id || d.user?.id === me.id)) invited(d);
   });
   client.on("cohost.expired", (d, meta) => {
-    if (meta.room === p.room) toast("The co-host request expired.", "warn");
+    if (meta.room !== p.room) return;
+    toast("The co-host request expired.", "warn");
+    showAsked(null);
   });
   window.app = { client, view, me };
   document.body.dataset.ready = "1";
@@ -178,9 +180,24 @@ async function vote(poll, option) {
 
 // ---- co-hosting ----------------------------------------------------------------------------
 
+let asked = null; // {id, timer} while my request to join on camera waits for the host
+
 async function askToJoin() {
   if (stage) return leaveStage();
-  await attempt(() => client.requestCohost(p.room), "Request sent: the host will see it.");
+  if (asked) return toast("Your request is with the host: wait for the answer.", "info");
+  const res = await attempt(() => client.requestCohost(p.room), "Request sent: the host will see it.");
+  if (res) showAsked(res.request);
+}
+
+/** The button keeps saying a request is pending (a toast is gone after a few seconds). */
+function showAsked(request) {
+  clearTimeout(asked?.timer);
+  asked = request ? { id: request.id, timer: setTimeout(() => showAsked(null), Math.max(0, request.expires_at - Date.now())) } : null;
+  const btn = $("#cohost-btn");
+  btn.classList.toggle("pending", !!asked);
+  const label = asked ? "Request sent: waiting for the host" : stage ? "Leave the stage" : "Join on camera";
+  btn.title = label;
+  btn.setAttribute("aria-label", label);
 }
 
 function invited(d) {
@@ -222,6 +239,7 @@ function invited(d) {
 /** The co-host list changed: go on (or off) camera when it concerns me. */
 async function cohostsChanged(users) {
   const onStage = users.includes(me.id);
+  if (onStage) showAsked(null);
   if (onStage && !stage) await goOnStage();
   else if (!onStage && stage) await leaveStage(false);
 }
@@ -234,9 +252,13 @@ async function goOnStage() {
     const tile = h("div.tile.self", { id: "self-tile", dataset: { user: me.id, role: "cohost" } }, h("video", { muted: true, autoplay: true, playsInline: true, srcObject: stream }), h("span.tile-label", {}, "You · co-host"));
     $("#videos").append(tile);
     $("#videos").dataset.count = String($("#videos").childElementCount);
-    stage.publication = await client.publish(p.room, stream);
+    const kept = new KeptPublication(client, p.room, stream, {
+      onRetry: () => toast("Your video connection dropped: reconnecting…", "warn"),
+    });
+    stage.publication = kept;
+    await kept.start();
     $("#cohost-btn").classList.add("active");
-    $("#cohost-btn").title = "Leave the stage";
+    showAsked(null);
     toast("You are on camera", "ok");
   } catch (err) {
     toast(errorText(err), "error");
@@ -254,7 +276,7 @@ async function leaveStage(tellServer = true) {
   if (tile) tile.remove();
   $("#videos").dataset.count = String($("#videos").childElementCount);
   $("#cohost-btn").classList.remove("active");
-  $("#cohost-btn").title = "Join on camera";
+  showAsked(null);
   if (tellServer) await attempt(() => client.endCohost(p.room, me.id));
 }
 
