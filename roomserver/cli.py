@@ -295,6 +295,7 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         " the room, any = every token, off = only POST /v1/rooms",
         _D.auto_create,
         _one_of(*AUTO_CREATE_CHOICES),
+        shown_default="named; any in dev mode (no --app)",
         metavar="POLICY",
     ),
     Flag(

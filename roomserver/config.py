@@ -75,8 +75,9 @@ class Config:
     gc_reclaim_s: float = 3600.0
     # Allocations between young collections while the policy runs (Python's own: 700).
     gc_young_threshold: int = 10_000
-    # Who creates a room by joining one that does not exist (see handlers/rooms.py).
-    auto_create: AutoCreate = "named"
+    # Who creates a room by joining one that does not exist (see handlers/rooms.py);
+    # None = the mode's default (room_auto_create).
+    auto_create: AutoCreate | None = None
     # Rooms one app may have (0 = no limit); creating more answers limit_reached.
     max_rooms_per_app: int = 10_000
     # A room nobody joined, published to or changed for this long is forgotten, keys and all.
@@ -111,6 +112,14 @@ class Config:
     @property
     def dev_mode(self) -> bool:
         return not self.apps
+
+    @property
+    def room_auto_create(self) -> AutoCreate:
+        """``named`` for real apps; in dev mode (one developer's sandbox on loopback)
+        ``any``, so a viewer page opened before the host's still finds its room."""
+        if self.auto_create is not None:
+            return self.auto_create
+        return "any" if self.dev_mode else "named"
 
     def app_secrets(self) -> dict[str, str]:
         """The apps whose tokens are accepted; dev mode adds app ``dev``."""

@@ -51,7 +51,7 @@ async def join(ctx: OpContext, p: object) -> dict:
     node, conn = ctx.node, ctx.socket.conn
     if not ctx.identity.admits(ctx.room_id):
         raise OpError("forbidden", f"this token admits room {ctx.identity.room} only")
-    doc = await node.room(ctx.room, create=may_auto_create(ctx.identity, node.config.auto_create))
+    doc = await node.room(ctx.room, create=may_auto_create(ctx.identity, node.config.room_auto_create))
     if doc is None:
         raise OpError("not_found", f"room {ctx.room_id} does not exist")
     _admit(ctx, doc)
