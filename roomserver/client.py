@@ -35,9 +35,23 @@ Local events (never sent by the server; ``room`` may be None): ``"resync"``,
 with the error object of a server reply that could not be matched to a request
 (``"re": null``: the server could not parse a frame).
 
-Requests have a per-request timeout; ``sale_buy`` is retried with the same
-``cid`` after a timeout, a lost connection, ``unavailable`` or ``rate_limited``,
-which is safe because the server makes ``cid`` ops idempotent.
+Requests have a per-request timeout. Ops that change state and take a ``cid``
+(``CID_OPS``: barrage.send, gift.send, sale.buy, coupon.claim, points.redeem)
+always carry one: ``request()`` and the op methods add a fresh ``cid`` per call
+when none is given. The server answers a known ``cid`` with its first reply and
+does nothing again. ``unavailable`` — like ``RequestTimeout`` and
+``ConnectionLost`` — means the outcome is **unknown** (during a Redis freeze,
+sends answered ``unavailable`` were in fact published): retry with the same
+cid, which the error carries as ``err.cid``::
+
+    try:
+        await client.send_barrage(room, text)
+    except RoomError as err:
+        if err.code in ("unavailable", "timeout", "disconnected"):
+            await client.send_barrage(room, text, cid=err.cid)
+
+``sale_buy`` and ``coupon_claim`` retry by themselves, with the same ``cid``,
+after a timeout, a lost connection, ``unavailable`` or ``rate_limited``.
 """
 
 from __future__ import annotations
@@ -59,6 +73,7 @@ import msgspec
 from yarl import URL
 
 __all__ = [
+    "CID_OPS",
     "ConnectionLost",
     "Event",
     "EventStream",
@@ -93,19 +108,25 @@ CLOSE_TOO_MANY_CONNECTIONS: Final = 4029
 # A retry cannot fix these (4001 only with a token_provider).
 FINAL_CLOSE_CODES: Final = frozenset({CLOSE_KICKED, CLOSE_TOO_MANY_CONNECTIONS})
 
+# Ops that change state and take an idempotency key: they are always sent with one.
+CID_OPS: Final = frozenset({"barrage.send", "gift.send", "sale.buy", "coupon.claim", "points.redeem"})
+
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
 
 class RoomError(Exception):
     """A request failed: ``code`` is a PROTOCOL §2 error code (or a local one:
-    ``timeout``, ``disconnected``, ``overflow``)."""
+    ``timeout``, ``disconnected``, ``overflow``). ``cid``: the idempotency key the
+    op was sent with (ops in ``CID_OPS``); after ``unavailable``, ``timeout`` or
+    ``disconnected`` the op may have been done: retry with this ``cid``."""
 
     def __init__(self, code: str, message: str = "", retry_after_ms: int | None = None) -> None:
         super().__init__(f"{code}: {message}" if message else code)
         self.code = code
         self.message = message
         self.retry_after_ms = retry_after_ms
+        self.cid: str | None = None
 
     @classmethod
     def from_wire(cls, err: Mapping[str, Any]) -> RoomError:
@@ -701,12 +722,19 @@ class RoomClient:
     ) -> dict[str, Any]:
         """Send ``op`` and return the reply's ``data``. Raises ``RoomError`` on an
         error reply, ``RequestTimeout``, or ``ConnectionLost``. While the client is
-        reconnecting, the request waits for the new socket (within its timeout)."""
+        reconnecting, the request waits for the new socket (within its timeout).
+        An op in ``CID_OPS`` without a ``cid`` gets a fresh one (see ``RoomError.cid``)."""
         timeout = self.request_timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        ws = await self._wait_open(op, timeout)
-        return await self._call(ws, op, room, params, timeout=max(0.0, deadline - loop.time()))
+        if op in CID_OPS and params.get("cid") is None:
+            params["cid"] = new_cid()
+        try:
+            ws = await self._wait_open(op, timeout)
+            return await self._call(ws, op, room, params, timeout=max(0.0, deadline - loop.time()))
+        except RoomError as err:
+            err.cid = params.get("cid")
+            raise
 
     async def send(self, op: str, room: str | None = None, **params: Any) -> None:
         """Fire and forget: send ``op`` without an id (the server sends no reply)."""
@@ -827,7 +855,8 @@ class RoomClient:
         return await self.request("room.end", room)
 
     async def send_barrage(self, room: str, text: str, cid: str | None = None) -> dict[str, Any]:
-        """Returns ``{"seq": n}`` or ``{"seq": None, "shed": True}`` over the room's cap."""
+        """Returns ``{"seq": n}`` or ``{"seq": None, "shed": True}`` over the room's cap.
+        ``cid``: generated if omitted; pass ``err.cid`` to retry after ``unavailable``."""
         return await self.request("barrage.send", room, **_given(text=text, cid=cid))
 
     async def send_like(self, room: str, count: int = 1) -> dict[str, Any]:

@@ -33,6 +33,8 @@ export declare const CloseCode: Readonly<{
 
 export declare function closeMessage(code: number): string;
 export declare function newCid(): string;
+/** Ops that change state and take a `cid`; the client adds a fresh one when the params have none. */
+export declare const CID_OPS: readonly ["barrage.send", "gift.send", "sale.buy", "coupon.claim", "points.redeem"];
 export declare function tokenClaims(token: string): Record<string, unknown>;
 
 export declare class RoomError extends Error {
@@ -42,9 +44,19 @@ export declare class RoomError extends Error {
   readonly room: string | null;
   /** HTTP status, for errors of HTTP/WHIP/WHEP requests. */
   readonly status: number | null;
+  /**
+   * The `cid` the failed op was sent with (ops in CID_OPS). After `unavailable` (which
+   * includes a timeout or a lost connection) the op may have been done: retry with this cid
+   * and the server answers with the first reply instead of doing it twice.
+   */
+  readonly cid: string | null;
   /** A sentence to show an end user. */
   readonly userMessage: string;
-  constructor(code: ErrorCode, message?: string, extra?: { retryAfterMs?: number; op?: string; room?: string; status?: number });
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    extra?: { retryAfterMs?: number; op?: string; room?: string; status?: number; cid?: string },
+  );
 }
 
 // ---- wire shapes -------------------------------------------------------------------------
@@ -160,6 +172,10 @@ export interface EventMeta {
 
 type AllEvents = ServerEvents & LocalEvents;
 export type Listener<D> = (data: D, meta: EventMeta) => void;
+/**
+ * "connecting" lasts, on a reconnect, until every joined room is resumed or joined again:
+ * requests wait for "open" (an op sent earlier would be answered `not_joined`).
+ */
 export type ClientState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
 export interface RoomClientOptions {
@@ -266,6 +282,7 @@ export declare class RoomClient {
   once(ev: string, fn: Listener<any>): () => void;
   off(ev: string, fn: Listener<any>): void;
 
+  /** Ops in CID_OPS get a fresh `cid` when `params` has none. */
   request<T = any>(op: string, room: string | null, params?: object, opts?: { timeoutMs?: number }): Promise<T>;
   send(op: string, room: string | null, params?: object): boolean;
 
