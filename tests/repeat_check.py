@@ -34,8 +34,12 @@ ROUNDS: dict[str, float] = {
     "tests/integration/test_sdk.py::test_requests_during_reconnect_wait_for_the_new_socket": 1,
     "tests/integration/test_sdk.py::test_reconnect_after_4008_resumes_without_gap_or_duplicate": 1,
     "tests/integration/test_sdk.py::test_history_gone_on_reconnect_rejoins_and_emits_resync": 1,
+    # Five sends once assumed to fit in one wall-clock second of the barrage cap.
+    "tests/integration/test_chat.py::test_barrage_cap_sheds_over_the_room_cap": 0.5,
+    # 300 rooms' presence in one call once outlasted the 1 s op timeout on a loaded machine.
+    "tests/contract/test_broker_batching.py::test_presence_and_rooms_across_many_rooms": 0.5,
     # A reply lost after the op ran on Redis: one event after the retry with its cid.
-    "tests/cluster/test_redis_outage.py::test_unavailable_means_unknown_and_a_retry_with_the_same_cid_publishes_once": 0.3,
+    "tests/cluster/test_redis_outage.py::test_unavailable_means_unknown_and_a_retry_with_the_same_cid_publishes_once": 0.1,
 }
 DEFAULT_COUNT = 6
 
@@ -58,7 +62,9 @@ class Repeat:
         n = self.rounds(metafunc.definition.nodeid)
         if n > 1:
             metafunc.fixturenames.append("_repeat_round")
-            metafunc.parametrize("_repeat_round", range(n), indirect=True, ids=[f"round{i + 1}" for i in range(n)])
+            metafunc.parametrize(
+                "_repeat_round", range(n), indirect=True, ids=[f"round{i + 1}" for i in range(n)]
+            )
 
 
 @contextlib.contextmanager
@@ -77,7 +83,9 @@ def busy_core(enabled: bool) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help="rounds per test (default %(default)s)")
+    parser.add_argument(
+        "--count", type=int, default=DEFAULT_COUNT, help="rounds per test (default %(default)s)"
+    )
     parser.add_argument("--idle", action="store_true", help="do not keep a core busy meanwhile")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
     args = parser.parse_args(argv)

@@ -375,6 +375,7 @@ export class RoomClient {
    * the socket is closed, and its close schedules the next attempt with backoff).
    */
   async _restoreRooms(ws) {
+    if (!ws) return false; // closed already: its close scheduled the next attempt
     const results = await Promise.all([...this._rooms.keys()].map((room) => this._resumeRoom(room)));
     if (this._ws !== ws || this._closedByUser) return false;
     const failed = results.find((err) => err);
