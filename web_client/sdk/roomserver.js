@@ -18,9 +18,10 @@
 // - The socket reconnects with jittered exponential backoff and resumes every joined room
 //   from its last seq. Requests made meanwhile wait until every room is resumed (or joined
 //   again): sent earlier, the server would answer them `not_joined`. A socket whose rooms
-//   cannot be restored (`unavailable`) is closed and counts as a failed attempt. When the server's history cannot cover the gap (`history_gone`, or an
-//   epoch change) the client joins again and emits a local `resync` event with the fresh
-//   snapshot: the app must then rebuild its view from that snapshot.
+//   cannot be restored (`unavailable`) is closed and counts as a failed attempt. When the
+//   server's history cannot cover the gap (`history_gone`, or an epoch change) the client
+//   joins again and emits a local `resync` event with the fresh snapshot: the app must then
+//   rebuild its view from that snapshot.
 // - Close codes (PROTOCOL §2): 4001 token expired → a new token from `tokenProvider`, then
 //   reconnect; 4003 kicked → no reconnect; 4008 slow consumer and 1001 draining → reconnect
 //   and resume; 4029 too many connections → reconnect only after a long pause.
