@@ -35,11 +35,11 @@ Local events (never sent by the server; ``room`` may be None): ``"resync"``,
 with the error object of a server reply that could not be matched to a request
 (``"re": null``: the server could not parse a frame).
 
-Requests have a per-request timeout. Ops that change state and take a ``cid``
-(``CID_OPS``: barrage.send, gift.send, sale.buy, coupon.claim, points.redeem)
-always carry one: ``request()`` and the op methods add a fresh ``cid`` per call
-when none is given. The server answers a known ``cid`` with its first reply and
-does nothing again. ``unavailable`` — like ``RequestTimeout`` and
+Requests have a per-request timeout. The op methods for ops that change state
+and take a ``cid`` (``send_barrage``, ``send_gift``, ``sale_buy``,
+``coupon_claim``) always send one: a fresh ``cid`` per call when none is given
+(``request()`` sends its params as given). The server answers a known ``cid``
+with its first reply and does nothing again. ``unavailable`` — like ``RequestTimeout`` and
 ``ConnectionLost`` — means the outcome is **unknown** (during a Redis freeze,
 sends answered ``unavailable`` were in fact published): retry with the same
 cid, which the error carries as ``err.cid``::
@@ -73,7 +73,6 @@ import msgspec
 from yarl import URL
 
 __all__ = [
-    "CID_OPS",
     "ConnectionLost",
     "Event",
     "EventStream",
@@ -108,9 +107,6 @@ CLOSE_TOO_MANY_CONNECTIONS: Final = 4029
 # A retry cannot fix these (4001 only with a token_provider).
 FINAL_CLOSE_CODES: Final = frozenset({CLOSE_KICKED, CLOSE_TOO_MANY_CONNECTIONS})
 
-# Ops that change state and take an idempotency key: they are always sent with one.
-CID_OPS: Final = frozenset({"barrage.send", "gift.send", "sale.buy", "coupon.claim", "points.redeem"})
-
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -118,7 +114,7 @@ _decode = msgspec.json.decode
 class RoomError(Exception):
     """A request failed: ``code`` is a PROTOCOL §2 error code (or a local one:
     ``timeout``, ``disconnected``, ``overflow``). ``cid``: the idempotency key the
-    op was sent with (ops in ``CID_OPS``); after ``unavailable``, ``timeout`` or
+    op was sent with, if any; after ``unavailable``, ``timeout`` or
     ``disconnected`` the op may have been done: retry with this ``cid``."""
 
     def __init__(self, code: str, message: str = "", retry_after_ms: int | None = None) -> None:
@@ -723,12 +719,11 @@ class RoomClient:
         """Send ``op`` and return the reply's ``data``. Raises ``RoomError`` on an
         error reply, ``RequestTimeout``, or ``ConnectionLost``. While the client is
         reconnecting, the request waits for the new socket (within its timeout).
-        An op in ``CID_OPS`` without a ``cid`` gets a fresh one (see ``RoomError.cid``)."""
+        ``params`` go out as given (the op methods add a ``cid``; a raw request
+        without one is how an app or a test sends an op without idempotency)."""
         timeout = self.request_timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        if op in CID_OPS and params.get("cid") is None:
-            params["cid"] = new_cid()
         try:
             ws = await self._wait_open(op, timeout)
             return await self._call(ws, op, room, params, timeout=max(0.0, deadline - loop.time()))
@@ -857,13 +852,13 @@ class RoomClient:
     async def send_barrage(self, room: str, text: str, cid: str | None = None) -> dict[str, Any]:
         """Returns ``{"seq": n}`` or ``{"seq": None, "shed": True}`` over the room's cap.
         ``cid``: generated if omitted; pass ``err.cid`` to retry after ``unavailable``."""
-        return await self.request("barrage.send", room, **_given(text=text, cid=cid))
+        return await self.request("barrage.send", room, text=text, cid=cid or new_cid())
 
     async def send_like(self, room: str, count: int = 1) -> dict[str, Any]:
         return await self.request("like.send", room, count=count)
 
     async def send_gift(self, room: str, gift: str, count: int = 1, cid: str | None = None) -> dict[str, Any]:
-        return await self.request("gift.send", room, **_given(gift=gift, count=count, cid=cid))
+        return await self.request("gift.send", room, gift=gift, count=count, cid=cid or new_cid())
 
     async def pin_product(self, room: str, product: Mapping[str, Any]) -> dict[str, Any]:
         """``product``: ``{id, title, price_cents, image?}``."""

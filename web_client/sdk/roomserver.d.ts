@@ -33,8 +33,6 @@ export declare const CloseCode: Readonly<{
 
 export declare function closeMessage(code: number): string;
 export declare function newCid(): string;
-/** Ops that change state and take a `cid`; the client adds a fresh one when the params have none. */
-export declare const CID_OPS: readonly ["barrage.send", "gift.send", "sale.buy", "coupon.claim", "points.redeem"];
 export declare function tokenClaims(token: string): Record<string, unknown>;
 
 export declare class RoomError extends Error {
@@ -45,7 +43,7 @@ export declare class RoomError extends Error {
   /** HTTP status, for errors of HTTP/WHIP/WHEP requests. */
   readonly status: number | null;
   /**
-   * The `cid` the failed op was sent with (ops in CID_OPS). After `unavailable` (which
+   * The `cid` the failed op was sent with, if any. After `unavailable` (which
    * includes a timeout or a lost connection) the op may have been done: retry with this cid
    * and the server answers with the first reply instead of doing it twice.
    */
@@ -282,7 +280,7 @@ export declare class RoomClient {
   once(ev: string, fn: Listener<any>): () => void;
   off(ev: string, fn: Listener<any>): void;
 
-  /** Ops in CID_OPS get a fresh `cid` when `params` has none. */
+  /** Sends `params` as given: the op methods (sendBarrage, buy, …) add a `cid`, this does not. */
   request<T = any>(op: string, room: string | null, params?: object, opts?: { timeoutMs?: number }): Promise<T>;
   send(op: string, room: string | null, params?: object): boolean;
 

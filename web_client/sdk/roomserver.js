@@ -25,9 +25,9 @@
 // - Close codes (PROTOCOL §2): 4001 token expired → a new token from `tokenProvider`, then
 //   reconnect; 4003 kicked → no reconnect; 4008 slow consumer and 1001 draining → reconnect
 //   and resume; 4029 too many connections → reconnect only after a long pause.
-// - Ops that take a `cid` (CID_OPS) are idempotent on the server: the client generates one
-//   when the caller gives none (also through `request()`) and reuses it on every retry, so a
-//   purchase retried after a dropped connection can never buy twice. `unavailable` (and a
+// - Ops that take a `cid` are idempotent on the server: their methods (sendBarrage, sendGift,
+//   buy, claimCoupon) generate one when the caller gives none and reuse it on every retry, so
+//   a purchase retried after a dropped connection can never buy twice. `unavailable` (and a
 //   timeout) means the outcome is unknown: the op may have been done. Retry with the same
 //   cid (`err.cid`): the server answers a known cid with its first reply.
 
@@ -102,9 +102,6 @@ export class RoomError extends Error {
     return ERROR_MESSAGES[this.code] || this.message;
   }
 }
-
-/** Ops that change state and take a `cid`: the client always sends one. */
-export const CID_OPS = Object.freeze(["barrage.send", "gift.send", "sale.buy", "coupon.claim", "points.redeem"]);
 
 /** A fresh idempotency key (≤ 64 chars). */
 export function newCid() {
@@ -468,7 +465,6 @@ export class RoomClient {
    */
   async request(op, room, params = {}, opts = {}) {
     const timeoutMs = opts.timeoutMs ?? this.options.requestTimeoutMs;
-    if (CID_OPS.includes(op) && params.cid == null) params = { ...params, cid: newCid() };
     await this._whenOpen(timeoutMs);
     return this._call(op, room, params, timeoutMs);
   }
