@@ -33,16 +33,17 @@ What the client does for the app, so apps never see a gap or a duplicate:
 Local events (never sent by the server; ``room`` may be None): ``"resync"``,
 ``"disconnected" {code, reconnecting}``, ``"reconnected" {}``, and ``"error"``
 with the error object of a server reply that could not be matched to a request
-(``"re": null``: the server could not parse a frame).
+(``"re": null``: the server could not parse a frame) or, with ``room`` set, of a
+room the server refused to restore after a reconnect (``forbidden``, ``not_found``).
 
 Requests have a per-request timeout. The op methods for ops that change state
 and take a ``cid`` (``send_barrage``, ``send_gift``, ``sale_buy``,
 ``coupon_claim``) always send one: a fresh ``cid`` per call when none is given
 (``request()`` sends its params as given). The server answers a known ``cid``
-with its first reply and does nothing again. ``unavailable`` — like ``RequestTimeout`` and
-``ConnectionLost`` — means the outcome is **unknown** (during a Redis freeze,
-sends answered ``unavailable`` were in fact published): retry with the same
-cid, which the error carries as ``err.cid``::
+with its first reply and does nothing again. ``unavailable`` — like
+``RequestTimeout`` and ``ConnectionLost`` — means the outcome is **unknown**
+(during a Redis freeze, sends answered ``unavailable`` were in fact
+published): retry with the same cid, which the error carries as ``err.cid``::
 
     try:
         await client.send_barrage(room, text)
