@@ -17,9 +17,14 @@ What the client does for the app, so apps never see a gap or a duplicate:
   until the replay (which includes them) arrives.
 - **reconnect.** After the socket closes for a reason a retry can fix (1001
   server draining, 4008 slow consumer, 1006/network errors, …) it reconnects
-  with exponential backoff and jitter and resumes every joined room. Not after
-  4003 (kicked) or 4029 (too many connections), and not after 4001 (token
-  expired) unless ``token_provider`` gives a new token.
+  with exponential backoff and jitter and resumes every joined room. Requests
+  made meanwhile wait until every room is resumed (or joined again): sent
+  earlier, the server would answer them ``not_joined``. A new socket whose
+  rooms cannot be restored (``unavailable``, timeout) is dropped and counts
+  as a failed attempt. Not after 4003 (kicked) or 4029 (too many
+  connections), and not after 4001 (token expired) unless ``token_provider``
+  gives a new token. A room the server now refuses (``forbidden``,
+  ``not_found``) is dropped with a local ``"error"`` event.
 - **history gone.** If a resume answers ``history_gone`` (history trimmed or
   epoch changed) the client joins the room again and emits the local event
   ``"resync"`` whose ``data`` is the new join reply (``{"room": snapshot}``):
@@ -28,11 +33,26 @@ What the client does for the app, so apps never see a gap or a duplicate:
 Local events (never sent by the server; ``room`` may be None): ``"resync"``,
 ``"disconnected" {code, reconnecting}``, ``"reconnected" {}``, and ``"error"``
 with the error object of a server reply that could not be matched to a request
-(``"re": null``: the server could not parse a frame).
+(``"re": null``: the server could not parse a frame) or, with ``room`` set, of a
+room the server refused to restore after a reconnect (``forbidden``, ``not_found``).
 
-Requests have a per-request timeout; ``sale_buy`` is retried with the same
-``cid`` after a timeout, a lost connection, ``unavailable`` or ``rate_limited``,
-which is safe because the server makes ``cid`` ops idempotent.
+Requests have a per-request timeout. The op methods for ops that change state
+and take a ``cid`` (``send_barrage``, ``send_gift``, ``sale_buy``,
+``coupon_claim``) always send one: a fresh ``cid`` per call when none is given
+(``request()`` sends its params as given). The server answers a known ``cid``
+with its first reply and does nothing again. ``unavailable`` — like
+``RequestTimeout`` and ``ConnectionLost`` — means the outcome is **unknown**
+(during a Redis freeze, sends answered ``unavailable`` were in fact
+published): retry with the same cid, which the error carries as ``err.cid``::
+
+    try:
+        await client.send_barrage(room, text)
+    except RoomError as err:
+        if err.code in ("unavailable", "timeout", "disconnected"):
+            await client.send_barrage(room, text, cid=err.cid)
+
+``sale_buy`` and ``coupon_claim`` retry by themselves, with the same ``cid``,
+after a timeout, a lost connection, ``unavailable`` or ``rate_limited``.
 """
 
 from __future__ import annotations
@@ -94,13 +114,16 @@ _decode = msgspec.json.decode
 
 class RoomError(Exception):
     """A request failed: ``code`` is a PROTOCOL §2 error code (or a local one:
-    ``timeout``, ``disconnected``, ``overflow``)."""
+    ``timeout``, ``disconnected``, ``overflow``). ``cid``: the idempotency key the
+    op was sent with, if any; after ``unavailable``, ``timeout`` or
+    ``disconnected`` the op may have been done: retry with this ``cid``."""
 
     def __init__(self, code: str, message: str = "", retry_after_ms: int | None = None) -> None:
         super().__init__(f"{code}: {message}" if message else code)
         self.code = code
         self.message = message
         self.retry_after_ms = retry_after_ms
+        self.cid: str | None = None
 
     @classmethod
     def from_wire(cls, err: Mapping[str, Any]) -> RoomError:
@@ -267,9 +290,12 @@ class RoomClient:
         self._streams: set[EventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._supervisor: asyncio.Task[None] | None = None
-        self._open = asyncio.Event()  # a socket is up and its rooms' resumes are sent
+        self._open = asyncio.Event()  # a socket is up and its rooms are restored
         self._done = asyncio.Event()  # closed for good
         self._closing = False
+        # Sockets in a row whose rooms could not be restored, and the last reason.
+        self._restore_failures = 0
+        self._restore_error: RoomError | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -369,9 +395,16 @@ class RoomClient:
 
     async def _supervise(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Read the socket; after a close, reconnect and resume while it makes sense."""
+        reader: asyncio.Future[tuple[int, str]] | None = None
+        restoring = False
         try:
             while True:
-                code, reason = await self._read(ws)
+                reader = asyncio.ensure_future(self._read(ws))
+                if restoring:
+                    await self._restore(ws, reader)
+                code, reason = await reader
+                if self._restore_error is not None and not self._closing:
+                    code, reason = CLOSE_NORMAL, f"rooms not restored: {self._restore_error}"
                 self._socket_closed(code, reason)
                 if not await self._may_reconnect():
                     self._dispatch(
@@ -386,10 +419,12 @@ class RoomClient:
                             _local("disconnected", None, {"code": self.close_code, "reconnecting": False})
                         )
                     return
-                ws = new_ws
+                ws, restoring = new_ws, True
         except Exception:  # a bug: log it, fail what is pending, end the streams
             log.exception("roomclient supervisor failed")
         finally:
+            if reader is not None and not reader.done():
+                reader.cancel()
             self._finish()
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[int, str]:
@@ -452,12 +487,19 @@ class RoomClient:
         return True
 
     async def _reconnect(self) -> aiohttp.ClientWebSocketResponse | None:
-        delay = self.backoff_initial
+        """A new socket (``None``: give up). Sockets whose rooms could not be
+        restored count as failed attempts, so a bus that stays down is not
+        hammered and the client gives up after ``reconnect_attempts``."""
+        failed = self._restore_failures
+        if failed >= self.reconnect_attempts:
+            return None
+        delay = min(self.backoff_max, self.backoff_initial * 2**failed)
         # After a drain the same server refuses us: start with the next URL.
         if self.close_code == CLOSE_GOING_AWAY:
             self._url_index = (self._url_index + 1) % len(self.urls)
-        for attempt in range(self.reconnect_attempts):
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0) if attempt else delay * random.uniform(0, 1))
+        for attempt in range(failed, self.reconnect_attempts):
+            first = attempt == failed and not failed
+            await asyncio.sleep(delay * random.uniform(0, 1) if first else delay * random.uniform(0.5, 1.0))
             if self._closing:
                 return None
             try:
@@ -474,21 +516,37 @@ class RoomClient:
                 return None
             self._ws = ws
             self.reconnects += 1
-            await self._restore(ws)
-            self._open.set()
-            self._dispatch(_local("reconnected", None))
             return ws
         return None
 
-    async def _restore(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Write room.resume for every joined room before any app request: the
-        server handles a socket's frames in order, so app ops run after them."""
-        for st in list(self.rooms.values()):
-            try:
-                sent = await self._send_request(ws, "room.resume", st.room, _resume_params(st))
-            except ConnectionLost:
-                return  # the supervisor sees the close and tries again
-            self._spawn(self._resume_room(st.room, ws, sent))
+    async def _restore(self, ws: aiohttp.ClientWebSocketResponse, reader: asyncio.Future[Any]) -> None:
+        """Resume (or, after ``history_gone``, re-join) every tracked room on a new
+        socket, and only then let app requests through: an op sent before its
+        room is a member again would be answered ``not_joined``. If a room cannot
+        be restored (bus unavailable, timeout) the socket is closed and the
+        reconnect loop tries again with backoff."""
+        self._restore_error = None
+        rooms = list(self.rooms)
+        work = asyncio.ensure_future(asyncio.gather(*(self._resume_room(r, ws) for r in rooms)))
+        try:
+            await asyncio.wait({work, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not work.done():  # the socket closed (or we were cancelled): start over
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await work
+        if work.cancelled() or reader.done():
+            return
+        errors = [err for err in work.result() if err is not None]
+        if errors:
+            self._restore_failures += 1
+            self._restore_error = errors[0]
+            log.warning("could not restore %d room(s) after reconnecting: %s", len(errors), errors[0])
+            await ws.close(code=CLOSE_NORMAL, message=b"rooms not restored")
+            return
+        self._restore_failures = 0
+        self._open.set()
+        self._dispatch(_local("reconnected", None))
 
     def _finish(self) -> None:
         if self._done.is_set():
@@ -578,7 +636,8 @@ class RoomClient:
             st.seen = max(st.seen, seq)
             if seq > st.seq + 1:
                 # Missed events: resume fills them in (this one included).
-                if not st.resuming and self._ws is not None:
+                # (While a new socket is restored, _restore resumes the room.)
+                if not st.resuming and self._ws is not None and self._open.is_set():
                     st.resuming = True
                     self._spawn(self._resume_room(st.room, self._ws))
                 return
@@ -599,34 +658,39 @@ class RoomClient:
 
     # -- resume ---------------------------------------------------------------------
 
-    async def _resume_room(
-        self, room: str, ws: aiohttp.ClientWebSocketResponse, sent: _Sent | None = None
-    ) -> None:
+    async def _resume_room(self, room: str, ws: aiohttp.ClientWebSocketResponse) -> RoomError | None:
         """Resume ``room`` on ``ws`` from the tracked seq; re-join on history_gone.
-        ``sent``: a resume already written (on reconnect) whose reply to await."""
+        Returns the error that left the room not restored (None: restored, or no
+        longer tracked). A room the server refuses (``forbidden``, ``not_found``)
+        is dropped and reported as a local ``"error"`` event."""
         for _ in range(3):
             st = self.rooms.get(room)
             if st is None or ws is not self._ws or ws.closed:
-                return
+                return None
             st.resuming = True
             try:
-                if sent is None:
-                    sent = await self._send_request(ws, "room.resume", room, _resume_params(st))
-                await self._await_reply(sent, self.request_timeout)
-            except RoomError as err:
-                if err.code == "history_gone":
+                try:
+                    await self._call(ws, "room.resume", room, _resume_params(st))
+                except RoomError as err:
+                    if err.code != "history_gone":
+                        raise
                     await self._call(ws, "room.join", room, {}, resync=True)
-                    return
-                if isinstance(err, ConnectionLost):
-                    return  # the next socket resumes again
-                log.warning("resume of %s failed: %s", room, err)
-                st.resuming = False
-                return
+                    return None
+            except RoomError as err:
+                if st is self.rooms.get(room):
+                    st.resuming = False
+                if err.code in ("forbidden", "not_found"):
+                    self.rooms.pop(room, None)
+                    self._dispatch(_local("error", room, {"code": err.code, "message": err.message}))
+                    return None
+                if not isinstance(err, ConnectionLost):  # after a close the next socket resumes
+                    log.warning("resume of %s failed: %s", room, err)
+                return err
             st = self.rooms.get(room)
             # A gap seen during the resume but not filled by it: go again.
             if st is None or st.seen <= st.seq:
-                return
-            sent = None
+                return None
+        return None
 
     # -- outgoing --------------------------------------------------------------------
 
@@ -655,12 +719,18 @@ class RoomClient:
     ) -> dict[str, Any]:
         """Send ``op`` and return the reply's ``data``. Raises ``RoomError`` on an
         error reply, ``RequestTimeout``, or ``ConnectionLost``. While the client is
-        reconnecting, the request waits for the new socket (within its timeout)."""
+        reconnecting, the request waits for the new socket (within its timeout).
+        ``params`` go out as given (the op methods add a ``cid``; a raw request
+        without one is how an app or a test sends an op without idempotency)."""
         timeout = self.request_timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        ws = await self._wait_open(op, timeout)
-        return await self._call(ws, op, room, params, timeout=max(0.0, deadline - loop.time()))
+        try:
+            ws = await self._wait_open(op, timeout)
+            return await self._call(ws, op, room, params, timeout=max(0.0, deadline - loop.time()))
+        except RoomError as err:
+            err.cid = params.get("cid")
+            raise
 
     async def send(self, op: str, room: str | None = None, **params: Any) -> None:
         """Fire and forget: send ``op`` without an id (the server sends no reply)."""
@@ -781,14 +851,15 @@ class RoomClient:
         return await self.request("room.end", room)
 
     async def send_barrage(self, room: str, text: str, cid: str | None = None) -> dict[str, Any]:
-        """Returns ``{"seq": n}`` or ``{"seq": None, "shed": True}`` over the room's cap."""
-        return await self.request("barrage.send", room, **_given(text=text, cid=cid))
+        """Returns ``{"seq": n}`` or ``{"seq": None, "shed": True}`` over the room's cap.
+        ``cid``: generated if omitted; pass ``err.cid`` to retry after ``unavailable``."""
+        return await self.request("barrage.send", room, text=text, cid=cid or new_cid())
 
     async def send_like(self, room: str, count: int = 1) -> dict[str, Any]:
         return await self.request("like.send", room, count=count)
 
     async def send_gift(self, room: str, gift: str, count: int = 1, cid: str | None = None) -> dict[str, Any]:
-        return await self.request("gift.send", room, **_given(gift=gift, count=count, cid=cid))
+        return await self.request("gift.send", room, gift=gift, count=count, cid=cid or new_cid())
 
     async def pin_product(self, room: str, product: Mapping[str, Any]) -> dict[str, Any]:
         """``product``: ``{id, title, price_cents, image?}``."""

@@ -27,6 +27,7 @@ from roomserver.auth import mint_token
 from roomserver.client import Event, RoomClient
 from roomserver.config import Config
 from roomserver.server import GATEWAY_KEY, NODE_KEY, create_app
+from tests.server_procs import START_TIMEOUT_S
 
 APP = "testapp"
 SECRET = "s3cret-for-tests-" + "x" * 48  # ≥ 32 bytes for HS256 (64 so HS512 tests do not warn)
@@ -339,7 +340,7 @@ class ServeProcess:
 
 
 async def start_serve_process(*args: str, env: dict[str, str] | None = None) -> ServeProcess:
-    """Run `python -m roomserver.cli serve` on a free port; wait for /healthz (≤ 15 s)."""
+    """Run `python -m roomserver.cli serve` on a free port; wait for /healthz (≤ START_TIMEOUT_S)."""
     port = free_port()
     cmd = [sys.executable, "-m", "roomserver.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     # As start_server: tests let any token create rooms by joining.
@@ -348,7 +349,7 @@ async def start_serve_process(*args: str, env: dict[str, str] | None = None) -> 
         cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     sp = ServeProcess(proc, port)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + START_TIMEOUT_S
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -360,4 +361,4 @@ async def start_serve_process(*args: str, env: dict[str, str] | None = None) -> 
                         return sp
             await asyncio.sleep(0.1)
     sp.stop(signal.SIGKILL)
-    raise RuntimeError("roomserver serve did not become healthy within 15 s")
+    raise RuntimeError(f"roomserver serve did not become healthy within {START_TIMEOUT_S:g} s")

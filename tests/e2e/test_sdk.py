@@ -164,3 +164,90 @@ async def test_token_expiry_gets_a_new_token_and_resumes(pages, server, bots, ro
     await bot.request("barrage.send", room, text="after expiry")
     await page.wait_for_function("() => texts.includes('after expiry')", timeout=T)
     assert await page.evaluate("() => [disconnects, provided, c2.state]") == [[4001], 1, "open"]
+
+
+async def test_requests_wait_until_rooms_are_restored_after_a_reconnect(pages, room) -> None:
+    # The scripted server answers an op for a room this socket has not joined with
+    # not_joined, as the real one does. Socket 2's resume fails (bus unavailable): the
+    # client must drop it and try again; socket 3's resume is history_gone: re-join first.
+    page = await sdk_page(pages, room)
+    result = await page.evaluate(
+        """async () => {
+          const { RoomClient } = await import('/sdk/roomserver.js');
+          const joined = new Map();  // socket -> joined
+          ScriptedSocket.onsend = (ws, m) => {
+            const n = ScriptedSocket.all.indexOf(ws) + 1;
+            const later = (...msgs) => setTimeout(() => ws.push(...msgs), 30);
+            if (m.op === 'room.join') {
+              joined.set(ws, true);
+              later({ re: m.id, ok: true, data: { room: { id: 'r', seq: n, epoch: 'e' + n, publishers: [] } } });
+            } else if (m.op === 'room.resume') {
+              if (n === 2) later({ re: m.id, ok: false, error: { code: 'unavailable', message: 'bus down', retry_after_ms: 1000 } });
+              else later({ re: m.id, ok: false, error: { code: 'history_gone', message: 'epoch changed' } });
+            } else if (m.op === 'barrage.send') {
+              if (!joined.get(ws)) ws.push({ re: m.id, ok: false, error: { code: 'not_joined', message: 'join first' } });
+              else ws.push({ re: m.id, ok: true, data: { seq: 9 } });
+            }
+          };
+          const c = new RoomClient({ url: location.origin, token: 'x.e30.x', WebSocket: ScriptedSocket,
+                                     minReconnectDelayMs: 10 });
+          const states = [], disconnects = [];
+          c.on('state', (d) => states.push(d.state));
+          c.on('disconnected', (d) => disconnects.push(d.code));
+          await c.connect();
+          await c.join('r');
+          ScriptedSocket.all[0].close(4008, 'slow consumer');
+          await new Promise((r) => setTimeout(r, 0));
+          let reply, error;
+          try { reply = await c.sendBarrage('r', 'queued while reconnecting'); } catch (e) { error = e.code; }
+          const ops = ScriptedSocket.all.map((ws) => ws.sent.map((m) => m.op));
+          return { reply, error, ops, disconnects, state: c.state, states, last: c.lastSeq('r') };
+        }"""
+    )
+    assert result["error"] is None and result["reply"] == {"seq": 9}
+    assert result["ops"] == [
+        ["room.join"],
+        ["room.resume"],
+        ["room.resume", "room.join", "barrage.send"],
+    ]
+    assert result["disconnects"] == [4008, 1000]  # the socket whose room was not restored
+    assert result["state"] == "open" and result["last"] == 3
+    assert "open" not in result["states"][2:-1]  # never "open" while rooms were not restored
+
+
+async def test_every_cid_op_method_sends_a_cid_and_unavailable_errors_carry_it(pages, room) -> None:
+    page = await sdk_page(pages, room)
+    result = await page.evaluate(
+        """async () => {
+          const { RoomClient } = await import('/sdk/roomserver.js');
+          const sent = [];
+          ScriptedSocket.onsend = (ws, m) => {
+            sent.push(m);
+            if (m.op === 'gift.send' && m.text === undefined && sent.filter((x) => x.op === 'gift.send').length === 1)
+              ws.push({ re: m.id, ok: false, error: { code: 'unavailable', message: 'bus down', retry_after_ms: 1 } });
+            else if (m.op === 'barrage.send' && m.text === 'fails')
+              ws.push({ re: m.id, ok: false, error: { code: 'unavailable', message: 'bus down', retry_after_ms: 1 } });
+            else ws.push({ re: m.id, ok: true, data: {} });
+          };
+          const c = new RoomClient({ url: location.origin, token: 'x.e30.x', WebSocket: ScriptedSocket });
+          await c.connect();
+          await c.sendBarrage('r', 'hi');
+          await c.sendGift('r', 'rose');                       // unavailable once, retried
+          await c.buy('r', 's1');
+          await c.claimCoupon('r', 'k1');
+          await c.request('barrage.send', 'r', { text: 'raw' });
+          await c.request('barrage.send', 'r', { text: 'mine', cid: 'my-cid' });
+          let err;
+          try { await c.sendBarrage('r', 'fails'); } catch (e) { err = { code: e.code, cid: e.cid }; }
+          return { sent: sent.map((m) => [m.op, m.text ?? null, m.cid ?? null]), err };
+        }"""
+    )
+    sent = result["sent"]
+    assert all(cid for _, text, cid in sent if text != "raw"), sent
+    assert ["barrage.send", "raw", None] in sent  # request() sends its params as given
+    gifts = [cid for op, _, cid in sent if op == "gift.send"]
+    assert len(gifts) == 2 and gifts[0] == gifts[1]  # the retry reused the cid
+    assert ["barrage.send", "mine", "my-cid"] in sent
+    fails = [cid for op, text, cid in sent if text == "fails"]
+    assert len(fails) == 2 and len(set(fails)) == 1  # sendBarrage retries once, same cid
+    assert result["err"] == {"code": "unavailable", "cid": fails[0]}

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from roomserver.client import RoomError
-from tests.server_fixtures import Recorder, Server
+from tests.server_fixtures import Recorder, Server, new_room_id
 
 PRODUCT = {"id": "p1", "title": "Green tea 250 g", "price_cents": 1990, "image": "https://x/p1.png"}
 
@@ -250,32 +250,56 @@ async def test_per_user_rate_limit(server: Server, room: str) -> None:
 
 
 async def test_barrage_cap_sheds_over_the_room_cap(server: Server, room: str) -> None:
-    status, body = await server.admin("POST", "/v1/rooms", {"id": room, "title": "Capped", "barrage_cap": 2})
-    assert status == 201, body
-    assert body["room"]["barrage_cap"] == 2
-    host, ann, bob, cat = await _room_with(server, room, "ann", "bob", "cat")
-    rec = Recorder(host)
-    # start at the beginning of a second so the cap window does not roll over mid-test
-    await asyncio.sleep(1.02 - time.time() % 1)
-    began = time.time()
-    replies = []
-    for client in (ann, bob, cat, ann, bob):
-        replies.append(await client.send_barrage(room, "hi"))
-    ended = time.time()
+    host, ann, bob, cat = None, None, None, None
+    shed_total = 0  # over every burst, for the metric
+    # The cap counts per wall-clock second. Each send's second is known when it began
+    # and ended within one; on a loaded machine a send can straddle a boundary (the
+    # test once assumed five sends always fit in one second), then the burst is
+    # repeated in a fresh room.
+    for attempt in range(5):
+        if attempt:
+            room = new_room_id()
+        status, body = await server.admin(
+            "POST", "/v1/rooms", {"id": room, "title": "Capped", "barrage_cap": 2}
+        )
+        assert status == 201, body
+        assert body["room"]["barrage_cap"] == 2
+        if host is None:
+            host, ann, bob, cat = await _room_with(server, room, "ann", "bob", "cat")
+            rec = Recorder(host)
+        else:
+            for c in (host, ann, bob, cat):
+                await c.join(room)
+        await asyncio.sleep(1.02 - time.time() % 1)  # start early in a second: fewer straddles
+        replies, seconds = [], []
+        for client in (ann, bob, cat, ann, bob):
+            before = time.time()
+            replies.append(await client.send_barrage(room, "hi"))
+            after = time.time()
+            seconds.append(int(before) if int(before) == int(after) else None)
+        shed_total += sum(r["seq"] is None for r in replies)
+        if None not in seconds:
+            break
+    else:
+        pytest.fail(f"every burst straddled a second boundary: {seconds}")
+    # Per second, the first two sends are published and the rest shed.
+    sent_in: dict[int, int] = {}
+    for reply, second in zip(replies, seconds, strict=True):
+        sent_in[second] = sent_in.get(second, 0) + 1
+        if sent_in[second] <= 2:
+            assert isinstance(reply["seq"], int), (replies, seconds)
+        else:
+            assert reply == {"seq": None, "shed": True}, (replies, seconds)
     published = [r for r in replies if r["seq"] is not None]
-    shed = [r for r in replies if r["seq"] is None]
-    windows = int(ended) - int(began) + 1
-    assert len(published) == min(5, 2 * windows), replies
-    assert all(r == {"seq": None, "shed": True} for r in shed)
     # staff are never shed
     assert (await host.send_barrage(room, "host speaks"))["seq"] is not None
-    await rec.wait("barrage", count=len(published) + 1)
+    await rec.wait("barrage", lambda e: e["room"] == room, count=len(published) + 1)
     await rec.quiet()
-    assert len(rec.named("barrage")) == len(published) + 1
+    assert len(rec.named("barrage", room)) == len(published) + 1
     seqs = rec.seqs(room)
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     metrics = (await server.rest("GET", "/metrics"))[1]
-    assert f"roomserver_barrage_shed_total {float(len(shed))}" in metrics
+    assert f"roomserver_barrage_shed_total {float(shed_total)}" in metrics
 
 
 async def test_likes_are_aggregated(server: Server, room: str) -> None:

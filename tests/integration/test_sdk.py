@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import roomserver.client
+from roomserver.bus.base import BrokerUnavailable
 from roomserver.client import ConnectionLost, RequestTimeout, RoomClient, RoomError
 from roomserver.core.room import Emit
 from roomserver.tenancy import room_key
@@ -411,3 +412,54 @@ async def test_app_driven_resume_on_a_fresh_client(server: Server, room: str) ->
     with pytest.raises(RoomError) as info:
         await second.resume(room, 1, "not-the-epoch")
     assert info.value.code == "history_gone"
+
+
+async def test_request_queued_during_reconnect_waits_for_the_rejoin_after_history_gone(
+    make_server, room: str
+) -> None:
+    # The race behind test_redis_down_then_back's `not_joined`: the resume on the new
+    # socket answers history_gone, so the room is joined again only after that reply;
+    # an op released as soon as the resume was written reached the server first.
+    server: Server = await make_server(history_events=5)
+    client = await server.client("ann")
+    rec = Recorder(client)
+    await client.join(room)
+    cut(server, "ann")
+    await publish_now(server, room, 10, tag="lost")  # more than the history keeps
+    await rec.wait("disconnected")
+    assert not client.connected
+    reply = await client.send_barrage(room, "queued while reconnecting")
+    assert isinstance(reply["seq"], int)
+    assert rec.named("resync"), "the op went out before the room was joined again"
+    order = [e["ev"] for e in rec.events if e["ev"] in ("resync", "reconnected")]
+    assert order == ["resync", "reconnected"]
+
+
+async def test_rooms_that_cannot_be_restored_are_retried_before_requests_go_out(
+    server: Server, room: str
+) -> None:
+    client = await server.client("ann")
+    rec = Recorder(client)
+    await client.join(room)
+    broker = server.node.broker
+    real_history = broker.history
+    failures = 2
+
+    async def history_down_twice(*args: Any, **kwargs: Any) -> Any:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise BrokerUnavailable("injected: bus unreachable while resuming")
+        return await real_history(*args, **kwargs)
+
+    broker.history = history_down_twice  # type: ignore[method-assign]
+    cut(server, "ann")
+    await rec.wait("disconnected")
+    # Without the wait this went out on a socket whose room had not been resumed: not_joined.
+    reply = await client.send_barrage(room, "after the bus came back")
+    assert isinstance(reply["seq"], int) and failures == 0
+    disc = [e["data"] for e in rec.named("disconnected")]
+    assert disc[0] == {"code": 4008, "reconnecting": True}
+    assert disc[1:] == [{"code": 1000, "reconnecting": True}] * 2  # two sockets whose resume failed
+    assert client.reconnects == 3 and len(rec.named("reconnected")) == 1
+    assert "rooms not restored" in client.close_reason

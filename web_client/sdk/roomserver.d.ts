@@ -42,9 +42,19 @@ export declare class RoomError extends Error {
   readonly room: string | null;
   /** HTTP status, for errors of HTTP/WHIP/WHEP requests. */
   readonly status: number | null;
+  /**
+   * The `cid` the failed op was sent with, if any. After `unavailable` (which
+   * includes a timeout or a lost connection) the op may have been done: retry with this cid
+   * and the server answers with the first reply instead of doing it twice.
+   */
+  readonly cid: string | null;
   /** A sentence to show an end user. */
   readonly userMessage: string;
-  constructor(code: ErrorCode, message?: string, extra?: { retryAfterMs?: number; op?: string; room?: string; status?: number });
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    extra?: { retryAfterMs?: number; op?: string; room?: string; status?: number; cid?: string },
+  );
 }
 
 // ---- wire shapes -------------------------------------------------------------------------
@@ -160,6 +170,10 @@ export interface EventMeta {
 
 type AllEvents = ServerEvents & LocalEvents;
 export type Listener<D> = (data: D, meta: EventMeta) => void;
+/**
+ * "connecting" lasts, on a reconnect, until every joined room is resumed or joined again:
+ * requests wait for "open" (an op sent earlier would be answered `not_joined`).
+ */
 export type ClientState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
 export interface RoomClientOptions {
@@ -266,6 +280,7 @@ export declare class RoomClient {
   once(ev: string, fn: Listener<any>): () => void;
   off(ev: string, fn: Listener<any>): void;
 
+  /** Sends `params` as given: the op methods (sendBarrage, buy, …) add a `cid`, this does not. */
   request<T = any>(op: string, room: string | null, params?: object, opts?: { timeoutMs?: number }): Promise<T>;
   send(op: string, room: string | null, params?: object): boolean;
 

@@ -16,15 +16,20 @@
 //   the later events back, asks the server to replay (`room.resume`) and delivers in order,
 //   so listeners see every durable event exactly once, in order.
 // - The socket reconnects with jittered exponential backoff and resumes every joined room
-//   from its last seq. When the server's history cannot cover the gap (`history_gone`, or an
-//   epoch change) the client joins again and emits a local `resync` event with the fresh
-//   snapshot: the app must then rebuild its view from that snapshot.
+//   from its last seq. Requests made meanwhile wait until every room is resumed (or joined
+//   again): sent earlier, the server would answer them `not_joined`. A socket whose rooms
+//   cannot be restored (`unavailable`) is closed and counts as a failed attempt. When the
+//   server's history cannot cover the gap (`history_gone`, or an epoch change) the client
+//   joins again and emits a local `resync` event with the fresh snapshot: the app must then
+//   rebuild its view from that snapshot.
 // - Close codes (PROTOCOL §2): 4001 token expired → a new token from `tokenProvider`, then
 //   reconnect; 4003 kicked → no reconnect; 4008 slow consumer and 1001 draining → reconnect
 //   and resume; 4029 too many connections → reconnect only after a long pause.
-// - Ops that take a `cid` are idempotent on the server: the client generates one when the
-//   caller gives none and reuses it on every retry, so a purchase retried after a dropped
-//   connection can never buy twice.
+// - Ops that take a `cid` are idempotent on the server: their methods (sendBarrage, sendGift,
+//   buy, claimCoupon) generate one when the caller gives none and reuse it on every retry, so
+//   a purchase retried after a dropped connection can never buy twice. `unavailable` (and a
+//   timeout) means the outcome is unknown: the op may have been done. Retry with the same
+//   cid (`err.cid`): the server answers a known cid with its first reply.
 
 /** Error codes of PROTOCOL §2, each with a message fit to show to an end user. */
 export const ERROR_MESSAGES = Object.freeze({
@@ -78,7 +83,7 @@ export class RoomError extends Error {
   /**
    * @param {string} code protocol error code (PROTOCOL §2)
    * @param {string} [message] the server's message
-   * @param {{retryAfterMs?: number, op?: string, room?: string, status?: number}} [extra]
+   * @param {{retryAfterMs?: number, op?: string, room?: string, status?: number, cid?: string}} [extra]
    */
   constructor(code, message, extra = {}) {
     super(message || ERROR_MESSAGES[code] || code);
@@ -88,6 +93,8 @@ export class RoomError extends Error {
     this.op = extra.op ?? null;
     this.room = extra.room ?? null;
     this.status = extra.status ?? null;
+    // The op's idempotency key: after `unavailable` retry with it (the op may have been done).
+    this.cid = extra.cid ?? null;
   }
 
   /** The message to show an end user (not the server's technical one). */
@@ -240,6 +247,8 @@ export class RoomClient {
         throw err;
       }
     }
+    this._attempt = 0;
+    this._setState("open");
   }
 
   /** Close for good (no reconnect). Pending requests reject with `unavailable`. */
@@ -262,9 +271,8 @@ export class RoomClient {
       this._ws = ws;
       let opened = false;
       ws.onopen = () => {
+        // "open" (and requests) only after connect() or the rooms' restore says so.
         opened = true;
-        this._attempt = 0;
-        this._setState("open");
         resolve();
       };
       ws.onmessage = (e) => this._onFrame(e.data);
@@ -347,7 +355,9 @@ export class RoomClient {
       this._scheduleReconnect(code);
       return;
     }
-    await this._resumeAll();
+    if (!(await this._restoreRooms(this._ws))) return; // its close schedules the next attempt
+    this._attempt = 0;
+    this._setState("open");
     this._local("reconnected", { rooms: [...this._rooms.keys()] });
   }
 
@@ -356,27 +366,40 @@ export class RoomClient {
     this.token = await this.tokenProvider();
   }
 
-  async _resumeAll() {
-    await Promise.all([...this._rooms.keys()].map((room) => this._resumeRoom(room)));
+  /**
+   * Resume (or re-join) every room on a new socket before app requests may use it: the
+   * server answers an op for a room the socket has not joined yet with `not_joined`.
+   * Resolves false when the socket closed meanwhile or a room could not be restored (then
+   * the socket is closed, and its close schedules the next attempt with backoff).
+   */
+  async _restoreRooms(ws) {
+    if (!ws) return false; // closed already: its close scheduled the next attempt
+    const results = await Promise.all([...this._rooms.keys()].map((room) => this._resumeRoom(room)));
+    if (this._ws !== ws || this._closedByUser) return false;
+    const failed = results.find((err) => err);
+    if (!failed) return true;
+    this._local("error", { error: failed });
+    ws.close(CloseCode.NORMAL, "rooms not restored");
+    return false;
   }
 
-  /** Resume one room from its last seq; re-join (local `resync`) when history cannot cover it. */
+  /**
+   * Resume one room from its last seq; re-join (local `resync`) when history cannot cover it.
+   * Resolves null when the room is restored (or dropped: `forbidden`, `not_found`), else the
+   * error that left it not joined.
+   */
   async _resumeRoom(room) {
     const st = this._rooms.get(room);
-    if (!st) return;
+    if (!st) return null;
     if (st.seq === null || !st.epoch) return this._rejoin(room);
     st.resuming = true;
     try {
-      await this.request("room.resume", room, { since: st.seq, epoch: st.epoch });
+      await this._call("room.resume", room, { since: st.seq, epoch: st.epoch });
       this._armGapTimer(room);
+      return null;
     } catch (err) {
       if (err.code === "history_gone") return this._rejoin(room);
-      if (err.code === "forbidden" || err.code === "not_found") {
-        this._rooms.delete(room);
-        this._local("error", { room, error: err });
-        return;
-      }
-      if (err.code !== "unavailable") this._local("error", { room, error: err });
+      return this._roomFailed(room, err);
     } finally {
       st.resuming = false;
     }
@@ -384,16 +407,26 @@ export class RoomClient {
 
   async _rejoin(room) {
     const st = this._rooms.get(room);
-    if (!st) return;
+    if (!st) return null;
     st.seq = null; // hold events until the new snapshot says where we stand
     try {
-      const snap = await this.request("room.join", room, {});
+      const snap = await this._call("room.join", room, {});
       this._adoptSnapshot(room, snap);
       this._local("resync", { room, snapshot: snap });
+      return null;
     } catch (err) {
-      if (err.code === "forbidden" || err.code === "not_found") this._rooms.delete(room);
-      this._local("error", { room, error: err });
+      return this._roomFailed(room, err);
     }
+  }
+
+  /** A room the server refuses is dropped (null); any other failure is returned for a retry. */
+  _roomFailed(room, err) {
+    if (err.code === "forbidden" || err.code === "not_found") {
+      this._rooms.delete(room);
+      this._local("error", { room, error: err });
+      return null;
+    }
+    return err;
   }
 
   _whenOpen(timeoutMs) {
@@ -416,7 +449,7 @@ export class RoomClient {
   _failPending(err) {
     for (const p of this._pending.values()) {
       clearTimeout(p.timer);
-      p.reject(new RoomError(err.code, err.message, { op: p.op, room: p.room }));
+      p.reject(new RoomError(err.code, err.message, { op: p.op, room: p.room, cid: p.cid }));
     }
     this._pending.clear();
   }
@@ -433,21 +466,31 @@ export class RoomClient {
   async request(op, room, params = {}, opts = {}) {
     const timeoutMs = opts.timeoutMs ?? this.options.requestTimeoutMs;
     await this._whenOpen(timeoutMs);
+    return this._call(op, room, params, timeoutMs);
+  }
+
+  /** Send on the current socket now (no waiting for "open": the rooms' restore uses it). */
+  _call(op, room, params, timeoutMs = this.options.requestTimeoutMs) {
     const id = this._nextId++;
     const frame = { ...params, id, op };
     if (room != null) frame.room = room;
+    const cid = params.cid ?? null;
     return new Promise((resolve, reject) => {
+      if (!this._ws) {
+        reject(new RoomError("unavailable", "not connected", { op, room, cid }));
+        return;
+      }
       const timer = setTimeout(() => {
         this._pending.delete(id);
-        reject(new RoomError("unavailable", `${op} timed out`, { op, room }));
+        reject(new RoomError("unavailable", `${op} timed out`, { op, room, cid }));
       }, timeoutMs);
-      this._pending.set(id, { resolve, reject, timer, op, room });
+      this._pending.set(id, { resolve, reject, timer, op, room, cid });
       try {
         this._ws.send(JSON.stringify(frame));
       } catch (err) {
         clearTimeout(timer);
         this._pending.delete(id);
-        reject(new RoomError("unavailable", String(err), { op, room }));
+        reject(new RoomError("unavailable", String(err), { op, room, cid }));
       }
     });
   }
@@ -1027,7 +1070,12 @@ function defaultTile(entry) {
 
 function toError(e, p) {
   e = e || {};
-  return new RoomError(e.code || "internal", e.message, { retryAfterMs: e.retry_after_ms, op: p.op, room: p.room });
+  return new RoomError(e.code || "internal", e.message, {
+    retryAfterMs: e.retry_after_ms,
+    op: p.op,
+    room: p.room,
+    cid: p.cid,
+  });
 }
 
 async function errorText(res) {
