@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 VENV_SH = PY="$(PY)" SUPPORTED="$(SUPPORTED)" sh tools/venv.sh $(VENV)
 
-.PHONY: serve cluster test lint format system-deps venv venv-test clean
+.PHONY: serve cluster test test-repeat lint format system-deps venv venv-test clean
 
 # serve also installs the load tester's extra, so `.venv/bin/roomserver-loadtest` works too.
 venv:
@@ -45,6 +45,11 @@ test: system-deps venv-test
 	$(BIN)/ruff check roomserver loadtest tests
 	$(BIN)/ruff format --check roomserver loadtest tests
 	$(BIN)/pytest -q
+	$(BIN)/python -m tests.repeat_check
+
+# The timing-sensitive tests again, several times, with one core kept busy (docs/testing.md).
+test-repeat: venv-test
+	$(BIN)/python -m tests.repeat_check
 
 lint: venv-test
 	$(BIN)/ruff check roomserver loadtest tests
