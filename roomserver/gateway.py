@@ -22,7 +22,6 @@ from aiohttp import WSMsgType, web
 from roomserver.auth import AuthError, Identity, TokenVerifier
 from roomserver.bus.base import BrokerUnavailable
 from roomserver.core.moderation import UserLimits
-from roomserver.core.room import validate_room_id
 from roomserver.fanout import Connection
 from roomserver.handlers import REGISTRY, OpContext, Session, check_role
 from roomserver.logsafe import clean
@@ -42,7 +41,6 @@ from roomserver.protocol import (
     reply_error,
     reply_ok,
 )
-from roomserver.tenancy import room_key
 
 log = logging.getLogger(__name__)
 
@@ -219,10 +217,7 @@ class Gateway:
             if spec.needs_room and not room:
                 raise OpError("bad_request", f"{op_name} needs a room")
             # Rooms are the app's own: the same id in another app is another room.
-            key = ""
-            if room:
-                validate_room_id(room)
-                key = room_key(session.identity.app, room)
+            key = session.room_key(room) if room else ""
             check_role(session.identity, spec.who)
             if spec.joined and key not in conn.rooms:
                 raise OpError("not_joined", f"join room {room} first")

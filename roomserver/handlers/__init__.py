@@ -16,6 +16,7 @@ import msgspec
 
 from roomserver.auth import Identity
 from roomserver.core.moderation import UserLimits
+from roomserver.core.room import validate_room_id
 from roomserver.fanout import Connection
 from roomserver.protocol import OpError
 from roomserver.tenancy import public_room, room_key
@@ -52,6 +53,19 @@ class Session:
     limits: UserLimits = field(default_factory=UserLimits)
     joined_at: dict[str, int] = field(default_factory=dict)
     last_barrage: dict[str, int] = field(default_factory=dict)
+    # Public room id -> room key, for the rooms this socket names (validated once):
+    # bounded, a socket naming more distinct ids than this starts over.
+    room_keys: dict[str, str] = field(default_factory=dict)
+
+    def room_key(self, room: str) -> str:
+        """The frame's room as a room of this socket's app (``bad_request`` if invalid)."""
+        key = self.room_keys.get(room)
+        if key is None:
+            validate_room_id(room)
+            if len(self.room_keys) >= 64:
+                self.room_keys.clear()
+            key = self.room_keys[room] = room_key(self.identity.app, room)
+        return key
 
 
 @dataclass(slots=True)
