@@ -28,7 +28,7 @@ from aiohttp import web
 
 from roomserver.auth import DEV_APP, Role, mint_token
 from roomserver.config import Config
-from roomserver.protocol import encode
+from roomserver.protocol import OpError, decode_body, encode
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,10 @@ def _dev_token(config: Config):
         if refusal is not None:
             log.warning("dev token refused: %s", refusal)
             return _error(403, "forbidden", refusal)
-        try:
-            body = msgspec.json.decode(await request.read() or b"{}", type=DevTokenRequest)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            return _error(400, "bad_request", str(exc))
+        try:  # UTF-8 and depth-bounded, like every REST body
+            body = decode_body(await request.read(), DevTokenRequest)
+        except OpError as err:
+            return _error(400, "bad_request", err.message)
         secret = config.app_secrets()[DEV_APP]
         token = mint_token(
             DEV_APP,

@@ -369,3 +369,20 @@ def test_error_codes_of_statuses_are_protocol_codes() -> None:
     from roomserver.api.middleware import CODE_OF_STATUS
 
     assert set(CODE_OF_STATUS.values()) <= PROTOCOL_ERRORS
+
+
+async def test_dev_token_mint_answers_bad_bodies_with_400() -> None:
+    """The dev mint decodes its body like every REST body: UTF-8, depth-bounded."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from roomserver.config import Config
+    from roomserver.server import create_app
+
+    async with TestClient(TestServer(create_app(Config()), host="127.0.0.1")) as client:
+        headers = {"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}
+        for body in (b"\xff\xfe", b"[" * 5000, b"{"):
+            resp = await client.post("/dev/token", data=body, headers=headers)
+            assert resp.status == 400, body
+            assert (await resp.json())["error"]["code"] == "bad_request"
+        resp = await client.post("/dev/token", json={"user": "u1", "role": "host"}, headers=headers)
+        assert resp.status == 200 and (await resp.json())["token"]
