@@ -23,6 +23,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from loadtest.procs import NO_CLIENT_LIMITS
 from roomserver.auth import mint_token
 from roomserver.client import Event, RoomClient
 from roomserver.config import Config
@@ -344,7 +345,16 @@ async def start_serve_process(*args: str, env: dict[str, str] | None = None) -> 
     port = free_port()
     cmd = [sys.executable, "-m", "roomserver.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     # As start_server: tests let any token create rooms by joining.
-    cmd += ["--app", f"{APP}:{SECRET}", "--log-level", "WARNING", "--auto-create", "any", *args]
+    cmd += [
+        "--app",
+        f"{APP}:{SECRET}",
+        "--log-level",
+        "WARNING",
+        "--auto-create",
+        "any",
+        *NO_CLIENT_LIMITS,
+        *args,
+    ]
     proc = subprocess.Popen(
         cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )

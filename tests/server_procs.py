@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from loadtest.procs import NO_CLIENT_LIMITS
 from roomserver.auth import mint_token
 
 SECRET = "k" * 40
@@ -34,8 +35,9 @@ class ServerProcess:
     def __init__(self, *args: str, log_dir: Path) -> None:
         self.port = free_port()
         self.args = ["--host", "127.0.0.1", "--port", str(self.port), "--app", f"{APP}:{SECRET}"]
-        # As start_server: tests let any token create rooms by joining.
-        self.args += ["--auto-create", "any", *args]
+        # As start_server: tests let any token create rooms by joining, and every test
+        # client comes from 127.0.0.1 (thousands of sockets, REST polls): no per-IP limits.
+        self.args += ["--auto-create", "any", *NO_CLIENT_LIMITS, *args]
         self.log_path = log_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -59,7 +59,10 @@ STOCK = 800
 LIMIT = 3
 WANTS = LIMIT + 1  # the last try must be refused (limit or sold out)
 PRICE = 4900
-KILL_AFTER_S = 1.5
+# The replica is stopped once this many orders were acknowledged: the sale is under
+# way and far from sold out however fast the machine (a fixed delay sold the stock out
+# before the failure on an idle box, leaving nothing for the post-failover probe to wait on).
+KILL_AT_ORDERS = STOCK // 4
 REPLICA_BEHIND_S = 0.5  # well under cluster-node-timeout (1 s): the replica stays trusted
 NO_REPLICA_S = 1.5  # how long the promoted primary stays without a replica
 BUDGET_S = 45  # every buyer settles every cid within this
@@ -187,7 +190,10 @@ async def test_a_primary_dies_mid_sale(
             # trusts it) when the primary dies. Without WAIT, orders acknowledged
             # meanwhile would be missing on the promoted replica.
             timeline["start"] = time.monotonic()
-            await asyncio.sleep(KILL_AFTER_S)
+            until = time.monotonic() + BUDGET_S
+            while sum(len(bu.acked_at) for bu in buyers) < KILL_AT_ORDERS:
+                assert time.monotonic() < until, "the sale did not get under way"
+                await asyncio.sleep(0.01)
             acked_before_kill = sum(len(bu.acked_at) for bu in buyers)
             assert 0 < acked_before_kill < STOCK, "the sale must be under way when the primary dies"
             replica = replica_of(redis_cluster, old_primary)
@@ -300,7 +306,7 @@ async def test_a_primary_dies_mid_sale(
 
             t = timeline
             print(
-                f"\nreplica stopped after {KILL_AFTER_S}s ({acked_before_kill} orders), primary killed "
+                f"\nreplica stopped at {acked_before_kill} acknowledged orders, primary killed "
                 f"{REPLICA_BEHIND_S}s later; promoted "
                 f"{t['promoted'] - t['killed']:.1f}s later; replica back {t['replicated'] - t['promoted']:.1f}s "
                 f"after that (restarted after {NO_REPLICA_S}s); sale done {t['done'] - t['replicated']:.1f}s later. {len(listed)} orders, "
