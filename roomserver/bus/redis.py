@@ -193,9 +193,14 @@ two server processes and a crowd of buyers):
    calls on that shard answer ``unavailable`` (WAIT finds nobody): the sale
    pauses rather than take orders that a second failure could lose, and goes on
    once a replica is attached. Barrage and other event-only commits go on as
-   soon as the replica is promoted. After a WAIT found no replica, durable calls
-   to that primary are refused unsent (``NotExecuted``) for 0.5 s, so blocked
-   WAITs cannot starve its connection pool. Run two replicas per primary to keep
+   soon as the replica is promoted. A durable call is sent only to a primary
+   known to have a replica: the first durable call to a primary this process has
+   not seen replicated (a newly promoted one) asks ``ROLE`` first, and after a
+   WAIT found no replica the primary is refused unsent (``NotExecuted``) and
+   asked again by ``ROLE`` every 0.5 s. So takes that no replica could
+   acknowledge do not run at all (a buyer's retry decides afresh) instead of
+   draining stock that a second failure would lose, and blocked WAITs cannot
+   starve the primary's connection pool. Run two replicas per primary to keep
    selling through a single failure.
 5. Not covered: event-only commits acknowledged just before the crash may be
    lost and their seq reused (above); ephemeral events (``order.created``,
@@ -265,8 +270,8 @@ MAX_BATCH_COMMITS = 256
 MAX_BATCH_DRAFTS = 2048
 MAX_BATCH_BYTES = 512 * 1024
 MAX_BATCH_TAKES = 512  # stock takes or tally entries per script call (bounds one script's run)
-# After a WAIT found no replica, durable calls to that primary are refused unsent
-# for this long (then one call probes again).
+# After a WAIT (or ROLE) found no replica, durable calls to that primary are refused
+# unsent for this long, then ROLE is asked again.
 UNREPLICATED_RETRY_S = 0.5
 # Index entries checked for expiry per batch, and batches per listing call.
 SWEEP_BATCH = 500
@@ -519,8 +524,13 @@ class RedisBroker(Broker):
         self.idle_ttl_ms = check_idle_ttl(idle_ttl_ms)
         self._touches = TouchThrottle(idle_ttl_ms)
         # Primary address -> loop time until which durable calls to it are refused
-        # unsent, after a WAIT found no replica (see ``_refuse_unreplicated``).
+        # unsent, after a WAIT or ROLE found no replica; primaries seen with a replica
+        # (forgotten when the primaries change); ROLE probes in flight. See
+        # ``_require_replica``.
         self._unreplicated: dict[str, float] = {}
+        self._replicated: set[str] = set()
+        self._replicated_epoch = 0
+        self._replica_probes: dict[str, asyncio.Future[bool]] = {}
         self._router = router
         # Before per-app indexes every room was in this one set: ``start`` moves
         # its rooms to their app's index and gives their keys a lifetime.
@@ -696,7 +706,7 @@ class RedisBroker(Broker):
             _commit_call(keys, subs, self.limits, defer_publish=durable, idle_ttl_ms=self.idle_ttl_ms)
         ]
         if durable:
-            self._refuse_unreplicated(keys.slot)
+            await self._require_replica(keys.slot)
             commands.append(self._wait_command())
         self.script_calls += 1
         self.commits += len(subs)
@@ -731,22 +741,54 @@ class RedisBroker(Broker):
         # it must follow the script on the same connection (one pipeline).
         return ("WAIT", 1, self.durable_wait_ms)
 
-    def _refuse_unreplicated(self, slot: int) -> None:
-        """Fail fast, before sending anything, while the slot's primary recently had
-        no replica: each WAIT would hold a pooled connection for ``durable_wait_ms``
-        and starve the other rooms of that primary."""
+    async def _require_replica(self, slot: int) -> None:
+        """Send a durable call only to a primary known to have a replica; otherwise
+        refuse it before anything is written (``NotExecuted``: the client's retry
+        decides afresh). A write that no replica can acknowledge would still change
+        the primary (a take drains stock) although a second failure loses it, and
+        its WAIT would hold a pooled connection for ``durable_wait_ms``."""
         addr = self._router.addr_for_slot(slot)
-        until = self._unreplicated.get(addr) if addr else None
-        if until is not None:
-            if asyncio.get_running_loop().time() < until:
-                raise NotExecuted(f"redis: no replica of {addr} acknowledged writes; not sent")
-            del self._unreplicated[addr]  # type: ignore[arg-type]
+        if addr is None:
+            return  # the call itself finds the primary (or fails unsent)
+        if self._replicated_epoch != self._router.primaries_epoch:
+            self._replicated.clear()  # a failover: a promoted primary starts unknown
+            self._replicated_epoch = self._router.primaries_epoch
+        if addr in self._replicated:
+            return
+        until = self._unreplicated.get(addr)
+        if until is not None and asyncio.get_running_loop().time() < until:
+            raise NotExecuted(f"redis: {addr} has no replica to acknowledge writes; not sent")
+        probe = self._replica_probes.get(addr)
+        if probe is None:
+            probe = self._replica_probes[addr] = asyncio.ensure_future(self._probe_replica(slot, addr))
+            probe.add_done_callback(lambda _f: self._replica_probes.pop(addr, None))
+        try:
+            has_replica = await asyncio.shield(probe)
+        except BrokerUnavailable as exc:
+            raise NotExecuted(f"redis: could not ask {addr} for its replicas ({exc}); not sent") from exc
+        if not has_replica:
+            raise NotExecuted(f"redis: {addr} has no replica to acknowledge writes; not sent")
+
+    async def _probe_replica(self, slot: int, addr: str) -> bool:
+        role = await self._router.call_one(slot, ("ROLE",), safe=True)
+        # A primary answers [b"master", offset, [[ip, port, offset], ...]] listing
+        # its connected replicas.
+        has_replica = bool(role) and role[0] in (b"master", "master") and bool(role[2])
+        if has_replica:
+            self._replicated.add(addr)
+            self._unreplicated.pop(addr, None)
+        else:
+            self._unreplicated[addr] = asyncio.get_running_loop().time() + UNREPLICATED_RETRY_S
+        return has_replica
 
     def _check_replicated(self, slot: int, wait_reply: Any, what: str) -> None:
-        if _raise_reply(wait_reply) >= 1:
-            return
         addr = self._router.addr_for_slot(slot)
+        if _raise_reply(wait_reply) >= 1:
+            if addr is not None:
+                self._replicated.add(addr)
+            return
         if addr is not None:
+            self._replicated.discard(addr)
             self._unreplicated[addr] = asyncio.get_running_loop().time() + UNREPLICATED_RETRY_S
         raise BrokerUnavailable(
             f"redis: {what} not acknowledged by a replica within {self.durable_wait_ms} ms (outcome unknown)"
@@ -759,7 +801,7 @@ class RedisBroker(Broker):
             return await self._call(slot, call, safe=safe)
         if self._closed:
             raise BrokerUnavailable("broker closed")
-        self._refuse_unreplicated(slot)
+        await self._require_replica(slot)
         replies = await self._router.call(slot, [call, self._wait_command()], safe=safe)
         reply = _raise_reply(replies[0])
         self._check_replicated(slot, replies[1], call.script.name)

@@ -245,6 +245,9 @@ class SlotRouter:
         self._slots: list[str | None] = [None] * SLOTS
         self._stale = True
         self._refreshing: asyncio.Future[None] | None = None
+        # Bumped whenever the set of primaries changes (a failover, a reshard): what
+        # callers learnt about a primary (e.g. that it has a replica) is then stale.
+        self.primaries_epoch = 0
         if not cluster:
             self._slots = [self._seeds[0]] * SLOTS
             self._stale = False
@@ -270,8 +273,13 @@ class SlotRouter:
             self._stale = True
 
     def moved(self, exc: MovedError) -> None:
-        self._slots[exc.slot_id] = f"{exc.host}:{exc.port}"
+        self._set_slots_of(exc.slot_id, f"{exc.host}:{exc.port}")
         self.mark_stale()
+
+    def _set_slots_of(self, slot: int, addr: str) -> None:
+        if addr not in self._slots:
+            self.primaries_epoch += 1
+        self._slots[slot] = addr
 
     async def ensure_topology(self) -> None:
         if self._stale:
@@ -321,6 +329,8 @@ class SlotRouter:
                 target = f"{host}:{int(primary[1])}"
                 for s in range(first, last + 1):
                     slots[s] = target
+            if set(slots) != set(self._slots):
+                self.primaries_epoch += 1
             self._slots = slots
             self._stale = False
             return
