@@ -54,7 +54,7 @@ def _middlewares(config: Config) -> list:
         return (rate, burst) if rate > 0 else None
 
     return [
-        cors,
+        cors(config.cors_origins),
         errors,
         rate_limits(
             limit(config.rest_rate_per_token, config.rest_burst_per_token),
