@@ -18,6 +18,7 @@ import errno
 import os
 import shutil
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Mapping
 from importlib import metadata
@@ -168,6 +169,33 @@ def check_listen(host: str, port: int) -> None:
                 raise ConfigError(_listen_error(host, port, exc)) from None
 
 
+def check_redis_login(cfg: Config) -> None:
+    """Refuse to start when Redis refuses our login or TLS (a wrong password would
+    otherwise look like an outage: every op answered `unavailable`). Redis not
+    answering at all is no reason to refuse: the server rides out outages."""
+    target = cfg.redis_cluster or cfg.redis_url
+    if not target:
+        return
+    from roomserver.bus.redis_client import LoginRefused, SlotRouter, Timeouts, parse_target
+
+    async def login() -> None:
+        seeds, db, credentials = parse_target(target, cfg.redis_ca_file)
+        router = SlotRouter(
+            seeds, cluster=bool(cfg.redis_cluster), db=db, credentials=credentials, timeouts=Timeouts(op=3.0)
+        )
+        try:
+            await router.check_login()
+        finally:
+            await router.close()
+
+    try:
+        asyncio.run(login())
+    except LoginRefused as exc:
+        raise ConfigError(f"{cfg.bus_name}: {exc}") from None
+    except (OSError, ssl.SSLError) as exc:  # the CA file is not a certificate
+        raise ConfigError(f"--redis-ca-file {cfg.redis_ca_file}: {exc}") from None
+
+
 def _listen_error(host: str, port: int, exc: OSError) -> str:
     hint = " (another server is on it: pick a free one with --port, or PORT= for make serve)"
     return f"cannot listen on {host}:{port}: {exc.strerror}" + (hint if exc.errno == errno.EADDRINUSE else "")
@@ -220,6 +248,7 @@ def banner(cfg: Config) -> str:
 def serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     check_listen(cfg.host, cfg.port)
+    check_redis_login(cfg)
 
     from aiohttp import web
 

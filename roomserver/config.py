@@ -10,7 +10,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
 
 import msgspec
 
@@ -36,6 +35,12 @@ LOG_FORMATS = ("text", "json")
 # LAN), short enough that a shard without replicas answers `unavailable` well
 # within the broker's 1 s op timeout.
 DEFAULT_CLUSTER_DURABLE_WAIT_MS = 200
+
+
+def _without_login(url: str) -> str:
+    """``redis[s]://user:password@hosts`` -> ``redis[s]://hosts``: fit for logs."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
 
 
 def _load_gifts(path: object) -> list[dict[str, object]]:
@@ -87,6 +92,7 @@ class Config:
     redis_ca_file: str | None = setting(
         None,
         "CA certificate file that rediss:// servers are verified against",
+        cs.readable_file,
         shown_default="the system's CAs",
         metavar="FILE",
     )
@@ -259,10 +265,9 @@ class Config:
     def bus_name(self) -> str:
         """The bus as logs and the banner name it (never with a password)."""
         if self.redis_cluster:
-            return f"Redis Cluster {self.redis_cluster}"
+            return f"Redis Cluster {_without_login(self.redis_cluster)}"
         if self.redis_url:
-            u = urlparse(self.redis_url)
-            return f"Redis {u._replace(netloc=u.netloc.rpartition('@')[2]).geturl()}"
+            return f"Redis {_without_login(self.redis_url)}"
         return "the embedded bus (one process)"
 
     @property

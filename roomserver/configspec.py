@@ -72,6 +72,8 @@ def redis_url(text: str) -> str:
         u.port  # noqa: B018 - raises on a non-numeric port
     except ValueError:
         raise ValueError("the URL has a bad port") from None
+    if u.path.strip("/") and not u.path.strip("/").isdigit():
+        raise ValueError("the database after the / is a number")
     return text
 
 
@@ -89,6 +91,14 @@ def redis_cluster(text: str) -> str:
         if not sep or not host or not num.isdigit():
             raise ValueError(f"{node!r} is not host:port")
     return text
+
+
+def readable_file(text: str) -> str:
+    try:
+        with open(text, "rb"):
+            return text
+    except OSError as exc:
+        raise ValueError(f"{text}: {exc.strerror}") from None
 
 
 def http_url(text: str) -> str:

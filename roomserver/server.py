@@ -37,6 +37,7 @@ def make_broker(config: Config) -> Broker:
             "durable_wait_ms": config.durable_wait_ms,
             "durable_events": config.redis_durable_events,
             "idle_ttl_ms": config.room_idle_ttl_s * 1000,
+            "ca_file": config.redis_ca_file,
         }
         if config.redis_cluster:
             return RedisBroker.from_cluster(config.redis_cluster, **options)
