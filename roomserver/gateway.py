@@ -235,6 +235,8 @@ class Gateway:
                 node.fanout.send_personal(conn, reply_ok(req_id, data if data is not None else {}))
         except OpError as err:
             result = err.code
+            if log.isEnabledFor(logging.DEBUG):  # the room and user come from the log context
+                log.debug("op %s answered %s: %s", op_name, err.code, err.message)
             self._send(conn, req_id, err)
         except BrokerUnavailable as exc:
             result = "unavailable"
