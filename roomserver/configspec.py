@@ -176,7 +176,7 @@ class Setting:
 def setting(default: T, help: str, parse: Callable[[str], object] = str, **kw: object) -> T:
     """A ``Config`` field that is a setting (see the module doc)."""
     meta = {"setting": Setting(help, parse, **kw)}  # type: ignore[arg-type]
-    return dataclasses.field(default=default, metadata=meta)  # type: ignore[no-any-return]
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def setting_factory(
@@ -184,7 +184,7 @@ def setting_factory(
 ) -> T:
     """``setting`` whose default is made per instance (a list, a dict, a random id)."""
     meta = {"setting": Setting(help, parse, **kw)}  # type: ignore[arg-type]
-    return dataclasses.field(default_factory=factory, metadata=meta)  # type: ignore[no-any-return]
+    return dataclasses.field(default_factory=factory, metadata=meta)
 
 
 @dataclass(frozen=True, slots=True)

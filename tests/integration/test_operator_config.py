@@ -44,13 +44,18 @@ def test_config_command_prints_effective_values_with_sources_and_masks(tmp_path:
 def test_bad_config_file_stops_serve_and_config_in_one_line(tmp_path: Path, text: str, fragments: list[str]):
     conf = tmp_path / "rs.toml"
     conf.write_text(text)
+    # A --port flag would win over the file's port: none where the file sets it.
+    port = [] if text.startswith("port") else ["--port", str(free_port())]
     for cmd in ("serve", "config"):
-        r = run(cmd, "--config", str(conf), "--port", str(free_port()) if "port" not in text else "1")
-        if "port" in text:  # the flag would win over the file: give none
-            r = run(cmd, "--config", str(conf))
+        r = run(cmd, "--config", str(conf), *port)
         assert_refused(r, str(conf), *fragments)
         assert "tooshort" not in r.stderr
-    assert_refused(run("serve", "--config", str(tmp_path / "missing.toml")), "missing.toml", "No such file")
+
+
+def test_missing_config_file_is_one_line(tmp_path: Path):
+    missing = str(tmp_path / "missing.toml")
+    assert_refused(run("serve", "--port", str(free_port()), "--config", missing), missing, "No such file")
+    assert_refused(run("config", ROOMSERVER_CONFIG=missing), missing, "No such file")
 
 
 async def test_json_logs_carry_node_room_and_user():
