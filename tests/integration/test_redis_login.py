@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from roomserver.bus.base import HistoryLimits, StockStatus
+from roomserver.bus.base import CommitStatus, Delivery, Draft, HistoryLimits, StockStatus
 from roomserver.bus.redis import RedisBroker
+from roomserver.protocol import encode_event
 from tests.integration.test_cli import assert_refused, run
 from tests.redis_servers import REDIS_CLI, RedisNode, free_ports
 from tests.server_procs import free_port
@@ -115,15 +116,20 @@ def tls_node(tmp_path_factory: pytest.TempPathFactory, cert: tuple[Path, Path]) 
     node.kill()
 
 
-async def sell_one(broker: RedisBroker, prefix_room: str) -> None:
-    """One round trip through the broker's scripts: create a stock, take it."""
-    await broker.start(lambda d: None)
+async def sell_one(broker: RedisBroker, room: str) -> None:
+    """A round trip through the broker's scripts (a stock created and taken) and through
+    pub/sub (a committed event reaches this node's subscription)."""
+    delivered: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
+    await broker.start(lambda d: delivered.done() or delivered.set_result(d))
     try:
-        assert await broker.stock_create(prefix_room, "sale:1", 1, ttl_ms=HOUR_MS)
-        res = await broker.stock_take(
-            prefix_room, "sale:1", user="u", qty=1, per_user_limit=1, record=b"o", cid="c"
-        )
+        assert await broker.stock_create(room, "sale:1", 1, ttl_ms=HOUR_MS)
+        res = await broker.stock_take(room, "sale:1", user="u", qty=1, per_user_limit=1, record=b"o", cid="c")
         assert (res.status, res.left) == (StockStatus.OK, 0)
+        await broker.subscribe(room)
+        body = encode_event("note", room, {"over": "tls"})
+        assert (await broker.commit(room, [Draft(body)])).status == CommitStatus.OK
+        delivery = await asyncio.wait_for(delivered, 10)
+        assert delivery.room == room and len(delivery.events) == 1
     finally:
         await broker.close()
 
@@ -133,12 +139,12 @@ async def test_broker_logs_in_with_user_or_default_password(acl_node: LoginNode,
     broker = RedisBroker.from_url(
         f"redis://{login}@127.0.0.1:{acl_node.port}/0", limits=HistoryLimits(), prefix="rs-login:"
     )
-    await sell_one(broker, f"app1~room-{login[:4]}")
+    await sell_one(broker, f"app1/room-{login[:4]}")
 
 
 async def test_broker_over_tls_verifies_the_certificate(tls_node: LoginNode, cert: tuple[Path, Path]):
     url = f"rediss://shop:{PASSWORD}@127.0.0.1:{tls_node.port}/0"
-    await sell_one(RedisBroker.from_url(url, ca_file=str(cert[0]), prefix="rs-tls:"), "app1~tls-room")
+    await sell_one(RedisBroker.from_url(url, ca_file=str(cert[0]), prefix="rs-tls:"), "app1/tls-room")
 
 
 def test_wrong_password_stops_serve_in_one_line(acl_node: LoginNode):
@@ -195,7 +201,7 @@ def test_tls_cluster_with_user_and_password(tmp_path: Path, cert: tuple[Path, Pa
         async def three_rooms() -> None:  # rooms on different primaries
             for n in range(3):
                 await sell_one(
-                    RedisBroker.from_cluster(seeds, ca_file=str(cert[0]), prefix="rs-tlsc:"), f"a~r{n}"
+                    RedisBroker.from_cluster(seeds, ca_file=str(cert[0]), prefix="rs-tlsc:"), f"a/r{n}"
                 )
 
         asyncio.run(three_rooms())
