@@ -26,7 +26,18 @@ from tests.server_procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-NOT_SOURCE = (".git", ".venv", "build", "*.egg-info", "node_modules", "__pycache__", ".*_cache", "dist")
+NOT_SOURCE = (
+    ".git",
+    ".venv",
+    "build",
+    "*.egg-info",
+    "node_modules",
+    "__pycache__",
+    ".*_cache",
+    "dist",
+    "docs",
+    "tests",
+)
 
 
 def test_every_package_directory_is_listed():
