@@ -81,8 +81,19 @@ def formatter(log_format: str, node_id: str) -> logging.Formatter:
     return SafeFormatter(inner)
 
 
+# What ``configure`` set, for child processes (media workers) to log alike.
+current: dict[str, str] = {"level": "WARNING", "format": "text", "node": ""}
+
+
+def child_args() -> list[str]:
+    """``--log-format/--node-id`` for a worker process of this node (workers keep their own
+    level, WARNING: aiortc's INFO lines are per ICE check)."""
+    return ["--log-format", current["format"], "--node-id", current["node"]]
+
+
 def configure(level: str, log_format: str, node_id: str) -> None:
     """The root logger writes to stderr in ``log_format`` (``text`` or ``json``)."""
+    current.update(level=level, format=log_format, node=node_id)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format, node_id))
     root = logging.getLogger()
