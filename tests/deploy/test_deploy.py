@@ -30,7 +30,7 @@ from tests.server_fixtures import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-K8S_VERSION = "1.32.0"  # the oldest release whose schema has preStop `sleep` GA'd fields we use
+K8S_VERSION = "1.32.0"  # a current release (the preStop `sleep` action needs 1.30+)
 
 
 def k8s_documents() -> list[tuple[str, dict]]:
