@@ -218,9 +218,9 @@ class Run:
 
     async def _server_metrics(self, http: aiohttp.ClientSession) -> list[dict[str, float]]:
         wanted = (
-            "roomserver_deliveries",
-            "roomserver_frames",
-            "roomserver_slow_consumer_closes",
+            "roomserver_deliveries_total",
+            "roomserver_frames_total",
+            "roomserver_slow_consumer_closes_total",
             "roomserver_barrage_shed_total",
             "roomserver_flush_seconds_count",
             "roomserver_flush_seconds_sum",

@@ -37,6 +37,7 @@ def make_broker(config: Config) -> Broker:
             "durable_wait_ms": config.durable_wait_ms,
             "durable_events": config.redis_durable_events,
             "idle_ttl_ms": config.room_idle_ttl_s * 1000,
+            "ca_file": config.redis_ca_file,
         }
         if config.redis_cluster:
             return RedisBroker.from_cluster(config.redis_cluster, **options)
@@ -54,7 +55,7 @@ def _middlewares(config: Config) -> list:
         return (rate, burst) if rate > 0 else None
 
     return [
-        cors,
+        cors(config.cors_origins),
         errors,
         rate_limits(
             limit(config.rest_rate_per_token, config.rest_burst_per_token),

@@ -143,13 +143,8 @@ async def readyz(request: web.Request, _: None) -> web.Response:
 @endpoint("none")
 async def metrics(request: web.Request, _: None) -> web.Response:
     node = _node(request)
-    st = node.fanout.stats
     m = node.metrics
-    m.deliveries.set(st.deliveries)
-    m.frames.set(st.frames)
-    m.shed_ephemeral.set(st.shed_ephemeral)
-    m.slow_closes.set(st.slow_closes)
-    m.cut_connections.set(st.cut_connections)
+    m.fanout.stats = node.fanout.stats
     m.sockets.set(len(node.fanout.connections))
     m.rooms.set(len(node.fanout.channels))
     m.queue_depth.set(max((c.buffered() for c in node.fanout.connections), default=0))

@@ -228,7 +228,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from redis.crc import key_slot
 from redis.exceptions import RedisError
@@ -257,7 +256,14 @@ from roomserver.bus.base import (
     check_time,
 )
 from roomserver.bus.coalesce import Coalescer
-from roomserver.bus.redis_client import NotExecuted, Script, ScriptCall, SlotRouter, Timeouts
+from roomserver.bus.redis_client import (
+    NotExecuted,
+    Script,
+    ScriptCall,
+    SlotRouter,
+    Timeouts,
+    parse_target,
+)
 from roomserver.bus.redis_pubsub import ShardSubscriber
 from roomserver.tenancy import SEP, app_of
 
@@ -570,18 +576,23 @@ class RedisBroker(Broker):
 
     @classmethod
     def from_url(
-        cls, url: str, *, op_timeout: float = 1.0, pool_size: int = 32, **kwargs: Any
+        cls,
+        url: str,
+        *,
+        op_timeout: float = 1.0,
+        pool_size: int = 32,
+        ca_file: str | None = None,
+        **kwargs: Any,
     ) -> RedisBroker:
-        """One Redis node: ``redis://[:password@]host:port[/db]``."""
-        u = urlparse(url)
-        if u.scheme != "redis":
-            raise ValueError(f"unsupported Redis URL scheme {u.scheme!r}")
-        db = int(u.path.lstrip("/") or 0)
+        """One Redis node: ``redis[s]://[[user]:password@]host:port[/db]`` (rediss: TLS)."""
+        seeds, db, credentials = parse_target(url, ca_file)
+        if "://" not in url or len(seeds) != 1:
+            raise ValueError("a Redis URL names one server: redis[s]://[user:password@]host:port[/db]")
         router = SlotRouter(
-            [f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"],
+            seeds,
             cluster=False,
             db=db,
-            password=unquote(u.password) if u.password else None,
+            credentials=credentials,
             timeouts=Timeouts(op=op_timeout),
             pool_size=pool_size,
         )
@@ -589,13 +600,26 @@ class RedisBroker(Broker):
 
     @classmethod
     def from_cluster(
-        cls, nodes: str | Sequence[str], *, op_timeout: float = 1.0, pool_size: int = 32, **kwargs: Any
+        cls,
+        nodes: str | Sequence[str],
+        *,
+        op_timeout: float = 1.0,
+        pool_size: int = 32,
+        ca_file: str | None = None,
+        **kwargs: Any,
     ) -> RedisBroker:
-        """Redis Cluster from seed nodes ``"host:port,host:port"``."""
-        seeds = [n for n in nodes.split(",") if n.strip()] if isinstance(nodes, str) else list(nodes)
+        """Redis Cluster from seed nodes ``"host:port,host:port"`` or, with a login or TLS,
+        ``"redis[s]://[user:password@]host:port,host:port"``."""
+        seeds, _, credentials = parse_target(nodes if isinstance(nodes, str) else ",".join(nodes), ca_file)
         if not seeds:
             raise ValueError("no cluster nodes given")
-        router = SlotRouter(seeds, cluster=True, timeouts=Timeouts(op=op_timeout), pool_size=pool_size)
+        router = SlotRouter(
+            seeds,
+            cluster=True,
+            credentials=credentials,
+            timeouts=Timeouts(op=op_timeout),
+            pool_size=pool_size,
+        )
         return cls(router, **kwargs)
 
     # -- lifecycle ------------------------------------------------------------

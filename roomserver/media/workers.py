@@ -35,6 +35,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from roomserver import logsetup
+
 from .errors import MediaError, NotFound, Unavailable, session_at
 from .links import ListChanges, PublisherLinks
 from .whip import SDP_CONTENT_TYPE, parse_error_body
@@ -186,6 +188,8 @@ class MediaWorkerPool:
 
     async def _spawn(self, worker: _Worker) -> None:
         args = [sys.executable, "-m", "roomserver.media.worker", "--host", "127.0.0.1", "--port", "0"]
+        args += logsetup.child_args()  # the node's log format; its node id + worker index
+        args[-1] = f"{args[-1]}/w{worker.index}"
         if self.ice_host:
             args += ["--ice-host", self.ice_host]
         if self.public_ip:
