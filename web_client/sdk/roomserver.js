@@ -167,6 +167,25 @@ export class RoomClient {
     this._closedByUser = false;
     this._reconnectTimer = null;
     this._openWaiters = [];
+    this._handles = new Map();
+  }
+
+  /**
+   * A handle bound to one room: `.on()` delivers only that room's events, and the op
+   * methods take no room argument (`client.room("r1").sendBarrage("hi")`). One handle per
+   * room id: calling `room(id)` again returns the same object. Getting a handle does not
+   * join the room; `.join()` does.
+   * @param {string} id
+   * @returns {Room}
+   */
+  room(id) {
+    if (typeof id !== "string" || !id) throw new RoomError("bad_request", "room id must be a non-empty string");
+    let handle = this._handles.get(id);
+    if (!handle) {
+      handle = new Room(this, id);
+      this._handles.set(id, handle);
+    }
+    return handle;
   }
 
   // ---- events ---------------------------------------------------------------------------
@@ -889,6 +908,98 @@ export class RoomClient {
   followPublishers(room, container, options = {}) {
     return new PublisherVideos(this, room, container, options);
   }
+}
+
+/**
+ * One room seen through a RoomClient (`client.room(id)`). Its listeners get only events whose
+ * room is this one (server events by `meta.room`, local ones such as `resync` and `gap` by
+ * `data.room`); its op methods are the client's with the room filled in.
+ */
+export class Room {
+  /**
+   * @param {RoomClient} client
+   * @param {string} id
+   */
+  constructor(client, id) {
+    this.client = client;
+    this.id = id;
+    /** @type {Map<string, Map<Function, Function>>} the client-level wrapper of each listener */
+    this._wrapped = new Map();
+  }
+
+  /**
+   * Subscribe to this room's events (`"*"` for all of them).
+   * @returns {() => void} unsubscribe
+   */
+  on(ev, fn) {
+    let byFn = this._wrapped.get(ev);
+    if (!byFn) {
+      byFn = new Map();
+      this._wrapped.set(ev, byFn);
+    }
+    if (!byFn.has(fn)) {
+      const wrapper = (data, meta) => {
+        if (meta.room === this.id) fn(data, meta);
+      };
+      byFn.set(fn, wrapper);
+      this.client.on(ev, wrapper);
+    }
+    return () => this.off(ev, fn);
+  }
+
+  once(ev, fn) {
+    const off = this.on(ev, (data, meta) => {
+      off();
+      fn(data, meta);
+    });
+    return off;
+  }
+
+  off(ev, fn) {
+    const byFn = this._wrapped.get(ev);
+    const wrapper = byFn && byFn.get(fn);
+    if (!wrapper) return;
+    byFn.delete(fn);
+    this.client.off(ev, wrapper);
+  }
+
+  /** Remove every listener added through this handle. */
+  offAll() {
+    for (const [ev, byFn] of this._wrapped) for (const wrapper of byFn.values()) this.client.off(ev, wrapper);
+    this._wrapped.clear();
+  }
+
+  request(op, params = {}, opts = {}) {
+    return this.client.request(op, this.id, params, opts);
+  }
+  /** Fire and forget, like `client.send(op, room, params)`. */
+  send(op, params = {}) {
+    return this.client.send(op, this.id, params);
+  }
+}
+
+// The client's methods whose first argument is the room, bound to the handle's room. A list
+// rather than hand-written wrappers so a new op method needs one name here (and its type in
+// roomserver.d.ts), never a second copy of its parameters.
+const ROOM_METHODS = [
+  "join", "leave", "resume", "lastSeq", "snapshot", "publishers",
+  "start", "end", "sendBarrage", "sendLike", "sendGift", "pinProduct", "unpinProduct", "track",
+  "createLottery", "enterLottery", "drawLottery", "lotteryRecord",
+  "createSale", "buy", "issueCoupon", "claimCoupon", "sendRedPacket", "grabRedPacket",
+  "createPoll", "vote", "announce",
+  "mute", "unmute", "kick", "setSlowMode", "setBannedWords",
+  "requestCohost", "inviteCohost", "acceptCohost", "rejectCohost", "endCohost",
+  "invitePk", "acceptPk", "rejectPk", "endPk",
+  "publish", "play", "followPublishers",
+];
+for (const name of ROOM_METHODS) {
+  Object.defineProperty(Room.prototype, name, {
+    value: function (...args) {
+      return this.client[name](this.id, ...args);
+    },
+    writable: true,
+    configurable: true,
+  });
 }
 
 async function iceGatheringComplete(pc, timeoutMs) {
