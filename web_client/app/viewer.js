@@ -74,6 +74,7 @@ function bindActionBar() {
 
   $("#gift-btn").addEventListener("click", () => $("#gift-sheet").classList.toggle("hidden"));
   for (const x of document.querySelectorAll("[data-close]")) {
+    if (!(x instanceof HTMLElement)) continue;
     x.addEventListener("click", () => $(`#${x.dataset.close}`).classList.add("hidden"));
   }
   $("#sound-btn").addEventListener("click", () => {

@@ -33,7 +33,19 @@ export declare const CloseCode: Readonly<{
 
 export declare function closeMessage(code: number): string;
 export declare function newCid(): string;
-export declare function tokenClaims(token: string): Record<string, unknown>;
+/** The claims of a roomserver JWT (PROTOCOL §1), read without verifying the signature. */
+export interface TokenClaims {
+  iss?: string;
+  sub?: string;
+  name?: string;
+  role?: "viewer" | "host" | "moderator" | "admin";
+  room?: string;
+  tier?: number;
+  tags?: string[];
+  exp?: number;
+  [claim: string]: unknown;
+}
+export declare function tokenClaims(token: string): TokenClaims;
 
 export declare class RoomError extends Error {
   readonly code: ErrorCode;
@@ -103,6 +115,8 @@ export interface RoomSnapshot {
     started_at?: number | null;
     announcement?: { text: string; countdown_to: number | null } | null;
     poll?: Record<string, any> | null;
+    /** The room's latest chat, oldest first (events as on the wire). */
+    recent?: Array<{ ev: string; data: any; seq?: number; ts?: number }>;
     [extra: string]: unknown;
   };
 }
@@ -139,7 +153,7 @@ export interface ServerEvents {
   "cohost.updated": { cohosts: any[] };
   "cohost.expired": Record<string, any>;
   "pk.invited": Record<string, any>;
-  "pk.started": { id: string; rooms: string[]; ends_at: number };
+  "pk.started": { id: string; rooms: string[]; ends_at: number; scores?: Record<string, number> };
   "pk.rejected": Record<string, any>;
   "pk.score": { id: string; scores: Record<string, number> };
   "pk.ended": { id: string; scores: Record<string, number>; winner: string | null };

@@ -142,10 +142,10 @@ function endpoints(url) {
  */
 export class RoomClient {
   /**
-   * @param {object} options
-   * @param {string} [options.url] server base URL (http(s)://host) or its /v1/ws URL; default: this page's origin
-   * @param {string} [options.token] JWT minted by your app's back end
-   * @param {() => Promise<string>} [options.tokenProvider] called for a fresh token (expiry, 401)
+   * `url`: server base URL (http(s)://host) or its /v1/ws URL, default this page's origin;
+   * `token`: a JWT minted by your app's back end; `tokenProvider`: called for a fresh token
+   * (expiry, 401). The rest: roomserver.d.ts.
+   * @param {import("./roomserver.js").RoomClientOptions} [options]
    */
   constructor(options = {}) {
     this.options = { ...DEFAULTS, ...options };
@@ -517,6 +517,7 @@ export class RoomClient {
   /** Fire and forget (no `id`, no reply). Dropped silently while disconnected. */
   send(op, room, params = {}) {
     if (this.state !== "open" || !this._ws) return false;
+    /** @type {Record<string, unknown>} */
     const frame = { ...params, op };
     if (room != null) frame.room = room;
     this._ws.send(JSON.stringify(frame));
@@ -1056,10 +1057,17 @@ export class Playback extends Publication {
  * publisher is still listed.
  */
 export class PublisherVideos {
+  /**
+   * @param {RoomClient} client
+   * @param {string} room
+   * @param {HTMLElement} container
+   * @param {import("./roomserver.js").FollowOptions} [options]
+   */
   constructor(client, room, container, options = {}) {
     this.client = client;
     this.room = room;
     this.container = container;
+    /** @type {import("./roomserver.js").FollowOptions} */
     this.options = { muted: true, exclude: [], maxRetries: 6, ...options };
     this.tiles = new Map(); // user -> {entry, el, video, playback, gen}
     this._offs = [
@@ -1095,7 +1103,8 @@ export class PublisherVideos {
 
   _add(entry) {
     const el = this.options.makeTile ? this.options.makeTile(entry) : defaultTile(entry);
-    const video = el.tagName === "VIDEO" ? el : el.querySelector("video");
+    /** @type {HTMLVideoElement} */
+    const video = el instanceof HTMLVideoElement ? el : el.querySelector("video");
     video.autoplay = true;
     video.playsInline = true;
     video.muted = this.options.muted;
