@@ -74,6 +74,7 @@ js-check: js-deps
 	$(JSBIN)/eslint -c $(JS)/eslint.config.js web_client sdk-node $(JS)
 	$(JSBIN)/tsc -p $(JS)/tsconfig.web.json
 	$(JSBIN)/tsc -p $(JS)/tsconfig.node.json
+	node $(JS)/check-surface.js
 	cd web_client/sdk && npm pack --dry-run --silent >/dev/null
 	cd sdk-node && npm pack --dry-run --silent >/dev/null
 
