@@ -1,9 +1,10 @@
 """Python SDK for roomserver (PROTOCOL v1): one WebSocket, requests, events, resume.
 
     async with RoomClient("http://127.0.0.1:8080", token) as client:
-        client.on("barrage", lambda ev: print(ev["data"]["text"]))
-        await client.join("r1")
-        await client.send_barrage("r1", "hi")
+        r1 = client.room("r1")  # a handle: r1's events only, ops without the room argument
+        r1.on("barrage", lambda ev: print(ev["data"]["text"]))
+        await r1.join()
+        await r1.send_barrage("hi")
         async for ev in client.events("gift"):
             ...
 
@@ -67,11 +68,14 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 import msgspec
 from yarl import URL
+
+if TYPE_CHECKING:
+    from roomserver.client_room import Room
 
 __all__ = [
     "ConnectionLost",
@@ -193,9 +197,12 @@ class EventStream:
     ends when the client is closed for good.
     """
 
-    def __init__(self, client: RoomClient, names: frozenset[str], maxsize: int) -> None:
+    def __init__(
+        self, client: RoomClient, names: frozenset[str], maxsize: int, room: str | None = None
+    ) -> None:
         self._client = client
         self._names = names
+        self._room = room
         self._maxsize = maxsize
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._overflowed = False
@@ -203,6 +210,8 @@ class EventStream:
 
     def _offer(self, ev: Event) -> None:
         if self._ended or (self._names and ev.get("ev") not in self._names):
+            return
+        if self._room is not None and ev.get("room") != self._room:
             return
         if self._queue.qsize() >= self._maxsize:
             self._overflowed = True
@@ -287,6 +296,7 @@ class RoomClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._handlers: dict[str, list[EventCallback]] = {}
+        self._room_handles: dict[str, Room] = {}
         self._streams: set[EventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._supervisor: asyncio.Task[None] | None = None
@@ -694,6 +704,18 @@ class RoomClient:
 
     # -- outgoing --------------------------------------------------------------------
 
+    def room(self, room_id: str) -> Room:
+        """A handle bound to ``room_id`` (``roomserver.client_room.Room``): its listeners get
+        only that room's events, its op methods take no room. Does not join the room."""
+        from roomserver.client_room import Room  # the handle module builds on this one
+
+        if not isinstance(room_id, str) or not room_id:
+            raise ValueError("room id must be a non-empty string")
+        handle = self._room_handles.get(room_id)
+        if handle is None:
+            handle = self._room_handles[room_id] = Room(self, room_id)
+        return handle
+
     def on(self, ev: str, fn: EventCallback) -> Callable[[], None]:
         """Call ``fn(event)`` for each event named ``ev`` (``"*"``: every event).
         ``fn`` may be a coroutine function (run as a task). Returns an unsubscriber."""
@@ -705,9 +727,10 @@ class RoomClient:
 
         return off
 
-    def events(self, *names: str, maxsize: int = 10_000) -> EventStream:
-        """An async iterator over events (all, or only those named); see ``EventStream``."""
-        stream = EventStream(self, frozenset(names), maxsize)
+    def events(self, *names: str, maxsize: int = 10_000, room: str | None = None) -> EventStream:
+        """An async iterator over events (all, or only those named; only ``room``'s if
+        given); see ``EventStream``."""
+        stream = EventStream(self, frozenset(names), maxsize, room)
         if self._done.is_set():
             stream._end()
         else:
