@@ -113,9 +113,7 @@ async def end(ctx: OpContext, p: EndParams) -> dict:
     user = p.user or ctx.user
     doc, _ = await node.transact(room, lambda d: rules.end(d, user, actor=ctx.user, is_host=is_host(ctx)))
     node.webhooks.emit("cohost.updated", room, {"cohosts": rules.cohosts(doc)})
-    from roomserver import media_glue
-
-    await media_glue.unpublish(node, room, user)
+    await node.media.unpublish(room, user)
     return {"cohosts": rules.cohosts(doc)}
 
 
@@ -143,9 +141,7 @@ async def _stop_dismissed_publishers(node: Any, room: str, doc: RoomDoc) -> None
     """A co-host ended on another node (or whose cohost.end hook failed) still
     publishing into this node's media: stop it. Confirmed on a fresh read, so a
     co-host admitted a moment ago is never cut on a stale cached document."""
-    from roomserver import media_glue
-
-    publishing = media_glue.cohost_publishers(node, room)
+    publishing = node.media.cohost_publishers(room)
     if not publishing or publishing <= rules.cohost_ids(doc):
         return
     rec = await node.broker.load(room)
@@ -153,4 +149,4 @@ async def _stop_dismissed_publishers(node: Any, room: str, doc: RoomDoc) -> None
         return
     admitted = rules.cohost_ids(decode_doc(rec.doc))
     for user in publishing - admitted:
-        await media_glue.unpublish(node, room, user)
+        await node.media.unpublish(room, user)

@@ -97,9 +97,7 @@ async def accept(ctx: OpContext, p: PkParams) -> dict:
             )
         raise
     pk = doc.features["pk"]
-    from roomserver import media_glue
-
-    media_glue.link_pk(node, ctx.app, pk)
+    node.media.link_pk(ctx.app, pk)
     return {"pk": pk}
 
 
@@ -154,9 +152,7 @@ async def end_battle(
             node.webhooks.emit(
                 "pk.ended", key, {k: last[k] for k in ("id", "rooms", "scores", "winner", "reason")}
             )
-    from roomserver import media_glue
-
-    media_glue.unlink_pk(node, app, pk)
+    node.media.unlink_pk(app, pk)
     return last
 
 
@@ -234,10 +230,8 @@ async def pk_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
     invitation = doc.features.get("pk_invite")
     if invitation is not None and invitation["expires_at"] <= now:
         await _withdraw(node, app, invitation, "pk.expired")
-    from roomserver import media_glue
-
     # The battle may have been started or ended by another node: this node's media follows.
-    media_glue.sync_pk(node, app, doc)
+    node.media.sync_pk(app, doc)
     pk = doc.features.get("pk")
     if pk is None or pk["state"] != rules.State.STARTED:
         return
