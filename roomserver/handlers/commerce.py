@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from roomserver.bus.base import AUDIENCE_STAFF, BrokerUnavailable, StockStatus, TallyStatus
+from roomserver.bus.base import AUDIENCE_STAFF, BrokerUnavailable, GrabStatus, StockStatus, TallyStatus
 from roomserver.core import coupons, flashsale, lottery, redpacket
 from roomserver.core.room import Emit, RoomDoc, with_features
 from roomserver.handlers import OpContext, PerNode, deadline, op
@@ -552,7 +552,7 @@ async def redpacket_grab(ctx: OpContext, p: redpacket.GrabParams) -> dict:
         if exc.executed is not False:
             _unconfirmed(node).add(grab)
         raise
-    if res.status == "replayed":
+    if res.status == GrabStatus.REPLAYED:
         if res.left == 0 and _unconfirmed(node).took_it(grab):
             # This node's earlier try grabbed but could not say so; if that grab
             # emptied the packet, nobody announced redpacket.finished yet.
@@ -560,9 +560,9 @@ async def redpacket_grab(ctx: OpContext, p: redpacket.GrabParams) -> dict:
             if grabs and grabs[-1][0] == ctx.user:
                 _announce_finished(node, room, p.packet, redpacket.best(grabs))
         raise OpError("conflict", f"you already grabbed {res.amount} cents from this red packet")
-    if res.status == "sold_out":
+    if res.status == GrabStatus.SOLD_OUT:
         raise OpError("sold_out", "this red packet is empty")
-    if res.status == "not_found":
+    if res.status == GrabStatus.NOT_FOUND:
         raise OpError("not_found", f"no red packet {p.packet} in this room")
     if res.finished_best is not None:
         user, amount = res.finished_best
