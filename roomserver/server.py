@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -33,7 +34,7 @@ def make_broker(config: Config) -> Broker:
     if config.redis_cluster or config.redis_url:
         from roomserver.bus.redis import RedisBroker
 
-        options = {
+        options: dict[str, Any] = {
             "node_id": config.node_id,
             "limits": limits,
             "prefix": config.redis_prefix,
