@@ -200,6 +200,14 @@ def _prune(table: dict[str, int], now: int) -> dict[str, int]:
     return {u: t for u, t in table.items() if t == 0 or t > now}
 
 
+def check_target(doc: RoomDoc, *, actor: str, target: str) -> None:
+    """Whom staff may mute or kick: not themselves, not the room's host."""
+    if target == actor:
+        raise OpError("forbidden", "you cannot do this to yourself")
+    if target == doc.host:
+        raise OpError("forbidden", "the room's host cannot be muted or kicked")
+
+
 def mute(doc: RoomDoc, user: str, now: int, duration_s: int | None) -> tuple[RoomDoc, list[Emit]]:
     until = _until(now, duration_s)
     mutes = _prune(doc.mutes, now)

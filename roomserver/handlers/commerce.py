@@ -176,9 +176,7 @@ async def sale_create(ctx: OpContext, p: flashsale.SaleParams) -> dict:
 async def sale_buy(ctx: OpContext, p: flashsale.BuyParams) -> dict:
     node, room, now = ctx.node, ctx.room, now_ms()
     sale = _load_sale(await node.require_room(room), p.sale)
-    state = sale.state_at(now)
-    if state is flashsale.SaleState.SCHEDULED:
-        raise OpError("not_open", "this sale has not started yet", retry_after_ms=sale.starts_at - now)
+    flashsale.check_started(sale, now)
     order = _Take(
         id=flashsale.order_id(sale.id, ctx.user, p.cid),
         sale=sale.id,
@@ -361,9 +359,7 @@ async def lottery_create(ctx: OpContext, p: lottery.LotteryParams) -> dict:
     lot = lottery.open_lottery(p, lottery_id=_new_id("l-"), now_ms=now, seed=lottery.new_seed())
 
     def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
-        current = doc.features.get("lottery")
-        if current is not None and current["state"] == "open":
-            raise OpError("conflict", "a lottery is already open; draw it first")
+        lottery.check_none_open(doc.features.get("lottery"))
         return _store_lottery(doc, lot), [Emit("lottery.opened", lottery.open_view(lot))]
 
     await ctx.node.transact(ctx.room, rule)
@@ -421,8 +417,7 @@ async def _draw(node: Node, room: str, lottery_id: str) -> dict[str, Any]:
 @op("lottery.draw", lottery.LotteryRef, who="staff")
 async def lottery_draw(ctx: OpContext, p: lottery.LotteryRef) -> dict:
     lot = _load_lottery(await ctx.node.require_room(ctx.room), p.lottery)
-    if lot.state is not lottery.LotteryState.OPEN:
-        raise OpError("not_open", "this lottery has already been drawn")
+    lottery.check_drawable(lot)
     return {"lottery": await _draw(ctx.node, ctx.room, lot.id)}
 
 

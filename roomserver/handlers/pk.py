@@ -77,8 +77,7 @@ async def invite(ctx: OpContext, p: InviteParams) -> dict:
 async def accept(ctx: OpContext, p: PkParams) -> dict:
     node, room, now = ctx.node, ctx.room, now_ms()
     invitation = rules.invitation(await node.require_room(room), p.pk, now)
-    if invitation["to_room"] != ctx.room_id:
-        raise OpError("forbidden", "only the invited room's host may accept a PK")
+    rules.check_accepter(invitation, ctx.room_id)
     from_room = invitation["from_room"]
     from_key = ctx.room_key(from_room)
     hosts = {from_room: invitation["by"]["id"], ctx.room_id: ctx.user}
