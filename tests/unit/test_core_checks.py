@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from roomserver.auth import Identity, Role
 from roomserver.core import barrage, gifts, pk
 from roomserver.core import flashsale as fs
 from roomserver.core import lottery as lt
@@ -138,3 +139,19 @@ def test_staff_cannot_target_themselves_or_the_host(actor: str, target: str) -> 
 
 def test_staff_may_target_a_viewer() -> None:
     rules.check_target(room(host="host1"), actor="m1", target="v1")
+
+
+def who(user: str, role: Role = "viewer", room: str | None = None) -> Identity:
+    return Identity(app="a", user=user, name=user, role=role, exp=0, room=room)
+
+
+def test_join_needs_a_token_for_the_room_and_no_kick() -> None:
+    doc = room(kicks={"v1": NOW + 1})
+    rules.check_admitted(doc, who("v2"), NOW)
+    rules.check_admitted(doc, who("v2", room="r1"), NOW)
+    rules.check_admitted(doc, who("v1", "moderator"), NOW)  # staff are never kept out
+    rules.check_admitted(doc, who("v1"), NOW + 1)  # the kick is over
+    for refused in (who("v2", room="r2"), who("v1")):
+        with pytest.raises(OpError) as err:
+            rules.check_admitted(doc, refused, NOW)
+        assert err.value.code == "forbidden"
