@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 VENV_SH = PY="$(PY)" SUPPORTED="$(SUPPORTED)" sh tools/venv.sh $(VENV)
 
-.PHONY: serve cluster test test-repeat lint format system-deps venv venv-test js-deps js-check clean
+.PHONY: serve cluster test test-repeat lint typecheck format system-deps venv venv-test js-deps js-check clean
 
 # serve also installs the load tester's extra, so `.venv/bin/roomserver-loadtest` works too.
 venv:
@@ -45,6 +45,7 @@ system-deps:
 test: system-deps venv-test js-check
 	$(BIN)/ruff check roomserver loadtest tests
 	$(BIN)/ruff format --check roomserver loadtest tests
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 	$(BIN)/python -m tests.repeat_check
 
@@ -54,6 +55,10 @@ test-repeat: venv-test
 
 lint: venv-test
 	$(BIN)/ruff check roomserver loadtest tests
+
+# mypy over roomserver/ and loadtest/ ([tool.mypy] in pyproject.toml).
+typecheck: venv-test
+	$(BIN)/mypy
 
 format: venv-test
 	$(BIN)/ruff format roomserver loadtest tests

@@ -889,7 +889,7 @@ class RoomClient:
         return await self.request("product.pin", room, product=dict(product))
 
     async def unpin_product(self, room: str, product_id: str | None = None) -> dict[str, Any]:
-        params = {"product": {"id": product_id}} if product_id is not None else {}
+        params: dict[str, Any] = {"product": {"id": product_id}} if product_id is not None else {}
         return await self.request("product.unpin", room, **params)
 
     async def track(self, room: str, action: str, product: str | None = None) -> dict[str, Any]:

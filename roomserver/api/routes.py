@@ -11,11 +11,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
+from roomserver.appkeys import NODE_KEY, VERIFIER_KEY
 from roomserver.auth import USER_ID_RE, Identity
 from roomserver.bus.base import BrokerUnavailable, HistoryGone
 from roomserver.core import room as rules
 from roomserver.core.room import Emit
 from roomserver.gateway import identity_of
+from roomserver.handlers import REGISTRY, OpContext, commerce, server_api_ops
+from roomserver.node import Node
 from roomserver.protocol import OpError, convert_params, decode_body, encode, now_ms
 from roomserver.tenancy import public_room, room_key
 
@@ -74,17 +77,13 @@ STATUS_OF = {
 }
 
 
-def _node(request: web.Request):  # -> Node
-    from roomserver.server import NODE_KEY
-
+def _node(request: web.Request) -> Node:
     return request.app[NODE_KEY]
 
 
 def _authorize(request: web.Request, auth: Auth) -> Identity | None:
     if auth == "none":
         return None
-    from roomserver.server import VERIFIER_KEY
-
     identity = identity_of(request, request.app[VERIFIER_KEY])
     if auth == "admin" and not identity.is_admin:
         raise OpError("forbidden", "an admin token is required")
@@ -307,18 +306,16 @@ async def history(request: web.Request, identity: Identity) -> web.Response:
 
 @endpoint("any")
 async def lottery_audit(request: web.Request, identity: Identity) -> web.Response:
-    from roomserver.handlers.commerce import lottery_audit as audit
-
     node = _node(request)
-    return _json(await audit(node, _room_key(request, identity), request.match_info["lottery"]))
+    return _json(
+        await commerce.lottery_audit(node, _room_key(request, identity), request.match_info["lottery"])
+    )
 
 
 @endpoint("admin")
 async def sale_orders(request: web.Request, identity: Identity) -> web.Response:
-    from roomserver.handlers.commerce import sale_orders as orders
-
     node = _node(request)
-    return _json(await orders(node, _room_key(request, identity), request.match_info["sale"]))
+    return _json(await commerce.sale_orders(node, _room_key(request, identity), request.match_info["sale"]))
 
 
 @endpoint("admin")
@@ -326,8 +323,6 @@ async def run_op(request: web.Request, identity: Identity) -> web.Response:
     """The server API: an app back end runs a host/moderator op without a socket,
     through the op's own handler (same rules, events, reply data and ``cid``
     idempotency). The op acts as the admin, or as ``"as": user`` when given."""
-    from roomserver.handlers import REGISTRY, OpContext, server_api_ops
-
     node = _node(request)
     name = request.match_info["op"]
     spec = REGISTRY.get(name)

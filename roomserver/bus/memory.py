@@ -34,6 +34,7 @@ from roomserver.bus.base import (
     DeliveryHandler,
     Draft,
     GrabResult,
+    GrabStatus,
     HistoryGone,
     HistoryLimits,
     HistoryPage,
@@ -516,18 +517,18 @@ class MemoryBroker(Broker):
     async def shares_grab(self, room: str, key: str, user: str) -> GrabResult:
         sh: _Shares | None = self._live(room, "shares", key)
         if sh is None:
-            return GrabResult("not_found")
+            return GrabResult(GrabStatus.NOT_FOUND)
         if user in sh.grabs:
-            return GrabResult("replayed", sh.grabs[user], len(sh.amounts))
+            return GrabResult(GrabStatus.REPLAYED, sh.grabs[user], len(sh.amounts))
         if not sh.amounts:
-            return GrabResult("sold_out")
+            return GrabResult(GrabStatus.SOLD_OUT)
         amount = sh.amounts.popleft()
         sh.grabs[user] = amount
         best = None
         if not sh.amounts:
             # Ties go to the earliest grab.
             best = max(sh.grabs.items(), key=lambda kv: kv[1])
-        return GrabResult("ok", amount, len(sh.amounts), best)
+        return GrabResult(GrabStatus.OK, amount, len(sh.amounts), best)
 
     async def shares_grabs(self, room: str, key: str) -> list[tuple[str, int]]:
         sh: _Shares | None = self._live(room, "shares", key)

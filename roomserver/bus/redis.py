@@ -243,13 +243,16 @@ from roomserver.bus.base import (
     DeliveryHandler,
     Draft,
     GrabResult,
+    GrabStatus,
     HistoryGone,
     HistoryLimits,
     HistoryPage,
     Idem,
     RoomRecord,
     StockResult,
+    StockStatus,
     TallyResult,
+    TallyStatus,
     TouchThrottle,
     check_idle_ttl,
     check_page,
@@ -269,6 +272,7 @@ from roomserver.tenancy import SEP, app_of
 
 log = logging.getLogger(__name__)
 
+# commit.lua answers a status index: the order of this tuple.
 _STATUS = (CommitStatus.OK, CommitStatus.VERSION_CONFLICT, CommitStatus.REPLAYED, CommitStatus.IDEM_CONFLICT)
 
 # One script call settles at most this much; Redis runs nothing else meanwhile.
@@ -913,7 +917,7 @@ class RedisBroker(Broker):
         reply = await self._durable_call(keys.slot, ScriptCall(TALLY, [*keys.tally(key), *keys.life], args))
         n = len(entries)
         counts = _counts(reply[n:])
-        return [TallyResult(status.decode(), counts) for status in reply[:n]]
+        return [TallyResult(TallyStatus(status.decode()), counts) for status in reply[:n]]
 
     async def tally_close(self, room: str, key: str) -> list[str]:
         keys = room_keys(self.prefix, room)
@@ -968,7 +972,8 @@ class RedisBroker(Broker):
         call = ScriptCall(STOCK_TAKE, [*keys.stock(key), keys.stock_cids, *keys.life], args)
         replies = await self._durable_call(keys.slot, call)
         return [
-            StockResult(status.decode(), int(left), int(held), rec) for status, left, held, rec in replies
+            StockResult(StockStatus(status.decode()), int(left), int(held), rec)
+            for status, left, held, rec in replies
         ]
 
     async def stock_close(self, room: str, key: str, closes_at: int) -> None:
@@ -999,7 +1004,7 @@ class RedisBroker(Broker):
             keys.slot, ScriptCall(SHARES_GRAB, keys.shares(key), [user])
         )
         finished = (best_user.decode(), int(best)) if best_user else None
-        return GrabResult(status.decode(), int(amount), int(left), finished)
+        return GrabResult(GrabStatus(status.decode()), int(amount), int(left), finished)
 
     async def shares_grabs(self, room: str, key: str) -> list[tuple[str, int]]:
         keys = room_keys(self.prefix, room)

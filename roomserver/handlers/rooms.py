@@ -26,10 +26,7 @@ async def ping(ctx: OpContext, p: object) -> dict:
 
 
 def _admit(ctx: OpContext, doc: rules.RoomDoc) -> None:
-    if not ctx.identity.admits(ctx.room_id):
-        raise OpError("forbidden", f"this token admits room {ctx.identity.room} only")
-    if not ctx.identity.is_staff and rules.is_restricted(doc.kicks, ctx.user, now_ms()):
-        raise OpError("forbidden", "you were removed from this room")
+    rules.check_admitted(doc, ctx.identity, now_ms())
 
 
 def may_auto_create(identity: Identity, policy: AutoCreate) -> bool:

@@ -214,7 +214,8 @@ class MediaWorkerPool:
             return
         if process.returncode is None:
             with contextlib.suppress(Exception):
-                process.stdin.close()  # the worker exits when its stdin closes
+                if process.stdin is not None:
+                    process.stdin.close()  # the worker exits when its stdin closes
             try:
                 await asyncio.wait_for(process.wait(), 10)
             except TimeoutError:
@@ -276,7 +277,9 @@ class MediaWorkerPool:
             self._notify_publishers_of(room)
         if not self._closing:
             logger.error(
-                "media worker %d exited (code %s); restarting", worker.index, worker.process.returncode
+                "media worker %d exited (code %s); restarting",
+                worker.index,
+                worker.process.returncode if worker.process is not None else None,
             )
             self._spawn_task(self._restart(worker))
 
