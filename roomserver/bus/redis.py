@@ -254,6 +254,7 @@ from roomserver.bus.base import (
 from roomserver.bus.coalesce import Coalescer
 from roomserver.bus.redis_client import NotExecuted, Script, ScriptCall, SlotRouter, Timeouts
 from roomserver.bus.redis_pubsub import ShardSubscriber
+from roomserver.bus.redis_streams import RedisStreamsMixin
 from roomserver.tenancy import SEP, app_of
 
 log = logging.getLogger(__name__)
@@ -487,7 +488,7 @@ def _commit_results(reply: list[Any]) -> tuple[list[CommitResult], bool, bytes |
     return out, bool(reply[2]), reply[3]
 
 
-class RedisBroker(Broker):
+class RedisBroker(RedisStreamsMixin, Broker):
     """Rooms on Redis (Cluster); see the module docstring for the design."""
 
     def __init__(
