@@ -27,7 +27,15 @@ from urllib.parse import urlparse
 
 from roomserver import logsafe
 from roomserver.auth import DEV_APP, MAX_TOKEN_LIFETIME_S, ROLES, USER_ID_RE, mint_token
-from roomserver.config import AUTO_CREATE_CHOICES, Config, ConfigError, env_name, parse_apps
+from roomserver.config import (
+    AUTO_CREATE_CHOICES,
+    Config,
+    ConfigError,
+    env_name,
+    parse_apps,
+    parse_moderation_urls,
+    parse_webhooks,
+)
 
 DEV_SECRET_ENV = "ROOMSERVER_DEV_SECRET"
 APPS_ENV = env_name("app")
@@ -257,6 +265,67 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         metavar="FILE",
     ),
     Flag("webhook-url", "send signed webhooks (PROTOCOL §5) to this URL", parse=_http_url, metavar="URL"),
+    # -- webhooks: endpoints per app, retries; the moderation callback (docs/protocol.md §5) --
+    Flag(
+        "webhook",
+        "a webhook endpoint of an app: EVENTS is * or a comma list (room.*, order.created, …)"
+        " (repeatable; in the environment separated by spaces)",
+        repeat=True,
+        shown_default="none",
+        metavar="APP:ID:EVENTS:URL",
+    ),
+    Flag(
+        "webhook-backoff-s",
+        "first webhook retry after about this long",
+        _D.webhook_backoff_s,
+        _float_at_least(0.001),
+    ),
+    Flag(
+        "webhook-backoff-max-s",
+        "longest wait between webhook retries",
+        _D.webhook_backoff_max_s,
+        _float_at_least(0.001),
+    ),
+    Flag(
+        "webhook-give-up-s",
+        "a webhook not delivered this long after its event is marked failed",
+        _D.webhook_give_up_s,
+        _float_at_least(1),
+    ),
+    Flag("webhook-timeout-s", "one webhook POST's timeout", _D.webhook_timeout_s, _float_at_least(0.01)),
+    Flag(
+        "members-batch-s",
+        "room.members webhooks (joined/left lists) at most this often per room and node",
+        _D.members_batch_s,
+        _float_at_least(0.01),
+    ),
+    Flag(
+        "moderation-callback",
+        "URL the app's barrage is sent to before publishing: allow, block or replace"
+        " (repeatable; in the environment separated by spaces)",
+        repeat=True,
+        shown_default="none",
+        metavar="APP:URL",
+    ),
+    Flag(
+        "moderation-timeout-ms",
+        "a moderation callback not answered within this is a failure",
+        _D.moderation_timeout_ms,
+        _int_at_least(1),
+    ),
+    Flag(
+        "moderation-fail",
+        "on a moderation callback failure: open = publish, closed = refuse (blocked_content)",
+        "open",
+        _one_of("open", "closed"),
+        metavar="open|closed",
+    ),
+    Flag(
+        "moderation-concurrency",
+        "moderation callbacks in flight per node; beyond it a barrage is treated as on a failure",
+        _D.moderation_concurrency,
+        _int_at_least(1),
+    ),
     Flag(
         "public-ip",
         "IP address advertised in WebRTC answers instead of the local ones",
@@ -422,6 +491,17 @@ def config_from_args(args: argparse.Namespace) -> Config:
         rest_rate_per_ip=args.rest_rate_per_ip,
         rest_burst_per_ip=args.rest_burst_per_ip,
     )
+    apps = set(cfg.apps) or {DEV_APP}
+    cfg.webhooks = parse_webhooks(args.webhook, apps)
+    cfg.webhook_backoff_s = args.webhook_backoff_s
+    cfg.webhook_backoff_max_s = args.webhook_backoff_max_s
+    cfg.webhook_give_up_s = args.webhook_give_up_s
+    cfg.webhook_timeout_s = args.webhook_timeout_s
+    cfg.members_batch_s = args.members_batch_s
+    cfg.moderation_urls = parse_moderation_urls(args.moderation_callback, apps)
+    cfg.moderation_timeout_ms = args.moderation_timeout_ms
+    cfg.moderation_fail_closed = args.moderation_fail == "closed"
+    cfg.moderation_concurrency = args.moderation_concurrency
     if cfg.redis_url and cfg.redis_cluster:
         raise ConfigError("give --redis-url (one server) or --redis-cluster, not both")
     if args.node_id:

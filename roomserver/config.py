@@ -11,6 +11,13 @@ from urllib.parse import urlparse
 import msgspec
 
 from roomserver.auth import DEV_APP
+from roomserver.core.webhooks import (
+    Endpoint,
+    EndpointSpecError,
+    check_endpoints,
+    check_http_url,
+    parse_endpoint,
+)
 from roomserver.tenancy import APP_KEY_RE
 
 DEFAULT_GIFTS: list[dict[str, object]] = [
@@ -64,6 +71,24 @@ class Config:
     gifts: list[dict[str, object]] = field(default_factory=lambda: list(DEFAULT_GIFTS))
     banned_words_file: str | None = None
     webhook_url: str | None = None
+    # -- webhooks and the moderation callback (roomserver/webhooks.py, moderation_hook.py) --
+    # Endpoints per app with event filters (--webhook APP:ID:EVENTS:URL); --webhook-url
+    # adds endpoint "default" (every event) to every app.
+    webhooks: list[Endpoint] = field(default_factory=list)
+    webhook_backoff_s: float = 1.0
+    webhook_backoff_max_s: float = 600.0
+    webhook_give_up_s: float = 24 * 3600.0
+    webhook_timeout_s: float = 5.0
+    # How often an idle endpoint's worker looks for events other nodes queued.
+    webhook_poll_s: float = 1.0
+    webhook_log_retention: int = 10_000
+    # room.members {joined, left} is sent at most this often per room per node.
+    members_batch_s: float = 5.0
+    # app -> URL called before a barrage is published (allow / block / replace).
+    moderation_urls: dict[str, str] = field(default_factory=dict)
+    moderation_timeout_ms: int = 300
+    moderation_fail_closed: bool = False  # on timeout or error: block (closed) or allow (open)
+    moderation_concurrency: int = 64  # callbacks in flight per node; beyond: as on timeout
     public_ip: str | None = None
     ice_host: str | None = None
     media_workers: int = 0
@@ -188,3 +213,32 @@ def _redacted(app: str) -> str:
     """An ``--app`` value fit for an error message: never echo a secret."""
     key, sep, secret = app.partition(":")
     return f"{key}:…" if sep and secret else app
+
+
+def parse_webhooks(values: list[str], apps: set[str]) -> list[Endpoint]:
+    """``--webhook`` values (in the environment: separated by spaces or newlines)."""
+    try:
+        endpoints = [parse_endpoint(spec) for item in values for spec in item.split()]
+        check_endpoints(endpoints, apps)
+    except EndpointSpecError as exc:
+        raise ConfigError(str(exc)) from None
+    return endpoints
+
+
+def parse_moderation_urls(values: list[str], apps: set[str]) -> dict[str, str]:
+    """``--moderation-callback APP:URL`` values (environment: separated by spaces)."""
+    urls: dict[str, str] = {}
+    for item in values:
+        for spec in item.split():
+            app, sep, url = spec.partition(":")
+            if not sep or url.startswith("//"):
+                raise ConfigError(f"--moderation-callback takes APP:URL, got {spec!r}")
+            if app not in apps:
+                raise ConfigError(f"--moderation-callback {app}: no app {app!r} is configured (--app)")
+            if app in urls:
+                raise ConfigError(f"--moderation-callback {app} is given twice")
+            try:
+                urls[app] = check_http_url(url)
+            except EndpointSpecError as exc:
+                raise ConfigError(f"--moderation-callback {app}: {exc}") from None
+    return urls

@@ -177,6 +177,7 @@ class Gateway:
                 expiry.cancel()
             self.sessions.discard(session)
             for room in self.node.fanout.remove_connection(conn):
+                self.node.members.left(room, identity.user)
                 self.node.spawn(self.node.release_channel(room))
 
     async def _on_text(self, session: Session, data: str, ws: web.WebSocketResponse) -> bool:

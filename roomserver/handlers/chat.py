@@ -50,7 +50,12 @@ async def barrage(ctx: OpContext, p: BarrageParams) -> dict:
             raise OpError("rate_limited", f"slow mode: one message every {doc.slow_s}s", retry_after_ms=wait)
     if node.words.for_room(room, doc.words).find(p.text) is not None:
         raise OpError("blocked_content", "the message contains a blocked word")
-    data = {"id": secrets.token_hex(8), "user": ctx.identity.public(), "text": p.text, "cid": p.cid}
+    text = p.text
+    if node.moderation is not None and node.moderation.wants(
+        ctx.app
+    ):  # the app's callback (allow/block/replace)
+        text = await node.moderation.screen(ctx.app, ctx.room_id, ctx.identity.public(), text)
+    data = {"id": secrets.token_hex(8), "user": ctx.identity.public(), "text": text, "cid": p.cid}
     res = await node.publish(
         room,
         [Emit("barrage", data)],
