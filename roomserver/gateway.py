@@ -176,8 +176,9 @@ class Gateway:
             if expiry is not None:
                 expiry.cancel()
             self.sessions.discard(session)
-            for room in self.node.fanout.remove_connection(conn):
+            for room in conn.rooms:  # room.members webhook batch: a closed socket leaves
                 self.node.members.left(room, identity.user)
+            for room in self.node.fanout.remove_connection(conn):
                 self.node.spawn(self.node.release_channel(room))
 
     async def _on_text(self, session: Session, data: str, ws: web.WebSocketResponse) -> bool:

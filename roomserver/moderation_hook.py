@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -42,16 +41,23 @@ class Verdict(msgspec.Struct, forbid_unknown_fields=False):
     text: str | None = None
 
 
-@dataclass(slots=True)
 class ModerationCallback:
-    urls: dict[str, str]
-    secrets: dict[str, str]
-    timeout_ms: int = 300
-    fail_closed: bool = False
-    concurrency: int = 64
-    metrics: Metrics | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        urls: dict[str, str],
+        secrets: dict[str, str],
+        *,
+        timeout_ms: int = 300,
+        fail_closed: bool = False,
+        concurrency: int = 64,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.urls = urls
+        self._secrets = secrets  # not in any repr
+        self.timeout_ms = timeout_ms
+        self.fail_closed = fail_closed
+        self.concurrency = concurrency
+        self.metrics = metrics
         self._session: aiohttp.ClientSession | None = None
         self._in_flight = 0
 
@@ -98,7 +104,7 @@ class ModerationCallback:
         body = encode({"app": app, "room": room, "user": user, "text": text, "ts": now_ms()})
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_V2_HEADER: signature_v2(self.secrets[app], body, int(time.time())),
+            SIGNATURE_V2_HEADER: signature_v2(self._secrets[app], body, int(time.time())),
         }
         async with asyncio.timeout(self.timeout_ms / 1000):
             async with self._session.post(self.urls[app], data=body, headers=headers) as resp:

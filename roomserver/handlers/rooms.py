@@ -81,8 +81,9 @@ async def join(ctx: OpContext, p: object) -> dict:
 async def leave(ctx: OpContext, p: object) -> dict:
     node = ctx.node
     ctx.socket.joined_at.pop(ctx.room, None)
+    if ctx.room in ctx.socket.conn.rooms:
+        node.members.left(ctx.room, ctx.user)  # room.members webhook batch
     if node.fanout.leave(ctx.socket.conn, ctx.room):
-        node.members.left(ctx.room, ctx.user)
         node.spawn(node.release_channel(ctx.room))
     return {}
 
