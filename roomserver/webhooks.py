@@ -14,7 +14,7 @@ Path of an event
    and everything on the embedded memory bus when its process ends.)
 3. Per endpoint, the node holding the stream's lease (``stream_lease``; every
    node runs a worker per endpoint, one of them holds it, another takes over
-   within ``LEASE_TTL_MS`` of its death) delivers the entries one at a time in
+   within the lease's TTL, 10 s, of its death) delivers the entries one at a time in
    stream order, so deliveries are **ordered per endpoint**, hence per room.
    Entries a dead holder had read are claimed first (``stream_claim``), then
    new ones are read. A slow or down endpoint holds up only its own queue.
@@ -73,6 +73,8 @@ __all__ = ["EVENTS", "Webhooks", "endpoints_for", "from_config", "log_stream", "
 log = logging.getLogger(__name__)
 
 GROUP = "delivery"
+# An endpoint's lease; at least twice the POST timeout, so that one slow POST
+# never outlives the lease of the node making it.
 LEASE_TTL_MS = 10_000
 BATCH = 50
 # Events queued in this process but not yet on the bus (the bus is down): beyond
@@ -154,6 +156,7 @@ class Webhooks:
         self.poll_s = poll_s
         self.queue_maxlen = queue_maxlen
         self.log_retention = log_retention
+        self.lease_ttl_ms = max(LEASE_TTL_MS, int(timeout_s * 2000) + 1000)
         self._by_app: dict[str, list[Endpoint]] = {}
         for e in self.endpoints:
             self._by_app.setdefault(e.app, []).append(e)
@@ -263,11 +266,11 @@ class Webhooks:
         wake = self._wake[(e.app, e.id)]
         while True:
             try:
-                if not await self.broker.stream_lease(stream, self.node_id, LEASE_TTL_MS):
+                if not await self.broker.stream_lease(stream, self.node_id, self.lease_ttl_ms):
                     # Another node delivers this endpoint; try again within a quarter
                     # of the lease's TTL (our appends need no wake-up: it polls).
                     self._set_depth(e, None)
-                    await asyncio.sleep(LEASE_TTL_MS / 4000)
+                    await asyncio.sleep(self.lease_ttl_ms / 4000)
                     continue
                 await self._drain(e, stream, wake)
             except _LeaseLost:
@@ -284,7 +287,7 @@ class Webhooks:
     async def _drain(self, e: Endpoint, stream: str, wake: asyncio.Event) -> None:
         """While holding the lease: deliver what a previous holder left pending,
         then new entries, in stream order."""
-        lease = _Lease(self.broker, stream, self.node_id)
+        lease = _Lease(self.broker, stream, self.node_id, self.lease_ttl_ms)
         while True:
             wake.clear()
             await lease.renew()
@@ -324,6 +327,7 @@ class Webhooks:
                 return _Outcome(
                     "failed", attempts, code, f"gave up after {self.policy.give_up_s:g}s: {error}"
                 )
+            await lease.renew()
             attempts += 1
             headers = {
                 "Content-Type": "application/json",
@@ -438,19 +442,20 @@ def from_config(config: Config, broker: Broker, metrics: Metrics | None) -> Webh
 
 
 class _Lease:
-    """The worker's hold on its endpoint: renewed at a third of its TTL, also
-    while a retry waits."""
+    """The worker's hold on its endpoint: renewed once a third of its TTL passed,
+    before every attempt and while a retry waits."""
 
-    def __init__(self, broker: Broker, stream: str, holder: str) -> None:
+    def __init__(self, broker: Broker, stream: str, holder: str, ttl_ms: int) -> None:
         self.broker = broker
         self.stream = stream
         self.holder = holder
+        self.ttl_ms = ttl_ms
         self.renewed = 0.0
 
-    async def renew(self, force: bool = False) -> None:
+    async def renew(self) -> None:
         now = time.monotonic()
-        if force or now - self.renewed >= LEASE_TTL_MS / 3000:
-            if not await self.broker.stream_lease(self.stream, self.holder, LEASE_TTL_MS):
+        if now - self.renewed >= self.ttl_ms / 3000:
+            if not await self.broker.stream_lease(self.stream, self.holder, self.ttl_ms):
                 raise _LeaseLost()
             self.renewed = now
 
@@ -461,4 +466,4 @@ class _Lease:
             left = end - time.monotonic()
             if left <= 0:
                 return
-            await asyncio.sleep(min(left, LEASE_TTL_MS / 3000))
+            await asyncio.sleep(min(left, self.ttl_ms / 3000))

@@ -495,7 +495,7 @@ ROUTES: list[Route] = [
             (
                 "after",
                 "`next` of the previous page (a log cursor `<ms>-<n>`)",
-                {"type": "string", "pattern": "^[0-9]{1,16}-[0-9]{1,16}$"},
+                {"type": "string", "pattern": "^(0|[1-9][0-9]{0,15})-(0|[1-9][0-9]{0,15})$"},
             ),
             _page_limit_query(100),
         ),

@@ -168,7 +168,10 @@ class StreamStore:
         check_count(limit)
         if after:
             check_id(after)
-        s = self.get(name)
+        check_name("stream", name)
+        s = self.streams.get(name)
+        if s is None:  # reading creates nothing (as on Redis)
+            return []
         i = bisect.bisect_right(s.keys, id_key(after)) if after else 0
         out: list[StreamEntry] = []
         while i < len(s.keys) and len(out) < limit:
@@ -196,7 +199,10 @@ class StreamStore:
         return dropped
 
     def info(self, name: str, group: str) -> StreamInfo:
-        s = self.get(name)
+        check_name("stream", name)
+        s = self.streams.get(name)
+        if s is None:
+            return StreamInfo(0, 0)
         g = s.groups.get(group)
         return StreamInfo(len(s.data), len(g.pending) if g else 0)
 
