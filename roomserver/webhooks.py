@@ -80,6 +80,7 @@ BATCH = 50
 # Events queued in this process but not yet on the bus (the bus is down): beyond
 # this the oldest are dropped (counted in ``dropped``).
 MAX_LOCAL = 100_000
+PUMP_BATCH = 500
 
 
 def queue_stream(app: str, endpoint: str) -> str:
@@ -238,26 +239,43 @@ class Webhooks:
         self._local_ready.set()
 
     async def _pump(self) -> None:
-        """Append queued events to their endpoint's stream, in order; while the
-        bus is down, keep them and retry."""
+        """Append queued events to their endpoints' streams: up to ``PUMP_BATCH`` at
+        a time, one pipeline per endpoint, in order. While the bus is down, keep
+        them and retry (an append whose outcome is unknown may then be doubled:
+        receivers dedupe by id)."""
         backoff = 0.05
         while True:
             await self._local_ready.wait()
             self._local_ready.clear()
             while self._local:
-                e, body = self._local[0]
-                try:
-                    await self.broker.stream_append(queue_stream(e.app, e.id), body, maxlen=self.queue_maxlen)
-                except BrokerUnavailable as exc:
-                    # Outcome unknown: sending it again may duplicate it (receivers dedupe
-                    # by id); not sending it may lose it.
-                    log.warning("webhook queue append failed (%s); retrying", exc)
+                batch = [self._local.popleft() for _ in range(min(PUMP_BATCH, len(self._local)))]
+                groups: dict[Endpoint, list[bytes]] = {}
+                for e, body in batch:
+                    groups.setdefault(e, []).append(body)
+                results = await asyncio.gather(
+                    *(
+                        self.broker.stream_append_many(
+                            queue_stream(e.app, e.id), bodies, maxlen=self.queue_maxlen
+                        )
+                        for e, bodies in groups.items()
+                    ),
+                    return_exceptions=True,
+                )
+                failed: list[tuple[Endpoint, bytes]] = []
+                for (e, bodies), result in zip(groups.items(), results, strict=True):
+                    if isinstance(result, BaseException):
+                        if not isinstance(result, BrokerUnavailable):
+                            raise result
+                        log.warning("webhook queue append failed (%s); retrying", result)
+                        failed += [(e, b) for b in bodies]
+                    else:
+                        self._wake[(e.app, e.id)].set()
+                if failed:
+                    self._local.extendleft(reversed(failed))
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
-                    continue
-                backoff = 0.05
-                self._local.popleft()
-                self._wake[(e.app, e.id)].set()
+                else:
+                    backoff = 0.05
 
     # -- delivering --------------------------------------------------------------
 
@@ -304,10 +322,24 @@ class Webhooks:
             if not entries:
                 await self._wait(wake, self.poll_s)
                 continue
-            for entry in entries:
-                outcome = await self._deliver(e, entry, lease)
-                await self._record(e, entry, outcome)
-                await self.broker.stream_ack(stream, GROUP, [entry.id], delete=True)
+            # Logging and acknowledging a delivery overlaps the next POST (two bus round
+            # trips off the critical path); acknowledgements stay in order.
+            finishing: asyncio.Future[None] | None = None
+            try:
+                for entry in entries:
+                    outcome = await self._deliver(e, entry, lease)
+                    if finishing is not None:
+                        await finishing
+                    finishing = asyncio.ensure_future(self._finish(e, stream, entry, outcome))
+                if finishing is not None:
+                    await finishing
+            finally:
+                if finishing is not None and not finishing.done():
+                    finishing.cancel()
+
+    async def _finish(self, e: Endpoint, stream: str, entry: StreamEntry, outcome: _Outcome) -> None:
+        await self._record(e, entry, outcome)
+        await self.broker.stream_ack(stream, GROUP, [entry.id], delete=True)
 
     async def _wait(self, wake: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -325,6 +325,9 @@ async def webhook_deliveries(request: web.Request, identity: Identity) -> web.Re
     node = _node(request)
     limit = _page_limit(request)
     q = request.query
+    for name in ("endpoint", "status", "after"):
+        if name in q and not q[name]:
+            raise OpError("bad_request", f"{name} must not be empty (leave it out for no filter)")
     endpoint_id, status, after = q.get("endpoint", ""), q.get("status", ""), q.get("after", "")
     if endpoint_id and not ENDPOINT_ID_RE.fullmatch(endpoint_id):
         raise OpError("bad_request", "endpoint must be an endpoint id (1..32 of [A-Za-z0-9_-])")

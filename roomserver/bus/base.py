@@ -468,6 +468,11 @@ class Broker(abc.ABC):
         Not retried once sent: ``BrokerUnavailable`` = the outcome is unknown."""
 
     @abc.abstractmethod
+    async def stream_append_many(self, stream: str, items: Sequence[bytes], *, maxlen: int) -> list[str]:
+        """Append ``items`` in order in one round trip (not atomically: after
+        ``BrokerUnavailable`` any prefix of them may have been appended)."""
+
+    @abc.abstractmethod
     async def stream_read(self, stream: str, group: str, consumer: str, *, count: int) -> list[StreamEntry]:
         """Up to ``count`` entries no consumer of ``group`` got yet, oldest first,
         now pending for ``consumer`` (the group starts at the stream's start)."""

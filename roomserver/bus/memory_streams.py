@@ -232,6 +232,10 @@ class MemoryStreamsMixin:
     async def stream_append(self, stream: str, data: bytes, *, maxlen: int) -> str:
         return self.stream_store.append(stream, data, maxlen)
 
+    async def stream_append_many(self, stream: str, items: Sequence[bytes], *, maxlen: int) -> list[str]:
+        check_count(max(1, len(items)))
+        return [self.stream_store.append(stream, data, maxlen) for data in items]
+
     async def stream_read(self, stream: str, group: str, consumer: str, *, count: int) -> list[StreamEntry]:
         return self.stream_store.read(stream, group, consumer, count)
 

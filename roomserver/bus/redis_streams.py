@@ -106,6 +106,19 @@ class RedisStreamsMixin:
             raise reply
         return bytes(reply).decode()
 
+    async def stream_append_many(self, stream: str, items: Sequence[bytes], *, maxlen: int) -> list[str]:
+        check_maxlen(maxlen)
+        check_count(max(1, len(items)))
+        if not items:
+            return []
+        slot, key = self._stream_key(stream)
+        commands = [("XADD", key, "MAXLEN", "~", maxlen, "*", "d", data) for data in items]
+        replies = await self._stream_call(slot, commands, safe=False)  # one pipeline, in order
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return [bytes(r).decode() for r in replies]
+
     async def stream_read(self, stream: str, group: str, consumer: str, *, count: int) -> list[StreamEntry]:
         check_name("group", group)
         check_name("consumer", consumer)

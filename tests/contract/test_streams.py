@@ -132,3 +132,13 @@ async def test_bad_names_and_arguments_are_refused(broker_factory) -> None:
     with pytest.raises(ValueError):
         await b.stream_ack(s, "g", ["1-x"])
     assert await b.stream_range(s, limit=10) == []
+
+
+async def test_append_many_keeps_order_in_one_call(broker_factory) -> None:
+    b = broker_factory()
+    s = stream_name()
+    first = await b.stream_append(s, b"a", maxlen=1000)
+    ids = await b.stream_append_many(s, [b"b", b"c", b"d"], maxlen=1000)
+    assert await b.stream_append_many(s, [], maxlen=1000) == []
+    assert [id_key(i) for i in [first, *ids]] == sorted(id_key(i) for i in [first, *ids])
+    assert [e.data for e in await b.stream_range(s, limit=10)] == [b"a", b"b", b"c", b"d"]

@@ -81,6 +81,7 @@ async def test_delivery_log_is_paged_filtered_and_checks_its_input(make_server: 
         ("?limit=0", 400, "limit"),
         ("?endpoint=bad%20id", 400, "endpoint must be"),
         ("?endpoint=nope", 404, "no webhook endpoint 'nope'"),
+        ("?endpoint=", 400, "must not be empty"),
     ]:
         code, body = await page(query)
         assert code == status and fragment in body["error"]["message"], (query, body)
