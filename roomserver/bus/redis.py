@@ -200,8 +200,10 @@ two server processes and a crowd of buyers):
 5. Not covered: event-only commits acknowledged just before the crash may be
    lost and their seq reused (above); ephemeral events (``order.created``,
    ``sale.stock``) are at most once and those published during the window are
-   lost. Webhooks are queued in the server process, not in Redis (announcing
-   an order once after an unknown outcome is ``handlers/commerce.py``'s job).
+   lost. Webhooks are queued in Redis Streams (``redis_streams.py``), written
+   without WAIT: the last ones appended before the crash may be lost with the
+   primary (announcing an order once after an unknown outcome is
+   ``handlers/commerce.py``'s job).
 
 Do not set it on a single node without replicas: every durable write would
 fail (``WAIT`` answers 0). Cost (``python -m tests.commerce.bench_durable``,
