@@ -16,6 +16,13 @@ import msgspec
 from roomserver import configspec as cs
 from roomserver.auth import DEV_APP
 from roomserver.configspec import env_name, flags_of, setting, setting_factory
+from roomserver.core.webhooks import (
+    Endpoint,
+    EndpointSpecError,
+    check_endpoints,
+    check_http_url,
+    parse_endpoint,
+)
 from roomserver.tenancy import APP_KEY_RE
 
 DEFAULT_GIFTS: list[dict[str, object]] = [
@@ -59,6 +66,34 @@ def _apps(values: object) -> dict[str, str]:
 
 def _masked_apps(apps: object) -> str:
     return ", ".join(f"{key}:****" for key in sorted(apps)) if isinstance(apps, dict) else ""
+
+
+def _endpoints(values: object) -> list[Endpoint]:
+    """``--webhook`` values; the apps they name are checked in ``check_apps``."""
+    try:
+        return [parse_endpoint(str(spec)) for spec in values] if isinstance(values, list) else []
+    except EndpointSpecError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _endpoint_ids(endpoints: object) -> str:
+    return ", ".join(f"{e.app}:{e.id}" for e in endpoints) if isinstance(endpoints, list) else ""
+
+
+def _moderation_urls(values: object) -> dict[str, str]:
+    """``--moderation-callback APP:URL`` values."""
+    urls: dict[str, str] = {}
+    for spec in values if isinstance(values, list) else []:
+        app, sep, url = str(spec).partition(":")
+        if not sep or url.startswith("//"):
+            raise ConfigError(f"--moderation-callback takes APP:URL, got {spec!r}")
+        if app in urls:
+            raise ConfigError(f"--moderation-callback {app} is given twice")
+        try:
+            urls[app] = check_http_url(url)
+        except EndpointSpecError as exc:
+            raise ConfigError(f"--moderation-callback {app}: {exc}") from None
+    return urls
 
 
 def _gift_count(gifts: object) -> str:
@@ -169,6 +204,76 @@ class Config:
     banned_words_file: str | None = None
     webhook_url: str | None = setting(
         None, "send signed webhooks (PROTOCOL §5) to this URL", cs.http_url, metavar="URL"
+    )
+    # -- webhooks and the moderation callback (roomserver/webhooks.py, moderation_hook.py) --
+    # Endpoints per app with event filters; --webhook-url adds endpoint "default" (the
+    # events it always had) to every app. Apps named here are checked in ``check_apps``.
+    webhooks: list[Endpoint] = setting_factory(
+        list,
+        "a webhook endpoint of an app: EVENTS is * or a comma list (room.*, order.created, …)"
+        " (repeatable; in the environment separated by spaces)",
+        repeat=True,
+        env_sep=None,
+        flag="webhook",
+        convert=_endpoints,
+        show=_endpoint_ids,
+        shown_default="none",
+        metavar="APP:ID:EVENTS:URL",
+    )
+    webhook_backoff_s: float = setting(
+        1.0, "first webhook retry after about this long", cs.float_at_least(0.001), metavar="S"
+    )
+    webhook_backoff_max_s: float = setting(
+        600.0, "longest wait between webhook retries", cs.float_at_least(0.001), metavar="S"
+    )
+    webhook_give_up_s: float = setting(
+        24 * 3600.0,
+        "a webhook not delivered this long after its event is marked failed",
+        cs.float_at_least(1),
+        metavar="S",
+    )
+    webhook_timeout_s: float = setting(
+        5.0, "one webhook POST's timeout", cs.float_at_least(0.01), metavar="S"
+    )
+    # How often an idle endpoint's worker looks for events other nodes queued.
+    webhook_poll_s: float = 1.0
+    webhook_log_retention: int = 10_000
+    members_batch_s: float = setting(
+        5.0,
+        "room.members webhooks (joined/left lists) at most this often per room and node",
+        cs.float_at_least(0.01),
+        metavar="S",
+    )
+    # app -> URL called before a barrage is published (allow / block / replace).
+    moderation_urls: dict[str, str] = setting_factory(
+        dict,
+        "URL the app's barrage is sent to before publishing: allow, block or replace"
+        " (repeatable; in the environment separated by spaces)",
+        repeat=True,
+        env_sep=None,
+        flag="moderation-callback",
+        convert=_moderation_urls,
+        shown_default="none",
+        metavar="APP:URL",
+    )
+    moderation_timeout_ms: int = setting(
+        300, "a moderation callback not answered within this is a failure", cs.int_at_least(1), metavar="MS"
+    )
+    # On timeout or error: block (closed) or allow (open).
+    moderation_fail_closed: bool = setting(
+        False,
+        "on a moderation callback failure: open = publish, closed = refuse (blocked_content)",
+        cs.one_of("open", "closed"),
+        flag="moderation-fail",
+        convert=lambda v: v == "closed",
+        show=lambda v: "closed" if v else "open",
+        shown_default="open",
+        metavar="open|closed",
+    )
+    moderation_concurrency: int = setting(
+        64,
+        "moderation callbacks in flight per node; beyond it a barrage is treated as on a failure",
+        cs.int_at_least(1),
     )
     public_ip: str | None = setting(
         None, "IP address advertised in WebRTC answers instead of the local ones", cs.ip, metavar="IP"
@@ -337,3 +442,15 @@ def _redacted(app: str) -> str:
 
 SETTINGS = flags_of(Config)
 __all__ = ["SETTINGS", "Config", "ConfigError", "env_name"]
+
+
+def check_apps(cfg: Config) -> None:
+    """Settings that name apps must name configured ones (dev mode: app ``dev``)."""
+    apps = set(cfg.apps) or {DEV_APP}
+    try:
+        check_endpoints(cfg.webhooks, apps)
+    except EndpointSpecError as exc:
+        raise ConfigError(str(exc)) from None
+    for app in cfg.moderation_urls:
+        if app not in apps:
+            raise ConfigError(f"--moderation-callback {app}: no app {app!r} is configured (--app)")

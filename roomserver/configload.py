@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from roomserver.config import SETTINGS, Config, ConfigError
+from roomserver.config import SETTINGS, Config, ConfigError, check_apps
 from roomserver.configspec import Flag, env_name, switch
 
 CONFIG_ENV = env_name("config")
@@ -38,7 +38,7 @@ def _by_key() -> dict[str, Flag]:
 def _from_env(f: Flag, text: str) -> object:
     try:
         if f.repeat:
-            return [f.spec.parse(part.strip()) for part in text.split(",") if part.strip()]
+            return [f.spec.parse(part.strip()) for part in text.split(f.spec.env_sep) if part.strip()]
         return switch(text) if f.switch else f.spec.parse(text)
     except ValueError as exc:
         raise ConfigError(f"{f.env}={text!r}: {exc}") from None
@@ -114,6 +114,7 @@ def resolve(
             raise ConfigError(f"{where.replace('file ', 'config file ')}: {exc}") from None
         sources[f.name] = where
     cfg = Config(**values)  # type: ignore[arg-type]
+    check_apps(cfg)
     if cfg.redis_url and cfg.redis_cluster:
         raise ConfigError("give --redis-url (one server) or --redis-cluster, not both")
     return Resolved(cfg, sources)

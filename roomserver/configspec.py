@@ -159,8 +159,10 @@ class Setting:
     help: str
     parse: Callable[[str], object] = str
     switch: bool = False
-    # Repeatable flag; in the environment a comma-separated list, in a file a list.
+    # Repeatable flag; in the environment a list separated by ``env_sep`` (None: by
+    # white space, for values that hold commas themselves), in a file a list.
     repeat: bool = False
+    env_sep: str | None = ","
     # The flag's name when it is not the field's (``batching`` is set by ``--no-batching``).
     flag: str | None = None
     # A switch that turns its field off.

@@ -178,6 +178,8 @@ class Gateway:
             if expiry is not None:
                 expiry.cancel()
             self.sessions.discard(session)
+            for room in conn.rooms:  # room.members webhook batch: a closed socket leaves
+                self.node.members.left(room, identity.user)
             for room in self.node.fanout.remove_connection(conn):
                 self.node.spawn(self.node.release_channel(room))
 

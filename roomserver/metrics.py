@@ -56,6 +56,24 @@ class Metrics:
         self.tracked = Counter(
             "roomserver_tracked_total", "Analytics track ops", ["app", "action"], registry=r
         )
+        self.webhook_deliveries = Counter(
+            "roomserver_webhook_deliveries_total",
+            "Webhook delivery attempts by result: delivered, retried (an attempt failed), failed (for good)",
+            ["app", "endpoint", "result"],
+            registry=r,
+        )
+        self.webhook_queue_depth = Gauge(
+            "roomserver_webhook_queue_depth",
+            "Webhooks queued for an endpoint (reported by the node delivering it)",
+            ["app", "endpoint"],
+            registry=r,
+        )
+        self.moderation_calls = Counter(
+            "roomserver_moderation_callback_total",
+            "Moderation callbacks by result: allow, block, replace, error (timeout, refused, bad answer), busy",
+            ["app", "result"],
+            registry=r,
+        )
         self.flush_seconds = Histogram(
             "roomserver_flush_seconds",
             "Time the loop spent in one room flush (a room over Fanout.SLICE sockets: its first slice)",

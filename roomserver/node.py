@@ -33,10 +33,12 @@ from roomserver.core import room as rules
 from roomserver.core.moderation import TokenBucket, WordFilters
 from roomserver.core.room import Emit, RoomDoc
 from roomserver.fanout import RECENT_BARRAGE, Fanout, RoomChannel
+from roomserver.members_batch import MemberBatches
 from roomserver.metrics import Metrics
+from roomserver.moderation_hook import from_config as moderation_from_config
 from roomserver.protocol import CLOSE_SLOW_CONSUMER, OpError, encode_event, now_ms
 from roomserver.tenancy import app_of, public_room
-from roomserver.webhooks import Webhooks
+from roomserver.webhooks import from_config as webhooks_from_config
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +141,10 @@ class Node:
         self.deadlines = tuple(deadlines)
         self.media: StageMedia = NoMedia()
         self.hooks = ShowHooks(self, show_end)
-        self.webhooks = Webhooks(config.webhook_url, config.app_secrets())
+        # Webhooks, room.members batches, the moderation callback (None = off: zero cost).
+        self.webhooks = webhooks_from_config(config, broker, self.metrics)
+        self.members = MemberBatches(self.webhooks, config.members_batch_s)
+        self.moderation = moderation_from_config(config, self.metrics)
         self.draining = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -148,6 +153,7 @@ class Node:
         await self.broker.start(self._on_delivery)
         self.fanout.start()
         self.webhooks.start()
+        self.members.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._every(PRESENCE_PERIOD_S, self._report_presence), name="presence"),
@@ -164,7 +170,10 @@ class Node:
         with contextlib.suppress(Exception):
             await self.broker.report_presence({}, PRESENCE_TTL_MS)
         await self.fanout.stop()
+        await self.members.stop()
         await self.webhooks.stop()
+        if self.moderation is not None:
+            await self.moderation.close()
         await self.broker.close()
 
     def spawn(self, coro: Awaitable[Any]) -> None:

@@ -304,6 +304,39 @@ async def history(request: web.Request, identity: Identity) -> web.Response:
     )
 
 
+# -- webhooks: the delivery log ------------------------------------------------------
+
+DELIVERY_STATUSES = ("delivered", "failed")
+
+
+@endpoint("admin")
+async def webhook_deliveries(request: web.Request, identity: Identity) -> web.Response:
+    """The app's webhook delivery outcomes, oldest first, a page at a time
+    (roomserver/webhooks.py keeps the last ``--webhook-log-retention``)."""
+    from roomserver.bus.streams import ID_RE
+    from roomserver.core.webhooks import ENDPOINT_ID_RE
+
+    node = _node(request)
+    limit = _page_limit(request)
+    q = request.query
+    for name in ("endpoint", "status", "after"):
+        if name in q and not q[name]:
+            raise OpError("bad_request", f"{name} must not be empty (leave it out for no filter)")
+    endpoint_id, status, after = q.get("endpoint", ""), q.get("status", ""), q.get("after", "")
+    if endpoint_id and not ENDPOINT_ID_RE.fullmatch(endpoint_id):
+        raise OpError("bad_request", "endpoint must be an endpoint id (1..32 of [A-Za-z0-9_-])")
+    if endpoint_id and node.webhooks.endpoint(identity.app, endpoint_id) is None:
+        raise OpError("not_found", f"the app has no webhook endpoint {endpoint_id!r}")
+    if status and status not in DELIVERY_STATUSES:
+        raise OpError("bad_request", f"status must be one of {', '.join(DELIVERY_STATUSES)}")
+    if after and not ID_RE.fullmatch(after):
+        raise OpError("bad_request", "after must be the `next` (or a `cursor`) of a previous page")
+    records, nxt = await node.webhooks.deliveries(
+        identity.app, endpoint=endpoint_id, status=status, after=after, limit=limit
+    )
+    return _json({"deliveries": records, "next": nxt})
+
+
 @endpoint("any")
 async def lottery_audit(request: web.Request, identity: Identity) -> web.Response:
     node = _node(request)
@@ -442,6 +475,24 @@ ROUTES: list[Route] = [
         "Server API: run a host/moderator op (the body is its params, plus `as` to act as a user)",
         "admin",
         errors=(404, 409, 422),
+    ),
+    Route(
+        "GET",
+        "/v1/webhooks/deliveries",
+        webhook_deliveries,
+        "The app's webhook delivery log (delivered / failed, with attempts), oldest first, paged",
+        "admin",
+        query=(
+            ("endpoint", "only this endpoint id", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}),
+            ("status", "only this outcome", {"type": "string", "enum": ["delivered", "failed"]}),
+            (
+                "after",
+                "`next` of the previous page (a log cursor `<ms>-<n>`)",
+                {"type": "string", "pattern": "^(0|[1-9][0-9]{0,15})-(0|[1-9][0-9]{0,15})$"},
+            ),
+            _page_limit_query(100),
+        ),
+        errors=(404,),
     ),
     Route(
         "GET",

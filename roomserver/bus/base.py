@@ -43,6 +43,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from roomserver.bus.streams import StreamClaim, StreamEntry, StreamInfo
+
 # Audience of an event: everyone in the room (""), one user ("user:<id>"), or
 # the room's staff: hosts and moderators ("staff").
 AUDIENCE_ALL: Final = ""
@@ -470,3 +472,53 @@ class Broker(abc.ABC):
         the rooms it has sockets in): the broker itself refreshes a room at most
         once a minute (``TouchThrottle``), and does nothing when rooms never
         expire (``idle_ttl_ms`` 0)."""
+
+    # -- durable streams (bus/streams.py: webhook queues, logs) ----------------------
+
+    @abc.abstractmethod
+    async def stream_append(self, stream: str, data: bytes, *, maxlen: int) -> str:
+        """Append ``data``; keep about the last ``maxlen`` entries. Returns the id.
+        Not retried once sent: ``BrokerUnavailable`` = the outcome is unknown."""
+
+    @abc.abstractmethod
+    async def stream_append_many(self, stream: str, items: Sequence[bytes], *, maxlen: int) -> list[str]:
+        """Append ``items`` in order in one round trip (not atomically: after
+        ``BrokerUnavailable`` any prefix of them may have been appended)."""
+
+    @abc.abstractmethod
+    async def stream_read(self, stream: str, group: str, consumer: str, *, count: int) -> list[StreamEntry]:
+        """Up to ``count`` entries no consumer of ``group`` got yet, oldest first,
+        now pending for ``consumer`` (the group starts at the stream's start)."""
+
+    @abc.abstractmethod
+    async def stream_ack(self, stream: str, group: str, ids: Sequence[str], *, delete: bool = False) -> int:
+        """End the pending state of ``ids`` (and delete them if ``delete``);
+        returns how many were pending."""
+
+    @abc.abstractmethod
+    async def stream_claim(
+        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int, start: str = "0-0"
+    ) -> StreamClaim:
+        """Give ``consumer`` up to ``count`` pending entries idle at least
+        ``min_idle_ms`` (from id ``start`` on, oldest first); entries deleted
+        meanwhile are dropped from the pending list."""
+
+    @abc.abstractmethod
+    async def stream_range(self, stream: str, *, after: str = "", limit: int) -> list[StreamEntry]:
+        """Up to ``limit`` entries with an id greater than ``after``, in id order."""
+
+    @abc.abstractmethod
+    async def stream_trim(self, stream: str, *, maxlen: int | None = None, min_id: str | None = None) -> int:
+        """Drop entries beyond the last ``maxlen`` / with an id below ``min_id``."""
+
+    @abc.abstractmethod
+    async def stream_info(self, stream: str, group: str) -> StreamInfo: ...
+
+    @abc.abstractmethod
+    async def stream_lease(self, stream: str, holder: str, ttl_ms: int) -> bool:
+        """True if ``holder`` holds the stream's lease for ``ttl_ms`` from now
+        (taken if free or expired, renewed if already its own)."""
+
+    @abc.abstractmethod
+    async def stream_release(self, stream: str, holder: str) -> None:
+        """Give the lease up if ``holder`` holds it."""

@@ -205,8 +205,10 @@ two server processes and a crowd of buyers):
 5. Not covered: event-only commits acknowledged just before the crash may be
    lost and their seq reused (above); ephemeral events (``order.created``,
    ``sale.stock``) are at most once and those published during the window are
-   lost. Webhooks are queued in the server process, not in Redis (announcing
-   an order once after an unknown outcome is ``handlers/commerce.py``'s job).
+   lost. Webhooks are queued in Redis Streams (``redis_streams.py``), written
+   without WAIT: the last ones appended before the crash may be lost with the
+   primary (announcing an order once after an unknown outcome is
+   ``handlers/commerce.py``'s job).
 
 Do not set it on a single node without replicas: every durable write would
 fail (``WAIT`` answers 0). Cost (``python -m tests.commerce.bench_durable``,
@@ -268,6 +270,7 @@ from roomserver.bus.redis_client import (
     parse_target,
 )
 from roomserver.bus.redis_pubsub import ShardSubscriber
+from roomserver.bus.redis_streams import RedisStreamsMixin
 from roomserver.tenancy import SEP, app_of
 
 log = logging.getLogger(__name__)
@@ -502,7 +505,7 @@ def _commit_results(reply: list[Any]) -> tuple[list[CommitResult], bool, bytes |
     return out, bool(reply[2]), reply[3]
 
 
-class RedisBroker(Broker):
+class RedisBroker(RedisStreamsMixin, Broker):
     """Rooms on Redis (Cluster); see the module docstring for the design."""
 
     def __init__(

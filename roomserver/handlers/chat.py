@@ -53,7 +53,10 @@ async def barrage(ctx: OpContext, p: BarrageParams) -> dict:
         last_sent_ms=ctx.socket.last_barrage.get(room, 0) if doc.slow_s and not staff else 0,
         words=node.words.for_room(room, doc.words),
     )
-    data = {"id": secrets.token_hex(8), "user": ctx.identity.public(), "text": p.text, "cid": p.cid}
+    text = p.text
+    if node.moderation is not None and node.moderation.wants(ctx.app):  # the app's callback
+        text = await node.moderation.screen(ctx.app, ctx.room_id, ctx.identity.public(), text)
+    data = {"id": secrets.token_hex(8), "user": ctx.identity.public(), "text": text, "cid": p.cid}
     res = await node.publish(
         room,
         [Emit("barrage", data)],

@@ -59,6 +59,7 @@ async def join(ctx: OpContext, p: object) -> dict:
     # No await from here on: the member goes live at exactly the snapshot's seq.
     seq = node.fanout.join(conn, ctx.room)
     ctx.socket.joined_at.setdefault(ctx.room, now_ms())
+    node.members.joined(ctx.room, ctx.user)  # room.members webhook batch
     if node.sample_joined(ctx.room):
         node.spawn(
             node.publish(ctx.room, [Emit("member.joined", {"user": ctx.identity.public()}, durable=False)])
@@ -77,6 +78,8 @@ async def join(ctx: OpContext, p: object) -> dict:
 async def leave(ctx: OpContext, p: object) -> dict:
     node = ctx.node
     ctx.socket.joined_at.pop(ctx.room, None)
+    if ctx.room in ctx.socket.conn.rooms:
+        node.members.left(ctx.room, ctx.user)  # room.members webhook batch
     if node.fanout.leave(ctx.socket.conn, ctx.room):
         node.spawn(node.release_channel(ctx.room))
     return {}

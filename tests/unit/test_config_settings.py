@@ -37,6 +37,8 @@ def test_every_setting_is_a_field_and_every_flag_has_a_unique_env_name():
         "socket_buffer_soft",
         "banned_words_file",
         "drain_timeout_s",
+        "webhook_poll_s",  # a worker's idle poll: tests shorten it, operators need not
+        "webhook_log_retention",
     }
 
 
