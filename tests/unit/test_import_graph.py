@@ -31,13 +31,14 @@ LAYERS: list[tuple[str, ...]] = [
         "roomserver.gcpolicy",
         "roomserver.media",
     ),
-    ("roomserver.core",),
+    # config parses settings with core's rules (webhook endpoint specs); nothing below
+    # needs it: the bus and the rules are handed their values.
+    ("roomserver.core", "roomserver.config"),
     ("roomserver.bus",),
     (
         "roomserver.protocol",
         "roomserver.auth",
         "roomserver.tenancy",
-        "roomserver.config",
         "roomserver.logsafe",
     ),
 ]

@@ -10,7 +10,6 @@ from email.utils import format_datetime
 import pytest
 
 from roomserver import cli
-from roomserver.config import ConfigError
 from roomserver.core.webhooks import (
     LEGACY_EVENTS,
     Endpoint,
@@ -136,10 +135,16 @@ def test_webhook_and_moderation_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_bad_webhook_flags_are_refused_clearly(
-    monkeypatch: pytest.MonkeyPatch, args: list[str], fragment: str
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
 ) -> None:
-    with pytest.raises(ConfigError, match=fragment):
-        serve_config(monkeypatch, *args)
+    monkeypatch.setattr(cli, "serve", lambda a: pytest.fail("served with a bad flag"))
+    try:
+        code = cli.main(["serve", "--app", f"shop:{SECRET}", *args])
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_bad_numeric_webhook_flags_stop_the_parser(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
