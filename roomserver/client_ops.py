@@ -134,15 +134,6 @@ class OrderPlaced(TypedDict):
     order: Order
 
 
-class FlashsaleProduct(TypedDict):
-    """A product as shown in the room (also what ``product.pin`` carries)."""
-
-    id: str
-    title: str
-    price_cents: int
-    image: NotRequired[str | None]
-
-
 class SaleCreated(TypedDict):
     sale: SaleView
 
@@ -249,7 +240,7 @@ class SnapshotRoom(TypedDict):
     likes: int
     seq: int
     epoch: str
-    pinned: WireProduct | None
+    pinned: Product | None
     lottery: LotteryView | None
     sale: SaleView | None
     pk: PkView | None
@@ -294,7 +285,7 @@ class SaleView(TypedDict):
     """``sale.opened`` data, the snapshot's ``sale`` and ``sale.create``'s reply."""
 
     id: str
-    product: WireProduct
+    product: Product
     price_cents: int
     stock: int
     limit_per_user: int
@@ -304,13 +295,6 @@ class SaleView(TypedDict):
     left: NotRequired[int]
     reason: NotRequired[Literal["cancelled", "ended", "sold_out"]]
     sold: NotRequired[int]
-
-
-class WireProduct(TypedDict):
-    id: str
-    title: str
-    price_cents: int
-    image: NotRequired[str | None]
 
 
 class LotteryView(TypedDict):
@@ -670,7 +654,7 @@ class Ops:
         self,
         room: str,
         *,
-        product: FlashsaleProduct,
+        product: Product,
         price_cents: int,
         stock: int,
         limit_per_user: int,

@@ -92,9 +92,9 @@ AS_SCHEMA = {
     "type": "object",
     "properties": {
         "as": {
-            "type": "string",
+            "type": ["string", "null"],
             "pattern": "^[A-Za-z0-9_.:@-]{1,64}$",
-            "description": "act as this user (default: the admin token's user)",
+            "description": "act as this user (absent or null: the admin token's user)",
         }
     },
 }

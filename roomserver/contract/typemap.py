@@ -32,13 +32,21 @@ class Names:
         if known is not None:
             return known
         name = preferred or cls.__name__
-        if name in self.by_class.values():
+        same = [c for c, n in self.by_class.items() if n == name]
+        if same and _signature(same[0]) == _signature(cls):
+            self.by_class[cls] = name  # the same shape declared twice (params and reply): one type
+            return name
+        if same:
             name = camel(cls.__module__.rsplit(".", 1)[-1]) + name
         if name in self.by_class.values():
             raise ValueError(f"two contract types are both named {name}")
         self.by_class[cls] = name
         self.order.append(cls)
         return name
+
+
+def _signature(cls: type) -> list[tuple[str, bool, mi.Type]]:
+    return [(f.encode_name, f.required, f.type) for f in fields(cls)]
 
 
 def fields(cls: type) -> list[mi.Field]:

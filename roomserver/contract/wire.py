@@ -184,7 +184,7 @@ class LotteryOpened(Wire):
     min_watch_s: int
     min_tier: int
     seed_hash: str
-    state: Literal["open", "drawn"]
+    state: Literal["open"]
 
 
 class LotteryDrawn(Wire):

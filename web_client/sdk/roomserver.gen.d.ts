@@ -138,7 +138,7 @@ export interface SaleBuyParams {
 
 /** `sale.create` params. */
 export interface SaleCreateParams {
-  product: FlashsaleProduct;
+  product: Product;
   price_cents: number;
   stock: number;
   limit_per_user: number;
@@ -342,7 +342,7 @@ export interface LotteryOpened {
   min_watch_s: number;
   min_tier: number;
   seed_hash: string;
-  state: "drawn" | "open";
+  state: "open";
 }
 
 export interface MediaPublishers {
@@ -414,7 +414,7 @@ export interface Poll {
 }
 
 export interface ProductPinned {
-  product: WireProduct;
+  product: Product;
 }
 
 export interface ProductUnpinned {
@@ -463,7 +463,7 @@ export interface SaleClosed {
 /** `sale.opened` data, the snapshot's `sale` and `sale.create`'s reply. */
 export interface SaleView {
   id: string;
-  product: WireProduct;
+  product: Product;
   price_cents: number;
   stock: number;
   limit_per_user: number;
@@ -551,14 +551,6 @@ export interface Product {
   image?: string | null;
 }
 
-/** A product as shown in the room (also what `product.pin` carries). */
-export interface FlashsaleProduct {
-  id: string;
-  title: string;
-  price_cents: number;
-  image?: string | null;
-}
-
 export interface Cohost {
   id: string;
   name: string;
@@ -639,7 +631,7 @@ export interface SnapshotRoom {
   likes: number;
   seq: number;
   epoch: string;
-  pinned: WireProduct | null;
+  pinned: Product | null;
   lottery: LotteryView | null;
   sale: SaleView | null;
   pk: PkView | null;
@@ -707,13 +699,6 @@ export interface Publisher {
   stream?: string;
   tracks?: Track[];
   room?: string;
-}
-
-export interface WireProduct {
-  id: string;
-  title: string;
-  price_cents: number;
-  image?: string | null;
 }
 
 export interface ProductRef {
