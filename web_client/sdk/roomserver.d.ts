@@ -231,7 +231,13 @@ export declare class RoomClient {
     params?: OpParams[K],
     opts?: { timeoutMs?: number },
   ): Promise<OpReplies[K]>;
-  request<T = any>(op: string, room: string | null, params?: object, opts?: { timeoutMs?: number }): Promise<T>;
+  /** An op this version's types do not know (a known op's params must match OpParams). */
+  request<T = any, O extends string = string>(
+    op: O extends keyof OpParams ? never : O,
+    room: string | null,
+    params?: object,
+    opts?: { timeoutMs?: number },
+  ): Promise<T>;
   send(op: string, room: string | null, params?: object): boolean;
 
   join(room: string): Promise<RoomSnapshot>;

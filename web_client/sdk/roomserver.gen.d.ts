@@ -886,6 +886,6 @@ export interface EventData {
 
 export type OpName = keyof OpParams;
 export type EventName = keyof EventData;
-export type CustomEventData = Custom;
+export type CustomEventData = Record<string, unknown>;
 /** Ops the server API (`POST /v1/rooms/{room}/ops/{op}`) runs. */
 export type ServerApiOp = "cohost.accept" | "cohost.end" | "cohost.invite" | "cohost.reject" | "coupon.issue" | "lottery.create" | "lottery.draw" | "mod.kick" | "mod.mute" | "mod.slow" | "mod.unmute" | "mod.words" | "pk.accept" | "pk.end" | "pk.invite" | "pk.reject" | "poll.create" | "product.pin" | "product.unpin" | "redpacket.send" | "room.announce" | "room.end" | "room.start" | "sale.create";
