@@ -112,7 +112,8 @@ def _ts_interface(cls: type, names: tm.Names) -> str:
         lines.append("/** " + " ".join(doc.split()).replace("``", "`") + " */")
     fields = tm.fields(cls)
     if not fields:
-        strict = cls.__struct_config__.forbid_unknown_fields
+        config = getattr(cls, "__struct_config__", None)
+        strict = config is not None and config.forbid_unknown_fields
         lines.append(f"export type {name} = Record<string, {'never' if strict else 'unknown'}>;")
         return "\n".join(lines) + "\n"
     lines.append(f"export interface {name} {{")
