@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 VENV_SH = PY="$(PY)" SUPPORTED="$(SUPPORTED)" sh tools/venv.sh $(VENV)
 
-.PHONY: serve cluster test test-repeat lint format system-deps venv venv-test clean
+.PHONY: serve cluster test test-repeat lint typecheck format system-deps venv venv-test js-deps js-check clean
 
 # serve also installs the load tester's extra, so `.venv/bin/roomserver-loadtest` works too.
 venv:
@@ -36,14 +36,16 @@ system-deps:
 	command -v redis-server >/dev/null || need="$$need redis-server"; \
 	command -v chromium >/dev/null || need="$$need chromium chromium-driver"; \
 	pkg-config --exists icu-i18n 2>/dev/null && command -v g++ >/dev/null || need="$$need libicu-dev pkg-config g++"; \
+	command -v node >/dev/null && command -v npm >/dev/null || need="$$need nodejs npm"; \
 	if [ -n "$$need" ]; then \
 		echo "installing:$$need"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \
 	fi
 
-test: system-deps venv-test
+test: system-deps venv-test js-check
 	$(BIN)/ruff check roomserver loadtest tests
 	$(BIN)/ruff format --check roomserver loadtest tests
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 	$(BIN)/python -m tests.repeat_check
 
@@ -54,9 +56,32 @@ test-repeat: venv-test
 lint: venv-test
 	$(BIN)/ruff check roomserver loadtest tests
 
+# mypy over roomserver/ and loadtest/ ([tool.mypy] in pyproject.toml).
+typecheck: venv-test
+	$(BIN)/mypy
+
 format: venv-test
 	$(BIN)/ruff format roomserver loadtest tests
 	$(BIN)/ruff check --fix roomserver loadtest tests
 
+# The JavaScript: ESLint and tsc --noEmit (docs/sdk-js.md, "Checks"). The tools are npm
+# packages pinned by tools/js/package-lock.json; `npm ci` runs only when node_modules is
+# missing or older than the lock.
+JS := tools/js
+JSBIN := $(JS)/node_modules/.bin
+js-deps: $(JS)/node_modules/.installed
+
+$(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund
+	@touch $@
+
+js-check: js-deps
+	$(JSBIN)/eslint -c $(JS)/eslint.config.js web_client sdk-node $(JS)
+	$(JSBIN)/tsc -p $(JS)/tsconfig.web.json
+	$(JSBIN)/tsc -p $(JS)/tsconfig.node.json
+	node $(JS)/check-surface.js
+	cd web_client/sdk && npm pack --dry-run --silent >/dev/null
+	cd sdk-node && npm pack --dry-run --silent >/dev/null
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(JS)/node_modules

@@ -16,7 +16,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 from hdrh.histogram import HdrHistogram
@@ -115,9 +115,10 @@ class WsClient(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+        # uvloop's transport is no asyncio.Transport subclass, but has its methods.
+        self.transport = stream = cast(asyncio.Transport, transport)
         req, self._accept = upgrade_request(self.host, self.port, self.path)
-        transport.write(req)
+        stream.write(req)
 
     def data_received(self, data: bytes) -> None:
         if not self.upgraded:

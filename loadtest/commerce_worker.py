@@ -30,6 +30,7 @@ import re
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -449,6 +450,7 @@ class CommerceWorker(WorkerLoop):
 def commerce_worker_main(pipe: Connection, cfg: CommerceConfig) -> None:
     """multiprocessing spawn target."""
     raise_nofile()
+    runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
 

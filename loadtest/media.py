@@ -176,6 +176,7 @@ async def _probe(
             return float("nan"), [], []
         if not await probe.wait_for(lambda v: bool(v.video), timeout=10):
             return float("nan"), [], []
+        assert probe.first_frame_at is not None and probe.offered_at is not None  # video came
         first = (probe.first_frame_at - probe.offered_at) * 1000
         await asyncio.sleep(seconds)
         return (first, *bench.frame_latencies(probe, video.sent_at))
@@ -256,7 +257,8 @@ class RemotePublisher:
 
 def _client_cpu(publishers: list[RemotePublisher], viewer_procs: list[ViewerProcess]) -> float:
     """The load generator's CPU: this process (probes), the publisher and viewer processes."""
-    return self_cpu_seconds() + sum(cpu_seconds(p.pid) for p in (*publishers, *viewer_procs))
+    pids = [p.pid for p in publishers] + [v.pid for v in viewer_procs]
+    return self_cpu_seconds() + sum(cpu_seconds(pid) for pid in pids)
 
 
 async def _frames(procs: list[ViewerProcess]) -> tuple[list[int], list[int], int]:
@@ -278,10 +280,12 @@ async def run_server(workers: int, args: argparse.Namespace, errors: list[dict[s
     steps: list[MediaStep] = []
     rooms = [f"lt-media-{i}" for i in range(args.rooms)]
     with MediaServerUnderTest(workers, args.server_log_level) as sut, contextlib.ExitStack() as caps:
-        print(f"server log: {sut.server.log_path}", file=sys.stderr, flush=True)
+        server = sut.server
+        assert server is not None  # started by __enter__
+        print(f"server log: {server.log_path}", file=sys.stderr, flush=True)
         if args.worker_cpu_quota and workers:
             # Each media worker gets its own cap: a "core" of worker_cpu_quota CPUs.
-            for i, pid in enumerate(descendants(sut.server.pid)):
+            for i, pid in enumerate(descendants(server.pid)):
                 cap = CpuQuota(quota_name(f"w{workers}-{i}"), args.worker_cpu_quota)
                 caps.callback(cap.close)
                 cap.add(pid)

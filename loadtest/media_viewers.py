@@ -57,7 +57,7 @@ class HeaderCounter:
     def _skip_decryption(self) -> None:
         srtp = self._dtls._rx_srtp
         if srtp is not None and not isinstance(srtp, _ClearRtp):
-            self._dtls._rx_srtp = _ClearRtp(srtp)
+            self._dtls._rx_srtp = _ClearRtp(srtp)  # type: ignore[assignment]  # aiortc private, duck-typed
 
     async def _on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
         if len(data) < 12 or (data[1] & 0x7F) not in self.video_pts:

@@ -25,10 +25,11 @@ import multiprocessing
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -47,6 +48,9 @@ from loadtest.procs import (
 from loadtest.results import Progress, Series, barrage_result, join_summary
 from loadtest.worker import WorkerConfig, worker_main
 from roomserver.auth import mint_token
+
+if TYPE_CHECKING:
+    from tests.redis_servers import RedisServers
 
 TEXT_SUFFIX = "lt"
 
@@ -131,7 +135,7 @@ class Run:
         self.tally = Tally()  # the senders' deliveries (parent process)
         self.send_stats = SendStats()
         self.senders: list[Sender] = []
-        self.redis = None
+        self.redis: RedisServers | None = None
         self.redis_pids: list[int] = []
         self._sender_last = 0
         self._cpu_last: tuple[float, float] | None = None
@@ -180,8 +184,8 @@ class Run:
             sys.path.insert(0, str(root))
         from tests.redis_servers import RedisServers  # the project's harness: free ports, never 6379
 
-        self.redis = RedisServers()
-        cluster = self.redis.start_cluster()
+        self.redis = redis = RedisServers()
+        cluster = redis.start_cluster()
         self.redis_pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
         return cluster.startup
 
@@ -218,9 +222,9 @@ class Run:
 
     async def _server_metrics(self, http: aiohttp.ClientSession) -> list[dict[str, float]]:
         wanted = (
-            "roomserver_deliveries",
-            "roomserver_frames",
-            "roomserver_slow_consumer_closes",
+            "roomserver_deliveries_total",
+            "roomserver_frames_total",
+            "roomserver_slow_consumer_closes_total",
             "roomserver_barrage_shed_total",
             "roomserver_flush_seconds_count",
             "roomserver_flush_seconds_sum",
@@ -343,7 +347,7 @@ class Run:
             token = mint_token(self.app_key, self.app_secret, f"s{i}", "viewer", room=self.room, ttl_s=7200)
             s = Sender(host, port, f"/v1/ws?token={token}", self.room, self.tally, self.send_stats)
             async with asyncio.timeout(self.o.connect_timeout_s):
-                await loop.create_connection(lambda s=s: s, host, port)
+                await loop.create_connection(_factory(s), host, port)
                 await s.opened
                 await s.joined
             self.senders.append(s)
@@ -531,3 +535,8 @@ class Run:
             "join_ms": join_summary(finals),
             "server_cpu_s": round(server_cpu, 2),
         }
+
+
+def _factory(sender: Sender) -> Callable[[], Sender]:
+    """``create_connection``'s protocol factory for a sender made beforehand."""
+    return lambda: sender

@@ -18,6 +18,7 @@ import asyncio
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -270,6 +271,7 @@ class Worker(WorkerLoop):
 def worker_main(pipe: Connection, cfg: WorkerConfig) -> None:
     """multiprocessing spawn target."""
     raise_nofile()
+    runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
 

@@ -72,7 +72,7 @@ class TokenVerifier:
             raise AuthError("token algorithm must be HS256")
         app = unverified.get("iss")
         secret = self.apps.get(app) if isinstance(app, str) else None
-        if secret is None:
+        if secret is None or not isinstance(app, str):
             raise AuthError("unknown app (iss)")
         now = time.time() if now is None else now
         try:

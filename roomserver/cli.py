@@ -1,39 +1,40 @@
-"""`roomserver serve` and `roomserver token`.
+"""`roomserver serve`, `roomserver config` and `roomserver token`.
 
-Every ``serve`` flag is declared once, in ``SERVE_FLAGS``: its help, its default
-and its environment variable (``ROOMSERVER_<FLAG>``; a flag on the command line
-wins over the environment). A value the server cannot run with (a bad flag or
-environment value, a bad ``--app``, a port already taken) ends the command with
-one line on stderr and exit code 2, before anything is printed or started.
+The ``serve`` flags are the settings declared on ``Config`` (roomserver/config.py):
+each also an environment variable (``ROOMSERVER_<FLAG>``) and a ``--config`` file
+key; flags win over the environment, the environment over the file
+(roomserver/configload.py). ``config`` prints what ``serve`` would run with. A value
+the server cannot run with (a bad flag, environment or file value, a bad ``--app``,
+a port already taken) ends the command with one line on stderr and exit code 2,
+before anything is printed or started.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import errno
-import ipaddress
-import logging
 import os
 import shutil
 import socket
+import ssl
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
-from urllib.parse import urlparse
 
-from roomserver import logsafe
+from roomserver import logsafe, logsetup
 from roomserver.auth import DEV_APP, MAX_TOKEN_LIFETIME_S, ROLES, USER_ID_RE, mint_token
-from roomserver.config import AUTO_CREATE_CHOICES, Config, ConfigError, env_name, parse_apps
+from roomserver.config import SETTINGS, Config, ConfigError, env_name, parse_apps
+from roomserver.configload import CONFIG_ENV, Resolved, describe, resolve
+from roomserver.configspec import Flag, int_at_least
 
 DEV_SECRET_ENV = "ROOMSERVER_DEV_SECRET"
 APPS_ENV = env_name("app")
 EXIT_USAGE = 2
 MAX_TOKEN_TTL_S = MAX_TOKEN_LIFETIME_S  # the server refuses an exp further ahead
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def version() -> str:
@@ -43,286 +44,9 @@ def version() -> str:
         return "unknown"
 
 
-# -- value parsers: each takes the text of a flag or an environment variable ----------
+# -- the serve flags: one per Config setting (roomserver/config.py) ---------------------
 
-
-def _int_at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise ValueError(f"{value} is below the minimum {low}")
-        return value
-
-    return parse
-
-
-def _float_at_least(low: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-        if not value >= low:  # also refuses nan
-            raise ValueError(f"{text} is below the minimum {low:g}")
-        return value
-
-    return parse
-
-
-def _port(text: str) -> int:
-    value = _int_at_least(1)(text)
-    if value > 65535:
-        raise ValueError(f"{value} is not a TCP port (1..65535)")
-    return value
-
-
-def _redis_url(text: str) -> str:
-    u = urlparse(text)
-    if u.scheme != "redis" or not u.netloc:
-        raise ValueError(f"{text!r} is not a redis://host:port[/db] URL")
-    try:
-        u.port  # noqa: B018 - raises on a non-numeric port
-    except ValueError:
-        raise ValueError(f"{text!r} has a bad port") from None
-    return text
-
-
-def _host_ports(text: str) -> str:
-    for node in (n.strip() for n in text.split(",")):
-        host, sep, port = node.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"{node!r} is not host:port")
-    return text
-
-
-def _http_url(text: str) -> str:
-    u = urlparse(text)
-    if u.scheme not in ("http", "https") or not u.netloc:
-        raise ValueError(f"{text!r} is not an http(s):// URL")
-    return text
-
-
-def _ip(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise ValueError(f"{text!r} is not an IP address") from None
-
-
-def _log_level(text: str) -> str:
-    if text.upper() not in LOG_LEVELS:
-        raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
-    return text.upper()
-
-
-def _one_of(*choices: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-def _switch(text: str) -> bool:
-    """An environment switch (on the command line a switch takes no value)."""
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("", "0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{text!r} is not one of 1/true/yes/on, 0/false/no/off")
-
-
-# -- the serve flags ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Flag:
-    name: str  # "--name" on the command line, ROOMSERVER_NAME in the environment
-    help: str
-    default: object = None
-    parse: Callable[[str], object] = str
-    switch: bool = False
-    repeat: bool = False  # repeatable flag; in the environment a comma-separated list
-    shown_default: str | None = None  # for help where the default is not a plain value
-    metavar: str | None = None
-
-    @property
-    def dest(self) -> str:
-        return self.name.replace("-", "_")
-
-    @property
-    def env(self) -> str:
-        return env_name(self.name)
-
-    def help_text(self) -> str:
-        shown = self.shown_default
-        if shown is None:
-            shown = "off" if self.switch else "none" if self.default is None else str(self.default)
-        return f"{self.help} (default: {shown}; env {self.env})".replace("%", "%%")
-
-    def from_env(self, environ: dict[str, str] | os._Environ[str]) -> object:
-        text = environ.get(self.env)
-        if text is None:
-            return [] if self.repeat else self.default
-        try:
-            return [text] if self.repeat else (_switch(text) if self.switch else self.parse(text))
-        except ValueError as exc:
-            raise ConfigError(f"{self.env}={text!r}: {exc}") from None
-
-
-_D = Config()
-
-SERVE_FLAGS: tuple[Flag, ...] = (
-    Flag("host", "address to listen on (0.0.0.0: every interface)", _D.host),
-    Flag("port", "TCP port to listen on (`make serve PORT=…`)", _D.port, _port),
-    Flag(
-        "redis-url",
-        "one Redis server, redis://[:password@]host:port[/db]",
-        parse=_redis_url,
-        shown_default="none: the embedded in-process bus, one process, nothing kept across restarts",
-        metavar="URL",
-    ),
-    Flag(
-        "redis-cluster",
-        "Redis Cluster seed nodes host:port,host:port,…",
-        parse=_host_ports,
-        metavar="NODES",
-    ),
-    Flag(
-        "redis-prefix",
-        "prefix of every Redis key and channel of this deployment",
-        _D.redis_prefix,
-        metavar="PREFIX",
-    ),
-    Flag(
-        "redis-durable-wait-ms",
-        "acknowledge orders, claims, grabs, entries and room changes only once a replica has them"
-        " (WAIT 1 N); 0 = off",
-        parse=_int_at_least(0),
-        shown_default="200 with --redis-cluster, 0 with --redis-url",
-        metavar="MS",
-    ),
-    Flag(
-        "redis-durable-events",
-        "also wait for a replica after event-only commits (barrage, gifts, likes)",
-        False,
-        switch=True,
-    ),
-    Flag(
-        "app",
-        "an app whose tokens are accepted: key 1..32 of [A-Za-z0-9_-], secret at least 32 bytes"
-        " (repeatable; in the environment KEY:SECRET,KEY:SECRET)",
-        repeat=True,
-        shown_default="none = dev mode: app 'dev' with a random secret, new on each start",
-        metavar="KEY:SECRET",
-    ),
-    Flag(
-        "flush-ms", "write each socket at most this often, batching its events", _D.flush_ms, _int_at_least(1)
-    ),
-    Flag(
-        "frame-budget",
-        "WebSocket frames per second this process writes at most: big rooms flush less often",
-        _D.frame_budget,
-        _int_at_least(1),
-    ),
-    Flag(
-        "barrage-cap",
-        "barrage messages per second a room delivers before shedding (0 = no cap)",
-        _D.barrage_cap,
-        _int_at_least(0),
-    ),
-    Flag("history-events", "durable events kept per room for resume", _D.history_events, _int_at_least(1)),
-    Flag("history-age-s", "seconds durable events are kept for resume", _D.history_age_s, _int_at_least(1)),
-    Flag(
-        "max-connections-per-user",
-        "sockets one user may hold on this node (more are closed with 4029)",
-        _D.max_connections_per_user,
-        _int_at_least(1),
-    ),
-    Flag(
-        "max-connections-per-ip",
-        "sockets one IP address may hold on this node (0 = no limit)",
-        _D.max_connections_per_ip,
-        _int_at_least(0),
-    ),
-    Flag("no-batching", "one frame per event per socket (benchmark baseline only)", False, switch=True),
-    Flag(
-        "gifts",
-        "JSON file with the gift catalog [{id, name, value}]",
-        shown_default="4 built-in gifts",
-        metavar="FILE",
-    ),
-    Flag("webhook-url", "send signed webhooks (PROTOCOL §5) to this URL", parse=_http_url, metavar="URL"),
-    Flag(
-        "public-ip",
-        "IP address advertised in WebRTC answers instead of the local ones",
-        parse=_ip,
-        metavar="IP",
-    ),
-    Flag("ice-host", "gather WebRTC host candidates on this local address only", parse=_ip, metavar="IP"),
-    Flag(
-        "media-workers",
-        "WebRTC media worker processes (0 = media in this process)",
-        _D.media_workers,
-        _int_at_least(0),
-    ),
-    Flag("node-id", "this node's name in logs, metrics and presence", shown_default="random", metavar="ID"),
-    Flag(
-        "gc-freeze-s",
-        "freeze the long-lived heap this often so full GC pauses stay short; 0 = Python's default",
-        _D.gc_freeze_s,
-        _float_at_least(0),
-    ),
-    Flag(
-        "gc-reclaim-s",
-        "at most this long between full collections of a big frozen heap",
-        _D.gc_reclaim_s,
-        _float_at_least(1),
-    ),
-    Flag(
-        "gc-young-threshold",
-        "allocations between young collections (Python's default 700; 0 = leave it)",
-        _D.gc_young_threshold,
-        _int_at_least(0),
-    ),
-    Flag(
-        "auto-create",
-        "who creates a room by joining one that does not exist: named = staff or a token naming"
-        " the room, any = every token, off = only POST /v1/rooms",
-        _D.auto_create,
-        _one_of(*AUTO_CREATE_CHOICES),
-        shown_default="named; any in dev mode (no --app)",
-        metavar="POLICY",
-    ),
-    Flag(
-        "max-rooms-per-app", "rooms one app may have (0 = no limit)", _D.max_rooms_per_app, _int_at_least(0)
-    ),
-    Flag(
-        "room-idle-ttl-s",
-        "a room nobody joined, published to or changed for this long is forgotten, keys and all",
-        _D.room_idle_ttl_s,
-        _int_at_least(1),
-    ),
-    Flag(
-        "rest-rate-per-token",
-        "REST requests per second per bearer token (0 = no limit)",
-        _D.rest_rate_per_token,
-        _float_at_least(0),
-    ),
-    Flag("rest-burst-per-token", "REST burst per bearer token", _D.rest_burst_per_token, _int_at_least(1)),
-    Flag(
-        "rest-rate-per-ip",
-        "REST requests per second per client IP (0 = no limit; behind a proxy every request has its IP)",
-        _D.rest_rate_per_ip,
-        _float_at_least(0),
-    ),
-    Flag("rest-burst-per-ip", "REST burst per client IP", _D.rest_burst_per_ip, _int_at_least(1)),
-    Flag("log-level", "one of " + ", ".join(LOG_LEVELS), "INFO", _log_level, metavar="LEVEL"),
-)
+SERVE_FLAGS = SETTINGS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -342,32 +66,63 @@ def _argtype(parse: Callable[[str], object]) -> Callable[[str], object]:
     return convert
 
 
-def _serve_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="run the server",
-        description="Run the server. Every flag can also be set as ROOMSERVER_<FLAG>; a flag wins.",
+def _add_setting_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="TOML file of settings, keys named like the flags; flags and the environment win"
+        f" (default: none; env {CONFIG_ENV})",
     )
-    # SUPPRESS: an absent flag leaves no attribute, so _apply_env can tell it from a given one.
-    for f in SERVE_FLAGS:
+    # SUPPRESS: an absent flag leaves no attribute, so resolve() can tell it from a given one.
+    for f in SETTINGS:
         if f.switch:
-            p.add_argument(f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=f.help_text())
+            p.add_argument(
+                f"--{f.name}", action="store_true", default=argparse.SUPPRESS, help=_help(f.help_text())
+            )
         else:
             p.add_argument(
                 f"--{f.name}",
                 action="append" if f.repeat else "store",
-                type=_argtype(f.parse),
+                type=_argtype(f.spec.parse),
                 default=argparse.SUPPRESS,
-                metavar=f.metavar or ("N" if isinstance(f.default, int | float) else f.name.upper()),
-                help=f.help_text(),
+                metavar=f.spec.metavar or ("N" if isinstance(f.default, int | float) else f.name.upper()),
+                help=_help(f.help_text()),
             )
 
 
-def _apply_env(args: argparse.Namespace, environ: dict[str, str] | os._Environ[str]) -> None:
-    """Fill each flag not given on the command line from the environment, else its default."""
-    for f in SERVE_FLAGS:
-        if not hasattr(args, f.dest):
-            setattr(args, f.dest, f.from_env(environ))
+def _dest(f: Flag) -> str:
+    """The argparse attribute of a setting's flag (``--no-batching``: ``no_batching``)."""
+    return f.name.replace("-", "_")
+
+
+def _help(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the server. Every flag can also be set as ROOMSERVER_<FLAG> or in a --config"
+        " file; a flag wins over the environment, the environment over the file.",
+    )
+    _add_setting_flags(p)
+
+
+def _config_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "config",
+        help="print the effective configuration",
+        description="Print the configuration `serve` would run with (the same flags, environment and"
+        " --config file), each setting with its source; secrets are masked.",
+    )
+    _add_setting_flags(p)
+
+
+def resolve_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Resolved:
+    given = {f.name: getattr(args, _dest(f)) for f in SETTINGS if hasattr(args, _dest(f))}
+    return resolve(given, environ, args.config)
 
 
 def _token_parser(sub: argparse._SubParsersAction) -> None:
@@ -383,51 +138,18 @@ def _token_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--user", required=True, help="user id, 1..64 characters of [A-Za-z0-9_.:@-]")
     p.add_argument("--role", default="viewer", choices=sorted(ROLES), help="(default: viewer)")
     p.add_argument("--room", default=None, help="the only room the token admits (default: any)")
-    p.add_argument("--ttl", type=_argtype(_int_at_least(1)), default=3600, help="seconds (default: 3600)")
+    p.add_argument("--ttl", type=_argtype(int_at_least(1)), default=3600, help="seconds (default: 3600)")
     p.add_argument("--name", default=None, help="display name, at most 32 characters (default: the user id)")
-    p.add_argument("--tier", type=_argtype(_int_at_least(0)), default=0, help="0..10 (default: 0)")
+    p.add_argument("--tier", type=_argtype(int_at_least(0)), default=0, help="0..10 (default: 0)")
     p.add_argument("--app", default=None, metavar="KEY[:SECRET]", help="the app that signs the token")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    cfg = Config(
-        host=args.host,
-        port=args.port,
-        redis_url=args.redis_url,
-        redis_cluster=args.redis_cluster,
-        redis_prefix=args.redis_prefix,
-        redis_durable_wait_ms=args.redis_durable_wait_ms,
-        redis_durable_events=args.redis_durable_events,
-        apps=parse_apps(args.app),
-        flush_ms=args.flush_ms,
-        frame_budget=args.frame_budget,
-        barrage_cap=args.barrage_cap,
-        history_events=args.history_events,
-        history_age_s=args.history_age_s,
-        max_connections_per_user=args.max_connections_per_user,
-        max_connections_per_ip=args.max_connections_per_ip,
-        batching=not args.no_batching,
-        webhook_url=args.webhook_url,
-        public_ip=args.public_ip,
-        ice_host=args.ice_host,
-        media_workers=args.media_workers,
-        gc_freeze_s=args.gc_freeze_s,
-        gc_reclaim_s=args.gc_reclaim_s,
-        gc_young_threshold=args.gc_young_threshold,
-        auto_create=args.auto_create,
-        max_rooms_per_app=args.max_rooms_per_app,
-        room_idle_ttl_s=args.room_idle_ttl_s,
-        rest_rate_per_token=args.rest_rate_per_token,
-        rest_burst_per_token=args.rest_burst_per_token,
-        rest_rate_per_ip=args.rest_rate_per_ip,
-        rest_burst_per_ip=args.rest_burst_per_ip,
-    )
-    if cfg.redis_url and cfg.redis_cluster:
-        raise ConfigError("give --redis-url (one server) or --redis-cluster, not both")
-    if args.node_id:
-        cfg.node_id = args.node_id
+    """The Config of parsed ``serve`` arguments (``main`` resolved them with the
+    environment and the config file of that moment)."""
+    resolved: Resolved = args.resolved
+    cfg = copy.copy(resolved.config)
     cfg.dev_secret = os.environ.get(DEV_SECRET_ENV) or None
-    cfg.load_gifts(args.gifts)
     return cfg
 
 
@@ -445,6 +167,33 @@ def check_listen(host: str, port: int) -> None:
                 s.bind(addr)
             except OSError as exc:
                 raise ConfigError(_listen_error(host, port, exc)) from None
+
+
+def check_redis_login(cfg: Config) -> None:
+    """Refuse to start when Redis refuses our login or TLS (a wrong password would
+    otherwise look like an outage: every op answered `unavailable`). Redis not
+    answering at all is no reason to refuse: the server rides out outages."""
+    target = cfg.redis_cluster or cfg.redis_url
+    if not target:
+        return
+    from roomserver.bus.redis_client import LoginRefused, SlotRouter, Timeouts, parse_target
+
+    async def login() -> None:
+        seeds, db, credentials = parse_target(target, cfg.redis_ca_file)
+        router = SlotRouter(
+            seeds, cluster=bool(cfg.redis_cluster), db=db, credentials=credentials, timeouts=Timeouts(op=3.0)
+        )
+        try:
+            await router.check_login()
+        finally:
+            await router.close()
+
+    try:
+        asyncio.run(login())
+    except LoginRefused as exc:
+        raise ConfigError(f"{cfg.bus_name}: {exc}") from None
+    except (OSError, ssl.SSLError) as exc:  # the CA file is not a certificate
+        raise ConfigError(f"--redis-ca-file {cfg.redis_ca_file}: {exc}") from None
 
 
 def _listen_error(host: str, port: int, exc: OSError) -> str:
@@ -499,13 +248,13 @@ def banner(cfg: Config) -> str:
 def serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     check_listen(cfg.host, cfg.port)
+    check_redis_login(cfg)
 
     from aiohttp import web
 
     from roomserver.server import create_app
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logsafe.install()  # client text in a log line cannot start a forged line
+    logsetup.configure(cfg.log_level, cfg.log_format, cfg.node_id)
     try:
         import uvloop
 
@@ -594,12 +343,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"roomserver {version()}")
     sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     _serve_parser(sub)
+    _config_parser(sub)
     _token_parser(sub)
     args = parser.parse_args(argv)
     try:
+        if args.cmd in ("serve", "config"):
+            # The argument names of the settings are their field names (dest).
+            args.resolved = resolve_args(args, os.environ)
         if args.cmd == "serve":
-            _apply_env(args, os.environ)
             return serve(args)
+        if args.cmd == "config":
+            print(describe(args.resolved))
+            return 0
         return token(args)
     except ConfigError as exc:
         print(f"roomserver {args.cmd}: {exc}", file=sys.stderr)

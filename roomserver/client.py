@@ -1,9 +1,10 @@
 """Python SDK for roomserver (PROTOCOL v1): one WebSocket, requests, events, resume.
 
     async with RoomClient("http://127.0.0.1:8080", token) as client:
-        client.on("barrage", lambda ev: print(ev["data"]["text"]))
-        await client.join("r1")
-        await client.send_barrage("r1", "hi")
+        r1 = client.room("r1")  # a handle: r1's events only, ops without the room argument
+        r1.on("barrage", lambda ev: print(ev["data"]["text"]))
+        await r1.join()
+        await r1.send_barrage("hi")
         async for ev in client.events("gift"):
             ...
 
@@ -59,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import itertools
 import logging
@@ -67,7 +69,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar, overload
 
 import aiohttp
 import msgspec
@@ -195,9 +197,12 @@ class EventStream:
     ends when the client is closed for good.
     """
 
-    def __init__(self, client: RoomClient, names: frozenset[str], maxsize: int) -> None:
+    def __init__(
+        self, client: RoomClient, names: frozenset[str], maxsize: int, room: str | None = None
+    ) -> None:
         self._client = client
         self._names = names
+        self._room = room
         self._maxsize = maxsize
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._overflowed = False
@@ -205,6 +210,8 @@ class EventStream:
 
     def _offer(self, ev: Event) -> None:
         if self._ended or (self._names and ev.get("ev") not in self._names):
+            return
+        if self._room is not None and ev.get("room") != self._room:
             return
         if self._queue.qsize() >= self._maxsize:
             self._overflowed = True
@@ -289,6 +296,7 @@ class RoomClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._handlers: dict[str, list[EventCallback]] = {}
+        self._room_handles: dict[str, Room] = {}
         self._streams: set[EventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._supervisor: asyncio.Task[None] | None = None
@@ -698,6 +706,17 @@ class RoomClient:
 
     # -- outgoing --------------------------------------------------------------------
 
+    def room(self, room_id: str) -> Room:
+        """A handle bound to ``room_id`` (``Room``, below): its listeners get only that
+        room's events, its op methods take no room. Does not join the room."""
+
+        if not isinstance(room_id, str) or not room_id:
+            raise ValueError("room id must be a non-empty string")
+        handle = self._room_handles.get(room_id)
+        if handle is None:
+            handle = self._room_handles[room_id] = Room(self, room_id)
+        return handle
+
     def on(self, ev: str, fn: EventCallback) -> Callable[[], None]:
         """Call ``fn(event)`` for each event named ``ev`` (``"*"``: every event).
         ``fn`` may be a coroutine function (run as a task). Returns an unsubscriber."""
@@ -709,9 +728,10 @@ class RoomClient:
 
         return off
 
-    def events(self, *names: str, maxsize: int = 10_000) -> EventStream:
-        """An async iterator over events (all, or only those named); see ``EventStream``."""
-        stream = EventStream(self, frozenset(names), maxsize)
+    def events(self, *names: str, maxsize: int = 10_000, room: str | None = None) -> EventStream:
+        """An async iterator over events (all, or only those named; only ``room``'s if
+        given); see ``EventStream``."""
+        stream = EventStream(self, frozenset(names), maxsize, room)
         if self._done.is_set():
             stream._end()
         else:
@@ -870,7 +890,7 @@ class RoomClient:
         return await self.request("product.pin", room, product=dict(product))
 
     async def unpin_product(self, room: str, product_id: str | None = None) -> dict[str, Any]:
-        params = {"product": {"id": product_id}} if product_id is not None else {}
+        params: dict[str, Any] = {"product": {"id": product_id}} if product_id is not None else {}
         return await self.request("product.unpin", room, **params)
 
     async def track(self, room: str, action: str, product: str | None = None) -> dict[str, Any]:
@@ -1085,3 +1105,117 @@ def _ws_url(url: str) -> str:
     if u.path in ("", "/"):
         u = u.with_path("/v1/ws")
     return str(u)
+
+
+# -- per-room handles ------------------------------------------------------------
+# A handle bound to one room of a ``RoomClient``: ``client.room("r1")``.
+#
+#     r1 = client.room("r1")
+#     r1.on("barrage", lambda ev: print(ev["data"]["text"]))  # only r1's barrage
+#     await r1.join()
+#     await r1.send_barrage("hi")
+#
+# Listeners added through the handle get only events whose ``room`` is the handle's (server
+# events and the client's local ones: ``resync``, ``error``), so an app with several rooms on
+# one connection no longer filters by room in every callback. The op methods are the client's
+# with the room filled in; getting a handle does not join the room.
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Bound(Generic[P, R]):
+    """A RoomClient method ``(room, *args)`` seen on a Room as ``(*args)``.
+
+    A descriptor rather than forty hand-written wrappers: the signature is the client
+    method's (mypy checks calls through it), and a new op needs one line here."""
+
+    def __init__(self, method: Callable[Concatenate[RoomClient, str, P], R]) -> None:
+        self._name = method.__name__
+
+    @overload
+    def __get__(self, obj: None, owner: type[Room]) -> _Bound[P, R]: ...
+    @overload
+    def __get__(self, obj: Room, owner: type[Room]) -> Callable[P, R]: ...
+    def __get__(self, obj: Room | None, owner: type[Room]) -> _Bound[P, R] | Callable[P, R]:
+        if obj is None:
+            return self
+        # Looked up on the client instance, so a subclass's override is the one bound.
+        method: Callable[Concatenate[str, P], R] = getattr(obj.client, self._name)
+        return functools.partial(method, obj.id)
+
+
+class Room:
+    """One room seen through a RoomClient; see the module docstring."""
+
+    def __init__(self, client: RoomClient, room_id: str) -> None:
+        self.client = client
+        self.id = room_id
+
+    def __repr__(self) -> str:
+        return f"Room({self.id!r})"
+
+    @property
+    def state(self) -> RoomState | None:
+        """The client's tracking state of this room (None while not joined)."""
+        return self.client.rooms.get(self.id)
+
+    def on(self, ev: str, fn: EventCallback) -> Callable[[], None]:
+        """Call ``fn(event)`` for each of this room's events named ``ev`` (``"*"``: all of
+        them). ``fn`` may be a coroutine function. Returns an unsubscriber."""
+
+        def only_this_room(event: Event) -> Any:
+            if event.get("room") == self.id:
+                return fn(event)
+            return None
+
+        return self.client.on(ev, only_this_room)
+
+    def events(self, *names: str, maxsize: int = 10_000) -> EventStream:
+        """An async iterator over this room's events (all, or only those named)."""
+        return self.client.events(*names, maxsize=maxsize, room=self.id)
+
+    async def request(self, op: str, *, timeout: float | None = None, **params: Any) -> dict[str, Any]:
+        return await self.client.request(op, self.id, timeout=timeout, **params)
+
+    async def send(self, op: str, **params: Any) -> None:
+        """Fire and forget (no reply), like ``client.send(op, room, ...)``."""
+        await self.client.send(op, self.id, **params)
+
+    join = _Bound(RoomClient.join)
+    leave = _Bound(RoomClient.leave)
+    resume = _Bound(RoomClient.resume)
+    start = _Bound(RoomClient.start)
+    end = _Bound(RoomClient.end)
+    send_barrage = _Bound(RoomClient.send_barrage)
+    send_like = _Bound(RoomClient.send_like)
+    send_gift = _Bound(RoomClient.send_gift)
+    pin_product = _Bound(RoomClient.pin_product)
+    unpin_product = _Bound(RoomClient.unpin_product)
+    track = _Bound(RoomClient.track)
+    mute = _Bound(RoomClient.mute)
+    unmute = _Bound(RoomClient.unmute)
+    kick = _Bound(RoomClient.kick)
+    slow = _Bound(RoomClient.slow)
+    words = _Bound(RoomClient.words)
+    announce = _Bound(RoomClient.announce)
+    lottery_create = _Bound(RoomClient.lottery_create)
+    lottery_enter = _Bound(RoomClient.lottery_enter)
+    lottery_draw = _Bound(RoomClient.lottery_draw)
+    sale_create = _Bound(RoomClient.sale_create)
+    sale_buy = _Bound(RoomClient.sale_buy)
+    coupon_issue = _Bound(RoomClient.coupon_issue)
+    coupon_claim = _Bound(RoomClient.coupon_claim)
+    redpacket_send = _Bound(RoomClient.redpacket_send)
+    redpacket_grab = _Bound(RoomClient.redpacket_grab)
+    poll_create = _Bound(RoomClient.poll_create)
+    poll_vote = _Bound(RoomClient.poll_vote)
+    cohost_request = _Bound(RoomClient.cohost_request)
+    cohost_invite = _Bound(RoomClient.cohost_invite)
+    cohost_accept = _Bound(RoomClient.cohost_accept)
+    cohost_reject = _Bound(RoomClient.cohost_reject)
+    cohost_end = _Bound(RoomClient.cohost_end)
+    pk_invite = _Bound(RoomClient.pk_invite)
+    pk_accept = _Bound(RoomClient.pk_accept)
+    pk_reject = _Bound(RoomClient.pk_reject)
+    pk_end = _Bound(RoomClient.pk_end)

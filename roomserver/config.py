@@ -1,16 +1,28 @@
-"""Server configuration: command-line flags, each also settable from ROOMSERVER_* env vars."""
+"""Server configuration: the ``Config`` dataclass, whose fields declare the settings.
+
+Each setting is a flag, a ROOMSERVER_* environment variable and a config-file key
+(roomserver/configspec.py: the declaration; roomserver/configload.py: precedence).
+"""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
 
 import msgspec
 
+from roomserver import configspec as cs
 from roomserver.auth import DEV_APP
+from roomserver.configspec import env_name, flags_of, setting, setting_factory
+from roomserver.core.webhooks import (
+    Endpoint,
+    EndpointSpecError,
+    check_endpoints,
+    check_http_url,
+    parse_endpoint,
+)
 from roomserver.tenancy import APP_KEY_RE
 
 DEFAULT_GIFTS: list[dict[str, object]] = [
@@ -23,6 +35,8 @@ DEFAULT_GIFTS: list[dict[str, object]] = [
 
 AutoCreate = Literal["named", "any", "off"]
 AUTO_CREATE_CHOICES = ("named", "any", "off")
+LogFormat = Literal["text", "json"]
+LOG_FORMATS = ("text", "json")
 
 # Long enough for a replica on another host to acknowledge (normally < 1 ms on a
 # LAN), short enough that a shard without replicas answers `unavailable` well
@@ -30,65 +44,318 @@ AUTO_CREATE_CHOICES = ("named", "any", "off")
 DEFAULT_CLUSTER_DURABLE_WAIT_MS = 200
 
 
+def _without_login(url: str) -> str:
+    """``redis[s]://user:password@hosts`` -> ``redis[s]://hosts``: fit for logs."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
+
+
+def _load_gifts(path: object) -> list[dict[str, object]]:
+    try:
+        gifts = msgspec.json.decode(Path(str(path)).read_bytes())
+    except (OSError, msgspec.DecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if not isinstance(gifts, list) or not all(isinstance(g, dict) for g in gifts):
+        raise ConfigError(f"{path}: not a JSON list of {{id, name, value}} objects")
+    return gifts
+
+
+def _apps(values: object) -> dict[str, str]:
+    return parse_apps([str(v) for v in values]) if isinstance(values, list) else {}
+
+
+def _masked_apps(apps: object) -> str:
+    return ", ".join(f"{key}:****" for key in sorted(apps)) if isinstance(apps, dict) else ""
+
+
+def _endpoints(values: object) -> list[Endpoint]:
+    """``--webhook`` values; the apps they name are checked in ``check_apps``."""
+    try:
+        return [parse_endpoint(str(spec)) for spec in values] if isinstance(values, list) else []
+    except EndpointSpecError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _endpoint_ids(endpoints: object) -> str:
+    return ", ".join(f"{e.app}:{e.id}" for e in endpoints) if isinstance(endpoints, list) else ""
+
+
+def _moderation_urls(values: object) -> dict[str, str]:
+    """``--moderation-callback APP:URL`` values."""
+    urls: dict[str, str] = {}
+    for spec in values if isinstance(values, list) else []:
+        app, sep, url = str(spec).partition(":")
+        if not sep or url.startswith("//"):
+            raise ConfigError(f"--moderation-callback takes APP:URL, got {spec!r}")
+        if app in urls:
+            raise ConfigError(f"--moderation-callback {app} is given twice")
+        try:
+            urls[app] = check_http_url(url)
+        except EndpointSpecError as exc:
+            raise ConfigError(f"--moderation-callback {app}: {exc}") from None
+    return urls
+
+
+def _gift_count(gifts: object) -> str:
+    return f"{len(gifts)} gifts" if isinstance(gifts, list) else str(gifts)
+
+
+# Every setting is declared once, here: `setting(default, help, parser, ...)` on a field
+# makes the flag --field-name, the variable ROOMSERVER_FIELD_NAME, the file key
+# field-name and a row of docs/configuration.md (roomserver/configspec.py). A field
+# without `setting` is internal.
 @dataclass(slots=True)
 class Config:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    redis_url: str | None = None
-    redis_cluster: str | None = None
-    redis_prefix: str = "rs:"
+    host: str = setting("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
+    port: int = setting(8080, "TCP port to listen on (`make serve PORT=…`)", cs.port)
+    redis_url: str | None = setting(
+        None,
+        "one Redis server, redis://[user:password@]host:port[/db]; rediss:// for TLS",
+        cs.redis_url,
+        shown_default="none: the embedded in-process bus, one process, nothing kept across restarts",
+        metavar="URL",
+    )
+    redis_cluster: str | None = setting(
+        None,
+        "Redis Cluster seed nodes host:port,host:port,… or redis[s]://[user:password@]host:port,…",
+        cs.redis_cluster,
+        metavar="NODES",
+    )
+    redis_prefix: str = setting(
+        "rs:", "prefix of every Redis key and channel of this deployment", metavar="PREFIX"
+    )
+    redis_ca_file: str | None = setting(
+        None,
+        "CA certificate file that rediss:// servers are verified against",
+        cs.readable_file,
+        shown_default="the system's CAs",
+        metavar="FILE",
+    )
     # WAIT for one replica after money and state writes (ms; 0 = off). None = the
     # mode's default: on for --redis-cluster, off for --redis-url (see durable_wait_ms).
-    redis_durable_wait_ms: int | None = None
+    redis_durable_wait_ms: int | None = setting(
+        None,
+        "acknowledge orders, claims, grabs, entries and room changes only once a replica has them"
+        " (WAIT 1 N); 0 = off",
+        cs.int_at_least(0),
+        shown_default="200 with --redis-cluster, 0 with --redis-url",
+        metavar="MS",
+    )
     # Also wait after event-only commits (barrage, gifts, likes): slower, see docs.
-    redis_durable_events: bool = False
+    redis_durable_events: bool = setting(
+        False, "also wait for a replica after event-only commits (barrage, gifts, likes)", switch=True
+    )
     # app key -> secret. Empty = dev mode (app "dev" with a random secret).
-    apps: dict[str, str] = field(default_factory=dict)
+    apps: dict[str, str] = setting_factory(
+        dict,
+        "an app whose tokens are accepted: key 1..32 of [A-Za-z0-9_-], secret at least 32 bytes"
+        " (repeatable; in the environment KEY:SECRET,KEY:SECRET; in a file a table [app])",
+        repeat=True,
+        flag="app",
+        convert=_apps,
+        show=_masked_apps,
+        shown_default="none = dev mode: app 'dev' with a random secret, new on each start",
+        metavar="KEY:SECRET",
+    )
     dev_secret: str | None = None
-    flush_ms: int = 50
+    flush_ms: int = setting(
+        50, "write each socket at most this often, batching its events", cs.int_at_least(1)
+    )
     # Upper bound on WebSocket frames written per second by this process; the
     # flush interval of big rooms stretches so that sockets/interval stays under it.
-    frame_budget: int = 60_000
-    barrage_cap: int = 100
-    history_events: int = 2000
-    history_age_s: int = 1800
+    frame_budget: int = setting(
+        60_000,
+        "WebSocket frames per second this process writes at most: big rooms flush less often",
+        cs.int_at_least(1),
+    )
+    barrage_cap: int = setting(
+        100, "barrage messages per second a room delivers before shedding (0 = no cap)", cs.int_at_least(0)
+    )
+    history_events: int = setting(2000, "durable events kept per room for resume", cs.int_at_least(1))
+    history_age_s: int = setting(1800, "seconds durable events are kept for resume", cs.int_at_least(1))
     # A socket whose unsent bytes exceed this is a slow consumer: closed with 4008.
     socket_buffer_limit: int = 2 * 1024 * 1024
     # Above this, ephemeral events are skipped for the socket (shed low priority first).
     socket_buffer_soft: int = 256 * 1024
-    max_connections_per_user: int = 10
+    max_connections_per_user: int = setting(
+        10, "sockets one user may hold on this node (more are closed with 4029)", cs.int_at_least(1)
+    )
     # Sockets per client IP (0 = no limit). Viewers behind one carrier NAT share an
     # IP: raise it for such audiences (and for load tests from one machine).
-    max_connections_per_ip: int = 200
-    batching: bool = True  # off = one frame per event per socket (benchmark baseline)
-    gifts: list[dict[str, object]] = field(default_factory=lambda: list(DEFAULT_GIFTS))
+    max_connections_per_ip: int = setting(
+        200, "sockets one IP address may hold on this node (0 = no limit)", cs.int_at_least(0)
+    )
+    # off = one frame per event per socket (benchmark baseline)
+    batching: bool = setting(
+        True,
+        "one frame per event per socket (benchmark baseline only)",
+        switch=True,
+        flag="no-batching",
+        invert=True,
+    )
+    gifts: list[dict[str, object]] = setting_factory(
+        lambda: list(DEFAULT_GIFTS),
+        "JSON file with the gift catalog [{id, name, value}]",
+        convert=_load_gifts,
+        show=_gift_count,
+        shown_default="4 built-in gifts",
+        metavar="FILE",
+    )
     banned_words_file: str | None = None
-    webhook_url: str | None = None
-    public_ip: str | None = None
-    ice_host: str | None = None
-    media_workers: int = 0
-    node_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    webhook_url: str | None = setting(
+        None, "send signed webhooks (PROTOCOL §5) to this URL", cs.http_url, metavar="URL"
+    )
+    # -- webhooks and the moderation callback (roomserver/webhooks.py, moderation_hook.py) --
+    # Endpoints per app with event filters; --webhook-url adds endpoint "default" (the
+    # events it always had) to every app. Apps named here are checked in ``check_apps``.
+    webhooks: list[Endpoint] = setting_factory(
+        list,
+        "a webhook endpoint of an app: EVENTS is * or a comma list (room.*, order.created, …)"
+        " (repeatable; in the environment separated by spaces)",
+        repeat=True,
+        env_sep=None,
+        flag="webhook",
+        convert=_endpoints,
+        show=_endpoint_ids,
+        shown_default="none",
+        metavar="APP:ID:EVENTS:URL",
+    )
+    webhook_backoff_s: float = setting(
+        1.0, "first webhook retry after about this long", cs.float_at_least(0.001), metavar="S"
+    )
+    webhook_backoff_max_s: float = setting(
+        600.0, "longest wait between webhook retries", cs.float_at_least(0.001), metavar="S"
+    )
+    webhook_give_up_s: float = setting(
+        24 * 3600.0,
+        "a webhook not delivered this long after its event is marked failed",
+        cs.float_at_least(1),
+        metavar="S",
+    )
+    webhook_timeout_s: float = setting(
+        5.0, "one webhook POST's timeout", cs.float_at_least(0.01), metavar="S"
+    )
+    # How often an idle endpoint's worker looks for events other nodes queued.
+    webhook_poll_s: float = 1.0
+    webhook_log_retention: int = 10_000
+    members_batch_s: float = setting(
+        5.0,
+        "room.members webhooks (joined/left lists) at most this often per room and node",
+        cs.float_at_least(0.01),
+        metavar="S",
+    )
+    # app -> URL called before a barrage is published (allow / block / replace).
+    moderation_urls: dict[str, str] = setting_factory(
+        dict,
+        "URL the app's barrage is sent to before publishing: allow, block or replace"
+        " (repeatable; in the environment separated by spaces)",
+        repeat=True,
+        env_sep=None,
+        flag="moderation-callback",
+        convert=_moderation_urls,
+        shown_default="none",
+        metavar="APP:URL",
+    )
+    moderation_timeout_ms: int = setting(
+        300, "a moderation callback not answered within this is a failure", cs.int_at_least(1), metavar="MS"
+    )
+    # On timeout or error: block (closed) or allow (open).
+    moderation_fail_closed: bool = setting(
+        False,
+        "on a moderation callback failure: open = publish, closed = refuse (blocked_content)",
+        cs.one_of("open", "closed"),
+        flag="moderation-fail",
+        convert=lambda v: v == "closed",
+        show=lambda v: "closed" if v else "open",
+        shown_default="open",
+        metavar="open|closed",
+    )
+    moderation_concurrency: int = setting(
+        64,
+        "moderation callbacks in flight per node; beyond it a barrage is treated as on a failure",
+        cs.int_at_least(1),
+    )
+    public_ip: str | None = setting(
+        None, "IP address advertised in WebRTC answers instead of the local ones", cs.ip, metavar="IP"
+    )
+    ice_host: str | None = setting(
+        None, "gather WebRTC host candidates on this local address only", cs.ip, metavar="IP"
+    )
+    media_workers: int = setting(
+        0, "WebRTC media worker processes (0 = media in this process)", cs.int_at_least(0)
+    )
+    node_id: str = setting_factory(
+        lambda: secrets.token_hex(4),
+        "this node's name in logs, metrics and presence",
+        shown_default="random",
+        metavar="ID",
+    )
     drain_timeout_s: float = 5.0
     # Freeze the long-lived heap every gc_freeze_s so full collections stay short
     # (0 = leave Python's collector alone); see roomserver/gcpolicy.py.
-    gc_freeze_s: float = 1.0
-    gc_reclaim_s: float = 3600.0
+    gc_freeze_s: float = setting(
+        1.0,
+        "freeze the long-lived heap this often so full GC pauses stay short; 0 = Python's default",
+        cs.float_at_least(0),
+    )
+    gc_reclaim_s: float = setting(
+        3600.0, "at most this long between full collections of a big frozen heap", cs.float_at_least(1)
+    )
     # Allocations between young collections while the policy runs (Python's own: 700).
-    gc_young_threshold: int = 10_000
+    gc_young_threshold: int = setting(
+        10_000,
+        "allocations between young collections (Python's default 700; 0 = leave it)",
+        cs.int_at_least(0),
+    )
     # Who creates a room by joining one that does not exist (see handlers/rooms.py);
     # None = the mode's default (room_auto_create).
-    auto_create: AutoCreate | None = None
+    auto_create: AutoCreate | None = setting(
+        None,
+        "who creates a room by joining one that does not exist: named = staff or a token naming"
+        " the room, any = every token, off = only POST /v1/rooms",
+        cs.one_of(*AUTO_CREATE_CHOICES),
+        shown_default="named; any in dev mode (no --app)",
+        metavar="POLICY",
+    )
     # Rooms one app may have (0 = no limit); creating more answers limit_reached.
-    max_rooms_per_app: int = 10_000
+    max_rooms_per_app: int = setting(10_000, "rooms one app may have (0 = no limit)", cs.int_at_least(0))
     # A room nobody joined, published to or changed for this long is forgotten, keys and all.
-    room_idle_ttl_s: int = 7 * 24 * 3600
+    room_idle_ttl_s: int = setting(
+        7 * 24 * 3600,
+        "a room nobody joined, published to or changed for this long is forgotten, keys and all",
+        cs.int_at_least(1),
+    )
     # REST requests per second and burst, per bearer token and per client IP
     # (roomserver/api/ratelimit.py); a rate of 0 = no limit. Behind a proxy every
     # request has the proxy's IP: turn the per-IP limit off there.
-    rest_rate_per_token: float = 50.0
-    rest_burst_per_token: int = 100
-    rest_rate_per_ip: float = 100.0
-    rest_burst_per_ip: int = 200
+    rest_rate_per_token: float = setting(
+        50.0, "REST requests per second per bearer token (0 = no limit)", cs.float_at_least(0)
+    )
+    rest_burst_per_token: int = setting(100, "REST burst per bearer token", cs.int_at_least(1))
+    rest_rate_per_ip: float = setting(
+        100.0,
+        "REST requests per second per client IP (0 = no limit; behind a proxy every request has its IP)",
+        cs.float_at_least(0),
+    )
+    rest_burst_per_ip: int = setting(200, "REST burst per client IP", cs.int_at_least(1))
+    # Origins whose pages may call the REST API and read its answers (CORS). Tokens are
+    # bearer tokens, never cookies, so "*" exposes nothing a page could not send anyway;
+    # a list narrows it for operators whose policy wants that.
+    cors_origins: list[str] = setting_factory(
+        lambda: ["*"],
+        "origins allowed to call the API from a browser (repeatable; * = any)",
+        cs.origin,
+        repeat=True,
+        shown_default="*",
+        metavar="ORIGIN",
+    )
+    log_level: str = setting("INFO", "one of " + ", ".join(cs.LOG_LEVELS), cs.log_level, metavar="LEVEL")
+    log_format: LogFormat = setting(
+        "text",
+        "text: one line per record; json: one JSON object per line with node, room and user fields",
+        cs.one_of(*LOG_FORMATS),
+        metavar="FORMAT",
+    )
 
     @property
     def durable_wait_ms(self) -> int:
@@ -103,10 +370,9 @@ class Config:
     def bus_name(self) -> str:
         """The bus as logs and the banner name it (never with a password)."""
         if self.redis_cluster:
-            return f"Redis Cluster {self.redis_cluster}"
+            return f"Redis Cluster {_without_login(self.redis_cluster)}"
         if self.redis_url:
-            u = urlparse(self.redis_url)
-            return f"Redis {u._replace(netloc=u.netloc.rpartition('@')[2]).geturl()}"
+            return f"Redis {_without_login(self.redis_url)}"
         return "the embedded bus (one process)"
 
     @property
@@ -129,14 +395,6 @@ class Config:
             self.dev_secret = secrets.token_urlsafe(24)
         return {DEV_APP: self.dev_secret}
 
-    def load_gifts(self, path: str | None) -> None:
-        if not path:
-            return
-        try:
-            self.gifts = msgspec.json.decode(Path(path).read_bytes())
-        except (OSError, msgspec.DecodeError) as exc:
-            raise ConfigError(f"--gifts {path}: {exc}") from None
-
 
 class ConfigError(ValueError):
     """A flag or environment value the server cannot run with; the message is one line for the user."""
@@ -144,14 +402,6 @@ class ConfigError(ValueError):
 
 # HS256 keys shorter than the hash (RFC 7518 §3.2) make tokens forgeable by brute force.
 MIN_APP_SECRET_BYTES = 32
-
-
-ENV_PREFIX = "ROOMSERVER_"
-
-
-def env_name(flag: str) -> str:
-    """The environment variable of flag ``--flag``: ``ROOMSERVER_FLAG``."""
-    return ENV_PREFIX + flag.upper().replace("-", "_")
 
 
 def validate_app(key: str, secret: str) -> None:
@@ -188,3 +438,19 @@ def _redacted(app: str) -> str:
     """An ``--app`` value fit for an error message: never echo a secret."""
     key, sep, secret = app.partition(":")
     return f"{key}:…" if sep and secret else app
+
+
+SETTINGS = flags_of(Config)
+__all__ = ["SETTINGS", "Config", "ConfigError", "env_name"]
+
+
+def check_apps(cfg: Config) -> None:
+    """Settings that name apps must name configured ones (dev mode: app ``dev``)."""
+    apps = set(cfg.apps) or {DEV_APP}
+    try:
+        check_endpoints(cfg.webhooks, apps)
+    except EndpointSpecError as exc:
+        raise ConfigError(str(exc)) from None
+    for app in cfg.moderation_urls:
+        if app not in apps:
+            raise ConfigError(f"--moderation-callback {app}: no app {app!r} is configured (--app)")

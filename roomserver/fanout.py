@@ -451,14 +451,15 @@ class Fanout:
         self._mark()
 
     def _repair(self, ch: RoomChannel) -> None:
-        if self.history_reader is None:
+        read_history = self.history_reader
+        if read_history is None:
             return
         ch.repairing = True
 
         async def repair() -> None:
             try:
                 for _ in range(20):
-                    events = await self.history_reader(ch.room, ch.last_seq)
+                    events = await read_history(ch.room, ch.last_seq)
                     for ev in events:
                         if ev.seq == ch.last_seq + 1:
                             ch.last_seq = ev.seq

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from roomserver import logsetup
 from roomserver.auth import AuthError, Identity, TokenVerifier
 from roomserver.bus.base import BrokerUnavailable
 from roomserver.contract import check as contract_check
@@ -155,6 +156,7 @@ class Gateway:
             await ws.close(code=code, message=reason.encode()[:120])
 
         conn = Connection(next(self._ids), identity.user, identity.is_staff, transport, close)
+        logsetup.bind_user(identity.app, identity.user)  # this socket's task: its log records
         session = Session(conn, identity, limits=self._limits.setdefault(key, UserLimits()))
         self.sessions.add(session)
         expiry: asyncio.TimerHandle | None = None
@@ -177,6 +179,8 @@ class Gateway:
             if expiry is not None:
                 expiry.cancel()
             self.sessions.discard(session)
+            for room in conn.rooms:  # room.members webhook batch: a closed socket leaves
+                self.node.members.left(room, identity.user)
             for room in self.node.fanout.remove_connection(conn):
                 self.node.spawn(self.node.release_channel(room))
 
@@ -212,6 +216,7 @@ class Gateway:
         node, conn = self.node, session.conn
         spec = REGISTRY.get(op_name)
         result = "error"
+        bound = logsetup.bind_room(room)
         try:
             if spec is None:
                 raise OpError("bad_request", f"unknown op {op_name!r}")
@@ -235,6 +240,8 @@ class Gateway:
                 node.fanout.send_personal(conn, reply_ok(req_id, data if data is not None else {}))
         except OpError as err:
             result = err.code
+            if log.isEnabledFor(logging.DEBUG):  # the room and user come from the log context
+                log.debug("op %s answered %s: %s", op_name, err.code, err.message)
             self._send(conn, req_id, err)
         except BrokerUnavailable as exc:
             result = "unavailable"
@@ -245,6 +252,7 @@ class Gateway:
             log.exception("op %s failed", op_name)
             self._send(conn, req_id, OpError("internal", "internal error"))
         finally:
+            logsetup.ROOM.reset(bound)
             node.metrics.count_op(session.identity.app, op_name if spec else "unknown", result)
 
     def _send(

@@ -15,9 +15,11 @@ host or admin) publishes as ``host``, a user in the room's co-host list as
 ``cohost``; everyone else gets 403. Playing and stopping need a token admitting
 the room (a kicked viewer is refused, like ``room.join``).
 
-Room state drives media through small hooks the handlers call (each a no-op on a
-node without media): ``link_pk``/``unlink_pk`` (PK start/end), ``unpublish``
-(co-host ended), ``room_ended`` (show over: PK, co-hosts and media end).
+Room state drives media through the hooks of ``node.StageMedia``, which
+``MediaGlue`` implements and ``server.create_app`` hands the node as ``node.media``
+(a node without media keeps ``NoMedia``): ``link_pk``/``unlink_pk``/``sync_pk``
+(PK start/end), ``unpublish`` (co-host ended), ``close_room`` (show over). This
+module imports no handler: the handlers reach media only through ``node.media``.
 
 Limits of this version: media lives in the node whose WHIP/WHEP endpoint was
 called (per node: one router or one pool); nodes do not proxy media to each
@@ -34,7 +36,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,8 +62,6 @@ STORE_ATTEMPTS = 5
 ENDED_PKS_KEPT = 1000
 
 MediaBackend = MediaRouter | MediaWorkerPool
-
-_GLUES: weakref.WeakKeyDictionary[Node, MediaGlue] = weakref.WeakKeyDictionary()
 
 
 class _Unchanged(Exception):
@@ -302,6 +301,15 @@ class MediaGlue:
     def cohost_publishers(self, room: str) -> set[str]:
         return {e["user"] for e in self.backend.publishers(room) if e["role"] == "cohost"}
 
+    async def unpublish(self, room: str, user: str) -> None:
+        with contextlib.suppress(MediaError):
+            await self.backend.unpublish(room, user)
+
+    async def close_room(self, room: str) -> None:
+        """The show is over: the room's publishers, viewers and PK links close."""
+        with contextlib.suppress(MediaError):
+            await self.backend.close_room(room)
+
 
 def _public(publishers: list[dict]) -> list[dict]:
     """The backend names a PK opponent's room by its key; viewers see the public id."""
@@ -309,9 +317,9 @@ def _public(publishers: list[dict]) -> list[dict]:
 
 
 def install(app: web.Application, node: Node, verifier: TokenVerifier, config: Config) -> MediaGlue:
-    """Mount WHIP/WHEP on ``app`` and tie the media backend's life to the app's."""
+    """Mount WHIP/WHEP on ``app`` and tie the media backend's life to the app's;
+    the caller hands the returned glue to the node (``node.media``)."""
     glue = MediaGlue(node, verifier, config)
-    _GLUES[node] = glue
     app.add_routes(media_routes(glue.backend, glue.authorize))
 
     async def on_startup(app: web.Application) -> None:
@@ -325,48 +333,6 @@ def install(app: web.Application, node: Node, verifier: TokenVerifier, config: C
     return glue
 
 
-def for_node(node: Any) -> MediaGlue | None:
-    return _GLUES.get(node)
-
-
-# -- hooks for the handlers: each a no-op on a node without media ------------------------
-
-
-def link_pk(node: Any, app: str, pk: dict[str, Any]) -> None:
-    if (glue := for_node(node)) is not None:
-        glue.link_pk(app, pk)
-
-
-def unlink_pk(node: Any, app: str, pk: dict[str, Any]) -> None:
-    if (glue := for_node(node)) is not None:
-        glue.unlink_pk(app, pk)
-
-
-def sync_pk(node: Any, app: str, doc: RoomDoc) -> None:
-    if (glue := for_node(node)) is not None:
-        glue.sync_pk(app, doc)
-
-
-def cohost_publishers(node: Any, room: str) -> set[str]:
-    glue = for_node(node)
-    return glue.cohost_publishers(room) if glue is not None else set()
-
-
-async def unpublish(node: Any, room: str, user: str) -> None:
-    if (glue := for_node(node)) is not None:
-        with contextlib.suppress(MediaError):
-            await glue.backend.unpublish(room, user)
-
-
-async def room_ended(node: Any, room: str) -> None:
-    """room.end hook: the stage ends with the show — a running PK ends, co-hosts step
-    down, and the room's media (publishers, viewers, PK links) is closed."""
-    from roomserver.handlers import cohost, pk
-
-    try:
-        await pk.room_ended(node, room)
-        await cohost.clear(node, room)
-    finally:
-        if (glue := for_node(node)) is not None:
-            with contextlib.suppress(MediaError):
-                await glue.backend.close_room(room)
+def for_node(node: Node) -> MediaGlue | None:
+    """The node's media glue, if it has one (tests reach the backend through it)."""
+    return node.media if isinstance(node.media, MediaGlue) else None

@@ -1,4 +1,12 @@
-"""Prometheus metrics (one registry per server instance, so tests can run several)."""
+"""Prometheus metrics (one registry per server instance, so tests can run several).
+
+Typed as Prometheus means them: counters (``*_total``) for things counted since the
+process started, gauges for levels read at scrape, histograms for durations. The
+process collector adds CPU seconds, resident memory, open file descriptors and the
+start time (``process_*``). Other parts register their own metrics on
+``Metrics.registry`` (webhook delivery metrics do); docs/metrics.md lists them all,
+generated from the registry by ``python -m roomserver.metrics``.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +16,16 @@ import time
 from collections import Counter as Tally
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -26,23 +42,11 @@ class Metrics:
         self.ops = OpsCollector()
         r.register(self.ops)
         self.events_out = Counter("roomserver_bus_events_total", "Events received from the bus", registry=r)
-        self.deliveries = Gauge(
-            "roomserver_deliveries", "Messages written to sockets since start (events x sockets)", registry=r
-        )
-        self.frames = Gauge("roomserver_frames", "WebSocket frames written since start", registry=r)
+        # Fan-out totals, read from the fan-out's own counters at scrape (``fanout_stats``).
+        self.fanout = FanoutCollector()
+        r.register(self.fanout)
         self.shed = Counter(
             "roomserver_barrage_shed_total", "Barrage messages shed over the room cap", registry=r
-        )
-        self.shed_ephemeral = Gauge(
-            "roomserver_ephemeral_shed",
-            "Ephemeral messages skipped for sockets over the soft buffer",
-            registry=r,
-        )
-        self.slow_closes = Gauge("roomserver_slow_consumer_closes", "Sockets closed with 4008", registry=r)
-        self.cut_connections = Gauge(
-            "roomserver_cut_connections",
-            "Connections reset because the peer did not complete a close within the close timeout",
-            registry=r,
         )
         self.queue_depth = Gauge(
             "roomserver_socket_buffer_bytes_max",
@@ -51,6 +55,24 @@ class Metrics:
         )
         self.tracked = Counter(
             "roomserver_tracked_total", "Analytics track ops", ["app", "action"], registry=r
+        )
+        self.webhook_deliveries = Counter(
+            "roomserver_webhook_deliveries_total",
+            "Webhook delivery attempts by result: delivered, retried (an attempt failed), failed (for good)",
+            ["app", "endpoint", "result"],
+            registry=r,
+        )
+        self.webhook_queue_depth = Gauge(
+            "roomserver_webhook_queue_depth",
+            "Webhooks queued for an endpoint (reported by the node delivering it)",
+            ["app", "endpoint"],
+            registry=r,
+        )
+        self.moderation_calls = Counter(
+            "roomserver_moderation_callback_total",
+            "Moderation callbacks by result: allow, block, replace, error (timeout, refused, bad answer), busy",
+            ["app", "result"],
+            registry=r,
         )
         self.flush_seconds = Histogram(
             "roomserver_flush_seconds",
@@ -66,6 +88,8 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, _resident_memory_bytes, …
+        PlatformCollector(registry=r)  # python_info
         self._gc_started = 0.0
         # Children made once: this runs on every collection, young ones included.
         self._gc_pause_by_generation = [self.gc_pause.labels(str(g)) for g in range(3)]
@@ -118,3 +142,72 @@ class OpsCollector(Collector):
         for (app, op, result), n in sorted(self.counts.copy().items()):
             family.add_metric([app, op, result], n)
         yield family
+
+
+# (metric name without _total, FanoutStats attribute, help)
+FANOUT_TOTALS = (
+    ("roomserver_deliveries", "deliveries", "Messages written to sockets (events x sockets)"),
+    ("roomserver_frames", "frames", "WebSocket frames written"),
+    (
+        "roomserver_ephemeral_shed",
+        "shed_ephemeral",
+        "Ephemeral messages skipped for sockets over the soft buffer",
+    ),
+    ("roomserver_slow_consumer_closes", "slow_closes", "Sockets closed with 4008 (slow consumer)"),
+    (
+        "roomserver_cut_connections",
+        "cut_connections",
+        "Connections reset because the peer did not complete a close within the close timeout",
+    ),
+)
+
+
+class FanoutCollector(Collector):
+    """The fan-out's counters (plain ints it increments on its hot path) as Prometheus
+    counters, read at scrape from ``stats`` (an object with the attributes of
+    ``FANOUT_TOTALS``; the /metrics route hands it the node's ``Fanout.stats``)."""
+
+    def __init__(self) -> None:
+        self.stats: object | None = None
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, attr, doc in FANOUT_TOTALS:
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], getattr(self.stats, attr, 0) if self.stats is not None else 0)
+            yield family
+
+
+def _families(registry: CollectorRegistry) -> list[Metric]:
+    return sorted(registry.collect(), key=lambda m: m.name)
+
+
+def metrics_table(metrics: Metrics | None = None) -> str:
+    """The Markdown table of every metric a server exposes (docs/metrics.md)."""
+    m = metrics or Metrics()
+    m.count_op("app", "op", "ok")  # a sample, so the collector's labels show
+    m.tracked.labels(app="app", action="a")
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for family in _families(m.registry):
+        labels = sorted({k for s in family.samples for k in s.labels} - {"le", "quantile"})
+        name = family.name + ("_total" if family.type == "counter" else "")
+        doc = family.documentation.replace("|", "\\|")
+        rows.append(f"| `{name}` | {family.type} | {', '.join(labels)} | {doc} |")
+    return "\n".join(rows)
+
+
+DOC_BEGIN = "<!-- metrics table: generated by `python -m roomserver.metrics`; do not edit -->"
+DOC_END = "<!-- end of metrics table -->"
+
+
+def with_table(doc: str, table: str) -> str:
+    head, _, rest = doc.partition(DOC_BEGIN)
+    _, _, tail = rest.partition(DOC_END)
+    return f"{head}{DOC_BEGIN}\n{table}\n{DOC_END}{tail}"
+
+
+if __name__ == "__main__":  # regenerate the table in docs/metrics.md
+    import sys
+    from pathlib import Path
+
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/metrics.md")
+    path.write_text(with_table(path.read_text(), metrics_table()))

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from roomserver.bus.base import (
     Broker,
@@ -34,10 +34,12 @@ from roomserver.core import room as rules
 from roomserver.core.moderation import TokenBucket, WordFilters
 from roomserver.core.room import Emit, RoomDoc
 from roomserver.fanout import RECENT_BARRAGE, Fanout, RoomChannel
+from roomserver.members_batch import MemberBatches
 from roomserver.metrics import Metrics
+from roomserver.moderation_hook import from_config as moderation_from_config
 from roomserver.protocol import CLOSE_SLOW_CONSUMER, OpError, encode_event, now_ms
 from roomserver.tenancy import app_of, public_room
-from roomserver.webhooks import Webhooks
+from roomserver.webhooks import from_config as webhooks_from_config
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,65 @@ JOINED_PER_S = 5.0
 RECENT_WINDOW = 200
 
 Rule = Callable[[RoomDoc], tuple[RoomDoc, list[Emit]]]
+# A periodic room check (poll close, lottery draw, sale end, PK end): (node, room, doc, now_ms).
+DeadlineCheck = Callable[["Node", str, RoomDoc, int], Awaitable[None]]
+# A step of ending a show (a running PK ends, co-hosts step down): (node, room).
+ShowEndStep = Callable[["Node", str], Awaitable[None]]
+
+
+class StageMedia(Protocol):
+    """What room state asks of this node's media (``media_glue.MediaGlue``): PK
+    links, co-host publishers, closing a room's media. ``NoMedia`` without one."""
+
+    def link_pk(self, app: str, pk: dict[str, Any]) -> None: ...
+
+    def unlink_pk(self, app: str, pk: dict[str, Any]) -> None: ...
+
+    def sync_pk(self, app: str, doc: RoomDoc) -> None: ...
+
+    def cohost_publishers(self, room: str) -> set[str]: ...
+
+    async def unpublish(self, room: str, user: str) -> None: ...
+
+    async def close_room(self, room: str) -> None: ...
+
+
+class NoMedia:
+    """A node without media: every hook does nothing."""
+
+    def link_pk(self, app: str, pk: dict[str, Any]) -> None:
+        pass
+
+    def unlink_pk(self, app: str, pk: dict[str, Any]) -> None:
+        pass
+
+    def sync_pk(self, app: str, doc: RoomDoc) -> None:
+        pass
+
+    def cohost_publishers(self, room: str) -> set[str]:
+        return set()
+
+    async def unpublish(self, room: str, user: str) -> None:
+        pass
+
+    async def close_room(self, room: str) -> None:
+        pass
 
 
 class Node:
-    def __init__(self, config: Config, broker: Broker, metrics: Metrics | None = None) -> None:
+    """The composition root (``server.create_app``) hands the node what sits above
+    it: the handlers' ``deadlines`` and ``show_end`` steps, and its ``media``; the
+    node imports no handler and no media code (dependencies point down)."""
+
+    def __init__(
+        self,
+        config: Config,
+        broker: Broker,
+        metrics: Metrics | None = None,
+        *,
+        deadlines: Sequence[DeadlineCheck] = (),
+        show_end: Sequence[ShowEndStep] = (),
+    ) -> None:
         self.config = config
         self.broker = broker
         self.metrics = metrics or Metrics()
@@ -82,8 +139,13 @@ class Node:
         self._local_gates: dict[str, int] = {}
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
-        self.hooks = ShowHooks(self)
-        self.webhooks = Webhooks(config.webhook_url, config.app_secrets())
+        self.deadlines = tuple(deadlines)
+        self.media: StageMedia = NoMedia()
+        self.hooks = ShowHooks(self, show_end)
+        # Webhooks, room.members batches, the moderation callback (None = off: zero cost).
+        self.webhooks = webhooks_from_config(config, broker, self.metrics)
+        self.members = MemberBatches(self.webhooks, config.members_batch_s)
+        self.moderation = moderation_from_config(config, self.metrics)
         self.draining = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -92,6 +154,7 @@ class Node:
         await self.broker.start(self._on_delivery)
         self.fanout.start()
         self.webhooks.start()
+        self.members.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._every(PRESENCE_PERIOD_S, self._report_presence), name="presence"),
@@ -108,7 +171,10 @@ class Node:
         with contextlib.suppress(Exception):
             await self.broker.report_presence({}, PRESENCE_TTL_MS)
         await self.fanout.stop()
+        await self.members.stop()
         await self.webhooks.stop()
+        if self.moderation is not None:
+            await self.moderation.close()
         await self.broker.close()
 
     def spawn(self, coro: Awaitable[Any]) -> None:
@@ -320,14 +386,12 @@ class Node:
         ]
 
     async def _check_deadlines(self) -> None:
-        from roomserver.handlers import DEADLINES
-
         now = now_ms()
         for room in list(self.fanout.channels):
             doc = await self.room(room)
             if doc is None or not doc.features:
                 continue
-            for check in DEADLINES:
+            for check in self.deadlines:
                 # OpError: another node got there first (not_open / conflict).
                 with contextlib.suppress(OpError):
                     await check(self, room, doc, now)
@@ -405,8 +469,9 @@ class ShowHooks:
     """What happens around a show besides its events: webhooks, the summary.
     Analytics attach here."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, show_end: Sequence[ShowEndStep] = ()) -> None:
         self.node = node
+        self.show_end = tuple(show_end)
 
     async def followers(self, room: str) -> list[str]:
         return sorted(await self.node.broker.tally_members(room, FOLLOWERS_KEY))
@@ -439,7 +504,9 @@ class ShowHooks:
     async def room_ended(self, room: str, doc: RoomDoc, summary: dict[str, Any]) -> None:
         """After ``room.end`` or ``DELETE /v1/rooms/{room}``: the stage ends with the
         show (a running PK ends, co-hosts step down, the room's media closes)."""
-        from roomserver import media_glue
-
         self.node.webhooks.emit("room.ended", room, {"room": rules.public_view(doc), "summary": summary})
-        await media_glue.room_ended(self.node, room)
+        try:
+            for step in self.show_end:
+                await step(self.node, room)
+        finally:
+            await self.node.media.close_room(room)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 
+from roomserver import media_glue
+from roomserver.api import add_routes
+from roomserver.api.middleware import cors, errors
+from roomserver.api.ratelimit import rate_limits
+from roomserver.appkeys import CONFIG_KEY, GATEWAY_KEY, NODE_KEY, VERIFIER_KEY
 from roomserver.auth import TokenVerifier
 from roomserver.bus.base import Broker, HistoryLimits
 from roomserver.bus.memory import MemoryBroker, MemoryHub
@@ -13,16 +19,14 @@ from roomserver.buswatch import BusWatch
 from roomserver.config import Config
 from roomserver.gateway import Gateway
 from roomserver.gcpolicy import GcPolicy
-from roomserver.handlers import load_all
+from roomserver.handlers.catalog import SHOW_END, deadline_checks
 from roomserver.metrics import Metrics
 from roomserver.node import Node
+from roomserver.web import add_web_routes
 
 log = logging.getLogger(__name__)
 
-NODE_KEY = web.AppKey("node", Node)
-GATEWAY_KEY = web.AppKey("gateway", Gateway)
-CONFIG_KEY = web.AppKey("config", Config)
-VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)
+__all__ = ["CONFIG_KEY", "GATEWAY_KEY", "NODE_KEY", "VERIFIER_KEY", "create_app", "make_broker"]
 
 
 def make_broker(config: Config) -> Broker:
@@ -30,13 +34,14 @@ def make_broker(config: Config) -> Broker:
     if config.redis_cluster or config.redis_url:
         from roomserver.bus.redis import RedisBroker
 
-        options = {
+        options: dict[str, Any] = {
             "node_id": config.node_id,
             "limits": limits,
             "prefix": config.redis_prefix,
             "durable_wait_ms": config.durable_wait_ms,
             "durable_events": config.redis_durable_events,
             "idle_ttl_ms": config.room_idle_ttl_s * 1000,
+            "ca_file": config.redis_ca_file,
         }
         if config.redis_cluster:
             return RedisBroker.from_cluster(config.redis_cluster, **options)
@@ -47,14 +52,12 @@ def make_broker(config: Config) -> Broker:
 
 def _middlewares(config: Config) -> list:
     """Outermost first: CORS headers on every answer, errors as JSON, then limits."""
-    from roomserver.api.middleware import cors, errors
-    from roomserver.api.ratelimit import rate_limits
 
     def limit(rate: float, burst: int) -> tuple[float, int] | None:
         return (rate, burst) if rate > 0 else None
 
     return [
-        cors,
+        cors(config.cors_origins),
         errors,
         rate_limits(
             limit(config.rest_rate_per_token, config.rest_burst_per_token),
@@ -64,21 +67,23 @@ def _middlewares(config: Config) -> list:
 
 
 def create_app(config: Config, broker: Broker | None = None) -> web.Application:
-    load_all()
     verifier = TokenVerifier(config.app_secrets())
-    node = Node(config, broker or make_broker(config), Metrics())
+    # The node is handed its handlers' deadline checks and show-end steps (and, below,
+    # its media): it imports none of them.
+    node = Node(
+        config,
+        broker or make_broker(config),
+        Metrics(),
+        deadlines=deadline_checks(),
+        show_end=SHOW_END,
+    )
     gateway = Gateway(node, verifier)
     app = web.Application(client_max_size=256 * 1024, middlewares=_middlewares(config))
     app[NODE_KEY] = node
     app[GATEWAY_KEY] = gateway
     app[CONFIG_KEY] = config
     app[VERIFIER_KEY] = verifier
-    from roomserver.api import add_routes
-
     add_routes(app, ws_handler=gateway.handle)
-
-    from roomserver.web import add_web_routes
-
     add_web_routes(app, config)
 
     gc_policy = GcPolicy(
@@ -110,7 +115,5 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     # WHIP/WHEP and the media backend (started after the node, closed before it stops).
-    from roomserver import media_glue
-
-    media_glue.install(app, node, verifier, config)
+    node.media = media_glue.install(app, node, verifier, config)
     return app

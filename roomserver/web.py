@@ -32,8 +32,11 @@ from roomserver.protocol import OpError, decode_body, encode
 
 log = logging.getLogger(__name__)
 
-# The checkout's web_client/ (the package is installed editable: `pip install -e .`).
-WEB_DIR = Path(__file__).resolve().parent.parent / "web_client"
+# Installed from a wheel the pages are package data (roomserver/web_client, mapped from
+# the checkout's web_client/ by pyproject.toml); in a checkout (editable install) they
+# are the checkout's web_client/.
+_PACKAGED = Path(__file__).resolve().parent / "web_client"
+WEB_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent / "web_client"
 PAGES = {
     "/": "index.html",
     "/host.html": "host.html",

@@ -93,7 +93,11 @@ def free_ports(n: int, *, cluster_bus: bool) -> list[int]:
 
 def _client(port: int, timeout: float = 0.5) -> redis.Redis:
     return redis.Redis(
-        host="127.0.0.1", port=port, socket_timeout=timeout, socket_connect_timeout=timeout, retry=None
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=None,  # type: ignore[arg-type]  # no retries
     )
 
 
@@ -212,6 +216,7 @@ class RedisCluster:
                 reply = n.command("CLUSTER", "SLOTS")
             except redis.RedisError:
                 continue
+            assert isinstance(reply, list)
             return [(int(r[0]), int(r[1]), int(r[2][1]), [int(x[1]) for x in r[3:]]) for r in reply]
         raise RuntimeError("no live cluster node")
 

@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from roomserver.logsafe import clean
 from roomserver.protocol import encode
@@ -22,9 +24,9 @@ from roomserver.protocol import encode
 log = logging.getLogger(__name__)
 
 # Apps embed the SDK on their own origins. Authentication is a bearer token, never a
-# cookie, so allowing any origin exposes nothing a page could not already send.
+# cookie, so allowing any origin (the default) exposes nothing a page could not already
+# send; --cors-origins narrows it for operators whose policy wants a list.
 CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Expose-Headers": "Location, Link, Accept-Post, Retry-After, WWW-Authenticate",
     "Access-Control-Max-Age": "600",
@@ -105,20 +107,40 @@ async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
         return json_error_response(500, "internal error", "internal")
 
 
-@web.middleware
-async def cors(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    methods = allowed_methods(request) if request.method == "OPTIONS" else None
-    if methods is not None and request.match_info.route.method != "OPTIONS":
-        response: web.StreamResponse = web.Response(status=204, headers={"Allow": ", ".join(methods)})
-    else:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:  # redirects (errors are responses by now)
-            exc.headers.update(CORS_HEADERS)
-            raise
-    if response.prepared:  # a WebSocket upgrade is already sent
+def cors_headers(origins: Sequence[str], request_origin: str | None) -> dict[str, str]:
+    """The CORS headers of an answer to a request from ``request_origin``: with ``*`` in
+    ``origins`` any origin; else only a listed one, named back (and ``Vary: Origin``, so a
+    cache does not hand one origin's answer to another). An origin not listed gets no
+    ``Access-Control-Allow-Origin``: its browser withholds the answer from the page."""
+    if "*" in origins:
+        return {"Access-Control-Allow-Origin": "*", **CORS_HEADERS}
+    headers = {"Vary": "Origin"}
+    if request_origin is not None and request_origin.lower() in origins:
+        headers |= {"Access-Control-Allow-Origin": request_origin, **CORS_HEADERS}
+    return headers
+
+
+def cors(origins: Sequence[str] = ("*",)) -> Middleware:
+    """The CORS middleware for ``origins`` (``--cors-origins``)."""
+    allowed = tuple(origins)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        methods = allowed_methods(request) if request.method == "OPTIONS" else None
+        headers = cors_headers(allowed, request.headers.get("Origin"))
+        if methods is not None and request.match_info.route.method != "OPTIONS":
+            response: web.StreamResponse = web.Response(status=204, headers={"Allow": ", ".join(methods)})
+        else:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:  # redirects (errors are responses by now)
+                exc.headers.update(headers)
+                raise
+        if response.prepared:  # a WebSocket upgrade is already sent
+            return response
+        response.headers.update(headers)
+        if methods is not None and "Access-Control-Allow-Origin" in headers:
+            response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
         return response
-    response.headers.update(CORS_HEADERS)
-    if methods is not None:
-        response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
-    return response
+
+    return middleware

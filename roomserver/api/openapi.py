@@ -109,7 +109,7 @@ def _schemas(types: list[type], components: dict[str, Any]) -> dict[type, dict[s
 
 def _op_routes(r: Route) -> list[tuple[Route, str, Any]]:
     """The server API route as one (route, path, op contract) per op it runs."""
-    from roomserver.contract.ops import op_contracts
+    from roomserver.contract.registry import op_contracts
 
     return [(r, r.path.replace("{op}", op.name), op) for op in op_contracts() if op.server_api]
 

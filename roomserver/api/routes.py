@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
+from roomserver.appkeys import NODE_KEY, VERIFIER_KEY
 from roomserver.auth import USER_ID_RE, Identity
 from roomserver.bus.base import BrokerUnavailable, HistoryGone
 from roomserver.contract import check as contract_check
@@ -18,6 +19,8 @@ from roomserver.contract import wire as w
 from roomserver.core import room as rules
 from roomserver.core.room import Emit
 from roomserver.gateway import identity_of
+from roomserver.handlers import REGISTRY, OpContext, commerce, server_api_ops
+from roomserver.node import Node
 from roomserver.protocol import OpError, convert_params, decode_body, encode, now_ms
 from roomserver.tenancy import public_room, room_key
 
@@ -78,17 +81,13 @@ STATUS_OF = {
 }
 
 
-def _node(request: web.Request):  # -> Node
-    from roomserver.server import NODE_KEY
-
+def _node(request: web.Request) -> Node:
     return request.app[NODE_KEY]
 
 
 def _authorize(request: web.Request, auth: Auth) -> Identity | None:
     if auth == "none":
         return None
-    from roomserver.server import VERIFIER_KEY
-
     identity = identity_of(request, request.app[VERIFIER_KEY])
     if auth == "admin" and not identity.is_admin:
         raise OpError("forbidden", "an admin token is required")
@@ -147,13 +146,8 @@ async def readyz(request: web.Request, _: None) -> web.Response:
 @endpoint("none")
 async def metrics(request: web.Request, _: None) -> web.Response:
     node = _node(request)
-    st = node.fanout.stats
     m = node.metrics
-    m.deliveries.set(st.deliveries)
-    m.frames.set(st.frames)
-    m.shed_ephemeral.set(st.shed_ephemeral)
-    m.slow_closes.set(st.slow_closes)
-    m.cut_connections.set(st.cut_connections)
+    m.fanout.stats = node.fanout.stats
     m.sockets.set(len(node.fanout.connections))
     m.rooms.set(len(node.fanout.channels))
     m.queue_depth.set(max((c.buffered() for c in node.fanout.connections), default=0))
@@ -314,20 +308,51 @@ async def history(request: web.Request, identity: Identity) -> web.Response:
     )
 
 
-@endpoint("any")
-async def lottery_audit(request: web.Request, identity: Identity) -> web.Response:
-    from roomserver.handlers.commerce import lottery_audit as audit
+# -- webhooks: the delivery log ------------------------------------------------------
+
+DELIVERY_STATUSES = ("delivered", "failed")
+
+
+@endpoint("admin")
+async def webhook_deliveries(request: web.Request, identity: Identity) -> web.Response:
+    """The app's webhook delivery outcomes, oldest first, a page at a time
+    (roomserver/webhooks.py keeps the last ``--webhook-log-retention``)."""
+    from roomserver.bus.streams import ID_RE
+    from roomserver.core.webhooks import ENDPOINT_ID_RE
 
     node = _node(request)
-    return _json(await audit(node, _room_key(request, identity), request.match_info["lottery"]))
+    limit = _page_limit(request)
+    q = request.query
+    for name in ("endpoint", "status", "after"):
+        if name in q and not q[name]:
+            raise OpError("bad_request", f"{name} must not be empty (leave it out for no filter)")
+    endpoint_id, status, after = q.get("endpoint", ""), q.get("status", ""), q.get("after", "")
+    if endpoint_id and not ENDPOINT_ID_RE.fullmatch(endpoint_id):
+        raise OpError("bad_request", "endpoint must be an endpoint id (1..32 of [A-Za-z0-9_-])")
+    if endpoint_id and node.webhooks.endpoint(identity.app, endpoint_id) is None:
+        raise OpError("not_found", f"the app has no webhook endpoint {endpoint_id!r}")
+    if status and status not in DELIVERY_STATUSES:
+        raise OpError("bad_request", f"status must be one of {', '.join(DELIVERY_STATUSES)}")
+    if after and not ID_RE.fullmatch(after):
+        raise OpError("bad_request", "after must be the `next` (or a `cursor`) of a previous page")
+    records, nxt = await node.webhooks.deliveries(
+        identity.app, endpoint=endpoint_id, status=status, after=after, limit=limit
+    )
+    return _json({"deliveries": records, "next": nxt})
+
+
+@endpoint("any")
+async def lottery_audit(request: web.Request, identity: Identity) -> web.Response:
+    node = _node(request)
+    return _json(
+        await commerce.lottery_audit(node, _room_key(request, identity), request.match_info["lottery"])
+    )
 
 
 @endpoint("admin")
 async def sale_orders(request: web.Request, identity: Identity) -> web.Response:
-    from roomserver.handlers.commerce import sale_orders as orders
-
     node = _node(request)
-    return _json(await orders(node, _room_key(request, identity), request.match_info["sale"]))
+    return _json(await commerce.sale_orders(node, _room_key(request, identity), request.match_info["sale"]))
 
 
 @endpoint("admin")
@@ -335,8 +360,6 @@ async def run_op(request: web.Request, identity: Identity) -> web.Response:
     """The server API: an app back end runs a host/moderator op without a socket,
     through the op's own handler (same rules, events, reply data and ``cid``
     idempotency). The op acts as the admin, or as ``"as": user`` when given."""
-    from roomserver.handlers import REGISTRY, OpContext, server_api_ops
-
     node = _node(request)
     name = request.match_info["op"]
     spec = REGISTRY.get(name)
@@ -478,6 +501,24 @@ ROUTES: list[Route] = [
         "Server API: run a host/moderator op (the body is its params, plus `as` to act as a user)",
         "admin",
         errors=(404, 409, 422),
+    ),
+    Route(
+        "GET",
+        "/v1/webhooks/deliveries",
+        webhook_deliveries,
+        "The app's webhook delivery log (delivered / failed, with attempts), oldest first, paged",
+        "admin",
+        query=(
+            ("endpoint", "only this endpoint id", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}),
+            ("status", "only this outcome", {"type": "string", "enum": ["delivered", "failed"]}),
+            (
+                "after",
+                "`next` of the previous page (a log cursor `<ms>-<n>`)",
+                {"type": "string", "pattern": "^(0|[1-9][0-9]{0,15})-(0|[1-9][0-9]{0,15})$"},
+            ),
+            _page_limit_query(100),
+        ),
+        errors=(404,),
     ),
     Route(
         "GET",

@@ -37,10 +37,13 @@ node touches the rooms it has sockets in (``Node``'s presence loop).
 from __future__ import annotations
 
 import abc
+import enum
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
+
+from roomserver.bus.streams import StreamClaim, StreamEntry, StreamInfo
 
 # Audience of an event: everyone in the room (""), one user ("user:<id>"), or
 # the room's staff: hosts and moderators ("staff").
@@ -117,20 +120,25 @@ class RoomRecord:
     epoch: str  # "" until the room's history exists
 
 
-class CommitStatus:
-    OK: Final = "ok"
+# Results of the atomic steps are enums, never bare strings, on both backends: the
+# values are what the Lua scripts answer, and the Redis backend maps each answer to
+# its member (an unknown one is an error, not a new status).
+
+
+class CommitStatus(enum.Enum):
+    OK = "ok"
     # ``expect_version`` did not match: reload and re-apply the rule.
-    VERSION_CONFLICT: Final = "version_conflict"
+    VERSION_CONFLICT = "version_conflict"
     # The idempotency key was used before with the same fingerprint: ``seqs``
     # are the first commit's results and nothing was published now.
-    REPLAYED: Final = "replayed"
+    REPLAYED = "replayed"
     # The idempotency key was used before with a different fingerprint.
-    IDEM_CONFLICT: Final = "idem_conflict"
+    IDEM_CONFLICT = "idem_conflict"
 
 
 @dataclass(slots=True, frozen=True)
 class CommitResult:
-    status: str
+    status: CommitStatus
     # One entry per draft: the assigned seq for published durable events, 0 for
     # published ephemeral events, None for shed events.
     seqs: tuple[int | None, ...] = ()
@@ -145,31 +153,31 @@ class HistoryPage:
     events: list[BusEvent] = field(default_factory=list)
 
 
-class TallyStatus:
-    ADDED: Final = "added"
-    EXISTS: Final = "exists"
-    CLOSED: Final = "closed"
+class TallyStatus(enum.Enum):
+    ADDED = "added"
+    EXISTS = "exists"  # the member has an entry already: nothing changed
+    CLOSED = "closed"  # the tally was closed (a lottery drawn): nothing changed
 
 
 @dataclass(slots=True, frozen=True)
 class TallyResult:
-    status: str
+    status: TallyStatus
     counts: dict[str, int]
 
 
-class StockStatus:
-    OK: Final = "ok"
-    REPLAYED: Final = "replayed"  # the cid was used before with the same params
-    CONFLICT: Final = "conflict"  # the cid was used before with other params
-    SOLD_OUT: Final = "sold_out"  # fewer than qty left
-    LIMIT_REACHED: Final = "limit_reached"  # the user would exceed per_user_limit
-    NOT_OPEN: Final = "not_open"  # outside [opens_at, closes_at) by the backend's clock
-    NOT_FOUND: Final = "not_found"  # no such stock key
+class StockStatus(enum.Enum):
+    OK = "ok"
+    REPLAYED = "replayed"  # the cid was used before with the same params
+    CONFLICT = "conflict"  # the cid was used before with other params
+    SOLD_OUT = "sold_out"  # fewer than qty left
+    LIMIT_REACHED = "limit_reached"  # the user would exceed per_user_limit
+    NOT_OPEN = "not_open"  # outside [opens_at, closes_at) by the backend's clock
+    NOT_FOUND = "not_found"  # no such stock key
 
 
 @dataclass(slots=True, frozen=True)
 class StockResult:
-    status: str
+    status: StockStatus
     left: int = 0  # stock left after this call
     user_total: int = 0  # what this user holds after this call
     # The record stored with the take (an order, a claim): the caller's for OK,
@@ -177,9 +185,16 @@ class StockResult:
     record: bytes | None = None
 
 
+class GrabStatus(enum.Enum):
+    OK = "ok"
+    REPLAYED = "replayed"  # this user grabbed before: their share again
+    SOLD_OUT = "sold_out"  # no share left
+    NOT_FOUND = "not_found"  # no such packet
+
+
 @dataclass(slots=True, frozen=True)
 class GrabResult:
-    status: str  # "ok" | "replayed" (this user already grabbed) | "sold_out" | "not_found"
+    status: GrabStatus
     amount: int = 0  # this user's share (ok and replayed)
     left: int = 0  # shares left
     # Set on the call that took the last share: (user, amount) of the best grab.
@@ -339,36 +354,37 @@ class Broker(abc.ABC):
     # Poll votes and lottery entries: thousands of users within seconds must not
     # serialise on the room document, so they get their own atomic counters.
 
+    @abc.abstractmethod
     async def tally(self, room: str, key: str, member: str, option: str, ttl_ms: int) -> TallyResult:
         """Atomically record ``member``'s single entry for ``option`` under ``key``
         (created on first use, expiring after ``ttl_ms``). Nothing changes if the
         member already has an entry (``exists``) or the tally is closed. ``counts``
         include this entry and may include concurrent ones (Redis batches them)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def tally_close(self, room: str, key: str) -> list[str]:
         """Close the tally (later entries answer ``closed``) and return its members:
         a lottery draw sees exactly the entries that were accepted."""
-        raise NotImplementedError
 
-    async def tally_counts(self, room: str, key: str) -> dict[str, int]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def tally_counts(self, room: str, key: str) -> dict[str, int]: ...
 
+    @abc.abstractmethod
     async def tally_members(self, room: str, key: str) -> list[str]:
         """Every member with an entry under ``key`` (unordered)."""
-        raise NotImplementedError
 
     # -- stock: flash sales and coupons ------------------------------------------------
     # One code path for "take qty from a shared stock, at most N per user,
     # idempotent per cid": sale.buy and coupon.claim. Never oversells: the
     # check and the decrement are one atomic step in the backend.
 
+    @abc.abstractmethod
     async def stock_create(
         self, room: str, key: str, stock: int, *, opens_at: int = 0, closes_at: int = 0, ttl_ms: int
     ) -> bool:
         """Create a stock (False if ``key`` exists). ``closes_at`` 0 = no end."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def stock_take(
         self,
         room: str,
@@ -388,33 +404,32 @@ class Broker(abc.ABC):
         ``limit_reached`` if the user would pass ``per_user_limit``; ``sold_out``
         if fewer than ``qty`` are left (no partial fills); else take ``qty``,
         append ``record`` to the stock's records, remember it under the cid, OK."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def stock_close(self, room: str, key: str, closes_at: int) -> None:
         """Move the window's end (e.g. to now, to end a sale early)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def stock_state(self, room: str, key: str) -> tuple[int, int] | None:
         """(left, initial stock), or None if there is no such stock."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def stock_records(self, room: str, key: str) -> list[bytes]:
         """Every record taken, in the order taken (for reconciliation)."""
-        raise NotImplementedError
 
     # -- shares: red packets -------------------------------------------------------------
     # The split is computed by the pure rule (core/redpacket.py) when the packet
     # is sent; grabbing pops the next share, at most one per user, atomically.
 
-    async def shares_create(self, room: str, key: str, amounts: list[int], *, ttl_ms: int) -> bool:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def shares_create(self, room: str, key: str, amounts: list[int], *, ttl_ms: int) -> bool: ...
 
-    async def shares_grab(self, room: str, key: str, user: str) -> GrabResult:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def shares_grab(self, room: str, key: str, user: str) -> GrabResult: ...
 
+    @abc.abstractmethod
     async def shares_grabs(self, room: str, key: str) -> list[tuple[str, int]]:
         """(user, amount) of every grab, in grab order."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     async def delete_room(self, room: str) -> None:
@@ -457,3 +472,53 @@ class Broker(abc.ABC):
         the rooms it has sockets in): the broker itself refreshes a room at most
         once a minute (``TouchThrottle``), and does nothing when rooms never
         expire (``idle_ttl_ms`` 0)."""
+
+    # -- durable streams (bus/streams.py: webhook queues, logs) ----------------------
+
+    @abc.abstractmethod
+    async def stream_append(self, stream: str, data: bytes, *, maxlen: int) -> str:
+        """Append ``data``; keep about the last ``maxlen`` entries. Returns the id.
+        Not retried once sent: ``BrokerUnavailable`` = the outcome is unknown."""
+
+    @abc.abstractmethod
+    async def stream_append_many(self, stream: str, items: Sequence[bytes], *, maxlen: int) -> list[str]:
+        """Append ``items`` in order in one round trip (not atomically: after
+        ``BrokerUnavailable`` any prefix of them may have been appended)."""
+
+    @abc.abstractmethod
+    async def stream_read(self, stream: str, group: str, consumer: str, *, count: int) -> list[StreamEntry]:
+        """Up to ``count`` entries no consumer of ``group`` got yet, oldest first,
+        now pending for ``consumer`` (the group starts at the stream's start)."""
+
+    @abc.abstractmethod
+    async def stream_ack(self, stream: str, group: str, ids: Sequence[str], *, delete: bool = False) -> int:
+        """End the pending state of ``ids`` (and delete them if ``delete``);
+        returns how many were pending."""
+
+    @abc.abstractmethod
+    async def stream_claim(
+        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int, start: str = "0-0"
+    ) -> StreamClaim:
+        """Give ``consumer`` up to ``count`` pending entries idle at least
+        ``min_idle_ms`` (from id ``start`` on, oldest first); entries deleted
+        meanwhile are dropped from the pending list."""
+
+    @abc.abstractmethod
+    async def stream_range(self, stream: str, *, after: str = "", limit: int) -> list[StreamEntry]:
+        """Up to ``limit`` entries with an id greater than ``after``, in id order."""
+
+    @abc.abstractmethod
+    async def stream_trim(self, stream: str, *, maxlen: int | None = None, min_id: str | None = None) -> int:
+        """Drop entries beyond the last ``maxlen`` / with an id below ``min_id``."""
+
+    @abc.abstractmethod
+    async def stream_info(self, stream: str, group: str) -> StreamInfo: ...
+
+    @abc.abstractmethod
+    async def stream_lease(self, stream: str, holder: str, ttl_ms: int) -> bool:
+        """True if ``holder`` holds the stream's lease for ``ttl_ms`` from now
+        (taken if free or expired, renewed if already its own)."""
+
+    @abc.abstractmethod
+    async def stream_release(self, stream: str, holder: str) -> None:
+        """Give the lease up if ``holder`` holds it."""

@@ -34,6 +34,7 @@ from roomserver.bus.base import (
     DeliveryHandler,
     Draft,
     GrabResult,
+    GrabStatus,
     HistoryGone,
     HistoryLimits,
     HistoryPage,
@@ -48,6 +49,7 @@ from roomserver.bus.base import (
     check_page,
     check_time,
 )
+from roomserver.bus.memory_streams import MemoryStreamsMixin, StreamStore
 from roomserver.protocol import with_seq
 from roomserver.tenancy import app_of
 
@@ -136,6 +138,7 @@ class MemoryHub:
         self.scheduled_at: dict[str, int] = {}
         self._expiry: list[tuple[int, int, str]] = []  # heap of (deadline, serial, room key)
         self._serials = 0
+        self.streams = StreamStore(lambda: self.now_ms())  # bus/memory_streams.py
 
     def get(self, room_id: str) -> _Room | None:
         """The room, or None if it has no state or expired (then it is forgotten now)."""
@@ -211,7 +214,7 @@ class MemoryHub:
             bisect.insort(self.schedule.setdefault(app, []), (at_ms, room_id))
 
 
-class MemoryBroker(Broker):
+class MemoryBroker(MemoryStreamsMixin, Broker):
     def __init__(
         self,
         hub: MemoryHub | None = None,
@@ -221,6 +224,7 @@ class MemoryBroker(Broker):
     ) -> None:
         self.hub = hub or MemoryHub()
         self.limits = self.hub.limits
+        self.stream_store = self.hub.streams
         self.node_id = node_id or secrets.token_hex(4)
         self.idle_ttl_ms = check_idle_ttl(idle_ttl_ms)
         self._touches = TouchThrottle(idle_ttl_ms)
@@ -516,18 +520,18 @@ class MemoryBroker(Broker):
     async def shares_grab(self, room: str, key: str, user: str) -> GrabResult:
         sh: _Shares | None = self._live(room, "shares", key)
         if sh is None:
-            return GrabResult("not_found")
+            return GrabResult(GrabStatus.NOT_FOUND)
         if user in sh.grabs:
-            return GrabResult("replayed", sh.grabs[user], len(sh.amounts))
+            return GrabResult(GrabStatus.REPLAYED, sh.grabs[user], len(sh.amounts))
         if not sh.amounts:
-            return GrabResult("sold_out")
+            return GrabResult(GrabStatus.SOLD_OUT)
         amount = sh.amounts.popleft()
         sh.grabs[user] = amount
         best = None
         if not sh.amounts:
             # Ties go to the earliest grab.
             best = max(sh.grabs.items(), key=lambda kv: kv[1])
-        return GrabResult("ok", amount, len(sh.amounts), best)
+        return GrabResult(GrabStatus.OK, amount, len(sh.amounts), best)
 
     async def shares_grabs(self, room: str, key: str) -> list[tuple[str, int]]:
         sh: _Shares | None = self._live(room, "shares", key)

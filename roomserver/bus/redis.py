@@ -193,15 +193,22 @@ two server processes and a crowd of buyers):
    calls on that shard answer ``unavailable`` (WAIT finds nobody): the sale
    pauses rather than take orders that a second failure could lose, and goes on
    once a replica is attached. Barrage and other event-only commits go on as
-   soon as the replica is promoted. After a WAIT found no replica, durable calls
-   to that primary are refused unsent (``NotExecuted``) for 0.5 s, so blocked
-   WAITs cannot starve its connection pool. Run two replicas per primary to keep
+   soon as the replica is promoted. A durable call is sent only to a primary
+   known to have a replica: the first durable call to a primary this process has
+   not seen replicated (a newly promoted one) asks ``ROLE`` first, and after a
+   WAIT found no replica the primary is refused unsent (``NotExecuted``) and
+   asked again by ``ROLE`` every 0.5 s. So takes that no replica could
+   acknowledge do not run at all (a buyer's retry decides afresh) instead of
+   draining stock that a second failure would lose, and blocked WAITs cannot
+   starve the primary's connection pool. Run two replicas per primary to keep
    selling through a single failure.
 5. Not covered: event-only commits acknowledged just before the crash may be
    lost and their seq reused (above); ephemeral events (``order.created``,
    ``sale.stock``) are at most once and those published during the window are
-   lost. Webhooks are queued in the server process, not in Redis (announcing
-   an order once after an unknown outcome is ``handlers/commerce.py``'s job).
+   lost. Webhooks are queued in Redis Streams (``redis_streams.py``), written
+   without WAIT: the last ones appended before the crash may be lost with the
+   primary (announcing an order once after an unknown outcome is
+   ``handlers/commerce.py``'s job).
 
 Do not set it on a single node without replicas: every durable write would
 fail (``WAIT`` answers 0). Cost (``python -m tests.commerce.bench_durable``,
@@ -223,7 +230,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from redis.crc import key_slot
 from redis.exceptions import RedisError
@@ -239,25 +245,37 @@ from roomserver.bus.base import (
     DeliveryHandler,
     Draft,
     GrabResult,
+    GrabStatus,
     HistoryGone,
     HistoryLimits,
     HistoryPage,
     Idem,
     RoomRecord,
     StockResult,
+    StockStatus,
     TallyResult,
+    TallyStatus,
     TouchThrottle,
     check_idle_ttl,
     check_page,
     check_time,
 )
 from roomserver.bus.coalesce import Coalescer
-from roomserver.bus.redis_client import NotExecuted, Script, ScriptCall, SlotRouter, Timeouts
+from roomserver.bus.redis_client import (
+    NotExecuted,
+    Script,
+    ScriptCall,
+    SlotRouter,
+    Timeouts,
+    parse_target,
+)
 from roomserver.bus.redis_pubsub import ShardSubscriber
+from roomserver.bus.redis_streams import RedisStreamsMixin
 from roomserver.tenancy import SEP, app_of
 
 log = logging.getLogger(__name__)
 
+# commit.lua answers a status index: the order of this tuple.
 _STATUS = (CommitStatus.OK, CommitStatus.VERSION_CONFLICT, CommitStatus.REPLAYED, CommitStatus.IDEM_CONFLICT)
 
 # One script call settles at most this much; Redis runs nothing else meanwhile.
@@ -265,8 +283,8 @@ MAX_BATCH_COMMITS = 256
 MAX_BATCH_DRAFTS = 2048
 MAX_BATCH_BYTES = 512 * 1024
 MAX_BATCH_TAKES = 512  # stock takes or tally entries per script call (bounds one script's run)
-# After a WAIT found no replica, durable calls to that primary are refused unsent
-# for this long (then one call probes again).
+# After a WAIT (or ROLE) found no replica, durable calls to that primary are refused
+# unsent for this long, then ROLE is asked again.
 UNREPLICATED_RETRY_S = 0.5
 # Index entries checked for expiry per batch, and batches per listing call.
 SWEEP_BATCH = 500
@@ -487,7 +505,7 @@ def _commit_results(reply: list[Any]) -> tuple[list[CommitResult], bool, bytes |
     return out, bool(reply[2]), reply[3]
 
 
-class RedisBroker(Broker):
+class RedisBroker(RedisStreamsMixin, Broker):
     """Rooms on Redis (Cluster); see the module docstring for the design."""
 
     def __init__(
@@ -519,8 +537,13 @@ class RedisBroker(Broker):
         self.idle_ttl_ms = check_idle_ttl(idle_ttl_ms)
         self._touches = TouchThrottle(idle_ttl_ms)
         # Primary address -> loop time until which durable calls to it are refused
-        # unsent, after a WAIT found no replica (see ``_refuse_unreplicated``).
+        # unsent, after a WAIT or ROLE found no replica; primaries seen with a replica
+        # (forgotten when the primaries change); ROLE probes in flight. See
+        # ``_require_replica``.
         self._unreplicated: dict[str, float] = {}
+        self._replicated: set[str] = set()
+        self._replicated_epoch = 0
+        self._replica_probes: dict[str, asyncio.Future[bool]] = {}
         self._router = router
         # Before per-app indexes every room was in this one set: ``start`` moves
         # its rooms to their app's index and gives their keys a lifetime.
@@ -560,18 +583,23 @@ class RedisBroker(Broker):
 
     @classmethod
     def from_url(
-        cls, url: str, *, op_timeout: float = 1.0, pool_size: int = 32, **kwargs: Any
+        cls,
+        url: str,
+        *,
+        op_timeout: float = 1.0,
+        pool_size: int = 32,
+        ca_file: str | None = None,
+        **kwargs: Any,
     ) -> RedisBroker:
-        """One Redis node: ``redis://[:password@]host:port[/db]``."""
-        u = urlparse(url)
-        if u.scheme != "redis":
-            raise ValueError(f"unsupported Redis URL scheme {u.scheme!r}")
-        db = int(u.path.lstrip("/") or 0)
+        """One Redis node: ``redis[s]://[[user]:password@]host:port[/db]`` (rediss: TLS)."""
+        seeds, db, credentials = parse_target(url, ca_file)
+        if "://" not in url or len(seeds) != 1:
+            raise ValueError("a Redis URL names one server: redis[s]://[user:password@]host:port[/db]")
         router = SlotRouter(
-            [f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"],
+            seeds,
             cluster=False,
             db=db,
-            password=unquote(u.password) if u.password else None,
+            credentials=credentials,
             timeouts=Timeouts(op=op_timeout),
             pool_size=pool_size,
         )
@@ -579,13 +607,26 @@ class RedisBroker(Broker):
 
     @classmethod
     def from_cluster(
-        cls, nodes: str | Sequence[str], *, op_timeout: float = 1.0, pool_size: int = 32, **kwargs: Any
+        cls,
+        nodes: str | Sequence[str],
+        *,
+        op_timeout: float = 1.0,
+        pool_size: int = 32,
+        ca_file: str | None = None,
+        **kwargs: Any,
     ) -> RedisBroker:
-        """Redis Cluster from seed nodes ``"host:port,host:port"``."""
-        seeds = [n for n in nodes.split(",") if n.strip()] if isinstance(nodes, str) else list(nodes)
+        """Redis Cluster from seed nodes ``"host:port,host:port"`` or, with a login or TLS,
+        ``"redis[s]://[user:password@]host:port,host:port"``."""
+        seeds, _, credentials = parse_target(nodes if isinstance(nodes, str) else ",".join(nodes), ca_file)
         if not seeds:
             raise ValueError("no cluster nodes given")
-        router = SlotRouter(seeds, cluster=True, timeouts=Timeouts(op=op_timeout), pool_size=pool_size)
+        router = SlotRouter(
+            seeds,
+            cluster=True,
+            credentials=credentials,
+            timeouts=Timeouts(op=op_timeout),
+            pool_size=pool_size,
+        )
         return cls(router, **kwargs)
 
     # -- lifecycle ------------------------------------------------------------
@@ -696,7 +737,7 @@ class RedisBroker(Broker):
             _commit_call(keys, subs, self.limits, defer_publish=durable, idle_ttl_ms=self.idle_ttl_ms)
         ]
         if durable:
-            self._refuse_unreplicated(keys.slot)
+            await self._require_replica(keys.slot)
             commands.append(self._wait_command())
         self.script_calls += 1
         self.commits += len(subs)
@@ -731,22 +772,54 @@ class RedisBroker(Broker):
         # it must follow the script on the same connection (one pipeline).
         return ("WAIT", 1, self.durable_wait_ms)
 
-    def _refuse_unreplicated(self, slot: int) -> None:
-        """Fail fast, before sending anything, while the slot's primary recently had
-        no replica: each WAIT would hold a pooled connection for ``durable_wait_ms``
-        and starve the other rooms of that primary."""
+    async def _require_replica(self, slot: int) -> None:
+        """Send a durable call only to a primary known to have a replica; otherwise
+        refuse it before anything is written (``NotExecuted``: the client's retry
+        decides afresh). A write that no replica can acknowledge would still change
+        the primary (a take drains stock) although a second failure loses it, and
+        its WAIT would hold a pooled connection for ``durable_wait_ms``."""
         addr = self._router.addr_for_slot(slot)
-        until = self._unreplicated.get(addr) if addr else None
-        if until is not None:
-            if asyncio.get_running_loop().time() < until:
-                raise NotExecuted(f"redis: no replica of {addr} acknowledged writes; not sent")
-            del self._unreplicated[addr]  # type: ignore[arg-type]
+        if addr is None:
+            return  # the call itself finds the primary (or fails unsent)
+        if self._replicated_epoch != self._router.primaries_epoch:
+            self._replicated.clear()  # a failover: a promoted primary starts unknown
+            self._replicated_epoch = self._router.primaries_epoch
+        if addr in self._replicated:
+            return
+        until = self._unreplicated.get(addr)
+        if until is not None and asyncio.get_running_loop().time() < until:
+            raise NotExecuted(f"redis: {addr} has no replica to acknowledge writes; not sent")
+        probe = self._replica_probes.get(addr)
+        if probe is None:
+            probe = self._replica_probes[addr] = asyncio.ensure_future(self._probe_replica(slot, addr))
+            probe.add_done_callback(lambda _f: self._replica_probes.pop(addr, None))
+        try:
+            has_replica = await asyncio.shield(probe)
+        except BrokerUnavailable as exc:
+            raise NotExecuted(f"redis: could not ask {addr} for its replicas ({exc}); not sent") from exc
+        if not has_replica:
+            raise NotExecuted(f"redis: {addr} has no replica to acknowledge writes; not sent")
+
+    async def _probe_replica(self, slot: int, addr: str) -> bool:
+        role = await self._router.call_one(slot, ("ROLE",), safe=True)
+        # A primary answers [b"master", offset, [[ip, port, offset], ...]] listing
+        # its connected replicas.
+        has_replica = bool(role) and role[0] in (b"master", "master") and bool(role[2])
+        if has_replica:
+            self._replicated.add(addr)
+            self._unreplicated.pop(addr, None)
+        else:
+            self._unreplicated[addr] = asyncio.get_running_loop().time() + UNREPLICATED_RETRY_S
+        return has_replica
 
     def _check_replicated(self, slot: int, wait_reply: Any, what: str) -> None:
-        if _raise_reply(wait_reply) >= 1:
-            return
         addr = self._router.addr_for_slot(slot)
+        if _raise_reply(wait_reply) >= 1:
+            if addr is not None:
+                self._replicated.add(addr)
+            return
         if addr is not None:
+            self._replicated.discard(addr)
             self._unreplicated[addr] = asyncio.get_running_loop().time() + UNREPLICATED_RETRY_S
         raise BrokerUnavailable(
             f"redis: {what} not acknowledged by a replica within {self.durable_wait_ms} ms (outcome unknown)"
@@ -759,7 +832,7 @@ class RedisBroker(Broker):
             return await self._call(slot, call, safe=safe)
         if self._closed:
             raise BrokerUnavailable("broker closed")
-        self._refuse_unreplicated(slot)
+        await self._require_replica(slot)
         replies = await self._router.call(slot, [call, self._wait_command()], safe=safe)
         reply = _raise_reply(replies[0])
         self._check_replicated(slot, replies[1], call.script.name)
@@ -847,7 +920,7 @@ class RedisBroker(Broker):
         reply = await self._durable_call(keys.slot, ScriptCall(TALLY, [*keys.tally(key), *keys.life], args))
         n = len(entries)
         counts = _counts(reply[n:])
-        return [TallyResult(status.decode(), counts) for status in reply[:n]]
+        return [TallyResult(TallyStatus(status.decode()), counts) for status in reply[:n]]
 
     async def tally_close(self, room: str, key: str) -> list[str]:
         keys = room_keys(self.prefix, room)
@@ -902,7 +975,8 @@ class RedisBroker(Broker):
         call = ScriptCall(STOCK_TAKE, [*keys.stock(key), keys.stock_cids, *keys.life], args)
         replies = await self._durable_call(keys.slot, call)
         return [
-            StockResult(status.decode(), int(left), int(held), rec) for status, left, held, rec in replies
+            StockResult(StockStatus(status.decode()), int(left), int(held), rec)
+            for status, left, held, rec in replies
         ]
 
     async def stock_close(self, room: str, key: str, closes_at: int) -> None:
@@ -933,7 +1007,7 @@ class RedisBroker(Broker):
             keys.slot, ScriptCall(SHARES_GRAB, keys.shares(key), [user])
         )
         finished = (best_user.decode(), int(best)) if best_user else None
-        return GrabResult(status.decode(), int(amount), int(left), finished)
+        return GrabResult(GrabStatus(status.decode()), int(amount), int(left), finished)
 
     async def shares_grabs(self, room: str, key: str) -> list[tuple[str, int]]:
         keys = room_keys(self.prefix, room)

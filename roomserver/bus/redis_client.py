@@ -32,20 +32,25 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import sha1
 from typing import Any
+from urllib.parse import unquote
 
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, RedisSSLContext, SSLConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AskError,
+    AuthenticationError,
+    AuthorizationError,
     BusyLoadingError,
     ClusterDownError,
     MasterDownError,
     MovedError,
+    NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
@@ -129,6 +134,57 @@ class Timeouts:
     pubsub_ping: float = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How every connection to the deployment's Redis servers logs in: AUTH with an ACL
+    user (or the default user when ``username`` is None) and TLS for ``rediss://``. A
+    cluster's nodes share them, also those learnt later from ``CLUSTER SLOTS``."""
+
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    # CA bundle the servers' certificates are checked against (None: the system's).
+    ca_file: str | None = None
+
+
+class LoginRefused(Exception):
+    """A Redis server refused this deployment's credentials or TLS (not an outage)."""
+
+
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a connection error (redis-py wraps it), if there is one."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def parse_target(text: str, ca_file: str | None = None) -> tuple[list[str], int, Credentials]:
+    """``redis[s]://[user:password@]host:port[,host:port…][/db]`` or plain
+    ``host:port,host:port`` -> (seed addresses, db, credentials)."""
+    if "://" not in text:
+        return [n.strip() for n in text.split(",") if n.strip()], 0, Credentials(ca_file=ca_file)
+    scheme, _, rest = text.partition("://")
+    if scheme not in ("redis", "rediss"):
+        raise ValueError(f"unsupported Redis URL scheme {scheme!r}")
+    userinfo, at, hosts = rest.rpartition("@")
+    hosts, _, db_text = hosts.partition("/")
+    user, colon, password = userinfo.partition(":")
+    creds = Credentials(
+        username=unquote(user) if at and user else None,
+        password=unquote(password) if at and colon else None,
+        tls=scheme == "rediss",
+        ca_file=ca_file,
+    )
+    seeds = [n.strip() for n in hosts.split(",") if n.strip()]
+    seeds = [n if ":" in n.rpartition("]")[2] else f"{n}:6379" for n in seeds]
+    return seeds, int(db_text or 0), creds
+
+
 def parse_addr(addr: str) -> tuple[str, int]:
     host, _, port = addr.strip().rpartition(":")
     return host or "127.0.0.1", int(port)
@@ -137,21 +193,38 @@ def parse_addr(addr: str) -> tuple[str, int]:
 class NodePool:
     """Connections to one server; each carries one command (or pipeline) at a time."""
 
-    def __init__(self, addr: str, *, db: int, password: str | None, timeouts: Timeouts, size: int) -> None:
+    def __init__(
+        self,
+        addr: str,
+        *,
+        db: int,
+        credentials: Credentials,
+        timeouts: Timeouts,
+        size: int,
+        tls_context: RedisSSLContext | None = None,
+    ) -> None:
         self.addr = addr
         self.host, self.port = parse_addr(addr)
         self._db = db
-        self._password = password
+        self._credentials = credentials
+        self._tls_context = tls_context
         self._timeouts = timeouts
         self._idle: deque[Connection] = deque()
         self._slots = asyncio.Semaphore(size)
 
     def new_connection(self, socket_timeout: float | None) -> Connection:
-        return Connection(
+        creds = self._credentials
+        tls: dict[str, Any] = {}
+        if creds.tls:
+            # Certificates verified, host names (or IP addresses) checked.
+            tls = {"ssl_cert_reqs": "required", "ssl_ca_certs": creds.ca_file, "ssl_check_hostname": True}
+        conn = (SSLConnection if creds.tls else Connection)(
             host=self.host,
             port=self.port,
             db=self._db,
-            password=self._password,
+            username=creds.username,
+            password=creds.password,
+            **tls,
             socket_timeout=socket_timeout,
             socket_connect_timeout=self._timeouts.connect,
             retry=Retry(NoBackoff(), 0),
@@ -159,6 +232,9 @@ class NodePool:
             # RESP2: pushed pub/sub messages are plain replies read in order.
             protocol=2,
         )
+        if isinstance(conn, SSLConnection) and self._tls_context is not None:
+            conn.ssl_context = self._tls_context
+        return conn
 
     async def connect(self, socket_timeout: float | None) -> Connection:
         conn = self.new_connection(socket_timeout)
@@ -231,7 +307,7 @@ class SlotRouter:
         *,
         cluster: bool,
         db: int = 0,
-        password: str | None = None,
+        credentials: Credentials | None = None,
         timeouts: Timeouts | None = None,
         pool_size: int = 32,
     ) -> None:
@@ -239,12 +315,23 @@ class SlotRouter:
         self.timeouts = timeouts or Timeouts()
         self._seeds = [f"{h}:{p}" for h, p in map(parse_addr, seeds)]
         self._db = db
-        self._password = password
+        self.credentials = credentials or Credentials()
+        # One TLS context for every connection: making one loads the CA bundle (~100 ms),
+        # far over the connect timeout were each new connection to pay it.
+        self._tls_context: RedisSSLContext | None = None
+        if self.credentials.tls:
+            self._tls_context = RedisSSLContext(
+                cert_reqs="required", ca_certs=self.credentials.ca_file, check_hostname=True
+            )
+            self._tls_context.get()
         self._pool_size = pool_size
         self._pools: dict[str, NodePool] = {}
         self._slots: list[str | None] = [None] * SLOTS
         self._stale = True
         self._refreshing: asyncio.Future[None] | None = None
+        # Bumped whenever the set of primaries changes (a failover, a reshard): what
+        # callers learnt about a primary (e.g. that it has a replica) is then stale.
+        self.primaries_epoch = 0
         if not cluster:
             self._slots = [self._seeds[0]] * SLOTS
             self._stale = False
@@ -255,7 +342,12 @@ class SlotRouter:
         p = self._pools.get(addr)
         if p is None:
             p = self._pools[addr] = NodePool(
-                addr, db=self._db, password=self._password, timeouts=self.timeouts, size=self._pool_size
+                addr,
+                db=self._db,
+                credentials=self.credentials,
+                timeouts=self.timeouts,
+                size=self._pool_size,
+                tls_context=self._tls_context,
             )
         return p
 
@@ -270,8 +362,13 @@ class SlotRouter:
             self._stale = True
 
     def moved(self, exc: MovedError) -> None:
-        self._slots[exc.slot_id] = f"{exc.host}:{exc.port}"
+        self._set_slots_of(exc.slot_id, f"{exc.host}:{exc.port}")
         self.mark_stale()
+
+    def _set_slots_of(self, slot: int, addr: str) -> None:
+        if addr not in self._slots:
+            self.primaries_epoch += 1
+        self._slots[slot] = addr
 
     async def ensure_topology(self) -> None:
         if self._stale:
@@ -321,10 +418,38 @@ class SlotRouter:
                 target = f"{host}:{int(primary[1])}"
                 for s in range(first, last + 1):
                     slots[s] = target
+            if set(slots) != set(self._slots):
+                self.primaries_epoch += 1
             self._slots = slots
             self._stale = False
             return
         raise NotSent("no cluster node answered: " + "; ".join(errors[-3:]))
+
+    async def check_login(self) -> None:
+        """PING the seeds with this router's credentials until one answers; raises
+        ``LoginRefused`` when a server refuses the login (or its certificate), and returns
+        quietly when none answers at all (an outage, which the broker rides out)."""
+        for addr in self._seeds:
+            conn = self.pool(addr).new_connection(self.timeouts.op)
+            try:
+                await conn.connect()
+                await conn.send_command("PING")
+                await conn.read_response()
+                return
+            except (AuthenticationError, AuthorizationError, NoPermissionError) as exc:
+                raise LoginRefused(f"{addr} refused the login: {exc}") from None
+            except ResponseError as exc:
+                if str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
+                    raise LoginRefused(f"{addr} refused the login: {exc}") from None
+                raise
+            except IO_ERRORS as exc:
+                tls = _tls_error(exc)
+                if tls is not None:
+                    raise LoginRefused(f"{addr}: TLS failed: {tls}") from None
+                continue  # down or unreachable: not a login failure
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
 
     # -- commands -----------------------------------------------------------
 

@@ -238,7 +238,7 @@ class ShardSubscriber:
         pending = self._connecting.get(addr)
         if pending is None:
             pending = self._connecting[addr] = asyncio.ensure_future(self._connect(addr))
-            pending.add_done_callback(lambda f, a=addr: self._connecting.pop(a, None))
+            pending.add_done_callback(lambda _: self._connecting.pop(addr, None))
         return await asyncio.shield(pending)
 
     async def _connect(self, addr: str) -> _ShardReader:

@@ -5,5 +5,5 @@ shapes they share (``wire``), the checks that hold the server to them
 the Python SDK's typed methods, the OpenAPI document).
 
 Op params schemas, roles and families stay in ``roomserver.handlers.REGISTRY``,
-next to the handlers; ``ops.op_contracts()`` joins both.
+next to the handlers; ``registry.op_contracts()`` joins both.
 """

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from roomserver.contract import typemap as tm
 from roomserver.contract.events import CUSTOM, EVENTS, EventSpec
-from roomserver.contract.ops import OpContract, op_contracts
+from roomserver.contract.registry import OpContract, op_contracts
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOL_MD = "docs/protocol.md"

@@ -8,10 +8,6 @@ gateway checks every reply against it when contract checks are on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import msgspec
-
 from roomserver.contract import wire as w
 
 
@@ -154,28 +150,3 @@ REPLIES: dict[str, type[w.Wire]] = {
     "pk.reject": w.Empty,
     "pk.end": PkEndedReply,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class OpContract:
-    """One op as the contract states it: the registry's entry plus its reply."""
-
-    name: str
-    params: type[msgspec.Struct]
-    reply: type[w.Wire]
-    who: str
-    joined: bool
-    needs_room: bool
-    server_api: bool
-
-
-def op_contracts() -> list[OpContract]:
-    """Every registered op, sorted by name (KeyError if one has no reply schema)."""
-    from roomserver.handlers import REGISTRY, load_all, server_api_ops
-
-    load_all()
-    api = set(server_api_ops())
-    return [
-        OpContract(name, spec.schema, REPLIES[name], spec.who, spec.joined, spec.needs_room, name in api)
-        for name, spec in sorted(REGISTRY.items())
-    ]

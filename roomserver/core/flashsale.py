@@ -157,6 +157,13 @@ class Sale(msgspec.Struct, frozen=True):
         return SaleState.SCHEDULED if now_ms < self.starts_at else SaleState.OPEN
 
 
+def check_started(sale: Sale, now_ms: int) -> None:
+    """A buy before ``starts_at`` is ``not_open`` with the wait; the end of the
+    window is the stock's own check (the bus's clock decides it atomically)."""
+    if sale.state_at(now_ms) is SaleState.SCHEDULED:
+        raise OpError("not_open", "this sale has not started yet", retry_after_ms=sale.starts_at - now_ms)
+
+
 def new_sale(params: SaleParams, *, sale_id: str, now_ms: int) -> Sale:
     """A start time in the past means now; too far ahead is a bad request."""
     starts_at = now_ms if params.starts_at is None else max(params.starts_at, now_ms)

@@ -17,7 +17,7 @@ import enum
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -143,6 +143,19 @@ def is_accepting(lottery: Lottery, now_ms: int) -> bool:
 def due_for_draw(lottery: Lottery, now_ms: int) -> bool:
     """True once an open lottery's entry window has closed: the server draws it then."""
     return lottery.state is LotteryState.OPEN and now_ms >= lottery.closes_at
+
+
+def check_none_open(current: Mapping[str, Any] | None) -> None:
+    """One open lottery per room: ``current`` is the room's ``lottery`` view (the
+    document's ``features["lottery"]``); ``conflict`` while it is still open."""
+    if current is not None and current.get("state") == LotteryState.OPEN:
+        raise OpError("conflict", "a lottery is already open; draw it first")
+
+
+def check_drawable(lottery: Lottery) -> None:
+    """``lottery.draw`` draws an open lottery only (``not_open`` once drawn)."""
+    if lottery.state is not LotteryState.OPEN:
+        raise OpError("not_open", "this lottery has already been drawn")
 
 
 def check_can_enter(lottery: Lottery, *, now_ms: int, watch_s: float, tier: int) -> None:

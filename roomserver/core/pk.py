@@ -111,6 +111,12 @@ def invitation(doc: RoomDoc, pk_id: str, now: int) -> dict[str, Any]:
     return invite
 
 
+def check_accepter(invite: dict[str, Any], room_id: str) -> None:
+    """Only the invited room accepts a PK (the inviting one may withdraw it)."""
+    if invite["to_room"] != room_id:
+        raise OpError("forbidden", "only the invited room's host may accept a PK")
+
+
 def withdraw(
     doc: RoomDoc, pk_id: str, *, event: str | None, by_room: str | None = None
 ) -> tuple[RoomDoc, list[Emit]]:

@@ -14,11 +14,14 @@ show):  idle ──start──► live ──end──► ended ──start─�
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
 from roomserver.protocol import OpError
+
+if TYPE_CHECKING:
+    from roomserver.auth import Identity
 
 RoomState = Literal["idle", "live", "ended"]
 RoomMode = Literal["live", "call"]
@@ -198,6 +201,23 @@ def is_restricted(table: dict[str, int], user: str, now: int) -> bool:
 
 def _prune(table: dict[str, int], now: int) -> dict[str, int]:
     return {u: t for u, t in table.items() if t == 0 or t > now}
+
+
+def check_admitted(doc: RoomDoc, identity: Identity, now: int) -> None:
+    """Whether ``identity`` may join (or resume in) the room: its token admits the
+    room, and it is staff or not kicked (``forbidden`` otherwise)."""
+    if not identity.admits(doc.id):
+        raise OpError("forbidden", f"this token admits room {identity.room} only")
+    if not identity.is_staff and is_restricted(doc.kicks, identity.user, now):
+        raise OpError("forbidden", "you were removed from this room")
+
+
+def check_target(doc: RoomDoc, *, actor: str, target: str) -> None:
+    """Whom staff may mute or kick: not themselves, not the room's host."""
+    if target == actor:
+        raise OpError("forbidden", "you cannot do this to yourself")
+    if target == doc.host:
+        raise OpError("forbidden", "the room's host cannot be muted or kicked")
 
 
 def mute(doc: RoomDoc, user: str, now: int, duration_s: int | None) -> tuple[RoomDoc, list[Emit]]:

@@ -18,6 +18,7 @@ from roomserver.auth import Identity
 from roomserver.core.moderation import UserLimits
 from roomserver.core.room import validate_room_id
 from roomserver.fanout import Connection
+from roomserver.node import DeadlineCheck, Node
 from roomserver.protocol import OpError
 from roomserver.tenancy import public_room, room_key
 
@@ -35,9 +36,9 @@ class PerNode(Generic[T]):
 
     def __init__(self, factory: Callable[[], T]) -> None:
         self._factory = factory
-        self._by_node: weakref.WeakKeyDictionary[Any, T] = weakref.WeakKeyDictionary()
+        self._by_node: weakref.WeakKeyDictionary[Node, T] = weakref.WeakKeyDictionary()
 
-    def __call__(self, node: Any) -> T:
+    def __call__(self, node: Node) -> T:
         value = self._by_node.get(node)
         if value is None:
             value = self._by_node[node] = self._factory()
@@ -70,7 +71,7 @@ class Session:
 
 @dataclass(slots=True)
 class OpContext:
-    node: Any  # roomserver.node.Node (Any avoids an import cycle)
+    node: Node
     # Who acts: the socket's token, or the admin (or its ``as`` user) of a server API call.
     identity: Identity
     # The room key ``<app>/<room>`` (roomserver.tenancy): what the node and the bus
@@ -132,8 +133,7 @@ REGISTRY: dict[str, OpSpec] = {}
 # Periodic room checks (deadlines: poll close, lottery draw, sale end, PK end).
 # Every node runs them for the rooms it serves, every DEADLINE_PERIOD_S; the
 # transitions they commit are CAS-guarded, so a deadline fires exactly once
-# however many nodes notice it.
-DeadlineCheck = Callable[[Any, str, Any, int], Awaitable[None]]  # (node, room, RoomDoc, now_ms)
+# however many nodes notice it. ``server.create_app`` hands them to the node.
 DEADLINES: list[DeadlineCheck] = []
 
 
@@ -174,8 +174,3 @@ def check_role(identity: Identity, who: Who) -> None:
         raise OpError("forbidden", "only the host or a moderator may do this")
     if who == "host" and identity.role not in ("host", "admin"):
         raise OpError("forbidden", "only the host may do this")
-
-
-def load_all() -> None:
-    """Import the modules that register ops (kept explicit: the op list is greppable)."""
-    from roomserver.handlers import chat, cohost, commerce, moderation, pk, polls, rooms  # noqa: F401

@@ -11,14 +11,16 @@ check of an invitation, webhooks, the expiry deadline and the media side
 from __future__ import annotations
 
 import contextlib
+import functools
 import secrets
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
 from roomserver.core import cohost as rules
-from roomserver.core.room import RoomDoc, decode_doc, is_restricted
+from roomserver.core.room import Emit, RoomDoc, decode_doc, is_restricted
 from roomserver.handlers import OpContext, deadline, op
+from roomserver.node import Node
 from roomserver.protocol import OpError, now_ms
 
 USER_ID = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
@@ -65,7 +67,7 @@ async def invite(ctx: OpContext, p: InviteParams) -> dict:
     return {"invite": {"id": invite_id, "expires_at": now + rules.PENDING_TTL_MS}}
 
 
-def _may_be_in_room(node: Any, room: str, user: str) -> bool:
+def _may_be_in_room(node: Node, room: str, user: str) -> bool:
     """Membership is known exactly only for this node's sockets. When the room has
     members on other nodes too (presence total above the local count), the user may
     be one of them: the invitation is accepted and simply expires if nobody answers."""
@@ -113,13 +115,11 @@ async def end(ctx: OpContext, p: EndParams) -> dict:
     user = p.user or ctx.user
     doc, _ = await node.transact(room, lambda d: rules.end(d, user, actor=ctx.user, is_host=is_host(ctx)))
     node.webhooks.emit("cohost.updated", room, {"cohosts": rules.cohosts(doc)})
-    from roomserver import media_glue
-
-    await media_glue.unpublish(node, room, user)
+    await node.media.unpublish(room, user)
     return {"cohosts": rules.cohosts(doc)}
 
 
-async def clear(node: Any, room: str) -> None:
+async def clear(node: Node, room: str) -> None:
     """The show ended: co-hosting ends with it (called by the room.end hook)."""
     with contextlib.suppress(OpError):
         _, res = await node.transact(room, rules.clear)
@@ -128,24 +128,26 @@ async def clear(node: Any, room: str) -> None:
 
 
 @deadline
-async def cohost_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
+async def cohost_deadline(node: Node, room: str, doc: RoomDoc, now: int) -> None:
     if rules.due(doc, now):
         await node.transact(room, lambda d: rules.expire(d, now))
     for user in rules.cohost_ids(doc):
         if is_restricted(doc.kicks, user, now):  # a kicked co-host leaves the stage too
             with contextlib.suppress(OpError):
-                doc, _ = await node.transact(room, lambda d, u=user: rules.end(d, u, actor=u, is_host=True))
+                doc, _ = await node.transact(room, functools.partial(_leave, user=user))
                 node.webhooks.emit("cohost.updated", room, {"cohosts": rules.cohosts(doc)})
     await _stop_dismissed_publishers(node, room, doc)
 
 
-async def _stop_dismissed_publishers(node: Any, room: str, doc: RoomDoc) -> None:
+def _leave(doc: RoomDoc, *, user: str) -> tuple[RoomDoc, list[Emit]]:
+    return rules.end(doc, user, actor=user, is_host=True)
+
+
+async def _stop_dismissed_publishers(node: Node, room: str, doc: RoomDoc) -> None:
     """A co-host ended on another node (or whose cohost.end hook failed) still
     publishing into this node's media: stop it. Confirmed on a fresh read, so a
     co-host admitted a moment ago is never cut on a stale cached document."""
-    from roomserver import media_glue
-
-    publishing = media_glue.cohost_publishers(node, room)
+    publishing = node.media.cohost_publishers(room)
     if not publishing or publishing <= rules.cohost_ids(doc):
         return
     rec = await node.broker.load(room)
@@ -153,4 +155,4 @@ async def _stop_dismissed_publishers(node: Any, room: str, doc: RoomDoc) -> None
         return
     admitted = rules.cohost_ids(decode_doc(rec.doc))
     for user in publishing - admitted:
-        await media_glue.unpublish(node, room, user)
+        await node.media.unpublish(room, user)

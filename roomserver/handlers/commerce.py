@@ -19,10 +19,11 @@ from typing import Any
 
 import msgspec
 
-from roomserver.bus.base import AUDIENCE_STAFF, BrokerUnavailable, StockStatus, TallyStatus
+from roomserver.bus.base import AUDIENCE_STAFF, BrokerUnavailable, GrabStatus, StockStatus, TallyStatus
 from roomserver.core import coupons, flashsale, lottery, redpacket
 from roomserver.core.room import Emit, RoomDoc, with_features
 from roomserver.handlers import OpContext, PerNode, deadline, op
+from roomserver.node import Node
 from roomserver.protocol import OpError, now_ms
 
 # Counters outlive their show long enough for audits and late retries.
@@ -128,7 +129,7 @@ def _get(doc: RoomDoc, kind: str, item_id: str, typ: type, what: str) -> Any:
     hit = _parsed.get((kind, item_id))
     if hit is not None and hit[0] is raw:
         return hit[1]
-    item = msgspec.convert(raw, typ)
+    item: Any = msgspec.convert(raw, typ)
     if len(_parsed) >= MAX_PARSED:
         _parsed.clear()
     _parsed[(kind, item_id)] = (raw, item)
@@ -175,9 +176,7 @@ async def sale_create(ctx: OpContext, p: flashsale.SaleParams) -> dict:
 async def sale_buy(ctx: OpContext, p: flashsale.BuyParams) -> dict:
     node, room, now = ctx.node, ctx.room, now_ms()
     sale = _load_sale(await node.require_room(room), p.sale)
-    state = sale.state_at(now)
-    if state is flashsale.SaleState.SCHEDULED:
-        raise OpError("not_open", "this sale has not started yet", retry_after_ms=sale.starts_at - now)
+    flashsale.check_started(sale, now)
     order = _Take(
         id=flashsale.order_id(sale.id, ctx.user, p.cid),
         sale=sale.id,
@@ -249,19 +248,19 @@ async def _settle_buy(ctx: OpContext, sale: flashsale.Sale, res: Any) -> dict:
     return {"order": view}
 
 
-def _announce_order(node: Any, room: str, view: dict[str, Any]) -> None:
+def _announce_order(node: Node, room: str, view: dict[str, Any]) -> None:
     """``order.created`` to the room's staff and to the app's webhook."""
     emit = Emit("order.created", {"order": view}, durable=False, audience=AUDIENCE_STAFF)
     node.spawn(_follow_up(lambda: node.publish(room, [emit]), idempotent=False))
     node.webhooks.emit("order.created", room, {"order": view})
 
 
-async def _publish_stock(node: Any, room: str, sale_id: str, left: int) -> None:
+async def _publish_stock(node: Node, room: str, sale_id: str, left: int) -> None:
     if await node.broker.gate(room, "sale.stock:" + sale_id, STOCK_EVENT_INTERVAL_MS, str(left)):
         await node.publish(room, [Emit("sale.stock", flashsale.stock_view(sale_id, left), durable=False)])
 
 
-async def _close_sale(node: Any, room: str, sale_id: str, reason: flashsale.CloseReason) -> None:
+async def _close_sale(node: Node, room: str, sale_id: str, reason: flashsale.CloseReason) -> None:
     state = await node.broker.stock_state(room, sale_key(sale_id))
     now = now_ms()
     if reason is flashsale.CloseReason.ENDED:
@@ -287,7 +286,7 @@ async def _close_sale(node: Any, room: str, sale_id: str, reason: flashsale.Clos
 
 
 @deadline
-async def sale_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
+async def sale_deadline(node: Node, room: str, doc: RoomDoc, now: int) -> None:
     for raw in doc.features.get("sales", {}).values():
         if raw.get("closed_reason") is not None:
             continue
@@ -309,7 +308,7 @@ async def sale_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
             )
 
 
-async def current_sale_view(node: Any, room: str, doc: RoomDoc) -> dict[str, Any] | None:
+async def current_sale_view(node: Node, room: str, doc: RoomDoc) -> dict[str, Any] | None:
     """The join snapshot's ``sale`` with the live stock left (the document's copy
     is as of the sale's last transition)."""
     view = doc.features.get("sale")
@@ -319,7 +318,7 @@ async def current_sale_view(node: Any, room: str, doc: RoomDoc) -> dict[str, Any
     return view if state is None else {**view, "left": state[0]}
 
 
-async def sale_orders(node: Any, room: str, sale_id: str) -> dict[str, Any]:
+async def sale_orders(node: Node, room: str, sale_id: str) -> dict[str, Any]:
     """The reconciliation view for ``GET /v1/rooms/{room}/sales/{id}/orders``."""
     sale = _load_sale(await node.require_room(room), sale_id)
     records = await node.broker.stock_records(room, sale_key(sale_id))
@@ -360,9 +359,7 @@ async def lottery_create(ctx: OpContext, p: lottery.LotteryParams) -> dict:
     lot = lottery.open_lottery(p, lottery_id=_new_id("l-"), now_ms=now, seed=lottery.new_seed())
 
     def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
-        current = doc.features.get("lottery")
-        if current is not None and current["state"] == "open":
-            raise OpError("conflict", "a lottery is already open; draw it first")
+        lottery.check_none_open(doc.features.get("lottery"))
         return _store_lottery(doc, lot), [Emit("lottery.opened", lottery.open_view(lot))]
 
     await ctx.node.transact(ctx.room, rule)
@@ -398,7 +395,7 @@ async def keyword_entry(ctx: OpContext, doc: RoomDoc, text: str) -> None:
             await enter_lottery(ctx, lot)
 
 
-async def _draw(node: Any, room: str, lottery_id: str) -> dict[str, Any]:
+async def _draw(node: Node, room: str, lottery_id: str) -> dict[str, Any]:
     entrants = await node.broker.tally_close(room, entries_key(lottery_id))
     now = now_ms()
     drawn_box: list[tuple[lottery.Lottery, lottery.DrawResult]] = []
@@ -420,19 +417,18 @@ async def _draw(node: Any, room: str, lottery_id: str) -> dict[str, Any]:
 @op("lottery.draw", lottery.LotteryRef, who="staff")
 async def lottery_draw(ctx: OpContext, p: lottery.LotteryRef) -> dict:
     lot = _load_lottery(await ctx.node.require_room(ctx.room), p.lottery)
-    if lot.state is not lottery.LotteryState.OPEN:
-        raise OpError("not_open", "this lottery has already been drawn")
+    lottery.check_drawable(lot)
     return {"lottery": await _draw(ctx.node, ctx.room, lot.id)}
 
 
 @deadline
-async def lottery_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
+async def lottery_deadline(node: Node, room: str, doc: RoomDoc, now: int) -> None:
     current = doc.features.get("lottery")
     if current is not None and current["state"] == "open" and current["closes_at"] <= now:
         await _draw(node, room, current["id"])
 
 
-async def lottery_audit(node: Any, room: str, lottery_id: str) -> dict[str, Any]:
+async def lottery_audit(node: Node, room: str, lottery_id: str) -> dict[str, Any]:
     """``GET /v1/rooms/{room}/lotteries/{id}``: everything needed to recompute the draw."""
     lot = _load_lottery(await node.require_room(room), lottery_id)
     if lot.state is not lottery.LotteryState.DRAWN:
@@ -552,7 +548,7 @@ async def redpacket_grab(ctx: OpContext, p: redpacket.GrabParams) -> dict:
         if exc.executed is not False:
             _unconfirmed(node).add(grab)
         raise
-    if res.status == "replayed":
+    if res.status == GrabStatus.REPLAYED:
         if res.left == 0 and _unconfirmed(node).took_it(grab):
             # This node's earlier try grabbed but could not say so; if that grab
             # emptied the packet, nobody announced redpacket.finished yet.
@@ -560,9 +556,9 @@ async def redpacket_grab(ctx: OpContext, p: redpacket.GrabParams) -> dict:
             if grabs and grabs[-1][0] == ctx.user:
                 _announce_finished(node, room, p.packet, redpacket.best(grabs))
         raise OpError("conflict", f"you already grabbed {res.amount} cents from this red packet")
-    if res.status == "sold_out":
+    if res.status == GrabStatus.SOLD_OUT:
         raise OpError("sold_out", "this red packet is empty")
-    if res.status == "not_found":
+    if res.status == GrabStatus.NOT_FOUND:
         raise OpError("not_found", f"no red packet {p.packet} in this room")
     if res.finished_best is not None:
         user, amount = res.finished_best
@@ -570,6 +566,6 @@ async def redpacket_grab(ctx: OpContext, p: redpacket.GrabParams) -> dict:
     return {"amount_cents": res.amount}
 
 
-def _announce_finished(node: Any, room: str, packet_id: str, best: dict[str, Any] | None) -> None:
+def _announce_finished(node: Node, room: str, packet_id: str, best: dict[str, Any] | None) -> None:
     emit = Emit("redpacket.finished", {"id": packet_id, "best": best})
     node.spawn(_follow_up(lambda: node.publish(room, [emit]), idempotent=False))

@@ -22,11 +22,7 @@ class TargetParams(msgspec.Struct, forbid_unknown_fields=False):
 async def _target(ctx: OpContext, user: str) -> None:
     if not USER_ID_RE.fullmatch(user):
         raise OpError("bad_request", "user must be a user id")
-    if user == ctx.user:
-        raise OpError("forbidden", "you cannot do this to yourself")
-    doc = await ctx.node.require_room(ctx.room)
-    if user == doc.host:
-        raise OpError("forbidden", "the room's host cannot be muted or kicked")
+    rules.check_target(await ctx.node.require_room(ctx.room), actor=ctx.user, target=user)
 
 
 @op("mod.mute", TargetParams, who="staff")

@@ -32,6 +32,7 @@ import msgspec
 from roomserver.core import pk as rules
 from roomserver.core.room import Emit, RoomDoc, validate_room_id
 from roomserver.handlers import OpContext, PerNode, deadline, op
+from roomserver.node import Node
 from roomserver.protocol import OpError, now_ms
 from roomserver.tenancy import app_of, public_room, room_key
 
@@ -76,8 +77,7 @@ async def invite(ctx: OpContext, p: InviteParams) -> dict:
 async def accept(ctx: OpContext, p: PkParams) -> dict:
     node, room, now = ctx.node, ctx.room, now_ms()
     invitation = rules.invitation(await node.require_room(room), p.pk, now)
-    if invitation["to_room"] != ctx.room_id:
-        raise OpError("forbidden", "only the invited room's host may accept a PK")
+    rules.check_accepter(invitation, ctx.room_id)
     from_room = invitation["from_room"]
     from_key = ctx.room_key(from_room)
     hosts = {from_room: invitation["by"]["id"], ctx.room_id: ctx.user}
@@ -97,9 +97,7 @@ async def accept(ctx: OpContext, p: PkParams) -> dict:
             )
         raise
     pk = doc.features["pk"]
-    from roomserver import media_glue
-
-    media_glue.link_pk(node, ctx.app, pk)
+    node.media.link_pk(ctx.app, pk)
     return {"pk": pk}
 
 
@@ -117,7 +115,7 @@ async def reject(ctx: OpContext, p: PkParams) -> dict:
 
 
 async def _withdraw(
-    node: Any, app: str, invitation: dict[str, Any], event: str, by_room: str | None = None
+    node: Node, app: str, invitation: dict[str, Any], event: str, by_room: str | None = None
 ) -> None:
     for r in invitation["rooms"]:
         with contextlib.suppress(OpError):  # this room's side is gone already
@@ -135,7 +133,7 @@ async def end(ctx: OpContext, p: PkParams) -> dict:
 
 
 async def end_battle(
-    node: Any, app: str, pk: dict[str, Any], reason: rules.EndReason
+    node: Node, app: str, pk: dict[str, Any], reason: rules.EndReason
 ) -> dict[str, Any] | None:
     """End ``pk`` in both rooms (each at most once); returns the ended view."""
     now = now_ms()
@@ -154,13 +152,11 @@ async def end_battle(
             node.webhooks.emit(
                 "pk.ended", key, {k: last[k] for k in ("id", "rooms", "scores", "winner", "reason")}
             )
-    from roomserver import media_glue
-
-    media_glue.unlink_pk(node, app, pk)
+    node.media.unlink_pk(app, pk)
     return last
 
 
-async def read_scores(node: Any, app: str, pk: dict[str, Any]) -> dict[str, int]:
+async def read_scores(node: Node, app: str, pk: dict[str, Any]) -> dict[str, int]:
     """Points per room, keyed by the rooms' public ids (as ``pk.score`` shows them)."""
     name = rules.score_key(pk["id"])
     return {
@@ -174,7 +170,7 @@ async def read_scores(node: Any, app: str, pk: dict[str, Any]) -> dict[str, int]
 _recent_scores: PerNode[dict[str, tuple[int, dict[str, int]]]] = PerNode(dict)
 
 
-async def current_pk_view(node: Any, app: str, doc: RoomDoc) -> dict[str, Any] | None:
+async def current_pk_view(node: Node, app: str, doc: RoomDoc) -> dict[str, Any] | None:
     """The join snapshot's ``pk`` with the scores so far while the battle runs
     (the document's copy gets them only at the end): a late joiner sees the
     score bar at once, not at the next ``pk.score``."""
@@ -191,7 +187,7 @@ async def current_pk_view(node: Any, app: str, doc: RoomDoc) -> dict[str, Any] |
     return {**view, "scores": hit[1]}
 
 
-async def gift_sent(node: Any, room: str, doc: RoomDoc, value: int) -> None:
+async def gift_sent(node: Node, room: str, doc: RoomDoc, value: int) -> None:
     """gift.send hook: a gift in a room that is in a running PK adds to its points."""
     pk = doc.features.get("pk")
     if pk is None or pk["state"] != rules.State.STARTED or now_ms() >= pk["ends_at"] or value <= 0:
@@ -200,7 +196,7 @@ async def gift_sent(node: Any, room: str, doc: RoomDoc, value: int) -> None:
     await publish_scores(node, app_of(room), pk)
 
 
-async def publish_scores(node: Any, app: str, pk: dict[str, Any]) -> None:
+async def publish_scores(node: Node, app: str, pk: dict[str, Any]) -> None:
     """``pk.score`` to both rooms when the scores changed, at most every 500 ms per PK."""
     if not node.local_gate("pk.score:" + pk["id"], SCORE_INTERVAL_MS):
         return
@@ -214,7 +210,7 @@ async def publish_scores(node: Any, app: str, pk: dict[str, Any]) -> None:
         await node.publish(room_key(app, room), [emit])
 
 
-async def room_ended(node: Any, room: str) -> None:
+async def room_ended(node: Node, room: str) -> None:
     """room.end hook: a running PK ends with the show; a pending invitation is withdrawn."""
     doc = await node.room(room)
     if doc is None:
@@ -229,15 +225,13 @@ async def room_ended(node: Any, room: str) -> None:
 
 
 @deadline
-async def pk_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
+async def pk_deadline(node: Node, room: str, doc: RoomDoc, now: int) -> None:
     app = app_of(room)
     invitation = doc.features.get("pk_invite")
     if invitation is not None and invitation["expires_at"] <= now:
         await _withdraw(node, app, invitation, "pk.expired")
-    from roomserver import media_glue
-
     # The battle may have been started or ended by another node: this node's media follows.
-    media_glue.sync_pk(node, app, doc)
+    node.media.sync_pk(app, doc)
     pk = doc.features.get("pk")
     if pk is None or pk["state"] != rules.State.STARTED:
         return

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from roomserver.bus.base import TallyStatus
 from roomserver.core import poll as rules
 from roomserver.core.room import Emit, RoomDoc
 from roomserver.handlers import OpContext, deadline, op
+from roomserver.node import Node
 from roomserver.protocol import OpError, now_ms
 
 RESULTS_INTERVAL_MS = 1_000
@@ -38,7 +37,7 @@ async def vote(ctx: OpContext, p: rules.VoteParams) -> dict:
     return {}
 
 
-async def _maybe_publish_results(node: Any, room: str, poll: dict, tally: dict[str, int]) -> None:
+async def _maybe_publish_results(node: Node, room: str, poll: dict, tally: dict[str, int]) -> None:
     counts = rules.counts_list(poll, tally)
     if await node.broker.gate(
         room, "poll.results", RESULTS_INTERVAL_MS, msgspec.json.encode(counts).decode()
@@ -47,7 +46,7 @@ async def _maybe_publish_results(node: Any, room: str, poll: dict, tally: dict[s
 
 
 @deadline
-async def poll_deadline(node: Any, room: str, doc: RoomDoc, now: int) -> None:
+async def poll_deadline(node: Node, room: str, doc: RoomDoc, now: int) -> None:
     poll = doc.features.get("poll")
     if poll is None or poll["state"] != "open":
         return

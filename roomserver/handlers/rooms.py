@@ -26,10 +26,7 @@ async def ping(ctx: OpContext, p: object) -> dict:
 
 
 def _admit(ctx: OpContext, doc: rules.RoomDoc) -> None:
-    if not ctx.identity.admits(ctx.room_id):
-        raise OpError("forbidden", f"this token admits room {ctx.identity.room} only")
-    if not ctx.identity.is_staff and rules.is_restricted(doc.kicks, ctx.user, now_ms()):
-        raise OpError("forbidden", "you were removed from this room")
+    rules.check_admitted(doc, ctx.identity, now_ms())
 
 
 def may_auto_create(identity: Identity, policy: AutoCreate) -> bool:
@@ -62,6 +59,7 @@ async def join(ctx: OpContext, p: object) -> dict:
     # No await from here on: the member goes live at exactly the snapshot's seq.
     seq = node.fanout.join(conn, ctx.room)
     ctx.socket.joined_at.setdefault(ctx.room, now_ms())
+    node.members.joined(ctx.room, ctx.user)  # room.members webhook batch
     if node.sample_joined(ctx.room):
         node.spawn(
             node.publish(ctx.room, [Emit("member.joined", {"user": ctx.identity.public()}, durable=False)])
@@ -80,6 +78,8 @@ async def join(ctx: OpContext, p: object) -> dict:
 async def leave(ctx: OpContext, p: object) -> dict:
     node = ctx.node
     ctx.socket.joined_at.pop(ctx.room, None)
+    if ctx.room in ctx.socket.conn.rooms:
+        node.members.left(ctx.room, ctx.user)  # room.members webhook batch
     if node.fanout.leave(ctx.socket.conn, ctx.room):
         node.spawn(node.release_channel(ctx.room))
     return {}

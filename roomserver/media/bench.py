@@ -250,6 +250,7 @@ class ServerProcess:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
+        assert self.process.stdout is not None  # stdout=PIPE
         line = await asyncio.wait_for(self.process.stdout.readline(), 30)
         info = json.loads(line)
         self.port, self.pid = info["port"], info["pid"]
@@ -294,6 +295,7 @@ async def _probe(
         await connect_peer(http, f"{base}/v1/rooms/{ROOM}/whep", probe, None)
         if not await probe.wait_for(lambda v: bool(v.video), timeout=10):
             return float("nan"), [], []
+        assert probe.first_frame_at is not None and probe.offered_at is not None  # video came
         first = (probe.first_frame_at - probe.offered_at) * 1000
         await asyncio.sleep(seconds)
         return (first, *frame_latencies(probe, video.sent_at))

@@ -34,16 +34,20 @@ class MarkerJitterBuffer(JitterBuffer):
         return pli_flag, frame
 
     def _release_complete_frame(self) -> JitterFrame | None:
-        first = self._packets[self._origin % self._capacity]
+        origin = self._origin
+        assert origin is not None  # called only once a packet set it
+        first = self._packets[origin % self._capacity]
         if first is None:
             return None
         packets = []
         for count in range(self._capacity):
-            packet = self._packets[uint16_add(self._origin, count) % self._capacity]
+            packet = self._packets[uint16_add(origin, count) % self._capacity]
             if packet is None or packet.timestamp != first.timestamp:
                 return None
             packets.append(packet)
             if packet.marker:
                 self.remove(count + 1)
-                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=first.timestamp)
+                # aiortc keeps the payload in a private attribute its stubs do not name.
+                data = b"".join(p._data for p in packets)  # type: ignore[attr-defined]
+                return JitterFrame(data=data, timestamp=first.timestamp)
         return None

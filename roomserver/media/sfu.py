@@ -23,6 +23,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
@@ -116,7 +117,7 @@ class MediaRouter:
         self.max_publishers_per_room = max_publishers_per_room
         self.max_peer_connections = max_peer_connections
         self.connect_timeout = connect_timeout
-        self._forwarder_options = {
+        self._forwarder_options: dict[str, Any] = {
             "video_queue_frames": video_queue_frames,
             "audio_queue_frames": audio_queue_frames,
             "keyframe_interval": keyframe_interval,

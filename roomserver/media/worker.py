@@ -21,14 +21,13 @@ import argparse
 import asyncio
 import hmac
 import json
-import logging
 import os
 import signal
 import sys
 
 from aiohttp import web
 
-from roomserver import logsafe
+from roomserver import logsetup
 
 from .errors import Unauthorized
 from .sfu import MediaRouter
@@ -103,9 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ice-host", default=None)
     parser.add_argument("--public-ip", default=None)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--log-format", default="text", choices=("text", "json"))
+    parser.add_argument("--node-id", default="media-worker")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr)
-    logsafe.install()  # room ids and SDP errors in log lines are client text
+    # Through logsafe's SafeFormatter: room ids and SDP errors in log lines are client text.
+    logsetup.configure(args.log_level, args.log_format, args.node_id)
     secret = os.environ.get(SECRET_ENV)
     if not secret:
         parser.error(f"{SECRET_ENV} must be set")

@@ -35,6 +35,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from roomserver import logsetup
+
 from .errors import MediaError, NotFound, Unavailable, session_at
 from .links import ListChanges, PublisherLinks
 from .whip import SDP_CONTENT_TYPE, parse_error_body
@@ -186,6 +188,8 @@ class MediaWorkerPool:
 
     async def _spawn(self, worker: _Worker) -> None:
         args = [sys.executable, "-m", "roomserver.media.worker", "--host", "127.0.0.1", "--port", "0"]
+        args += logsetup.child_args()  # the node's log format; its node id + worker index
+        args[-1] = f"{args[-1]}/w{worker.index}"
         if self.ice_host:
             args += ["--ice-host", self.ice_host]
         if self.public_ip:
@@ -210,7 +214,8 @@ class MediaWorkerPool:
             return
         if process.returncode is None:
             with contextlib.suppress(Exception):
-                process.stdin.close()  # the worker exits when its stdin closes
+                if process.stdin is not None:
+                    process.stdin.close()  # the worker exits when its stdin closes
             try:
                 await asyncio.wait_for(process.wait(), 10)
             except TimeoutError:
@@ -272,7 +277,9 @@ class MediaWorkerPool:
             self._notify_publishers_of(room)
         if not self._closing:
             logger.error(
-                "media worker %d exited (code %s); restarting", worker.index, worker.process.returncode
+                "media worker %d exited (code %s); restarting",
+                worker.index,
+                worker.process.returncode if worker.process is not None else None,
             )
             self._spawn_task(self._restart(worker))
 

@@ -25,8 +25,10 @@ BUYERS = 5_000
 STOCK = 1_000
 PRICE = 1990
 TWIN_EVERY = 10  # every 10th buyer also sends its buy through the other process
-CONNECT_BUDGET_S = 30  # ≈ 4 s on an idle machine; it is shared
-BUY_BUDGET_S = 15
+# Bounds, not expectations: on an idle machine connecting takes ≈ 4 s and the sale
+# ≈ 3 s, but the box is shared (a load average of 30 took the buys past 15 s).
+CONNECT_BUDGET_S = 90
+BUY_BUDGET_S = 90
 
 
 def token(user: str, role: str = "viewer") -> str:
@@ -69,7 +71,10 @@ def check_answers(logs: list[BuyLog], sale_id: str) -> tuple[dict[str, dict], Co
         else:
             assert {(a.code, a.message) for a in mine} == {("sold_out", "sold out")}, (log.user, mine)
         again = [a for a in log.attempts if a.cid == second and a.code not in RETRYABLE]
-        assert len(again) == 1 and again[0].order is None, (log.user, again)
+        assert len(again) == 1 and again[0].order is None, (
+            log.user,
+            [a for a in log.attempts if a.cid == second],
+        )
         # decide_buy checks sold out before the limit, so either answer is right here.
         assert again[0].code in (("limit_reached", "sold_out") if orders else ("sold_out",)), again
     return acked, codes

@@ -92,6 +92,13 @@ class Buyer:
         return self.answers[cid][-1]
 
 
+async def stock_left(session: aiohttp.ClientSession, url: str, room: str, sale: str) -> int:
+    headers = {"Authorization": f"Bearer {token('backend', 'admin')}"}
+    async with session.get(f"{url}/v1/rooms/{room}/sales/{sale}/orders", headers=headers) as r:
+        assert r.status == 200, await r.text()
+        return (await r.json())["sale"]["left"]
+
+
 async def settle(buyer: Buyer, room: str, sale: str, cid: str, deadline: float) -> tuple[str, Any]:
     """``sale_buy`` with this cid until the answer is definitive (or time is up)."""
     log = buyer.answers.setdefault(cid, [])
@@ -216,12 +223,14 @@ async def test_a_primary_dies_mid_sale(
             chat = await host.send_barrage(room, "we are back")
             assert chat["seq"], chat
             refused = await probes[0].request("sale.buy", room, sale=sale["id"], qty=LIMIT + 1, cid="probe-2")
-            # The buyers' takes still run on the promoted primary (each answered
-            # `unavailable`: no replica acknowledged it), so on a fast machine they may
-            # have drained the stock before this probe: then `sold_out`, a refusal that
-            # writes nothing. Either way nothing is acknowledged, which is checked next.
-            assert refused["error"]["code"] in ("unavailable", "sold_out"), refused
+            # A take is not even run on a primary without a replica (the broker asks
+            # ROLE first), so the buyers' takes cannot have drained the stock: the probe
+            # is refused as `unavailable`, never `sold_out`.
+            assert refused["error"]["code"] == "unavailable", refused
+            left_at_promotion = await stock_left(session, b.url, room, sale["id"])
             await asyncio.sleep(NO_REPLICA_S)
+            # ... nor did any take in the meantime, though the buyers kept trying.
+            assert await stock_left(session, b.url, room, sale["id"]) == left_at_promotion
             orders_without_replica = [
                 t for bu in buyers for t in bu.acked_at.values() if t > timeline["promoted"]
             ]

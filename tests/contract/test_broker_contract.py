@@ -16,6 +16,7 @@ from roomserver.bus.base import (
     HistoryGone,
     Idem,
     TallyResult,
+    TallyStatus,
 )
 from roomserver.protocol import encode_event
 from roomserver.tenancy import app_of
@@ -278,9 +279,13 @@ async def test_tally_counts_one_entry_per_member(broker_factory):
     room = room_id()
     await started(a)
     await started(b)
-    assert await a.tally(room, "poll:1", "u1", "0", 60_000) == TallyResult("added", {"0": 1})
-    assert await b.tally(room, "poll:1", "u2", "1", 60_000) == TallyResult("added", {"0": 1, "1": 1})
-    assert await b.tally(room, "poll:1", "u1", "1", 60_000) == TallyResult("exists", {"0": 1, "1": 1})
+    assert await a.tally(room, "poll:1", "u1", "0", 60_000) == TallyResult(TallyStatus.ADDED, {"0": 1})
+    assert await b.tally(room, "poll:1", "u2", "1", 60_000) == TallyResult(
+        TallyStatus.ADDED, {"0": 1, "1": 1}
+    )
+    assert await b.tally(room, "poll:1", "u1", "1", 60_000) == TallyResult(
+        TallyStatus.EXISTS, {"0": 1, "1": 1}
+    )
     assert await a.tally_counts(room, "poll:1") == {"0": 1, "1": 1}
     assert sorted(await a.tally_members(room, "poll:1")) == ["u1", "u2"]
     assert await a.tally_counts(room, "poll:2") == {}
@@ -295,7 +300,7 @@ async def test_tally_is_atomic_under_concurrency(broker_factory):
     results = await asyncio.gather(
         *(nodes[i % 3].tally(room, "lottery:x", f"u{i % 50}", "n", 60_000) for i in range(300))
     )
-    assert sum(r.status == "added" for r in results) == 50
+    assert sum(r.status == TallyStatus.ADDED for r in results) == 50
     assert await nodes[0].tally_counts(room, "lottery:x") == {"n": 50}
 
 
@@ -306,7 +311,7 @@ async def test_tally_expires(broker_factory):
     await b.tally(room, "poll:t", "u1", "0", 50)
     await asyncio.sleep(0.1)
     assert await b.tally_counts(room, "poll:t") == {}
-    assert await b.tally(room, "poll:t", "u1", "0", 50) == TallyResult("added", {"0": 1})
+    assert await b.tally(room, "poll:t", "u1", "0", 50) == TallyResult(TallyStatus.ADDED, {"0": 1})
 
 
 async def test_tally_close_freezes_entries(broker_factory):
@@ -319,6 +324,6 @@ async def test_tally_close_freezes_entries(broker_factory):
     members = await b.tally_close(room, "lottery:1")
     assert sorted(members) == [f"u{i}" for i in range(5)]
     late = await a.tally(room, "lottery:1", "late", "1", 60_000)
-    assert late == TallyResult("closed", {"1": 5})
+    assert late == TallyResult(TallyStatus.CLOSED, {"1": 5})
     assert sorted(await a.tally_members(room, "lottery:1")) == sorted(members)
     assert await a.tally_close(room, "never-opened") == []

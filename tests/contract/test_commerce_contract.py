@@ -7,7 +7,7 @@ import random
 import time
 import uuid
 
-from roomserver.bus.base import StockStatus
+from roomserver.bus.base import GrabStatus, StockStatus
 
 HOUR = 3_600_000
 
@@ -59,7 +59,7 @@ async def test_stock_take_rules_in_order(broker_factory):
     assert (await take("u4", 1)).status == StockStatus.SOLD_OUT
     assert (
         await b.stock_take(room, "nope", user="u", qty=1, per_user_limit=1, record=b"")
-    ).status == "not_found"
+    ).status == StockStatus.NOT_FOUND
     assert await b.stock_state(room, "nope") is None
 
 
@@ -91,13 +91,13 @@ async def test_concurrent_takes_decide_in_arrival_order(broker_factory):
         take("c", "1"),
     )
     assert [(r.status, r.left, r.user_total) for r in rs] == [
-        ("ok", 2, 1),
-        ("replayed", 2, 1),
-        ("ok", 1, 2),
-        ("limit_reached", 1, 2),
-        ("conflict", 1, 2),
-        ("ok", 0, 1),
-        ("sold_out", 0, 0),
+        (StockStatus.OK, 2, 1),
+        (StockStatus.REPLAYED, 2, 1),
+        (StockStatus.OK, 1, 2),
+        (StockStatus.LIMIT_REACHED, 1, 2),
+        (StockStatus.CONFLICT, 1, 2),
+        (StockStatus.OK, 0, 1),
+        (StockStatus.SOLD_OUT, 0, 0),
     ]
     assert rs[1].record == rs[0].record == b"a:1"
     assert await b.stock_records(room, "s") == [b"a:1", b"a:2", b"b:1"]
@@ -111,18 +111,18 @@ async def test_stock_cids_are_scoped_by_room_not_by_stock(broker_factory):
     r = await b.stock_take(
         room, "sale:a", user="u", qty=1, per_user_limit=5, record=b"a", cid="c", fingerprint="a:1"
     )
-    assert r.status == "ok"
+    assert r.status == StockStatus.OK
     other = await b.stock_take(
         room, "sale:b", user="u", qty=1, per_user_limit=5, record=b"b", cid="c", fingerprint="b:1"
     )
-    assert (other.status, other.record) == ("conflict", None)
+    assert (other.status, other.record) == (StockStatus.CONFLICT, None)
     assert await b.stock_state(room, "sale:b") == (5, 5)
     elsewhere = rid()
     await b.stock_create(elsewhere, "sale:a", 5, ttl_ms=HOUR)
     r = await b.stock_take(
         elsewhere, "sale:a", user="u", qty=1, per_user_limit=5, record=b"x", cid="c", fingerprint="a:1"
     )
-    assert r.status == "ok"
+    assert r.status == StockStatus.OK
 
 
 async def test_stock_window(broker_factory):
@@ -131,16 +131,18 @@ async def test_stock_window(broker_factory):
     await b.stock_create(room, "s", 5, opens_at=now_ms() + 60_000, ttl_ms=HOUR)
     assert (
         await b.stock_take(room, "s", user="u", qty=1, per_user_limit=1, record=b"x")
-    ).status == "not_open"
+    ).status == StockStatus.NOT_OPEN
     await b.stock_create(room, "t", 5, opens_at=0, closes_at=now_ms() + 60_000, ttl_ms=HOUR)
-    assert (await b.stock_take(room, "t", user="u", qty=1, per_user_limit=1, record=b"x")).status == "ok"
+    assert (
+        await b.stock_take(room, "t", user="u", qty=1, per_user_limit=1, record=b"x")
+    ).status == StockStatus.OK
     await b.stock_close(room, "t", now_ms() - 1)
     r = await b.stock_take(room, "t", user="v", qty=1, per_user_limit=1, record=b"y")
-    assert (r.status, r.left) == ("not_open", 4)
+    assert (r.status, r.left) == (StockStatus.NOT_OPEN, 4)
     # A retry of an acknowledged take still replays after the close.
     assert (
         await b.stock_take(room, "t", user="u", qty=1, per_user_limit=1, record=b"x")
-    ).status == "not_open"
+    ).status == StockStatus.NOT_OPEN
 
 
 async def test_stock_never_oversells_across_nodes(broker_factory):
@@ -162,13 +164,13 @@ async def test_stock_never_oversells_across_nodes(broker_factory):
         return first, retry
 
     results = await asyncio.gather(*(buyer(i, u) for i, u in enumerate(users)))
-    ok = [r for r, _ in results if r.status == "ok"]
+    ok = [r for r, _ in results if r.status == StockStatus.OK]
     assert len(ok) == 100
     for first, retry in results:
-        if first.status == "ok":
-            assert retry.status == "replayed" and retry.record == first.record
+        if first.status == StockStatus.OK:
+            assert retry.status == StockStatus.REPLAYED and retry.record == first.record
         else:
-            assert first.status == "sold_out"
+            assert first.status == StockStatus.SOLD_OUT
     records = await bs[0].stock_records(room, "sale")
     assert len(records) == 100 and len(set(records)) == 100
     assert await bs[2].stock_state(room, "sale") == (0, 100)
@@ -183,13 +185,13 @@ async def test_shares_one_grab_per_user_and_exact_sum(broker_factory):
     order = [f"u{i}" for i in range(6)]
     random.shuffle(order)
     results = await asyncio.gather(*(bs[i % 2].shares_grab(room, "rp", u) for i, u in enumerate(order)))
-    oks = [r for r in results if r.status == "ok"]
+    oks = [r for r in results if r.status == GrabStatus.OK]
     assert sorted(r.amount for r in oks) == sorted(amounts)
-    assert sum(r.status == "sold_out" for r in results) == 2
+    assert sum(r.status == GrabStatus.SOLD_OUT for r in results) == 2
     finished = [r for r in results if r.finished_best is not None]
     assert len(finished) == 1 and finished[0].finished_best[1] == 9
     grabs = await bs[0].shares_grabs(room, "rp")
     assert [a for _, a in grabs] == amounts  # grab order = share order
     again = await bs[1].shares_grab(room, "rp", grabs[0][0])
-    assert (again.status, again.amount) == ("replayed", 5)
-    assert (await bs[0].shares_grab(room, "nope", "u1")).status == "not_found"
+    assert (again.status, again.amount) == (GrabStatus.REPLAYED, 5)
+    assert (await bs[0].shares_grab(room, "nope", "u1")).status == GrabStatus.NOT_FOUND

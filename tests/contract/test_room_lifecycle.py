@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from roomserver.bus.base import Broker, CommitStatus, Draft, Idem
+from roomserver.bus.base import Broker, CommitStatus, Draft, GrabStatus, Idem, StockStatus
 from roomserver.bus.memory import MemoryBroker
 from roomserver.bus.redis import RedisBroker, app_keys, room_keys
 from roomserver.tenancy import app_of
@@ -184,9 +184,9 @@ async def use_every_kind_of_key(b: Broker, room: str) -> None:
     await b.tally_close(room, "poll:1")
     assert await b.stock_create(room, "sale:1", 5, ttl_ms=IDLE_MS)
     took = await b.stock_take(room, "sale:1", user="u1", qty=1, per_user_limit=1, record=b"o", cid="c2")
-    assert took.status == "ok"
+    assert took.status == StockStatus.OK
     assert await b.shares_create(room, "packet:1", [5, 5], ttl_ms=IDLE_MS)
-    assert (await b.shares_grab(room, "packet:1", "u1")).status == "ok"
+    assert (await b.shares_grab(room, "packet:1", "u1")).status == GrabStatus.OK
     await b.set_schedule(room, 1_900_000_000_000)
 
 

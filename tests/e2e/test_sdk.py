@@ -251,3 +251,52 @@ async def test_every_cid_op_method_sends_a_cid_and_unavailable_errors_carry_it(p
     fails = [cid for op, text, cid in sent if text == "fails"]
     assert len(fails) == 2 and len(set(fails)) == 1  # sendBarrage retries once, same cid
     assert result["err"] == {"code": "unavailable", "cid": fails[0]}
+
+
+async def test_room_handle_delivers_only_its_rooms_events_and_binds_ops(pages, server, room) -> None:
+    # Two rooms on one real connection: each handle's listeners see their own room only, its
+    # ops go to its room, `off` stops delivery, and a handle is one object per room id.
+    other = room + "-b"
+    page = await pages.open("viewer", room, "probe")
+    result = await page.evaluate(
+        """async ([token, a, b]) => {
+          const { RoomClient, Room } = await import('/sdk/roomserver.js');
+          const c = new RoomClient({ url: location.origin, token });
+          await c.connect();
+          const ra = c.room(a), rb = c.room(b);
+          const got = { a: [], b: [], bAll: [], offed: [] };
+          ra.on('barrage', (d, m) => got.a.push([m.room, d.text]));
+          rb.on('barrage', (d, m) => got.b.push([m.room, d.text]));
+          rb.on('*', (d, m) => m.ev === 'barrage' && got.bAll.push(d.text));
+          const offed = (d) => got.offed.push(d.text);
+          rb.on('barrage', offed);
+          const snapA = await ra.join();
+          await rb.join();
+          await ra.sendBarrage('to a');
+          await rb.sendBarrage('to b');
+          const until = (f) => new Promise((res, rej) => {
+            const t0 = Date.now();
+            const tick = () => f() ? res() : Date.now() - t0 > 15000 ? rej(new Error('timeout')) : setTimeout(tick, 20);
+            tick();
+          });
+          await until(() => got.a.length === 1 && got.b.length === 1);
+          rb.off('barrage', offed);
+          await rb.sendBarrage('b again');
+          await until(() => got.b.length === 2);
+          let badId = null;
+          try { c.room(''); } catch (err) { badId = err.code; }
+          return {
+            got, same: c.room(a) === ra, isRoom: ra instanceof Room, snapId: snapA.room.id,
+            seqA: ra.lastSeq(), seqViaClient: c.lastSeq(a), badId,
+          };
+        }""",
+        [server.token("probe", "viewer"), room, other],
+    )
+    assert result["got"]["a"] == [[room, "to a"]]
+    assert result["got"]["b"] == [[other, "to b"], [other, "b again"]]
+    assert result["got"]["bAll"] == ["to b", "b again"]
+    assert result["got"]["offed"] == ["to b"]  # removed before "b again"
+    assert result["same"] is True and result["isRoom"] is True
+    assert result["snapId"] == room
+    assert result["seqA"] == result["seqViaClient"] and result["seqA"] is not None
+    assert result["badId"] == "bad_request"

@@ -168,8 +168,10 @@ async def test_slow_consumer_metric_counts_each_socket_once(make_server, room: s
             await server.admin("POST", f"/v1/rooms/{room}/events", {"ev": "after", "data": {"i": i}})
             await asyncio.sleep(0.06)
         metrics = (await server.rest("GET", "/metrics"))[1]
-        line = next(ln for ln in metrics.splitlines() if ln.startswith("roomserver_slow_consumer_closes "))
-        assert line == "roomserver_slow_consumer_closes 1.0"
+        line = next(
+            ln for ln in metrics.splitlines() if ln.startswith("roomserver_slow_consumer_closes_total ")
+        )
+        assert line == "roomserver_slow_consumer_closes_total 1.0"
     finally:
         stalled.close()
 

@@ -17,14 +17,21 @@ METRICS = [
     "roomserver_rooms",
     "roomserver_ops_total",
     "roomserver_bus_events_total",
-    "roomserver_deliveries",
-    "roomserver_frames",
+    "roomserver_deliveries_total",
+    "roomserver_frames_total",
     "roomserver_barrage_shed_total",
-    "roomserver_ephemeral_shed",
-    "roomserver_slow_consumer_closes",
+    "roomserver_ephemeral_shed_total",
+    "roomserver_slow_consumer_closes_total",
+    "roomserver_cut_connections_total",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_start_time_seconds",
     "roomserver_socket_buffer_bytes_max",
     "roomserver_flush_seconds",
 ]
+
+HISTOGRAMS = {"roomserver_flush_seconds"}
 
 
 async def test_healthz_and_readyz(server: Server) -> None:
@@ -64,8 +71,9 @@ async def test_metrics_text(server: Server, room: str) -> None:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
         text = await resp.text()
-    for name in METRICS:
-        assert re.search(rf"^# TYPE {name} ", text, re.M), name
+    for name in METRICS:  # typed right: totals are counters, levels gauges (issue 13)
+        kind = "counter" if name.endswith("_total") else "histogram" if name in HISTOGRAMS else "gauge"
+        assert re.search(rf"^# TYPE {name} {kind}$", text, re.M), name
     assert 'roomserver_ops_total{app="testapp",op="barrage.send",result="ok"} 1.0' in text
     assert 'roomserver_ops_total{app="testapp",op="barrage.send",result="bad_request"} 1.0' in text
     assert "roomserver_sockets 1.0" in text

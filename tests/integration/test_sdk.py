@@ -465,6 +465,37 @@ async def test_rooms_that_cannot_be_restored_are_retried_before_requests_go_out(
     assert "rooms not restored" in client.close_reason
 
 
+async def test_room_handle_gets_only_its_rooms_events_and_binds_ops(server: Server, room: str) -> None:
+    other_room = room + "-b"
+    client = await server.client("ann")
+    rec = Recorder(client)  # everything the client saw, to know both rooms' events arrived
+    a, b = client.room(room), client.room(other_room)
+    assert client.room(room) is a and a.id == room and a.state is None
+    got_a: list[tuple[str, str]] = []
+    got_b: list[str] = []
+    a.on("barrage", lambda ev: got_a.append((ev["room"], ev["data"]["text"])))
+    off_b = b.on("barrage", lambda ev: got_b.append(ev["data"]["text"]))
+    stream_b = b.events("barrage")
+    snap = await a.join()
+    await b.join()
+    assert snap["room"]["id"] == room and a.state is not None and a.state.seq == snap["room"]["seq"]
+    await a.send_barrage("to a")
+    await b.send_barrage("to b")
+    await rec.wait("barrage", count=2)
+    assert got_a == [(room, "to a")] and got_b == ["to b"]
+    async with asyncio.timeout(5):
+        first = await stream_b.__anext__()
+    assert (first["room"], first["data"]["text"]) == (other_room, "to b")
+    off_b()
+    await b.request("barrage.send", text="b raw")
+    await rec.wait("barrage", count=3)
+    assert got_b == ["to b"]  # unsubscribed
+    await b.leave()
+    assert b.state is None and a.state is not None
+    with pytest.raises(ValueError):
+        client.room("")
+
+
 async def test_generated_typed_ops_reach_the_server(server: Server, room: str) -> None:
     """``RoomClient.ops`` (generated from the registry): keyword params, omitted ones
     not sent, the reply's data returned."""

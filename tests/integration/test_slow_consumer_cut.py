@@ -79,7 +79,7 @@ async def test_a_consumer_that_never_reads_is_cut_soon_after_4008(make_server, r
         assert fanout.stats.cut_connections == 1
         assert not server.gateway.sessions
         status, metrics = await server.rest("GET", "/metrics")
-        assert "roomserver_cut_connections 1.0" in metrics.splitlines()
+        assert "roomserver_cut_connections_total 1.0" in metrics.splitlines()
         # The peer learns it from a reset: no close frame came through the backlog.
         with pytest.raises(ConnectionResetError):
             while await asyncio.wait_for(asyncio.get_running_loop().sock_recv(stalled.sock, 1 << 20), 10):

@@ -12,7 +12,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from roomserver.auth import mint_token
+from roomserver.bus.memory import MemoryBroker
 from roomserver.config import Config
+from roomserver.core.webhooks import Endpoint, RetryPolicy
 from roomserver.protocol import now_ms
 from roomserver.server import create_app
 from roomserver.webhooks import Webhooks
@@ -48,7 +50,13 @@ async def until(cond, timeout=5.0):
 
 async def test_webhook_is_signed_and_retried():
     srv, got, calls = await receiver(fail_first=2)
-    hooks = Webhooks(f"http://127.0.0.1:{srv.port}/hook", {"shop": SECRET}, backoff_s=0.01)
+    hooks = Webhooks(
+        MemoryBroker(),
+        {"shop": SECRET},
+        [Endpoint("shop", "default", f"http://127.0.0.1:{srv.port}/hook")],
+        node_id="n1",
+        policy=RetryPolicy(base_s=0.01),
+    )
     hooks.start()
     hooks.emit("room.ended", "shop/r1", {"x": 1})
     await until(lambda: got)

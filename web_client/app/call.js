@@ -30,17 +30,16 @@ async function main() {
   const chat = new ChatList($("#chat"), 100);
   for (const ev of snap.room.recent || []) learnName(ev.data.user);
   chat.earlier(snap.room.recent);
-  client.on("barrage", (d, m) => {
-    if (m.room !== p.room) return;
+  const room = client.room(p.room);
+  room.on("barrage", (d) => {
     learnName(d.user);
     chat.barrage(d);
   });
-  client.on("member.joined", (d, m) => {
-    if (m.room !== p.room) return;
+  room.on("member.joined", (d) => {
     learnName(d.user);
     chat.system(`${d.user.name} joined`);
   });
-  client.on("online", (d, m) => m.room === p.room && ($("#online").textContent = String(d.count)));
+  room.on("online", (d) => ($("#online").textContent = String(d.count)));
   $("#say-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const text = $("#say").value.trim();

@@ -351,8 +351,20 @@ const FINAL_PUBLISH_ERRORS = new Set(["forbidden", "unauthorized", "bad_request"
  * again with growing pauses, up to `tries` times in a row, until stop().
  */
 export class KeptPublication {
+  /**
+   * @param {import("/sdk/roomserver.js").RoomClient} client
+   * @param {string} room
+   * @param {MediaStream} stream
+   * @param {{tries?: number, onState?: (state: string) => void, onRetry?: (err?: unknown) => void, onGiveUp?: (err?: unknown) => void}} [options]
+   */
   constructor(client, room, stream, { tries = 6, onState = () => {}, onRetry = () => {}, onGiveUp = () => {} } = {}) {
-    Object.assign(this, { client, room, stream, tries, onState, onRetry, onGiveUp });
+    this.client = client;
+    this.room = room;
+    this.stream = stream;
+    this.tries = tries;
+    this.onState = onState;
+    this.onRetry = onRetry;
+    this.onGiveUp = onGiveUp;
     this.current = null; // the Publication on air now
     this.failures = 0;
     this.stopped = false;

@@ -67,34 +67,34 @@ function bindTabs() {
 }
 
 function watchRoom() {
-  const mine = (fn) => (d, meta) => meta.room === p.room && fn(d, meta);
-  client.on("online", mine((d) => ($("#kpi-online").textContent = compact(d.count))));
-  client.on("likes", mine((d) => ($("#kpi-likes").textContent = compact(d.total))));
-  client.on("room.started", mine(() => syncLive(true)));
-  client.on("room.ended", mine(() => syncLive(false)));
-  client.on(
+  const room = client.room(p.room); // this room's events only
+  room.on("online", (d) => ($("#kpi-online").textContent = compact(d.count)));
+  room.on("likes", (d) => ($("#kpi-likes").textContent = compact(d.total)));
+  room.on("room.started", () => syncLive(true));
+  room.on("room.ended", () => syncLive(false));
+  room.on(
     "barrage",
-    mine((d) => noteChatter(d.user)),
+    (d) => noteChatter(d.user),
   );
-  client.on("sale.opened", mine((d) => ($("#sale-state").textContent = `${d.stock} in stock`)));
-  client.on(
+  room.on("sale.opened", (d) => ($("#sale-state").textContent = `${d.stock} in stock`));
+  room.on(
     "sale.stock",
-    mine((d) => {
+    (d) => {
       const s = view.state.sale;
       if (s && s.id === d.id) {
         $("#sale-state").textContent = `${d.left} left`;
       }
-    }),
+    },
   );
-  client.on(
+  room.on(
     "sale.closed",
-    mine((d) => {
+    (d) => {
       $("#sale-state").textContent = `closed · ${d.sold} sold`;
-    }),
+    },
   );
-  client.on(
+  room.on(
     "order.created",
-    mine((d) => {
+    (d) => {
       const o = d.order;
       gmvCents += o.amount_cents ?? o.price_cents * o.qty;
       unitsSold += o.qty;
@@ -104,59 +104,59 @@ function watchRoom() {
       list.querySelector(".empty")?.remove();
       list.prepend(h("div.item", { dataset: { order: o.id } }, h("div.avatar.small", {}, initials(o.user)), h("span.grow", {}, `${o.user} · ×${o.qty}`), h("b", {}, money(o.amount_cents ?? o.price_cents * o.qty))));
       while (list.childElementCount > 100) list.lastElementChild.remove();
-    }),
+    },
   );
-  client.on("lottery.opened", mine((d) => ($("#lottery-state").textContent = `open: ${d.prize}`)));
-  client.on("lottery.drawn", mine((d) => ($("#lottery-state").textContent = `drawn: ${(d.winners || []).join(", ") || "no entrants"}`)));
-  client.on("poll.opened", mine(() => ($("#poll-state").textContent = "open")));
-  client.on("poll.closed", mine(() => ($("#poll-state").textContent = "closed")));
-  client.on(
+  room.on("lottery.opened", (d) => ($("#lottery-state").textContent = `open: ${d.prize}`));
+  room.on("lottery.drawn", (d) => ($("#lottery-state").textContent = `drawn: ${(d.winners || []).join(", ") || "no entrants"}`));
+  room.on("poll.opened", () => ($("#poll-state").textContent = "open"));
+  room.on("poll.closed", () => ($("#poll-state").textContent = "closed"));
+  room.on(
     "cohost.requested",
-    mine((d) => {
+    (d) => {
       const r = d.request || d;
       requests.set(r.id, { id: r.id, user: uid(r.user ?? d.user), name: r.user?.name ?? d.user?.name, expires_at: r.expires_at });
       renderRequests();
       toast(`${uid(r.user ?? d.user)} asks to join on camera`, "info");
-    }),
+    },
   );
-  client.on(
+  room.on(
     "cohost.expired",
-    mine((d) => {
+    (d) => {
       const id = d.request?.id ?? d.id;
       requests.delete(id);
       renderRequests();
-    }),
+    },
   );
-  client.on(
+  room.on(
     "pk.invited",
-    mine((d) => {
+    (d) => {
       const pk = d.pk || d;
       pkInvites.set(pk.id, { ...pk, from: d.from_room ?? pk.from_room ?? pk.room ?? (pk.rooms || [])[0] });
       renderPkInvites();
       toast(`⚔ PK challenge from ${pkInvites.get(pk.id).from || "another room"}`, "info", 6000);
-    }),
+    },
   );
-  const pkGone = mine((d) => {
+  const pkGone = (d) => {
     pkInvites.delete(d.id ?? d.pk?.id);
     renderPkInvites();
-  });
-  client.on("pk.rejected", mine((d) => (pkGone(d, { room: p.room }), toast("The PK challenge was declined", "warn"))));
-  client.on("pk.expired", pkGone);
-  client.on(
+  };
+  room.on("pk.rejected", (d) => (pkGone(d), toast("The PK challenge was declined", "warn")));
+  room.on("pk.expired", pkGone);
+  room.on(
     "pk.started",
-    mine((d) => {
+    (d) => {
       pkInvites.clear();
       renderPkInvites();
       $("#pk-state").textContent = `vs ${(d.rooms || []).find((r) => r !== p.room)}`;
       $("#pk-end-btn").classList.remove("hidden");
-    }),
+    },
   );
-  client.on(
+  room.on(
     "pk.ended",
-    mine(() => {
+    () => {
       $("#pk-state").textContent = "ended";
       $("#pk-end-btn").classList.add("hidden");
-    }),
+    },
   );
 }
 

@@ -78,6 +78,7 @@ export function giftPicture(id, cls = "") {
 /** Replace every <i data-icon="name"> under `root` by its SVG. */
 export function hydrateIcons(root = document) {
   for (const el of root.querySelectorAll("i[data-icon]")) {
+    if (!(el instanceof HTMLElement)) continue;
     el.replaceWith(icon(el.dataset.icon, el.className));
   }
 }

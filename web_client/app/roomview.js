@@ -98,60 +98,56 @@ export class RoomView {
   // ---- events ----------------------------------------------------------------------------
 
   _bind() {
-    const c = this.client;
-    const mine = (fn) => (data, meta) => {
-      if (meta.room === this.room) fn(data, meta);
-    };
+    // This room's events only (a PK opponent's room may share the connection).
+    const c = this.client.room(this.room);
     c.on("resync", (d) => {
-      if (d.room === this.room) {
-        this.apply(d.snapshot);
-        this.chat.system("Reloaded the room.");
-      }
+      this.apply(d.snapshot);
+      this.chat.system("Reloaded the room.");
     });
-    c.on("online", mine((d) => this._set("online", d.count)));
+    c.on("online", (d) => this._set("online", d.count));
     c.on(
       "likes",
-      mine((d) => {
+      (d) => {
         const before = this.state.likes || 0;
         this._set("likes", Math.max(before, d.total));
         const others = Math.min(6, Math.max(0, d.delta - (this._myLikes || 0)));
         this._myLikes = 0;
         if (others) flyHearts($("#hearts"), others);
-      }),
+      },
     );
     c.on(
       "barrage",
-      mine((d) => {
+      (d) => {
         const fromMe = d.user.id === this.me.id;
         this.danmaku.add(d.text, { mine: fromMe, tier: d.user.tier });
         this.chat.barrage(d, this.onUser);
-      }),
+      },
     );
-    c.on("gift", mine((d) => this._gift(d)));
-    c.on("member.joined", mine((d) => this.chat.system(`${d.user.name} joined`)));
+    c.on("gift", (d) => this._gift(d));
+    c.on("member.joined", (d) => this.chat.system(`${d.user.name} joined`));
     c.on(
       "room.started",
-      mine((d) => {
+      (d) => {
         Object.assign(this.state, { roomState: "live", title: d.title, host: d.host });
         $("#ended").classList.add("hidden");
         this.renderHeader();
         this.renderPlaceholder();
         this.chat.system("The show has started.");
-      }),
+      },
     );
     c.on(
       "room.ended",
-      mine((d) => {
+      (d) => {
         Object.assign(this.state, { roomState: "ended", pinned: null });
         this.renderHeader();
         this.renderProduct();
         this.renderPlaceholder();
         this._ended(d.summary || {});
-      }),
+      },
     );
     c.on(
       "room.updated",
-      mine((d) => {
+      (d) => {
         if ("slow_s" in d) {
           this.state.slow = d.slow_s;
           this.chat.system(d.slow_s ? `Slow mode: one message every ${d.slow_s} s` : "Slow mode is off");
@@ -161,70 +157,70 @@ export class RoomView {
           this.state.title = d.title;
           this.renderHeader();
         }
-      }),
+      },
     );
     c.on(
       "product.pinned",
-      mine((d) => {
+      (d) => {
         this.state.pinned = d.product;
         this.renderProduct();
-      }),
+      },
     );
     c.on(
       "product.unpinned",
-      mine(() => {
+      () => {
         this.state.pinned = null;
         this.renderProduct();
-      }),
+      },
     );
     c.on(
       "user.muted",
-      mine((d) => {
+      (d) => {
         if (d.user === this.me.id) {
           toast("You have been muted by the host.", "warn");
           this._mutedSelf(true);
         } else if (this.isHost) this.chat.system(`${d.user} was muted`);
-      }),
+      },
     );
     c.on(
       "user.unmuted",
-      mine((d) => {
+      (d) => {
         if (d.user === this.me.id) {
           toast("You can chat again.", "ok");
           this._mutedSelf(false);
         } else if (this.isHost) this.chat.system(`${d.user} was unmuted`);
-      }),
+      },
     );
     c.on(
       "kicked",
-      mine(() => {
+      () => {
         document.body.classList.add("kicked");
         this._overlay("You were removed from this room", "The host removed you from this live room.");
-      }),
+      },
     );
 
     // flash sale
     c.on(
       "sale.opened",
-      mine((d) => {
+      (d) => {
         this.state.sale = { ...d, left: d.left ?? d.stock };
         this.renderProduct();
         this.chat.system(`Flash sale: ${d.product?.title ?? ""} at ${money(d.price_cents)}`);
-      }),
+      },
     );
     c.on(
       "sale.stock",
-      mine((d) => {
+      (d) => {
         const s = this.state.sale;
         if (s && s.id === d.id && (s.left == null || d.left <= s.left)) {
           s.left = d.left;
           this.renderSaleStock();
         }
-      }),
+      },
     );
     c.on(
       "sale.closed",
-      mine((d) => {
+      (d) => {
         const s = this.state.sale;
         if (s && s.id === d.id) {
           Object.assign(s, { state: "closed", reason: d.reason, sold: d.sold });
@@ -232,141 +228,141 @@ export class RoomView {
           this.renderProduct();
         }
         this.chat.system(d.reason === "sold_out" ? `Flash sale sold out (${d.sold} sold)` : `Flash sale ended (${d.sold} sold)`);
-      }),
+      },
     );
 
     // lottery
     c.on(
       "lottery.opened",
-      mine((d) => {
+      (d) => {
         this.state.lottery = { ...d, state: "open" };
         this.renderLottery();
         this.chat.system(`Lottery opened: ${d.prize}`);
-      }),
+      },
     );
     c.on(
       "lottery.drawn",
-      mine((d) => {
+      (d) => {
         this.state.lottery = { ...(this.state.lottery || {}), ...d, state: "drawn" };
         this.renderLottery();
         const won = (d.winners || []).includes(this.me.id);
         if (won) toast(`You won: ${this.state.lottery.prize}!`, "ok", 8000);
         this.chat.system(`Lottery drawn: ${(d.winners || []).length} winner(s) of ${d.entrants} entrants`);
-      }),
+      },
     );
     c.on(
       "lottery.closed",
-      mine((d) => {
+      (d) => {
         if (this.state.lottery && this.state.lottery.id === d.id) {
           Object.assign(this.state.lottery, d, { state: d.state || "closed" });
           this.renderLottery();
         }
-      }),
+      },
     );
     c.on(
       "lottery.entries",
-      mine((d) => {
+      (d) => {
         if (this.state.lottery && this.state.lottery.id === d.id) {
           this.state.lottery.entrants = d.count ?? d.entrants;
           this.renderLottery();
         }
-      }),
+      },
     );
 
     // red packets and coupons
     c.on(
       "redpacket.sent",
-      mine((d) => {
+      (d) => {
         this.state.packets.set(d.id, { ...d, grabbed: null, finished: false });
         this.renderPacket(d.id);
         this.chat.system(`Red packet: ${money(d.total_cents)} in ${d.count} shares`);
-      }),
+      },
     );
     c.on(
       "redpacket.finished",
-      mine((d) => {
+      (d) => {
         const p = this.state.packets.get(d.id) || { id: d.id };
         p.finished = true;
         p.best = d.best;
         this.state.packets.set(d.id, p);
         this.renderPacket(d.id);
-      }),
+      },
     );
     c.on(
       "coupon.issued",
-      mine((d) => {
+      (d) => {
         this.state.coupons.set(d.id, { ...d, claimed: false });
         this.renderCoupon(d.id);
         this.chat.system(`Coupon: ${money(d.discount_cents)} off`);
-      }),
+      },
     );
 
     // polls and announcements
     c.on(
       "poll.opened",
-      mine((d) => {
+      (d) => {
         this.state.poll = { ...d, counts: d.counts || d.options.map(() => 0), state: "open", voted: null };
         this.renderPoll();
-      }),
+      },
     );
     c.on(
       "poll.results",
-      mine((d) => {
+      (d) => {
         if (this.state.poll && this.state.poll.id === d.id) {
           this.state.poll.counts = d.counts;
           this.renderPoll();
         }
-      }),
+      },
     );
     c.on(
       "poll.closed",
-      mine((d) => {
+      (d) => {
         if (this.state.poll && this.state.poll.id === d.id) {
           Object.assign(this.state.poll, { counts: d.counts, state: "closed" });
           this.renderPoll();
         }
-      }),
+      },
     );
     c.on(
       "room.announcement",
-      mine((d) => {
+      (d) => {
         this.state.announcement = d.text ? d : null;
         this.renderAnnouncement();
-      }),
+      },
     );
 
     // co-hosts and PK
     c.on(
       "cohost.updated",
-      mine((d) => {
+      (d) => {
         const before = new Set(this.state.cohosts.map(userId));
         this.state.cohosts = d.cohosts || [];
         const now = new Set(this.state.cohosts.map(userId));
         for (const u of now) if (!before.has(u)) this.chat.system(`${u} joined on camera`);
         for (const u of before) if (!now.has(u)) this.chat.system(`${u} left the stage`);
         if (this.actions.cohostsChanged) this.actions.cohostsChanged(this.state.cohosts.map(userId));
-      }),
+      },
     );
     c.on(
       "pk.started",
-      mine((d) => {
-        this.state.pk = { ...d, scores: d.scores || Object.fromEntries((d.rooms || []).map((r) => [r, 0])) };
+      (d) => {
+        this.state.pk = { ...d, scores: Object.fromEntries(d.rooms.map((r) => [r, 0])) }; // pk.started carries no scores
         this.renderPk();
         this.chat.system("PK battle started!");
-      }),
+      },
     );
     c.on(
       "pk.score",
-      mine((d) => {
+      (d) => {
         if (this.state.pk && this.state.pk.id === d.id) {
           this.state.pk.scores = d.scores;
           this.renderPk();
         }
-      }),
+      },
     );
     c.on(
       "pk.ended",
-      mine((d) => {
+      (d) => {
         if (this.state.pk) Object.assign(this.state.pk, { scores: d.scores, winner: d.winner, ended: true });
         this.renderPk();
         const text = d.winner == null ? "PK ended in a draw" : d.winner === this.room ? "We won the PK!" : `PK won by ${d.winner}`;
@@ -378,7 +374,7 @@ export class RoomView {
             this.renderPk();
           }
         }, 8000);
-      }),
+      },
     );
   }
 

@@ -21,11 +21,11 @@ async function main() {
   renderGifts(snap.room.gifts || []);
   startClock();
   bindActionBar();
-  client.on("cohost.invited", (d, meta) => {
-    if (meta.room === p.room && (d.user == null || d.user === me.id || d.user?.id === me.id)) invited(d);
+  const room = client.room(p.room);
+  room.on("cohost.invited", (d) => {
+    if (d.user == null || d.user === me.id || d.user?.id === me.id) invited(d);
   });
-  client.on("cohost.expired", (d, meta) => {
-    if (meta.room !== p.room) return;
+  room.on("cohost.expired", () => {
     toast("The co-host request expired.", "warn");
     showAsked(null);
   });
@@ -74,6 +74,7 @@ function bindActionBar() {
 
   $("#gift-btn").addEventListener("click", () => $("#gift-sheet").classList.toggle("hidden"));
   for (const x of document.querySelectorAll("[data-close]")) {
+    if (!(x instanceof HTMLElement)) continue;
     x.addEventListener("click", () => $(`#${x.dataset.close}`).classList.add("hidden"));
   }
   $("#sound-btn").addEventListener("click", () => {

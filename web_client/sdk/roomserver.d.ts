@@ -38,7 +38,19 @@ export declare const CloseCode: Readonly<{
 
 export declare function closeMessage(code: number): string;
 export declare function newCid(): string;
-export declare function tokenClaims(token: string): Record<string, unknown>;
+/** The claims of a roomserver JWT (PROTOCOL §1), read without verifying the signature. */
+export interface TokenClaims {
+  iss?: string;
+  sub?: string;
+  name?: string;
+  role?: "viewer" | "host" | "moderator" | "admin";
+  room?: string;
+  tier?: number;
+  tags?: string[];
+  exp?: number;
+  [claim: string]: unknown;
+}
+export declare function tokenClaims(token: string): TokenClaims;
 
 export declare class RoomError extends Error {
   readonly code: ErrorCode;
@@ -301,8 +313,49 @@ export declare class RoomClient {
   rejectPk(room: string, pk: string): Promise<OpReplies["pk.reject"]>;
   endPk(room: string, pk: string): Promise<OpReplies["pk.end"]>;
 
+  /** A handle bound to one room (the same object for the same id); does not join it. */
+  room(id: string): Room;
+
   http<T = any>(method: string, path: string, body?: unknown): Promise<T>;
   publish(room: string, stream: MediaStream, options?: MediaOptions): Promise<Publication>;
   play(room: string, publisher?: string, options?: MediaOptions): Promise<Playback>;
   followPublishers(room: string, container: HTMLElement, options?: FollowOptions): PublisherVideos;
+}
+
+// ---- per-room handle ---------------------------------------------------------------------
+
+/** The RoomClient methods a Room handle carries with the room argument filled in. */
+export type RoomMethodName =
+  | "join" | "leave" | "resume" | "lastSeq" | "snapshot" | "publishers"
+  | "start" | "end" | "sendBarrage" | "sendLike" | "sendGift" | "pinProduct" | "unpinProduct" | "track"
+  | "createLottery" | "enterLottery" | "drawLottery" | "lotteryRecord"
+  | "createSale" | "buy" | "issueCoupon" | "claimCoupon" | "sendRedPacket" | "grabRedPacket"
+  | "createPoll" | "vote" | "announce"
+  | "mute" | "unmute" | "kick" | "setSlowMode" | "setBannedWords"
+  | "requestCohost" | "inviteCohost" | "acceptCohost" | "rejectCohost" | "endCohost"
+  | "invitePk" | "acceptPk" | "rejectPk" | "endPk"
+  | "publish" | "play" | "followPublishers";
+
+/** `(room: string, ...rest) => R` without its first parameter. */
+export type WithoutRoom<F> = F extends (room: string, ...rest: infer A) => infer R ? (...args: A) => R : never;
+export type RoomOps = { [K in RoomMethodName]: WithoutRoom<RoomClient[K]> };
+
+/**
+ * `client.room(id)`: listeners get only this room's events (server events by `meta.room`,
+ * local ones such as `resync`, `gap`, `error` by their `room`); op methods need no room.
+ */
+export interface Room extends RoomOps {}
+export declare class Room {
+  readonly client: RoomClient;
+  readonly id: string;
+  on<K extends keyof AllEvents>(ev: K, fn: Listener<AllEvents[K]>): () => void;
+  on(ev: string, fn: Listener<any>): () => void;
+  once<K extends keyof AllEvents>(ev: K, fn: Listener<AllEvents[K]>): () => void;
+  once(ev: string, fn: Listener<any>): () => void;
+  off(ev: string, fn: Listener<any>): void;
+  /** Remove every listener added through this handle. */
+  offAll(): void;
+  request<T = any>(op: string, params?: object, opts?: { timeoutMs?: number }): Promise<T>;
+  /** Fire and forget (no reply); false while disconnected. */
+  send(op: string, params?: object): boolean;
 }

@@ -142,10 +142,10 @@ function endpoints(url) {
  */
 export class RoomClient {
   /**
-   * @param {object} options
-   * @param {string} [options.url] server base URL (http(s)://host) or its /v1/ws URL; default: this page's origin
-   * @param {string} [options.token] JWT minted by your app's back end
-   * @param {() => Promise<string>} [options.tokenProvider] called for a fresh token (expiry, 401)
+   * `url`: server base URL (http(s)://host) or its /v1/ws URL, default this page's origin;
+   * `token`: a JWT minted by your app's back end; `tokenProvider`: called for a fresh token
+   * (expiry, 401). The rest: roomserver.d.ts.
+   * @param {import("./roomserver.js").RoomClientOptions} [options]
    */
   constructor(options = {}) {
     this.options = { ...DEFAULTS, ...options };
@@ -167,6 +167,25 @@ export class RoomClient {
     this._closedByUser = false;
     this._reconnectTimer = null;
     this._openWaiters = [];
+    this._handles = new Map();
+  }
+
+  /**
+   * A handle bound to one room: `.on()` delivers only that room's events, and the op
+   * methods take no room argument (`client.room("r1").sendBarrage("hi")`). One handle per
+   * room id: calling `room(id)` again returns the same object. Getting a handle does not
+   * join the room; `.join()` does.
+   * @param {string} id
+   * @returns {Room}
+   */
+  room(id) {
+    if (typeof id !== "string" || !id) throw new RoomError("bad_request", "room id must be a non-empty string");
+    let handle = this._handles.get(id);
+    if (!handle) {
+      handle = new Room(this, id);
+      this._handles.set(id, handle);
+    }
+    return handle;
   }
 
   // ---- events ---------------------------------------------------------------------------
@@ -498,6 +517,7 @@ export class RoomClient {
   /** Fire and forget (no `id`, no reply). Dropped silently while disconnected. */
   send(op, room, params = {}) {
     if (this.state !== "open" || !this._ws) return false;
+    /** @type {Record<string, unknown>} */
     const frame = { ...params, op };
     if (room != null) frame.room = room;
     this._ws.send(JSON.stringify(frame));
@@ -891,6 +911,98 @@ export class RoomClient {
   }
 }
 
+/**
+ * One room seen through a RoomClient (`client.room(id)`). Its listeners get only events whose
+ * room is this one (server events by `meta.room`, local ones such as `resync` and `gap` by
+ * `data.room`); its op methods are the client's with the room filled in.
+ */
+export class Room {
+  /**
+   * @param {RoomClient} client
+   * @param {string} id
+   */
+  constructor(client, id) {
+    this.client = client;
+    this.id = id;
+    /** @type {Map<string, Map<Function, Function>>} the client-level wrapper of each listener */
+    this._wrapped = new Map();
+  }
+
+  /**
+   * Subscribe to this room's events (`"*"` for all of them).
+   * @returns {() => void} unsubscribe
+   */
+  on(ev, fn) {
+    let byFn = this._wrapped.get(ev);
+    if (!byFn) {
+      byFn = new Map();
+      this._wrapped.set(ev, byFn);
+    }
+    if (!byFn.has(fn)) {
+      const wrapper = (data, meta) => {
+        if (meta.room === this.id) fn(data, meta);
+      };
+      byFn.set(fn, wrapper);
+      this.client.on(ev, wrapper);
+    }
+    return () => this.off(ev, fn);
+  }
+
+  once(ev, fn) {
+    const off = this.on(ev, (data, meta) => {
+      off();
+      fn(data, meta);
+    });
+    return off;
+  }
+
+  off(ev, fn) {
+    const byFn = this._wrapped.get(ev);
+    const wrapper = byFn && byFn.get(fn);
+    if (!wrapper) return;
+    byFn.delete(fn);
+    this.client.off(ev, wrapper);
+  }
+
+  /** Remove every listener added through this handle. */
+  offAll() {
+    for (const [ev, byFn] of this._wrapped) for (const wrapper of byFn.values()) this.client.off(ev, wrapper);
+    this._wrapped.clear();
+  }
+
+  request(op, params = {}, opts = {}) {
+    return this.client.request(op, this.id, params, opts);
+  }
+  /** Fire and forget, like `client.send(op, room, params)`. */
+  send(op, params = {}) {
+    return this.client.send(op, this.id, params);
+  }
+}
+
+// The client's methods whose first argument is the room, bound to the handle's room. A list
+// rather than hand-written wrappers so a new op method needs one name here (and its type in
+// roomserver.d.ts), never a second copy of its parameters.
+const ROOM_METHODS = [
+  "join", "leave", "resume", "lastSeq", "snapshot", "publishers",
+  "start", "end", "sendBarrage", "sendLike", "sendGift", "pinProduct", "unpinProduct", "track",
+  "createLottery", "enterLottery", "drawLottery", "lotteryRecord",
+  "createSale", "buy", "issueCoupon", "claimCoupon", "sendRedPacket", "grabRedPacket",
+  "createPoll", "vote", "announce",
+  "mute", "unmute", "kick", "setSlowMode", "setBannedWords",
+  "requestCohost", "inviteCohost", "acceptCohost", "rejectCohost", "endCohost",
+  "invitePk", "acceptPk", "rejectPk", "endPk",
+  "publish", "play", "followPublishers",
+];
+for (const name of ROOM_METHODS) {
+  Object.defineProperty(Room.prototype, name, {
+    value: function (...args) {
+      return this.client[name](this.id, ...args);
+    },
+    writable: true,
+    configurable: true,
+  });
+}
+
 async function iceGatheringComplete(pc, timeoutMs) {
   if (pc.iceGatheringState === "complete") return;
   await new Promise((resolve) => {
@@ -945,10 +1057,17 @@ export class Playback extends Publication {
  * publisher is still listed.
  */
 export class PublisherVideos {
+  /**
+   * @param {RoomClient} client
+   * @param {string} room
+   * @param {HTMLElement} container
+   * @param {import("./roomserver.js").FollowOptions} [options]
+   */
   constructor(client, room, container, options = {}) {
     this.client = client;
     this.room = room;
     this.container = container;
+    /** @type {import("./roomserver.js").FollowOptions} */
     this.options = { muted: true, exclude: [], maxRetries: 6, ...options };
     this.tiles = new Map(); // user -> {entry, el, video, playback, gen}
     this._offs = [
@@ -984,7 +1103,8 @@ export class PublisherVideos {
 
   _add(entry) {
     const el = this.options.makeTile ? this.options.makeTile(entry) : defaultTile(entry);
-    const video = el.tagName === "VIDEO" ? el : el.querySelector("video");
+    /** @type {HTMLVideoElement} */
+    const video = el instanceof HTMLVideoElement ? el : el.querySelector("video");
     video.autoplay = true;
     video.playsInline = true;
     video.muted = this.options.muted;

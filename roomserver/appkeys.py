@@ -1,0 +1,17 @@
+"""The aiohttp application's keys: what ``server.create_app`` puts in the app for
+the routes to find. A leaf of its own, so the routes need not import the module
+that mounts them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from roomserver.auth import TokenVerifier
+from roomserver.config import Config
+from roomserver.gateway import Gateway
+from roomserver.node import Node
+
+NODE_KEY = web.AppKey("node", Node)
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+CONFIG_KEY = web.AppKey("config", Config)
+VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)
