@@ -75,6 +75,8 @@ import aiohttp
 import msgspec
 from yarl import URL
 
+from roomserver.client_ops import Ops
+
 __all__ = [
     "ConnectionLost",
     "Event",
@@ -304,6 +306,8 @@ class RoomClient:
         # Sockets in a row whose rooms could not be restored, and the last reason.
         self._restore_failures = 0
         self._restore_error: RoomError | None = None
+        self.ops = Ops(self)
+        """One typed method per op (generated: roomserver/client_ops.py)."""
 
     # -- lifecycle ---------------------------------------------------------------
 

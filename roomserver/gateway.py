@@ -22,6 +22,7 @@ from aiohttp import WSMsgType, web
 from roomserver import logsetup
 from roomserver.auth import AuthError, Identity, TokenVerifier
 from roomserver.bus.base import BrokerUnavailable
+from roomserver.contract import check as contract_check
 from roomserver.core.moderation import UserLimits
 from roomserver.fanout import Connection
 from roomserver.handlers import REGISTRY, OpContext, Session, check_role
@@ -232,6 +233,8 @@ class Gateway:
             p = convert_params(params, spec.schema)
             ctx = OpContext(node, session.identity, key, req_id, session)
             data = await spec.handler(ctx, p)
+            if contract_check.ENABLED and not ctx.replied:
+                contract_check.check_reply(op_name, data if data is not None else {})
             result = "ok"
             if req_id is not None and not ctx.replied:
                 node.fanout.send_personal(conn, reply_ok(req_id, data if data is not None else {}))

@@ -29,6 +29,7 @@ from roomserver.bus.base import (
     Idem,
 )
 from roomserver.config import Config
+from roomserver.contract import check as contract_check
 from roomserver.core import room as rules
 from roomserver.core.moderation import TokenBucket, WordFilters
 from roomserver.core.room import Emit, RoomDoc
@@ -368,6 +369,10 @@ class Node:
 
     @staticmethod
     def drafts(room: str, emits: Iterable[Emit], *, capped: bool = False) -> list[Draft]:
+        if contract_check.ENABLED:  # tests: every event against roomserver/contract/events.py
+            emits = list(emits)
+            for e in emits:
+                contract_check.check_event(e.ev, e.data, durable=e.durable)
         return [
             Draft(
                 encode_event(e.ev, public_room(room), e.data),

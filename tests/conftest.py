@@ -9,11 +9,17 @@ tests isolate themselves with unique room ids or key prefixes
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# Every event and reply the server sends is checked against its contract
+# (roomserver/contract/check.py), here and in every server process the tests start
+# (they inherit the environment); set before roomserver is imported.
+os.environ.setdefault("ROOMSERVER_CONTRACT_CHECK", "1")
 
 from tests.redis_servers import RedisCluster, RedisNode, RedisServers
 

@@ -18,6 +18,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 API_PREFIXES = ("/v1/", "/dev/", "/healthz", "/readyz", "/metrics")
+API_ROUTES: web.AppKey[list[Route]] = web.AppKey("api_routes", list)
+
+
+def openapi_for(app: web.Application) -> dict:
+    """The OpenAPI document of ``app``'s API (also checked in as docs/openapi.json)."""
+    routes = app[API_ROUTES]
+    return openapi_document(routes + _undeclared(app, routes))
 
 
 def add_routes(app: web.Application, ws_handler: Handler) -> None:
@@ -29,7 +36,7 @@ def add_routes(app: web.Application, ws_handler: Handler) -> None:
 
     async def openapi(request: web.Request) -> web.Response:
         if not doc:
-            doc.update(openapi_document(routes + _undeclared(request.app, routes)))
+            doc.update(openapi_for(request.app))
         return web.json_response(doc)
 
     routes = [
@@ -56,6 +63,7 @@ def add_routes(app: web.Application, ws_handler: Handler) -> None:
             ),
         ),
     ]
+    app[API_ROUTES] = routes
     for route in routes:
         if route.method == "GET" and route.ok_status != 101:  # HEAD too (RFC 9110 §9.3.2)
             app.router.add_get(route.path, route.handler)

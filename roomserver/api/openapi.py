@@ -85,17 +85,58 @@ def _param(q: tuple, where: str) -> dict[str, Any]:
     }
 
 
+# The server API route: documented as one path per op (``/v1/rooms/{room}/ops/room.start``),
+# each with that op's params as the body and its reply as the answer.
+OPS_PATH = "/v1/rooms/{room}/ops/{op}"
+AS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "as": {
+            "type": ["string", "null"],
+            "pattern": "^[A-Za-z0-9_.:@-]{1,64}$",
+            "description": "act as this user (absent or null: the admin token's user)",
+        }
+    },
+}
+
+
+def _schemas(types: list[type], components: dict[str, Any]) -> dict[type, dict[str, Any]]:
+    """JSON Schemas of ``types`` (refs into ``components``, which gets their definitions)."""
+    schemas, defs = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    components.update(defs)
+    return dict(zip(types, schemas, strict=True))
+
+
+def _op_routes(r: Route) -> list[tuple[Route, str, Any]]:
+    """The server API route as one (route, path, op contract) per op it runs."""
+    from roomserver.contract.registry import op_contracts
+
+    return [(r, r.path.replace("{op}", op.name), op) for op in op_contracts() if op.server_api]
+
+
 def openapi_document(routes: list[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     components: dict[str, Any] = {"Error": ERROR_SCHEMA}
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    entries: list[tuple[Route, str, Any]] = []
     for r in routes:
+        entries += _op_routes(r) if r.path == OPS_PATH else [(r, r.path, None)]
+    typed = {t for r, _, op in entries for t in ((op.params, op.reply) if op else (r.reply, r.body)) if t}
+    schemas = _schemas(sorted(typed, key=lambda t: (t.__module__, t.__qualname__)), components)
+    for r, path, op in entries:
         responses: dict[str, Any] = {str(r.ok_status): {"description": "OK"}}
-        if r.content and r.ok_status != 101:
+        reply = op.reply if op else r.reply
+        if reply is not None:
+            responses[str(r.ok_status)]["content"] = {r.content: {"schema": schemas[reply]}}
+        elif r.content and r.ok_status != 101:
             responses[str(r.ok_status)]["content"] = {r.content: {}}
         for status in error_statuses(r):
             responses[str(status)] = {"description": STATUS_TEXT[status], "content": error_ref}
-        op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler.__name__, "responses": responses}
+        doc: dict[str, Any] = {
+            "summary": f"Server API: {op.name}" if op else r.summary,
+            "operationId": "op_" + op.name.replace(".", "_") if op else r.handler.__name__,
+            "responses": responses,
+        }
         params = [
             {
                 "name": name,
@@ -103,36 +144,40 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
                 "required": True,
                 "schema": ROOM_ID_SCHEMA if name == "room" else ID_SCHEMA,
             }
-            for name in re.findall(r"{(\w+)}", r.path)
+            for name in re.findall(r"{(\w+)}", path)
         ]
         params += [_param(q, "query") for q in r.query]
         params += [_param(h, "header") for h in r.headers]
         if params:
-            op["parameters"] = params
+            doc["parameters"] = params
         if r.auth == "none":
-            op["security"] = []  # explicit: the document's default is a bearer token
+            doc["security"] = []  # explicit: the document's default is a bearer token
         else:
-            op["security"] = [{"bearer": []}]
-            op["description"] = {
+            doc["security"] = [{"bearer": []}]
+            doc["description"] = {
                 "admin": "Requires an admin token.",
                 "room": "Requires a token that admits this room.",
                 "any": "Requires any valid token.",
             }[r.auth]
-        if r.body is not None:
-            (schema,), defs = msgspec.json.schema_components(
-                [r.body], ref_template="#/components/schemas/{name}"
+        if op is not None:
+            doc["description"] += " The body is the op's params, plus `as` to act as a user; " + (
+                "the answer is the op's reply data (PROTOCOL §3)."
             )
-            components.update(defs)
-            op["requestBody"] = {
+            doc["requestBody"] = {
+                "required": _body_required(op.params),
+                "content": {"application/json": {"schema": {"allOf": [schemas[op.params], AS_SCHEMA]}}},
+            }
+        elif r.body is not None:
+            doc["requestBody"] = {
                 "required": _body_required(r.body),
-                "content": {"application/json": {"schema": schema}},
+                "content": {"application/json": {"schema": schemas[r.body]}},
             }
         elif r.body_content not in ("application/json", ""):
-            op["requestBody"] = {
+            doc["requestBody"] = {
                 "required": True,
                 "content": {r.body_content: {"schema": {"type": "string"}}},
             }
-        paths.setdefault(r.path, {})[r.method.lower()] = op
+        paths.setdefault(path, {})[r.method.lower()] = doc
     return {
         "openapi": "3.1.0",
         "info": {"title": "roomserver", "version": "1"},

@@ -14,6 +14,8 @@ from aiohttp import web
 from roomserver.appkeys import NODE_KEY, VERIFIER_KEY
 from roomserver.auth import USER_ID_RE, Identity
 from roomserver.bus.base import BrokerUnavailable, HistoryGone
+from roomserver.contract import check as contract_check
+from roomserver.contract import wire as w
 from roomserver.core import room as rules
 from roomserver.core.room import Emit
 from roomserver.gateway import identity_of
@@ -46,6 +48,8 @@ class Route:
     body_content: str = "application/json"  # "application/sdp": the body is text, not a Struct
     bus: bool = True  # reads or writes the bus: may answer 503 unavailable
     headers: tuple[Query, ...] = ()  # request headers the route requires
+    # The JSON body of its success answer (a roomserver.contract.wire shape).
+    reply: type[msgspec.Struct] | None = None
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -374,6 +378,8 @@ async def run_op(request: web.Request, identity: Identity) -> web.Response:
     result = "error"
     try:
         data = await spec.handler(OpContext(node, acting, room, None), convert_params(params, spec.schema))
+        if contract_check.ENABLED:
+            contract_check.check_reply(name, data if data is not None else {})
         result = "ok"
     except OpError as err:
         result = err.code
@@ -397,12 +403,27 @@ def _page_limit_query(default: int) -> Query:
 
 
 ROUTES: list[Route] = [
-    Route("GET", "/healthz", healthz, "Liveness: the process answers", "none", bus=False),
+    Route("GET", "/healthz", healthz, "Liveness: the process answers", "none", bus=False, reply=w.Health),
     Route(
-        "GET", "/readyz", readyz, "Readiness: the bus (Redis) is reachable and the node not draining", "none"
+        "GET",
+        "/readyz",
+        readyz,
+        "Readiness: the bus (Redis) is reachable and the node not draining",
+        "none",
+        reply=w.Health,
     ),
     Route("GET", "/metrics", metrics, "Prometheus metrics", "none", content="text/plain", bus=False),
-    Route("POST", "/v1/rooms", create_room, "Create a room", "admin", CreateRoom, 201, errors=(409,)),
+    Route(
+        "POST",
+        "/v1/rooms",
+        create_room,
+        "Create a room",
+        "admin",
+        CreateRoom,
+        201,
+        errors=(409,),
+        reply=w.RoomReply,
+    ),
     Route(
         "GET",
         "/v1/rooms",
@@ -417,8 +438,9 @@ ROUTES: list[Route] = [
             ),
             _page_limit_query(100),
         ),
+        reply=w.RoomPage,
     ),
-    Route("GET", "/v1/rooms/{room}", get_room, "Get a room", "admin"),
+    Route("GET", "/v1/rooms/{room}", get_room, "Get a room", "admin", reply=w.RoomReply),
     Route(
         "GET",
         "/v1/schedule",
@@ -433,8 +455,9 @@ ROUTES: list[Route] = [
             ),
             _page_limit_query(50),
         ),
+        reply=w.SchedulePage,
     ),
-    Route("DELETE", "/v1/rooms/{room}", delete_room, "End a room's show", "admin"),
+    Route("DELETE", "/v1/rooms/{room}", delete_room, "End a room's show", "admin", reply=w.RoomReply),
     Route(
         "POST",
         "/v1/rooms/{room}/events",
@@ -444,6 +467,7 @@ ROUTES: list[Route] = [
         CustomEvent,
         201,
         errors=(413,),
+        reply=w.Published,
     ),
     Route(
         "GET",
@@ -460,6 +484,7 @@ ROUTES: list[Route] = [
             ),
         ),
         errors=(410,),
+        reply=w.HistoryPage,
     ),
     Route(
         "GET",
@@ -467,6 +492,7 @@ ROUTES: list[Route] = [
         lottery_audit,
         "A lottery's audit record: seed (after the draw), seed_hash, sorted entrants, winners",
         "any",
+        reply=w.LotteryAudit,
     ),
     Route(
         "POST",
@@ -500,5 +526,6 @@ ROUTES: list[Route] = [
         sale_orders,
         "A sale's orders, sold count and reconciliation problems (empty = reconciled)",
         "admin",
+        reply=w.SaleOrders,
     ),
 ]

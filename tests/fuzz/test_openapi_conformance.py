@@ -43,15 +43,15 @@ def test_the_server_answers_as_its_document_says(
         "all",
         "--phases",
         "examples,coverage,fuzzing,stateful",
-        "--max-examples",
-        "10",
         "--seed",
         seed,
         "--header",
         f"Authorization: Bearer {admin_token}",
     ]
-    # cwd: schemathesis keeps a cache in ./.schemathesis, which belongs to no checkout
-    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    # cwd: schemathesis keeps a cache in ./.schemathesis, which belongs to no checkout.
+    # 41 operations since the server API documents each op (18 before): 172 s measured with
+    # the machine at load 36 (2 cores), so the bound is generous, not the idle-box time.
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=480)
     report = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, report
     # Every operation schemathesis selected (all but the WebSocket upgrade) was tested.

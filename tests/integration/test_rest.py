@@ -9,6 +9,7 @@ import pytest
 
 from roomserver.api import API_PREFIXES
 from roomserver.client import RoomError
+from roomserver.handlers import server_api_ops
 from tests.server_fixtures import Recorder, Server, token
 
 METRICS = [
@@ -242,8 +243,30 @@ async def test_openapi_lists_every_route(server: Server) -> None:
         if path.startswith(API_PREFIXES):  # the browser pages and their files are not API
             served.add((route.method, path))
     assert served, "no routes found"
+    # The server API route is documented as one path per op it runs (roomserver/api/openapi.py).
+    ops_path = "/v1/rooms/{room}/ops/{op}"
+    assert ("POST", ops_path) in served
+    per_op = {("POST", ops_path.replace("{op}", name)) for name in server_api_ops()}
+    assert per_op <= documented
+    served = (served - {("POST", ops_path)}) | per_op
     assert served - documented == set(), f"served but not in openapi.json: {sorted(served - documented)}"
     assert documented - served == set(), f"in openapi.json but not served: {sorted(documented - served)}"
+
+
+async def test_openapi_gives_each_server_api_op_its_params_and_reply(server: Server) -> None:
+    _, doc = await server.rest("GET", "/v1/openapi.json")
+    post = doc["paths"]["/v1/rooms/{room}/ops/sale.create"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]["allOf"]
+    params = doc["components"]["schemas"][body[0]["$ref"].rsplit("/", 1)[1]]
+    assert {"product", "price_cents", "stock", "limit_per_user"} <= set(params["required"])
+    assert "as" in body[1]["properties"]
+    reply = post["responses"]["200"]["content"]["application/json"]["schema"]
+    assert reply == {"$ref": "#/components/schemas/SaleCreated"}
+    sale = doc["components"]["schemas"]["SaleCreated"]
+    assert sale["additionalProperties"] is False and sale["required"] == ["sale"]
+    rooms = doc["paths"]["/v1/rooms"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert rooms == {"$ref": "#/components/schemas/RoomPage"}
+    assert "/v1/rooms/{room}/ops/barrage.send" not in doc["paths"]  # a viewer's op: not in the server API
 
 
 async def test_openapi_describes_errors_and_auth(server: Server) -> None:

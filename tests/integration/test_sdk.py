@@ -494,3 +494,27 @@ async def test_room_handle_gets_only_its_rooms_events_and_binds_ops(server: Serv
     assert b.state is None and a.state is not None
     with pytest.raises(ValueError):
         client.room("")
+
+
+async def test_generated_typed_ops_reach_the_server(server: Server, room: str) -> None:
+    """``RoomClient.ops`` (generated from the registry): keyword params, omitted ones
+    not sent, the reply's data returned."""
+    host = await server.client("ann", role="host")
+    await host.join(room)
+    started = await host.ops.room_start(room, title="typed")
+    assert started["room"]["title"] == "typed" and started["room"]["state"] == "live"
+    sent = await host.ops.barrage_send(room, text="hi")  # cid omitted: not sent
+    assert isinstance(sent["seq"], int)
+    assert (await host.ops.ping())["ts"] > 0
+    sale = await host.ops.sale_create(
+        room,
+        product={"id": "p1", "title": "Tea", "price_cents": 100},
+        price_cents=90,
+        stock=3,
+        limit_per_user=1,
+    )
+    order = await host.ops.sale_buy(room, sale=sale["sale"]["id"], qty=1, cid="c-typed")
+    assert order["order"]["qty"] == 1 and order["order"]["amount_cents"] == 90
+    with pytest.raises(RoomError) as err:
+        await host.ops.mod_slow(room, interval_s=301)
+    assert err.value.code == "bad_request"

@@ -346,7 +346,7 @@ export class RoomView {
     c.on(
       "pk.started",
       (d) => {
-        this.state.pk = { ...d, scores: d.scores || Object.fromEntries((d.rooms || []).map((r) => [r, 0])) };
+        this.state.pk = { ...d, scores: Object.fromEntries(d.rooms.map((r) => [r, 0])) }; // pk.started carries no scores
         this.renderPk();
         this.chat.system("PK battle started!");
       },

@@ -1,4 +1,9 @@
-// Types for roomserver.js (wire protocol v1, PROTOCOL.md). Hand-written, kept next to the module.
+// Types for roomserver.js (wire protocol v1, PROTOCOL.md). Hand-written, kept next to the module;
+// the ops' params and replies and the events' data are generated (roomserver.gen.d.ts).
+
+import type { EventData, LotteryAudit, OpParams, OpReplies } from "./roomserver.gen";
+
+export type { EventData, LotteryAudit, OpParams, OpReplies } from "./roomserver.gen";
 
 export type ErrorCode =
   | "bad_request"
@@ -93,73 +98,10 @@ export interface PublisherEntry {
   role: PublisherRole;
   tracks?: unknown;
 }
-export interface RoomSnapshot {
-  room: {
-    id: string;
-    title: string;
-    mode: "live" | "call";
-    state: "idle" | "live" | "ended";
-    host: string | null;
-    online: number;
-    likes: number;
-    seq: number;
-    epoch: string;
-    pinned: Product | null;
-    lottery: Record<string, any> | null;
-    sale: Record<string, any> | null;
-    pk: Record<string, any> | null;
-    cohosts: any[];
-    publishers: PublisherEntry[];
-    gifts: Gift[];
-    slow_s?: number;
-    started_at?: number | null;
-    announcement?: { text: string; countdown_to: number | null } | null;
-    poll?: Record<string, any> | null;
-    /** The room's latest chat, oldest first (events as on the wire). */
-    recent?: Array<{ ev: string; data: any; seq?: number; ts?: number }>;
-    [extra: string]: unknown;
-  };
-}
+export type RoomSnapshot = OpReplies["room.join"];
 
-/** Server events (PROTOCOL §3) by name → their `data`. Unknown names are typed `any`. */
-export interface ServerEvents {
-  barrage: { id: string; user: UserRef; text: string; cid?: string | null };
-  likes: { total: number; delta: number };
-  online: { count: number };
-  gift: { user: UserRef; gift: Gift; count: number; value: number };
-  "member.joined": { user: UserRef };
-  "room.started": { title: string; host: string; started_at: number; show: number };
-  "room.ended": { summary: Record<string, any> };
-  "room.updated": { slow_s?: number; [k: string]: unknown };
-  "room.announcement": { text: string; countdown_to: number | null };
-  "product.pinned": { product: Product };
-  "product.unpinned": { product: { id: string } };
-  "user.muted": { user: string; until: number | null };
-  "user.unmuted": { user: string };
-  kicked: { user: string; by: string; until: number };
-  "lottery.opened": Record<string, any>;
-  "lottery.drawn": { id: string; winners: string[]; entrants: number; seed: string; entrants_hash: string };
-  "sale.opened": Record<string, any>;
-  "sale.stock": { id: string; left: number };
-  "sale.closed": { id: string; sold: number; reason: string };
-  "coupon.issued": Record<string, any>;
-  "redpacket.sent": Record<string, any>;
-  "redpacket.finished": { id: string; best: any };
-  "poll.opened": Record<string, any>;
-  "poll.results": { id: string; counts: number[] };
-  "poll.closed": { id: string; counts: number[] };
-  "cohost.requested": Record<string, any>;
-  "cohost.invited": Record<string, any>;
-  "cohost.updated": { cohosts: any[] };
-  "cohost.expired": Record<string, any>;
-  "pk.invited": Record<string, any>;
-  "pk.started": { id: string; rooms: string[]; ends_at: number; scores?: Record<string, number> };
-  "pk.rejected": Record<string, any>;
-  "pk.score": { id: string; scores: Record<string, number> };
-  "pk.ended": { id: string; scores: Record<string, number>; winner: string | null };
-  "pk.expired": Record<string, any>;
-  "media.publishers": { publishers: PublisherEntry[] };
-}
+/** Server events (PROTOCOL §3) by name → their `data` (generated). Unknown names are typed `any`. */
+export type ServerEvents = EventData;
 
 /** Events the client itself emits. */
 export interface LocalEvents {
@@ -249,7 +191,7 @@ export interface LotteryParams {
   min_tier?: number;
 }
 export interface SaleParams {
-  product: Product | string;
+  product: Product;
   price_cents: number;
   stock: number;
   limit_per_user: number;
@@ -295,50 +237,62 @@ export declare class RoomClient {
   off(ev: string, fn: Listener<any>): void;
 
   /** Sends `params` as given: the op methods (sendBarrage, buy, …) add a `cid`, this does not. */
-  request<T = any>(op: string, room: string | null, params?: object, opts?: { timeoutMs?: number }): Promise<T>;
+  request<K extends keyof OpParams>(
+    op: K,
+    room: string | null,
+    params?: OpParams[K],
+    opts?: { timeoutMs?: number },
+  ): Promise<OpReplies[K]>;
+  /** An op this version's types do not know (a known op's params must match OpParams). */
+  request<T = any, O extends string = string>(
+    op: O extends keyof OpParams ? never : O,
+    room: string | null,
+    params?: object,
+    opts?: { timeoutMs?: number },
+  ): Promise<T>;
   send(op: string, room: string | null, params?: object): boolean;
 
   join(room: string): Promise<RoomSnapshot>;
-  leave(room: string): Promise<{}>;
-  resume(room: string, since: number, epoch: string): Promise<{ replayed: number }>;
+  leave(room: string): Promise<OpReplies["room.leave"]>;
+  resume(room: string, since: number, epoch: string): Promise<OpReplies["room.resume"]>;
   lastSeq(room: string): number | null;
   snapshot(room: string): RoomSnapshot | null;
   publishers(room: string): PublisherEntry[];
 
-  ping(): Promise<{ ts: number }>;
-  start(room: string, title?: string): Promise<{ room: Record<string, any> }>;
-  end(room: string): Promise<{ summary: Record<string, any> }>;
-  sendBarrage(room: string, text: string, opts?: { cid?: string }): Promise<{ seq: number | null; shed?: boolean }>;
-  sendLike(room: string, count?: number): Promise<{}>;
-  sendGift(room: string, gift: string, count?: number, opts?: { cid?: string }): Promise<{ value: number }>;
+  ping(): Promise<OpReplies["ping"]>;
+  start(room: string, title?: string): Promise<OpReplies["room.start"]>;
+  end(room: string): Promise<OpReplies["room.end"]>;
+  sendBarrage(room: string, text: string, opts?: { cid?: string }): Promise<OpReplies["barrage.send"]>;
+  sendLike(room: string, count?: number): Promise<OpReplies["like.send"]>;
+  sendGift(room: string, gift: string, count?: number, opts?: { cid?: string }): Promise<OpReplies["gift.send"]>;
   pinProduct(room: string, product: Product): Promise<{}>;
   unpinProduct(room: string, productId?: string): Promise<{}>;
   track(room: string, action: TrackAction, product?: string): Promise<{}>;
 
-  createLottery(room: string, params: LotteryParams): Promise<{ lottery: { id: string; seed_hash: string; closes_at: number } }>;
-  enterLottery(room: string, lottery: string): Promise<{ entered: true }>;
-  drawLottery(room: string, lottery: string): Promise<Record<string, any>>;
-  lotteryRecord(room: string, lottery: string): Promise<Record<string, any>>;
+  createLottery(room: string, params: LotteryParams): Promise<OpReplies["lottery.create"]>;
+  enterLottery(room: string, lottery: string): Promise<OpReplies["lottery.enter"]>;
+  drawLottery(room: string, lottery: string): Promise<OpReplies["lottery.draw"]>;
+  lotteryRecord(room: string, lottery: string): Promise<LotteryAudit>;
 
-  createSale(room: string, params: SaleParams): Promise<{ sale: Record<string, any> & { id: string } }>;
+  createSale(room: string, params: SaleParams): Promise<OpReplies["sale.create"]>;
   buy(
     room: string,
     sale: string,
     qty?: number,
     opts?: { cid?: string; attempts?: number },
-  ): Promise<{ order: { id: string; sale: string; user: string; qty: number; price_cents: number } }>;
+  ): Promise<OpReplies["sale.buy"]>;
 
-  issueCoupon(room: string, params: CouponParams): Promise<{ coupon: { id: string } }>;
+  issueCoupon(room: string, params: CouponParams): Promise<OpReplies["coupon.issue"]>;
   /** `cid` (generated if omitted) is reused across this call's own retries: never two claims. */
   claimCoupon(
     room: string,
     coupon: string,
     opts?: { cid?: string; attempts?: number },
-  ): Promise<{ claim: { id: string; coupon: string } }>;
-  sendRedPacket(room: string, params: RedPacketParams): Promise<{ packet: { id: string } }>;
-  grabRedPacket(room: string, packet: string): Promise<{ amount_cents: number }>;
+  ): Promise<OpReplies["coupon.claim"]>;
+  sendRedPacket(room: string, params: RedPacketParams): Promise<OpReplies["redpacket.send"]>;
+  grabRedPacket(room: string, packet: string): Promise<OpReplies["redpacket.grab"]>;
 
-  createPoll(room: string, params: PollParams): Promise<{ poll: { id: string; closes_at: number } }>;
+  createPoll(room: string, params: PollParams): Promise<OpReplies["poll.create"]>;
   vote(room: string, poll: string, option: number): Promise<{}>;
   announce(room: string, text: string, countdownTo?: number): Promise<{}>;
 
@@ -346,18 +300,18 @@ export declare class RoomClient {
   unmute(room: string, user: string): Promise<{}>;
   kick(room: string, user: string, durationS?: number): Promise<{}>;
   setSlowMode(room: string, intervalS: number): Promise<{}>;
-  setBannedWords(room: string, change: { add?: string[]; remove?: string[] }): Promise<{ count: number }>;
+  setBannedWords(room: string, change: { add?: string[]; remove?: string[] }): Promise<OpReplies["mod.words"]>;
 
-  requestCohost(room: string): Promise<{ request: { id: string; expires_at: number } }>;
-  inviteCohost(room: string, user: string): Promise<{}>;
-  acceptCohost(room: string, target?: { request?: string; user?: string }): Promise<Record<string, any>>;
-  rejectCohost(room: string, target?: { request?: string; user?: string }): Promise<Record<string, any>>;
-  endCohost(room: string, user: string): Promise<{}>;
+  requestCohost(room: string): Promise<OpReplies["cohost.request"]>;
+  inviteCohost(room: string, user: string): Promise<OpReplies["cohost.invite"]>;
+  acceptCohost(room: string, target?: { request?: string; user?: string }): Promise<OpReplies["cohost.accept"]>;
+  rejectCohost(room: string, target?: { request?: string; user?: string }): Promise<OpReplies["cohost.reject"]>;
+  endCohost(room: string, user: string): Promise<OpReplies["cohost.end"]>;
 
-  invitePk(room: string, targetRoom: string, durationS?: number): Promise<{ pk: { id: string } }>;
-  acceptPk(room: string, pk: string): Promise<Record<string, any>>;
-  rejectPk(room: string, pk: string): Promise<Record<string, any>>;
-  endPk(room: string, pk: string): Promise<Record<string, any>>;
+  invitePk(room: string, targetRoom: string, durationS?: number): Promise<OpReplies["pk.invite"]>;
+  acceptPk(room: string, pk: string): Promise<OpReplies["pk.accept"]>;
+  rejectPk(room: string, pk: string): Promise<OpReplies["pk.reject"]>;
+  endPk(room: string, pk: string): Promise<OpReplies["pk.end"]>;
 
   /** A handle bound to one room (the same object for the same id); does not join it. */
   room(id: string): Room;

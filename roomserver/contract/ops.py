@@ -1,0 +1,152 @@
+"""Every op's reply schema, next to the op registry (``roomserver.handlers.REGISTRY``)
+that holds its params schema, role and rate-limit family.
+
+``REPLIES`` is keyed by op name; tests/unit/test_contract.py fails when an op is
+registered without a reply schema here (or a reply schema names no op), and the
+gateway checks every reply against it when contract checks are on.
+"""
+
+from __future__ import annotations
+
+from roomserver.contract import wire as w
+
+
+class Pong(w.Wire):
+    ts: int
+
+
+class Snapshot(w.Wire):
+    room: w.SnapshotRoom
+
+
+class Resumed(w.Wire):
+    replayed: int
+
+
+class Started(w.Wire):
+    room: w.RoomView
+
+
+class Ended(w.Wire):
+    summary: w.ShowSummary
+
+
+class BarrageSent(w.Wire):
+    # null with ``shed: true``: the room was over its barrage cap and dropped the message.
+    seq: int | None
+    shed: bool | w.UnsetType = w.UNSET
+
+
+class GiftValue(w.Wire):
+    value: int
+
+
+class LotteryCreated(w.Wire):
+    lottery: w.LotteryCreatedRef
+
+
+class LotteryEntered(w.Wire):
+    entered: bool
+
+
+class LotteryDrawnReply(w.Wire):
+    lottery: w.LotteryDrawn
+
+
+class SaleCreated(w.Wire):
+    sale: w.SaleView
+
+
+class OrderPlaced(w.Wire):
+    order: w.Order
+
+
+class CouponIssuedReply(w.Wire):
+    coupon: w.IdRef
+
+
+class CouponClaimed(w.Wire):
+    claim: w.ClaimRef
+
+
+class PacketSent(w.Wire):
+    packet: w.IdRef
+
+
+class Grabbed(w.Wire):
+    amount_cents: int
+
+
+class PollCreated(w.Wire):
+    poll: w.PollRef
+
+
+class WordCount(w.Wire):
+    count: int
+
+
+class CohostRequestedReply(w.Wire):
+    request: w.Pending
+
+
+class CohostInvitedReply(w.Wire):
+    invite: w.Pending
+
+
+class Cohosts(w.Wire):
+    cohosts: list[w.Cohost]
+
+
+class PkInvitedReply(w.Wire):
+    pk: w.PkPending
+
+
+class PkAccepted(w.Wire):
+    pk: w.PkView
+
+
+class PkEndedReply(w.Wire):
+    # null when the battle had already ended (by the other host, or its time).
+    pk: w.PkResult | None
+
+
+REPLIES: dict[str, type[w.Wire]] = {
+    "ping": Pong,
+    "room.join": Snapshot,
+    "room.leave": w.Empty,
+    "room.resume": Resumed,
+    "room.start": Started,
+    "room.end": Ended,
+    "room.announce": w.Empty,
+    "barrage.send": BarrageSent,
+    "like.send": w.Empty,
+    "gift.send": GiftValue,
+    "track": w.Empty,
+    "product.pin": w.Empty,
+    "product.unpin": w.Empty,
+    "lottery.create": LotteryCreated,
+    "lottery.enter": LotteryEntered,
+    "lottery.draw": LotteryDrawnReply,
+    "sale.create": SaleCreated,
+    "sale.buy": OrderPlaced,
+    "coupon.issue": CouponIssuedReply,
+    "coupon.claim": CouponClaimed,
+    "redpacket.send": PacketSent,
+    "redpacket.grab": Grabbed,
+    "poll.create": PollCreated,
+    "poll.vote": w.Empty,
+    "mod.mute": w.Empty,
+    "mod.unmute": w.Empty,
+    "mod.kick": w.Empty,
+    "mod.slow": w.Empty,
+    "mod.words": WordCount,
+    "cohost.request": CohostRequestedReply,
+    "cohost.invite": CohostInvitedReply,
+    "cohost.accept": Cohosts,
+    "cohost.reject": w.Empty,
+    "cohost.end": Cohosts,
+    "pk.invite": PkInvitedReply,
+    "pk.accept": PkAccepted,
+    "pk.reject": w.Empty,
+    "pk.end": PkEndedReply,
+}
