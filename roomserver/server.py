@@ -46,8 +46,9 @@ def make_broker(config: Config) -> Broker:
 
 
 def _middlewares(config: Config) -> list:
-    """Outermost first: CORS headers on every answer, errors as JSON, then limits."""
-    from roomserver.api.middleware import cors, errors
+    """Outermost first: CORS headers on every answer, errors in the client's language,
+    errors as JSON, then limits."""
+    from roomserver.api.middleware import cors, error_language, errors
     from roomserver.api.ratelimit import rate_limits
 
     def limit(rate: float, burst: int) -> tuple[float, int] | None:
@@ -55,6 +56,7 @@ def _middlewares(config: Config) -> list:
 
     return [
         cors,
+        error_language,
         errors,
         rate_limits(
             limit(config.rest_rate_per_token, config.rest_burst_per_token),
