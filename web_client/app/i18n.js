@@ -9,7 +9,8 @@
 // switch (localStorage), the browser's languages (what it sends as Accept-Language), English.
 //
 // Static markup is translated by attributes: data-i18n (text), data-i18n-placeholder,
-// data-i18n-title, data-i18n-aria-label; `setText` marks an element the same way, so that
+// data-i18n-title, data-i18n-aria-label, data-i18n-value (a form field's example value, replaced
+// only while the user has not changed it); `setText` marks an element the same way, so that
 // switching the language re-translates every such element in place, without a reload.
 
 export const LANGS = ["zh-CN", "en"];
@@ -135,6 +136,11 @@ export function translate(root = document) {
   for (const [prop, attr] of ATTRS) {
     const sel = `[data-${prop.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}]`;
     for (const el of root.querySelectorAll(sel)) el.setAttribute(attr, t(el.dataset[prop]));
+  }
+  for (const el of root.querySelectorAll("[data-i18n-value]")) {
+    if (el.dataset.i18nShown != null && el.value !== el.dataset.i18nShown) continue; // edited: theirs
+    el.value = t(el.dataset.i18nValue);
+    el.dataset.i18nShown = el.value;
   }
   const title = document.querySelector("title[data-i18n]");
   if (title) document.title = title.textContent;
