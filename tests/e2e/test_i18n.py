@@ -76,7 +76,14 @@ async def test_each_page_in_chinese_and_switched_to_english(pages, server, room)
     call_errors = console_errors(call)
     await call.wait_for_selector("body[data-ready='1']")
     opened.append(
-        (call, call_errors, [("#call-empty b", "还没有其他人加入", "Nobody else is here yet"), ("#call-title", "视频通话", "Call")])
+        (
+            call,
+            call_errors,
+            [
+                ("#call-empty b", "还没有其他人加入", "Nobody else is here yet"),
+                ("#call-title", "视频通话", "Call"),
+            ],
+        )
     )
 
     for page, _, texts in opened:
@@ -154,16 +161,22 @@ async def test_error_codes_are_shown_in_the_page_language(pages, bots, room) -> 
     viewer = await pages.open("viewer", room, "vic", name="Vic", locale=ZH)
     errors = console_errors(viewer)
     await say(viewer, "buy spam now")
-    await expect(viewer.locator(".toast.error", has_text="消息包含违禁词，未能发送。").first).to_be_visible(timeout=T)
+    await expect(viewer.locator(".toast.error", has_text="消息包含违禁词，未能发送。").first).to_be_visible(
+        timeout=T
+    )
     await boss.request("mod.mute", room, user="vic")
     await expect(viewer.locator("#say")).to_have_attribute("placeholder", "你已被禁言", timeout=T)
     await say(viewer, "hello")
-    await expect(viewer.locator(".toast.error", has_text="你已被禁言，无法发送弹幕。").first).to_be_visible(timeout=T)
+    await expect(viewer.locator(".toast.error", has_text="你已被禁言，无法发送弹幕。").first).to_be_visible(
+        timeout=T
+    )
     await switch_to(viewer, "EN")
     await expect(viewer.locator("#say")).to_have_attribute("placeholder", "You are muted")
     await say(viewer, "hello again")
     await expect(
-        viewer.locator(".toast.error", has_text="You have been muted in this room and cannot send messages.").first
+        viewer.locator(
+            ".toast.error", has_text="You have been muted in this room and cannot send messages."
+        ).first
     ).to_be_visible(timeout=T)
     # the SDK logs nothing as an error for a refused op; the page logs only its warning
     assert errors == []

@@ -90,6 +90,9 @@ async def build_scene(pages, bots, room: str, lang: str) -> tuple[Page, list]:
     await host.click("#lottery-open")
     await host.fill("#poll-q", sc["poll"])
     await host.fill("#poll-options", "\n".join(sc["options"]))
+    # open long enough for the whole scene: on a loaded box it outlasted the default 60 s and
+    # the phone, finding results instead of options, could not vote
+    await host.fill("#poll-duration", "900")
     await host.click("#poll-form button[type=submit]")
 
     crowd = []
@@ -167,7 +170,9 @@ async def test_screenshots_of_host_viewer_and_phone(pages, bots, room, lang) -> 
     for page, name in ((host, "host"), (viewer, "viewer"), (phone, "viewer-phone")):
         await crowd[0][0].request("gift.send", room, gift="castle", count=1)
         await crowd[3][0].request("gift.send", room, gift="heart", count=20)
-        await expect(page.locator("#gift-lane .gift-banner", has_text=sc["heart"]).last).to_be_visible(timeout=T)
+        await expect(page.locator("#gift-lane .gift-banner", has_text=sc["heart"]).last).to_be_visible(
+            timeout=T
+        )
         await page.wait_for_function(GIFTS_IN_PLACE)
         await switch_fits(page)
         await page.screenshot(path=SCREENSHOTS / f"{name}{suffix}.png")
@@ -232,7 +237,9 @@ async def test_screenshots_of_the_start_page_and_empty_states(pages, server, roo
                 "/v1/rooms",
                 json={"id": f"{room}-c{suffix}", "title": "团队例会" if zh else "Team sync", "mode": "call"},
             )
-        call = await pages.open("call", f"{room}-c{suffix}", "ana", name="安安" if zh else "Ana", phone=phone, locale=lang)
+        call = await pages.open(
+            "call", f"{room}-c{suffix}", "ana", name="安安" if zh else "Ana", phone=phone, locale=lang
+        )
         await expect(call.locator("#call-empty")).to_be_visible()
         await no_horizontal_overflow(call)
         await switch_fits(call)

@@ -37,7 +37,9 @@ def used_keys() -> set[str]:
     keys: set[str] = set()
     for page in WEB.glob("*.html"):
         keys |= set(
-            re.findall(r'data-i18n(?:-placeholder|-title|-aria-label|-value)?="([^"]+)"', page.read_text("utf-8"))
+            re.findall(
+                r'data-i18n(?:-placeholder|-title|-aria-label|-value)?="([^"]+)"', page.read_text("utf-8")
+            )
         )
     literal = re.compile('"((?:' + "|".join(NAMESPACES) + r')\.[a-z0-9_.]+)"')
     for script in (WEB / "app").glob("*.js"):
