@@ -34,6 +34,7 @@ class Identity:
     room: str | None = None  # None = any room
     tier: int = 0
     tags: tuple[str, ...] = field(default_factory=tuple)
+    lang: str | None = None  # the preferred language of error messages (a BCP 47 tag)
 
     def admits(self, room: str) -> bool:
         return self.room is None or self.room == room
@@ -140,6 +141,9 @@ def _identity_from_claims(app: str, claims: dict) -> Identity:
     tags = claims.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise AuthError("tags must be a list of strings")
+    lang = claims.get("lang")
+    if lang is not None and (not isinstance(lang, str) or len(lang) > 35):
+        raise AuthError("lang must be a language tag (a string of at most 35 chars)")
     return Identity(
         app=app,
         user=sub,
@@ -149,6 +153,7 @@ def _identity_from_claims(app: str, claims: dict) -> Identity:
         room=None if room in (None, "*") else room,
         tier=tier,
         tags=tuple(tags),
+        lang=lang,
     )
 
 
@@ -164,6 +169,7 @@ def mint_token(
     tier: int = 0,
     tags: list[str] | None = None,
     now: float | None = None,
+    lang: str | None = None,
 ) -> str:
     """Mint a token as an app back end would (dev mode CLI, tests, load tester)."""
     claims: dict[str, object] = {
@@ -179,4 +185,6 @@ def mint_token(
         claims["tier"] = tier
     if tags:
         claims["tags"] = tags
+    if lang:
+        claims["lang"] = lang
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -23,6 +23,7 @@ from roomserver import logsetup
 from roomserver.auth import AuthError, Identity, TokenVerifier
 from roomserver.bus.base import BrokerUnavailable
 from roomserver.contract import check as contract_check
+from roomserver.core.i18n import DEFAULT_LANG, Lang, lang_of, localize_error
 from roomserver.core.moderation import UserLimits
 from roomserver.fanout import Connection
 from roomserver.handlers import REGISTRY, OpContext, Session, check_role
@@ -58,6 +59,12 @@ def bearer_token(request: web.Request) -> str:
         if auth[:7].lower() == "bearer ":
             token = auth[7:].strip()
     return token
+
+
+def socket_lang(request: web.Request, identity: Identity) -> Lang:
+    """The language of a socket's error replies: the ``lang`` query parameter, else the
+    token's ``lang`` claim, else English (an unsupported language is English too)."""
+    return lang_of(request.query.get("lang")) or lang_of(identity.lang) or DEFAULT_LANG
 
 
 def json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -157,7 +164,12 @@ class Gateway:
 
         conn = Connection(next(self._ids), identity.user, identity.is_staff, transport, close)
         logsetup.bind_user(identity.app, identity.user)  # this socket's task: its log records
-        session = Session(conn, identity, limits=self._limits.setdefault(key, UserLimits()))
+        session = Session(
+            conn,
+            identity,
+            limits=self._limits.setdefault(key, UserLimits()),
+            lang=socket_lang(request, identity),
+        )
         self.sessions.add(session)
         expiry: asyncio.TimerHandle | None = None
         try:
@@ -172,7 +184,7 @@ class Gateway:
                         break
                 elif msg.type == WSMsgType.BINARY:
                     err = OpError("bad_request", "binary frames are not supported; send JSON text")
-                    self._send(conn, None, err, always=True)
+                    self._send(session, None, err, always=True)
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
@@ -189,7 +201,7 @@ class Gateway:
         # A str of n characters is at most 4n UTF-8 bytes: encode only when it matters.
         if len(data) * 4 > MAX_FRAME_BYTES and len(data.encode()) > MAX_FRAME_BYTES:
             self._send(
-                conn,
+                session,
                 None,
                 OpError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes"),
                 always=True,
@@ -200,7 +212,7 @@ class Gateway:
         try:
             req = parse_request(data)
         except OpError as err:
-            self._send(conn, getattr(err, "req_id", None), err, always=True)
+            self._send(session, getattr(err, "req_id", None), err, always=True)
             return True
         await self.dispatch(session, req.op, req.id, req.room, req.params)
         return True
@@ -242,27 +254,31 @@ class Gateway:
             result = err.code
             if log.isEnabledFor(logging.DEBUG):  # the room and user come from the log context
                 log.debug("op %s answered %s: %s", op_name, err.code, err.message)
-            self._send(conn, req_id, err)
+            self._send(session, req_id, err)
         except BrokerUnavailable as exc:
             result = "unavailable"
             self._send(
-                conn, req_id, OpError("unavailable", f"the bus is unreachable: {exc}", retry_after_ms=1000)
+                session, req_id, OpError("unavailable", f"the bus is unreachable: {exc}", retry_after_ms=1000)
             )
         except Exception:
             log.exception("op %s failed", op_name)
-            self._send(conn, req_id, OpError("internal", "internal error"))
+            self._send(session, req_id, OpError("internal", "internal error"))
         finally:
             logsetup.ROOM.reset(bound)
             node.metrics.count_op(session.identity.app, op_name if spec else "unknown", result)
 
     def _send(
-        self, conn: Connection, req_id: int | str | None, err: OpError, *, always: bool = False
+        self, session: Session, req_id: int | str | None, err: OpError, *, always: bool = False
     ) -> None:
         # An op without id is fire and forget; a frame we could not even parse
         # still gets an error (with "re": null) so the client learns why.
         if req_id is None and not always:
             return
-        self.node.fanout.send_personal(conn, reply_error(req_id, err))  # type: ignore[arg-type]
+        if session.lang == DEFAULT_LANG:
+            body = reply_error(req_id, err)  # type: ignore[arg-type]
+        else:
+            body = encode({"re": req_id, "ok": False, "error": localize_error(err.to_wire(), session.lang)})
+        self.node.fanout.send_personal(session.conn, body)
 
     async def drain(self) -> None:
         """Stop accepting, flush, close every socket with 1001."""

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from roomserver import media_glue
 from roomserver.api import add_routes
-from roomserver.api.middleware import cors, errors
+from roomserver.api.middleware import cors, error_language, errors
 from roomserver.api.ratelimit import rate_limits
 from roomserver.appkeys import CONFIG_KEY, GATEWAY_KEY, NODE_KEY, VERIFIER_KEY
 from roomserver.auth import TokenVerifier
@@ -51,13 +51,15 @@ def make_broker(config: Config) -> Broker:
 
 
 def _middlewares(config: Config) -> list:
-    """Outermost first: CORS headers on every answer, errors as JSON, then limits."""
+    """Outermost first: CORS headers on every answer, errors in the client's language,
+    errors as JSON, then limits."""
 
     def limit(rate: float, burst: int) -> tuple[float, int] | None:
         return (rate, burst) if rate > 0 else None
 
     return [
         cors(config.cors_origins),
+        error_language,
         errors,
         rate_limits(
             limit(config.rest_rate_per_token, config.rest_burst_per_token),

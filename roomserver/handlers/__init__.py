@@ -15,6 +15,7 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 
 from roomserver.auth import Identity
+from roomserver.core.i18n import DEFAULT_LANG, Lang
 from roomserver.core.moderation import UserLimits
 from roomserver.core.room import validate_room_id
 from roomserver.fanout import Connection
@@ -57,6 +58,8 @@ class Session:
     # Public room id -> room key, for the rooms this socket names (validated once):
     # bounded, a socket naming more distinct ids than this starts over.
     room_keys: dict[str, str] = field(default_factory=dict)
+    # The language of this socket's error messages (``lang`` at connect; English by default).
+    lang: Lang = DEFAULT_LANG
 
     def room_key(self, room: str) -> str:
         """The frame's room as a room of this socket's app (``bad_request`` if invalid)."""

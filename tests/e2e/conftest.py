@@ -126,10 +126,12 @@ class Pages:
         tier: int = 0,
         ready: bool = True,
         init_script: str | None = None,
+        locale: str | None = None,
+        query: str = "",
     ) -> Page:
-        p = await self.blank(user, phone=phone, viewport=viewport, init_script=init_script)
+        p = await self.blank(user, phone=phone, viewport=viewport, init_script=init_script, locale=locale)
         token = self.server.token(user, role, name=name, tier=tier)  # type: ignore[arg-type]
-        await p.goto(f"{self.server.url}/{page}.html?room={room}#token={token}")
+        await p.goto(f"{self.server.url}/{page}.html?room={room}{query}#token={token}")
         if ready:
             await p.wait_for_selector("body[data-ready='1']", timeout=READY_MS)
         return p
@@ -141,13 +143,17 @@ class Pages:
         phone: bool = False,
         viewport: dict[str, int] | None = None,
         init_script: str | None = None,
+        locale: str | None = None,
     ) -> Page:
-        """A new page in its own context (desktop or phone), not yet navigated."""
+        """A new page in its own context (desktop or phone), not yet navigated. ``locale``
+        is the browser's language (navigator.language, Accept-Language): "zh-CN" opens the
+        pages in Chinese."""
         ctx = await self.browser.new_context(
             viewport=viewport or (PHONE if phone else DESKTOP),
             is_mobile=phone,
             has_touch=phone,
             device_scale_factor=2 if phone else 1,
+            locale=locale,
         )
         self.contexts.append(ctx)
         if init_script:

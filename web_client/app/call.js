@@ -1,5 +1,5 @@
 // Call page (`mode: call` rooms): everyone publishes, everyone plays everyone; up to 9.
-import { $, ChatList, KeptPublication, attempt, errorText, fatal, h, icon, openClient, pageParams, toast, whoAmI } from "/app/common.js";
+import { $, ChatList, KeptPublication, attempt, errorText, fatal, h, icon, openClient, pageParams, setText, t, toast, whoAmI } from "/app/common.js";
 import { initials } from "/app/roomview.js";
 
 const p = pageParams("viewer");
@@ -23,9 +23,10 @@ async function main() {
   client = await openClient(p, $("#conn"));
   me = whoAmI(client);
   const snap = await client.join(p.room);
-  $("#call-title").textContent = snap.room.title || `Call · ${p.room}`;
+  if (snap.room.title) $("#call-title").textContent = snap.room.title;
+  else setText($("#call-title"), "call.title_room", { room: p.room });
   $("#online").textContent = String(snap.room.online || 1);
-  if (snap.room.mode !== "call") toast("This is a live room, not a call: only the host and co-hosts can be on camera.", "warn", 6000);
+  if (snap.room.mode !== "call") toast(t("call.not_a_call"), "warn", 6000);
 
   const chat = new ChatList($("#chat"), 100);
   for (const ev of snap.room.recent || []) learnName(ev.data.user);
@@ -37,7 +38,7 @@ async function main() {
   });
   room.on("member.joined", (d) => {
     learnName(d.user);
-    chat.system(`${d.user.name} joined`);
+    chat.system(t("chat.joined", { name: d.user.name }));
   });
   room.on("online", (d) => ($("#online").textContent = String(d.count)));
   $("#say-form").addEventListener("submit", async (e) => {
@@ -73,10 +74,10 @@ function selfTile() {
       "div.cam-off-card",
       {},
       h("div.avatar.big", {}, initials(me.name)),
-      h("p", {}, "Your camera is off"),
-      h("button.btn.small", { id: "self-cam-on", onclick: () => (stream ? toggle("video") : joinOnCamera()) }, icon("video"), "Turn on camera"),
+      setText(h("p"), "call.your_camera_off"),
+      h("button.btn.small", { id: "self-cam-on", onclick: () => (stream ? toggle("video") : joinOnCamera()) }, icon("video"), setText(h("span"), "call.cam_on")),
     ),
-    h("span.tile-label", {}, `${me.name} (you)`),
+    setText(h("span.tile-label"), "call.you", { name: me.name }),
   );
   tile.style.order = "-1";
   $("#videos").prepend(tile);
@@ -88,8 +89,8 @@ function emptyState() {
     "div.call-empty",
     { id: "call-empty" },
     icon("users"),
-    h("b", {}, "Nobody else is here yet"),
-    h("p", {}, "Others join this call from the start page with the room name ", h("code", {}, p.room), "."),
+    setText(h("b"), "call.empty.title"),
+    h("p", {}, setText(h("span"), "call.empty.before"), h("code", {}, p.room), setText(h("span"), "call.empty.after")),
   );
   card.style.order = "99";
   $("#videos").append(card);
@@ -105,25 +106,25 @@ function count() {
 async function joinOnCamera() {
   if (stream) return;
   if (client.publishers(p.room).length >= MAX_PARTICIPANTS) {
-    toast(`The call is full (${MAX_PARTICIPANTS} people on camera). You can still watch and chat.`, "warn", 8000);
+    toast(t("call.full", { n: MAX_PARTICIPANTS }), "warn", 8000);
     return;
   }
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
   } catch (err) {
-    toast(`Camera unavailable: ${err.message || err}`, "error");
+    toast(t("media.camera_unavailable", { detail: err.message || err }), "error");
     return;
   }
   $("#self-tile video").srcObject = stream;
   showControls();
   publication = new KeptPublication(client, p.room, stream, {
     onState: () => count(),
-    onRetry: () => toast("Your video connection dropped: reconnecting…", "warn"),
+    onRetry: () => toast(t("media.dropped_reconnecting"), "warn"),
   });
   try {
     await publication.start();
   } catch (err) {
-    toast(err.code === "forbidden" ? `You cannot join on camera: ${err.message}` : `Not on camera: ${errorText(err)}`, "error", 8000);
+    toast(err.code === "forbidden" ? t("call.cannot_join_camera", { detail: err.message }) : t("call.not_on_camera", { detail: errorText(err) }), "error", 8000);
   }
   count();
 }
@@ -141,16 +142,19 @@ function showControls() {
   const camOn = !!stream && stream.getVideoTracks().some((t) => t.enabled);
   const micOn = !!stream && stream.getAudioTracks().some((t) => t.enabled);
   $("#self-tile").classList.toggle("cam-off", !camOn);
-  setControl($("#cam-btn"), camOn, camOn ? "Turn off camera" : "Turn on camera", camOn ? "Camera" : "Camera off");
-  setControl($("#mic-btn"), micOn, micOn ? "Mute microphone" : "Unmute microphone", micOn ? "Mic" : "Muted");
+  setControl($("#cam-btn"), camOn, camOn ? "call.cam_off" : "call.cam_on", camOn ? "call.caption.cam" : "call.caption.cam_off");
+  setControl($("#mic-btn"), micOn, micOn ? "call.mic_mute" : "call.mic_unmute", micOn ? "call.caption.mic" : "call.caption.muted");
 }
 
 function setControl(btn, on, action, caption) {
   btn.classList.toggle("off", !on);
   btn.setAttribute("aria-pressed", String(on));
-  btn.setAttribute("aria-label", action);
-  btn.title = action;
-  btn.parentElement.querySelector(".ctl-caption").textContent = caption;
+  // marked, so that a language switch re-translates them
+  btn.dataset.i18nAriaLabel = action;
+  btn.dataset.i18nTitle = action;
+  btn.setAttribute("aria-label", t(action));
+  btn.title = t(action);
+  setText(btn.parentElement.querySelector(".ctl-caption"), caption);
 }
 
 async function leave() {

@@ -1,41 +1,12 @@
-// Shared helpers of the host, viewer and call pages (not part of the SDK).
-import { RoomClient, RoomError, closeMessage, tokenClaims } from "/sdk/roomserver.js";
-import { giftPicture, hydrateIcons, icon } from "/app/icons.js";
+// Shared widgets of the host, viewer and call pages (not part of the SDK). The page shell
+// (DOM helpers, language switch, token, toasts, errors, connection state) is shell.js; its
+// exports are passed on here so that a page imports from one place.
+import { giftPicture, icon } from "/app/icons.js";
+import { compact, has, lang, money, number, setText, t } from "/app/i18n.js";
+import { $$, h, toast } from "/app/shell.js";
 
-export { icon };
-
-// Modules run after parsing: the static markup is there to decorate.
-hydrateIcons();
-
-export const $ = (sel, root = document) => root.querySelector(sel);
-export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
-
-/** Create an element: h("div.card", {onclick}, child, "text"). */
-export function h(spec, attrs = {}, ...children) {
-  const [tag, ...classes] = spec.split(".");
-  const el = document.createElement(tag || "div");
-  if (classes.length) el.className = classes.join(" ");
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v == null || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "dataset") Object.assign(el.dataset, v);
-    else if (k in el && typeof v !== "string") el[k] = v;
-    else el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children.flat()) if (c != null && c !== false) el.append(c);
-  return el;
-}
-
-export function money(cents) {
-  if (cents == null) return "";
-  return `¥${(cents / 100).toFixed(cents % 100 ? 2 : 0)}`;
-}
-
-export function compact(n) {
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
-  if (n >= 1e4) return `${(n / 1e3).toFixed(1)}k`;
-  return String(n ?? 0);
-}
+export { icon, compact, money, number, setText, t };
+export { $, $$, attempt, closeText, devToken, errorText, fatal, h, openClient, pageParams, toast, whoAmI } from "/app/shell.js";
 
 /** "mm:ss" (or "h:mm:ss") until `at` (unix ms); "00:00" once past. */
 export function countdown(at, now = Date.now()) {
@@ -59,209 +30,6 @@ export function startClock() {
   };
   tick();
   return setInterval(tick, 250);
-}
-
-// ---- messages ---------------------------------------------------------------------------
-
-const CONTEXT_MESSAGES = {
-  "room.join": {
-    forbidden: "You cannot enter this room: you were removed from it, or your token is for another room.",
-  },
-  "sale.buy": {
-    sold_out: "Sold out! Every item of this flash sale is gone.",
-    limit_reached: "You have reached the purchase limit for this item.",
-    not_open: (err) => (err.retryAfterMs ? "This flash sale has not started yet." : "This flash sale has ended."),
-    conflict: "That order was already placed with different details.",
-  },
-  "coupon.claim": {
-    sold_out: "All coupons have been claimed.",
-    limit_reached: "You already claimed this coupon.",
-  },
-  "redpacket.grab": {
-    sold_out: "Too late: the red packet is empty.",
-    conflict: "You already grabbed this red packet.",
-  },
-  "lottery.enter": {
-    not_open: "This lottery is closed.",
-    forbidden: (err) => `You are not eligible for this lottery: ${err.message}.`,
-    conflict: "You are already in this lottery.",
-  },
-  "poll.vote": { conflict: "You already voted.", not_open: "This poll is closed." },
-  "cohost.request": {
-    conflict: "You already asked to join on camera.",
-    limit_reached: "The stage is full (at most 8 co-hosts).",
-  },
-  "barrage.send": { muted: "You have been muted in this room and cannot send messages." },
-  "lottery.create": { conflict: "A lottery is already open." },
-  "poll.create": { conflict: "A poll is already open." },
-  "pk.invite": { conflict: "One of the rooms is busy with another PK.", not_found: "That room does not exist." },
-};
-
-/** The sentence to show an end user for an error (from the SDK, an HTTP call or anything). */
-export function errorText(err) {
-  if (!(err instanceof RoomError)) return String((err && err.message) || err);
-  let specific = err.op && CONTEXT_MESSAGES[err.op] && CONTEXT_MESSAGES[err.op][err.code];
-  if (typeof specific === "function") specific = specific(err);
-  let text = specific || err.userMessage;
-  if (err.code === "rate_limited" && err.retryAfterMs) {
-    const slow = /slow mode/i.test(err.message);
-    text = `${slow ? "Slow mode is on." : text} Try again in ${Math.ceil(err.retryAfterMs / 1000)} s.`;
-  }
-  if (err.code === "bad_request" && err.message) text = `${text} (${err.message})`;
-  return text;
-}
-
-export function toast(text, kind = "info", ms = 3500) {
-  let box = $("#toasts");
-  if (!box) {
-    box = h("div", { id: "toasts" });
-    document.body.append(box);
-  }
-  const el = h(`div.toast.${kind}`, { role: kind === "error" ? "alert" : "status" }, text);
-  box.append(el);
-  setTimeout(() => el.classList.add("leaving"), ms);
-  setTimeout(() => el.remove(), ms + 400);
-  return el;
-}
-
-/** Run an async UI action; show its error as a toast (and return undefined on error). */
-export async function attempt(fn, okText) {
-  try {
-    const out = await fn();
-    if (okText) toast(typeof okText === "function" ? okText(out) : okText, "ok");
-    return out;
-  } catch (err) {
-    toast(errorText(err), "error");
-    console.warn(err);
-    return undefined;
-  }
-}
-
-// ---- session bootstrap ------------------------------------------------------------------
-
-/** Ask a dev server for a token (404 unless the server runs in dev mode). */
-export async function devToken(body) {
-  const res = await fetch("/dev/token", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  if (!res.ok) {
-    const msg = await res.json().then((b) => b.error && b.error.message, () => res.statusText);
-    throw new Error(`cannot mint a dev token: ${msg}`);
-  }
-  return (await res.json()).token;
-}
-
-/**
- * The page's token, taken out of the URL: links carry it in the fragment (`#token=JWT`, never
- * sent to a server) and old links in the query (`?token=`); either way the address bar and the
- * history entry are rewritten without it, so it stays out of browser history and of links
- * copied from the address bar. The tab keeps it (sessionStorage) so that a reload still works.
- */
-function takeToken(room) {
-  const q = new URLSearchParams(location.search);
-  const hash = new URLSearchParams(location.hash.slice(1));
-  const key = `roomserver.token:${location.pathname}:${room}`;
-  const token = hash.get("token") || q.get("token");
-  if (hash.has("token") || q.has("token")) {
-    q.delete("token");
-    hash.delete("token");
-    const search = q.toString();
-    const frag = hash.toString();
-    history.replaceState(history.state, "", `${location.pathname}${search ? `?${search}` : ""}${frag ? `#${frag}` : ""}`);
-  }
-  try {
-    if (token) sessionStorage.setItem(key, token);
-    return token || sessionStorage.getItem(key);
-  } catch {
-    return token; // storage disabled: the token lives as long as the page
-  }
-}
-
-/**
- * Where the page's room and token come from:
- * `?room=r1#token=JWT` (an app hands the page a token), or in dev mode
- * `?room=r1&user=alice&role=host` (the page mints its own, and again on expiry).
- */
-export function pageParams(defaultRole) {
-  const q = new URLSearchParams(location.search);
-  const room = q.get("room") || "demo";
-  return {
-    room,
-    token: takeToken(room),
-    user: q.get("user"),
-    name: q.get("name") || undefined,
-    role: q.get("role") || defaultRole,
-    tier: Number(q.get("tier") || 0),
-  };
-}
-
-/** Connect a RoomClient for this page; shows connection state in `statusEl`. */
-export async function openClient(p, statusEl) {
-  let tokenProvider;
-  let token = p.token;
-  if (!token && p.user) {
-    tokenProvider = () => devToken({ user: p.user, role: p.role, name: p.name, tier: p.tier });
-  } else if (!token) {
-    throw new MissingToken();
-  }
-  const client = new RoomClient({ url: location.origin, token, tokenProvider });
-  const show = (text, cls) => {
-    if (!statusEl) return;
-    statusEl.textContent = text;
-    statusEl.className = `conn ${cls}`;
-  };
-  client.on("reconnecting", (d) => show(`Reconnecting… (${d.attempt})`, "warn"));
-  client.on("reconnected", () => {
-    show("", "ok");
-    toast("Reconnected", "ok", 1500);
-  });
-  client.on("disconnected", (d) => {
-    if (d.code !== 1000) toast(d.message, d.code === 4003 ? "error" : "warn");
-    if (d.code === 4003) {
-      show(closeMessage(4003), "bad");
-      document.body.classList.add("kicked");
-    }
-  });
-  client.on("state", (d) => {
-    if (d.state === "closed" && !document.body.classList.contains("kicked")) show("Disconnected", "bad");
-  });
-  client.on("error", (d) => d.error && toast(errorText(d.error), "error"));
-  await client.connect();
-  show("", "ok");
-  return client;
-}
-
-export function whoAmI(client) {
-  const c = tokenClaims(client.token);
-  return { id: c.sub, name: c.name || c.sub, role: c.role || "viewer", tier: c.tier || 0 };
-}
-
-class MissingToken extends Error {
-  constructor() {
-    super("This page needs a token to enter a room.");
-  }
-}
-
-/** A fatal start-up problem: replace the page with a small card in the middle of the screen. */
-export function fatal(err) {
-  const missing = err instanceof MissingToken;
-  document.body.className = "fatal-page";
-  document.body.replaceChildren(
-    h(
-      "div.fatal",
-      { role: "alert" },
-      h("div.fatal-icon", {}, icon(missing ? "key" : "x")),
-      h("h2", {}, missing ? "No token in this link" : "Cannot open this room"),
-      h("p", {}, missing ? err.message : err instanceof RoomError ? errorText(err) : String(err.message || err)),
-      missing
-        ? h("p.muted.small", {}, "Open it from the start page, or from your app with ", h("code", {}, "#token=…"), " at the end of the link.")
-        : null,
-      h("a.btn", { href: "/" }, "Go to the start page"),
-    ),
-  );
-  document.body.dataset.ready = "fatal";
 }
 
 // ---- barrage, chat, hearts ---------------------------------------------------------------
@@ -317,11 +85,16 @@ export class ChatList {
     return this.line([badge, name, h("span.text", {}, d.text)], "msg");
   }
   gift(d) {
-    return this.line([h("b.who", {}, d.user.name), ` sent ${d.count} × ${d.gift.name} `, giftIcon(d.gift.id, "inline")], "gift");
+    return this.line([h("b.who", {}, d.user.name), ` ${t("chat.gift_sent", { n: d.count, gift: giftName(d.gift) })} `, giftIcon(d.gift.id, "inline")], "gift");
   }
   system(text) {
     return this.line([text], "sys");
   }
+}
+
+/** A gift's name in the page's language (the default gifts have texts; an app's own keep theirs). */
+export function giftName(gift) {
+  return gift && has(`gift.${gift.id}`) ? t(`gift.${gift.id}`) : (gift && gift.name) || "";
 }
 
 export function giftIcon(id, cls = "") {
@@ -427,7 +200,7 @@ export class KeptPublication {
 export async function openAuthorised(path, token) {
   const tab = window.open("", "_blank"); // now, while the click still allows a new tab
   try {
-    const res = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+    const res = await fetch(path, { headers: { Authorization: `Bearer ${token}`, "Accept-Language": lang() } });
     if (!res.ok) {
       const msg = await res.json().then((b) => b.error && b.error.message, () => res.statusText);
       throw new Error(`${res.status}: ${msg}`);
@@ -438,13 +211,13 @@ export async function openAuthorised(path, token) {
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
   } catch (err) {
     if (tab) tab.close();
-    toast(`Cannot open it: ${err.message || err}`, "error");
+    toast(t("shell.cannot_open_it", { detail: err.message || err }), "error");
   }
 }
 
 export function copy(text) {
   return navigator.clipboard.writeText(text).then(
-    () => toast("Copied", "ok", 1200),
+    () => toast(t("shell.copied"), "ok", 1200),
     () => toast(text, "info", 8000),
   );
 }

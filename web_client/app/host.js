@@ -1,6 +1,7 @@
 // Host studio: camera and WHIP publishing, show control, selling, engagement, moderation,
 // co-hosts and PK. The stage on the left is the same RoomView the viewers see.
-import { $, $$, KeptPublication, attempt, compact, errorText, fatal, h, money, openAuthorised, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
+import { $, $$, KeptPublication, attempt, compact, errorText, fatal, giftName, h, money, openAuthorised, openClient, pageParams, setText, startClock, t, toast, whoAmI } from "/app/common.js";
+import { onLangChange } from "/app/i18n.js";
 import { RoomView, initials } from "/app/roomview.js";
 
 const p = pageParams("host");
@@ -19,10 +20,11 @@ const cents = (yuan) => Math.round(Number(yuan) * 100);
 const num = (sel) => Number($(sel).value || 0);
 const uid = (c) => (typeof c === "string" ? c : c && (c.user?.id ?? c.user ?? c.id));
 
+// Demo products; their titles are in the page's language (a pinned title is what viewers see).
 const PRESETS = [
-  { id: "sku-scarf", title: "Silk scarf · spring print", price_cents: 12900 },
-  { id: "sku-tea", title: "Oolong tea gift box", price_cents: 8800 },
-  { id: "sku-lamp", title: "Bedside lamp, warm light", price_cents: 15900 },
+  { id: "sku-scarf", key: "host.preset.scarf", price_cents: 12900 },
+  { id: "sku-tea", key: "host.preset.tea", price_cents: 8800 },
+  { id: "sku-lamp", key: "host.preset.lamp", price_cents: 15900 },
 ];
 
 async function main() {
@@ -37,7 +39,7 @@ async function main() {
   const snap = await client.join(p.room);
   view.apply(snap);
   view.followVideos([me.id]);
-  $("#studio-title").textContent = `Studio · ${p.room}`;
+  setText($("#studio-title"), "host.studio_room", { room: p.room });
   $("#title-input").value = snap.room.title || "";
   $("#kpi-online").textContent = compact(snap.room.online || 0);
   $("#kpi-likes").textContent = compact(snap.room.likes || 0);
@@ -76,20 +78,20 @@ function watchRoom() {
     "barrage",
     (d) => noteChatter(d.user),
   );
-  room.on("sale.opened", (d) => ($("#sale-state").textContent = `${d.stock} in stock`));
+  room.on("sale.opened", (d) => setText($("#sale-state"), "host.sale.in_stock", { n: d.stock }));
   room.on(
     "sale.stock",
     (d) => {
       const s = view.state.sale;
       if (s && s.id === d.id) {
-        $("#sale-state").textContent = `${d.left} left`;
+        setText($("#sale-state"), "product.left", { n: d.left });
       }
     },
   );
   room.on(
     "sale.closed",
     (d) => {
-      $("#sale-state").textContent = `closed · ${d.sold} sold`;
+      setText($("#sale-state"), "host.sale.closed", { n: d.sold });
     },
   );
   room.on(
@@ -106,17 +108,21 @@ function watchRoom() {
       while (list.childElementCount > 100) list.lastElementChild.remove();
     },
   );
-  room.on("lottery.opened", (d) => ($("#lottery-state").textContent = `open: ${d.prize}`));
-  room.on("lottery.drawn", (d) => ($("#lottery-state").textContent = `drawn: ${(d.winners || []).join(", ") || "no entrants"}`));
-  room.on("poll.opened", () => ($("#poll-state").textContent = "open"));
-  room.on("poll.closed", () => ($("#poll-state").textContent = "closed"));
+  room.on("lottery.opened", (d) => setText($("#lottery-state"), "host.lottery.state_open", { prize: d.prize }));
+  room.on("lottery.drawn", (d) =>
+    (d.winners || []).length
+      ? setText($("#lottery-state"), "host.lottery.state_drawn", { winners: d.winners.join(", ") })
+      : setText($("#lottery-state"), "host.lottery.state_no_entrants"),
+  );
+  room.on("poll.opened", () => setText($("#poll-state"), "host.state.open"));
+  room.on("poll.closed", () => setText($("#poll-state"), "host.state.closed"));
   room.on(
     "cohost.requested",
     (d) => {
       const r = d.request || d;
       requests.set(r.id, { id: r.id, user: uid(r.user ?? d.user), name: r.user?.name ?? d.user?.name, expires_at: r.expires_at });
       renderRequests();
-      toast(`${uid(r.user ?? d.user)} asks to join on camera`, "info");
+      toast(t("host.requests.asks", { user: uid(r.user ?? d.user) }), "info");
     },
   );
   room.on(
@@ -133,28 +139,28 @@ function watchRoom() {
       const pk = d.pk || d;
       pkInvites.set(pk.id, { ...pk, from: d.from_room ?? pk.from_room ?? pk.room ?? (pk.rooms || [])[0] });
       renderPkInvites();
-      toast(`⚔ PK challenge from ${pkInvites.get(pk.id).from || "another room"}`, "info", 6000);
+      toast(t("host.pk.challenge_from", { room: pkInvites.get(pk.id).from || t("host.pk.another_room") }), "info", 6000);
     },
   );
   const pkGone = (d) => {
     pkInvites.delete(d.id ?? d.pk?.id);
     renderPkInvites();
   };
-  room.on("pk.rejected", (d) => (pkGone(d), toast("The PK challenge was declined", "warn")));
+  room.on("pk.rejected", (d) => (pkGone(d), toast(t("host.pk.declined"), "warn")));
   room.on("pk.expired", pkGone);
   room.on(
     "pk.started",
     (d) => {
       pkInvites.clear();
       renderPkInvites();
-      $("#pk-state").textContent = `vs ${(d.rooms || []).find((r) => r !== p.room)}`;
+      setText($("#pk-state"), "host.pk.vs", { room: (d.rooms || []).find((r) => r !== p.room) });
       $("#pk-end-btn").classList.remove("hidden");
     },
   );
   room.on(
     "pk.ended",
     () => {
-      $("#pk-state").textContent = "ended";
+      setText($("#pk-state"), "host.state.ended");
       $("#pk-end-btn").classList.add("hidden");
     },
   );
@@ -167,7 +173,7 @@ function bindLive() {
   $("#mic-btn").addEventListener("click", () => {
     cam.micOn = !cam.micOn;
     for (const t of cam.stream?.getAudioTracks() || []) t.enabled = cam.micOn;
-    $("#mic-btn").textContent = cam.micOn ? "Mute mic" : "Unmute mic";
+    setText($("#mic-btn"), cam.micOn ? "host.mic.mute" : "host.mic.unmute");
   });
   $("#publish-btn").addEventListener("click", () => (cam.publication ? unpublish() : publish()));
   $("#golive-btn").addEventListener("click", goLive);
@@ -178,9 +184,9 @@ function bindLive() {
     const text = $("#announce-input").value.trim();
     if (!text) return;
     const min = num("#announce-min");
-    await attempt(() => client.announce(p.room, text, min ? Date.now() + min * 60_000 : undefined), "Announcement posted");
+    await attempt(() => client.announce(p.room, text, min ? Date.now() + min * 60_000 : undefined), t("host.announce.posted"));
   });
-  $("#announce-clear").addEventListener("click", () => attempt(() => client.announce(p.room, ""), "Announcement cleared"));
+  $("#announce-clear").addEventListener("click", () => attempt(() => client.announce(p.room, ""), t("host.announce.cleared")));
 }
 
 /** Start the camera preview once (Go live may ask while the first request is still open). */
@@ -200,22 +206,22 @@ async function openCamera() {
   try {
     cam.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 }, audio: true });
   } catch (err) {
-    toast(`Camera unavailable: ${err.message || err}`, "error");
+    toast(t("media.camera_unavailable", { detail: err.message || err }), "error");
     throw err;
   }
   const tile = h(
     "div.tile.self",
     { id: "self-tile", dataset: { user: me.id, role: "host" } },
     h("video", { id: "preview", muted: true, autoplay: true, playsInline: true, srcObject: cam.stream }),
-    h("span.tile-label", {}, "You · preview"),
+    setText(h("span.tile-label"), "host.you_preview"),
   );
   $("#videos").prepend(tile);
   $("#videos").dataset.count = String($("#videos").childElementCount);
   $("#placeholder").classList.add("hidden");
-  $("#cam-btn").textContent = "Stop camera";
+  setText($("#cam-btn"), "host.camera.stop");
   $("#mic-btn").disabled = false;
   $("#publish-btn").disabled = false;
-  $("#cam-state").textContent = "on";
+  setText($("#cam-state"), "host.camera.on");
   updatePubState();
   updateStageNote();
 }
@@ -227,10 +233,10 @@ async function stopCamera() {
   cam.starting = null;
   $("#self-tile")?.remove();
   $("#videos").dataset.count = String($("#videos").childElementCount);
-  $("#cam-btn").textContent = "Start camera";
+  setText($("#cam-btn"), "host.camera.start");
   $("#mic-btn").disabled = true;
   $("#publish-btn").disabled = true;
-  $("#cam-state").textContent = "off";
+  setText($("#cam-state"), "host.camera.off");
   view.renderPlaceholder();
   updatePubState();
   updateStageNote();
@@ -244,7 +250,7 @@ async function publish() {
     onState: updatePubState,
     onRetry: () => {
       updatePubState();
-      toast("The video connection dropped: publishing again…", "warn");
+      toast(t("host.pub.dropped"), "warn");
     },
     onGiveUp: () => {
       if (cam.publication === kept) cam.publication = null;
@@ -256,7 +262,7 @@ async function publish() {
     await kept.start();
     return true;
   } catch (err) {
-    toast(`Video not published: ${errorText(err)}`, "error", 6000);
+    toast(t("host.pub.failed", { detail: errorText(err) }), "error", 6000);
     return false;
   } finally {
     updatePubState();
@@ -273,10 +279,10 @@ async function unpublish() {
 function updatePubState() {
   const el = $("#pub-state");
   const state = cam.publication ? cam.publication.state : null;
-  const text = cam.publication ? (state === "connected" ? "● on air" : `publishing… (${state})`) : cam.stream ? "preview" : "camera off";
-  el.textContent = text;
+  const key = cam.publication ? (state === "connected" ? "host.pub.on_air" : "host.pub.publishing") : cam.stream ? "host.pub.preview" : "host.pub.camera_off";
+  setText(el, key, cam.publication && state !== "connected" ? { state } : undefined);
   el.classList.toggle("on", state === "connected");
-  $("#publish-btn").textContent = cam.publication ? "Stop publishing" : "Publish";
+  setText($("#publish-btn"), cam.publication ? "host.publish_stop" : "host.publish");
 }
 
 function syncLive(live) {
@@ -287,11 +293,11 @@ function syncLive(live) {
 
 /** The empty stage tells the host what to do next (the camera is off). */
 function hostStageHint(s) {
-  const start = { label: "Start camera", run: () => startCamera().catch(() => {}) };
-  if (cam.starting && !cam.stream) return { text: "Starting your camera… allow it when the browser asks." };
-  if (s.roomState === "live") return { text: "You are live, but without video.", action: start };
-  if (s.roomState === "ended") return { text: "The show has ended. Start your camera and press Go live for the next one.", action: start };
-  return { text: "Start your camera to preview, then press Go live to open the show to viewers.", action: start };
+  const start = { key: "host.camera.start", run: () => startCamera().catch(() => {}) };
+  if (cam.starting && !cam.stream) return { key: "host.hint.starting" };
+  if (s.roomState === "live") return { key: "host.hint.live_no_video", action: start };
+  if (s.roomState === "ended") return { key: "host.hint.ended", action: start };
+  return { key: "host.hint.idle", action: start };
 }
 
 /** Over the preview: a reminder that viewers do not see it until Go live. */
@@ -302,7 +308,7 @@ function updateStageNote() {
 
 async function goLive() {
   const title = $("#title-input").value.trim();
-  const ok = await attempt(() => client.start(p.room, title || undefined), "You are live!");
+  const ok = await attempt(() => client.start(p.room, title || undefined), t("host.you_are_live"));
   if (ok) {
     syncLive(true);
     await publish();
@@ -319,9 +325,9 @@ async function endShow() {
     h(
       "div.modal-card",
       {},
-      h("h3", {}, "Show ended"),
-      h("p.muted", {}, `${Math.round((s.duration_s || 0) / 60)} min · ${compact(s.likes || 0)} likes · ${s.online ?? 0} online at the end`),
-      h("div.row", {}, h("button.btn.ghost", { onclick: () => openAuthorised(`/v1/rooms/${encodeURIComponent(p.room)}/report?format=html`, client.token) }, "Report"), h("button.btn", { onclick: () => view.modal(null) }, "Close")),
+      setText(h("h3"), "host.ended.title"),
+      setText(h("p.muted"), "host.ended.summary", { min: Math.round((s.duration_s || 0) / 60), likes: compact(s.likes || 0), online: s.online ?? 0 }),
+      h("div.row", {}, h("button.btn.ghost", { onclick: () => openAuthorised(`/v1/rooms/${encodeURIComponent(p.room)}/report?format=html`, client.token) }, t("host.ended.report")), h("button.btn", { onclick: () => view.modal(null) }, t("common.close"))),
     ),
   );
 }
@@ -329,10 +335,10 @@ async function endShow() {
 function giftFeed(d) {
   giftTotal += d.value;
   $("#kpi-gifts").textContent = compact(giftTotal);
-  $("#gift-total").textContent = `${compact(giftTotal)} coins`;
+  setText($("#gift-total"), "host.coins", { n: compact(giftTotal) });
   const feed = $("#gift-feed");
   feed.querySelector(".empty")?.remove();
-  feed.prepend(h("div.item", {}, h("div.avatar.small", {}, initials(d.user.name)), h("span.grow", {}, `${d.user.name} · ${d.gift.name} ×${d.count}`), h("b", {}, d.value)));
+  feed.prepend(h("div.item", {}, h("div.avatar.small", {}, initials(d.user.name)), h("span.grow", {}, `${d.user.name} · ${giftName(d.gift)} ×${d.count}`), h("b", {}, d.value)));
   while (feed.childElementCount > 50) feed.lastElementChild.remove();
 }
 
@@ -345,7 +351,7 @@ function currentProduct() {
   return product;
 }
 
-function bindSell() {
+function renderPresets() {
   $("#presets").replaceChildren(
     ...PRESETS.map((pr) =>
       h(
@@ -354,21 +360,26 @@ function bindSell() {
           type: "button",
           onclick: () => {
             $("#pin-id").value = pr.id;
-            $("#pin-title").value = pr.title;
+            $("#pin-title").value = t(pr.key);
             $("#pin-price").value = (pr.price_cents / 100).toFixed(2);
             $("#pin-image").value = "";
           },
         },
-        h("div.avatar.small", {}, pr.title[0]),
-        h("span", {}, pr.title.split(" ·")[0], h("small", {}, money(pr.price_cents))),
+        h("div.avatar.small", {}, t(pr.key)[0]),
+        h("span", {}, t(pr.key).split(" ·")[0], h("small", {}, money(pr.price_cents))),
       ),
     ),
   );
+}
+
+function bindSell() {
+  renderPresets();
+  onLangChange(renderPresets);
   $("#pin-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    await attempt(() => client.pinProduct(p.room, currentProduct()), "Product pinned");
+    await attempt(() => client.pinProduct(p.room, currentProduct()), t("host.pin.pinned"));
   });
-  $("#unpin-btn").addEventListener("click", () => attempt(() => client.unpinProduct(p.room), "Product unpinned"));
+  $("#unpin-btn").addEventListener("click", () => attempt(() => client.unpinProduct(p.room), t("host.pin.unpinned")));
   $("#sale-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const params = {
@@ -379,7 +390,7 @@ function bindSell() {
     };
     if (num("#sale-duration")) params.duration_ms = num("#sale-duration") * 1000;
     if (num("#sale-delay")) params.starts_at = Date.now() + num("#sale-delay") * 1000;
-    await attempt(() => client.createSale(p.room, params), "Flash sale started");
+    await attempt(() => client.createSale(p.room, params), t("host.sale.started"));
   });
   $("#coupon-form").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -392,7 +403,7 @@ function bindSell() {
           quantity: num("#coupon-qty"),
           per_user: num("#coupon-per"),
         }),
-      "Coupon issued",
+      t("host.coupon.issued"),
     );
   });
 }
@@ -407,11 +418,11 @@ function bindEngage() {
     if (kw) params.keyword = kw;
     if (num("#lottery-watch")) params.min_watch_s = num("#lottery-watch");
     if (num("#lottery-tier")) params.min_tier = num("#lottery-tier");
-    await attempt(() => client.createLottery(p.room, params), "Lottery open");
+    await attempt(() => client.createLottery(p.room, params), t("host.lottery.opened"));
   });
   $("#lottery-draw").addEventListener("click", () => {
     const l = view.state.lottery;
-    if (!l || l.state === "drawn") return toast("No open lottery", "warn");
+    if (!l || l.state === "drawn") return toast(t("host.lottery.none_open"), "warn");
     draw(l);
   });
   $("#packet-form").addEventListener("submit", async (e) => {
@@ -419,12 +430,12 @@ function bindEngage() {
     const params = { total_cents: cents($("#packet-total").value), count: num("#packet-count") };
     const msg = $("#packet-msg").value.trim();
     if (msg) params.message = msg;
-    await attempt(() => client.sendRedPacket(p.room, params), "Red packet sent");
+    await attempt(() => client.sendRedPacket(p.room, params), t("host.packet.sent"));
   });
   $("#poll-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const options = $("#poll-options").value.split("\n").map((s) => s.trim()).filter(Boolean);
-    await attempt(() => client.createPoll(p.room, { question: $("#poll-q").value.trim(), options, duration_ms: num("#poll-duration") * 1000 }), "Poll started");
+    await attempt(() => client.createPoll(p.room, { question: $("#poll-q").value.trim(), options, duration_ms: num("#poll-duration") * 1000 }), t("host.poll.started"));
   });
 }
 
@@ -439,14 +450,14 @@ function bindModerate() {
   $("#mute-btn").addEventListener("click", () => modAction("mute", target()));
   $("#unmute-btn").addEventListener("click", () => modAction("unmute", target()));
   $("#kick-btn").addEventListener("click", () => modAction("kick", target()));
-  $("#slow-btn").addEventListener("click", () => attempt(() => client.setSlowMode(p.room, Number($("#slow-select").value)), "Slow mode updated"));
+  $("#slow-btn").addEventListener("click", () => attempt(() => client.setSlowMode(p.room, Number($("#slow-select").value)), t("host.slow.updated")));
   const words = () => $("#words-input").value.split(",").map((w) => w.trim()).filter(Boolean);
   const applyWords = async (change) => {
     const res = await attempt(() => client.setBannedWords(p.room, change));
     if (res) {
-      $("#words-count").textContent = `${res.count} word${res.count === 1 ? "" : "s"}`;
+      setText($("#words-count"), "host.words.count", { n: res.count });
       $("#words-input").value = "";
-      toast("Banned words updated", "ok");
+      toast(t("host.words.updated"), "ok");
     }
   };
   $("#words-add").addEventListener("click", () => applyWords({ add: words() }));
@@ -454,10 +465,10 @@ function bindModerate() {
 }
 
 async function modAction(kind, user) {
-  if (!user) return toast("Enter a user id", "warn");
+  if (!user) return toast(t("host.mod.enter_user"), "warn");
   const dur = num("#mod-duration") || undefined;
   const run = { mute: () => client.mute(p.room, user, dur), unmute: () => client.unmute(p.room, user), kick: () => client.kick(p.room, user, dur) }[kind];
-  const done = { mute: `${user} is muted`, unmute: `${user} can chat again`, kick: `${user} was removed` }[kind];
+  const done = t(`host.mod.done.${kind}`, { user });
   return attempt(run, done);
 }
 
@@ -472,11 +483,11 @@ function moderateUser(u) {
       h(
         "div.row",
         {},
-        h("button.btn.warn.small", { onclick: () => (view.modal(null), modAction("mute", u.id)) }, "Mute"),
-        h("button.btn.ghost.small", { onclick: () => (view.modal(null), modAction("unmute", u.id)) }, "Unmute"),
-        h("button.btn.danger.small", { onclick: () => (view.modal(null), modAction("kick", u.id)) }, "Kick"),
-        h("button.btn.violet.small", { onclick: () => (view.modal(null), attempt(() => client.inviteCohost(p.room, u.id), "Invitation sent")) }, "Invite on camera"),
-        h("button.btn.ghost.small", { onclick: () => view.modal(null) }, "Close"),
+        h("button.btn.warn.small", { onclick: () => (view.modal(null), modAction("mute", u.id)) }, t("host.mod.mute")),
+        h("button.btn.ghost.small", { onclick: () => (view.modal(null), modAction("unmute", u.id)) }, t("host.mod.unmute")),
+        h("button.btn.danger.small", { onclick: () => (view.modal(null), modAction("kick", u.id)) }, t("host.mod.kick")),
+        h("button.btn.violet.small", { onclick: () => (view.modal(null), attempt(() => client.inviteCohost(p.room, u.id), t("host.invite.sent"))) }, t("host.invite.on_camera")),
+        h("button.btn.ghost.small", { onclick: () => view.modal(null) }, t("common.close")),
       ),
     ),
   );
@@ -499,8 +510,8 @@ function renderChatters() {
         { dataset: { user: id } },
         h("div.avatar.small", {}, initials(name)),
         h("span.grow", { title: id }, `${name} `, h("small.muted", {}, id)),
-        h("button.btn.warn.small", { onclick: () => modAction("mute", id) }, "Mute"),
-        h("button.btn.danger.small", { onclick: () => modAction("kick", id) }, "Kick"),
+        h("button.btn.warn.small", { onclick: () => modAction("mute", id) }, setText(h("span"), "host.mod.mute")),
+        h("button.btn.danger.small", { onclick: () => modAction("kick", id) }, setText(h("span"), "host.mod.kick")),
       ),
     ),
   );
@@ -511,16 +522,16 @@ function renderChatters() {
 function bindStage() {
   $("#invite-btn").addEventListener("click", async () => {
     const user = $("#invite-user").value.trim();
-    if (!user) return toast("Enter the viewer's user id", "warn");
-    await attempt(() => client.inviteCohost(p.room, user), `Invitation sent to ${user}`);
+    if (!user) return toast(t("host.invite.enter_user"), "warn");
+    await attempt(() => client.inviteCohost(p.room, user), t("host.invite.sent_to", { user }));
   });
   $("#pk-invite-btn").addEventListener("click", async () => {
     const target = $("#pk-room").value.trim();
-    if (!target) return toast("Enter the other room's id", "warn");
-    const res = await attempt(() => client.invitePk(p.room, target, num("#pk-duration") || 300), `Challenge sent to ${target}`);
+    if (!target) return toast(t("host.pk.enter_room"), "warn");
+    const res = await attempt(() => client.invitePk(p.room, target, num("#pk-duration") || 300), t("host.pk.sent_to", { room: target }));
     if (res) {
       view.state.pkPending = res.pk?.id;
-      $("#pk-state").textContent = `waiting for ${target}…`;
+      setText($("#pk-state"), "host.pk.waiting", { room: target });
     }
   });
   $("#pk-end-btn").addEventListener("click", () => {
@@ -534,7 +545,7 @@ function renderRequests() {
   const dot = $("#req-dot");
   dot.textContent = String(requests.size);
   dot.classList.toggle("hidden", requests.size === 0);
-  if (!requests.size) return list.replaceChildren(h("div.empty", {}, "No requests"));
+  if (!requests.size) return list.replaceChildren(setText(h("div.empty"), "host.requests.none"));
   list.replaceChildren(
     ...[...requests.values()].map((r) =>
       h(
@@ -546,12 +557,12 @@ function renderRequests() {
           "button.btn.ok.small",
           {
             onclick: async () => {
-              const ok = await attempt(() => client.acceptCohost(p.room, { request: r.id, user: r.user }), `${r.user} is joining`);
+              const ok = await attempt(() => client.acceptCohost(p.room, { request: r.id, user: r.user }), t("host.requests.joining", { user: r.user }));
               if (ok) requests.delete(r.id);
               renderRequests();
             },
           },
-          "Accept",
+          setText(h("span"), "host.accept"),
         ),
         h(
           "button.btn.ghost.small",
@@ -562,7 +573,7 @@ function renderRequests() {
               renderRequests();
             },
           },
-          "Decline",
+          setText(h("span"), "host.decline"),
         ),
       ),
     ),
@@ -571,7 +582,7 @@ function renderRequests() {
 
 function renderCohosts(users) {
   const list = $("#cohosts");
-  if (!users.length) return list.replaceChildren(h("div.empty", {}, "No co-hosts"));
+  if (!users.length) return list.replaceChildren(setText(h("div.empty"), "host.cohosts.none"));
   list.replaceChildren(
     ...users.map((u) =>
       h(
@@ -579,7 +590,7 @@ function renderCohosts(users) {
         { dataset: { user: u } },
         h("div.avatar.small", {}, initials(u)),
         h("span.grow", {}, u),
-        h("button.btn.danger.small", { onclick: () => attempt(() => client.endCohost(p.room, u), `${u} left the stage`) }, "Remove"),
+        h("button.btn.danger.small", { onclick: () => attempt(() => client.endCohost(p.room, u), t("chat.left_stage", { user: u })) }, setText(h("span"), "host.cohosts.remove")),
       ),
     ),
   );
@@ -592,8 +603,8 @@ function renderPkInvites() {
       h(
         "div.item",
         { dataset: { pk: pk.id } },
-        h("span.grow", {}, `⚔ ${pk.from || "A room"} challenges you`),
-        h("button.btn.ok.small", { onclick: () => attempt(() => client.acceptPk(p.room, pk.id)) }, "Accept"),
+        setText(h("span.grow"), "host.pk.challenges_you", { room: pk.from || t("host.pk.a_room") }),
+        h("button.btn.ok.small", { onclick: () => attempt(() => client.acceptPk(p.room, pk.id)) }, setText(h("span"), "host.accept")),
         h(
           "button.btn.ghost.small",
           {
@@ -603,7 +614,7 @@ function renderPkInvites() {
               renderPkInvites();
             },
           },
-          "Decline",
+          setText(h("span"), "host.decline"),
         ),
       ),
     ),

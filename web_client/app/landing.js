@@ -1,5 +1,5 @@
 // Dev landing page: mint dev tokens and open the host, viewer and call pages with them.
-import { $, attempt, copy, devToken, h, toast } from "/app/common.js";
+import { $, attempt, copy, devToken, h, t, toast } from "/app/common.js";
 
 const rand = () => Math.random().toString(36).slice(2, 7);
 const slug = (name) => (name || "").toLowerCase().replace(/[^a-z0-9_.:@-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40);
@@ -14,7 +14,7 @@ async function open(page, room, role, name) {
   const url = pageUrl(page, room, token);
   const links = $("#live-links");
   if (page !== "call") {
-    links.prepend(h("a", { href: url, target: "_blank" }, `${page === "host" ? "Host studio" : "Viewer"} · ${user} ↗`));
+    links.prepend(h("a", { href: url, target: "_blank" }, `${t(page === "host" ? "landing.link.host" : "landing.link.viewer")} · ${user} ↗`));
     while (links.childElementCount > 4) links.lastElementChild.remove();
   }
   window.open(url, "_blank");
@@ -28,7 +28,7 @@ async function ensureCallRoom(room) {
     body: JSON.stringify({ id: room, title: `Call ${room}`, mode: "call" }),
   });
   if (res.status === 409) return; // exists already (its mode was fixed at creation)
-  if (!res.ok) throw new Error(`cannot create the call room: ${res.status}`);
+  if (!res.ok) throw new Error(t("landing.call_room_failed", { status: res.status }));
 }
 
 async function main() {
@@ -58,7 +58,7 @@ async function main() {
       $("#tok-out").classList.remove("hidden");
       $("#tok-copy").classList.remove("hidden");
       $("#tok-copy").onclick = () => copy(token);
-      toast("Token minted (valid 12 h)", "ok", 1500);
+      toast(t("landing.token_minted"), "ok", 1500);
     }),
   );
   $("#snippet").textContent = `<script type="module">

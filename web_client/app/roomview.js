@@ -2,7 +2,8 @@
 // room's events to one state object and renders the overlays (stats, barrage, chat, product
 // and flash sale, lottery, red packets, coupons, poll, announcement, PK bar, videos).
 // Actions that differ per page (buy, vote, draw…) are passed in as callbacks.
-import { $, ChatList, Danmaku, attempt, compact, flyHearts, giftIcon, h, icon, money, openAuthorised, toast } from "/app/common.js";
+import { $, ChatList, Danmaku, attempt, compact, flyHearts, giftIcon, giftName, h, icon, money, openAuthorised, setText, t, toast } from "/app/common.js";
+import { onLangChange } from "/app/i18n.js";
 import { verifyLottery } from "/app/verify.js";
 
 const userId = (c) => (typeof c === "string" ? c : c && (c.user?.id ?? c.user ?? c.id));
@@ -24,11 +25,20 @@ export class RoomView {
     this.danmaku = new Danmaku($("#danmaku"));
     this.chat = new ChatList($("#chat"), this.isHost ? 200 : 50);
     this.onUser = opts.onUser || null;
-    // What the empty stage says: {text, action?: {label, run}} (the host's page tells what to do).
+    // What the empty stage says: {key, action?: {key, run}} (the host's page tells what to do).
     this.stageHint = opts.stageHint || viewerStageHint;
     this.videos = null;
     this.muted = false;
     this._bind();
+    onLangChange(() => this.renderLanguage());
+  }
+
+  /** After a language switch: the overlays render again in the new language. */
+  renderLanguage() {
+    if (!this.state.packets) return; // not joined yet
+    this.renderAll();
+    for (const id of this.state.packets.keys()) this.renderPacket(id);
+    for (const id of this.state.coupons.keys()) this.renderCoupon(id);
   }
 
   // ---- state -----------------------------------------------------------------------------
@@ -88,9 +98,9 @@ export class RoomView {
       entry.role === "host"
         ? entry.user
         : entry.role === "pk"
-          ? `${entry.user} · PK`
+          ? t("stage.tile.pk", { user: entry.user })
           : entry.role === "cohost"
-            ? `${entry.user} · co-host`
+            ? t("stage.tile.cohost", { user: entry.user })
             : entry.user;
     return h("div.tile", {}, h("video", { playsInline: true, autoplay: true }), h("span.tile-label", {}, label));
   }
@@ -102,7 +112,7 @@ export class RoomView {
     const c = this.client.room(this.room);
     c.on("resync", (d) => {
       this.apply(d.snapshot);
-      this.chat.system("Reloaded the room.");
+      this.chat.system(t("chat.reloaded"));
     });
     c.on("online", (d) => this._set("online", d.count));
     c.on(
@@ -124,7 +134,7 @@ export class RoomView {
       },
     );
     c.on("gift", (d) => this._gift(d));
-    c.on("member.joined", (d) => this.chat.system(`${d.user.name} joined`));
+    c.on("member.joined", (d) => this.chat.system(t("chat.joined", { name: d.user.name })));
     c.on(
       "room.started",
       (d) => {
@@ -132,7 +142,7 @@ export class RoomView {
         $("#ended").classList.add("hidden");
         this.renderHeader();
         this.renderPlaceholder();
-        this.chat.system("The show has started.");
+        this.chat.system(t("chat.started"));
       },
     );
     c.on(
@@ -150,7 +160,7 @@ export class RoomView {
       (d) => {
         if ("slow_s" in d) {
           this.state.slow = d.slow_s;
-          this.chat.system(d.slow_s ? `Slow mode: one message every ${d.slow_s} s` : "Slow mode is off");
+          this.chat.system(d.slow_s ? t("chat.slow_on", { n: d.slow_s }) : t("chat.slow_off"));
           this.renderHeader();
         }
         if ("title" in d) {
@@ -177,25 +187,25 @@ export class RoomView {
       "user.muted",
       (d) => {
         if (d.user === this.me.id) {
-          toast("You have been muted by the host.", "warn");
+          toast(t("stage.muted_by_host"), "warn");
           this._mutedSelf(true);
-        } else if (this.isHost) this.chat.system(`${d.user} was muted`);
+        } else if (this.isHost) this.chat.system(t("chat.user_muted", { user: d.user }));
       },
     );
     c.on(
       "user.unmuted",
       (d) => {
         if (d.user === this.me.id) {
-          toast("You can chat again.", "ok");
+          toast(t("stage.unmuted"), "ok");
           this._mutedSelf(false);
-        } else if (this.isHost) this.chat.system(`${d.user} was unmuted`);
+        } else if (this.isHost) this.chat.system(t("chat.user_unmuted", { user: d.user }));
       },
     );
     c.on(
       "kicked",
       () => {
         document.body.classList.add("kicked");
-        this._overlay("You were removed from this room", "The host removed you from this live room.");
+        this._overlay(t("stage.kicked.title"), t("stage.kicked.text"));
       },
     );
 
@@ -205,7 +215,7 @@ export class RoomView {
       (d) => {
         this.state.sale = { ...d, left: d.left ?? d.stock };
         this.renderProduct();
-        this.chat.system(`Flash sale: ${d.product?.title ?? ""} at ${money(d.price_cents)}`);
+        this.chat.system(t("chat.sale_opened", { title: d.product?.title ?? "", price: money(d.price_cents) }));
       },
     );
     c.on(
@@ -227,7 +237,7 @@ export class RoomView {
           if (d.reason === "sold_out") s.left = 0;
           this.renderProduct();
         }
-        this.chat.system(d.reason === "sold_out" ? `Flash sale sold out (${d.sold} sold)` : `Flash sale ended (${d.sold} sold)`);
+        this.chat.system(t(d.reason === "sold_out" ? "chat.sale_sold_out" : "chat.sale_ended", { n: d.sold }));
       },
     );
 
@@ -237,7 +247,7 @@ export class RoomView {
       (d) => {
         this.state.lottery = { ...d, state: "open" };
         this.renderLottery();
-        this.chat.system(`Lottery opened: ${d.prize}`);
+        this.chat.system(t("chat.lottery_opened", { prize: d.prize }));
       },
     );
     c.on(
@@ -246,8 +256,8 @@ export class RoomView {
         this.state.lottery = { ...(this.state.lottery || {}), ...d, state: "drawn" };
         this.renderLottery();
         const won = (d.winners || []).includes(this.me.id);
-        if (won) toast(`You won: ${this.state.lottery.prize}!`, "ok", 8000);
-        this.chat.system(`Lottery drawn: ${(d.winners || []).length} winner(s) of ${d.entrants} entrants`);
+        if (won) toast(t("stage.you_won_prize", { prize: this.state.lottery.prize }), "ok", 8000);
+        this.chat.system(t("chat.lottery_drawn", { n: (d.winners || []).length, entrants: d.entrants }));
       },
     );
     c.on(
@@ -275,7 +285,7 @@ export class RoomView {
       (d) => {
         this.state.packets.set(d.id, { ...d, grabbed: null, finished: false });
         this.renderPacket(d.id);
-        this.chat.system(`Red packet: ${money(d.total_cents)} in ${d.count} shares`);
+        this.chat.system(t("chat.packet_sent", { amount: money(d.total_cents), n: d.count }));
       },
     );
     c.on(
@@ -293,7 +303,7 @@ export class RoomView {
       (d) => {
         this.state.coupons.set(d.id, { ...d, claimed: false });
         this.renderCoupon(d.id);
-        this.chat.system(`Coupon: ${money(d.discount_cents)} off`);
+        this.chat.system(t("chat.coupon_issued", { amount: money(d.discount_cents) }));
       },
     );
 
@@ -338,8 +348,8 @@ export class RoomView {
         const before = new Set(this.state.cohosts.map(userId));
         this.state.cohosts = d.cohosts || [];
         const now = new Set(this.state.cohosts.map(userId));
-        for (const u of now) if (!before.has(u)) this.chat.system(`${u} joined on camera`);
-        for (const u of before) if (!now.has(u)) this.chat.system(`${u} left the stage`);
+        for (const u of now) if (!before.has(u)) this.chat.system(t("chat.joined_stage", { user: u }));
+        for (const u of before) if (!now.has(u)) this.chat.system(t("chat.left_stage", { user: u }));
         if (this.actions.cohostsChanged) this.actions.cohostsChanged(this.state.cohosts.map(userId));
       },
     );
@@ -348,7 +358,7 @@ export class RoomView {
       (d) => {
         this.state.pk = { ...d, scores: Object.fromEntries(d.rooms.map((r) => [r, 0])) }; // pk.started carries no scores
         this.renderPk();
-        this.chat.system("PK battle started!");
+        this.chat.system(t("chat.pk_started"));
       },
     );
     c.on(
@@ -365,7 +375,7 @@ export class RoomView {
       (d) => {
         if (this.state.pk) Object.assign(this.state.pk, { scores: d.scores, winner: d.winner, ended: true });
         this.renderPk();
-        const text = d.winner == null ? "PK ended in a draw" : d.winner === this.room ? "We won the PK!" : `PK won by ${d.winner}`;
+        const text = d.winner == null ? t("chat.pk_draw") : d.winner === this.room ? t("chat.pk_we_won") : t("chat.pk_won_by", { room: d.winner });
         this.chat.system(text);
         toast(text, "ok", 5000);
         setTimeout(() => {
@@ -399,7 +409,7 @@ export class RoomView {
       `div.gift-banner${d.value >= 500 ? ".big" : ""}`,
       {},
       h("div.avatar.small", {}, initials(d.user.name)),
-      h("div", {}, h("b", {}, d.user.name), h("small", {}, `sent ${d.gift.name}`)),
+      h("div", {}, h("b", {}, d.user.name), h("small", {}, t("stage.gift_sent", { gift: giftName(d.gift) }))),
       giftIcon(d.gift.id, "gift-big"),
       h("span.gift-count", {}, `×${d.count}`),
     );
@@ -412,34 +422,36 @@ export class RoomView {
     this.selfMuted = muted;
     const input = $("#say");
     if (!input) return;
-    input.placeholder = muted ? "You are muted" : this.state.slow ? `Slow mode: ${this.state.slow}s` : "Say something…";
+    const key = muted ? "chat.you_are_muted" : this.state.slow ? "chat.slow_placeholder" : "chat.say";
+    input.dataset.i18nPlaceholder = key; // the same key again after a language switch
+    input.placeholder = t(key, { n: this.state.slow });
   }
 
   _overlay(title, text) {
     const el = $("#ended");
-    el.replaceChildren(h("div.ended-card", {}, h("h2", {}, title), h("p", {}, text), h("a.btn", { href: "/" }, "Leave")));
+    el.replaceChildren(h("div.ended-card", {}, h("h2", {}, title), h("p", {}, text), h("a.btn", { href: "/" }, t("stage.leave"))));
     el.classList.remove("hidden");
   }
 
   _ended(summary) {
     if (this.isHost) {
-      toast("The show has ended.", "info");
+      toast(t("chat.show_ended"), "info");
       return;
     }
     const el = $("#ended");
     const rows = [
-      ["Duration", `${Math.round((summary.duration_s || 0) / 60)} min`],
-      ["Online at the end", summary.online ?? "–"],
-      ["Likes", compact(summary.likes || 0)],
+      [t("stage.ended.duration"), t("stage.ended.minutes", { n: Math.round((summary.duration_s || 0) / 60) })],
+      [t("stage.ended.online"), summary.online ?? "–"],
+      [t("stage.ended.likes"), compact(summary.likes || 0)],
     ];
     el.replaceChildren(
       h(
         "div.ended-card",
         {},
-        h("h2", {}, "The show has ended"),
-        h("p", {}, "Thanks for watching! Follow the host to hear about the next show."),
+        h("h2", {}, t("stage.ended.title")),
+        h("p", {}, t("stage.ended.thanks")),
         h("dl", {}, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])),
-        h("button.btn", { onclick: () => el.classList.add("hidden") }, "Close"),
+        h("button.btn", { onclick: () => el.classList.add("hidden") }, t("common.close")),
       ),
     );
     el.classList.remove("hidden");
@@ -451,7 +463,10 @@ export class RoomView {
     const s = this.state;
     // Before the first show the room has no host: the host sees their own name.
     const host = s.host || (this.isHost ? this.me.name : null);
-    $("#host-name").textContent = host || "Host not here yet";
+    if (host) {
+      delete $("#host-name").dataset.i18n;
+      $("#host-name").textContent = host;
+    } else setText($("#host-name"), "stage.no_host");
     $("#host-avatar").textContent = initials(host || "?");
     $("#room-title").textContent = s.title || this.room;
     $("#live-badge").classList.toggle("hidden", s.roomState !== "live");
@@ -468,11 +483,11 @@ export class RoomView {
     ph.classList.toggle("hidden", hasVideo);
     $("#ph-avatar").textContent = initials(s.host || (this.isHost ? this.me.name : "?"));
     const hint = this.stageHint(s);
-    $("#ph-text").textContent = hint.text;
+    setText($("#ph-text"), hint.key);
     const btn = $("#ph-action");
     if (btn) {
       btn.classList.toggle("hidden", !hint.action);
-      btn.textContent = hint.action ? hint.action.label : "";
+      btn.textContent = hint.action ? t(hint.action.key) : "";
       btn.onclick = hint.action ? hint.action.run : null;
     }
   }
@@ -496,7 +511,7 @@ export class RoomView {
     const priceRow = saleOn
       ? h("div.price", {}, h("b", {}, money(saleOn.price_cents)), product.price_cents > saleOn.price_cents ? h("s", {}, money(product.price_cents)) : null)
       : h("div.price", {}, h("b", {}, money(product.price_cents)));
-    const body = h("div.pc-body", {}, saleOn ? this._saleHead(saleOn) : h("span.tag", {}, "Pinned"), h("div.title", {}, product.title), priceRow);
+    const body = h("div.pc-body", {}, saleOn ? this._saleHead(saleOn) : h("span.tag", {}, t("product.pinned")), h("div.title", {}, product.title), priceRow);
     if (saleOn) body.append(this._stockBar(saleOn));
     const btn = this._buyButton(product, saleOn);
     el.replaceChildren(...[img, body, btn].filter(Boolean));
@@ -508,10 +523,10 @@ export class RoomView {
 
   _saleHead(sale) {
     const now = Date.now();
-    const head = h("div.sale-head", {}, h("span.tag.flash", {}, icon("zap"), "Flash sale"));
+    const head = h("div.sale-head", {}, h("span.tag.flash", {}, icon("zap"), t("product.flash_sale")));
     if (sale.state === "closed") return head;
-    if (sale.starts_at && sale.starts_at > now) head.append(h("span.clock", {}, "starts in ", h("b", { dataset: { until: sale.starts_at } })));
-    else if (sale.ends_at) head.append(h("span.clock", {}, "ends in ", h("b", { dataset: { until: sale.ends_at } })));
+    if (sale.starts_at && sale.starts_at > now) head.append(h("span.clock", {}, t("product.starts_in"), " ", h("b", { dataset: { until: sale.starts_at } })));
+    else if (sale.ends_at) head.append(h("span.clock", {}, t("product.ends_in"), " ", h("b", { dataset: { until: sale.ends_at } })));
     return head;
   }
 
@@ -522,7 +537,7 @@ export class RoomView {
       "div.stock",
       {},
       h("div.stock-track", {}, h("div.stock-fill", { style: `width:${pct}%` })),
-      h("span.stock-text", {}, left > 0 ? `${left} left` : "Sold out"),
+      h("span.stock-text", {}, left > 0 ? t("product.left", { n: left }) : t("product.sold_out")),
     );
   }
 
@@ -536,7 +551,7 @@ export class RoomView {
   _buyButton(product, sale) {
     if (this.isHost) {
       if (!sale) return null;
-      return h("span.host-note", {}, sale.state === "closed" ? `${sale.sold ?? sale.stock - (sale.left ?? 0)} sold` : "On sale");
+      return h("span.host-note", {}, sale.state === "closed" ? t("product.sold", { n: sale.sold ?? sale.stock - (sale.left ?? 0) }) : t("product.on_sale"));
     }
     const soldOut = sale && (sale.left === 0 || sale.reason === "sold_out");
     const notYet = sale && sale.starts_at && sale.starts_at > Date.now();
@@ -545,7 +560,7 @@ export class RoomView {
       clearTimeout(this._opensTimer);
       this._opensTimer = setTimeout(() => this.renderProduct(), sale.starts_at - Date.now() + 50);
     }
-    const label = soldOut ? "Sold out" : notYet ? "Soon" : "Buy";
+    const label = t(soldOut ? "product.sold_out" : notYet ? "product.soon" : "product.buy");
     const btn = h("button.buy", { id: "buy-btn", disabled: !!(soldOut || notYet) }, label);
     btn.onclick = async (e) => {
       e.stopPropagation();
@@ -573,34 +588,34 @@ export class RoomView {
     if (!l) return this._dropWidget("w-lottery");
     const el = this._widget("w-lottery", "lottery");
     const drawn = l.state === "drawn";
-    const head = h("div.w-head", {}, icon("gift", "w-ico"), h("b", {}, "Lottery"), drawn ? h("span.tag", {}, "Drawn") : l.closes_at ? h("span.clock", { dataset: { until: l.closes_at } }) : null);
+    const head = h("div.w-head", {}, icon("gift", "w-ico"), h("b", {}, t("lottery.title")), drawn ? h("span.tag", {}, t("lottery.drawn")) : l.closes_at ? h("span.clock", { dataset: { until: l.closes_at } }) : null);
     const parts = [head, h("div.w-title", {}, l.prize)];
     if (!drawn) {
       const n = l.max_winners ?? l.winners;
-      parts.push(h("div.w-sub", {}, `${n} winner${n === 1 ? "" : "s"}${l.entrants != null ? ` · ${l.entrants} entered` : ""}`));
-      if (l.keyword) parts.push(h("div.w-sub", {}, "Or send ", h("b", {}, l.keyword), " in the chat"));
-      if (l.min_tier) parts.push(h("div.w-sub", {}, `Fans club Lv${l.min_tier}+`));
-      if (l.min_watch_s) parts.push(h("div.w-sub", {}, `Watch ${l.min_watch_s} s to be eligible`));
+      parts.push(h("div.w-sub", {}, t("lottery.winners", { n }), l.entrants != null ? ` · ${t("lottery.entered_count", { n: l.entrants })}` : ""));
+      if (l.keyword) parts.push(h("div.w-sub", {}, t("lottery.keyword_before"), h("b", {}, l.keyword), t("lottery.keyword_after")));
+      if (l.min_tier) parts.push(h("div.w-sub", {}, t("lottery.min_tier", { n: l.min_tier })));
+      if (l.min_watch_s) parts.push(h("div.w-sub", {}, t("lottery.min_watch", { n: l.min_watch_s })));
       if (this.isHost) {
-        parts.push(h("button.w-btn", { onclick: () => this.actions.draw && this.actions.draw(l) }, "Draw now"));
+        parts.push(h("button.w-btn", { onclick: () => this.actions.draw && this.actions.draw(l) }, t("lottery.draw_now")));
       } else if (l.entered) {
-        parts.push(h("button.w-btn.done", { disabled: true }, "✓ Entered"));
+        parts.push(h("button.w-btn.done", { disabled: true }, t("lottery.entered")));
       } else {
-        parts.push(h("button.w-btn", { id: "lottery-enter", onclick: () => this.actions.enterLottery && this.actions.enterLottery(l) }, "Enter"));
+        parts.push(h("button.w-btn", { id: "lottery-enter", onclick: () => this.actions.enterLottery && this.actions.enterLottery(l) }, t("lottery.enter")));
       }
     } else {
       const winners = l.winners || [];
       const won = winners.includes(this.me.id);
-      parts.push(h("div.w-sub", {}, `${winners.length} winner${winners.length === 1 ? "" : "s"} of ${l.entrants ?? 0}`));
+      parts.push(h("div.w-sub", {}, t("lottery.winners_of", { n: winners.length, entrants: l.entrants ?? 0 })));
       parts.push(
         h(
           "ul.winners",
           { id: "lottery-winners" },
-          winners.length ? winners.map((w) => h(`li${w === this.me.id ? ".me" : ""}`, {}, w === this.me.id ? `${w} (you!)` : w)) : h("li.none", {}, "No entrants"),
+          winners.length ? winners.map((w) => h(`li${w === this.me.id ? ".me" : ""}`, {}, w === this.me.id ? t("lottery.you", { user: w }) : w)) : h("li.none", {}, t("lottery.no_entrants")),
         ),
       );
-      if (won) parts.push(h("div.won", {}, icon("trophy"), " You won!"));
-      parts.push(h("button.w-link", { id: "lottery-verify", onclick: () => this.verify(l) }, "Verify the draw ↗"));
+      if (won) parts.push(h("div.won", {}, icon("trophy"), " ", t("lottery.you_won")));
+      parts.push(h("button.w-link", { id: "lottery-verify", onclick: () => this.verify(l) }, t("lottery.verify")));
     }
     el.replaceChildren(...parts);
   }
@@ -614,10 +629,10 @@ export class RoomView {
       h(
         "div.modal-card",
         {},
-        h("h3", {}, result.ok ? "✓ The draw checks out" : "✗ The draw does not verify"),
-        h("p.muted", {}, "Recomputed in your browser from the published seed and entrant list."),
-        h("ul.checks", {}, result.checks.map((c) => h(`li.${c.ok ? "ok" : "bad"}`, {}, h("b", {}, c.ok ? "✓ " : "✗ "), c.name, h("small", {}, c.detail)))),
-        h("div.row", {}, h("button.btn.ghost", { onclick: () => openAuthorised(raw, this.client.token) }, "Raw record"), h("button.btn", { onclick: () => this.modal(null) }, "Close")),
+        h("h3", {}, t(result.ok ? "lottery.verify.ok" : "lottery.verify.bad")),
+        h("p.muted", {}, t("lottery.verify.how")),
+        h("ul.checks", {}, result.checks.map((c) => h(`li.${c.ok ? "ok" : "bad"}`, {}, h("b", {}, c.ok ? "✓ " : "✗ "), t(`lottery.check.${c.key}`), h("small", {}, c.detail)))),
+        h("div.row", {}, h("button.btn.ghost", { onclick: () => openAuthorised(raw, this.client.token) }, t("lottery.verify.raw")), h("button.btn", { onclick: () => this.modal(null) }, t("common.close"))),
       ),
     );
   }
@@ -638,13 +653,13 @@ export class RoomView {
     const key = `w-packet-${id}`;
     if (!p) return this._dropWidget(key);
     const el = this._widget(key, "packet");
-    const parts = [h("div.w-head", {}, icon("packet", "w-ico"), h("b", {}, "Red packet"))];
+    const parts = [h("div.w-head", {}, icon("packet", "w-ico"), h("b", {}, t("packet.title")))];
     if (p.message) parts.push(h("div.w-title", {}, p.message));
-    if (p.total_cents != null) parts.push(h("div.w-sub", {}, `${money(p.total_cents)} · ${p.count} shares`));
-    if (p.grabbed != null) parts.push(h("div.won", {}, `You got ${money(p.grabbed)}`));
-    if (p.finished) parts.push(h("div.w-sub", {}, "All grabbed", p.best ? ` · best: ${userId(p.best) ?? ""} ${p.best.amount_cents ? money(p.best.amount_cents) : ""}` : ""));
+    if (p.total_cents != null) parts.push(h("div.w-sub", {}, t("packet.summary", { amount: money(p.total_cents), n: p.count })));
+    if (p.grabbed != null) parts.push(h("div.won", {}, t("packet.you_got", { amount: money(p.grabbed) })));
+    if (p.finished) parts.push(h("div.w-sub", {}, t("packet.all_grabbed"), p.best ? ` · ${t("packet.best", { user: userId(p.best) ?? "", amount: p.best.amount_cents ? money(p.best.amount_cents) : "" })}` : ""));
     if (!this.isHost && p.grabbed == null && !p.finished && !p.missed)
-      parts.push(h("button.w-btn.red", { onclick: () => this.actions.grab && this.actions.grab(p) }, "Open"));
+      parts.push(h("button.w-btn.red", { onclick: () => this.actions.grab && this.actions.grab(p) }, t("packet.open")));
     if (p.missed) parts.push(h("div.w-sub", {}, p.missed));
     el.replaceChildren(...parts);
     if (p.finished || p.grabbed != null || p.missed) setTimeout(() => this._dropWidget(key), 15000);
@@ -656,15 +671,15 @@ export class RoomView {
     if (!cp) return this._dropWidget(key);
     const el = this._widget(key, "coupon");
     const parts = [
-      h("div.w-head", {}, icon("ticket", "w-ico"), h("b", {}, cp.title || "Coupon")),
-      h("div.w-title", {}, `${money(cp.discount_cents)} off`),
-      h("div.w-sub", {}, cp.min_spend_cents ? `on orders over ${money(cp.min_spend_cents)}` : "no minimum spend"),
+      h("div.w-head", {}, icon("ticket", "w-ico"), h("b", {}, cp.title || t("coupon.title"))),
+      h("div.w-title", {}, t("coupon.off", { amount: money(cp.discount_cents) })),
+      h("div.w-sub", {}, cp.min_spend_cents ? t("coupon.min_spend", { amount: money(cp.min_spend_cents) }) : t("coupon.no_min")),
     ];
     if (!this.isHost) {
-      if (cp.claimed) parts.push(h("button.w-btn.done", { disabled: true }, "✓ Claimed"));
-      else if (cp.gone) parts.push(h("button.w-btn.done", { disabled: true }, cp.gone));
-      else parts.push(h("button.w-btn", { onclick: () => this.actions.claim && this.actions.claim(cp) }, "Claim"));
-    } else if (cp.quantity) parts.push(h("div.w-sub", {}, `${cp.quantity} coupons, ${cp.per_user} per user`));
+      if (cp.claimed) parts.push(h("button.w-btn.done", { disabled: true }, t("coupon.claimed")));
+      else if (cp.gone) parts.push(h("button.w-btn.done", { disabled: true }, t(cp.gone)));
+      else parts.push(h("button.w-btn", { onclick: () => this.actions.claim && this.actions.claim(cp) }, t("coupon.claim")));
+    } else if (cp.quantity) parts.push(h("div.w-sub", {}, t("coupon.quantity", { n: cp.quantity, per: cp.per_user })));
     el.replaceChildren(...parts);
   }
 
@@ -676,7 +691,7 @@ export class RoomView {
     const total = counts.reduce((a, b) => a + b, 0);
     const showResults = this.isHost || p.voted != null || p.state === "closed";
     const open = p.state !== "closed";
-    const head = h("div.w-head", {}, icon("poll", "w-ico"), h("b", {}, "Poll"), open && p.closes_at ? h("span.clock", { dataset: { until: p.closes_at } }) : h("span.tag", {}, "Closed"));
+    const head = h("div.w-head", {}, icon("poll", "w-ico"), h("b", {}, t("poll.title")), open && p.closes_at ? h("span.clock", { dataset: { until: p.closes_at } }) : h("span.tag", {}, t("poll.closed")));
     const opts = p.options.map((label, i) => {
       const pct = total ? Math.round((100 * counts[i]) / total) : 0;
       if (!showResults) {
@@ -690,7 +705,7 @@ export class RoomView {
         h("b", {}, `${pct}%`),
       );
     });
-    const footer = showResults ? h("div.w-sub", {}, `${total} vote${total === 1 ? "" : "s"}`) : null;
+    const footer = showResults ? h("div.w-sub", {}, t("poll.votes", { n: total })) : null;
     el.replaceChildren(...[head, h("div.w-title", {}, p.question), ...opts, footer].filter(Boolean));
   }
 
@@ -719,7 +734,7 @@ export class RoomView {
       return;
     }
     bar.classList.remove("hidden");
-    const other = (pk.rooms || []).find((r) => r !== this.room) || "opponent";
+    const other = (pk.rooms || []).find((r) => r !== this.room) || t("pk.opponent");
     const scores = pk.scores || {};
     const ours = scores[this.room] || 0;
     const theirs = scores[other] || 0;
@@ -733,15 +748,15 @@ export class RoomView {
     const timer = $("#pk-timer");
     if (pk.ended) {
       delete timer.dataset.until;
-      timer.textContent = pk.winner == null ? "Draw" : pk.winner === this.room ? "Win!" : "Lost";
+      timer.textContent = t(pk.winner == null ? "pk.draw" : pk.winner === this.room ? "pk.win" : "pk.lost");
     } else if (pk.ends_at) timer.dataset.until = pk.ends_at;
   }
 }
 
 function viewerStageHint(s) {
-  if (s.roomState === "live") return { text: "Live — the video will appear in a moment" };
-  if (s.roomState === "ended") return { text: "The show has ended" };
-  return { text: "The show has not started yet. Stay here: it starts on this page." };
+  if (s.roomState === "live") return { key: "viewer.hint.live" };
+  if (s.roomState === "ended") return { key: "stage.ended.title" };
+  return { key: "viewer.hint.not_started" };
 }
 
 export function initials(name) {

@@ -49,25 +49,26 @@ export async function drawWinners(seedHex, entrants, k) {
 
 /**
  * Check a lottery record from `GET /v1/rooms/{room}/lotteries/{id}`.
- * @returns {Promise<{ok: boolean, checks: {name: string, ok: boolean, detail: string}[]}>}
+ * @returns {Promise<{ok: boolean, checks: {key: string, name: string, ok: boolean, detail: string}[]}>}
  */
 export async function verifyLottery(rec) {
   const checks = [];
-  const add = (name, ok, detail) => checks.push({ name, ok, detail });
+  // `key` names the check for the pages' texts (lottery.check.<key>); `name` is its English.
+  const add = (key, name, ok, detail) => checks.push({ key, name, ok, detail });
   if (!rec.seed) {
-    add("seed revealed", false, "the seed is published only after the draw");
+    add("seed", "seed revealed", false, "the seed is published only after the draw");
     return { ok: false, checks };
   }
   const seedHash = await sha256Hex(hexToBytes(rec.seed));
-  add("seed matches the hash published at open", seedHash === rec.seed_hash, `sha256(seed) = ${seedHash.slice(0, 16)}…`);
+  add("seed_hash", "seed matches the hash published at open", seedHash === rec.seed_hash, `sha256(seed) = ${seedHash.slice(0, 16)}…`);
   const entrants = sortEntrants(rec.entrants || []);
   const sameOrder = entrants.every((e, i) => e === rec.entrants[i]);
-  add("entrants are sorted", sameOrder, `${entrants.length} entrants`);
+  add("sorted", "entrants are sorted", sameOrder, `${entrants.length} entrants`);
   const entrantsHash = await sha256Hex(enc.encode(entrants.join("\n")));
-  add("entrant list matches entrants_hash", entrantsHash === rec.entrants_hash, `${entrantsHash.slice(0, 16)}…`);
+  add("entrants_hash", "entrant list matches entrants_hash", entrantsHash === rec.entrants_hash, `${entrantsHash.slice(0, 16)}…`);
   const k = rec.max_winners ?? (Array.isArray(rec.winners) ? rec.winners.length : rec.winners);
   const winners = await drawWinners(rec.seed, entrants, k);
   const same = JSON.stringify(winners) === JSON.stringify(rec.winners);
-  add("winners recomputed from the seed", same, winners.join(", ") || "no entrants");
+  add("winners", "winners recomputed from the seed", same, winners.join(", ") || "no entrants");
   return { ok: checks.every((c) => c.ok), checks };
 }

@@ -1,6 +1,6 @@
 // Viewer page: watch, chat, like, gift, buy, enter lotteries, grab red packets, claim
 // coupons, vote, and ask to join the host on camera.
-import { $, KeptPublication, attempt, errorText, fatal, flyHearts, giftIcon, h, icon, money, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
+import { $, KeptPublication, attempt, errorText, fatal, flyHearts, giftIcon, giftName, h, icon, money, number, openClient, pageParams, setText, startClock, t, toast, whoAmI } from "/app/common.js";
 import { RoomView } from "/app/roomview.js";
 
 const p = pageParams("viewer");
@@ -26,7 +26,7 @@ async function main() {
     if (d.user == null || d.user === me.id || d.user?.id === me.id) invited(d);
   });
   room.on("cohost.expired", () => {
-    toast("The co-host request expired.", "warn");
+    toast(t("viewer.cohost.expired"), "warn");
     showAsked(null);
   });
   window.app = { client, view, me };
@@ -44,7 +44,7 @@ function bindActionBar() {
     try {
       const res = await client.sendBarrage(p.room, text);
       input.value = "";
-      if (res.shed) toast("The room is very busy: your message was not shown to everyone.", "warn");
+      if (res.shed) toast(t("viewer.shed"), "warn");
     } catch (err) {
       toast(errorText(err), "error");
       input.classList.add("shake");
@@ -101,8 +101,8 @@ function renderGifts(gifts) {
           },
         },
         giftIcon(g.id, "gift-big"),
-        h("span", {}, g.name),
-        h("small", {}, `${g.value} coins`),
+        h("span", {}, giftName(g)),
+        h("small", {}, t("viewer.coins", { n: number(g.value) })),
       ),
     ),
   );
@@ -112,15 +112,15 @@ function renderGifts(gifts) {
 
 async function buy(product, sale, btn) {
   if (!sale) {
-    await attempt(() => client.track(p.room, "cart.add", product.id), "Added to your cart");
+    await attempt(() => client.track(p.room, "cart.add", product.id), t("viewer.added_to_cart"));
     return;
   }
   btn.disabled = true;
   btn.textContent = "…";
   try {
     const { order } = await client.buy(p.room, sale.id, 1);
-    toast(`Order placed: ${product.title} for ${money(order.price_cents * order.qty)}`, "ok", 5000);
-    btn.textContent = "Bought ✓";
+    toast(t("viewer.order_placed", { title: product.title, price: money(order.price_cents * order.qty) }), "ok", 5000);
+    btn.textContent = t("product.bought");
     btn.classList.add("done");
     setTimeout(() => view.renderProduct(), 2500);
   } catch (err) {
@@ -130,13 +130,13 @@ async function buy(product, sale, btn) {
       view.renderProduct();
     } else {
       btn.disabled = false;
-      btn.textContent = "Buy";
+      btn.textContent = t("product.buy");
     }
   }
 }
 
 async function enterLottery(l) {
-  const res = await attempt(() => client.enterLottery(p.room, l.id), "You are in the lottery. Good luck!");
+  const res = await attempt(() => client.enterLottery(p.room, l.id), t("viewer.lottery_entered"));
   if (res) {
     l.entered = true;
     view.renderLottery();
@@ -147,7 +147,7 @@ async function grab(packet) {
   try {
     const res = await client.grabRedPacket(p.room, packet.id);
     packet.grabbed = res.amount_cents;
-    toast(`You got ${money(res.amount_cents)}!`, "ok");
+    toast(t("viewer.packet_got", { amount: money(res.amount_cents) }), "ok");
   } catch (err) {
     toast(errorText(err), "error");
     packet.missed = errorText(err);
@@ -159,10 +159,10 @@ async function claim(coupon) {
   try {
     await client.claimCoupon(p.room, coupon.id);
     coupon.claimed = true;
-    toast("Coupon added to your wallet", "ok");
+    toast(t("viewer.coupon_claimed"), "ok");
   } catch (err) {
     toast(errorText(err), "error");
-    if (err.code === "sold_out" || err.code === "limit_reached") coupon.gone = err.code === "sold_out" ? "All claimed" : "Claimed";
+    if (err.code === "sold_out" || err.code === "limit_reached") coupon.gone = err.code === "sold_out" ? "coupon.all_claimed" : "coupon.claimed_short";
   }
   view.renderCoupon(coupon.id);
 }
@@ -185,8 +185,8 @@ let asked = null; // {id, timer} while my request to join on camera waits for th
 
 async function askToJoin() {
   if (stage) return leaveStage();
-  if (asked) return toast("Your request is with the host: wait for the answer.", "info");
-  const res = await attempt(() => client.requestCohost(p.room), "Request sent: the host will see it.");
+  if (asked) return toast(t("viewer.cohost.pending"), "info");
+  const res = await attempt(() => client.requestCohost(p.room), t("viewer.cohost.sent"));
   if (res) showAsked(res.request);
 }
 
@@ -196,9 +196,11 @@ function showAsked(request) {
   asked = request ? { id: request.id, timer: setTimeout(() => showAsked(null), Math.max(0, request.expires_at - Date.now())) } : null;
   const btn = $("#cohost-btn");
   btn.classList.toggle("pending", !!asked);
-  const label = asked ? "Request sent: waiting for the host" : stage ? "Leave the stage" : "Join on camera";
-  btn.title = label;
-  btn.setAttribute("aria-label", label);
+  const label = asked ? "viewer.cohost.waiting" : stage ? "viewer.cohost.leave" : "viewer.cohost.join";
+  btn.dataset.i18nTitle = label; // re-translated on a language switch
+  btn.dataset.i18nAriaLabel = label;
+  btn.title = t(label);
+  btn.setAttribute("aria-label", t(label));
 }
 
 function invited(d) {
@@ -206,8 +208,8 @@ function invited(d) {
     h(
       "div.modal-card",
       {},
-      h("h3", {}, "Join on camera?"),
-      h("p", {}, `${d.by?.name || d.by || "The host"} invites you to join the live on camera.`),
+      setText(h("h3"), "viewer.invite.title"),
+      setText(h("p"), "viewer.invite.text", { name: d.by?.name || d.by || t("viewer.invite.the_host") }),
       h(
         "div.row",
         {},
@@ -219,7 +221,7 @@ function invited(d) {
               client.rejectCohost(p.room, { user: me.id }).catch(() => {});
             },
           },
-          "Not now",
+          t("viewer.invite.not_now"),
         ),
         h(
           "button.btn",
@@ -230,7 +232,7 @@ function invited(d) {
               await attempt(() => client.acceptCohost(p.room, { user: me.id }));
             },
           },
-          "Join",
+          t("viewer.invite.join"),
         ),
       ),
     ),
@@ -250,17 +252,17 @@ async function goOnStage() {
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
     stage.stream = stream;
-    const tile = h("div.tile.self", { id: "self-tile", dataset: { user: me.id, role: "cohost" } }, h("video", { muted: true, autoplay: true, playsInline: true, srcObject: stream }), h("span.tile-label", {}, "You · co-host"));
+    const tile = h("div.tile.self", { id: "self-tile", dataset: { user: me.id, role: "cohost" } }, h("video", { muted: true, autoplay: true, playsInline: true, srcObject: stream }), setText(h("span.tile-label"), "viewer.you_cohost"));
     $("#videos").append(tile);
     $("#videos").dataset.count = String($("#videos").childElementCount);
     const kept = new KeptPublication(client, p.room, stream, {
-      onRetry: () => toast("Your video connection dropped: reconnecting…", "warn"),
+      onRetry: () => toast(t("media.dropped_reconnecting"), "warn"),
     });
     stage.publication = kept;
     await kept.start();
     $("#cohost-btn").classList.add("active");
     showAsked(null);
-    toast("You are on camera", "ok");
+    toast(t("viewer.on_camera"), "ok");
   } catch (err) {
     toast(errorText(err), "error");
     await leaveStage(false);
