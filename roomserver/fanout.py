@@ -115,7 +115,7 @@ class Fanout:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
         self._continuing = False
 
     # -- the stream's state, read by the node, handlers, metrics and tests -------
@@ -148,7 +148,7 @@ class Fanout:
     def buffer_limit(self, value: int) -> None:
         self.stream.buffer_limit = value
 
-    def background_tasks(self) -> set[asyncio.Task[None]]:
+    def background_tasks(self) -> set[asyncio.Future[None]]:
         """Closes and history reads under way (a copy)."""
         return set(self._tasks)
 
