@@ -601,17 +601,17 @@ class FanoutStream:
         first finishes this one (per-socket order)."""
         unfinished = self._unfinished.pop(ch, None)
         if unfinished is not None:
-            unfinished.run(None)
-        write = _RoomWrite(self, ch, events)
+            self._plan(unfinished, None)
+        write = _RoomWrite(ch, events)
         if not self.slicing or len(ch.members) <= self.slice_size:
-            write.run(None, ch.members.items())
+            self._plan(write, None, ch.members.items())
             return
         for conn, member in ch.members.items():
             if member.held is not None:
                 member.held.extend(events)
             else:
                 write.pending.append((conn, member))
-        if not write.run(self.slice_size):
+        if not self._plan(write, self.slice_size):
             self._unfinished[ch] = write
 
     @property
@@ -622,13 +622,13 @@ class FanoutStream:
     def continue_writes(self) -> list[Action]:
         """One more slice of every room write that is not finished."""
         for ch, write in list(self._unfinished.items()):
-            if write.run(self.slice_size):
+            if self._plan(write, self.slice_size):
                 self._unfinished.pop(ch, None)
         return self._take()
 
     def _finish_writes(self) -> None:
         for write in self._unfinished.values():
-            write.run(None)
+            self._plan(write, None)
         self._unfinished.clear()
 
     def _audience(self, ch: RoomChannel, audience: str) -> list[Connection]:
@@ -637,6 +637,57 @@ class FanoutStream:
         if audience.startswith("user:"):
             return list(ch.by_user.get(audience[5:], ()))
         return []
+
+    def _plan(
+        self, write: _RoomWrite, limit: int | None, members: Iterable[tuple[Connection, Member]] | None = None
+    ) -> bool:
+        """Plan ``write``'s frames for ``members`` (default: its pending ones, at most
+        ``limit`` of them); True when nothing is left."""
+        if members is None:
+            start = write.done
+            write.done = len(write.pending) if limit is None else min(len(write.pending), start + limit)
+            members = itertools.islice(write.pending, start, write.done)
+            sliced = True
+        else:
+            sliced = False
+        events, bodies, shared, shared_n = write.events, write.bodies, write.shared, write.shared_n
+        soft, hard, dirty = self.buffer_soft, self.buffer_limit, self._dirty_conns
+        current = write.ch.members
+        to_all: list[Connection] = []
+        add = to_all.append
+        for conn, member in members:
+            if conn.closed:
+                continue  # closing: nothing more may follow the close frame
+            if sliced and current.get(conn) is not member:
+                continue  # left the room since the flush began
+            if member.held is not None:
+                member.held.extend(events)
+                continue
+            if conn.personal:
+                personal = conn.personal
+                self._frame(conn, ws_text_frame(json_array(personal + bodies)), len(personal) + shared_n)
+                conn.personal = []
+                dirty.discard(conn)
+                continue
+            if not shared:
+                continue
+            buffered = conn.transport.get_write_buffer_size()
+            if buffered > soft:
+                if buffered > hard:
+                    self._slow(conn)
+                    continue
+                if write.reduced is None:
+                    durable = [ev.body for ev in events if ev.seq]
+                    write.durable_n = len(durable)
+                    write.reduced = ws_text_frame(json_array(durable)) if durable else b""
+                self.stats.shed_ephemeral += shared_n - write.durable_n
+                if write.reduced:
+                    self._frame(conn, write.reduced, write.durable_n)
+                continue
+            add(conn)
+        if to_all:
+            self._out.append(Broadcast(shared, shared_n, to_all))
+        return write.done >= len(write.pending)
 
     def _frame(self, conn: Connection, data: bytes, messages: int) -> None:
         """One socket's own frame, unless it is closed or past the hard limit."""
@@ -655,23 +706,12 @@ class FanoutStream:
 
 
 class _RoomWrite:
-    """One room flush's broadcast, planned for the members in one go or in slices."""
+    """One room flush's broadcast, planned for the members in one go or in slices
+    (``FanoutStream._plan``)."""
 
-    __slots__ = (
-        "bodies",
-        "ch",
-        "done",
-        "durable_n",
-        "events",
-        "pending",
-        "reduced",
-        "shared",
-        "shared_n",
-        "stream",
-    )
+    __slots__ = ("bodies", "ch", "done", "durable_n", "events", "pending", "reduced", "shared", "shared_n")
 
-    def __init__(self, stream: FanoutStream, ch: RoomChannel, events: list[BusEvent]) -> None:
-        self.stream = stream
+    def __init__(self, ch: RoomChannel, events: list[BusEvent]) -> None:
         self.ch = ch
         self.events = events
         self.bodies = [ev.body for ev in events]
@@ -680,62 +720,7 @@ class _RoomWrite:
         self.reduced: bytes | None = None  # durable-only frame, made when first needed
         self.durable_n = 0
         self.pending: list[tuple[Connection, Member]] = []  # sliced: the members to write
-        self.done = 0  # ... of which written
-
-    def run(self, limit: int | None, members: Iterable[tuple[Connection, Member]] | None = None) -> bool:
-        """Plan the frames for ``members`` (default: the pending ones, at most
-        ``limit`` of them); True when nothing is left."""
-        if members is None:
-            start = self.done
-            self.done = len(self.pending) if limit is None else min(len(self.pending), start + limit)
-            members = itertools.islice(self.pending, start, self.done)
-            sliced = True
-        else:
-            sliced = False
-        stream, events, bodies = self.stream, self.events, self.bodies
-        shared, shared_n, soft, limit_bytes = (
-            self.shared,
-            self.shared_n,
-            stream.buffer_soft,
-            stream.buffer_limit,
-        )
-        current = self.ch.members
-        dirty = stream._dirty_conns
-        to_all: list[Connection] = []
-        add = to_all.append
-        for conn, member in members:
-            if conn.closed:
-                continue  # closing: nothing more may follow the close frame
-            if sliced and current.get(conn) is not member:
-                continue  # left the room since the flush began
-            if member.held is not None:
-                member.held.extend(events)
-                continue
-            if conn.personal:
-                personal = conn.personal
-                stream._frame(conn, ws_text_frame(json_array(personal + bodies)), len(personal) + shared_n)
-                conn.personal = []
-                dirty.discard(conn)
-                continue
-            if not shared:
-                continue
-            buffered = conn.transport.get_write_buffer_size()
-            if buffered > soft:
-                if buffered > limit_bytes:
-                    stream._slow(conn)
-                    continue
-                if self.reduced is None:
-                    durable = [ev.body for ev in events if ev.seq]
-                    self.durable_n = len(durable)
-                    self.reduced = ws_text_frame(json_array(durable)) if durable else b""
-                stream.stats.shed_ephemeral += shared_n - self.durable_n
-                if self.reduced:
-                    stream._frame(conn, self.reduced, self.durable_n)
-                continue
-            add(conn)
-        if to_all:
-            stream._out.append(Broadcast(shared, shared_n, to_all))
-        return self.done >= len(self.pending)
+        self.done = 0  # ... of which planned
 
 
 def coalesce(events: list[BusEvent]) -> list[BusEvent]:
