@@ -76,7 +76,7 @@ class Metrics:
         )
         self.flush_seconds = Histogram(
             "roomserver_flush_seconds",
-            "Time the loop spent in one room flush (a room over Fanout.SLICE sockets: its first slice)",
+            "Time the loop spent in one room flush (a room over the fan-out's slice_size sockets: its first slice)",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         )

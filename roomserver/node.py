@@ -37,7 +37,7 @@ from roomserver.fanout import RECENT_BARRAGE, Fanout, RoomChannel
 from roomserver.members_batch import MemberBatches
 from roomserver.metrics import Metrics
 from roomserver.moderation_hook import from_config as moderation_from_config
-from roomserver.protocol import CLOSE_SLOW_CONSUMER, OpError, encode_event, now_ms
+from roomserver.protocol import OpError, encode_event, now_ms
 from roomserver.tenancy import app_of, public_room
 from roomserver.webhooks import from_config as webhooks_from_config
 
@@ -209,24 +209,21 @@ class Node:
         return (await self.broker.history(room, since)).events
 
     def _epoch_changed(self, ch: RoomChannel) -> None:
-        # History was lost: members' seq no longer means anything. Make them resume
-        # (they will get history_gone and re-join), never replay another stream.
-        # The cached document went with the history: read it again.
+        # History was lost (the fan-out closes the room's members so they resume):
+        # the cached document went with it, read it again.
         self._docs.pop(ch.room, None)
-        for conn in list(ch.members):
-            self.fanout.close_soon(conn, CLOSE_SLOW_CONSUMER, "room history was reset")
 
     async def ensure_channel(self, room: str) -> RoomChannel:
         """Subscribe this node to ``room`` (once) and wait until it is ready."""
         ch = self.fanout.channel(room)
-        if ch.ready.is_set():
+        if ch.is_ready:
             return ch
         lock = self._room_locks.setdefault(room, asyncio.Lock())
         async with lock:
             if room not in self._subscribed:
                 await self.broker.subscribe(room)
                 self._subscribed.add(room)
-            if not ch.ready.is_set():
+            if not ch.is_ready:
                 rec = await self.broker.load(room)
                 recent = await self._latest_events(room, rec.seq)
                 self.fanout.set_ready(room, rec.epoch, rec.seq, recent)

@@ -73,7 +73,7 @@ def _may_be_in_room(node: Node, room: str, user: str) -> bool:
     be one of them: the invitation is accepted and simply expires if nobody answers."""
     ch = node.fanout.channels.get(room)
     local = len(ch.members) if ch is not None else 0
-    if ch is not None and ch.by_user.get(user):
+    if ch is not None and ch.has_user(user):
         return True
     return node.online(room) > local
 

@@ -249,7 +249,7 @@ def test_a_close_the_peer_never_answers_is_cut_at_close_timeout():
     async def scenario() -> None:
         fanout = Fanout(flush_ms=10, close_timeout=2.0)
         _, t = _slow_socket(fanout, closer)
-        (task,) = fanout._tasks
+        (task,) = fanout.background_tasks()
         await asyncio.sleep(0)  # the close has started: its deadline is now + 2 s
         offset[0] = 1.9
         for _ in range(5):
@@ -276,7 +276,7 @@ async def test_a_close_the_peer_answers_in_time_is_not_cut():
 
     fanout = Fanout(flush_ms=10, close_timeout=60.0)
     _, t = _slow_socket(fanout, closer)
-    (task,) = fanout._tasks
+    (task,) = fanout.background_tasks()
     await asyncio.sleep(0)
     answered.set()
     await asyncio.wait_for(task, 10)
@@ -315,7 +315,12 @@ def test_epoch_change_resets_and_notifies():
     fanout.ingest(delivery("r", durable("r", 1), epoch="e2"))
     fanout.flush()
     assert seen == ["r"]
-    assert [m["seq"] for m in t.messages()] == [1]
+    assert c.closed and t.frames == []  # its seq means nothing now: it resumes
+    late, t_late, _ = make_conn(2)
+    fanout.join(late, "r")
+    fanout.ingest(delivery("r", durable("r", 2), epoch="e2"))
+    fanout.flush()
+    assert [m["seq"] for m in t_late.messages()] == [2]
 
 
 def test_no_batching_writes_one_frame_per_event():
@@ -447,14 +452,13 @@ def _room_of(fanout: Fanout, n: int):
     return conns
 
 
-def _sliced_room(monkeypatch, slice_size: int, members: int):
-    monkeypatch.setattr(Fanout, "SLICE", slice_size)
-    fanout = Fanout(flush_ms=10)
+def _sliced_room(slice_size: int, members: int):
+    fanout = Fanout(flush_ms=10, slice_size=slice_size)
     return fanout, _room_of(fanout, members)
 
 
-async def test_a_big_room_is_written_a_slice_per_loop_turn(monkeypatch):
-    fanout, conns = _sliced_room(monkeypatch, 3, 10)
+async def test_a_big_room_is_written_a_slice_per_loop_turn():
+    fanout, conns = _sliced_room(3, 10)
     async with running(fanout):
         fanout.ingest(delivery("r", durable("r", 1)))
         fanout.flush()
@@ -476,8 +480,8 @@ async def test_a_big_room_is_written_a_slice_per_loop_turn(monkeypatch):
         assert not t_late.frames  # joined after the flush: starts after its seq
 
 
-async def test_a_big_room_s_next_flush_finishes_the_previous_one_first(monkeypatch):
-    fanout, conns = _sliced_room(monkeypatch, 2, 7)
+async def test_a_big_room_s_next_flush_finishes_the_previous_one_first():
+    fanout, conns = _sliced_room(2, 7)
     async with running(fanout):
         fanout.ingest(delivery("r", durable("r", 1)))
         fanout.flush()
