@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 VENV_SH = PY="$(PY)" SUPPORTED="$(SUPPORTED)" sh tools/venv.sh $(VENV)
 
-.PHONY: serve cluster test test-repeat lint typecheck format system-deps venv venv-test js-deps js-check clean
+.PHONY: generate serve cluster test test-repeat lint typecheck format system-deps venv venv-test js-deps js-check clean
 
 # serve also installs the load tester's extra, so `.venv/bin/roomserver-loadtest` works too.
 venv:
@@ -84,6 +84,12 @@ js-check: js-deps
 	node $(JS)/check-surface.js
 	cd web_client/sdk && npm pack --dry-run --silent >/dev/null
 	cd sdk-node && npm pack --dry-run --silent >/dev/null
+
+# Every checked-in file made from code (tests fail when one is stale).
+generate: venv-test
+	$(BIN)/python -m roomserver.contract.generate
+	$(BIN)/python -m roomserver.configload
+	$(BIN)/python -m roomserver.metrics
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache $(JS)/node_modules
