@@ -174,6 +174,12 @@ class Flag:
             raise ConfigError(f"{self.env}={text!r}: {exc}") from None
 
 
+def _assistant_mode(text: str) -> str:
+    if text not in ("lexical", "hybrid", "off"):
+        raise ValueError("must be lexical, hybrid or off")
+    return text
+
+
 _D = Config()
 
 SERVE_FLAGS: tuple[Flag, ...] = (
@@ -257,6 +263,13 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         metavar="FILE",
     ),
     Flag("webhook-url", "send signed webhooks (PROTOCOL §5) to this URL", parse=_http_url, metavar="URL"),
+    Flag(
+        "assistant",
+        "room assistant (docs/assistant.md): lexical, hybrid (adds the embedding model) or off",
+        _D.assistant,
+        parse=_assistant_mode,
+        metavar="MODE",
+    ),
     Flag(
         "public-ip",
         "IP address advertised in WebRTC answers instead of the local ones",
@@ -408,6 +421,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_connections_per_ip=args.max_connections_per_ip,
         batching=not args.no_batching,
         webhook_url=args.webhook_url,
+        assistant=args.assistant,
         public_ip=args.public_ip,
         ice_host=args.ice_host,
         media_workers=args.media_workers,

@@ -64,6 +64,9 @@ class Config:
     gifts: list[dict[str, object]] = field(default_factory=lambda: list(DEFAULT_GIFTS))
     banned_words_file: str | None = None
     webhook_url: str | None = None
+    # The room assistant (issue 18): "lexical" (BM25), "hybrid" (+ the embedding model
+    # of the `assistant` extra, if installed), or "off".
+    assistant: str = "lexical"
     public_ip: str | None = None
     ice_host: str | None = None
     media_workers: int = 0

@@ -82,6 +82,9 @@ class Node:
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self.hooks = ShowHooks(self)
+        # The room assistant (roomserver.assistant.service.Assistant), handed in by
+        # create_app; None when it is off. The barrage handler offers it each line.
+        self.assistant: Any = None
         self.webhooks = Webhooks(config.webhook_url, config.app_secrets())
         self.draining = False
 

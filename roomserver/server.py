@@ -113,4 +113,27 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     from roomserver import media_glue
 
     media_glue.install(app, node, verifier, config)
+    _install_assistant(app, node, config)
     return app
+
+
+def _install_assistant(app: web.Application, node: Node, config: Config) -> None:
+    """The room assistant (issue 18): handed to the node, started after it."""
+    if config.assistant == "off":
+        return
+    from roomserver.assistant.api import add_assistant_routes
+    from roomserver.assistant.embed import load_embedder
+    from roomserver.assistant.service import Assistant
+
+    assistant = Assistant(load_embedder("use") if config.assistant == "hybrid" else None)
+    node.assistant = assistant
+    add_assistant_routes(app, assistant)
+
+    async def start(app: web.Application) -> None:
+        await assistant.start(node)
+
+    async def stop(app: web.Application) -> None:
+        await assistant.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.insert(0, stop)

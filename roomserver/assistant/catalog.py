@@ -11,7 +11,7 @@ came first, so two editors cannot silently overwrite each other.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -95,8 +95,14 @@ def text_in(text: Text, lang: Lang) -> str:
     return text.get(lang) or next(iter(text.values()))
 
 
-def view(p: CatalogProduct) -> dict:
-    return msgspec.to_builtins(p)
+def view(p: CatalogProduct) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(p)
+    return out
+
+
+def view_faq(e: FaqEntry) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(e)
+    return out
 
 
 class Catalog:

@@ -178,4 +178,13 @@ def check_role(identity: Identity, who: Who) -> None:
 
 def load_all() -> None:
     """Import the modules that register ops (kept explicit: the op list is greppable)."""
-    from roomserver.handlers import chat, cohost, commerce, moderation, pk, polls, rooms  # noqa: F401
+    from roomserver.handlers import (  # noqa: F401
+        assistant,
+        chat,
+        cohost,
+        commerce,
+        moderation,
+        pk,
+        polls,
+        rooms,
+    )
