@@ -40,7 +40,8 @@ def _cpu_s(pid: int) -> float:
 
 
 def _lines() -> tuple[list[str], list[str]]:
-    questions, chat = [], []
+    questions: list[str] = []
+    chat: list[str] = []
     for line in (EVAL_DIR / "questions.tsv").read_text(encoding="utf-8").splitlines():
         if line and not line.startswith("#"):
             label, text = line.split("\t", 1)
@@ -105,6 +106,58 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.wait()
 
 
+class _Sender:
+    """One asker's raw socket: barrage out, replies (for the seq) and answers in."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, latencies: list[float]) -> None:
+        self.ws = ws
+        self.ids = 0
+        self.waiting: dict[int, tuple[float, bool]] = {}
+        self.asked: dict[int, float] = {}  # question seq -> send time
+        self.latencies = latencies
+
+    async def send(self, room: str, text: str, question: bool) -> None:
+        self.ids += 1
+        self.waiting[self.ids] = (time.perf_counter(), question)
+        await self.ws.send_str(json.dumps({"id": self.ids, "op": "barrage.send", "room": room, "text": text}))
+
+    async def read(self) -> None:
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = msg.data
+            if '"re":' not in data and "assistant.answer" not in data:
+                continue  # the room's broadcast: the viewers count it
+            for m in json.loads(data):
+                if "re" in m:
+                    sent, question = self.waiting.pop(m["re"], (0.0, False))
+                    seq = (m.get("data") or {}).get("seq")
+                    if question and seq:
+                        self.asked[seq] = sent
+                elif m.get("ev") == "assistant.answer" and m["data"].get("to"):
+                    sent = self.asked.pop(m["data"]["question_seq"], None)
+                    if sent is not None:
+                        self.latencies.append((time.perf_counter() - sent) * 1000)
+
+
+async def _viewer(ws: aiohttp.ClientWebSocketResponse, counts: list[int]) -> None:
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            counts[0] += msg.data.count('"ev":')
+
+
+async def _join(
+    http: aiohttp.ClientSession, base: str, user: str, room: str
+) -> aiohttp.ClientWebSocketResponse:
+    tok = mint_token(APP, SECRET, user)
+    ws = await http.ws_connect(f"{base}/v1/ws?token={tok}", max_msg_size=0)
+    await ws.send_str(json.dumps({"id": 0, "op": "room.join", "room": room}))
+    while True:  # until the join's reply
+        msg = await ws.receive()
+        if msg.type == aiohttp.WSMsgType.TEXT and '"re":0' in msg.data:
+            return ws
+
+
 async def _phases(
     args: argparse.Namespace, base: str, spec: dict[str, Any], server_pid: int
 ) -> dict[str, Any]:
@@ -114,70 +167,42 @@ async def _phases(
     await host.join(room)
     await host.pin_product(room, spec["pinned"])
     await host.request("assistant.set", room, products=spec["room_products"])
-    deliveries = 0
-
-    def count(_: Any) -> None:
-        nonlocal deliveries
-        deliveries += 1
-
-    viewers = []
-    for i in range(args.viewers):
-        v = RoomClient(base, mint_token(APP, SECRET, f"v{i}"))
-        await v.connect()
-        await v.join(room)
-        v.on("*", count)
-        viewers.append(v)
-    sent_at: dict[int, float] = {}
+    counts = [0]
     latencies: list[float] = []
-
-    def answered(ev: dict[str, Any]) -> None:
-        t = sent_at.pop(ev["data"].get("question_seq") or -1, None)
-        if t is not None and ev["data"]["to"] is not None:
-            latencies.append((time.perf_counter() - t) * 1000)
-
+    http = aiohttp.ClientSession()
+    readers = []
+    for i in range(args.viewers):
+        ws = await _join(http, base, f"v{i}", room)
+        readers.append(asyncio.create_task(_viewer(ws, counts)))
     senders = []
     for i in range(args.senders):
-        s = RoomClient(base, mint_token(APP, SECRET, f"s{i}"))
-        await s.connect()
-        await s.join(room)
-        s.on("assistant.answer", answered)
-        senders.append(s)
+        sender = _Sender(await _join(http, base, f"s{i}", room), latencies)
+        readers.append(asyncio.create_task(sender.read()))
+        senders.append(sender)
     questions, chat = _lines()
     rng = random.Random(7)
     phases = []
     for rnd in range(args.rounds):
         for on in (True, False):
             await host.request("assistant.set", room, enabled=on)
+            await asyncio.sleep(0.5)
             latencies.clear()
-            sent_at.clear()
-            d0, c0 = deliveries, _cpu_s(server_pid)
+            d0, c0 = counts[0], _cpu_s(server_pid)
             t_end = time.perf_counter() + args.seconds
             n = asked = 0
             interval = 1.0 / args.rate
             next_at = time.perf_counter()
-            pending: set[asyncio.Task[None]] = set()
             while time.perf_counter() < t_end:
                 is_q = rng.random() < args.questions
                 text = rng.choice(questions if is_q else chat)
-                sender = senders[n % len(senders)]
+                await senders[n % len(senders)].send(room, text, is_q)
                 n += 1
                 asked += is_q
-
-                async def send(s: RoomClient = sender, t: str = text, q: bool = is_q) -> None:
-                    at = time.perf_counter()
-                    with_seq = await s.send_barrage(room, t)
-                    if q and with_seq.get("seq"):
-                        sent_at[with_seq["seq"]] = at
-
-                task = asyncio.create_task(send())
-                pending.add(task)
-                task.add_done_callback(pending.discard)
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-            await asyncio.gather(*pending, return_exceptions=True)
             await asyncio.sleep(1.0)  # the phase's last answers and flushes
             cpu = _cpu_s(server_pid) - c0
-            got = deliveries - d0
+            got = counts[0] - d0
             phases.append(
                 {
                     "round": rnd,
@@ -194,8 +219,10 @@ async def _phases(
                 }
             )
             print(json.dumps(phases[-1]), flush=True)
-    for c in [host, *viewers, *senders]:
-        await c.close()
+    for t in readers:
+        t.cancel()
+    await http.close()
+    await host.close()
     on_rate = [p["deliveries_per_cpu_s"] for p in phases if p["assistant"]]
     off_rate = [p["deliveries_per_cpu_s"] for p in phases if not p["assistant"]]
     on_mean, off_mean = sum(on_rate) / len(on_rate), sum(off_rate) / len(off_rate)
@@ -205,6 +232,7 @@ async def _phases(
         "deliveries_per_cpu_s_off": round(off_mean),
         "on_vs_off": round(on_mean / off_mean - 1, 4),
         "answer_p95_ms_worst": max((p["answer_p95_ms"] or 0) for p in phases if p["assistant"]),
+        "stats": None,
     }
 
 

@@ -106,7 +106,7 @@ class Board:
             c.users.add(e.user)
             c.seqs.append(e.seq)
         every = [*by_key.values(), *(c for _, c in loose)]
-        every.sort(key=lambda c: (-c.count, c.text))
+        every.sort(key=lambda c: -c.count)  # stable: ties keep their first-asked order
         return every[:TOP]
 
     def askers(self, key: str, now_ms: int) -> int:

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -376,7 +377,9 @@ class Assistant:
         }
 
 
-def settings_rule(enabled: bool | None, products: list[str] | None):  # type: ignore[no-untyped-def]
+def settings_rule(
+    enabled: bool | None, products: list[str] | None
+) -> Callable[[RoomDoc], tuple[RoomDoc, list[Emit]]]:
     """The rule ``assistant.set`` commits (room document feature ``assistant``)."""
     from roomserver.core.room import with_features
 
