@@ -154,7 +154,9 @@ async def _join(
     await ws.send_str(json.dumps({"id": 0, "op": "room.join", "room": room}))
     while True:  # until the join's reply
         msg = await ws.receive()
-        if msg.type == aiohttp.WSMsgType.TEXT and '"re":0' in msg.data:
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            raise ConnectionError(f"{user}: {msg.type!r} {msg.data!r} {msg.extra!r} before the join reply")
+        if '"re":0' in msg.data:
             return ws
 
 
@@ -179,6 +181,7 @@ async def _phases(
         sender = _Sender(await _join(http, base, f"s{i}", room), latencies)
         readers.append(asyncio.create_task(sender.read()))
         senders.append(sender)
+    print(f"{args.viewers} viewers and {args.senders} senders joined", file=sys.stderr, flush=True)
     questions, chat = _lines()
     rng = random.Random(7)
     phases = []

@@ -2,6 +2,7 @@
 // co-hosts and PK. The stage on the left is the same RoomView the viewers see.
 import { $, $$, KeptPublication, attempt, compact, errorText, fatal, h, money, openAuthorised, openClient, pageParams, startClock, toast, whoAmI } from "/app/common.js";
 import { RoomView, initials } from "/app/roomview.js";
+import { mountAssistantBoard } from "/app/assistant.js";
 
 const p = pageParams("host");
 let client;
@@ -51,6 +52,7 @@ async function main() {
   bindEngage();
   bindModerate();
   bindStage();
+  mountAssistantBoard(client, p.room, $('[data-panel="live"]'));
   watchRoom();
   window.app = { client, view, me, cam };
   document.body.dataset.ready = "1";

@@ -4,6 +4,7 @@
 // Actions that differ per page (buy, vote, draw…) are passed in as callbacks.
 import { $, ChatList, Danmaku, attempt, compact, flyHearts, giftIcon, h, icon, money, openAuthorised, toast } from "/app/common.js";
 import { verifyLottery } from "/app/verify.js";
+import { answerLine } from "/app/assistant.js";
 
 const userId = (c) => (typeof c === "string" ? c : c && (c.user?.id ?? c.user ?? c.id));
 
@@ -128,6 +129,7 @@ export class RoomView {
       }),
     );
     c.on("gift", mine((d) => this._gift(d)));
+    c.on("assistant.answer", mine((d) => this.chat.system(answerLine(d)))); // the room assistant (issue 18)
     c.on("member.joined", mine((d) => this.chat.system(`${d.user.name} joined`)));
     c.on(
       "room.started",
