@@ -20,9 +20,8 @@ SCARF = {
 
 
 async def test_a_viewer_asks_and_the_host_sees_the_cluster(pages, room) -> None:
-    async with pages.admin_http() as http:
-        async with http.put("/v1/products/scarf-1", json=SCARF) as resp:
-            assert resp.status == 200, await resp.text()
+    async with pages.admin_http() as http, http.put("/v1/products/scarf-1", json=SCARF) as resp:
+        assert resp.status == 200, await resp.text()
     host = await pages.open("host", room, "h1", "host", name="Hana")
     viewer = await pages.open("viewer", room, "v1", name="Vic")
     await tab(host, "sell")
