@@ -109,8 +109,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 class _Sender:
     """One asker's raw socket: barrage out, replies (for the seq) and answers in."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, latencies: list[float]) -> None:
+    def __init__(
+        self, ws: aiohttp.ClientWebSocketResponse, latencies: list[float], replies: list[float]
+    ) -> None:
         self.ws = ws
+        self.replies = replies  # barrage.send's reply latency: the room's own pace, for comparison
         self.ids = 0
         self.waiting: dict[int, tuple[float, bool]] = {}
         self.asked: dict[int, float] = {}  # question seq -> send time
@@ -131,6 +134,8 @@ class _Sender:
             for m in json.loads(data):
                 if "re" in m:
                     sent, question = self.waiting.pop(m["re"], (0.0, False))
+                    if sent:
+                        self.replies.append((time.perf_counter() - sent) * 1000)
                     seq = (m.get("data") or {}).get("seq")
                     if question and seq:
                         self.asked[seq] = sent
@@ -171,14 +176,15 @@ async def _phases(
     await host.request("assistant.set", room, products=spec["room_products"])
     counts = [0]
     latencies: list[float] = []
-    http = aiohttp.ClientSession()
+    replies: list[float] = []
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # one connection per socket
     readers = []
     for i in range(args.viewers):
         ws = await _join(http, base, f"v{i}", room)
         readers.append(asyncio.create_task(_viewer(ws, counts)))
     senders = []
     for i in range(args.senders):
-        sender = _Sender(await _join(http, base, f"s{i}", room), latencies)
+        sender = _Sender(await _join(http, base, f"s{i}", room), latencies, replies)
         readers.append(asyncio.create_task(sender.read()))
         senders.append(sender)
     print(f"{args.viewers} viewers and {args.senders} senders joined", file=sys.stderr, flush=True)
@@ -190,6 +196,7 @@ async def _phases(
             await host.request("assistant.set", room, enabled=on)
             await asyncio.sleep(0.5)
             latencies.clear()
+            replies.clear()
             d0, c0 = counts[0], _cpu_s(server_pid)
             t_end = time.perf_counter() + args.seconds
             n = asked = 0
@@ -219,6 +226,7 @@ async def _phases(
                     "answers_to_askers": len(latencies),
                     "answer_p50_ms": _pct(latencies, 0.5),
                     "answer_p95_ms": _pct(latencies, 0.95),
+                    "barrage_reply_p95_ms": _pct(replies, 0.95),
                 }
             )
             print(json.dumps(phases[-1]), flush=True)

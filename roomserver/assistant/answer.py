@@ -71,31 +71,49 @@ def _strip_names(text: str, names: list[str]) -> str:
     return text
 
 
-def decide(
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What retrieval chose for a question, before the live facts are read: the
+    service caches it per question text (the barrage repeats itself) and reads the
+    room's counters only for a ``live`` item."""
+
+    lang: Lang
+    hit: Hit | None
+    reason: str  # "ok" when ``hit`` passed the threshold
+    score: float
+
+
+def choose(
     question: str,
     scope: RoomScope,
     index: Index,
-    facts: live.RoomFacts,
     *,
     question_vec: Vectors | None = None,
     thresholds: dict[str, float] | None = None,
     default_threshold: float = DEFAULT_THRESHOLD,
-) -> Decision:
+) -> Choice:
     lang = lang_of(question)
     if not scope.products:
-        return Decision(False, "no_products", lang)
+        return Choice(lang, None, "no_products", 0.0)
     text = normal(question)
     names = [(n, pid) for pid, p in scope.products.items() for n in p.names()]
     named = _mentions(text, names)
     if not named and scope.outside_names and _mentions(text, [(n, "x") for n in scope.outside_names]):
-        return Decision(False, "not_in_room", lang)
+        return Choice(lang, None, "not_in_room", 0.0)
     stripped = _strip_names(text, [n for n, _ in names] + list(scope.outside_names))
     hits = index.rank(stripped, question_vec, products={*scope.products, None})
     best = _choose(hits, named, scope, thresholds or {}, default_threshold)
     if isinstance(best, str):
-        top = hits[0].score if hits else 0.0
-        return Decision(False, best, lang, score=top)
-    hit = best
+        return Choice(lang, hits[0] if hits else None, best, hits[0].score if hits else 0.0)
+    return Choice(lang, best, "ok", best.score)
+
+
+def render(choice: Choice, scope: RoomScope, facts: live.RoomFacts) -> Decision:
+    """The decision for a choice, its text filled from ``facts``."""
+    hit, lang = choice.hit, choice.lang
+    if hit is None or choice.reason != "ok":
+        key = hit.item.key if hit is not None else None
+        return Decision(False, choice.reason, lang, score=choice.score, key=key)
     text_out = _render(hit.item, scope, facts, lang)
     if text_out is None:
         return Decision(False, "no_fact", lang, score=hit.score, key=hit.item.key, product=hit.item.product)
@@ -110,6 +128,28 @@ def decide(
         text=text_out,
         sources=[f"{hit.item.key} lex={hit.lex:.2f} sem={hit.sem:.2f}"],
     )
+
+
+def decide(
+    question: str,
+    scope: RoomScope,
+    index: Index,
+    facts: live.RoomFacts,
+    *,
+    question_vec: Vectors | None = None,
+    thresholds: dict[str, float] | None = None,
+    default_threshold: float = DEFAULT_THRESHOLD,
+) -> Decision:
+    """``choose`` then ``render``: the whole decision for one question."""
+    choice = choose(
+        question,
+        scope,
+        index,
+        question_vec=question_vec,
+        thresholds=thresholds,
+        default_threshold=default_threshold,
+    )
+    return render(choice, scope, facts)
 
 
 def _threshold(thresholds: dict[str, float], default: float, product: str | None) -> float:

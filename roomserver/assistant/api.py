@@ -73,8 +73,19 @@ async def room_stats(request: web.Request, identity: Identity) -> web.Response:
     return _json(request.app[ASSISTANT_KEY].stats(room))
 
 
-def _describe(handler: Any, summary: str, body: type | None = None, errors: tuple[int, ...] = ()) -> Any:
-    handler.openapi = {"summary": summary, "auth": "admin", "body": body, "errors": errors}
+def _describe(
+    handler: Any, summary: str, body: type | None = None, errors: tuple[int, ...] = (), ok_status: int = 200
+) -> Any:
+    """What /v1/openapi.json says about the route. A product id that is not one is a 400;
+    the catalogue and the counts live in the process, never on the bus (no 503)."""
+    handler.openapi = {
+        "summary": summary,
+        "auth": "admin",
+        "body": body,
+        "errors": (400, *errors),
+        "ok_status": ok_status,
+        "bus": False,
+    }
     return handler
 
 
@@ -84,7 +95,7 @@ def add_assistant_routes(app: web.Application, assistant: Assistant) -> None:
     app.router.add_get("/v1/products", _describe(list_products, "The app's products (assistant catalogue)"))
     app.router.add_put(p, _describe(put_product, "Create or replace a product", cat.ProductBody, (409,)))
     app.router.add_get(p, _describe(get_product, "One product", errors=(404,)))
-    app.router.add_delete(p, _describe(delete_product, "Remove a product", errors=(404,)))
+    app.router.add_delete(p, _describe(delete_product, "Remove a product", errors=(404,), ok_status=204))
     app.router.add_get(p + "/faq", _describe(get_faq, "A product's FAQ entries", errors=(404,)))
     app.router.add_put(p + "/faq", _describe(put_faq, "Replace a product's FAQ", cat.FaqBody, (404, 409)))
     app.router.add_get(

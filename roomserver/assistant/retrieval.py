@@ -122,9 +122,15 @@ class Index:
         return np.clip((scores - SEM_FLOOR) / (SEM_CEIL - SEM_FLOOR), 0.0, 1.0)
 
     def rank(
-        self, question: str, question_vec: Vectors | None = None, *, products: set[str | None] | None = None
+        self,
+        question: str,
+        question_vec: Vectors | None = None,
+        *,
+        products: set[str | None] | None = None,
+        limit: int = 40,
     ) -> list[Hit]:
-        """Items best first, restricted to ``products`` (None in it: room-wide items)."""
+        """The ``limit`` best items, best first, restricted to ``products`` (None in it:
+        room-wide items)."""
         lex = self.lexical(question)
         if question_vec is not None and self._vectors is not None:
             sem = self.semantic(question_vec)
@@ -139,4 +145,6 @@ class Index:
             if products is not None and item.product not in products:
                 continue
             hits.append(Hit(item, float(lex[i]), float(sem[i]), float(score[i])))
+            if len(hits) >= limit:
+                break
         return hits

@@ -28,7 +28,15 @@ from typing import Any
 import msgspec
 
 from roomserver.assistant import facts as live
-from roomserver.assistant.answer import DEFAULT_THRESHOLD, HYBRID_THRESHOLD, Decision, RoomScope, decide
+from roomserver.assistant.answer import (
+    DEFAULT_THRESHOLD,
+    HYBRID_THRESHOLD,
+    Choice,
+    Decision,
+    RoomScope,
+    choose,
+    render,
+)
 from roomserver.assistant.board import Asked, Board
 from roomserver.assistant.catalog import Catalog, CatalogProduct
 from roomserver.assistant.intents import knowledge_of, room_knowledge
@@ -54,6 +62,7 @@ ROOM_WIDE_REPEAT_MS = 30_000
 THRESHOLD_STEP = 0.05  # raised per "wrong" mark on a product's answer
 THRESHOLD_MAX = 0.95
 ANSWER_LOG = 500
+CHOICE_CACHE = 2048
 
 
 @dataclass(slots=True)
@@ -76,6 +85,8 @@ class RoomState:
     room_wide_at: dict[str, int] = field(default_factory=dict)
     index_key: tuple[Any, ...] = ()
     index: Index | None = None
+    # question text -> what retrieval chose, for the current index and thresholds
+    choices: dict[str, Choice] = field(default_factory=dict)
     published_board: list[dict[str, Any]] = field(default_factory=list)
     answers: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ANSWER_LOG))
     # question seq -> (key, product) of the answer, for the host's "wrong" mark
@@ -88,6 +99,7 @@ class Assistant:
         self.threshold = DEFAULT_THRESHOLD if embedder is None else HYBRID_THRESHOLD
         self.catalogs: dict[str, Catalog] = {}
         self.thresholds: dict[str, dict[str, float]] = {}  # app -> product -> threshold
+        self.thresholds_version = 0  # raised by each change: cached choices are dropped
         self.feedback: dict[str, list[dict[str, Any]]] = {}  # app -> wrong marks
         self.rooms: dict[str, RoomState] = {}
         self.queue: asyncio.Queue[Question] = asyncio.Queue(QUEUE_MAX)
@@ -162,19 +174,27 @@ class Assistant:
         self.processed += 1
         app = app_of(q.room)
         scope = self.scope(app, doc)
-        facts = await self.facts(q.room, doc)
         st = self.room_state(q.room)
-        index = self._index(st, app, scope, facts)
-        vec = self.embedder.encode([q.text])[0] if self.embedder is not None else None
-        d = decide(
-            q.text,
-            scope,
-            index,
-            facts,
-            question_vec=vec,
-            thresholds=self.thresholds.get(app),
-            default_threshold=self.threshold,
-        )
+        sales = frozenset(raw["product"]["id"] for raw in doc.features.get("sales", {}).values())
+        index = self._index(st, app, scope, sales)
+        choice = st.choices.get(q.text)
+        if choice is None:
+            vec = self.embedder.encode([q.text])[0] if self.embedder is not None else None
+            choice = choose(
+                q.text,
+                scope,
+                index,
+                question_vec=vec,
+                thresholds=self.thresholds.get(app),
+                default_threshold=self.threshold,
+            )
+            if len(st.choices) >= CHOICE_CACHE:
+                st.choices.clear()
+            st.choices[q.text] = choice
+        # The room's counters are read only for an answer that states them.
+        needs_facts = choice.hit is not None and choice.reason == "ok" and choice.hit.item.source == "live"
+        facts = await self.facts(q.room, doc) if needs_facts else live.RoomFacts(now_ms=now_ms())
+        d = render(choice, scope, facts)
         if d.answer and node.words.for_room(q.room, doc.words).find(d.text) is not None:
             d = Decision(False, "blocked_content", d.lang, d.score, d.key, d.product)
         now = now_ms()
@@ -282,17 +302,20 @@ class Assistant:
             coupons=tuple(coupons),
         )
 
-    def _index(self, st: RoomState, app: str, scope: RoomScope, facts: live.RoomFacts) -> Index:
+    def _index(self, st: RoomState, app: str, scope: RoomScope, sales: frozenset[str]) -> Index:
         key = (
             self.catalog(app).version,
             tuple(sorted((pid, p.version, p.title) for pid, p in scope.products.items())),
-            tuple(sorted(facts.sales)),
+            scope.pinned,
+            tuple(sorted(sales)),
+            self.thresholds_version,
         )
         if st.index is None or st.index_key != key:
             items = room_knowledge()
             for pid, product in scope.products.items():
-                items += knowledge_of(product, on_sale=pid in facts.sales)
+                items += knowledge_of(product, on_sale=pid in sales)
             st.index, st.index_key = Index(items, self.embedder), key
+            st.choices.clear()
         return st.index
 
     # -- the host's board ----------------------------------------------------------------
@@ -347,6 +370,7 @@ class Assistant:
         table = self.thresholds.setdefault(app, {})
         name = product or ""
         table[name] = min(THRESHOLD_MAX, table.get(name, self.threshold) + THRESHOLD_STEP)
+        self.thresholds_version += 1
         record = {
             "room": room,
             "question_seq": question_seq,
