@@ -67,6 +67,10 @@ class Config:
     # The room assistant (issue 18): "lexical" (BM25), "hybrid" (+ the embedding model
     # of the `assistant` extra, if installed), or "off".
     assistant: str = "lexical"
+    # Optional LLM phrasing of the assistant's answers (OpenAI-compatible; off when None).
+    assistant_llm_url: str | None = None
+    assistant_llm_model: str = "gpt-4o-mini"
+    assistant_llm_key: str | None = None
     public_ip: str | None = None
     ice_host: str | None = None
     media_workers: int = 0

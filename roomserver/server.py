@@ -123,9 +123,13 @@ def _install_assistant(app: web.Application, node: Node, config: Config) -> None
         return
     from roomserver.assistant.api import add_assistant_routes
     from roomserver.assistant.embed import load_embedder
+    from roomserver.assistant.llm import Phraser
     from roomserver.assistant.service import Assistant
 
-    assistant = Assistant(load_embedder("use") if config.assistant == "hybrid" else None)
+    phraser = None
+    if config.assistant_llm_url:
+        phraser = Phraser(config.assistant_llm_url, config.assistant_llm_model, config.assistant_llm_key)
+    assistant = Assistant(load_embedder("use") if config.assistant == "hybrid" else None, phraser)
     node.assistant = assistant
     add_assistant_routes(app, assistant)
 

@@ -40,6 +40,7 @@ from roomserver.assistant.answer import (
 from roomserver.assistant.board import Asked, Board
 from roomserver.assistant.catalog import Catalog, CatalogProduct
 from roomserver.assistant.intents import knowledge_of, room_knowledge
+from roomserver.assistant.llm import Phraser
 from roomserver.assistant.retrieval import Embedder, Index
 from roomserver.assistant.text import is_question, jieba_ready
 from roomserver.bus.base import AUDIENCE_STAFF
@@ -94,8 +95,9 @@ class RoomState:
 
 
 class Assistant:
-    def __init__(self, embedder: Embedder | None = None) -> None:
+    def __init__(self, embedder: Embedder | None = None, phraser: Phraser | None = None) -> None:
         self.embedder = embedder
+        self.phraser = phraser
         self.threshold = DEFAULT_THRESHOLD if embedder is None else HYBRID_THRESHOLD
         self.catalogs: dict[str, Catalog] = {}
         self.thresholds: dict[str, dict[str, float]] = {}  # app -> product -> threshold
@@ -124,6 +126,8 @@ class Assistant:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.phraser is not None:
+            await self.phraser.close()
 
     def catalog(self, app: str) -> Catalog:
         cat = self.catalogs.get(app)
@@ -195,6 +199,10 @@ class Assistant:
         needs_facts = choice.hit is not None and choice.reason == "ok" and choice.hit.item.source == "live"
         facts = await self.facts(q.room, doc) if needs_facts else live.RoomFacts(now_ms=now_ms())
         d = render(choice, scope, facts)
+        if d.answer and self.phraser is not None:
+            worded = await self.phraser.phrase(q.text, d.text, d.lang)
+            if worded is not None:
+                d = _reworded(d, worded)
         if d.answer and node.words.for_room(q.room, doc.words).find(d.text) is not None:
             d = Decision(False, "blocked_content", d.lang, d.score, d.key, d.product)
         now = now_ms()
@@ -399,6 +407,12 @@ class Assistant:
                 "embedder": self.embedder.name if self.embedder else None,
             },
         }
+
+
+def _reworded(d: Decision, text: str) -> Decision:
+    return Decision(
+        True, d.reason, d.lang, d.score, d.key, d.product, "llm", text, [*d.sources, f"llm from: {d.text}"]
+    )
 
 
 def settings_rule(
