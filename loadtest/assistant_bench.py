@@ -96,7 +96,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"{base}/v1/products/{pid}", json=spec["products"][pid], headers=admin
                 ) as r:
                     assert r.status == 200, await r.text()
-            return await _phases(args, base, spec, proc.pid)
+            summary = await _phases(args, base, spec, proc.pid)
+            async with http.get(f"{base}/v1/rooms/bench-room/assistant/stats", headers=admin) as r:
+                stats = await r.json()
+            summary["stats"] = {k: stats[k] for k in ("asked", "answered", "unanswered", "process")}
+            return summary
     finally:
         proc.terminate()
         try:
