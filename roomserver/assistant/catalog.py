@@ -24,7 +24,7 @@ MAX_VARIANTS = 20
 MAX_ATTRIBUTES = 30
 MAX_ALIASES = 10
 
-ProductId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Long = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 AttrName = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]

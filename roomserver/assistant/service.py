@@ -116,7 +116,6 @@ class Assistant:
 
     async def start(self, node: Any) -> None:
         self.node = node
-        await asyncio.get_running_loop().run_in_executor(None, jieba_ready)
         self._tasks = [
             asyncio.create_task(self._drain(), name="assistant"),
             asyncio.create_task(self._boards(), name="assistant-board"),
@@ -149,6 +148,9 @@ class Assistant:
     # -- the worker -------------------------------------------------------------------
 
     async def _drain(self) -> None:
+        # jieba's dictionary takes 1-5 s to load: in a thread, so the server's start
+        # does not wait for it; questions wait in the queue meanwhile.
+        await asyncio.get_running_loop().run_in_executor(None, jieba_ready)
         while True:
             q = await self.queue.get()
             try:
