@@ -125,3 +125,16 @@ def test_the_board_clusters_by_item_and_by_words() -> None:
     board.mark_answered("jacket:price")
     stats = board.stats()
     assert stats["asked"] == 5 and stats["answered"] == 2
+
+
+async def test_offer_never_waits_and_drops_beyond_its_bound() -> None:
+    from roomserver.assistant.service import QUEUE_MAX, Assistant
+
+    assistant = Assistant()
+    user = {"id": "u", "name": "u"}
+    assistant.offer("app/r", user, "多少钱", 1)  # no catalogue for the app: not queued
+    assert assistant.queue.qsize() == 0
+    assistant.catalog("app").put("p", ProductBody(title="t", price_cents=1), NOW)
+    for seq in range(QUEUE_MAX + 5):
+        assistant.offer("app/r", user, "多少钱", seq)
+    assert assistant.queue.qsize() == QUEUE_MAX and assistant.dropped == 5
