@@ -11,7 +11,7 @@ came first, so two editors cannot silently overwrite each other.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -28,7 +28,8 @@ MAX_ALIASES = 10
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Long = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 AttrName = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
-Text = Long | dict[str, Long]
+# A text: one string, or {"zh": …, "en": …} (one of them at least).
+Text = Long | Annotated[dict[Literal["zh", "en"], Long], msgspec.Meta(min_length=1)]
 
 
 class FaqEntry(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -49,17 +50,10 @@ class ProductBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     image: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
     # Other names shoppers use for it ("外套", "jacket"): how a question names a product.
     aliases: Annotated[list[Short], msgspec.Meta(max_length=MAX_ALIASES)] = []
-    attributes: dict[AttrName, Text] = {}
+    attributes: Annotated[dict[AttrName, Text], msgspec.Meta(max_length=MAX_ATTRIBUTES)] = {}
     faq: Annotated[list[FaqEntry], msgspec.Meta(max_length=MAX_FAQ)] = []
     # The version this write was based on (optimistic concurrency); None: overwrite.
     version: Annotated[int, msgspec.Meta(ge=0)] | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.attributes) > MAX_ATTRIBUTES:
-            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
-        for value in [*self.attributes.values(), *(e.a for e in self.faq)]:
-            if isinstance(value, dict) and (not value or set(value) - {"zh", "en"}):
-                raise ValueError('a text is a string or {"zh": …, "en": …}')
 
 
 class FaqBody(msgspec.Struct, forbid_unknown_fields=True):
