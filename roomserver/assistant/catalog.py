@@ -11,7 +11,7 @@ came first, so two editors cannot silently overwrite each other.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
@@ -28,8 +28,17 @@ MAX_ALIASES = 10
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Long = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 AttrName = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
-# A text: one string, or {"zh": …, "en": …} (one of them at least).
-Text = Long | Annotated[dict[Literal["zh", "en"], Long], msgspec.Meta(min_length=1)]
+
+
+class Translated(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
+    """A text in Chinese and, optionally, English (an English-only text is a plain string)."""
+
+    zh: Long
+    en: Long | None = None
+
+
+# A text: one string (any language), or {"zh": …, "en": …}.
+Text = Long | Translated
 
 
 class FaqEntry(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -86,7 +95,7 @@ class CatalogProduct(msgspec.Struct, frozen=True, omit_defaults=True):
 def text_in(text: Text, lang: Lang) -> str:
     if isinstance(text, str):
         return text
-    return text.get(lang) or next(iter(text.values()))
+    return text.en if lang == "en" and text.en else text.zh
 
 
 def view(p: CatalogProduct) -> dict[str, Any]:
