@@ -9,7 +9,9 @@ pinned; ``--viewers`` sockets read everything; senders barrage ``--rate`` lines/
 Phases alternate in the same run: the room's assistant on (``assistant.set``), then
 off, ``--rounds`` times. Per phase: the server's CPU seconds (/proc), deliveries to
 the viewers, deliveries per CPU-s; with the assistant on, question → answer latency
-(the asker's send to the asker's receipt of ``assistant.answer``).
+(the asker's send to the asker's receipt of the ``assistant.answer`` naming its
+question, whether sent to it or to the room), next to ``barrage.send``'s reply
+latency in the same phase (how fast the loaded box serves the barrage itself).
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ class _Sender:
                     seq = (m.get("data") or {}).get("seq")
                     if question and seq:
                         self.asked[seq] = sent
-                elif m.get("ev") == "assistant.answer" and m["data"].get("to"):
+                elif m.get("ev") == "assistant.answer":  # to this asker, or to the room for it
                     sent = self.asked.pop(m["data"]["question_seq"], None)
                     if sent is not None:
                         self.latencies.append((time.perf_counter() - sent) * 1000)

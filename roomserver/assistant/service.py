@@ -404,7 +404,7 @@ class Assistant:
             "process": {
                 "processed": self.processed,
                 "dropped": self.dropped,
-                "cpu_ms_per_question": round(self.cpu_s * 1000 / self.processed, 3)
+                "decision_cpu_ms_per_question": round(self.cpu_s * 1000 / self.processed, 3)
                 if self.processed
                 else None,
                 "answer_latency_p95_ms": lat[int(len(lat) * 0.95)] if lat else None,
