@@ -146,9 +146,9 @@ class _Sender:
                     if question and seq:
                         self.asked[seq] = sent
                 elif m.get("ev") == "assistant.answer":  # to this asker, or to the room for it
-                    sent = self.asked.pop(m["data"]["question_seq"], None)
-                    if sent is not None:
-                        self.latencies.append((time.perf_counter() - sent) * 1000)
+                    asked_at = self.asked.pop(m["data"]["question_seq"], None)
+                    if asked_at is not None:
+                        self.latencies.append((time.perf_counter() - asked_at) * 1000)
 
 
 async def _viewer(ws: aiohttp.ClientWebSocketResponse, counts: list[int]) -> None:
