@@ -11,12 +11,13 @@ VENV_SH = PY="$(PY)" SUPPORTED="$(SUPPORTED)" sh tools/venv.sh $(VENV)
 
 .PHONY: generate serve cluster test test-repeat lint typecheck format system-deps venv venv-test js-deps js-check clean
 
-# serve also installs the load tester's extra, so `.venv/bin/roomserver-loadtest` works too.
+# serve also installs the load tester's extra, so `.venv/bin/roomserver-loadtest` works too,
+# and the assistant's (jieba and the embedding model, docs/assistant.md).
 venv:
-	@$(VENV_SH) '.[loadtest]' $(VENV)/.installed
+	@$(VENV_SH) '.[loadtest,assistant]' $(VENV)/.installed
 
 venv-test:
-	@$(VENV_SH) '.[test,loadtest]' $(VENV)/.installed $(VENV)/.installed-test
+	@$(VENV_SH) '.[test,loadtest,assistant]' $(VENV)/.installed $(VENV)/.installed-test
 
 serve: venv
 	$(BIN)/roomserver serve --host $(HOST) --port $(PORT)

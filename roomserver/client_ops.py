@@ -30,6 +30,20 @@ def _given(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not OMIT}
 
 
+class AssistantReplied(TypedDict):
+    seq: int | None
+
+
+class AssistantSet(TypedDict):
+    assistant: AssistantSettings
+
+
+class AssistantMarkedWrong(TypedDict):
+    key: str
+    product: str | None
+    threshold: float
+
+
 class BarrageSent(TypedDict):
     seq: int | None
     shed: NotRequired[bool]
@@ -136,6 +150,13 @@ class OrderPlaced(TypedDict):
 
 class SaleCreated(TypedDict):
     sale: SaleView
+
+
+class AssistantSettings(TypedDict):
+    """The room's assistant settings (room document feature ``assistant``)."""
+
+    enabled: NotRequired[bool]
+    products: NotRequired[list[str]]
 
 
 class Cohost(TypedDict):
@@ -368,6 +389,37 @@ class Ops:
 
     def __init__(self, client: Requester) -> None:
         self._client = client
+
+    async def assistant_reply(
+        self, room: str, *, text: str, key: str | Omitted | None = OMIT
+    ) -> AssistantReplied:
+        """``assistant.reply`` (H,M)."""
+        return cast(
+            AssistantReplied,
+            await self._client.request("assistant.reply", room, **_given({"text": text, "key": key})),
+        )
+
+    async def assistant_set(
+        self, room: str, *, enabled: bool | Omitted | None = OMIT, products: list[str] | Omitted | None = OMIT
+    ) -> AssistantSet:
+        """``assistant.set`` (H,M)."""
+        return cast(
+            AssistantSet,
+            await self._client.request(
+                "assistant.set", room, **_given({"enabled": enabled, "products": products})
+            ),
+        )
+
+    async def assistant_wrong(
+        self, room: str, *, question_seq: int, note: str | Omitted = OMIT
+    ) -> AssistantMarkedWrong:
+        """``assistant.wrong`` (H,M)."""
+        return cast(
+            AssistantMarkedWrong,
+            await self._client.request(
+                "assistant.wrong", room, **_given({"question_seq": question_seq, "note": note})
+            ),
+        )
 
     async def barrage_send(self, room: str, *, text: str, cid: str | Omitted | None = OMIT) -> BarrageSent:
         """``barrage.send`` (any)."""

@@ -275,6 +275,31 @@ class Config:
         "moderation callbacks in flight per node; beyond it a barrage is treated as on a failure",
         cs.int_at_least(1),
     )
+    # The room assistant (docs/assistant.md): lexical (BM25), hybrid (+ the embedding
+    # model of the `assistant` extra, when installed) or off.
+    assistant: str = setting(
+        "lexical",
+        "room assistant: lexical, hybrid (adds the embedding model) or off",
+        cs.one_of("lexical", "hybrid", "off"),
+        metavar="MODE",
+    )
+    # Optional LLM phrasing of the assistant's answers (OpenAI-compatible; off when None).
+    assistant_llm_url: str | None = setting(
+        None,
+        "OpenAI-compatible base URL (…/v1) that rewords the assistant's answers from their facts only",
+        cs.http_url,
+        shown_default="none: template answers",
+        metavar="URL",
+    )
+    assistant_llm_model: str = setting(
+        "gpt-4o-mini", "model name sent to --assistant-llm-url", metavar="NAME"
+    )
+    assistant_llm_key: str | None = setting(
+        None,
+        "bearer key for --assistant-llm-url (prefer the environment variable)",
+        show=lambda v: "****" if v else "",
+        metavar="KEY",
+    )
     public_ip: str | None = setting(
         None, "IP address advertised in WebRTC answers instead of the local ones", cs.ip, metavar="IP"
     )

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from roomserver.bus.base import (
     Broker,
@@ -40,6 +40,9 @@ from roomserver.moderation_hook import from_config as moderation_from_config
 from roomserver.protocol import OpError, encode_event, now_ms
 from roomserver.tenancy import app_of, public_room
 from roomserver.webhooks import from_config as webhooks_from_config
+
+if TYPE_CHECKING:  # the assistant is handed in (create_app), never imported here
+    from roomserver.assistant.service import Assistant
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,9 @@ class Node:
         self.webhooks = webhooks_from_config(config, broker, self.metrics)
         self.members = MemberBatches(self.webhooks, config.members_batch_s)
         self.moderation = moderation_from_config(config, self.metrics)
+        # The room assistant, handed in by create_app (None: off). The barrage handler
+        # offers it each published line; it answers off this path.
+        self.assistant: Assistant | None = None
         self.draining = False
 
     # -- lifecycle -------------------------------------------------------------

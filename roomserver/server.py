@@ -118,4 +118,31 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     app.on_cleanup.append(on_cleanup)
     # WHIP/WHEP and the media backend (started after the node, closed before it stops).
     node.media = media_glue.install(app, node, verifier, config)
+    _install_assistant(app, node, config)
     return app
+
+
+def _install_assistant(app: web.Application, node: Node, config: Config) -> None:
+    """The room assistant (issue 18): handed to the node, started after it."""
+    if config.assistant == "off":
+        return
+    from roomserver.assistant.api import add_assistant_routes
+    from roomserver.assistant.embed import load_embedder
+    from roomserver.assistant.llm import Phraser
+    from roomserver.assistant.service import Assistant
+
+    phraser = None
+    if config.assistant_llm_url:
+        phraser = Phraser(config.assistant_llm_url, config.assistant_llm_model, config.assistant_llm_key)
+    assistant = Assistant(load_embedder("use") if config.assistant == "hybrid" else None, phraser)
+    node.assistant = assistant
+    add_assistant_routes(app, assistant)
+
+    async def start(app: web.Application) -> None:
+        await assistant.start(node)
+
+    async def stop(app: web.Application) -> None:
+        await assistant.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.insert(0, stop)

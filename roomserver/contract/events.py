@@ -194,6 +194,10 @@ class MediaPublishers(w.Wire):
     publishers: list[w.Publisher]
 
 
+class AssistantQuestions(w.Wire):
+    clusters: list[w.QuestionCluster]
+
+
 class Custom(w.Wire, forbid_unknown_fields=False):
     """An app's own event: any JSON object."""
 
@@ -246,6 +250,23 @@ EVENTS: dict[str, EventSpec] = dict(
         _spec("pk.score", PkScore, False, "room", "PK points so far (at most 2/s)"),
         _spec("pk.ended", PkEnded, True, "room", "a PK battle ended (`winner` null: a draw)"),
         _spec("media.publishers", MediaPublishers, True, "room", "the streams to show changed"),
+        _spec(
+            "assistant.answer",
+            w.AssistantAnswer,
+            True,
+            "room",
+            "the room assistant (or the host) answers a question: to the asker, or room-wide (`to` null)",
+        ),
+        _spec(
+            "assistant.questions",
+            AssistantQuestions,
+            False,
+            "staff",
+            "what the audience asked in the last minute, clustered (at most 1/s)",
+        ),
+        _spec(
+            "assistant.settings", w.AssistantSettings, True, "room", "the room's assistant settings changed"
+        ),
     ]
 )
 

@@ -110,7 +110,25 @@ class PkEndedReply(w.Wire):
     pk: w.PkResult | None
 
 
+class AssistantSet(w.Wire):
+    assistant: w.AssistantSettings
+
+
+class AssistantReplied(w.Wire):
+    # null when the room shed it (over its barrage cap).
+    seq: int | None
+
+
+class AssistantMarkedWrong(w.Wire):
+    key: str
+    product: str | None
+    threshold: float
+
+
 REPLIES: dict[str, type[w.Wire]] = {
+    "assistant.set": AssistantSet,
+    "assistant.reply": AssistantReplied,
+    "assistant.wrong": AssistantMarkedWrong,
     "ping": Pong,
     "room.join": Snapshot,
     "room.leave": w.Empty,

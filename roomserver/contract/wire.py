@@ -395,3 +395,40 @@ class HistoryPage(Wire):
     epoch: str
     seq: int
     events: list[EventMessage]
+
+
+# -- the room assistant (docs/assistant.md) ------------------------------------------
+
+
+class AssistantSettings(Wire):
+    """The room's assistant settings (room document feature ``assistant``)."""
+
+    enabled: bool | UnsetType = UNSET
+    products: list[str] | UnsetType = UNSET
+
+
+class AnswerTo(Wire):
+    id: str
+    name: str
+
+
+class AssistantAnswer(Wire):
+    # null: the whole room (many asked the same, or the host answered a cluster).
+    to: AnswerTo | None
+    question_seq: int | None
+    text: str
+    product: str | None
+    # "faq", "fact", "llm", … or "host" for the host's one-click reply.
+    source: str
+    question: str | UnsetType = UNSET
+    pinned: bool | UnsetType = UNSET
+    by: UserRef | UnsetType = UNSET
+
+
+class QuestionCluster(Wire):
+    text: str
+    key: str
+    count: int
+    askers: int
+    answered: bool
+    seqs: list[int]

@@ -68,6 +68,9 @@ async def barrage(ctx: OpContext, p: BarrageParams) -> dict:
     if res.status == CommitStatus.OK:
         ctx.socket.last_barrage[room] = now
         await keyword_entry(ctx, doc, p.text)
+        # The room assistant (issue 18) reads it later, off this path: a queue put.
+        if node.assistant is not None and seq is not None:
+            node.assistant.offer(room, ctx.identity.public(), text, seq)
     if seq is None:
         node.metrics.shed.inc()
         return {"seq": None, "shed": True}

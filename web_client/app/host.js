@@ -3,6 +3,7 @@
 import { $, $$, KeptPublication, attempt, compact, errorText, fatal, giftName, h, money, openAuthorised, openClient, pageParams, setText, startClock, t, toast, whoAmI } from "/app/common.js";
 import { onLangChange } from "/app/i18n.js";
 import { RoomView, initials } from "/app/roomview.js";
+import { mountAssistantBoard } from "/app/assistant.js";
 
 const p = pageParams("host");
 let client;
@@ -53,6 +54,7 @@ async function main() {
   bindEngage();
   bindModerate();
   bindStage();
+  mountAssistantBoard(client, p.room, $('[data-panel="live"]'));
   watchRoom();
   window.app = { client, view, me, cam };
   document.body.dataset.ready = "1";

@@ -5,6 +5,7 @@
 import { $, ChatList, Danmaku, attempt, compact, flyHearts, giftIcon, giftName, h, icon, money, openAuthorised, setText, t, toast } from "/app/common.js";
 import { onLangChange } from "/app/i18n.js";
 import { verifyLottery } from "/app/verify.js";
+import { answerLine } from "/app/assistant.js";
 
 const userId = (c) => (typeof c === "string" ? c : c && (c.user?.id ?? c.user ?? c.id));
 
@@ -134,6 +135,7 @@ export class RoomView {
       },
     );
     c.on("gift", (d) => this._gift(d));
+    c.on("assistant.answer", (d) => this.chat.system(answerLine(d))); // the room assistant
     c.on("member.joined", (d) => this.chat.system(t("chat.joined", { name: d.user.name })));
     c.on(
       "room.started",

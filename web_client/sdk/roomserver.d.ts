@@ -302,6 +302,13 @@ export declare class RoomClient {
   setSlowMode(room: string, intervalS: number): Promise<{}>;
   setBannedWords(room: string, change: { add?: string[]; remove?: string[] }): Promise<OpReplies["mod.words"]>;
 
+  /** The room assistant's settings (host, moderators). */
+  setAssistant(room: string, settings: OpParams["assistant.set"]): Promise<OpReplies["assistant.set"]>;
+  /** One room-wide, pinned answer (to a cluster of `assistant.questions` when `key` is given). */
+  answerQuestions(room: string, text: string, key?: string): Promise<OpReplies["assistant.reply"]>;
+  /** Mark the assistant's answer to the question at `questionSeq` wrong (raises its threshold). */
+  markAnswerWrong(room: string, questionSeq: number, note?: string): Promise<OpReplies["assistant.wrong"]>;
+
   requestCohost(room: string): Promise<OpReplies["cohost.request"]>;
   inviteCohost(room: string, user: string): Promise<OpReplies["cohost.invite"]>;
   acceptCohost(room: string, target?: { request?: string; user?: string }): Promise<OpReplies["cohost.accept"]>;
@@ -332,6 +339,7 @@ export type RoomMethodName =
   | "createSale" | "buy" | "issueCoupon" | "claimCoupon" | "sendRedPacket" | "grabRedPacket"
   | "createPoll" | "vote" | "announce"
   | "mute" | "unmute" | "kick" | "setSlowMode" | "setBannedWords"
+  | "setAssistant" | "answerQuestions" | "markAnswerWrong"
   | "requestCohost" | "inviteCohost" | "acceptCohost" | "rejectCohost" | "endCohost"
   | "invitePk" | "acceptPk" | "rejectPk" | "endPk"
   | "publish" | "play" | "followPublishers";

@@ -789,6 +789,21 @@ export class RoomClient {
     return this.request("mod.words", room, { add, remove });
   }
 
+  // The room assistant (host and moderators; docs/assistant.md).
+  /** @param {string} room @param {{enabled?: boolean, products?: string[]}} settings */
+  setAssistant(room, { enabled, products }) {
+    const params = {};
+    if (enabled !== undefined) params.enabled = enabled;
+    if (products !== undefined) params.products = products;
+    return this.request("assistant.set", room, params);
+  }
+  answerQuestions(room, text, key) {
+    return this.request("assistant.reply", room, key ? { text, key } : { text });
+  }
+  markAnswerWrong(room, questionSeq, note) {
+    return this.request("assistant.wrong", room, note ? { question_seq: questionSeq, note } : { question_seq: questionSeq });
+  }
+
   requestCohost(room) {
     return this.request("cohost.request", room, {});
   }
@@ -989,6 +1004,7 @@ const ROOM_METHODS = [
   "createSale", "buy", "issueCoupon", "claimCoupon", "sendRedPacket", "grabRedPacket",
   "createPoll", "vote", "announce",
   "mute", "unmute", "kick", "setSlowMode", "setBannedWords",
+  "setAssistant", "answerQuestions", "markAnswerWrong",
   "requestCohost", "inviteCohost", "acceptCohost", "rejectCohost", "endCohost",
   "invitePk", "acceptPk", "rejectPk", "endPk",
   "publish", "play", "followPublishers",

@@ -1,0 +1,271 @@
+"""The room assistant under a barrage storm (issue 18; figures in docs/benchmarks.md).
+
+``python -m loadtest.assistant_bench [--seconds 8 --rounds 3 --rate 200 --viewers 200]``
+
+One server process (``roomserver serve``, the assistant on, lexical path unless
+``--mode hybrid``); one room with the eval catalogue's four products, the jacket
+pinned; ``--viewers`` sockets read everything; senders barrage ``--rate`` lines/s,
+``--questions`` of them questions from the labelled set (the rest chat lines).
+Phases alternate in the same run: the room's assistant on (``assistant.set``), then
+off, ``--rounds`` times. Per phase: the server's CPU seconds (/proc), deliveries to
+the viewers, deliveries per CPU-s; with the assistant on, question → answer latency
+(the asker's send to the asker's receipt of the ``assistant.answer`` naming its
+question, whether sent to it or to the room), next to ``barrage.send``'s reply
+latency in the same phase (how fast the loaded box serves the barrage itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from roomserver.assistant.evaluate import EVAL_DIR
+from roomserver.auth import mint_token
+from roomserver.client import RoomClient
+
+APP, SECRET = "bench", "bench-secret-0123456789abcdef0123"
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _lines() -> tuple[list[str], list[str]]:
+    questions: list[str] = []
+    chat: list[str] = []
+    for line in (EVAL_DIR / "questions.tsv").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            label, text = line.split("\t", 1)
+            (chat if label == "chat" else questions).append(text)
+    return questions, chat
+
+
+def _pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(len(s) * p))], 1)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    port = 18000 + random.randrange(1000)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "roomserver.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--app",
+            f"{APP}:{SECRET}",
+            "--assistant",
+            args.mode,
+            "--max-connections-per-ip",
+            "0",
+            "--barrage-cap",
+            "100000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(1200):  # a busy box takes a while to import the server
+                try:
+                    async with http.get(base + "/readyz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            admin = {"Authorization": "Bearer " + mint_token(APP, SECRET, "admin", "admin")}
+            spec = json.loads((EVAL_DIR / "catalog.json").read_text(encoding="utf-8"))
+            for pid in spec["room_products"]:
+                async with http.put(
+                    f"{base}/v1/products/{pid}", json=spec["products"][pid], headers=admin
+                ) as r:
+                    assert r.status == 200, await r.text()
+            summary = await _phases(args, base, spec, proc.pid)
+            async with http.get(f"{base}/v1/rooms/bench-room/assistant/stats", headers=admin) as r:
+                stats = await r.json()
+            summary["stats"] = {k: stats[k] for k in ("asked", "answered", "unanswered", "process")}
+            return summary
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class _Sender:
+    """One asker's raw socket: barrage out, replies (for the seq) and answers in."""
+
+    def __init__(
+        self, ws: aiohttp.ClientWebSocketResponse, latencies: list[float], replies: list[float]
+    ) -> None:
+        self.ws = ws
+        self.replies = replies  # barrage.send's reply latency: the room's own pace, for comparison
+        self.ids = 0
+        self.waiting: dict[int, tuple[float, bool]] = {}
+        self.asked: dict[int, float] = {}  # question seq -> send time
+        self.latencies = latencies
+
+    async def send(self, room: str, text: str, question: bool) -> None:
+        self.ids += 1
+        self.waiting[self.ids] = (time.perf_counter(), question)
+        await self.ws.send_str(json.dumps({"id": self.ids, "op": "barrage.send", "room": room, "text": text}))
+
+    async def read(self) -> None:
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = msg.data
+            if '"re":' not in data and "assistant.answer" not in data:
+                continue  # the room's broadcast: the viewers count it
+            for m in json.loads(data):
+                if "re" in m:
+                    sent, question = self.waiting.pop(m["re"], (0.0, False))
+                    if sent:
+                        self.replies.append((time.perf_counter() - sent) * 1000)
+                    seq = (m.get("data") or {}).get("seq")
+                    if question and seq:
+                        self.asked[seq] = sent
+                elif m.get("ev") == "assistant.answer":  # to this asker, or to the room for it
+                    asked_at = self.asked.pop(m["data"]["question_seq"], None)
+                    if asked_at is not None:
+                        self.latencies.append((time.perf_counter() - asked_at) * 1000)
+
+
+async def _viewer(ws: aiohttp.ClientWebSocketResponse, counts: list[int]) -> None:
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            counts[0] += msg.data.count('"ev":')
+
+
+async def _join(
+    http: aiohttp.ClientSession, base: str, user: str, room: str
+) -> aiohttp.ClientWebSocketResponse:
+    tok = mint_token(APP, SECRET, user)
+    ws = await http.ws_connect(f"{base}/v1/ws?token={tok}", max_msg_size=0)
+    await ws.send_str(json.dumps({"id": 0, "op": "room.join", "room": room}))
+    while True:  # until the join's reply
+        msg = await ws.receive()
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            raise ConnectionError(f"{user}: {msg.type!r} {msg.data!r} {msg.extra!r} before the join reply")
+        if '"re":0' in msg.data:
+            return ws
+
+
+async def _phases(
+    args: argparse.Namespace, base: str, spec: dict[str, Any], server_pid: int
+) -> dict[str, Any]:
+    room = "bench-room"
+    host = RoomClient(base, mint_token(APP, SECRET, "host", "host"))
+    await host.connect()
+    await host.join(room)
+    await host.pin_product(room, spec["pinned"])
+    await host.request("assistant.set", room, products=spec["room_products"])
+    counts = [0]
+    latencies: list[float] = []
+    replies: list[float] = []
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # one connection per socket
+    readers = []
+    for i in range(args.viewers):
+        ws = await _join(http, base, f"v{i}", room)
+        readers.append(asyncio.create_task(_viewer(ws, counts)))
+    senders = []
+    for i in range(args.senders):
+        sender = _Sender(await _join(http, base, f"s{i}", room), latencies, replies)
+        readers.append(asyncio.create_task(sender.read()))
+        senders.append(sender)
+    print(f"{args.viewers} viewers and {args.senders} senders joined", file=sys.stderr, flush=True)
+    questions, chat = _lines()
+    rng = random.Random(7)
+    phases = []
+    for rnd in range(args.rounds):
+        for on in (True, False):
+            await host.request("assistant.set", room, enabled=on)
+            await asyncio.sleep(0.5)
+            latencies.clear()
+            replies.clear()
+            d0, c0 = counts[0], _cpu_s(server_pid)
+            t_end = time.perf_counter() + args.seconds
+            n = asked = 0
+            interval = 1.0 / args.rate
+            next_at = time.perf_counter()
+            while time.perf_counter() < t_end:
+                is_q = rng.random() < args.questions
+                text = rng.choice(questions if is_q else chat)
+                await senders[n % len(senders)].send(room, text, is_q)
+                n += 1
+                asked += is_q
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            await asyncio.sleep(1.0)  # the phase's last answers and flushes
+            cpu = _cpu_s(server_pid) - c0
+            got = counts[0] - d0
+            phases.append(
+                {
+                    "round": rnd,
+                    "assistant": on,
+                    "sent": n,
+                    "questions": asked,
+                    "rate": round(n / args.seconds, 1),
+                    "deliveries": got,
+                    "server_cpu_s": round(cpu, 2),
+                    "deliveries_per_cpu_s": round(got / cpu) if cpu else None,
+                    "answers_to_askers": len(latencies),
+                    "answer_p50_ms": _pct(latencies, 0.5),
+                    "answer_p95_ms": _pct(latencies, 0.95),
+                    "barrage_reply_p95_ms": _pct(replies, 0.95),
+                }
+            )
+            print(json.dumps(phases[-1]), flush=True)
+    for t in readers:
+        t.cancel()
+    await http.close()
+    await host.close()
+    on_rate = [p["deliveries_per_cpu_s"] for p in phases if p["assistant"]]
+    off_rate = [p["deliveries_per_cpu_s"] for p in phases if not p["assistant"]]
+    on_mean, off_mean = sum(on_rate) / len(on_rate), sum(off_rate) / len(off_rate)
+    return {
+        "phases": phases,
+        "deliveries_per_cpu_s_on": round(on_mean),
+        "deliveries_per_cpu_s_off": round(off_mean),
+        "on_vs_off": round(on_mean / off_mean - 1, 4),
+        "answer_p95_ms_worst": max((p["answer_p95_ms"] or 0) for p in phases if p["assistant"]),
+        "stats": None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--questions", type=float, default=0.2)
+    parser.add_argument("--viewers", type=int, default=200)
+    parser.add_argument("--senders", type=int, default=100)
+    parser.add_argument("--mode", choices=("lexical", "hybrid"), default="lexical")
+    args = parser.parse_args()
+    summary = asyncio.run(run(args))
+    print(json.dumps({k: v for k, v in summary.items() if k != "phases"}))
+
+
+if __name__ == "__main__":
+    main()

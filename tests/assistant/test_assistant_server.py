@@ -1,0 +1,141 @@
+"""End to end on a real server: the catalogue over REST, a viewer asks in the barrage
+and gets the answer, live facts follow the room, the host's board, reply and "wrong"
+mark, the room's switch, and bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.server_fixtures import Recorder, Server
+
+JACKET: dict[str, Any] = {
+    "title": "轻暖羽绒服",
+    "title_en": "down jacket",
+    "price_cents": 59900,
+    "aliases": ["羽绒服", "jacket"],
+    "attributes": {"sizes": {"zh": "S到XXL", "en": "S to XXL"}, "shipping": "48小时内发货"},
+    "faq": [
+        {"id": "hood", "q": ["帽子能拆吗", "is the hood detachable"], "a": {"zh": "帽子可拆", "en": "yes"}}
+    ],
+}
+PIN = {"id": "jacket", "title": "轻暖羽绒服", "price_cents": 45900}
+
+
+async def _room(server: Server, room: str) -> tuple[Any, Any, Recorder, Recorder]:
+    status, body = await server.admin("PUT", "/v1/products/jacket", JACKET)
+    assert status == 200, body
+    host = await server.client("h1", "host")
+    await host.join(room)
+    viewer = await server.client("v1")
+    await viewer.join(room)
+    await host.pin_product(room, PIN)
+    return host, viewer, Recorder(host), Recorder(viewer)
+
+
+async def test_a_viewer_asks_and_sees_the_answer(server: Server, room: str) -> None:
+    _host, viewer, rec_host, rec_viewer = await _room(server, room)
+    reply = await viewer.send_barrage(room, "有什么尺码？")
+    (ev,) = await rec_viewer.wait("assistant.answer")
+    data = ev["data"]
+    assert data["question_seq"] == reply["seq"] and data["to"]["id"] == "v1"
+    assert data["product"] == "jacket" and data["source"] == "attribute"
+    assert "S到XXL" in data["text"] and ev["seq"] > reply["seq"]
+    # answered to the asker only
+    await rec_host.quiet()
+    assert not rec_host.named("assistant.answer")
+    # the host's board shows the question as answered
+    (board,) = await rec_host.wait("assistant.questions", lambda e: e["data"]["clusters"], timeout=5)
+    (cluster,) = board["data"]["clusters"]
+    assert cluster["count"] == 1 and cluster["answered"] == 1 and cluster["key"] == "jacket:sizes"
+    status, stats = await server.admin("GET", f"/v1/rooms/{room}/assistant/stats")
+    assert status == 200 and stats["asked"] == 1 and stats["answered"] == 1
+    assert stats["answers"][0]["sources"] and stats["answers"][0]["question_seq"] == reply["seq"]
+
+
+async def test_live_price_and_stock_are_current(server: Server, room: str) -> None:
+    host, viewer, _, rec_viewer = await _room(server, room)
+    await viewer.send_barrage(room, "多少钱")
+    (ev,) = await rec_viewer.wait("assistant.answer")
+    assert "¥459" in ev["data"]["text"] and ev["data"]["source"] == "live"
+    sale = await host.sale_create(room, product=PIN, price_cents=39900, stock=5, limit_per_user=2)
+    await viewer.sale_buy(room, sale["sale"]["id"], qty=2)
+    other = await server.client("v2")
+    await other.join(room)
+    rec_other = Recorder(other)
+    await other.send_barrage(room, "还有货吗")
+    (ev,) = await rec_other.wait("assistant.answer")
+    assert "3件" in ev["data"]["text"]
+    await other.send_barrage(room, "how much?")  # within the per-user interval: not answered
+    third = await server.client("v3")
+    await third.join(room)
+    rec_third = Recorder(third)
+    await third.send_barrage(room, "how much is the jacket?")
+    (ev,) = await rec_third.wait("assistant.answer")
+    assert "¥399" in ev["data"]["text"]
+
+
+async def test_out_of_scope_and_chat_are_not_answered(server: Server, room: str) -> None:
+    _, viewer, _, rec_viewer = await _room(server, room)
+    await viewer.send_barrage(room, "主播几岁了？")
+    await viewer.send_barrage(room, "主播好美")
+    await viewer.send_barrage(room, "帽子能拆吗")  # the last: answered, so the two before were read
+    (ev,) = await rec_viewer.wait("assistant.answer")
+    assert ev["data"]["text"] == "帽子可拆"
+
+
+async def test_many_askers_get_one_room_wide_answer(server: Server, room: str) -> None:
+    _host, _, rec_host, _ = await _room(server, room)
+    for i in range(3):
+        c = await server.client(f"a{i}")
+        await c.join(room)
+        await c.send_barrage(room, "什么时候发货")
+    (wide,) = await rec_host.wait("assistant.answer", lambda e: e["data"]["to"] is None)
+    assert "48小时" in wide["data"]["text"]
+
+
+async def test_host_reply_wrong_mark_and_switch(server: Server, room: str) -> None:
+    host, viewer, _rec_host, rec_viewer = await _room(server, room)
+    asked = await viewer.send_barrage(room, "is the hood detachable?")
+    await rec_viewer.wait("assistant.answer")
+    marked = await host.request("assistant.wrong", room, question_seq=asked["seq"], note="it is not")
+    assert marked["key"] == "jacket:faq.hood" and marked["threshold"] > 0.55
+    await host.request("assistant.reply", room, key="jacket:faq.hood", text="Hood: detachable, 2 zips")
+    (pinned,) = await rec_viewer.wait("assistant.answer", lambda e: e["data"]["source"] == "host")
+    assert pinned["data"]["pinned"] is True and pinned["data"]["to"] is None
+    await host.request("assistant.set", room, enabled=False)
+    v2 = await server.client("v9")
+    await v2.join(room)
+    rec2 = Recorder(v2)
+    await v2.send_barrage(room, "多少钱")
+    await rec2.quiet(0.5)
+    assert not rec2.named("assistant.answer")
+    _status, stats = await server.admin("GET", f"/v1/rooms/{room}/assistant/stats")
+    assert stats["feedback"][0]["question_seq"] == asked["seq"]
+
+
+async def test_catalogue_rest_bad_input_and_versions(server: Server) -> None:
+    status, body = await server.admin("PUT", "/v1/products/p1", {"title": "", "price_cents": 1})
+    assert status == 400 and body["error"]["code"] == "bad_request"
+    status, body = await server.admin("PUT", "/v1/products/p1", {"title": "t", "price_cents": -1})
+    assert status == 400
+    status, body = await server.admin("PUT", "/v1/products/" + "x" * 129, {"title": "t", "price_cents": 1})
+    assert status == 400 and body["error"]["code"] == "bad_request"
+    status, body = await server.admin("PUT", "/v1/products/p1", {"title": "t", "price_cents": 1})
+    assert status == 200 and body["product"]["version"] == 1
+    status, body = await server.admin(
+        "PUT", "/v1/products/p1", {"title": "t2", "price_cents": 1, "version": 0}
+    )
+    assert status == 409 and body["error"]["code"] == "conflict"
+    faq = {"faq": [{"q": ["防水吗"], "a": "防泼水"}], "version": 1}
+    status, body = await server.admin("PUT", "/v1/products/p1/faq", faq)
+    assert status == 200 and body["version"] == 2
+    status, body = await server.admin("GET", "/v1/products/p1/faq")
+    assert body["faq"] == [{"q": ["防水吗"], "a": "防泼水"}]
+    status, body = await server.admin("GET", "/v1/products")
+    assert [p["id"] for p in body["products"]] == ["p1"]
+    status, body = await server.admin("DELETE", "/v1/products/p1")
+    assert status == 200 and body == {"deleted": "p1"}
+    status, body = await server.admin("GET", "/v1/products/p1")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    status, body = await server.rest("GET", "/v1/products")
+    assert status == 401

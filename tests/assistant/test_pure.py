@@ -1,0 +1,140 @@
+"""The assistant's pure parts: detection, catalogue versions, the decision's product
+rules, live facts as text, the host's board."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from roomserver.assistant import facts as live
+from roomserver.assistant.answer import RoomScope, decide
+from roomserver.assistant.board import Asked, Board
+from roomserver.assistant.catalog import Catalog, FaqBody, ProductBody
+from roomserver.assistant.intents import knowledge_of, room_knowledge
+from roomserver.assistant.retrieval import Index
+from roomserver.assistant.text import is_question, tokens
+from roomserver.protocol import OpError
+
+NOW = 1_800_000_000_000
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["多少钱", "有XL吗", "偏大还是偏小", "尺码准不准", "还有货没", "is it waterproof?", "how much", "price?"],
+)
+def test_questions_are_detected(text: str) -> None:
+    assert is_question(text)
+
+
+@pytest.mark.parametrize("text", ["主播好美", "666", "买了买了", "love it", "已拍", "", "   "])
+def test_chat_is_not_a_question(text: str) -> None:
+    assert not is_question(text)
+
+
+def test_typos_keep_most_tokens() -> None:
+    right, typo = set(tokens("waterproof")), set(tokens("waterprof"))
+    assert len(right & typo) / len(right | typo) > 0.5
+
+
+def _catalog() -> Catalog:
+    cat = Catalog()
+    body = {
+        "title": "羽绒服",
+        "title_en": "down jacket",
+        "price_cents": 59900,
+        "aliases": ["jacket"],
+        "attributes": {"sizes": "S-XXL"},
+    }
+    cat.put("jacket", msgspec.convert(body, ProductBody), NOW)
+    cat.put(
+        "cup",
+        msgspec.convert({"title": "保温杯", "price_cents": 12900, "aliases": ["thermos"]}, ProductBody),
+        NOW,
+    )
+    cat.put("case", msgspec.convert({"title": "手机壳", "price_cents": 3900}, ProductBody), NOW)
+    return cat
+
+
+def test_versions_refuse_a_stale_write() -> None:
+    cat = _catalog()
+    assert cat.products["jacket"].version == 1
+    with pytest.raises(OpError) as err:
+        cat.put_faq("jacket", FaqBody(faq=[], version=0), NOW)
+    assert err.value.code == "conflict"
+    assert cat.put_faq("jacket", FaqBody(faq=[], version=1), NOW).version == 2
+    with pytest.raises(OpError):
+        cat.get("nope")
+
+
+def _scope(cat: Catalog, pinned: str | None, room: tuple[str, ...]) -> tuple[RoomScope, Index]:
+    products = {pid: cat.products[pid] for pid in room}
+    outside = tuple(n for pid, p in cat.products.items() if pid not in products for n in p.names())
+    items = room_knowledge()
+    for p in products.values():
+        items += knowledge_of(p, on_sale=True)
+    return RoomScope(products, pinned, outside), Index(items)
+
+
+def test_a_product_not_in_the_room_is_never_answered_about() -> None:
+    scope, index = _scope(_catalog(), "jacket", ("jacket", "cup"))
+    facts = live.RoomFacts(now_ms=NOW)
+    d = decide("手机壳多少钱", scope, index, facts)
+    assert not d.answer and d.reason == "not_in_room"
+    d = decide("保温杯多少钱", scope, index, facts)
+    assert d.answer and d.product == "cup" and "¥129" in d.text
+
+
+def test_without_a_pin_an_unnamed_common_question_is_ambiguous() -> None:
+    scope, index = _scope(_catalog(), None, ("jacket", "cup"))
+    d = decide("多少钱", scope, index, live.RoomFacts(now_ms=NOW))
+    assert not d.answer and d.reason == "ambiguous"
+
+
+def test_live_facts_follow_the_room() -> None:
+    scope, index = _scope(_catalog(), "jacket", ("jacket",))
+    pinned = live.RoomFacts(now_ms=NOW, pinned="jacket", pinned_price_cents=45900)
+    assert "¥459" in decide("多少钱", scope, index, pinned).text
+    sale = live.SaleFact("s1", "jacket", 39900, "open", 3, NOW - 1000, NOW + 65_000)
+    on_sale = live.RoomFacts(now_ms=NOW, pinned="jacket", pinned_price_cents=45900, sales={"jacket": sale})
+    assert "¥399" in decide("how much?", scope, index, on_sale).text
+    assert "3件" in decide("还有货吗", scope, index, on_sale).text
+    assert "1分5秒" in decide("秒杀还有多久结束", scope, index, on_sale).text
+    gone = live.RoomFacts(
+        now_ms=NOW, sales={"jacket": live.SaleFact("s1", "jacket", 1, "closed", 0, 0, None)}
+    )
+    assert "抢光" in decide("还有货吗", scope, index, gone).text
+
+
+def test_coupons_as_text() -> None:
+    assert live.coupon_text((), "zh") is None
+    assert live.coupon_text((live.CouponFact("新人券", 3000, 30000, 0),), "zh") is None
+    text = live.coupon_text((live.CouponFact("新人券", 3000, 30000, 5),), "en")
+    assert text is not None and "¥30 off orders over ¥300" in text
+
+
+def test_the_board_clusters_by_item_and_by_words() -> None:
+    board = Board()
+    board.add(Asked(NOW - 61_000, 5, "e", "old", None, False))
+    board.add(Asked(NOW, 1, "a", "多少钱", "jacket:price", True))
+    board.add(Asked(NOW, 2, "b", "how much?", "jacket:price", False))
+    board.add(Asked(NOW, 3, "c", "主播用的什么麦克风", None, False))
+    board.add(Asked(NOW, 4, "d", "主播用什么麦克风", None, False))
+    clusters = board.clusters(NOW)
+    assert [(c.key, c.count, c.answered) for c in clusters] == [("jacket:price", 2, 1), (None, 2, 0)]
+    assert board.askers("jacket:price", NOW) == 2
+    board.mark_answered("jacket:price")
+    stats = board.stats()
+    assert stats["asked"] == 5 and stats["answered"] == 2
+
+
+async def test_offer_never_waits_and_drops_beyond_its_bound() -> None:
+    from roomserver.assistant.service import QUEUE_MAX, Assistant
+
+    assistant = Assistant()
+    user = {"id": "u", "name": "u"}
+    assistant.offer("app/r", user, "多少钱", 1)  # no catalogue for the app: not queued
+    assert assistant.queue.qsize() == 0
+    assistant.catalog("app").put("p", ProductBody(title="t", price_cents=1), NOW)
+    for seq in range(QUEUE_MAX + 5):
+        assistant.offer("app/r", user, "多少钱", seq)
+    assert assistant.queue.qsize() == QUEUE_MAX and assistant.dropped == 5
