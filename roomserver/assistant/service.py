@@ -17,7 +17,6 @@ board are kept per process (docs/assistant.md: what that means for several nodes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -336,8 +335,10 @@ class Assistant:
         while True:
             await asyncio.sleep(BOARD_PERIOD_S)
             for room, st in list(self.rooms.items()):
-                with contextlib.suppress(Exception):
+                try:
                     await self._publish_board(room, st)
+                except Exception:  # one room's board must not stop the others'
+                    log.exception("assistant board of %s not published", room)
 
     async def _publish_board(self, room: str, st: RoomState) -> None:
         clusters = [c.view() for c in st.board.clusters(now_ms())]

@@ -427,8 +427,9 @@ class AssistantAnswer(Wire):
 
 class QuestionCluster(Wire):
     text: str
-    key: str
-    count: int
+    # The matched product and intent ("jacket:sizes"); null when nothing matched.
+    key: str | None
+    count: int  # questions in the cluster
     askers: int
-    answered: bool
-    seqs: list[int]
+    answered: int  # how many of them were answered
+    seqs: list[int]  # the questions' seqs (the last 20)

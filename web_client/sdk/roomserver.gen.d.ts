@@ -735,10 +735,10 @@ export interface UserRef {
 
 export interface QuestionCluster {
   text: string;
-  key: string;
+  key: string | null;
   count: number;
   askers: number;
-  answered: boolean;
+  answered: number;
   seqs: number[];
 }
 
