@@ -478,6 +478,7 @@ class Ops:
         quantity: int,
         min_spend_cents: int | Omitted = OMIT,
         per_user: int | Omitted = OMIT,
+        cid: str | Omitted | None = OMIT,
     ) -> CouponIssuedReply:
         """``coupon.issue`` (H,M)."""
         return cast(
@@ -492,6 +493,7 @@ class Ops:
                         "quantity": quantity,
                         "min_spend_cents": min_spend_cents,
                         "per_user": per_user,
+                        "cid": cid,
                     }
                 ),
             ),
@@ -522,6 +524,7 @@ class Ops:
         keyword: str | Omitted | None = OMIT,
         min_watch_s: int | Omitted = OMIT,
         min_tier: int | Omitted = OMIT,
+        cid: str | Omitted | None = OMIT,
     ) -> LotteryCreated:
         """``lottery.create`` (H,M)."""
         return cast(
@@ -537,6 +540,7 @@ class Ops:
                         "keyword": keyword,
                         "min_watch_s": min_watch_s,
                         "min_tier": min_tier,
+                        "cid": cid,
                     }
                 ),
             ),
@@ -649,7 +653,13 @@ class Ops:
         return cast(Grabbed, await self._client.request("redpacket.grab", room, **_given({"packet": packet})))
 
     async def redpacket_send(
-        self, room: str, *, total_cents: int, count: int, message: str | Omitted = OMIT
+        self,
+        room: str,
+        *,
+        total_cents: int,
+        count: int,
+        message: str | Omitted = OMIT,
+        cid: str | Omitted | None = OMIT,
     ) -> PacketSent:
         """``redpacket.send`` (H,M)."""
         return cast(
@@ -657,7 +667,7 @@ class Ops:
             await self._client.request(
                 "redpacket.send",
                 room,
-                **_given({"total_cents": total_cents, "count": count, "message": message}),
+                **_given({"total_cents": total_cents, "count": count, "message": message, "cid": cid}),
             ),
         )
 
@@ -712,6 +722,7 @@ class Ops:
         limit_per_user: int,
         starts_at: int | Omitted | None = OMIT,
         duration_ms: int | Omitted | None = OMIT,
+        cid: str | Omitted | None = OMIT,
     ) -> SaleCreated:
         """``sale.create`` (H,M)."""
         return cast(
@@ -727,6 +738,7 @@ class Ops:
                         "limit_per_user": limit_per_user,
                         "starts_at": starts_at,
                         "duration_ms": duration_ms,
+                        "cid": cid,
                     }
                 ),
             ),

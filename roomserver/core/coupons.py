@@ -19,6 +19,7 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
+from roomserver.core.creation import Cid
 from roomserver.protocol import OpError, convert_params
 
 MAX_TITLE_CHARS: Final = 50
@@ -38,6 +39,9 @@ class CouponParams(msgspec.Struct, forbid_unknown_fields=False):
     quantity: int
     min_spend_cents: int = 0
     per_user: int = 1
+
+    # Idempotency key: a retry with it returns what the first request created.
+    cid: Cid | None = None
 
     def __post_init__(self) -> None:
         if not self.title.strip() or len(self.title) > MAX_TITLE_CHARS:

@@ -36,6 +36,7 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
+from roomserver.core.creation import Cid
 from roomserver.protocol import OpError, convert_params
 
 MAX_STOCK: Final = 10_000_000
@@ -80,6 +81,9 @@ class SaleParams(msgspec.Struct, forbid_unknown_fields=False):
     limit_per_user: int
     starts_at: int | None = None
     duration_ms: int | None = None
+
+    # Idempotency key: a retry with it returns what the first request created.
+    cid: Cid | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.price_cents <= MAX_PRICE_CENTS:

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import msgspec
 
+from roomserver.core.creation import Cid
 from roomserver.protocol import OpError, convert_params
 
 SEED_BYTES: Final = 32
@@ -52,6 +53,9 @@ class LotteryParams(msgspec.Struct, forbid_unknown_fields=False):
     keyword: str | None = None
     min_watch_s: int = 0
     min_tier: int = 0
+
+    # Idempotency key: a retry with it returns what the first request created.
+    cid: Cid | None = None
 
     def __post_init__(self) -> None:
         # ValueErrors raised here become msgspec.ValidationError, hence OpError(bad_request).

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import msgspec
 
+from roomserver.core.creation import Cid
 from roomserver.protocol import OpError, convert_params
 
 MAX_COUNT: Final = 10_000
@@ -42,6 +43,9 @@ class PacketParams(msgspec.Struct, forbid_unknown_fields=False):
     total_cents: int
     count: int
     message: str = ""
+
+    # Idempotency key: a retry with it returns what the first request created.
+    cid: Cid | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.count <= MAX_COUNT:

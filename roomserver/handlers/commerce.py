@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from roomserver.bus.base import AUDIENCE_STAFF, BrokerUnavailable, GrabStatus, StockStatus, TallyStatus
-from roomserver.core import coupons, flashsale, lottery, redpacket
+from roomserver.core import coupons, creation, flashsale, lottery, redpacket
 from roomserver.core.room import Emit, RoomDoc, with_features
 from roomserver.handlers import OpContext, PerNode, deadline, op
 from roomserver.node import Node
@@ -136,10 +136,6 @@ def _get(doc: RoomDoc, kind: str, item_id: str, typ: type, what: str) -> Any:
     return item
 
 
-def _new_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(6)
-
-
 # -- flash sale ------------------------------------------------------------------------
 
 
@@ -154,7 +150,13 @@ def _load_sale(doc: RoomDoc, sale_id: str) -> flashsale.Sale:
 @op("sale.create", flashsale.SaleParams, who="staff")
 async def sale_create(ctx: OpContext, p: flashsale.SaleParams) -> dict:
     node, now = ctx.node, now_ms()
-    sale = flashsale.new_sale(p, sale_id=_new_id("s-"), now_ms=now)
+    sale_id = creation.created_id("s-", ctx.room, ctx.user, p.cid, p)
+    if p.cid is not None:  # a retry gets the sale its first request created
+        doc = await node.require_room(ctx.room)
+        if creation.already_created(doc.features.get("sales", {}), sale_id):
+            sale = _load_sale(doc, sale_id)
+            return {"sale": flashsale.sale_view(sale, now, sale.stock)}
+    sale = flashsale.new_sale(p, sale_id=sale_id, now_ms=now)
     await node.broker.stock_create(
         ctx.room,
         sale_key(sale.id),
@@ -166,6 +168,8 @@ async def sale_create(ctx: OpContext, p: flashsale.SaleParams) -> dict:
     view = flashsale.sale_view(sale, now, sale.stock)
 
     def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+        if creation.already_created(doc.features.get("sales", {}), sale.id):
+            return doc, []  # a concurrent retry created it first
         return _features(doc, "sales", sale.id, sale, sale=view), [Emit("sale.opened", view)]
 
     await node.transact(ctx.room, rule)
@@ -356,9 +360,19 @@ def _store_lottery(doc: RoomDoc, lot: lottery.Lottery) -> RoomDoc:
 @op("lottery.create", lottery.LotteryParams, who="staff")
 async def lottery_create(ctx: OpContext, p: lottery.LotteryParams) -> dict:
     now = now_ms()
-    lot = lottery.open_lottery(p, lottery_id=_new_id("l-"), now_ms=now, seed=lottery.new_seed())
+    lottery_id = creation.created_id("l-", ctx.room, ctx.user, p.cid, p)
+    if p.cid is not None:  # a retry gets the lottery its first request opened
+        doc = await ctx.node.require_room(ctx.room)
+        if creation.already_created(doc.features.get("lotteries", {}), lottery_id):
+            first = _load_lottery(doc, lottery_id)
+            return {"lottery": {"id": first.id, "seed_hash": first.seed_hash, "closes_at": first.closes_at}}
+    lot = lottery.open_lottery(p, lottery_id=lottery_id, now_ms=now, seed=lottery.new_seed())
 
     def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+        if creation.already_created(doc.features.get("lotteries", {}), lot.id):
+            raise OpError(
+                "unavailable", "a retry of this request is being answered; retry", retry_after_ms=100
+            )
         lottery.check_none_open(doc.features.get("lottery"))
         return _store_lottery(doc, lot), [Emit("lottery.opened", lottery.open_view(lot))]
 
@@ -475,14 +489,23 @@ def coupon_key(coupon_id: str) -> str:
 
 @op("coupon.issue", coupons.CouponParams, who="staff")
 async def coupon_issue(ctx: OpContext, p: coupons.CouponParams) -> dict:
-    coupon = coupons.new_coupon(p, coupon_id=_new_id("c-"), issuer=ctx.user, now_ms=now_ms())
+    coupon_id = creation.created_id("c-", ctx.room, ctx.user, p.cid, p)
+    if p.cid is not None:  # a retry gets the coupon its first request issued
+        doc = await ctx.node.require_room(ctx.room)
+        if creation.already_created(doc.features.get("coupons", {}), coupon_id):
+            return {"coupon": {"id": coupon_id}}
+    coupon = coupons.new_coupon(p, coupon_id=coupon_id, issuer=ctx.user, now_ms=now_ms())
     await ctx.node.broker.stock_create(
         ctx.room, coupon_key(coupon.id), coupon.quantity, ttl_ms=COUNTER_TTL_MS
     )
     view = coupons.issued_view(coupon)
-    await ctx.node.transact(
-        ctx.room, lambda doc: (_features(doc, "coupons", coupon.id, coupon), [Emit("coupon.issued", view)])
-    )
+
+    def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+        if creation.already_created(doc.features.get("coupons", {}), coupon.id):
+            return doc, []  # a concurrent retry issued it first
+        return _features(doc, "coupons", coupon.id, coupon), [Emit("coupon.issued", view)]
+
+    await ctx.node.transact(ctx.room, rule)
     return {"coupon": {"id": coupon.id}}
 
 
@@ -527,14 +550,23 @@ def packet_key(packet_id: str) -> str:
 
 @op("redpacket.send", redpacket.PacketParams, who="staff")
 async def redpacket_send(ctx: OpContext, p: redpacket.PacketParams) -> dict:
-    packet = redpacket.new_packet(p, packet_id=_new_id("p-"), sender=ctx.user, now_ms=now_ms())
+    packet_id = creation.created_id("p-", ctx.room, ctx.user, p.cid, p)
+    if p.cid is not None:  # a retry gets the packet its first request sent
+        doc = await ctx.node.require_room(ctx.room)
+        if creation.already_created(doc.features.get("redpackets", {}), packet_id):
+            return {"packet": {"id": packet_id}}
+    packet = redpacket.new_packet(p, packet_id=packet_id, sender=ctx.user, now_ms=now_ms())
     amounts = redpacket.split(packet.total_cents, packet.count, secrets.SystemRandom())
+    # Create-if-absent: a concurrent retry keeps the first split.
     await ctx.node.broker.shares_create(ctx.room, packet_key(packet.id), amounts, ttl_ms=COUNTER_TTL_MS)
     view = redpacket.sent_view(packet)
-    await ctx.node.transact(
-        ctx.room,
-        lambda doc: (_features(doc, "redpackets", packet.id, packet), [Emit("redpacket.sent", view)]),
-    )
+
+    def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+        if creation.already_created(doc.features.get("redpackets", {}), packet.id):
+            return doc, []  # a concurrent retry sent it first
+        return _features(doc, "redpackets", packet.id, packet), [Emit("redpacket.sent", view)]
+
+    await ctx.node.transact(ctx.room, rule)
     return {"packet": {"id": packet.id}}
 
 

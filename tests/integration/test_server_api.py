@@ -3,6 +3,8 @@ through the same handlers as the WebSocket ops, without holding a socket."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from roomserver.client import RoomError
@@ -99,3 +101,68 @@ def test_every_host_and_moderator_op_is_offered() -> None:
     }  # fmt: skip
     assert expected <= ops, expected - ops
     assert not ops & {"room.join", "room.leave", "room.resume", "barrage.send", "sale.buy", "like.send"}
+
+
+CREATING_OPS = [
+    # op, params, a change of them, the reply's key, the event it publishes
+    (
+        "sale.create",
+        {
+            "product": {"id": "p1", "title": "Tea", "price_cents": 990},
+            "price_cents": 500,
+            "stock": 3,
+            "limit_per_user": 1,
+        },
+        {"stock": 4},
+        "sale",
+        "sale.opened",
+    ),
+    (
+        "lottery.create",
+        {"prize": "Tea set", "winners": 1, "duration_ms": 60_000},
+        {"winners": 2},
+        "lottery",
+        "lottery.opened",
+    ),
+    (
+        "coupon.issue",
+        {"title": "5 off", "discount_cents": 500, "quantity": 10},
+        {"quantity": 11},
+        "coupon",
+        "coupon.issued",
+    ),
+    ("redpacket.send", {"total_cents": 1000, "count": 5}, {"count": 4}, "packet", "redpacket.sent"),
+]
+
+
+@pytest.mark.parametrize(
+    ("op", "params", "change", "key", "event"), CREATING_OPS, ids=[c[0] for c in CREATING_OPS]
+)
+async def test_a_retried_creating_op_creates_once(
+    server: Server, room: str, op: str, params: dict, change: dict, key: str, event: str
+) -> None:
+    """An app's back end that lost an answer retries with the same cid: it gets what
+    the first request created, and the room sees one event; concurrent retries too."""
+    watcher = await server.client("w1")
+    rec = Recorder(watcher)
+    await watcher.join(room)
+    path = f"/v1/rooms/{room}/ops/{op}"
+    status, first = await server.admin("POST", path, {**params, "cid": "create-1"})
+    assert status == 200, first
+    answers = await asyncio.gather(
+        *(server.admin("POST", path, {**params, "cid": "create-1"}) for _ in range(4))
+    )
+    assert all(a == (200, first) for a in answers), answers
+    assert (await rec.wait(event))[0]["data"]["id"] == first[key]["id"]
+    await rec.quiet()
+    assert len(rec.named(event)) == 1
+    # The cid reused for a request with other parameters: conflict, nothing created.
+    status, body = await server.admin("POST", path, {**params, **change, "cid": "create-1"})
+    assert (status, body["error"]["code"]) == (409, "conflict"), body
+    await rec.quiet()
+    assert len(rec.named(event)) == 1
+    # Another cid is another request.
+    if op != "lottery.create":  # one open lottery at a time
+        status, other = await server.admin("POST", path, {**params, "cid": "create-2"})
+        assert status == 200 and other[key]["id"] != first[key]["id"]
+        await rec.wait(event, count=2)

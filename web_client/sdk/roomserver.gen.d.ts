@@ -49,6 +49,7 @@ export interface CouponIssueParams {
   quantity: number;
   min_spend_cents?: number;
   per_user?: number;
+  cid?: string | null;
 }
 
 export interface GiftSendParams {
@@ -69,6 +70,7 @@ export interface LotteryCreateParams {
   keyword?: string | null;
   min_watch_s?: number;
   min_tier?: number;
+  cid?: string | null;
 }
 
 /** `lottery.enter` / `lottery.draw` params. */
@@ -128,6 +130,7 @@ export interface RedpacketSendParams {
   total_cents: number;
   count: number;
   message?: string;
+  cid?: string | null;
 }
 
 export interface RoomAnnounceParams {
@@ -159,6 +162,7 @@ export interface SaleCreateParams {
   limit_per_user: number;
   starts_at?: number | null;
   duration_ms?: number | null;
+  cid?: string | null;
 }
 
 export interface TrackParams {
