@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from roomserver.auth import Role, mint_token
+from roomserver.auth import mint_token
 from roomserver.webhooks import signature, signature_v2
 
 __all__ = [
@@ -47,20 +47,9 @@ WEBHOOK_TOLERANCE_S: Final = 300  # PROTOCOL §5: accept within 5 minutes of the
 TOKEN_MARGIN_S: Final = 30
 
 
-def mint(
-    app: str,
-    secret: str,
-    user: str,
-    role: Role = "viewer",
-    *,
-    room: str | None = None,
-    ttl_s: int = 3600,
-    name: str | None = None,
-    tier: int = 0,
-    tags: list[str] | None = None,
-) -> str:
-    """An HS256 JWT the server accepts (PROTOCOL §1): the server's own minting rules."""
-    return mint_token(app, secret, user, role, room=room, ttl_s=ttl_s, name=name, tier=tier, tags=tags)
+# An HS256 JWT the server accepts (PROTOCOL §1), by the server's own minting rules
+# (including ``lang``, the language of the socket's error messages).
+mint = mint_token
 
 
 # -- the server API -------------------------------------------------------------------

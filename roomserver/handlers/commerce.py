@@ -136,6 +136,12 @@ def _get(doc: RoomDoc, kind: str, item_id: str, typ: type, what: str) -> Any:
     return item
 
 
+async def _created_before(ctx: OpContext, kind: str, item_id: str) -> bool:
+    """Whether a creating op with a ``cid`` is a retry (see ``core.creation``)."""
+    doc = await ctx.node.require_room(ctx.room)
+    return creation.already_created(doc.features.get(kind, {}), item_id)
+
+
 # -- flash sale ------------------------------------------------------------------------
 
 
@@ -490,10 +496,8 @@ def coupon_key(coupon_id: str) -> str:
 @op("coupon.issue", coupons.CouponParams, who="staff")
 async def coupon_issue(ctx: OpContext, p: coupons.CouponParams) -> dict:
     coupon_id = creation.created_id("c-", ctx.room, ctx.user, p.cid, p)
-    if p.cid is not None:  # a retry gets the coupon its first request issued
-        doc = await ctx.node.require_room(ctx.room)
-        if creation.already_created(doc.features.get("coupons", {}), coupon_id):
-            return {"coupon": {"id": coupon_id}}
+    if p.cid is not None and await _created_before(ctx, "coupons", coupon_id):
+        return {"coupon": {"id": coupon_id}}  # a retry: the coupon its first request issued
     coupon = coupons.new_coupon(p, coupon_id=coupon_id, issuer=ctx.user, now_ms=now_ms())
     await ctx.node.broker.stock_create(
         ctx.room, coupon_key(coupon.id), coupon.quantity, ttl_ms=COUNTER_TTL_MS
@@ -551,10 +555,8 @@ def packet_key(packet_id: str) -> str:
 @op("redpacket.send", redpacket.PacketParams, who="staff")
 async def redpacket_send(ctx: OpContext, p: redpacket.PacketParams) -> dict:
     packet_id = creation.created_id("p-", ctx.room, ctx.user, p.cid, p)
-    if p.cid is not None:  # a retry gets the packet its first request sent
-        doc = await ctx.node.require_room(ctx.room)
-        if creation.already_created(doc.features.get("redpackets", {}), packet_id):
-            return {"packet": {"id": packet_id}}
+    if p.cid is not None and await _created_before(ctx, "redpackets", packet_id):
+        return {"packet": {"id": packet_id}}  # a retry: the packet its first request sent
     packet = redpacket.new_packet(p, packet_id=packet_id, sender=ctx.user, now_ms=now_ms())
     amounts = redpacket.split(packet.total_cents, packet.count, secrets.SystemRandom())
     # Create-if-absent: a concurrent retry keeps the first split.
