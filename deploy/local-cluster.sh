@@ -60,6 +60,18 @@ until redis-cli -p "$REDIS_PORT" cluster info 2>/dev/null | grep -q cluster_stat
     [ "$i" -lt 300 ] || { echo "local-cluster: the Redis Cluster did not become ok" >&2; exit 1; }
     sleep 0.1
 done
+# Orders and room changes are acknowledged only once a replica has them (and are refused
+# while a primary has none): wait until every primary's replica is attached.
+for seed in $seeds; do
+    port=${seed##*:}
+    redis-cli -p "$port" role 2>/dev/null | head -1 | grep -q master || continue
+    i=0
+    until redis-cli -p "$port" info replication 2>/dev/null | grep -q "slave0:.*state=online"; do
+        i=$((i + 1))
+        [ "$i" -lt 300 ] || { echo "local-cluster: no replica of 127.0.0.1:$port came online" >&2; exit 1; }
+        sleep 0.1
+    done
+done
 echo "local-cluster: Redis Cluster on 127.0.0.1:$REDIS_PORT..$((REDIS_PORT + 5))"
 
 if [ -z "${ROOMSERVER_APP:-}" ] && [ -z "${ROOMSERVER_DEV_SECRET:-}" ]; then

@@ -9,7 +9,7 @@ from redis.crc import key_slot
 
 from roomserver.bus.base import BrokerUnavailable, CommitStatus, Draft, StockStatus, TallyStatus
 from roomserver.bus.redis import INDEX_SWEEP, RedisBroker, _wall_ms, app_keys, decode_delivery, room_keys
-from roomserver.bus.redis_client import ScriptCall
+from roomserver.bus.redis_client import NotExecuted, ScriptCall
 from roomserver.tenancy import app_of
 from tests.contract.test_broker_contract import ev, room_id, started
 from tests.redis_servers import RedisCluster, RedisNode
@@ -106,17 +106,18 @@ async def test_durable_wait_needs_a_replica(make, request):
 
 
 async def test_a_durable_commit_is_published_only_after_a_replica_has_it(make, request):
-    """WAIT decides publication: without a replica (single node) the event is written
-    but no subscriber sees it; with one (cluster) it is delivered."""
+    """A durable commit goes only to a primary with a replica, and is published once one
+    has it: on a single node (no replica) it is refused before anything is written
+    (``NotExecuted``, asked by ROLE first); with one (cluster) it is delivered."""
     b = make(durable_wait_ms=50)
     room = room_id()
     c = await started(b, [room])
     if "single" in request.node.callspec.id:
-        with pytest.raises(BrokerUnavailable):
+        with pytest.raises(NotExecuted):
             await b.commit(room, [Draft(ev(room, "x"))], expect_version=0, doc=b"d")
         await asyncio.sleep(0.3)
         assert c.deliveries == []
-        assert [e.seq for e in (await b.history(room, 0)).events] == [1]  # written, not announced
+        assert (await b.history(room, 0)).events == []  # nothing written, nothing announced
     else:
         res = await b.commit(room, [Draft(ev(room, "x"))], expect_version=0, doc=b"d")
         assert res.seqs == (1,)

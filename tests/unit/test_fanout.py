@@ -78,6 +78,8 @@ def delivery(room: str, *events: BusEvent, epoch: str = "e1") -> Delivery:
 
 @pytest.fixture
 def fanout():
+    # Tests using it are async: closes spawn a task, which needs the running loop (a
+    # sync test met no loop once an earlier test had left none set).
     return Fanout(flush_ms=10)
 
 
@@ -87,7 +89,7 @@ def test_ws_frame_lengths():
         assert f[0] == 0x81 and f.endswith(b"a" * n)
 
 
-def test_one_shared_frame_for_all_members(fanout):
+async def test_one_shared_frame_for_all_members(fanout):
     conns = [make_conn(i) for i in range(3)]
     fanout.set_ready("r", "e1", 0)
     for c, _, _ in conns:
@@ -100,7 +102,7 @@ def test_one_shared_frame_for_all_members(fanout):
     assert [m["seq"] for m in conns[0][1].messages()] == [1, 2]
 
 
-def test_personal_messages_come_first_in_the_same_frame(fanout):
+async def test_personal_messages_come_first_in_the_same_frame(fanout):
     (c1, t1, _), (c2, t2, _) = make_conn(1), make_conn(2)
     fanout.set_ready("r", "e1", 0)
     fanout.join(c1, "r")
@@ -113,7 +115,7 @@ def test_personal_messages_come_first_in_the_same_frame(fanout):
     assert [m["seq"] for m in t2.messages()] == [1]
 
 
-def test_duplicates_dropped_and_deliveries_held_until_ready(fanout):
+async def test_duplicates_dropped_and_deliveries_held_until_ready(fanout):
     c, t, _ = make_conn(1)
     fanout.channel("r")
     fanout.ingest(delivery("r", durable("r", 5)))  # before ready: held
@@ -146,7 +148,7 @@ async def test_gap_is_repaired_from_history_before_later_events():
     assert [m["seq"] for m in t.messages()] == [1, 2, 3, 4, 5]
 
 
-def test_ephemeral_events_coalesce_by_key(fanout):
+async def test_ephemeral_events_coalesce_by_key(fanout):
     c, t, _ = make_conn(1)
     fanout.set_ready("r", "e1", 0)
     fanout.join(c, "r")
@@ -157,7 +159,7 @@ def test_ephemeral_events_coalesce_by_key(fanout):
     assert [(m["ev"], m["data"].get("n")) for m in msgs] == [("barrage", None), ("likes", 2), ("x", 3)]
 
 
-def test_targeted_events_reach_only_their_audience_and_close(fanout):
+async def test_targeted_events_reach_only_their_audience_and_close(fanout):
     (a, ta, _), (b, tb, _), (s, ts, _) = (
         make_conn(1, "alice"),
         make_conn(2, "bob"),
@@ -180,7 +182,7 @@ def test_targeted_events_reach_only_their_audience_and_close(fanout):
     assert a.closed
 
 
-def test_sync_merges_history_and_held_events_without_duplicates(fanout):
+async def test_sync_merges_history_and_held_events_without_duplicates(fanout):
     c, t, _ = make_conn(1)
     fanout.set_ready("r", "e1", 3)
     fanout.begin_sync(c, "r")
@@ -199,7 +201,7 @@ def test_sync_merges_history_and_held_events_without_duplicates(fanout):
     assert [m.get("seq") for m in msgs[1:]] == [2, 3, 4, None, 5]
 
 
-def test_soft_limit_sheds_ephemeral_and_hard_limit_closes(fanout):
+async def test_soft_limit_sheds_ephemeral_and_hard_limit_closes(fanout):
     fanout.buffer_soft, fanout.buffer_limit = 100, 1000
     (ok, tok, _), (soft, tsoft, _), (slow, tslow, _) = (
         make_conn(1),
@@ -332,7 +334,7 @@ def test_no_batching_writes_one_frame_per_event():
     assert len(t.frames) == 2
 
 
-def test_leave_drops_empty_channels(fanout):
+async def test_leave_drops_empty_channels(fanout):
     c, _, _ = make_conn(1)
     fanout.set_ready("r", "e1", 0)
     fanout.join(c, "r")
