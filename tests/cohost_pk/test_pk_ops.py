@@ -176,7 +176,13 @@ async def test_time_runs_out_draw_and_webhook(make_node: MakeNode, hub: MemoryHu
                 "winner": None,
                 "reason": "time",
             }
-        await asyncio.sleep(0.6)
+        # Webhooks leave through the endpoint's durable queue: await the delivery, then
+        # give a second one (which must not come) longer than a worker's idle poll.
+        deadline = asyncio.get_running_loop().time() + 20
+        while not any(g["event"] == "pk.ended" for g in got):
+            assert asyncio.get_running_loop().time() < deadline, "no pk.ended webhook"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(2.5)
         for rec in (s["va_rec"], s["vb_rec"]):
             assert len(rec.named("pk.ended")) == 1
         hooks = [g for g in got if g["event"] == "pk.ended"]

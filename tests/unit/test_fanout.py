@@ -308,7 +308,7 @@ async def test_cut_resets_the_tcp_connection_at_once():
         await server.wait_closed()
 
 
-def test_epoch_change_resets_and_notifies():
+async def test_epoch_change_resets_and_notifies():
     seen = []
     fanout = Fanout(flush_ms=10, on_epoch_change=lambda ch: seen.append(ch.room))
     c, t, _ = make_conn(1)
@@ -325,7 +325,7 @@ def test_epoch_change_resets_and_notifies():
     assert [m["seq"] for m in t_late.messages()] == [2]
 
 
-def test_no_batching_writes_one_frame_per_event():
+async def test_no_batching_writes_one_frame_per_event():
     fanout = Fanout(flush_ms=10, batching=False)
     c, t, _ = make_conn(1)
     fanout.set_ready("r", "e1", 0)
