@@ -804,7 +804,12 @@ class RedisBroker(RedisStreamsMixin, Broker):
         role = await self._router.call_one(slot, ("ROLE",), safe=True)
         # A primary answers [b"master", offset, [[ip, port, offset], ...]] listing
         # its connected replicas.
-        has_replica = bool(role) and role[0] in (b"master", "master") and bool(role[2])
+        primary = bool(role) and role[0] in (b"master", "master")
+        if not primary:
+            # The slot map names a node that is no longer a primary (it came back as a
+            # replica): nothing durable is sent to it, so no MOVED would correct the map.
+            self._router.mark_stale()
+        has_replica = primary and bool(role[2])
         if has_replica:
             self._replicated.add(addr)
             self._unreplicated.pop(addr, None)
