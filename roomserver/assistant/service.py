@@ -62,6 +62,12 @@ ROOM_WIDE_REPEAT_MS = 30_000
 THRESHOLD_STEP = 0.05  # raised per "wrong" mark on a product's answer
 THRESHOLD_MAX = 0.95
 ANSWER_LOG = 500
+# Bounds on what the assistant keeps in memory (it lives in the process, not on the bus):
+# a room's state is dropped a day after its last question or action, an app keeps its
+# latest "wrong" marks, and a room forgets askers whose answer spacing has passed.
+ROOM_STATE_KEEP_MS = 24 * 3600 * 1000
+FEEDBACK_KEEP = 1000
+USER_LAST_MAX = 10_000
 CHOICE_CACHE = 2048
 
 
@@ -91,6 +97,7 @@ class RoomState:
     answers: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ANSWER_LOG))
     # question seq -> (key, product) of the answer, for the host's "wrong" mark
     answered_seq: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    touched_ms: int = 0  # the last question or host action (see ROOM_STATE_KEEP_MS)
 
 
 class Assistant:
@@ -101,7 +108,7 @@ class Assistant:
         self.catalogs: dict[str, Catalog] = {}
         self.thresholds: dict[str, dict[str, float]] = {}  # app -> product -> threshold
         self.thresholds_version = 0  # raised by each change: cached choices are dropped
-        self.feedback: dict[str, list[dict[str, Any]]] = {}  # app -> wrong marks
+        self.feedback: dict[str, deque[dict[str, Any]]] = {}  # app -> latest wrong marks
         self.rooms: dict[str, RoomState] = {}
         self.queue: asyncio.Queue[Question] = asyncio.Queue(QUEUE_MAX)
         self.dropped = 0
@@ -161,7 +168,12 @@ class Assistant:
         st = self.rooms.get(room)
         if st is None:
             st = self.rooms[room] = RoomState()
+        st.touched_ms = now_ms()
         return st
+
+    def _forget_idle_rooms(self, now: int) -> None:
+        for room in [r for r, st in self.rooms.items() if now - st.touched_ms > ROOM_STATE_KEEP_MS]:
+            del self.rooms[room]
 
     @staticmethod
     def settings(doc: RoomDoc) -> dict[str, Any]:
@@ -237,6 +249,9 @@ class Assistant:
             st.room_wide_at[key] = now
         else:
             st.user_last[q.user] = now
+            if len(st.user_last) > USER_LAST_MAX:  # askers past their spacing limit nothing
+                horizon = now - USER_ANSWER_S * 1000
+                st.user_last = {u: t for u, t in st.user_last.items() if t > horizon}
         self.latencies_ms.append(now_ms() - q.at_ms)
         st.answered_seq[q.seq] = (key, d.product)
         if len(st.answered_seq) > ANSWER_LOG:
@@ -334,6 +349,7 @@ class Assistant:
     async def _boards(self) -> None:
         while True:
             await asyncio.sleep(BOARD_PERIOD_S)
+            self._forget_idle_rooms(now_ms())
             for room, st in list(self.rooms.items()):
                 try:
                     await self._publish_board(room, st)
@@ -392,11 +408,11 @@ class Assistant:
             "note": note,
             "at": now_ms(),
         }
-        self.feedback.setdefault(app, []).append(record)
+        self.feedback.setdefault(app, deque(maxlen=FEEDBACK_KEEP)).append(record)
         return {"key": key, "product": product, "threshold": table[name]}
 
     def stats(self, room: str) -> dict[str, Any]:
-        st = self.room_state(room)
+        st = self.rooms.get(room) or RoomState()  # a read keeps no state for the room
         lat = sorted(self.latencies_ms)
         return {
             **st.board.stats(),

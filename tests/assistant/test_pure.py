@@ -138,3 +138,16 @@ async def test_offer_never_waits_and_drops_beyond_its_bound() -> None:
     for seq in range(QUEUE_MAX + 5):
         assistant.offer("app/r", user, "多少钱", seq)
     assert assistant.queue.qsize() == QUEUE_MAX and assistant.dropped == 5
+
+
+def test_the_assistant_keeps_bounded_state_per_room() -> None:
+    from roomserver.assistant import service
+
+    a = service.Assistant()
+    a.stats("app/never-asked")
+    assert "app/never-asked" not in a.rooms  # reading stats keeps nothing
+    st = a.room_state("app/r1")
+    a.room_state("app/r2")
+    st.touched_ms -= service.ROOM_STATE_KEEP_MS + 1
+    a._forget_idle_rooms(service.now_ms())
+    assert set(a.rooms) == {"app/r2"}
