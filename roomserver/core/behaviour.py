@@ -1,0 +1,98 @@
+"""The behaviour log's record: one thing one user did in one show (issue 12).
+
+A show is one ``room.started`` → ``room.ended`` of a room (``RoomDoc.show``
+counts them), so a record names ``app``, public ``room`` and ``show``; ``ts``
+is wall time (unix ms) and ``show_ms`` the time since the show started (the
+report and the per-user timeline are drawn in show seconds). Records are
+written by the node that accepted the op, travel in batches through a bus
+stream, and are stored by a writer that may see a batch twice (at-least-once
+delivery): ``id`` is unique per record and the store ignores one it holds.
+
+``data`` carries what the kind needs, always with these names:
+
+==================  ==========================================================
+kind                data
+==================  ==========================================================
+``join``            ``ref?`` (attributed sharer), ``new?``
+``leave``           ``joined_at`` (wall ms of the matching join: the session)
+``barrage``         ``seq?``, ``question?`` (the assistant took it as one)
+``like``            ``count``
+``gift``            ``gift``, ``count``, ``value`` (cents, the whole gift)
+``vote``            ``poll``, ``option``
+``track``           ``action`` (product.click, cart.add, share, favorite,
+                    follow), ``product?``
+``lottery.enter``   ``lottery``
+``coupon.claim``    ``coupon``
+``redpacket.grab``  ``packet``, ``amount`` (cents)
+``order``           ``order``, ``sale``, ``product``, ``qty``, ``amount``
+                    (cents, price × qty)
+``mark``            staff actions drawn on the report's curves: ``what``
+                    (``pin``, ``unpin``, ``sale``, ``lottery``, ``poll``,
+                    ``redpacket``, ``coupon``), ``id?``, ``product?``
+``show.start``      ``title``, ``host``
+``show.end``        (nothing)
+``assistant``       ``question_seq``, ``answered``, ``cluster?``
+==================  ==========================================================
+
+Pure: no I/O. Encoding is msgspec JSON (one bus entry per batch).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import msgspec
+
+Kind = Literal[
+    "join",
+    "leave",
+    "barrage",
+    "like",
+    "gift",
+    "vote",
+    "track",
+    "lottery.enter",
+    "coupon.claim",
+    "redpacket.grab",
+    "order",
+    "mark",
+    "show.start",
+    "show.end",
+    "assistant",
+]
+KINDS: Final[frozenset[str]] = frozenset(Kind.__args__)  # type: ignore[attr-defined]
+TRACK_ACTIONS: Final = ("product.click", "cart.add", "share", "favorite", "follow")
+MARKS: Final = ("pin", "unpin", "sale", "lottery", "poll", "redpacket", "coupon")
+
+
+class BehaviourEvent(msgspec.Struct, frozen=True, array_like=True):
+    """One record. ``array_like``: a 10,000-record batch is a JSON array of
+    arrays, not of objects repeating every field name."""
+
+    id: str  # unique per record: "<node>-<boot>-<counter>"
+    app: str
+    room: str  # public room id
+    show: int  # RoomDoc.show of the show it happened in (0: before any show)
+    user: str
+    kind: Kind
+    ts: int  # wall time, unix ms
+    show_ms: int  # ms since the show started (negative: before it started)
+    data: dict[str, Any] = {}
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+_BATCH_DECODER: Final = msgspec.json.Decoder(list[BehaviourEvent])
+
+
+def encode_batch(events: list[BehaviourEvent]) -> bytes:
+    return _ENCODER.encode(events)
+
+
+def decode_batch(raw: bytes) -> list[BehaviourEvent]:
+    """Raises ``msgspec.ValidationError`` / ``DecodeError`` on a malformed batch."""
+    return _BATCH_DECODER.decode(raw)
+
+
+def show_ms(started_at: int | None, ts: int) -> int:
+    """Time into the show; 0 for a room that never started (pre-show activity)."""
+    return ts - started_at if started_at is not None else 0

@@ -1,0 +1,161 @@
+"""The behaviour log's facet of the store: records in, a show's records out.
+
+``ingest`` is idempotent by record id (the bus delivers at least once) and runs
+the ``on_ingest`` steps of the other facets (rollups, points) in the same
+transaction with only the records that were new, so a re-delivered batch
+changes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from roomserver.core.behaviour import BehaviourEvent
+from roomserver.store.db import Database, Tx
+
+# A step another facet runs inside the ingest transaction, given the new records.
+IngestStep = Callable[[Tx, list[BehaviourEvent]], Awaitable[None]]
+
+_COLUMNS = ("id", "app", "room", "show", "user_id", "kind", "ts", "show_ms", "data")
+_SELECT = "SELECT id, app, room, show, user_id, kind, ts, show_ms, data FROM behaviour_events"
+# Ids looked up per statement on SQLite (its default limit is 32,766 parameters).
+_ID_CHUNK = 500
+_data_decoder = msgspec.json.Decoder(dict)
+_encode = msgspec.json.encode
+
+
+@dataclass(frozen=True, slots=True)
+class ShowInfo:
+    app: str
+    room: str
+    show: int
+    started_at: int | None
+    ended_at: int | None
+    title: str
+    host: str
+
+
+class EventLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.on_ingest: list[IngestStep] = [self._shows_step]
+
+    async def ingest(self, events: Sequence[BehaviourEvent]) -> list[BehaviourEvent]:
+        """Store ``events``; the ones that were not stored before (in order)."""
+        if not events:
+            return []
+        unique = list({e.id: e for e in events}.values())
+        async with self.db.transaction() as tx:
+            new = await self._insert_new(tx, unique)
+            if new:
+                for step in self.on_ingest:
+                    await step(tx, new)
+        return new
+
+    async def _insert_new(self, tx: Tx, events: list[BehaviourEvent]) -> list[BehaviourEvent]:
+        rows = [
+            (e.id, e.app, e.room, e.show, e.user, e.kind, e.ts, e.show_ms, _encode(e.data).decode())
+            for e in events
+        ]
+        if self.db.dialect == "pg":
+            # COPY into a staging table, then keep what is new: exact with
+            # several writers, because the conflict check is the insert itself.
+            await tx.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS behaviour_staging"
+                " (LIKE behaviour_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            await tx.copy("behaviour_staging", _COLUMNS, rows)
+            inserted = await tx.fetch(
+                f"INSERT INTO behaviour_events ({', '.join(_COLUMNS)})"
+                f" SELECT {', '.join(_COLUMNS)} FROM behaviour_staging"
+                " ON CONFLICT (id) DO NOTHING RETURNING id"
+            )
+            fresh = {r[0] for r in inserted}
+        else:
+            # SQLite has one writer at a time (BEGIN IMMEDIATE): what is not
+            # there now cannot appear before this transaction commits.
+            held: set[str] = set()
+            ids = [r[0] for r in rows]
+            for i in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[i : i + _ID_CHUNK]
+                marks = ", ".join(f"${n + 1}" for n in range(len(chunk)))
+                held.update(
+                    r[0]
+                    for r in await tx.fetch(f"SELECT id FROM behaviour_events WHERE id IN ({marks})", *chunk)
+                )
+            rows = [r for r in rows if r[0] not in held]
+            await tx.copy("behaviour_events", _COLUMNS, rows)
+            fresh = {r[0] for r in rows}
+        return [e for e in events if e.id in fresh]
+
+    async def _shows_step(self, tx: Tx, new: list[BehaviourEvent]) -> None:
+        for e in new:
+            if e.kind == "show.start":
+                await tx.execute(
+                    "INSERT INTO shows (app, room, show, started_at, title, host) VALUES ($1, $2, $3, $4, $5, $6)"
+                    " ON CONFLICT (app, room, show) DO UPDATE SET started_at = excluded.started_at,"
+                    " title = excluded.title, host = excluded.host",
+                    e.app,
+                    e.room,
+                    e.show,
+                    e.ts,
+                    str(e.data.get("title", "")),
+                    str(e.data.get("host", "")),
+                )
+            elif e.kind == "show.end":
+                await tx.execute(
+                    "INSERT INTO shows (app, room, show, ended_at) VALUES ($1, $2, $3, $4)"
+                    " ON CONFLICT (app, room, show) DO UPDATE SET ended_at = excluded.ended_at",
+                    e.app,
+                    e.room,
+                    e.show,
+                    e.ts,
+                )
+
+    async def show_events(
+        self, app: str, room: str, show: int, *, user: str | None = None, kinds: Sequence[str] = ()
+    ) -> list[BehaviourEvent]:
+        """A show's records in time order (of one user, of some kinds)."""
+        sql, args = f"{_SELECT} WHERE app = $1 AND room = $2 AND show = $3", [app, room, show]
+        if user is not None:
+            args.append(user)
+            sql += f" AND user_id = ${len(args)}"
+        if kinds:
+            marks = ", ".join(f"${len(args) + i + 1}" for i in range(len(kinds)))
+            args.extend(kinds)
+            sql += f" AND kind IN ({marks})"
+        return [_event(r) for r in await self.db.fetch(sql + " ORDER BY ts, id", *args)]
+
+    async def user_events(self, app: str, user: str, *, limit: int = 100_000) -> list[BehaviourEvent]:
+        """One user's records across shows, oldest first (export, profile details)."""
+        rows = await self.db.fetch(
+            f"{_SELECT} WHERE app = $1 AND user_id = $2 ORDER BY ts, id LIMIT $3", app, user, limit
+        )
+        return [_event(r) for r in rows]
+
+    async def shows(self, app: str, room: str) -> list[ShowInfo]:
+        rows = await self.db.fetch(
+            "SELECT app, room, show, started_at, ended_at, title, host FROM shows"
+            " WHERE app = $1 AND room = $2 ORDER BY show",
+            app,
+            room,
+        )
+        return [ShowInfo(*r) for r in rows]
+
+    async def show(self, app: str, room: str, show: int) -> ShowInfo | None:
+        row = await self.db.fetchrow(
+            "SELECT app, room, show, started_at, ended_at, title, host FROM shows"
+            " WHERE app = $1 AND room = $2 AND show = $3",
+            app,
+            room,
+            show,
+        )
+        return ShowInfo(*row) if row else None
+
+
+def _event(row: tuple) -> BehaviourEvent:
+    id_, app, room, show, user, kind, ts, show_ms, data = row
+    return BehaviourEvent(id_, app, room, show, user, kind, ts, show_ms, _data_decoder.decode(data))
