@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
         "roomserver.buswatch",
         "roomserver.gcpolicy",
         "roomserver.media",
+        "roomserver.store",
     ),
     # config parses settings with core's rules (webhook endpoint specs); nothing below
     # needs it: the bus and the rules are handed their values.
