@@ -33,6 +33,7 @@ cluster: venv
 # Debian packages the tests need (we are root; CI runs on a fresh clone). libicu-dev,
 # pkg-config and g++ build PyICU, which regenerates the word filter's table; serving needs none.
 # fonts-noto-cjk: the Chinese pages' screenshots (without a CJK font Chromium draws boxes).
+# postgresql: the analytics store's PostgreSQL tests start a private server from its binaries.
 system-deps:
 	@need=""; \
 	command -v redis-server >/dev/null || need="$$need redis-server"; \
@@ -40,6 +41,7 @@ system-deps:
 	pkg-config --exists icu-i18n 2>/dev/null && command -v g++ >/dev/null || need="$$need libicu-dev pkg-config g++"; \
 	command -v node >/dev/null && command -v npm >/dev/null || need="$$need nodejs npm"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || need="$$need fonts-noto-cjk"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	if [ -n "$$need" ]; then \
 		echo "installing:$$need"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 # (they inherit the environment); set before roomserver is imported.
 os.environ.setdefault("ROOMSERVER_CONTRACT_CHECK", "1")
 
+from tests.pg_server import PostgresServer
 from tests.redis_servers import RedisCluster, RedisNode, RedisServers
 
 # Property tests must not depend on the machine being idle: Hypothesis's default
@@ -52,3 +53,17 @@ def redis_single(redis_servers: RedisServers) -> RedisNode:
 def unique_prefix() -> str:
     """A Redis key prefix no other test uses (``rs-<hex>:``)."""
     return f"rs-{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's private PostgreSQL (tests/pg_server.py), started on first use."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the private server, for one test."""
+    return postgres_server.database()

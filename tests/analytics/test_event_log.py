@@ -1,0 +1,44 @@
+"""The behaviour log facet on both engines: a batch stored twice is stored once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from roomserver.core.behaviour import BehaviourEvent
+from roomserver.store.db import Database, open_database
+from roomserver.store.events import EventLog
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "pg":
+        database = await open_database(url=request.getfixturevalue("postgres_url"))
+    else:
+        database = await open_database(data_dir=tmp_path)
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+def ev(n: int, user: str, kind: str, ts: int, **data: object) -> BehaviourEvent:
+    return BehaviourEvent(f"n1-{n}", "a", "r", 1, user, kind, ts, ts - 1000, data)  # type: ignore[arg-type]
+
+
+async def test_ingest_is_idempotent_by_id(db: Database) -> None:
+    log = EventLog(db)
+    batch = [ev(1, "host", "show.start", 1000, title="T", host="host"), ev(2, "u1", "join", 2000)]
+    assert [e.id for e in await log.ingest(batch)] == ["n1-1", "n1-2"]
+    again = await log.ingest([*batch, batch[1], ev(3, "u1", "leave", 9000, joined_at=2000)])
+    assert [e.id for e in again] == ["n1-3"]
+    assert [e.kind for e in await log.show_events("a", "r", 1, user="u1")] == ["join", "leave"]
+    assert (await log.show_events("a", "r", 1, kinds=["leave"]))[0].data == {"joined_at": 2000}
+    show = await log.show("a", "r", 1)
+    assert show is not None and (show.started_at, show.title) == (1000, "T")
+    assert await log.show("a", "r", 2) is None and await log.show("b", "r", 1) is None
+
+
+async def test_migrate_twice_applies_nothing_new(db: Database) -> None:
+    assert await db.migrate() == []
