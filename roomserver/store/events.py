@@ -8,8 +8,10 @@ changes nothing anywhere.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -39,6 +41,8 @@ class ShowInfo:
 
 
 class EventLog:
+    name = "behaviour"
+
     def __init__(self, db: Database) -> None:
         self.db = db
         self.on_ingest: list[IngestStep] = [self._shows_step]
@@ -135,6 +139,17 @@ class EventLog:
             f"{_SELECT} WHERE app = $1 AND user_id = $2 ORDER BY ts, id LIMIT $3", app, user, limit
         )
         return [_event(r) for r in rows]
+
+    async def export_user(self, app: str, user: str) -> list[dict[str, Any]]:
+        return [msgspec.structs.asdict(e) for e in await self.user_events(app, user)]
+
+    async def erase_user(self, tx: Tx, app: str, user: str) -> None:
+        """The records stay, under an id that names nobody and links to nothing
+        (a new random one per erasure): reports keep their counts, anonymous."""
+        anonymous = "erased-" + secrets.token_hex(8)
+        await tx.execute(
+            "UPDATE behaviour_events SET user_id = $3 WHERE app = $1 AND user_id = $2", app, user, anonymous
+        )
 
     async def shows(self, app: str, room: str) -> list[ShowInfo]:
         rows = await self.db.fetch(
