@@ -10,8 +10,11 @@ from roomserver.auth import TokenVerifier
 from roomserver.config import Config
 from roomserver.gateway import Gateway
 from roomserver.node import Node
+from roomserver.store.store import AnalyticsStore
 
 NODE_KEY = web.AppKey("node", Node)
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 CONFIG_KEY = web.AppKey("config", Config)
 VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)
+# The analytics store, open from startup to cleanup; absent with --no-analytics.
+STORE_KEY = web.AppKey("store", AnalyticsStore)

@@ -275,6 +275,23 @@ class Config:
         "moderation callbacks in flight per node; beyond it a barrage is treated as on a failure",
         cs.int_at_least(1),
     )
+    # The analytics store (issue 12, docs/analytics.md): the behaviour log, reports,
+    # profiles and points. Embedded (SQLite under --data-dir) unless --database-url.
+    analytics: bool = setting(
+        True, "keep the behaviour log and the analytics store (reports, profiles, points)", cs.switch
+    )
+    data_dir: str = setting(
+        "roomserver-data",
+        "directory of the embedded analytics store (analytics.sqlite3), relative to the working directory",
+        metavar="DIR",
+    )
+    database_url: str | None = setting(
+        None,
+        "PostgreSQL for the analytics store (clustered deployments), instead of the embedded file",
+        cs.database_url,
+        shown_default="none: embedded SQLite in --data-dir",
+        metavar="URL",
+    )
     # The room assistant (docs/assistant.md): lexical (BM25), hybrid (+ the embedding
     # model of the `assistant` extra, when installed) or off.
     assistant: str = setting(

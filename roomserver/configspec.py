@@ -101,6 +101,12 @@ def readable_file(text: str) -> str:
         raise ValueError(f"{text}: {exc.strerror}") from None
 
 
+def database_url(text: str) -> str:
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be postgresql://user:password@host:port/database")
+    return text
+
+
 def http_url(text: str) -> str:
     u = urlparse(text)
     if u.scheme not in ("http", "https") or not u.netloc:

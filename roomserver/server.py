@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from roomserver import media_glue
 from roomserver.api import add_routes
 from roomserver.api.middleware import cors, error_language, errors
 from roomserver.api.ratelimit import rate_limits
-from roomserver.appkeys import CONFIG_KEY, GATEWAY_KEY, NODE_KEY, VERIFIER_KEY
+from roomserver.appkeys import CONFIG_KEY, GATEWAY_KEY, NODE_KEY, STORE_KEY, VERIFIER_KEY
 from roomserver.auth import TokenVerifier
 from roomserver.bus.base import Broker, HistoryLimits
 from roomserver.bus.memory import MemoryBroker, MemoryHub
@@ -22,6 +23,7 @@ from roomserver.gcpolicy import GcPolicy
 from roomserver.handlers.catalog import SHOW_END, deadline_checks
 from roomserver.metrics import Metrics
 from roomserver.node import Node
+from roomserver.store.store import AnalyticsStore
 from roomserver.web import add_web_routes
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,24 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     # WHIP/WHEP and the media backend (started after the node, closed before it stops).
     node.media = media_glue.install(app, node, verifier, config)
     _install_assistant(app, node, config)
+    _install_store(app, config)
     return app
+
+
+def _install_store(app: web.Application, config: Config) -> None:
+    """The analytics store (issue 12): opened and migrated before the node serves."""
+    if not config.analytics:
+        return
+
+    async def open_store(app: web.Application) -> None:
+        app[STORE_KEY] = await AnalyticsStore.open(url=config.database_url, data_dir=Path(config.data_dir))
+
+    async def close_store(app: web.Application) -> None:
+        if STORE_KEY in app:
+            await app[STORE_KEY].close()
+
+    app.on_startup.insert(0, open_store)
+    app.on_cleanup.append(close_store)
 
 
 def _install_assistant(app: web.Application, node: Node, config: Config) -> None:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -284,6 +285,8 @@ async def start_server(**overrides: Any) -> Server:
     # Tests let any token create rooms by joining (most have a viewer join first);
     # the default policy ("named") is tested in test_room_limits.py.
     overrides.setdefault("auto_create", "any")
+    # Each server its own embedded analytics store (not the working directory's).
+    overrides.setdefault("data_dir", tempfile.mkdtemp(prefix="roomserver-data-"))
     config = Config(apps={APP: SECRET}, **{**NO_REST_LIMITS, **overrides})
     app = create_app(config)
     ts = TestServer(app, host="127.0.0.1")

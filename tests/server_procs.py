@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -51,7 +52,11 @@ class ServerProcess:
             [sys.executable, "-m", "roomserver.cli", "serve", *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={
+                "ROOMSERVER_DATA_DIR": tempfile.mkdtemp(prefix="roomserver-data-"),
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+            },
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
