@@ -31,6 +31,7 @@ from roomserver.bus.base import (
 from roomserver.config import Config
 from roomserver.contract import check as contract_check
 from roomserver.core import room as rules
+from roomserver.core.behaviour import Kind
 from roomserver.core.moderation import TokenBucket, WordFilters
 from roomserver.core.room import Emit, RoomDoc
 from roomserver.fanout import RECENT_BARRAGE, Fanout, RoomChannel
@@ -80,6 +81,20 @@ class StageMedia(Protocol):
     async def unpublish(self, room: str, user: str) -> None: ...
 
     async def close_room(self, room: str) -> None: ...
+
+
+class BehaviourSink(Protocol):
+    """Where the behaviour log's records go (issue 12): ``record`` is called on the
+    op's path, so it only queues (the recorder batches them into a bus stream).
+    ``room`` is the room key; the sink fills app, public room, show and times.
+    ``NoBehaviour`` (``--no-analytics``) drops them."""
+
+    def record(self, room: str, user: str, kind: Kind, data: dict[str, Any] | None = None) -> None: ...
+
+
+class NoBehaviour:
+    def record(self, room: str, user: str, kind: Kind, data: dict[str, Any] | None = None) -> None:
+        pass
 
 
 class NoMedia:
@@ -144,6 +159,8 @@ class Node:
         self._background: set[asyncio.Task] = set()
         self.deadlines = tuple(deadlines)
         self.media: StageMedia = NoMedia()
+        # The behaviour log's recorder, handed in by create_app (issue 12).
+        self.behaviour: BehaviourSink = NoBehaviour()
         self.hooks = ShowHooks(self, show_end)
         # Webhooks, room.members batches, the moderation callback (None = off: zero cost).
         self.webhooks = webhooks_from_config(config, broker, self.metrics)
