@@ -127,9 +127,12 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     return app
 
 
+REMINDERS_KEY = web.AppKey("reminders", Reminders)
+
+
 def _install_reminders(app: web.Application, node: Node, config: Config) -> None:
     """``room.reminder`` webhooks before scheduled shows (issue 12): after the node starts."""
-    reminders = Reminders(node, config.reminder_offsets)
+    reminders = app[REMINDERS_KEY] = Reminders(node, config.reminder_offsets)
 
     async def start(app: web.Application) -> None:
         reminders.start()
