@@ -92,7 +92,7 @@ def reminder_payload(view: dict, offset_ms: int, now: int, followers: list[str])
     return {
         "room": view,
         "scheduled_at": at,
-        "offset_s": offset_ms / 1000,
+        "offset_s": offset_ms // 1000 if offset_ms % 1000 == 0 else offset_ms / 1000,
         "starts_in_s": max(0, at - now) // 1000,
         "followers": followers,
     }

@@ -17,8 +17,9 @@ from roomserver.core.room import RoomDoc
 from roomserver.handlers import OpContext, op
 from roomserver.protocol import OpError, now_ms
 
-# An attribution outlives any show (the tally is per show number, so a new show starts afresh).
-ATTRIBUTION_TTL_MS: Final = 30 * 24 * 3600 * 1000
+# An attribution outlives any show (the tally is per show number, so a new show starts
+# afresh); it also keeps the room from idle expiry that long, so not much longer.
+ATTRIBUTION_TTL_MS: Final = 3 * 24 * 3600 * 1000
 
 # How a join with a valid ref ended: "attributed" (this viewer's first in this show:
 # the join's behaviour record carries ``ref``), "already" (attributed earlier in this
