@@ -762,7 +762,7 @@ class Ops:
         self,
         room: str,
         *,
-        action: Literal["cart.add", "favorite", "follow", "product.click", "share"],
+        action: Literal["cart.add", "favorite", "follow", "product.click", "share", "unfollow"],
         product: str | Omitted | None = OMIT,
     ) -> Empty:
         """``track`` (any)."""

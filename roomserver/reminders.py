@@ -47,6 +47,10 @@ class Reminders:
         self.holder = f"{node.config.node_id}-{secrets.token_hex(4)}"
         self._task: asyncio.Task[None] | None = None
         self.sent = 0  # reminders this node emitted (tests, logs)
+        # (room, scheduled_at, offset) this node saw claimed (by itself or another node):
+        # a pass skips those without reading the bus, so a quiet second costs one
+        # index read per app. Pruned once their show's time has passed.
+        self._done: set[tuple[str, int, int]] = set()
 
     def start(self) -> None:
         if self.offsets:
@@ -74,6 +78,7 @@ class Reminders:
         """One pass over every app's upcoming shows; returns how many reminders this node sent."""
         sent = 0
         horizon = now + max(self.offsets)
+        self._done = {d for d in self._done if d[1] > now}
         for app in self.node.config.app_secrets():
             after_ms, after_room = now, ""
             while True:
@@ -83,7 +88,10 @@ class Reminders:
                 for at, room in entries:
                     if at > horizon:
                         break
-                    sent += await self._remind(room, now)
+                    # The index's time says which offset would be due; a fresh document decides.
+                    due = sched.due_offset(sched.upcoming(at), self.offsets, now)
+                    if due is not None and (room, at, due) not in self._done:
+                        sent += await self._remind(room, now)
                 if len(entries) < PAGE or entries[-1][0] > horizon:
                     break
                 after_ms, after_room = entries[-1]
@@ -101,6 +109,7 @@ class Reminders:
         claim = await self.node.broker.tally(
             room, sched.reminder_key(doc.scheduled_at), str(offset), "sent", ttl
         )
+        self._done.add((room, doc.scheduled_at, offset))
         if claim.status is not TallyStatus.ADDED:
             return 0
         followers = await self.node.hooks.followers(room)

@@ -81,6 +81,12 @@ def due_offset(doc: RoomDoc, offsets: tuple[int, ...], now: int) -> int | None:
     return min(due) if due else None
 
 
+def upcoming(scheduled_at: int) -> RoomDoc:
+    """A stand-in document for a schedule index entry (not live, booked at ``scheduled_at``):
+    which offset the index alone says is due, before the room's document is read."""
+    return RoomDoc(id="", scheduled_at=scheduled_at)
+
+
 def reminder_key(scheduled_at: int) -> str:
     """The tally whose one entry per offset marks that offset's reminder as sent."""
     return f"reminder:{scheduled_at}"

@@ -140,6 +140,14 @@ async def test_reschedule_and_followers_bad_input(two_nodes) -> None:
     status, body = await a.admin("GET", f"/v1/rooms/{room}/followers?limit=2&after=u2")
     assert body == {"followers": ["u3"], "count": 3, "next": None}
     assert (await a.admin("GET", f"/v1/rooms/{room}/followers?limit=0"))[0] == 400
+    # track unfollow takes a follow back (twice is harmless); following again adds it anew.
+    quitter = await a.client("u2")
+    await quitter.join(room)
+    await quitter.track(room, "unfollow")
+    await quitter.track(room, "unfollow")
+    assert (await a.admin("GET", f"/v1/rooms/{room}/followers"))[1]["followers"] == ["u1", "u3"]
+    await quitter.track(room, "follow")
+    assert (await a.admin("GET", f"/v1/rooms/{room}/followers"))[1]["count"] == 3
     assert (await a.admin("GET", f"/v1/rooms/{new_room_id()}/followers"))[0] == 404
     viewer_status, _ = await a.rest("GET", f"/v1/rooms/{room}/followers", token("u1"))
     assert viewer_status == 403

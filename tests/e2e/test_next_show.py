@@ -54,7 +54,14 @@ async def test_next_show_countdown_follow_and_share_in_en_and_zh(pages, server, 
     await expect(follow).to_have_text("Follow")
     await follow.click()
     await expect(follow).to_have_text("Following", timeout=T)
-    await expect(follow).to_be_disabled()
+    await expect(follow).to_have_attribute("aria-pressed", "true")
+    assert await followers(pages, room) == ["alice"]
+    # Pressed again: unfollowed on the server, and back.
+    await follow.click()
+    await expect(follow).to_have_text("Follow", timeout=T)
+    assert await followers(pages, room) == []
+    await follow.click()
+    await expect(follow).to_have_text("Following", timeout=T)
     assert await followers(pages, room) == ["alice"]
     # Still "Following" when the page is opened again.
     await alice.reload()

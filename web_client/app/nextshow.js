@@ -59,19 +59,25 @@ export class NextShow {
     // The page's clock (startClock) ticks every [data-until]; the first text is set here.
     const clock = h("span.next-clock", { dataset: { until: String(this.at) } }, countdown(this.at));
     const follow = h(
-      "button.btn.follow-btn",
-      { id: "follow-btn", disabled: this.following, onclick: () => this.follow() },
+      `button.btn.follow-btn${this.following ? ".following" : ""}`,
+      { id: "follow-btn", "aria-pressed": String(this.following), onclick: () => this.toggle() },
       icon(this.following ? "check" : "user-plus"),
       h("span", {}, t(this.following ? "viewer.following" : "viewer.follow")),
     );
     card.replaceChildren(title, when, h("div.next-count", {}, label, clock), follow);
   }
 
-  async follow() {
-    const done = await attempt(() => this.client.track(this.room, "follow"), t("viewer.followed"));
+  /** Follow, or (pressed again on "Following") unfollow: the server keeps which. */
+  async toggle() {
+    const next = !this.following;
+    const done = await attempt(
+      () => this.client.track(this.room, next ? "follow" : "unfollow"),
+      t(next ? "viewer.followed" : "viewer.unfollowed"),
+    );
     if (!done) return;
-    this.following = true;
-    localStorage.setItem(followKey(this.room, this.me.id), "1");
+    this.following = next;
+    if (next) localStorage.setItem(followKey(this.room, this.me.id), "1");
+    else localStorage.removeItem(followKey(this.room, this.me.id));
     this.render();
   }
 }

@@ -215,7 +215,7 @@ export interface PollParams {
   options: string[];
   duration_ms: number;
 }
-export type TrackAction = "product.click" | "cart.add" | "share" | "favorite" | "follow";
+export type TrackAction = "product.click" | "cart.add" | "share" | "favorite" | "follow" | "unfollow";
 
 export declare class RoomClient {
   constructor(options?: RoomClientOptions);

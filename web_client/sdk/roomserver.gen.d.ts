@@ -170,7 +170,7 @@ export interface SaleCreateParams {
 }
 
 export interface TrackParams {
-  action: "cart.add" | "favorite" | "follow" | "product.click" | "share";
+  action: "cart.add" | "favorite" | "follow" | "product.click" | "share" | "unfollow";
   product?: string | null;
 }
 
