@@ -175,8 +175,11 @@ export class AdminClient {
   reschedule(room, scheduledAt) {
     return this.request("PATCH", `/v1/rooms/${seg(room)}`, { body: { scheduled_at: scheduledAt } });
   }
-  /** The room's followers `{followers, count, next}` in id order; pass `next` as `after`. */
-  /** @param {{after?: string, limit?: number}} [page] */
+  /**
+   * The room's followers `{followers, count, next}` in id order; pass `next` as `after`.
+   * @param {string} room
+   * @param {{after?: string, limit?: number}} [page]
+   */
   followers(room, { after, limit = 100 } = {}) {
     return this.request("GET", `/v1/rooms/${seg(room)}/followers`, { query: { after: after || null, limit } });
   }
