@@ -102,8 +102,13 @@ async def test_next_show_countdown_follow_and_share_in_en_and_zh(pages, server, 
 
 async def test_a_forged_share_link_is_said_and_dropped(pages, server, room) -> None:
     await schedule(pages, room, int(time.time() * 1000) + 3600 * 1000)
-    carol = await pages.open("viewer", room, "carol", locale="zh-CN", query="&ref=forged.bm90LXNpZ25lZA")
+    carol = await pages.open(
+        "viewer", room, "carol", locale="zh-CN", phone=True, query="&ref=forged.bm90LXNpZ25lZA"
+    )
     await expect(carol.locator(".toast", has_text="分享链接在这里无效")).to_be_visible(timeout=T)
     assert "ref=" not in carol.url  # joined without it, and the address no longer carries it
     await expect(carol.locator("#next-show")).to_be_visible()
+    # On a phone the card fits the width (no sideways scrolling).
+    assert await carol.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await carol.screenshot(path=SCREENSHOTS / "viewer-next-show-phone-zh.png")
     assert await carol.evaluate(f"window.app.client.snapshot({room!r}).attribution ?? null") is None
