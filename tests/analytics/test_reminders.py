@@ -65,11 +65,13 @@ def reminders(rx: Receiver, room: str) -> list[dict]:
 
 async def test_reminders_fire_once_per_offset_across_two_nodes(two_nodes, receiver) -> None:
     a, b = await two_nodes((4000, 1500))
-    at = now_ms() + 7000
-    room = await schedule_room(a, at)
+    room = await schedule_room(a, now_ms() + 3_600_000)  # followers first, then the short wait
     await follow(a, room, "f1")
     await follow(b, room, "f2")
     await follow(b, room, "f1")  # following twice keeps one entry
+    at = now_ms() + 7000
+    status, _ = await b.admin("PATCH", f"/v1/rooms/{room}", {"scheduled_at": at})
+    assert status == 200
     await until(lambda: len(reminders(receiver, room)) >= 2, timeout=30, what="two reminders")
     got = reminders(receiver, room)
     assert [r["offset_s"] for r in got] == [4.0, 1.5]
