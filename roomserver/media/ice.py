@@ -17,6 +17,8 @@ import ipaddress
 import aioice.ice
 from aiortc import RTCConfiguration
 
+from . import dtls
+
 _original_get_host_addresses = aioice.ice.get_host_addresses
 _pinned: tuple[str, ...] | None = None
 
@@ -59,7 +61,11 @@ def pinned_host_addresses() -> tuple[str, ...] | None:
 
 def rtc_configuration() -> RTCConfiguration:
     """No STUN/TURN: aiortc's default is Google's public STUN server, which a server must not
-    depend on (and which makes gathering wait for a timeout where there is no Internet)."""
+    depend on (and which makes gathering wait for a timeout where there is no Internet).
+
+    Every peer connection we create (server and clients) is configured here, so this is also
+    where the DTLS contexts learn the ECDHE-RSA suites (dtls.py)."""
+    dtls.install()
     return RTCConfiguration(iceServers=[])
 
 
