@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.coturn import coturn
 from roomserver.core.turn import ice_servers, link_header
 from roomserver.media.client import Publisher, Viewer, fetch_ice_servers, post_offer
 from roomserver.media.sfu import MediaRouter
@@ -20,7 +21,6 @@ from roomserver.media.synthetic import CounterVideoTrack
 from roomserver.media.whip import IceServers, MediaPrincipal
 
 from .conftest import make_token, serve_media
-from .coturn import coturn
 from .netns import namespace
 
 pytestmark = pytest.mark.e2e
@@ -65,6 +65,40 @@ async def test_relay_only_viewer_plays_through_turn_over_udp(router: MediaRouter
             finally:
                 await viewer.close()
         finally:
+            await publisher.close()
+
+
+async def test_relay_only_viewer_plays_through_turn_over_tls(
+    router: MediaRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """turns: (TURN over TLS, RFC 7065), the path through firewalls that let only TLS out."""
+    async with (
+        coturn(tls=True) as turn,
+        serve_media(router, turn_links([turn.tls_url()], turn.secret)) as server,
+    ):
+        monkeypatch.setenv("SSL_CERT_FILE", str(turn.ca_file))  # aioice verifies coturn's certificate
+        publisher = Publisher([CounterVideoTrack()])
+        viewer: Viewer | None = None
+        try:
+            reply = await post_offer(
+                server.http,
+                server.url("/v1/rooms/n3/whip"),
+                await publisher.offer(),
+                make_token("h1", "host"),
+            )
+            await publisher.accept(reply.body)
+            servers = await fetch_ice_servers(server.http, server.url("/v1/rooms/n3/whep"), make_token("v1"))
+            assert [s.url for s in servers] == [turn.tls_url()]
+            viewer = Viewer(ice_servers=servers, relay_only=True)
+            offer = await viewer.offer()
+            assert "typ relay" in offer
+            reply = await post_offer(server.http, server.url("/v1/rooms/n3/whep"), offer, make_token("v1"))
+            await viewer.accept(reply.body)
+            assert await viewer.wait_for(lambda v: len(v.video) >= 20, timeout=15)
+            assert {local for local, _ in viewer.selected_candidate_types()} == {"relay"}
+        finally:
+            if viewer is not None:
+                await viewer.close()
             await publisher.close()
 
 
