@@ -13,6 +13,7 @@ import gc
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import jwt
@@ -33,6 +34,7 @@ from roomserver.media.whip import (
 )
 
 LOOPBACK = "127.0.0.1"
+SDK = Path(__file__).resolve().parents[2] / "web_client" / "sdk" / "roomserver.js"
 APP_KEY = "test-app"
 APP_SECRET = "test-secret-0123456789-abcdefghij"
 
@@ -150,7 +152,11 @@ async def serve_media(
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=PAGES[request.match_info["name"]], content_type="text/html")
 
+    async def sdk(request: web.Request) -> web.Response:
+        return web.Response(text=SDK.read_text(), content_type="application/javascript")
+
     app.router.add_get("/pages/{name}", page)
+    app.router.add_get("/sdk/roomserver.js", sdk)  # the browser SDK, same origin as WHIP/WHEP
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, LOOPBACK, 0)
