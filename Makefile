@@ -35,7 +35,8 @@ cluster: venv
 # fonts-noto-cjk: the Chinese pages' screenshots (without a CJK font Chromium draws boxes).
 # postgresql: the analytics store's PostgreSQL tests start a private server from its binaries.
 # GStreamer (webrtcbin, libnice, VP8/x264/openh264, python3-gi for /usr/bin/python3): the second
-# WebRTC stack of tests/media/test_gstreamer_interop.py. coturn: the TURN tests start one.
+# WebRTC stack of tests/media/test_gstreamer_interop.py. coturn: the TURN tests start one;
+# iproute2: they put a viewer in its own network namespace (ip netns, as root).
 GSTREAMER_PACKAGES := python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 \
 	gir1.2-nice-0.1 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-nice
@@ -51,6 +52,7 @@ system-deps:
 		&& ls /usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstx264.so >/dev/null 2>&1 \
 		|| need="$$need $(GSTREAMER_PACKAGES)"; \
 	command -v turnserver >/dev/null || need="$$need coturn"; \
+	test -x /usr/sbin/ip || need="$$need iproute2"; \
 	if [ -n "$$need" ]; then \
 		echo "installing:$$need"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \

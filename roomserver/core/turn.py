@@ -109,6 +109,10 @@ def _unquoted(text: str | None) -> str | None:
 
 
 def _quoted(text: str) -> str:
+    """An RFC 8288 quoted-string body. User ids are [A-Za-z0-9_.:@-] (auth.USER_ID_RE); anything
+    that could break the header line is refused rather than sent."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise ValueError("control characters cannot go into a Link header")
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 

@@ -37,13 +37,24 @@ def test_ice_servers_give_turn_urls_credentials_and_stun_none() -> None:
     )
 
 
-@given(st.text(min_size=1, max_size=40), st.lists(st.sampled_from(["udp", "tcp"]), min_size=1, max_size=3))
+USER_CHARS = "abcXYZ019_.:@-" + '"\\ ,;<>=中'  # user ids, plus what quoting must survive
+
+
+@given(
+    st.text(USER_CHARS, min_size=1, max_size=40),
+    st.lists(st.sampled_from(["udp", "tcp"]), min_size=1, max_size=3),
+)
 def test_link_headers_round_trip(user: str, transports: list[str]) -> None:
     urls = [f"turn:turn.example:{3478 + i}?transport={t}" for i, t in enumerate(transports)]
     servers = ice_servers(urls, "secret", user, 1_000, 60)
     headers = [link_header(s) for s in servers]
     assert parse_link_headers(headers) == servers
     assert parse_link_headers([", ".join(headers)]) == servers  # folded into one field
+
+
+def test_control_characters_never_reach_a_header() -> None:
+    with pytest.raises(ValueError):
+        link_header(ice_servers(["turn:t"], "k", "a\r\nSet-Cookie: x", 0, 60)[0])
 
 
 def test_other_links_are_skipped() -> None:
