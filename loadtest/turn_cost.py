@@ -1,7 +1,7 @@
 """TURN relay cost: CPU per viewer relayed by coturn against the same viewers connected
 directly, same run, same publisher.
 
-    python -m loadtest.turn_cost [--viewers 10,20] [--seconds 10] [--json FILE]
+    python -m loadtest.turn_cost [--viewers 10,20] [--seconds 10] [--transport udp|tcp] [--json FILE]
 
 One synthetic VP8 publisher (640×480, 30 fps, 1.5 Mbit/s, noisy so the encoder spends it) on a
 `MediaRouter` in its own process (roomserver.media.bench's server); Debian's coturn on
@@ -43,7 +43,7 @@ from .coturn import Coturn, coturn
 
 @dataclass
 class TurnStep:
-    path: str  # "direct" | "relay"
+    path: str  # "direct" | "relay" (over --transport)
     viewers: int
     seconds: float
     coturn_cpu_per_viewer_s: float
@@ -89,7 +89,7 @@ async def _step(
     viewers: list[Viewer] = []
     try:
         for i in range(count):
-            servers = ice_servers([turn.url("udp")], turn.secret, f"bench{i}", time.time(), 600)
+            servers = ice_servers([turn.url(args.transport)], turn.secret, f"bench{i}", time.time(), 600)
             viewer = (
                 Viewer(decode=False, ice_servers=servers, relay_only=True)
                 if path == "relay"
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--bitrate", type=int, default=1_500_000)
+    parser.add_argument("--transport", choices=("udp", "tcp"), default="udp", help="viewer ⇄ coturn")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     args.viewers = [int(n) for n in args.viewers.split(",")]
