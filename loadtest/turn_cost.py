@@ -56,7 +56,6 @@ class TurnStep:
 
 async def measure(args: argparse.Namespace) -> list[TurnStep]:
     pin_host_addresses([LOOPBACK])
-    _force_vp8_bitrate(args.bitrate)
     steps: list[TurnStep] = []
     async with (
         coturn() as turn,
@@ -127,7 +126,7 @@ async def _step(
                 await viewer.close()
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--viewers", default="10,20", help="viewer counts, comma separated")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -135,8 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bitrate", type=int, default=1_500_000)
     parser.add_argument("--transport", choices=("udp", "tcp"), default="udp", help="viewer ⇄ coturn")
     parser.add_argument("--json", default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     args.viewers = [int(n) for n in args.viewers.split(",")]
+    _force_vp8_bitrate(args.bitrate)  # process-wide, so here and not in measure() (tests call it)
     steps = asyncio.run(measure(args))
     if args.json:
         with open(args.json, "w") as f:
