@@ -34,6 +34,12 @@ cluster: venv
 # pkg-config and g++ build PyICU, which regenerates the word filter's table; serving needs none.
 # fonts-noto-cjk: the Chinese pages' screenshots (without a CJK font Chromium draws boxes).
 # postgresql: the analytics store's PostgreSQL tests start a private server from its binaries.
+# GStreamer (webrtcbin, libnice, VP8/x264/openh264, python3-gi for /usr/bin/python3): the second
+# WebRTC stack of tests/media/test_gstreamer_interop.py. coturn: the TURN tests start one;
+# iproute2: they put a viewer in its own network namespace (ip netns, as root).
+GSTREAMER_PACKAGES := python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 \
+	gir1.2-nice-0.1 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-nice
 system-deps:
 	@need=""; \
 	command -v redis-server >/dev/null || need="$$need redis-server"; \
@@ -42,6 +48,11 @@ system-deps:
 	command -v node >/dev/null && command -v npm >/dev/null || need="$$need nodejs npm"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || need="$$need fonts-noto-cjk"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
+	/usr/bin/python3 -c "import gi; gi.require_version('GstWebRTC', '1.0'); gi.require_version('Nice', '0.1')" 2>/dev/null \
+		&& ls /usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstx264.so >/dev/null 2>&1 \
+		|| need="$$need $(GSTREAMER_PACKAGES)"; \
+	command -v turnserver >/dev/null || need="$$need coturn"; \
+	test -x /usr/sbin/ip || need="$$need iproute2"; \
 	if [ -n "$$need" ]; then \
 		echo "installing:$$need"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; \

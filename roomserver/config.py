@@ -17,6 +17,7 @@ from roomserver import configspec as cs
 from roomserver.auth import DEV_APP
 from roomserver.configspec import env_name, flags_of, setting, setting_factory
 from roomserver.core import schedule as sched
+from roomserver.core.turn import check_turn_url
 from roomserver.core.webhooks import (
     Endpoint,
     EndpointSpecError,
@@ -340,6 +341,31 @@ class Config:
     ice_host: str | None = setting(
         None, "gather WebRTC host candidates on this local address only", cs.ip, metavar="IP"
     )
+    # TURN (roomserver/core/turn.py): coturn with use-auth-secret + static-auth-secret; each
+    # WHIP/WHEP caller gets the URLs with credentials that expire after turn_ttl_s.
+    turn_urls: list[str] = setting_factory(
+        list,
+        "a TURN (or STUN) server announced to WebRTC clients: turn:host:port?transport=udp|tcp,"
+        " turns:host:port?transport=tcp (repeatable; in the environment separated by spaces)",
+        check_turn_url,
+        repeat=True,
+        env_sep=None,
+        flag="turn-url",
+        shown_default="none",
+        metavar="URL",
+    )
+    turn_secret: str | None = setting(
+        None,
+        "coturn's static-auth-secret: TURN credentials are HMAC-SHA1(secret, '<expiry>:<user>')",
+        show=lambda v: "****" if v else "",
+        metavar="SECRET",
+    )
+    turn_ttl_s: int = setting(
+        6 * 3600,
+        "how long a TURN credential handed to a client stays valid",
+        cs.int_at_least(60),
+        metavar="S",
+    )
     media_workers: int = setting(
         0, "WebRTC media worker processes (0 = media in this process)", cs.int_at_least(0)
     )
@@ -513,3 +539,5 @@ def check_apps(cfg: Config) -> None:
     for app in cfg.moderation_urls:
         if app not in apps:
             raise ConfigError(f"--moderation-callback {app}: no app {app!r} is configured (--app)")
+    if any(url.startswith("turn") for url in cfg.turn_urls) and not cfg.turn_secret:
+        raise ConfigError("--turn-url turn:/turns: needs --turn-secret (coturn's static-auth-secret)")

@@ -36,7 +36,8 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -46,9 +47,10 @@ from roomserver.bus.base import BrokerUnavailable
 from roomserver.config import Config
 from roomserver.core import cohost as cohost_rules
 from roomserver.core.room import Emit, RoomDoc, decode_doc, is_restricted, with_features
+from roomserver.core.turn import ice_servers, link_header
 from roomserver.media.errors import BadRequest, Forbidden, MediaError, Unauthorized, Unavailable
 from roomserver.media.sfu import MediaRouter
-from roomserver.media.whip import MediaAction, MediaPrincipal, bearer_token, media_routes
+from roomserver.media.whip import IceServers, MediaAction, MediaPrincipal, bearer_token, media_routes
 from roomserver.media.workers import MediaWorkerPool
 from roomserver.node import Node
 from roomserver.protocol import OpError, now_ms
@@ -320,7 +322,7 @@ def install(app: web.Application, node: Node, verifier: TokenVerifier, config: C
     """Mount WHIP/WHEP on ``app`` and tie the media backend's life to the app's;
     the caller hands the returned glue to the node (``node.media``)."""
     glue = MediaGlue(node, verifier, config)
-    app.add_routes(media_routes(glue.backend, glue.authorize))
+    app.add_routes(media_routes(glue.backend, glue.authorize, ice_servers=turn_links(config)))
 
     async def on_startup(app: web.Application) -> None:
         await glue.start()
@@ -331,6 +333,18 @@ def install(app: web.Application, node: Node, verifier: TokenVerifier, config: C
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     return glue
+
+
+def turn_links(config: Config, clock: Callable[[], float] = time.time) -> IceServers | None:
+    """The `Link` headers of `--turn-url`s, credentials minted per caller (None: no TURN)."""
+    if not config.turn_urls:
+        return None
+    urls, secret, ttl = tuple(config.turn_urls), config.turn_secret or "", config.turn_ttl_s
+
+    def links(principal: MediaPrincipal) -> list[str]:
+        return [link_header(s) for s in ice_servers(urls, secret, principal.user, clock(), ttl)]
+
+    return links
 
 
 def for_node(node: Node) -> MediaGlue | None:

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 # cookie, so allowing any origin (the default) exposes nothing a page could not already
 # send; --cors-origins narrows it for operators whose policy wants a list.
 CORS_HEADERS = {
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Expose-Headers": "Location, Link, Accept-Post, Retry-After, WWW-Authenticate",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, Link, Accept-Post, Accept-Patch, ETag, Retry-After,"
+    " WWW-Authenticate",
     "Access-Control-Max-Age": "600",
 }
 

@@ -39,9 +39,11 @@ STATUS_TEXT = {
     404: "No such resource (not_found)",
     409: "Conflicting state: conflict, or an op's not_joined, sold_out, limit_reached, not_open",
     410: "Events no longer in history (history_gone)",
+    412: "If-Match does not name the session's entity-tag (conflict)",
     413: "Body too large (too_large)",
     415: "Body of the wrong media type",
-    422: "The text contains a blocked word (blocked_content)",
+    422: "The text contains a blocked word (blocked_content); WHIP/WHEP PATCH: an ICE restart,"
+    " which is not supported (bad_request)",
     429: "Rate limited (rate_limited); Retry-After and retry_after_ms say when to retry",
     503: "The bus is unreachable or the node is draining (unavailable)",
 }

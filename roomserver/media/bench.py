@@ -40,6 +40,7 @@ from .client import Publisher, Viewer, post_offer
 from .ice import pin_host_addresses, rtc_configuration
 from .sfu import MediaRouter
 from .synthetic import CounterVideoTrack
+from .trickle import Unprocessable
 from .whip import MediaPrincipal, media_routes
 
 LOOPBACK = "127.0.0.1"
@@ -94,6 +95,17 @@ class RelayBackend:
         self, session_id: str, user: str, *, room: str | None = None, kind: str | None = None
     ) -> None:
         return None
+
+    async def trickle(
+        self,
+        session_id: str,
+        user: str,
+        fragment_text: str,
+        *,
+        room: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        raise Unprocessable("the MediaRelay baseline takes complete offers only")
 
     async def _answer(self, pc: RTCPeerConnection, offer_sdp: str) -> tuple[str, str]:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import queue
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -22,6 +23,8 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import get_capabilities, is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from roomserver.core.turn import IceServer, parse_link_headers
 
 from .forwarding import DECODER_QUEUE_ATTR, is_keyframe, publisher_media_ssrcs
 from .ice import rtc_configuration
@@ -42,8 +45,14 @@ def codec_preferences(kind: str, name: str) -> list:
 class Publisher:
     """A WHIP client: sends `tracks` (sendonly), optionally forcing the video codec."""
 
-    def __init__(self, tracks: list[MediaStreamTrack], video_codec: str | None = None) -> None:
-        self.pc = RTCPeerConnection(rtc_configuration())
+    def __init__(
+        self,
+        tracks: list[MediaStreamTrack],
+        video_codec: str | None = None,
+        ice_servers: Sequence[IceServer] = (),
+        relay_only: bool = False,
+    ) -> None:
+        self.pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
         self.tracks = tracks
         self.keyframe_requests: list[float] = []
         for track in tracks:
@@ -106,9 +115,14 @@ class Viewer:
     """
 
     def __init__(
-        self, kinds: tuple[str, ...] = ("video",), decode: bool = True, video_codec: str | None = None
+        self,
+        kinds: tuple[str, ...] = ("video",),
+        decode: bool = True,
+        video_codec: str | None = None,
+        ice_servers: Sequence[IceServer] = (),
+        relay_only: bool = False,
     ) -> None:
-        self.pc = RTCPeerConnection(rtc_configuration())
+        self.pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
         self.decode = decode
         self.video: list[VideoSample] = []
         self.audio_frames = 0
@@ -186,6 +200,16 @@ class Viewer:
                     sent += 1
         return sent
 
+    def selected_candidate_types(self) -> list[tuple[str, str]]:
+        """(local, remote) candidate types of each nominated ICE pair, e.g. ("relay", "host")
+        (aioice's `_nominated`, a private: for tests and the load tester's reports)."""
+        pairs = []
+        for transceiver in self.pc.getTransceivers():
+            connection = transceiver.receiver.transport.transport._connection
+            for pair in connection._nominated.values():
+                pairs.append((pair.local_candidate.type, pair.remote_candidate.type))
+        return pairs
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -199,6 +223,7 @@ class SdpReply:
     location: str | None
     content_type: str
     body: str
+    ice_servers: list[IceServer] = field(default_factory=list)  # from the Link headers
 
     def json(self) -> Any:
         import json
@@ -214,7 +239,19 @@ async def post_offer(
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     async with http.post(url, data=offer.encode(), headers=headers) as resp:
-        return SdpReply(resp.status, resp.headers.get("Location"), resp.content_type, await resp.text())
+        return SdpReply(
+            resp.status,
+            resp.headers.get("Location"),
+            resp.content_type,
+            await resp.text(),
+            parse_link_headers(resp.headers.getall("Link", [])),
+        )
+
+
+async def fetch_ice_servers(http: aiohttp.ClientSession, url: str, token: str) -> list[IceServer]:
+    """The ICE servers a WHIP/WHEP endpoint gives this token (OPTIONS, before gathering)."""
+    async with http.options(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+        return parse_link_headers(resp.headers.getall("Link", []))
 
 
 async def delete_session(http: aiohttp.ClientSession, url: str, token: str | None) -> SdpReply:

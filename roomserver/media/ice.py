@@ -13,9 +13,15 @@ and the answer advertises the public one, the way mediasoup's `announcedIp` work
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 import aioice.ice
-from aiortc import RTCConfiguration
+from aiortc import RTCConfiguration, RTCIceServer
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+from roomserver.core.turn import IceServer
+
+from . import dtls
 
 _original_get_host_addresses = aioice.ice.get_host_addresses
 _pinned: tuple[str, ...] | None = None
@@ -57,10 +63,21 @@ def pinned_host_addresses() -> tuple[str, ...] | None:
     return _pinned
 
 
-def rtc_configuration() -> RTCConfiguration:
-    """No STUN/TURN: aiortc's default is Google's public STUN server, which a server must not
-    depend on (and which makes gathering wait for a timeout where there is no Internet)."""
-    return RTCConfiguration(iceServers=[])
+def rtc_configuration(ice_servers: Sequence[IceServer] = (), *, relay_only: bool = False) -> RTCConfiguration:
+    """Only the given ICE servers (clients: from the WHIP/WHEP `Link` headers), never aiortc's
+    default of Google's public STUN server, which a server must not depend on (and which makes
+    gathering wait for a timeout where there is no Internet). aiortc uses the first STUN and
+    the first TURN URL it is given. `relay_only` is the WebRTC `iceTransportPolicy: "relay"`.
+
+    Every peer connection we create (server and clients) is configured here, so this is also
+    where the DTLS contexts learn the ECDHE-RSA suites (dtls.py)."""
+    dtls.install()
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in ice_servers
+        ],
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
+    )
 
 
 def advertise_public_ip(sdp: str, public_ip: str) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
+from aiortc.sdp import candidate_from_sdp
 
 from .errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable, session_at
 from .forwarding import (
@@ -41,6 +42,7 @@ from .forwarding import (
 from .ice import advertise_public_ip, pin_host_addresses, rtc_configuration
 from .links import ROLE_ORDER, ListChanges, PublisherLinks
 from .negotiation import media_lines, parse_offer, publisher_codec
+from .trickle import Unprocessable, parse_fragment
 
 logger = logging.getLogger(__name__)
 
@@ -310,6 +312,44 @@ class MediaRouter:
             raise Forbidden("only the user who created a media session may stop it")
         await self._close_session(session, "stopped by its owner")
 
+    async def trickle(
+        self,
+        session_id: str,
+        user: str,
+        fragment_text: str,
+        *,
+        room: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        """RFC 9725 §4.3.2: add the client's trickled candidates (and end-of-candidates) to
+        its session. New ICE credentials mean an ICE restart, which aiortc cannot do (422)."""
+        session = session_at(self._sessions, session_id, room, kind)
+        if session.user != user:
+            raise Forbidden("only the user who created a media session may update it")
+        fragment = parse_fragment(fragment_text)
+        remote = session.pc.remoteDescription
+        offer = parse_offer(remote.sdp) if remote is not None else None
+        if offer is None or not offer.media:
+            raise NotFound("the media session has no remote description")
+        first = offer.media[0].ice
+        if first is None or (fragment.ufrag, fragment.pwd) != (first.usernameFragment, first.password):
+            raise Unprocessable("ICE restarts are not supported; trickle candidates of the same ICE session")
+        candidates = []
+        for item in fragment.candidates:
+            try:
+                candidate = candidate_from_sdp(item.sdp)
+            except (ValueError, IndexError):
+                raise BadRequest(f"malformed candidate: {item.sdp[:80]!r}") from None
+            candidate.sdpMid, candidate.sdpMLineIndex = item.mid, item.mline_index
+            candidates.append(candidate)
+        ended = _remote_candidates_ended(session.pc)
+        if ended and candidates:  # aiortc would drop them silently (RFC 8838 §11: an error)
+            raise BadRequest("candidates after end-of-candidates")
+        for candidate in candidates:
+            await session.pc.addIceCandidate(candidate)
+        if fragment.end_of_candidates and not ended:
+            await session.pc.addIceCandidate(None)
+
     async def unpublish(self, room: str, user: str) -> bool:
         """Server-side stop of `user`'s publishing in `room` (co-host ended, kicked)."""
         session = self._publishers.get(room, {}).get(user)
@@ -474,6 +514,12 @@ class MediaRouter:
             hook(arg)
         except Exception:  # a failing observer must not break media cleanup
             logger.exception("media hook %r failed for %s", hook, arg)
+
+
+def _remote_candidates_ended(pc: RTCPeerConnection) -> bool:
+    """Whether end-of-candidates was already signalled (a repeated one is not an error)."""
+    remote = pc.remoteDescription
+    return remote is not None and all(m.ice_candidates_complete for m in parse_offer(remote.sdp).media)
 
 
 def _new_id() -> str:

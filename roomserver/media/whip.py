@@ -4,9 +4,17 @@
     DELETE  /v1/rooms/{room}/whip/{session}       stop     → 200
     POST    /v1/rooms/{room}/whep[?publisher=u]   play     → 201, Location, answer
     DELETE  /v1/rooms/{room}/whep/{session}       stop     → 200
-    OPTIONS /v1/rooms/{room}/whip|whep            204, Accept-Post: application/sdp (RFC 9725 4.2)
-    PATCH   …/{session}                           405 from the router, Allow: DELETE, OPTIONS:
-                                                  no trickle ICE or ICE restarts (RFC 9725 4.3.1)
+    OPTIONS /v1/rooms/{room}/whip|whep            204, Accept-Post: application/sdp (RFC 9725 4.2),
+                                                  and with a valid token the ICE servers (Link)
+    PATCH   …/{session}                           trickle ICE (RFC 9725 4.3.2): 204 + ETag;
+                                                  ICE restarts are not supported: 422 (4.3.1)
+    OPTIONS …/{session}                           204, Allow, Accept-Patch (RFC 5789 3.1)
+
+A 201 carries `ETag` (the session's ICE entity-tag), `Accept-Patch:
+application/trickle-ice-sdpfrag` and one `Link: <turn:…>; rel="ice-server"; …` per TURN URL
+with credentials minted for the caller (RFC 9725 4.6; `ice_servers`, see turn.py). A client
+that must know its ICE servers before it offers (no trickle: aiortc, OBS) asks OPTIONS
+with its token first, as WHIP drafts before the RFC allowed.
 
 Errors are JSON `{"error": {"code", "message"}}` with protocol codes: 400 bad SDP, 401 no or
 bad token (with `WWW-Authenticate: Bearer`, RFC 6750), 403 not allowed, 404 unknown publisher or session, 413 offer too large, 415 body
@@ -28,10 +36,12 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from roomserver.logsafe import clean
 
 from .errors import BadRequest, MediaError, TooLarge, UnsupportedMediaType
+from .trickle import MAX_FRAGMENT_BYTES, TRICKLE_CONTENT_TYPE, PreconditionFailed, Unprocessable, session_etag
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +67,8 @@ class MediaPrincipal:
 
 
 Authorize = Callable[[web.Request, str, MediaAction], Awaitable[MediaPrincipal]]
+# The `Link` header values (RFC 9725 §4.6) of the ICE servers offered to a principal.
+IceServers = Callable[[MediaPrincipal], list[str]]
 
 
 class MediaBackend(Protocol):
@@ -68,6 +80,16 @@ class MediaBackend(Protocol):
 
     async def stop(
         self, session_id: str, user: str, *, room: str | None = None, kind: str | None = None
+    ) -> None: ...
+
+    async def trickle(
+        self,
+        session_id: str,
+        user: str,
+        fragment_text: str,
+        *,
+        room: str | None = None,
+        kind: str | None = None,
     ) -> None: ...
 
 
@@ -88,10 +110,18 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 def media_routes(
-    backend: MediaBackend, authorize: Authorize, *, room_pattern: re.Pattern[str] = ROOM_ID
+    backend: MediaBackend,
+    authorize: Authorize,
+    *,
+    room_pattern: re.Pattern[str] = ROOM_ID,
+    ice_servers: IceServers | None = None,
 ) -> list[web.RouteDef]:
     """aiohttp routes for WHIP/WHEP on `backend`; add them with `app.add_routes(...)`.
-    `room_pattern` is what a path's room must match (public ids; a worker takes room keys)."""
+    `room_pattern` is what a path's room must match (public ids; a worker takes room keys);
+    `ice_servers` gives each caller its TURN servers (None: none are announced)."""
+
+    def _links(principal: MediaPrincipal) -> list[str]:
+        return [] if ice_servers is None else ice_servers(principal)
 
     def _room(request: web.Request) -> str:
         room = request.match_info["room"]
@@ -104,7 +134,7 @@ def media_routes(
         principal = await authorize(request, room, "publish")
         offer = await _read_offer(request)
         session, answer = await backend.publish(principal.room or room, principal.user, principal.role, offer)
-        return _created(f"/v1/rooms/{room}/whip/{session}", answer)
+        return _created(f"/v1/rooms/{room}/whip/{session}", answer, session, _links(principal))
 
     async def play(request: web.Request) -> web.StreamResponse:
         room = _room(request)
@@ -112,7 +142,7 @@ def media_routes(
         publisher = request.query.get("publisher") or None
         offer = await _read_offer(request)
         session, answer = await backend.play(principal.room or room, publisher, principal.user, offer)
-        return _created(f"/v1/rooms/{room}/whep/{session}", answer)
+        return _created(f"/v1/rooms/{room}/whep/{session}", answer, session, _links(principal))
 
     def stopper(kind: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def stop(request: web.Request) -> web.StreamResponse:
@@ -125,20 +155,60 @@ def media_routes(
 
         return stop
 
-    async def options(request: web.Request) -> web.StreamResponse:
-        """RFC 9725 §4.2: what a WHIP/WHEP endpoint accepts (no ICE servers to announce:
-        the server's candidates are in its answer)."""
-        return web.Response(status=204, headers={"Accept-Post": SDP_CONTENT_TYPE, "Allow": "OPTIONS, POST"})
+    def patcher(kind: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def patch(request: web.Request) -> web.StreamResponse:
+            """RFC 9725 §4.3: trickle ICE yes (204), ICE restart no (422)."""
+            room = _room(request)
+            principal = await authorize(request, room, "stop")
+            session = request.match_info["session"]
+            if request.content_type != TRICKLE_CONTENT_TYPE:  # RFC 5789 §2.2: say what is accepted
+                refused = error_response(
+                    UnsupportedMediaType(f"PATCH a media session with {TRICKLE_CONTENT_TYPE}")
+                )
+                refused.headers["Accept-Patch"] = TRICKLE_CONTENT_TYPE
+                return refused
+            if_match = request.headers.get("If-Match")
+            if if_match is not None and if_match.strip() == "*":
+                raise Unprocessable("ICE restarts are not supported (If-Match: * asks for one)")
+            if if_match is not None and session_etag(session) not in _entity_tags(if_match):
+                raise PreconditionFailed("If-Match does not name this session's ICE entity-tag")
+            fragment = await _read_body(request, MAX_FRAGMENT_BYTES, "trickle fragments")
+            await backend.trickle(session, principal.user, fragment, room=principal.room or room, kind=kind)
+            return web.Response(status=204, headers={"ETag": session_etag(session)})
 
-    # No PATCH routes: without trickle ICE the router's 405 (Allow: DELETE, OPTIONS)
-    # is the answer RFC 9725 §4.3.1 asks for.
+        return patch
+
+    async def options(request: web.Request) -> web.StreamResponse:
+        """RFC 9725 §4.2: what a WHIP/WHEP endpoint accepts; with a valid token also the
+        caller's ICE servers, so a client that does not trickle can gather relay candidates
+        before its one POST. No or a bad token is not an error here (CORS preflights)."""
+        headers: CIMultiDict[str] = CIMultiDict({"Accept-Post": SDP_CONTENT_TYPE, "Allow": "OPTIONS, POST"})
+        if ice_servers is not None and bearer_token(request) is not None:
+            try:
+                principal = await authorize(request, _room(request), "play")
+            except MediaError:
+                principal = None
+            for link in [] if principal is None else _links(principal):
+                headers.add("Link", link)
+        return web.Response(status=204, headers=headers)
+
+    async def session_options(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            status=204, headers={"Allow": "DELETE, OPTIONS, PATCH", "Accept-Patch": TRICKLE_CONTENT_TYPE}
+        )
+
     routes = [
         web.post("/v1/rooms/{room}/whip", _described(publish, "WHIP: publish (SDP offer in, answer out)")),
-        web.options("/v1/rooms/{room}/whip", options),
+        web.options("/v1/rooms/{room}/whip", _guarded(options)),
         web.delete(
             "/v1/rooms/{room}/whip/{session}",
             _described(stopper("publish"), "WHIP: stop publishing", name="stop_publish"),
         ),
+        web.patch(
+            "/v1/rooms/{room}/whip/{session}",
+            _described(patcher("publish"), "WHIP: trickle ICE candidates", name="trickle_publish"),
+        ),
+        web.options("/v1/rooms/{room}/whip/{session}", session_options),
         web.post(
             "/v1/rooms/{room}/whep",
             _described(
@@ -147,11 +217,16 @@ def media_routes(
                 query=(("publisher", "the user to play (default: the room's host)"),),
             ),
         ),
-        web.options("/v1/rooms/{room}/whep", options),
+        web.options("/v1/rooms/{room}/whep", _guarded(options)),
         web.delete(
             "/v1/rooms/{room}/whep/{session}",
             _described(stopper("play"), "WHEP: stop playing", name="stop_play"),
         ),
+        web.patch(
+            "/v1/rooms/{room}/whep/{session}",
+            _described(patcher("play"), "WHEP: trickle ICE candidates", name="trickle_play"),
+        ),
+        web.options("/v1/rooms/{room}/whep/{session}", session_options),
     ]
     return routes
 
@@ -166,14 +241,15 @@ def _described(
     """The guarded handler, with what /v1/openapi.json says about it (api/openapi.py)."""
     guarded = _guarded(handler)
     guarded.__name__ = name or handler.__name__
-    creates = name is None  # POST: an SDP answer; DELETE: an empty 200
+    creates = name is None  # POST: an SDP answer; DELETE: an empty 200; PATCH: an empty 204
+    patches = guarded.__name__.startswith("trickle_")
     guarded.openapi = {  # type: ignore[attr-defined]
         "summary": summary,
         "auth": "room",
-        "ok_status": 201 if creates else 200,
+        "ok_status": 201 if creates else 204 if patches else 200,
         "content": SDP_CONTENT_TYPE if creates else "",
-        "body_content": SDP_CONTENT_TYPE if creates else "",
-        "errors": (403, 404),
+        "body_content": SDP_CONTENT_TYPE if creates else TRICKLE_CONTENT_TYPE if patches else "",
+        "errors": (400, 403, 404, 412, 415, 422) if patches else (403, 404),
         "query": query,
     }
     return guarded
@@ -199,27 +275,42 @@ async def _read_offer(request: web.Request) -> str:
         raise UnsupportedMediaType(
             f"the offer must be sent as {SDP_CONTENT_TYPE}, not {request.content_type}"
         )
-    if request.content_length is not None and request.content_length > MAX_OFFER_BYTES:
-        raise TooLarge(f"SDP offers are limited to {MAX_OFFER_BYTES} bytes")
+    return await _read_body(request, MAX_OFFER_BYTES, "SDP offers")
+
+
+async def _read_body(request: web.Request, limit: int, what: str) -> str:
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"{what} are limited to {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(16 * 1024):
         size += len(chunk)
-        if size > MAX_OFFER_BYTES:
-            raise TooLarge(f"SDP offers are limited to {MAX_OFFER_BYTES} bytes")
+        if size > limit:
+            raise TooLarge(f"{what} are limited to {limit} bytes")
         chunks.append(chunk)
     try:
         return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
-        raise BadRequest("the SDP offer is not UTF-8") from None
+        raise BadRequest(f"{what} must be UTF-8") from None
 
 
-def _created(location: str, answer: str) -> web.Response:
-    return web.Response(
-        status=201,
-        body=answer.encode(),
-        headers={"Location": location, "Content-Type": SDP_CONTENT_TYPE},
+def _entity_tags(if_match: str) -> list[str]:
+    """The entity-tags of an If-Match list (weak ones never match: RFC 9110 §13.1.1)."""
+    return [tag.strip() for tag in if_match.split(",") if not tag.strip().startswith("W/")]
+
+
+def _created(location: str, answer: str, session: str, links: list[str]) -> web.Response:
+    headers: CIMultiDict[str] = CIMultiDict(
+        {
+            "Location": location,
+            "Content-Type": SDP_CONTENT_TYPE,
+            "ETag": session_etag(session),
+            "Accept-Patch": TRICKLE_CONTENT_TYPE,
+        }
     )
+    for link in links:
+        headers.add("Link", link)
+    return web.Response(status=201, body=answer.encode(), headers=headers)
 
 
 def parse_error_body(text: str) -> tuple[str, str]:

@@ -39,6 +39,7 @@ from roomserver import logsetup
 
 from .errors import MediaError, NotFound, Unavailable, session_at
 from .links import ListChanges, PublisherLinks
+from .trickle import TRICKLE_CONTENT_TYPE
 from .whip import SDP_CONTENT_TYPE, parse_error_body
 from .worker import ROLE_HEADER, SECRET_ENV, SECRET_HEADER, USER_HEADER
 
@@ -353,6 +354,29 @@ class MediaWorkerPool:
         if self._sessions.pop(session_id, None) is not None:
             self._release_if_idle(route.worker, route.worker_room)
 
+    async def trickle(
+        self,
+        session_id: str,
+        user: str,
+        fragment_text: str,
+        *,
+        room: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        route = session_at(self._sessions, session_id, room, kind)
+        worker = self._workers[route.worker]
+        segment = "whip" if route.kind == "publish" else "whep"
+        path = f"/v1/rooms/{quote(route.worker_room, safe='')}/{segment}/{quote(session_id, safe='')}"
+        body = fragment_text.encode()
+        try:
+            async with self._request(
+                worker, "PATCH", path, user, "viewer", body, content_type=TRICKLE_CONTENT_TYPE
+            ) as resp:
+                if resp.status != 204:
+                    raise _remote_error(resp.status, await resp.text())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(f"media worker {worker.index} did not answer: {type(exc).__name__}") from None
+
     async def unpublish(self, room: str, user: str) -> bool:
         """Server-side stop of `user`'s publishing in `room` (co-host ended, kicked)."""
         for session_id, route in list(self._sessions.items()):
@@ -393,13 +417,21 @@ class MediaWorkerPool:
         return worker
 
     def _request(
-        self, worker: _Worker, method: str, path: str, user: str, role: str, body: bytes | None = None
+        self,
+        worker: _Worker,
+        method: str,
+        path: str,
+        user: str,
+        role: str,
+        body: bytes | None = None,
+        *,
+        content_type: str = SDP_CONTENT_TYPE,
     ):
         if self._http is None or not worker.alive:
             raise Unavailable("media worker unavailable")
         headers = {SECRET_HEADER: self._secret, USER_HEADER: user, ROLE_HEADER: role}
         if body is not None:
-            headers["Content-Type"] = SDP_CONTENT_TYPE
+            headers["Content-Type"] = content_type
         return self._http.request(method, worker.base_url + path, data=body, headers=headers)
 
     async def _post(

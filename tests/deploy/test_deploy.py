@@ -88,7 +88,7 @@ def test_compose_file_is_valid_against_the_compose_spec():
         shutil.which("docker")
         and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
     ):
-        env = {**os.environ, "ROOMSERVER_APP": "shop:" + "x" * 32}
+        env = {**os.environ, "ROOMSERVER_APP": "shop:" + "x" * 32, "TURN_SECRET": "t" * 32}
         subprocess.run(
             ["docker", "compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"], check=True, env=env
         )

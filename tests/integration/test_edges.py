@@ -277,8 +277,8 @@ RESOURCES = {
     "/v1/rooms/r1/followers": {"GET", "HEAD"},
     "/v1/rooms/r1/events": {"POST"},
     "/v1/rooms/r1/whip": {"POST"},
-    "/v1/rooms/r1/whip/s1": {"DELETE"},
-    "/v1/rooms/r1/whep/s1": {"DELETE"},
+    "/v1/rooms/r1/whip/s1": {"DELETE", "PATCH"},  # PATCH: trickle ICE (RFC 9725 §4.3)
+    "/v1/rooms/r1/whep/s1": {"DELETE", "PATCH"},
     "/healthz": {"GET", "HEAD"},
     "/v1/ws": {"GET"},
 }

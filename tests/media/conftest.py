@@ -8,10 +8,12 @@ for the whole process (see roomserver/media/ice.py), which is what every test he
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import jwt
@@ -22,9 +24,17 @@ from aiortc import RTCPeerConnection
 from roomserver.media.errors import Forbidden, Unauthorized
 from roomserver.media.ice import pin_host_addresses
 from roomserver.media.sfu import MediaRouter
-from roomserver.media.whip import Authorize, MediaAction, MediaPrincipal, bearer_token, media_routes
+from roomserver.media.whip import (
+    Authorize,
+    IceServers,
+    MediaAction,
+    MediaPrincipal,
+    bearer_token,
+    media_routes,
+)
 
 LOOPBACK = "127.0.0.1"
+SDK = Path(__file__).resolve().parents[2] / "web_client" / "sdk" / "roomserver.js"
 APP_KEY = "test-app"
 APP_SECRET = "test-secret-0123456789-abcdefghij"
 
@@ -126,19 +136,34 @@ class MediaServer:
 
 @pytest.fixture
 async def media_server(router: MediaRouter) -> AsyncIterator[MediaServer]:
+    async with serve_media(router) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def serve_media(
+    router: MediaRouter, ice_servers: IceServers | None = None
+) -> AsyncIterator[MediaServer]:
+    """WHIP/WHEP (and the test pages) for `router` on a loopback port."""
     roster = Roster()
     app = web.Application()
-    app.add_routes(media_routes(router, jwt_authorize(roster)))
+    app.add_routes(media_routes(router, jwt_authorize(roster), ice_servers=ice_servers))
 
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=PAGES[request.match_info["name"]], content_type="text/html")
 
+    async def sdk(request: web.Request) -> web.Response:
+        return web.Response(text=SDK.read_text(), content_type="application/javascript")
+
     app.router.add_get("/pages/{name}", page)
+    app.router.add_get("/sdk/roomserver.js", sdk)  # the browser SDK, same origin as WHIP/WHEP
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, LOOPBACK, 0)
     await site.start()
     port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as http:
-        yield MediaServer(f"http://{LOOPBACK}:{port}", http, roster)
-    await runner.cleanup()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield MediaServer(f"http://{LOOPBACK}:{port}", http, roster)
+    finally:
+        await runner.cleanup()

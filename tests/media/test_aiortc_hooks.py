@@ -6,21 +6,26 @@ say whether the behaviour still holds.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import queue
 from importlib.metadata import version
 
 import aioice.ice
 import aiortc
+import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import get_encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80, RTCCertificate, generate_certificate
 from aiortc.rtcpeerconnection import is_codec_compatible
+from cryptography.hazmat.primitives.asymmetric import rsa
+from OpenSSL import SSL
 
-from roomserver.media import forwarding
+from roomserver.media import dtls, forwarding
 from roomserver.media.ice import rtc_configuration
 
 
@@ -69,3 +74,60 @@ def test_encoders_can_pack_pre_encoded_packets() -> None:
 def test_aioice_host_address_hook_exists() -> None:
     assert "get_host_addresses" in inspect.getsource(aioice.ice.Connection.gather_candidates)
     assert callable(aioice.ice.get_host_addresses)
+
+
+def test_dtls_context_hook_point_is_unchanged() -> None:
+    """dtls.py wraps this method and appends to this exact cipher list."""
+    source = inspect.getsource(dtls._original)
+    assert "ctx.set_cipher_list(" in source and dtls.AIORTC_CIPHERS.decode() in source.replace('"\n', "")
+    assert "ctx.set_tlsext_use_srtp(" in source
+    assert dtls._original.__qualname__ == "RTCCertificate._create_ssl_context"
+
+
+def _rsa_dtls_server_context() -> SSL.Context:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ctx = SSL.Context(SSL.DTLS_METHOD)
+    ctx.use_certificate(generate_certificate(key))
+    ctx.use_privatekey(key)
+    ctx.set_tlsext_use_srtp(b"SRTP_AES128_CM_SHA1_80")
+    return ctx
+
+
+def _handshake(client: SSL.Connection, server: SSL.Connection) -> None:
+    """Drive both ends through memory BIOs until each is done (or one raises)."""
+    done = {id(client): False, id(server): False}
+    for _ in range(20):
+        for me, peer in ((client, server), (server, client)):
+            if not done[id(me)]:
+                with contextlib.suppress(SSL.WantReadError):
+                    me.do_handshake()
+                    done[id(me)] = True
+            with contextlib.suppress(SSL.WantReadError):
+                while True:
+                    peer.bio_write(me.bio_read(65536))
+        if all(done.values()):
+            return
+    raise AssertionError("handshake did not finish")
+
+
+def test_aiortc_dtls_client_completes_a_handshake_with_an_rsa_server() -> None:
+    """The GStreamer case without GStreamer: our DTLS client, an RSA-certificate server."""
+    dtls.install()
+    cert = RTCCertificate.generateCertificate()
+    client = SSL.Connection(cert._create_ssl_context([SRTP_AES128_CM_SHA1_80]), None)
+    client.set_connect_state()
+    server = SSL.Connection(_rsa_dtls_server_context(), None)
+    server.set_accept_state()
+    _handshake(client, server)
+    assert client.get_cipher_name().startswith("ECDHE-RSA-")
+
+
+def test_without_the_hook_an_rsa_server_has_no_shared_cipher() -> None:
+    """Proves the test above can fail: aiortc's own context cannot talk to an RSA server."""
+    cert = RTCCertificate.generateCertificate()
+    client = SSL.Connection(dtls._original(cert, [SRTP_AES128_CM_SHA1_80]), None)
+    client.set_connect_state()
+    server = SSL.Connection(_rsa_dtls_server_context(), None)
+    server.set_accept_state()
+    with pytest.raises(SSL.Error, match=r"no shared cipher"):
+        _handshake(client, server)

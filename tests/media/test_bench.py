@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from loadtest import turn_cost
 from roomserver.media.bench import frame_latencies, parser, percentile, run_mode
 from roomserver.media.client import VideoSample
 
@@ -43,3 +44,16 @@ def test_steady_latency_leaves_out_the_join_catch_up() -> None:
     assert [round(x) for x in every] == [120, 88, 56, 50, 50]
     assert [round(x) for x in steady] == [50, 50]
     assert percentile(every, 0.5) == 56.0 and percentile([], 0.95) is None
+
+
+async def test_turn_cost_measures_relayed_and_direct_viewers() -> None:
+    """loadtest.turn_cost end to end with coturn (numbers come out, relayed pairs are relayed)."""
+    args = turn_cost.parser().parse_args(["--viewers", "2", "--seconds", "0.5", "--settle", "1"])
+    args.viewers = [2]
+    steps = await turn_cost.measure(args)
+    assert [(s.path, s.viewers) for s in steps] == [("direct", 2), ("relay", 2)]
+    direct, relay = steps
+    assert direct.relayed_pairs == 0 and relay.relayed_pairs == 2
+    # coturn's CPU over half a second is about one clock tick: only the direct path's zero is certain
+    assert relay.coturn_cpu_per_viewer_s >= 0 and direct.coturn_cpu_per_viewer_s == 0
+    assert min(direct.viewer_fps_min, relay.viewer_fps_min) > 5

@@ -95,8 +95,9 @@ async def test_bad_requests_get_clear_errors_and_leave_no_peer_connection(
     )
     # Sessions that do not exist.
     await expect(404, "not_found", await delete_session(http, url("/v1/rooms/r1/whip/nope"), host))
+    # PATCH is trickle ICE (tests/media/test_trickle.py): other bodies are 415 with Accept-Patch.
     async with http.patch(url("/v1/rooms/r1/whip/nope"), headers={"Authorization": f"Bearer {host}"}) as resp:
-        assert resp.status == 405
+        assert resp.status == 415 and resp.headers["Accept-Patch"] == "application/trickle-ice-sdpfrag"
     assert router.peer_connections == 0
     assert router.publishers("r1") == []
     await publisher.close()

@@ -19,6 +19,7 @@ from roomserver.media.whip import media_routes
 from roomserver.media.workers import InMemoryRoomRouting, MediaWorkerPool
 
 from .conftest import LOOPBACK, MediaServer, Roster, jwt_authorize, make_token
+from .test_trickle import split_offer
 
 
 @pytest.fixture(scope="module")
@@ -135,4 +136,34 @@ async def test_a_dead_worker_is_replaced_and_its_rooms_released(
         assert await viewer.wait_for(lambda v: len(v.video) >= 5, timeout=10)
         await viewer.close()
     finally:
+        await publisher.close()
+
+
+async def test_trickle_patches_reach_the_worker_that_owns_the_session(
+    pool_server: tuple[MediaWorkerPool, MediaServer],
+) -> None:
+    """PATCH (trickle ICE) is forwarded to the session's worker: its 204, and its errors."""
+    _, server = pool_server
+    publisher, _ = await _publish(server, "wt1", "h1")
+    viewer = Viewer()
+    try:
+        offer, fragment = split_offer(await viewer.offer())
+        headers = {"Authorization": f"Bearer {make_token('v1')}"}
+        async with server.http.post(
+            server.url("/v1/rooms/wt1/whep"),
+            data=offer,
+            headers={**headers, "Content-Type": "application/sdp"},
+        ) as resp:
+            assert resp.status == 201
+            location, answer = resp.headers["Location"], await resp.text()
+        await viewer.accept(answer)
+        patch = {**headers, "Content-Type": "application/trickle-ice-sdpfrag"}
+        restart = fragment.replace("a=ice-ufrag:", "a=ice-ufrag:x")
+        async with server.http.patch(server.url(location), data=restart, headers=patch) as resp:
+            assert resp.status == 422  # the worker's answer, passed through
+        async with server.http.patch(server.url(location), data=fragment, headers=patch) as resp:
+            assert resp.status == 204, await resp.text()
+        assert await viewer.wait_for(lambda v: len(v.video) >= 10, timeout=10)
+    finally:
+        await viewer.close()
         await publisher.close()

@@ -51,6 +51,8 @@ export interface TokenClaims {
   [claim: string]: unknown;
 }
 export declare function tokenClaims(token: string): TokenClaims;
+/** The `rel="ice-server"` links of a `Link` header value (RFC 9725 §4.6) as RTCIceServers. */
+export declare function parseIceServerLinks(header: string): RTCIceServer[];
 
 export declare class RoomError extends Error {
   readonly code: ErrorCode;
@@ -149,6 +151,7 @@ export interface RoomClientOptions {
 }
 
 export interface MediaOptions {
+  /** Without `iceServers`, the TURN servers the WHIP/WHEP endpoint announces (OPTIONS) are used. */
   rtcConfig?: RTCConfiguration;
 }
 

@@ -873,12 +873,13 @@ export class RoomClient {
    * @returns {Promise<Publication>}
    */
   async publish(room, stream, options = {}) {
-    const pc = new RTCPeerConnection(options.rtcConfig || {});
+    const path = `/v1/rooms/${encodeURIComponent(room)}/whip`;
+    const pc = new RTCPeerConnection(await this._rtcConfig(path, options));
     for (const track of stream.getTracks()) {
       pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
     }
     try {
-      const location = await this._negotiate(pc, `/v1/rooms/${encodeURIComponent(room)}/whip`);
+      const location = await this._negotiate(pc, path);
       return new Publication(this, pc, stream, location);
     } catch (err) {
       pc.close();
@@ -891,19 +892,39 @@ export class RoomClient {
    * @returns {Promise<Playback>}
    */
   async play(room, publisher, options = {}) {
-    const pc = new RTCPeerConnection(options.rtcConfig || {});
+    const path = `/v1/rooms/${encodeURIComponent(room)}/whep`;
+    const pc = new RTCPeerConnection(await this._rtcConfig(path, options));
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
     const stream = new MediaStream();
     pc.ontrack = (e) => stream.addTrack(e.track);
     const q = publisher ? `?publisher=${encodeURIComponent(publisher)}` : "";
     try {
-      const location = await this._negotiate(pc, `/v1/rooms/${encodeURIComponent(room)}/whep${q}`);
+      const location = await this._negotiate(pc, path + q);
       return new Playback(this, pc, stream, location, publisher || null);
     } catch (err) {
       pc.close();
       throw err;
     }
+  }
+
+  /**
+   * The RTCPeerConnection configuration: `options.rtcConfig`, and unless it names its own
+   * `iceServers`, the TURN servers (with credentials minted for this token) that the WHIP/WHEP
+   * endpoint announces in `Link: <turn:…>; rel="ice-server"` headers (RFC 9725 §4.6). They are
+   * asked for with OPTIONS before the peer connection exists, because the offer is sent once,
+   * complete, so relay candidates must be gathered before it. No TURN: an empty list.
+   */
+  async _rtcConfig(path, options) {
+    const config = { ...(options.rtcConfig || {}) };
+    if (config.iceServers) return config;
+    try {
+      const res = await this._authedFetch(path, { method: "OPTIONS" });
+      config.iceServers = parseIceServerLinks(res.headers.get("Link") || "");
+    } catch {
+      config.iceServers = []; // no TURN announced: host candidates as before
+    }
+    return config;
   }
 
   /** WHIP/WHEP offer/answer: the full offer once ICE gathering completes (the server does not trickle). */
@@ -1262,6 +1283,31 @@ async function httpError(res) {
 }
 
 /** Decode a JWT's claims without verifying it (display only: the server verifies). */
+/**
+ * The ICE servers in a `Link` header value (several links may be folded into one, comma
+ * separated): those with `rel="ice-server"`, as RTCIceServer dictionaries (RFC 9725 §4.6).
+ * @param {string} header
+ * @returns {RTCIceServer[]}
+ */
+export function parseIceServerLinks(header) {
+  const servers = [];
+  // <url>; param="quoted" | param=token ...   (commas inside <> or quotes do not split)
+  const link = /<([^>]*)>((?:\s*;\s*[A-Za-z-]+\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^;,\s]*))*)/g;
+  const param = /;\s*([A-Za-z-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;,\s]*))/g;
+  for (const m of header.matchAll(link)) {
+    const params = {};
+    for (const p of m[2].matchAll(param)) {
+      params[p[1].toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, "$1") : p[3];
+    }
+    if (params.rel !== "ice-server") continue;
+    const server = { urls: m[1] };
+    if (params.username !== undefined) server.username = params.username;
+    if (params.credential !== undefined) server.credential = params.credential;
+    servers.push(server);
+  }
+  return servers;
+}
+
 export function tokenClaims(token) {
   try {
     const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
