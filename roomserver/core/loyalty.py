@@ -29,6 +29,7 @@ tier): tier k is reached at ``thresholds[k-1]`` points; 0 means no tier.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ def parse_tiers(spec: str) -> tuple[int, ...]:
         raise LoyaltySpecError(f"member tiers {spec!r}: a comma-separated list of point thresholds") from None
     if len(tiers) > MAX_TIER:
         raise LoyaltySpecError(f"member tiers: at most {MAX_TIER} tiers")
-    if any(t < 1 for t in tiers) or any(b <= a for a, b in zip(tiers, tiers[1:], strict=False)):
+    if any(t < 1 for t in tiers) or any(b <= a for a, b in itertools.pairwise(tiers)):
         raise LoyaltySpecError("member tiers: positive thresholds in ascending order")
     return tiers
 
@@ -157,6 +158,16 @@ def check_points_rules(text: str) -> str:
 def check_tiers(text: str) -> str:
     parse_tiers(text)
     return text
+
+
+def check_day_offset(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise LoyaltySpecError(f"{text!r} is not an integer (minutes east of UTC)") from None
+    if not -720 <= value <= 840:
+        raise LoyaltySpecError("the day offset is -720..840 minutes from UTC")
+    return value
 
 
 # -- folding a batch of records into per-user changes ------------------------------

@@ -49,11 +49,14 @@ _PROFILE_COLUMNS: Final = (
     "gift_value",
     "last_order",
 )
-_ADDED: Final = ("records", "shows", "order_shows", "watch_ms", "interactions", *INTERACTION_COLUMNS)
-_ADDED += ("orders", "gmv", "gift_value")
+_ADDED: Final = (
+    *("records", "shows", "order_shows", "watch_ms", "interactions"),
+    *INTERACTION_COLUMNS,
+    *("orders", "gmv", "gift_value"),
+)
 _P = "loyalty_profiles"
 _PROFILE_UPSERT: Final = (
-    f"ON CONFLICT (app, user_id) DO UPDATE SET "
+    "ON CONFLICT (app, user_id) DO UPDATE SET "
     + ", ".join(f"{c} = {_P}.{c} + excluded.{c}" for c in _ADDED)
     + f", first_seen = CASE WHEN {_P}.first_seen IS NULL OR excluded.first_seen < {_P}.first_seen"
     f" THEN excluded.first_seen ELSE {_P}.first_seen END"
