@@ -216,7 +216,8 @@ def fold(events: Iterable[BehaviourEvent], rules: LoyaltyRules) -> Fold:
     """Per-user changes and the day's rule units of ``events`` (share units are
     added by the store, which alone knows whether a viewer is new to the app)."""
     out = Fold()
-    for e in sorted(events, key=lambda e: (e.ts, e.id)):
+    ref_at: dict[tuple[str, str], int] = {}  # when the user's earliest join with a ref was
+    for e in events:
         if e.kind in NOT_A_VIEWER or not e.user:
             continue
         d = out.users.get((e.app, e.user))
@@ -238,8 +239,8 @@ def fold(events: Iterable[BehaviourEvent], rules: LoyaltyRules) -> Fold:
                 out.add_units(e.app, e.user, day, "watch", ms)
         elif kind == "join":
             ref = data.get("ref")
-            if d.ref is None and isinstance(ref, str) and ref and ref != e.user:
-                d.ref = ref
+            if isinstance(ref, str) and ref and ref != e.user and e.ts < ref_at.get((e.app, e.user), 2**63):
+                d.ref, ref_at[(e.app, e.user)] = ref, e.ts
         elif kind == "barrage":
             out.add_units(e.app, e.user, day, "barrage", 1)
         elif kind == "like":

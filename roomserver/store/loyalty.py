@@ -28,10 +28,10 @@ from roomserver.core import loyalty as rules_
 from roomserver.core.behaviour import BehaviourEvent
 from roomserver.core.loyalty import DAY_MS, LoyaltyRules, Stats
 from roomserver.protocol import OpError
-from roomserver.store.db import Database, Tx
+from roomserver.store.db import Database, Tx, _SqliteTx
 
-# Parameters per statement: below SQLite's 32,766 and PostgreSQL's 32,767.
-_MAX_PARAMS: Final = 30_000
+# Parameters per statement (both engines allow 32,766).
+_MAX_PARAMS: Final = 15_000
 INTERACTION_COLUMNS: Final = tuple(f"n_{k}" for k in dict.fromkeys(rules_.INTERACTIONS.values()))
 _PROFILE_COLUMNS: Final = (
     "app",
@@ -52,7 +52,7 @@ _PROFILE_COLUMNS: Final = (
 _ADDED: Final = (
     *("records", "shows", "order_shows", "watch_ms", "interactions"),
     *INTERACTION_COLUMNS,
-    *("orders", "gmv", "gift_value"),
+    *("orders", "gmv", "gift_value", "points_earned"),
 )
 _P = "loyalty_profiles"
 _PROFILE_UPSERT: Final = (
@@ -67,14 +67,29 @@ _PROFILE_UPSERT: Final = (
     " RETURNING app, user_id, records"
 )
 _D = "loyalty_points_daily"
-_DAY_TOTAL = f"({_D}.units + excluded.units) / excluded.per_units * excluded.rate"
-_DAILY_UPSERT: Final = (
-    "ON CONFLICT (app, user_id, day, rule) DO UPDATE SET"
-    f" units = {_D}.units + excluded.units, rate = excluded.rate, per_units = excluded.per_units,"
-    f" cap = excluded.cap, points = CASE WHEN excluded.cap > 0 AND {_DAY_TOTAL} > excluded.cap"
-    f" THEN excluded.cap ELSE {_DAY_TOTAL} END"
-    " RETURNING app, user_id, day, rule, units"
-)
+_U = tuple(f"u_{r}" for r in rules_.RULES)
+_PTS = tuple(f"p_{r}" for r in rules_.RULES)
+
+
+def daily_upsert(rules: LoyaltyRules) -> str:
+    """The ledger's upsert: adds the batch's units and sets each rule's points for the
+    day's new total, the rule's integers written into the SQL (they come from the
+    configuration, not from a request); returns the day's new unit totals."""
+    sets = [f"{u} = {_D}.{u} + excluded.{u}" for u in _U]
+    for rule, p, u in zip(rules_.RULES, _PTS, _U, strict=True):
+        r = rules.rules.get(rule)
+        if r is None:
+            sets.append(f"{p} = 0")
+            continue
+        total = f"({_D}.{u} + excluded.{u}) / {int(r.per) * rules_.RAW_UNIT[rule]} * {int(r.rate)}"
+        capped = f"CASE WHEN {total} > {int(r.cap)} THEN {int(r.cap)} ELSE {total} END" if r.cap else total
+        sets.append(f"{p} = {capped}")
+    return (
+        f"ON CONFLICT (app, user_id, day) DO UPDATE SET {', '.join(sets)}"
+        f" RETURNING app, user_id, day, {', '.join(_U)}"
+    )
+
+
 _PROFILE_SELECT: Final = (
     "SELECT first_seen, last_seen, shows, order_shows, watch_ms, interactions, orders, gmv, gift_value,"
     f" {', '.join(INTERACTION_COLUMNS)}, last_order, referrals, points_earned, points_spent"
@@ -93,7 +108,12 @@ TAG_SQL: Final = {
 MAX_PAGE: Final = 1000
 
 
-def _values(n_rows: int, n_cols: int) -> str:
+def _values(n_rows: int, n_cols: int, *, numbered: bool = True) -> str:
+    """``($1, $2), ($3, $4)``; or ``(?, ?), (?, ?)`` — for SQLite, which looks a numbered
+    parameter up linearly: numbered, a 1,000-row statement costs 17× its plain twin."""
+    if not numbered:
+        row = "(" + ", ".join("?" * n_cols) + ")"
+        return ", ".join([row] * n_rows)
     return ", ".join(
         "(" + ", ".join(f"${r * n_cols + c + 1}" for c in range(n_cols)) + ")" for r in range(n_rows)
     )
@@ -105,14 +125,17 @@ def _chunks(rows: Sequence[Sequence[Any]], n_cols: int) -> list[Sequence[Sequenc
 
 
 async def _insert_returning(tx: Tx, head: str, tail: str, rows: Sequence[Sequence[Any]]) -> list[tuple]:
-    """``head VALUES (…), (…) tail`` over ``rows`` in chunks; all returned rows."""
+    """``head VALUES (…), (…) tail`` over ``rows`` in chunks; all returned rows. ``head``
+    and ``tail`` take no parameters of their own (the values are the only ones)."""
     out: list[tuple] = []
     if not rows:
         return out
     n_cols = len(rows[0])
+    numbered = not isinstance(tx, _SqliteTx)
     for chunk in _chunks(rows, n_cols):
         args = [v for row in chunk for v in row]
-        out.extend(await tx.fetch(f"{head} VALUES {_values(len(chunk), n_cols)} {tail}", *args))
+        values = _values(len(chunk), n_cols, numbered=numbered)
+        out.extend(await tx.fetch(f"{head} VALUES {values} {tail}", *args))
     return out
 
 
@@ -126,6 +149,8 @@ class LoyaltyStore:
     def __init__(self, db: Database, rules: LoyaltyRules | None = None) -> None:
         self.db = db
         self.rules = rules or LoyaltyRules()
+        self._upsert_for: LoyaltyRules | None = None  # the rules ``_upsert`` was written for
+        self._upsert = ""
 
     # -- ingest ----------------------------------------------------------------------
 
@@ -148,14 +173,18 @@ class LoyaltyStore:
             new_shows[(a, u)] = new_shows.get((a, u), 0) + 1
         new_order_shows: dict[tuple[str, str], int] = {}
         ordered = [(a, u, room, show) for (a, u), d in users.items() for room, show in d.order_shows]
-        for chunk in _chunks(ordered, 4):
-            args = [v for row in chunk for v in row]
-            for a, u in await tx.fetch(
-                "UPDATE loyalty_user_shows SET ordered = 1 WHERE ordered = 0 AND (app, user_id, room, show)"
-                f" IN ({_values(len(chunk), 4)}) RETURNING app, user_id",
-                *args,
-            ):
-                new_order_shows[(a, u)] = new_order_shows.get((a, u), 0) + 1
+        # (Rows of both kinds exist by now: the upsert only flips ``ordered``, and
+        # returns the rows it flipped; an IN list of row values would scan the table.)
+        for a, u in await _insert_returning(
+            tx,
+            "INSERT INTO loyalty_user_shows (app, user_id, room, show, ordered)",
+            "ON CONFLICT (app, user_id, room, show) DO UPDATE SET ordered = 1"
+            " WHERE loyalty_user_shows.ordered = 0 RETURNING app, user_id",
+            [(*row, 1) for row in ordered],
+        ):
+            new_order_shows[(a, u)] = new_order_shows.get((a, u), 0) + 1
+        # The points of the records' own rules first, so one profile upsert adds both.
+        earned = await self._earn(tx, f.units)
         rows = []
         for (a, u), d in users.items():
             counts = d.interactions
@@ -175,52 +204,74 @@ class LoyaltyStore:
                     d.gmv,
                     d.gift_value,
                     d.last_order,
+                    earned.pop((a, u), 0),
                 )
             )
         returned = await _insert_returning(
-            tx, f"INSERT INTO loyalty_profiles ({', '.join(_PROFILE_COLUMNS)})", _PROFILE_UPSERT, rows
+            tx,
+            f"INSERT INTO loyalty_profiles ({', '.join(_PROFILE_COLUMNS)}, points_earned)",
+            _PROFILE_UPSERT,
+            rows,
         )
         # A viewer is new to the app when all its records so far are this batch's:
         # the sharer whose link brought them earns the share rule's points.
+        shares: dict[tuple[str, str, int, str], int] = {}
         referrals: dict[tuple[str, str], int] = {}
         for a, u, records in returned:
             d = users[(a, u)]
             if records == d.records and d.ref is not None and USER_ID_RE.fullmatch(d.ref):
                 assert d.first_seen is not None
-                f.add_units(a, d.ref, rules.day(d.first_seen), "share", 1)
+                key = (a, d.ref, rules.day(d.first_seen), "share")
+                shares[key] = shares.get(key, 0) + 1
                 referrals[(a, d.ref)] = referrals.get((a, d.ref), 0) + 1
-        await self._earn(tx, f.units, referrals)
+        earned.update(await self._earn(tx, shares))
+        if earned or referrals:
+            # (Rare: sharers, and users earning only through another's records.)
+            await _insert_returning(
+                tx,
+                "INSERT INTO loyalty_profiles (app, user_id, points_earned, referrals)",
+                f"ON CONFLICT (app, user_id) DO UPDATE SET points_earned = {_P}.points_earned"
+                f" + excluded.points_earned, referrals = {_P}.referrals + excluded.referrals RETURNING app",
+                [
+                    (a, u, earned.get((a, u), 0), referrals.get((a, u), 0))
+                    for a, u in sorted(earned | referrals)
+                ],
+            )
 
-    async def _earn(
-        self, tx: Tx, units: dict[tuple[str, str, int, str], int], referrals: dict[tuple[str, str], int]
-    ) -> None:
+    async def _earn(self, tx: Tx, units: dict[tuple[str, str, int, str], int]) -> dict[tuple[str, str], int]:
+        """Add ``units`` to the ledger; the points they earned per user (capped per day)."""
         rules = self.rules
-        rows = []
+        by_day: dict[tuple[str, str, int], list[int]] = {}
         for (a, u, day, rule), n in units.items():
-            r = rules.rules.get(rule)
-            if r is None:
-                continue  # a rule left out of --points-rules earns nothing
-            per_units = r.per * rules_.RAW_UNIT[rule]
-            rows.append((a, u, day, rule, n, r.rate, per_units, r.cap, r.points(n, rules_.RAW_UNIT[rule])))
+            by_day.setdefault((a, u, day), [0] * len(rules_.RULES))[rules_.RULES.index(rule)] += n
+        rows = [
+            (
+                a,
+                u,
+                day,
+                *added,
+                *(rules.day_points(r, n) if n else 0 for r, n in zip(rules_.RULES, added, strict=True)),
+            )
+            for (a, u, day), added in by_day.items()
+        ]
+        if self._upsert_for is not rules:
+            self._upsert_for, self._upsert = rules, daily_upsert(rules)
         earned: dict[tuple[str, str], int] = {}
-        for a, u, day, rule, total in await _insert_returning(
+        for a, u, day, *totals in await _insert_returning(
             tx,
-            f"INSERT INTO {_D} (app, user_id, day, rule, units, rate, per_units, cap, points)",
-            _DAILY_UPSERT,
+            f"INSERT INTO {_D} (app, user_id, day, {', '.join(_U)}, {', '.join(_PTS)})",
+            self._upsert,
             rows,
         ):
-            added = units[(a, u, day, rule)]
-            delta = rules.day_points(rule, total) - rules.day_points(rule, total - added)
+            added = by_day[(a, u, day)]
+            delta = sum(
+                rules.day_points(r, total) - rules.day_points(r, total - n)
+                for r, total, n in zip(rules_.RULES, totals, added, strict=True)
+                if n
+            )
             if delta:
                 earned[(a, u)] = earned.get((a, u), 0) + delta
-        keys = earned.keys() | referrals.keys()
-        await _insert_returning(
-            tx,
-            "INSERT INTO loyalty_profiles (app, user_id, points_earned, referrals)",
-            f"ON CONFLICT (app, user_id) DO UPDATE SET points_earned = {_P}.points_earned"
-            f" + excluded.points_earned, referrals = {_P}.referrals + excluded.referrals RETURNING app",
-            [(a, u, earned.get((a, u), 0), referrals.get((a, u), 0)) for a, u in sorted(keys)],
-        )
+        return earned
 
     # -- reads -----------------------------------------------------------------------
 
@@ -422,8 +473,7 @@ class LoyaltyStore:
     async def export_user(self, app: str, user: str) -> dict[str, Any]:
         profile = await self.profile(app, user, 0)
         ledger = await self.db.fetch(
-            "SELECT day, rule, units, points FROM loyalty_points_daily WHERE app = $1 AND user_id = $2"
-            " ORDER BY day, rule",
+            f"SELECT day, {', '.join(_U)}, {', '.join(_PTS)} FROM {_D} WHERE app = $1 AND user_id = $2 ORDER BY day",
             app,
             user,
         )
@@ -442,7 +492,12 @@ class LoyaltyStore:
             del profile["tags"], profile["rfm"]  # computed against "now", not held
         return {
             "profile": profile,
-            "points": [{"day": d, "rule": r, "units": n, "points": p} for d, r, n, p in ledger],
+            "points": [
+                {"day": row[0], "rule": rule, "units": row[1 + i], "points": row[1 + len(_U) + i]}
+                for row in ledger
+                for i, rule in enumerate(rules_.RULES)
+                if row[1 + i]
+            ],
             "redemptions": [
                 {"id": i, "cid": c, "reward": rw, "cost": cost, "coupon": cp, "ts": ts}
                 for i, c, rw, cost, cp, ts in redemptions

@@ -38,19 +38,25 @@ CREATE TABLE loyalty_user_shows (
     ordered BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (app, user_id, room, show)
 );
--- The points ledger: per user, day and rule the units counted, the rule in force and
--- the points earned that day (capped).
+-- The points ledger: per user and day, the units each rule counted (u_*) and the points
+-- it earned that day, capped (p_*). Rules: roomserver/core/loyalty.py.
 CREATE TABLE loyalty_points_daily (
     app TEXT NOT NULL,
     user_id TEXT NOT NULL,
     day BIGINT NOT NULL,
-    rule TEXT NOT NULL,
-    units BIGINT NOT NULL,
-    rate BIGINT NOT NULL,
-    per_units BIGINT NOT NULL,
-    cap BIGINT NOT NULL,
-    points BIGINT NOT NULL,
-    PRIMARY KEY (app, user_id, day, rule)
+    u_watch BIGINT NOT NULL DEFAULT 0,
+    u_barrage BIGINT NOT NULL DEFAULT 0,
+    u_like BIGINT NOT NULL DEFAULT 0,
+    u_gift BIGINT NOT NULL DEFAULT 0,
+    u_order BIGINT NOT NULL DEFAULT 0,
+    u_share BIGINT NOT NULL DEFAULT 0,
+    p_watch BIGINT NOT NULL DEFAULT 0,
+    p_barrage BIGINT NOT NULL DEFAULT 0,
+    p_like BIGINT NOT NULL DEFAULT 0,
+    p_gift BIGINT NOT NULL DEFAULT 0,
+    p_order BIGINT NOT NULL DEFAULT 0,
+    p_share BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (app, user_id, day)
 );
 CREATE TABLE loyalty_rewards (
     app TEXT NOT NULL,
