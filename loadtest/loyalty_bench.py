@@ -1,6 +1,6 @@
 """Profile reads with 100,000 users (issue 12; figures in docs/benchmarks.md).
 
-``python -m loadtest.loyalty_bench [--users 100000 --reads 5000 --concurrency 8]
+``python -m loadtest.loyalty_bench [--users 100000 --reads 5000 --concurrency 1,8]
 [--database-url postgresql://…]``
 
 1. Fills a fresh store (embedded SQLite in a temporary ``--data-dir``, or the
@@ -9,7 +9,7 @@
    over 20 shows (join, leave with the session, barrage, like, and for a third of
    them an order, for a tenth a gift), in batches of 10,000; reports ingest rate.
 2. Starts ``roomserver serve`` on that store and reads ``GET /v1/users/{user}/profile``
-   of random users ``--reads`` times from ``--concurrency`` HTTP clients (a separate
+   of random users ``--reads`` times from each ``--concurrency`` count of HTTP clients (a separate
    process from the server): latency p50/p99/max (ms, client side, HTTP included),
    then one segment page and one 1,000-user CSV for scale.
 """
@@ -47,27 +47,19 @@ def _events(users: int) -> list[BehaviourEvent]:
         user, show = f"u{u:06d}", 1 + u % 20
         t = T0 + show * 86_400_000 + rnd.randrange(3_600_000)
 
-        def add(kind: str, ts: int, **data: Any) -> None:
+        def add(kind: str, ts: int, data: dict[str, Any], user: str = user, show: int = show) -> None:
             nonlocal n
             n += 1
             out.append(BehaviourEvent(f"b-{n}", APP, "room-1", show, user, kind, ts, 0, data))  # type: ignore[arg-type]
 
-        add("join", t, **({"ref": f"u{u - 1:06d}"} if u % 10 == 5 else {}))
-        add("barrage", t + 1_000, seq=n)
-        add("like", t + 2_000, count=rnd.randrange(1, 50))
+        add("join", t, {"ref": f"u{u - 1:06d}"} if u % 10 == 5 else {})
+        add("barrage", t + 1_000, {"seq": n})
+        add("like", t + 2_000, {"count": rnd.randrange(1, 50)})
         if u % 3 == 0:
-            add(
-                "order",
-                t + 3_000,
-                order=f"o{u}",
-                sale="s",
-                product="p",
-                qty=1,
-                amount=rnd.randrange(100, 50_000),
-            )
+            add("order", t + 3_000, {"order": f"o{u}", "qty": 1, "amount": rnd.randrange(100, 50_000)})
         if u % 10 == 0:
-            add("gift", t + 4_000, gift="rose", count=1, value=10)
-        add("leave", t + rnd.randrange(60_000, 3_600_000), joined_at=t)
+            add("gift", t + 4_000, {"gift": "rose", "count": 1, "value": 10})
+        add("leave", t + rnd.randrange(60_000, 3_600_000), {"joined_at": t})
     out.sort(key=lambda e: e.ts)
     return out
 
@@ -108,24 +100,36 @@ async def read(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                     pass
                 await asyncio.sleep(0.1)
             rnd = random.Random(7)
-            todo = [f"u{rnd.randrange(args.users):06d}" for _ in range(args.reads)]
-            latencies: list[float] = []
 
-            async def worker() -> None:
-                while todo:
-                    user = todo.pop()
-                    t = time.perf_counter()
-                    async with http.get(f"{base}/v1/users/{user}/profile") as r:
-                        assert r.status == 200, await r.text()
-                        await r.read()
-                    latencies.append((time.perf_counter() - t) * 1000)
+            async def reads(concurrency: int) -> dict[str, Any]:
+                todo = [f"u{rnd.randrange(args.users):06d}" for _ in range(args.reads)]
+                latencies: list[float] = []
+
+                async def worker() -> None:
+                    while todo:
+                        user = todo.pop()
+                        t = time.perf_counter()
+                        async with http.get(f"{base}/v1/users/{user}/profile") as r:
+                            assert r.status == 200, await r.text()
+                            await r.read()
+                        latencies.append((time.perf_counter() - t) * 1000)
+
+                t0 = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(concurrency)))
+                wall = time.perf_counter() - t0
+                return {
+                    "concurrency": concurrency,
+                    "reads": len(latencies),
+                    "reads_per_s": round(len(latencies) / wall),
+                    "p50_ms": _pct(latencies, 0.5),
+                    "p99_ms": _pct(latencies, 0.99),
+                    "max_ms": round(max(latencies), 2),
+                }
 
             for _ in range(200):  # warm the connections and the server
                 async with http.get(f"{base}/v1/users/u000001/profile") as r:
                     await r.read()
-            t0 = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-            wall = time.perf_counter() - t0
+            runs = [await reads(int(c)) for c in args.concurrency.split(",")]
             t = time.perf_counter()
             async with http.get(f"{base}/v1/users?tag=buyer&min_tier=1&limit=100") as r:
                 page = await r.json()
@@ -135,12 +139,7 @@ async def read(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                 text = await r.text()
             csv_ms = (time.perf_counter() - t) * 1000
             return {
-                "reads": len(latencies),
-                "concurrency": args.concurrency,
-                "reads_per_s": round(len(latencies) / wall),
-                "p50_ms": _pct(latencies, 0.5),
-                "p99_ms": _pct(latencies, 0.99),
-                "max_ms": round(max(latencies), 2),
+                "runs": runs,
                 "segment_page_ms": round(segment_ms, 1),
                 "segment_page_users": len(page["users"]),
                 "csv_ms": round(csv_ms, 1),
@@ -169,6 +168,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--reads", type=int, default=5_000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--concurrency", default="1,8", help="HTTP clients reading at once, one run per value"
+    )
     parser.add_argument("--database-url", default=None)
     print(json.dumps(asyncio.run(main(parser.parse_args())), indent=2))
