@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from roomserver.core import loyalty as L
@@ -117,3 +118,33 @@ def test_rfm_scores() -> None:
     top = stats(last_seen=NOW - 100 * DAY_MS, shows=20, gmv=100_000)
     assert L.rfm(top, NOW) == {"r": 1, "f": 5, "m": 5, "score": 11}
     assert L.rfm(stats(last_seen=None, shows=10, gmv=30_000), NOW) == {"r": 1, "f": 4, "m": 4, "score": 9}
+
+
+def test_a_sales_early_window_admits_members_only() -> None:
+    from roomserver.core import flashsale
+    from roomserver.protocol import OpError
+
+    params = flashsale.SaleParams(
+        product=flashsale.Product("p", "Tea", 100),
+        price_cents=100,
+        stock=5,
+        limit_per_user=1,
+        starts_at=10_000,
+        early_min_tier=2,
+        early_ms=3_000,
+    )
+    sale = flashsale.new_sale(params, sale_id="s", now_ms=0)
+    assert sale.opens_at == 7_000
+    flashsale.check_started(sale, 7_000, tier=2)
+    flashsale.check_started(sale, 9_999, tier=5)
+    flashsale.check_started(sale, 10_000, tier=0)
+    for now, tier, wait in ((6_999, 2, 1), (7_000, 1, 3_000), (9_000, 0, 1_000)):
+        with pytest.raises(OpError) as err:
+            flashsale.check_started(sale, now, tier=tier)
+        assert (err.value.code, err.value.retry_after_ms) == ("not_open", wait)
+    view = flashsale.sale_view(sale, 8_000)
+    assert (view["state"], view["early_min_tier"], view["early_ms"]) == ("scheduled", 2, 3_000)
+    plain = flashsale.new_sale(
+        msgspec.structs.replace(params, early_min_tier=None, early_ms=None), sale_id="t", now_ms=0
+    )
+    assert plain.opens_at == 10_000 and "early_ms" not in flashsale.sale_view(plain, 0)
