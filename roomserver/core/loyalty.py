@@ -190,22 +190,12 @@ class UserDelta:
     order_shows: set[tuple[str, int]] = field(default_factory=set)
     ref: str | None = None  # the sharer named by this batch's first join with a ref
 
-    def seen(self, ts: int) -> None:
-        self.records += 1
-        self.first_seen = ts if self.first_seen is None else min(self.first_seen, ts)
-        self.last_seen = ts if self.last_seen is None else max(self.last_seen, ts)
-
 
 @dataclass(slots=True)
 class Fold:
     users: dict[tuple[str, str], UserDelta] = field(default_factory=dict)
     # (app, user, day, rule) -> raw units
     units: dict[tuple[str, str, int, str], int] = field(default_factory=dict)
-
-    def add_units(self, app: str, user: str, day: int, rule: str, n: int) -> None:
-        if n > 0:
-            key = (app, user, day, rule)
-            self.units[key] = self.units.get(key, 0) + n
 
 
 def _int(value: object) -> int:
@@ -214,49 +204,60 @@ def _int(value: object) -> int:
 
 def fold(events: Iterable[BehaviourEvent], rules: LoyaltyRules) -> Fold:
     """Per-user changes and the day's rule units of ``events`` (share units are
-    added by the store, which alone knows whether a viewer is new to the app)."""
+    added by the store, which alone knows whether a viewer is new to the app).
+    Runs inside the ingest transaction for every record: kept to plain dict work."""
     out = Fold()
+    users, units = out.users, out.units
+    offset = rules.day_offset_min * 60_000
     ref_at: dict[tuple[str, str], int] = {}  # when the user's earliest join with a ref was
     for e in events:
-        if e.kind in NOT_A_VIEWER or not e.user:
+        kind, user, ts = e.kind, e.user, e.ts
+        if kind in NOT_A_VIEWER or not user:
             continue
-        d = out.users.get((e.app, e.user))
+        key = (e.app, user)
+        d = users.get(key)
         if d is None:
-            d = out.users[(e.app, e.user)] = UserDelta()
-        d.seen(e.ts)
+            d = users[key] = UserDelta(first_seen=ts, last_seen=ts)
+        else:
+            if ts < d.first_seen:  # type: ignore[operator]
+                d.first_seen = ts
+            if ts > d.last_seen:  # type: ignore[operator]
+                d.last_seen = ts
+        d.records += 1
         if e.show > 0:
             d.shows.add((e.room, e.show))
-        day = rules.day(e.ts)
-        kind, data = e.kind, e.data
         interaction = INTERACTIONS.get(kind)
         if interaction is not None:
             d.interactions[interaction] = d.interactions.get(interaction, 0) + 1
-        if kind == "leave":
+        rule, n, data = "", 0, e.data
+        if kind == "barrage":
+            rule, n = "barrage", 1
+        elif kind == "leave":
             joined_at = data.get("joined_at")
             if isinstance(joined_at, int) and not isinstance(joined_at, bool):
-                ms = min(max(e.ts - joined_at, 0), MAX_SESSION_MS)
-                d.watch_ms += ms
-                out.add_units(e.app, e.user, day, "watch", ms)
+                n = min(max(ts - joined_at, 0), MAX_SESSION_MS)
+                d.watch_ms += n
+                rule = "watch"
+        elif kind == "like":
+            rule, n = "like", _int(data.get("count", 1))
         elif kind == "join":
             ref = data.get("ref")
-            if isinstance(ref, str) and ref and ref != e.user and e.ts < ref_at.get((e.app, e.user), 2**63):
-                d.ref, ref_at[(e.app, e.user)] = ref, e.ts
-        elif kind == "barrage":
-            out.add_units(e.app, e.user, day, "barrage", 1)
-        elif kind == "like":
-            out.add_units(e.app, e.user, day, "like", _int(data.get("count", 1)))
+            if isinstance(ref, str) and ref and ref != user and ts < ref_at.get(key, 2**63):
+                d.ref, ref_at[key] = ref, ts
         elif kind == "gift":
-            value = _int(data.get("value"))
-            d.gift_value += value
-            out.add_units(e.app, e.user, day, "gift", value)
+            rule, n = "gift", _int(data.get("value"))
+            d.gift_value += n
         elif kind == "order":
-            amount = _int(data.get("amount"))
+            rule, n = "order", _int(data.get("amount"))
             d.orders += 1
-            d.gmv += amount
-            d.last_order = e.ts if d.last_order is None else max(d.last_order, e.ts)
+            d.gmv += n
+            if d.last_order is None or ts > d.last_order:
+                d.last_order = ts
             if e.show > 0:
                 d.order_shows.add((e.room, e.show))
-            out.add_units(e.app, e.user, day, "order", amount)
+        if n > 0:
+            ukey = (e.app, user, (ts + offset) // DAY_MS, rule)
+            units[ukey] = units.get(ukey, 0) + n
     return out
 
 
