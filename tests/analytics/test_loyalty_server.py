@@ -32,9 +32,19 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
     await srv.close()
 
 
-@pytest.fixture
-async def embedded() -> AsyncIterator[Server]:
-    srv = await start_server()
+@pytest.fixture(params=["memory+sqlite", "redis+pg"])
+async def perks_server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
+    """The perks on the embedded server, and on a Redis bus (the stock's Lua opens the
+    sale early) with the PostgreSQL store."""
+    extra: dict[str, Any] = {}
+    if request.param == "redis+pg":
+        redis = request.getfixturevalue("redis_single")
+        extra = {
+            "redis_url": redis.url,
+            "redis_prefix": request.getfixturevalue("unique_prefix"),
+            "database_url": request.getfixturevalue("postgres_url"),
+        }
+    srv = await start_server(**extra)
     yield srv
     await srv.close()
 
@@ -185,8 +195,8 @@ async def _viewer(server: Server, room: str, user: str, tier: int = 0) -> RoomCl
     return client
 
 
-async def test_early_sale_access_for_members(embedded: Server) -> None:
-    server = embedded
+async def test_early_sale_access_for_members(perks_server: Server) -> None:
+    server = perks_server
     room, host = await _room(server)
     await give_points(server, "earned", 600)  # computed tier 2 (500 points)
     await give_points(server, "little", 150)  # computed tier 1
@@ -233,8 +243,8 @@ async def test_early_sale_access_for_members(embedded: Server) -> None:
         assert err.code == "bad_request", params
 
 
-async def test_member_only_coupon_and_lottery_take_the_computed_tier(embedded: Server) -> None:
-    server = embedded
+async def test_member_only_coupon_and_lottery_take_the_computed_tier(perks_server: Server) -> None:
+    server = perks_server
     room, host = await _room(server)
     await give_points(server, "earned", 2_000)  # computed tier 3
     earned = await _viewer(server, room, "earned")
