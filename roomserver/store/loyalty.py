@@ -419,6 +419,14 @@ class LoyaltyStore:
                     cost,
                 )
                 if left is None:
+                    # A concurrent request with this cid may have spent the points first.
+                    if await tx.fetchval(
+                        "SELECT 1 FROM loyalty_redemptions WHERE app = $1 AND user_id = $2 AND cid = $3",
+                        app,
+                        user,
+                        cid,
+                    ):
+                        raise _SameCidRace
                     have = await tx.fetchval(
                         "SELECT points_earned - points_spent FROM loyalty_profiles WHERE app = $1 AND user_id = $2",
                         app,
