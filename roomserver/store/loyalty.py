@@ -132,6 +132,9 @@ async def _insert_returning(tx: Tx, head: str, tail: str, rows: Sequence[Sequenc
         return out
     n_cols = len(rows[0])
     numbered = not isinstance(tx, _SqliteTx)
+    # Rows in key order: two PostgreSQL writers upserting the same users lock them in
+    # the same order, so they wait for each other instead of deadlocking.
+    rows = sorted(rows, key=lambda r: (r[0], r[1], r[2]))
     for chunk in _chunks(rows, n_cols):
         args = [v for row in chunk for v in row]
         values = _values(len(chunk), n_cols, numbered=numbered)

@@ -426,3 +426,28 @@ def test_rules_are_the_configured_ones() -> None:
     rules = Config(points_rules="barrage=3:9", member_tiers="10,20", points_day_offset_min=0).loyalty_rules()
     assert rules == LoyaltyRules(rules={"barrage": rules.rules["barrage"]}, tiers=(10, 20), day_offset_min=0)
     assert rules.day_points("barrage", 5) == 9
+
+
+async def test_two_writers_ingesting_one_user_keep_caps_and_counts_exact(
+    store: AnalyticsStore, store_args: dict[str, Any]
+) -> None:
+    """Two ingest writers (two pools / connections), one record per batch, all at once:
+    the day's cap and the counters come out as from one writer."""
+    other = await AnalyticsStore.open(**store_args)
+    try:
+        t = DAY0 + 3_600_000
+        batches = [[ev("u", "barrage", t + i)] for i in range(30)]
+        batches += [[ev("u", "like", t + 100 + i, count=5)] for i in range(10)]
+        batches += [[ev(f"n{i}", "join", t + 200 + i, ref="u")] for i in range(12)]
+        writers = (store.events, other.events)
+        await asyncio.gather(*(writers[i % 2].ingest(b) for i, b in enumerate(batches)))
+        assert await ledger(store, "u") == {
+            (DAY, "barrage"): (30, 20),
+            (DAY, "like"): (50, 5),
+            (DAY, "share"): (12, 200),
+        }
+        profile = await store.loyalty.profile("a", "u", t)
+        assert profile is not None
+        assert (profile["points"], profile["referrals"], profile["interactions"]["total"]) == (225, 12, 40)
+    finally:
+        await other.close()
