@@ -28,7 +28,7 @@ from roomserver.core import loyalty as rules_
 from roomserver.core.behaviour import BehaviourEvent
 from roomserver.core.loyalty import DAY_MS, LoyaltyRules, Stats
 from roomserver.protocol import OpError
-from roomserver.store.db import Database, Tx, _SqliteTx
+from roomserver.store.db import Database, Tx
 
 # Parameters per statement (both engines allow 32,766).
 _MAX_PARAMS: Final = 15_000
@@ -105,7 +105,6 @@ TAG_SQL: Final = {
     "at risk": f"(orders >= 1 OR shows >= {rules_.AT_RISK_MIN_SHOWS})"
     f" AND last_seen < CAST($1 AS BIGINT) - {rules_.AT_RISK_DAYS * DAY_MS}",
 }
-MAX_PAGE: Final = 1000
 
 
 def _values(n_rows: int, n_cols: int, *, numbered: bool = True) -> str:
@@ -124,14 +123,15 @@ def _chunks(rows: Sequence[Sequence[Any]], n_cols: int) -> list[Sequence[Sequenc
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
-async def _insert_returning(tx: Tx, head: str, tail: str, rows: Sequence[Sequence[Any]]) -> list[tuple]:
+async def _insert_returning(
+    tx: Tx, head: str, tail: str, rows: Sequence[Sequence[Any]], *, numbered: bool
+) -> list[tuple]:
     """``head VALUES (…), (…) tail`` over ``rows`` in chunks; all returned rows. ``head``
     and ``tail`` take no parameters of their own (the values are the only ones)."""
     out: list[tuple] = []
     if not rows:
         return out
     n_cols = len(rows[0])
-    numbered = not isinstance(tx, _SqliteTx)
     # Rows in key order: two PostgreSQL writers upserting the same users lock them in
     # the same order, so they wait for each other instead of deadlocking.
     rows = sorted(rows, key=lambda r: (r[0], r[1], r[2]))
@@ -157,6 +157,9 @@ class LoyaltyStore:
 
     # -- ingest ----------------------------------------------------------------------
 
+    async def _insert(self, tx: Tx, head: str, tail: str, rows: Sequence[Sequence[Any]]) -> list[tuple]:
+        return await _insert_returning(tx, head, tail, rows, numbered=self.db.dialect == "pg")
+
     async def step(self, tx: Tx, new: list[BehaviourEvent]) -> None:
         """The ``on_ingest`` step: roll ``new`` up into profiles and the points ledger."""
         rules = self.rules
@@ -167,7 +170,7 @@ class LoyaltyStore:
         # Shows attended and shows with an order: counted when their row is new.
         new_shows: dict[tuple[str, str], int] = {}
         show_rows = [(a, u, room, show) for (a, u), d in users.items() for room, show in d.shows]
-        for a, u in await _insert_returning(
+        for a, u in await self._insert(
             tx,
             "INSERT INTO loyalty_user_shows (app, user_id, room, show)",
             "ON CONFLICT (app, user_id, room, show) DO NOTHING RETURNING app, user_id",
@@ -178,7 +181,7 @@ class LoyaltyStore:
         ordered = [(a, u, room, show) for (a, u), d in users.items() for room, show in d.order_shows]
         # (Rows of both kinds exist by now: the upsert only flips ``ordered``, and
         # returns the rows it flipped; an IN list of row values would scan the table.)
-        for a, u in await _insert_returning(
+        for a, u in await self._insert(
             tx,
             "INSERT INTO loyalty_user_shows (app, user_id, room, show, ordered)",
             "ON CONFLICT (app, user_id, room, show) DO UPDATE SET ordered = 1"
@@ -210,7 +213,7 @@ class LoyaltyStore:
                     earned.pop((a, u), 0),
                 )
             )
-        returned = await _insert_returning(
+        returned = await self._insert(
             tx,
             f"INSERT INTO loyalty_profiles ({', '.join(_PROFILE_COLUMNS)}, points_earned)",
             _PROFILE_UPSERT,
@@ -229,8 +232,8 @@ class LoyaltyStore:
                 referrals[(a, d.ref)] = referrals.get((a, d.ref), 0) + 1
         earned.update(await self._earn(tx, shares))
         if earned or referrals:
-            # (Rare: sharers, and users earning only through another's records.)
-            await _insert_returning(
+            # Sharers: points and referrals from other users' records (rare: one statement).
+            await self._insert(
                 tx,
                 "INSERT INTO loyalty_profiles (app, user_id, points_earned, referrals)",
                 f"ON CONFLICT (app, user_id) DO UPDATE SET points_earned = {_P}.points_earned"
@@ -260,7 +263,7 @@ class LoyaltyStore:
         if self._upsert_for is not rules:
             self._upsert_for, self._upsert = rules, daily_upsert(rules)
         earned: dict[tuple[str, str], int] = {}
-        for a, u, day, *totals in await _insert_returning(
+        for a, u, day, *totals in await self._insert(
             tx,
             f"INSERT INTO {_D} (app, user_id, day, {', '.join(_U)}, {', '.join(_PTS)})",
             self._upsert,
