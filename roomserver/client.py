@@ -833,7 +833,7 @@ class RoomClient:
                 sent.future.cancel()
 
     async def _idempotent(
-        self, op: str, room: str, params: dict[str, Any], *, attempts: int = 5
+        self, op: str, room: str | None, params: dict[str, Any], *, attempts: int = 5
     ) -> dict[str, Any]:
         """Send a ``cid`` op, retrying with the same ``cid`` where a retry may succeed."""
         for attempt in range(attempts):
@@ -960,7 +960,10 @@ class RoomClient:
         limit_per_user: int,
         starts_at: int | None = None,
         duration_ms: int | None = None,
+        early_min_tier: int | None = None,
+        early_ms: int | None = None,
     ) -> dict[str, Any]:
+        """``early_min_tier`` + ``early_ms``: members of that tier may buy ``early_ms`` before ``starts_at``."""
         return await self.request(
             "sale.create",
             room,
@@ -971,6 +974,8 @@ class RoomClient:
                 limit_per_user=limit_per_user,
                 starts_at=starts_at,
                 duration_ms=duration_ms,
+                early_min_tier=early_min_tier,
+                early_ms=early_ms,
             ),
         )
 
@@ -989,7 +994,9 @@ class RoomClient:
         min_spend_cents: int,
         quantity: int,
         per_user: int,
+        min_tier: int = 0,
     ) -> dict[str, Any]:
+        """``min_tier``: a member-only coupon (the lowest member tier that may claim it)."""
         return await self.request(
             "coupon.issue",
             room,
@@ -998,7 +1005,14 @@ class RoomClient:
             min_spend_cents=min_spend_cents,
             quantity=quantity,
             per_user=per_user,
+            **({"min_tier": min_tier} if min_tier else {}),
         )
+
+    async def points_redeem(self, reward: str, cid: str | None = None) -> dict[str, Any]:
+        """Spend loyalty points on a reward of the app's catalog (no room); ``cid``
+        (generated if omitted) is reused across this call's own retries: one redemption."""
+        cid = cid if cid is not None else new_cid()
+        return await self._idempotent("points.redeem", None, {"reward": reward, "cid": cid})
 
     async def coupon_claim(self, room: str, coupon: str, cid: str | None = None) -> dict[str, Any]:
         """Claim; ``cid`` (generated if omitted) is reused across this call's own

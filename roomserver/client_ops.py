@@ -109,6 +109,11 @@ class PkInvitedReply(TypedDict):
     pk: PkPending
 
 
+class PointsRedeemed(TypedDict):
+    claim: ClaimRef
+    points_left: int
+
+
 class PollCreated(TypedDict):
     poll: PollRef
 
@@ -323,6 +328,8 @@ class SaleView(TypedDict):
     starts_at: int
     ends_at: int | None
     state: Literal["closed", "open", "scheduled"]
+    early_min_tier: NotRequired[int]
+    early_ms: NotRequired[int]
     left: NotRequired[int]
     reason: NotRequired[Literal["cancelled", "ended", "sold_out"]]
     sold: NotRequired[int]
@@ -488,6 +495,7 @@ class Ops:
         quantity: int,
         min_spend_cents: int | Omitted = OMIT,
         per_user: int | Omitted = OMIT,
+        min_tier: int | Omitted = OMIT,
         cid: str | Omitted | None = OMIT,
     ) -> CouponIssuedReply:
         """``coupon.issue`` (H,M)."""
@@ -503,6 +511,7 @@ class Ops:
                         "quantity": quantity,
                         "min_spend_cents": min_spend_cents,
                         "per_user": per_user,
+                        "min_tier": min_tier,
                         "cid": cid,
                     }
                 ),
@@ -631,6 +640,13 @@ class Ops:
         """``pk.reject`` (H)."""
         return cast(Empty, await self._client.request("pk.reject", room, **_given({"pk": pk})))
 
+    async def points_redeem(self, *, reward: str, cid: str) -> PointsRedeemed:
+        """``points.redeem`` (any)."""
+        return cast(
+            PointsRedeemed,
+            await self._client.request("points.redeem", None, **_given({"reward": reward, "cid": cid})),
+        )
+
     async def poll_create(
         self, room: str, *, question: str, options: list[str], duration_ms: int
     ) -> PollCreated:
@@ -732,6 +748,8 @@ class Ops:
         limit_per_user: int,
         starts_at: int | Omitted | None = OMIT,
         duration_ms: int | Omitted | None = OMIT,
+        early_min_tier: int | Omitted | None = OMIT,
+        early_ms: int | Omitted | None = OMIT,
         cid: str | Omitted | None = OMIT,
     ) -> SaleCreated:
         """``sale.create`` (H,M)."""
@@ -748,6 +766,8 @@ class Ops:
                         "limit_per_user": limit_per_user,
                         "starts_at": starts_at,
                         "duration_ms": duration_ms,
+                        "early_min_tier": early_min_tier,
+                        "early_ms": early_ms,
                         "cid": cid,
                     }
                 ),

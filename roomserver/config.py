@@ -16,6 +16,7 @@ import msgspec
 from roomserver import configspec as cs
 from roomserver.auth import DEV_APP
 from roomserver.configspec import env_name, flags_of, setting, setting_factory
+from roomserver.core import loyalty
 from roomserver.core import schedule as sched
 from roomserver.core.turn import check_turn_url
 from roomserver.core.webhooks import (
@@ -310,6 +311,27 @@ class Config:
         shown_default="24h,10m",
         metavar="LIST",
     )
+    # Loyalty (docs/analytics.md "Profiles, tags, points and tiers"): points rules with
+    # daily caps, member tier thresholds, and the day the caps count in.
+    points_rules: str = setting(
+        loyalty.DEFAULT_POINTS_RULES,
+        "loyalty points per rule, RULE=POINTS[/PER][:DAILY_CAP],… (rules: watch per minute, barrage,"
+        " like, gift and order per yuan, share per new viewer brought; a rule left out earns nothing)",
+        loyalty.check_points_rules,
+        metavar="SPEC",
+    )
+    member_tiers: str = setting(
+        loyalty.DEFAULT_TIERS,
+        "lifetime points earned for member tier 1, 2, … (ascending, at most 10); the room takes"
+        " the higher of this tier and the token's `tier`",
+        loyalty.check_tiers,
+        metavar="LIST",
+    )
+    points_day_offset_min: int = setting(
+        loyalty.DEFAULT_DAY_OFFSET_MIN,
+        "minutes east of UTC of the day daily point caps count in (480: China time)",
+        loyalty.check_day_offset,
+    )
     # The room assistant (docs/assistant.md): lexical (BM25), hybrid (+ the embedding
     # model of the `assistant` extra, when installed) or off.
     assistant: str = setting(
@@ -471,6 +493,13 @@ class Config:
         if self.auto_create is not None:
             return self.auto_create
         return "any" if self.dev_mode else "named"
+
+    def loyalty_rules(self) -> loyalty.LoyaltyRules:
+        return loyalty.LoyaltyRules(
+            loyalty.parse_points_rules(self.points_rules),
+            loyalty.parse_tiers(self.member_tiers),
+            self.points_day_offset_min,
+        )
 
     def app_secrets(self) -> dict[str, str]:
         """The apps whose tokens are accepted; dev mode adds app ``dev``."""

@@ -20,6 +20,7 @@ from roomserver.buswatch import BusWatch
 from roomserver.config import Config
 from roomserver.gateway import Gateway
 from roomserver.gcpolicy import GcPolicy
+from roomserver.handlers import loyalty as loyalty_ops
 from roomserver.handlers.catalog import SHOW_END, deadline_checks
 from roomserver.metrics import Metrics
 from roomserver.node import Node
@@ -151,6 +152,9 @@ def _install_store(app: web.Application, config: Config) -> None:
 
     async def open_store(app: web.Application) -> None:
         app[STORE_KEY] = await AnalyticsStore.open(url=config.database_url, data_dir=Path(config.data_dir))
+        # Loyalty: the configured points rules and tiers; the handlers' member tier and points.redeem.
+        app[STORE_KEY].loyalty.rules = config.loyalty_rules()
+        loyalty_ops.attach(app[NODE_KEY], app[STORE_KEY].loyalty)
 
     async def close_store(app: web.Application) -> None:
         if STORE_KEY in app:

@@ -11,8 +11,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from roomserver.api import loyalty
 from roomserver.api.openapi import openapi_document
 from roomserver.api.routes import ROUTES, Route
+
+# Every declared route: the main table and the feature tables beside it.
+DECLARED_ROUTES: list[Route] = [*ROUTES, *loyalty.ROUTES]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -40,7 +44,7 @@ def add_routes(app: web.Application, ws_handler: Handler) -> None:
         return web.json_response(doc)
 
     routes = [
-        *ROUTES,
+        *DECLARED_ROUTES,
         Route("GET", "/v1/openapi.json", openapi, "This document", "none", bus=False),
         Route(
             "GET",

@@ -31,6 +31,8 @@ ERROR_SCHEMA = {
 # looked up (unknown = 404), so any 1..128 characters.
 ROOM_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,64}$"}
 ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 128}
+# Path parameters that are room-style ids (1..64 of [A-Za-z0-9_.:@-]), as the token's `sub` is.
+ID_PATTERN_PARAMS = frozenset({"room", "user", "reward"})
 
 STATUS_TEXT = {
     400: "Malformed request (bad_request)",
@@ -132,6 +134,8 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
             responses[str(r.ok_status)]["content"] = {r.content: {"schema": schemas[reply]}}
         elif r.content and r.ok_status != 101:
             responses[str(r.ok_status)]["content"] = {r.content: {}}
+        for other in r.other_content:
+            responses[str(r.ok_status)].setdefault("content", {})[other] = {"schema": {"type": "string"}}
         for status in error_statuses(r):
             responses[str(status)] = {"description": STATUS_TEXT[status], "content": error_ref}
         doc: dict[str, Any] = {
@@ -144,7 +148,7 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": ROOM_ID_SCHEMA if name == "room" else ID_SCHEMA,
+                "schema": ROOM_ID_SCHEMA if name in ID_PATTERN_PARAMS else ID_SCHEMA,
             }
             for name in re.findall(r"{(\w+)}", path)
         ]

@@ -52,6 +52,8 @@ class Route:
     headers: tuple[Query, ...] = ()  # request headers the route requires
     # The JSON body of its success answer (a roomserver.contract.wire shape).
     reply: type[msgspec.Struct] | None = None
+    # Further media types of the success answer (e.g. text/csv for ``?format=csv``).
+    other_content: tuple[str, ...] = ()
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

@@ -50,9 +50,9 @@ def _params_name(op: OpContract, ops: list[OpContract]) -> str | None:
 
 def _rest_shapes() -> list[type]:
     """The REST routes' answer shapes (``Route.reply``), in route order."""
-    from roomserver.api.routes import ROUTES
+    from roomserver.api import DECLARED_ROUTES
 
-    return list(dict.fromkeys(r.reply for r in ROUTES if r.reply is not None))
+    return list(dict.fromkeys(r.reply for r in DECLARED_ROUTES if r.reply is not None))
 
 
 # -- TypeScript -------------------------------------------------------------------------

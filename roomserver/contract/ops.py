@@ -83,6 +83,11 @@ class CouponClaimed(w.Wire):
     claim: w.ClaimRef
 
 
+class PointsRedeemed(w.Wire):
+    claim: w.ClaimRef
+    points_left: int
+
+
 class PacketSent(w.Wire):
     packet: w.IdRef
 
@@ -164,6 +169,7 @@ REPLIES: dict[str, type[w.Wire]] = {
     "sale.buy": OrderPlaced,
     "coupon.issue": CouponIssuedReply,
     "coupon.claim": CouponClaimed,
+    "points.redeem": PointsRedeemed,
     "redpacket.send": PacketSent,
     "redpacket.grab": Grabbed,
     "poll.create": PollCreated,

@@ -150,6 +150,9 @@ class SaleView(Wire):
     starts_at: int
     ends_at: int | None
     state: SaleState
+    # Early access: members of this tier may buy ``early_ms`` before ``starts_at``.
+    early_min_tier: int | UnsetType = UNSET
+    early_ms: int | UnsetType = UNSET
     left: int | UnsetType = UNSET
     reason: SaleCloseReason | UnsetType = UNSET
     sold: int | UnsetType = UNSET
@@ -252,6 +255,8 @@ class CouponIssued(Wire):
     min_spend_cents: int
     quantity: int
     per_user: int
+    # Member-only: the lowest member tier that may claim it (absent: anyone).
+    min_tier: int | UnsetType = UNSET
 
 
 class RedpacketSent(Wire):

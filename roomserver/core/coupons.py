@@ -29,6 +29,7 @@ MAX_MIN_SPEND_CENTS: Final = 1_000_000_000
 MAX_QUANTITY: Final = 1_000_000
 MAX_ID_CHARS: Final = 64
 MAX_CID_CHARS: Final = 64
+MAX_TIER: Final = 10
 
 
 class CouponParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -39,6 +40,8 @@ class CouponParams(msgspec.Struct, forbid_unknown_fields=False):
     quantity: int
     min_spend_cents: int = 0
     per_user: int = 1
+    # Member-only coupon: the lowest member tier (token ``tier`` or computed) that may claim it.
+    min_tier: int = 0
 
     # Idempotency key: a retry with it returns what the first request created.
     cid: Cid | None = None
@@ -56,6 +59,8 @@ class CouponParams(msgspec.Struct, forbid_unknown_fields=False):
             raise ValueError(f"quantity must be between 1 and {MAX_QUANTITY}")
         if not 1 <= self.per_user <= MAX_QUANTITY:
             raise ValueError(f"per_user must be between 1 and {MAX_QUANTITY}")
+        if not 0 <= self.min_tier <= MAX_TIER:
+            raise ValueError(f"min_tier must be between 0 and {MAX_TIER}")
 
 
 class ClaimParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -92,6 +97,7 @@ class Coupon(msgspec.Struct, frozen=True):
     per_user: int
     issuer: str
     issued_at: int
+    min_tier: int = 0
 
 
 def new_coupon(params: CouponParams, *, coupon_id: str, issuer: str, now_ms: int) -> Coupon:
@@ -104,6 +110,7 @@ def new_coupon(params: CouponParams, *, coupon_id: str, issuer: str, now_ms: int
         per_user=params.per_user,
         issuer=issuer,
         issued_at=now_ms,
+        min_tier=params.min_tier,
     )
 
 
@@ -215,6 +222,7 @@ def issued_view(coupon: Coupon) -> dict[str, Any]:
         "min_spend_cents": coupon.min_spend_cents,
         "quantity": coupon.quantity,
         "per_user": coupon.per_user,
+        **({"min_tier": coupon.min_tier} if coupon.min_tier else {}),
     }
 
 

@@ -51,6 +51,7 @@ MIN_DURATION_MS: Final = 1_000
 MAX_DURATION_MS: Final = 86_400_000
 # A sale belongs to a show: it may be scheduled at most a day ahead.
 MAX_START_AHEAD_MS: Final = 86_400_000
+MAX_TIER: Final = 10
 
 
 class Product(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=True, frozen=True):
@@ -81,6 +82,10 @@ class SaleParams(msgspec.Struct, forbid_unknown_fields=False):
     limit_per_user: int
     starts_at: int | None = None
     duration_ms: int | None = None
+    # Early access (优先购买权): members of this tier or higher may buy ``early_ms``
+    # before ``starts_at`` (both or neither).
+    early_min_tier: int | None = None
+    early_ms: int | None = None
 
     # Idempotency key: a retry with it returns what the first request created.
     cid: Cid | None = None
@@ -96,6 +101,14 @@ class SaleParams(msgspec.Struct, forbid_unknown_fields=False):
             raise ValueError("starts_at must be a unix time in milliseconds")
         if self.duration_ms is not None and not MIN_DURATION_MS <= self.duration_ms <= MAX_DURATION_MS:
             raise ValueError(f"duration_ms must be between {MIN_DURATION_MS} and {MAX_DURATION_MS}")
+        if (self.early_min_tier is None) != (self.early_ms is None):
+            raise ValueError(
+                "early_min_tier and early_ms go together (members of that tier buy early_ms early)"
+            )
+        if self.early_min_tier is not None and not 1 <= self.early_min_tier <= MAX_TIER:
+            raise ValueError(f"early_min_tier must be between 1 and {MAX_TIER}")
+        if self.early_ms is not None and not MIN_DURATION_MS <= self.early_ms <= MAX_START_AHEAD_MS:
+            raise ValueError(f"early_ms must be between {MIN_DURATION_MS} and {MAX_START_AHEAD_MS}")
 
 
 class BuyParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -154,6 +167,17 @@ class Sale(msgspec.Struct, frozen=True):
     closed_reason: CloseReason | None = None
     closed_at: int | None = None
     sold: int = 0  # final once closed
+    early_min_tier: int = 0  # 0: no early access
+    early_ms: int = 0
+
+    @property
+    def opens_at(self) -> int:
+        """When the first buyer may buy: members with early access, else everyone."""
+        return self.starts_at - self.early_ms if self.early_min_tier else self.starts_at
+
+    def early_for(self, tier: int, now_ms: int) -> bool:
+        """Is ``now_ms`` in the early window, and ``tier`` one it admits?"""
+        return bool(self.early_min_tier) and tier >= self.early_min_tier and self.opens_at <= now_ms
 
     def state_at(self, now_ms: int) -> SaleState:
         if self.closed_reason is not None or (self.ends_at is not None and now_ms >= self.ends_at):
@@ -161,11 +185,14 @@ class Sale(msgspec.Struct, frozen=True):
         return SaleState.SCHEDULED if now_ms < self.starts_at else SaleState.OPEN
 
 
-def check_started(sale: Sale, now_ms: int) -> None:
-    """A buy before ``starts_at`` is ``not_open`` with the wait; the end of the
-    window is the stock's own check (the bus's clock decides it atomically)."""
-    if sale.state_at(now_ms) is SaleState.SCHEDULED:
-        raise OpError("not_open", "this sale has not started yet", retry_after_ms=sale.starts_at - now_ms)
+def check_started(sale: Sale, now_ms: int, tier: int = 0) -> None:
+    """A buy before ``starts_at`` is ``not_open`` with the wait, unless ``tier`` has
+    early access and its window is open; the end of the window is the stock's own
+    check (the bus's clock decides it atomically)."""
+    if sale.state_at(now_ms) is SaleState.SCHEDULED and not sale.early_for(tier, now_ms):
+        early = sale.early_min_tier and tier >= sale.early_min_tier
+        opens = sale.opens_at if early else sale.starts_at
+        raise OpError("not_open", "this sale has not started yet", retry_after_ms=opens - now_ms)
 
 
 def new_sale(params: SaleParams, *, sale_id: str, now_ms: int) -> Sale:
@@ -182,6 +209,8 @@ def new_sale(params: SaleParams, *, sale_id: str, now_ms: int) -> Sale:
         created_at=now_ms,
         starts_at=starts_at,
         ends_at=None if params.duration_ms is None else starts_at + params.duration_ms,
+        early_min_tier=params.early_min_tier or 0,
+        early_ms=params.early_ms or 0,
     )
 
 
@@ -378,6 +407,9 @@ def sale_view(sale: Sale, now_ms: int, stock_left: int | None = None) -> dict[st
         "ends_at": sale.ends_at,
         "state": sale.state_at(now_ms).value,
     }
+    if sale.early_min_tier:
+        view["early_min_tier"] = sale.early_min_tier
+        view["early_ms"] = sale.early_ms
     if stock_left is not None:
         view["left"] = stock_left
     if sale.closed_reason is not None:

@@ -60,6 +60,9 @@ class Session:
     room_keys: dict[str, str] = field(default_factory=dict)
     # The language of this socket's error messages (``lang`` at connect; English by default).
     lang: Lang = DEFAULT_LANG
+    # The member tier computed from the store's points, and when it was looked up
+    # (handlers/loyalty.py ``member_tier``: read on the first tier-gated op, kept a minute).
+    computed_tier: tuple[int, int] | None = None
 
     def room_key(self, room: str) -> str:
         """The frame's room as a room of this socket's app (``bad_request`` if invalid)."""

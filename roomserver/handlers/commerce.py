@@ -23,6 +23,7 @@ from roomserver.bus.base import AUDIENCE_STAFF, BrokerUnavailable, GrabStatus, S
 from roomserver.core import coupons, creation, flashsale, lottery, redpacket
 from roomserver.core.room import Emit, RoomDoc, with_features
 from roomserver.handlers import OpContext, PerNode, deadline, op
+from roomserver.handlers.loyalty import check_tier, member_tier
 from roomserver.node import Node
 from roomserver.protocol import OpError, now_ms
 
@@ -167,7 +168,7 @@ async def sale_create(ctx: OpContext, p: flashsale.SaleParams) -> dict:
         ctx.room,
         sale_key(sale.id),
         sale.stock,
-        opens_at=sale.starts_at,
+        opens_at=sale.opens_at,  # members with early access buy from here; the others wait (check_started)
         closes_at=sale.ends_at or 0,
         ttl_ms=COUNTER_TTL_MS,
     )
@@ -186,7 +187,9 @@ async def sale_create(ctx: OpContext, p: flashsale.SaleParams) -> dict:
 async def sale_buy(ctx: OpContext, p: flashsale.BuyParams) -> dict:
     node, room, now = ctx.node, ctx.room, now_ms()
     sale = _load_sale(await node.require_room(room), p.sale)
-    flashsale.check_started(sale, now)
+    # The member tier is looked up only for a sale in its early-access window.
+    early = sale.early_min_tier and sale.opens_at <= now < sale.starts_at
+    flashsale.check_started(sale, now, await member_tier(ctx) if early else 0)
     order = _Take(
         id=flashsale.order_id(sale.id, ctx.user, p.cid),
         sale=sale.id,
@@ -389,7 +392,9 @@ async def lottery_create(ctx: OpContext, p: lottery.LotteryParams) -> dict:
 async def enter_lottery(ctx: OpContext, lot: lottery.Lottery) -> None:
     now = now_ms()
     joined = ctx.socket.joined_at.get(ctx.room, now)
-    lottery.check_can_enter(lot, now_ms=now, watch_s=(now - joined) / 1000, tier=ctx.identity.tier)
+    # The token's tier, or (only when it falls short) the higher member tier computed from points.
+    tier = ctx.identity.tier if lot.min_tier <= ctx.identity.tier else await member_tier(ctx)
+    lottery.check_can_enter(lot, now_ms=now, watch_s=(now - joined) / 1000, tier=tier)
     res = await ctx.node.broker.tally(ctx.room, entries_key(lot.id), ctx.user, "1", COUNTER_TTL_MS)
     if res.status == TallyStatus.EXISTS:
         raise OpError("conflict", "you have already entered this lottery")
@@ -517,6 +522,7 @@ async def coupon_issue(ctx: OpContext, p: coupons.CouponParams) -> dict:
 async def coupon_claim(ctx: OpContext, p: coupons.ClaimParams) -> dict:
     doc = await ctx.node.require_room(ctx.room)
     coupon = _get(doc, "coupons", p.coupon, coupons.Coupon, "coupon")
+    await check_tier(ctx, coupon.min_tier, "claim this coupon")
     record: dict[str, Any] = {"coupon": coupon.id, "user": ctx.user, "ts": now_ms()}
     if p.cid is not None:
         record["id"] = coupons.cid_claim_id(coupon.id, ctx.user, p.cid)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from roomserver.store.db import Database, Tx, open_database
 from roomserver.store.events import EventLog
+from roomserver.store.loyalty import LoyaltyStore
 
 
 class Facet(Protocol):
@@ -30,7 +31,9 @@ class AnalyticsStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.events = EventLog(db)
-        self.facets: list[Facet] = [self.events]
+        self.loyalty = LoyaltyStore(db)
+        self.events.on_ingest.append(self.loyalty.step)
+        self.facets: list[Facet] = [self.events, self.loyalty]
 
     @classmethod
     async def open(cls, *, url: str | None = None, data_dir: Path | None = None) -> AnalyticsStore:

@@ -235,11 +235,13 @@ async def test_every_cid_op_method_sends_a_cid_and_unavailable_errors_carry_it(p
           await c.sendGift('r', 'rose');                       // unavailable once, retried
           await c.buy('r', 's1');
           await c.claimCoupon('r', 'k1');
+          await c.redeemPoints('tea');                         // no room: points are the app's
           await c.request('barrage.send', 'r', { text: 'raw' });
           await c.request('barrage.send', 'r', { text: 'mine', cid: 'my-cid' });
           let err;
           try { await c.sendBarrage('r', 'fails'); } catch (e) { err = { code: e.code, cid: e.cid }; }
-          return { sent: sent.map((m) => [m.op, m.text ?? null, m.cid ?? null]), err };
+          const redeem = sent.find((m) => m.op === 'points.redeem');
+          return { sent: sent.map((m) => [m.op, m.text ?? null, m.cid ?? null]), err, redeemRoom: redeem.room ?? null };
         }"""
     )
     sent = result["sent"]
@@ -251,6 +253,7 @@ async def test_every_cid_op_method_sends_a_cid_and_unavailable_errors_carry_it(p
     fails = [cid for op, text, cid in sent if text == "fails"]
     assert len(fails) == 2 and len(set(fails)) == 1  # sendBarrage retries once, same cid
     assert result["err"] == {"code": "unavailable", "cid": fails[0]}
+    assert result["redeemRoom"] is None and any(op == "points.redeem" and cid for op, _, cid in sent)
 
 
 async def test_room_handle_delivers_only_its_rooms_events_and_binds_ops(pages, server, room) -> None:

@@ -295,6 +295,11 @@ export declare class RoomClient {
     coupon: string,
     opts?: { cid?: string; attempts?: number },
   ): Promise<OpReplies["coupon.claim"]>;
+  /**
+   * Spend loyalty points on `reward` (an id of the app's reward catalog); `cid` (generated if
+   * omitted) is reused across this call's own retries: never two redemptions.
+   */
+  redeemPoints(reward: string, opts?: { cid?: string; attempts?: number }): Promise<OpReplies["points.redeem"]>;
   sendRedPacket(room: string, params: RedPacketParams): Promise<OpReplies["redpacket.send"]>;
   grabRedPacket(room: string, packet: string): Promise<OpReplies["redpacket.grab"]>;
 

@@ -49,6 +49,7 @@ export interface CouponIssueParams {
   quantity: number;
   min_spend_cents?: number;
   per_user?: number;
+  min_tier?: number;
   cid?: string | null;
 }
 
@@ -99,6 +100,12 @@ export interface PkParams {
 export interface PkInviteParams {
   target_room: string;
   duration_s?: number;
+}
+
+/** `points.redeem` params: a reward of the app's catalog, and the idempotency key. */
+export interface PointsRedeemParams {
+  reward: string;
+  cid: string;
 }
 
 export interface PollCreateParams {
@@ -166,6 +173,8 @@ export interface SaleCreateParams {
   limit_per_user: number;
   starts_at?: number | null;
   duration_ms?: number | null;
+  early_min_tier?: number | null;
+  early_ms?: number | null;
   cid?: string | null;
 }
 
@@ -250,6 +259,11 @@ export interface PkEndedReply {
 
 export interface PkInvitedReply {
   pk: PkPending;
+}
+
+export interface PointsRedeemed {
+  claim: ClaimRef;
+  points_left: number;
 }
 
 export interface PollCreated {
@@ -361,6 +375,7 @@ export interface CouponIssued {
   min_spend_cents: number;
   quantity: number;
   per_user: number;
+  min_tier?: number;
 }
 
 export interface GiftSent {
@@ -536,6 +551,8 @@ export interface SaleView {
   starts_at: number;
   ends_at: number | null;
   state: "closed" | "open" | "scheduled";
+  early_min_tier?: number;
+  early_ms?: number;
   left?: number;
   reason?: "cancelled" | "ended" | "sold_out";
   sold?: number;
@@ -615,6 +632,28 @@ export interface SaleOrders {
   sold: number;
   orders: Order[];
   problems: string[];
+}
+
+export interface ProfileReply {
+  profile: Profile;
+}
+
+/** A page of a segment; `next` is the `cursor` of the next page (null: the last). */
+export interface UserPage {
+  users: Profile[];
+  next: string | null;
+}
+
+export interface RewardList {
+  rewards: Reward[];
+}
+
+export interface RewardReply {
+  reward: Reward;
+}
+
+export interface RewardDeleted {
+  deleted: string;
 }
 
 export interface Product {
@@ -823,6 +862,36 @@ export interface EventMessage {
   seq?: number;
 }
 
+export interface Profile {
+  user: string;
+  shows_attended: number;
+  watch_ms: number;
+  watch_minutes: number;
+  interactions: Interactions;
+  orders: number;
+  order_shows: number;
+  gmv_cents: number;
+  gift_value_cents: number;
+  referrals: number;
+  points: number;
+  points_earned: number;
+  points_spent: number;
+  first_seen: number | null;
+  last_seen: number | null;
+  last_order: number | null;
+  tier: number;
+  tags: string[];
+  rfm: Rfm;
+}
+
+export interface Reward {
+  id: string;
+  title: string;
+  cost: number;
+  coupon: RewardCoupon;
+  updated_at: number;
+}
+
 /** The snapshot's `lottery`: `LotteryOpened` while open, `LotteryDrawn` after. */
 export interface LotteryView {
   id: string;
@@ -844,6 +913,35 @@ export interface LotteryView {
 export interface Track {
   kind: string;
   codec: string;
+}
+
+/** Interactions across shows by kind (one op = one: a like.send of 30 likes is one). */
+export interface Interactions {
+  total: number;
+  barrage: number;
+  like: number;
+  gift: number;
+  vote: number;
+  track: number;
+  lottery: number;
+  coupon: number;
+  redpacket: number;
+}
+
+/** RFM-style scores 1..5 (recency, frequency, monetary) and their sum. */
+export interface Rfm {
+  r: number;
+  f: number;
+  m: number;
+  score: number;
+}
+
+/** The coupon a reward grants: the app's coupon id (what its shop redeems) and how it reads. */
+export interface RewardCoupon {
+  id: string;
+  title?: string;
+  discount_cents?: number;
+  min_spend_cents?: number;
 }
 
 /** Each op's params (the frame's fields besides id, op and room). */
@@ -874,6 +972,7 @@ export interface OpParams {
   "pk.end": PkParams;
   "pk.invite": PkInviteParams;
   "pk.reject": PkParams;
+  "points.redeem": PointsRedeemParams;
   "poll.create": PollCreateParams;
   "poll.vote": PollVoteParams;
   "product.pin": ProductPinParams;
@@ -920,6 +1019,7 @@ export interface OpReplies {
   "pk.end": PkEndedReply;
   "pk.invite": PkInvitedReply;
   "pk.reject": Empty;
+  "points.redeem": PointsRedeemed;
   "poll.create": PollCreated;
   "poll.vote": Empty;
   "product.pin": Empty;

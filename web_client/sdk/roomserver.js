@@ -763,6 +763,10 @@ export class RoomClient {
   claimCoupon(room, coupon, { cid = newCid(), attempts = 4 } = {}) {
     return this._retrying("coupon.claim", room, { coupon, cid }, attempts);
   }
+  /** Spend loyalty points on a reward of the app's catalog (no room: points are the app's). */
+  redeemPoints(reward, { cid = newCid(), attempts = 4 } = {}) {
+    return this._retrying("points.redeem", null, { reward, cid }, attempts);
+  }
   sendRedPacket(room, params) {
     return this.request("redpacket.send", room, params);
   }
