@@ -89,6 +89,12 @@ class _Fold:
         return "".join(map(self.fold_char, unicodedata.normalize("NFKC", text)))
 
     def fold_char(self, ch: str) -> str:
+        # A letter whose case folding is several letters (ᾐ → ἠι, ß → ss) folds as
+        # those letters one by one, as its capitals (ἨΙ) do: otherwise the upper-case
+        # path below sees the capitals together and ᾐ and ἨΙ get different keys.
+        folded = ch.casefold()
+        if len(folded) > 1:
+            return "".join(map(self.fold_char, folded))
         # Case-blind like the rest of the match: a letter that looks like an ASCII
         # letter in either case folds to it (Т and т → t, Χ and χ → x), so that
         # capitals from another script cannot spell a Latin word ("SHIΤ").
