@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from roomserver.store.db import Database, Tx, open_database
 from roomserver.store.events import EventLog
+from roomserver.store.reports import ShowReports
 
 
 class Facet(Protocol):
@@ -30,7 +31,8 @@ class AnalyticsStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.events = EventLog(db)
-        self.facets: list[Facet] = [self.events]
+        self.reports = ShowReports(db, self.events)
+        self.facets: list[Facet] = [self.events, self.reports]
 
     @classmethod
     async def open(cls, *, url: str | None = None, data_dir: Path | None = None) -> AnalyticsStore:
