@@ -86,13 +86,20 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 
 from roomserver.core.behaviour import BehaviourEvent
+
+
+def report_path(room: str, show: int) -> str:
+    """The report's URL path (``report.ready`` and the webhooks carry it); ``room``
+    is the public room id (its characters need no escaping in a path)."""
+    return f"/v1/rooms/{room}/report?show={show}"
+
 
 AFTER_S: Final = 300  # the "after a pin" span: 5 minutes
 TOP_N: Final = 10
@@ -110,6 +117,48 @@ class ShowFacts:
     ended_at: int | None
     title: str = ""
     host: str = ""
+
+
+# Kinds the store may fold before the computation (``Tallies``): four records in
+# five are barrage or likes, and all the report needs of them is counts.
+FOLDED_KINDS: Final = ("barrage", "like")
+
+
+@dataclass(frozen=True, slots=True)
+class Tallies:
+    """Barrage and like records already folded (the store does it in SQL):
+    ``users``: user → (barrage records, sum of like counts); ``minutes``: show
+    minute (``(ts - started_at) // 60000``, unclamped) → the same two sums."""
+
+    users: Mapping[str, tuple[int, int]]
+    minutes: Mapping[int, tuple[int, int]]
+    records: int
+
+
+def fold(rows: Iterable[tuple[str, str, int, int]], started_at: int) -> Tallies:
+    """Fold barrage and like records given as ``(user, kind, ts, like count)``
+    (the count is ignored for barrage) into ``Tallies``."""
+    users: dict[str, list[int]] = {}
+    minutes: dict[int, list[int]] = {}
+    records = 0
+    for user, kind, ts, count in rows:
+        records += 1
+        i = 0 if kind == "barrage" else 1
+        n = 1 if i == 0 else count
+        u = users.get(user)
+        if u is None:
+            u = users[user] = [0, 0]
+        u[i] += n
+        m = (ts - started_at) // MINUTE_MS
+        c = minutes.get(m)
+        if c is None:
+            c = minutes[m] = [0, 0]
+        c[i] += n
+    return Tallies(
+        users={k: (v[0], v[1]) for k, v in users.items()},
+        minutes={k: (v[0], v[1]) for k, v in minutes.items()},
+        records=records,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,11 +432,14 @@ def compute_report(
     events: Iterable[BehaviourEvent],
     *,
     history: History = History(),
+    tallies: Tallies | None = None,
     now_ms: int,
 ) -> tuple[Report, list[UserRow]]:
     """The report of ``facts``' show from its records in time order (as
     ``EventLog.show_events`` returns them: a leave follows its join) and the per-user table (viewers and anyone else who acted,
-    by user id)."""
+    by user id). ``tallies``: the show's barrage and like records folded by the
+    store, then ``events`` holds none of those kinds; either way the figures
+    are the same."""
     start = facts.started_at
     end = facts.ended_at if facts.ended_at is not None else max(now_ms, start)
     duration = max(end - start, 0)
@@ -516,6 +568,19 @@ def compute_report(
             questions += 1
             if data.get("answered"):
                 answered += 1
+
+    if tallies is not None:
+        records += tallies.records
+        for user, (barrage, likes) in tallies.users.items():
+            p = person(user)
+            p.barrage += barrage
+            p.likes += likes
+            counts["barrage"] += barrage
+            counts["likes"] += likes
+        for m, (barrage, likes) in tallies.minutes.items():
+            m = 0 if m < 0 else last_minute if m > last_minute else m
+            curve_barrage[m] += barrage
+            curve_likes[m] += likes
 
     # -- sessions, concurrency, watch time ------------------------------------------
     viewers = {u: p for u, p in people.items() if p.views and u != host}

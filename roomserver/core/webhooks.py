@@ -26,12 +26,13 @@ EVENTS: Final = frozenset(
         "lottery.drawn",
         "cohost.updated",
         "pk.ended",
+        "report.ready",
     )
 )
 
 # What ``--webhook-url`` (the endpoint from before endpoints had filters) receives:
 # the events that existed then, so its receivers see nothing new unasked.
-LEGACY_EVENTS: Final = tuple(sorted(EVENTS - {"room.members"}))
+LEGACY_EVENTS: Final = tuple(sorted(EVENTS - {"room.members", "report.ready"}))
 
 # A receiver accepts a delivery whose signed timestamp is at most this far from
 # its own clock (Stripe's default); older ones are refused as possible replays.

@@ -11,18 +11,23 @@ it is computed once. A live show's report is computed on each request.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from roomserver.core.behaviour import KINDS
 from roomserver.core.report import (
+    FOLDED_KINDS,
     History,
     Report,
     ShowFacts,
+    Tallies,
     UserRow,
     UserTimeline,
     compute_report,
+    fold,
     user_timeline,
 )
 from roomserver.store.db import Database, Tx
@@ -31,6 +36,8 @@ from roomserver.store.events import EventLog, ShowInfo
 _report_decoder = msgspec.json.Decoder(Report)
 _users_decoder = msgspec.json.Decoder(list[UserRow])
 _encode = msgspec.json.encode
+_USER_CHUNK = 500  # ids per IN (...) (SQLite binds at most 32,766 parameters)
+_UNFOLDED = tuple(sorted(KINDS - set(FOLDED_KINDS)))
 
 
 class ShowNotStarted(LookupError):
@@ -63,19 +70,23 @@ class ShowReports:
 
     # -- the history a report needs -----------------------------------------------------
 
-    async def _show_users_seen_before(
-        self, app: str, room: str, show: int, before: int, kind: str | None
-    ) -> set[str]:
-        """Users of the show with a record (of ``kind``) in the app before ``before``."""
-        kind_sql = " AND e.kind = $5" if kind else ""
-        args: list[Any] = [app, room, show, before] + ([kind] if kind else [])
-        rows = await self.db.fetch(
-            "SELECT s.user_id FROM (SELECT DISTINCT user_id FROM behaviour_events"
-            " WHERE app = $1 AND room = $2 AND show = $3) s WHERE EXISTS (SELECT 1 FROM behaviour_events e"
-            f" WHERE e.app = $1 AND e.user_id = s.user_id AND e.ts < $4{kind_sql})",
-            *args,
-        )
-        return {r[0] for r in rows}
+    async def _seen_before(self, app: str, users: Sequence[str], before: int, kind: str | None) -> set[str]:
+        """Those of ``users`` with a record (of ``kind``) in the app before ``before``
+        (the (app, user_id, ts) index answers each user)."""
+        found: set[str] = set()
+        kind_sql = " AND kind = $3" if kind else ""
+        head = [app, before] + ([kind] if kind else [])
+        for i in range(0, len(users), _USER_CHUNK):
+            chunk = users[i : i + _USER_CHUNK]
+            marks = ", ".join(f"${len(head) + n + 1}" for n in range(len(chunk)))
+            rows = await self.db.fetch(
+                f"SELECT DISTINCT user_id FROM behaviour_events WHERE app = $1 AND ts < $2{kind_sql}"
+                f" AND user_id IN ({marks})",
+                *head,
+                *chunk,
+            )
+            found.update(r[0] for r in rows)
+        return found
 
     async def previous_show(self, app: str, room: str, show: int) -> int | None:
         """The room's latest show before ``show`` that started."""
@@ -97,8 +108,10 @@ class ShowReports:
         )
         return {r[0] for r in rows}
 
-    async def history(self, facts: ShowFacts) -> History:
+    async def history(self, facts: ShowFacts, users: Iterable[str]) -> History:
+        """What the report needs beyond the show's records; ``users``: the show's."""
         app, room, show = facts.app, facts.room, facts.show
+        people = sorted(set(users))
         previous = await self.previous_show(app, room, show)
         viewers: set[str] = set()
         buyers: set[str] = set()
@@ -113,8 +126,8 @@ class ShowReports:
             info = await self.events.show(app, room, previous)
             viewers.discard(info.host if info else "")
         return History(
-            seen_before=await self._show_users_seen_before(app, room, show, facts.started_at, None),
-            bought_before=await self._show_users_seen_before(app, room, show, facts.started_at, "order"),
+            seen_before=await self._seen_before(app, people, facts.started_at, None),
+            bought_before=await self._seen_before(app, people, facts.started_at, "order"),
             previous_show=previous,
             previous_viewers=viewers,
             previous_buyers=buyers,
@@ -126,12 +139,34 @@ class ShowReports:
         value = await self.db.fetchval("SELECT MAX(show) FROM shows WHERE app = $1 AND room = $2", app, room)
         return int(value) if value is not None else None
 
+    def _like_count(self) -> str:
+        """A like record's ``data.count`` (1 when absent) in this engine's SQL."""
+        if self.db.dialect == "pg":
+            return "COALESCE((data::json->>'count')::numeric::bigint, 1)"
+        return "COALESCE(CAST(json_extract(data, '$.count') AS INTEGER), 1)"
+
+    async def tallies(self, facts: ShowFacts) -> Tallies:
+        """The show's barrage and like records folded (``core.report.fold``):
+        read as narrow rows (the like count taken out of the JSON by the
+        engine), because grouping 1 M rows by user in SQLite sorts them all."""
+        rows = await self.db.fetch(
+            f"SELECT user_id, kind, ts, CASE WHEN kind = 'like' THEN {self._like_count()} ELSE 1 END"
+            " FROM behaviour_events WHERE app = $1 AND room = $2 AND show = $3 AND kind IN ('barrage', 'like')",
+            facts.app,
+            facts.room,
+            facts.show,
+        )
+        return fold(rows, facts.started_at)
+
     async def compute(self, info: ShowInfo, *, now_ms: int | None = None) -> ReportBundle:
         """Compute the show's report from its records (nothing cached)."""
         facts = facts_of(info)
-        history = await self.history(facts)
-        events = await self.events.show_events(info.app, info.room, info.show)
-        report, users = compute_report(facts, events, history=history, now_ms=now_ms or _now_ms())
+        tallies = await self.tallies(facts)
+        events = await self.events.show_events(info.app, info.room, info.show, kinds=_UNFOLDED)
+        history = await self.history(facts, {e.user for e in events}.union(tallies.users))
+        report, users = compute_report(
+            facts, events, history=history, tallies=tallies, now_ms=now_ms or _now_ms()
+        )
         return ReportBundle(report, users, cached=False)
 
     async def build(self, info: ShowInfo) -> ReportBundle:

@@ -190,3 +190,20 @@ async def test_live_show_is_computed_not_kept(store: AnalyticsStore) -> None:
     assert live.report.ended_at is None and not live.cached
     assert live.report.retention.previous_show == 2 and live.report.retention.previous_viewers == 6
     assert not (await store.reports.get(info)).cached
+
+
+async def test_folding_in_sql_changes_no_figure(store: AnalyticsStore) -> None:
+    """The store folds barrage and likes in SQL; the pure pass over every record agrees."""
+    from roomserver.core.report import compute_report
+    from roomserver.store.reports import facts_of
+
+    info = await store.events.show(APP, ROOM, 2)
+    assert info is not None
+    facts = facts_of(info)
+    folded = await store.reports.compute(info, now_ms=0)
+    every = await store.events.show_events(APP, ROOM, 2)
+    report, users = compute_report(
+        facts, every, history=await store.reports.history(facts, {e.user for e in every}), now_ms=0
+    )
+    assert folded.report == report and folded.users == users
+    assert report.records == len(this_show())

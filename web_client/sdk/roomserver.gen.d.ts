@@ -488,6 +488,15 @@ export interface RedpacketSent {
   message: string;
 }
 
+export interface ReportReady {
+  show: number;
+  url: string;
+  unique_viewers: number;
+  peak_concurrent: number;
+  orders: number;
+  gmv: number;
+}
+
 export interface Announcement {
   text: string;
   countdown_to: number | null;
@@ -950,6 +959,7 @@ export interface EventData {
   "product.unpinned": ProductUnpinned;
   "redpacket.finished": RedpacketFinished;
   "redpacket.sent": RedpacketSent;
+  "report.ready": ReportReady;
   "room.announcement": Announcement;
   "room.ended": RoomEnded;
   "room.started": RoomStarted;
