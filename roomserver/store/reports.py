@@ -10,6 +10,7 @@ it is computed once. A live show's report is computed on each request.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import msgspec
 from roomserver.core.behaviour import KINDS
 from roomserver.core.report import (
     FOLDED_KINDS,
+    MINUTE_MS,
     History,
     Report,
     ShowFacts,
@@ -146,17 +148,36 @@ class ShowReports:
         return "COALESCE(CAST(json_extract(data, '$.count') AS INTEGER), 1)"
 
     async def tallies(self, facts: ShowFacts) -> Tallies:
-        """The show's barrage and like records folded (``core.report.fold``):
-        read as narrow rows (the like count taken out of the JSON by the
-        engine), because grouping 1 M rows by user in SQLite sorts them all."""
-        rows = await self.db.fetch(
-            f"SELECT user_id, kind, ts, CASE WHEN kind = 'like' THEN {self._like_count()} ELSE 1 END"
-            " FROM behaviour_events WHERE app = $1 AND room = $2 AND show = $3 AND kind IN ('barrage', 'like')",
-            facts.app,
-            facts.room,
-            facts.show,
+        """The show's barrage and like records folded (``core.report.Tallies``).
+        PostgreSQL groups them itself (hash aggregates, 10,000 rows back instead
+        of 850,000); SQLite would sort a million rows to group them by user, so
+        it hands over narrow rows (the like count taken out of the JSON) and
+        ``core.report.fold`` groups them."""
+        key = (facts.app, facts.room, facts.show)
+        where = "WHERE app = $1 AND room = $2 AND show = $3 AND kind IN ('barrage', 'like')"
+        count = f"CASE WHEN kind = 'like' THEN {self._like_count()} ELSE 1 END"
+        if self.db.dialect != "pg":
+            rows = await self.db.fetch(
+                f"SELECT user_id, kind, ts, {count} FROM behaviour_events {where}", *key
+            )
+            return fold(rows, facts.started_at)
+        sums = (
+            "SUM(CASE WHEN kind = 'barrage' THEN 1 ELSE 0 END),"
+            f" SUM(CASE WHEN kind = 'like' THEN {count} ELSE 0 END), COUNT(*)"
         )
-        return fold(rows, facts.started_at)
+        # floor(), as core.report.fold divides: the minutes before the start stay apart.
+        minute = f"floor((ts - $4)::numeric / {MINUTE_MS})::bigint"
+        by_user, by_minute = await asyncio.gather(
+            self.db.fetch(f"SELECT user_id, {sums} FROM behaviour_events {where} GROUP BY user_id", *key),
+            self.db.fetch(
+                f"SELECT {minute}, {sums} FROM behaviour_events {where} GROUP BY 1", *key, facts.started_at
+            ),
+        )
+        return Tallies(
+            users={r[0]: (int(r[1]), int(r[2])) for r in by_user},
+            minutes={int(r[0]): (int(r[1]), int(r[2])) for r in by_minute},
+            records=sum(int(r[3]) for r in by_user),
+        )
 
     async def compute(self, info: ShowInfo, *, now_ms: int | None = None) -> ReportBundle:
         """Compute the show's report from its records (nothing cached)."""
