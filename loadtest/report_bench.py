@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -120,22 +121,23 @@ async def run(
         t0 = time.perf_counter()
         events = generate(viewers, hours)
         generated_s = time.perf_counter() - t0
-        body, end = events[:-1], [e for e in events if e.kind == "show.end"]
+        end = [e for e in events if e.kind == "show.end"]
         body = [e for e in events if e.kind != "show.end"]
         t0 = time.perf_counter()
         for i in range(0, len(body), BATCH):
             await store.events.ingest(body[i : i + BATCH])
         ingest_s = time.perf_counter() - t0
-        ready = []
+        ready, cpu = [], []
         for _ in range(repeat):
             # From the show's end record being stored to the report kept: what the
             # server does after room.ended once the writer has the show.end record.
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             await store.events.ingest(end)
             info = await store.events.show(APP, ROOM, SHOW)
             assert info is not None
             bundle = await store.reports.build(info)
             ready.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)  # this process only (not PostgreSQL's)
             await store.db.execute("DELETE FROM behaviour_events WHERE id = $1", end[0].id)
         t0 = time.perf_counter()
         info = await store.events.show(APP, ROOM, SHOW)
@@ -151,6 +153,8 @@ async def run(
             "generate_s": round(generated_s, 2),
             "ingest_s": round(ingest_s, 2),
             "ready_s": [round(x, 2) for x in ready],
+            "ready_cpu_s": [round(x, 2) for x in cpu],
+            "load_avg": os.getloadavg()[0],
             "cached_read_s": round(read_s, 3),
             "cached": cached.cached,
         }

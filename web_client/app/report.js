@@ -91,9 +91,9 @@ function curvesChart(el, r) {
   chart(el, {
     tooltip: { trigger: "axis" },
     legend: { top: 0, type: "scroll" },
-    grid: { left: 40, right: 40, top: 36, bottom: 44 },
-    dataZoom: [{ type: "inside" }, { type: "slider", height: 16, bottom: 4 }],
-    xAxis: { type: "category", data: minutes, name: t("report.minute"), nameLocation: "middle", nameGap: 22 },
+    grid: { left: 40, right: 40, top: 36, bottom: 62 },
+    dataZoom: [{ type: "inside" }, { type: "slider", height: 14, bottom: 2 }],
+    xAxis: { type: "category", data: minutes, name: t("report.minute"), nameLocation: "middle", nameGap: 24 },
     yAxis: [{ type: "value", minInterval: 1 }, { type: "value", splitLine: { show: false } }],
     series: [
       {
@@ -103,7 +103,14 @@ function curvesChart(el, r) {
         smooth: true,
         showSymbol: false,
         areaStyle: { opacity: 0.15 },
-        markLine: { symbol: "none", label: { show: false }, lineStyle: { type: "dashed" }, data: marks },
+        // Labelled while few enough to read; always named in the hover tooltip.
+        markLine: {
+          symbol: "none",
+          label: { show: marks.length <= 12, position: "insideEndTop", formatter: "{b}", fontSize: 9 },
+          tooltip: { formatter: (p) => p.name },
+          lineStyle: { type: "dashed" },
+          data: marks,
+        },
       },
       { name: t("report.curve.barrage"), type: "bar", data: r.curves.barrage, yAxisIndex: 1 },
       { name: t("report.curve.likes"), type: "bar", data: r.curves.likes, yAxisIndex: 1 },
@@ -137,7 +144,7 @@ function funnelChart(el, r) {
         left: "10%",
         width: "80%",
         sort: "none",
-        label: { position: "inside", formatter: (p) => `${p.name} ${number(p.value)}` },
+        label: { position: "inside", color: "#fff", textBorderColor: "#000", textBorderWidth: 2, formatter: (p) => `${p.name} ${number(p.value)}` },
         data: r.sales.funnel.map((f) => ({ name: names[f.step] || f.step, value: f.users })),
       },
     ],
