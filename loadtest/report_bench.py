@@ -106,7 +106,10 @@ def generate(
             if left < duration and rnd.random() < 0.9:  # the rest stay until the end
                 out.append((left, user, "leave", {"joined_at": start + joined}))
             t = left + rnd.randrange(10_000, 600_000)
-    out.sort(key=lambda r: r[0])
+    # A cart add or an order a few seconds after a click near the end would fall after
+    # the show: not part of it. The end record comes last.
+    out = [r for r in out if r[0] < duration or r[2] == "show.end"]
+    out.sort(key=lambda r: (r[0], r[2] == "show.end"))
     return [
         BehaviourEvent(f"b-{i}", APP, ROOM, SHOW, user, kind, start + at, at, data)
         for i, (at, user, kind, data) in enumerate(out)
