@@ -14,7 +14,8 @@ records after the end at the last minute.
 Definitions
 -----------
 viewer
-    a user with a ``join`` record in the show, other than the show's host.
+    a user with a ``join`` record in the show, or whose session (a ``leave``
+    with ``joined_at`` before the start) overlaps it, other than the show's host.
 session
     a join → its leave (the leave's ``joined_at`` names the join); a join
     without a leave lasts until the show's end. Sessions are clipped to the
@@ -583,11 +584,16 @@ def compute_report(
             curve_likes[m] += likes
 
     # -- sessions, concurrency, watch time ------------------------------------------
-    viewers = {u: p for u, p in people.items() if p.views and u != host}
+    # A user who joined before the show started has no join record in it (the
+    # recorder files pre-show activity under the show before), only the leave.
+    viewers = {u: p for u, p in people.items() if (p.views or p.spans) and u != host}
     watch: dict[str, list[tuple[int, int]]] = {}
     edges: list[tuple[int, int]] = []
-    for user, p in viewers.items():
+    for user, p in list(viewers.items()):
         merged = _merge(p.spans + [(j, end) for j in p.joins], start, end)
+        if not p.views and not merged:  # left before the show started
+            del viewers[user]
+            continue
         watch[user] = merged
         for s, e_ in merged:
             edges.append((s - start, 1))

@@ -207,3 +207,31 @@ async def test_folding_in_sql_changes_no_figure(store: AnalyticsStore) -> None:
     )
     assert folded.report == report and folded.users == users
     assert report.records == len(this_show())
+
+
+def test_a_viewer_who_joined_before_the_start_is_counted_by_their_leave() -> None:
+    from roomserver.core.behaviour import BehaviourEvent
+    from roomserver.core.report import ShowFacts, compute_report
+
+    start = 1_000_000
+    facts = ShowFacts("a", "r", 3, start, start + 120_000, "T", "h")
+
+    def at(n: int, user: str, kind: str, ms: int, **data: object) -> BehaviourEvent:
+        return BehaviourEvent(f"e{n}", "a", "r", 3, user, kind, start + ms, ms, data)  # type: ignore[arg-type]
+
+    events = [
+        at(1, "h", "show.start", 0),
+        at(2, "early", "leave", 30_000, joined_at=start - 10_000),  # joined 10 s before the start
+        at(3, "gone", "leave", 40_000, joined_at=start - 20_000),
+        at(4, "late", "join", 60_000),
+        at(5, "h", "show.end", 120_000),
+    ]
+    # "gone" left at 40 s too: two early viewers; a leave wholly before the start is no one
+    events.insert(2, at(6, "before", "leave", -5_000, joined_at=start - 50_000))
+    report, users = compute_report(facts, events, now_ms=0)
+    a = report.audience
+    assert (a.unique_viewers, a.views, a.peak_concurrent, a.peak_at_s) == (3, 1, 2, 0.0)
+    # early 30 s + gone 40 s + late 60 s = 130 s over 3 viewers
+    assert a.avg_watch_s == round(130 / 3, 3)
+    assert report.curves.online == [2, 1]
+    assert "before" not in {u.user for u in users if u.watch_s}
