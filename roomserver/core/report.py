@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Final
@@ -129,35 +130,36 @@ FOLDED_KINDS: Final = ("barrage", "like")
 class Tallies:
     """Barrage and like records already folded (the store does it in SQL):
     ``users``: user → (barrage records, sum of like counts); ``minutes``: show
-    minute (``(ts - started_at) // 60000``, unclamped) → the same two sums."""
+    minute (``(ts - started_at) // 60000``; any negative number: before the
+    start) → the same two sums."""
 
     users: Mapping[str, tuple[int, int]]
     minutes: Mapping[int, tuple[int, int]]
     records: int
 
 
-def fold(rows: Iterable[tuple[str, str, int, int]], started_at: int) -> Tallies:
-    """Fold barrage and like records given as ``(user, kind, ts, like count)``
-    (the count is ignored for barrage) into ``Tallies``."""
-    users: dict[str, list[int]] = {}
-    minutes: dict[int, list[int]] = {}
+def fold(rows: Iterable[tuple[str, int, int, int]]) -> Tallies:
+    """Fold barrage and like records given as ``(user, 1 for barrage / 0 for a
+    like, show minute (negative: before the start), like count)`` into
+    ``Tallies``. A million rows: the loop body is dict increments only."""
+    barrage_users: Counter[str] = Counter()
+    like_users: Counter[str] = Counter()
+    barrage_minutes: Counter[int] = Counter()
+    like_minutes: Counter[int] = Counter()
     records = 0
-    for user, kind, ts, count in rows:
+    for user, barrage, minute, count in rows:
         records += 1
-        i = 0 if kind == "barrage" else 1
-        n = 1 if i == 0 else count
-        u = users.get(user)
-        if u is None:
-            u = users[user] = [0, 0]
-        u[i] += n
-        m = (ts - started_at) // MINUTE_MS
-        c = minutes.get(m)
-        if c is None:
-            c = minutes[m] = [0, 0]
-        c[i] += n
+        if barrage:
+            barrage_users[user] += 1
+            barrage_minutes[minute] += 1
+        else:
+            like_users[user] += count
+            like_minutes[minute] += count
     return Tallies(
-        users={k: (v[0], v[1]) for k, v in users.items()},
-        minutes={k: (v[0], v[1]) for k, v in minutes.items()},
+        users={u: (barrage_users[u], like_users[u]) for u in barrage_users.keys() | like_users.keys()},
+        minutes={
+            m: (barrage_minutes[m], like_minutes[m]) for m in barrage_minutes.keys() | like_minutes.keys()
+        },
         records=records,
     )
 
