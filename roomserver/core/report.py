@@ -8,8 +8,10 @@ the definitions for operators.
 
 Time: ``t`` in seconds since the show started (``show_ms / 1000``); the show
 lasts from ``started_at`` to ``end_ms`` (``ended_at``, or "now" for a live
-show). Records before the start count towards totals but are drawn at 0;
-records after the end at the last minute.
+show). Records before the start count towards totals but are drawn at 0.
+Records after the end are not the show's (the recorder files them under the
+show until the next one starts), except a ``leave``, which closes a session
+(clipped at the end).
 
 Definitions
 -----------
@@ -480,8 +482,10 @@ def compute_report(
         return pe
 
     for e in events:
-        records += 1
         kind = e.kind
+        if e.ts > end and kind != "leave":  # after the show (filed under it until the next starts)
+            continue
+        records += 1
         data = e.data
         ms = e.ts - start
         m = ms // MINUTE_MS

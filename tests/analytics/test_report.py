@@ -225,6 +225,8 @@ def test_a_viewer_who_joined_before_the_start_is_counted_by_their_leave() -> Non
         at(3, "gone", "leave", 40_000, joined_at=start - 20_000),
         at(4, "late", "join", 60_000),
         at(5, "h", "show.end", 120_000),
+        at(7, "late", "barrage", 125_000),  # after the end: not the show's
+        at(8, "late", "leave", 130_000, joined_at=start + 60_000),
     ]
     # "gone" left at 40 s too: two early viewers; a leave wholly before the start is no one
     events.insert(2, at(6, "before", "leave", -5_000, joined_at=start - 50_000))
@@ -235,3 +237,4 @@ def test_a_viewer_who_joined_before_the_start_is_counted_by_their_leave() -> Non
     assert a.avg_watch_s == round(130 / 3, 3)
     assert report.curves.online == [2, 1]
     assert "before" not in {u.user for u in users if u.watch_s}
+    assert report.engagement.barrage == 0 and report.records == 7
