@@ -116,6 +116,22 @@ def generate(
     ]
 
 
+def backend_cpu_s(database: str) -> float:
+    """CPU seconds of the PostgreSQL backends serving ``database`` (on this machine:
+    their command line names it), from /proc; 0 where /proc is not readable."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if f" {database} ".encode() not in (proc / "cmdline").read_bytes().replace(b"\0", b" "):
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 async def run(
     url: str | None, data_dir: Path | None, viewers: int, hours: float, repeat: int, *, reuse: bool = False
 ) -> dict[str, Any]:
@@ -131,17 +147,20 @@ async def run(
             for i in range(0, len(body), BATCH):
                 await store.events.ingest(body[i : i + BATCH])
         ingest_s = time.perf_counter() - t0
-        ready, cpu = [], []
+        ready, cpu, server_cpu = [], [], []
+        database = url.rsplit("/", 1)[1] if url else None
         for _ in range(repeat):
             # From the show's end record being stored to the report kept: what the
             # server does after room.ended once the writer has the show.end record.
             t0, c0 = time.perf_counter(), time.process_time()
+            s0 = backend_cpu_s(database) if database else 0.0
             await store.events.ingest(end)
             info = await store.events.show(APP, ROOM, SHOW)
             assert info is not None
             bundle = await store.reports.build(info)
             ready.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)  # this process only (not PostgreSQL's)
+            cpu.append(time.process_time() - c0)  # this process only
+            server_cpu.append(backend_cpu_s(database) - s0 if database else 0.0)
             await store.db.execute("DELETE FROM behaviour_events WHERE id = $1", end[0].id)
         t0 = time.perf_counter()
         info = await store.events.show(APP, ROOM, SHOW)
@@ -158,6 +177,7 @@ async def run(
             "ingest_s": round(ingest_s, 2),
             "ready_s": [round(x, 2) for x in ready],
             "ready_cpu_s": [round(x, 2) for x in cpu],
+            "postgres_cpu_s": [round(x, 2) for x in server_cpu],
             "load_avg": os.getloadavg()[0],
             "cached_read_s": round(read_s, 3),
             "cached": cached.cached,

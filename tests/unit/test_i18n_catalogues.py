@@ -17,21 +17,8 @@ LANGS = ("en", "zh-CN")
 # is a key (event and op names such as "poll.opened" are passed to on()/track(), skipped).
 NAMESPACES = [
     *("landing", "call", "viewer", "host", "stage", "chat", "product", "lottery", "packet", "coupon"),
-    *(
-        "poll",
-        "pk",
-        "media",
-        "shell",
-        "conn",
-        "close",
-        "fatal",
-        "error",
-        "ctx",
-        "common",
-        "role",
-        "gift",
-        "report",
-    ),
+    *("poll", "pk", "media", "shell", "conn", "close", "fatal", "error", "ctx", "common", "role", "gift"),
+    "report",  # the post-live report page
 ]
 # Keys a page builds at run time (`error.${code}` …), listed here so that they are checked too.
 DYNAMIC = {
