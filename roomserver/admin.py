@@ -187,6 +187,20 @@ class AdminClient:
             query["after"] = after
         return await self.request("GET", "/v1/schedule", query=query)
 
+    async def reschedule(self, room: str, scheduled_at: int | None) -> dict[str, Any]:
+        """Move the room's next show (unix ms), or cancel it with None: ``{room}``;
+        its ``room.reminder`` webhooks are armed afresh."""
+        return await self.request(
+            "PATCH", f"/v1/rooms/{_seg(room)}", json_body={"scheduled_at": scheduled_at}
+        )
+
+    async def followers(self, room: str, *, after: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """One page ``{followers, count, next}`` in id order; pass ``next`` as ``after``."""
+        query: dict[str, str | int] = {"limit": limit}
+        if after:
+            query["after"] = after
+        return await self.request("GET", f"/v1/rooms/{_seg(room)}/followers", query=query)
+
     async def publish_event(
         self, room: str, ev: str, data: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:

@@ -855,9 +855,10 @@ class RoomClient:
     async def ping(self) -> dict[str, Any]:
         return await self.request("ping")
 
-    async def join(self, room: str) -> dict[str, Any]:
-        """Join ``room``; returns ``{"room": snapshot}`` and starts tracking its seq."""
-        return await self.request("room.join", room)
+    async def join(self, room: str, ref: str | None = None) -> dict[str, Any]:
+        """Join ``room``; returns ``{"room": snapshot}`` and starts tracking its seq.
+        ``ref``: the share link's token that brought this viewer (``share_link``)."""
+        return await self.request("room.join", room, **_given(ref=ref))
 
     async def leave(self, room: str) -> dict[str, Any]:
         return await self.request("room.leave", room)
@@ -895,6 +896,10 @@ class RoomClient:
 
     async def track(self, room: str, action: str, product: str | None = None) -> dict[str, Any]:
         return await self.request("track", room, **_given(action=action, product=product))
+
+    async def share_link(self, room: str) -> dict[str, Any]:
+        """A signed share link of ``room`` naming this user: ``{ref, url, expires_at}``."""
+        return await self.request("share.link", room)
 
     async def mute(self, room: str, user: str, duration_s: int | None = None) -> dict[str, Any]:
         return await self.request("mod.mute", room, **_given(user=user, duration_s=duration_s))
@@ -1193,6 +1198,7 @@ class Room:
     pin_product = _Bound(RoomClient.pin_product)
     unpin_product = _Bound(RoomClient.unpin_product)
     track = _Bound(RoomClient.track)
+    share_link = _Bound(RoomClient.share_link)
     mute = _Bound(RoomClient.mute)
     unmute = _Bound(RoomClient.unmute)
     kick = _Bound(RoomClient.kick)

@@ -134,6 +134,7 @@ class Ended(TypedDict):
 
 class Snapshot(TypedDict):
     room: SnapshotRoom
+    attribution: NotRequired[Literal["already", "attributed", "self"]]
 
 
 class Resumed(TypedDict):
@@ -150,6 +151,14 @@ class OrderPlaced(TypedDict):
 
 class SaleCreated(TypedDict):
     sale: SaleView
+
+
+class ShareLink(TypedDict):
+    """A signed share link of the room naming the caller (``room.join {ref}``)."""
+
+    ref: str
+    url: str
+    expires_at: int
 
 
 class AssistantSettings(TypedDict):
@@ -270,6 +279,7 @@ class SnapshotRoom(TypedDict):
     gifts: list[Gift]
     slow_s: int
     started_at: int | None
+    scheduled_at: int | None
     announcement: Announcement | None
     poll: Poll | None
     recent: list[EventMessage]
@@ -686,9 +696,9 @@ class Ops:
         """``room.end`` (H)."""
         return cast(Ended, await self._client.request("room.end", room))
 
-    async def room_join(self, room: str) -> Snapshot:
+    async def room_join(self, room: str, *, ref: str | Omitted | None = OMIT) -> Snapshot:
         """``room.join`` (any)."""
-        return cast(Snapshot, await self._client.request("room.join", room))
+        return cast(Snapshot, await self._client.request("room.join", room, **_given({"ref": ref})))
 
     async def room_leave(self, room: str) -> Empty:
         """``room.leave`` (any)."""
@@ -744,11 +754,15 @@ class Ops:
             ),
         )
 
+    async def share_link(self, room: str) -> ShareLink:
+        """``share.link`` (any)."""
+        return cast(ShareLink, await self._client.request("share.link", room))
+
     async def track(
         self,
         room: str,
         *,
-        action: Literal["cart.add", "favorite", "follow", "product.click", "share"],
+        action: Literal["cart.add", "favorite", "follow", "product.click", "share", "unfollow"],
         product: str | Omitted | None = OMIT,
     ) -> Empty:
         """``track`` (any)."""

@@ -16,6 +16,7 @@ import msgspec
 from roomserver import configspec as cs
 from roomserver.auth import DEV_APP
 from roomserver.configspec import env_name, flags_of, setting, setting_factory
+from roomserver.core import schedule as sched
 from roomserver.core.webhooks import (
     Endpoint,
     EndpointSpecError,
@@ -291,6 +292,22 @@ class Config:
         cs.database_url,
         shown_default="none: embedded SQLite in --data-dir",
         metavar="URL",
+    )
+    # -- share links, follows and reminders (issue 12: roomserver/handlers/share.py, reminders.py) --
+    share_link_ttl_s: int = setting(
+        7 * 24 * 3600,
+        "a share link (share.link) attributes joins for this long after it was made",
+        cs.int_at_least(60),
+        metavar="S",
+    )
+    reminder_offsets: tuple[int, ...] = setting(
+        sched.DEFAULT_OFFSETS_MS,
+        "room.reminder webhooks this long before a room's scheduled_at (comma list of 24h, 10m, 30s…;"
+        " none = off)",
+        sched.parse_offsets,
+        show=sched.show_offsets,
+        shown_default="24h,10m",
+        metavar="LIST",
     )
     # The room assistant (docs/assistant.md): lexical (BM25), hybrid (+ the embedding
     # model of the `assistant` extra, when installed) or off.

@@ -502,6 +502,10 @@ class ShowHooks:
     async def follow(self, room: str, user: str) -> None:
         await self.node.broker.tally(room, FOLLOWERS_KEY, user, "1", FOLLOWERS_TTL_MS)
 
+    async def unfollow(self, room: str, user: str) -> None:
+        """issue 12: ``track unfollow``; following again later adds the user anew."""
+        await self.node.broker.tally_remove(room, FOLLOWERS_KEY, user)
+
     async def room_scheduled(self, room: str, doc: RoomDoc) -> None:
         view = rules.public_view(doc)
         self.node.webhooks.emit(

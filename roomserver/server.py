@@ -23,6 +23,7 @@ from roomserver.gcpolicy import GcPolicy
 from roomserver.handlers.catalog import SHOW_END, deadline_checks
 from roomserver.metrics import Metrics
 from roomserver.node import Node
+from roomserver.reminders import Reminders
 from roomserver.report_ready import ReportReady, ended_links
 from roomserver.store.store import AnalyticsStore
 from roomserver.web import add_web_routes
@@ -127,7 +128,25 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     node.media = media_glue.install(app, node, verifier, config)
     _install_assistant(app, node, config)
     _install_store(app, config, reports)
+    _install_reminders(app, node, config)
     return app
+
+
+REMINDERS_KEY = web.AppKey("reminders", Reminders)
+
+
+def _install_reminders(app: web.Application, node: Node, config: Config) -> None:
+    """``room.reminder`` webhooks before scheduled shows (issue 12): after the node starts."""
+    reminders = app[REMINDERS_KEY] = Reminders(node, config.reminder_offsets)
+
+    async def start(app: web.Application) -> None:
+        reminders.start()
+
+    async def stop(app: web.Application) -> None:
+        await reminders.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.insert(0, stop)
 
 
 def _install_store(app: web.Application, config: Config, reports: ReportReady | None) -> None:

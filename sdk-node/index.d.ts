@@ -57,6 +57,8 @@ export declare class AdminClient {
   endRoom(room: string): Promise<{ room: Json }>;
   history(room: string, page?: { since?: number; limit?: number }): Promise<{ epoch: string; seq: number; events: Json[] }>;
   schedule(page?: { after?: string; limit?: number }): Promise<{ shows: Json[]; next: string | null }>;
+  reschedule(room: string, scheduledAt: number | null): Promise<{ room: Json }>;
+  followers(room: string, page?: { after?: string; limit?: number }): Promise<{ followers: string[]; count: number; next: string | null }>;
   publishEvent(room: string, ev: string, data?: Json): Promise<{ seq: number }>;
   lotteryRecord(room: string, lottery: string): Promise<Json>;
   saleOrders(room: string, sale: string): Promise<Json>;

@@ -171,6 +171,18 @@ export class AdminClient {
   schedule({ after, limit = 50 } = {}) {
     return this.request("GET", "/v1/schedule", { query: { after: after || null, limit } });
   }
+  /** Move the room's next show (unix ms), or cancel it with null: `{room}` (re-arms its reminders). */
+  reschedule(room, scheduledAt) {
+    return this.request("PATCH", `/v1/rooms/${seg(room)}`, { body: { scheduled_at: scheduledAt } });
+  }
+  /**
+   * The room's followers `{followers, count, next}` in id order; pass `next` as `after`.
+   * @param {string} room
+   * @param {{after?: string, limit?: number}} [page]
+   */
+  followers(room, { after, limit = 100 } = {}) {
+    return this.request("GET", `/v1/rooms/${seg(room)}/followers`, { query: { after: after || null, limit } });
+  }
   /** A custom durable event `custom.<ev>` to the room: `{seq}`. */
   publishEvent(room, ev, data = {}) {
     return this.request("POST", `/v1/rooms/${seg(room)}/events`, { body: { ev, data } });

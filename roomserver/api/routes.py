@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import secrets
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from roomserver.bus.base import BrokerUnavailable, HistoryGone
 from roomserver.contract import check as contract_check
 from roomserver.contract import wire as w
 from roomserver.core import room as rules
+from roomserver.core import schedule as sched
 from roomserver.core.room import Emit
 from roomserver.gateway import identity_of
 from roomserver.handlers import REGISTRY, OpContext, commerce, server_api_ops
@@ -249,6 +251,43 @@ async def schedule(request: web.Request, identity: Identity) -> web.Response:
     )
 
 
+class Reschedule(msgspec.Struct, forbid_unknown_fields=False):
+    # The room's next show (unix ms), or null to cancel it.
+    scheduled_at: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)] | None
+
+
+@endpoint("admin", Reschedule)
+async def reschedule_room(request: web.Request, identity: Identity, body: Reschedule) -> web.Response:
+    """Move or cancel a room's next show (issue 12): the schedule index follows, a
+    ``room.scheduled`` webhook announces the new time, and its reminders are armed
+    afresh (they are claimed per ``scheduled_at``). Not while the room is live."""
+    node = _node(request)
+    room = _room_key(request, identity)
+    await node.require_room(room)
+    doc, _ = await node.transact(room, lambda d: sched.reschedule(d, body.scheduled_at))
+    await node.broker.set_schedule(room, doc.scheduled_at)
+    if doc.scheduled_at is not None:
+        await node.hooks.room_scheduled(room, doc)
+    return _json({"room": _room_view(node, room, doc)})
+
+
+@endpoint("admin")
+async def followers(request: web.Request, identity: Identity) -> web.Response:
+    """The room's followers (``track follow``) in user-id order, paged by ``after``."""
+    node = _node(request)
+    room = _room_key(request, identity)
+    await node.require_room(room)
+    limit = _page_limit(request)
+    after = request.query.get("after", "")
+    if len(after) > 128:
+        raise OpError("bad_request", "after must be the `next` of the previous page")
+    everyone = await node.hooks.followers(room)  # sorted
+    start = bisect.bisect_right(everyone, after) if after else 0
+    page = everyone[start : start + limit]
+    more = start + limit < len(everyone)
+    return _json({"followers": page, "count": len(everyone), "next": page[-1] if more else None})
+
+
 @endpoint("admin")
 async def get_room(request: web.Request, identity: Identity) -> web.Response:
     node = _node(request)
@@ -441,6 +480,29 @@ ROUTES: list[Route] = [
         reply=w.RoomPage,
     ),
     Route("GET", "/v1/rooms/{room}", get_room, "Get a room", "admin", reply=w.RoomReply),
+    Route(
+        "PATCH",
+        "/v1/rooms/{room}",
+        reschedule_room,
+        "Move (or with null cancel) the room's next show: `scheduled_at`; re-arms its reminders",
+        "admin",
+        Reschedule,
+        errors=(404, 409),
+        reply=w.RoomReply,
+    ),
+    Route(
+        "GET",
+        "/v1/rooms/{room}/followers",
+        followers,
+        "The room's followers (`track follow`), in user-id order, a page at a time",
+        "admin",
+        query=(
+            ("after", "user id the page starts after (`next` of the previous page)", {"type": "string"}),
+            _page_limit_query(100),
+        ),
+        errors=(404,),
+        reply=w.FollowerPage,
+    ),
     Route(
         "GET",
         "/v1/schedule",

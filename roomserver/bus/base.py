@@ -367,6 +367,11 @@ class Broker(abc.ABC):
         a lottery draw sees exactly the entries that were accepted."""
 
     @abc.abstractmethod
+    async def tally_remove(self, room: str, key: str, member: str) -> bool:
+        """Take ``member``'s entry out of an open tally (an unfollow), atomically with
+        its option's count. False if it had none or the tally is closed (nothing changes)."""
+
+    @abc.abstractmethod
     async def tally_counts(self, room: str, key: str) -> dict[str, int]: ...
 
     @abc.abstractmethod

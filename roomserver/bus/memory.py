@@ -434,6 +434,16 @@ class MemoryBroker(MemoryStreamsMixin, Broker):
         t.closed = True
         return list(t.entries)
 
+    async def tally_remove(self, room: str, key: str, member: str) -> bool:
+        t = self._tally(room, key)
+        if t is None or t.closed or member not in t.entries:
+            return False
+        option = t.entries.pop(member)
+        t.counts[option] -= 1
+        if not t.counts[option]:
+            del t.counts[option]
+        return True
+
     async def tally_counts(self, room: str, key: str) -> dict[str, int]:
         t = self._tally(room, key)
         return dict(t.counts) if t else {}

@@ -144,8 +144,8 @@ raises ``BrokerUnavailable`` and its outcome is unknown (the write may survive
 or not: retry with the same cid / ``Idem``). It applies to
 
 * every counter script: ``stock_create/take/close`` (orders, coupon claims),
-  ``shares_create/grab`` (red packets), ``tally``/``tally_close`` (lottery
-  entries and draws, poll votes, follows);
+  ``shares_create/grab`` (red packets), ``tally``/``tally_close``/``tally_remove`` (lottery
+  entries and draws, poll votes, follows and unfollows);
 * every commit that writes the room document (sale, lottery, coupon and packet
   definitions, draws, closes, room start/end, moderation);
 * event-only commits (barrage, gifts, likes, ``redpacket.finished``,
@@ -312,6 +312,7 @@ ACCUMULATE = _load_script("accumulate", hold=True)
 GATE = _load_script("gate", hold=True)
 TALLY = _load_script("tally", hold=True)
 TALLY_CLOSE = _load_script("tally_close", hold=True)
+TALLY_REMOVE = _load_script("tally_remove")
 STOCK_CREATE = _load_script("stock_create", hold=True)
 STOCK_TAKE = _load_script("stock_take", hold=True)
 STOCK_CLOSE = _load_script("stock_close")
@@ -932,6 +933,12 @@ class RedisBroker(RedisStreamsMixin, Broker):
         call = ScriptCall(TALLY_CLOSE, [*keys.tally(key), *keys.life], [self.idle_ttl_ms])
         members = await self._durable_call(keys.slot, call, safe=True)
         return [m.decode() for m in members]
+
+    async def tally_remove(self, room: str, key: str, member: str) -> bool:
+        keys = room_keys(self.prefix, room)
+        call = ScriptCall(TALLY_REMOVE, [*keys.tally(key)], [member])
+        # Safe to send again: a second removal finds no entry and changes nothing.
+        return bool(await self._durable_call(keys.slot, call, safe=True))
 
     async def tally_counts(self, room: str, key: str) -> dict[str, int]:
         keys = room_keys(self.prefix, room)

@@ -8,6 +8,8 @@ gateway checks every reply against it when contract checks are on.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from roomserver.contract import wire as w
 
 
@@ -17,6 +19,18 @@ class Pong(w.Wire):
 
 class Snapshot(w.Wire):
     room: w.SnapshotRoom
+    # Only when the join carried a valid ``ref`` (issue 12): "attributed" (this viewer's
+    # first attribution in this show), "already" (attributed earlier in the show), "self".
+    attribution: Literal["attributed", "already", "self"] | w.UnsetType = w.UNSET
+
+
+class ShareLink(w.Wire):
+    """A signed share link of the room naming the caller (``room.join {ref}``)."""
+
+    ref: str
+    # The server's viewer page opening the room with ``ref`` (a path: prefix the server's origin).
+    url: str
+    expires_at: int
 
 
 class Resumed(w.Wire):
@@ -131,6 +145,7 @@ REPLIES: dict[str, type[w.Wire]] = {
     "assistant.wrong": AssistantMarkedWrong,
     "ping": Pong,
     "room.join": Snapshot,
+    "share.link": ShareLink,
     "room.leave": w.Empty,
     "room.resume": Resumed,
     "room.start": Started,

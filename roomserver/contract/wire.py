@@ -360,6 +360,7 @@ class SnapshotRoom(Wire):
     gifts: list[Gift]
     slow_s: int
     started_at: int | None
+    scheduled_at: int | None  # the next show (unix ms), issue 12
     announcement: Announcement | None
     poll: Poll | None
     # The last barrage events, oldest first (the same bytes members were sent).
@@ -385,6 +386,14 @@ class RoomPage(Wire):
 class SchedulePage(Wire):
     shows: list[RoomView]
     next: str | None
+
+
+class FollowerPage(Wire):
+    """A room's followers (``track follow``), in user-id order, a page at a time (issue 12)."""
+
+    followers: list[str]
+    count: int  # all followers of the room
+    next: str | None  # ``after`` of the next page; null on the last
 
 
 class Published(Wire):

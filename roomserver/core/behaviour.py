@@ -20,7 +20,7 @@ kind                data
 ``gift``            ``gift``, ``count``, ``value`` (cents, the whole gift)
 ``vote``            ``poll``, ``option``
 ``track``           ``action`` (product.click, cart.add, share, favorite,
-                    follow), ``product?``
+                    follow, unfollow), ``product?``
 ``lottery.enter``   ``lottery``
 ``coupon.claim``    ``coupon``
 ``redpacket.grab``  ``packet``, ``amount`` (cents)
@@ -61,7 +61,7 @@ Kind = Literal[
     "assistant",
 ]
 KINDS: Final[frozenset[str]] = frozenset(Kind.__args__)  # type: ignore[attr-defined]
-TRACK_ACTIONS: Final = ("product.click", "cart.add", "share", "favorite", "follow")
+TRACK_ACTIONS: Final = ("product.click", "cart.add", "share", "favorite", "follow", "unfollow")
 MARKS: Final = ("pin", "unpin", "sale", "lottery", "poll", "redpacket", "coupon")
 
 

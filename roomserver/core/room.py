@@ -318,6 +318,8 @@ def snapshot(doc: RoomDoc, *, online: int, likes: int, seq: int, epoch: str, gif
             "gifts": gifts,
             "slow_s": doc.slow_s,
             "started_at": doc.started_at,
+            # issue 12 (share): the next show, for the viewer page's countdown card.
+            "scheduled_at": doc.scheduled_at,
             "announcement": f.get("announcement"),
             "poll": f.get("poll"),
         }

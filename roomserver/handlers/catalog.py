@@ -5,10 +5,21 @@ node. Kept explicit, so the op list is greppable; the registry itself
 
 from __future__ import annotations
 
-from roomserver.handlers import DEADLINES, assistant, chat, cohost, commerce, moderation, pk, polls, rooms
+from roomserver.handlers import (
+    DEADLINES,
+    assistant,
+    chat,
+    cohost,
+    commerce,
+    moderation,
+    pk,
+    polls,
+    rooms,
+    share,
+)
 from roomserver.node import DeadlineCheck, ShowEndStep
 
-OP_MODULES = (assistant, chat, cohost, commerce, moderation, pk, polls, rooms)
+OP_MODULES = (assistant, chat, cohost, commerce, moderation, pk, polls, rooms, share)
 
 # room.end / DELETE /v1/rooms/{room}, in order: a running PK ends, then co-hosts step
 # down (the node closes the room's media after them, whatever happened).

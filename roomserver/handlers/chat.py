@@ -108,7 +108,8 @@ async def gift(ctx: OpContext, p: GiftParams) -> dict:
     return {"value": value}
 
 
-TrackAction = Literal["product.click", "cart.add", "share", "favorite", "follow"]
+# "unfollow" (issue 12) takes a follow back: the user leaves the room's followers.
+TrackAction = Literal["product.click", "cart.add", "share", "favorite", "follow", "unfollow"]
 
 
 class TrackParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -123,6 +124,8 @@ async def track(ctx: OpContext, p: TrackParams) -> dict:
     ctx.node.metrics.tracked.labels(app=ctx.app, action=p.action).inc()
     if p.action == "follow":
         await ctx.node.hooks.follow(ctx.room, ctx.user)
+    elif p.action == "unfollow":
+        await ctx.node.hooks.unfollow(ctx.room, ctx.user)
     return {}
 
 

@@ -14,6 +14,7 @@ from roomserver.core.room import Emit
 from roomserver.handlers import OpContext, op
 from roomserver.handlers.commerce import current_sale_view
 from roomserver.handlers.pk import current_pk_view
+from roomserver.handlers.share import Attribution, attribute, check_ref
 from roomserver.protocol import OpError, now_ms, reply_ok
 
 TITLE = Annotated[str, msgspec.Meta(max_length=rules.TITLE_MAX)]
@@ -43,15 +44,25 @@ def may_auto_create(identity: Identity, policy: AutoCreate) -> bool:
     return identity.is_staff or identity.room is not None
 
 
-@op("room.join", joined=False)
-async def join(ctx: OpContext, p: object) -> dict:
+class JoinParams(msgspec.Struct, forbid_unknown_fields=False):
+    # A share link's signed token (``share.link``): the user whose link brought this viewer.
+    ref: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+
+
+@op("room.join", JoinParams, joined=False)
+async def join(ctx: OpContext, p: JoinParams) -> dict:
     node, conn = ctx.node, ctx.socket.conn
     if not ctx.identity.admits(ctx.room_id):
         raise OpError("forbidden", f"this token admits room {ctx.identity.room} only")
+    # issue 12 (share): a bad ref fails the join before anything changes.
+    sharer = check_ref(ctx, p.ref) if p.ref is not None else None
     doc = await node.room(ctx.room, create=may_auto_create(ctx.identity, node.config.room_auto_create))
     if doc is None:
         raise OpError("not_found", f"room {ctx.room_id} does not exist")
     _admit(ctx, doc)
+    attribution: Attribution | None = None
+    if sharer is not None:
+        attribution, sharer = await attribute(ctx, sharer, doc)
     ch = await node.ensure_channel(ctx.room)
     likes = await node.load_likes(ctx.room)
     sale = await current_sale_view(node, ctx.room, doc)
@@ -60,6 +71,8 @@ async def join(ctx: OpContext, p: object) -> dict:
     seq = node.fanout.join(conn, ctx.room)
     ctx.socket.joined_at.setdefault(ctx.room, now_ms())
     node.members.joined(ctx.room, ctx.user)  # room.members webhook batch
+    # issue 12 (share): the join's behaviour record, with the sharer when this join was attributed.
+    node.behaviour.record(ctx.room, ctx.user, "join", {"ref": sharer} if sharer else None)
     if node.sample_joined(ctx.room):
         node.spawn(
             node.publish(ctx.room, [Emit("member.joined", {"user": ctx.identity.public()}, durable=False)])
@@ -71,6 +84,8 @@ async def join(ctx: OpContext, p: object) -> dict:
     snap["room"]["pk"] = pk
     # Already-encoded event objects, the same bytes members were sent (seq <= the snapshot's).
     snap["room"]["recent"] = [msgspec.Raw(b) for b in node.fanout.channels[ctx.room].recent]
+    if attribution is not None:
+        snap["attribution"] = attribution
     return snap
 
 

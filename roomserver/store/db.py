@@ -140,6 +140,8 @@ def migration_files(directory: Path, dialect: str) -> list[tuple[int, str, Path]
             raise ValueError(f"two migrations numbered {version:03d} in {directory}")
         if version not in chosen or only is not None:
             chosen[version] = (name, path, only is not None)
+    if not chosen:  # a broken install (package data left out) must not start schemaless
+        raise FileNotFoundError(f"no migrations in {directory}")
     return [(v, name, path) for v, (name, path, _) in sorted(chosen.items())]
 
 

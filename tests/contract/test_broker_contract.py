@@ -292,6 +292,31 @@ async def test_tally_counts_one_entry_per_member(broker_factory):
     assert await a.tally_members(room, "poll:2") == []
 
 
+async def test_tally_remove_takes_one_entry_back_until_closed(broker_factory):
+    a, b = broker_factory("a"), broker_factory("b")
+    room = room_id()
+    await started(a)
+    await started(b)
+    for user in ("u1", "u2", "u3"):
+        await a.tally(room, "followers", user, "1", 60_000)
+    assert await b.tally_remove(room, "followers", "u2") is True
+    assert await a.tally_remove(room, "followers", "u2") is False  # gone already
+    assert await a.tally_remove(room, "followers", "nobody") is False
+    assert await a.tally_remove(room, "no-such-tally", "u1") is False
+    assert sorted(await b.tally_members(room, "followers")) == ["u1", "u3"]
+    assert await b.tally_counts(room, "followers") == {"1": 2}
+    # Back again: a new entry.
+    assert (await b.tally(room, "followers", "u2", "1", 60_000)).status is TallyStatus.ADDED
+    for user in ("u1", "u2", "u3"):
+        assert await a.tally_remove(room, "followers", user) is True
+    assert await a.tally_counts(room, "followers") == {}
+    assert (await a.tally(room, "followers", "u4", "1", 60_000)).status is TallyStatus.ADDED
+    # A closed tally keeps its entries (a drawn lottery's entrants).
+    await a.tally_close(room, "followers")
+    assert await b.tally_remove(room, "followers", "u4") is False
+    assert await b.tally_members(room, "followers") == ["u4"]
+
+
 async def test_tally_is_atomic_under_concurrency(broker_factory):
     nodes = [broker_factory(f"n{i}") for i in range(3)]
     room = room_id()

@@ -273,7 +273,8 @@ async def test_every_401_names_the_bearer_scheme(server: Server) -> None:
 
 RESOURCES = {
     "/v1/rooms": {"GET", "HEAD", "POST"},
-    "/v1/rooms/r1": {"GET", "HEAD", "DELETE"},
+    "/v1/rooms/r1": {"GET", "HEAD", "DELETE", "PATCH"},  # PATCH: reschedule (issue 12)
+    "/v1/rooms/r1/followers": {"GET", "HEAD"},
     "/v1/rooms/r1/events": {"POST"},
     "/v1/rooms/r1/whip": {"POST"},
     "/v1/rooms/r1/whip/s1": {"DELETE"},

@@ -327,3 +327,26 @@ async def test_both_sdks_report_api_errors_with_code_and_status(server: Server, 
         {"url": server.base_url, "app": APP, "secret": SECRET, "room": room},
     )
     assert got == {"ok": [["ApiError", 404, "not_found"], ["ApiError", 400, "bad_request"]]}
+
+
+async def test_both_sdks_reschedule_and_page_followers(server: Server, room: str) -> None:
+    """Issue 12: `reschedule` and `followers` from Python and Node."""
+    at = int(time.time() * 1000) + 3_600_000
+    async with AdminClient(server.base_url, APP, SECRET) as api:
+        await api.create_room(id=room, scheduled_at=at)
+        for user in ("f2", "f1"):
+            viewer = await server.client(user)
+            await viewer.join(room)
+            await viewer.track(room, "follow")
+        assert (await api.reschedule(room, at + 60_000))["room"]["scheduled_at"] == at + 60_000
+        assert await api.followers(room, limit=1) == {"followers": ["f1"], "count": 2, "next": "f1"}
+    got = await node(
+        """
+        const api = new sdk.AdminClient({ url: arg.url, app: arg.app, secret: arg.secret });
+        const moved = await api.reschedule(arg.room, null);
+        const page = await api.followers(arg.room, { after: "f1" });
+        return { at: moved.room.scheduled_at, page };
+        """,
+        {"url": server.base_url, "app": APP, "secret": SECRET, "room": room},
+    )
+    assert got == {"ok": {"at": None, "page": {"followers": ["f2"], "count": 2, "next": None}}}

@@ -133,6 +133,9 @@ def test_wheel_installs_and_serves_from_any_folder(tmp_path: Path):
             assert _get(f"http://127.0.0.1:{port}/{script.decode()}")[0] == 200
         status, sdk = _get(f"http://127.0.0.1:{port}/sdk/roomserver.js")
         assert status == 200 and b"RoomClient" in sdk
+        # The analytics store's schema came from the wheel's migrations (a server
+        # without them refuses to start); its file is under the working directory.
+        assert (elsewhere / "roomserver-data" / "analytics.sqlite3").is_file()
     finally:
         proc.terminate()
         proc.wait(15)

@@ -26,6 +26,7 @@ const STROKE = {
   play: '<rect x="2" y="4" width="20" height="16" rx="3"/><path d="M10 9l5 3-5 3z"/>',
   "user-plus": '<circle cx="9" cy="8" r="4"/><path d="M2 21c0-4 3-7 7-7s7 3 7 7M19 8v6M16 11h6"/>',
   x: '<path d="M6 6l12 12M18 6L6 18"/>',
+  share: '<circle cx="18" cy="5" r="3"/><circle cx="6" cy="12" r="3"/><circle cx="18" cy="19" r="3"/><path d="M8.6 13.5l6.8 4M15.4 6.5l-6.8 4"/>',
   check: '<path d="M4 12l5 5L20 6"/>',
   swords: '<path d="M3 3l9.5 9.5M3 3v3l8 8M3 3h3l8 8M21 3l-9.5 9.5M21 3v3l-8 8M21 3h-3l-8 8"/><path d="M6 15l3 3-2 2-3-3zM18 15l-3 3 2 2 3-3z"/>',
   phone: '<path d="M5 3h4l2 5-2.5 1.5a11 11 0 0 0 6 6L16 13l5 2v4a2 2 0 0 1-2 2A16 16 0 0 1 3 5a2 2 0 0 1 2-2z"/>',

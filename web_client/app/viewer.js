@@ -2,6 +2,7 @@
 // coupons, vote, and ask to join the host on camera.
 import { $, KeptPublication, attempt, errorText, fatal, flyHearts, giftIcon, giftName, h, icon, money, number, openClient, pageParams, setText, startClock, t, toast, whoAmI } from "/app/common.js";
 import { RoomView } from "/app/roomview.js";
+import { NextShow, bindShare, joinWithRef } from "/app/nextshow.js";
 
 const p = pageParams("viewer");
 let client;
@@ -15,8 +16,11 @@ async function main() {
   view = new RoomView(client, p.room, me, {
     actions: { buy, enterLottery, grab, claim, vote, cohostsChanged },
   });
-  const snap = await client.join(p.room);
+  const next = new NextShow(client, p.room, me);
+  const snap = await joinWithRef(client, p.room);
   view.apply(snap);
+  next.apply(snap);
+  bindShare(client, p.room);
   view.followVideos([me.id]);
   renderGifts(snap.room.gifts || []);
   startClock();

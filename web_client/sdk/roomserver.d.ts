@@ -215,7 +215,7 @@ export interface PollParams {
   options: string[];
   duration_ms: number;
 }
-export type TrackAction = "product.click" | "cart.add" | "share" | "favorite" | "follow";
+export type TrackAction = "product.click" | "cart.add" | "share" | "favorite" | "follow" | "unfollow";
 
 export declare class RoomClient {
   constructor(options?: RoomClientOptions);
@@ -252,7 +252,8 @@ export declare class RoomClient {
   ): Promise<T>;
   send(op: string, room: string | null, params?: object): boolean;
 
-  join(room: string): Promise<RoomSnapshot>;
+  /** `ref`: a share link's token (`shareLink`); an invalid one fails the join (`bad_request`). */
+  join(room: string, opts?: { ref?: string }): Promise<RoomSnapshot>;
   leave(room: string): Promise<OpReplies["room.leave"]>;
   resume(room: string, since: number, epoch: string): Promise<OpReplies["room.resume"]>;
   lastSeq(room: string): number | null;
@@ -268,6 +269,8 @@ export declare class RoomClient {
   pinProduct(room: string, product: Product): Promise<{}>;
   unpinProduct(room: string, productId?: string): Promise<{}>;
   track(room: string, action: TrackAction, product?: string): Promise<{}>;
+  /** A signed share link of the room naming this user (issue 12). */
+  shareLink(room: string): Promise<OpReplies["share.link"]>;
 
   createLottery(room: string, params: LotteryParams): Promise<OpReplies["lottery.create"]>;
   enterLottery(room: string, lottery: string): Promise<OpReplies["lottery.enter"]>;
@@ -335,6 +338,7 @@ export declare class RoomClient {
 export type RoomMethodName =
   | "join" | "leave" | "resume" | "lastSeq" | "snapshot" | "publishers"
   | "start" | "end" | "sendBarrage" | "sendLike" | "sendGift" | "pinProduct" | "unpinProduct" | "track"
+  | "shareLink"
   | "createLottery" | "enterLottery" | "drawLottery" | "lotteryRecord"
   | "createSale" | "buy" | "issueCoupon" | "claimCoupon" | "sendRedPacket" | "grabRedPacket"
   | "createPoll" | "vote" | "announce"

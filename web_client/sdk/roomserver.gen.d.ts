@@ -138,6 +138,10 @@ export interface RoomAnnounceParams {
   countdown_to?: number | null;
 }
 
+export interface RoomJoinParams {
+  ref?: string | null;
+}
+
 export interface RoomResumeParams {
   since: number;
   epoch?: string;
@@ -166,7 +170,7 @@ export interface SaleCreateParams {
 }
 
 export interface TrackParams {
-  action: "cart.add" | "favorite" | "follow" | "product.click" | "share";
+  action: "cart.add" | "favorite" | "follow" | "product.click" | "share" | "unfollow";
   product?: string | null;
 }
 
@@ -266,6 +270,7 @@ export interface Ended {
 
 export interface Snapshot {
   room: SnapshotRoom;
+  attribution?: "already" | "attributed" | "self";
 }
 
 export interface Resumed {
@@ -282,6 +287,13 @@ export interface OrderPlaced {
 
 export interface SaleCreated {
   sale: SaleView;
+}
+
+/** A signed share link of the room naming the caller (`room.join {ref}`). */
+export interface ShareLink {
+  ref: string;
+  url: string;
+  expires_at: number;
 }
 
 export interface AssistantAnswer {
@@ -565,6 +577,13 @@ export interface RoomPage {
   next: string | null;
 }
 
+/** A room's followers (`track follow`), in user-id order, a page at a time (issue 12). */
+export interface FollowerPage {
+  followers: string[];
+  count: number;
+  next: string | null;
+}
+
 export interface SchedulePage {
   shows: RoomView[];
   next: string | null;
@@ -703,6 +722,7 @@ export interface SnapshotRoom {
   gifts: Gift[];
   slow_s: number;
   started_at: number | null;
+  scheduled_at: number | null;
   announcement: Announcement | null;
   poll: Poll | null;
   recent: EventMessage[];
@@ -871,12 +891,13 @@ export interface OpParams {
   "redpacket.send": RedpacketSendParams;
   "room.announce": RoomAnnounceParams;
   "room.end": NoParams;
-  "room.join": NoParams;
+  "room.join": RoomJoinParams;
   "room.leave": NoParams;
   "room.resume": RoomResumeParams;
   "room.start": RoomStartParams;
   "sale.buy": SaleBuyParams;
   "sale.create": SaleCreateParams;
+  "share.link": NoParams;
   "track": TrackParams;
 }
 
@@ -922,6 +943,7 @@ export interface OpReplies {
   "room.start": Started;
   "sale.buy": OrderPlaced;
   "sale.create": SaleCreated;
+  "share.link": ShareLink;
   "track": Empty;
 }
 

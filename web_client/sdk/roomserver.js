@@ -641,8 +641,10 @@ export class RoomClient {
 
   // ---- rooms ----------------------------------------------------------------------------
 
-  /** Join a room: resolves to the snapshot `{room: {...}}`; events flow from its `seq` on. */
-  async join(room) {
+  /** Join a room: resolves to the snapshot `{room: {...}}`; events flow from its `seq` on.
+   * `opts.ref`: the share link's token that brought this viewer (`shareLink`); an invalid one
+   * fails the join with `bad_request` and changes nothing (join again without it). */
+  async join(room, opts = {}) {
     let st = this._rooms.get(room);
     if (!st) {
       st = { seq: null, epoch: null, held: new Map(), resuming: false, snapshot: null, publishers: [] };
@@ -650,7 +652,7 @@ export class RoomClient {
     }
     st.seq = null;
     try {
-      const snap = await this.request("room.join", room, {});
+      const snap = await this.request("room.join", room, opts.ref ? { ref: opts.ref } : {});
       this._adoptSnapshot(room, snap);
       return snap;
     } catch (err) {
@@ -723,6 +725,11 @@ export class RoomClient {
   }
   track(room, action, product) {
     return this.request("track", room, product ? { action, product } : { action });
+  }
+
+  /** A signed share link of the room naming this user: `{ref, url, expires_at}` (issue 12). */
+  shareLink(room) {
+    return this.request("share.link", room, {});
   }
 
   createLottery(room, params) {
@@ -1000,6 +1007,7 @@ export class Room {
 const ROOM_METHODS = [
   "join", "leave", "resume", "lastSeq", "snapshot", "publishers",
   "start", "end", "sendBarrage", "sendLike", "sendGift", "pinProduct", "unpinProduct", "track",
+  "shareLink",
   "createLottery", "enterLottery", "drawLottery", "lotteryRecord",
   "createSale", "buy", "issueCoupon", "claimCoupon", "sendRedPacket", "grabRedPacket",
   "createPoll", "vote", "announce",
