@@ -492,6 +492,9 @@ class ShowHooks:
     def __init__(self, node: Node, show_end: Sequence[ShowEndStep] = ()) -> None:
         self.node = node
         self.show_end = tuple(show_end)
+        # What the room.ended webhook's data gains (e.g. the report's URL), handed in
+        # by create_app like the show-end steps.
+        self.ended_data: list[Callable[[str, RoomDoc], dict[str, Any]]] = []
 
     async def followers(self, room: str) -> list[str]:
         return sorted(await self.node.broker.tally_members(room, FOLLOWERS_KEY))
@@ -528,7 +531,10 @@ class ShowHooks:
     async def room_ended(self, room: str, doc: RoomDoc, summary: dict[str, Any]) -> None:
         """After ``room.end`` or ``DELETE /v1/rooms/{room}``: the stage ends with the
         show (a running PK ends, co-hosts step down, the room's media closes)."""
-        self.node.webhooks.emit("room.ended", room, {"room": rules.public_view(doc), "summary": summary})
+        data = {"room": rules.public_view(doc), "summary": summary}
+        for extra in self.ended_data:
+            data.update(extra(room, doc))
+        self.node.webhooks.emit("room.ended", room, data)
         try:
             for step in self.show_end:
                 await step(self.node, room)

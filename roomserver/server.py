@@ -25,6 +25,7 @@ from roomserver.handlers.catalog import SHOW_END, deadline_checks
 from roomserver.metrics import Metrics
 from roomserver.node import Node
 from roomserver.reminders import Reminders
+from roomserver.report_ready import ReportReady, ended_links
 from roomserver.store.store import AnalyticsStore
 from roomserver.web import add_web_routes
 
@@ -74,6 +75,8 @@ def _middlewares(config: Config) -> list:
 
 def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     verifier = TokenVerifier(config.app_secrets())
+    # The post-live report after each show (issue 12), once the store is open.
+    reports = ReportReady(lambda: app.get(STORE_KEY)) if config.analytics else None
     # The node is handed its handlers' deadline checks and show-end steps (and, below,
     # its media): it imports none of them.
     node = Node(
@@ -81,8 +84,10 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
         broker or make_broker(config),
         Metrics(),
         deadlines=deadline_checks(),
-        show_end=SHOW_END,
+        show_end=SHOW_END + ((reports.show_ended,) if reports else ()),
     )
+    if reports is not None:
+        node.hooks.ended_data.append(ended_links)
     gateway = Gateway(node, verifier)
     app = web.Application(client_max_size=256 * 1024, middlewares=_middlewares(config))
     app[NODE_KEY] = node
@@ -123,7 +128,7 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     # WHIP/WHEP and the media backend (started after the node, closed before it stops).
     node.media = media_glue.install(app, node, verifier, config)
     _install_assistant(app, node, config)
-    _install_store(app, config)
+    _install_store(app, config, reports)
     _install_reminders(app, node, config)
     return app
 
@@ -145,7 +150,7 @@ def _install_reminders(app: web.Application, node: Node, config: Config) -> None
     app.on_cleanup.insert(0, stop)
 
 
-def _install_store(app: web.Application, config: Config) -> None:
+def _install_store(app: web.Application, config: Config, reports: ReportReady | None) -> None:
     """The analytics store (issue 12): opened and migrated before the node serves."""
     if not config.analytics:
         return
@@ -157,6 +162,8 @@ def _install_store(app: web.Application, config: Config) -> None:
         loyalty_ops.attach(app[NODE_KEY], app[STORE_KEY].loyalty)
 
     async def close_store(app: web.Application) -> None:
+        if reports is not None:
+            await reports.stop()
         if STORE_KEY in app:
             await app[STORE_KEY].close()
 

@@ -42,6 +42,7 @@ PAGES = {
     "/host.html": "host.html",
     "/viewer.html": "viewer.html",
     "/call.html": "call.html",
+    "/report.html": "report.html",
 }
 DEV_TOKEN_PATH = "/dev/token"
 DEV_TOKEN_TTL_S = 12 * 3600
@@ -158,7 +159,7 @@ def add_web_routes(app: web.Application, config: Config, web_dir: Path = WEB_DIR
     """
     for route, name in PAGES.items():
         app.router.add_get(route, _page(web_dir, name))
-    for folder in ("sdk", "app"):
+    for folder in ("sdk", "app", "vendor"):
         if (web_dir / folder).is_dir():
             app.router.add_static(f"/{folder}/", web_dir / folder, append_version=False)
         else:

@@ -27,8 +27,8 @@ ERROR_SCHEMA = {
 }
 
 
-# Path ids as the server accepts them: rooms by their pattern, other ids are
-# looked up (unknown = 404), so any 1..128 characters.
+# Path ids as the server accepts them: rooms and users by their pattern (the same
+# one), other ids are looked up (unknown = 404), so any 1..128 characters.
 ROOM_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,64}$"}
 ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 128}
 # Path parameters that are room-style ids (1..64 of [A-Za-z0-9_.:@-]), as the token's `sub` is.
@@ -59,7 +59,7 @@ def error_statuses(r: Route) -> list[int]:
     if r.auth in ("admin", "room"):
         statuses.add(403)
     if "{" in r.path:
-        statuses.update((400, 404) if "{room}" in r.path else (404,))
+        statuses.update((400, 404) if "{room}" in r.path or "{user}" in r.path else (404,))
     text_body = r.body_content not in ("application/json", "")
     if r.body is not None or text_body or r.query:
         statuses.add(400)

@@ -198,6 +198,15 @@ class AssistantQuestions(w.Wire):
     clusters: list[w.QuestionCluster]
 
 
+class ReportReady(w.Wire):
+    show: int
+    url: str  # the report's path: GET it with an admin token (format=html for the page)
+    unique_viewers: int
+    peak_concurrent: int
+    orders: int
+    gmv: int
+
+
 class Custom(w.Wire, forbid_unknown_fields=False):
     """An app's own event: any JSON object."""
 
@@ -266,6 +275,13 @@ EVENTS: dict[str, EventSpec] = dict(
         ),
         _spec(
             "assistant.settings", w.AssistantSettings, True, "room", "the room's assistant settings changed"
+        ),
+        _spec(
+            "report.ready",
+            ReportReady,
+            False,
+            "staff",
+            "the ended show's post-live report is computed (within 5 s of room.ended), with headline figures",
         ),
     ]
 )

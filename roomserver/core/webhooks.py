@@ -28,12 +28,14 @@ EVENTS: Final = frozenset(
         "pk.ended",
         # issue 12: before a scheduled show, with the followers to remind (roomserver/reminders.py)
         "room.reminder",
+        # issue 12: a show's post-live report is kept (roomserver/report_ready.py)
+        "report.ready",
     )
 )
 
 # What ``--webhook-url`` (the endpoint from before endpoints had filters) receives:
 # the events that existed then, so its receivers see nothing new unasked.
-LEGACY_EVENTS: Final = tuple(sorted(EVENTS - {"room.members", "room.reminder"}))
+LEGACY_EVENTS: Final = tuple(sorted(EVENTS - {"room.members", "room.reminder", "report.ready"}))
 
 # A receiver accepts a delivery whose signed timestamp is at most this far from
 # its own clock (Stripe's default); older ones are refused as possible replays.

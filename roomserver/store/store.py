@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from roomserver.store.db import Database, Tx, open_database
 from roomserver.store.events import EventLog
 from roomserver.store.loyalty import LoyaltyStore
+from roomserver.store.reports import ShowReports
 
 
 class Facet(Protocol):
@@ -33,7 +34,8 @@ class AnalyticsStore:
         self.events = EventLog(db)
         self.loyalty = LoyaltyStore(db)
         self.events.on_ingest.append(self.loyalty.step)
-        self.facets: list[Facet] = [self.events, self.loyalty]
+        self.reports = ShowReports(db, self.events)
+        self.facets: list[Facet] = [self.events, self.loyalty, self.reports]
 
     @classmethod
     async def open(cls, *, url: str | None = None, data_dir: Path | None = None) -> AnalyticsStore:

@@ -48,7 +48,13 @@ def test_every_package_directory_is_listed():
         for p in [ROOT / top, *(ROOT / top).rglob("*")]
         if p.is_dir() and (p / "__init__.py").exists()
     }
-    web = {"roomserver.web_client", "roomserver.web_client.app", "roomserver.web_client.sdk"}
+    web = {
+        "roomserver.web_client",
+        "roomserver.web_client.app",
+        "roomserver.web_client.sdk",
+        "roomserver.web_client.vendor",
+        "roomserver.web_client.vendor.echarts",
+    }
     assert listed == found | web
 
 

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("roomserver.api", "roomserver.web", "roomserver.media_glue"),
     ("roomserver.appkeys",),
     ("roomserver.gateway",),
-    ("roomserver.handlers", "roomserver.reminders"),
+    ("roomserver.handlers", "roomserver.reminders", "roomserver.report_ready"),
     ("roomserver.node",),
     (
         "roomserver.fanout",

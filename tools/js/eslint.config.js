@@ -5,7 +5,8 @@ import js from "@eslint/js";
 import globals from "globals";
 
 export default [
-  { ignores: ["**/node_modules/**", ".venv/**"] },
+  // web_client/vendor/: third-party builds kept as published (docs/third-party.md).
+  { ignores: ["**/node_modules/**", ".venv/**", "web_client/vendor/**"] },
   {
     ...js.configs.recommended,
     files: ["web_client/**/*.js"],

@@ -515,6 +515,15 @@ export interface RedpacketSent {
   message: string;
 }
 
+export interface ReportReady {
+  show: number;
+  url: string;
+  unique_viewers: number;
+  peak_concurrent: number;
+  orders: number;
+  gmv: number;
+}
+
 export interface Announcement {
   text: string;
   countdown_to: number | null;
@@ -654,6 +663,41 @@ export interface RewardReply {
 
 export interface RewardDeleted {
   deleted: string;
+}
+
+export interface Report {
+  app: string;
+  room: string;
+  show: number;
+  title: string;
+  host: string;
+  started_at: number;
+  ended_at: number | null;
+  until: number;
+  duration_s: number;
+  records: number;
+  audience: Audience;
+  engagement: Engagement;
+  sales: Sales;
+  top_gifters: Ranked[];
+  top_buyers: Ranked[];
+  products: ProductReport[];
+  retention: Retention;
+  curves: Curves;
+  marks: Mark[];
+  shares: Sharer[];
+  attributed_viewers: number;
+  assistant: AssistantCounts;
+}
+
+export interface UserTimeline {
+  app: string;
+  room: string;
+  show: number;
+  user: string;
+  watch_s: number;
+  sessions: ([number, number])[];
+  entries: TimelineEntry[];
 }
 
 export interface Product {
@@ -892,6 +936,106 @@ export interface Reward {
   updated_at: number;
 }
 
+export interface Audience {
+  peak_concurrent: number;
+  peak_at_s: number;
+  avg_concurrent: number;
+  unique_viewers: number;
+  views: number;
+  avg_watch_s: number;
+  new_viewers: number;
+  returning_viewers: number;
+}
+
+export interface Engagement {
+  interacting_viewers: number;
+  interaction_rate: number;
+  barrage: number;
+  barrage_senders: number;
+  likes: number;
+  likers: number;
+  gifts: number;
+  gift_items: number;
+  gift_value: number;
+  gifters: number;
+  votes: number;
+  lottery_entries: number;
+  coupon_claims: number;
+  redpacket_grabs: number;
+  shares: number;
+  favorites: number;
+  follows: number;
+}
+
+export interface Sales {
+  orders: number;
+  units: number;
+  gmv: number;
+  buyers: number;
+  avg_order_value: number;
+  gpm: number;
+  funnel: FunnelStep[];
+}
+
+export interface Ranked {
+  user: string;
+  value: number;
+  count: number;
+}
+
+export interface ProductReport {
+  product: string;
+  pins: PinWindow[];
+  total: Perf;
+}
+
+export interface Retention {
+  previous_show: number | null;
+  previous_viewers: number;
+  returned: number;
+  returned_rate: number | null;
+  previous_buyers: number;
+  returned_buyers: number;
+  repeat_buyers: number;
+}
+
+export interface Curves {
+  minutes: number;
+  online: number[];
+  barrage: number[];
+  likes: number[];
+  orders: number[];
+  gmv: number[];
+}
+
+export interface Mark {
+  t: number;
+  what: string;
+  id: string | null;
+  product: string | null;
+}
+
+export interface Sharer {
+  user: string;
+  viewers: number;
+  new_viewers: number;
+  orders: number;
+  gmv: number;
+  shares: number;
+}
+
+export interface AssistantCounts {
+  questions: number;
+  answered: number;
+  unanswered: number;
+}
+
+export interface TimelineEntry {
+  t: number;
+  kind: string;
+  data: Record<string, unknown>;
+}
+
 /** The snapshot's `lottery`: `LotteryOpened` while open, `LotteryDrawn` after. */
 export interface LotteryView {
   id: string;
@@ -942,6 +1086,30 @@ export interface RewardCoupon {
   title?: string;
   discount_cents?: number;
   min_spend_cents?: number;
+}
+
+export interface FunnelStep {
+  step: string;
+  users: number;
+  rate: number | null;
+}
+
+export interface PinWindow {
+  start_s: number;
+  end_s: number;
+  during: Perf;
+  after: Perf;
+}
+
+export interface Perf {
+  clicks: number;
+  cart_adds: number;
+  orders: number;
+  units: number;
+  gmv: number;
+  clickers: number;
+  buyers: number;
+  conversion: number | null;
 }
 
 /** Each op's params (the frame's fields besides id, op and room). */
@@ -1072,6 +1240,7 @@ export interface EventData {
   "product.unpinned": ProductUnpinned;
   "redpacket.finished": RedpacketFinished;
   "redpacket.sent": RedpacketSent;
+  "report.ready": ReportReady;
   "room.announcement": Announcement;
   "room.ended": RoomEnded;
   "room.started": RoomStarted;
