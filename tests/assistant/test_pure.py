@@ -128,23 +128,34 @@ def test_the_board_clusters_by_item_and_by_words() -> None:
 
 
 async def test_offer_never_waits_and_drops_beyond_its_bound() -> None:
+    from roomserver.assistant import shared
     from roomserver.assistant.service import QUEUE_MAX, Assistant
+    from roomserver.bus.memory import MemoryBroker
 
     assistant = Assistant()
     user = {"id": "u", "name": "u"}
-    assistant.offer("app/r", user, "多少钱", 1)  # no catalogue for the app: not queued
+    assistant.offer("app/r", user, "多少钱", 1)  # not attached to a bus: not queued
+    bus = assistant.attach(MemoryBroker())
+    await bus.catalog("app")  # read: the app has no catalogue
+    assistant.offer("app/r", user, "多少钱", 1)  # ... so it is not queued
     assert assistant.queue.qsize() == 0
-    assistant.catalog("app").put("p", ProductBody(title="t", price_cents=1), NOW)
+    bus.catalogs["app"].checked -= shared.EMPTY_RECHECK_MS / 1000  # a second later: offered again
+    assistant.offer("app/r", user, "多少钱", 1)
+    assert assistant.queue.qsize() == 1
+    await bus.put_product("app", "p", ProductBody(title="t", price_cents=1), NOW)
+    await bus.catalog("app")
     for seq in range(QUEUE_MAX + 5):
         assistant.offer("app/r", user, "多少钱", seq)
-    assert assistant.queue.qsize() == QUEUE_MAX and assistant.dropped == 5
+    assert assistant.queue.qsize() == QUEUE_MAX and assistant.dropped == 6
 
 
-def test_the_assistant_keeps_bounded_state_per_room() -> None:
+async def test_the_assistant_keeps_bounded_state_per_room() -> None:
     from roomserver.assistant import service
+    from roomserver.bus.memory import MemoryBroker
 
     a = service.Assistant()
-    a.stats("app/never-asked")
+    a.attach(MemoryBroker())
+    await a.stats("app/never-asked")
     assert "app/never-asked" not in a.rooms  # reading stats keeps nothing
     st = a.room_state("app/r1")
     a.room_state("app/r2")
