@@ -113,7 +113,7 @@ export interface PollVoteParams {
 }
 
 export interface ProductPinParams {
-  product: Product;
+  product: PinProduct;
 }
 
 export interface ProductUnpinParams {
@@ -598,6 +598,15 @@ export interface SaleOrders {
   problems: string[];
 }
 
+/** The product to pin: a whole product, or the id of one in the app's catalogue (PROTOCOL §7: the fields left out come from the catalogue; those given win). */
+export interface PinProduct {
+  id: string;
+  title?: string | null;
+  price_cents?: number | null;
+  image?: string | null;
+}
+
+/** A product as shown in the room (also what `product.pin` carries). */
 export interface Product {
   id: string;
   title: string;
