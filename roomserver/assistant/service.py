@@ -49,6 +49,7 @@ from roomserver.assistant.llm import Phraser
 from roomserver.assistant.retrieval import Embedder, Index
 from roomserver.assistant.text import is_question, jieba_ready
 from roomserver.bus.base import AUDIENCE_STAFF
+from roomserver.bus.streams import id_key
 from roomserver.core.moderation import TokenBucket
 from roomserver.core.room import Emit, RoomDoc
 from roomserver.protocol import OpError, now_ms
@@ -251,9 +252,8 @@ class Assistant:
         }
         if answer:  # the answer sent now (not one the room was told before)
             entry["ans"] = answer
-        entry_id = await shared.append_question(q.room, entry)
-        st.own.add(entry_id)
-        st.board.add(Asked(q.at_ms, q.seq, q.user, q.text, cluster, answered))
+        if _mine(st, await shared.append_question(q.room, entry)):
+            st.board.add(Asked(q.at_ms, q.seq, q.user, q.text, cluster, answered))
         await shared.count(q.room, q.seq, answered)
         node.behaviour.record(
             q.room,
@@ -409,6 +409,10 @@ class Assistant:
     async def _fold(self, room: str, st: RoomState) -> None:
         """Add the questions other nodes handled (and the host's replies) to the board."""
         for e in await self.bus().questions_after(room, st.cursor):
+            # Two folds may overlap (the worker's before an answer, the board's each
+            # second): what the other applied while this one awaited is skipped.
+            if st.cursor and id_key(e.id) <= id_key(st.cursor):
+                continue
             st.cursor = e.id
             if e.id in st.own:
                 st.own.discard(e.id)
@@ -448,8 +452,8 @@ class Assistant:
         res = await self.node.publish(room, [Emit("assistant.answer", data)])
         st = self.room_state(room)
         entry = {"t": now_ms(), "h": key, "ans": {**data, "at": now_ms(), "sources": [f"host {key}"]}}
-        st.own.add(await self.bus().append_question(room, entry))
-        _apply(st.board, entry)
+        if _mine(st, await self.bus().append_question(room, entry)):
+            _apply(st.board, entry)
         return res.seqs[0] if res.seqs else None
 
     async def mark_wrong(self, room: str, question_seq: int, by: str, note: str) -> dict[str, Any]:
@@ -473,7 +477,6 @@ class Assistant:
             "at": now_ms(),
         }
         threshold = await shared.mark_wrong(app_of(room), product, record)
-        self.room_state(room)
         return {"key": key, "product": product, "threshold": threshold}
 
     async def stats(self, room: str) -> dict[str, Any]:
@@ -505,6 +508,15 @@ class Assistant:
                 "embedder": self.embedder.name if self.embedder else None,
             },
         }
+
+
+def _mine(st: RoomState, entry_id: str) -> bool:
+    """This node appended ``entry_id``: True if it is to be added to the board now (and
+    skipped by the fold), False if a fold that ran meanwhile already added it."""
+    if st.cursor and id_key(entry_id) <= id_key(st.cursor):
+        return False
+    st.own.add(entry_id)
+    return True
 
 
 def _apply(board: Board, entry: dict[str, Any]) -> None:

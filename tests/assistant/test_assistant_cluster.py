@@ -139,3 +139,38 @@ async def test_the_host_on_b_sees_the_questions_asked_on_a(nodes: tuple[Server, 
         assert counted_on_both(stats), stats
         assert sum(q["count"] for q in stats["top_unanswered"]) == 1  # 主播几岁了？
         assert any(ans["source"] == "host" for ans in stats["answers"])
+
+
+async def test_overlapping_folds_and_own_appends_count_each_question_once(
+    redis_single, unique_prefix
+) -> None:
+    """The worker folds before an answer while the board task folds each second, and a
+    fold may read this node's entry before its append returned: each entry counts once."""
+    from roomserver.assistant import service
+    from roomserver.bus.redis import RedisBroker
+
+    broker = RedisBroker.from_url(redis_single.url, node_id="n1", prefix=unique_prefix)
+    other = RedisBroker.from_url(redis_single.url, node_id="n2", prefix=unique_prefix)
+    try:
+        a, b = service.Assistant(), service.Assistant()
+        a.attach(broker)
+        b.attach(other)
+        room = f"{APP}/{new_room_id()}"
+        st = a.room_state(room)
+        now = service.now_ms()
+        for i in range(5):  # asked on the other node
+            await b.bus().append_question(
+                room, {"t": now, "s": i + 1, "u": f"u{i}", "q": "多少钱", "k": "p:price", "a": False}
+            )
+        await asyncio.gather(a._fold(room, st), a._fold(room, st), a._fold(room, st))
+        assert st.board.askers("p:price", now) == 5
+        # This node's own entry, read by a fold that overlaps its append.
+        own = {"t": now, "s": 6, "u": "u5", "q": "多少钱", "k": "p:price", "a": False}
+        appended, _ = await asyncio.gather(a.bus().append_question(room, own), a._fold(room, st))
+        if service._mine(st, appended):
+            service._apply(st.board, own)
+        await a._fold(room, st)
+        assert st.board.askers("p:price", now) == 6 and len(st.board.entries) == 6
+    finally:
+        await broker.close()
+        await other.close()
