@@ -96,6 +96,8 @@ class RoomState:
         default_factory=lambda: TokenBucket(ROOM_ANSWERS_PER_S, ROOM_ANSWERS_PER_S)
     )
     user_last: dict[str, int] = field(default_factory=dict)
+    scope_key: tuple[Any, ...] = ()
+    scope: RoomScope | None = None
     index_key: tuple[Any, ...] = ()
     index: Index | None = None
     # question text -> what retrieval chose, for the current index and thresholds
@@ -204,10 +206,19 @@ class Assistant:
             return None
         thresholds = await shared.thresholds(app, bus_state.CHECK_MS)
         self.processed += 1
-        scope = self.scope(catalog, doc)
         st = self.room_state(q.room)
         st.asked_ms = st.touched_ms
         sales = frozenset(raw["product"]["id"] for raw in doc.features.get("sales", {}).values())
+        pin = doc.pinned
+        scope_key = (
+            catalog.version,
+            tuple(self.settings(doc).get("products", ())),
+            sales,
+            (pin.id, pin.title, pin.price_cents) if pin else None,
+        )
+        if st.scope is None or st.scope_key != scope_key:  # a catalogue of 1,000 products: not per question
+            st.scope, st.scope_key = self.scope(catalog, doc), scope_key
+        scope = st.scope
         index = self._index(st, catalog, scope, sales, thresholds)
         # CPU of the decision itself (synchronous: no other task runs in between);
         # reading counters and publishing are the node's usual costs.
