@@ -252,6 +252,13 @@ class Assistant:
         answer = await self._send(q, d, st, now) if d.answer else None
         answered = answer is not None
         cluster = d.key if d.score >= 0.3 else None
+        # Recorded first (a local queue): a bus that fails below loses the board entry only.
+        node.behaviour.record(
+            q.room,
+            q.user,
+            "assistant",
+            {"question_seq": q.seq, "answered": answered, "cluster": cluster or q.text},
+        )
         entry: dict[str, Any] = {
             "t": q.at_ms,
             "s": q.seq,
@@ -266,12 +273,6 @@ class Assistant:
         if _mine(st, await shared.append_question(q.room, entry)):
             st.board.add(Asked(q.at_ms, q.seq, q.user, q.text, cluster, answered))
         await shared.count(q.room, q.seq, answered)
-        node.behaviour.record(
-            q.room,
-            q.user,
-            "assistant",
-            {"question_seq": q.seq, "answered": answered, "cluster": cluster or q.text},
-        )
         return d
 
     async def _send(self, q: Question, d: Decision, st: RoomState, now: int) -> dict[str, Any] | None:
