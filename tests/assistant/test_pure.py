@@ -200,3 +200,36 @@ def test_a_full_minute_board_is_cheap_and_clusters_as_a_full_scan_would() -> Non
     assert top_loose == reference[-len(top_loose) :]
     assert clusters[0].key == "p:price" and clusters[0].count == 667
     assert spent < 0.25  # about 5 ms on the 2-core box; the pairwise scan took about 150 ms
+
+
+def test_questions_leave_their_clusters_as_they_age_out() -> None:
+    board = Board()
+    board.add(Asked(NOW - 50_000, 1, "a", "主播用的什么麦克风", None, False))
+    board.add(Asked(NOW - 30_000, 2, "b", "主播用什么麦克风", None, False))
+    board.add(Asked(NOW - 30_000, 3, "a", "多少钱", "jacket:price", True))
+    board.add(Asked(NOW - 5_000, 4, "c", "how much", "jacket:price", False))
+    (mic, price) = board.clusters(NOW)  # as many questions: the older cluster first
+    assert (price.count, price.answered, len(price.users), mic.count) == (2, 1, 2, 2)
+    # 20 s later the first question is gone: its cluster stays (named by it) with the second.
+    (price, mic) = board.clusters(NOW + 20_000)  # more questions first
+    assert (mic.text, mic.count, list(mic.seqs)) == ("主播用的什么麦克风", 1, [2])
+    assert board.askers("jacket:price", NOW + 20_000) == 2
+    # The same text again joins at once; later the second question and the answered one age out.
+    board.add(Asked(NOW + 25_000, 5, "d", "主播用什么麦克风", None, False))
+    (mic, price) = board.clusters(NOW + 40_000)
+    assert (mic.count, list(mic.seqs), price.count, price.answered) == (1, [5], 1, 0)
+    assert board.askers("jacket:price", NOW + 40_000) == 1
+    assert board.clusters(NOW + 90_000) == [] and board.askers("jacket:price", NOW + 90_000) == 0
+    assert not board._with_token and not board._loose  # nothing kept for clusters gone
+    assert board.stats()["asked"] == 5  # the show's totals do not age
+
+
+def test_a_full_board_drops_its_oldest_question() -> None:
+    from roomserver.assistant.board import MAX_ENTRIES
+
+    board = Board()
+    for i in range(MAX_ENTRIES + 3):
+        board.add(Asked(NOW, i, f"u{i}", "多少钱", "jacket:price", False))
+    (price,) = board.clusters(NOW)
+    assert price.count == MAX_ENTRIES and len(board.entries) == MAX_ENTRIES
+    assert list(price.seqs)[-1] == MAX_ENTRIES + 2 and len(price.users) == MAX_ENTRIES
