@@ -76,6 +76,13 @@ USER_LAST_MAX = 10_000
 CHOICE_CACHE = 2048
 # A room's board is folded and published while questions came in this long ago.
 BOARD_ACTIVE_MS = 65_000
+# The bus writes of handled questions (board entry, show total) go out in batches this
+# often (one stream append and one coalesced tally per room, not two round trips per
+# question); a question answered now is written before its answer is published, so a
+# "wrong" mark always finds it. Other nodes' askers are folded in before an answer at
+# most this often.
+WRITE_MS = 100
+FOLD_BEFORE_ANSWER_MS = 250
 TRIM_EVERY_TICKS = 60
 
 
@@ -103,10 +110,12 @@ class RoomState:
     # question text -> what retrieval chose, for the current index and thresholds
     choices: dict[str, Choice] = field(default_factory=dict)
     published_board: list[dict[str, Any]] = field(default_factory=list)
-    # The room's question stream (shared.py) folded into ``board`` up to ``cursor``;
-    # ``own``: ids this node appended and added at once (skipped by the fold).
+    # The room's question stream (shared.py) folded into ``board`` up to ``cursor``
+    # (this node's own entries are on the board already: the fold skips them).
     cursor: str = ""
-    own: set[str] = field(default_factory=set)
+    folded_ms: int = 0
+    # Entries not written to the bus yet (``WRITE_MS``): (entry, question seq or None).
+    pending: list[tuple[dict[str, Any], int | None]] = field(default_factory=list)
     touched_ms: int = 0  # the last question or host action (see ROOM_STATE_KEEP_MS)
     asked_ms: int = 0  # the last question handled here (see BOARD_ACTIVE_MS)
 
@@ -124,6 +133,7 @@ class Assistant:
         self.cpu_s = 0.0
         self.latencies_ms: deque[float] = deque(maxlen=10_000)
         self.node: Any = None
+        self.origin = ""  # this node's name in the entries it writes (its fold skips them)
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle (create_app calls these) --------------------------------------------
@@ -131,6 +141,7 @@ class Assistant:
     def attach(self, broker: Any) -> bus_state.Shared:
         """Read and write the shared state through ``broker`` (start does it)."""
         self.shared = bus_state.Shared(broker, self.threshold, THRESHOLD_STEP, THRESHOLD_MAX)
+        self.origin = broker.node_id
         return self.shared
 
     def bus(self) -> bus_state.Shared:
@@ -144,6 +155,7 @@ class Assistant:
         self._tasks = [
             asyncio.create_task(self._drain(), name="assistant"),
             asyncio.create_task(self._boards(), name="assistant-board"),
+            asyncio.create_task(self._writes(), name="assistant-writes"),
         ]
 
     async def stop(self) -> None:
@@ -249,8 +261,8 @@ class Assistant:
         if d.answer and node.words.for_room(q.room, doc.words).find(d.text) is not None:
             d = Decision(False, "blocked_content", d.lang, d.score, d.key, d.product)
         now = now_ms()
-        answer = await self._send(q, d, st, now) if d.answer else None
-        answered = answer is not None
+        sent = await self._may_send(q, d, st, now) if d.answer else None
+        answered = sent is not None
         cluster = d.key if d.score >= 0.3 else None
         # Recorded first (a local queue): a bus that fails below loses the board entry only.
         node.behaviour.record(
@@ -260,6 +272,7 @@ class Assistant:
             {"question_seq": q.seq, "answered": answered, "cluster": cluster or q.text},
         )
         entry: dict[str, Any] = {
+            "n": self.origin,
             "t": q.at_ms,
             "s": q.seq,
             "u": q.user,
@@ -268,19 +281,21 @@ class Assistant:
             "a": answered,
             "p": d.product,
         }
-        if answer:  # the answer sent now (not one the room was told before)
-            entry["ans"] = answer
-        if _mine(st, await shared.append_question(q.room, entry)):
-            st.board.add(Asked(q.at_ms, q.seq, q.user, q.text, cluster, answered))
-        await shared.count(q.room, q.seq, answered)
+        st.board.add(Asked(q.at_ms, q.seq, q.user, q.text, cluster, answered))
+        st.pending.append((entry, q.seq))
+        if sent:  # an answer to publish now (not one the room was told a moment ago)
+            entry["ans"] = {**sent, "at": now, "score": round(d.score, 3), "sources": d.sources}
+            await self._flush(q.room, st)
+            await self._publish_answer(q, d, st, sent, now)
         return d
 
-    async def _send(self, q: Question, d: Decision, st: RoomState, now: int) -> dict[str, Any] | None:
-        """Publish the answer if the limits allow: the answer log's entry (``{}``: the
-        room was told this a moment ago, so this asker counts as answered), or None."""
+    async def _may_send(self, q: Question, d: Decision, st: RoomState, now: int) -> dict[str, Any] | None:
+        """Whether the limits let the answer out: its data (``{}``: the room was told this
+        a moment ago, so this asker counts as answered), or None."""
         key = d.key or ""
-        await self._fold(q.room, st)  # other nodes' askers count towards a room-wide answer
-        wide = st.board.askers(key, now) + 1 >= ROOM_WIDE_ASKERS
+        if now - st.folded_ms >= FOLD_BEFORE_ANSWER_MS:
+            await self._fold(q.room, st)  # other nodes' askers count towards a room-wide answer
+        wide = st.board.askers(key, now) + 1 >= ROOM_WIDE_ASKERS  # (this one is not on it yet)
         if wide:
             if not await self.node.broker.gate(
                 q.room, "assistant.wide:" + key, ROOM_WIDE_REPEAT_MS, str(now)
@@ -290,7 +305,7 @@ class Assistant:
             return None
         if st.room_bucket.take(now) != 0:
             return None
-        data = {
+        return {
             "to": None if wide else {"id": q.user, "name": q.name},
             "question_seq": q.seq,
             "question": q.text,
@@ -298,6 +313,11 @@ class Assistant:
             "product": d.product,
             "source": d.source,
         }
+
+    async def _publish_answer(
+        self, q: Question, d: Decision, st: RoomState, data: dict[str, Any], now: int
+    ) -> None:
+        wide = data["to"] is None
         emit = Emit("assistant.answer", data, audience="" if wide else "user:" + q.user)
         await self.node.publish(q.room, [emit])
         if not wide:
@@ -306,8 +326,29 @@ class Assistant:
                 horizon = now - USER_ANSWER_S * 1000
                 st.user_last = {u: t for u, t in st.user_last.items() if t > horizon}
         self.latencies_ms.append(now_ms() - q.at_ms)
-        log.info("assistant answer room=%s seq=%s key=%s score=%.2f", q.room, q.seq, key, d.score)
-        return {**data, "at": now, "score": round(d.score, 3), "sources": d.sources}
+        log.info("assistant answer room=%s seq=%s key=%s score=%.2f", q.room, q.seq, d.key, d.score)
+
+    # -- the bus writes ---------------------------------------------------------------
+
+    async def _writes(self) -> None:
+        while True:
+            await asyncio.sleep(WRITE_MS / 1000)
+            for room, st in list(self.rooms.items()):
+                if st.pending:
+                    try:
+                        await self._flush(room, st)
+                    except Exception:  # the bus may be down: these entries are lost, not the next
+                        log.exception("assistant: questions of %s not written to the bus", room)
+
+    async def _flush(self, room: str, st: RoomState) -> None:
+        """Write the room's pending entries: one stream append for all of them, and the
+        show's totals as concurrent tally calls (one script call on Redis: bus/coalesce.py)."""
+        batch, st.pending = st.pending, []
+        if not batch:
+            return
+        shared = self.bus()
+        await shared.append_questions(room, [entry for entry, _ in batch])
+        await asyncio.gather(*(shared.count(room, seq, bool(e["a"])) for e, seq in batch if seq is not None))
 
     # -- the room's scope, facts and index ----------------------------------------------
 
@@ -419,17 +460,17 @@ class Assistant:
                     log.exception("assistant board of %s not published", room)
 
     async def _fold(self, room: str, st: RoomState) -> None:
-        """Add the questions other nodes handled (and the host's replies) to the board."""
+        """Add the questions other nodes handled (and their hosts' replies) to the board."""
+        st.folded_ms = now_ms()
         for e in await self.bus().questions_after(room, st.cursor):
             # Two folds may overlap (the worker's before an answer, the board's each
             # second): what the other applied while this one awaited is skipped.
             if st.cursor and id_key(e.id) <= id_key(st.cursor):
                 continue
             st.cursor = e.id
-            if e.id in st.own:
-                st.own.discard(e.id)
-                continue
-            _apply(st.board, msgspec.json.decode(e.data))
+            entry = msgspec.json.decode(e.data)
+            if entry.get("n") != self.origin:  # this node's own are on the board already
+                _apply(st.board, entry)
 
     async def _publish_board(self, room: str, st: RoomState) -> None:
         """Every node with the room's questions folds the same board; the room-wide gate
@@ -463,15 +504,24 @@ class Assistant:
         }
         res = await self.node.publish(room, [Emit("assistant.answer", data)])
         st = self.room_state(room)
-        entry = {"t": now_ms(), "h": key, "ans": {**data, "at": now_ms(), "sources": [f"host {key}"]}}
-        if _mine(st, await self.bus().append_question(room, entry)):
-            _apply(st.board, entry)
+        at = now_ms()
+        entry = {"n": self.origin, "t": at, "h": key, "ans": {**data, "at": at, "sources": [f"host {key}"]}}
+        _apply(st.board, entry)
+        st.pending.append((entry, None))
+        await self._flush(room, st)
         return res.seqs[0] if res.seqs else None
+
+    async def _flush_pending(self, room: str) -> None:
+        """This node's entries of the room not written yet (a read must see them)."""
+        st = self.rooms.get(room)
+        if st is not None:
+            await self._flush(room, st)
 
     async def mark_wrong(self, room: str, question_seq: int, by: str, note: str) -> dict[str, Any]:
         """A wrong answer (given by any node): stored, and its product's threshold goes
         up a step on every node."""
         shared = self.bus()
+        await self._flush_pending(room)
         hit = None
         for e in await shared.questions_after(room, ""):
             q = msgspec.json.decode(e.data)
@@ -495,6 +545,7 @@ class Assistant:
         """The show's counts on every node; the top unanswered clusters and the answer log
         over the questions the bus keeps (``shared.BOARD_KEEP``). A read keeps no state."""
         shared = self.bus()
+        await self._flush_pending(room)
         board, answers = Board(), []
         for e in await shared.questions_after(room, ""):
             entry = msgspec.json.decode(e.data)
@@ -520,15 +571,6 @@ class Assistant:
                 "embedder": self.embedder.name if self.embedder else None,
             },
         }
-
-
-def _mine(st: RoomState, entry_id: str) -> bool:
-    """This node appended ``entry_id``: True if it is to be added to the board now (and
-    skipped by the fold), False if a fold that ran meanwhile already added it."""
-    if st.cursor and id_key(entry_id) <= id_key(st.cursor):
-        return False
-    st.own.add(entry_id)
-    return True
 
 
 def _apply(board: Board, entry: dict[str, Any]) -> None:

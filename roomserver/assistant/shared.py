@@ -39,7 +39,7 @@ import msgspec
 
 from roomserver.assistant import catalog as cat
 from roomserver.bus.base import Broker
-from roomserver.bus.streams import StreamEntry
+from roomserver.bus.streams import MAX_COUNT, StreamEntry
 from roomserver.bus.vmaps import Vmap, VmapStatus
 from roomserver.protocol import OpError
 
@@ -240,6 +240,12 @@ class Shared:
         return await self.broker.stream_append(
             board_stream(room), msgspec.json.encode(entry), maxlen=BOARD_KEEP
         )
+
+    async def append_questions(self, room: str, entries: list[dict[str, Any]]) -> None:
+        """In order, one round trip per ``MAX_COUNT`` entries."""
+        for i in range(0, len(entries), MAX_COUNT):
+            chunk = [msgspec.json.encode(e) for e in entries[i : i + MAX_COUNT]]
+            await self.broker.stream_append_many(board_stream(room), chunk, maxlen=BOARD_KEEP)
 
     async def questions_after(self, room: str, after: str) -> list[StreamEntry]:
         return await _read_all(self.broker, board_stream(room), BOARD_KEEP, after)

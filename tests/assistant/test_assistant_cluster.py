@@ -141,11 +141,12 @@ async def test_the_host_on_b_sees_the_questions_asked_on_a(nodes: tuple[Server, 
         assert any(ans["source"] == "host" for ans in stats["answers"])
 
 
-async def test_overlapping_folds_and_own_appends_count_each_question_once(
+async def test_overlapping_folds_count_each_question_once_and_skip_the_nodes_own(
     redis_single, unique_prefix
 ) -> None:
-    """The worker folds before an answer while the board task folds each second, and a
-    fold may read this node's entry before its append returned: each entry counts once."""
+    """The worker folds before an answer while the board task folds each second: each
+    entry of another node counts once; this node's own entries (on its board since it
+    handled them) are skipped."""
     from roomserver.assistant import service
     from roomserver.bus.redis import RedisBroker
 
@@ -156,21 +157,35 @@ async def test_overlapping_folds_and_own_appends_count_each_question_once(
         a.attach(broker)
         b.attach(other)
         room = f"{APP}/{new_room_id()}"
-        st = a.room_state(room)
+        st_a, st_b = a.room_state(room), b.room_state(room)
         now = service.now_ms()
-        for i in range(5):  # asked on the other node
-            await b.bus().append_question(
-                room, {"t": now, "s": i + 1, "u": f"u{i}", "q": "多少钱", "k": "p:price", "a": False}
-            )
-        await asyncio.gather(a._fold(room, st), a._fold(room, st), a._fold(room, st))
-        assert st.board.askers("p:price", now) == 5
-        # This node's own entry, read by a fold that overlaps its append.
-        own = {"t": now, "s": 6, "u": "u5", "q": "多少钱", "k": "p:price", "a": False}
-        appended, _ = await asyncio.gather(a.bus().append_question(room, own), a._fold(room, st))
-        if service._mine(st, appended):
-            service._apply(st.board, own)
-        await a._fold(room, st)
-        assert st.board.askers("p:price", now) == 6 and len(st.board.entries) == 6
+
+        def asked(node: service.Assistant, i: int) -> dict[str, Any]:
+            return {
+                "n": node.origin,
+                "t": now,
+                "s": i,
+                "u": f"u{i}",
+                "q": "多少钱",
+                "k": "p:price",
+                "a": False,
+            }
+
+        for i in range(5):  # handled on b: on b's board, pending for the bus
+            entry = asked(b, i)
+            service._apply(st_b.board, entry)
+            st_b.pending.append((entry, i))
+        await b._flush(room, st_b)
+        await asyncio.gather(a._fold(room, st_a), a._fold(room, st_a), a._fold(room, st_a))
+        assert st_a.board.askers("p:price", now) == 5
+        mine = asked(a, 9)
+        service._apply(st_a.board, mine)
+        st_a.pending.append((mine, 9))
+        await a._flush(room, st_a)
+        await asyncio.gather(a._fold(room, st_a), b._fold(room, st_b))
+        assert len(st_a.board.entries) == 6 and len(st_b.board.entries) == 6
+        stats = await a.stats(room)
+        assert (stats["asked"], stats["answered"]) == (6, 0)
     finally:
         await broker.close()
         await other.close()
