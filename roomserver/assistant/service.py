@@ -66,6 +66,7 @@ ROOM_ANSWERS_PER_S = 5.0
 # and not again for ROOM_WIDE_REPEAT_MS.
 ROOM_WIDE_ASKERS = 3
 ROOM_WIDE_REPEAT_MS = 30_000
+WIDE_RECHECK_MS = 1_000
 THRESHOLD_STEP = 0.05  # raised per "wrong" mark on a product's answer
 THRESHOLD_MAX = 0.95
 # Bounds on what the assistant keeps in this process: a room's state is dropped a day
@@ -114,6 +115,7 @@ class RoomState:
     # (this node's own entries are on the board already: the fold skips them).
     cursor: str = ""
     folded_ms: int = 0
+    wide_until: dict[str, int] = field(default_factory=dict)  # key -> no room-wide answer before
     # Entries not written to the bus yet (``WRITE_MS``): (entry, question seq or None).
     pending: list[tuple[dict[str, Any], int | None]] = field(default_factory=list)
     touched_ms: int = 0  # the last question or host action (see ROOM_STATE_KEEP_MS)
@@ -297,10 +299,17 @@ class Assistant:
             await self._fold(q.room, st)  # other nodes' askers count towards a room-wide answer
         wide = st.board.askers(key, now) + 1 >= ROOM_WIDE_ASKERS  # (this one is not on it yet)
         if wide:
+            # The room-wide gate is asked at most once a WIDE_RECHECK_MS per key after it
+            # refused (someone told the room), and not at all while this node's own room-wide
+            # answer is fresh: a popular question is not a bus round trip per asker.
+            if now < st.wide_until.get(key, 0):
+                return {}
             if not await self.node.broker.gate(
                 q.room, "assistant.wide:" + key, ROOM_WIDE_REPEAT_MS, str(now)
             ):
+                st.wide_until[key] = now + WIDE_RECHECK_MS
                 return {}  # the room was just told (by any node): this asker saw that answer
+            st.wide_until[key] = now + ROOM_WIDE_REPEAT_MS
         elif now - st.user_last.get(q.user, 0) < USER_ANSWER_S * 1000:
             return None
         if st.room_bucket.take(now) != 0:
