@@ -66,7 +66,7 @@ ROOM_ANSWERS_PER_S = 5.0
 # and not again for ROOM_WIDE_REPEAT_MS.
 ROOM_WIDE_ASKERS = 3
 ROOM_WIDE_REPEAT_MS = 30_000
-WIDE_RECHECK_MS = 1_000
+WIDE_RECHECK_MS = 5_000
 THRESHOLD_STEP = 0.05  # raised per "wrong" mark on a product's answer
 THRESHOLD_MAX = 0.95
 # Bounds on what the assistant keeps in this process: a room's state is dropped a day
@@ -82,7 +82,7 @@ BOARD_ACTIVE_MS = 65_000
 # question); a question answered now is written before its answer is published, so a
 # "wrong" mark always finds it. Other nodes' askers are folded in before an answer at
 # most this often.
-WRITE_MS = 100
+WRITE_MS = 250
 FOLD_BEFORE_ANSWER_MS = 250
 TRIM_EVERY_TICKS = 60
 

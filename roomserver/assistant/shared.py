@@ -43,7 +43,7 @@ from roomserver.bus.streams import MAX_COUNT, StreamEntry
 from roomserver.bus.vmaps import Vmap, VmapStatus
 from roomserver.protocol import OpError
 
-CHECK_MS = 250
+CHECK_MS = 500
 # Without a catalogue cached for the app, the barrage path offers its lines anyway
 # once this long after the last check (the worker then reads the version).
 EMPTY_RECHECK_MS = 1000

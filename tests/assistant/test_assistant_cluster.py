@@ -42,7 +42,7 @@ async def test_a_product_put_on_a_is_answered_from_on_b(nodes: tuple[Server, Ser
     await viewer.send_barrage(room, "有什么尺码？")
     (ev,) = await rec.wait("assistant.answer", timeout=WAIT_S)
     assert "S到XXL" in ev["data"]["text"]
-    # A change on A: B answers from the new version (its copy is checked every 250 ms).
+    # A change on A: B answers from the new version (its copy is checked every 500 ms).
     changed = {**JACKET, "attributes": {**JACKET["attributes"], "sizes": "M到XL"}, "version": 1}
     status, body = await a.admin("PUT", "/v1/products/jacket", changed)
     assert status == 200 and body["product"]["version"] == 2
