@@ -6,8 +6,13 @@ One server process (``roomserver serve``, the assistant on, lexical path unless
 ``--mode hybrid``); one room with the eval catalogue's four products, the jacket
 pinned; ``--viewers`` sockets read everything; senders barrage ``--rate`` lines/s,
 ``--questions`` of them questions from the labelled set (the rest chat lines).
-Phases alternate in the same run: the room's assistant on (``assistant.set``), then
-off, ``--rounds`` times. Per phase: the server's CPU seconds (/proc), deliveries to
+Phases alternate in the same run: the room's assistant on and off (``assistant.set``),
+``--rounds`` times, in the order on-off, off-on, on-off, … (so a drift of the box's
+load over the run does not favour one side). Each round gives one ratio (deliveries
+per CPU-s on / off); the summary reports their median, mean, spread and a 95 %
+interval of the mean, beside the pooled ratio (all on deliveries / all on CPU-s over
+the same for off). ``--redis-url`` runs the server on a Redis bus (the assistant's
+catalogue, feedback and board then live there) instead of the embedded one. Per phase: the server's CPU seconds (/proc), deliveries to
 the viewers, deliveries per CPU-s; with the assistant on, question → answer latency
 (the asker's send to the asker's receipt of the ``assistant.answer`` naming its
 question, whether sent to it or to the room), next to ``barrage.send``'s reply
@@ -21,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -76,6 +82,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "0",
             "--barrage-cap",
             "100000",
+            *(["--redis-url", args.redis_url, "--redis-prefix", f"bench-{port}:"] if args.redis_url else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -198,7 +205,7 @@ async def _phases(
     rng = random.Random(7)
     phases = []
     for rnd in range(args.rounds):
-        for on in (True, False):
+        for on in (True, False) if rnd % 2 == 0 else (False, True):
             await host.request("assistant.set", room, enabled=on)
             await asyncio.sleep(0.5)
             latencies.clear()
@@ -240,16 +247,39 @@ async def _phases(
         t.cancel()
     await http.close()
     await host.close()
-    on_rate = [p["deliveries_per_cpu_s"] for p in phases if p["assistant"]]
-    off_rate = [p["deliveries_per_cpu_s"] for p in phases if not p["assistant"]]
-    on_mean, off_mean = sum(on_rate) / len(on_rate), sum(off_rate) / len(off_rate)
     return {
         "phases": phases,
-        "deliveries_per_cpu_s_on": round(on_mean),
-        "deliveries_per_cpu_s_off": round(off_mean),
-        "on_vs_off": round(on_mean / off_mean - 1, 4),
+        **ab_summary(phases),
         "answer_p95_ms_worst": max((p["answer_p95_ms"] or 0) for p in phases if p["assistant"]),
         "stats": None,
+    }
+
+
+def ab_summary(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The A/B: per round, deliveries per CPU-s with the assistant on over off."""
+    on = {p["round"]: p for p in phases if p["assistant"]}
+    off = {p["round"]: p for p in phases if not p["assistant"]}
+    ratios = [
+        on[r]["deliveries_per_cpu_s"] / off[r]["deliveries_per_cpu_s"]
+        for r in sorted(on)
+        if r in off and on[r]["deliveries_per_cpu_s"] and off[r]["deliveries_per_cpu_s"]
+    ]
+
+    def pooled(side: dict[int, dict[str, Any]]) -> float:
+        return sum(p["deliveries"] for p in side.values()) / sum(p["server_cpu_s"] for p in side.values())
+
+    mean = statistics.fmean(ratios)
+    sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+    half = 1.96 * sd / len(ratios) ** 0.5  # normal approximation of the mean's 95 % interval
+    return {
+        "deliveries_per_cpu_s_on": round(pooled(on)),
+        "deliveries_per_cpu_s_off": round(pooled(off)),
+        "on_vs_off": round(pooled(on) / pooled(off) - 1, 4),
+        "round_ratios": [round(r, 3) for r in ratios],
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratio_mean": round(mean, 3),
+        "ratio_sd": round(sd, 3),
+        "ratio_mean_95": [round(mean - half, 3), round(mean + half, 3)],
     }
 
 
@@ -262,6 +292,9 @@ def main() -> None:
     parser.add_argument("--viewers", type=int, default=200)
     parser.add_argument("--senders", type=int, default=100)
     parser.add_argument("--mode", choices=("lexical", "hybrid"), default="lexical")
+    parser.add_argument(
+        "--redis-url", default="", help="run the server on this Redis (default: embedded bus)"
+    )
     args = parser.parse_args()
     summary = asyncio.run(run(args))
     print(json.dumps({k: v for k, v in summary.items() if k != "phases"}))

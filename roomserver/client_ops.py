@@ -118,10 +118,12 @@ class PollCreated(TypedDict):
     poll: PollRef
 
 
-class Product(TypedDict):
+class PinProduct(TypedDict):
+    """The product to pin: a whole product, or the id of one in the app's catalogue (PROTOCOL §7: the fields left out come from the catalogue; those given win)."""
+
     id: str
-    title: str
-    price_cents: int
+    title: NotRequired[str | None]
+    price_cents: NotRequired[int | None]
     image: NotRequired[str | None]
 
 
@@ -152,6 +154,15 @@ class Started(TypedDict):
 
 class OrderPlaced(TypedDict):
     order: Order
+
+
+class Product(TypedDict):
+    """A product as shown in the room (also what ``product.pin`` carries)."""
+
+    id: str
+    title: str
+    price_cents: int
+    image: NotRequired[str | None]
 
 
 class SaleCreated(TypedDict):
@@ -666,7 +677,7 @@ class Ops:
             Empty, await self._client.request("poll.vote", room, **_given({"poll": poll, "option": option}))
         )
 
-    async def product_pin(self, room: str, *, product: Product) -> Empty:
+    async def product_pin(self, room: str, *, product: PinProduct) -> Empty:
         """``product.pin`` (H,M)."""
         return cast(Empty, await self._client.request("product.pin", room, **_given({"product": product})))
 

@@ -1,5 +1,8 @@
 """REST routes of the assistant (PROTOCOL §7): the app's catalogue and a room's counts.
 
+The catalogue is on the bus (``shared.py``): a write on any node is read on every
+node; a read checks the catalogue's version on the bus (its copy is reread when it moved).
+
 Added to the app by ``create_app``; described in ``/v1/openapi.json`` by each
 handler's ``openapi`` attribute (api/__init__.py ``_undeclared``).
 """
@@ -13,6 +16,7 @@ from aiohttp import web
 from roomserver.api.routes import _json, _room_key, endpoint
 from roomserver.assistant import catalog as cat
 from roomserver.assistant.service import Assistant
+from roomserver.assistant.shared import Shared
 from roomserver.auth import Identity
 from roomserver.protocol import OpError, now_ms
 
@@ -28,44 +32,48 @@ def _product_id(request: web.Request) -> str:
     return pid
 
 
-def _catalog(request: web.Request, identity: Identity) -> cat.Catalog:
-    return request.app[ASSISTANT_KEY].catalog(identity.app)
+def _shared(request: web.Request) -> Shared:
+    return request.app[ASSISTANT_KEY].bus()
+
+
+async def _catalog(request: web.Request, identity: Identity) -> cat.Catalog:
+    return await _shared(request).catalog(identity.app)
 
 
 @endpoint("admin")
 async def list_products(request: web.Request, identity: Identity) -> web.Response:
-    catalog = _catalog(request, identity)
+    catalog = await _catalog(request, identity)
     products = [cat.view(p) for p in sorted(catalog.products.values(), key=lambda p: p.id)]
     return _json({"products": products, "version": catalog.version})
 
 
 @endpoint("admin", cat.ProductBody)
 async def put_product(request: web.Request, identity: Identity, body: cat.ProductBody) -> web.Response:
-    product = _catalog(request, identity).put(_product_id(request), body, now_ms())
+    product = await _shared(request).put_product(identity.app, _product_id(request), body, now_ms())
     return _json({"product": cat.view(product)})
 
 
 @endpoint("admin")
 async def get_product(request: web.Request, identity: Identity) -> web.Response:
-    return _json({"product": cat.view(_catalog(request, identity).get(_product_id(request)))})
+    return _json({"product": cat.view((await _catalog(request, identity)).get(_product_id(request)))})
 
 
 @endpoint("admin")
 async def delete_product(request: web.Request, identity: Identity) -> web.Response:
     pid = _product_id(request)
-    _catalog(request, identity).delete(pid)
+    await _shared(request).delete_product(identity.app, pid)
     return _json({"deleted": pid})
 
 
 @endpoint("admin")
 async def get_faq(request: web.Request, identity: Identity) -> web.Response:
-    product = _catalog(request, identity).get(_product_id(request))
+    product = (await _catalog(request, identity)).get(_product_id(request))
     return _json({"faq": [cat.view_faq(e) for e in product.faq], "version": product.version})
 
 
 @endpoint("admin", cat.FaqBody)
 async def put_faq(request: web.Request, identity: Identity, body: cat.FaqBody) -> web.Response:
-    product = _catalog(request, identity).put_faq(_product_id(request), body, now_ms())
+    product = await _shared(request).put_faq(identity.app, _product_id(request), body, now_ms())
     return _json({"faq": [cat.view_faq(e) for e in product.faq], "version": product.version})
 
 
@@ -73,21 +81,21 @@ async def put_faq(request: web.Request, identity: Identity, body: cat.FaqBody) -
 async def room_stats(request: web.Request, identity: Identity) -> web.Response:
     """Counts for the post-live report: asked, answered, unanswered top clusters, answer log."""
     room = _room_key(request, identity)
-    return _json(request.app[ASSISTANT_KEY].stats(room))
+    return _json(await request.app[ASSISTANT_KEY].stats(room))
 
 
 def _describe(
     handler: Any, summary: str, body: type | None = None, errors: tuple[int, ...] = (), ok_status: int = 200
 ) -> Any:
     """What /v1/openapi.json says about the route. A product id that is not one is a 400;
-    the catalogue and the counts live in the process, never on the bus (no 503)."""
+    the catalogue and the counts are on the bus: it may be unavailable (503)."""
     handler.openapi = {
         "summary": summary,
         "auth": "admin",
         "body": body,
         "errors": (400, *errors),
         "ok_status": ok_status,
-        "bus": False,
+        "bus": True,
     }
     return handler
 

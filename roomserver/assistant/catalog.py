@@ -108,12 +108,48 @@ def view_faq(e: FaqEntry) -> dict[str, Any]:
     return out
 
 
+def product_of(product_id: str, body: ProductBody, version: int, now_ms: int) -> CatalogProduct:
+    """The product a ``PUT /v1/products/{id}`` body describes, at ``version``."""
+    return CatalogProduct(
+        id=product_id,
+        title=body.title,
+        price_cents=body.price_cents,
+        version=version,
+        updated_at=now_ms,
+        title_en=body.title_en,
+        image=body.image,
+        aliases=tuple(body.aliases),
+        attributes=dict(body.attributes),
+        faq=tuple(body.faq),
+    )
+
+
+def encode_product(p: CatalogProduct) -> bytes:
+    """How a product is kept on the bus (``version`` is the bus entry's own)."""
+    return msgspec.json.encode(msgspec.structs.replace(p, version=0))
+
+
+def decode_product(data: bytes, version: int) -> CatalogProduct:
+    return msgspec.structs.replace(msgspec.json.decode(data, type=CatalogProduct), version=version)
+
+
 class Catalog:
-    """One app's products. Pure: the caller passes the clock."""
+    """One app's products. Pure: the caller passes the clock.
+
+    The server keeps the catalogue on the bus (``assistant/shared.py``) and builds one
+    of these per version it read (``from_entries``); ``put``/``put_faq``/``delete``
+    are the same rules in memory (the evaluation and the unit tests)."""
 
     def __init__(self) -> None:
         self.products: dict[str, CatalogProduct] = {}
         self.version = 0  # raised by every write: retrieval indexes are rebuilt when it moves
+
+    @classmethod
+    def from_entries(cls, version: int, entries: dict[str, tuple[int, bytes]]) -> Catalog:
+        cat = cls()
+        cat.version = version
+        cat.products = {pid: decode_product(data, ver) for pid, (ver, data) in entries.items()}
+        return cat
 
     def _check_version(self, product_id: str, expected: int | None) -> int:
         current = self.products.get(product_id)
@@ -126,18 +162,7 @@ class Catalog:
         have = self._check_version(product_id, body.version)
         if product_id not in self.products and len(self.products) >= MAX_PRODUCTS_PER_APP:
             raise OpError("limit_reached", f"an app may have at most {MAX_PRODUCTS_PER_APP} products")
-        product = CatalogProduct(
-            id=product_id,
-            title=body.title,
-            price_cents=body.price_cents,
-            version=have + 1,
-            updated_at=now_ms,
-            title_en=body.title_en,
-            image=body.image,
-            aliases=tuple(body.aliases),
-            attributes=dict(body.attributes),
-            faq=tuple(body.faq),
-        )
+        product = product_of(product_id, body, have + 1, now_ms)
         self.products[product_id] = product
         self.version += 1
         return product

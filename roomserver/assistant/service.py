@@ -10,13 +10,18 @@ only when it changed). A full queue drops questions (counted in ``dropped``)
 rather than grow without bound.
 
 Each process answers the questions its own sockets sent, so every question is
-answered once in a cluster of nodes. The catalogue, the feedback and the question
-board are kept per process (docs/assistant.md: what that means for several nodes).
+answered once in a cluster of nodes. The catalogue, the feedback and the questions
+asked are on the bus (``shared.py``), so every node answers from the same catalogue
+and thresholds and every node's board shows the questions all nodes handled; what
+stays in the process: the rate limits (per user: a user's questions reach one node;
+per room: per node), the retrieval index built from the cached catalogue, and the
+board folded from the bus.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import deque
@@ -27,6 +32,7 @@ from typing import Any
 import msgspec
 
 from roomserver.assistant import facts as live
+from roomserver.assistant import shared as bus_state
 from roomserver.assistant.answer import (
     DEFAULT_THRESHOLD,
     HYBRID_THRESHOLD,
@@ -43,9 +49,10 @@ from roomserver.assistant.llm import Phraser
 from roomserver.assistant.retrieval import Embedder, Index
 from roomserver.assistant.text import is_question, jieba_ready
 from roomserver.bus.base import AUDIENCE_STAFF
+from roomserver.bus.streams import id_key
 from roomserver.core.moderation import TokenBucket
 from roomserver.core.room import Emit, RoomDoc
-from roomserver.protocol import now_ms
+from roomserver.protocol import OpError, now_ms
 from roomserver.tenancy import app_of
 
 log = logging.getLogger("roomserver.assistant")
@@ -59,16 +66,25 @@ ROOM_ANSWERS_PER_S = 5.0
 # and not again for ROOM_WIDE_REPEAT_MS.
 ROOM_WIDE_ASKERS = 3
 ROOM_WIDE_REPEAT_MS = 30_000
+WIDE_RECHECK_MS = 5_000
 THRESHOLD_STEP = 0.05  # raised per "wrong" mark on a product's answer
 THRESHOLD_MAX = 0.95
-ANSWER_LOG = 500
-# Bounds on what the assistant keeps in memory (it lives in the process, not on the bus):
-# a room's state is dropped a day after its last question or action, an app keeps its
-# latest "wrong" marks, and a room forgets askers whose answer spacing has passed.
+# Bounds on what the assistant keeps in this process: a room's state is dropped a day
+# after its last question or action here, and a room forgets askers whose answer
+# spacing has passed.
 ROOM_STATE_KEEP_MS = 24 * 3600 * 1000
-FEEDBACK_KEEP = 1000
 USER_LAST_MAX = 10_000
 CHOICE_CACHE = 2048
+# A room's board is folded and published while questions came in this long ago.
+BOARD_ACTIVE_MS = 65_000
+# The bus writes of handled questions (board entry, show total) go out in batches this
+# often (one stream append and one coalesced tally per room, not two round trips per
+# question); a question answered now is written before its answer is published, so a
+# "wrong" mark always finds it. Other nodes' askers are folded in before an answer at
+# most this often.
+WRITE_MS = 250
+FOLD_BEFORE_ANSWER_MS = 250
+TRIM_EVERY_TICKS = 60
 
 
 @dataclass(slots=True)
@@ -88,16 +104,22 @@ class RoomState:
         default_factory=lambda: TokenBucket(ROOM_ANSWERS_PER_S, ROOM_ANSWERS_PER_S)
     )
     user_last: dict[str, int] = field(default_factory=dict)
-    room_wide_at: dict[str, int] = field(default_factory=dict)
+    scope_key: tuple[Any, ...] = ()
+    scope: RoomScope | None = None
     index_key: tuple[Any, ...] = ()
     index: Index | None = None
     # question text -> what retrieval chose, for the current index and thresholds
     choices: dict[str, Choice] = field(default_factory=dict)
     published_board: list[dict[str, Any]] = field(default_factory=list)
-    answers: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ANSWER_LOG))
-    # question seq -> (key, product) of the answer, for the host's "wrong" mark
-    answered_seq: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    # The room's question stream (shared.py) folded into ``board`` up to ``cursor``
+    # (this node's own entries are on the board already: the fold skips them).
+    cursor: str = ""
+    folded_ms: int = 0
+    wide_until: dict[str, int] = field(default_factory=dict)  # key -> no room-wide answer before
+    # Entries not written to the bus yet (``WRITE_MS``): (entry, question seq or None).
+    pending: list[tuple[dict[str, Any], int | None]] = field(default_factory=list)
     touched_ms: int = 0  # the last question or host action (see ROOM_STATE_KEEP_MS)
+    asked_ms: int = 0  # the last question handled here (see BOARD_ACTIVE_MS)
 
 
 class Assistant:
@@ -105,10 +127,7 @@ class Assistant:
         self.embedder = embedder
         self.phraser = phraser
         self.threshold = DEFAULT_THRESHOLD if embedder is None else HYBRID_THRESHOLD
-        self.catalogs: dict[str, Catalog] = {}
-        self.thresholds: dict[str, dict[str, float]] = {}  # app -> product -> threshold
-        self.thresholds_version = 0  # raised by each change: cached choices are dropped
-        self.feedback: dict[str, deque[dict[str, Any]]] = {}  # app -> latest wrong marks
+        self.shared: bus_state.Shared | None = None  # the bus state (attach)
         self.rooms: dict[str, RoomState] = {}
         self.queue: asyncio.Queue[Question] = asyncio.Queue(QUEUE_MAX)
         self.dropped = 0
@@ -116,15 +135,29 @@ class Assistant:
         self.cpu_s = 0.0
         self.latencies_ms: deque[float] = deque(maxlen=10_000)
         self.node: Any = None
+        self.origin = ""  # this node's name in the entries it writes (its fold skips them)
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle (create_app calls these) --------------------------------------------
 
+    def attach(self, broker: Any) -> bus_state.Shared:
+        """Read and write the shared state through ``broker`` (start does it)."""
+        self.shared = bus_state.Shared(broker, self.threshold, THRESHOLD_STEP, THRESHOLD_MAX)
+        self.origin = broker.node_id
+        return self.shared
+
+    def bus(self) -> bus_state.Shared:
+        if self.shared is None:
+            raise RuntimeError("the assistant is not attached to a bus")
+        return self.shared
+
     async def start(self, node: Any) -> None:
         self.node = node
+        self.attach(node.broker)
         self._tasks = [
             asyncio.create_task(self._drain(), name="assistant"),
             asyncio.create_task(self._boards(), name="assistant-board"),
+            asyncio.create_task(self._writes(), name="assistant-writes"),
         ]
 
     async def stop(self) -> None:
@@ -134,17 +167,11 @@ class Assistant:
         if self.phraser is not None:
             await self.phraser.close()
 
-    def catalog(self, app: str) -> Catalog:
-        cat = self.catalogs.get(app)
-        if cat is None:
-            cat = self.catalogs[app] = Catalog()
-        return cat
-
     # -- the hot path's only call ----------------------------------------------------
 
     def offer(self, room: str, user: dict[str, Any], text: str, seq: int) -> None:
         """An accepted barrage line (called by the barrage handler; never blocks)."""
-        if not self.catalogs.get(app_of(room)):
+        if self.shared is None or not self.shared.maybe_answerable(app_of(room)):
             return
         try:
             self.queue.put_nowait(Question(room, user["id"], user.get("name", ""), text, seq, now_ms()))
@@ -186,12 +213,27 @@ class Assistant:
         doc = await node.room(q.room)
         if doc is None or not self.settings(doc).get("enabled", True):
             return None
-        self.processed += 1
         app = app_of(q.room)
-        scope = self.scope(app, doc)
+        shared = self.bus()
+        catalog = await shared.catalog(app, bus_state.CHECK_MS)
+        if not catalog.products:
+            return None
+        thresholds = await shared.thresholds(app, bus_state.CHECK_MS)
+        self.processed += 1
         st = self.room_state(q.room)
+        st.asked_ms = st.touched_ms
         sales = frozenset(raw["product"]["id"] for raw in doc.features.get("sales", {}).values())
-        index = self._index(st, app, scope, sales)
+        pin = doc.pinned
+        scope_key = (
+            catalog.version,
+            tuple(self.settings(doc).get("products", ())),
+            sales,
+            (pin.id, pin.title, pin.price_cents) if pin else None,
+        )
+        if st.scope is None or st.scope_key != scope_key:  # a catalogue of 1,000 products: not per question
+            st.scope, st.scope_key = self.scope(catalog, doc), scope_key
+        scope = st.scope
+        index = self._index(st, catalog, scope, sales, thresholds)
         # CPU of the decision itself (synchronous: no other task runs in between);
         # reading counters and publishing are the node's usual costs.
         started = time.process_time()
@@ -203,7 +245,7 @@ class Assistant:
                 scope,
                 index,
                 question_vec=vec,
-                thresholds=self.thresholds.get(app),
+                thresholds=thresholds,
                 default_threshold=self.threshold,
             )
             if len(st.choices) >= CHOICE_CACHE:
@@ -221,21 +263,58 @@ class Assistant:
         if d.answer and node.words.for_room(q.room, doc.words).find(d.text) is not None:
             d = Decision(False, "blocked_content", d.lang, d.score, d.key, d.product)
         now = now_ms()
-        answered = d.answer and await self._send(q, d, st, now)
-        st.board.add(Asked(q.at_ms, q.seq, q.user, q.text, d.key if d.score >= 0.3 else None, answered))
+        sent = await self._may_send(q, d, st, now) if d.answer else None
+        answered = sent is not None
+        cluster = d.key if d.score >= 0.3 else None
+        # Recorded first (a local queue): a bus that fails below loses the board entry only.
+        node.behaviour.record(
+            q.room,
+            q.user,
+            "assistant",
+            {"question_seq": q.seq, "answered": answered, "cluster": cluster or q.text},
+        )
+        entry: dict[str, Any] = {
+            "n": self.origin,
+            "t": q.at_ms,
+            "s": q.seq,
+            "u": q.user,
+            "q": q.text,
+            "k": cluster,
+            "a": answered,
+            "p": d.product,
+        }
+        st.board.add(Asked(q.at_ms, q.seq, q.user, q.text, cluster, answered))
+        st.pending.append((entry, q.seq))
+        if sent:  # an answer to publish now (not one the room was told a moment ago)
+            entry["ans"] = {**sent, "at": now, "score": round(d.score, 3), "sources": d.sources}
+            await self._flush(q.room, st)
+            await self._publish_answer(q, d, st, sent, now)
         return d
 
-    async def _send(self, q: Question, d: Decision, st: RoomState, now: int) -> bool:
+    async def _may_send(self, q: Question, d: Decision, st: RoomState, now: int) -> dict[str, Any] | None:
+        """Whether the limits let the answer out: its data (``{}``: the room was told this
+        a moment ago, so this asker counts as answered), or None."""
         key = d.key or ""
-        wide = st.board.askers(key, now) + 1 >= ROOM_WIDE_ASKERS
+        if now - st.folded_ms >= FOLD_BEFORE_ANSWER_MS:
+            await self._fold(q.room, st)  # other nodes' askers count towards a room-wide answer
+        wide = st.board.askers(key, now) + 1 >= ROOM_WIDE_ASKERS  # (this one is not on it yet)
         if wide:
-            if now - st.room_wide_at.get(key, 0) < ROOM_WIDE_REPEAT_MS:
-                return True  # the room was just told: this asker saw that answer
+            # The room-wide gate is asked at most once a WIDE_RECHECK_MS per key after it
+            # refused (someone told the room), and not at all while this node's own room-wide
+            # answer is fresh: a popular question is not a bus round trip per asker.
+            if now < st.wide_until.get(key, 0):
+                return {}
+            if not await self.node.broker.gate(
+                q.room, "assistant.wide:" + key, ROOM_WIDE_REPEAT_MS, str(now)
+            ):
+                st.wide_until[key] = now + WIDE_RECHECK_MS
+                return {}  # the room was just told (by any node): this asker saw that answer
+            st.wide_until[key] = now + ROOM_WIDE_REPEAT_MS
         elif now - st.user_last.get(q.user, 0) < USER_ANSWER_S * 1000:
-            return False
+            return None
         if st.room_bucket.take(now) != 0:
-            return False
-        data = {
+            return None
+        return {
             "to": None if wide else {"id": q.user, "name": q.name},
             "question_seq": q.seq,
             "question": q.text,
@@ -243,30 +322,48 @@ class Assistant:
             "product": d.product,
             "source": d.source,
         }
+
+    async def _publish_answer(
+        self, q: Question, d: Decision, st: RoomState, data: dict[str, Any], now: int
+    ) -> None:
+        wide = data["to"] is None
         emit = Emit("assistant.answer", data, audience="" if wide else "user:" + q.user)
         await self.node.publish(q.room, [emit])
-        if wide:
-            st.room_wide_at[key] = now
-        else:
+        if not wide:
             st.user_last[q.user] = now
             if len(st.user_last) > USER_LAST_MAX:  # askers past their spacing limit nothing
                 horizon = now - USER_ANSWER_S * 1000
                 st.user_last = {u: t for u, t in st.user_last.items() if t > horizon}
         self.latencies_ms.append(now_ms() - q.at_ms)
-        st.answered_seq[q.seq] = (key, d.product)
-        if len(st.answered_seq) > ANSWER_LOG:
-            st.answered_seq.pop(next(iter(st.answered_seq)))
-        entry = {**data, "at": now, "score": round(d.score, 3), "sources": d.sources}
-        st.answers.append(entry)
-        log.info("assistant answer room=%s seq=%s key=%s score=%.2f", q.room, q.seq, key, d.score)
-        return True
+        log.info("assistant answer room=%s seq=%s key=%s score=%.2f", q.room, q.seq, d.key, d.score)
+
+    # -- the bus writes ---------------------------------------------------------------
+
+    async def _writes(self) -> None:
+        while True:
+            await asyncio.sleep(WRITE_MS / 1000)
+            for room, st in list(self.rooms.items()):
+                if st.pending:
+                    try:
+                        await self._flush(room, st)
+                    except Exception:  # the bus may be down: these entries are lost, not the next
+                        log.exception("assistant: questions of %s not written to the bus", room)
+
+    async def _flush(self, room: str, st: RoomState) -> None:
+        """Write the room's pending entries: one stream append for all of them, and the
+        show's totals as concurrent tally calls (one script call on Redis: bus/coalesce.py)."""
+        batch, st.pending = st.pending, []
+        if not batch:
+            return
+        shared = self.bus()
+        await shared.append_questions(room, [entry for entry, _ in batch])
+        await asyncio.gather(*(shared.count(room, seq, bool(e["a"])) for e, seq in batch if seq is not None))
 
     # -- the room's scope, facts and index ----------------------------------------------
 
-    def scope(self, app: str, doc: RoomDoc) -> RoomScope:
+    def scope(self, cat: Catalog, doc: RoomDoc) -> RoomScope:
         """The room's products: the pinned one, those of its sales, those set with
         ``assistant.set``; only those the catalogue (or the pin) describes."""
-        cat = self.catalog(app)
         ids = list(self.settings(doc).get("products", []))
         ids += [raw["product"]["id"] for raw in doc.features.get("sales", {}).values()]
         products: dict[str, CatalogProduct] = {}
@@ -328,13 +425,20 @@ class Assistant:
             coupons=tuple(coupons),
         )
 
-    def _index(self, st: RoomState, app: str, scope: RoomScope, sales: frozenset[str]) -> Index:
+    def _index(
+        self,
+        st: RoomState,
+        cat: Catalog,
+        scope: RoomScope,
+        sales: frozenset[str],
+        thresholds: dict[str, float],
+    ) -> Index:
         key = (
-            self.catalog(app).version,
+            cat.version,
             tuple(sorted((pid, p.version, p.title) for pid, p in scope.products.items())),
             scope.pinned,
             tuple(sorted(sales)),
-            self.thresholds_version,
+            id(thresholds),  # a new table per feedback version (shared.py's cache)
         )
         if st.index is None or st.index_key != key:
             items = room_knowledge()
@@ -347,18 +451,46 @@ class Assistant:
     # -- the host's board ----------------------------------------------------------------
 
     async def _boards(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(BOARD_PERIOD_S)
-            self._forget_idle_rooms(now_ms())
+            ticks += 1
+            now = now_ms()
+            self._forget_idle_rooms(now)
             for room, st in list(self.rooms.items()):
+                if now - st.asked_ms > BOARD_ACTIVE_MS and not st.published_board:
+                    continue
                 try:
+                    await self._fold(room, st)
                     await self._publish_board(room, st)
+                    if ticks % TRIM_EVERY_TICKS == 0:
+                        await self.bus().forget_old_questions(room, now)
                 except Exception:  # one room's board must not stop the others'
                     log.exception("assistant board of %s not published", room)
 
+    async def _fold(self, room: str, st: RoomState) -> None:
+        """Add the questions other nodes handled (and their hosts' replies) to the board."""
+        st.folded_ms = now_ms()
+        for e in await self.bus().questions_after(room, st.cursor):
+            # Two folds may overlap (the worker's before an answer, the board's each
+            # second): what the other applied while this one awaited is skipped.
+            if st.cursor and id_key(e.id) <= id_key(st.cursor):
+                continue
+            st.cursor = e.id
+            entry = msgspec.json.decode(e.data)
+            if entry.get("n") != self.origin:  # this node's own are on the board already
+                _apply(st.board, entry)
+
     async def _publish_board(self, room: str, st: RoomState) -> None:
+        """Every node with the room's questions folds the same board; the room-wide gate
+        lets one of them publish it, at most once a second and only when it changed."""
         clusters = [c.view() for c in st.board.clusters(now_ms())]
         if clusters == st.published_board:
+            return
+        digest = hashlib.blake2b(msgspec.json.encode(clusters), digest_size=12).hexdigest()
+        if not await self.node.broker.gate(
+            room, "assistant.questions", int(BOARD_PERIOD_S * 1000) - 50, digest
+        ):
             return
         st.published_board = clusters
         await self.node.publish(
@@ -381,25 +513,32 @@ class Assistant:
         }
         res = await self.node.publish(room, [Emit("assistant.answer", data)])
         st = self.room_state(room)
-        if key:
-            st.board.mark_answered(key)
-        st.answers.append({**data, "at": now_ms(), "sources": [f"host {key}"]})
+        at = now_ms()
+        entry = {"n": self.origin, "t": at, "h": key, "ans": {**data, "at": at, "sources": [f"host {key}"]}}
+        _apply(st.board, entry)
+        st.pending.append((entry, None))
+        await self._flush(room, st)
         return res.seqs[0] if res.seqs else None
 
-    def mark_wrong(self, room: str, question_seq: int, by: str, note: str) -> dict[str, Any]:
-        """A wrong answer: stored, and its product's threshold goes up a step."""
-        st = self.room_state(room)
-        hit = st.answered_seq.get(question_seq)
-        if hit is None:
-            from roomserver.protocol import OpError
+    async def _flush_pending(self, room: str) -> None:
+        """This node's entries of the room not written yet (a read must see them)."""
+        st = self.rooms.get(room)
+        if st is not None:
+            await self._flush(room, st)
 
+    async def mark_wrong(self, room: str, question_seq: int, by: str, note: str) -> dict[str, Any]:
+        """A wrong answer (given by any node): stored, and its product's threshold goes
+        up a step on every node."""
+        shared = self.bus()
+        await self._flush_pending(room)
+        hit = None
+        for e in await shared.questions_after(room, ""):
+            q = msgspec.json.decode(e.data)
+            if q.get("s") == question_seq and q.get("a"):
+                hit = q
+        if hit is None:
             raise OpError("not_found", f"the assistant has not answered question {question_seq} here")
-        key, product = hit
-        app = app_of(room)
-        table = self.thresholds.setdefault(app, {})
-        name = product or ""
-        table[name] = min(THRESHOLD_MAX, table.get(name, self.threshold) + THRESHOLD_STEP)
-        self.thresholds_version += 1
+        key, product = hit.get("k") or "", hit.get("p")
         record = {
             "room": room,
             "question_seq": question_seq,
@@ -408,16 +547,29 @@ class Assistant:
             "note": note,
             "at": now_ms(),
         }
-        self.feedback.setdefault(app, deque(maxlen=FEEDBACK_KEEP)).append(record)
-        return {"key": key, "product": product, "threshold": table[name]}
+        threshold = await shared.mark_wrong(app_of(room), product, record)
+        return {"key": key, "product": product, "threshold": threshold}
 
-    def stats(self, room: str) -> dict[str, Any]:
-        st = self.rooms.get(room) or RoomState()  # a read keeps no state for the room
+    async def stats(self, room: str) -> dict[str, Any]:
+        """The show's counts on every node; the top unanswered clusters and the answer log
+        over the questions the bus keeps (``shared.BOARD_KEEP``). A read keeps no state."""
+        shared = self.bus()
+        await self._flush_pending(room)
+        board, answers = Board(), []
+        for e in await shared.questions_after(room, ""):
+            entry = msgspec.json.decode(e.data)
+            _apply(board, entry)
+            if entry.get("ans"):
+                answers.append(entry["ans"])
+        asked, answered = await shared.totals(room)
         lat = sorted(self.latencies_ms)
         return {
-            **st.board.stats(),
-            "answers": list(st.answers)[-50:],
-            "feedback": [f for f in self.feedback.get(app_of(room), []) if f["room"] == room][-50:],
+            **board.stats(),
+            "asked": asked,
+            "answered": answered,
+            "unanswered": asked - answered,
+            "answers": answers[-50:],
+            "feedback": await shared.marks(app_of(room), room, 50),
             "process": {
                 "processed": self.processed,
                 "dropped": self.dropped,
@@ -428,6 +580,15 @@ class Assistant:
                 "embedder": self.embedder.name if self.embedder else None,
             },
         }
+
+
+def _apply(board: Board, entry: dict[str, Any]) -> None:
+    """One entry of the room's question stream (shared.py) on a board."""
+    if "h" in entry:  # the host answered a cluster
+        if entry["h"]:
+            board.mark_answered(entry["h"])
+        return
+    board.add(Asked(entry["t"], entry["s"], entry["u"], entry["q"], entry["k"], entry["a"]))
 
 
 def _reworded(d: Decision, text: str) -> Decision:

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from roomserver.bus.streams import StreamClaim, StreamEntry, StreamInfo
+from roomserver.bus.vmaps import Vmap, VmapWrite
 
 # Audience of an event: everyone in the room (""), one user ("user:<id>"), or
 # the room's staff: hosts and moderators ("staff").
@@ -527,3 +528,22 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def stream_release(self, stream: str, holder: str) -> None:
         """Give the lease up if ``holder`` holds it."""
+
+    # -- versioned maps (bus/vmaps.py: an app's catalogue, shared by every node) ---------
+
+    @abc.abstractmethod
+    async def vmap_put(
+        self, name: str, key: str, data: bytes | None, *, expect: int | None = None, max_fields: int = 0
+    ) -> VmapWrite:
+        """Atomically write (``data``) or delete (None) the entry ``key`` of map ``name``:
+        refused if ``expect`` is not its version (0 = absent), a delete of an absent
+        entry, or a new entry beyond ``max_fields`` (0 = no limit); else the entry's
+        version and the map's version go up by one. Not retried once sent."""
+
+    @abc.abstractmethod
+    async def vmap_read(self, name: str) -> Vmap:
+        """Every entry and the map version (``Vmap(0)`` for a map never written)."""
+
+    @abc.abstractmethod
+    async def vmap_version(self, name: str) -> int:
+        """The map's version (0 = never written): one cheap read for a cache's check."""

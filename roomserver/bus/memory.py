@@ -50,6 +50,7 @@ from roomserver.bus.base import (
     check_time,
 )
 from roomserver.bus.memory_streams import MemoryStreamsMixin, StreamStore
+from roomserver.bus.memory_vmaps import MemoryVmapsMixin, VmapStore
 from roomserver.protocol import with_seq
 from roomserver.tenancy import app_of
 
@@ -139,6 +140,7 @@ class MemoryHub:
         self._expiry: list[tuple[int, int, str]] = []  # heap of (deadline, serial, room key)
         self._serials = 0
         self.streams = StreamStore(lambda: self.now_ms())  # bus/memory_streams.py
+        self.vmaps = VmapStore()  # bus/memory_vmaps.py
 
     def get(self, room_id: str) -> _Room | None:
         """The room, or None if it has no state or expired (then it is forgotten now)."""
@@ -214,7 +216,7 @@ class MemoryHub:
             bisect.insort(self.schedule.setdefault(app, []), (at_ms, room_id))
 
 
-class MemoryBroker(MemoryStreamsMixin, Broker):
+class MemoryBroker(MemoryStreamsMixin, MemoryVmapsMixin, Broker):
     def __init__(
         self,
         hub: MemoryHub | None = None,
@@ -225,6 +227,7 @@ class MemoryBroker(MemoryStreamsMixin, Broker):
         self.hub = hub or MemoryHub()
         self.limits = self.hub.limits
         self.stream_store = self.hub.streams
+        self.vmap_store = self.hub.vmaps
         self.node_id = node_id or secrets.token_hex(4)
         self.idle_ttl_ms = check_idle_ttl(idle_ttl_ms)
         self._touches = TouchThrottle(idle_ttl_ms)

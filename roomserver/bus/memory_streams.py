@@ -53,10 +53,15 @@ class _Stream:
         excess = len(self.data) - maxlen
         if excess <= 0:
             return 0
-        live = [k for k in self.keys if k in self.data]
-        self.keys = live[excess:]
-        for k in live[:excess]:
-            del self.data[k]
+        # From the oldest on (not a pass over every key: a full stream trims one entry
+        # per append).
+        dropped = i = 0
+        while dropped < excess:
+            k = self.keys[i]
+            i += 1
+            if self.data.pop(k, None) is not None:
+                dropped += 1
+        del self.keys[:i]
         return excess
 
 

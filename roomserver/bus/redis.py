@@ -271,6 +271,7 @@ from roomserver.bus.redis_client import (
 )
 from roomserver.bus.redis_pubsub import ShardSubscriber
 from roomserver.bus.redis_streams import RedisStreamsMixin
+from roomserver.bus.redis_vmaps import RedisVmapsMixin
 from roomserver.tenancy import SEP, app_of
 
 log = logging.getLogger(__name__)
@@ -506,7 +507,7 @@ def _commit_results(reply: list[Any]) -> tuple[list[CommitResult], bool, bytes |
     return out, bool(reply[2]), reply[3]
 
 
-class RedisBroker(RedisStreamsMixin, Broker):
+class RedisBroker(RedisStreamsMixin, RedisVmapsMixin, Broker):
     """Rooms on Redis (Cluster); see the module docstring for the design."""
 
     def __init__(

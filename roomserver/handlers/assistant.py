@@ -65,4 +65,5 @@ class FeedbackParams(msgspec.Struct, forbid_unknown_fields=False):
 
 @op("assistant.wrong", FeedbackParams, who="staff")
 async def assistant_wrong(ctx: OpContext, p: FeedbackParams) -> dict:
-    return _assistant(ctx).mark_wrong(ctx.room, p.question_seq, ctx.user, p.note)
+    result: dict = await _assistant(ctx).mark_wrong(ctx.room, p.question_seq, ctx.user, p.note)
+    return result

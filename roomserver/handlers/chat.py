@@ -129,8 +129,42 @@ async def track(ctx: OpContext, p: TrackParams) -> dict:
     return {}
 
 
+class PinProduct(msgspec.Struct, forbid_unknown_fields=False):
+    """The product to pin: a whole product, or the id of one in the app's catalogue
+    (PROTOCOL §7: the fields left out come from the catalogue; those given win)."""
+
+    id: str
+    title: str | None = None
+    price_cents: int | None = None
+    image: str | None = None
+
+
 class PinParams(msgspec.Struct, forbid_unknown_fields=False):
-    product: Product
+    product: PinProduct
+
+
+async def pinned_product(ctx: OpContext, p: PinProduct) -> Product:
+    if not 1 <= len(p.id) <= 64:
+        raise OpError("bad_request", "product.id must be 1..64 chars")
+    if p.title is not None and p.price_cents is not None:
+        return Product(p.id, p.title, p.price_cents, p.image)
+    assistant = ctx.node.assistant
+    if assistant is None:
+        raise OpError(
+            "bad_request",
+            "product.pin needs title and price_cents: this server has no catalogue (--assistant off)",
+        )
+    known = (await assistant.bus().catalog(ctx.app)).products.get(p.id)
+    if known is None:
+        raise OpError(
+            "not_found", f"product {p.id!r} is not in this app's catalogue: pin it with title and price_cents"
+        )
+    return Product(
+        p.id,
+        known.title if p.title is None else p.title,
+        known.price_cents if p.price_cents is None else p.price_cents,
+        p.image if p.image is not None else known.image,
+    )
 
 
 class UnpinParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -139,7 +173,8 @@ class UnpinParams(msgspec.Struct, forbid_unknown_fields=False):
 
 @op("product.pin", PinParams, who="staff")
 async def pin(ctx: OpContext, p: PinParams) -> dict:
-    await ctx.node.transact(ctx.room, lambda d: rules.pin(d, p.product))
+    product = await pinned_product(ctx, p.product)
+    await ctx.node.transact(ctx.room, lambda d: rules.pin(d, product))
     return {}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.server_fixtures import Recorder, Server
+from tests.server_fixtures import APP, Recorder, Server
 
 JACKET: dict[str, Any] = {
     "title": "轻暖羽绒服",
@@ -139,3 +139,81 @@ async def test_catalogue_rest_bad_input_and_versions(server: Server) -> None:
     assert status == 404 and body["error"]["code"] == "not_found"
     status, body = await server.rest("GET", "/v1/products")
     assert status == 401
+
+
+async def test_pin_by_id_takes_the_catalogue_fields(server: Server, room: str) -> None:
+    from roomserver.client import RoomError
+
+    status, _ = await server.admin("PUT", "/v1/products/jacket", {**JACKET, "image": "https://img/j.png"})
+    assert status == 200
+    host = await server.client("h1", "host")
+    await host.join(room)
+    rec = Recorder(host)
+    await host.pin_product(room, {"id": "jacket"})
+    (ev,) = await rec.wait("product.pinned")
+    assert ev["data"]["product"] == {
+        "id": "jacket",
+        "title": "轻暖羽绒服",
+        "price_cents": 59900,
+        "image": "https://img/j.png",
+    }
+    await host.pin_product(room, {"id": "jacket", "price_cents": 45900})  # given fields win
+    (_, ev) = await rec.wait("product.pinned", count=2)
+    assert ev["data"]["product"]["price_cents"] == 45900 and ev["data"]["product"]["title"] == "轻暖羽绒服"
+    before = (await host.join(room))["room"]["pinned"]
+    cases = (
+        ({"id": "nope"}, "not_found"),
+        ({"id": "nope", "title": "Tea"}, "not_found"),
+        ({"id": "x" * 65}, "bad_request"),
+        ({}, "bad_request"),
+        ({"id": "jacket", "price_cents": -1}, "bad_request"),
+    )
+    for product, code in cases:
+        try:
+            await host.pin_product(room, product)
+        except RoomError as err:
+            assert err.code == code, (product, err)
+        else:
+            raise AssertionError(f"{product} pinned")
+    assert (await host.join(room))["room"]["pinned"] == before  # nothing changed
+
+
+async def test_pin_by_id_without_the_assistant_is_a_clear_error(make_server, room: str) -> None:
+    from roomserver.client import RoomError
+
+    server = await make_server(assistant="off")
+    host = await server.client("h1", "host")
+    await host.join(room)
+    try:
+        await host.pin_product(room, {"id": "jacket"})
+    except RoomError as err:
+        assert err.code == "bad_request" and "title and price_cents" in err.message
+    else:
+        raise AssertionError("pinned without a catalogue")
+    await host.pin_product(room, PIN)  # a whole product still pins
+
+
+class Behaviour:
+    """A behaviour sink that keeps what it is given (the node's BehaviourSink protocol)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, str, dict[str, Any] | None]] = []
+
+    def record(self, room: str, user: str, kind: Any, data: dict[str, Any] | None = None) -> None:
+        self.records.append((room, user, kind, data))
+
+
+async def test_every_handled_question_is_a_behaviour_record(server: Server, room: str) -> None:
+    sink = Behaviour()
+    server.node.behaviour = sink
+    _host, viewer, _, rec_viewer = await _room(server, room)
+    asked = await viewer.send_barrage(room, "主播几岁了？")
+    await viewer.send_barrage(room, "主播好美")  # chat: no record
+    answered = await viewer.send_barrage(room, "帽子能拆吗")
+    await rec_viewer.wait("assistant.answer")
+    records = [r for r in sink.records if r[2] == "assistant"]
+    assert [(r[0], r[1]) for r in records] == [(f"{APP}/{room}", "v1")] * 2
+    first, second = (r[3] for r in records)
+    assert first is not None and second is not None
+    assert first["question_seq"] == asked["seq"] and first["answered"] is False and first["cluster"]
+    assert second == {"question_seq": answered["seq"], "answered": True, "cluster": "jacket:faq.hood"}

@@ -128,26 +128,108 @@ def test_the_board_clusters_by_item_and_by_words() -> None:
 
 
 async def test_offer_never_waits_and_drops_beyond_its_bound() -> None:
+    from roomserver.assistant import shared
     from roomserver.assistant.service import QUEUE_MAX, Assistant
+    from roomserver.bus.memory import MemoryBroker
 
     assistant = Assistant()
     user = {"id": "u", "name": "u"}
-    assistant.offer("app/r", user, "多少钱", 1)  # no catalogue for the app: not queued
+    assistant.offer("app/r", user, "多少钱", 1)  # not attached to a bus: not queued
+    bus = assistant.attach(MemoryBroker())
+    await bus.catalog("app")  # read: the app has no catalogue
+    assistant.offer("app/r", user, "多少钱", 1)  # ... so it is not queued
     assert assistant.queue.qsize() == 0
-    assistant.catalog("app").put("p", ProductBody(title="t", price_cents=1), NOW)
+    bus.catalogs["app"].checked -= shared.EMPTY_RECHECK_MS / 1000  # a second later: offered again
+    assistant.offer("app/r", user, "多少钱", 1)
+    assert assistant.queue.qsize() == 1
+    await bus.put_product("app", "p", ProductBody(title="t", price_cents=1), NOW)
+    await bus.catalog("app")
     for seq in range(QUEUE_MAX + 5):
         assistant.offer("app/r", user, "多少钱", seq)
-    assert assistant.queue.qsize() == QUEUE_MAX and assistant.dropped == 5
+    assert assistant.queue.qsize() == QUEUE_MAX and assistant.dropped == 6
 
 
-def test_the_assistant_keeps_bounded_state_per_room() -> None:
+async def test_the_assistant_keeps_bounded_state_per_room() -> None:
     from roomserver.assistant import service
+    from roomserver.bus.memory import MemoryBroker
 
     a = service.Assistant()
-    a.stats("app/never-asked")
+    a.attach(MemoryBroker())
+    await a.stats("app/never-asked")
     assert "app/never-asked" not in a.rooms  # reading stats keeps nothing
     st = a.room_state("app/r1")
     a.room_state("app/r2")
     st.touched_ms -= service.ROOM_STATE_KEEP_MS + 1
     a._forget_idle_rooms(service.now_ms())
     assert set(a.rooms) == {"app/r2"}
+
+
+def test_a_full_minute_board_is_cheap_and_clusters_as_a_full_scan_would() -> None:
+    """A full board (2,000 entries, the bound: a minute at 33 questions/s; many loose
+    texts): the clusters are those a pairwise scan finds, in a bounded time."""
+    import time
+
+    from roomserver.assistant import board as b
+    from roomserver.assistant.evaluate import EVAL_DIR
+
+    texts = [
+        line.split("\t", 1)[1]
+        for line in (EVAL_DIR / "questions.tsv").read_text("utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
+    board = Board()
+    for i in range(b.MAX_ENTRIES):
+        text = texts[(i * 7) % len(texts)]
+        board.add(
+            Asked(NOW - 59_000 + i * 20, i, f"u{i % 50}", text, "p:price" if i % 3 == 0 else None, False)
+        )
+    started = time.process_time()
+    clusters = board.clusters(NOW)
+    spent = time.process_time() - started
+    # The reference: every loose entry compared with every earlier cluster's first text.
+    loose: list[tuple[frozenset[str], list[int]]] = []
+    for e in board.entries:
+        if e.key is None:
+            toks = frozenset(b.tokens(e.text))
+            home = next((seqs for t, seqs in loose if b._similar(t, toks)), None)
+            if home is None:
+                loose.append((toks, home := []))
+            home.append(e.seq)
+    reference = sorted(len(seqs) for _, seqs in loose)
+    top_loose = sorted(c.count for c in clusters if c.key is None)
+    assert top_loose == reference[-len(top_loose) :]
+    assert clusters[0].key == "p:price" and clusters[0].count == 667
+    assert spent < 0.25  # about 5 ms on the 2-core box; the pairwise scan took about 150 ms
+
+
+def test_questions_leave_their_clusters_as_they_age_out() -> None:
+    board = Board()
+    board.add(Asked(NOW - 50_000, 1, "a", "主播用的什么麦克风", None, False))
+    board.add(Asked(NOW - 30_000, 2, "b", "主播用什么麦克风", None, False))
+    board.add(Asked(NOW - 30_000, 3, "a", "多少钱", "jacket:price", True))
+    board.add(Asked(NOW - 5_000, 4, "c", "how much", "jacket:price", False))
+    (mic, price) = board.clusters(NOW)  # as many questions: the older cluster first
+    assert (price.count, price.answered, len(price.users), mic.count) == (2, 1, 2, 2)
+    # 20 s later the first question is gone: its cluster stays (named by it) with the second.
+    (price, mic) = board.clusters(NOW + 20_000)  # more questions first
+    assert (mic.text, mic.count, list(mic.seqs)) == ("主播用的什么麦克风", 1, [2])
+    assert board.askers("jacket:price", NOW + 20_000) == 2
+    # The same text again joins at once; later the second question and the answered one age out.
+    board.add(Asked(NOW + 25_000, 5, "d", "主播用什么麦克风", None, False))
+    (mic, price) = board.clusters(NOW + 40_000)
+    assert (mic.count, list(mic.seqs), price.count, price.answered) == (1, [5], 1, 0)
+    assert board.askers("jacket:price", NOW + 40_000) == 1
+    assert board.clusters(NOW + 90_000) == [] and board.askers("jacket:price", NOW + 90_000) == 0
+    assert not board._with_token and not board._loose  # nothing kept for clusters gone
+    assert board.stats()["asked"] == 5  # the show's totals do not age
+
+
+def test_a_full_board_drops_its_oldest_question() -> None:
+    from roomserver.assistant.board import MAX_ENTRIES
+
+    board = Board()
+    for i in range(MAX_ENTRIES + 3):
+        board.add(Asked(NOW, i, f"u{i}", "多少钱", "jacket:price", False))
+    (price,) = board.clusters(NOW)
+    assert price.count == MAX_ENTRIES and len(board.entries) == MAX_ENTRIES
+    assert list(price.seqs)[-1] == MAX_ENTRIES + 2 and len(price.users) == MAX_ENTRIES

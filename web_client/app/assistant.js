@@ -2,46 +2,48 @@
 // clustered (assistant.questions, at most once a second), with one-click answers and the
 // room's on/off switch. Wire format: docs/protocol.md A.14.
 import { $, attempt, h } from "/app/common.js";
-
-const LABELS = {
-  title: "观众在问 · Audience questions",
-  empty: "No questions in the last minute · 最近一分钟没有提问",
-  answered: "answered · 已答",
-  open: "unanswered · 未答",
-  reply: "Answer · 回复",
-  placeholder: "Your answer, shown pinned to the room · 置顶回复",
-  on: "Assistant on · 助手已开",
-  off: "Assistant off · 助手已关",
-};
+import { onLangChange, setText, t } from "/app/i18n.js";
 
 export function mountAssistantBoard(client, room, parent) {
-  const list = h("div.list.assistant-board", { id: "assistant-board" }, h("div.empty", {}, LABELS.empty));
+  const list = h("div.list.assistant-board", { id: "assistant-board" });
   let enabled = true;
-  const toggle = h("button.btn.ghost.small", { type: "button", id: "assistant-toggle" }, LABELS.on);
+  let shown = [];
+  const toggle = h("button.btn.ghost.small", { type: "button", id: "assistant-toggle" });
+  setText(toggle, "host.assistant.on");
   toggle.addEventListener("click", async () => {
     const out = await attempt(() => client.request("assistant.set", room, { enabled: !enabled }));
     if (out) {
       enabled = out.assistant.enabled !== false;
-      toggle.textContent = enabled ? LABELS.on : LABELS.off;
+      setText(toggle, enabled ? "host.assistant.on" : "host.assistant.off");
     }
   });
-  const card = h("div.card", { id: "assistant-card" }, h("h3", {}, LABELS.title, " ", toggle), list);
+  const title = setText(h("span"), "host.assistant.title");
+  const card = h("div.card", { id: "assistant-card" }, h("h3", {}, title, " ", toggle), list);
   parent.prepend(card);
+  render(list, shown, client, room);
   client.on("assistant.questions", (d, meta) => {
-    if (meta.room === room) render(list, d.clusters || [], client, room);
+    if (meta.room !== room) return;
+    shown = d.clusters || [];
+    render(list, shown, client, room);
   });
+  // The clusters' states are rendered texts: redraw them in the new language (typed answers
+  // are lost only if a cluster changes meanwhile, as on any update).
+  onLangChange(() => render(list, shown, client, room));
   return card;
 }
 
 function render(list, clusters, client, room) {
+  const typed = new Map([...list.querySelectorAll(".assistant-cluster")].map((el) => [el.dataset.key, el.querySelector("input").value]));
   list.replaceChildren();
   if (!clusters.length) {
-    list.append(h("div.empty", {}, LABELS.empty));
+    list.append(setText(h("div.empty"), "host.assistant.empty"));
     return;
   }
   for (const c of clusters) {
-    const input = h("input.grow", { maxlength: "300", placeholder: LABELS.placeholder });
-    const send = h("button.btn.small", { type: "submit" }, LABELS.reply);
+    const input = h("input.grow", { maxlength: "300", dataset: { i18nPlaceholder: "host.assistant.placeholder" } });
+    input.placeholder = t("host.assistant.placeholder");
+    input.value = typed.get(c.key || "") || "";
+    const send = setText(h("button.btn.small", { type: "submit" }), "host.assistant.reply");
     const form = h("form.row", {}, input, send);
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
@@ -49,14 +51,16 @@ function render(list, clusters, client, room) {
       if (!text) return;
       const params = { text };
       if (c.key) params.key = c.key;
-      if (await attempt(() => client.request("assistant.reply", room, params), "Answered · 已回复")) input.value = "";
+      if (await attempt(() => client.request("assistant.reply", room, params), t("host.assistant.replied"))) input.value = "";
     });
-    const state = c.answered >= c.count ? LABELS.answered : `${c.count - c.answered} ${LABELS.open}`;
+    const state = h("small.muted");
+    if (c.answered >= c.count) setText(state, "host.assistant.answered");
+    else setText(state, "host.assistant.open", { n: c.count - c.answered });
     list.append(
       h(
         "div.item.assistant-cluster",
         { dataset: { key: c.key || "" } },
-        h("div.row", {}, h("b.grow", {}, c.text), h("span.badge", {}, `×${c.count}`), h("small.muted", {}, state)),
+        h("div.row", {}, h("b.grow", {}, c.text), h("span.badge", {}, `×${c.count}`), state),
         form,
       ),
     );

@@ -269,7 +269,8 @@ export declare class RoomClient {
   sendBarrage(room: string, text: string, opts?: { cid?: string }): Promise<OpReplies["barrage.send"]>;
   sendLike(room: string, count?: number): Promise<OpReplies["like.send"]>;
   sendGift(room: string, gift: string, count?: number, opts?: { cid?: string }): Promise<OpReplies["gift.send"]>;
-  pinProduct(room: string, product: Product): Promise<{}>;
+  /** A whole product, or `{id}` of one in the app's catalogue (the other fields come from it). */
+  pinProduct(room: string, product: Product | { id: string; title?: string; price_cents?: number; image?: string }): Promise<{}>;
   unpinProduct(room: string, productId?: string): Promise<{}>;
   track(room: string, action: TrackAction, product?: string): Promise<{}>;
   /** A signed share link of the room naming this user (issue 12). */

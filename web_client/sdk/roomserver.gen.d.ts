@@ -120,7 +120,7 @@ export interface PollVoteParams {
 }
 
 export interface ProductPinParams {
-  product: Product;
+  product: PinProduct;
 }
 
 export interface ProductUnpinParams {
@@ -700,6 +700,15 @@ export interface UserTimeline {
   entries: TimelineEntry[];
 }
 
+/** The product to pin: a whole product, or the id of one in the app's catalogue (PROTOCOL §7: the fields left out come from the catalogue; those given win). */
+export interface PinProduct {
+  id: string;
+  title?: string | null;
+  price_cents?: number | null;
+  image?: string | null;
+}
+
+/** A product as shown in the room (also what `product.pin` carries). */
 export interface Product {
   id: string;
   title: string;
