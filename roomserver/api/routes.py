@@ -121,7 +121,7 @@ def endpoint(auth: Auth, body: type[msgspec.Struct] | None = None):
             except OpError as err:
                 return _error(STATUS_OF.get(err.code, 500), err)
             except BrokerUnavailable as exc:
-                return _error(503, OpError("unavailable", f"the bus is unreachable: {exc}", 1000))
+                return _error(503, OpError("unavailable", f"the bus is unavailable: {exc}", 1000))
 
         handler.__name__ = fn.__name__
         return handler
