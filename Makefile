@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 VENV_SH = PY="$(PY)" SUPPORTED="$(SUPPORTED)" sh tools/venv.sh $(VENV)
 
-.PHONY: generate serve cluster test test-repeat lint typecheck format system-deps venv venv-test js-deps js-check clean
+.PHONY: generate serve cluster test test-faults test-repeat lint typecheck format system-deps venv venv-test js-deps js-check clean
 
 # serve also installs the load tester's extra, so `.venv/bin/roomserver-loadtest` works too,
 # and the assistant's (jieba and the embedding model, docs/assistant.md).
@@ -64,6 +64,11 @@ test: system-deps venv-test js-check
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 	$(BIN)/python -m tests.repeat_check
+
+# Fault tests (tests/faults/, about a minute): kill -9 of a node in a barrage storm, Redis slow
+# or out of memory under a flood of ops. `-m faults` overrides addopts' `-m 'not faults'`.
+test-faults: system-deps venv-test
+	$(BIN)/pytest -q -m faults tests/faults
 
 # The timing-sensitive tests again, several times, with one core kept busy (docs/testing.md).
 test-repeat: venv-test

@@ -7,9 +7,16 @@
     roomserver-loadtest flashsale --buyers 2000 --stock 1000 --limit 2 --max --inflight 4 --duration 10
     roomserver-loadtest lottery --entrants 100000 --rate 10000 --procs 2
     roomserver-loadtest redpacket --users 10000 --shares 10000 --total-cents 1000000 --rate 5000
+    roomserver-loadtest barrage --url http://10.0.0.1:8080 --url http://10.0.0.2:8080 --allow-remote \
+        --app shop:SECRET --senders 50 --ramp 0:1000@50,60s:20000@200,120s:20000
+    roomserver-loadtest worker --shard 0/2 --start-at 1767000000 --url ... --room r1 --out a  # machine A
+    roomserver-loadtest worker --shard 1/2 --start-at 1767000000 --url ... --room r1 --out b  # machine B
+    roomserver-loadtest merge a/worker.json b/worker.json --out merged
 
 Without ``--url`` the servers are started here (loopback, free ports, a
-generated app key) and stopped at the end. Progress goes to stderr once a
+generated app key) and stopped at the end. ``--url`` (repeatable, or
+comma-separated) names running nodes; viewers and senders go to them round
+robin. A ``--url`` that is not this machine needs ``--allow-remote``. Progress goes to stderr once a
 second, the JSON result to stdout (and ``--out DIR`` with the PNG plots).
 Exit status: 0 when delivery verification passed, 1 when it failed, 2 on a
 usage or setup error.
@@ -26,15 +33,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from loadtest.ramp import Ramp, load_ramp_file, parse_ramp
 from loadtest.runner import Options, Run
+from loadtest.targets import RemoteRefused, check_targets, parse_shard, share, split_urls
+
+URL_HELP = "a running node's http://HOST:PORT; repeat (or comma-separate) to spread the load round robin"
 
 
 def _common(p: argparse.ArgumentParser, *, viewers: int, duration: float) -> None:
     p.add_argument("--viewers", type=int, default=viewers, help="simulated viewer sockets")
     p.add_argument("--duration", type=float, default=duration, help="seconds of barrage (joinstorm: ramp)")
     p.add_argument("--procs", type=int, default=1, help="load-generator worker processes")
-    p.add_argument("--url", default=None, help="running server(s), comma-separated http URLs (loopback)")
-    p.add_argument("--app", default=None, metavar="KEY:SECRET", help="the app of --url's tokens")
+    _target_args(p)
     p.add_argument("--room", default=None, help="room id (default: a fresh lt-<hex>)")
     p.add_argument("--flush-ms", type=int, default=50)
     p.add_argument("--frame-budget", type=int, default=None, help="server --frame-budget (default: its own)")
@@ -49,6 +59,28 @@ def _common(p: argparse.ArgumentParser, *, viewers: int, duration: float) -> Non
         default=200,
         help="plain viewers read their socket this often (0 = on every frame)",
     )
+
+
+def _target_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", action="append", default=None, help=URL_HELP)
+    p.add_argument("--app", default=None, metavar="KEY:SECRET", help="the app of --url's tokens")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="--url may name other machines (otherwise loopback only: a typo must not load someone's server)",
+    )
+
+
+def _ramp_args(p: argparse.ArgumentParser) -> None:
+    ramp = p.add_mutually_exclusive_group()
+    ramp.add_argument(
+        "--ramp",
+        default=None,
+        metavar="T:VIEWERS[@RATE],...",
+        help="viewers and barrage rate over time, linear between points, e.g. 0:100@20,30s:1000@200,60s:1000 "
+        "(replaces --viewers, --rate and --duration; docs/deploy.md)",
+    )
+    ramp.add_argument("--ramp-file", type=Path, default=None, help="the same profile as TOML or JSON")
 
 
 def _barrage_args(p: argparse.ArgumentParser) -> None:
@@ -75,6 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("barrage", help="viewers + senders in one room; latency and exact delivery")
     _common(b, viewers=200, duration=5.0)
     _barrage_args(b)
+    _ramp_args(b)
+    w = sub.add_parser(
+        "worker",
+        help="one machine's share of a barrage run on a deployment (--shard I/N); `merge` joins the results",
+    )
+    _common(w, viewers=200, duration=5.0)
+    _barrage_args(w)
+    _ramp_args(w)
+    w.add_argument("--shard", required=True, help="I/N: this machine is shard I (from 0) of N")
+    w.add_argument(
+        "--start-at",
+        type=float,
+        default=None,
+        help="unix time at which every shard starts sending (give all shards the same one)",
+    )
+    m = sub.add_parser("merge", help="one report from the worker shards' JSON results")
+    m.add_argument("results", nargs="+", type=Path, help="each shard's worker.json")
+    m.add_argument("--out", type=Path, default=None, help="directory for merged.json and PNG plots")
     j = sub.add_parser("joinstorm", help="N sockets connect and join within --duration seconds")
     _common(j, viewers=1000, duration=10.0)
     bare = sub.add_parser("bare", help="the same viewer load against the bare broadcast server")
@@ -122,8 +172,7 @@ def _commerce_common(p: argparse.ArgumentParser, *, users_flag: str, users: int,
         default=None,
         help="server --frame-budget: frames/s per process (with more processes than cores, divide)",
     )
-    p.add_argument("--url", default=None, help="running server(s), comma-separated http URLs (loopback)")
-    p.add_argument("--app", default=None, metavar="KEY:SECRET", help="the app of --url's tokens")
+    _target_args(p)
     p.add_argument("--room", default=None)
     p.add_argument("--connect-rate", type=float, default=1000.0, help="new sockets per second (all procs)")
     p.add_argument("--connect-timeout", type=float, default=60.0)
@@ -175,7 +224,8 @@ def commerce_options(args: argparse.Namespace) -> Any:
         redis_cluster=args.redis_cluster,
         durable_wait_ms=args.durable_wait_ms,
         frame_budget=args.frame_budget,
-        url=args.url,
+        url=",".join(split_urls(args.url)) or None,
+        allow_remote=args.allow_remote,
         app=args.app,
         room=args.room,
         connect_rate=args.connect_rate,
@@ -209,7 +259,8 @@ def options_from(args: argparse.Namespace, scenario: str) -> Options:
         viewers=args.viewers,
         duration=args.duration,
         procs=args.procs,
-        url=args.url,
+        url=",".join(split_urls(args.url)) or None,
+        allow_remote=args.allow_remote,
         app=args.app,
         room=args.room,
         flush_ms=args.flush_ms,
@@ -232,7 +283,38 @@ def options_from(args: argparse.Namespace, scenario: str) -> Options:
             verify_timeout_s=args.verify_timeout,
             bare_fault=args.bare_fault,
         )
+        ramp = _ramp(args)
+        if ramp is not None:
+            o = replace(
+                o, ramp=ramp, viewers=ramp.peak_viewers, duration=ramp.duration_s, rate=ramp.peak_rate
+            )
+    if getattr(args, "shard", None):
+        o = _shard_options(o, parse_shard(args.shard), args.start_at)
     return o
+
+
+def _ramp(args: argparse.Namespace) -> Ramp | None:
+    if getattr(args, "ramp", None):
+        return parse_ramp(args.ramp, args.rate)
+    if getattr(args, "ramp_file", None):
+        return load_ramp_file(args.ramp_file, args.rate)
+    return None
+
+
+def _shard_options(o: Options, shard: tuple[int, int], start_at: float | None) -> Options:
+    """Shard ``i`` of ``n``: its part of the viewers, senders and rate (the others run the rest)."""
+    i, n = shard
+    ramp = o.ramp.share(i, n) if o.ramp else None
+    return replace(
+        o,
+        shard=shard,
+        start_at=start_at,
+        ramp=ramp,
+        viewers=ramp.peak_viewers if ramp else share(o.viewers, i, n),
+        senders=max(1, share(o.senders, i, n)),
+        rate=ramp.peak_rate if ramp else o.rate / n,
+        label=o.label or f"shard {i}/{n}",
+    )
 
 
 def _run(o: Options) -> dict[str, Any]:
@@ -364,12 +446,40 @@ def suite(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     }
 
 
+def check_remote(args: argparse.Namespace) -> None:
+    """Refuse a remote ``--url`` without ``--allow-remote`` before anything starts."""
+    urls = split_urls(getattr(args, "url", None))
+    if urls:
+        check_targets(urls, allow_remote=getattr(args, "allow_remote", False))
+
+
+def merge_cmd(args: argparse.Namespace) -> dict[str, Any]:
+    from loadtest.merge import load, merge
+
+    result = merge(load(args.results))
+    out = args.out or _out_dir(args, "merge")
+    _write(result, out, "merged")
+    print(f"results in {out}", file=sys.stderr)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "media":
         from loadtest import media
 
         return media.cli(args)
+    try:
+        check_remote(args)
+        if args.cmd == "merge":
+            result = merge_cmd(args)
+            json.dump(result, sys.stdout, indent=2, default=str)
+            print()
+            return 0 if result.get("passed") else 1
+    except (ValueError, OSError) as exc:
+        kind = "" if isinstance(exc, RemoteRefused) else f"{type(exc).__name__}: "
+        print(f"roomserver-loadtest: {kind}{exc}", file=sys.stderr)
+        return 2
     out = _out_dir(args, args.cmd)
     try:
         if args.cmd in ("flashsale", "lottery", "redpacket"):
@@ -378,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
             result = suite(args, out)
             (out / "suite.json").write_text(json.dumps(result, indent=2, default=str))
         else:
-            scenario = "joinstorm" if args.cmd == "joinstorm" else "barrage"
+            scenario = "joinstorm" if args.cmd == "joinstorm" else "barrage"  # worker: a barrage shard
             o = options_from(args, scenario)
             if args.cmd == "bare":
                 o = replace(o, target="bare", label=o.label or "bare aiohttp broadcast")

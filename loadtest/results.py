@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ class Series:
     latency: dict[int, HdrHistogram] = field(default_factory=dict)
     server_cores: dict[int, float] = field(default_factory=dict)
     loadgen_lag_ms: dict[int, float] = field(default_factory=dict)  # worst event-loop lag of any worker
+    viewers: dict[int, int] = field(default_factory=dict)  # joined viewers at the second's end (ramps)
 
     def add(self, second: int, deliveries: int, hist_blob: bytes) -> None:
         self.deliveries[second] = self.deliveries.get(second, 0) + deliveries
@@ -64,6 +66,8 @@ class Series:
                 row["server_cores"] = self.server_cores[s]
             if s in self.loadgen_lag_ms:
                 row["loadgen_lag_ms"] = self.loadgen_lag_ms[s]
+            if s in self.viewers:
+                row["viewers"] = self.viewers[s]
             row.update({k: v for k, v in histo.summary_ms(h or histo.new()).items() if k != "mean"})
             out.append(row)
         return out
@@ -100,6 +104,7 @@ def barrage_result(
         for k, v in f["closed"].items():
             closed[k] = closed.get(k, 0) + v
     counts["not_joined"] = sum(join_failures.values())
+    counts["left"] = sum(f.get("left", 0) for f in finals)  # closed by a ramp going down
     counts["join_failures"] = join_failures
     counts["closed_by_server"] = closed
     counts["max_lag"] = max((f["max_lag"] for f in finals), default=0)
@@ -164,4 +169,26 @@ def join_summary(finals: list[dict[str, Any]]) -> dict[str, Any]:
         "connect": histo.summary_ms(histo.merge([f["connect_hist"] for f in finals])),
         "join": histo.summary_ms(histo.merge([f["join_hist"] for f in finals])),
         "connect_to_snapshot": histo.summary_ms(histo.merge([f["total_hist"] for f in finals])),
+    }
+
+
+def b64(blob: bytes) -> str:
+    return base64.b64encode(blob).decode("ascii")
+
+
+def shard_raw(
+    window_start: float, series: Series, sends: SendStats, finals: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What ``merge`` needs beyond the summary: the histograms themselves (HDR, encoded) and
+    the series by unix second, so shards on machines with synchronised clocks line up."""
+    base = int(window_start)
+    return {
+        "window_start": window_start,
+        "latency": {str(base + t): b64(histo.encode(h)) for t, h in series.latency.items()},
+        "deliveries": {str(base + t): n for t, n in series.deliveries.items()},
+        "viewers": {str(base + t): n for t, n in series.viewers.items()},
+        "ack": b64(histo.encode(sends.ack)),
+        "connect": b64(histo.merge([f["connect_hist"] for f in finals]).encode()),
+        "join": b64(histo.merge([f["join_hist"] for f in finals]).encode()),
+        "connect_to_snapshot": b64(histo.merge([f["total_hist"] for f in finals]).encode()),
     }

@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -45,7 +44,9 @@ from loadtest.procs import (
     raise_nofile,
     self_cpu_seconds,
 )
-from loadtest.results import Progress, Series, barrage_result, join_summary
+from loadtest.ramp import Ramp
+from loadtest.results import Progress, Series, barrage_result, join_summary, shard_raw
+from loadtest.targets import check_targets, share, split_urls
 from loadtest.worker import WorkerConfig, worker_main
 from roomserver.auth import mint_token
 
@@ -81,6 +82,10 @@ class Options:
     label: str = ""
     bare_fault: str = ""  # tests only: make the bare server lose or repeat one event
     poll_ms: int = 200
+    allow_remote: bool = False  # --url may name other machines
+    ramp: Ramp | None = None  # viewers and rate over time instead of viewers, then rate x duration
+    shard: tuple[int, int] | None = None  # (index, count): this run is one part of a multi-machine run
+    start_at: float | None = None  # unix time the sending window starts (shards start together)
 
     def validate(self) -> None:
         if self.viewers < 1 or self.procs < 1 or self.duration <= 0:
@@ -95,6 +100,15 @@ class Options:
             raise ValueError("runs are bounded: duration <= 3600 s, viewers <= 100000")
         if self.url and not self.app:
             raise ValueError("--url needs --app KEY:SECRET (to mint tokens)")
+        if self.shard is not None and not (self.url and self.room):
+            raise ValueError("a shard (worker) loads a running deployment: give --url and the shared --room")
+        if self.start_at is not None and not 0 <= self.start_at - time.time() <= 3600:
+            raise ValueError("--start-at is a unix time within the next hour")
+
+    @property
+    def user_prefix(self) -> str:
+        """Shards name their users apart, so two machines never share a user id."""
+        return f"w{self.shard[0]}." if self.shard else ""
 
 
 class WorkerHandle:
@@ -151,7 +165,10 @@ class Run:
         if o.url:
             key, _, secret = (o.app or "").partition(":")
             self.app_key, self.app_secret = key, secret
-            self.base_urls = [u.strip().rstrip("/") for u in o.url.split(",") if u.strip()]
+            self.base_urls = split_urls(o.url)
+            # Refused before anything is started or sent.
+            self.targets = check_targets(self.base_urls, allow_remote=o.allow_remote)
+            return
         elif o.target == "bare":
             self.started = [
                 self.servers.start_bare(rate=0, flush_ms=o.flush_ms, room=self.room, fault=o.bare_fault)
@@ -169,13 +186,8 @@ class Run:
                 redis_cluster=cluster,
                 extra=self._server_flags(cluster),
             )
-        if self.started:
-            self.base_urls = [s.url for s in self.started]
-        for u in self.base_urls:
-            parts = urlsplit(u)
-            if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-                raise ValueError(f"loopback only: {u}")
-            self.targets.append((parts.hostname or "127.0.0.1", parts.port or 80))
+        self.base_urls = [s.url for s in self.started]
+        self.targets = check_targets(self.base_urls, allow_remote=False)
 
     def _start_redis_cluster(self) -> str:
         """A throw-away Redis Cluster from the test harness (tests/redis_servers.py)."""
@@ -256,14 +268,18 @@ class Run:
         asyncio.get_running_loop().add_reader(parent.fileno(), self._on_worker_message, handle)
         return handle
 
-    def _spawn_workers(self, viewers: int, connect_rate: float) -> None:
+    def _spawn_workers(self, viewers: int, connect_rate: float, initial: int | None = None) -> None:
+        """``viewers`` over the workers; with ``initial``, each connects only its share of that
+        at first and the rest when the ramp asks (``_ramp_targets``)."""
         o = self.o
         sample_every = round(100 / o.sample_pct) if o.sample_pct > 0 else 0
         for i in range(o.procs):
-            share = viewers // o.procs + (1 if i < viewers % o.procs else 0)
             cfg = WorkerConfig(
                 index=i,
-                viewers=share,
+                viewers=share(viewers, i, o.procs),
+                initial=None if initial is None else share(initial, i, o.procs),
+                user_prefix=o.user_prefix,
+                target_offset=o.shard[0] if o.shard else 0,
                 targets=self.targets,
                 room=self.room,
                 app_key=self.app_key,
@@ -344,7 +360,8 @@ class Run:
         loop = asyncio.get_running_loop()
         for i in range(self.o.senders):
             host, port = self.targets[i % len(self.targets)]
-            token = mint_token(self.app_key, self.app_secret, f"s{i}", "viewer", room=self.room, ttl_s=7200)
+            user = f"{self.o.user_prefix}s{i}"
+            token = mint_token(self.app_key, self.app_secret, user, "viewer", room=self.room, ttl_s=7200)
             s = Sender(host, port, f"/v1/ws?token={token}", self.room, self.tally, self.send_stats)
             async with asyncio.timeout(self.o.connect_timeout_s):
                 await loop.create_connection(_factory(s), host, port)
@@ -362,18 +379,24 @@ class Run:
         sent = 0
         n = len(self.senders)
         next_report = start + 1.0
+        next_target = start
         while (now := time.monotonic()) < end:
             if n:
-                due = int((now - start) * o.rate)
+                due = o.ramp.sends_by(now - start) if o.ramp else int((now - start) * o.rate)
                 while sent < due:
                     self.senders[sent % n].send_barrage(TEXT_SUFFIX)
                     sent += 1
+            if o.ramp and now >= next_target:
+                next_target += 0.25
+                self._ramp_targets(o.ramp.viewers_at(now - start))
             if now >= next_report:
                 next_report += 1.0
                 self._parent_tick()
                 self._report(progress, now - start, viewers, "send")
             await asyncio.sleep(0.002)
-        total = int(o.duration * o.rate)
+        if o.ramp:
+            self._ramp_targets(o.ramp.points[-1].viewers)
+        total = o.ramp.sends_by(o.duration) if o.ramp else int(o.duration * o.rate)
         while n and sent < total:  # the last partial tick
             self.senders[sent % n].send_barrage(TEXT_SUFFIX)
             sent += 1
@@ -381,10 +404,16 @@ class Run:
             async with http.post(self.base_urls[0] + "/bare/rate", json={"rate": 0}) as r:
                 r.raise_for_status()
 
+    def _ramp_targets(self, viewers: int) -> None:
+        """Tell each worker how many viewers it should have now (it connects or closes some)."""
+        for w in self.workers:
+            w.send({"cmd": "target", "viewers": share(viewers, w.index, len(self.workers))})
+
     def _parent_tick(self) -> None:
         if self.window_start:
             now = time.time()
             second = int(now - self.window_start)
+            self.series.viewers[second] = self._joined()
             self.series.add(second, self.tally.deliveries - self._sender_last, b"")
             self._sender_last = self.tally.deliveries
             cpu = self._server_cpu()
@@ -452,8 +481,11 @@ class Run:
         o = self.o
         viewers = o.viewers + (o.senders if o.target == "bare" else 0)  # same socket count as the full server
         progress = Progress(o.label or o.scenario, o.duration)
-        self._spawn_workers(viewers, o.connect_rate)
-        ramp_timeout = viewers / o.connect_rate + o.connect_timeout_s + 30
+        initial = None
+        if o.ramp is not None:
+            viewers, initial = o.ramp.peak_viewers, o.ramp.viewers_at(0)
+        self._spawn_workers(viewers, o.connect_rate, initial)
+        ramp_timeout = (viewers if initial is None else initial) / o.connect_rate + o.connect_timeout_s + 30
         ready_deadline = time.monotonic() + ramp_timeout
         pending = set(range(len(self.workers)))
         readies: list[dict[str, Any]] = []
@@ -469,6 +501,7 @@ class Run:
         if o.target != "bare":
             await self._connect_senders()
         await asyncio.sleep(o.settle_s)
+        late_s = await self._wait_start_at()
         gc.collect()
         gc.freeze()
         gc.disable()  # as in the workers: no collector pauses inside the window
@@ -485,7 +518,7 @@ class Run:
             w.send({"cmd": "final", "seq": final_seq, "timeout": o.verify_timeout_s})
         finals = [await w.expect("final", o.verify_timeout_s + 30) for w in self.workers]
         gc.enable()
-        return barrage_result(
+        result = barrage_result(
             before,
             after,
             finals,
@@ -495,6 +528,24 @@ class Run:
             series=self.series,
             sends=self.send_stats,
         )
+        if o.ramp is not None:
+            result["ramp"] = o.ramp.describe()
+        if o.shard is not None:
+            result["shard"] = {"index": o.shard[0], "count": o.shard[1], "start_late_s": late_s}
+            result["raw"] = shard_raw(self.window_start, self.series, self.send_stats, finals)
+        return result
+
+    async def _wait_start_at(self) -> float | None:
+        """Wait for ``--start-at`` (shards on several machines start sending together);
+        how late this shard was for it, when it was."""
+        if self.o.start_at is None:
+            return None
+        wait = self.o.start_at - time.time()
+        if wait < 0:
+            print(f"start-at passed {-wait:.1f} s ago: starting now", file=sys.stderr, flush=True)
+            return round(-wait, 2)
+        await asyncio.sleep(wait)
+        return 0.0
 
     async def _joinstorm(self) -> dict[str, Any]:
         """``viewers`` sockets connect and join, spread evenly over ``duration`` s."""

@@ -7,7 +7,7 @@ worker -> parent: ``ready`` (every viewer joined or failed), ``tick`` (each
 second: connected, cumulative frames/deliveries, the interval's latency
 histogram), ``snap`` (answer to a snapshot request), ``final`` (verification).
 parent -> worker: ``{"cmd": "snap"}``, ``{"cmd": "final", "seq": N, "timeout": s}``,
-``{"cmd": "stop"}``.
+``{"cmd": "target", "viewers": n}`` (a ramp: connect more, or close the newest), ``{"cmd": "stop"}``.
 
 Every wait is bounded; a worker whose parent vanishes exits at the next tick.
 """
@@ -51,6 +51,9 @@ class WorkerConfig:
     connect_timeout_s: float = 30.0
     connect_concurrency: int = 500
     token_ttl_s: int = 3600
+    initial: int | None = None  # viewers to connect before ``ready`` (None: all); a ramp asks for more
+    user_prefix: str = ""  # shards: user ids differ between machines
+    target_offset: int = 0  # shards: start the round robin over targets elsewhere
 
 
 @dataclass(slots=True)
@@ -75,6 +78,11 @@ class Worker(WorkerLoop):
         self.attempted = 0
         self.times = JoinTimes()
         self._final: asyncio.Task | None = None
+        self.left = 0  # viewers a ramp closed (not verified)
+        self.want = cfg.viewers if cfg.initial is None else cfg.initial
+        self._gate = asyncio.Semaphore(cfg.connect_concurrency)
+        self._grower: asyncio.Task | None = None
+        self._pending: set[asyncio.Task] = set()
 
     # -- the WorkerLoop parts ----------------------------------------------------
 
@@ -86,6 +94,22 @@ class Worker(WorkerLoop):
     def _command(self, cmd: str | None, msg: dict[str, Any]) -> None:
         if cmd == "final" and self._final is None:
             self._final = asyncio.get_running_loop().create_task(self._verify(msg["seq"], msg["timeout"]))
+        elif cmd == "target" and self._final is None:
+            self._retarget(min(int(msg["viewers"]), self.cfg.viewers))
+
+    def _retarget(self, want: int) -> None:
+        """A ramp's new viewer count: close the newest joined viewers, or connect more."""
+        self.want = want
+        while len(self.viewers) > want:
+            v = self.viewers.pop()
+            v.close(1000)
+            self.left += 1
+        if self._live() < want and (self._grower is None or self._grower.done()):
+            self._grower = asyncio.get_running_loop().create_task(self._grow())
+
+    def _live(self) -> int:
+        """Viewers joined or still connecting."""
+        return self.attempted - sum(self.failures.values()) - self.left
 
     def _tick_fields(self) -> dict[str, Any]:
         return {"hist": self.tally.take_latency()}
@@ -107,20 +131,15 @@ class Worker(WorkerLoop):
 
     # -- connecting --------------------------------------------------------------
 
+    def _token(self, i: int) -> str:
+        cfg = self.cfg
+        user = f"{cfg.user_prefix}v{cfg.index}-{i}"
+        return mint_token(cfg.app_key, cfg.app_secret, user, "viewer", room=cfg.room, ttl_s=cfg.token_ttl_s)
+
     async def _connect_all(self) -> None:
         cfg = self.cfg
-        tokens = [
-            mint_token(
-                cfg.app_key,
-                cfg.app_secret,
-                f"v{cfg.index}-{i}",
-                "viewer",
-                room=cfg.room,
-                ttl_s=cfg.token_ttl_s,
-            )
-            for i in range(cfg.viewers)
-        ]
-        gate = asyncio.Semaphore(cfg.connect_concurrency)
+        tokens = [self._token(i) for i in range(self.want)]
+        gate = self._gate
         start = time.monotonic()
         self.times.first_start = time.time()
         tasks = []
@@ -134,9 +153,25 @@ class Worker(WorkerLoop):
             tasks.append(asyncio.ensure_future(self._connect_one(i, token, gate)))
         await asyncio.gather(*tasks)
 
+    async def _grow(self) -> None:
+        """Connect viewers at ``connect_rate`` until a ramp's count is reached (or the peak)."""
+        cfg = self.cfg
+        start, n = time.monotonic(), 0
+        while self._live() < self.want and self.attempted < cfg.viewers and self._final is None:
+            wait = start + n / cfg.connect_rate - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self._gate.acquire()
+            i = self.attempted
+            self.attempted += 1
+            n += 1
+            task = asyncio.ensure_future(self._connect_one(i, self._token(i), self._gate))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
     async def _connect_one(self, i: int, token: str, gate: asyncio.Semaphore) -> None:
         cfg = self.cfg
-        host, port = cfg.targets[(cfg.index + i) % len(cfg.targets)]
+        host, port = cfg.targets[(cfg.target_offset + cfg.index + i) % len(cfg.targets)]
         sample = cfg.sample_every > 0 and i % cfg.sample_every == 0
         v = Viewer(host, port, f"/v1/ws?token={token}", cfg.room, self.tally, sample=sample)
         polled = cfg.poll_ms > 0 and not sample
@@ -157,6 +192,10 @@ class Worker(WorkerLoop):
             return
         finally:
             gate.release()
+        if len(self.viewers) >= self.want and self.cfg.initial is not None:
+            v.close(1000)  # the ramp went down while this one was connecting
+            self.left += 1
+            return
         self.viewers.append(v)
         t = self.times
         t.connect.record_value(max(1, (v.join_sent_ns - t0) // 1000))
@@ -250,7 +289,8 @@ class Worker(WorkerLoop):
                 **self._counts(),
                 "cpu": self_cpu_seconds(),
                 "hist": self.tally.take_latency(),
-                "viewers": self.cfg.viewers,
+                "viewers": self.attempted - self.left,
+                "left": self.left,
                 "ok": ok,
                 "with_gaps": gaps,
                 "missing_events": missing,

@@ -397,6 +397,19 @@ class Config:
         shown_default="random",
         metavar="ID",
     )
+    advertise_url: str | None = setting(
+        None,
+        "where clients and load balancers reach this node, as listed by GET /v1/nodes "
+        "(default http://HOST:PORT, the machine's name when HOST is 0.0.0.0)",
+        cs.http_url,
+        metavar="URL",
+    )
+    announce_s: float = setting(
+        5.0,
+        "how often this node writes its address and load to the bus (GET /v1/nodes); "
+        "it is listed until 3 periods pass without one; 0 = never",
+        cs.float_at_least(0.0),
+    )
     drain_timeout_s: float = 5.0
     # Freeze the long-lived heap every gc_freeze_s so full collections stay short
     # (0 = leave Python's collector alone); see roomserver/gcpolicy.py.

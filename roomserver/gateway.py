@@ -258,7 +258,7 @@ class Gateway:
         except BrokerUnavailable as exc:
             result = "unavailable"
             self._send(
-                session, req_id, OpError("unavailable", f"the bus is unreachable: {exc}", retry_after_ms=1000)
+                session, req_id, OpError("unavailable", f"the bus is unavailable: {exc}", retry_after_ms=1000)
             )
         except Exception:
             log.exception("op %s failed", op_name)

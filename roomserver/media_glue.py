@@ -174,6 +174,12 @@ class MediaGlue:
             with contextlib.suppress(Exception):
                 await self._store(room, [])
 
+    def viewer_count(self) -> int:
+        """WHEP viewers on this node (in this process or its media workers)."""
+        if isinstance(self.backend, MediaWorkerPool):
+            return self.backend.viewer_count()
+        return sum(1 for s in self.backend.sessions.values() if s.kind == "play")
+
     # -- authorization -------------------------------------------------------------
 
     async def authorize(self, request: web.Request, room: str, action: MediaAction) -> MediaPrincipal:

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from roomserver import media_glue
+from roomserver.announce import Announcer
 from roomserver.api import add_routes
 from roomserver.api.middleware import cors, error_language, errors
 from roomserver.api.ratelimit import rate_limits
@@ -126,7 +127,8 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     # WHIP/WHEP and the media backend (started after the node, closed before it stops).
-    node.media = media_glue.install(app, node, verifier, config)
+    glue = node.media = media_glue.install(app, node, verifier, config)
+    _install_announcer(app, Announcer(node, config, glue.viewer_count))
     _install_assistant(app, node, config)
     _install_store(app, config, reports)
     _install_reminders(app, node, config)
@@ -145,6 +147,19 @@ def _install_reminders(app: web.Application, node: Node, config: Config) -> None
 
     async def stop(app: web.Application) -> None:
         await reminders.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.insert(0, stop)
+
+
+def _install_announcer(app: web.Application, announcer: Announcer) -> None:
+    """Announced once the node serves; withdrawn before it stops (GET /v1/nodes)."""
+
+    async def start(app: web.Application) -> None:
+        announcer.start()
+
+    async def stop(app: web.Application) -> None:
+        await announcer.stop()
 
     app.on_startup.append(start)
     app.on_cleanup.insert(0, stop)

@@ -17,6 +17,7 @@ from roomserver.auth import USER_ID_RE, Identity
 from roomserver.bus.base import BrokerUnavailable, HistoryGone
 from roomserver.contract import check as contract_check
 from roomserver.contract import wire as w
+from roomserver.core import nodes
 from roomserver.core import room as rules
 from roomserver.core import schedule as sched
 from roomserver.core.room import Emit
@@ -124,7 +125,7 @@ def endpoint(auth: Auth, body: type[msgspec.Struct] | None = None):
             except OpError as err:
                 return _error(STATUS_OF.get(err.code, 500), err)
             except BrokerUnavailable as exc:
-                return _error(503, OpError("unavailable", f"the bus is unreachable: {exc}", 1000))
+                return _error(503, OpError("unavailable", f"the bus is unavailable: {exc}", 1000))
 
         handler.__name__ = fn.__name__
         return handler
@@ -156,6 +157,14 @@ async def metrics(request: web.Request, _: None) -> web.Response:
     m.rooms.set(len(node.fanout.channels))
     m.queue_depth.set(max((c.buffered() for c in node.fanout.connections), default=0))
     return web.Response(body=m.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+@endpoint("admin")
+async def list_nodes(request: web.Request, _: Identity) -> web.Response:
+    """The nodes that announced themselves within their TTL, by node id."""
+    entries = await _node(request).broker.nodes()
+    listed = [nodes.decode(node, info, left) for node, (info, left) in sorted(entries.items())]
+    return _json({"nodes": [e for e in listed if e is not None]})
 
 
 # -- rooms ------------------------------------------------------------------------
@@ -454,6 +463,14 @@ ROUTES: list[Route] = [
         reply=w.Health,
     ),
     Route("GET", "/metrics", metrics, "Prometheus metrics", "none", content="text/plain", bus=False),
+    Route(
+        "GET",
+        "/v1/nodes",
+        list_nodes,
+        "The live nodes: address and load each last announced on the bus (docs/deploy.md)",
+        "admin",
+        reply=w.NodeList,
+    ),
     Route(
         "POST",
         "/v1/rooms",

@@ -547,3 +547,14 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def vmap_version(self, name: str) -> int:
         """The map's version (0 = never written): one cheap read for a cache's check."""
+
+    # -- nodes ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def announce_node(self, info: bytes, ttl_ms: int) -> None:
+        """This node's announcement (under its node id), live for ``ttl_ms`` from now by the
+        bus's clock; announcing again refreshes it, ``ttl_ms`` 0 withdraws it."""
+
+    @abc.abstractmethod
+    async def nodes(self) -> dict[str, tuple[bytes, int]]:
+        """Every live announcement: node id -> (info, ms until it expires)."""

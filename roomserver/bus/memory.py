@@ -141,6 +141,7 @@ class MemoryHub:
         self._serials = 0
         self.streams = StreamStore(lambda: self.now_ms())  # bus/memory_streams.py
         self.vmaps = VmapStore()  # bus/memory_vmaps.py
+        self.nodes: dict[str, tuple[bytes, int]] = {}  # node id -> (announcement, expires ms)
 
     def get(self, room_id: str) -> _Room | None:
         """The room, or None if it has no state or expired (then it is forgotten now)."""
@@ -561,6 +562,19 @@ class MemoryBroker(MemoryStreamsMixin, MemoryVmapsMixin, Broker):
         keys = self.hub.index.get(app, [])
         i = bisect.bisect_right(keys, after)
         return keys[i : i + limit]
+
+    async def announce_node(self, info: bytes, ttl_ms: int) -> None:
+        if ttl_ms > 0:
+            self.hub.nodes[self.node_id] = (bytes(info), self.hub.now_ms() + ttl_ms)
+        else:
+            self.hub.nodes.pop(self.node_id, None)
+
+    async def nodes(self) -> dict[str, tuple[bytes, int]]:
+        now = self.hub.now_ms()
+        for node, (_, expires) in list(self.hub.nodes.items()):
+            if expires <= now:
+                del self.hub.nodes[node]
+        return {node: (info, expires - now) for node, (info, expires) in self.hub.nodes.items()}
 
     async def room_count(self, app: str) -> int:
         self.hub.sweep()

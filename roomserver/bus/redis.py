@@ -322,6 +322,8 @@ SHARES_GRAB = _load_script("shares_grab")
 DELETE_ROOM = _load_script("delete_room")
 TOUCH = _load_script("touch", hold=True)
 INDEX_SWEEP = _load_script("index_sweep")
+NODE_ANNOUNCE = _load_script("node_announce")
+NODES = _load_script("nodes")
 
 
 # -- records and payloads (the wire format of commit.lua) --------------------
@@ -1183,6 +1185,23 @@ class RedisBroker(RedisStreamsMixin, RedisVmapsMixin, Broker):
             log.warning("moving rooms from %s stopped: %s", self._legacy_registry, exc)
 
     # -- helpers ------------------------------------------------------------
+
+    # -- nodes ----------------------------------------------------------------------
+
+    @property
+    def _nodes_key(self) -> tuple[int, str]:
+        key = f"{self.prefix}nodes"
+        return key_slot(key.encode()), key
+
+    async def announce_node(self, info: bytes, ttl_ms: int) -> None:
+        slot, key = self._nodes_key
+        # Safe to repeat: the same announcement again only moves its expiry.
+        await self._call(slot, ScriptCall(NODE_ANNOUNCE, [key], [self.node_id, info, max(0, ttl_ms)]))
+
+    async def nodes(self) -> dict[str, tuple[bytes, int]]:
+        slot, key = self._nodes_key
+        flat = await self._call(slot, ScriptCall(NODES, [key], []))
+        return {flat[i].decode(): (bytes(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)}
 
     async def _call(self, slot: int, command: Any, *, safe: bool = True) -> Any:
         if self._closed:

@@ -526,7 +526,8 @@ class SlotRouter:
                 continue
             oom = next((r for r in replies if isinstance(r, OutOfMemoryError)), None)
             if oom is not None:
-                raise NotExecuted(f"redis: {oom}")
+                _log_oom(str(oom))
+                raise NotExecuted(f"redis is out of memory (maxmemory), writes are refused: {oom}")
             return replies
 
     async def call_one(self, slot: int, command: Command, *, safe: bool) -> Any:
@@ -603,6 +604,19 @@ class SlotRouter:
             self._refreshing.cancel()
         for p in self._pools.values():
             await p.close()
+
+
+_oom_logged_at = -1e9
+
+
+def _log_oom(message: str) -> None:
+    """A full Redis still answers PING (BusWatch and /readyz see it up): say so in the log,
+    at most every 10 s."""
+    global _oom_logged_at
+    now = asyncio.get_running_loop().time()
+    if now - _oom_logged_at >= 10:
+        _oom_logged_at = now
+        log.error("Redis refuses writes, out of memory (maxmemory): ops answer `unavailable`: %s", message)
 
 
 def _is_retry_reply(reply: Any) -> bool:

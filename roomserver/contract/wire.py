@@ -383,6 +383,25 @@ class RoomReply(Wire):
     room: RestRoomView
 
 
+class NodeEntry(Wire):
+    """One live node (GET /v1/nodes): what it last announced on the bus."""
+
+    node: str
+    address: str | None
+    sockets: int | None
+    rooms: int | None
+    media_viewers: int | None
+    cpu: float | None
+    draining: bool | None
+    started_at: int | None
+    announced_at: int | None
+    expires_in_ms: int
+
+
+class NodeList(Wire):
+    nodes: list[NodeEntry]
+
+
 class RoomPage(Wire):
     rooms: list[RestRoomView]
     next: str | None

@@ -179,6 +179,10 @@ class MediaWorkerPool:
         route = self._sessions.get(session_id)
         return route.worker if route else None
 
+    def viewer_count(self) -> int:
+        """WHEP sessions over every worker (the node's announcement, GET /v1/nodes)."""
+        return sum(1 for route in self._sessions.values() if route.kind == "play")
+
     def loads(self) -> dict[int, float]:
         """Sessions per live worker: the measure rooms are placed by."""
         loads = {w.index: 0.0 for w in self._workers if w.alive}

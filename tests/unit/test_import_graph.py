@@ -18,7 +18,7 @@ import pytest
 LAYERS: list[tuple[str, ...]] = [
     ("roomserver.cli",),
     ("roomserver.server",),
-    ("roomserver.api", "roomserver.web", "roomserver.media_glue"),
+    ("roomserver.api", "roomserver.web", "roomserver.media_glue", "roomserver.announce"),
     ("roomserver.appkeys",),
     ("roomserver.gateway",),
     ("roomserver.handlers", "roomserver.reminders", "roomserver.report_ready"),

@@ -585,6 +585,10 @@ export interface Health {
   ok: boolean;
 }
 
+export interface NodeList {
+  nodes: NodeEntry[];
+}
+
 export interface RoomReply {
   room: RestRoomView;
 }
@@ -888,6 +892,20 @@ export interface ProductRef {
 export interface BestGrab {
   user: string;
   amount_cents: number;
+}
+
+/** One live node (GET /v1/nodes): what it last announced on the bus. */
+export interface NodeEntry {
+  node: string;
+  address: string | null;
+  sockets: number | null;
+  rooms: number | null;
+  media_viewers: number | null;
+  cpu: number | null;
+  draining: boolean | null;
+  started_at: number | null;
+  announced_at: number | null;
+  expires_in_ms: number;
 }
 
 /** `RoomView` plus the members online now (REST room answers). */
