@@ -77,6 +77,18 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def free_port_run(n: int) -> int:
+    """The first of ``n`` consecutive free loopback ports, for a script that listens on
+    PORT, PORT+1, … (``make cluster``). Below the kernel's ephemeral range (32768+):
+    a port there that is free now can be taken by any outgoing connection before the
+    script binds it — which failed the cluster script's test once under load."""
+    for _ in range(2000):
+        first = random.randrange(20000, 32000 - n)
+        if all(_port_free(p) for p in range(first, first + n)):
+            return first
+    raise RuntimeError("no free port run")
+
+
 def free_ports(n: int, *, cluster_bus: bool) -> list[int]:
     """``n`` free loopback ports (and ``port + 10000`` free too for the cluster bus)."""
     ports: list[int] = []
