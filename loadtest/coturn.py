@@ -37,8 +37,9 @@ class Coturn:
         return f"turns:{self.listen_ip}:{self.tls_port}?transport=tcp"
 
 
-def _self_signed(ip: str, cert_file: Path, key_file: Path) -> None:
-    """A certificate for the IP address `ip` (aioice checks the host name against it)."""
+def self_signed(ip: str, cert_file: Path, key_file: Path) -> None:
+    """A self-signed certificate (its own CA) for the IP address `ip` (aioice checks the
+    host name against it), and its key; the TLS tests of coturn and of Redis use it."""
     import datetime
     import ipaddress
 
@@ -128,7 +129,7 @@ async def coturn(
             lines.append("no-udp")
         ca_file = Path(folder, "cert.pem")
         if tls:
-            _self_signed(listen_ip, ca_file, Path(folder, "key.pem"))
+            self_signed(listen_ip, ca_file, Path(folder, "key.pem"))
             lines += [f"tls-listening-port={tls_port}", f"cert={ca_file}", f"pkey={folder}/key.pem"]
         else:
             lines.append("no-tls")

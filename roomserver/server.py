@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,31 +139,31 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
 REMINDERS_KEY = web.AppKey("reminders", Reminders)
 
 
+def _run_beside_node(
+    app: web.Application, start: Callable[[], None], stop: Callable[[], Awaitable[None]]
+) -> None:
+    """A background loop started after the node (startup hooks run in order) and
+    stopped before it (cleanup hooks inserted first run first)."""
+
+    async def on_startup(app: web.Application) -> None:
+        start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.insert(0, on_cleanup)
+
+
 def _install_reminders(app: web.Application, node: Node, config: Config) -> None:
-    """``room.reminder`` webhooks before scheduled shows (issue 12): after the node starts."""
+    """``room.reminder`` webhooks before scheduled shows (issue 12)."""
     reminders = app[REMINDERS_KEY] = Reminders(node, config.reminder_offsets)
-
-    async def start(app: web.Application) -> None:
-        reminders.start()
-
-    async def stop(app: web.Application) -> None:
-        await reminders.stop()
-
-    app.on_startup.append(start)
-    app.on_cleanup.insert(0, stop)
+    _run_beside_node(app, reminders.start, reminders.stop)
 
 
 def _install_announcer(app: web.Application, announcer: Announcer) -> None:
     """Announced once the node serves; withdrawn before it stops (GET /v1/nodes)."""
-
-    async def start(app: web.Application) -> None:
-        announcer.start()
-
-    async def stop(app: web.Application) -> None:
-        await announcer.stop()
-
-    app.on_startup.append(start)
-    app.on_cleanup.insert(0, stop)
+    _run_beside_node(app, announcer.start, announcer.stop)
 
 
 def _install_store(app: web.Application, config: Config, reports: ReportReady | None) -> None:

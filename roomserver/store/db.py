@@ -44,7 +44,22 @@ _MIGRATION: Final = re.compile(r"(\d{3})_([a-z0-9_]+?)(?:\.(sqlite|pg))?\.sql")
 MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
 
 
-class Tx(ABC):
+class _Reads(ABC):
+    """``fetchrow``/``fetchval`` from ``fetch``, for transactions and databases alike."""
+
+    @abstractmethod
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return row[0] if row else None
+
+
+class Tx(_Reads):
     """Statements inside one transaction (``Database.transaction``)."""
 
     @abstractmethod
@@ -55,23 +70,12 @@ class Tx(ABC):
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
     @abstractmethod
-    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
-
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.fetch(sql, *args)
-        return rows[0] if rows else None
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        row = await self.fetchrow(sql, *args)
-        return row[0] if row else None
-
-    @abstractmethod
     async def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Bulk insert (no conflict handling: copy into a staging table first
         when rows may already be there)."""
 
 
-class Database(ABC):
+class Database(_Reads):
     """A connection to one store. Statements outside ``transaction`` are each
     their own transaction; reads outside it may run beside a writing one."""
 
@@ -80,17 +84,6 @@ class Database(ABC):
     @abstractmethod
     def transaction(self) -> Any:
         """``async with db.transaction() as tx:`` — commit on exit, roll back on error."""
-
-    @abstractmethod
-    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
-
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.fetch(sql, *args)
-        return rows[0] if rows else None
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        row = await self.fetchrow(sql, *args)
-        return row[0] if row else None
 
     async def execute(self, sql: str, *args: Any) -> int:
         async with self.transaction() as tx:

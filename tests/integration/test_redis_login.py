@@ -6,8 +6,6 @@ password or an untrusted certificate stops `roomserver serve` with one line."""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,11 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from loadtest.coturn import self_signed
 from roomserver.bus.base import CommitStatus, Delivery, Draft, HistoryLimits, StockStatus
 from roomserver.bus.redis import RedisBroker
 from roomserver.protocol import encode_event
@@ -35,30 +30,8 @@ HOUR_MS = 3_600_000
 
 def make_cert(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "roomserver test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
     cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    self_signed("127.0.0.1", cert_file, key_file)
     return cert_file, key_file
 
 
