@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 
+from loadtest.procs import free_port, wait_http
 from roomserver.assistant.evaluate import EVAL_DIR
 from roomserver.auth import mint_token
 from roomserver.client import RoomClient
@@ -65,7 +66,7 @@ def _pct(values: list[float], p: float) -> float | None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    port = 18000 + random.randrange(1000)
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -90,14 +91,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(1200):  # a busy box takes a while to import the server
-                try:
-                    async with http.get(base + "/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
+            # A busy box takes a while to import the server.
+            await asyncio.to_thread(wait_http, base + "/readyz", 120, proc)
             admin = {"Authorization": "Bearer " + mint_token(APP, SECRET, "admin", "admin")}
             spec = json.loads((EVAL_DIR / "catalog.json").read_text(encoding="utf-8"))
             for pid in spec["room_products"]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 
+from loadtest.procs import free_port, wait_http
 from roomserver.auth import mint_token
 from roomserver.core.behaviour import BehaviourEvent
 from roomserver.store.store import AnalyticsStore
@@ -81,7 +82,7 @@ def _pct(values: list[float], p: float) -> float:
 
 
 async def read(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
-    port = 18000 + random.randrange(1000)
+    port = free_port()
     cmd = [sys.executable, "-m", "roomserver.cli", "serve", "--port", str(port), "--app", f"{APP}:{SECRET}"]
     cmd += ["--data-dir", str(data_dir), "--rest-rate-per-token", "0", "--rest-rate-per-ip", "0"]
     if args.database_url:
@@ -91,14 +92,8 @@ async def read(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     admin = {"Authorization": "Bearer " + mint_token(APP, SECRET, "admin", "admin")}
     try:
         async with aiohttp.ClientSession(headers=admin) as http:
-            for _ in range(1200):
-                try:
-                    async with http.get(base + "/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
+            # A busy box takes a while to import the server.
+            await asyncio.to_thread(wait_http, base + "/readyz", 120, proc)
             rnd = random.Random(7)
 
             async def reads(concurrency: int) -> dict[str, Any]:
