@@ -292,6 +292,12 @@ class Config:
         shown_default="none: embedded SQLite in --data-dir",
         metavar="URL",
     )
+    retention_days: int = setting(
+        365,
+        "keep behaviour log records this many days (older ones are purged hourly; docs/analytics.md)",
+        cs.int_at_least(1),
+        metavar="DAYS",
+    )
     # The room assistant (docs/assistant.md): lexical (BM25), hybrid (+ the embedding
     # model of the `assistant` extra, when installed) or off.
     assistant: str = setting(

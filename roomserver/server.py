@@ -12,8 +12,18 @@ from roomserver import media_glue
 from roomserver.api import add_routes
 from roomserver.api.middleware import cors, error_language, errors
 from roomserver.api.ratelimit import rate_limits
-from roomserver.appkeys import CONFIG_KEY, GATEWAY_KEY, NODE_KEY, STORE_KEY, VERIFIER_KEY
+from roomserver.appkeys import (
+    CONFIG_KEY,
+    GATEWAY_KEY,
+    NODE_KEY,
+    RECORDER_KEY,
+    STORE_KEY,
+    VERIFIER_KEY,
+    WRITER_KEY,
+)
 from roomserver.auth import TokenVerifier
+from roomserver.behaviour_log import BehaviourRecorder
+from roomserver.behaviour_writer import BehaviourWriter
 from roomserver.bus.base import Broker, HistoryLimits
 from roomserver.bus.memory import MemoryBroker, MemoryHub
 from roomserver.buswatch import BusWatch
@@ -121,23 +131,48 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     # WHIP/WHEP and the media backend (started after the node, closed before it stops).
     node.media = media_glue.install(app, node, verifier, config)
     _install_assistant(app, node, config)
-    _install_store(app, config)
+    _install_store(app, node, config)
     return app
 
 
-def _install_store(app: web.Application, config: Config) -> None:
-    """The analytics store (issue 12): opened and migrated before the node serves."""
+def _install_store(app: web.Application, node: Node, config: Config) -> None:
+    """The analytics store (issue 12): opened and migrated before the node serves;
+    the behaviour log's recorder (ops → bus stream) and writer (stream → store)
+    run from after the node starts until before it stops."""
     if not config.analytics:
         return
+    recorder = BehaviourRecorder(
+        node.broker, node.metrics, node_id=config.node_id, cached_doc=node.cached_doc, load_doc=node.room
+    )
+    node.behaviour = recorder
+    app[RECORDER_KEY] = recorder
 
     async def open_store(app: web.Application) -> None:
         app[STORE_KEY] = await AnalyticsStore.open(url=config.database_url, data_dir=Path(config.data_dir))
+
+    async def start_log(app: web.Application) -> None:
+        recorder.start()
+        writer = app[WRITER_KEY] = BehaviourWriter(
+            node.broker,
+            app[STORE_KEY],
+            node.metrics,
+            node_id=config.node_id,
+            retention_days=config.retention_days,
+        )
+        writer.start()
+
+    async def stop_log(app: web.Application) -> None:
+        await recorder.stop()  # the last records (sockets closed by the drain) go out
+        if WRITER_KEY in app:
+            await app[WRITER_KEY].stop()
 
     async def close_store(app: web.Application) -> None:
         if STORE_KEY in app:
             await app[STORE_KEY].close()
 
     app.on_startup.insert(0, open_store)
+    app.on_startup.append(start_log)
+    app.on_cleanup.insert(0, stop_log)
     app.on_cleanup.append(close_store)
 
 

@@ -222,7 +222,13 @@ class Assistant:
             d = Decision(False, "blocked_content", d.lang, d.score, d.key, d.product)
         now = now_ms()
         answered = d.answer and await self._send(q, d, st, now)
-        st.board.add(Asked(q.at_ms, q.seq, q.user, q.text, d.key if d.score >= 0.3 else None, answered))
+        cluster = d.key if d.score >= 0.3 else None
+        st.board.add(Asked(q.at_ms, q.seq, q.user, q.text, cluster, answered))
+        # The behaviour log (issue 12): a question the assistant took, answered or not.
+        data: dict[str, Any] = {"question_seq": q.seq, "answered": bool(answered)}
+        if cluster:
+            data["cluster"] = cluster
+        node.behaviour.record(q.room, q.user, "assistant", data)
         return d
 
     async def _send(self, q: Question, d: Decision, st: RoomState, now: int) -> bool:

@@ -151,6 +151,15 @@ class EventLog:
             "UPDATE behaviour_events SET user_id = $3 WHERE app = $1 AND user_id = $2", app, user, anonymous
         )
 
+    async def purge_before(self, ts: int) -> int:
+        """Delete the records older than ``ts`` (unix ms), all apps (``--retention-days``);
+        how many went. ``shows`` rows stay: they name no user."""
+        async with self.db.transaction() as tx:
+            gone = await tx.fetchval("SELECT count(*) FROM behaviour_events WHERE ts < $1", ts)
+            if gone:
+                await tx.execute("DELETE FROM behaviour_events WHERE ts < $1", ts)
+        return int(gone or 0)
+
     async def shows(self, app: str, room: str) -> list[ShowInfo]:
         rows = await self.db.fetch(
             "SELECT app, room, show, started_at, ended_at, title, host FROM shows"
