@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from roomserver.api.openapi import openapi_document
+from roomserver.api.privacy import PRIVACY_ROUTES
 from roomserver.api.routes import ROUTES, Route
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -41,6 +42,7 @@ def add_routes(app: web.Application, ws_handler: Handler) -> None:
 
     routes = [
         *ROUTES,
+        *PRIVACY_ROUTES,
         Route("GET", "/v1/openapi.json", openapi, "This document", "none", bus=False),
         Route(
             "GET",

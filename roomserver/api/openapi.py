@@ -27,8 +27,8 @@ ERROR_SCHEMA = {
 }
 
 
-# Path ids as the server accepts them: rooms by their pattern, other ids are
-# looked up (unknown = 404), so any 1..128 characters.
+# Path ids as the server accepts them: rooms and users by their pattern (the same
+# one), other ids are looked up (unknown = 404), so any 1..128 characters.
 ROOM_ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,64}$"}
 ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 128}
 
@@ -55,7 +55,7 @@ def error_statuses(r: Route) -> list[int]:
     if r.auth in ("admin", "room"):
         statuses.add(403)
     if "{" in r.path:
-        statuses.update((400, 404) if "{room}" in r.path else (404,))
+        statuses.update((400, 404) if "{room}" in r.path or "{user}" in r.path else (404,))
     text_body = r.body_content not in ("application/json", "")
     if r.body is not None or text_body or r.query:
         statuses.add(400)
@@ -142,7 +142,7 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": ROOM_ID_SCHEMA if name == "room" else ID_SCHEMA,
+                "schema": ROOM_ID_SCHEMA if name in ("room", "user") else ID_SCHEMA,
             }
             for name in re.findall(r"{(\w+)}", path)
         ]

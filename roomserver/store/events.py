@@ -8,7 +8,9 @@ changes nothing anywhere.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -145,11 +147,33 @@ class EventLog:
 
     async def erase_user(self, tx: Tx, app: str, user: str) -> None:
         """The records stay, under an id that names nobody and links to nothing
-        (a new random one per erasure): reports keep their counts, anonymous."""
+        (a new random one per erasure): reports keep their counts, anonymous.
+        The erasure itself is noted under a digest of the id (``erased_at``)."""
         anonymous = "erased-" + secrets.token_hex(8)
         await tx.execute(
             "UPDATE behaviour_events SET user_id = $3 WHERE app = $1 AND user_id = $2", app, user, anonymous
         )
+        await tx.execute(
+            "INSERT INTO erasures (app, user_digest, erased_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (app, user_digest) DO UPDATE SET erased_at = excluded.erased_at",
+            app,
+            _digest(app, user),
+            time.time_ns() // 1_000_000,
+        )
+
+    async def erased_at(self, app: str, user: str) -> int | None:
+        """When ``user`` was last erased (unix ms), or None."""
+        value = await self.db.fetchval(
+            "SELECT erased_at FROM erasures WHERE app = $1 AND user_digest = $2", app, _digest(app, user)
+        )
+        return None if value is None else int(value)
+
+    async def has_user(self, app: str, user: str) -> bool:
+        """Whether any record names ``user``."""
+        row = await self.db.fetchrow(
+            "SELECT 1 FROM behaviour_events WHERE app = $1 AND user_id = $2 LIMIT 1", app, user
+        )
+        return row is not None
 
     async def purge_before(self, ts: int) -> int:
         """Delete the records older than ``ts`` (unix ms), all apps (``--retention-days``);
@@ -178,6 +202,10 @@ class EventLog:
             show,
         )
         return ShowInfo(*row) if row else None
+
+
+def _digest(app: str, user: str) -> str:
+    return hashlib.sha256(f"{app}/{user}".encode()).hexdigest()
 
 
 def _event(row: tuple) -> BehaviourEvent:
