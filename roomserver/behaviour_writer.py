@@ -141,6 +141,7 @@ class BehaviourWriter:
             self._claim_from[stream] = claim.next
             if claim.entries:
                 busy = True
+                self.metrics.behaviour_claimed.inc(len(claim.entries))
                 log.info("behaviour writer: claimed %d idle entries of %s", len(claim.entries), stream)
                 await self._store(stream, claim.entries)
         return busy

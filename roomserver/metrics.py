@@ -70,6 +70,11 @@ class Metrics:
             "Behaviour records this process's writer stored (new ones; re-deliveries not counted)",
             registry=r,
         )
+        self.behaviour_claimed = Counter(
+            "roomserver_behaviour_claimed_total",
+            "Behaviour stream entries this process's writer claimed from a consumer that stopped",
+            registry=r,
+        )
         self.behaviour_write_errors = Counter(
             "roomserver_behaviour_write_errors_total",
             "Writer failures by step: read, store, ack, claim, decode (a malformed entry, dropped)",
