@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -81,21 +82,36 @@ class EventLog:
             )
             fresh = {r[0] for r in inserted}
         else:
-            # SQLite has one writer at a time (BEGIN IMMEDIATE): what is not
-            # there now cannot appear before this transaction commits.
-            held: set[str] = set()
-            ids = [r[0] for r in rows]
-            for i in range(0, len(ids), _ID_CHUNK):
-                chunk = ids[i : i + _ID_CHUNK]
-                marks = ", ".join(f"${n + 1}" for n in range(len(chunk)))
-                held.update(
-                    r[0]
-                    for r in await tx.fetch(f"SELECT id FROM behaviour_events WHERE id IN ({marks})", *chunk)
-                )
-            rows = [r for r in rows if r[0] not in held]
-            await tx.copy("behaviour_events", _COLUMNS, rows)
-            fresh = {r[0] for r in rows}
+            fresh = await self._sqlite_insert(tx, rows)
         return [e for e in events if e.id in fresh]
+
+    @staticmethod
+    async def _sqlite_insert(tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
+        """SQLite has one writer at a time (BEGIN IMMEDIATE): what is not there now
+        cannot appear before this transaction commits. Batches are almost always
+        new, so the insert is tried as is first (a duplicate id fails it: back to
+        the savepoint); only a re-delivered batch pays for looking its ids up
+        (it halves the rate: measured in docs/benchmarks.md, "Behaviour log")."""
+        await tx.execute("SAVEPOINT ingest_all_new")
+        try:
+            await tx.copy("behaviour_events", _COLUMNS, rows)
+        except sqlite3.IntegrityError:  # some ids are held already
+            await tx.execute("ROLLBACK TO ingest_all_new")
+            await tx.execute("RELEASE ingest_all_new")
+        else:
+            await tx.execute("RELEASE ingest_all_new")
+            return {r[0] for r in rows}
+        held: set[str] = set()
+        ids = [r[0] for r in rows]
+        for i in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[i : i + _ID_CHUNK]
+            marks = ", ".join(f"${n + 1}" for n in range(len(chunk)))
+            held.update(
+                r[0] for r in await tx.fetch(f"SELECT id FROM behaviour_events WHERE id IN ({marks})", *chunk)
+            )
+        rows = [r for r in rows if r[0] not in held]
+        await tx.copy("behaviour_events", _COLUMNS, rows)
+        return {r[0] for r in rows}
 
     async def _shows_step(self, tx: Tx, new: list[BehaviourEvent]) -> None:
         for e in new:
