@@ -50,6 +50,27 @@ KIND_MIX: list[tuple[str, int]] = [
 ]
 
 
+def _data(kind: str, worker: int, i: int, start: int) -> dict[str, Any]:
+    """``data`` as the recorder writes it for ``kind``."""
+    if kind == "like":
+        return {"count": 1}
+    if kind == "barrage":
+        return {"seq": i}
+    if kind == "track":
+        return {"action": "product.click", "product": "p-1"}
+    if kind == "leave":
+        return {"joined_at": start}
+    if kind == "gift":
+        return {"gift": {"id": "rose", "name": "Rose", "value": 100}, "count": 1, "value": 100}
+    if kind == "order":
+        return {"order": f"o-{worker}-{i}", "sale": "s-1", "product": "p-1", "qty": 1, "amount": 9900}
+    if kind == "vote":
+        return {"poll": "q-1", "option": 1}
+    if kind == "lottery.enter":
+        return {"lottery": "l-1"}
+    return {}
+
+
 def synthetic(worker: int, n: int, *, rooms: int = 10, users: int = 10_000) -> list[BehaviourEvent]:
     rng = random.Random(worker)
     kinds = [k for k, w in KIND_MIX for _ in range(w)]
@@ -57,17 +78,6 @@ def synthetic(worker: int, n: int, *, rooms: int = 10, users: int = 10_000) -> l
     out = []
     for i in range(n):
         kind = rng.choice(kinds)
-        data: dict[str, Any] = {
-            "like": {"count": 1},
-            "barrage": {"seq": i},
-            "track": {"action": "product.click", "product": "p-1"},
-            "join": {},
-            "leave": {"joined_at": start},
-            "gift": {"gift": {"id": "rose", "name": "Rose", "value": 100}, "count": 1, "value": 100},
-            "order": {"order": f"o-{worker}-{i}", "sale": "s-1", "product": "p-1", "qty": 1, "amount": 9900},
-            "vote": {"poll": "q-1", "option": 1},
-            "lottery.enter": {"lottery": "l-1"},
-        }[kind]
         ts = start + i * 2
         out.append(
             BehaviourEvent(
@@ -79,7 +89,7 @@ def synthetic(worker: int, n: int, *, rooms: int = 10, users: int = 10_000) -> l
                 kind,  # type: ignore[arg-type]
                 ts,
                 ts - start,
-                data,
+                _data(kind, worker, i, start),
             )
         )
     return out
@@ -111,6 +121,12 @@ def _worker(
     out.put({"worker": worker, "start": start, "end": time.time(), "seconds": seconds, "cpu_s": cpu})
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` and its reaped children (utime, stime, cutime, cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def run_ingest(args: argparse.Namespace) -> dict[str, Any]:
     pg = None
     url = args.database_url
@@ -125,6 +141,7 @@ def run_ingest(args: argparse.Namespace) -> dict[str, Any]:
         url = None
     # Migrate once before the workers start (concurrent first migrations would race).
     asyncio.run(_ingest(url, data_dir, [], 1))
+    pg_cpu0 = _tree_cpu_s(pg.proc.pid) if pg is not None and pg.proc is not None else 0.0
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(args.procs), ctx.Queue()
     procs = [
@@ -136,7 +153,10 @@ def run_ingest(args: argparse.Namespace) -> dict[str, Any]:
     results = [out.get(timeout=args.timeout) for _ in procs]
     for p in procs:
         p.join()
-    if pg is not None:
+    server_cpu = None
+    if pg is not None and pg.proc is not None:
+        time.sleep(0.5)  # the workers' backends exit and are reaped (their CPU joins the postmaster's)
+        server_cpu = _tree_cpu_s(pg.proc.pid) - pg_cpu0
         pg.stop()
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     total = args.events * args.procs
@@ -153,6 +173,9 @@ def run_ingest(args: argparse.Namespace) -> dict[str, Any]:
         "wall_s": round(wall, 3),
         "events_per_s": round(total / wall),
         "load_avg_1m_at_end": os.getloadavg()[0],
+        # PostgreSQL's own CPU (backends, reaped): the database's cost per event.
+        "pg_server_cpu_s": None if server_cpu is None else round(server_cpu, 3),
+        "events_per_pg_cpu_s": None if not server_cpu else round(total / server_cpu),
         "per_proc": [
             {
                 "worker": r["worker"],

@@ -9,6 +9,13 @@ them into ``BehaviourEvent``s and appends ONE stream entry per partition
 records stay in one stream, in order, while a Redis Cluster spreads the rooms.
 The writer (``roomserver/behaviour_writer.py``) stores them.
 
+A record's show is the room's ``RoomDoc.show`` when it was made: the node's
+cached document at ``record`` time, else the document read at flush time (a
+record made before the start of the show that document names goes to the show
+before; 0 before the first show). Activity before a show's start therefore
+belongs to the previous show number; a session that spans the start is seen by
+its ``leave`` (``joined_at`` before ``started_at``).
+
 Each record gets an id unique across nodes and restarts (``<node>-<boot>-<n>``),
 which is what makes the store's ingest idempotent: an append whose answer was
 lost is retried with the same batch, and the store keeps the copy it has.
@@ -42,6 +49,7 @@ PENDING_MAX: Final = 200_000  # records held while the bus is away; beyond: drop
 # Entries a stream keeps: the loss bound if no writer reads for that long (2000 × this records).
 STREAM_MAXLEN: Final = 100_000
 RETRY_MAX_S: Final = 2.0
+STARTS_MAX: Final = 100_000
 
 # (room key, user, kind, data, ts, show, started_at); show is None = not known at record time.
 _Pending = tuple[str, str, Kind, dict[str, Any], int, int | None, int | None]
@@ -91,6 +99,9 @@ class BehaviourRecorder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._flush_lock = asyncio.Lock()
+        # (room, show) -> its start, as last seen: the show time of a record resolved
+        # late that belongs to the show before the current one. Bounded below.
+        self._starts: dict[tuple[str, int], int | None] = {}
 
     # -- the op's path ---------------------------------------------------------------
 
@@ -144,6 +155,8 @@ class BehaviourRecorder:
         """Append everything recorded so far to the bus; the number of records
         sent. Raises ``BrokerUnavailable`` (what was not sent stays queued)."""
         async with self._flush_lock:
+            if len(self._starts) > STARTS_MAX:
+                self._starts.clear()
             if self._pending:
                 pending, self._pending = self._pending, []
                 try:
@@ -175,6 +188,12 @@ class BehaviourRecorder:
                 if room not in loaded:
                     loaded[room] = await self._show_of(room)
                 show, started_at = loaded[room]
+                if started_at is not None and ts < started_at:
+                    # Made before the show the document now names started: it
+                    # belongs to the one before (0: before the first show).
+                    show, started_at = show - 1, self._starts.get((room, show - 1))
+            else:
+                self._starts[(room, show)] = started_at
             app, public = split_room_key(room)
             self._counter += 1
             event = BehaviourEvent(
@@ -195,4 +214,7 @@ class BehaviourRecorder:
 
     async def _show_of(self, room: str) -> tuple[int, int | None]:
         doc = await self._load_doc(room)
-        return (doc.show, doc.started_at) if doc is not None else (0, None)
+        if doc is None:
+            return 0, None
+        self._starts[(room, doc.show)] = doc.started_at
+        return doc.show, doc.started_at

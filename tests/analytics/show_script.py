@@ -76,10 +76,14 @@ async def scripted_show(server: Server, room: str) -> dict[str, Any]:
     }
 
 
-def check_records(events: list[BehaviourEvent], show: dict[str, Any], app: str, room: str) -> None:
-    """The stored records are exactly what the script did, with correct show times."""
+def check_records(
+    events: list[BehaviourEvent], show: dict[str, Any], app: str, room: str, before: list[BehaviourEvent]
+) -> None:
+    """The stored records are exactly what the script did, with correct show times
+    (``before``: the room's records before its first show: the host's join)."""
+    assert [(e.user, e.kind, e.show, e.show_ms) for e in before] == [("h1", "join", 0, 0)]
     kinds = Counter(e.kind for e in events)
-    assert set(kinds) == KINDS, KINDS - set(kinds)
+    assert set(kinds) == KINDS, KINDS - set(kinds)  # the show has every kind
     assert len({e.id for e in events}) == len(events)
     started = show["started_at"]
     for e in events:
@@ -88,7 +92,6 @@ def check_records(events: list[BehaviourEvent], show: dict[str, Any], app: str, 
     by_user = Counter((e.user, e.kind) for e in events)
     assert by_user == Counter(
         {
-            ("h1", "join"): 1,
             ("ann", "join"): 1,
             ("bob", "join"): 1,
             ("ann", "barrage"): 1,
@@ -133,6 +136,6 @@ def check_records(events: list[BehaviourEvent], show: dict[str, Any], app: str, 
     for what, id_ in show["ids"].items():
         assert marks[what]["id"] == id_
     assert {e.data["action"] for e in events if e.kind == "track"} == set(TRACK_ACTIONS)
-    joins = {e.user: e.ts for e in events if e.kind == "join"}
+    joins = {e.user: e.ts for e in [*before, *events] if e.kind == "join"}
     for leave in (e for e in events if e.kind == "leave"):
         assert leave.data == {"joined_at": joins[leave.user]}, leave

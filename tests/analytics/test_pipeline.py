@@ -33,7 +33,8 @@ async def _show_stored(server: Server, room: str) -> None:
     store = server.app[STORE_KEY]
     info = await wait_show_stored(store, server.node.broker, APP, room, show["show"], timeout=20)
     assert (info.started_at, info.title, info.host) == (show["started_at"], "Spring tea", "h1")
-    check_records(await store.events.show_events(APP, room, show["show"]), show, APP, room)
+    events = await store.events.show_events(APP, room, show["show"])
+    check_records(events, show, APP, room, await store.events.show_events(APP, room, 0))
     metrics = server.node.metrics
     recorded = metrics.behaviour_recorded._value.get()
     assert metrics.behaviour_ingested._value.get() == recorded
