@@ -81,6 +81,8 @@ class Options:
     label: str = ""
     bare_fault: str = ""  # tests only: make the bare server lose or repeat one event
     poll_ms: int = 200
+    # More `roomserver serve` flags for the servers started here (e.g. --no-analytics).
+    server_flags: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if self.viewers < 1 or self.procs < 1 or self.duration <= 0:
@@ -143,8 +145,8 @@ class Run:
     # -- servers -------------------------------------------------------------------
 
     def _server_flags(self, cluster: str | None) -> list[str]:
-        """Extra `roomserver serve` flags of a scenario (none here)."""
-        return []
+        """Extra `roomserver serve` flags of a scenario (the options' own here)."""
+        return list(self.o.server_flags)
 
     def _start_servers(self) -> None:
         o = self.o
