@@ -108,17 +108,19 @@ class BehaviourRecorder:
     def record(
         self, room: str, user: str, kind: Kind, data: dict[str, Any] | None = None, *, ts: int | None = None
     ) -> None:
-        if len(self._pending) + self._unsent_records >= self.pending_max:
+        pending = self._pending
+        if len(pending) + self._unsent_records >= self.pending_max:
             self.metrics.behaviour_dropped.inc()
             return
         when = now_ms() if ts is None else ts
         cached = self._cached_doc(room)
         if cached is None:
-            self._pending.append((room, user, kind, data or {}, when, None, None))
+            pending.append((room, user, kind, data or {}, when, None, None))
         else:
-            self._pending.append((room, user, kind, data or {}, when, cached.show, cached.started_at))
-        self.metrics.behaviour_recorded.inc()
-        if len(self._pending) >= self.batch_max:
+            pending.append((room, user, kind, data or {}, when, cached.show, cached.started_at))
+        # (roomserver_behaviour_recorded_total is counted at flush: a Prometheus
+        # counter takes a lock per inc, the op's path should not)
+        if len(pending) >= self.batch_max:
             self._wake.set()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -159,6 +161,7 @@ class BehaviourRecorder:
                 self._starts.clear()
             if self._pending:
                 pending, self._pending = self._pending, []
+                self.metrics.behaviour_recorded.inc(len(pending))
                 try:
                     built = await self._build(pending)
                 except BaseException:  # a room document could not be read: keep them

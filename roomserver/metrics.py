@@ -58,7 +58,9 @@ class Metrics:
         )
         # The behaviour log (issue 12, docs/analytics.md).
         self.behaviour_recorded = Counter(
-            "roomserver_behaviour_recorded_total", "Behaviour records queued by this node's ops", registry=r
+            "roomserver_behaviour_recorded_total",
+            "Behaviour records this node's ops made (counted when flushed to the bus)",
+            registry=r,
         )
         self.behaviour_dropped = Counter(
             "roomserver_behaviour_dropped_total",

@@ -119,11 +119,12 @@ async def test_a_full_recorder_drops_and_counts() -> None:
     recorder = _recorder(broker, metrics, pending_max=5)
     for n in range(8):
         recorder.record(room_key(APP, "r1"), f"u{n}", "like", {"count": 1})
-    assert metrics.behaviour_recorded._value.get() == 5
     assert metrics.behaviour_dropped._value.get() == 3
     assert await recorder.flush() == 5
+    assert metrics.behaviour_recorded._value.get() == 5
     recorder.record(room_key(APP, "r1"), "u9", "like", {"count": 1})  # room again once sent
-    assert metrics.behaviour_recorded._value.get() == 6
+    assert await recorder.flush() == 1
+    assert metrics.behaviour_recorded._value.get() == 6 and metrics.behaviour_dropped._value.get() == 3
 
 
 async def test_retention_purges_older_records(store: AnalyticsStore) -> None:

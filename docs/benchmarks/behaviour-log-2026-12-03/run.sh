@@ -1,11 +1,11 @@
 #!/bin/bash
 # The barrage benchmark with the behaviour log on (the default) and off (--analytics off),
-# alternating in one sitting: ./run.sh VIEWERS PAIRS (from the worktree root).
+# alternating in one sitting: ./run.sh VIEWERS PAIRS [FIRST] (from the worktree root).
 set -u
-viewers=${1:-2000}; pairs=${2:-2}
+viewers=${1:-2000}; pairs=${2:-2}; first=${3:-1}
 out=$(dirname "$0")
 py=${PYTHON:-/work/main/.venv/bin/python}
-for i in $(seq 1 "$pairs"); do
+for i in $(seq "$first" $((first + pairs - 1))); do
   for mode in on off; do
     flag=(); [ "$mode" = off ] && flag=(--server-flag=--analytics --server-flag=off)
     PYTHONPATH=$PWD timeout 600 "$py" -m loadtest.cli barrage --viewers "$viewers" --senders 200 --rate 200 \
