@@ -43,7 +43,10 @@ log = logging.getLogger(__name__)
 
 GROUP: Final = "store"
 READ_COUNT: Final = 20  # entries per read (each up to BATCH_MAX records)
-POLL_S: Final = 0.05  # pause when every partition was empty
+# Pause after a round that found every partition empty: from POLL_S, doubling while
+# idle up to IDLE_POLL_MAX_S (an idle writer costs little; a busy one never waits).
+POLL_S: Final = 0.05
+IDLE_POLL_MAX_S: Final = 0.4
 CLAIM_EVERY_S: Final = 1.0
 CLAIM_IDLE_MS: Final = 5_000
 STORE_TRIES: Final = 3  # then the entries stay pending and are claimed later
@@ -89,6 +92,7 @@ class BehaviourWriter:
 
     async def _run(self) -> None:
         claim_due = purge_due = time.monotonic()
+        idle = POLL_S
         while True:
             try:
                 busy = await self.drain_once()
@@ -105,8 +109,11 @@ class BehaviourWriter:
                 self._backoff = min(max(self._backoff * 2, 0.1), BACKOFF_MAX_S)
             if self._backoff:
                 await asyncio.sleep(self._backoff)
-            elif not busy:
-                await asyncio.sleep(POLL_S)
+            elif busy:
+                idle = POLL_S
+            else:
+                await asyncio.sleep(idle)
+                idle = min(idle * 2, IDLE_POLL_MAX_S)
 
     async def drain_once(self) -> bool:
         """One read of each partition, stored and acknowledged; True if any had entries."""
