@@ -83,12 +83,23 @@ class BehaviourWriter:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="behaviour-writer")
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain_s: float = 0.0) -> None:
+        """Stop; first store what is on the bus for up to ``drain_s`` seconds (a
+        process's last records, flushed at shutdown: on the memory bus nobody else
+        will)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline:
+            try:
+                if not await self.drain_once():
+                    break
+            except Exception as exc:
+                log.warning("behaviour writer: last drain failed: %r", exc)
+                break
 
     async def _run(self) -> None:
         claim_due = purge_due = time.monotonic()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,9 @@ from roomserver.store.store import AnalyticsStore
 from roomserver.web import add_web_routes
 
 log = logging.getLogger(__name__)
+
+# At shutdown, how long the behaviour log waits for closed sockets' leave records.
+LEAVES_WAIT_S = 2.0
 
 __all__ = ["CONFIG_KEY", "GATEWAY_KEY", "NODE_KEY", "VERIFIER_KEY", "create_app", "make_broker"]
 
@@ -162,9 +167,15 @@ def _install_store(app: web.Application, node: Node, config: Config) -> None:
         writer.start()
 
     async def stop_log(app: web.Application) -> None:
-        await recorder.stop()  # the last records (sockets closed by the drain) go out
+        # The drain closed every socket; their handlers record the sessions' leaves as
+        # they finish: wait for them (bounded), then the last records go out.
+        gateway = app[GATEWAY_KEY]
+        deadline = time.monotonic() + LEAVES_WAIT_S
+        while gateway.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await recorder.stop()
         if WRITER_KEY in app:
-            await app[WRITER_KEY].stop()
+            await app[WRITER_KEY].stop(drain_s=LEAVES_WAIT_S)
 
     async def close_store(app: web.Application) -> None:
         if STORE_KEY in app:

@@ -141,3 +141,25 @@ async def test_retention_purges_older_records(store: AnalyticsStore) -> None:
     assert await writer.purge() == 1
     assert [e.user for e in await store.events.show_events(APP, "r1", 1)] == ["new"]
     assert await writer.purge() == 0
+
+
+async def test_a_server_stopping_stores_the_sessions_it_closes(tmp_path: Path) -> None:
+    """Shutdown: the drain closes the sockets, their leaves are recorded, flushed and
+    stored before the embedded store closes (the memory bus dies with the process)."""
+    server = await start_server(data_dir=str(tmp_path))
+    room = new_room_id()
+    for user in ("ann", "bob"):
+        await (await server.client(user, reconnect=False)).join(room)
+    await server.app.shutdown()  # what SIGTERM runs: the gateway's drain
+    await server.close()
+    store = await AnalyticsStore.open(data_dir=tmp_path)
+    try:
+        events = await store.events.show_events(APP, room, 0)
+        assert sorted((e.user, e.kind) for e in events) == [
+            ("ann", "join"),
+            ("ann", "leave"),
+            ("bob", "join"),
+            ("bob", "leave"),
+        ]
+    finally:
+        await store.close()
