@@ -1,4 +1,4 @@
-"""Privacy REST (PIPL/GDPR): a user's export holds their behaviour records; after
+"""Privacy REST (PIPL/GDPR), on both store engines: a user's export holds their behaviour records; after
 DELETE it holds nothing, the show keeps the records under an anonymous id, and a
 second DELETE changes nothing. Bad input gets a clear error."""
 
@@ -14,9 +14,13 @@ from roomserver.behaviour_writer import wait_show_stored
 from tests.server_fixtures import APP, Server, new_room_id, start_server, token
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    s = await start_server()
+@pytest.fixture(params=["sqlite", "pg"])
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
+    """A server on each store engine (the memory bus)."""
+    if request.param == "pg":
+        s = await start_server(database_url=request.getfixturevalue("postgres_url"))
+    else:
+        s = await start_server()
     yield s
     await s.close()
 
