@@ -54,6 +54,13 @@ def _common(p: argparse.ArgumentParser, *, viewers: int, duration: float) -> Non
     p.add_argument("--out", type=Path, default=None, help="directory for result.json and PNG plots")
     p.add_argument("--label", default="")
     p.add_argument(
+        "--server-flag",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="a `roomserver serve` flag for servers started here (repeatable): --server-flag=--no-analytics",
+    )
+    p.add_argument(
         "--poll-ms",
         type=int,
         default=200,
@@ -270,6 +277,7 @@ def options_from(args: argparse.Namespace, scenario: str) -> Options:
         connect_timeout_s=args.connect_timeout,
         label=args.label,
         poll_ms=args.poll_ms,
+        server_flags=tuple(args.server_flag),
     )
     if scenario == "barrage":
         o = replace(

@@ -86,6 +86,8 @@ class Options:
     ramp: Ramp | None = None  # viewers and rate over time instead of viewers, then rate x duration
     shard: tuple[int, int] | None = None  # (index, count): this run is one part of a multi-machine run
     start_at: float | None = None  # unix time the sending window starts (shards start together)
+    # More `roomserver serve` flags for the servers started here (e.g. --no-analytics).
+    server_flags: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if self.viewers < 1 or self.procs < 1 or self.duration <= 0:
@@ -157,8 +159,8 @@ class Run:
     # -- servers -------------------------------------------------------------------
 
     def _server_flags(self, cluster: str | None) -> list[str]:
-        """Extra `roomserver serve` flags of a scenario (none here)."""
-        return []
+        """Extra `roomserver serve` flags of a scenario (the options' own here)."""
+        return list(self.o.server_flags)
 
     def _start_servers(self) -> None:
         o = self.o

@@ -7,6 +7,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from roomserver.auth import TokenVerifier
+from roomserver.behaviour_log import BehaviourRecorder
+from roomserver.behaviour_writer import BehaviourWriter
 from roomserver.config import Config
 from roomserver.gateway import Gateway
 from roomserver.node import Node
@@ -18,3 +20,6 @@ CONFIG_KEY = web.AppKey("config", Config)
 VERIFIER_KEY = web.AppKey("verifier", TokenVerifier)
 # The analytics store, open from startup to cleanup; absent with --no-analytics.
 STORE_KEY = web.AppKey("store", AnalyticsStore)
+# The behaviour log's recorder (ops → bus) and writer (bus → store), with the store.
+RECORDER_KEY = web.AppKey("behaviour_recorder", BehaviourRecorder)
+WRITER_KEY = web.AppKey("behaviour_writer", BehaviourWriter)

@@ -332,6 +332,12 @@ class Config:
         "minutes east of UTC of the day daily point caps count in (480: China time)",
         loyalty.check_day_offset,
     )
+    retention_days: int = setting(
+        365,
+        "keep behaviour log records this many days (older ones are purged hourly; docs/analytics.md)",
+        cs.int_at_least(1),
+        metavar="DAYS",
+    )
     # The room assistant (docs/assistant.md): lexical (BM25), hybrid (+ the embedding
     # model of the `assistant` extra, when installed) or off.
     assistant: str = setting(

@@ -193,6 +193,8 @@ class Gateway:
             self.sessions.discard(session)
             for room in conn.rooms:  # room.members webhook batch: a closed socket leaves
                 self.node.members.left(room, identity.user)
+            for room, joined_at in session.joined_at.items():  # the behaviour log: sessions end
+                self.node.behaviour.record(room, identity.user, "leave", {"joined_at": joined_at})
             for room in self.node.fanout.remove_connection(conn):
                 self.node.spawn(self.node.release_channel(room))
 

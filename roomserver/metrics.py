@@ -56,6 +56,38 @@ class Metrics:
         self.tracked = Counter(
             "roomserver_tracked_total", "Analytics track ops", ["app", "action"], registry=r
         )
+        # The behaviour log (issue 12, docs/analytics.md).
+        self.behaviour_recorded = Counter(
+            "roomserver_behaviour_recorded_total",
+            "Behaviour records this node's ops made (counted when flushed to the bus)",
+            registry=r,
+        )
+        self.behaviour_dropped = Counter(
+            "roomserver_behaviour_dropped_total",
+            "Behaviour records dropped: this node's queue was full (the bus was away too long)",
+            registry=r,
+        )
+        self.behaviour_ingested = Counter(
+            "roomserver_behaviour_ingested_total",
+            "Behaviour records this process's writer stored (new ones; re-deliveries not counted)",
+            registry=r,
+        )
+        self.behaviour_claimed = Counter(
+            "roomserver_behaviour_claimed_total",
+            "Behaviour stream entries this process's writer claimed from a consumer that stopped",
+            registry=r,
+        )
+        self.behaviour_write_errors = Counter(
+            "roomserver_behaviour_write_errors_total",
+            "Writer failures by step: read, store, ack, claim, decode (a malformed entry, dropped)",
+            ["step"],
+            registry=r,
+        )
+        self.behaviour_lag = Gauge(
+            "roomserver_behaviour_lag_seconds",
+            "Age of the last batch this process's writer stored (append to store commit)",
+            registry=r,
+        )
         self.webhook_deliveries = Counter(
             "roomserver_webhook_deliveries_total",
             "Webhook delivery attempts by result: delivered, retried (an attempt failed), failed (for good)",

@@ -87,13 +87,18 @@ class BehaviourSink(Protocol):
     """Where the behaviour log's records go (issue 12): ``record`` is called on the
     op's path, so it only queues (the recorder batches them into a bus stream).
     ``room`` is the room key; the sink fills app, public room, show and times.
-    ``NoBehaviour`` (``--no-analytics``) drops them."""
+    ``NoBehaviour`` (``--no-analytics``) drops them. ``ts`` (unix ms) when the
+    thing happened at a known time other than now (a show's start and end)."""
 
-    def record(self, room: str, user: str, kind: Kind, data: dict[str, Any] | None = None) -> None: ...
+    def record(
+        self, room: str, user: str, kind: Kind, data: dict[str, Any] | None = None, *, ts: int | None = None
+    ) -> None: ...
 
 
 class NoBehaviour:
-    def record(self, room: str, user: str, kind: Kind, data: dict[str, Any] | None = None) -> None:
+    def record(
+        self, room: str, user: str, kind: Kind, data: dict[str, Any] | None = None, *, ts: int | None = None
+    ) -> None:
         pass
 
 
@@ -323,6 +328,11 @@ class Node:
         self._cache(room, rec.version, existing)
         return existing
 
+    def cached_doc(self, room: str) -> RoomDoc | None:
+        """The room's document if this node holds a current copy (no I/O)."""
+        cached = self._docs.get(room)
+        return cached[1] if cached is not None else None
+
     def _cache(self, room: str, version: int, doc: RoomDoc) -> None:
         """Keep a room's document only while this node is subscribed to the room:
         deliveries are what invalidate the cache, and a node hears none for rooms it
@@ -515,6 +525,10 @@ class ShowHooks:
     async def room_started(self, room: str, doc: RoomDoc) -> None:
         if doc.scheduled_at is not None:  # the show it announced is on: no longer upcoming
             await self.node.broker.set_schedule(room, None)
+        host = doc.host or ""
+        self.node.behaviour.record(
+            room, host, "show.start", {"title": doc.title, "host": host}, ts=doc.started_at
+        )
         view = rules.public_view(doc)
         self.node.webhooks.emit("room.started", room, {"room": view, "followers": await self.followers(room)})
 
@@ -531,6 +545,7 @@ class ShowHooks:
     async def room_ended(self, room: str, doc: RoomDoc, summary: dict[str, Any]) -> None:
         """After ``room.end`` or ``DELETE /v1/rooms/{room}``: the stage ends with the
         show (a running PK ends, co-hosts step down, the room's media closes)."""
+        self.node.behaviour.record(room, doc.host or "", "show.end", ts=doc.ended_at)
         data = {"room": rules.public_view(doc), "summary": summary}
         for extra in self.ended_data:
             data.update(extra(room, doc))

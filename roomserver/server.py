@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,18 @@ from roomserver.announce import Announcer
 from roomserver.api import add_routes
 from roomserver.api.middleware import cors, error_language, errors
 from roomserver.api.ratelimit import rate_limits
-from roomserver.appkeys import CONFIG_KEY, GATEWAY_KEY, NODE_KEY, STORE_KEY, VERIFIER_KEY
+from roomserver.appkeys import (
+    CONFIG_KEY,
+    GATEWAY_KEY,
+    NODE_KEY,
+    RECORDER_KEY,
+    STORE_KEY,
+    VERIFIER_KEY,
+    WRITER_KEY,
+)
 from roomserver.auth import TokenVerifier
+from roomserver.behaviour_log import BehaviourRecorder
+from roomserver.behaviour_writer import BehaviourWriter
 from roomserver.bus.base import Broker, HistoryLimits
 from roomserver.bus.memory import MemoryBroker, MemoryHub
 from roomserver.buswatch import BusWatch
@@ -32,6 +44,9 @@ from roomserver.store.store import AnalyticsStore
 from roomserver.web import add_web_routes
 
 log = logging.getLogger(__name__)
+
+# At shutdown, how long the behaviour log waits for closed sockets' leave records.
+LEAVES_WAIT_S = 2.0
 
 __all__ = ["CONFIG_KEY", "GATEWAY_KEY", "NODE_KEY", "VERIFIER_KEY", "create_app", "make_broker"]
 
@@ -131,7 +146,7 @@ def create_app(config: Config, broker: Broker | None = None) -> web.Application:
     glue = node.media = media_glue.install(app, node, verifier, config)
     _install_announcer(app, Announcer(node, config, glue.viewer_count))
     _install_assistant(app, node, config)
-    _install_store(app, config, reports)
+    _install_store(app, node, config, reports)
     _install_reminders(app, node, config)
     return app
 
@@ -166,16 +181,45 @@ def _install_announcer(app: web.Application, announcer: Announcer) -> None:
     _run_beside_node(app, announcer.start, announcer.stop)
 
 
-def _install_store(app: web.Application, config: Config, reports: ReportReady | None) -> None:
-    """The analytics store (issue 12): opened and migrated before the node serves."""
+def _install_store(app: web.Application, node: Node, config: Config, reports: ReportReady | None) -> None:
+    """The analytics store (issue 12): opened and migrated before the node serves;
+    the behaviour log's recorder (ops → bus stream) and writer (stream → store)
+    run from after the node starts until before it stops."""
     if not config.analytics:
         return
+    recorder = BehaviourRecorder(
+        node.broker, node.metrics, node_id=config.node_id, cached_doc=node.cached_doc, load_doc=node.room
+    )
+    node.behaviour = recorder
+    app[RECORDER_KEY] = recorder
 
     async def open_store(app: web.Application) -> None:
         app[STORE_KEY] = await AnalyticsStore.open(url=config.database_url, data_dir=Path(config.data_dir))
         # Loyalty: the configured points rules and tiers; the handlers' member tier and points.redeem.
         app[STORE_KEY].loyalty.rules = config.loyalty_rules()
         loyalty_ops.attach(app[NODE_KEY], app[STORE_KEY].loyalty)
+
+    async def start_log(app: web.Application) -> None:
+        recorder.start()
+        writer = app[WRITER_KEY] = BehaviourWriter(
+            node.broker,
+            app[STORE_KEY],
+            node.metrics,
+            node_id=config.node_id,
+            retention_days=config.retention_days,
+        )
+        writer.start()
+
+    async def stop_log(app: web.Application) -> None:
+        # The drain closed every socket; their handlers record the sessions' leaves as
+        # they finish: wait for them (bounded), then the last records go out.
+        gateway = app[GATEWAY_KEY]
+        deadline = time.monotonic() + LEAVES_WAIT_S
+        while gateway.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await recorder.stop()
+        if WRITER_KEY in app:
+            await app[WRITER_KEY].stop(drain_s=LEAVES_WAIT_S)
 
     async def close_store(app: web.Application) -> None:
         if reports is not None:
@@ -184,6 +228,8 @@ def _install_store(app: web.Application, config: Config, reports: ReportReady | 
             await app[STORE_KEY].close()
 
     app.on_startup.insert(0, open_store)
+    app.on_startup.append(start_log)
+    app.on_cleanup.insert(0, stop_log)
     app.on_cleanup.append(close_store)
 
 

@@ -185,6 +185,7 @@ REPORT_ROUTES: Final[list[Route]] = [
         errors=(400, 404),
         bus=False,
         reply=Report,
+        other_content=("text/csv",),
     ),
     Route(
         "GET",

@@ -67,6 +67,7 @@ async def barrage(ctx: OpContext, p: BarrageParams) -> dict:
     seq = res.seqs[0] if res.seqs else None
     if res.status == CommitStatus.OK:
         ctx.socket.last_barrage[room] = now
+        node.behaviour.record(room, ctx.user, "barrage", {"seq": seq} if seq is not None else None)
         await keyword_entry(ctx, doc, p.text)
         # The room assistant (issue 18) reads it later, off this path: a queue put.
         if node.assistant is not None and seq is not None:
@@ -85,6 +86,7 @@ class LikeParams(msgspec.Struct, forbid_unknown_fields=False):
 async def like(ctx: OpContext, p: LikeParams) -> dict:
     # Aggregated: the node sums likes and the room emits `likes {total, delta}` at most once a second.
     ctx.node.add_likes(ctx.room, p.count)
+    ctx.node.behaviour.record(ctx.room, ctx.user, "like", {"count": p.count})
     return {}
 
 
@@ -104,6 +106,7 @@ async def gift(ctx: OpContext, p: GiftParams) -> dict:
         ctx.room, [Emit("gift", data)], idem=idem_for(ctx, "gift", p.cid, p.gift, p.count)
     )
     if res.status == CommitStatus.OK:  # not for a replayed cid: a gift counts once
+        node.behaviour.record(ctx.room, ctx.user, "gift", {"gift": item, "count": p.count, "value": value})
         await pk.gift_sent(node, ctx.room, doc, value)
     return {"value": value}
 
@@ -122,6 +125,8 @@ async def track(ctx: OpContext, p: TrackParams) -> dict:
     if p.action in ("product.click", "cart.add") and p.product is None:
         raise OpError("bad_request", f"{p.action} needs a product")
     ctx.node.metrics.tracked.labels(app=ctx.app, action=p.action).inc()
+    data = {"action": p.action} if p.product is None else {"action": p.action, "product": p.product}
+    ctx.node.behaviour.record(ctx.room, ctx.user, "track", data)
     if p.action == "follow":
         await ctx.node.hooks.follow(ctx.room, ctx.user)
     elif p.action == "unfollow":
@@ -175,6 +180,7 @@ class UnpinParams(msgspec.Struct, forbid_unknown_fields=False):
 async def pin(ctx: OpContext, p: PinParams) -> dict:
     product = await pinned_product(ctx, p.product)
     await ctx.node.transact(ctx.room, lambda d: rules.pin(d, product))
+    ctx.node.behaviour.record(ctx.room, ctx.user, "mark", {"what": "pin", "product": product.id})
     return {}
 
 
@@ -185,5 +191,13 @@ async def unpin(ctx: OpContext, p: UnpinParams) -> dict:
         product_id = p.product.get("id")
         if not isinstance(product_id, str):
             raise OpError("bad_request", "product.id must be a string")
-    await ctx.node.transact(ctx.room, lambda d: rules.unpin(d, product_id))
+    unpinned: list[str] = []  # the product the committed rule took down
+
+    def rule(doc: rules.RoomDoc) -> tuple[rules.RoomDoc, list[Emit]]:
+        unpinned[:] = [doc.pinned.id] if doc.pinned is not None else []
+        return rules.unpin(doc, product_id)
+
+    await ctx.node.transact(ctx.room, rule)
+    mark = {"what": "unpin", "product": unpinned[0]} if unpinned else {"what": "unpin"}
+    ctx.node.behaviour.record(ctx.room, ctx.user, "mark", mark)
     return {}

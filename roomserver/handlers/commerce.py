@@ -180,6 +180,9 @@ async def sale_create(ctx: OpContext, p: flashsale.SaleParams) -> dict:
         return _features(doc, "sales", sale.id, sale, sale=view), [Emit("sale.opened", view)]
 
     await node.transact(ctx.room, rule)
+    node.behaviour.record(
+        ctx.room, ctx.user, "mark", {"what": "sale", "id": sale.id, "product": sale.product.id}
+    )
     return {"sale": view}
 
 
@@ -236,6 +239,7 @@ async def _settle_buy(ctx: OpContext, sale: flashsale.Sale, res: Any) -> dict:
         view = flashsale.order_view(take)
         if _unconfirmed(node).took_it(take.id, take.attempt):
             _announce_order(node, room, view)  # its own attempt could not
+            _record_order(ctx, sale, take)
         return {"order": view}
     if status == StockStatus.CONFLICT:
         raise OpError("conflict", "this cid was already used for another order")
@@ -251,14 +255,28 @@ async def _settle_buy(ctx: OpContext, sale: flashsale.Sale, res: Any) -> dict:
         raise OpError("limit_reached", f"at most {sale.limit_per_user} per user")
     # The order is taken: from here on nothing may fail the reply (the buyer would
     # be told "unavailable" for an order that exists), so the rest is background.
-    view = flashsale.order_view(msgspec.json.decode(res.record, type=flashsale.Order))
+    order = msgspec.json.decode(res.record, type=flashsale.Order)
+    view = flashsale.order_view(order)
     _announce_order(node, room, view)
+    _record_order(ctx, sale, order)
     if node.local_gate(f"sale.stock:{room}:{sale.id}", STOCK_EVENT_INTERVAL_MS):
         node.spawn(_publish_stock(node, room, sale.id, res.left))
     if res.left == 0:
         # The buyer who took the last unit closes the sale (once: CAS in the document).
         node.spawn(_follow_up(lambda: _close_sale(node, room, sale.id, CLOSED_SOLD_OUT), idempotent=True))
     return {"order": view}
+
+
+def _record_order(ctx: OpContext, sale: flashsale.Sale, order: flashsale.Order) -> None:
+    """The behaviour log's order record: once, by whoever announces the order."""
+    data = {
+        "order": order.id,
+        "sale": sale.id,
+        "product": sale.product.id,
+        "qty": order.qty,
+        "amount": order.amount_cents,
+    }
+    ctx.node.behaviour.record(ctx.room, order.user, "order", data, ts=order.created_at)
 
 
 def _announce_order(node: Node, room: str, view: dict[str, Any]) -> None:
@@ -386,6 +404,7 @@ async def lottery_create(ctx: OpContext, p: lottery.LotteryParams) -> dict:
         return _store_lottery(doc, lot), [Emit("lottery.opened", lottery.open_view(lot))]
 
     await ctx.node.transact(ctx.room, rule)
+    ctx.node.behaviour.record(ctx.room, ctx.user, "mark", {"what": "lottery", "id": lot.id})
     return {"lottery": {"id": lot.id, "seed_hash": lot.seed_hash, "closes_at": lot.closes_at}}
 
 
@@ -400,6 +419,7 @@ async def enter_lottery(ctx: OpContext, lot: lottery.Lottery) -> None:
         raise OpError("conflict", "you have already entered this lottery")
     if res.status == TallyStatus.CLOSED:
         raise OpError("not_open", "this lottery is closed")
+    ctx.node.behaviour.record(ctx.room, ctx.user, "lottery.enter", {"lottery": lot.id})
 
 
 @op("lottery.enter", lottery.LotteryRef)
@@ -515,6 +535,7 @@ async def coupon_issue(ctx: OpContext, p: coupons.CouponParams) -> dict:
         return _features(doc, "coupons", coupon.id, coupon), [Emit("coupon.issued", view)]
 
     await ctx.node.transact(ctx.room, rule)
+    ctx.node.behaviour.record(ctx.room, ctx.user, "mark", {"what": "coupon", "id": coupon.id})
     return {"coupon": {"id": coupon.id}}
 
 
@@ -548,6 +569,7 @@ async def coupon_claim(ctx: OpContext, p: coupons.ClaimParams) -> dict:
     if res.status != StockStatus.OK:
         raise OpError("not_found", f"coupon {coupon.id} is no longer available")
     claim = record.get("id") or coupons.claim_id(coupon.id, ctx.user, res.user_total)
+    ctx.node.behaviour.record(ctx.room, ctx.user, "coupon.claim", {"coupon": coupon.id})
     return {"claim": {"id": claim, "coupon": coupon.id}}
 
 
@@ -575,6 +597,7 @@ async def redpacket_send(ctx: OpContext, p: redpacket.PacketParams) -> dict:
         return _features(doc, "redpackets", packet.id, packet), [Emit("redpacket.sent", view)]
 
     await ctx.node.transact(ctx.room, rule)
+    ctx.node.behaviour.record(ctx.room, ctx.user, "mark", {"what": "redpacket", "id": packet.id})
     return {"packet": {"id": packet.id}}
 
 
@@ -600,6 +623,7 @@ async def redpacket_grab(ctx: OpContext, p: redpacket.GrabParams) -> dict:
         raise OpError("sold_out", "this red packet is empty")
     if res.status == GrabStatus.NOT_FOUND:
         raise OpError("not_found", f"no red packet {p.packet} in this room")
+    node.behaviour.record(room, ctx.user, "redpacket.grab", {"packet": p.packet, "amount": res.amount})
     if res.finished_best is not None:
         user, amount = res.finished_best
         _announce_finished(node, room, p.packet, {"user": user, "amount_cents": amount})

@@ -21,6 +21,7 @@ async def create(ctx: OpContext, p: rules.PollParams) -> dict:
     now = now_ms()
     doc, _ = await ctx.node.transact(ctx.room, lambda d: rules.open_poll(d, p, now))
     poll = doc.features["poll"]
+    ctx.node.behaviour.record(ctx.room, ctx.user, "mark", {"what": "poll", "id": poll["id"]})
     return {"poll": {"id": poll["id"], "closes_at": poll["closes_at"]}}
 
 
@@ -33,6 +34,7 @@ async def vote(ctx: OpContext, p: rules.VoteParams) -> dict:
         raise OpError("conflict", "you already voted in this poll")
     if res.status == TallyStatus.CLOSED:
         raise OpError("not_open", "the poll is closed")
+    node.behaviour.record(room, ctx.user, "vote", {"poll": p.poll, "option": p.option})
     await _maybe_publish_results(node, room, poll, res.counts)
     return {}
 

@@ -69,10 +69,12 @@ async def join(ctx: OpContext, p: JoinParams) -> dict:
     pk = await current_pk_view(node, ctx.app, doc)
     # No await from here on: the member goes live at exactly the snapshot's seq.
     seq = node.fanout.join(conn, ctx.room)
-    ctx.socket.joined_at.setdefault(ctx.room, now_ms())
+    if ctx.room not in ctx.socket.joined_at:  # a new session (a second join is not)
+        joined = ctx.socket.joined_at[ctx.room] = now_ms()
+        # The session's behaviour record, with the sharer when this join was attributed
+        # to a share link (once per viewer per show, decided by ``attribute`` above).
+        node.behaviour.record(ctx.room, ctx.user, "join", {"ref": sharer} if sharer else None, ts=joined)
     node.members.joined(ctx.room, ctx.user)  # room.members webhook batch
-    # issue 12 (share): the join's behaviour record, with the sharer when this join was attributed.
-    node.behaviour.record(ctx.room, ctx.user, "join", {"ref": sharer} if sharer else None)
     if node.sample_joined(ctx.room):
         node.spawn(
             node.publish(ctx.room, [Emit("member.joined", {"user": ctx.identity.public()}, durable=False)])
@@ -92,7 +94,9 @@ async def join(ctx: OpContext, p: JoinParams) -> dict:
 @op("room.leave")
 async def leave(ctx: OpContext, p: object) -> dict:
     node = ctx.node
-    ctx.socket.joined_at.pop(ctx.room, None)
+    joined_at = ctx.socket.joined_at.pop(ctx.room, None)
+    if joined_at is not None:
+        node.behaviour.record(ctx.room, ctx.user, "leave", {"joined_at": joined_at})
     if ctx.room in ctx.socket.conn.rooms:
         node.members.left(ctx.room, ctx.user)  # room.members webhook batch
     if node.fanout.leave(ctx.socket.conn, ctx.room):
@@ -134,7 +138,9 @@ async def resume(ctx: OpContext, p: ResumeParams) -> dict | None:
     except BaseException:
         _abandon_sync(ctx, was_member)
         raise
-    ctx.socket.joined_at.setdefault(room, now_ms())
+    if room not in ctx.socket.joined_at:  # a socket resuming after a reconnect: a new session
+        joined = ctx.socket.joined_at[room] = now_ms()
+        node.behaviour.record(room, ctx.user, "join", ts=joined)
     req_id = ctx.req_id
     node.fanout.end_sync(
         conn, room, history, None if req_id is None else lambda n: reply_ok(req_id, {"replayed": n})

@@ -194,6 +194,9 @@ class SqliteDatabase(Database):
         # corrupt the file; the bus stream re-delivers what was not acknowledged.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
+        # 64 MiB of page cache (default 2 MiB): the behaviour log's per-user index takes
+        # inserts all over its pages; cached, ingest runs ~30 % faster (docs/benchmarks.md).
+        conn.execute("PRAGMA cache_size=-65536")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 

@@ -8,7 +8,10 @@ changes nothing anywhere.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,21 +82,36 @@ class EventLog:
             )
             fresh = {r[0] for r in inserted}
         else:
-            # SQLite has one writer at a time (BEGIN IMMEDIATE): what is not
-            # there now cannot appear before this transaction commits.
-            held: set[str] = set()
-            ids = [r[0] for r in rows]
-            for i in range(0, len(ids), _ID_CHUNK):
-                chunk = ids[i : i + _ID_CHUNK]
-                marks = ", ".join(f"${n + 1}" for n in range(len(chunk)))
-                held.update(
-                    r[0]
-                    for r in await tx.fetch(f"SELECT id FROM behaviour_events WHERE id IN ({marks})", *chunk)
-                )
-            rows = [r for r in rows if r[0] not in held]
-            await tx.copy("behaviour_events", _COLUMNS, rows)
-            fresh = {r[0] for r in rows}
+            fresh = await self._sqlite_insert(tx, rows)
         return [e for e in events if e.id in fresh]
+
+    @staticmethod
+    async def _sqlite_insert(tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
+        """SQLite has one writer at a time (BEGIN IMMEDIATE): what is not there now
+        cannot appear before this transaction commits. Batches are almost always
+        new, so the insert is tried as is first (a duplicate id fails it: back to
+        the savepoint); only a re-delivered batch pays for looking its ids up
+        (it halves the rate: measured in docs/benchmarks.md, "Behaviour log")."""
+        await tx.execute("SAVEPOINT ingest_all_new")
+        try:
+            await tx.copy("behaviour_events", _COLUMNS, rows)
+        except sqlite3.IntegrityError:  # some ids are held already
+            await tx.execute("ROLLBACK TO ingest_all_new")
+            await tx.execute("RELEASE ingest_all_new")
+        else:
+            await tx.execute("RELEASE ingest_all_new")
+            return {r[0] for r in rows}
+        held: set[str] = set()
+        ids = [r[0] for r in rows]
+        for i in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[i : i + _ID_CHUNK]
+            marks = ", ".join(f"${n + 1}" for n in range(len(chunk)))
+            held.update(
+                r[0] for r in await tx.fetch(f"SELECT id FROM behaviour_events WHERE id IN ({marks})", *chunk)
+            )
+        rows = [r for r in rows if r[0] not in held]
+        await tx.copy("behaviour_events", _COLUMNS, rows)
+        return {r[0] for r in rows}
 
     async def _shows_step(self, tx: Tx, new: list[BehaviourEvent]) -> None:
         for e in new:
@@ -145,11 +163,42 @@ class EventLog:
 
     async def erase_user(self, tx: Tx, app: str, user: str) -> None:
         """The records stay, under an id that names nobody and links to nothing
-        (a new random one per erasure): reports keep their counts, anonymous."""
+        (a new random one per erasure): reports keep their counts, anonymous.
+        The erasure itself is noted under a digest of the id (``erased_at``)."""
         anonymous = "erased-" + secrets.token_hex(8)
         await tx.execute(
             "UPDATE behaviour_events SET user_id = $3 WHERE app = $1 AND user_id = $2", app, user, anonymous
         )
+        await tx.execute(
+            "INSERT INTO erasures (app, user_digest, erased_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (app, user_digest) DO UPDATE SET erased_at = excluded.erased_at",
+            app,
+            _digest(app, user),
+            time.time_ns() // 1_000_000,
+        )
+
+    async def erased_at(self, app: str, user: str) -> int | None:
+        """When ``user`` was last erased (unix ms), or None."""
+        value = await self.db.fetchval(
+            "SELECT erased_at FROM erasures WHERE app = $1 AND user_digest = $2", app, _digest(app, user)
+        )
+        return None if value is None else int(value)
+
+    async def has_user(self, app: str, user: str) -> bool:
+        """Whether any record names ``user``."""
+        row = await self.db.fetchrow(
+            "SELECT 1 FROM behaviour_events WHERE app = $1 AND user_id = $2 LIMIT 1", app, user
+        )
+        return row is not None
+
+    async def purge_before(self, ts: int) -> int:
+        """Delete the records older than ``ts`` (unix ms), all apps (``--retention-days``);
+        how many went. ``shows`` rows stay: they name no user."""
+        async with self.db.transaction() as tx:
+            gone = await tx.fetchval("SELECT count(*) FROM behaviour_events WHERE ts < $1", ts)
+            if gone:
+                await tx.execute("DELETE FROM behaviour_events WHERE ts < $1", ts)
+        return int(gone or 0)
 
     async def shows(self, app: str, room: str) -> list[ShowInfo]:
         rows = await self.db.fetch(
@@ -169,6 +218,10 @@ class EventLog:
             show,
         )
         return ShowInfo(*row) if row else None
+
+
+def _digest(app: str, user: str) -> str:
+    return hashlib.sha256(f"{app}/{user}".encode()).hexdigest()
 
 
 def _event(row: tuple) -> BehaviourEvent:

@@ -23,7 +23,9 @@ class Sink:
     def __init__(self) -> None:
         self.records: list[tuple[str, str, str, dict[str, Any] | None]] = []
 
-    def record(self, room: str, user: str, kind: str, data: dict[str, Any] | None = None) -> None:
+    def record(
+        self, room: str, user: str, kind: str, data: dict[str, Any] | None = None, *, ts: int | None = None
+    ) -> None:
         self.records.append((room, user, kind, data))
 
     def joins(self) -> list[tuple[str, dict[str, Any] | None]]:

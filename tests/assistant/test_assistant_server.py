@@ -199,7 +199,9 @@ class Behaviour:
     def __init__(self) -> None:
         self.records: list[tuple[str, str, str, dict[str, Any] | None]] = []
 
-    def record(self, room: str, user: str, kind: Any, data: dict[str, Any] | None = None) -> None:
+    def record(
+        self, room: str, user: str, kind: Any, data: dict[str, Any] | None = None, *, ts: int | None = None
+    ) -> None:
         self.records.append((room, user, kind, data))
 
 

@@ -31,6 +31,8 @@ LAYERS: list[tuple[str, ...]] = [
         "roomserver.gcpolicy",
         "roomserver.media",
         "roomserver.store",
+        "roomserver.behaviour_log",
+        "roomserver.behaviour_writer",
     ),
     # config parses settings with core's rules (webhook endpoint specs); nothing below
     # needs it: the bus and the rules are handed their values.

@@ -704,6 +704,19 @@ export interface UserTimeline {
   entries: TimelineEntry[];
 }
 
+export interface UserExport {
+  app: string;
+  user: string;
+  erased_at: number | null;
+  data: Record<string, unknown>;
+}
+
+export interface UserErased {
+  app: string;
+  user: string;
+  erased: boolean;
+}
+
 /** The product to pin: a whole product, or the id of one in the app's catalogue (PROTOCOL §7: the fields left out come from the catalogue; those given win). */
 export interface PinProduct {
   id: string;
