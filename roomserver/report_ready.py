@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from roomserver.behaviour_writer import wait_show_stored
 from roomserver.bus.base import AUDIENCE_STAFF
 from roomserver.core.report import report_path
 from roomserver.core.room import Emit, RoomDoc
@@ -31,16 +31,12 @@ log = logging.getLogger(__name__)
 # The report is due 5 s after room.ended: waiting for the records takes at
 # most this, and computing a 1 M-record show about 2 s more (docs/benchmarks.md).
 WAIT_S: Final = 3.0
-POLL_S: Final = 0.05
 
 
 class ReportReady:
-    def __init__(
-        self, store: Callable[[], AnalyticsStore | None], *, wait_s: float = WAIT_S, poll_s: float = POLL_S
-    ) -> None:
+    def __init__(self, store: Callable[[], AnalyticsStore | None], *, wait_s: float = WAIT_S) -> None:
         self._store = store  # opened at startup: looked up when a show ends
         self.wait_s = wait_s
-        self.poll_s = poll_s
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def show_ended(self, node: Node, room: str) -> None:
@@ -63,22 +59,22 @@ class ReportReady:
         except Exception:  # the report is then computed on its first request
             log.exception("the report of show %s of %s failed", show, room)
 
-    async def wait_for_end(self, app: str, room: str, show: int) -> ShowInfo | None:
-        """The show once its end is stored (or as it stands after ``wait_s``)."""
+    async def wait_for_end(self, node: Node, app: str, room: str, show: int) -> ShowInfo | None:
+        """The show once its records are stored — its ``show.end`` and everything any
+        node appended to the room's stream before it (``wait_show_stored``) — or as it
+        stands after ``wait_s``."""
         store = self._store()
         if store is None:
             return None
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            info = await store.events.show(app, room, show)
-            if (info is not None and info.ended_at is not None) or time.monotonic() >= deadline:
-                return info
-            await asyncio.sleep(self.poll_s)
+        try:
+            return await wait_show_stored(store, node.broker, app, room, show, timeout=self.wait_s)
+        except TimeoutError:
+            return await store.events.show(app, room, show)
 
     async def build(self, node: Node, room: str, show: int) -> None:
         store = self._store()
         app, public = split_room_key(room)
-        info = await self.wait_for_end(app, public, show)
+        info = await self.wait_for_end(node, app, public, show)
         if store is None or info is None or info.started_at is None:
             log.info("no report for show %s of %s: its records are not in the store", show, room)
             return
