@@ -281,7 +281,11 @@ class Config:
     # The analytics store (issue 12, docs/analytics.md): the behaviour log, reports,
     # profiles and points. Embedded (SQLite under --data-dir) unless --database-url.
     analytics: bool = setting(
-        True, "keep the behaviour log and the analytics store (reports, profiles, points)", cs.switch
+        True,
+        "no behaviour log and no analytics store (reports, profiles, points, share attribution)",
+        switch=True,
+        flag="no-analytics",
+        invert=True,
     )
     data_dir: str = setting(
         "roomserver-data",
