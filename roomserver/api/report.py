@@ -58,7 +58,7 @@ async def _show(request: web.Request, identity: Identity) -> tuple[AnalyticsStor
     room = request.match_info["room"]
     rules.validate_room_id(room)
     raw = request.query.get("show")
-    if raw is not None and not (raw.isdigit() and 1 <= len(raw) <= 9 and int(raw) >= 1):
+    if raw is not None and not (raw.isdigit() and 1 <= len(raw) <= 9 and 1 <= int(raw) <= MAX_SHOW):
         raise OpError("bad_request", "show must be a show number (1, 2, …)")
     show = int(raw) if raw is not None else await store.reports.latest_show(identity.app, room)
     info = await store.events.show(identity.app, room, show) if show is not None else None
@@ -167,7 +167,13 @@ async def get_user_timeline(request: web.Request, identity: Identity) -> web.Res
     return web.Response(body=encode(msgspec.to_builtins(timeline)), content_type="application/json")
 
 
-_SHOW_QUERY = ("show", "show number (default: the room's latest)", {"type": "integer", "minimum": 1})
+# At most 9 digits, as the handler checks (a show number counts a room's shows).
+MAX_SHOW = 999_999_999
+_SHOW_QUERY = (
+    "show",
+    "show number (default: the room's latest)",
+    {"type": "integer", "minimum": 1, "maximum": MAX_SHOW},
+)
 
 REPORT_ROUTES: Final[list[Route]] = [
     Route(

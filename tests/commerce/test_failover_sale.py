@@ -62,7 +62,17 @@ PRICE = 4900
 # The replica is stopped once this many orders were acknowledged: the sale is under
 # way and far from sold out however fast the machine (a fixed delay sold the stock out
 # before the failure on an idle box, leaving nothing for the post-failover probe to wait on).
-KILL_AT_ORDERS = STOCK // 4
+# Far enough from sold out that the window cannot empty the stock either: once the
+# replication link is cut, each process still runs ONE batch of takes before a WAIT
+# tells it the primary has no replica (then it sends none, bus/redis.py), and a batch
+# holds at most one take per buyer: ≤ BUYERS units, answered `unavailable`. Sold when
+# the replica stops: the acknowledged orders plus at most one in flight per buyer. So
+# the stock left on the dying primary stays above 0 when
+#     STOCK - (KILL_AT_ORDERS + BUYERS) - BUYERS > 0   (800 - 400 - 300 = 100).
+# At STOCK // 4 (200) it could reach 0 under load: a CI run's probe then met the sale
+# closed as sold out by a close that the dying primary published (and lost).
+KILL_AT_ORDERS = STOCK // 8
+assert STOCK - (KILL_AT_ORDERS + BUYERS) - BUYERS > 0, "the window before the failover could empty the stock"
 REPLICA_BEHIND_S = 0.5  # well under cluster-node-timeout (1 s): the replica stays trusted
 NO_REPLICA_S = 1.5  # how long the promoted primary stays without a replica
 BUDGET_S = 45  # every buyer settles every cid within this
