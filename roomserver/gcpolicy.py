@@ -47,9 +47,10 @@ class GcPolicy:
     small_heap: int = 200_000
     small_reclaim_s: float = 60.0
     _last_reclaim: float = 0.0
-    # Objects frozen since the last reclaim, counted as they are frozen: gc.get_freeze_count()
-    # walks the whole frozen list (tens of ms at 10,000 sockets), too dear for every tick.
-    _frozen: int = 0
+    # When the frozen heap's size is next looked at (the small-heap reclaim):
+    # gc.get_freeze_count() walks the whole frozen list (tens of ms at 10,000
+    # sockets), so at most once per small_reclaim_s, not on every tick.
+    _next_size_check: float = 0.0
     _task: asyncio.Task | None = None
     _saved_threshold: tuple[int, ...] | None = None
 
@@ -83,12 +84,11 @@ class GcPolicy:
     def tick(self, now: float) -> None:
         """One round: reclaim if due, then freeze what survives a young collection."""
         since = now - self._last_reclaim
-        if since >= self.reclaim_s or (self._frozen <= self.small_heap and since >= self.small_reclaim_s):
+        if since >= self.reclaim_s or self._small_heap_due(now, since):
             started = time.perf_counter()
             gc.unfreeze()
             collected = gc.collect()
             self._last_reclaim = now
-            self._frozen = 0
             log.info(
                 "gc reclaim: %d collected, %.0f ms",
                 collected,
@@ -96,5 +96,16 @@ class GcPolicy:
             )
         gc.collect(1)
         # After a young collection every survivor is in generation 2: that is what freezes.
-        self._frozen += len(gc.get_objects(generation=2))
         gc.freeze()
+
+    def _small_heap_due(self, now: float, since: float) -> bool:
+        """``small_reclaim_s`` has passed and the frozen heap is small enough for a short
+        full collection. Never counted with ``len(gc.get_objects())``: that list holds
+        every object it names while other threads run, and a tuple another thread is
+        still building (``tuple(generator)`` resizes it, which needs the only reference)
+        then fails with ``SystemError: Objects/tupleobject.c: bad argument to internal
+        function`` — seen in a test process whose server ran in a thread."""
+        if since < self.small_reclaim_s or now < self._next_size_check:
+            return False
+        self._next_size_check = now + self.small_reclaim_s
+        return gc.get_freeze_count() <= self.small_heap
