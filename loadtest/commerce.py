@@ -39,7 +39,9 @@ from roomserver.core.lottery import verify_draw
 DEFINITIONS = {
     "attempt": "one operation with its own client id (sale.buy: a new cid; lottery.enter and "
     "redpacket.grab: once per user); retried with the same cid on unavailable or no answer "
-    "within retry_timeout_s (a retry is not a new attempt)",
+    "within retry_timeout_s (a retry is not a new attempt; an attempt gives up after 6 sends); "
+    "rate_limited is sent again with the same cid after retry_after_ms (limited_resends, never "
+    "counted toward giving up)",
     "answers_per_s": "replies to attempt requests other than rate_limited (ok, sold_out, limit_reached, "
     "unavailable, ...) divided by load_span_s (first request sent -> last such reply received): "
     "the rate at which the server decided attempts; the issue's 'attempts/s'",
@@ -238,6 +240,7 @@ class CommerceRun(Run):
             "attempts": sum(d["attempts"] for d in dones),
             "answers": answers,
             "retries": sum(d["retries"] for d in dones),
+            "limited_resends": sum(d["limited_resends"] for d in dones),
             "gave_up": sum(d["gave_up"] for d in dones),
             "open_attempts": sum(d["open_attempts"] for d in dones),
             "late_replies": sum(d["late_replies"] for d in dones),

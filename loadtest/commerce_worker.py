@@ -17,9 +17,14 @@ What an *attempt* is: one operation identified by a client id (``cid`` for
 ``sale.buy``; the user for ``lottery.enter`` and ``redpacket.grab``, which are
 once per user). An attempt sends one request; when the answer is
 ``unavailable`` or none comes within ``retry_timeout_s`` the same attempt (same
-cid) is sent again (a *retry*, not a new attempt); ``rate_limited`` also resends
-the same cid after ``retry_after_ms``. Every request's reply time is recorded;
-``rate_limited`` replies in their own histogram (they never reach the sale).
+cid) is sent again (a *retry*, not a new attempt); an attempt gives up after
+``MAX_SENDS_PER_ATTEMPT`` such sends. ``rate_limited`` is a definitive "not now",
+not a lost answer: the same cid is sent again after ``retry_after_ms`` (a
+*limited resend*, never counted toward giving up: a buyer kept busy by its other
+in-flight attempts could otherwise be limited six times in a row and give up an
+attempt the server never lost), and the user sends nothing new before then.
+Every request's reply time is recorded; ``rate_limited`` replies in their own
+histogram (they never reach the sale).
 """
 
 from __future__ import annotations
@@ -101,13 +106,14 @@ class User(WsClient):
     def on_open(self) -> None:
         self.send_json({"id": JOIN_ID, "op": "room.join", "room": self.worker.cfg.room})
 
-    def send_attempt(self, a: Attempt) -> None:
+    def send_attempt(self, a: Attempt, *, counted: bool = True) -> None:
+        """Send ``a``; ``counted`` sends (the first and each retry) count toward giving up."""
         w = self.worker
         rid = next(self.ids)
         msg = {"id": rid, "op": w.op, "room": w.cfg.room, **w.params}
         if w.op == "sale.buy":
             msg["cid"] = a.cid
-        a.sends += 1
+        a.sends += counted
         sent = time.perf_counter_ns()
         self.pending[rid] = (sent, a)
         w.sent_order.append((sent, self, rid))
@@ -173,6 +179,7 @@ class CommerceWorker(WorkerLoop):
         self.answers = 0  # replies other than rate_limited
         self.late_replies = 0
         self.retries = 0
+        self.limited_resends = 0
         self.gave_up = 0
         self.outcomes: Counter[str] = Counter()
         self.outcomes_tick: Counter[str] = Counter()
@@ -342,6 +349,7 @@ class CommerceWorker(WorkerLoop):
                 "answers": self.answers,
                 "open_attempts": self.open_attempts,
                 "retries": self.retries,
+                "limited_resends": self.limited_resends,
                 "gave_up": self.gave_up,
                 "late_replies": self.late_replies,
                 "outcomes": dict(self.outcomes),
@@ -362,7 +370,7 @@ class CommerceWorker(WorkerLoop):
             self.limited_latency.record_value(max(1, us))
             wait = (m["error"].get("retry_after_ms") or 50) / 1000
             u.blocked_until = time.monotonic() + wait
-            asyncio.get_running_loop().call_later(wait, self._resend, a)
+            asyncio.get_running_loop().call_later(wait, self._resend_limited, a)
             return
         self.answers += 1
         self.last_answer = time.time()
@@ -386,6 +394,14 @@ class CommerceWorker(WorkerLoop):
             self.acked.append([u.uid, int(found.group(1)) if found else True])
             self.outcomes["retry_found_done"] += 1
         if self.max_mode and not self.stopping:
+            wait = u.blocked_until - time.monotonic()
+            if wait > 0:  # honour the server's retry_after_ms for this user's next attempt too
+                asyncio.get_running_loop().call_later(wait, self._next_attempt, u)
+            else:
+                self._new_attempt(u)
+
+    def _next_attempt(self, u: User) -> None:
+        if not self.stopping and not u.closed.done():
             self._new_attempt(u)
 
     def _finish(self, a: Attempt) -> None:
@@ -401,6 +417,14 @@ class CommerceWorker(WorkerLoop):
             return
         self.retries += 1
         a.user.send_attempt(a)
+
+    def _resend_limited(self, a: Attempt) -> None:
+        if a.user.closed.done():
+            self.gave_up += 1
+            self._finish(a)
+            return
+        self.limited_resends += 1
+        a.user.send_attempt(a, counted=False)
 
     async def _sweep(self) -> None:
         """Requests without an answer after ``retry_timeout_s``: send the same attempt again."""

@@ -1,7 +1,8 @@
-"""The commerce load generator's retry sweep: unanswered requests are resent once due, answered ones never."""
+"""The commerce load generator: unanswered requests are resent once due, answered ones never; rate_limited waits."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import time
 
@@ -45,3 +46,26 @@ async def test_only_unanswered_requests_are_resent_each_once_per_timeout() -> No
     assert worker.retries == 2
     worker.resend_stale(time.perf_counter_ns() + 1)
     assert worker.retries == 4 and len(worker.sent_order) == 2
+
+
+async def test_rate_limited_replies_are_resent_after_the_wait_and_never_make_an_attempt_give_up() -> None:
+    # A buyer kept busy by its other in-flight attempts can be limited many times in a row;
+    # counting those toward the six sends made a fresh-clone CI run report "1 gave up".
+    worker = _worker()
+    worker.op, worker.params = "sale.buy", {"sale": "s-1"}
+    u = User(worker, "127.0.0.1", 1, "/v1/ws", "u0")
+    worker.users = [u]
+    worker._new_attempt(u)
+    limited = {"ok": False, "error": {"code": "rate_limited", "retry_after_ms": 1}}
+    for _ in range(10):
+        ((rid, (_sent, attempt)),) = u.pending.items()
+        u.pending.pop(rid)
+        worker.on_reply(u, attempt, limited, 5)
+        assert u.blocked_until > 0 and not u.pending  # nothing sent before the wait is over
+        await asyncio.sleep(0.01)
+    ((rid, (_sent, attempt)),) = u.pending.items()
+    assert attempt.sends == 1 and worker.limited_resends == 10 and worker.retries == 0
+    u.pending.pop(rid)
+    worker.on_reply(u, attempt, {"ok": True, "data": {"order": {"id": "o-1"}}}, 5)
+    assert worker.gave_up == 0 and worker.open_attempts == 0 and worker.acked == [["u0", "o-1", attempt.cid]]
+    assert worker.outcomes == {"rate_limited": 10, "ok": 1}
