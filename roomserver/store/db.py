@@ -42,6 +42,9 @@ T = TypeVar("T")
 _PLACEHOLDER: Final = re.compile(r"\$(\d+)")
 _MIGRATION: Final = re.compile(r"(\d{3})_([a-z0-9_]+?)(?:\.(sqlite|pg))?\.sql")
 MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
+# The advisory lock that serialises migrations on PostgreSQL: any fixed 64-bit key that
+# nothing else on the server takes ("roomserver schema" as bytes).
+SCHEMA_LOCK_KEY: Final = int.from_bytes(b"rs-schem", "big") >> 1
 
 
 class _Reads(ABC):
@@ -94,8 +97,14 @@ class Database(_Reads):
     async def close(self) -> None: ...
 
     async def migrate(self, directory: Path = MIGRATIONS_DIR) -> list[str]:
-        """Apply the migrations of ``directory`` not applied yet; their names."""
+        """Apply the migrations of ``directory`` not applied yet; their names.
+
+        Safe when several processes (a cluster's nodes) start on one store together:
+        each migration's transaction first takes the schema lock, then looks whether
+        another process applied it meanwhile.
+        """
         async with self.transaction() as tx:
+            await self._lock_schema(tx)
             await tx.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations"
                 " (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
@@ -107,6 +116,9 @@ class Database(_Reads):
                 continue
             statements = split_statements(path.read_text(encoding="utf-8"))
             async with self.transaction() as tx:
+                await self._lock_schema(tx)
+                if await tx.fetch("SELECT 1 FROM schema_migrations WHERE version = $1", version):
+                    continue  # another process applied it while we waited for the lock
                 for statement in statements:
                     await tx.execute(statement)
                 await tx.execute(
@@ -117,6 +129,10 @@ class Database(_Reads):
                 )
             done.append(f"{version:03d}_{name}")
         return done
+
+    async def _lock_schema(self, tx: Tx) -> None:
+        """Serialise schema changes between processes until ``tx`` ends (SQLite's
+        ``BEGIN IMMEDIATE`` already holds the file's write lock: nothing more to take)."""
 
 
 def migration_files(directory: Path, dialect: str) -> list[tuple[int, str, Path]]:
@@ -265,6 +281,12 @@ class PostgresDatabase(Database):
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._pool.acquire() as conn, conn.transaction():
             yield _PgTx(conn)
+
+    async def _lock_schema(self, tx: Tx) -> None:
+        # A transaction-scoped advisory lock: released at commit or rollback, so a
+        # process killed mid-migration never leaves it held. Concurrent DDL on
+        # PostgreSQL otherwise fails (even CREATE TABLE IF NOT EXISTS, on pg_type).
+        await tx.fetch("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_KEY)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return [tuple(r) for r in await self._pool.fetch(sql, *args)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -42,3 +43,21 @@ async def test_ingest_is_idempotent_by_id(db: Database) -> None:
 
 async def test_migrate_twice_applies_nothing_new(db: Database) -> None:
     assert await db.migrate() == []
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "pg"])
+async def test_processes_starting_together_apply_each_migration_once(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Every node of a cluster migrates the shared store at start; started together, each
+    # must either apply a migration or see it applied, never fail on "already exists".
+    url = request.getfixturevalue("postgres_url") if engine == "pg" else None
+    nodes = [await open_database(url=url, data_dir=tmp_path) for _ in range(4)]
+    try:
+        applied = await asyncio.gather(*(n.migrate() for n in nodes))
+        names = [name for done in applied for name in done]
+        assert sorted(names) == sorted(set(names)) and len(set(names)) >= 1  # each once, by someone
+        assert [await n.migrate() for n in nodes] == [[]] * len(nodes)
+    finally:
+        for n in nodes:
+            await n.close()
