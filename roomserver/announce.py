@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from roomserver.background import BackgroundTask
 from roomserver.config import Config
 from roomserver.core import nodes
 from roomserver.node import Node
@@ -28,7 +29,7 @@ class Announcer:
         self.media_viewers = media_viewers
         self.started_at = int(time.time() * 1000)
         self._cpu = (time.monotonic(), time.process_time())
-        self._task: asyncio.Task | None = None
+        self._loop_task = BackgroundTask("announce")
         self._failing = False
 
     def load(self) -> nodes.NodeLoad:
@@ -52,15 +53,12 @@ class Announcer:
 
     def start(self) -> None:
         if self.period_s > 0:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="announce")
+            self._loop_task.start(self._loop())
 
     async def stop(self) -> None:
         """Withdraw at once: a node that stops cleanly is not listed until its TTL ends."""
-        if self._task is None:
+        if not await self._loop_task.stop():
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
         with contextlib.suppress(Exception):
             await self.node.broker.announce_node(b"", 0)
 

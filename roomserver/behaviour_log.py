@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+from roomserver.background import BackgroundTask
 from roomserver.bus.base import Broker
 from roomserver.core import behaviour as records
 from roomserver.core.behaviour import BehaviourEvent, Kind
@@ -97,7 +98,7 @@ class BehaviourRecorder:
         self._unsent: list[tuple[str, list[BehaviourEvent]]] = []
         self._unsent_records = 0
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._loop = BackgroundTask("behaviour-recorder")
         self._flush_lock = asyncio.Lock()
         # (room, show) -> its start, as last seen: the show time of a record resolved
         # late that belongs to the show before the current one. Bounded below.
@@ -126,15 +127,11 @@ class BehaviourRecorder:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="behaviour-recorder")
+        self._loop.start(self._run())
 
     async def stop(self) -> None:
         """Flush what is held (best effort: the bus may be gone), then stop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         with contextlib.suppress(Exception):
             await self.flush()
 

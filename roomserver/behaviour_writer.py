@@ -21,7 +21,6 @@ show's records are all in the store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -29,6 +28,7 @@ from typing import Final
 
 import msgspec
 
+from roomserver.background import BackgroundTask
 from roomserver.behaviour_log import FLUSH_MS, PARTITIONS, partition_of, streams
 from roomserver.bus.base import Broker
 from roomserver.bus.streams import StreamEntry
@@ -77,21 +77,17 @@ class BehaviourWriter:
         self.streams = streams(partitions)
         self.claim_idle_ms = claim_idle_ms
         self._claim_from = dict.fromkeys(self.streams, "0-0")
-        self._task: asyncio.Task | None = None
+        self._loop = BackgroundTask("behaviour-writer")
         self._backoff = 0.0
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="behaviour-writer")
+        self._loop.start(self._run())
 
     async def stop(self, *, drain_s: float = 0.0) -> None:
         """Stop; first store what is on the bus for up to ``drain_s`` seconds (a
         process's last records, flushed at shutdown: on the memory bus nobody else
         will)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline:
             try:

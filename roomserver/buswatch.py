@@ -9,10 +9,10 @@ long outage is a line every few seconds, not one per request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
+from roomserver.background import BackgroundTask
 from roomserver.bus.base import Broker
 
 log = logging.getLogger(__name__)
@@ -27,17 +27,13 @@ class BusWatch:
         self.up: bool | None = None  # None until the first check
         self._down_since = 0.0
         self._last_report = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("buswatch")
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="buswatch")
+        self._loop.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

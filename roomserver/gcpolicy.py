@@ -27,11 +27,12 @@ the in-flight set is walked 14x less often (server CPU per lottery entry 109 -> 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from roomserver.background import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +52,21 @@ class GcPolicy:
     # gc.get_freeze_count() walks the whole frozen list (tens of ms at 10,000
     # sockets), so at most once per small_reclaim_s, not on every tick.
     _next_size_check: float = 0.0
-    _task: asyncio.Task | None = None
     _saved_threshold: tuple[int, ...] | None = None
+    _loop: BackgroundTask = field(default_factory=lambda: BackgroundTask("gc-policy"))
 
     def start(self) -> None:
-        if self.freeze_s <= 0 or self._task is not None:
+        if self.freeze_s <= 0 or self._loop.running:
             return
         self._last_reclaim = time.monotonic()
         if self.young_threshold > 0:
             self._saved_threshold = gc.get_threshold()
             gc.set_threshold(self.young_threshold, *self._saved_threshold[1:])
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-policy")
+        self._loop.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is None:
+        if not await self._loop.stop():
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
         # Hand the heap back to the collector as it was (tests run several servers).
         gc.unfreeze()
         if self._saved_threshold is not None:

@@ -20,10 +20,10 @@ leave. Nothing is collected unless an endpoint of the app wants
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from roomserver.background import BackgroundTask
 from roomserver.tenancy import app_of
 from roomserver.webhooks import Webhooks
 
@@ -47,17 +47,14 @@ class MemberBatches:
         self.interval_s = interval_s
         self._apps = {e.app for e in webhooks.endpoints if e.wants(EVENT)}
         self._batches: dict[str, _Batch] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("members-batch")
 
     def start(self) -> None:
         if self._apps:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="members-batch")
+            self._loop.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if await self._loop.stop():
             self.flush()
 
     def joined(self, room: str, user: str) -> None:

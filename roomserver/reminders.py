@@ -22,6 +22,7 @@ import logging
 import secrets
 from typing import Final
 
+from roomserver.background import BackgroundTask
 from roomserver.bus.base import TallyStatus
 from roomserver.core import room as rules
 from roomserver.core import schedule as sched
@@ -45,7 +46,7 @@ class Reminders:
         self.offsets = offsets
         self.period_s = period_s
         self.holder = f"{node.config.node_id}-{secrets.token_hex(4)}"
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("reminders")
         self.sent = 0  # reminders this node emitted (tests, logs)
         # (room, scheduled_at, offset) this node saw claimed (by itself or another node):
         # a pass skips those without reading the bus, so a quiet second costs one
@@ -54,14 +55,11 @@ class Reminders:
 
     def start(self) -> None:
         if self.offsets:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="reminders")
+            self._loop.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is None:
+        if not await self._loop.stop():
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
         with contextlib.suppress(Exception):
             await self.node.broker.stream_release(LEASE, self.holder)
 

@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, ...]] = [
         "roomserver.auth",
         "roomserver.tenancy",
         "roomserver.logsafe",
+        "roomserver.background",
     ),
 ]
 
