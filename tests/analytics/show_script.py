@@ -29,7 +29,8 @@ async def scripted_show(server: Server, room: str) -> dict[str, Any]:
     ann = await server.client("ann")
     bob = await server.client("bob")
     await ann.join(room)
-    await bob.join(room)
+    link = await ann.share_link(room)
+    assert (await bob.join(room, ref=link["ref"]))["attribution"] == "attributed"  # came by ann's link
     await ann.send_barrage(room, "hello")
     await ann.send_like(room, 3)
     await bob.send_gift(room, "rose", 2)
@@ -141,5 +142,6 @@ def check_records(
         assert marks[what]["id"] == id_
     assert {e.data["action"] for e in events if e.kind == "track"} == set(TRACK_ACTIONS)
     joins = {e.user: e.ts for e in [*before, *events] if e.kind == "join"}
+    assert {e.user: e.data for e in events if e.kind == "join"} == {"ann": {}, "bob": {"ref": "ann"}}
     for leave in (e for e in events if e.kind == "leave"):
         assert leave.data == {"joined_at": joins[leave.user]}, leave

@@ -35,6 +35,9 @@ async def _show_stored(server: Server, room: str) -> None:
     assert (info.started_at, info.title, info.host) == (show["started_at"], "Spring tea", "h1")
     events = await store.events.show_events(APP, room, show["show"])
     check_records(events, show, APP, room, await store.events.show_events(APP, room, 0))
+    # The share link's join reached the report through the real recorder and writer.
+    sharers = (await store.reports.get(info)).report.shares
+    assert [(s.user, s.viewers, s.orders, s.gmv) for s in sharers] == [("ann", 1, 1, 2000)]
     metrics = server.node.metrics
     recorded = metrics.behaviour_recorded._value.get()
     assert metrics.behaviour_ingested._value.get() == recorded
