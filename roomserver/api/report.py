@@ -21,7 +21,7 @@ from aiohttp import web
 from roomserver.appkeys import STORE_KEY
 from roomserver.auth import USER_ID_RE, Identity
 from roomserver.core import room as rules
-from roomserver.core.report import Report, UserRow, UserTimeline
+from roomserver.core.report_model import Report, UserRow, UserTimeline
 from roomserver.gateway import bearer_token
 from roomserver.protocol import OpError, encode
 from roomserver.store.events import ShowInfo

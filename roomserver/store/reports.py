@@ -23,15 +23,13 @@ from roomserver.core.report import (
     FOLDED_KINDS,
     MINUTE_MS,
     History,
-    Report,
     ShowFacts,
     Tallies,
-    UserRow,
-    UserTimeline,
     compute_report,
     fold,
     user_timeline,
 )
+from roomserver.core.report_model import Report, UserRow, UserTimeline
 from roomserver.store.db import Database, Tx
 from roomserver.store.events import EventLog, ShowInfo
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from roomserver.core.report import Mark, Perf, Ranked, Sharer
+from roomserver.core.report_model import Mark, Perf, Ranked, Sharer
 from roomserver.store.db import open_database
 from roomserver.store.store import AnalyticsStore
 from tests.analytics.report_show import APP, END_S, ROOM, T0, previous_show, this_show
