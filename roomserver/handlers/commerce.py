@@ -143,6 +143,22 @@ async def _created_before(ctx: OpContext, kind: str, item_id: str) -> bool:
     return creation.already_created(doc.features.get(kind, {}), item_id)
 
 
+async def _announce_created(
+    ctx: OpContext, kind: str, item: Any, emit: Emit, mark: dict[str, Any], **views: Any
+) -> None:
+    """Keep a created item in the room's ``kind`` table (plus ``views`` in the snapshot)
+    and send ``emit``, once: a concurrent retry with the same ``cid`` may have got there
+    first, and then nothing changes. Then the staff member's ``mark`` for the report."""
+
+    def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
+        if creation.already_created(doc.features.get(kind, {}), item.id):
+            return doc, []
+        return _features(doc, kind, item.id, item, **views), [emit]
+
+    await ctx.node.transact(ctx.room, rule)
+    ctx.node.behaviour.record(ctx.room, ctx.user, "mark", mark)
+
+
 # -- flash sale ------------------------------------------------------------------------
 
 
@@ -173,16 +189,8 @@ async def sale_create(ctx: OpContext, p: flashsale.SaleParams) -> dict:
         ttl_ms=COUNTER_TTL_MS,
     )
     view = flashsale.sale_view(sale, now, sale.stock)
-
-    def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
-        if creation.already_created(doc.features.get("sales", {}), sale.id):
-            return doc, []  # a concurrent retry created it first
-        return _features(doc, "sales", sale.id, sale, sale=view), [Emit("sale.opened", view)]
-
-    await node.transact(ctx.room, rule)
-    node.behaviour.record(
-        ctx.room, ctx.user, "mark", {"what": "sale", "id": sale.id, "product": sale.product.id}
-    )
+    mark = {"what": "sale", "id": sale.id, "product": sale.product.id}
+    await _announce_created(ctx, "sales", sale, Emit("sale.opened", view), mark, sale=view)
     return {"sale": view}
 
 
@@ -527,15 +535,8 @@ async def coupon_issue(ctx: OpContext, p: coupons.CouponParams) -> dict:
     await ctx.node.broker.stock_create(
         ctx.room, coupon_key(coupon.id), coupon.quantity, ttl_ms=COUNTER_TTL_MS
     )
-    view = coupons.issued_view(coupon)
-
-    def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
-        if creation.already_created(doc.features.get("coupons", {}), coupon.id):
-            return doc, []  # a concurrent retry issued it first
-        return _features(doc, "coupons", coupon.id, coupon), [Emit("coupon.issued", view)]
-
-    await ctx.node.transact(ctx.room, rule)
-    ctx.node.behaviour.record(ctx.room, ctx.user, "mark", {"what": "coupon", "id": coupon.id})
+    emit = Emit("coupon.issued", coupons.issued_view(coupon))
+    await _announce_created(ctx, "coupons", coupon, emit, {"what": "coupon", "id": coupon.id})
     return {"coupon": {"id": coupon.id}}
 
 
@@ -589,15 +590,8 @@ async def redpacket_send(ctx: OpContext, p: redpacket.PacketParams) -> dict:
     amounts = redpacket.split(packet.total_cents, packet.count, secrets.SystemRandom())
     # Create-if-absent: a concurrent retry keeps the first split.
     await ctx.node.broker.shares_create(ctx.room, packet_key(packet.id), amounts, ttl_ms=COUNTER_TTL_MS)
-    view = redpacket.sent_view(packet)
-
-    def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
-        if creation.already_created(doc.features.get("redpackets", {}), packet.id):
-            return doc, []  # a concurrent retry sent it first
-        return _features(doc, "redpackets", packet.id, packet), [Emit("redpacket.sent", view)]
-
-    await ctx.node.transact(ctx.room, rule)
-    ctx.node.behaviour.record(ctx.room, ctx.user, "mark", {"what": "redpacket", "id": packet.id})
+    emit = Emit("redpacket.sent", redpacket.sent_view(packet))
+    await _announce_created(ctx, "redpackets", packet, emit, {"what": "redpacket", "id": packet.id})
     return {"packet": {"id": packet.id}}
 
 
