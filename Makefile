@@ -65,8 +65,9 @@ test: system-deps venv-test js-check
 	$(BIN)/pytest -q
 	$(BIN)/python -m tests.repeat_check
 
-# Fault tests (tests/faults/, about a minute): kill -9 of a node in a barrage storm, Redis slow
-# or out of memory under a flood of ops. `-m faults` overrides addopts' `-m 'not faults'`.
+# Fault tests (tests/faults/, about two minutes): kill -9 of a node in a barrage storm, Redis slow
+# or out of memory under a flood of ops, a node partitioned by its network namespace's link going
+# down (as root: ip netns). `-m faults` overrides addopts' `-m 'not faults'`.
 test-faults: system-deps venv-test
 	$(BIN)/pytest -q -m faults tests/faults
 

@@ -12,6 +12,7 @@
     roomserver-loadtest worker --shard 0/2 --start-at 1767000000 --url ... --room r1 --out a  # machine A
     roomserver-loadtest worker --shard 1/2 --start-at 1767000000 --url ... --room r1 --out b  # machine B
     roomserver-loadtest merge a/worker.json b/worker.json --out merged
+    roomserver-loadtest barrage --url wss://lb.example:443 --allow-remote --ca-file ca.pem --app shop:SECRET
 
 Without ``--url`` the servers are started here (loopback, free ports, a
 generated app key) and stopped at the end. ``--url`` (repeatable, or
@@ -75,6 +76,18 @@ def _target_args(p: argparse.ArgumentParser) -> None:
         "--allow-remote",
         action="store_true",
         help="--url may name other machines (otherwise loopback only: a typo must not load someone's server)",
+    )
+    tls = p.add_mutually_exclusive_group()
+    tls.add_argument(
+        "--ca-file",
+        default=None,
+        metavar="PEM",
+        help="https:// or wss:// targets: trust the CA certificates in this file instead of the system's",
+    )
+    tls.add_argument(
+        "--insecure",
+        action="store_true",
+        help="https:// or wss:// targets: do not check their certificates (a self-signed test deployment)",
     )
 
 
@@ -233,6 +246,8 @@ def commerce_options(args: argparse.Namespace) -> Any:
         frame_budget=args.frame_budget,
         url=",".join(split_urls(args.url)) or None,
         allow_remote=args.allow_remote,
+        ca_file=args.ca_file,
+        insecure=args.insecure,
         app=args.app,
         room=args.room,
         connect_rate=args.connect_rate,
@@ -268,6 +283,8 @@ def options_from(args: argparse.Namespace, scenario: str) -> Options:
         procs=args.procs,
         url=",".join(split_urls(args.url)) or None,
         allow_remote=args.allow_remote,
+        ca_file=args.ca_file,
+        insecure=args.insecure,
         app=args.app,
         room=args.room,
         flush_ms=args.flush_ms,

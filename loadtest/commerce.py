@@ -117,6 +117,7 @@ class CommerceRun(Run):
                 app_secret=self.app_secret,
                 connect_rate=max(1.0, o.connect_rate / o.procs),
                 connect_timeout_s=o.connect_timeout_s,
+                tls=self.tls,
             )
             first += share
             handle = self._start_worker(i, commerce_worker_main, cfg, "loadtest-commerce")
@@ -279,7 +280,9 @@ class CommerceRun(Run):
         host: Host | None = None
         try:
             self._start_servers()
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            async with aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=60), connector=self.http_connector()
+            ) as http:
                 await self._create_room(http)
                 host = await self._host(http)
                 scenario = {

@@ -45,6 +45,7 @@ import msgspec
 from loadtest import histo
 from loadtest.client import WsClient
 from loadtest.procs import raise_nofile, self_cpu_seconds
+from loadtest.tls import TlsSettings, connect_kwargs
 from loadtest.workerloop import WorkerLoop
 from roomserver.auth import mint_token
 
@@ -75,6 +76,7 @@ class CommerceConfig:
     connect_timeout_s: float = 60.0
     connect_concurrency: int = 500
     token_ttl_s: int = 7200
+    tls: TlsSettings | None = None  # https targets
 
 
 class Attempt:
@@ -165,6 +167,7 @@ class CommerceWorker(WorkerLoop):
     def __init__(self, pipe: Connection, cfg: CommerceConfig) -> None:
         super().__init__(pipe, cfg.index)
         self.cfg = cfg
+        self.ssl_ctx = cfg.tls.context() if cfg.tls is not None else None
         self.users: list[User] = []
         self.failures: Counter[str] = Counter()
         self.closed: Counter[str] = Counter()
@@ -271,7 +274,9 @@ class CommerceWorker(WorkerLoop):
         u = User(self, host, port, f"/v1/ws?token={token}", uid)
         try:
             async with asyncio.timeout(cfg.connect_timeout_s):
-                await asyncio.get_running_loop().create_connection(lambda: u, host, port, local_addr=local)
+                await asyncio.get_running_loop().create_connection(
+                    lambda: u, host, port, local_addr=local, **connect_kwargs(self.ssl_ctx, host)
+                )
                 await u.opened
                 await u.joined
         except Exception as exc:

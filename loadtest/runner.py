@@ -23,6 +23,7 @@ import contextlib
 import gc
 import multiprocessing
 import secrets
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -46,7 +47,8 @@ from loadtest.procs import (
 )
 from loadtest.ramp import Ramp
 from loadtest.results import Progress, Series, barrage_result, join_summary, shard_raw
-from loadtest.targets import check_targets, share, split_urls
+from loadtest.targets import check_targets, share, split_urls, uses_tls
+from loadtest.tls import TlsSettings, connect_kwargs
 from loadtest.worker import WorkerConfig, worker_main
 from roomserver.auth import mint_token
 
@@ -83,6 +85,9 @@ class Options:
     bare_fault: str = ""  # tests only: make the bare server lose or repeat one event
     poll_ms: int = 200
     allow_remote: bool = False  # --url may name other machines
+    # https:// (wss://) targets: trust this CA file instead of the system's, or check nothing.
+    ca_file: str | None = None
+    insecure: bool = False
     ramp: Ramp | None = None  # viewers and rate over time instead of viewers, then rate x duration
     shard: tuple[int, int] | None = None  # (index, count): this run is one part of a multi-machine run
     start_at: float | None = None  # unix time the sending window starts (shards start together)
@@ -102,6 +107,10 @@ class Options:
             raise ValueError("runs are bounded: duration <= 3600 s, viewers <= 100000")
         if self.url and not self.app:
             raise ValueError("--url needs --app KEY:SECRET (to mint tokens)")
+        if (self.ca_file or self.insecure) and not (self.url and uses_tls(split_urls(self.url))):
+            raise ValueError("--ca-file and --insecure are for https:// or wss:// targets (--url)")
+        if self.ca_file and self.insecure:
+            raise ValueError("--ca-file or --insecure, not both")
         if self.shard is not None and not (self.url and self.room):
             raise ValueError("a shard (worker) loads a running deployment: give --url and the shared --room")
         if self.start_at is not None and not 0 <= self.start_at - time.time() <= 3600:
@@ -143,6 +152,8 @@ class Run:
         self.started: list[ServerProcess] = []
         self.targets: list[tuple[str, int]] = []
         self.base_urls: list[str] = []
+        self.tls: TlsSettings | None = None  # https targets (loadtest/tls.py)
+        self.ssl_ctx: ssl.SSLContext | None = None
         self.app_key = self.servers.app_key
         self.app_secret = self.servers.app_secret
         self.workers: list[WorkerHandle] = []
@@ -155,6 +166,11 @@ class Run:
         self.redis_pids: list[int] = []
         self._sender_last = 0
         self._cpu_last: tuple[float, float] | None = None
+
+    def http_connector(self) -> aiohttp.TCPConnector:
+        """REST calls to the targets: the run's TLS context for https (verification as
+        asked), aiohttp's default otherwise."""
+        return aiohttp.TCPConnector(ssl=self.ssl_ctx if self.ssl_ctx is not None else True)
 
     # -- servers -------------------------------------------------------------------
 
@@ -170,6 +186,9 @@ class Run:
             self.base_urls = split_urls(o.url)
             # Refused before anything is started or sent.
             self.targets = check_targets(self.base_urls, allow_remote=o.allow_remote)
+            if uses_tls(self.base_urls):
+                self.tls = TlsSettings(o.ca_file, o.insecure)
+                self.ssl_ctx = self.tls.context()
             return
         elif o.target == "bare":
             self.started = [
@@ -290,6 +309,7 @@ class Run:
                 sample_every=sample_every,
                 connect_timeout_s=o.connect_timeout_s,
                 poll_ms=o.poll_ms,
+                tls=self.tls,
             )
             self._start_worker(i, worker_main, cfg, "loadtest-worker")
 
@@ -366,7 +386,7 @@ class Run:
             token = mint_token(self.app_key, self.app_secret, user, "viewer", room=self.room, ttl_s=7200)
             s = Sender(host, port, f"/v1/ws?token={token}", self.room, self.tally, self.send_stats)
             async with asyncio.timeout(self.o.connect_timeout_s):
-                await loop.create_connection(_factory(s), host, port)
+                await loop.create_connection(_factory(s), host, port, **connect_kwargs(self.ssl_ctx, host))
                 await s.opened
                 await s.joined
             self.senders.append(s)
@@ -451,7 +471,9 @@ class Run:
         overflows = listen_overflows()
         try:
             self._start_servers()
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            async with aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=30), connector=self.http_connector()
+            ) as http:
                 await self._create_room(http)
                 if o.scenario == "joinstorm":
                     body = await self._joinstorm()

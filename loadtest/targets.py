@@ -1,5 +1,9 @@
 """Which servers a run may load: loopback unless ``--allow-remote``; ``--url`` lists; shards.
 
+A target is ``http://`` or ``https://`` (``ws://`` and ``wss://`` name the same servers and are
+read as those); ``https``/``wss`` means TLS to every target (loadtest/tls.py), so a run's
+targets all use TLS or none does.
+
 A load tester pointed at someone else's server by a typo is a denial of service, so a
 target that is not this machine needs an explicit ``--allow-remote``. Names other than
 ``localhost`` count as remote (resolving them would let DNS decide).
@@ -26,8 +30,24 @@ def split_urls(values: Iterable[str] | str | None) -> list[str]:
         values = [values]
     out: list[str] = []
     for v in values:
-        out += [u.strip().rstrip("/") for u in v.split(",") if u.strip()]
+        out += [rest_base(u.strip().rstrip("/")) for u in v.split(",") if u.strip()]
     return out
+
+
+def rest_base(url: str) -> str:
+    """The base URL of a node's REST API: ``ws(s)://`` read as ``http(s)://``."""
+    for ws, http in (("ws://", "http://"), ("wss://", "https://")):
+        if url.lower().startswith(ws):
+            return http + url[len(ws) :]
+    return url
+
+
+def uses_tls(urls: list[str]) -> bool:
+    """True when the targets are ``https``; ``ValueError`` when some are and some are not."""
+    schemes = {urlsplit(u).scheme for u in urls}
+    if schemes == {"http", "https"}:
+        raise ValueError("--url: give every target with TLS (https://, wss://) or none")
+    return schemes == {"https"}
 
 
 def is_loopback(host: str) -> bool:
@@ -40,15 +60,12 @@ def is_loopback(host: str) -> bool:
 
 
 def host_port(url: str) -> tuple[str, int]:
-    """``http://host:port`` → ``(host, port)``; anything but plain http is refused."""
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(
-            f"--url {url}: give a node's plain http://HOST:PORT (the load tester speaks no TLS;"
-            " behind a TLS proxy, point it at the nodes or the proxy's internal port)"
-        )
+    """``http(s)://host:port`` → ``(host, port)``; other schemes are refused."""
+    parts = urlsplit(rest_base(url))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--url {url}: give a node's http(s)://HOST:PORT (or ws(s)://HOST:PORT)")
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ValueError(f"--url {url}: bad port") from None
     return parts.hostname, port

@@ -28,6 +28,7 @@ from hdrh.histogram import HdrHistogram
 from loadtest import histo
 from loadtest.client import SocketTransport, Tally, Viewer
 from loadtest.procs import raise_nofile, self_cpu_seconds
+from loadtest.tls import TlsSettings, connect_kwargs
 from loadtest.workerloop import WorkerLoop
 from roomserver.auth import mint_token
 
@@ -54,6 +55,7 @@ class WorkerConfig:
     initial: int | None = None  # viewers to connect before ``ready`` (None: all); a ramp asks for more
     user_prefix: str = ""  # shards: user ids differ between machines
     target_offset: int = 0  # shards: start the round robin over targets elsewhere
+    tls: TlsSettings | None = None  # https targets; their viewers are event-driven, never polled
 
 
 @dataclass(slots=True)
@@ -81,6 +83,7 @@ class Worker(WorkerLoop):
         self.left = 0  # viewers a ramp closed (not verified)
         self.want = cfg.viewers if cfg.initial is None else cfg.initial
         self._gate = asyncio.Semaphore(cfg.connect_concurrency)
+        self.ssl_ctx = cfg.tls.context() if cfg.tls is not None else None
         self._grower: asyncio.Task | None = None
         self._pending: set[asyncio.Task] = set()
 
@@ -174,14 +177,17 @@ class Worker(WorkerLoop):
         host, port = cfg.targets[(cfg.target_offset + cfg.index + i) % len(cfg.targets)]
         sample = cfg.sample_every > 0 and i % cfg.sample_every == 0
         v = Viewer(host, port, f"/v1/ws?token={token}", cfg.room, self.tally, sample=sample)
-        polled = cfg.poll_ms > 0 and not sample
+        # A polled socket is read raw by the worker (client.SocketTransport): no TLS layer there.
+        polled = cfg.poll_ms > 0 and not sample and self.ssl_ctx is None
         t0 = time.time_ns()
         try:
             async with asyncio.timeout(cfg.connect_timeout_s):
                 if polled:
                     await self._connect_polled(v, host, port)
                 else:
-                    await asyncio.get_running_loop().create_connection(lambda: v, host, port)
+                    await asyncio.get_running_loop().create_connection(
+                        lambda: v, host, port, **connect_kwargs(self.ssl_ctx, host)
+                    )
                 await v.opened
                 await v.joined
         except Exception as exc:

@@ -130,6 +130,11 @@ class Gateway:
                     )
                 else:
                     await self._serve(request, ws, identity, key)
+            except ConnectionResetError:
+                # The peer went away while we answered it, e.g. aiohttp's automatic pong to a
+                # ping that arrived with the peer's reset (a client back from a partition
+                # that had given up on us): a disconnect like any other, not a failure.
+                log.info("socket of user %s was reset by the peer", clean(identity.user))
             except Exception:  # after the upgrade no HTTP answer can be sent: close the socket
                 log.exception("socket of user %s failed", clean(identity.user))
                 with contextlib.suppress(Exception):

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from loadtest.procs import NO_CLIENT_LIMITS
@@ -33,9 +34,13 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, *args: str, log_dir: Path) -> None:
+    def __init__(self, *args: str, log_dir: Path, host: str = "127.0.0.1", wrap: Sequence[str] = ()) -> None:
+        """``wrap`` prefixes the command (``ip netns exec NAME``: a server in a network
+        namespace, listening on ``host`` there; the port is free in a fresh namespace)."""
         self.port = free_port()
-        self.args = ["--host", "127.0.0.1", "--port", str(self.port), "--app", f"{APP}:{SECRET}"]
+        self.host = host
+        self.wrap = list(wrap)
+        self.args = ["--host", host, "--port", str(self.port), "--app", f"{APP}:{SECRET}"]
         # As start_server: tests let any token create rooms by joining, and every test
         # client comes from 127.0.0.1 (thousands of sockets, REST polls): no per-IP limits.
         self.args += ["--auto-create", "any", *NO_CLIENT_LIMITS, *args]
@@ -44,12 +49,12 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = START_TIMEOUT_S) -> ServerProcess:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "roomserver.cli", "serve", *self.args],
+            [*self.wrap, sys.executable, "-m", "roomserver.cli", "serve", *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={

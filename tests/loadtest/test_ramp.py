@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.ramp import load_ramp_file, parse_duration, parse_ramp
-from loadtest.targets import RemoteRefused, check_targets, parse_shard, share, split_urls
+from loadtest.targets import RemoteRefused, check_targets, parse_shard, share, split_urls, uses_tls
 
 
 def test_parse_and_interpolate() -> None:
@@ -84,9 +84,18 @@ def test_targets() -> None:
     with pytest.raises(RemoteRefused):
         check_targets(["http://127.0.0.1:8", "http://10.0.0.1:8"], allow_remote=False)
     assert check_targets(["http://10.0.0.1"], allow_remote=True) == [("10.0.0.1", 80)]
-    for bad in ("https://127.0.0.1:8", "127.0.0.1:8", "http://127.0.0.1:notaport"):
+    for bad in ("ftp://127.0.0.1:8", "127.0.0.1:8", "http://127.0.0.1:notaport"):
         with pytest.raises(ValueError):
             check_targets([bad], allow_remote=True)
+    # TLS: wss:// is read as https://, default port 443; all targets or none.
+    assert split_urls(["wss://h:1/", "WS://g:2"]) == ["https://h:1", "http://g:2"]
+    assert check_targets(["https://127.0.0.1", "wss://127.0.0.1:9"], allow_remote=False) == [
+        ("127.0.0.1", 443),
+        ("127.0.0.1", 9),
+    ]
+    assert uses_tls(["https://a:1", "https://b:2"]) and not uses_tls(["http://a:1"])
+    with pytest.raises(ValueError, match="TLS"):
+        uses_tls(["https://a:1", "http://b:2"])
 
 
 def test_shards() -> None:

@@ -1,7 +1,11 @@
 """A network namespace joined to this one by a veth pair, for reachability tests.
 
-    async with namespace() as ns:     # ns.outer_ip on our side, ns.inner_ip inside
+    with namespace() as ns:           # ns.outer_ip on our side, ns.inner_ip inside
         ns.command("python", ...)     # argv that runs inside the namespace
+        ns.link(up=False)             # the link goes down (from inside), and up again
+
+``label`` and ``net`` keep the namespaces and subnets of different tests apart (the TURN
+test and the partition fault test may run at the same time in other processes).
 
 The namespace has no default route: from inside, only `outer_ip` (this side of the veth) is
 reachable, and only on what listens on that address. Everything is created with names unique
@@ -27,9 +31,16 @@ class Namespace:
     outer_if: str
     outer_ip: str
     inner_ip: str
+    inner_if: str
 
     def command(self, *argv: str) -> list[str]:
         return [IP, "netns", "exec", self.name, *argv]
+
+    def link(self, *, up: bool) -> None:
+        """Set the namespace's end of the veth up or down: from either side, the other
+        becomes unreachable (the outer end loses its carrier but keeps its address, so
+        what listens on ``outer_ip`` stays reachable from this namespace)."""
+        _ip("netns", "exec", self.name, IP, "link", "set", self.inner_if, "up" if up else "down")
 
 
 def _ip(*args: str) -> None:
@@ -37,11 +48,14 @@ def _ip(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def namespace() -> Iterator[Namespace]:
+def namespace(label: str = "turn", net: int = 213) -> Iterator[Namespace]:
     tag = f"{os.getpid() % 100000}"
-    subnet = 16 + os.getpid() % 200  # 10.213.<subnet>.0/30, per process
-    ns = Namespace(f"rs-turn-{tag}", f"rst{tag}o", f"10.213.{subnet}.1", f"10.213.{subnet}.2")
-    inner_if = f"rst{tag}i"
+    subnet = 16 + os.getpid() % 200  # 10.<net>.<subnet>.0/30, per process
+    short = label[0]
+    inner_if = f"rs{short}{tag}i"
+    ns = Namespace(
+        f"rs-{label}-{tag}", f"rs{short}{tag}o", f"10.{net}.{subnet}.1", f"10.{net}.{subnet}.2", inner_if
+    )
     try:
         _ip("netns", "add", ns.name)
         _ip("link", "add", ns.outer_if, "type", "veth", "peer", "name", inner_if)
