@@ -142,18 +142,20 @@ def _unnest(columns: Sequence[str]) -> str:
 
 
 async def upsert_returning(
-    tx: Tx, dialect: str, table: str, columns: Sequence[str], tail: str, rows: Sequence[Sequence[Any]]
+    tx: Tx, dialect: str, table: str, columns: Sequence[str], tail: str, rows: Sequence[tuple[Any, ...]]
 ) -> list[tuple]:
     """``INSERT INTO table (columns) <rows> tail`` (``tail``: the ``ON CONFLICT … RETURNING``
     clause, no parameters of its own); all the rows returned."""
     if not rows:
         return []
-    # Rows in key order: two PostgreSQL writers upserting the same users lock them in
-    # the same order, so they wait for each other instead of deadlocking (``unnest``
-    # yields the arrays' elements in order).
-    rows = sorted(rows, key=lambda r: (r[0], r[1], r[2]))
     head = f"INSERT INTO {table} ({', '.join(columns)})"
     if dialect == "pg":
+        # Rows in key order: two PostgreSQL writers upserting the same users lock them in
+        # the same order, so they wait for each other instead of deadlocking (``unnest``
+        # yields the arrays' elements in order). A row's key (its leading columns) is
+        # unique among the rows, so tuples compare without reaching a NULL column.
+        # (SQLite has one writer at a time: no order needed.)
+        rows = sorted(rows)
         arrays = [list(column) for column in zip(*rows, strict=True)]
         return await tx.fetch(f"{head} SELECT * FROM {_unnest(columns)} {tail}", *arrays)
     out: list[tuple] = []
@@ -182,7 +184,7 @@ class LoyaltyStore:
     # -- ingest ----------------------------------------------------------------------
 
     async def _upsert(
-        self, tx: Tx, table: str, columns: Sequence[str], tail: str, rows: Sequence[Sequence[Any]]
+        self, tx: Tx, table: str, columns: Sequence[str], tail: str, rows: Sequence[tuple[Any, ...]]
     ) -> list[tuple]:
         return await upsert_returning(tx, self.db.dialect, table, columns, tail, rows)
 
