@@ -42,7 +42,6 @@ T = TypeVar("T")
 _PLACEHOLDER: Final = re.compile(r"\$(\d+)")
 _MIGRATION: Final = re.compile(r"(\d{3})_([a-z0-9_]+?)(?:\.(sqlite|pg))?\.sql")
 MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
-WAL_AUTOCHECKPOINT_PAGES: Final = 10_000  # the writer's; pages of 4 KiB
 
 
 class _Reads(ABC):
@@ -184,11 +183,11 @@ class SqliteDatabase(Database):
         # thread that made them, and the writer's thread serialises writes.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-w")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-r")
-        self._writer_conn = self._writer.submit(self._connect, writer=True).result()
+        self._writer_conn = self._writer.submit(self._connect).result()
         self._reader_conn = self._reader.submit(self._connect).result()
         self._tx_lock = asyncio.Lock()
 
-    def _connect(self, *, writer: bool = False) -> sqlite3.Connection:
+    def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a power cut may lose the last transactions, never
@@ -199,13 +198,6 @@ class SqliteDatabase(Database):
         # inserts all over its pages; cached, ingest runs ~30 % faster (docs/benchmarks.md).
         conn.execute("PRAGMA cache_size=-65536")
         conn.execute("PRAGMA foreign_keys=ON")
-        if writer:
-            # Checkpoint (copy the WAL back into the file, fsync) every ~40 MiB of WAL, not
-            # every 4 MiB (the default 1,000 pages): an ingest batch rewrites the same
-            # loyalty pages every time, and one checkpoint copies a page once however
-            # often the WAL holds it. The commits of ingest took half the time
-            # (docs/benchmarks.md, "Ingest with the loyalty step after profiling").
-            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         return conn
 
     async def _on_writer(self, fn: Callable[[], T]) -> T:
