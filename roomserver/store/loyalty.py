@@ -31,7 +31,7 @@ from roomserver.core.loyalty import DAY_MS, LoyaltyRules, Stats
 from roomserver.protocol import OpError
 from roomserver.store.db import Database, Tx
 
-# Parameters per statement (both engines allow 32,766).
+# Parameters per SQLite statement (it allows 32,766; PostgreSQL gets one array per column).
 _MAX_PARAMS: Final = 15_000
 INTERACTION_COLUMNS: Final = tuple(f"n_{k}" for k in dict.fromkeys(rules_.INTERACTIONS.values()))
 _PROFILE_COLUMNS: Final = (
