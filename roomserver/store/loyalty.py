@@ -17,8 +17,9 @@ other writers did. A redemption is one transaction: the balance check is the
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -30,7 +31,7 @@ from roomserver.core.loyalty import DAY_MS, LoyaltyRules, Stats
 from roomserver.protocol import OpError
 from roomserver.store.db import Database, Tx
 
-# Parameters per statement (both engines allow 32,766).
+# Parameters per SQLite statement (it allows 32,766; PostgreSQL gets one array per column).
 _MAX_PARAMS: Final = 15_000
 INTERACTION_COLUMNS: Final = tuple(f"n_{k}" for k in dict.fromkeys(rules_.INTERACTIONS.values()))
 _PROFILE_COLUMNS: Final = (
@@ -71,6 +72,20 @@ _U = tuple(f"u_{r}" for r in rules_.RULES)
 _PTS = tuple(f"p_{r}" for r in rules_.RULES)
 
 
+_DAILY_COLUMNS: Final = ("app", "user_id", "day", *_U, *_PTS)
+_SHOW_COLUMNS: Final = ("app", "user_id", "room", "show")
+_INTERACTION_KINDS: Final = tuple(c[2:] for c in INTERACTION_COLUMNS)
+_RULE_INDEX: Final = {rule: i for i, rule in enumerate(rules_.RULES)}
+
+
+def _points_of(rules: LoyaltyRules, rule: str) -> Callable[[int], int]:
+    """``rules.day_points(rule, ·)`` with the rule looked up once (it runs per ledger row)."""
+    r = rules.rules.get(rule)
+    if r is None:
+        return lambda units: 0
+    return functools.partial(r.points, raw_unit=rules_.RAW_UNIT[rule])
+
+
 def daily_upsert(rules: LoyaltyRules) -> str:
     """The ledger's upsert: adds the batch's units and sets each rule's points for the
     day's new total, the rule's integers written into the SQL (they come from the
@@ -107,38 +122,48 @@ TAG_SQL: Final = {
 }
 
 
-def _values(n_rows: int, n_cols: int, *, numbered: bool = True) -> str:
-    """``($1, $2), ($3, $4)``; or ``(?, ?), (?, ?)`` — for SQLite, which looks a numbered
-    parameter up linearly: numbered, a 1,000-row statement costs 17× its plain twin."""
-    if not numbered:
-        row = "(" + ", ".join("?" * n_cols) + ")"
-        return ", ".join([row] * n_rows)
-    return ", ".join(
-        "(" + ", ".join(f"${r * n_cols + c + 1}" for c in range(n_cols)) + ")" for r in range(n_rows)
-    )
+_TEXT_COLUMNS: Final = frozenset({"app", "user_id", "room"})  # every other column is BIGINT
 
 
-def _chunks(rows: Sequence[Sequence[Any]], n_cols: int) -> list[Sequence[Sequence[Any]]]:
-    size = max(1, _MAX_PARAMS // n_cols)
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
+def _sqlite_values(n_rows: int, n_cols: int) -> str:
+    """``(?, ?), (?, ?)``: plain marks — SQLite looks a numbered parameter (``?N``) up
+    linearly, so a 1,000-row statement of numbered ones costs 17× its plain twin."""
+    row = "(" + ", ".join("?" * n_cols) + ")"
+    return ", ".join([row] * n_rows)
 
 
-async def _insert_returning(
-    tx: Tx, head: str, tail: str, rows: Sequence[Sequence[Any]], *, numbered: bool
+def _unnest(columns: Sequence[str]) -> str:
+    """``unnest($1::text[], $2::bigint[], …)``: one parameter per column, so the statement's
+    text is the same for every batch (prepared once per connection by asyncpg) and short;
+    a ``VALUES`` list of 15,000 numbered parameters was re-parsed and re-planned by the
+    server and re-prepared by asyncpg for every batch size (docs/benchmarks.md, issue 12)."""
+    types = ("text" if c in _TEXT_COLUMNS else "bigint" for c in columns)
+    return "unnest(" + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types)) + ")"
+
+
+async def upsert_returning(
+    tx: Tx, dialect: str, table: str, columns: Sequence[str], tail: str, rows: Sequence[tuple[Any, ...]]
 ) -> list[tuple]:
-    """``head VALUES (…), (…) tail`` over ``rows`` in chunks; all returned rows. ``head``
-    and ``tail`` take no parameters of their own (the values are the only ones)."""
-    out: list[tuple] = []
+    """``INSERT INTO table (columns) <rows> tail`` (``tail``: the ``ON CONFLICT … RETURNING``
+    clause, no parameters of its own); all the rows returned."""
     if not rows:
-        return out
-    n_cols = len(rows[0])
-    # Rows in key order: two PostgreSQL writers upserting the same users lock them in
-    # the same order, so they wait for each other instead of deadlocking.
-    rows = sorted(rows, key=lambda r: (r[0], r[1], r[2]))
-    for chunk in _chunks(rows, n_cols):
+        return []
+    head = f"INSERT INTO {table} ({', '.join(columns)})"
+    if dialect == "pg":
+        # Rows in key order: two PostgreSQL writers upserting the same users lock them in
+        # the same order, so they wait for each other instead of deadlocking (``unnest``
+        # yields the arrays' elements in order). A row's key (its leading columns) is
+        # unique among the rows, so tuples compare without reaching a NULL column.
+        # (SQLite has one writer at a time: no order needed.)
+        rows = sorted(rows)
+        arrays = [list(column) for column in zip(*rows, strict=True)]
+        return await tx.fetch(f"{head} SELECT * FROM {_unnest(columns)} {tail}", *arrays)
+    out: list[tuple] = []
+    size = max(1, _MAX_PARAMS // len(columns))
+    for i in range(0, len(rows), size):
+        chunk = rows[i : i + size]
         args = [v for row in chunk for v in row]
-        values = _values(len(chunk), n_cols, numbered=numbered)
-        out.extend(await tx.fetch(f"{head} VALUES {values} {tail}", *args))
+        out.extend(await tx.fetch(f"{head} VALUES {_sqlite_values(len(chunk), len(columns))} {tail}", *args))
     return out
 
 
@@ -152,13 +177,16 @@ class LoyaltyStore:
     def __init__(self, db: Database, rules: LoyaltyRules | None = None) -> None:
         self.db = db
         self.rules = rules or LoyaltyRules()
-        self._upsert_for: LoyaltyRules | None = None  # the rules ``_upsert`` was written for
-        self._upsert = ""
+        self._upsert_for: LoyaltyRules | None = None  # the rules ``_daily_sql`` was written for
+        self._daily_sql = ""
+        self._points: list[Callable[[int], int]] = []  # per rule: the day's points for its units
 
     # -- ingest ----------------------------------------------------------------------
 
-    async def _insert(self, tx: Tx, head: str, tail: str, rows: Sequence[Sequence[Any]]) -> list[tuple]:
-        return await _insert_returning(tx, head, tail, rows, numbered=self.db.dialect == "pg")
+    async def _upsert(
+        self, tx: Tx, table: str, columns: Sequence[str], tail: str, rows: Sequence[tuple[Any, ...]]
+    ) -> list[tuple]:
+        return await upsert_returning(tx, self.db.dialect, table, columns, tail, rows)
 
     async def step(self, tx: Tx, new: list[BehaviourEvent]) -> None:
         """The ``on_ingest`` step: roll ``new`` up into profiles and the points ledger."""
@@ -170,55 +198,51 @@ class LoyaltyStore:
         # Shows attended and shows with an order: counted when their row is new.
         new_shows: dict[tuple[str, str], int] = {}
         show_rows = [(a, u, room, show) for (a, u), d in users.items() for room, show in d.shows]
-        for a, u in await self._insert(
+        for a, u in await self._upsert(
             tx,
-            "INSERT INTO loyalty_user_shows (app, user_id, room, show)",
+            "loyalty_user_shows",
+            _SHOW_COLUMNS,
             "ON CONFLICT (app, user_id, room, show) DO NOTHING RETURNING app, user_id",
             show_rows,
         ):
             new_shows[(a, u)] = new_shows.get((a, u), 0) + 1
         new_order_shows: dict[tuple[str, str], int] = {}
-        ordered = [(a, u, room, show) for (a, u), d in users.items() for room, show in d.order_shows]
+        ordered = [(a, u, room, show, 1) for (a, u), d in users.items() for room, show in d.order_shows]
         # (Rows of both kinds exist by now: the upsert only flips ``ordered``, and
         # returns the rows it flipped; an IN list of row values would scan the table.)
-        for a, u in await self._insert(
+        for a, u in await self._upsert(
             tx,
-            "INSERT INTO loyalty_user_shows (app, user_id, room, show, ordered)",
+            "loyalty_user_shows",
+            (*_SHOW_COLUMNS, "ordered"),
             "ON CONFLICT (app, user_id, room, show) DO UPDATE SET ordered = 1"
             " WHERE loyalty_user_shows.ordered = 0 RETURNING app, user_id",
-            [(*row, 1) for row in ordered],
+            ordered,
         ):
             new_order_shows[(a, u)] = new_order_shows.get((a, u), 0) + 1
         # The points of the records' own rules first, so one profile upsert adds both.
         earned = await self._earn(tx, f.units)
         rows = []
-        for (a, u), d in users.items():
+        for au, d in users.items():
             counts = d.interactions
             rows.append(
                 (
-                    a,
-                    u,
+                    *au,
                     d.records,
                     d.first_seen,
                     d.last_seen,
-                    new_shows.get((a, u), 0),
-                    new_order_shows.get((a, u), 0),
+                    new_shows.get(au, 0),
+                    new_order_shows.get(au, 0),
                     d.watch_ms,
                     sum(counts.values()),
-                    *(counts.get(c[2:], 0) for c in INTERACTION_COLUMNS),
+                    *[counts.get(k, 0) for k in _INTERACTION_KINDS],
                     d.orders,
                     d.gmv,
                     d.gift_value,
                     d.last_order,
-                    earned.pop((a, u), 0),
+                    earned.pop(au, 0),
                 )
             )
-        returned = await self._insert(
-            tx,
-            f"INSERT INTO loyalty_profiles ({', '.join(_PROFILE_COLUMNS)}, points_earned)",
-            _PROFILE_UPSERT,
-            rows,
-        )
+        returned = await self._upsert(tx, _P, (*_PROFILE_COLUMNS, "points_earned"), _PROFILE_UPSERT, rows)
         # A viewer is new to the app when all its records so far are this batch's:
         # the sharer whose link brought them earns the share rule's points.
         shares: dict[tuple[str, str, int, str], int] = {}
@@ -233,9 +257,10 @@ class LoyaltyStore:
         earned.update(await self._earn(tx, shares))
         if earned or referrals:
             # Sharers: points and referrals from other users' records (rare: one statement).
-            await self._insert(
+            await self._upsert(
                 tx,
-                "INSERT INTO loyalty_profiles (app, user_id, points_earned, referrals)",
+                _P,
+                ("app", "user_id", "points_earned", "referrals"),
                 f"ON CONFLICT (app, user_id) DO UPDATE SET points_earned = {_P}.points_earned"
                 f" + excluded.points_earned, referrals = {_P}.referrals + excluded.referrals RETURNING app",
                 [
@@ -247,34 +272,27 @@ class LoyaltyStore:
     async def _earn(self, tx: Tx, units: dict[tuple[str, str, int, str], int]) -> dict[tuple[str, str], int]:
         """Add ``units`` to the ledger; the points they earned per user (capped per day)."""
         rules = self.rules
+        if self._upsert_for is not rules:
+            self._upsert_for, self._daily_sql = rules, daily_upsert(rules)
+            self._points = [_points_of(rules, rule) for rule in rules_.RULES]
+        points = self._points
         by_day: dict[tuple[str, str, int], list[int]] = {}
         for (a, u, day, rule), n in units.items():
-            by_day.setdefault((a, u, day), [0] * len(rules_.RULES))[rules_.RULES.index(rule)] += n
+            added = by_day.get((a, u, day))
+            if added is None:
+                added = by_day[(a, u, day)] = [0] * len(_RULE_INDEX)
+            added[_RULE_INDEX[rule]] += n
         rows = [
-            (
-                a,
-                u,
-                day,
-                *added,
-                *(rules.day_points(r, n) if n else 0 for r, n in zip(rules_.RULES, added, strict=True)),
-            )
-            for (a, u, day), added in by_day.items()
+            (*key, *added, *[p(n) if n else 0 for p, n in zip(points, added, strict=True)])
+            for key, added in by_day.items()
         ]
-        if self._upsert_for is not rules:
-            self._upsert_for, self._upsert = rules, daily_upsert(rules)
         earned: dict[tuple[str, str], int] = {}
-        for a, u, day, *totals in await self._insert(
-            tx,
-            f"INSERT INTO {_D} (app, user_id, day, {', '.join(_U)}, {', '.join(_PTS)})",
-            self._upsert,
-            rows,
-        ):
+        for a, u, day, *totals in await self._upsert(tx, _D, _DAILY_COLUMNS, self._daily_sql, rows):
             added = by_day[(a, u, day)]
-            delta = sum(
-                rules.day_points(r, total) - rules.day_points(r, total - n)
-                for r, total, n in zip(rules_.RULES, totals, added, strict=True)
-                if n
-            )
+            delta = 0
+            for p, total, n in zip(points, totals, added, strict=True):
+                if n:
+                    delta += p(total) - p(total - n)
             if delta:
                 earned[(a, u)] = earned.get((a, u), 0) + delta
         return earned

@@ -451,3 +451,59 @@ async def test_two_writers_ingesting_one_user_keep_caps_and_counts_exact(
         assert (profile["points"], profile["referrals"], profile["interactions"]["total"]) == (225, 12, 40)
     finally:
         await other.close()
+
+
+def _mixed_stream(app: str) -> list[BehaviourEvent]:
+    """60 users over 3 rooms, 2 shows and 3 days, every rule, two daily caps reached, and a
+    referral for a third of them (their first record: new to the app whatever the batching)."""
+    out: list[BehaviourEvent] = []
+    t = DAY0 + 3_600_000
+    for u in range(60):
+        user, at = f"m{u}", t + u * 7_000
+        ref = {"ref": f"m{u - 1}"} if u % 3 == 1 else {}
+        out.append(ev(user, "join", at, app=app, room=f"r{u % 3}", **ref))
+    for i in range(900):
+        u, kind = (i * 7) % 60, ("barrage", "like", "gift", "order", "leave", "vote", "track")[i % 7]
+        ts = t + 500_000 + i * 290_000  # ~3 days in all: the caps of several days
+        data: dict[str, Any] = {
+            "barrage": {},
+            "like": {"count": 1 + i % 13},
+            "gift": {"gift": "rose", "count": 1, "value": 50 + i},
+            "order": {"order": f"o{i}", "sale": "s", "product": "p", "qty": 1, "amount": 999 + i * 10},
+            "leave": {"joined_at": ts - (i % 50) * MIN},
+            "vote": {"poll": "q", "option": 1},
+            "track": {"action": "product.click", "product": "p"},
+        }[kind]
+        out.append(ev(f"m{u}", kind, ts, app=app, room=f"r{i % 3}", show=1 + i % 2, **data))
+    # Two heavy users reach the barrage and the like caps, across batches of 7.
+    out += [ev("m0", "barrage", t + 600_000 + j, app=app) for j in range(40)]
+    out += [ev("m1", "like", t + 700_000 + j, app=app, count=10) for j in range(25)]
+    return out
+
+
+async def test_one_big_batch_and_many_small_ones_give_the_same_profiles_and_ledger(
+    store: AnalyticsStore,
+) -> None:
+    """The bulk statements (one per table per batch) against batches of 7 records: every
+    counter, point and show of every user is the same (app "big" vs app "small")."""
+    await store.events.ingest(_mixed_stream("big"))
+    small = _mixed_stream("small")
+    for i in range(0, len(small), 7):
+        await store.events.ingest(small[i : i + 7])
+    now = DAY0 + 10 * DAY_MS
+    held = []
+    for u in range(60):
+        big = await store.loyalty.export_user("big", f"m{u}")
+        little = await store.loyalty.export_user("small", f"m{u}")
+        assert big == little, f"m{u}"
+        assert (await store.loyalty.profile("big", f"m{u}", now)) == (
+            await store.loyalty.profile("small", f"m{u}", now)
+        )
+        held.append(big)
+    # The stream does reach every rule, a cap, a referral and an order show.
+    rules = {p["rule"] for h in held for p in h["points"]}
+    assert rules == {"watch", "barrage", "like", "gift", "order", "share"}
+    assert any(h["profile"]["referrals"] for h in held)
+    assert any(s["ordered"] for h in held for s in h["shows"])
+    points = {(p["rule"], p["points"]) for h in held for p in h["points"]}
+    assert ("barrage", 20) in points and ("like", 10) in points  # the caps
