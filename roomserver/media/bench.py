@@ -315,6 +315,9 @@ async def _probe(
         await probe.close()
 
 
+FIRST_FRAME_TIMEOUT_S = 20.0
+
+
 async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> list[Step]:
     steps: list[Step] = []
     async with ServerProcess(mode) as server, aiohttp.ClientSession() as http:
@@ -325,8 +328,13 @@ async def run_mode(mode: str, counts: list[int], args: argparse.Namespace) -> li
         try:
             await connect_peer(http, f"{base}/v1/rooms/{ROOM}/whip", publisher, None)
             await asyncio.sleep(args.settle)
+            # A loaded box may take longer than the settle time to send the first frame
+            # (ICE and DTLS done, the encoder's first frame): wait for it, bounded.
+            deadline = time.monotonic() + FIRST_FRAME_TIMEOUT_S
+            while video.count == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             if video.count == 0:
-                raise RuntimeError("the publisher sends no frames")
+                raise RuntimeError(f"the publisher sent no frame within {FIRST_FRAME_TIMEOUT_S:.0f} s")
             baseline: float | None = None
             for target in [0, *counts]:
                 while len(viewers) < target:
