@@ -219,3 +219,36 @@ async def test_every_handled_question_is_a_behaviour_record(server: Server, room
     assert first is not None and second is not None
     assert first["question_seq"] == asked["seq"] and first["answered"] is False and first["cluster"]
     assert second == {"question_seq": answered["seq"], "answered": True, "cluster": "jacket:faq.hood"}
+
+
+async def _stats_when(server: Server, room: str, ready: Any) -> dict[str, Any]:
+    """The room's assistant stats once ``ready(stats)`` (the worker handles questions
+    after the barrage's reply), or the last read."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        _status, stats = await server.admin("GET", f"/v1/rooms/{room}/assistant/stats")
+        if ready(stats) or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.05)
+
+
+async def test_a_host_reply_counts_its_clusters_questions_answered(server: Server, room: str) -> None:
+    host, viewer, _rec_host, rec_viewer = await _room(server, room)
+    await viewer.send_barrage(room, "帽子能拆吗")
+    await rec_viewer.wait("assistant.answer")
+    await viewer.send_barrage(room, "is the hood detachable?")  # within the per-user interval
+    await viewer.send_barrage(room, "主播几岁了？")  # nothing the catalogue answers
+    stats = await _stats_when(server, room, lambda s: s["asked"] == 3)
+    assert (stats["asked"], stats["answered"], stats["unanswered"]) == (3, 1, 2)
+    await host.request("assistant.reply", room, key="jacket:faq.hood", text="Hood: detachable, 2 zips")
+    _status, stats = await server.admin("GET", f"/v1/rooms/{room}/assistant/stats")
+    assert (stats["asked"], stats["answered"], stats["unanswered"]) == (3, 2, 1)
+    assert [q["question"] for q in stats["top_unanswered"]] == ["主播几岁了？"]
+    # A second reply to the same cluster counts nothing twice; a reply to no cluster nothing.
+    await host.request("assistant.reply", room, key="jacket:faq.hood", text="Hood: detachable")
+    await host.request("assistant.reply", room, text="Welcome!")
+    _status, stats = await server.admin("GET", f"/v1/rooms/{room}/assistant/stats")
+    assert (stats["asked"], stats["answered"], stats["unanswered"]) == (3, 2, 1)
