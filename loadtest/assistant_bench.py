@@ -57,6 +57,20 @@ def _cpu_s(pid: int) -> float:
     return total / 1e9
 
 
+async def _flushes(http: aiohttp.ClientSession, base: str) -> tuple[float, float]:
+    """The server's room flushes so far and the seconds spent in them (/metrics): the
+    fan-out's batching, which a busier loop changes (fewer, larger frames)."""
+    async with http.get(base + "/metrics") as r:
+        text = await r.text()
+    count = total = 0.0
+    for line in text.splitlines():
+        if line.startswith("roomserver_flush_seconds_count"):
+            count = float(line.split()[-1])
+        elif line.startswith("roomserver_flush_seconds_sum"):
+            total = float(line.split()[-1])
+    return count, total
+
+
 def _loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
@@ -216,11 +230,12 @@ async def _phases(
     rng = random.Random(7)
     phases = []
     for rnd in range(args.rounds):
-        for on in (True, False) if rnd % 2 == 0 else (False, True):
+        for on in [on for on in ((True, False) if rnd % 2 == 0 else (False, True)) if on in args.sides]:
             await host.request("assistant.set", room, enabled=on)
             await asyncio.sleep(0.5)
             latencies.clear()
             replies.clear()
+            f0 = await _flushes(http, base)
             d0, c0, k0 = counts[0], _cpu_s(server_pid), time.process_time()
             t_end = time.perf_counter() + args.seconds
             n = asked = 0
@@ -237,6 +252,7 @@ async def _phases(
             await asyncio.sleep(1.0)  # the phase's last answers and flushes
             cpu = _cpu_s(server_pid) - c0
             client_cpu = time.process_time() - k0
+            f1 = await _flushes(http, base)
             got = counts[0] - d0
             phases.append(
                 {
@@ -250,6 +266,8 @@ async def _phases(
                     "deliveries_per_cpu_s": round(got / cpu, 1) if cpu else None,
                     "server_cpu_us_per_delivery": round(cpu * 1e6 / got, 3) if got else None,
                     "client_cpu_s": round(client_cpu, 2),
+                    "flushes": int(f1[0] - f0[0]),
+                    "flush_cpu_s": round(f1[1] - f0[1], 3),
                     "loadavg": _loadavg(),
                     "answers_to_askers": len(latencies),
                     "answer_p50_ms": _pct(latencies, 0.5),
@@ -264,8 +282,10 @@ async def _phases(
     await host.close()
     return {
         "phases": phases,
-        **ab_summary(phases),
-        "answer_p95_ms_worst": max((p["answer_p95_ms"] or 0) for p in phases if p["assistant"]),
+        **(ab_summary(phases) if len(args.sides) == 2 else {}),
+        "answer_p95_ms_worst": max(
+            ((p["answer_p95_ms"] or 0) for p in phases if p["assistant"]), default=None
+        ),
         "stats": None,
     }
 
@@ -341,10 +361,16 @@ def main() -> None:
         "--redis-url", default="", help="run the server on this Redis (default: embedded bus)"
     )
     parser.add_argument("--profile", default="", help="run the server under cProfile, writing here")
+    parser.add_argument(
+        "--only",
+        choices=("on", "off"),
+        help="run only the phases with the assistant on (or off): with --profile, one side's profile",
+    )
     args = parser.parse_args()
+    args.sides = (True, False) if args.only is None else (args.only == "on",)
     load_before = _loadavg()
     summary = asyncio.run(run(args))
-    summary["params"] = {k: v for k, v in vars(args).items() if k != "profile"}
+    summary["params"] = {k: v for k, v in vars(args).items() if k not in ("profile", "sides")}
     summary["loadavg_before"], summary["loadavg_after"] = load_before, _loadavg()
     print(json.dumps({k: v for k, v in summary.items() if k != "phases"}))
 
