@@ -8,10 +8,12 @@ pinned; ``--viewers`` sockets read everything; senders barrage ``--rate`` lines/
 ``--questions`` of them questions from the labelled set (the rest chat lines).
 Phases alternate in the same run: the room's assistant on and off (``assistant.set``),
 ``--rounds`` times, in the order on-off, off-on, on-off, … (so a drift of the box's
-load over the run does not favour one side). Each round gives one ratio (deliveries
-per CPU-s on / off); the summary reports their median, mean, spread and a 95 %
-interval of the mean, beside the pooled ratio (all on deliveries / all on CPU-s over
-the same for off). ``--redis-url`` runs the server on a Redis bus (the assistant's
+load over the run does not favour one side: A B B A A B …). Each round gives one
+ratio (deliveries per CPU-s on / off); the summary reports their median, mean, spread
+and a 95 % t interval of the mean, beside the pooled ratio (all on deliveries / all on
+CPU-s over the same for off) with a 95 % bootstrap interval (rounds resampled). The
+server's CPU is read from /proc/<pid>/task/*/schedstat (ns), not /proc/<pid>/stat's
+10 ms ticks. The load average is recorded per phase and around the run (a shared box). ``--redis-url`` runs the server on a Redis bus (the assistant's
 catalogue, feedback and board then live there) instead of the embedded one. Per phase: the server's CPU seconds (/proc), deliveries to
 the viewers, deliveries per CPU-s; with the assistant on, question → answer latency
 (the asker's send to the asker's receipt of the ``assistant.answer`` naming its
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -44,8 +45,34 @@ APP, SECRET = "bench", "bench-secret-0123456789abcdef0123"
 
 
 def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The server's CPU time in ns resolution: the sum over its threads of
+    /proc/<pid>/task/<tid>/schedstat's first field (time on a CPU). /proc/<pid>/stat
+    counts in 10 ms ticks: a phase of about a CPU-second read to ±1 %."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            continue
+    return total / 1e9
+
+
+async def _flushes(http: aiohttp.ClientSession, base: str) -> tuple[float, float]:
+    """The server's room flushes so far and the seconds spent in them (/metrics): the
+    fan-out's batching, which a busier loop changes (fewer, larger frames)."""
+    async with http.get(base + "/metrics") as r:
+        text = await r.text()
+    count = total = 0.0
+    for line in text.splitlines():
+        if line.startswith("roomserver_flush_seconds_count"):
+            count = float(line.split()[-1])
+        elif line.startswith("roomserver_flush_seconds_sum"):
+            total = float(line.split()[-1])
+    return count, total
+
+
+def _loadavg() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
 def _lines() -> tuple[list[str], list[str]]:
@@ -67,9 +94,12 @@ def _pct(values: list[float], p: float) -> float | None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
+    # --profile: the server runs under cProfile and writes its profile on exit.
+    profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
     proc = subprocess.Popen(
         [
             sys.executable,
+            *profile,
             "-m",
             "roomserver.cli",
             "serve",
@@ -200,12 +230,13 @@ async def _phases(
     rng = random.Random(7)
     phases = []
     for rnd in range(args.rounds):
-        for on in (True, False) if rnd % 2 == 0 else (False, True):
+        for on in [on for on in ((True, False) if rnd % 2 == 0 else (False, True)) if on in args.sides]:
             await host.request("assistant.set", room, enabled=on)
             await asyncio.sleep(0.5)
             latencies.clear()
             replies.clear()
-            d0, c0 = counts[0], _cpu_s(server_pid)
+            f0 = await _flushes(http, base)
+            d0, c0, k0 = counts[0], _cpu_s(server_pid), time.process_time()
             t_end = time.perf_counter() + args.seconds
             n = asked = 0
             interval = 1.0 / args.rate
@@ -220,6 +251,8 @@ async def _phases(
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             await asyncio.sleep(1.0)  # the phase's last answers and flushes
             cpu = _cpu_s(server_pid) - c0
+            client_cpu = time.process_time() - k0
+            f1 = await _flushes(http, base)
             got = counts[0] - d0
             phases.append(
                 {
@@ -229,8 +262,13 @@ async def _phases(
                     "questions": asked,
                     "rate": round(n / args.seconds, 1),
                     "deliveries": got,
-                    "server_cpu_s": round(cpu, 2),
-                    "deliveries_per_cpu_s": round(got / cpu) if cpu else None,
+                    "server_cpu_s": round(cpu, 4),
+                    "deliveries_per_cpu_s": round(got / cpu, 1) if cpu else None,
+                    "server_cpu_us_per_delivery": round(cpu * 1e6 / got, 3) if got else None,
+                    "client_cpu_s": round(client_cpu, 2),
+                    "flushes": int(f1[0] - f0[0]),
+                    "flush_cpu_s": round(f1[1] - f0[1], 3),
+                    "loadavg": _loadavg(),
                     "answers_to_askers": len(latencies),
                     "answer_p50_ms": _pct(latencies, 0.5),
                     "answer_p95_ms": _pct(latencies, 0.95),
@@ -244,8 +282,10 @@ async def _phases(
     await host.close()
     return {
         "phases": phases,
-        **ab_summary(phases),
-        "answer_p95_ms_worst": max((p["answer_p95_ms"] or 0) for p in phases if p["assistant"]),
+        **(ab_summary(phases) if len(args.sides) == 2 else {}),
+        "answer_p95_ms_worst": max(
+            ((p["answer_p95_ms"] or 0) for p in phases if p["assistant"]), default=None
+        ),
         "stats": None,
     }
 
@@ -265,17 +305,47 @@ def ab_summary(phases: list[dict[str, Any]]) -> dict[str, Any]:
 
     mean = statistics.fmean(ratios)
     sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
-    half = 1.96 * sd / len(ratios) ** 0.5  # normal approximation of the mean's 95 % interval
+    half = _t975(len(ratios) - 1) * sd / len(ratios) ** 0.5  # Student's t over the rounds
+    rounds = [r for r in sorted(on) if r in off]
     return {
         "deliveries_per_cpu_s_on": round(pooled(on)),
         "deliveries_per_cpu_s_off": round(pooled(off)),
         "on_vs_off": round(pooled(on) / pooled(off) - 1, 4),
+        "pooled_ratio": round(pooled(on) / pooled(off), 4),
+        "pooled_ratio_95": _bootstrap(on, off, rounds),
         "round_ratios": [round(r, 3) for r in ratios],
         "ratio_median": round(statistics.median(ratios), 3),
         "ratio_mean": round(mean, 3),
         "ratio_sd": round(sd, 3),
         "ratio_mean_95": [round(mean - half, 3), round(mean + half, 3)],
     }
+
+
+def _t975(df: int) -> float:
+    """Student's t 97.5 % quantile (two-sided 95 %) for small ``df``."""
+    table = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+    table |= {10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 20: 2.086, 30: 2.042}
+    if df <= 0:
+        return float("nan")
+    return table.get(df) or next((v for k, v in sorted(table.items()) if k >= df), 1.96)
+
+
+def _bootstrap(
+    on: dict[int, dict[str, Any]], off: dict[int, dict[str, Any]], rounds: list[int], n: int = 4000
+) -> list[float] | None:
+    """A 95 % percentile-bootstrap interval of the pooled ratio, resampling whole rounds
+    (a round's on and off phases ran back to back and share the box's load)."""
+    if len(rounds) < 2:
+        return None
+    rng = random.Random(1)
+    ratios = []
+    for _ in range(n):
+        pick = [rng.choice(rounds) for _ in rounds]
+        d_on = sum(on[r]["deliveries"] for r in pick) / sum(on[r]["server_cpu_s"] for r in pick)
+        d_off = sum(off[r]["deliveries"] for r in pick) / sum(off[r]["server_cpu_s"] for r in pick)
+        ratios.append(d_on / d_off)
+    ratios.sort()
+    return [round(ratios[int(0.025 * n)], 4), round(ratios[int(0.975 * n) - 1], 4)]
 
 
 def main() -> None:
@@ -290,8 +360,18 @@ def main() -> None:
     parser.add_argument(
         "--redis-url", default="", help="run the server on this Redis (default: embedded bus)"
     )
+    parser.add_argument("--profile", default="", help="run the server under cProfile, writing here")
+    parser.add_argument(
+        "--only",
+        choices=("on", "off"),
+        help="run only the phases with the assistant on (or off): with --profile, one side's profile",
+    )
     args = parser.parse_args()
+    args.sides = (True, False) if args.only is None else (args.only == "on",)
+    load_before = _loadavg()
     summary = asyncio.run(run(args))
+    summary["params"] = {k: v for k, v in vars(args).items() if k not in ("profile", "sides")}
+    summary["loadavg_before"], summary["loadavg_after"] = load_before, _loadavg()
     print(json.dumps({k: v for k, v in summary.items() if k != "phases"}))
 
 

@@ -161,15 +161,19 @@ class Board:
         while self.entries and self.entries[0].at_ms < now_ms - WINDOW_MS:
             self._leave(self.entries.popleft())
 
-    def mark_answered(self, key: str) -> None:
-        """The host answered this cluster: its questions count as answered from now on."""
+    def mark_answered(self, key: str) -> list[int]:
+        """The host answered this cluster: its questions count as answered from now on.
+        Returns the seqs of the questions it answered (those not answered before)."""
+        seqs = []
         for e in self.entries:
             if e.key == key and not e.answered:
                 e.answered = True
                 self.answered += 1
+                seqs.append(e.seq)
                 if e.cluster is not None:
                     e.cluster.answered += 1
         self.unanswered.pop(key, None)
+        return seqs
 
     def clusters(self, now_ms: int) -> list[Cluster]:
         """The last minute's clusters, most asked first (at most ``TOP``; ties: the

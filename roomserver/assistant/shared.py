@@ -17,8 +17,9 @@ What lives where (names are per app ``a`` or room key ``r``):
                              cluster replies, the last ``BOARD_KEEP`` and nothing
                              older than a day: every node folds it into the host's
                              board (观众在问), finds an answer to mark wrong in it
-``assistant`` tally (room)   one entry per question: ``+`` answered, ``-`` not (the
-                             show's totals; expires with the room)
+``assistant`` tally (room)   one entry per question: ``+`` answered (by the
+                             assistant, or by the host's reply to its cluster),
+                             ``-`` not (the show's totals; expires with the room)
 ==========================  ========================================================
 
 The cache: a map is re-read only when its version moved, and its version is read
@@ -255,6 +256,13 @@ class Shared:
 
     async def count(self, room: str, seq: int, answered: bool) -> None:
         await self.broker.tally(room, TALLY_KEY, str(seq), "+" if answered else "-", TALLY_TTL_MS)
+
+    async def count_answered(self, room: str, seq: int) -> None:
+        """The host answered question ``seq`` (a cluster reply): it counts as answered,
+        whether its node wrote it as unanswered already or writes it later (``tally``
+        keeps a member's first entry, so a later ``-`` changes nothing)."""
+        await self.broker.tally_remove(room, TALLY_KEY, str(seq))
+        await self.broker.tally(room, TALLY_KEY, str(seq), "+", TALLY_TTL_MS)
 
     async def totals(self, room: str) -> tuple[int, int]:
         """(asked, answered) over the show, on every node."""

@@ -69,9 +69,9 @@ async def barrage(ctx: OpContext, p: BarrageParams) -> dict:
         ctx.socket.last_barrage[room] = now
         node.behaviour.record(room, ctx.user, "barrage", {"seq": seq} if seq is not None else None)
         await keyword_entry(ctx, doc, p.text)
-        # The room assistant (issue 18) reads it later, off this path: a queue put.
+        # The room assistant (issue 18) reads its questions later, off this path: a queue put.
         if node.assistant is not None and seq is not None:
-            node.assistant.offer(room, ctx.identity.public(), text, seq)
+            node.assistant.offer(room, doc, ctx.identity.public(), text, seq)
     if seq is None:
         node.metrics.shed.inc()
         return {"seq": None, "shed": True}

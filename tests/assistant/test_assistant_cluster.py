@@ -189,3 +189,72 @@ async def test_overlapping_folds_count_each_question_once_and_skip_the_nodes_own
     finally:
         await broker.close()
         await other.close()
+
+
+async def test_a_host_reply_on_b_counts_questions_asked_on_a(nodes: tuple[Server, Server]) -> None:
+    a, b = nodes
+    room = new_room_id()
+    await a.admin("PUT", "/v1/products/jacket", JACKET)
+    host, _ = await _joined(b, "h1", room, "host")
+    await host.pin_product(room, PIN)
+    viewer, rec = await _joined(a, "v1", room)
+    await viewer.send_barrage(room, "什么时候发货")
+    await rec.wait("assistant.answer", timeout=WAIT_S)
+    await viewer.send_barrage(room, "多久发货？")  # within the per-user interval: unanswered
+
+    async def stats_on(node: Server, ready: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            _, stats = await node.admin("GET", f"/v1/rooms/{room}/assistant/stats")
+            if ready(stats) or time.monotonic() > deadline:
+                return stats
+            await asyncio.sleep(0.05)
+
+    stats = await stats_on(a, lambda s: s["asked"] == 2)  # (a read writes A's pending entries)
+    assert (stats["asked"], stats["answered"]) == (2, 1)
+    await host.request("assistant.reply", room, key="jacket:shipping", text="今天下单明天发")
+    for node in (b, a):  # the totals are on the bus: the same on both at once
+        _, stats = await node.admin("GET", f"/v1/rooms/{room}/assistant/stats")
+        assert (stats["asked"], stats["answered"], stats["unanswered"]) == (2, 2, 0), stats
+    # A's board folds the reply: the cluster's questions count as answered there too.
+    stats = await stats_on(a, lambda s: not s["top_unanswered"])
+    assert stats["top_unanswered"] == []
+
+
+async def test_the_room_answer_rate_holds_across_nodes() -> None:
+    """Two nodes on one bus share the room's ROOM_ANSWERS answer slots a second (the
+    bus's clock moved by hand: no timing)."""
+    from roomserver.assistant import service
+    from roomserver.bus.memory import MemoryBroker, MemoryHub
+
+    class Clock:
+        ms = 1_000_000
+
+        def __call__(self) -> int:
+            return self.ms
+
+    clock = Clock()
+    hub = MemoryHub(clock=clock)
+    nodes = []
+    for name in ("n1", "n2"):
+        assistant = service.Assistant()
+        assistant.attach(MemoryBroker(hub, node_id=name))
+        assistant.node = type("Node", (), {"broker": assistant.bus().broker})()
+        nodes.append(assistant)
+    room = f"{APP}/{new_room_id()}"
+    states = [n.room_state(room) for n in nodes]
+
+    async def take(i: int) -> bool:
+        return await nodes[i % 2]._room_slot(room, states[i % 2], clock.ms)
+
+    passed = [await take(i) for i in range(12)]
+    assert sum(passed) == service.ROOM_ANSWERS and passed[: service.ROOM_ANSWERS] == [True] * 5
+    clock.ms += service.ROOM_SLOT_MS // 2  # within the second: still none, on either node
+    assert not any([await take(i) for i in range(4)])
+    clock.ms += service.ROOM_SLOT_MS // 2  # the next second: again ROOM_ANSWERS in all
+    passed = [await take(i) for i in range(12)]
+    assert sum(passed) == service.ROOM_ANSWERS
+    # One node alone gets the whole room's rate, no more.
+    clock.ms += service.ROOM_SLOT_MS
+    passed = [await nodes[0]._room_slot(room, states[0], clock.ms + i) for i in range(8)]
+    assert sum(passed) == service.ROOM_ANSWERS

@@ -4,8 +4,10 @@ mark, the room's switch, and bad input."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from roomserver.assistant.text import jieba_ready
 from tests.server_fixtures import APP, Recorder, Server
 
 JACKET: dict[str, Any] = {
@@ -22,6 +24,10 @@ PIN = {"id": "jacket", "title": "轻暖羽绒服", "price_cents": 45900}
 
 
 async def _room(server: Server, room: str) -> tuple[Any, Any, Recorder, Recorder]:
+    # jieba's dictionary loads once per process (the server's worker waits for it before
+    # its first question): loaded here, so the first answer's wait does not include a
+    # load that takes over 5 s on a loaded box.
+    await asyncio.to_thread(jieba_ready)
     status, body = await server.admin("PUT", "/v1/products/jacket", JACKET)
     assert status == 200, body
     host = await server.client("h1", "host")
@@ -219,3 +225,35 @@ async def test_every_handled_question_is_a_behaviour_record(server: Server, room
     assert first is not None and second is not None
     assert first["question_seq"] == asked["seq"] and first["answered"] is False and first["cluster"]
     assert second == {"question_seq": answered["seq"], "answered": True, "cluster": "jacket:faq.hood"}
+
+
+async def _stats_when(server: Server, room: str, ready: Any) -> dict[str, Any]:
+    """The room's assistant stats once ``ready(stats)`` (the worker handles questions
+    after the barrage's reply), or the last read."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        _status, stats = await server.admin("GET", f"/v1/rooms/{room}/assistant/stats")
+        if ready(stats) or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.05)
+
+
+async def test_a_host_reply_counts_its_clusters_questions_answered(server: Server, room: str) -> None:
+    host, viewer, _rec_host, rec_viewer = await _room(server, room)
+    await viewer.send_barrage(room, "帽子能拆吗")
+    await rec_viewer.wait("assistant.answer")
+    await viewer.send_barrage(room, "is the hood detachable?")  # within the per-user interval
+    await viewer.send_barrage(room, "主播几岁了？")  # nothing the catalogue answers
+    stats = await _stats_when(server, room, lambda s: s["asked"] == 3)
+    assert (stats["asked"], stats["answered"], stats["unanswered"]) == (3, 1, 2)
+    await host.request("assistant.reply", room, key="jacket:faq.hood", text="Hood: detachable, 2 zips")
+    _status, stats = await server.admin("GET", f"/v1/rooms/{room}/assistant/stats")
+    assert (stats["asked"], stats["answered"], stats["unanswered"]) == (3, 2, 1)
+    assert [q["question"] for q in stats["top_unanswered"]] == ["主播几岁了？"]
+    # A second reply to the same cluster counts nothing twice; a reply to no cluster nothing.
+    await host.request("assistant.reply", room, key="jacket:faq.hood", text="Hood: detachable")
+    await host.request("assistant.reply", room, text="Welcome!")
+    _status, stats = await server.admin("GET", f"/v1/rooms/{room}/assistant/stats")
+    assert (stats["asked"], stats["answered"], stats["unanswered"]) == (3, 2, 1)

@@ -131,21 +131,28 @@ async def test_offer_never_waits_and_drops_beyond_its_bound() -> None:
     from roomserver.assistant import shared
     from roomserver.assistant.service import QUEUE_MAX, Assistant
     from roomserver.bus.memory import MemoryBroker
+    from roomserver.core.room import RoomDoc, with_features
 
     assistant = Assistant()
     user = {"id": "u", "name": "u"}
-    assistant.offer("app/r", user, "多少钱", 1)  # not attached to a bus: not queued
+    doc = RoomDoc(id="r")
+    assistant.offer("app/r", doc, user, "多少钱", 1)  # not attached to a bus: not queued
     bus = assistant.attach(MemoryBroker())
     await bus.catalog("app")  # read: the app has no catalogue
-    assistant.offer("app/r", user, "多少钱", 1)  # ... so it is not queued
+    assistant.offer("app/r", doc, user, "多少钱", 1)  # ... so it is not queued
     assert assistant.queue.qsize() == 0
     bus.catalogs["app"].checked -= shared.EMPTY_RECHECK_MS / 1000  # a second later: offered again
-    assistant.offer("app/r", user, "多少钱", 1)
+    assistant.offer("app/r", doc, user, "多少钱", 1)
     assert assistant.queue.qsize() == 1
     await bus.put_product("app", "p", ProductBody(title="t", price_cents=1), NOW)
     await bus.catalog("app")
+    # Lines that ask nothing and rooms with the assistant off are not queued.
+    assistant.offer("app/r", doc, user, "主播好美", 2)
+    off = with_features(doc, assistant={"enabled": False})
+    assistant.offer("app/r", off, user, "多少钱", 3)
+    assert assistant.queue.qsize() == 1
     for seq in range(QUEUE_MAX + 5):
-        assistant.offer("app/r", user, "多少钱", seq)
+        assistant.offer("app/r", doc, user, "多少钱", seq)
     assert assistant.queue.qsize() == QUEUE_MAX and assistant.dropped == 6
 
 

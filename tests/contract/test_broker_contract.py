@@ -260,6 +260,26 @@ async def test_gate_throttles_and_skips_unchanged_values(broker_factory):
     assert await b.gate(room, "online", 50, "4") is True
 
 
+async def test_gates_are_room_wide_across_nodes(broker_factory):
+    """The assistant's room answer rate (five gates a room, each passing once an
+    interval) holds across nodes: a gate one node passed is closed to the other."""
+    a, b = broker_factory("a"), broker_factory("b")
+    room = room_id()
+    await started(a)
+    await started(b)
+    passed = []
+    for i in range(12):  # alternating nodes; each tries every slot, as the assistant does
+        node = (a, b)[i % 2]
+        took = False
+        for slot in range(5):
+            if await node.gate(room, f"assistant.answers:{slot}", 60_000, f"{i}"):
+                took = True
+                break
+        passed.append(took)
+    assert passed == [True] * 5 + [False] * 7
+    assert await a.gate(room_id(), "assistant.answers:0", 60_000, "x") is True  # per room
+
+
 async def test_delete_room_starts_a_new_epoch(broker_factory):
     b = broker_factory()
     room = room_id()
