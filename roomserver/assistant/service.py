@@ -554,6 +554,10 @@ class Assistant:
         # them on their boards when they fold the entry above).
         shared = self.bus()
         await asyncio.gather(*(shared.count_answered(room, seq) for seq in answered))
+        if answered:  # the post-live report counts them answered too (core/report.py)
+            self.node.behaviour.record(
+                room, str(host.get("id", "")), "assistant", {"host_answered": answered}
+            )
         return res.seqs[0] if res.seqs else None
 
     async def _flush_pending(self, room: str) -> None:

@@ -81,8 +81,10 @@ shares
     ``new_viewers`` of them (new to the app), their ``orders`` and ``gmv``,
     and the sharer's own ``track share`` actions (``shares``).
 assistant
-    ``assistant`` records: ``questions``; ``answered`` (``data.answered``
-    true) and ``unanswered``.
+    ``assistant`` records of viewers' questions: ``questions``; ``answered``
+    (``data.answered`` true, or the question's ``question_seq`` is listed in
+    a later host reply's record, ``data.host_answered``) and ``unanswered``.
+    A host reply's record is not a question.
 """
 
 from __future__ import annotations
@@ -305,6 +307,7 @@ def compute_report(
     track_counts = {"share": 0, "favorite": 0, "follow": 0}
     shares_by: dict[str, int] = {}
     questions = answered = 0
+    unanswered_seqs: set[int] = set()  # questions a later host reply may answer
     records = 0
 
     def person(user: str) -> _Person:
@@ -410,9 +413,18 @@ def compute_report(
                 if product is not None:
                     product_events(product)
         elif kind == "assistant":
-            questions += 1
-            if data.get("answered"):
-                answered += 1
+            replied = data.get("host_answered")
+            if isinstance(replied, list):  # a host reply: the questions it answered
+                for replied_seq in replied:
+                    if isinstance(replied_seq, int) and replied_seq in unanswered_seqs:
+                        unanswered_seqs.discard(replied_seq)
+                        answered += 1
+            else:
+                questions += 1
+                if data.get("answered"):
+                    answered += 1
+                elif isinstance(question_seq := data.get("question_seq"), int):
+                    unanswered_seqs.add(question_seq)
 
     if tallies is not None:
         records += tallies.records

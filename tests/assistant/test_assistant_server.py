@@ -227,6 +227,26 @@ async def test_every_handled_question_is_a_behaviour_record(server: Server, room
     assert second == {"question_seq": answered["seq"], "answered": True, "cluster": "jacket:faq.hood"}
 
 
+async def test_the_show_report_counts_questions_a_host_reply_answered(server: Server, room: str) -> None:
+    from roomserver.appkeys import STORE_KEY
+    from roomserver.behaviour_writer import wait_show_stored
+
+    host, viewer, _rec_host, rec_viewer = await _room(server, room)
+    await host.start(room)
+    await viewer.send_barrage(room, "帽子能拆吗")
+    await rec_viewer.wait("assistant.answer")
+    await viewer.send_barrage(room, "is the hood detachable?")  # within the per-user interval
+    await viewer.send_barrage(room, "主播几岁了？")
+    await _stats_when(server, room, lambda s: s["asked"] == 3)
+    await host.request("assistant.reply", room, key="jacket:faq.hood", text="Hood: detachable, 2 zips")
+    await host.request("assistant.reply", room, key="jacket:faq.hood", text="again")  # counts nothing more
+    show = (await host.end(room))["summary"]["show"]
+    store = server.app[STORE_KEY]
+    info = await wait_show_stored(store, server.node.broker, APP, room, show, timeout=20)
+    counts = (await store.reports.get(info)).report.assistant
+    assert (counts.questions, counts.answered, counts.unanswered) == (3, 2, 1)
+
+
 async def _stats_when(server: Server, room: str, ready: Any) -> dict[str, Any]:
     """The room's assistant stats once ``ready(stats)`` (the worker handles questions
     after the barrage's reply), or the last read."""
