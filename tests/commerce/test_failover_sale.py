@@ -38,16 +38,15 @@ import signal
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import pytest
 
 from roomserver.auth import mint_token
 from roomserver.bus.redis import room_keys
-from roomserver.client import RoomClient, RoomError
+from roomserver.client import RoomClient
 from tests.commerce.conftest import WebhookSink
+from tests.commerce.sdk_buyers import Buyer, settle, shop
 from tests.commerce.wire import WireClient
 from tests.redis_servers import RedisCluster, RedisNode
 from tests.server_procs import APP, SECRET, ServerProcess
@@ -90,39 +89,11 @@ def replica_of(cluster: RedisCluster, primary: RedisNode) -> RedisNode:
     return next(n for n in cluster.nodes if n.port in ports and n.alive)
 
 
-@dataclass
-class Buyer:
-    user: str
-    client: RoomClient
-    # cid -> every answer: ("ok", order) or (code, message)
-    answers: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
-    acked_at: dict[str, float] = field(default_factory=dict)  # cid -> first acknowledgement
-
-    def final(self, cid: str) -> tuple[str, Any]:
-        return self.answers[cid][-1]
-
-
 async def stock_left(session: aiohttp.ClientSession, url: str, room: str, sale: str) -> int:
     headers = {"Authorization": f"Bearer {token('backend', 'admin')}"}
     async with session.get(f"{url}/v1/rooms/{room}/sales/{sale}/orders", headers=headers) as r:
         assert r.status == 200, await r.text()
         return (await r.json())["sale"]["left"]
-
-
-async def settle(buyer: Buyer, room: str, sale: str, cid: str, deadline: float) -> tuple[str, Any]:
-    """``sale_buy`` with this cid until the answer is definitive (or time is up)."""
-    log = buyer.answers.setdefault(cid, [])
-    while True:
-        try:
-            order = (await buyer.client.sale_buy(room, sale, 1, cid=cid))["order"]
-            log.append(("ok", order))
-            buyer.acked_at.setdefault(cid, time.monotonic())
-            return log[-1]
-        except RoomError as err:
-            log.append((err.code, err.message))
-            if err.code not in UNSETTLED or time.monotonic() > deadline:
-                return log[-1]
-        await asyncio.sleep(0.2)
 
 
 async def probe(client: WireClient, room: str, sale: str, stop: asyncio.Event, seen: list) -> None:
@@ -188,18 +159,16 @@ async def test_a_primary_dies_mid_sale(
 
             deadline = time.monotonic() + BUDGET_S
 
-            async def shop(buyer: Buyer) -> None:
-                await asyncio.sleep(rng.uniform(0, 1.0))
-                for n in range(WANTS):
-                    await settle(buyer, room, sale["id"], f"{buyer.user}-{n}", deadline)
-                    await asyncio.sleep(rng.uniform(0.5, 1.5))
-
             stop_probes = asyncio.Event()
             probe_answers: list[tuple[float, float, str]] = []
             probing = [
                 asyncio.ensure_future(probe(p, room, sale["id"], stop_probes, probe_answers)) for p in probes
             ]
-            shopping = asyncio.ensure_future(asyncio.gather(*(shop(bu) for bu in buyers)))
+            shopping = asyncio.ensure_future(
+                asyncio.gather(
+                    *(shop(bu, room, sale["id"], WANTS, deadline, UNSETTLED, rng) for bu in buyers)
+                )
+            )
 
             # -- the failure ------------------------------------------------------------
             # The worst case for asynchronous replication: the replica has fallen
@@ -283,7 +252,7 @@ async def test_a_primary_dies_mid_sale(
             async def replay_all(bu: Buyer) -> None:
                 for cid in list(bu.answers):
                     before = bu.final(cid)
-                    again = await settle(bu, room, sale["id"], cid, time.monotonic() + 20)
+                    again = await settle(bu, room, sale["id"], cid, time.monotonic() + 20, UNSETTLED)
                     if before[0] == "ok":
                         assert again == before, (bu.user, cid, before, again)
                     else:

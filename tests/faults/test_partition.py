@@ -29,16 +29,16 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from roomserver.client import RoomClient, RoomError
+from roomserver.client import RoomClient
 from roomserver.core.lottery import verify_draw
 from tests.commerce.draw_check import recompute_winners
+from tests.commerce.sdk_buyers import Buyer, shop, unsettled_cids
 from tests.media.netns import Namespace, namespace
 from tests.redis_servers import RedisCluster
 from tests.server_fixtures import Recorder
@@ -141,31 +141,6 @@ class ReadyzLog:
         self.out.close()
 
 
-@dataclass
-class Buyer:
-    user: str
-    client: RoomClient
-    answers: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)  # cid -> answers
-
-    def acked(self) -> dict[str, dict]:
-        return {cid: a[-1][1] for cid, a in self.answers.items() if a and a[-1][0] == "ok"}
-
-
-async def settle(buyer: Buyer, room: str, sale: str, cid: str, deadline: float) -> None:
-    """``sale_buy`` with this cid until the answer is definitive: an app's retry."""
-    log = buyer.answers.setdefault(cid, [])
-    while True:
-        try:
-            log.append(("ok", (await buyer.client.sale_buy(room, sale, 1, cid=cid))["order"]))
-            return
-        except RoomError as err:
-            log.append((err.code, err.message))
-            if err.code not in UNSETTLED:
-                return
-            assert time.monotonic() < deadline, f"{buyer.user}/{cid} never settled: {log[-3:]}"
-        await asyncio.sleep(0.2)
-
-
 async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
     headers = {"Authorization": f"Bearer {token('backend', 'admin')}"}
     async with session.get(url, headers=headers) as r:
@@ -226,13 +201,9 @@ async def test_a_partitioned_node_neither_draws_twice_nor_oversells_nor_sticks(n
             )["sale"]
             deadline = time.monotonic() + BUDGET_S
 
-            async def shop(buyer: Buyer) -> None:
-                await asyncio.sleep(rng.uniform(0, 1.0))
-                for n in range(WANTS):
-                    await settle(buyer, room, sale["id"], f"{buyer.user}-{n}", deadline)
-                    await asyncio.sleep(rng.uniform(0.5, 1.5))
-
-            shopping = asyncio.ensure_future(asyncio.gather(*(shop(b) for b in buyers)))
+            shopping = asyncio.ensure_future(
+                asyncio.gather(*(shop(b, room, sale["id"], WANTS, deadline, UNSETTLED, rng) for b in buyers))
+            )
             while sum(len(b.acked()) for b in buyers) < CUT_AT_ORDERS:
                 assert time.monotonic() < deadline and not shopping.done(), "the sale did not get under way"
                 await asyncio.sleep(0.01)
@@ -253,6 +224,7 @@ async def test_a_partitioned_node_neither_draws_twice_nor_oversells_nor_sticks(n
                 ns.link(up=True)
             recovered_at = await readyz.until(200, restored_at, 30)
             await asyncio.wait_for(shopping, BUDGET_S)
+            assert unsettled_cids(buyers, UNSETTLED) == [], "attempts that never settled"
 
             # -- the lottery drew once ----------------------------------------------------------
             await asyncio.sleep(2.0)  # N's deadline loop ran several times since it came back
