@@ -20,12 +20,17 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80, RTCCertificate, generate_certificate
+from aiortc.rtcdtlstransport import (
+    SRTP_AES128_CM_SHA1_80,
+    RTCCertificate,
+    RTCDtlsTransport,
+    generate_certificate,
+)
 from aiortc.rtcpeerconnection import is_codec_compatible
 from cryptography.hazmat.primitives.asymmetric import rsa
 from OpenSSL import SSL
 
-from roomserver.media import dtls, forwarding
+from roomserver.media import dtls, forwarding, rtp_forwarding
 from roomserver.media.ice import rtc_configuration
 
 
@@ -63,6 +68,36 @@ def test_sender_turns_pli_into_send_keyframe_and_packs_packets() -> None:
     assert "self._send_keyframe()" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
     source = inspect.getsource(RTCRtpSender._next_encoded_frame)
     assert "isinstance(data, Frame)" in source and "self.__encoder.pack(data)" in source
+
+
+async def test_rtp_forwarding_private_names_exist() -> None:
+    """rtp_forwarding.py: the receiver's codec/RTX maps, the sender's NACK hook and the
+    counters its RTCP sender reports are built from, the DTLS transport's _send_rtp."""
+    pc = RTCPeerConnection(rtc_configuration())
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendrecv")
+        receiver, sender = transceiver.receiver, transceiver.sender
+        assert isinstance(getattr(receiver, rtp_forwarding.CODECS_ATTR), dict)
+        assert isinstance(getattr(receiver, rtp_forwarding.RTX_SSRC_ATTR), dict)
+        assert inspect.iscoroutinefunction(receiver._handle_rtp_packet)
+        for name in (
+            rtp_forwarding._SR_NTP,
+            rtp_forwarding._SR_RTP,
+            rtp_forwarding._SR_PACKETS,
+            rtp_forwarding._SR_OCTETS,
+        ):
+            assert getattr(sender, name) == 0, name
+        assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
+        assert inspect.iscoroutinefunction(sender._retransmit) and inspect.iscoroutinefunction(sender.send)
+        assert inspect.iscoroutinefunction(sender.transport._send_rtp)
+    finally:
+        await pc.close()
+    # The instance attributes shadowing these methods are what aiortc calls.
+    assert "await self._retransmit(seq)" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "await receiver._handle_rtp_packet(packet" in inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "await transceiver.sender.send(" in inspect.getsource(RTCPeerConnection)
+    report = inspect.getsource(RTCRtpSender._run_rtcp)
+    assert "ntp_timestamp=self.__ntp_timestamp" in report and "packet_count=self.__packet_count" in report
 
 
 def test_encoders_can_pack_pre_encoded_packets() -> None:
