@@ -19,7 +19,10 @@ Private aiortc 1.16 names used (checked by tests/media/test_aiortc_hooks.py):
   and header extension ids), `_retransmit(seq)` (replaced: NACKs are served from the cache),
   `_ssrc`/`_rtx_ssrc`, and the counters its RTCP task puts in sender reports
   (`_RTCRtpSender__ntp_timestamp`, `__rtp_timestamp`, `__packet_count`, `__octet_count`);
-- `RTCDtlsTransport._send_rtp(bytes)`.
+- `RTCDtlsTransport._send_rtp(bytes)` and its `_tx_srtp` (a pylibsrtp `Session`), whose
+  1500-byte work buffer less a 144-byte trailer reserve refuses packets over 1356 bytes:
+  aiortc packetizes below that, but publishers such as GStreamer (MTU 1400) do not, so
+  `widen_srtp_buffer` gives the viewer's session a buffer a full-size packet fits in.
 
 The viewer's sender keeps running its RTP task on a `SilentTrack` whose `recv()` only returns
 when the track stops, so aiortc never sends media of its own on that SSRC.
@@ -40,6 +43,7 @@ from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx, wrap_rtx
+from pylibsrtp import ffi  # type: ignore[attr-defined]  # the cffi module its sessions allocate with
 
 from roomserver.core.rtp_rewrite import CACHE_PACKETS, PacketCache, SeqTsRewriter, starts_keyframe
 
@@ -54,6 +58,20 @@ _SR_RTP = "_RTCRtpSender__rtp_timestamp"
 _SR_PACKETS = "_RTCRtpSender__packet_count"
 _SR_OCTETS = "_RTCRtpSender__octet_count"
 _SEQ_TS_SSRC = struct.Struct("!HII")
+SRTP_BUFFER_BYTES = 2048  # a 1500-byte RTP packet + pylibsrtp's 144-byte trailer reserve
+
+
+def widen_srtp_buffer(dtls: Any) -> bool:
+    """Let `dtls`'s SRTP sender protect packets as large as any publisher sends (see above).
+    False if pylibsrtp's internals differ (then over-size packets are dropped and counted)."""
+    session = getattr(dtls, "_tx_srtp", None)
+    cdata = getattr(session, "_cdata", None)
+    if session is None or cdata is None or not hasattr(session, "_buffer"):
+        return False
+    if len(cdata) < SRTP_BUFFER_BYTES:
+        session._cdata = ffi.new("char[]", SRTP_BUFFER_BYTES)
+        session._buffer = ffi.buffer(session._cdata)
+    return True
 
 
 class SilentTrack(MediaStreamTrack):
@@ -104,6 +122,7 @@ class ViewerRtpSink:
         self.bytes_sent = 0
         self.retransmitted = 0
         self.nack_misses = 0
+        self.too_long = 0  # packets the viewer's SRTP session refused (unwidened buffer)
         self._send_parameters = sender.send
         sender.send = self._on_send  # type: ignore[method-assign]
         sender._retransmit = self.retransmit  # type: ignore[method-assign,assignment]
@@ -124,6 +143,8 @@ class ViewerRtpSink:
             hash(tuple((e.uri, e.id) for e in parameters.headerExtensions)),
         )
         await self._send_parameters(parameters)
+        if not widen_srtp_buffer(self.sender.transport):
+            logger.warning("cannot widen the SRTP buffer: packets over 1356 bytes will be dropped")
         self.ready = not self.closed
 
     def serialize(self, packet: RtpPacket, abs_send_time: int) -> bytes:
@@ -143,6 +164,9 @@ class ViewerRtpSink:
         try:
             await self.sender.transport._send_rtp(bytes(data))
         except ConnectionError:
+            return
+        except ValueError:  # pylibsrtp: "packet is too long"
+            self.too_long += 1
             return
         if self.first_packet_at is None:
             self.first_packet_at = time.monotonic()
@@ -186,7 +210,7 @@ class ViewerRtpSink:
             self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
         try:
             await self.sender.transport._send_rtp(out.serialize(self.extensions))
-        except ConnectionError:
+        except (ConnectionError, ValueError):
             return
         self.retransmitted += 1
 

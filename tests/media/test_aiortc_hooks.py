@@ -13,6 +13,7 @@ from importlib.metadata import version
 
 import aioice.ice
 import aiortc
+import pylibsrtp
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import get_encoder
@@ -27,6 +28,7 @@ from aiortc.rtcdtlstransport import (
     generate_certificate,
 )
 from aiortc.rtcpeerconnection import is_codec_compatible
+from aiortc.rtp import RtpPacket
 from cryptography.hazmat.primitives.asymmetric import rsa
 from OpenSSL import SSL
 
@@ -98,6 +100,24 @@ async def test_rtp_forwarding_private_names_exist() -> None:
     assert "await transceiver.sender.send(" in inspect.getsource(RTCPeerConnection)
     report = inspect.getsource(RTCRtpSender._run_rtcp)
     assert "ntp_timestamp=self.__ntp_timestamp" in report and "packet_count=self.__packet_count" in report
+
+
+def test_srtp_session_buffer_can_be_widened_for_full_size_packets() -> None:
+    """pylibsrtp refuses to protect packets over 1500 - 144 bytes unless its buffer is widened
+    (rtp_forwarding.widen_srtp_buffer); a widened session protects a 1400-byte packet that
+    the peer's session unprotects intact."""
+    key = bytes(range(30))
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    packet = RtpPacket(
+        payload_type=96, sequence_number=1, timestamp=1, ssrc=1234, payload=bytes(1388)
+    ).serialize()
+    assert len(packet) == 1400
+    with pytest.raises(ValueError, match="too long"):
+        tx.protect(packet)
+    holder = type("Dtls", (), {"_tx_srtp": tx})()
+    assert rtp_forwarding.widen_srtp_buffer(holder)
+    assert rx.unprotect(tx.protect(packet)) == packet
 
 
 def test_encoders_can_pack_pre_encoded_packets() -> None:
