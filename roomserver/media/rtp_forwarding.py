@@ -19,7 +19,11 @@ Private aiortc 1.16 names used (checked by tests/media/test_aiortc_hooks.py):
   and header extension ids), `_retransmit(seq)` (replaced: NACKs are served from the cache),
   `_ssrc`/`_rtx_ssrc`, and the counters its RTCP task puts in sender reports
   (`_RTCRtpSender__ntp_timestamp`, `__rtp_timestamp`, `__packet_count`, `__octet_count`);
-- `RTCDtlsTransport._send_rtp(bytes)` and its `_tx_srtp` (a pylibsrtp `Session`), whose
+- `RTCDtlsTransport._send_rtp(bytes)`, or its parts when the ICE pair's protocol is aioice's
+  plain `StunProtocol` (`SrtpUdpSend`: `_state`, `_tx_srtp.protect`, the ICE connection's
+  `_nominated[1]` pair, `protocol.transport.sendto`): the same steps without five coroutines
+  per packet per viewer (the DTLS transport's tx counters are not updated on that path);
+- the `_tx_srtp` (a pylibsrtp `Session`), whose
   1500-byte work buffer less a 144-byte trailer reserve refuses packets over 1356 bytes:
   aiortc packetizes below that, but publishers such as GStreamer (MTU 1400) do not, so
   `widen_srtp_buffer` gives the viewer's session a buffer a full-size packet fits in.
@@ -38,9 +42,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aioice.ice import StunProtocol
 from aiortc import RTCRtpReceiver, RTCRtpSender, clock
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx, wrap_rtx
 from pylibsrtp import ffi  # type: ignore[attr-defined]  # the cffi module its sessions allocate with
@@ -94,6 +100,29 @@ class SilentTrack(MediaStreamTrack):
         self.on_stop()
 
 
+class SrtpUdpSend:
+    """`RTCDtlsTransport._send_rtp` for RTP, synchronously: SRTP protect then the nominated
+    ICE pair's `sendto`. `usable` is False (use `_send_rtp`) unless the pair's protocol sends
+    data with a plain `transport.sendto` (aioice's StunProtocol, host/srflx/relay alike)."""
+
+    def __init__(self, dtls: Any) -> None:
+        self._dtls = dtls
+        connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+        self._nominated: dict[int, Any] | None = getattr(connection, "_nominated", None)
+        self.usable = isinstance(self._nominated, dict) and hasattr(dtls, "_tx_srtp")
+
+    def __call__(self, data: bytes) -> None:
+        if self._dtls._state is not DtlsState.CONNECTED:
+            raise ConnectionError("DTLS transport not connected")
+        pair = self._nominated.get(1) if self._nominated is not None else None
+        if pair is None:
+            raise ConnectionError("no nominated ICE pair")
+        protocol = pair.protocol
+        if type(protocol).send_data is not StunProtocol.send_data:
+            raise NotImplementedError  # caller falls back to _send_rtp
+        protocol.transport.sendto(self._dtls._tx_srtp.protect(data), pair.remote_addr)
+
+
 class ViewerRtpSink:
     """One viewer's copy of a publisher track at the RTP level.
 
@@ -123,6 +152,7 @@ class ViewerRtpSink:
         self.retransmitted = 0
         self.nack_misses = 0
         self.too_long = 0  # packets the viewer's SRTP session refused (unwidened buffer)
+        self._fast_send: SrtpUdpSend | None = None
         self._send_parameters = sender.send
         sender.send = self._on_send  # type: ignore[method-assign]
         sender._retransmit = self.retransmit  # type: ignore[method-assign,assignment]
@@ -145,6 +175,8 @@ class ViewerRtpSink:
         await self._send_parameters(parameters)
         if not widen_srtp_buffer(self.sender.transport):
             logger.warning("cannot widen the SRTP buffer: packets over 1356 bytes will be dropped")
+        fast = SrtpUdpSend(self.sender.transport)
+        self._fast_send = fast if fast.usable else None
         self.ready = not self.closed
 
     def serialize(self, packet: RtpPacket, abs_send_time: int) -> bytes:
@@ -162,7 +194,14 @@ class ViewerRtpSink:
         data = bytearray(template)
         _SEQ_TS_SSRC.pack_into(data, 2, mapped.sequence_number, mapped.timestamp, self.sender._ssrc)
         try:
-            await self.sender.transport._send_rtp(bytes(data))
+            if self._fast_send is not None:
+                try:
+                    self._fast_send(bytes(data))
+                except NotImplementedError:
+                    self._fast_send = None
+                    await self.sender.transport._send_rtp(bytes(data))
+            else:
+                await self.sender.transport._send_rtp(bytes(data))
         except ConnectionError:
             return
         except ValueError:  # pylibsrtp: "packet is too long"

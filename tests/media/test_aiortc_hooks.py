@@ -13,6 +13,7 @@ from importlib.metadata import version
 
 import aioice.ice
 import aiortc
+import aiortc.rtcicetransport
 import pylibsrtp
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
@@ -100,6 +101,19 @@ async def test_rtp_forwarding_private_names_exist() -> None:
     assert "await transceiver.sender.send(" in inspect.getsource(RTCPeerConnection)
     report = inspect.getsource(RTCRtpSender._run_rtcp)
     assert "ntp_timestamp=self.__ntp_timestamp" in report and "packet_count=self.__packet_count" in report
+
+
+def test_rtp_fast_send_path_matches_aiortc_and_aioice() -> None:
+    """rtp_forwarding.SrtpUdpSend does what _send_rtp → RTCIceTransport._send → aioice does."""
+    send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "self._state != State.CONNECTED" in send_rtp and "self._tx_srtp.protect(data)" in send_rtp
+    assert "await self.transport._send(data)" in send_rtp
+    assert "self._send = self._connection.send" in inspect.getsource(aiortc.rtcicetransport.RTCIceTransport)
+    assert "await self.sendto(data, 1)" in inspect.getsource(aioice.ice.Connection.send)
+    sendto = inspect.getsource(aioice.ice.Connection.sendto)
+    assert "self._nominated.get(component)" in sendto
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(aioice.ice.StunProtocol.send_data)
 
 
 def test_srtp_session_buffer_can_be_widened_for_full_size_packets() -> None:

@@ -42,6 +42,7 @@ async def test_rtp_mode_forwards_packets_through_sinks_and_viewers_decode_every_
         assert forwarder.viewers == frozenset()  # no frame-level viewer tracks
         assert len(fanout.sinks) == 2
         assert all(s.packets_sent >= 30 and s.first_packet_at is not None for s in fanout.sinks)
+        assert all(s._fast_send is not None for s in fanout.sinks)  # the synchronous send path
         for viewer_id, _ in viewers:
             viewer_session = router.session(viewer_id)
             assert isinstance(viewer_session, ViewerSession)
