@@ -273,6 +273,10 @@ class RtpFanout:
         self.packets_in = 0
 
     @property
+    def sinks_count(self) -> int:
+        return len(self._sinks)
+
+    @property
     def sinks(self) -> tuple[ViewerRtpSink, ...]:
         return tuple(self._sinks)
 
@@ -348,5 +352,12 @@ def tap_rtp(receiver: RTCRtpReceiver, fanout: RtpFanout) -> None:
             except Exception:  # one bad packet must not stop the publisher's receive loop
                 logger.exception("RTP forwarding failed for a packet")
         await original(packet, arrival_time_ms=arrival_time_ms)
+        if fanout.sinks_count:
+            # The fan-out above never suspends (sends are synchronous) and the DTLS loop
+            # takes the next packet from aioice's queue without suspending either: without
+            # this yield a backlog keeps the event loop from reading sockets, the publisher's
+            # kernel buffer overflows (packets and ICE consent checks lost: after 30 s the
+            # publisher is disconnected) and other sessions' handshakes stall.
+            await asyncio.sleep(0)
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
