@@ -19,6 +19,8 @@ Private aiortc 1.16 names used (checked by tests/media/test_aiortc_hooks.py):
   and header extension ids), `_retransmit(seq)` (replaced: NACKs are served from the cache),
   `_ssrc`/`_rtx_ssrc`, and the counters its RTCP task puts in sender reports
   (`_RTCRtpSender__ntp_timestamp`, `__rtp_timestamp`, `__packet_count`, `__octet_count`);
+- aioice's `Connection._queue` (datagrams received, not yet handled) behind the publisher's
+  `RTCIceTransport._connection`: its size is the ingest backlog (INGEST_BACKLOG_LIMIT);
 - `RTCDtlsTransport._send_rtp(bytes)`, or its parts when the ICE pair's protocol is aioice's
   plain `StunProtocol` (`SrtpUdpSend`: `_state`, `_tx_srtp.protect`, the ICE connection's
   `_nominated[1]` pair, `protocol.transport.sendto`): the same steps without five coroutines
@@ -64,6 +66,10 @@ _SR_RTP = "_RTCRtpSender__rtp_timestamp"
 _SR_PACKETS = "_RTCRtpSender__packet_count"
 _SR_OCTETS = "_RTCRtpSender__octet_count"
 _SEQ_TS_SSRC = struct.Struct("!HII")
+# Packets waiting in the publisher's ICE queue beyond which fan-out is skipped (≈ 0.5–1 s of
+# 1.5 Mbit/s video): an overloaded server sheds stale packets instead of queueing without
+# bound (viewers recover through NACK/PLI), as frame-level forwarding's per-viewer queues do.
+INGEST_BACKLOG_LIMIT = 100
 SRTP_BUFFER_BYTES = 2048  # a 1500-byte RTP packet + pylibsrtp's 144-byte trailer reserve
 
 
@@ -271,6 +277,8 @@ class RtpFanout:
         self.cache: PacketCache[RtpPacket] = PacketCache(cache_packets if self.kind == "video" else 1)
         self._sinks: list[ViewerRtpSink] = []
         self.packets_in = 0
+        self.backlog_limit = INGEST_BACKLOG_LIMIT
+        self.shed = 0  # packets not forwarded because the ingest backlog was over the limit
 
     @property
     def sinks_count(self) -> int:
@@ -333,6 +341,9 @@ def tap_rtp(receiver: RTCRtpReceiver, fanout: RtpFanout) -> None:
     if not isinstance(codecs, dict) or not isinstance(rtx_ssrcs, dict):
         raise RuntimeError("aiortc receiver internals changed")
     wanted = fanout.codec_name.lower()
+    # aioice's queue of datagrams received for this publisher and not yet handled.
+    ice = getattr(getattr(receiver.transport, "transport", None), "_connection", None)
+    backlog: asyncio.Queue | None = getattr(ice, "_queue", None)
 
     async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
         forwarded = packet
@@ -346,7 +357,9 @@ def tap_rtp(receiver: RTCRtpReceiver, fanout: RtpFanout) -> None:
                 forwarded = unwrap_rtx(packet, payload_type=apt, ssrc=media_ssrc)
                 forwarded.padding_size = 0
                 codec = codecs[apt]
-        if codec is not None and codec.name.lower() == wanted and receiver._enabled:
+        if backlog is not None and backlog.qsize() > fanout.backlog_limit:
+            fanout.shed += 1
+        elif codec is not None and codec.name.lower() == wanted and receiver._enabled:
             try:
                 await fanout.handle_packet(forwarded)
             except Exception:  # one bad packet must not stop the publisher's receive loop

@@ -114,6 +114,9 @@ def test_rtp_fast_send_path_matches_aiortc_and_aioice() -> None:
     assert "self._nominated.get(component)" in sendto
     assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
     assert "self.transport.sendto(data, addr)" in inspect.getsource(aioice.ice.StunProtocol.send_data)
+    # The ingest backlog rtp_forwarding reads: aioice's receive queue behind RTCIceTransport._recv.
+    assert "self._recv = self._connection.recv" in inspect.getsource(aiortc.rtcicetransport.RTCIceTransport)
+    assert "await self._queue.get()" in inspect.getsource(aioice.ice.Connection.recvfrom)
 
 
 def test_srtp_session_buffer_can_be_widened_for_full_size_packets() -> None:

@@ -104,3 +104,29 @@ async def test_a_viewers_nack_is_answered_from_the_cache_as_rtx() -> None:
         await viewer.close()
         await publisher.close()
         await router.close()
+
+
+async def test_fan_out_is_shed_while_the_ingest_backlog_is_over_the_limit() -> None:
+    """An overloaded server skips fan-out rather than queueing stale packets without bound;
+    with the limit below any backlog (-1) nothing is forwarded and every packet is counted."""
+    router = MediaRouter(ice_host="127.0.0.1", connect_timeout=5.0)
+    publisher_id, publisher = await start_publisher(router)
+    session = router.session(publisher_id)
+    assert isinstance(session, PublisherSession)
+    (fanout,) = session.fanouts.values()
+    _, viewer = await start_viewer(router)
+    try:
+        assert await viewer.wait_for(lambda v: len(v.video) >= 5, timeout=10)
+        assert fanout.shed == 0  # a quiet loop has no backlog
+        fanout.backlog_limit = -1
+        (sink,) = fanout.sinks
+        await asyncio.sleep(0.2)
+        sent = sink.packets_sent
+        assert await _eventually(lambda: fanout.shed >= 30, 5)
+        assert sink.packets_sent == sent
+        fanout.backlog_limit = 100  # back to normal: forwarding resumes
+        assert await _eventually(lambda: sink.packets_sent > sent, 5)
+    finally:
+        await viewer.close()
+        await publisher.close()
+        await router.close()
