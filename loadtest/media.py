@@ -2,6 +2,10 @@
 
     python -m loadtest.media --viewers 20,40,60 --workers 0 --relay-viewers 1,2,4
     python -m loadtest.media --viewers 40,80 --rooms 2 --workers 1,2 --relay-viewers ''
+    python -m loadtest.media --viewers 150,300 --forwarding rtp,frame --relay-viewers ''
+
+`--forwarding` runs the server once per `--media-forwarding` mode (RTP-level or frame-level)
+in the same invocation, so the two are compared under the same machine load.
 
 Each run starts `roomserver serve` (loopback, a generated app key, `--ice-host 127.0.0.1`,
 `--media-workers N`) and drives it like an app would: hosts publish over WHIP with host
@@ -65,6 +69,7 @@ LOOPBACK = "127.0.0.1"
 class MediaStep(bench.Step):
     workers: int = 0
     rooms: int = 1
+    forwarding: str = "rtp"
     # CPU-seconds of each process of the server tree over the window (main first).
     process_cpu_s: list[float] = field(default_factory=list)
     client_cpu_s: float = 0.0  # the load generator: viewers and publisher processes
@@ -105,9 +110,10 @@ def tree_rss_mb(pids: list[int]) -> float:
 class MediaServerUnderTest:
     """`roomserver serve` with media, and the tokens of its generated app."""
 
-    def __init__(self, workers: int, log_level: str = "WARNING") -> None:
+    def __init__(self, workers: int, log_level: str = "WARNING", forwarding: str = "rtp") -> None:
         self.servers = ServerSet()
         self.workers = workers
+        self.forwarding = forwarding
         self.log_level = log_level
         self.server: ServerProcess | None = None
 
@@ -131,6 +137,8 @@ class MediaServerUnderTest:
                 LOOPBACK,
                 "--media-workers",
                 str(self.workers),
+                "--media-forwarding",
+                self.forwarding,
                 *NO_CLIENT_LIMITS,
                 "--log-level",
                 self.log_level,
@@ -274,12 +282,18 @@ async def _frames(procs: list[ViewerProcess]) -> tuple[list[int], list[int], int
     return frames, lost, not_connected
 
 
-async def run_server(workers: int, args: argparse.Namespace, errors: list[dict[str, Any]]) -> list[MediaStep]:
+async def run_server(
+    workers: int, args: argparse.Namespace, errors: list[dict[str, Any]], forwarding: str = "rtp"
+) -> list[MediaStep]:
     """The viewer steps against one server; a step whose viewers cannot all join (a
     saturated worker drops its publisher) is recorded in ``errors`` and ends this mode."""
     steps: list[MediaStep] = []
     rooms = [f"lt-media-{i}" for i in range(args.rooms)]
-    with MediaServerUnderTest(workers, args.server_log_level) as sut, contextlib.ExitStack() as caps:
+    label = f"server/{workers}w/{forwarding}"
+    with (
+        MediaServerUnderTest(workers, args.server_log_level, forwarding) as sut,
+        contextlib.ExitStack() as caps,
+    ):
         server = sut.server
         assert server is not None  # started by __enter__
         print(f"server log: {server.log_path}", file=sys.stderr, flush=True)
@@ -313,8 +327,8 @@ async def run_server(workers: int, args: argparse.Namespace, errors: list[dict[s
                     try:
                         await asyncio.gather(*(p.add(b) for p, b in zip(procs, batches, strict=True) if b))
                     except RuntimeError as exc:
-                        errors.append({"mode": f"server/{workers}w", "viewers": target, "error": str(exc)})
-                        print(f"server/{workers}w at {target} viewers: {exc}", file=sys.stderr, flush=True)
+                        errors.append({"mode": label, "viewers": target, "error": str(exc)})
+                        print(f"{label} at {target} viewers: {exc}", file=sys.stderr, flush=True)
                         break
                     await asyncio.sleep(args.settle)
                     pids = sut.pids()
@@ -341,7 +355,7 @@ async def run_server(workers: int, args: argparse.Namespace, errors: list[dict[s
                         for k in range(args.probes)
                     ]
                     step = MediaStep(
-                        mode=f"server/{workers}w",
+                        mode=label,
                         **bench.measured_fields(
                             viewers=target,
                             elapsed=elapsed,
@@ -354,6 +368,7 @@ async def run_server(workers: int, args: argparse.Namespace, errors: list[dict[s
                         server_rss_mb=round(tree_rss_mb(pids), 1),
                         workers=workers,
                         rooms=len(rooms),
+                        forwarding=forwarding,
                         process_cpu_s=[round(c, 3) for c in per_process],
                         client_cpu_s=round(client_cpu, 3),
                         other_tenants_cores=round(max(0.0, busy - cpu - client_cpu) / elapsed, 2),
@@ -404,7 +419,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "errors": [],
     }
     for workers in args.workers:
-        result["steps"] += [asdict(s) for s in await run_server(workers, args, result["errors"])]
+        for forwarding in args.forwarding:
+            steps = await run_server(workers, args, result["errors"], forwarding)
+            result["steps"] += [asdict(s) for s in steps]
     if args.relay_viewers:
         result["steps"] += [asdict(s) for s in await bench.run_mode("relay", args.relay_viewers, args)]
     result["loadavg_end"] = list(os.getloadavg())
@@ -415,10 +432,23 @@ def _counts(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def _modes(text: str) -> list[str]:
+    modes = [x.strip() for x in text.split(",") if x.strip()]
+    if not modes or any(m not in ("rtp", "frame") for m in modes):
+        raise argparse.ArgumentTypeError(f"{text!r}: give rtp, frame or rtp,frame")
+    return modes
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--viewers", type=_counts, default=[20, 40, 60], help="viewer steps, e.g. 20,40,60")
     p.add_argument("--rooms", type=int, default=1, help="rooms (one publisher each); viewers round-robin")
     p.add_argument("--workers", type=_counts, default=[0], help="--media-workers runs, e.g. 0 or 1,2")
+    p.add_argument(
+        "--forwarding",
+        type=_modes,
+        default=["rtp"],
+        help="--media-forwarding runs, e.g. rtp,frame (each against a fresh server, same invocation)",
+    )
     p.add_argument("--relay-viewers", type=_counts, default=[1, 2, 4], help="MediaRelay steps ('' to skip)")
     p.add_argument("--seconds", type=float, default=8.0, help="measurement window per step")
     p.add_argument("--probes", type=int, default=5, help="late-joining decoding viewers per step")

@@ -401,6 +401,13 @@ class Config:
     media_workers: int = setting(
         0, "WebRTC media worker processes (0 = media in this process)", cs.int_at_least(0)
     )
+    media_forwarding: str = setting(
+        "rtp",
+        "how media reaches viewers: rtp = publisher RTP packets rewritten per viewer (NACKs from a"
+        " packet cache); frame = frames reassembled and re-packetized per viewer (the earlier path)",
+        cs.one_of("rtp", "frame"),
+        metavar="MODE",
+    )
     node_id: str = setting_factory(
         lambda: secrets.token_hex(4),
         "this node's name in logs, metrics and presence",

@@ -151,9 +151,12 @@ class MediaGlue:
                 routing=BusRoomRouting(node),
                 ice_host=config.ice_host,
                 public_ip=config.public_ip,
+                forwarding=config.media_forwarding,
             )
         else:
-            self.backend = MediaRouter(ice_host=config.ice_host, public_ip=config.public_ip)
+            self.backend = MediaRouter(
+                ice_host=config.ice_host, public_ip=config.public_ip, forwarding=config.media_forwarding
+            )
         self.backend.on_publishers_changed = self._publishers_changed
         self._storing: set[str] = set()
         self._rooms_with_publishers: set[str] = set()

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from .errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable, session_at
@@ -34,7 +35,6 @@ from .forwarding import (
     AUDIO_QUEUE_FRAMES,
     KEYFRAME_REQUEST_INTERVAL_S,
     VIDEO_QUEUE_FRAMES,
-    ForwardedTrack,
     TrackForwarder,
     relay_keyframe_requests,
     tap_receiver,
@@ -42,6 +42,7 @@ from .forwarding import (
 from .ice import advertise_public_ip, pin_host_addresses, rtc_configuration
 from .links import ROLE_ORDER, ListChanges, PublisherLinks
 from .negotiation import media_lines, parse_offer, publisher_codec
+from .rtp_forwarding import RtpFanout, SilentTrack, tap_rtp
 from .trickle import Unprocessable, parse_fragment
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 PUBLISH_ROLES = ("host", "cohost", "call")
 SENDING = ("sendonly", "sendrecv")
 RECEIVING = ("recvonly", "sendrecv")
+# "rtp": packets are rewritten and sent on (rtp_forwarding.py); "frame": frames are
+# reassembled and re-packetized per viewer (forwarding.py), the earlier path.
+FORWARDING_MODES = ("rtp", "frame")
 # Errors aiortc raises for offers it cannot apply (bad fingerprints, no common codec, ...).
 _NEGOTIATION_ERRORS = (ValueError, OperationError, InvalidAccessError, InvalidStateError, InternalError)
 
@@ -69,6 +73,7 @@ class PublisherSession(Session):
     role: str = "host"
     stream: str = ""
     forwarders: list[TrackForwarder] = field(default_factory=list)
+    fanouts: dict[TrackForwarder, RtpFanout] = field(default_factory=dict)  # "rtp" mode
     viewer_ids: set[str] = field(default_factory=set)
 
     def entry(self) -> dict:
@@ -84,7 +89,7 @@ class PublisherSession(Session):
 @dataclass(eq=False)
 class ViewerSession(Session):
     publisher_id: str = ""
-    tracks: list[ForwardedTrack] = field(default_factory=list)
+    tracks: list[MediaStreamTrack] = field(default_factory=list)  # ForwardedTrack | SilentTrack
 
 
 class MediaRouter:
@@ -95,7 +100,8 @@ class MediaRouter:
     `max_publishers_per_room` caps a room (host + 8 co-hosts, or a 9-person call),
     `max_peer_connections` caps this process (503 `unavailable` beyond it),
     `connect_timeout` closes sessions that never connect, the queue sizes bound each
-    viewer's backlog, `keyframe_interval` rate-limits keyframe requests to a publisher.
+    viewer's backlog, `keyframe_interval` rate-limits keyframe requests to a publisher,
+    `forwarding` picks RTP-level or frame-level forwarding (FORWARDING_MODES).
     """
 
     def __init__(
@@ -109,6 +115,7 @@ class MediaRouter:
         video_queue_frames: int = VIDEO_QUEUE_FRAMES,
         audio_queue_frames: int = AUDIO_QUEUE_FRAMES,
         keyframe_interval: float = KEYFRAME_REQUEST_INTERVAL_S,
+        forwarding: str = "rtp",
         on_publishers_changed: Callable[[str], None] | None = None,
         on_session_closed: Callable[[str], None] | None = None,
     ) -> None:
@@ -119,6 +126,9 @@ class MediaRouter:
         self.max_publishers_per_room = max_publishers_per_room
         self.max_peer_connections = max_peer_connections
         self.connect_timeout = connect_timeout
+        if forwarding not in FORWARDING_MODES:
+            raise ValueError(f"forwarding must be one of {FORWARDING_MODES}, not {forwarding!r}")
+        self.forwarding = forwarding
         self._forwarder_options: dict[str, Any] = {
             "video_queue_frames": video_queue_frames,
             "audio_queue_frames": audio_queue_frames,
@@ -211,6 +221,8 @@ class MediaRouter:
                 forwarder = TrackForwarder(choice, **self._forwarder_options)
                 by_transceiver[transceiver] = forwarder
                 session.forwarders.append(forwarder)
+                if self.forwarding == "rtp":
+                    session.fanouts[forwarder] = RtpFanout(forwarder)
 
             tapped: set[RTCRtpTransceiver] = set()
 
@@ -219,6 +231,9 @@ class MediaRouter:
                 for transceiver, forwarder in by_transceiver.items():
                     if transceiver.receiver.track is track and transceiver not in tapped:
                         tap_receiver(transceiver.receiver, forwarder)
+                        fanout = session.fanouts.get(forwarder)
+                        if fanout is not None:
+                            tap_rtp(transceiver.receiver, fanout)
                         tapped.add(transceiver)
 
             answer = await self._answer(pc, offer_sdp)
@@ -261,9 +276,16 @@ class MediaRouter:
                     pc.addTransceiver(media.kind, direction="inactive")
                     continue
                 unused.remove(forwarder)
-                track = forwarder.subscribe()
-                session.tracks.append(track)
-                transceiver = pc.addTransceiver(track, direction="sendonly")
+                fanout = publisher.fanouts.get(forwarder)
+                if fanout is not None:
+                    silent = SilentTrack(forwarder.kind)
+                    session.tracks.append(silent)
+                    transceiver = pc.addTransceiver(silent, direction="sendonly")
+                    fanout.subscribe(silent, transceiver.sender)
+                else:
+                    track: MediaStreamTrack = forwarder.subscribe()
+                    session.tracks.append(track)
+                    transceiver = pc.addTransceiver(track, direction="sendonly")
                 transceiver.setCodecPreferences(forwarder.choice.viewer_preferences())
                 relay_keyframe_requests(transceiver.sender, forwarder)
             if not session.tracks:
@@ -484,6 +506,8 @@ class MediaRouter:
                     del self._publishers[session.room]
             for forwarder in session.forwarders:
                 forwarder.end()
+            for fanout in session.fanouts.values():
+                fanout.end()
             viewers = [self._sessions[v] for v in session.viewer_ids if v in self._sessions]
         elif isinstance(session, ViewerSession):
             for track in session.tracks:

@@ -30,7 +30,7 @@ from aiohttp import web
 from roomserver import logsetup
 
 from .errors import Unauthorized
-from .sfu import MediaRouter
+from .sfu import FORWARDING_MODES, MediaRouter
 from .whip import ROOM_KEY, Authorize, MediaAction, MediaPrincipal, media_routes
 
 SECRET_ENV = "ROOMSERVER_MEDIA_WORKER_SECRET"
@@ -59,8 +59,10 @@ def _emit(message: dict) -> None:
     sys.stdout.flush()
 
 
-async def serve(host: str, port: int, ice_host: str | None, public_ip: str | None, secret: str) -> None:
-    router = MediaRouter(ice_host=ice_host, public_ip=public_ip)
+async def serve(
+    host: str, port: int, ice_host: str | None, public_ip: str | None, secret: str, forwarding: str = "rtp"
+) -> None:
+    router = MediaRouter(ice_host=ice_host, public_ip=public_ip, forwarding=forwarding)
     router.on_publishers_changed = lambda room: _emit(
         {"type": "publishers", "room": room, "publishers": router.local_publishers(room)}
     )
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ice-host", default=None)
     parser.add_argument("--public-ip", default=None)
+    parser.add_argument("--forwarding", default="rtp", choices=FORWARDING_MODES)
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
     parser.add_argument("--node-id", default="media-worker")
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     secret = os.environ.get(SECRET_ENV)
     if not secret:
         parser.error(f"{SECRET_ENV} must be set")
-    asyncio.run(serve(args.host, args.port, args.ice_host, args.public_ip, secret))
+    asyncio.run(serve(args.host, args.port, args.ice_host, args.public_ip, secret, args.forwarding))
 
 
 if __name__ == "__main__":

@@ -126,6 +126,7 @@ class MediaWorkerPool:
         routing: RoomRouting | None = None,
         ice_host: str | None = None,
         public_ip: str | None = None,
+        forwarding: str = "rtp",
         on_publishers_changed: Callable[[str], None] | None = None,
         start_timeout: float = 30.0,
         request_timeout: float = 20.0,
@@ -136,6 +137,7 @@ class MediaWorkerPool:
         self.routing: RoomRouting = routing or InMemoryRoomRouting()
         self.ice_host = ice_host
         self.public_ip = public_ip
+        self.forwarding = forwarding
         self.on_publishers_changed = on_publishers_changed
         self.start_timeout = start_timeout
         self.request_timeout = request_timeout
@@ -199,6 +201,7 @@ class MediaWorkerPool:
             args += ["--ice-host", self.ice_host]
         if self.public_ip:
             args += ["--public-ip", self.public_ip]
+        args += ["--forwarding", self.forwarding]
         worker.ready.clear()
         worker.port = None
         worker.process = await asyncio.create_subprocess_exec(

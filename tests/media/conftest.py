@@ -104,10 +104,13 @@ def open_peer_connections() -> list[RTCPeerConnection]:
     return [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"]
 
 
-@pytest.fixture
-async def router() -> AsyncIterator[MediaRouter]:
+@pytest.fixture(params=["rtp", "frame"])
+async def router(request: pytest.FixtureRequest) -> AsyncIterator[MediaRouter]:
+    """A router per forwarding mode: RTP-level (the default) and frame-level."""
     changes: list[str] = []
-    r = MediaRouter(ice_host=LOOPBACK, connect_timeout=5.0, on_publishers_changed=changes.append)
+    r = MediaRouter(
+        ice_host=LOOPBACK, connect_timeout=5.0, on_publishers_changed=changes.append, forwarding=request.param
+    )
     r.changes = changes  # type: ignore[attr-defined]
     yield r
     await r.close()

@@ -13,6 +13,8 @@ from importlib.metadata import version
 
 import aioice.ice
 import aiortc
+import aiortc.rtcicetransport
+import pylibsrtp
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import get_encoder
@@ -20,12 +22,18 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80, RTCCertificate, generate_certificate
+from aiortc.rtcdtlstransport import (
+    SRTP_AES128_CM_SHA1_80,
+    RTCCertificate,
+    RTCDtlsTransport,
+    generate_certificate,
+)
 from aiortc.rtcpeerconnection import is_codec_compatible
+from aiortc.rtp import RtpPacket
 from cryptography.hazmat.primitives.asymmetric import rsa
 from OpenSSL import SSL
 
-from roomserver.media import dtls, forwarding
+from roomserver.media import dtls, forwarding, rtp_forwarding
 from roomserver.media.ice import rtc_configuration
 
 
@@ -63,6 +71,70 @@ def test_sender_turns_pli_into_send_keyframe_and_packs_packets() -> None:
     assert "self._send_keyframe()" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
     source = inspect.getsource(RTCRtpSender._next_encoded_frame)
     assert "isinstance(data, Frame)" in source and "self.__encoder.pack(data)" in source
+
+
+async def test_rtp_forwarding_private_names_exist() -> None:
+    """rtp_forwarding.py: the receiver's codec/RTX maps, the sender's NACK hook and the
+    counters its RTCP sender reports are built from, the DTLS transport's _send_rtp."""
+    pc = RTCPeerConnection(rtc_configuration())
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendrecv")
+        receiver, sender = transceiver.receiver, transceiver.sender
+        assert isinstance(getattr(receiver, rtp_forwarding.CODECS_ATTR), dict)
+        assert isinstance(getattr(receiver, rtp_forwarding.RTX_SSRC_ATTR), dict)
+        assert inspect.iscoroutinefunction(receiver._handle_rtp_packet)
+        for name in (
+            rtp_forwarding._SR_NTP,
+            rtp_forwarding._SR_RTP,
+            rtp_forwarding._SR_PACKETS,
+            rtp_forwarding._SR_OCTETS,
+        ):
+            assert getattr(sender, name) == 0, name
+        assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
+        assert inspect.iscoroutinefunction(sender._retransmit) and inspect.iscoroutinefunction(sender.send)
+        assert inspect.iscoroutinefunction(sender.transport._send_rtp)
+    finally:
+        await pc.close()
+    # The instance attributes shadowing these methods are what aiortc calls.
+    assert "await self._retransmit(seq)" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "await receiver._handle_rtp_packet(packet" in inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "await transceiver.sender.send(" in inspect.getsource(RTCPeerConnection)
+    report = inspect.getsource(RTCRtpSender._run_rtcp)
+    assert "ntp_timestamp=self.__ntp_timestamp" in report and "packet_count=self.__packet_count" in report
+
+
+def test_rtp_fast_send_path_matches_aiortc_and_aioice() -> None:
+    """rtp_forwarding.SrtpUdpSend does what _send_rtp → RTCIceTransport._send → aioice does."""
+    send_rtp = inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "self._state != State.CONNECTED" in send_rtp and "self._tx_srtp.protect(data)" in send_rtp
+    assert "await self.transport._send(data)" in send_rtp
+    assert "self._send = self._connection.send" in inspect.getsource(aiortc.rtcicetransport.RTCIceTransport)
+    assert "await self.sendto(data, 1)" in inspect.getsource(aioice.ice.Connection.send)
+    sendto = inspect.getsource(aioice.ice.Connection.sendto)
+    assert "self._nominated.get(component)" in sendto
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(aioice.ice.StunProtocol.send_data)
+    # The ingest backlog rtp_forwarding reads: aioice's receive queue behind RTCIceTransport._recv.
+    assert "self._recv = self._connection.recv" in inspect.getsource(aiortc.rtcicetransport.RTCIceTransport)
+    assert "await self._queue.get()" in inspect.getsource(aioice.ice.Connection.recvfrom)
+
+
+def test_srtp_session_buffer_can_be_widened_for_full_size_packets() -> None:
+    """pylibsrtp refuses to protect packets over 1500 - 144 bytes unless its buffer is widened
+    (rtp_forwarding.widen_srtp_buffer); a widened session protects a 1400-byte packet that
+    the peer's session unprotects intact."""
+    key = bytes(range(30))
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    packet = RtpPacket(
+        payload_type=96, sequence_number=1, timestamp=1, ssrc=1234, payload=bytes(1388)
+    ).serialize()
+    assert len(packet) == 1400
+    with pytest.raises(ValueError, match="too long"):
+        tx.protect(packet)
+    holder = type("Dtls", (), {"_tx_srtp": tx})()
+    assert rtp_forwarding.widen_srtp_buffer(holder)
+    assert rx.unprotect(tx.protect(packet)) == packet
 
 
 def test_encoders_can_pack_pre_encoded_packets() -> None:

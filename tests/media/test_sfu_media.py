@@ -129,7 +129,8 @@ async def test_audio_is_forwarded_with_video(router: MediaRouter) -> None:
 
 
 async def test_stuck_viewer_queue_is_bounded_and_the_session_times_out() -> None:
-    router = MediaRouter(ice_host="127.0.0.1", connect_timeout=2.0, video_queue_frames=10)
+    """Frame-level forwarding only: RTP forwarding queues nothing per viewer."""
+    router = MediaRouter(ice_host="127.0.0.1", connect_timeout=2.0, video_queue_frames=10, forwarding="frame")
     _, publisher = await start_publisher(router)
     stuck = Viewer()
     try:
