@@ -118,9 +118,11 @@ class RoomView(Wire):
 
 
 class RestRoomView(RoomView):
-    """``RoomView`` plus the members online now (REST room answers)."""
+    """``RoomView`` plus the members online now (REST room answers) and whether its
+    shows are recorded (null: the server's ``--record`` decides)."""
 
     online: int
+    record: bool | None
 
 
 class EventMessage(Wire):
@@ -381,6 +383,27 @@ class Health(Wire):
 
 class RoomReply(Wire):
     room: RestRoomView
+
+
+class ReplayEntry(Wire):
+    """One recording (issue 14): a publisher's file of a show; ``offset_s`` is where the
+    file starts on the show's clock (seconds after ``show_started_at``)."""
+
+    show: int
+    file: str
+    url: str
+    user: str
+    role: str
+    codecs: dict[str, str]
+    show_started_at: int
+    started_at: int
+    offset_s: float
+    ended_at: int | None  # null while recording
+    duration_s: float | None
+
+
+class ReplayList(Wire):
+    replays: list[ReplayEntry]
 
 
 class NodeEntry(Wire):

@@ -42,6 +42,7 @@ from .forwarding import (
 from .ice import advertise_public_ip, pin_host_addresses, rtc_configuration
 from .links import ROLE_ORDER, ListChanges, PublisherLinks
 from .negotiation import media_lines, parse_offer, publisher_codec
+from .recording import PublisherRecording, RecordingTarget, recording_extension
 from .trickle import Unprocessable, parse_fragment
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ class MediaRouter:
         self._closing_pcs: dict[RTCPeerConnection, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
+        self._record_targets: dict[str, RecordingTarget] = {}
+        self._recordings: dict[str, PublisherRecording] = {}  # publisher session id → its file
 
     # ------------------------------------------------------------------ queries
 
@@ -175,6 +178,47 @@ class MediaRouter:
     def unlink(self, room: str, source_room: str | None = None, user: str | None = None) -> None:
         if self._links.remove(room, source_room, user):
             self._notify(room)
+
+    # ------------------------------------------------------------------ recording
+
+    def start_recording(self, room: str, target: RecordingTarget) -> None:
+        """Record every publisher of `room` (those here now and those who publish later) into
+        `target.directory` until `stop_recording`/`close_room`. A new target (the next show)
+        closes the previous show's files first."""
+        if self._record_targets.get(room) not in (None, target):
+            self.stop_recording(room)
+        self._record_targets[room] = target
+        for session in self._publishers.get(room, {}).values():
+            self._record(session)
+
+    def stop_recording(self, room: str) -> None:
+        self._record_targets.pop(room, None)
+        for session_id in list(self._recordings):
+            session = self._sessions.get(session_id)
+            if session is None or session.room == room:
+                self._finish_recording(session_id)
+
+    def recording(self, session_id: str) -> PublisherRecording | None:
+        return self._recordings.get(session_id)
+
+    def _record(self, session: PublisherSession) -> None:
+        target = self._record_targets.get(session.room)
+        if target is None or session.id in self._recordings or session.closed:
+            return
+        if recording_extension(session.forwarders) is None:
+            logger.info("not recording %s in %s: no VP8/H.264 video", session.user, session.room)
+            return
+        try:
+            self._recordings[session.id] = PublisherRecording(
+                target, session.forwarders, user=session.user, role=session.role
+            )
+        except OSError as exc:
+            logger.error("cannot record %s in %s: %r", session.user, session.room, exc)
+
+    def _finish_recording(self, session_id: str) -> None:
+        recording = self._recordings.pop(session_id, None)
+        if recording is not None:
+            recording.close()
 
     # ------------------------------------------------------------------ publish
 
@@ -236,6 +280,7 @@ class MediaRouter:
         self._publishers.setdefault(room, {})[user] = session
         if previous is not None:
             await self._close_session(previous, "replaced by a new publish", notify=False)
+        self._record(session)
         self._notify_publishers_of(room)
         return session.id, answer
 
@@ -359,7 +404,8 @@ class MediaRouter:
         return True
 
     async def close_room(self, room: str) -> None:
-        """End all media of `room` (room ended): its publishers, its viewers, its links."""
+        """End all media of `room` (room ended): its recordings, publishers, viewers, links."""
+        self.stop_recording(room)
         for session in [s for s in self._sessions.values() if s.room == room]:
             await self._close_session(session, "room closed")
         self._links.remove(room)
@@ -367,6 +413,9 @@ class MediaRouter:
     async def close(self) -> None:
         """Close every session and peer connection; the router is unusable afterwards."""
         self._closing = True
+        for session_id in list(self._recordings):
+            self._finish_recording(session_id)
+        self._record_targets.clear()
         await asyncio.gather(
             *(self._close_session(s, "shutdown", notify=False) for s in list(self._sessions.values())),
             return_exceptions=True,
@@ -482,6 +531,7 @@ class MediaRouter:
                 del room_publishers[session.user]
                 if not room_publishers:
                     del self._publishers[session.room]
+            self._finish_recording(session.id)
             for forwarder in session.forwarders:
                 forwarder.end()
             viewers = [self._sessions[v] for v in session.viewer_ids if v in self._sessions]

@@ -1,0 +1,89 @@
+"""Replays (issue 14): a room's recorded shows and their files.
+
+    GET /v1/rooms/{room}/replays               the manifests written by the recorder, newest show first
+    GET /v1/rooms/{room}/replays/{file}        the file, with HTTP Range (206, 416) for seeking
+
+A token admitting the room (``?token=`` works too, for ``<video src>``); rooms are the token's
+app's, so another app's room is 404 like every room route."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final
+
+from aiohttp import web
+
+from roomserver.auth import Identity
+from roomserver.contract import wire as w
+from roomserver.core import replay
+from roomserver.protocol import OpError
+
+from .routes import Route, _json, _node, _room_key, endpoint
+
+
+def _manifests(directory: Path) -> list[Any]:
+    found: list[Any] = []
+    if not directory.is_dir():
+        return found
+    for path in directory.glob("*.json"):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # being replaced, or not ours
+    return found
+
+
+@endpoint("room")
+async def list_replays(request: web.Request, identity: Identity) -> web.Response:
+    node = _node(request)
+    room = _room_key(request, identity)
+    await node.require_room(room)
+    base = f"/v1/rooms/{request.match_info['room']}/replays"
+    raw = request.query.get("show")
+    if raw is not None and not (raw.isdigit() and len(raw) <= 9):
+        raise OpError("bad_request", "show must be a show number")
+    directory = replay.recording_dir(node.config.data_dir, room)
+    entries = [e for m in _manifests(directory) if (e := replay.replay_entry(m, base)) is not None]
+    return _json({"replays": replay.replay_list(entries, int(raw) if raw is not None else None)})
+
+
+@endpoint("room")
+async def replay_file(request: web.Request, identity: Identity) -> web.StreamResponse:
+    node = _node(request)
+    room = _room_key(request, identity)
+    await node.require_room(room)
+    name = request.match_info["file"]
+    if not replay.REPLAY_FILE.match(name):
+        raise OpError("not_found", "no such recording")
+    path = replay.recording_dir(node.config.data_dir, room) / name
+    if not path.is_file():
+        raise OpError("not_found", "no such recording")
+    content_type = replay.CONTENT_TYPES[name.rsplit(".", 1)[1]]
+    # FileResponse answers Range requests (206, 416 for an unsatisfiable range) and HEAD.
+    return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "private"})
+
+
+REPLAY_ROUTES: Final[list[Route]] = [
+    Route(
+        "GET",
+        "/v1/rooms/{room}/replays",
+        list_replays,
+        "The room's recorded shows (issue 14), newest first: file URL, show offset, duration",
+        "room",
+        query=(("show", "only this show", {"type": "integer", "minimum": 0, "maximum": 999_999_999}),),
+        errors=(400, 404),
+        reply=w.ReplayList,
+    ),
+    Route(
+        "GET",
+        "/v1/rooms/{room}/replays/{file}",
+        replay_file,
+        "A recording (WebM or MP4); Range requests answer 206, an unsatisfiable range 416",
+        "room",
+        query=(("token", "the JWT (for <video src>; or send Authorization: Bearer)"),),
+        errors=(404, 416),
+        content="video/webm",
+        other_content=("video/mp4",),
+    ),
+]
