@@ -2,6 +2,8 @@
 
     GET /v1/rooms/{room}/replays               the manifests written by the recorder, newest show first
     GET /v1/rooms/{room}/replays/{file}        the file, with HTTP Range (206, 416) for seeking
+    GET /v1/rooms/{room}/replays/{show}/timeline   barrage and product-pin chapters on the show's
+                                               clock, from the behaviour log (first 20,000 records)
 
 A token admitting the room (``?token=`` works too, for ``<video src>``); rooms are the token's
 app's, so another app's room is 404 like every room route."""
@@ -14,6 +16,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from roomserver.appkeys import STORE_KEY
 from roomserver.auth import Identity
 from roomserver.contract import wire as w
 from roomserver.core import replay
@@ -64,6 +67,38 @@ async def replay_file(request: web.Request, identity: Identity) -> web.StreamRes
     return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "private"})
 
 
+TIMELINE_LIMIT: Final = 20_000
+
+
+@endpoint("room")
+async def replay_timeline(request: web.Request, identity: Identity) -> web.Response:
+    node = _node(request)
+    room = _room_key(request, identity)
+    raw = request.match_info["show"]
+    if not (raw.isdigit() and len(raw) <= 9):  # a path id is looked up: no such show
+        raise OpError("not_found", f"room {request.match_info['room']} has no show {raw[:20]!r}")
+    store = request.app.get(STORE_KEY)
+    if store is None:
+        raise OpError("not_found", "this server keeps no analytics (--no-analytics): no timelines")
+    await node.require_room(room)
+    app, public = identity.app, request.match_info["room"]
+    info = await store.events.show(app, public, int(raw))
+    if info is None or info.started_at is None:
+        raise OpError("not_found", f"room {public} has no show {raw} that started")
+    records = await store.events.show_events(
+        app, public, info.show, kinds=("barrage", "mark"), limit=TIMELINE_LIMIT
+    )
+    body = replay.timeline(records, info.started_at)
+    return _json(
+        {
+            "show": info.show,
+            "started_at": info.started_at,
+            **body,
+            "truncated": len(records) >= TIMELINE_LIMIT,
+        }
+    )
+
+
 REPLAY_ROUTES: Final[list[Route]] = [
     Route(
         "GET",
@@ -85,5 +120,15 @@ REPLAY_ROUTES: Final[list[Route]] = [
         errors=(404, 416),
         content="video/webm",
         other_content=("video/mp4",),
+    ),
+    Route(
+        "GET",
+        "/v1/rooms/{room}/replays/{show}/timeline",
+        replay_timeline,
+        "A show's barrage and product-pin chapters on its clock (seconds), for the replay page",
+        "room",
+        errors=(404,),
+        bus=False,
+        reply=w.ReplayTimeline,
     ),
 ]

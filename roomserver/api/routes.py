@@ -280,8 +280,6 @@ async def reschedule_room(request: web.Request, identity: Identity, body: Resche
     node = _node(request)
     room = _room_key(request, identity)
     doc = await node.require_room(room)
-    if body.scheduled_at is msgspec.UNSET and body.record is msgspec.UNSET:
-        raise OpError("bad_request", "give scheduled_at and/or record")
     if body.record is not msgspec.UNSET:
         record = body.record
         doc, _ = await node.transact(room, lambda d: (rules.with_features(d, record=record), []))

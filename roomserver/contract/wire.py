@@ -406,6 +406,34 @@ class ReplayList(Wire):
     replays: list[ReplayEntry]
 
 
+class ReplayBarrage(Wire):
+    t: float  # seconds since the show started
+    user: str
+    text: str
+
+
+class ReplayProduct(Wire):
+    id: str
+    title: str
+    price_cents: int | None
+
+
+class ReplayChapter(Wire):
+    t: float
+    product: ReplayProduct
+
+
+class ReplayTimeline(Wire):
+    """A show's barrage and product pins on its clock (GET …/replays/{show}/timeline);
+    ``truncated`` when the show had more records than one answer carries."""
+
+    show: int
+    started_at: int
+    barrage: list[ReplayBarrage]
+    chapters: list[ReplayChapter]
+    truncated: bool
+
+
 class NodeEntry(Wire):
     """One live node (GET /v1/nodes): what it last announced on the bus."""
 

@@ -66,3 +66,24 @@ def replay_list(entries: list[dict[str, Any]], show: int | None = None) -> list[
     """Newest show first; within a show, the host's file first, then by start."""
     chosen = [e for e in entries if show is None or e["show"] == show]
     return sorted(chosen, key=lambda e: (-e["show"], e["role"] != "host", e["started_at"], e["file"]))
+
+
+def timeline(records: list[Any], started_at: int) -> dict[str, list[dict[str, Any]]]:
+    """A show's barrage and product pins on its clock (seconds since ``started_at``), from
+    its behaviour records (``BehaviourEvent``s of kinds barrage and mark, in time order):
+    each barrage with its text, a chapter at every pin (the product's title and price as
+    pinned). Records from before the text/title were kept carry none and are left out."""
+    barrage: list[dict[str, Any]] = []
+    chapters: list[dict[str, Any]] = []
+    for r in records:
+        t = round(max(0, r.ts - started_at) / 1000, 3)
+        if r.kind == "barrage" and isinstance(r.data.get("text"), str):
+            barrage.append({"t": t, "user": r.user, "text": r.data["text"]})
+        elif r.kind == "mark" and r.data.get("what") == "pin" and isinstance(r.data.get("title"), str):
+            product = {
+                "id": str(r.data.get("product", "")),
+                "title": r.data["title"],
+                "price_cents": r.data.get("price_cents"),
+            }
+            chapters.append({"t": t, "product": product})
+    return {"barrage": barrage, "chapters": chapters}

@@ -721,6 +721,15 @@ export interface ReplayList {
   replays: ReplayEntry[];
 }
 
+/** A show's barrage and product pins on its clock (GET …/replays/{show}/timeline); `truncated` when the show had more records than one answer carries. */
+export interface ReplayTimeline {
+  show: number;
+  started_at: number;
+  barrage: ReplayBarrage[];
+  chapters: ReplayChapter[];
+  truncated: boolean;
+}
+
 /** The product to pin: a whole product, or the id of one in the app's catalogue (PROTOCOL §7: the fields left out come from the catalogue; those given win). */
 export interface PinProduct {
   id: string;
@@ -1096,6 +1105,17 @@ export interface ReplayEntry {
   duration_s: number | null;
 }
 
+export interface ReplayBarrage {
+  t: number;
+  user: string;
+  text: string;
+}
+
+export interface ReplayChapter {
+  t: number;
+  product: ReplayProduct;
+}
+
 /** The snapshot's `lottery`: `LotteryOpened` while open, `LotteryDrawn` after. */
 export interface LotteryView {
   id: string;
@@ -1170,6 +1190,12 @@ export interface Perf {
   clickers: number;
   buyers: number;
   conversion: number | null;
+}
+
+export interface ReplayProduct {
+  id: string;
+  title: string;
+  price_cents: number | null;
 }
 
 /** Each op's params (the frame's fields besides id, op and room). */
