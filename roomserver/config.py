@@ -299,6 +299,13 @@ class Config:
         "record every show's publishers (unless the room says otherwise) under DIR/recordings",
         switch=True,
     )
+    # Issue 14: a live HLS rendition of each live room's host (H.264 publishers only) under
+    # <data-dir>/hls/<app>/<room>/, served at /v1/rooms/{room}/hls/index.m3u8.
+    hls: bool = setting(
+        False,
+        "a live HLS rendition of every live room's host (H.264 publishers) under DIR/hls",
+        switch=True,
+    )
     database_url: str | None = setting(
         None,
         "PostgreSQL for the analytics store (clustered deployments), instead of the embedded file",

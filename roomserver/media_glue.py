@@ -53,7 +53,7 @@ from roomserver.auth import AuthError, Identity, TokenVerifier
 from roomserver.bus.base import BrokerUnavailable
 from roomserver.config import Config
 from roomserver.core import cohost as cohost_rules
-from roomserver.core.replay import recording_dir, records
+from roomserver.core.replay import hls_dir, recording_dir, records
 from roomserver.core.room import Emit, RoomDoc, decode_doc, is_restricted, with_features
 from roomserver.core.turn import ice_servers, link_header
 from roomserver.media.errors import BadRequest, Forbidden, MediaError, Unauthorized, Unavailable
@@ -335,25 +335,33 @@ class MediaGlue:
     # -- recording (issue 14) ------------------------------------------------------------
 
     async def show_started(self, room: str, doc: RoomDoc) -> None:
-        """Record the live show ``doc.show`` if the room records (once per show per node)."""
-        if (
-            doc.state != "live"
-            or self._recording.get(room) == doc.show
-            or not records(doc, self.config.record)
-        ):
+        """Record the live show ``doc.show`` if the room records, and with ``--hls`` make its
+        host's live HLS rendition (once per show per node)."""
+        if doc.state != "live" or self._recording.get(room) == doc.show:
             return
-        target = RecordingTarget(
-            str(recording_dir(self.config.data_dir, room)), doc.show, doc.started_at or now_ms()
-        )
+        wants_record = records(doc, self.config.record)
+        if not wants_record and not self.config.hls:
+            return
         self._recording[room] = doc.show
+        backend = self.backend
         try:
-            if isinstance(self.backend, MediaWorkerPool):
-                await self.backend.start_recording(room, target)
-            else:
-                self.backend.start_recording(room, target)
-        except MediaError as exc:  # the show goes on unrecorded; a later publish retries
+            if self.config.hls:
+                directory = str(hls_dir(self.config.data_dir, room))
+                if isinstance(backend, MediaWorkerPool):
+                    await backend.start_hls(room, directory)
+                else:
+                    backend.start_hls(room, directory)
+            if wants_record:
+                target = RecordingTarget(
+                    str(recording_dir(self.config.data_dir, room)), doc.show, doc.started_at or now_ms()
+                )
+                if isinstance(backend, MediaWorkerPool):
+                    await backend.start_recording(room, target)
+                else:
+                    backend.start_recording(room, target)
+        except MediaError as exc:  # the show goes on without; a later publish retries
             self._recording.pop(room, None)
-            log.warning("recording %s not started: %s", room, exc)
+            log.warning("recording/HLS of %s not started: %s", room, exc)
 
 
 def _public(publishers: list[dict]) -> list[dict]:

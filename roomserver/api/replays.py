@@ -2,6 +2,7 @@
 
     GET /v1/rooms/{room}/replays               the manifests written by the recorder, newest show first
     GET /v1/rooms/{room}/replays/{file}        the file, with HTTP Range (206, 416) for seeking
+    GET /v1/rooms/{room}/hls/{file}            the host's live HLS (--hls): index.m3u8, init.mp4, seg<N>.m4s
     GET /v1/rooms/{room}/replays/{show}/timeline   barrage and product-pin chapters on the show's
                                                clock, from the behaviour log (first 20,000 records)
 
@@ -71,6 +72,25 @@ TIMELINE_LIMIT: Final = 20_000
 
 
 @endpoint("room")
+async def hls_file(request: web.Request, identity: Identity) -> web.StreamResponse:
+    """The live rendition's files; the playlist changes every segment, so it is never cached
+    (segments are immutable once listed: a CDN may cache them)."""
+    node = _node(request)
+    room = _room_key(request, identity)
+    name = request.match_info["file"]
+    if not replay.HLS_FILE.match(name):
+        raise OpError("not_found", "no such HLS file")
+    path = replay.hls_dir(node.config.data_dir, room) / name
+    if not path.is_file():
+        raise OpError("not_found", "no live HLS for this room (not live, not H.264, or --hls off)")
+    suffix = name.rsplit(".", 1)[1]
+    cache = "no-cache" if suffix == "m3u8" else "max-age=60"
+    return web.FileResponse(
+        path, headers={"Content-Type": replay.HLS_CONTENT_TYPES[suffix], "Cache-Control": cache}
+    )
+
+
+@endpoint("room")
 async def replay_timeline(request: web.Request, identity: Identity) -> web.Response:
     node = _node(request)
     room = _room_key(request, identity)
@@ -120,6 +140,18 @@ REPLAY_ROUTES: Final[list[Route]] = [
         errors=(404, 416),
         content="video/webm",
         other_content=("video/mp4",),
+    ),
+    Route(
+        "GET",
+        "/v1/rooms/{room}/hls/{file}",
+        hls_file,
+        "The room host's live HLS (--hls, H.264 publishers): index.m3u8, init.mp4, seg<N>.m4s",
+        "room",
+        query=(("token", "the JWT (for players that cannot send headers; or Authorization: Bearer)"),),
+        errors=(404,),
+        bus=False,
+        content="application/vnd.apple.mpegurl",
+        other_content=("video/mp4", "video/iso.segment"),
     ),
     Route(
         "GET",

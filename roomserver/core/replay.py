@@ -28,6 +28,17 @@ def recording_dir(data_dir: str, room: str) -> Path:
     return Path(data_dir) / "recordings" / safe(app) / safe(public)
 
 
+# The live HLS rendition's files (media/hls.py names them).
+HLS_FILE = re.compile(r"^(index\.m3u8|init\.mp4|seg[0-9]{1,9}\.m4s)$")
+HLS_CONTENT_TYPES = {"m3u8": "application/vnd.apple.mpegurl", "mp4": "video/mp4", "m4s": "video/iso.segment"}
+
+
+def hls_dir(data_dir: str, room: str) -> Path:
+    """``<data_dir>/hls/<app>/<room>`` (escaped as ``recording_dir``)."""
+    recordings = recording_dir(data_dir, room)
+    return Path(data_dir) / "hls" / recordings.parent.name / recordings.name
+
+
 def records(doc: RoomDoc, default: bool) -> bool:
     """Whether the room's shows are recorded: its own setting, else the server's."""
     own = doc.features.get("record")

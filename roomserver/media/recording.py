@@ -131,7 +131,7 @@ class PublisherRecording:
         self._video, self._audio = video, audio
         self._codecs = {f.kind: f.choice.name for f in (video, audio) if f is not None}
         Path(target.directory).mkdir(parents=True, exist_ok=True)
-        self.stem = file_stem(target, role, user)
+        self.stem = self._stem()
         self.path = _with(self.stem, ext)
         self._container: Any = None
         self._streams: dict[str, Any] = {}
@@ -149,6 +149,14 @@ class PublisherRecording:
                 forwarder.add_sink(sink)
                 self._sinks.append((forwarder, sink))
         video.request_keyframe()  # start now, not at the publisher's next periodic keyframe
+
+    def _stem(self) -> Path:
+        return file_stem(self.target, self.role, self.user)
+
+    def _output(self) -> tuple[str, str, dict[str, str]]:
+        """(path, FFmpeg format, muxer options) of the container."""
+        options = _MP4_OPTIONS if self.extension == "mp4" else {}
+        return str(self.path), _FORMATS[self.extension], options
 
     def _sink_for(self, kind: str) -> FrameSink:
         def sink(data: bytes, timestamp: int, keyframe: bool) -> None:
@@ -174,9 +182,9 @@ class PublisherRecording:
             self._close_container()
 
     def _open(self, keyframe_data: bytes) -> None:
-        options = _MP4_OPTIONS if self.extension == "mp4" else {}
+        path, container_format, options = self._output()
         template = _video_template(self._video.choice.name.lower(), keyframe_data)
-        container = av.open(str(self.path), "w", format=_FORMATS[self.extension], options=options)
+        container = av.open(path, "w", format=container_format, options=options)
         try:
             # From a demuxed template: stream parameters (size, H.264 SPS/PPS) without opening
             # an encoder, which would invent parameters of its own.

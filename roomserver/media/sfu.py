@@ -39,6 +39,7 @@ from .forwarding import (
     relay_keyframe_requests,
     tap_receiver,
 )
+from .hls import HlsRendition, hls_capable
 from .ice import advertise_public_ip, pin_host_addresses, rtc_configuration
 from .links import ROLE_ORDER, ListChanges, PublisherLinks
 from .negotiation import media_lines, parse_offer, publisher_codec
@@ -137,6 +138,8 @@ class MediaRouter:
         self._closing = False
         self._record_targets: dict[str, RecordingTarget] = {}
         self._recordings: dict[str, PublisherRecording] = {}  # publisher session id → its file
+        self._hls_dirs: dict[str, str] = {}  # room → where its host's live HLS goes
+        self._hls: dict[str, HlsRendition] = {}  # host session id → its rendition
 
     # ------------------------------------------------------------------ queries
 
@@ -200,6 +203,38 @@ class MediaRouter:
 
     def recording(self, session_id: str) -> PublisherRecording | None:
         return self._recordings.get(session_id)
+
+    def start_hls(self, room: str, directory: str) -> None:
+        """A live HLS rendition of `room`'s host (H.264 only) in `directory`, now and after
+        every (re)publish, until `stop_hls`/`close_room` (hls.py)."""
+        self._hls_dirs[room] = directory
+        for session in self._publishers.get(room, {}).values():
+            self._start_hls(session)
+
+    def stop_hls(self, room: str) -> None:
+        self._hls_dirs.pop(room, None)
+        for session_id, rendition in list(self._hls.items()):
+            session = self._sessions.get(session_id)
+            if session is None or session.room == room:
+                del self._hls[session_id]
+                rendition.close()
+
+    def hls(self, session_id: str) -> HlsRendition | None:
+        return self._hls.get(session_id)
+
+    def _start_hls(self, session: PublisherSession) -> None:
+        directory = self._hls_dirs.get(session.room)
+        if directory is None or session.role != "host" or session.id in self._hls or session.closed:
+            return
+        if not hls_capable(session.forwarders):
+            logger.info("no HLS for %s in %s: the host does not send H.264", session.user, session.room)
+            return
+        for other_id in [i for i, r in self._hls.items() if r.target.directory == directory]:
+            self._hls.pop(other_id).close()  # one rendition per room: the newest host publish
+        try:
+            self._hls[session.id] = HlsRendition(directory, session.forwarders, user=session.user)
+        except OSError as exc:
+            logger.error("cannot start HLS of %s: %r", session.room, exc)
 
     def _record(self, session: PublisherSession) -> None:
         target = self._record_targets.get(session.room)
@@ -281,6 +316,7 @@ class MediaRouter:
         if previous is not None:
             await self._close_session(previous, "replaced by a new publish", notify=False)
         self._record(session)
+        self._start_hls(session)
         self._notify_publishers_of(room)
         return session.id, answer
 
@@ -404,8 +440,9 @@ class MediaRouter:
         return True
 
     async def close_room(self, room: str) -> None:
-        """End all media of `room` (room ended): its recordings, publishers, viewers, links."""
+        """End all media of `room` (room ended): its recordings, HLS, publishers, viewers, links."""
         self.stop_recording(room)
+        self.stop_hls(room)
         for session in [s for s in self._sessions.values() if s.room == room]:
             await self._close_session(session, "room closed")
         self._links.remove(room)
@@ -416,6 +453,8 @@ class MediaRouter:
         for session_id in list(self._recordings):
             self._finish_recording(session_id)
         self._record_targets.clear()
+        for room in list(self._hls_dirs):
+            self.stop_hls(room)
         await asyncio.gather(
             *(self._close_session(s, "shutdown", notify=False) for s in list(self._sessions.values())),
             return_exceptions=True,
@@ -532,6 +571,9 @@ class MediaRouter:
                 if not room_publishers:
                     del self._publishers[session.room]
             self._finish_recording(session.id)
+            rendition = self._hls.pop(session.id, None)
+            if rendition is not None:
+                rendition.close()
             for forwarder in session.forwarders:
                 forwarder.end()
             viewers = [self._sessions[v] for v in session.viewer_ids if v in self._sessions]

@@ -15,7 +15,8 @@ The worker talks back on stdout, one JSON object per line (logs go to stderr):
 and exits when its stdin closes (the pool is closing it, or the parent died).
 
 `POST /internal/recording/{room key}` (same secret) with `{"target": RecordingTarget | null}`
-starts (or with null stops) recording a room's publishers here (recording.py).
+starts (or with null stops) recording a room's publishers here (recording.py);
+`{"hls": directory | null}` its host's live HLS (hls.py).
 """
 
 from __future__ import annotations
@@ -67,13 +68,23 @@ def recording_route(router: MediaRouter, authorize: Authorize) -> web.RouteDef:
             await authorize(request, room, "stop")
             try:
                 body = await request.json()
-                target = body["target"]
-                parsed = None if target is None else RecordingTarget.from_json(target)
+                if "hls" in body:  # {"hls": directory | null}: the host's live HLS
+                    hls = body["hls"]
+                    if hls is not None and (not isinstance(hls, str) or not hls):
+                        raise ValueError("hls must be a directory or null")
+                else:
+                    target = body["target"]
+                    parsed = None if target is None else RecordingTarget.from_json(target)
             except (ValueError, KeyError, TypeError) as exc:
                 raise BadRequest(f"bad recording request: {exc}") from None
         except MediaError as exc:
             return error_response(exc)
-        if parsed is None:
+        if "hls" in body:
+            if hls is None:
+                router.stop_hls(room)
+            else:
+                router.start_hls(room, hls)
+        elif parsed is None:
             router.stop_recording(room)
         else:
             router.start_recording(room, parsed)

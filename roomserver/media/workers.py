@@ -400,8 +400,20 @@ class MediaWorkerPool:
         if index is not None and 0 <= index < len(self._workers) and self._workers[index].alive:
             await self._set_recording(self._workers[index], room, None)
 
+    async def start_hls(self, room: str, directory: str) -> None:
+        """The room's host as live HLS in `directory`, made by the room's worker (hls.py)."""
+        await self._post_recording(await self._worker_for(room), room, {"hls": directory})
+
+    async def stop_hls(self, room: str) -> None:
+        index = await self.routing.lookup(room)
+        if index is not None and 0 <= index < len(self._workers) and self._workers[index].alive:
+            await self._post_recording(self._workers[index], room, {"hls": None})
+
     async def _set_recording(self, worker: _Worker, room: str, target: RecordingTarget | None) -> None:
-        body = json.dumps({"target": None if target is None else target.to_json()}).encode()
+        await self._post_recording(worker, room, {"target": None if target is None else target.to_json()})
+
+    async def _post_recording(self, worker: _Worker, room: str, request: dict) -> None:
+        body = json.dumps(request).encode()
         path = f"/internal/recording/{quote(room, safe='')}"
         try:
             async with self._request(
@@ -416,6 +428,8 @@ class MediaWorkerPool:
         """End all media of `room`: its recordings, publishers (their viewers follow), viewers."""
         with contextlib.suppress(MediaError):
             await self.stop_recording(room)
+        with contextlib.suppress(MediaError):
+            await self.stop_hls(room)
         for session_id, route in list(self._sessions.items()):
             if route.worker_room == room or route.room == room:
                 with contextlib.suppress(MediaError):

@@ -5,6 +5,7 @@ list (tenant-scoped) and the file over HTTP with Range requests, decoded back wi
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from collections.abc import AsyncIterator
@@ -12,15 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import av
 import pytest
 from aiohttp.test_utils import TestServer
 
 from roomserver.auth import mint_token
 from roomserver.config import Config
 from roomserver.media.client import Publisher, post_offer
-from roomserver.media.synthetic import CounterVideoTrack, ToneAudioTrack
+from roomserver.media.synthetic import CounterVideoTrack, ToneAudioTrack, read_counter
 from roomserver.server import create_app
 from tests.cohost_pk.conftest import LOOPBACK, joined
+from tests.media.test_hls import parse_playlist
 from tests.media.test_recording import decode
 from tests.media.test_sfu_media import assert_consecutive
 from tests.server_fixtures import APP, NO_REST_LIMITS, SECRET, Server, closed_after, new_room_id, token
@@ -157,3 +160,43 @@ async def test_the_rooms_own_setting_overrides_the_server_default(make: Any, tmp
         await publisher.close()
     status, body = await server2.rest("GET", f"/v1/rooms/{room}/replays", token("v1"))
     assert [e["file"] for e in body["replays"]] == ["1.webm"]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_a_live_shows_hls_is_served_and_decodes(make: Any, tmp_path: Path, workers: int) -> None:
+    server = await make(tmp_path, hls=True, media_workers=workers)
+    room = new_room_id()
+    publisher = Publisher([CounterVideoTrack(), ToneAudioTrack()], video_codec="H264")
+    base = f"/v1/rooms/{room}/hls"
+    viewer = token("v1")
+    try:
+        await record_a_show(server, room, publisher)
+        deadline = time.monotonic() + 30
+        while True:
+            status, text = await server.rest("GET", f"{base}/index.m3u8", viewer)
+            segments = parse_playlist(text)[1] if status == 200 else []
+            if len(segments) >= 2:
+                break
+            assert time.monotonic() < deadline, f"no HLS playlist with 2 segments: {status} {text!r}"
+            await asyncio.sleep(0.2)
+        async with server.http.get(f"{server.base_url}{base}/index.m3u8?token={viewer}") as resp:
+            assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+            assert resp.headers["Cache-Control"] == "no-cache"
+        parts = []
+        for name in ("init.mp4", segments[-1][1]):
+            async with server.http.get(f"{server.base_url}{base}/{name}?token={viewer}") as resp:
+                assert resp.status == 200, name
+                parts.append(await resp.read())
+        with av.open(io.BytesIO(b"".join(parts))) as container:
+            counters = [read_counter(f) for f in container.decode(video=0)]
+        assert counters and None not in counters
+
+        other = mint_token(OTHER_APP, OTHER_SECRET, "v1", "viewer")  # type: ignore[arg-type]
+        assert (await server.rest("GET", f"{base}/index.m3u8", other))[0] == 404
+        for name in ("x.m3u8", "seg-1.m4s", "..%2Findex.m3u8"):
+            assert (await server.rest("GET", f"{base}/{name}", viewer))[0] == 404, name
+        await server.clients[0].end(room)
+        _, text = await server.rest("GET", f"{base}/index.m3u8", viewer)
+        assert "EXT-X-ENDLIST" in parse_playlist(text)[0]
+    finally:
+        await publisher.close()
