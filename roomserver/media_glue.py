@@ -359,7 +359,7 @@ class MediaGlue:
                     await backend.start_recording(room, target)
                 else:
                     backend.start_recording(room, target)
-        except MediaError as exc:  # the show goes on without; a later publish retries
+        except (MediaError, BrokerUnavailable, OSError) as exc:  # the show goes on without; a publish retries
             self._recording.pop(room, None)
             log.warning("recording/HLS of %s not started: %s", room, exc)
 
