@@ -52,8 +52,15 @@ async def bench(args: argparse.Namespace) -> dict:
     router = MediaRouter(ice_host=LOOPBACK)
     publisher = Publisher([CounterVideoTrack(), ToneAudioTrack()], video_codec="H264")
     app = web.Application()
-    app.router.add_get("/", lambda r: web.Response(text=PAGE % args.sync_count, content_type="text/html"))
-    app.router.add_get("/hls.min.js", lambda r: web.FileResponse(HLSJS))
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE % args.sync_count, content_type="text/html")
+
+    async def hlsjs(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(HLSJS)
+
+    app.router.add_get("/", index)
+    app.router.add_get("/hls.min.js", hlsjs)
     app.router.add_static("/hls/", directory, append_version=False)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
