@@ -292,6 +292,20 @@ class Config:
         "directory of the embedded analytics store (analytics.sqlite3), relative to the working directory",
         metavar="DIR",
     )
+    # Issue 14: shows recorded without transcoding under <data-dir>/recordings/<app>/<room>/;
+    # a room's own `record` (PATCH /v1/rooms/{room}) overrides this default.
+    record: bool = setting(
+        False,
+        "record every show's publishers (unless the room says otherwise) under DIR/recordings",
+        switch=True,
+    )
+    # Issue 14: a live HLS rendition of each live room's host (H.264 publishers only) under
+    # <data-dir>/hls/<app>/<room>/, served at /v1/rooms/{room}/hls/index.m3u8.
+    hls: bool = setting(
+        False,
+        "a live HLS rendition of every live room's host (H.264 publishers) under DIR/hls",
+        switch=True,
+    )
     database_url: str | None = setting(
         None,
         "PostgreSQL for the analytics store (clustered deployments), instead of the embedded file",

@@ -18,8 +18,15 @@ the room (a kicked viewer is refused, like ``room.join``).
 Room state drives media through the hooks of ``node.StageMedia``, which
 ``MediaGlue`` implements and ``server.create_app`` hands the node as ``node.media``
 (a node without media keeps ``NoMedia``): ``link_pk``/``unlink_pk``/``sync_pk``
-(PK start/end), ``unpublish`` (co-host ended), ``close_room`` (show over). This
-module imports no handler: the handlers reach media only through ``node.media``.
+(PK start/end), ``unpublish`` (co-host ended), ``close_room`` (show over),
+``show_started`` (recording, issue 14). This module imports no handler: the
+handlers reach media only through ``node.media``.
+
+Recording: a show is recorded when the room's ``features["record"]`` says so
+(PATCH /v1/rooms/{room}), else when ``--record`` is on; it starts at ``show_started``
+or, on the node a host publishes to, at the publish (the node that handled
+``room.start`` may not hold the media), and ends with ``close_room``. Files go to
+``<data-dir>/recordings/<app>/<room>/`` (``recording_dir``).
 
 Limits of this version: media lives in the node whose WHIP/WHEP endpoint was
 called (per node: one router or one pool); nodes do not proxy media to each
@@ -46,9 +53,11 @@ from roomserver.auth import AuthError, Identity, TokenVerifier
 from roomserver.bus.base import BrokerUnavailable
 from roomserver.config import Config
 from roomserver.core import cohost as cohost_rules
+from roomserver.core.replay import hls_dir, recording_dir, records
 from roomserver.core.room import Emit, RoomDoc, decode_doc, is_restricted, with_features
 from roomserver.core.turn import ice_servers, link_header
 from roomserver.media.errors import BadRequest, Forbidden, MediaError, Unauthorized, Unavailable
+from roomserver.media.recording import RecordingTarget
 from roomserver.media.sfu import MediaRouter
 from roomserver.media.whip import IceServers, MediaAction, MediaPrincipal, bearer_token, media_routes
 from roomserver.media.workers import MediaWorkerPool
@@ -163,6 +172,8 @@ class MediaGlue:
         self._store_again: set[str] = set()
         self._linked: dict[str, str] = {}  # room → id of the PK whose opponent is linked into it
         self._ended_pks: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.config = config
+        self._recording: dict[str, int] = {}  # room → show recorded here
 
     async def start(self) -> None:
         if isinstance(self.backend, MediaWorkerPool):
@@ -216,6 +227,8 @@ class MediaGlue:
                 )
             if doc is None:  # a host going live in a room nobody joined yet (auto-create)
                 await self.node.room(room, create=True)
+            elif doc.state == "live":
+                await self.show_started(room, doc)
         except OpError as exc:
             raise BadRequest(exc.message) from None
         except BrokerUnavailable:
@@ -317,9 +330,41 @@ class MediaGlue:
             await self.backend.unpublish(room, user)
 
     async def close_room(self, room: str) -> None:
-        """The show is over: the room's publishers, viewers and PK links close."""
+        """The show is over: the room's recording, publishers, viewers and PK links close."""
+        self._recording.pop(room, None)
         with contextlib.suppress(MediaError):
             await self.backend.close_room(room)
+
+    # -- recording (issue 14) ------------------------------------------------------------
+
+    async def show_started(self, room: str, doc: RoomDoc) -> None:
+        """Record the live show ``doc.show`` if the room records, and with ``--hls`` make its
+        host's live HLS rendition (once per show per node)."""
+        if doc.state != "live" or self._recording.get(room) == doc.show:
+            return
+        wants_record = records(doc, self.config.record)
+        if not wants_record and not self.config.hls:
+            return
+        self._recording[room] = doc.show
+        backend = self.backend
+        try:
+            if self.config.hls:
+                directory = str(hls_dir(self.config.data_dir, room))
+                if isinstance(backend, MediaWorkerPool):
+                    await backend.start_hls(room, directory)
+                else:
+                    backend.start_hls(room, directory)
+            if wants_record:
+                target = RecordingTarget(
+                    str(recording_dir(self.config.data_dir, room)), doc.show, doc.started_at or now_ms()
+                )
+                if isinstance(backend, MediaWorkerPool):
+                    await backend.start_recording(room, target)
+                else:
+                    backend.start_recording(room, target)
+        except (MediaError, BrokerUnavailable, OSError) as exc:  # the show goes on without; a publish retries
+            self._recording.pop(room, None)
+            log.warning("recording/HLS of %s not started: %s", room, exc)
 
 
 def _public(publishers: list[dict]) -> list[dict]:

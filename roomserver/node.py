@@ -82,6 +82,10 @@ class StageMedia(Protocol):
 
     async def close_room(self, room: str) -> None: ...
 
+    async def show_started(self, room: str, doc: RoomDoc) -> None:
+        """The room went live (recording starts here if the room records)."""
+        ...
+
 
 class BehaviourSink(Protocol):
     """Where the behaviour log's records go (issue 12): ``record`` is called on the
@@ -121,6 +125,9 @@ class NoMedia:
         pass
 
     async def close_room(self, room: str) -> None:
+        pass
+
+    async def show_started(self, room: str, doc: RoomDoc) -> None:
         pass
 
 
@@ -531,6 +538,7 @@ class ShowHooks:
         )
         view = rules.public_view(doc)
         self.node.webhooks.emit("room.started", room, {"room": view, "followers": await self.followers(room)})
+        await self.node.media.show_started(room, doc)
 
     async def show_summary(self, room: str) -> dict[str, Any]:
         doc = await self.node.require_room(room)

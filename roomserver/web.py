@@ -43,6 +43,7 @@ PAGES = {
     "/viewer.html": "viewer.html",
     "/call.html": "call.html",
     "/report.html": "report.html",
+    "/replay.html": "replay.html",
 }
 DEV_TOKEN_PATH = "/dev/token"
 DEV_TOKEN_TTL_S = 12 * 3600

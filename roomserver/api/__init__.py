@@ -14,11 +14,12 @@ from aiohttp import web
 from roomserver.api import loyalty
 from roomserver.api.openapi import openapi_document
 from roomserver.api.privacy import PRIVACY_ROUTES
+from roomserver.api.replays import REPLAY_ROUTES
 from roomserver.api.report import REPORT_ROUTES
 from roomserver.api.routes import ROUTES, Route
 
 # Every declared route: the main table and the feature tables beside it.
-DECLARED_ROUTES: list[Route] = [*ROUTES, *loyalty.ROUTES, *REPORT_ROUTES, *PRIVACY_ROUTES]
+DECLARED_ROUTES: list[Route] = [*ROUTES, *loyalty.ROUTES, *REPORT_ROUTES, *PRIVACY_ROUTES, *REPLAY_ROUTES]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -44,6 +44,7 @@ STATUS_TEXT = {
     412: "If-Match does not name the session's entity-tag (conflict)",
     413: "Body too large (too_large)",
     415: "Body of the wrong media type",
+    416: "Range not satisfiable (a file's Range request past its end)",
     422: "The text contains a blocked word (blocked_content); WHIP/WHEP PATCH: an ICE restart,"
     " which is not supported (bad_request)",
     429: "Rate limited (rate_limited); Retry-After and retry_after_ms say when to retry",

@@ -183,6 +183,7 @@ class CreateRoom(msgspec.Struct, forbid_unknown_fields=False):
 def _room_view(node, room: str, doc: rules.RoomDoc) -> dict[str, Any]:
     view = rules.public_view(doc)
     view["online"] = node.online(room)
+    view["record"] = doc.features.get("record")
     return view
 
 
@@ -263,22 +264,31 @@ async def schedule(request: web.Request, identity: Identity) -> web.Response:
 
 
 class Reschedule(msgspec.Struct, forbid_unknown_fields=False):
-    # The room's next show (unix ms), or null to cancel it.
-    scheduled_at: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)] | None
+    # The room's next show (unix ms), or null to cancel it; absent: unchanged.
+    scheduled_at: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)] | msgspec.UnsetType | None = msgspec.UNSET
+    # Issue 14: record this room's shows (true/false), or null for the server's --record;
+    # absent: unchanged. Takes effect when a show starts.
+    record: bool | msgspec.UnsetType | None = msgspec.UNSET
 
 
 @endpoint("admin", Reschedule)
 async def reschedule_room(request: web.Request, identity: Identity, body: Reschedule) -> web.Response:
     """Move or cancel a room's next show (issue 12): the schedule index follows, a
     ``room.scheduled`` webhook announces the new time, and its reminders are armed
-    afresh (they are claimed per ``scheduled_at``). Not while the room is live."""
+    afresh (they are claimed per ``scheduled_at``). Not while the room is live.
+    ``record`` (issue 14) sets whether the room's shows are recorded, live or not."""
     node = _node(request)
     room = _room_key(request, identity)
-    await node.require_room(room)
-    doc, _ = await node.transact(room, lambda d: sched.reschedule(d, body.scheduled_at))
-    await node.broker.set_schedule(room, doc.scheduled_at)
-    if doc.scheduled_at is not None:
-        await node.hooks.room_scheduled(room, doc)
+    doc = await node.require_room(room)
+    if body.record is not msgspec.UNSET:
+        record = body.record
+        doc, _ = await node.transact(room, lambda d: (rules.with_features(d, record=record), []))
+    if body.scheduled_at is not msgspec.UNSET:
+        at = body.scheduled_at
+        doc, _ = await node.transact(room, lambda d: sched.reschedule(d, at))
+        await node.broker.set_schedule(room, doc.scheduled_at)
+        if doc.scheduled_at is not None:
+            await node.hooks.room_scheduled(room, doc)
     return _json({"room": _room_view(node, room, doc)})
 
 
@@ -503,7 +513,8 @@ ROUTES: list[Route] = [
         "PATCH",
         "/v1/rooms/{room}",
         reschedule_room,
-        "Move (or with null cancel) the room's next show: `scheduled_at`; re-arms its reminders",
+        "Move (or with null cancel) the room's next show: `scheduled_at`; re-arms its reminders."
+        " `record`: whether its shows are recorded (null: the server's --record)",
         "admin",
         Reschedule,
         errors=(404, 409),

@@ -118,9 +118,11 @@ class RoomView(Wire):
 
 
 class RestRoomView(RoomView):
-    """``RoomView`` plus the members online now (REST room answers)."""
+    """``RoomView`` plus the members online now (REST room answers) and whether its
+    shows are recorded (null: the server's ``--record`` decides)."""
 
     online: int
+    record: bool | None
 
 
 class EventMessage(Wire):
@@ -381,6 +383,55 @@ class Health(Wire):
 
 class RoomReply(Wire):
     room: RestRoomView
+
+
+class ReplayEntry(Wire):
+    """One recording (issue 14): a publisher's file of a show; ``offset_s`` is where the
+    file starts on the show's clock (seconds after ``show_started_at``)."""
+
+    show: int
+    file: str
+    url: str
+    user: str
+    role: str
+    codecs: dict[str, str]
+    show_started_at: int
+    started_at: int
+    offset_s: float
+    ended_at: int | None  # null while recording
+    duration_s: float | None
+
+
+class ReplayList(Wire):
+    replays: list[ReplayEntry]
+
+
+class ReplayBarrage(Wire):
+    t: float  # seconds since the show started
+    user: str
+    text: str
+
+
+class ReplayProduct(Wire):
+    id: str
+    title: str
+    price_cents: int | None
+
+
+class ReplayChapter(Wire):
+    t: float
+    product: ReplayProduct
+
+
+class ReplayTimeline(Wire):
+    """A show's barrage and product pins on its clock (GET …/replays/{show}/timeline);
+    ``truncated`` when the show had more records than one answer carries."""
+
+    show: int
+    started_at: int
+    barrage: list[ReplayBarrage]
+    chapters: list[ReplayChapter]
+    truncated: bool
 
 
 class NodeEntry(Wire):

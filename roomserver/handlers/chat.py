@@ -67,7 +67,9 @@ async def barrage(ctx: OpContext, p: BarrageParams) -> dict:
     seq = res.seqs[0] if res.seqs else None
     if res.status == CommitStatus.OK:
         ctx.socket.last_barrage[room] = now
-        node.behaviour.record(room, ctx.user, "barrage", {"seq": seq} if seq is not None else None)
+        # The text is kept for the replay (issue 14: the barrage at its show second).
+        record: dict = {"text": text} if seq is None else {"seq": seq, "text": text}
+        node.behaviour.record(room, ctx.user, "barrage", record)
         await keyword_entry(ctx, doc, p.text)
         # The room assistant (issue 18) reads its questions later, off this path: a queue put.
         if node.assistant is not None and seq is not None:
@@ -180,7 +182,8 @@ class UnpinParams(msgspec.Struct, forbid_unknown_fields=False):
 async def pin(ctx: OpContext, p: PinParams) -> dict:
     product = await pinned_product(ctx, p.product)
     await ctx.node.transact(ctx.room, lambda d: rules.pin(d, product))
-    ctx.node.behaviour.record(ctx.room, ctx.user, "mark", {"what": "pin", "product": product.id})
+    mark = {"what": "pin", "product": product.id, "title": product.title, "price_cents": product.price_cents}
+    ctx.node.behaviour.record(ctx.room, ctx.user, "mark", mark)  # replay chapters (issue 14)
     return {}
 
 

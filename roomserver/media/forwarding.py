@@ -61,6 +61,10 @@ DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 JITTER_BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 RTX_SSRC_ATTR = "_RTCRtpReceiver__rtx_ssrc"
 
+# Something else that consumes a track's encoded frames (the recorder): (data, rtp timestamp,
+# keyframe), called on the event loop for every frame, viewers or not.
+FrameSink = Callable[[bytes, int, bool], None]
+
 _H264_START_CODE = b"\x00\x00\x01"
 _H264_IDR = 5
 _H264_SPS = 7
@@ -247,6 +251,7 @@ class TrackForwarder:
         self.keyframes_in = 0
         self.last_frame_at: float | None = None
         self._foreign_codec_warned = False
+        self._sinks: list[FrameSink] = []
 
     @property
     def viewers(self) -> frozenset[ForwardedTrack]:
@@ -268,6 +273,13 @@ class TrackForwarder:
     def unsubscribe(self, track: ForwardedTrack) -> None:
         self._viewers.discard(track)
 
+    def add_sink(self, sink: FrameSink) -> None:
+        self._sinks.append(sink)
+
+    def remove_sink(self, sink: FrameSink) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
     def request_keyframe(self) -> None:
         if self.kind == "video" and not self.ended:
             self.keyframes.request()
@@ -285,6 +297,8 @@ class TrackForwarder:
         if keyframe and self.kind == "video":
             self.keyframes_in += 1
             self.keyframes.keyframe_seen()
+        for sink in tuple(self._sinks):
+            sink(data, timestamp, keyframe)
         if not self._viewers:
             return
         packet = av.Packet(data)

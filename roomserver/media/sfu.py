@@ -39,9 +39,11 @@ from .forwarding import (
     relay_keyframe_requests,
     tap_receiver,
 )
+from .hls import HlsRendition, hls_capable
 from .ice import advertise_public_ip, pin_host_addresses, rtc_configuration
 from .links import ROLE_ORDER, ListChanges, PublisherLinks
 from .negotiation import media_lines, parse_offer, publisher_codec
+from .recording import PublisherRecording, RecordingTarget, recording_extension
 from .rtp_forwarding import RtpFanout, SilentTrack, tap_rtp
 from .trickle import Unprocessable, parse_fragment
 
@@ -144,6 +146,10 @@ class MediaRouter:
         self._closing_pcs: dict[RTCPeerConnection, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
+        self._record_targets: dict[str, RecordingTarget] = {}
+        self._recordings: dict[str, PublisherRecording] = {}  # publisher session id → its file
+        self._hls_dirs: dict[str, str] = {}  # room → where its host's live HLS goes
+        self._hls: dict[str, HlsRendition] = {}  # host session id → its rendition
 
     # ------------------------------------------------------------------ queries
 
@@ -185,6 +191,79 @@ class MediaRouter:
     def unlink(self, room: str, source_room: str | None = None, user: str | None = None) -> None:
         if self._links.remove(room, source_room, user):
             self._notify(room)
+
+    # ------------------------------------------------------------------ recording
+
+    def start_recording(self, room: str, target: RecordingTarget) -> None:
+        """Record every publisher of `room` (those here now and those who publish later) into
+        `target.directory` until `stop_recording`/`close_room`. A new target (the next show)
+        closes the previous show's files first."""
+        if self._record_targets.get(room) not in (None, target):
+            self.stop_recording(room)
+        self._record_targets[room] = target
+        for session in self._publishers.get(room, {}).values():
+            self._record(session)
+
+    def stop_recording(self, room: str) -> None:
+        self._record_targets.pop(room, None)
+        for session_id in list(self._recordings):
+            session = self._sessions.get(session_id)
+            if session is None or session.room == room:
+                self._finish_recording(session_id)
+
+    def recording(self, session_id: str) -> PublisherRecording | None:
+        return self._recordings.get(session_id)
+
+    def start_hls(self, room: str, directory: str) -> None:
+        """A live HLS rendition of `room`'s host (H.264 only) in `directory`, now and after
+        every (re)publish, until `stop_hls`/`close_room` (hls.py)."""
+        self._hls_dirs[room] = directory
+        for session in self._publishers.get(room, {}).values():
+            self._start_hls(session)
+
+    def stop_hls(self, room: str) -> None:
+        self._hls_dirs.pop(room, None)
+        for session_id, rendition in list(self._hls.items()):
+            session = self._sessions.get(session_id)
+            if session is None or session.room == room:
+                del self._hls[session_id]
+                rendition.close()
+
+    def hls(self, session_id: str) -> HlsRendition | None:
+        return self._hls.get(session_id)
+
+    def _start_hls(self, session: PublisherSession) -> None:
+        directory = self._hls_dirs.get(session.room)
+        if directory is None or session.role != "host" or session.id in self._hls or session.closed:
+            return
+        if not hls_capable(session.forwarders):
+            logger.info("no HLS for %s in %s: the host does not send H.264", session.user, session.room)
+            return
+        for other_id in [i for i, r in self._hls.items() if r.target.directory == directory]:
+            self._hls.pop(other_id).close()  # one rendition per room: the newest host publish
+        try:
+            self._hls[session.id] = HlsRendition(directory, session.forwarders, user=session.user)
+        except OSError as exc:
+            logger.error("cannot start HLS of %s: %r", session.room, exc)
+
+    def _record(self, session: PublisherSession) -> None:
+        target = self._record_targets.get(session.room)
+        if target is None or session.id in self._recordings or session.closed:
+            return
+        if recording_extension(session.forwarders) is None:
+            logger.info("not recording %s in %s: no VP8/H.264 video", session.user, session.room)
+            return
+        try:
+            self._recordings[session.id] = PublisherRecording(
+                target, session.forwarders, user=session.user, role=session.role
+            )
+        except OSError as exc:
+            logger.error("cannot record %s in %s: %r", session.user, session.room, exc)
+
+    def _finish_recording(self, session_id: str) -> None:
+        recording = self._recordings.pop(session_id, None)
+        if recording is not None:
+            recording.close()
 
     # ------------------------------------------------------------------ publish
 
@@ -251,6 +330,8 @@ class MediaRouter:
         self._publishers.setdefault(room, {})[user] = session
         if previous is not None:
             await self._close_session(previous, "replaced by a new publish", notify=False)
+        self._record(session)
+        self._start_hls(session)
         self._notify_publishers_of(room)
         return session.id, answer
 
@@ -381,7 +462,9 @@ class MediaRouter:
         return True
 
     async def close_room(self, room: str) -> None:
-        """End all media of `room` (room ended): its publishers, its viewers, its links."""
+        """End all media of `room` (room ended): its recordings, HLS, publishers, viewers, links."""
+        self.stop_recording(room)
+        self.stop_hls(room)
         for session in [s for s in self._sessions.values() if s.room == room]:
             await self._close_session(session, "room closed")
         self._links.remove(room)
@@ -389,6 +472,11 @@ class MediaRouter:
     async def close(self) -> None:
         """Close every session and peer connection; the router is unusable afterwards."""
         self._closing = True
+        for session_id in list(self._recordings):
+            self._finish_recording(session_id)
+        self._record_targets.clear()
+        for room in list(self._hls_dirs):
+            self.stop_hls(room)
         await asyncio.gather(
             *(self._close_session(s, "shutdown", notify=False) for s in list(self._sessions.values())),
             return_exceptions=True,
@@ -504,6 +592,10 @@ class MediaRouter:
                 del room_publishers[session.user]
                 if not room_publishers:
                     del self._publishers[session.room]
+            self._finish_recording(session.id)
+            rendition = self._hls.pop(session.id, None)
+            if rendition is not None:
+                rendition.close()
             for forwarder in session.forwarders:
                 forwarder.end()
             for fanout in session.fanouts.values():

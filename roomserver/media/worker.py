@@ -13,6 +13,10 @@ The worker talks back on stdout, one JSON object per line (logs go to stderr):
     {"type": "session_closed", "session": "…"}
 
 and exits when its stdin closes (the pool is closing it, or the parent died).
+
+`POST /internal/recording/{room key}` (same secret) with `{"target": RecordingTarget | null}`
+starts (or with null stops) recording a room's publishers here (recording.py);
+`{"hls": directory | null}` its host's live HLS (hls.py).
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from aiohttp import web
 
 from roomserver import logsetup
 
-from .errors import Unauthorized
+from .errors import BadRequest, MediaError, Unauthorized
+from .recording import RecordingTarget
 from .sfu import FORWARDING_MODES, MediaRouter
-from .whip import ROOM_KEY, Authorize, MediaAction, MediaPrincipal, media_routes
+from .whip import ROOM_KEY, Authorize, MediaAction, MediaPrincipal, error_response, media_routes
 
 SECRET_ENV = "ROOMSERVER_MEDIA_WORKER_SECRET"
 SECRET_HEADER = "X-Roomserver-Media-Secret"
@@ -54,6 +59,40 @@ def internal_authorize(secret: str) -> Authorize:
     return authorize
 
 
+def recording_route(router: MediaRouter, authorize: Authorize) -> web.RouteDef:
+    async def set_recording(request: web.Request) -> web.Response:
+        room = request.match_info["room"]
+        try:
+            if not ROOM_KEY.match(room):
+                raise BadRequest("not a room key")
+            await authorize(request, room, "stop")
+            try:
+                body = await request.json()
+                if "hls" in body:  # {"hls": directory | null}: the host's live HLS
+                    hls = body["hls"]
+                    if hls is not None and (not isinstance(hls, str) or not hls):
+                        raise ValueError("hls must be a directory or null")
+                else:
+                    target = body["target"]
+                    parsed = None if target is None else RecordingTarget.from_json(target)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BadRequest(f"bad recording request: {exc}") from None
+        except MediaError as exc:
+            return error_response(exc)
+        if "hls" in body:
+            if hls is None:
+                router.stop_hls(room)
+            else:
+                router.start_hls(room, hls)
+        elif parsed is None:
+            router.stop_recording(room)
+        else:
+            router.start_recording(room, parsed)
+        return web.json_response({"ok": True})
+
+    return web.post("/internal/recording/{room}", set_recording)
+
+
 def _emit(message: dict) -> None:
     sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
     sys.stdout.flush()
@@ -69,6 +108,7 @@ async def serve(
     router.on_session_closed = lambda session: _emit({"type": "session_closed", "session": session})
     app = web.Application()
     app.add_routes(media_routes(router, internal_authorize(secret), room_pattern=ROOM_KEY))
+    app.add_routes([recording_route(router, internal_authorize(secret))])
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

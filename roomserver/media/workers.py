@@ -39,6 +39,7 @@ from roomserver import logsetup
 
 from .errors import MediaError, NotFound, Unavailable, session_at
 from .links import ListChanges, PublisherLinks
+from .recording import RecordingTarget
 from .trickle import TRICKLE_CONTENT_TYPE
 from .whip import SDP_CONTENT_TYPE, parse_error_body
 from .worker import ROLE_HEADER, SECRET_ENV, SECRET_HEADER, USER_HEADER
@@ -393,8 +394,45 @@ class MediaWorkerPool:
                 return True
         return False
 
+    async def start_recording(self, room: str, target: RecordingTarget) -> None:
+        """Record `room`'s publishers in the worker that owns the room (recording.py)."""
+        await self._set_recording(await self._worker_for(room), room, target)
+
+    async def stop_recording(self, room: str) -> None:
+        index = await self.routing.lookup(room)
+        if index is not None and 0 <= index < len(self._workers) and self._workers[index].alive:
+            await self._set_recording(self._workers[index], room, None)
+
+    async def start_hls(self, room: str, directory: str) -> None:
+        """The room's host as live HLS in `directory`, made by the room's worker (hls.py)."""
+        await self._post_recording(await self._worker_for(room), room, {"hls": directory})
+
+    async def stop_hls(self, room: str) -> None:
+        index = await self.routing.lookup(room)
+        if index is not None and 0 <= index < len(self._workers) and self._workers[index].alive:
+            await self._post_recording(self._workers[index], room, {"hls": None})
+
+    async def _set_recording(self, worker: _Worker, room: str, target: RecordingTarget | None) -> None:
+        await self._post_recording(worker, room, {"target": None if target is None else target.to_json()})
+
+    async def _post_recording(self, worker: _Worker, room: str, request: dict) -> None:
+        body = json.dumps(request).encode()
+        path = f"/internal/recording/{quote(room, safe='')}"
+        try:
+            async with self._request(
+                worker, "POST", path, "server", "host", body, content_type="application/json"
+            ) as resp:
+                if resp.status != 200:
+                    raise _remote_error(resp.status, await resp.text())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(f"media worker {worker.index} did not answer: {type(exc).__name__}") from None
+
     async def close_room(self, room: str) -> None:
-        """End all media of `room`: its publishers (their viewers follow) and its viewers."""
+        """End all media of `room`: its recordings, publishers (their viewers follow), viewers."""
+        with contextlib.suppress(MediaError):
+            await self.stop_recording(room)
+        with contextlib.suppress(MediaError):
+            await self.stop_hls(room)
         for session_id, route in list(self._sessions.items()):
             if route.worker_room == room or route.room == room:
                 with contextlib.suppress(MediaError):

@@ -138,9 +138,16 @@ class EventLog:
                 )
 
     async def show_events(
-        self, app: str, room: str, show: int, *, user: str | None = None, kinds: Sequence[str] = ()
+        self,
+        app: str,
+        room: str,
+        show: int,
+        *,
+        user: str | None = None,
+        kinds: Sequence[str] = (),
+        limit: int | None = None,
     ) -> list[BehaviourEvent]:
-        """A show's records in time order (of one user, of some kinds)."""
+        """A show's records in time order (of one user, of some kinds; the first `limit`)."""
         sql, args = f"{_SELECT} WHERE app = $1 AND room = $2 AND show = $3", [app, room, show]
         if user is not None:
             args.append(user)
@@ -149,7 +156,11 @@ class EventLog:
             marks = ", ".join(f"${len(args) + i + 1}" for i in range(len(kinds)))
             args.extend(kinds)
             sql += f" AND kind IN ({marks})"
-        return [_event(r) for r in await self.db.fetch(sql + " ORDER BY ts, id", *args)]
+        sql += " ORDER BY ts, id"
+        if limit is not None:
+            args.append(limit)
+            sql += f" LIMIT ${len(args)}"
+        return [_event(r) for r in await self.db.fetch(sql, *args)]
 
     async def user_events(self, app: str, user: str, *, limit: int = 100_000) -> list[BehaviourEvent]:
         """One user's records across shows, oldest first (export, profile details)."""

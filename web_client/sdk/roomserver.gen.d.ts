@@ -717,6 +717,19 @@ export interface UserErased {
   erased: boolean;
 }
 
+export interface ReplayList {
+  replays: ReplayEntry[];
+}
+
+/** A show's barrage and product pins on its clock (GET …/replays/{show}/timeline); `truncated` when the show had more records than one answer carries. */
+export interface ReplayTimeline {
+  show: number;
+  started_at: number;
+  barrage: ReplayBarrage[];
+  chapters: ReplayChapter[];
+  truncated: boolean;
+}
+
 /** The product to pin: a whole product, or the id of one in the app's catalogue (PROTOCOL §7: the fields left out come from the catalogue; those given win). */
 export interface PinProduct {
   id: string;
@@ -921,7 +934,7 @@ export interface NodeEntry {
   expires_in_ms: number;
 }
 
-/** `RoomView` plus the members online now (REST room answers). */
+/** `RoomView` plus the members online now (REST room answers) and whether its shows are recorded (null: the server's `--record` decides). */
 export interface RestRoomView {
   id: string;
   title: string;
@@ -935,6 +948,7 @@ export interface RestRoomView {
   barrage_cap: number;
   slow_s: number;
   online: number;
+  record: boolean | null;
 }
 
 /** An event as a client receives it: `seq` only for durable events. */
@@ -1076,6 +1090,32 @@ export interface TimelineEntry {
   data: Record<string, unknown>;
 }
 
+/** One recording (issue 14): a publisher's file of a show; `offset_s` is where the file starts on the show's clock (seconds after `show_started_at`). */
+export interface ReplayEntry {
+  show: number;
+  file: string;
+  url: string;
+  user: string;
+  role: string;
+  codecs: Record<string, string>;
+  show_started_at: number;
+  started_at: number;
+  offset_s: number;
+  ended_at: number | null;
+  duration_s: number | null;
+}
+
+export interface ReplayBarrage {
+  t: number;
+  user: string;
+  text: string;
+}
+
+export interface ReplayChapter {
+  t: number;
+  product: ReplayProduct;
+}
+
 /** The snapshot's `lottery`: `LotteryOpened` while open, `LotteryDrawn` after. */
 export interface LotteryView {
   id: string;
@@ -1150,6 +1190,12 @@ export interface Perf {
   clickers: number;
   buyers: number;
   conversion: number | null;
+}
+
+export interface ReplayProduct {
+  id: string;
+  title: string;
+  price_cents: number | null;
 }
 
 /** Each op's params (the frame's fields besides id, op and room). */

@@ -1,0 +1,84 @@
+"""Live HLS of a room's host (issue 14): an aiortc H.264+Opus publisher through the
+MediaRouter, the playlist parsed as it grows, its segments decoded with PyAV (numbered
+frames in order across segments), ended with EXT-X-ENDLIST when the room closes."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from pathlib import Path
+
+import av
+
+from roomserver.media.sfu import MediaRouter
+from roomserver.media.synthetic import CounterVideoTrack, ToneAudioTrack, read_counter
+
+from .test_sfu_media import assert_consecutive, start_publisher
+
+
+def parse_playlist(text: str) -> tuple[dict[str, str], list[tuple[float, str]]]:
+    """(tags, [(EXTINF duration, segment URI)]) of a media playlist."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    assert lines[0] == "#EXTM3U"
+    tags: dict[str, str] = {}
+    segments: list[tuple[float, str]] = []
+    pending: float | None = None
+    for line in lines[1:]:
+        if line.startswith("#EXTINF:"):
+            pending = float(line[8:].split(",")[0])
+        elif line.startswith("#"):
+            name, _, value = line[1:].partition(":")
+            tags[name] = value
+        else:
+            assert pending is not None, f"segment {line} without EXTINF"
+            segments.append((pending, line))
+            pending = None
+    return tags, segments
+
+
+async def test_the_hosts_hls_playlist_grows_and_its_segments_decode(
+    router: MediaRouter, tmp_path: Path
+) -> None:
+    session, publisher = await start_publisher(
+        router, video_codec="H264", tracks=[CounterVideoTrack(), ToneAudioTrack()]
+    )
+    try:
+        router.start_hls("r1", str(tmp_path))
+        assert router.hls(session) is not None
+        playlist = tmp_path / "index.m3u8"
+        deadline = time.monotonic() + 20
+        while True:
+            segments = parse_playlist(playlist.read_text())[1] if playlist.exists() else []
+            if len(segments) >= 3:
+                break
+            assert time.monotonic() < deadline, "fewer than 3 segments in 20 s"
+            await asyncio.sleep(0.1)
+        tags, segments = parse_playlist(playlist.read_text())
+        assert tags["EXT-X-MAP"] == 'URI="init.mp4"' and "EXT-X-ENDLIST" not in tags
+        assert int(tags["EXT-X-TARGETDURATION"]) <= 2
+        init = (tmp_path / "init.mp4").read_bytes()
+        counters: list[int | None] = []
+        for duration, name in segments:
+            assert 0.3 < duration < 2.5, (name, duration)
+            with av.open(io.BytesIO(init + (tmp_path / name).read_bytes())) as container:
+                assert [s.codec_context.name for s in container.streams] == ["h264", "opus"]
+                got = [read_counter(f) for f in container.decode(video=0)]
+            assert got, name
+            assert abs(len(got) / 30 - duration) < 0.2, (name, len(got), duration)
+            counters += got
+        assert_consecutive(counters)  # one run of frames across segments, none lost between
+        await router.close_room("r1")
+        tags, _ = parse_playlist(playlist.read_text())
+        assert "EXT-X-ENDLIST" in tags
+    finally:
+        await publisher.close()
+
+
+async def test_a_vp8_host_gets_no_rendition(router: MediaRouter, tmp_path: Path) -> None:
+    session, publisher = await start_publisher(router, video_codec="VP8")
+    try:
+        router.start_hls("r1", str(tmp_path))
+        assert router.hls(session) is None
+    finally:
+        await publisher.close()
