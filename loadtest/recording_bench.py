@@ -24,15 +24,13 @@ import time
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
-from roomserver.media.bench import _bench_authorize, _force_vp8_bitrate, end_child, process_cpu_seconds
+from roomserver.media.bench import _force_vp8_bitrate, end_child, process_cpu_seconds, serve_backend
 from roomserver.media.client import Publisher, post_offer
 from roomserver.media.ice import pin_host_addresses
 from roomserver.media.recording import RecordingTarget
 from roomserver.media.sfu import MediaRouter
 from roomserver.media.synthetic import CounterVideoTrack, ToneAudioTrack
-from roomserver.media.whip import media_routes
 
 LOOPBACK = "127.0.0.1"
 ROOM = "bench"
@@ -43,19 +41,7 @@ async def serve(record_dir: str | None) -> None:
     router = MediaRouter()
     if record_dir:
         router.start_recording(ROOM, RecordingTarget(record_dir, 1, int(time.time() * 1000)))
-    app = web.Application()
-    app.add_routes(media_routes(router, _bench_authorize))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, LOOPBACK, 0).start()
-    print(json.dumps({"port": runner.addresses[0][1], "pid": os.getpid()}), flush=True)
-    loop = asyncio.get_running_loop()
-    stdin = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    while await stdin.read(4096):
-        pass
-    await router.close()  # closes the recording: trailer and manifest
-    await runner.cleanup()
+    await serve_backend(router)
 
 
 async def one_run(args: argparse.Namespace, record: bool) -> dict:

@@ -131,7 +131,13 @@ async def _bench_authorize(request: web.Request, room: str, action: str) -> Medi
 
 async def serve(mode: str) -> None:
     pin_host_addresses([LOOPBACK])
-    backend = MediaRouter(video_queue_frames=60) if mode == "forward" else RelayBackend()
+    await serve_backend(MediaRouter(video_queue_frames=60) if mode == "forward" else RelayBackend())
+
+
+async def serve_backend(backend: MediaRouter | RelayBackend) -> None:
+    """A benchmark's server process: WHIP/WHEP for ``backend`` on a free loopback port
+    (printed as JSON with our pid) until the benchmark closes our stdin; then the
+    backend is closed (a recording gets its trailer and manifest)."""
     app = web.Application()
     app.add_routes(media_routes(backend, _bench_authorize))
     runner = web.AppRunner(app, access_log=None)

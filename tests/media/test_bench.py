@@ -57,3 +57,15 @@ async def test_turn_cost_measures_relayed_and_direct_viewers() -> None:
     # coturn's CPU over half a second is about one clock tick: only the direct path's zero is certain
     assert relay.coturn_cpu_per_viewer_s >= 0 and direct.coturn_cpu_per_viewer_s == 0
     assert min(direct.viewer_fps_min, relay.viewer_fps_min) > 5
+
+
+async def test_recording_bench_records_in_its_server_process() -> None:
+    from argparse import Namespace
+
+    from loadtest.recording_bench import one_run
+
+    args = Namespace(width=320, height=240, fps=15, settle=0.5, seconds=1.0, codec="VP8")
+    off, on = await one_run(args, record=False), await one_run(args, record=True)
+    assert off["record"] is False and "recorded_s" not in off
+    assert on["server_cpu_s"] > 0 and on["publisher_fps"] > 0
+    assert on["recorded_s"] > 1.0 and on["recorded_kbps"] > 0  # the file's manifest, after the close
