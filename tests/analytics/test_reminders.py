@@ -154,9 +154,11 @@ async def test_reschedule_and_followers_bad_input(two_nodes) -> None:
     viewer_status, _ = await a.rest("GET", f"/v1/rooms/{room}/followers", token("u1"))
     assert viewer_status == 403
     before = (await a.admin("GET", f"/v1/rooms/{room}"))[1]["room"]
-    for bad in ({"scheduled_at": -1}, {"scheduled_at": "soon"}, {}):
+    for bad in ({"scheduled_at": -1}, {"scheduled_at": "soon"}, {"record": "yes"}):
         status, body = await a.admin("PATCH", f"/v1/rooms/{room}", bad)
         assert status == 400 and body["error"]["code"] == "bad_request", (bad, body)
+    status, body = await a.admin("PATCH", f"/v1/rooms/{room}", {})  # a patch that changes nothing
+    assert (status, body["room"]) == (200, before), body
     assert (await a.admin("PATCH", f"/v1/rooms/{new_room_id()}", {"scheduled_at": 1}))[0] == 404
     host = await a.client("host", "host")
     await host.join(room)
