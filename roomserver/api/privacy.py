@@ -8,31 +8,26 @@ idempotent: a second DELETE, and an export after it, answer with nothing held
 rather than 404; a user the store never saw is ``not_found``.
 
 Records still on their way (in a node's batch or the bus stream when the
-erasure runs) are stored after it: the erasure runs once more when they are
-surely in (``SWEEP_AFTER_S``), so they end up anonymous too.
+erasure runs) are stored anonymous when they arrive: the behaviour log's
+ingest checks each batch against the erasures newer than it
+(``EventLog._anonymise_erased``), in whichever process stores them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
-from roomserver.api.routes import Route, _json, _node, endpoint
+from roomserver.api.routes import Route, _json, endpoint
 from roomserver.appkeys import STORE_KEY
 from roomserver.auth import USER_ID_RE, Identity
-from roomserver.behaviour_writer import CLAIM_IDLE_MS, SETTLE_MS
 from roomserver.contract.wire import Wire
 from roomserver.protocol import OpError
 from roomserver.store.store import AnalyticsStore
 
 log = logging.getLogger(__name__)
-
-# Records made before an erasure are stored by then (a batch's flush, or a dead
-# writer's entries claimed after CLAIM_IDLE_MS), bar a bus outage.
-SWEEP_AFTER_S: Final = (SETTLE_MS + 2 * CLAIM_IDLE_MS) / 1000
 
 
 class UserExport(Wire):
@@ -94,17 +89,7 @@ async def erase_user(request: web.Request, identity: Identity) -> web.Response:
     store, user = _store(request), _user(request)
     await _held(store, identity.app, user)
     await store.erase_user(identity.app, user)
-    _node(request).spawn(_sweep(store, identity.app, user))
     return _json({"app": identity.app, "user": user, "erased": True})
-
-
-async def _sweep(store: AnalyticsStore, app: str, user: str) -> None:
-    await asyncio.sleep(SWEEP_AFTER_S)
-    try:
-        if await store.events.has_user(app, user):
-            await store.erase_user(app, user)
-    except Exception as exc:  # the store closed (shutdown): logged, as the erasure stood
-        log.warning("erasure sweep of a user failed: %r", exc)
 
 
 PRIVACY_ROUTES: list[Route] = [

@@ -63,6 +63,11 @@ Kind = Literal[
 KINDS: Final[frozenset[str]] = frozenset(Kind.__args__)  # type: ignore[attr-defined]
 TRACK_ACTIONS: Final = ("product.click", "cart.add", "share", "favorite", "follow", "unfollow")
 MARKS: Final = ("pin", "unpin", "sale", "lottery", "poll", "redpacket", "coupon")
+# An erased user's records stay under an id that names nobody and links to nothing (a new
+# random one per erasure). "~" cannot start a user id (auth.USER_ID_RE), so no real user
+# is ever taken for one; profiles and points are never kept for them.
+ANONYMOUS_START: Final = "~"
+ANONYMOUS_PREFIX: Final = ANONYMOUS_START + "erased-"
 
 
 class BehaviourEvent(msgspec.Struct, frozen=True, array_like=True):

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from roomserver.core.behaviour import BehaviourEvent
+from roomserver.core.behaviour import ANONYMOUS_START, BehaviourEvent
 
 RULES: Final = ("watch", "barrage", "like", "gift", "order", "share")
 # How many raw units (what the store counts) make one unit of the rule's spec.
@@ -212,7 +212,7 @@ def fold(events: Iterable[BehaviourEvent], rules: LoyaltyRules) -> Fold:
     ref_at: dict[tuple[str, str], int] = {}  # when the user's earliest join with a ref was
     for e in events:
         kind, user, ts = e.kind, e.user, e.ts
-        if kind in NOT_A_VIEWER or not user:
+        if kind in NOT_A_VIEWER or not user or user[0] == ANONYMOUS_START:  # an erased user's
             continue
         key = (e.app, user)
         d = users.get(key)

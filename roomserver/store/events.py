@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from roomserver.core.behaviour import BehaviourEvent
+from roomserver.core.behaviour import ANONYMOUS_PREFIX, BehaviourEvent
 from roomserver.store.db import Database, Tx
 
 # A step another facet runs inside the ingest transaction, given the new records.
@@ -56,11 +56,35 @@ class EventLog:
             return []
         unique = list({e.id: e for e in events}.values())
         async with self.db.transaction() as tx:
+            unique = await self._anonymise_erased(tx, unique)
             new = await self._insert_new(tx, unique)
             if new:
                 for step in self.on_ingest:
                     await step(tx, new)
         return new
+
+    @staticmethod
+    async def _anonymise_erased(tx: Tx, events: list[BehaviourEvent]) -> list[BehaviourEvent]:
+        """Records made before their user's erasure but stored after it (still in a node's
+        batch or on the bus when the erasure ran) are stored anonymous, as the erasure
+        made the ones already stored; a user's records after it are theirs again. One
+        indexed read per batch, nearly always empty: erasures are rare and recent ones few."""
+        rows = await tx.fetch(
+            "SELECT app, user_digest, erased_at FROM erasures WHERE erased_at >= $1",
+            min(e.ts for e in events),
+        )
+        if not rows:
+            return events
+        erased = {(app, digest): at for app, digest, at in rows}
+        anonymous: dict[tuple[str, str], str] = {}
+        out = []
+        for e in events:
+            at = erased.get((e.app, _digest(e.app, e.user)))
+            if at is not None and e.ts <= at:
+                user = anonymous.setdefault((e.app, e.user), _anonymous_id())
+                e = msgspec.structs.replace(e, user=user)
+            out.append(e)
+        return out
 
     async def _insert_new(self, tx: Tx, events: list[BehaviourEvent]) -> list[BehaviourEvent]:
         rows = [
@@ -176,7 +200,7 @@ class EventLog:
         """The records stay, under an id that names nobody and links to nothing
         (a new random one per erasure): reports keep their counts, anonymous.
         The erasure itself is noted under a digest of the id (``erased_at``)."""
-        anonymous = "erased-" + secrets.token_hex(8)
+        anonymous = _anonymous_id()
         await tx.execute(
             "UPDATE behaviour_events SET user_id = $3 WHERE app = $1 AND user_id = $2", app, user, anonymous
         )
@@ -229,6 +253,10 @@ class EventLog:
             show,
         )
         return ShowInfo(*row) if row else None
+
+
+def _anonymous_id() -> str:
+    return ANONYMOUS_PREFIX + secrets.token_hex(8)
 
 
 def _digest(app: str, user: str) -> str:

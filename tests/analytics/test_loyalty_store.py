@@ -507,3 +507,28 @@ async def test_one_big_batch_and_many_small_ones_give_the_same_profiles_and_ledg
     assert any(s["ordered"] for h in held for s in h["shows"])
     points = {(p["rule"], p["points"]) for h in held for p in h["points"]}
     assert ("barrage", 20) in points and ("like", 10) in points  # the caps
+
+
+async def test_records_made_before_an_erasure_and_stored_after_it_are_anonymous(
+    store: AnalyticsStore,
+) -> None:
+    # A node's batch or the bus may still hold a user's records when the erasure runs; the
+    # process that stores them (any writer) must store them anonymous, and keep no points.
+    await store.events.ingest([ev("ann", "join", 1_000), ev("bob", "join", 1_000)])
+    await store.erase_user("a", "ann")
+    erased_at = await store.events.erased_at("a", "ann")
+    assert erased_at is not None
+    late = [ev("ann", "barrage", erased_at - 5), ev("ann", "like", erased_at, count=3)]
+    back = ev("ann", "join", erased_at + 1)  # ann came back after the erasure: hers
+    await store.events.ingest([*late, ev("bob", "barrage", erased_at - 5), back])
+    records = await store.events.show_events("a", "r1", 1)
+    mine = [e for e in records if e.user == "ann"]
+    assert [e.id for e in mine] == [back.id]
+    anonymous = {e.user for e in records if e.id in {x.id for x in late}}
+    assert len(anonymous) == 1 and next(iter(anonymous)).startswith("~erased-")
+    assert [e.kind for e in records if e.user == "bob"] == ["join", "barrage"]
+    profile = await store.loyalty.profile("a", "ann", erased_at + 10)
+    assert profile is not None  # the new ann: her join after the erasure, none of the late records
+    assert (profile["first_seen"], profile["interactions"]["total"]) == (back.ts, 0)
+    profiled = [r[0] for r in await store.db.fetch("SELECT user_id FROM loyalty_profiles")]
+    assert sorted(profiled) == ["ann", "bob"]  # none for the anonymous id
