@@ -68,6 +68,19 @@ MARKS: Final = ("pin", "unpin", "sale", "lottery", "poll", "redpacket", "coupon"
 # is ever taken for one; profiles and points are never kept for them.
 ANONYMOUS_START: Final = "~"
 ANONYMOUS_PREFIX: Final = ANONYMOUS_START + "erased-"
+# What of a record's data outlives its user's erasure. The words they wrote are theirs (a
+# barrage's text, kept for the replay; a question's text, kept as its cluster when it has
+# none); the counts the reports need are the show's. Kinds not listed carry no free text.
+ERASED_KEEP: Final[dict[str, tuple[str, ...]]] = {
+    "barrage": ("seq",),
+    "assistant": ("question_seq", "answered", "host_answered"),
+}
+
+
+def erased_data(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` of a ``kind`` record as it is kept once its user is erased."""
+    keep = ERASED_KEEP.get(kind)
+    return data if keep is None else {k: data[k] for k in keep if k in data}
 
 
 class BehaviourEvent(msgspec.Struct, frozen=True, array_like=True):

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from roomserver.core.behaviour import ANONYMOUS_PREFIX, BehaviourEvent
+from roomserver.core.behaviour import ANONYMOUS_PREFIX, ERASED_KEEP, BehaviourEvent, erased_data
 from roomserver.store.db import Database, Tx
 
 # A step another facet runs inside the ingest transaction, given the new records.
@@ -82,7 +82,7 @@ class EventLog:
             at = erased.get((e.app, _digest(e.app, e.user)))
             if at is not None and e.ts <= at:
                 user = anonymous.setdefault((e.app, e.user), _anonymous_id())
-                e = msgspec.structs.replace(e, user=user)
+                e = msgspec.structs.replace(e, user=user, data=erased_data(e.kind, e.data))
             out.append(e)
         return out
 
@@ -201,6 +201,20 @@ class EventLog:
         (a new random one per erasure): reports keep their counts, anonymous.
         The erasure itself is noted under a digest of the id (``erased_at``)."""
         anonymous = _anonymous_id()
+        worded = await tx.fetch(
+            "SELECT id, kind, data FROM behaviour_events WHERE app = $1 AND user_id = $2"
+            f" AND kind IN ({', '.join(repr(k) for k in ERASED_KEEP)})",
+            app,
+            user,
+        )
+        if worded:  # their words go; what the reports count stays
+            await tx.executemany(
+                "UPDATE behaviour_events SET data = $1 WHERE id = $2",
+                [
+                    (_encode(erased_data(kind, _data_decoder.decode(data))).decode(), id_)
+                    for id_, kind, data in worded
+                ],
+            )
         await tx.execute(
             "UPDATE behaviour_events SET user_id = $3 WHERE app = $1 AND user_id = $2", app, user, anonymous
         )

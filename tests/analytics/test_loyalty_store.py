@@ -518,7 +518,10 @@ async def test_records_made_before_an_erasure_and_stored_after_it_are_anonymous(
     await store.erase_user("a", "ann")
     erased_at = await store.events.erased_at("a", "ann")
     assert erased_at is not None
-    late = [ev("ann", "barrage", erased_at - 5), ev("ann", "like", erased_at, count=3)]
+    late = [
+        ev("ann", "barrage", erased_at - 5, seq=9, text="call me on 555"),
+        ev("ann", "like", erased_at, count=3),
+    ]
     back = ev("ann", "join", erased_at + 1)  # ann came back after the erasure: hers
     await store.events.ingest([*late, ev("bob", "barrage", erased_at - 5), back])
     records = await store.events.show_events("a", "r1", 1)
@@ -526,6 +529,7 @@ async def test_records_made_before_an_erasure_and_stored_after_it_are_anonymous(
     assert [e.id for e in mine] == [back.id]
     anonymous = {e.user for e in records if e.id in {x.id for x in late}}
     assert len(anonymous) == 1 and next(iter(anonymous)).startswith("~erased-")
+    assert [e.data for e in records if e.id == late[0].id] == [{"seq": 9}]  # her words are not kept
     assert [e.kind for e in records if e.user == "bob"] == ["join", "barrage"]
     profile = await store.loyalty.profile("a", "ann", erased_at + 10)
     assert profile is not None  # the new ann: her join after the erasure, none of the late records

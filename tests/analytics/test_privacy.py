@@ -60,6 +60,8 @@ async def test_export_then_erase_keeps_anonymous_counts(server: Server) -> None:
     assert Counter(e.kind for e in after) == before  # the report's inputs keep their counts
     anonymous = {e.user for e in after if e.user not in ("h1",)}
     assert len(anonymous) == 1 and next(iter(anonymous)).startswith("~erased-")
+    (barrage,) = [e for e in after if e.kind == "barrage"]
+    assert "text" not in barrage.data and barrage.data["seq"] > 0  # her words go, the count stays
     # Idempotent: erased again, nothing changes.
     status, body = await server.admin("DELETE", "/v1/users/ann")
     assert (status, body["erased"]) == (200, True)
