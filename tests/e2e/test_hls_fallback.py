@@ -93,3 +93,23 @@ async def test_a_failing_whep_falls_back_to_hls(pages: Pages, room: str, renditi
     # The host's WHEP tile is gone: the HLS tile stands for the host.
     await expect(viewer.locator("#videos .tile[data-user='h1']")).to_have_count(1)
     await expect(viewer.locator("#hls-tile")).to_have_attribute("data-user", "h1")
+
+
+async def test_the_rooms_playback_setting_sends_its_viewers_to_hls(
+    pages: Pages, room: str, rendition: None, bots
+) -> None:
+    owner = await bots("o1")
+    await owner.request("room.join", room)  # the room exists
+    async with pages.admin_http() as http:
+        bad = await http.patch(f"/v1/rooms/{room}", json={"playback": "dash"})
+        assert bad.status == 400
+        res = await http.patch(f"/v1/rooms/{room}", json={"playback": "hls"})
+        assert res.status == 200 and (await res.json())["room"]["playback"] == "hls"
+    viewer = await pages.open("viewer", room, "v3")
+    assert await viewer.evaluate("app.hls.forced") is True
+    await playing(viewer, HLS_VIDEO)
+    await expect(viewer.locator("#hls-badge")).to_have_text("HLS")
+    async with pages.admin_http() as http:
+        res = await http.patch(f"/v1/rooms/{room}", json={"playback": None})
+        assert (await res.json())["room"]["playback"] is None
+    assert (await owner.request("room.join", room))["room"]["playback"] is None

@@ -24,7 +24,9 @@ async function main() {
   next.apply(snap);
   bindShare(client, p.room);
   view.followVideos([me.id]);
-  hls = new HlsFallback(client, p.room, view, { forced: new URLSearchParams(location.search).get("playback") === "hls" });
+  // HLS from the start: asked for in the URL, or the room's `playback` setting (read at join).
+  const forced = new URLSearchParams(location.search).get("playback") === "hls" || snap.room.playback === "hls";
+  hls = new HlsFallback(client, p.room, view, { forced });
   renderGifts(snap.room.gifts || []);
   startClock();
   bindActionBar();
