@@ -298,6 +298,7 @@ class SnapshotRoom(TypedDict):
     scheduled_at: int | None
     announcement: Announcement | None
     poll: Poll | None
+    playback: Literal["hls"] | None
     recent: list[EventMessage]
 
 

@@ -184,6 +184,7 @@ def _room_view(node, room: str, doc: rules.RoomDoc) -> dict[str, Any]:
     view = rules.public_view(doc)
     view["online"] = node.online(room)
     view["record"] = doc.features.get("record")
+    view["playback"] = doc.features.get("playback")
     return view
 
 
@@ -269,6 +270,9 @@ class Reschedule(msgspec.Struct, forbid_unknown_fields=False):
     # Issue 14: record this room's shows (true/false), or null for the server's --record;
     # absent: unchanged. Takes effect when a show starts.
     record: bool | msgspec.UnsetType | None = msgspec.UNSET
+    # Issue 14: "hls" has the viewer pages play the host's live HLS instead of WebRTC; null
+    # (the default): WebRTC, with HLS as the fallback. Absent: unchanged. Read at join.
+    playback: Literal["hls"] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 @endpoint("admin", Reschedule)
@@ -283,6 +287,9 @@ async def reschedule_room(request: web.Request, identity: Identity, body: Resche
     if body.record is not msgspec.UNSET:
         record = body.record
         doc, _ = await node.transact(room, lambda d: (rules.with_features(d, record=record), []))
+    if body.playback is not msgspec.UNSET:
+        playback = body.playback
+        doc, _ = await node.transact(room, lambda d: (rules.with_features(d, playback=playback), []))
     if body.scheduled_at is not msgspec.UNSET:
         at = body.scheduled_at
         doc, _ = await node.transact(room, lambda d: sched.reschedule(d, at))
@@ -514,7 +521,8 @@ ROUTES: list[Route] = [
         "/v1/rooms/{room}",
         reschedule_room,
         "Move (or with null cancel) the room's next show: `scheduled_at`; re-arms its reminders."
-        " `record`: whether its shows are recorded (null: the server's --record)",
+        " `record`: whether its shows are recorded (null: the server's --record)."
+        ' `playback`: "hls" has viewer pages play the live HLS (null: WebRTC, HLS as fallback)',
         "admin",
         Reschedule,
         errors=(404, 409),

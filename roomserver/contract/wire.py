@@ -123,6 +123,7 @@ class RestRoomView(RoomView):
 
     online: int
     record: bool | None
+    playback: Literal["hls"] | None  # issue 14: viewer pages play the live HLS (null: WebRTC)
 
 
 class EventMessage(Wire):
@@ -370,6 +371,7 @@ class SnapshotRoom(Wire):
     scheduled_at: int | None  # the next show (unix ms), issue 12
     announcement: Announcement | None
     poll: Poll | None
+    playback: Literal["hls"] | None  # issue 14: play the live HLS, not WebRTC (null: WebRTC)
     # The last barrage events, oldest first (the same bytes members were sent).
     recent: list[EventMessage]
 

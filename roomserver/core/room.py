@@ -322,6 +322,8 @@ def snapshot(doc: RoomDoc, *, online: int, likes: int, seq: int, epoch: str, gif
             "scheduled_at": doc.scheduled_at,
             "announcement": f.get("announcement"),
             "poll": f.get("poll"),
+            # issue 14: "hls" when viewers are to play the live HLS rather than WebRTC.
+            "playback": f.get("playback"),
         }
     }
 

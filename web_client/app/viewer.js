@@ -3,12 +3,14 @@
 import { $, KeptPublication, attempt, errorText, fatal, flyHearts, giftIcon, giftName, h, icon, money, number, openClient, pageParams, setText, startClock, t, toast, whoAmI } from "/app/common.js";
 import { RoomView } from "/app/roomview.js";
 import { NextShow, bindShare, joinWithRef } from "/app/nextshow.js";
+import { HlsFallback } from "/app/hlsfallback.js";
 
 const p = pageParams("viewer");
 let client;
 let view;
 let me;
 let stage = null; // {publication, stream} while on camera as a co-host
+let hls; // the host through live HLS when WHEP cannot play it (or ?playback=hls)
 
 async function main() {
   client = await openClient(p, $("#conn"));
@@ -22,6 +24,9 @@ async function main() {
   next.apply(snap);
   bindShare(client, p.room);
   view.followVideos([me.id]);
+  // HLS from the start: asked for in the URL, or the room's `playback` setting (read at join).
+  const forced = new URLSearchParams(location.search).get("playback") === "hls" || snap.room.playback === "hls";
+  hls = new HlsFallback(client, p.room, view, { forced });
   renderGifts(snap.room.gifts || []);
   startClock();
   bindActionBar();
@@ -33,7 +38,7 @@ async function main() {
     toast(t("viewer.cohost.expired"), "warn");
     showAsked(null);
   });
-  window.app = { client, view, me };
+  window.app = { client, view, me, hls };
   document.body.dataset.ready = "1";
 }
 
@@ -85,6 +90,7 @@ function bindActionBar() {
     const muted = !view.muted;
     view.muted = muted;
     if (view.videos) view.videos.setMuted(muted);
+    hls.setMuted(muted);
     $("#sound-btn").replaceChildren(icon(muted ? "sound-off" : "sound-on"));
   });
   view.muted = true;

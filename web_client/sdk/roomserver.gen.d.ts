@@ -838,6 +838,7 @@ export interface SnapshotRoom {
   scheduled_at: number | null;
   announcement: Announcement | null;
   poll: Poll | null;
+  playback: "hls" | null;
   recent: EventMessage[];
 }
 
@@ -949,6 +950,7 @@ export interface RestRoomView {
   slow_s: number;
   online: number;
   record: boolean | null;
+  playback: "hls" | null;
 }
 
 /** An event as a client receives it: `seq` only for durable events. */
