@@ -58,12 +58,17 @@ async def test_pings_then_a_reset_are_a_disconnect_not_a_failure(server: ServerP
         c.sendall(masked_frame(0x9, b"hi") * 3)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()  # linger 0: a reset, right behind the pings
+    # aiohttp logs a WebSocket's access line when its handler has returned: every socket's
+    # end has been handled (and logged, if at all) once all ten are there.
     deadline = time.monotonic() + 30
-    while server.log_path.read_text().count("reset by the peer") < SOCKETS:
+    while server.log_path.read_text().count('"GET /v1/ws" 101') < SOCKETS:
         assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
         time.sleep(0.05)
     text = server.log_path.read_text()
     assert "failed" not in text and "Traceback" not in text, text[-3000:]
+    # Whether a reset meets the pong depends on timing (a reset read before the pong is
+    # written is a plain end): most do here (20 of 20 in the runs that found it), one must.
+    assert text.count("reset by the peer") >= 1, text[-3000:]
     # The node goes on serving.
     async with RoomClient(server.url, token("after"), reconnect=False) as c:
         assert (await c.join("r-after"))["room"]["id"] == "r-after"
