@@ -286,7 +286,7 @@ class Assistant:
             q.room,
             q.user,
             "assistant",
-            {"question_seq": q.seq, "answered": answered, "cluster": cluster or q.text},
+            {"question_seq": q.seq, "answered": answered, "cluster": cluster or q.text, "text": q.text},
         )
         entry: dict[str, Any] = {
             "n": self.origin,

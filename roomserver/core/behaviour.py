@@ -69,8 +69,8 @@ MARKS: Final = ("pin", "unpin", "sale", "lottery", "poll", "redpacket", "coupon"
 ANONYMOUS_START: Final = "~"
 ANONYMOUS_PREFIX: Final = ANONYMOUS_START + "erased-"
 # What of a record's data outlives its user's erasure. The words they wrote are theirs (a
-# barrage's text, kept for the replay; a question's text, kept as its cluster when it has
-# none); the counts the reports need are the show's. Kinds not listed carry no free text.
+# barrage's text, kept for the replay; a question's text, and its cluster, which is the
+# text when it has none); the counts the reports need are the show's. Kinds not listed carry no free text.
 ERASED_KEEP: Final[dict[str, tuple[str, ...]]] = {
     "barrage": ("seq",),
     "assistant": ("question_seq", "answered", "host_answered"),

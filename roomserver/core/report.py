@@ -84,7 +84,10 @@ assistant
     ``assistant`` records of viewers' questions: ``questions``; ``answered``
     (``data.answered`` true, or the question's ``question_seq`` is listed in
     a later host reply's record, ``data.host_answered``) and ``unanswered``.
-    A host reply's record is not a question.
+    A host reply's record is not a question. ``top_unanswered``: the
+    ``TOP_N`` clusters (``data.cluster``) with the most questions still
+    unanswered at the show's end (ties by cluster), each with one question as
+    asked (``data.text``).
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ from roomserver.core.report_model import (
     Sales,
     Sharer,
     TimelineEntry,
+    UnansweredCluster,
     UserRow,
     UserTimeline,
 )
@@ -272,6 +276,18 @@ def _int(v: Any) -> int:
     return v if type(v) is int else int(v) if isinstance(v, (int, float)) else 0
 
 
+def _top_unanswered(asked: list[tuple[str, str]]) -> list[UnansweredCluster]:
+    counts: Counter[str] = Counter()
+    example: dict[str, str] = {}
+    for cluster, text in asked:
+        if cluster:
+            counts[cluster] += 1
+            if text:
+                example.setdefault(cluster, text)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_N]
+    return [UnansweredCluster(c, n, example.get(c, c)) for c, n in ranked]
+
+
 def compute_report(
     facts: ShowFacts,
     events: Iterable[BehaviourEvent],
@@ -307,7 +323,10 @@ def compute_report(
     track_counts = {"share": 0, "favorite": 0, "follow": 0}
     shares_by: dict[str, int] = {}
     questions = answered = 0
-    unanswered_seqs: set[int] = set()  # questions a later host reply may answer
+    # Questions not answered (yet): seq -> (cluster, the question as asked); a later host
+    # reply may answer them. Questions without a seq cannot be replied to.
+    unanswered_seqs: dict[int, tuple[str, str]] = {}
+    unanswered_other: list[tuple[str, str]] = []
     records = 0
 
     def person(user: str) -> _Person:
@@ -416,15 +435,19 @@ def compute_report(
             replied = data.get("host_answered")
             if isinstance(replied, list):  # a host reply: the questions it answered
                 for replied_seq in replied:
-                    if isinstance(replied_seq, int) and replied_seq in unanswered_seqs:
-                        unanswered_seqs.discard(replied_seq)
+                    if isinstance(replied_seq, int) and unanswered_seqs.pop(replied_seq, None) is not None:
                         answered += 1
             else:
                 questions += 1
                 if data.get("answered"):
                     answered += 1
-                elif isinstance(question_seq := data.get("question_seq"), int):
-                    unanswered_seqs.add(question_seq)
+                else:
+                    text = str(data.get("text") or "")
+                    asked = (str(data.get("cluster") or text), text)
+                    if isinstance(question_seq := data.get("question_seq"), int):
+                        unanswered_seqs[question_seq] = asked
+                    else:
+                        unanswered_other.append(asked)
 
     if tallies is not None:
         records += tallies.records
@@ -619,7 +642,12 @@ def compute_report(
         marks=marks,
         shares=sharers,
         attributed_viewers=sum(len(u) for u in brought.values()),
-        assistant=AssistantCounts(questions, answered, questions - answered),
+        assistant=AssistantCounts(
+            questions,
+            answered,
+            questions - answered,
+            _top_unanswered([*unanswered_seqs.values(), *unanswered_other]),
+        ),
     )
     users = []
     for user in sorted(people):

@@ -123,10 +123,19 @@ class Sharer(msgspec.Struct, frozen=True):
     shares: int
 
 
+class UnansweredCluster(msgspec.Struct, frozen=True):
+    cluster: str  # the assistant's cluster key, or the question itself when it had none
+    questions: int  # unanswered questions of it in the show
+    example: str  # one of them, as asked
+
+
 class AssistantCounts(msgspec.Struct, frozen=True):
     questions: int
     answered: int
     unanswered: int
+    # The show's most asked unanswered clusters, most questions first (reports kept
+    # before this field have none).
+    top_unanswered: list[UnansweredCluster] = []
 
 
 class Report(msgspec.Struct, frozen=True):

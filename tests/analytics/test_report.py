@@ -238,3 +238,38 @@ def test_a_viewer_who_joined_before_the_start_is_counted_by_their_leave() -> Non
     assert report.curves.online == [2, 1]
     assert "before" not in {u.user for u in users if u.watch_s}
     assert report.engagement.barrage == 0 and report.records == 7
+
+
+def test_assistant_counts_host_replies_and_ranks_the_unanswered_clusters() -> None:
+    from roomserver.core.behaviour import BehaviourEvent
+    from roomserver.core.report import ShowFacts, compute_report
+    from roomserver.core.report_model import UnansweredCluster
+
+    start = 1_000_000
+    facts = ShowFacts("a", "r", 1, start, start + 60_000, "T", "h")
+    n = iter(range(100))
+
+    def asked(user: str, seq: int, answered: bool, cluster: str | None, text: str) -> BehaviourEvent:
+        data = {"question_seq": seq, "answered": answered, "cluster": cluster or text, "text": text}
+        return BehaviourEvent(f"e{next(n)}", "a", "r", 1, user, "assistant", start + seq, seq, data)
+
+    events = [
+        asked("u1", 1, True, "jacket:sizes", "有什么尺码"),
+        asked("u2", 2, False, "jacket:faq.hood", "帽子能拆吗"),
+        asked("u3", 3, False, "jacket:faq.hood", "is the hood detachable?"),
+        asked("u4", 4, False, None, "主播几岁了"),
+        asked("u5", 5, False, "jacket:faq.wash", "能机洗吗"),
+        asked("u6", 6, False, "jacket:faq.wash", "可以水洗吗"),
+        asked("u7", 7, False, "jacket:faq.wash", "洗衣机能洗吗"),
+        # The host answers the hood cluster (seq 9 is no question of this show: ignored).
+        BehaviourEvent("r1", "a", "r", 1, "h", "assistant", start + 50, 50, {"host_answered": [2, 3, 9]}),
+        asked("u8", 8, False, "jacket:faq.hood", "hood off?"),  # asked after the reply
+    ]
+    report, _users = compute_report(facts, events, now_ms=0)
+    a = report.assistant
+    assert (a.questions, a.answered, a.unanswered) == (8, 3, 5)
+    assert a.top_unanswered == [
+        UnansweredCluster("jacket:faq.wash", 3, "能机洗吗"),
+        UnansweredCluster("jacket:faq.hood", 1, "hood off?"),
+        UnansweredCluster("主播几岁了", 1, "主播几岁了"),
+    ]

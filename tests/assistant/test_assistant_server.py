@@ -245,6 +245,7 @@ async def test_the_show_report_counts_questions_a_host_reply_answered(server: Se
     info = await wait_show_stored(store, server.node.broker, APP, room, show, timeout=20)
     counts = (await store.reports.get(info)).report.assistant
     assert (counts.questions, counts.answered, counts.unanswered) == (3, 2, 1)
+    assert [(c.questions, c.example) for c in counts.top_unanswered] == [(1, "主播几岁了？")]
 
 
 async def _stats_when(server: Server, room: str, ready: Any) -> dict[str, Any]:

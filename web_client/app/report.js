@@ -266,6 +266,11 @@ function render(r) {
         kpi(t("report.answered"), number(r.assistant.answered)),
         kpi(t("report.unanswered"), number(r.assistant.unanswered)),
       ),
+      table(
+        [t("report.top_unanswered"), t("report.questions")],
+        (r.assistant.top_unanswered || []).map((x) => [x.example, x.questions]),
+        [1],
+      ),
     ),
     section(
       t("report.downloads"),

@@ -1084,6 +1084,7 @@ export interface AssistantCounts {
   questions: number;
   answered: number;
   unanswered: number;
+  top_unanswered?: UnansweredCluster[];
 }
 
 export interface TimelineEntry {
@@ -1192,6 +1193,12 @@ export interface Perf {
   clickers: number;
   buyers: number;
   conversion: number | null;
+}
+
+export interface UnansweredCluster {
+  cluster: string;
+  questions: number;
+  example: string;
 }
 
 export interface ReplayProduct {
