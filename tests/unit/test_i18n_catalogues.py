@@ -19,6 +19,7 @@ NAMESPACES = [
     *("landing", "call", "viewer", "host", "stage", "chat", "product", "lottery", "packet", "coupon"),
     *("poll", "pk", "media", "shell", "conn", "close", "fatal", "error", "ctx", "common", "role", "gift"),
     "report",  # the post-live report page
+    "replay",  # the replay page (issue 14)
 ]
 # Keys a page builds at run time (`error.${code}` …), listed here so that they are checked too.
 DYNAMIC = {
