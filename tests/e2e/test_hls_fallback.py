@@ -7,23 +7,14 @@ keeps arriving over the page's WebSocket."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Route, expect
 
-from roomserver.auth import DEV_APP
-from roomserver.core.replay import hls_dir
-from roomserver.media.client import Publisher
-from roomserver.media.sfu import MediaRouter
-from roomserver.media.synthetic import CounterVideoTrack, ToneAudioTrack
-from roomserver.tenancy import room_key
 from tests.e2e.conftest import Pages
+from tests.e2e.hls_rendition import live_rendition
 from tests.e2e.test_media import MEDIA_T, go_live, playing
-from tests.media.test_hls import parse_playlist
 
 pytestmark = pytest.mark.e2e
 
@@ -32,24 +23,9 @@ HLS_VIDEO = "#hls-tile video"
 
 @pytest.fixture
 async def rendition(pages: Pages, room: str) -> AsyncIterator[None]:
-    """A live HLS rendition of `room` (3+ segments listed) while the test runs."""
-    directory = hls_dir(pages.server.config.data_dir, room_key(DEV_APP, room))
-    router = MediaRouter(ice_host="127.0.0.1", connect_timeout=10.0)
-    publisher = Publisher([CounterVideoTrack(), ToneAudioTrack()], video_codec="H264")
-    try:
-        _, answer = await router.publish(room, "hls-host", "host", await publisher.offer())
-        await publisher.accept(answer)
-        router.start_hls(room, str(directory))
-        deadline = time.monotonic() + 30
-        playlist = directory / "index.m3u8"
-        while not (playlist.exists() and len(parse_playlist(playlist.read_text())[1]) >= 3):
-            assert time.monotonic() < deadline, "no live playlist"
-            await asyncio.sleep(0.1)
+    """A live HLS rendition of `room` while the test runs."""
+    async with live_rendition(pages, room):
         yield
-    finally:
-        await publisher.close()
-        await router.close()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def test_playback_hls_plays_the_rendition_and_the_barrage_keeps_arriving(

@@ -5,18 +5,8 @@ viewer's token, decoded and played by the browser (its decoded-frame count and c
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import time
-
-from roomserver.auth import DEV_APP
-from roomserver.core.replay import hls_dir
-from roomserver.media.client import Publisher
-from roomserver.media.sfu import MediaRouter
-from roomserver.media.synthetic import CounterVideoTrack, ToneAudioTrack
-from roomserver.tenancy import room_key
 from tests.e2e.conftest import READY_MS, Pages
-from tests.media.test_hls import parse_playlist
+from tests.e2e.hls_rendition import live_rendition
 
 PLAY = """([url, token]) => new Promise((resolve) => {
   const video = document.createElement("video");
@@ -34,19 +24,7 @@ PLAY = """([url, token]) => new Promise((resolve) => {
 
 
 async def test_hls_js_plays_the_live_rendition(pages: Pages, room: str) -> None:
-    directory = hls_dir(pages.server.config.data_dir, room_key(DEV_APP, room))
-    router = MediaRouter(ice_host="127.0.0.1", connect_timeout=10.0)
-    publisher = Publisher([CounterVideoTrack(), ToneAudioTrack()], video_codec="H264")
-    try:
-        _, answer = await router.publish(room, "host1", "host", await publisher.offer())
-        await publisher.accept(answer)
-        router.start_hls(room, str(directory))
-        deadline = time.monotonic() + 30
-        playlist = directory / "index.m3u8"
-        while not (playlist.exists() and len(parse_playlist(playlist.read_text())[1]) >= 3):
-            assert time.monotonic() < deadline, "no live playlist"
-            await asyncio.sleep(0.1)
-
+    async with live_rendition(pages, room):
         page = await pages.blank("hls-viewer")
         await page.goto(f"{pages.server.url}/healthz")  # the server's origin, no CORS involved
         await page.add_script_tag(url="/vendor/hlsjs/hls.min.js")
@@ -58,7 +36,3 @@ async def test_hls_js_plays_the_live_rendition(pages: Pages, room: str) -> None:
         )
         assert await page.evaluate("window.hlsErrors") == []
         assert await page.evaluate("[window.video.videoWidth, window.video.videoHeight]") == [320, 240]
-    finally:
-        await publisher.close()
-        await router.close()
-        shutil.rmtree(directory, ignore_errors=True)
