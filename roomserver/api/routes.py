@@ -283,16 +283,19 @@ async def reschedule_room(request: web.Request, identity: Identity, body: Resche
     ``record`` (issue 14) sets whether the room's shows are recorded, live or not."""
     node = _node(request)
     room = _room_key(request, identity)
-    doc = await node.require_room(room)
-    if body.record is not msgspec.UNSET:
-        record = body.record
-        doc, _ = await node.transact(room, lambda d: (rules.with_features(d, record=record), []))
-    if body.playback is not msgspec.UNSET:
-        playback = body.playback
-        doc, _ = await node.transact(room, lambda d: (rules.with_features(d, playback=playback), []))
+    await node.require_room(room)
+    settings = {k: getattr(body, k) for k in ("record", "playback") if getattr(body, k) is not msgspec.UNSET}
+
+    def patch(d: rules.RoomDoc) -> tuple[rules.RoomDoc, list]:
+        # One transaction: a refused part (a live room cannot be rescheduled) changes nothing.
+        if settings:
+            d = rules.with_features(d, **settings)
+        if body.scheduled_at is msgspec.UNSET:
+            return d, []
+        return sched.reschedule(d, body.scheduled_at)
+
+    doc, _ = await node.transact(room, patch)
     if body.scheduled_at is not msgspec.UNSET:
-        at = body.scheduled_at
-        doc, _ = await node.transact(room, lambda d: sched.reschedule(d, at))
         await node.broker.set_schedule(room, doc.scheduled_at)
         if doc.scheduled_at is not None:
             await node.hooks.room_scheduled(room, doc)

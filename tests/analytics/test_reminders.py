@@ -165,6 +165,10 @@ async def test_reschedule_and_followers_bad_input(two_nodes) -> None:
     await host.start(room)
     status, body = await a.admin("PATCH", f"/v1/rooms/{room}", {"scheduled_at": now_ms() + 10_000})
     assert status == 409 and body["error"]["code"] == "conflict"
+    # A patch refused in part changes nothing: the record setting beside the refused time stays.
+    status, body = await a.admin("PATCH", f"/v1/rooms/{room}", {"record": True, "scheduled_at": 1})
+    assert status == 409, body
+    assert (await a.admin("GET", f"/v1/rooms/{room}"))[1]["room"]["record"] is None
     after = (await a.admin("GET", f"/v1/rooms/{room}"))[1]["room"]
     assert after["scheduled_at"] == before["scheduled_at"]
 
