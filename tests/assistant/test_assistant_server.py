@@ -224,7 +224,13 @@ async def test_every_handled_question_is_a_behaviour_record(server: Server, room
     first, second = (r[3] for r in records)
     assert first is not None and second is not None
     assert first["question_seq"] == asked["seq"] and first["answered"] is False and first["cluster"]
-    assert second == {"question_seq": answered["seq"], "answered": True, "cluster": "jacket:faq.hood"}
+    assert first["text"] == "主播几岁了？"  # the question as asked: the report's unanswered examples
+    assert second == {
+        "question_seq": answered["seq"],
+        "answered": True,
+        "cluster": "jacket:faq.hood",
+        "text": "帽子能拆吗",
+    }
 
 
 async def test_the_show_report_counts_questions_a_host_reply_answered(server: Server, room: str) -> None:
