@@ -233,13 +233,6 @@ class EventLog:
         )
         return None if value is None else int(value)
 
-    async def has_user(self, app: str, user: str) -> bool:
-        """Whether any record names ``user``."""
-        row = await self.db.fetchrow(
-            "SELECT 1 FROM behaviour_events WHERE app = $1 AND user_id = $2 LIMIT 1", app, user
-        )
-        return row is not None
-
     async def purge_before(self, ts: int) -> int:
         """Delete the records older than ``ts`` (unix ms), all apps (``--retention-days``);
         how many went. ``shows`` rows stay: they name no user."""
