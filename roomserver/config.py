@@ -299,11 +299,11 @@ class Config:
         "record every show's publishers (unless the room says otherwise) under DIR/recordings",
         switch=True,
     )
-    # Issue 14: a live HLS rendition of each live room's host (H.264 publishers only) under
-    # <data-dir>/hls/<app>/<room>/, served at /v1/rooms/{room}/hls/index.m3u8.
+    # Issue 14: a live HLS rendition of each live room's host (H.264 remuxed, VP8 transcoded to
+    # H.264 once per room) under <data-dir>/hls/<app>/<room>/, at /v1/rooms/{room}/hls/index.m3u8.
     hls: bool = setting(
         False,
-        "a live HLS rendition of every live room's host (H.264 publishers) under DIR/hls",
+        "a live HLS rendition of every live room's host (VP8 is transcoded to H.264) under DIR/hls",
         switch=True,
     )
     database_url: str | None = setting(

@@ -82,9 +82,19 @@ async def hls_file(request: web.Request, identity: Identity) -> web.StreamRespon
         raise OpError("not_found", "no such HLS file")
     path = replay.hls_dir(node.config.data_dir, room) / name
     if not path.is_file():
-        raise OpError("not_found", "no live HLS for this room (not live, not H.264, or --hls off)")
+        raise OpError("not_found", "no live HLS for this room (not live, not H.264/VP8, or --hls off)")
     suffix = name.rsplit(".", 1)[1]
     cache = "no-cache" if suffix == "m3u8" else "max-age=60"
+    token = request.query.get("token")
+    if suffix == "m3u8" and token:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:  # the muxer replaced it between the check and the read
+            raise OpError("not_found", "no live HLS for this room") from None
+        return web.Response(
+            body=replay.playlist_with_token(text, token).encode(),
+            headers={"Content-Type": replay.HLS_CONTENT_TYPES[suffix], "Cache-Control": cache},
+        )
     return web.FileResponse(
         path, headers={"Content-Type": replay.HLS_CONTENT_TYPES[suffix], "Cache-Control": cache}
     )
@@ -145,7 +155,7 @@ REPLAY_ROUTES: Final[list[Route]] = [
         "GET",
         "/v1/rooms/{room}/hls/{file}",
         hls_file,
-        "The room host's live HLS (--hls, H.264 publishers): index.m3u8, init.mp4, seg<N>.m4s",
+        "The room host's live HLS (--hls; H.264 remuxed, VP8 transcoded): index.m3u8, init.mp4, seg<N>.m4s",
         "room",
         query=(("token", "the JWT (for players that cannot send headers; or Authorization: Bearer)"),),
         errors=(404,),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from roomserver.core.room import RoomDoc
 from roomserver.tenancy import split_room_key
@@ -31,6 +32,24 @@ def recording_dir(data_dir: str, room: str) -> Path:
 # The live HLS rendition's files (media/hls.py names them).
 HLS_FILE = re.compile(r"^(index\.m3u8|init\.mp4|seg[0-9]{1,9}\.m4s)$")
 HLS_CONTENT_TYPES = {"m3u8": "application/vnd.apple.mpegurl", "mp4": "video/mp4", "m4s": "video/iso.segment"}
+
+
+def playlist_with_token(playlist: str, token: str) -> str:
+    """The playlist with `?token=` on every URI it lists. A player without MSE (Safari's native
+    HLS on iOS) can put the token only on the playlist's URL, and fetches what it lists as
+    written; without this the segments answer 401."""
+    query = "?token=" + quote(token, safe="")
+    lines = []
+    for line in playlist.splitlines():
+        if line and not line.startswith("#"):
+            line += query
+        elif line.startswith("#EXT-X-MAP:"):
+            line = _MAP_URI.sub(lambda m: f'URI="{m.group(1)}{query}"', line)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+_MAP_URI = re.compile(r'URI="([^"?]*)"')
 
 
 def hls_dir(data_dir: str, room: str) -> Path:

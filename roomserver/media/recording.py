@@ -130,6 +130,7 @@ class PublisherRecording:
         self.extension = ext
         self._video, self._audio = video, audio
         self._codecs = {f.kind: f.choice.name for f in (video, audio) if f is not None}
+        self._video_codec = video.choice.name.lower()  # of the frames written (hls.py transcodes)
         Path(target.directory).mkdir(parents=True, exist_ok=True)
         self.stem = self._stem()
         self.path = _with(self.stem, ext)
@@ -183,7 +184,7 @@ class PublisherRecording:
 
     def _open(self, keyframe_data: bytes) -> None:
         path, container_format, options = self._output()
-        template = _video_template(self._video.choice.name.lower(), keyframe_data)
+        template = _video_template(self._video_codec, keyframe_data)
         container = av.open(path, "w", format=container_format, options=options)
         try:
             # From a demuxed template: stream parameters (size, H.264 SPS/PPS) without opening

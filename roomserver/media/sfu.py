@@ -215,7 +215,7 @@ class MediaRouter:
         return self._recordings.get(session_id)
 
     def start_hls(self, room: str, directory: str) -> None:
-        """A live HLS rendition of `room`'s host (H.264 only) in `directory`, now and after
+        """A live HLS rendition of `room`'s host (H.264, or VP8 transcoded) in `directory`, now and after
         every (re)publish, until `stop_hls`/`close_room` (hls.py)."""
         self._hls_dirs[room] = directory
         for session in self._publishers.get(room, {}).values():
@@ -237,7 +237,9 @@ class MediaRouter:
         if directory is None or session.role != "host" or session.id in self._hls or session.closed:
             return
         if not hls_capable(session.forwarders):
-            logger.info("no HLS for %s in %s: the host does not send H.264", session.user, session.room)
+            logger.info(
+                "no HLS for %s in %s: the host sends neither H.264 nor VP8", session.user, session.room
+            )
             return
         for other_id in [i for i, r in self._hls.items() if r.target.directory == directory]:
             self._hls.pop(other_id).close()  # one rendition per room: the newest host publish

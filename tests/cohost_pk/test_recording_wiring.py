@@ -162,11 +162,14 @@ async def test_the_rooms_own_setting_overrides_the_server_default(make: Any, tmp
     assert [e["file"] for e in body["replays"]] == ["1.webm"]
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-async def test_a_live_shows_hls_is_served_and_decodes(make: Any, tmp_path: Path, workers: int) -> None:
+# In process an H.264 host (remuxed); in a media worker a VP8 host (transcoded there).
+@pytest.mark.parametrize(("workers", "codec"), [(0, "H264"), (1, "VP8")])
+async def test_a_live_shows_hls_is_served_and_decodes(
+    make: Any, tmp_path: Path, workers: int, codec: str
+) -> None:
     server = await make(tmp_path, hls=True, media_workers=workers)
     room = new_room_id()
-    publisher = Publisher([CounterVideoTrack(), ToneAudioTrack()], video_codec="H264")
+    publisher = Publisher([CounterVideoTrack(), ToneAudioTrack()], video_codec=codec)
     base = f"/v1/rooms/{room}/hls"
     viewer = token("v1")
     try:
@@ -182,6 +185,14 @@ async def test_a_live_shows_hls_is_served_and_decodes(make: Any, tmp_path: Path,
         async with server.http.get(f"{server.base_url}{base}/index.m3u8?token={viewer}") as resp:
             assert resp.headers["Content-Type"] == "application/vnd.apple.mpegurl"
             assert resp.headers["Cache-Control"] == "no-cache"
+            native = await resp.text()
+        # A player that only has the playlist's URL (Safari's native HLS) fetches what it
+        # lists as written: every URI carries the token.
+        tags, listed = parse_playlist(native)
+        assert tags["EXT-X-MAP"].endswith(f'init.mp4?token={viewer}"')
+        assert listed and all(uri.endswith(f"?token={viewer}") for _, uri in listed)
+        async with server.http.get(f"{server.base_url}{base}/{listed[-1][1]}") as resp:
+            assert resp.status == 200
         parts = []
         for name in ("init.mp4", segments[-1][1]):
             async with server.http.get(f"{server.base_url}{base}/{name}?token={viewer}") as resp:

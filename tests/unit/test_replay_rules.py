@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from roomserver.core import replay
 from roomserver.core.behaviour import BehaviourEvent
 from roomserver.core.replay import recording_dir, records, replay_entry, replay_list, timeline
 from roomserver.core.room import RoomDoc
@@ -73,3 +74,21 @@ def test_a_shows_records_become_its_timeline() -> None:
         {"t": 0, "user": "u6", "text": "before the start"},
     ]
     assert got["chapters"] == [{"t": 3.25, "product": {"id": "p1", "title": "Mug", "price_cents": 900}}]
+
+
+def test_a_playlist_for_a_native_player_carries_the_token_on_every_uri() -> None:
+    playlist = (
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n"
+        '#EXT-X-MAP:URI="init.mp4"\n#EXTINF:1.0,\nseg3.m4s\n#EXTINF:1.0,\nseg4.m4s\n'
+    )
+    got = replay.playlist_with_token(playlist, "a.b+c/d=")
+    assert got.splitlines() == [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",
+        "#EXT-X-TARGETDURATION:1",
+        '#EXT-X-MAP:URI="init.mp4?token=a.b%2Bc%2Fd%3D"',
+        "#EXTINF:1.0,",
+        "seg3.m4s?token=a.b%2Bc%2Fd%3D",
+        "#EXTINF:1.0,",
+        "seg4.m4s?token=a.b%2Bc%2Fd%3D",
+    ]
