@@ -1,15 +1,19 @@
 """HLS glass-to-glass latency (issue 14): capture → shown by hls.js in Chromium.
 
-    python -m loadtest.hls_latency [--seconds 20] [--sync-count 3]
+    python -m loadtest.hls_latency [--seconds 20] [--mode ll|plain] [--sync-count 3] [--codec H264|VP8]
 
-One aiortc publisher (H.264 320×240 30 fps + Opus) → `MediaRouter` → live HLS (media/hls.py:
-~1 s fMP4 segments, 6-segment playlist) in a temporary directory, served by a small aiohttp app
-with the vendored hls.js; Debian's Chromium plays it. The rendition's timeline starts at the
+One aiortc publisher (320×240 30 fps + Opus; H.264 remuxed, or VP8 transcoded) → `MediaRouter`
+→ live LL-HLS (media/hls.py: ≈ 0.25 s parts, ~1 s fMP4 segments, 6-segment playlist) in a
+temporary directory, served by a small aiohttp app (the playlist with the server's blocking
+reload, `playlist_when_ready`) with the vendored hls.js; Debian's Chromium plays it.
+`--mode ll`: hls.js as shipped (`lowLatencyMode` on: it plays parts, PART-HOLD-BACK behind the
+edge); `--mode plain`: `lowLatencyMode` off, whole segments only. The rendition's timeline starts at the
 wall time its first frame was muxed (`started_at_ms`), so a shown frame's capture time is about
 `started_at_ms + video.currentTime` (less the few tens of ms from capture to the SFU, which this
 leaves in, so the figure slightly under-counts); latency = `Date.now()` minus that, sampled every
 250 ms once playing. Same machine, one wall clock. `--sync-count` is hls.js's
-`liveSyncDurationCount` (its default 3: how many target durations behind the live edge it plays).
+`liveSyncDurationCount` in plain mode (its default 3: how many target durations behind the live
+edge it plays).
 Prints one JSON object.
 """
 
@@ -28,7 +32,9 @@ from pathlib import Path
 from aiohttp import web
 from playwright.async_api import async_playwright
 
+from roomserver.core import llhls
 from roomserver.media.client import Publisher
+from roomserver.media.hls import playlist_when_ready
 from roomserver.media.ice import pin_host_addresses
 from roomserver.media.sfu import MediaRouter
 from roomserver.media.synthetic import CounterVideoTrack, ToneAudioTrack
@@ -39,7 +45,7 @@ PAGE = """<!doctype html><video id=v muted autoplay playsinline></video>
 <script src="/hls.min.js"></script>
 <script>
 const v = document.getElementById("v");
-const hls = new Hls({ liveSyncDurationCount: %d });
+const hls = new Hls(%s);
 hls.loadSource("/hls/index.m3u8");
 hls.attachMedia(v);
 hls.on(Hls.Events.MANIFEST_PARSED, () => v.play());
@@ -50,17 +56,30 @@ async def bench(args: argparse.Namespace) -> dict:
     pin_host_addresses([LOOPBACK])
     directory = Path(tempfile.mkdtemp(prefix="hlsbench-"))
     router = MediaRouter(ice_host=LOOPBACK)
-    publisher = Publisher([CounterVideoTrack(), ToneAudioTrack()], video_codec="H264")
+    publisher = Publisher([CounterVideoTrack(), ToneAudioTrack()], video_codec=args.codec)
     app = web.Application()
 
     async def index(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE % args.sync_count, content_type="text/html")
+        config = (
+            "{}"
+            if args.mode == "ll"
+            else json.dumps({"lowLatencyMode": False, "liveSyncDurationCount": args.sync_count})
+        )
+        return web.Response(text=PAGE % config, content_type="text/html")
+
+    async def playlist(request: web.Request) -> web.Response:
+        wanted = llhls.reload_request(request.query.get("_HLS_msn"), request.query.get("_HLS_part"))
+        text = await playlist_when_ready(directory / "index.m3u8", wanted)
+        if text is None:
+            return web.Response(status=503)
+        return web.Response(body=text.encode(), content_type="application/vnd.apple.mpegurl")
 
     async def hlsjs(request: web.Request) -> web.FileResponse:
         return web.FileResponse(HLSJS)
 
     app.router.add_get("/", index)
     app.router.add_get("/hls.min.js", hlsjs)
+    app.router.add_get("/hls/index.m3u8", playlist)
     app.router.add_static("/hls/", directory, append_version=False)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -110,7 +129,9 @@ async def bench(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="sampling window once playing")
-    parser.add_argument("--sync-count", type=int, default=3, help="hls.js liveSyncDurationCount")
+    parser.add_argument("--mode", choices=("ll", "plain"), default="ll", help="hls.js lowLatencyMode on/off")
+    parser.add_argument("--sync-count", type=int, default=3, help="hls.js liveSyncDurationCount (plain)")
+    parser.add_argument("--codec", choices=("H264", "VP8"), default="H264", help="the publisher's video")
     print(json.dumps(asyncio.run(bench(parser.parse_args())), indent=2))
 
 

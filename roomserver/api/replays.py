@@ -2,7 +2,8 @@
 
     GET /v1/rooms/{room}/replays               the manifests written by the recorder, newest show first
     GET /v1/rooms/{room}/replays/{file}        the file, with HTTP Range (206, 416) for seeking
-    GET /v1/rooms/{room}/hls/{file}            the host's live HLS (--hls): index.m3u8, init.mp4, seg<N>.m4s
+    GET /v1/rooms/{room}/hls/{file}            the host's live LL-HLS (--hls): index.m3u8 (blocking reload
+                                               with _HLS_msn/_HLS_part), init.mp4, seg<N>.m4s, seg<N>.<i>.m4s
     GET /v1/rooms/{room}/replays/{show}/timeline   barrage and product-pin chapters on the show's
                                                clock, from the behaviour log (first 20,000 records)
 
@@ -20,7 +21,8 @@ from aiohttp import web
 from roomserver.appkeys import STORE_KEY
 from roomserver.auth import Identity
 from roomserver.contract import wire as w
-from roomserver.core import replay
+from roomserver.core import llhls, replay
+from roomserver.media.hls import playlist_when_ready
 from roomserver.protocol import OpError
 
 from .routes import Route, _json, _node, _room_key, endpoint
@@ -73,31 +75,50 @@ TIMELINE_LIMIT: Final = 20_000
 
 @endpoint("room")
 async def hls_file(request: web.Request, identity: Identity) -> web.StreamResponse:
-    """The live rendition's files; the playlist changes every segment, so it is never cached
-    (segments are immutable once listed: a CDN may cache them)."""
+    """The live rendition's files; the playlist changes every part, so it is never cached
+    (segments and parts are immutable once listed: a CDN may cache them). A playlist request
+    with `_HLS_msn`[/`_HLS_part`] is held until the playlist lists that part (LL-HLS blocking
+    reload). The files may be written by another process (a media worker): the wait reads
+    the file, every 50 ms."""
     node = _node(request)
     room = _room_key(request, identity)
     name = request.match_info["file"]
     if not replay.HLS_FILE.match(name):
         raise OpError("not_found", "no such HLS file")
     path = replay.hls_dir(node.config.data_dir, room) / name
-    if not path.is_file():
-        raise OpError("not_found", "no live HLS for this room (not live, not H.264/VP8, or --hls off)")
     suffix = name.rsplit(".", 1)[1]
-    cache = "no-cache" if suffix == "m3u8" else "max-age=60"
+    headers = {
+        "Content-Type": replay.HLS_CONTENT_TYPES[suffix],
+        "Cache-Control": "no-cache" if suffix == "m3u8" else "max-age=60",
+    }
+    if suffix != "m3u8":
+        if not path.is_file():
+            raise OpError("not_found", "no such HLS file (not live, or it left the playlist)")
+        return web.FileResponse(path, headers=headers)
+    try:
+        wanted = llhls.reload_request(request.query.get("_HLS_msn"), request.query.get("_HLS_part"))
+    except llhls.BadReload as exc:
+        raise OpError("bad_request", str(exc)) from None
+    text = await _playlist(path, wanted)
     token = request.query.get("token")
-    if suffix == "m3u8" and token:
-        try:
-            text = path.read_text()
-        except FileNotFoundError:  # the muxer replaced it between the check and the read
-            raise OpError("not_found", "no live HLS for this room") from None
-        return web.Response(
-            body=replay.playlist_with_token(text, token).encode(),
-            headers={"Content-Type": replay.HLS_CONTENT_TYPES[suffix], "Cache-Control": cache},
-        )
-    return web.FileResponse(
-        path, headers={"Content-Type": replay.HLS_CONTENT_TYPES[suffix], "Cache-Control": cache}
-    )
+    if token:
+        text = replay.playlist_with_token(text, token)
+    return web.Response(body=text.encode(), headers=headers)
+
+
+async def _playlist(path: Path, wanted: tuple[int, int | None] | None) -> str:
+    try:
+        text = await playlist_when_ready(path, wanted)
+    except FileNotFoundError:
+        raise OpError(
+            "not_found", "no live HLS for this room (not live, not H.264/VP8, or --hls off)"
+        ) from None
+    except llhls.BadReload as exc:
+        raise OpError("bad_request", str(exc)) from None
+    if text is None:
+        assert wanted is not None
+        raise OpError("unavailable", f"segment {wanted[0]} part {wanted[1]} is not ready; reload later")
+    return text
 
 
 @endpoint("room")
@@ -155,10 +176,15 @@ REPLAY_ROUTES: Final[list[Route]] = [
         "GET",
         "/v1/rooms/{room}/hls/{file}",
         hls_file,
-        "The room host's live HLS (--hls; H.264 remuxed, VP8 transcoded): index.m3u8, init.mp4, seg<N>.m4s",
+        "The room host's live Low-Latency HLS (--hls; H.264 remuxed, VP8 transcoded): index.m3u8, "
+        "init.mp4, segments seg<N>.m4s and parts seg<N>.<i>.m4s",
         "room",
-        query=(("token", "the JWT (for players that cannot send headers; or Authorization: Bearer)"),),
-        errors=(404,),
+        query=(
+            ("token", "the JWT (for players that cannot send headers; or Authorization: Bearer)"),
+            ("_HLS_msn", "playlist only: hold the request until segment N (or its part) is listed"),
+            ("_HLS_part", "playlist only, with _HLS_msn: hold until part i of segment N is listed"),
+        ),
+        errors=(400, 404, 503),
         bus=False,
         content="application/vnd.apple.mpegurl",
         other_content=("video/mp4", "video/iso.segment"),

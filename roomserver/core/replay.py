@@ -30,7 +30,7 @@ def recording_dir(data_dir: str, room: str) -> Path:
 
 
 # The live HLS rendition's files (media/hls.py names them).
-HLS_FILE = re.compile(r"^(index\.m3u8|init\.mp4|seg[0-9]{1,9}\.m4s)$")
+HLS_FILE = re.compile(r"^(index\.m3u8|init\.mp4|seg[0-9]{1,9}(\.[0-9]{1,4})?\.m4s)$")
 HLS_CONTENT_TYPES = {"m3u8": "application/vnd.apple.mpegurl", "mp4": "video/mp4", "m4s": "video/iso.segment"}
 
 
@@ -43,13 +43,13 @@ def playlist_with_token(playlist: str, token: str) -> str:
     for line in playlist.splitlines():
         if line and not line.startswith("#"):
             line += query
-        elif line.startswith("#EXT-X-MAP:"):
-            line = _MAP_URI.sub(lambda m: f'URI="{m.group(1)}{query}"', line)
+        elif 'URI="' in line:  # EXT-X-MAP, EXT-X-PART
+            line = _TAG_URI.sub(lambda m: f'URI="{m.group(1)}{query}"', line)
         lines.append(line)
     return "\n".join(lines) + "\n"
 
 
-_MAP_URI = re.compile(r'URI="([^"?]*)"')
+_TAG_URI = re.compile(r'URI="([^"?]*)"')
 
 
 def hls_dir(data_dir: str, room: str) -> Path:

@@ -154,8 +154,8 @@ class PublisherRecording:
     def _stem(self) -> Path:
         return file_stem(self.target, self.role, self.user)
 
-    def _output(self) -> tuple[str, str, dict[str, str]]:
-        """(path, FFmpeg format, muxer options) of the container."""
+    def _output(self) -> tuple[str | io.RawIOBase, str, dict[str, str]]:
+        """(path or writable file, FFmpeg format, muxer options) of the container."""
         options = _MP4_OPTIONS if self.extension == "mp4" else {}
         return str(self.path), _FORMATS[self.extension], options
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -201,6 +202,24 @@ async def test_a_live_shows_hls_is_served_and_decodes(
         with av.open(io.BytesIO(b"".join(parts))) as container:
             counters = [read_counter(f) for f in container.decode(video=0)]
         assert counters and None not in counters
+
+        # LL-HLS blocking reload: a request for the next part is held until it is listed.
+        _, text = await server.rest("GET", f"{base}/index.m3u8", viewer)
+        msn, part = max((int(m), int(i)) for m, i in re.findall(r'URI="seg([0-9]+)\.([0-9]+)\.m4s"', text))
+        status, text = await server.rest(
+            "GET", f"{base}/index.m3u8?_HLS_msn={msn}&_HLS_part={part + 1}", viewer
+        )
+        assert status == 200
+        assert f'URI="seg{msn}.{part + 1}.m4s"' in text or f'URI="seg{msn + 1}.0.m4s"' in text
+        newest = max(
+            re.findall(r'URI="(seg[0-9]+\.[0-9]+\.m4s)"', text),
+            key=lambda n: [int(x) for x in n[3:-4].split(".")],
+        )
+        async with server.http.get(f"{server.base_url}{base}/{newest}?token={viewer}") as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"] == "video/iso.segment"
+        for query in (f"_HLS_msn={msn + 9}", "_HLS_msn=x", "_HLS_part=1", f"_HLS_msn={msn}&_HLS_part=-1"):
+            status, body = await server.rest("GET", f"{base}/index.m3u8?{query}", viewer)
+            assert status == 400 and body["error"]["code"] == "bad_request", (query, body)
 
         other = mint_token(OTHER_APP, OTHER_SECRET, "v1", "viewer")  # type: ignore[arg-type]
         assert (await server.rest("GET", f"{base}/index.m3u8", other))[0] == 404

@@ -1,5 +1,5 @@
-"""A live HLS rendition of a room for the page tests: the real remuxer (an aiortc H.264+Opus
-publisher through a MediaRouter) writing into the e2e server's data directory, where the
+"""A live HLS rendition of a room for the page tests: the real remuxer (an aiortc H.264 or VP8
+publisher with Opus through a MediaRouter) writing into the e2e server's data directory, where the
 server's `GET /v1/rooms/{room}/hls/{file}` serves it."""
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from tests.media.test_hls import parse_playlist
 
 
 @asynccontextmanager
-async def live_rendition(pages: Pages, room: str) -> AsyncIterator[None]:
-    """`room`'s rendition, with 3+ segments listed, while the block runs; removed after."""
+async def live_rendition(pages: Pages, room: str, video_codec: str = "H264") -> AsyncIterator[None]:
+    """`room`'s rendition, with 3+ segments listed, while the block runs; removed after.
+    An H.264 publisher is remuxed, a VP8 one transcoded (media/transcode.py)."""
     directory = hls_dir(pages.server.config.data_dir, room_key(DEV_APP, room))
     router = MediaRouter(ice_host="127.0.0.1", connect_timeout=10.0)
-    publisher = Publisher([CounterVideoTrack(), ToneAudioTrack()], video_codec="H264")
+    publisher = Publisher([CounterVideoTrack(), ToneAudioTrack()], video_codec=video_codec)
     try:
         _, answer = await router.publish(room, "hls-host", "host", await publisher.offer())
         await publisher.accept(answer)

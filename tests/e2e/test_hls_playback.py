@@ -5,6 +5,8 @@ viewer's token, decoded and played by the browser (its decoded-frame count and c
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.conftest import READY_MS, Pages
 from tests.e2e.hls_rendition import live_rendition
 
@@ -23,8 +25,10 @@ PLAY = """([url, token]) => new Promise((resolve) => {
 })"""
 
 
-async def test_hls_js_plays_the_live_rendition(pages: Pages, room: str) -> None:
-    async with live_rendition(pages, room):
+# H.264 remuxed as the host sent it, and VP8 (what a browser host sends) transcoded by x264.
+@pytest.mark.parametrize("codec", ["H264", "VP8"])
+async def test_hls_js_plays_the_live_rendition(pages: Pages, room: str, codec: str) -> None:
+    async with live_rendition(pages, room, codec):
         page = await pages.blank("hls-viewer")
         await page.goto(f"{pages.server.url}/healthz")  # the server's origin, no CORS involved
         await page.add_script_tag(url="/vendor/hlsjs/hls.min.js")

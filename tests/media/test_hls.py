@@ -1,16 +1,20 @@
-"""Live HLS of a room's host (issue 14): an aiortc H.264+Opus publisher through the
-MediaRouter, the playlist parsed as it grows, its segments decoded with PyAV (numbered
-frames in order across segments), ended with EXT-X-ENDLIST when the room closes."""
+"""Live (LL-)HLS of a room's host (issue 14): an aiortc H.264 or VP8 publisher with Opus through
+the MediaRouter, the playlist parsed as it grows, its segments and parts decoded with PyAV
+(numbered frames in order across segments), ended with EXT-X-ENDLIST when the room closes."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 from pathlib import Path
 
 import av
+import pytest
 
+from roomserver.core.llhls import LivePlaylist
+from roomserver.media.hls import playlist_when_ready
 from roomserver.media.sfu import MediaRouter
 from roomserver.media.synthetic import CounterVideoTrack, ToneAudioTrack, read_counter
 
@@ -54,7 +58,7 @@ async def _playlist_grows_and_decodes(router: MediaRouter, tmp_path: Path, video
             await asyncio.sleep(0.1)
         tags, segments = parse_playlist(playlist.read_text())
         assert tags["EXT-X-MAP"] == 'URI="init.mp4"' and "EXT-X-ENDLIST" not in tags
-        assert int(tags["EXT-X-TARGETDURATION"]) <= 2
+        assert int(tags["EXT-X-TARGETDURATION"]) <= 2, playlist.read_text()
         init = (tmp_path / "init.mp4").read_bytes()
         counters: list[int | None] = []
         for duration, name in segments:
@@ -66,6 +70,19 @@ async def _playlist_grows_and_decodes(router: MediaRouter, tmp_path: Path, video
             assert abs(len(got) / 30 - duration) < 0.2, (name, len(got), duration)
             counters += got
         assert_consecutive(counters)  # one run of frames across segments, none lost between
+        # LL-HLS: the segment being filled is listed as parts (the first independent), each
+        # a fragment that decodes after the init section.
+        text = playlist.read_text()
+        assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES" in text
+        parts = re.findall(r'#EXT-X-PART:DURATION=([0-9.]+),URI="(seg[0-9]+\.[0-9]+\.m4s)"', text)
+        assert parts and all(float(d) <= 0.4 for d, _ in parts)
+        for _, name in parts[-2:]:
+            try:
+                part = (tmp_path / name).read_bytes()
+            except FileNotFoundError:
+                continue  # its segment left the window since the playlist was read
+            with av.open(io.BytesIO(init + part)) as container:
+                assert all(read_counter(f) is not None for f in container.decode(video=0))
         await router.close_room("r1")
         tags, _ = parse_playlist(playlist.read_text())
         assert "EXT-X-ENDLIST" in tags
@@ -85,3 +102,19 @@ async def test_a_vp8_host_is_transcoded_once_into_the_h264_rendition(
     # Browsers publish VP8: its frames are decoded and re-encoded (transcode.py); the numbered
     # frames survive the transcode in order, the segments hold H.264, and no frame is dropped.
     await _playlist_grows_and_decodes(router, tmp_path, "VP8")
+
+
+async def test_a_blocking_reload_gives_up_after_three_target_durations(tmp_path: Path) -> None:
+    # A rendition that stalls (its publisher stopped sending): the held request ends with
+    # None (the server's 503) after 3 × EXT-X-TARGETDURATION, not never.
+    playlist = LivePlaylist(segment_s=1, window=6)
+    playlist.add_part(0.25, True)
+    path = tmp_path / "index.m3u8"
+    path.write_text(playlist.render())
+    started = time.monotonic()
+    assert await playlist_when_ready(path, (0, 0)) == path.read_text()  # there: at once
+    assert time.monotonic() - started < 1
+    assert await playlist_when_ready(path, (0, 1)) is None
+    assert 2.9 < time.monotonic() - started < 10
+    with pytest.raises(FileNotFoundError):
+        await playlist_when_ready(tmp_path / "gone.m3u8", (0, 1))
