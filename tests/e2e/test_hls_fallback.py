@@ -3,18 +3,27 @@
 requests with 503). The rendition is made by the real remuxer (an aiortc H.264+Opus
 publisher through a MediaRouter, as in test_hls_playback.py) in the e2e server's data
 directory and served by its HLS route; hls.js (vendored) plays it in Chromium. The barrage
-keeps arriving over the page's WebSocket."""
+keeps arriving over the page's WebSocket. The last test has no aiortc publisher: a browser
+host's VP8 is transcoded by the server and played by a viewer page."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Route, expect
 
+from roomserver.appkeys import NODE_KEY
+from roomserver.auth import DEV_APP
+from roomserver.core.replay import hls_dir
+from roomserver.tenancy import room_key
 from tests.e2e.conftest import Pages
 from tests.e2e.hls_rendition import live_rendition
 from tests.e2e.test_media import MEDIA_T, go_live, playing
+from tests.media.test_hls import parse_playlist
 
 pytestmark = pytest.mark.e2e
 
@@ -89,3 +98,30 @@ async def test_the_rooms_playback_setting_sends_its_viewers_to_hls(
         res = await http.patch(f"/v1/rooms/{room}", json={"playback": None})
         assert (await res.json())["room"]["playback"] is None
     assert (await owner.request("room.join", room))["room"]["playback"] is None
+
+
+async def test_a_browser_hosts_vp8_plays_as_hls(pages: Pages, room: str) -> None:
+    # The whole way with no aiortc publisher: Chromium's host page publishes its fake camera
+    # (VP8, the browser's default), the server transcodes it to H.264 for the rendition
+    # (media/transcode.py), and a viewer page forced to HLS plays it with hls.js.
+    host = await pages.open("host", room, "h1", "host")
+    await go_live(host)
+    node = pages.server.app[NODE_KEY]
+    backend = node.media.backend
+    key = room_key(DEV_APP, room)
+    publishers = [s for s in backend.sessions.values() if s.kind == "publish" and s.room == key]
+    assert [f.choice.name for s in publishers for f in s.forwarders if f.kind == "video"] == ["VP8"]
+    directory = hls_dir(pages.server.config.data_dir, key)
+    backend.start_hls(key, str(directory))  # what --hls does at show start (this server runs without)
+    try:
+        playlist = directory / "index.m3u8"
+        deadline = time.monotonic() + 30
+        while not (playlist.exists() and len(parse_playlist(playlist.read_text())[1]) >= 2):
+            assert time.monotonic() < deadline, "no rendition of the browser's VP8"
+            await asyncio.sleep(0.1)
+        viewer = await pages.open("viewer", room, "v1", query="&playback=hls")
+        await playing(viewer, HLS_VIDEO)
+        await expect(viewer.locator("#videos video")).to_have_count(1)
+    finally:
+        backend.stop_hls(key)
+        shutil.rmtree(directory, ignore_errors=True)
