@@ -56,7 +56,10 @@ async def bench(args: argparse.Namespace) -> dict:
     pin_host_addresses([LOOPBACK])
     directory = Path(tempfile.mkdtemp(prefix="hlsbench-"))
     router = MediaRouter(ice_host=LOOPBACK)
-    publisher = Publisher([CounterVideoTrack(), ToneAudioTrack()], video_codec=args.codec)
+    publisher = Publisher(
+        [CounterVideoTrack(args.width, args.height, detail=args.detail), ToneAudioTrack()],
+        video_codec=args.codec,
+    )
     app = web.Application()
 
     async def index(request: web.Request) -> web.Response:
@@ -112,6 +115,14 @@ async def bench(args: argparse.Namespace) -> dict:
                 samples.append(now_ms - (rendition.started_at_ms + shown_s * 1000))
                 await asyncio.sleep(0.25)
             await browser.close()
+        if rendition.transcoder is not None:  # a VP8 publisher: the transcoder's own thread
+            t = rendition.transcoder
+            out["transcode"] = {
+                "frames": t.encoded,
+                "dropped": t.dropped,
+                "cpu_s": round(t.cpu_s, 3),
+                "cpu_ms_per_frame": round(1000 * t.cpu_s / max(1, t.encoded), 2),
+            }
         out["samples"] = len(samples)
         out["latency_ms_p50"] = round(statistics.median(samples))
         out["latency_ms_p95"] = round(sorted(samples)[int(0.95 * (len(samples) - 1))])
@@ -132,6 +143,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=("ll", "plain"), default="ll", help="hls.js lowLatencyMode on/off")
     parser.add_argument("--sync-count", type=int, default=3, help="hls.js liveSyncDurationCount (plain)")
     parser.add_argument("--codec", choices=("H264", "VP8"), default="H264", help="the publisher's video")
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--detail", action="store_true", help="textured frames (VP8 near 1.5 Mbit/s)")
     print(json.dumps(asyncio.run(bench(parser.parse_args())), indent=2))
 
 

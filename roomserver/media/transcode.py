@@ -35,8 +35,9 @@ logger = logging.getLogger(__name__)
 QUEUE_FRAMES = 60  # 2 s at 30 fps
 RTP_CLOCK = 90_000
 _RTP_WRAP = 1 << 32
-# veryfast + zerolatency: one packet out per frame in, no B-frames, no lookahead (≈ 3 ms of
-# CPU per 640×480 frame on this machine, docs/benchmarks.md "HLS of a VP8 host").
+# veryfast + zerolatency: one packet out per frame in, no B-frames, no lookahead (decode and
+# encode ≈ 5.5 ms of CPU per textured 640×480 frame on this machine: docs/benchmarks.md,
+# "HLS of a VP8 host").
 ENCODER_OPTIONS = {"preset": "veryfast", "tune": "zerolatency"}
 ENCODER_BIT_RATE = 1_500_000
 
@@ -61,13 +62,23 @@ class Vp8ToH264:
         self._closed = False
         self.dropped = 0  # frames not transcoded (overload or undecodable)
         self.encoded = 0
+        self.failed = False
+        self.cpu_s = 0.0  # of the transcoder thread (decoder and encoder run on it alone)
+        # The thread's own state.
+        self._decoder: Any = None
+        self._encoder: Any = None
+        self._first_rtp: int | None = None
+        self._last_rtp = 0
+        self._unwrapped = 0
+        self._frame_pts: int | None = None
+        self._last_idr = 0.0
         self._thread = threading.Thread(target=self._run, name="hls-vp8-h264", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------ event loop side
 
     def submit(self, data: bytes, timestamp: int, keyframe: bool) -> None:
-        if self._closed:
+        if self._closed or self.failed:
             return
         if self._await_keyframe:
             if not keyframe:
@@ -102,53 +113,55 @@ class Vp8ToH264:
     # ------------------------------------------------------------ transcoder thread
 
     def _run(self) -> None:
-        decoder: Any = av.CodecContext.create("vp8", "r")
-        encoder: Any = None
-        first_rtp: int | None = None
-        unwrapped = 0
-        last_rtp = 0
-        last_idr = 0.0
-        frame_pts: int | None = None
+        self._decoder = av.CodecContext.create("vp8", "r")
+        self._decoder.thread_count = 1  # one core at most per room, and its CPU is this thread's
         while not self._closed and (item := self._queue.get()) is not None:
-            data, rtp, _keyframe = item
+            started = time.thread_time()
             try:
-                frames = decoder.decode(av.Packet(data))
-            except av.FFmpegError as exc:
-                logger.info("HLS transcoder: undecodable VP8 frame (%r), waiting for a key frame", exc)
-                self.dropped += 1
-                self._from_thread(self._restart_at_keyframe)
-                continue
-            if first_rtp is None:
-                first_rtp = last_rtp = rtp
-            # RTP timestamps wrap at 2^32; the encoder needs increasing ones (frames come in
-            # order from the jitter buffer, so a step back can only be a wrap).
-            unwrapped += (rtp - last_rtp) % _RTP_WRAP
-            last_rtp = rtp
-            for frame in frames:
-                if encoder is None:
-                    encoder = _open_encoder(frame.width, frame.height)
-                if (frame.width, frame.height) != (encoder.width, encoder.height):
-                    frame = frame.reformat(encoder.width, encoder.height, format="yuv420p")
-                elif frame.format.name != "yuv420p":
-                    frame = frame.reformat(format="yuv420p")
-                if frame_pts is not None and unwrapped <= frame_pts:
-                    continue  # the decoder gave a second frame for one timestamp
-                frame.pts = frame_pts = unwrapped
-                now = time.monotonic()
-                if now - last_idr >= self._keyframe_s:
-                    frame.pict_type = av.video.frame.PictureType.I  # a segment may start here
-                    last_idr = now
-                try:
-                    packets = encoder.encode(frame)
-                except av.FFmpegError as exc:
-                    logger.error("HLS transcoder: H.264 encoding failed: %r", exc)
-                    return
-                for packet in packets:
-                    self.encoded += 1
-                    pts = packet.pts if packet.pts is not None else unwrapped
-                    self._from_thread(
-                        self._deliver, bytes(packet), (first_rtp + pts) % _RTP_WRAP, packet.is_keyframe
-                    )
+                self._transcode(*item)
+            except av.FFmpegError as exc:  # not a bad input frame (those are skipped): give up
+                logger.error("HLS transcoder: H.264 encoding failed, no more video: %r", exc)
+                self.failed = True
+                return
+            finally:
+                self.cpu_s += time.thread_time() - started
+
+    def _transcode(self, data: bytes, rtp: int, _keyframe: bool) -> None:
+        try:
+            frames = self._decoder.decode(av.Packet(data))
+        except av.FFmpegError as exc:
+            logger.info("HLS transcoder: undecodable VP8 frame (%r), waiting for a key frame", exc)
+            self.dropped += 1
+            self._from_thread(self._restart_at_keyframe)
+            return
+        if self._first_rtp is None:
+            self._first_rtp = self._last_rtp = rtp
+        # RTP timestamps wrap at 2^32; the encoder needs increasing ones (frames come in order
+        # from the jitter buffer, so a step back can only be a wrap).
+        self._unwrapped += (rtp - self._last_rtp) % _RTP_WRAP
+        self._last_rtp = rtp
+        for frame in frames:
+            if self._encoder is None:
+                self._encoder = _open_encoder(frame.width, frame.height)
+            encoder = self._encoder
+            if (frame.width, frame.height) != (
+                encoder.width,
+                encoder.height,
+            ) or frame.format.name != "yuv420p":
+                frame = frame.reformat(encoder.width, encoder.height, format="yuv420p")
+            if self._frame_pts is not None and self._unwrapped <= self._frame_pts:
+                continue  # the decoder gave a second frame for one timestamp
+            frame.pts = self._frame_pts = self._unwrapped
+            now = time.monotonic()
+            if now - self._last_idr >= self._keyframe_s:
+                frame.pict_type = av.video.frame.PictureType.I  # a segment may start here
+                self._last_idr = now
+            for packet in encoder.encode(frame):
+                self.encoded += 1
+                pts = packet.pts if packet.pts is not None else self._unwrapped
+                self._from_thread(
+                    self._deliver, bytes(packet), (self._first_rtp + pts) % _RTP_WRAP, packet.is_keyframe
+                )
 
 
 def _open_encoder(width: int, height: int) -> Any:
@@ -162,6 +175,7 @@ def _open_encoder(width: int, height: int) -> Any:
     encoder.framerate = fractions.Fraction(30)
     encoder.bit_rate = ENCODER_BIT_RATE
     encoder.gop_size = 10 * 30  # IDRs are forced per segment; this is only a backstop
+    encoder.thread_count = 1
     encoder.options = dict(ENCODER_OPTIONS)
     encoder.open()
     return encoder
