@@ -271,7 +271,8 @@ class Reschedule(msgspec.Struct, forbid_unknown_fields=False):
     # absent: unchanged. Takes effect when a show starts.
     record: bool | msgspec.UnsetType | None = msgspec.UNSET
     # Issue 14: "hls" has the viewer pages play the host's live HLS instead of WebRTC; null
-    # (the default): WebRTC, with HLS as the fallback. Absent: unchanged. Read at join.
+    # (the default): WebRTC, with HLS as the fallback. Absent: unchanged. Read at join; a
+    # change is announced (`room.playback`) to the pages already open.
     playback: Literal["hls"] | msgspec.UnsetType | None = msgspec.UNSET
 
 
@@ -288,11 +289,11 @@ async def reschedule_room(request: web.Request, identity: Identity, body: Resche
 
     def patch(d: rules.RoomDoc) -> tuple[rules.RoomDoc, list]:
         # One transaction: a refused part (a live room cannot be rescheduled) changes nothing.
-        if settings:
-            d = rules.with_features(d, **settings)
+        d, emits = rules.with_settings(d, **settings)
         if body.scheduled_at is msgspec.UNSET:
-            return d, []
-        return sched.reschedule(d, body.scheduled_at)
+            return d, emits
+        d, more = sched.reschedule(d, body.scheduled_at)
+        return d, emits + more
 
     doc, _ = await node.transact(room, patch)
     if body.scheduled_at is not msgspec.UNSET:

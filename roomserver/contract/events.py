@@ -73,6 +73,10 @@ class RoomUpdated(w.Wire):
     slow_s: int
 
 
+class RoomPlayback(w.Wire):
+    playback: Literal["hls"] | None
+
+
 class ProductPinned(w.Wire):
     product: w.Product
 
@@ -227,6 +231,13 @@ EVENTS: dict[str, EventSpec] = dict(
         _spec("room.started", RoomStarted, True, "room", "the show started"),
         _spec("room.ended", RoomEnded, True, "room", "the show ended"),
         _spec("room.updated", RoomUpdated, True, "room", "room settings changed (slow mode)"),
+        _spec(
+            "room.playback",
+            RoomPlayback,
+            True,
+            "room",
+            "issue 14: the room's `playback` changed; viewer pages switch to the live HLS or back to WebRTC",
+        ),
         _spec("room.announcement", w.Announcement, True, "room", "the pinned announcement changed"),
         _spec("product.pinned", ProductPinned, True, "room", "a product is pinned"),
         _spec("product.unpinned", ProductUnpinned, True, "room", "the pinned product was removed"),

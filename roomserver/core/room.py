@@ -284,6 +284,15 @@ def words(doc: RoomDoc, add: list[str], remove: list[str]) -> tuple[RoomDoc, lis
     return msgspec.structs.replace(doc, words=list(current)), []
 
 
+def with_settings(doc: RoomDoc, **changes: Any) -> tuple[RoomDoc, list[Emit]]:
+    """The room's REST settings (`record`, `playback`) changed; a changed `playback` is
+    announced (`room.playback`) so pages already open switch between WebRTC and the HLS."""
+    before = doc.features.get("playback")
+    doc = with_features(doc, **changes)
+    after = doc.features.get("playback")
+    return doc, [Emit("room.playback", {"playback": after})] if after != before else []
+
+
 def with_features(doc: RoomDoc, **changes: Any) -> RoomDoc:
     """A copy of ``doc`` with feature entries set, or removed where the value is None."""
     features = dict(doc.features)

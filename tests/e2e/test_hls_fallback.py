@@ -100,6 +100,30 @@ async def test_the_rooms_playback_setting_sends_its_viewers_to_hls(
     assert (await owner.request("room.join", room))["room"]["playback"] is None
 
 
+async def test_pages_already_open_follow_the_rooms_playback_both_ways(
+    pages: Pages, room: str, rendition: None
+) -> None:
+    # Mid-show the operator sends the audience to HLS (the SFU is full, say) and back: open
+    # pages switch on `room.playback`, without a reload; a page whose URL asked for HLS stays.
+    host = await pages.open("host", room, "h1", "host")
+    await go_live(host)
+    viewer = await pages.open("viewer", room, "v4")
+    pinned = await pages.open("viewer", room, "v5", query="&playback=hls")
+    whep = "#videos .tile[data-user='h1']:not(#hls-tile) video"
+    await playing(viewer, whep)
+    await playing(pinned, HLS_VIDEO)
+    async with pages.admin_http() as http:
+        assert (await http.patch(f"/v1/rooms/{room}", json={"playback": "hls"})).status == 200
+    await playing(viewer, HLS_VIDEO)
+    await expect(viewer.locator("#videos video")).to_have_count(1)  # the WHEP tile is gone
+    async with pages.admin_http() as http:
+        assert (await http.patch(f"/v1/rooms/{room}", json={"playback": None})).status == 200
+    await expect(viewer.locator("#hls-tile")).to_have_count(0, timeout=MEDIA_T)
+    await playing(viewer, whep)
+    await expect(pinned.locator("#hls-tile")).to_have_count(1)
+    await playing(pinned, HLS_VIDEO)
+
+
 async def test_a_browser_hosts_vp8_plays_as_hls(pages: Pages, room: str) -> None:
     # The whole way with no aiortc publisher: Chromium's host page publishes its fake camera
     # (VP8, the browser's default), the server transcodes it to H.264 for the rendition

@@ -138,3 +138,15 @@ def test_restriction_table_matches_a_model(ops):
     for user in ("u1", "u2", "u3"):
         expected = user in model and (model[user] == 0 or model[user] > t)
         assert rules.is_restricted(doc.mutes, user, t) == expected
+
+
+def test_a_changed_playback_is_announced_and_an_unchanged_one_is_not() -> None:
+    doc, emits = rules.with_settings(fresh(), playback="hls")
+    assert doc.features["playback"] == "hls"
+    assert [(e.ev, e.data, e.durable) for e in emits] == [("room.playback", {"playback": "hls"}, True)]
+    doc, emits = rules.with_settings(doc, playback="hls", record=True)
+    assert emits == [] and doc.features["record"] is True
+    doc, emits = rules.with_settings(doc, playback=None)
+    assert "playback" not in doc.features
+    assert [(e.ev, e.data, e.durable) for e in emits] == [("room.playback", {"playback": None}, True)]
+    assert rules.with_settings(doc) == (doc, [])

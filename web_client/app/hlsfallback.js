@@ -3,7 +3,8 @@
 // or the page is opened with ?playback=hls, and the room has a live HLS rendition (its playlist
 // answers 200), the host is played with hls.js (vendored; Safari without MSE: natively) in a
 // tile of its own, and the host's WHEP playback is stopped. The WebSocket (barrage, likes,
-// commerce) is not touched: only where the host's picture comes from changes.
+// commerce) is not touched: only where the host's picture comes from changes. The room's
+// `playback` setting changing while the page is open (`room.playback`) switches it either way.
 import { $, h, setText, t, toast } from "/app/common.js";
 
 const NO_MEDIA_MS = 8000; // a WHEP playback that decodes nothing for this long has failed
@@ -16,13 +17,17 @@ export class HlsFallback {
    * @param {any} client the page's RoomClient (its token authorises the HLS requests)
    * @param {string} room
    * @param {any} view the page's RoomView (its `videos` follow the publishers with WHEP)
-   * @param {{forced?: boolean}} [options] forced: HLS from the start (?playback=hls)
+   * @param {{forced?: boolean, pinned?: boolean}} [options] forced: HLS from the start (the
+   *   room's `playback`, or ?playback=hls); pinned: the URL asked for it, so the room's
+   *   setting going back to WebRTC does not switch this page back
    */
   constructor(client, room, view, options = {}) {
     this.client = client;
     this.room = room;
     this.view = view;
-    this.forced = !!options.forced;
+    this.forced = !!options.forced || !!options.pinned;
+    this.pinned = !!options.pinned;
+    this.excluded = new Set(); // publishers this page stopped playing with WHEP
     this.playlist = `/v1/rooms/${encodeURIComponent(room)}/hls/index.m3u8`;
     this.active = null; // {tile, video, hls} while HLS plays
     this.busy = false;
@@ -73,7 +78,33 @@ export class HlsFallback {
 
   /** The host is no longer played with WHEP on this page. */
   _dropWhep(user) {
+    this.excluded.add(user);
     this.view.videos.options.exclude.push(user);
+    this.view.videos.update(this.client.publishers(this.room));
+  }
+
+  /**
+   * The room's `playback` changed while the page is open (`room.playback`): "hls" switches
+   * to the live HLS at the next check (within a second); null goes back to WebRTC, unless
+   * the page's URL asked for HLS.
+   */
+  setPlayback(playback) {
+    if (playback === "hls") {
+      this.forced = true;
+      this.lastProbe = 0;
+      return;
+    }
+    if (this.pinned) return;
+    this.forced = false;
+    this._stop();
+    this.forced = false; // _stop keeps a page on HLS after a failure; this is the room's word
+    const exclude = this.view.videos.options.exclude;
+    for (const user of this.excluded) {
+      const at = exclude.indexOf(user);
+      if (at >= 0) exclude.splice(at, 1);
+    }
+    this.excluded.clear();
+    this.firstSeen = new WeakMap(); // the new WHEP tile gets NO_MEDIA_MS of its own
     this.view.videos.update(this.client.publishers(this.room));
   }
 

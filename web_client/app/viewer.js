@@ -24,13 +24,15 @@ async function main() {
   next.apply(snap);
   bindShare(client, p.room);
   view.followVideos([me.id]);
-  // HLS from the start: asked for in the URL, or the room's `playback` setting (read at join).
-  const forced = new URLSearchParams(location.search).get("playback") === "hls" || snap.room.playback === "hls";
-  hls = new HlsFallback(client, p.room, view, { forced });
+  // HLS from the start: asked for in the URL, or the room's `playback` setting (read at join,
+  // then followed through `room.playback`).
+  const pinned = new URLSearchParams(location.search).get("playback") === "hls";
+  hls = new HlsFallback(client, p.room, view, { forced: snap.room.playback === "hls", pinned });
   renderGifts(snap.room.gifts || []);
   startClock();
   bindActionBar();
   const room = client.room(p.room);
+  room.on("room.playback", (d) => hls.setPlayback(d.playback)); // the operator switched it mid-show
   room.on("cohost.invited", (d) => {
     if (d.user == null || d.user === me.id || d.user?.id === me.id) invited(d);
   });

@@ -533,6 +533,10 @@ export interface RoomEnded {
   summary: ShowSummary;
 }
 
+export interface RoomPlayback {
+  playback: "hls" | null;
+}
+
 export interface RoomStarted {
   title: string;
   host: string;
@@ -1338,6 +1342,7 @@ export interface EventData {
   "report.ready": ReportReady;
   "room.announcement": Announcement;
   "room.ended": RoomEnded;
+  "room.playback": RoomPlayback;
   "room.started": RoomStarted;
   "room.updated": RoomUpdated;
   "sale.closed": SaleClosed;
