@@ -99,29 +99,15 @@ class EventLog:
                 " (LIKE behaviour_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
             await tx.copy("behaviour_staging", _COLUMNS, rows)
-            fresh = await self._pg_insert(tx, rows)
+            inserted = await tx.fetch(
+                f"INSERT INTO behaviour_events ({', '.join(_COLUMNS)})"
+                f" SELECT {', '.join(_COLUMNS)} FROM behaviour_staging"
+                " ON CONFLICT (id) DO NOTHING RETURNING id"
+            )
+            fresh = {r[0] for r in inserted}
         else:
             fresh = await self._sqlite_insert(tx, rows)
         return [e for e in events if e.id in fresh]
-
-    @staticmethod
-    async def _pg_insert(tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
-        """The staged rows not held yet, inserted; their ids. Batches are almost always
-        all new, so the insert first only counts (sending every id back costs both ends
-        a row per record: measured in docs/benchmarks.md, issue 12); a count short of
-        the batch (a re-delivery) rolls back to the savepoint and inserts again,
-        returning the ids it took."""
-        insert = (
-            f"INSERT INTO behaviour_events ({', '.join(_COLUMNS)})"
-            f" SELECT {', '.join(_COLUMNS)} FROM behaviour_staging ON CONFLICT (id) DO NOTHING"
-        )
-        await tx.execute("SAVEPOINT ingest_all_new")
-        if await tx.execute(insert) == len(rows):
-            await tx.execute("RELEASE ingest_all_new")
-            return {r[0] for r in rows}
-        await tx.execute("ROLLBACK TO ingest_all_new")
-        await tx.execute("RELEASE ingest_all_new")
-        return {r[0] for r in await tx.fetch(f"{insert} RETURNING id")}
 
     @staticmethod
     async def _sqlite_insert(tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
