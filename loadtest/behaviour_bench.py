@@ -7,8 +7,8 @@
 ``ingest``: ``--procs`` processes each store ``--events`` synthetic records (a
 show's mix of kinds, ``data`` as the recorder writes it) with
 ``EventLog.ingest`` in transactions of ``--tx-events`` records (the writer
-stores what one read of a partition returns: 1..20 bus entries of up to 2,000
-records), all starting together; events/s = all records ÷ the wall time from
+stores one round over all partitions per transaction: a few records when it
+keeps up, up to ~100,000 when backlogged), all starting together; events/s = all records ÷ the wall time from
 the common start to the last process's end. Without ``--database-url`` the pg
 engine starts a private PostgreSQL (tests/pg_server.py: fsync off,
 synchronous_commit off, as in the tests).
