@@ -1,9 +1,10 @@
 """The behaviour log's writer (issue 12, docs/analytics.md): bus stream → store.
 
 Every server process runs one, a consumer of group ``store`` on each partition
-stream (``behaviour.<k>``, see ``behaviour_log``). It reads entries, stores
-their records (``EventLog.ingest``: one transaction, idempotent by record id)
-and acknowledges + deletes the entries only AFTER that commit. A process killed
+stream (``behaviour.<k>``, see ``behaviour_log``). Each round it reads entries
+from every partition, stores all their records (``EventLog.ingest``: one
+transaction, idempotent by record id) and acknowledges + deletes the entries
+only AFTER that commit. A process killed
 between read and ack leaves its entries pending in the group; every writer
 claims entries idle longer than ``CLAIM_IDLE_MS`` (a dead consumer's, or its
 own after a store failure) and stores them: at least once on the bus, exactly
@@ -42,7 +43,10 @@ from roomserver.tenancy import room_key
 log = logging.getLogger(__name__)
 
 GROUP: Final = "store"
-READ_COUNT: Final = 20  # entries per read (each up to BATCH_MAX records)
+READ_COUNT: Final = 20  # entries per read of a partition (each up to BATCH_MAX records)
+# A round reads the partitions again while they are backlogged and it holds fewer records
+# than this: one ingest transaction of up to this + 4 partitions x READ_COUNT x BATCH_MAX.
+ROUND_RECORDS: Final = 100_000
 # Pause after a round that found every partition empty: from POLL_S, doubling while
 # idle up to IDLE_POLL_MAX_S (an idle writer costs little; a busy one never waits).
 POLL_S: Final = 0.05
@@ -123,22 +127,34 @@ class BehaviourWriter:
                 idle = min(idle * 2, IDLE_POLL_MAX_S)
 
     async def drain_once(self) -> bool:
-        """One read of each partition, stored and acknowledged; True if any had entries."""
-        busy = False
-        for stream in self.streams:
-            try:
-                entries = await self.broker.stream_read(stream, GROUP, self.consumer, count=READ_COUNT)
-            except Exception as exc:
-                self._failed("read", exc)
-                continue
-            if entries:
-                busy = True
-                await self._store(stream, entries)
-        return busy
+        """Read every partition (again, while a backlog is left and the round holds
+        fewer than ``ROUND_RECORDS``), store it all in one transaction, then acknowledge;
+        True if any had entries. One transaction per round, not per partition: the
+        rollups upsert a row per user (and day, and show) of a transaction whatever its
+        size, and each commit writes every page it dirtied, so a backlog costs far less
+        per record stored in large transactions (docs/benchmarks.md, issue 12)."""
+        read: dict[str, list[StreamEntry]] = {}
+        events: list[BehaviourEvent] = []
+        backlog = True
+        while backlog and len(events) < ROUND_RECORDS:
+            backlog = False
+            for stream in self.streams:
+                try:
+                    entries = await self.broker.stream_read(stream, GROUP, self.consumer, count=READ_COUNT)
+                except Exception as exc:
+                    self._failed("read", exc)
+                    continue
+                if entries:
+                    read.setdefault(stream, []).extend(entries)
+                    events.extend(self._decode(entries))
+                    backlog = backlog or len(entries) == READ_COUNT
+        if read:
+            await self._store(list(read.items()), events)
+        return bool(read)
 
     async def claim_once(self) -> bool:
         """Take over entries pending too long (their consumer died) and store them."""
-        busy = False
+        claimed: list[tuple[str, list[StreamEntry]]] = []
         for stream in self.streams:
             try:
                 claim = await self.broker.stream_claim(
@@ -154,19 +170,25 @@ class BehaviourWriter:
                 continue
             self._claim_from[stream] = claim.next
             if claim.entries:
-                busy = True
                 self.metrics.behaviour_claimed.inc(len(claim.entries))
                 log.info("behaviour writer: claimed %d idle entries of %s", len(claim.entries), stream)
-                await self._store(stream, claim.entries)
-        return busy
+                claimed.append((stream, claim.entries))
+        if claimed:
+            await self._store(claimed, [e for _, entries in claimed for e in self._decode(entries)])
+        return bool(claimed)
 
-    async def _store(self, stream: str, entries: list[StreamEntry]) -> bool:
+    def _decode(self, entries: list[StreamEntry]) -> list[BehaviourEvent]:
         events: list[BehaviourEvent] = []
         for entry in entries:
             try:
                 events.extend(decode_batch(entry.data))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self._failed("decode", exc)  # acknowledged below with the rest: it never decodes
+                self._failed("decode", exc)  # acknowledged with the rest: it never decodes
+        return events
+
+    async def _store(self, read: list[tuple[str, list[StreamEntry]]], events: list[BehaviourEvent]) -> bool:
+        """Store ``events`` (the records of ``read``: entries per stream) in one ingest,
+        then acknowledge each stream's entries; nothing is acknowledged unless stored."""
         for attempt in range(STORE_TRIES):
             try:
                 new = await self.store.events.ingest(events)
@@ -178,11 +200,13 @@ class BehaviourWriter:
             return False  # pending in the group: claimed again once idle
         self._backoff = 0.0
         self.metrics.behaviour_ingested.inc(len(new))
-        self.metrics.behaviour_lag.set(max(0, now_ms() - entries[-1].ms) / 1000)
-        try:
-            await self.broker.stream_ack(stream, GROUP, [e.id for e in entries], delete=True)
-        except Exception as exc:  # stored: a re-delivery is ignored by the store
-            self._failed("ack", exc)
+        oldest_last = min(entries[-1].ms for _, entries in read)
+        self.metrics.behaviour_lag.set(max(0, now_ms() - oldest_last) / 1000)
+        for stream, entries in read:
+            try:
+                await self.broker.stream_ack(stream, GROUP, [e.id for e in entries], delete=True)
+            except Exception as exc:  # stored: a re-delivery is ignored by the store
+                self._failed("ack", exc)
         return True
 
     async def purge(self) -> int:

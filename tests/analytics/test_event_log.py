@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -61,3 +62,24 @@ async def test_processes_starting_together_apply_each_migration_once(
     finally:
         for n in nodes:
             await n.close()
+
+
+async def test_a_new_embedded_store_has_16k_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    new = await open_database(data_dir=tmp_path / "new")
+    await new.migrate()
+    assert await new.fetchval("PRAGMA page_size") == 16384
+    await new.close()
+    # A store made with SQLite's default 4 KiB pages (before this setting) opens as it is.
+    (tmp_path / "old").mkdir()
+    with sqlite3.connect(tmp_path / "old" / "analytics.sqlite3") as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE kept (x BIGINT)")
+        conn.execute("INSERT INTO kept VALUES (7)")
+    old = await open_database(data_dir=tmp_path / "old")
+    await old.migrate()
+    assert await old.fetchval("PRAGMA page_size") == 4096
+    assert await old.fetchval("SELECT x FROM kept") == 7
+    log = EventLog(old)
+    assert [e.id for e in await log.ingest([ev(1, "u1", "join", 2000)])] == ["n1-1"]
+    await old.close()

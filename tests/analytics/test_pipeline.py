@@ -107,6 +107,54 @@ async def test_a_batch_appended_twice_or_claimed_from_a_dead_consumer_is_stored_
     assert (info.length, info.pending) == (0, 0)  # acknowledged and deleted
 
 
+async def test_a_round_stores_every_partitions_entries_in_one_transaction_acked_only_after_it(
+    store: AnalyticsStore,
+) -> None:
+    """The writer stores one read of all partitions in one ingest; when that ingest
+    fails, no partition's entries are acknowledged, and they are stored once later."""
+    broker, metrics = MemoryBroker(MemoryHub()), Metrics()
+    recorder = _recorder(broker, metrics)
+    rooms = [f"r{k}" for k in range(12)]
+    streams = {partition_of(room_key(APP, r)) for r in rooms}
+    assert len(streams) >= 3  # the rooms spread over several partitions
+    for r in rooms:
+        for n in range(5):
+            recorder.record(room_key(APP, r), f"u{n}", "like", {"count": 1})
+    assert await recorder.flush() == 60
+    writer = BehaviourWriter(broker, store, metrics, node_id="n2", retention_days=365, claim_idle_ms=0)
+    real_ingest, calls = store.events.ingest, []
+
+    async def failing_ingest(events: Any) -> Any:
+        calls.append(len(events))
+        raise OSError("disk gone")
+
+    store.events.ingest = failing_ingest  # type: ignore[method-assign]
+    assert await writer.drain_once()
+    assert calls == [60] * 3  # one ingest of all partitions' records, tried 3 times
+    for stream in streams:
+        info = await broker.stream_info(stream, GROUP)
+        assert info.length == info.pending > 0  # nothing acknowledged: still pending
+    assert metrics.behaviour_ingested._value.get() == 0
+
+    async def counting_ingest(events: Any) -> Any:
+        calls.append(len(events))
+        return await real_ingest(events)
+
+    calls.clear()
+    store.events.ingest = counting_ingest  # type: ignore[method-assign]
+    writer._backoff = 0.0
+    assert await writer.claim_once()  # the pending entries, every partition's, at once
+    assert calls == [60]
+    assert not await writer.claim_once() and not await writer.drain_once()
+    for stream in streams:
+        assert (await broker.stream_info(stream, GROUP)).length == 0
+    for r in rooms:
+        assert sorted(e.user for e in await store.events.show_events(APP, r, 1)) == [
+            f"u{n}" for n in range(5)
+        ]
+    assert metrics.behaviour_ingested._value.get() == 60
+
+
 async def test_a_malformed_entry_is_dropped_and_counted_not_retried(store: AnalyticsStore) -> None:
     broker, metrics = MemoryBroker(MemoryHub()), Metrics()
     stream = partition_of(room_key(APP, "r1"))
