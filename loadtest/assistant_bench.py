@@ -1,10 +1,15 @@
 """The room assistant under a barrage storm (issue 18; figures in docs/benchmarks.md).
 
-``python -m loadtest.assistant_bench [--seconds 8 --rounds 3 --rate 200 --viewers 200]``
+``python -m loadtest.assistant_bench [--seconds 8 --rounds 3 --rate 200 --viewers 200 1000 2000]``
 
 One server process (``roomserver serve``, the assistant on, lexical path unless
 ``--mode hybrid``); one room with the eval catalogue's four products, the jacket
-pinned; ``--viewers`` sockets read everything; senders barrage ``--rate`` lines/s,
+pinned; ``--viewers`` sockets read everything (in ``--viewer-procs`` processes of their
+own, one per 500 viewers by default, so the load generator's cost per frame is spread and
+measured: ``viewer_cpu_s`` per phase, and ``delivered_share``, the deliveries over the
+sent lines times the viewers, which falls below 1 when the viewers do not keep up);
+several sizes (``--viewers 200 1000 2000``) run one after the other, each with a server
+of its own, and each gives its own A/B; senders barrage ``--rate`` lines/s,
 ``--questions`` of them questions from the labelled set (the rest chat lines).
 Phases alternate in the same run: the room's assistant on and off (``assistant.set``),
 ``--rounds`` times, in the order on-off, off-on, on-off, … (so a drift of the box's
@@ -26,6 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import multiprocessing
 import random
 import statistics
 import subprocess
@@ -92,7 +99,8 @@ def _pct(values: list[float], p: float) -> float | None:
     return round(s[min(len(s) - 1, int(len(s) * p))], 1)
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace, viewers: int) -> dict[str, Any]:
+    """One audience size: its own server, the A/B phases."""
     port = free_port()
     # --profile: the server runs under cProfile and writes its profile on exit.
     profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
@@ -130,7 +138,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"{base}/v1/products/{pid}", json=spec["products"][pid], headers=admin
                 ) as r:
                     assert r.status == 200, await r.text()
-            summary = await _phases(args, base, spec, proc.pid)
+            summary = await _phases(args, viewers, base, spec, proc.pid)
             async with http.get(f"{base}/v1/rooms/bench-room/assistant/stats", headers=admin) as r:
                 stats = await r.json()
             summary["stats"] = {k: stats[k] for k in ("asked", "answered", "unanswered", "process")}
@@ -183,10 +191,44 @@ class _Sender:
                         self.latencies.append((time.perf_counter() - asked_at) * 1000)
 
 
-async def _viewer(ws: aiohttp.ClientWebSocketResponse, counts: list[int]) -> None:
+async def _viewer(ws: aiohttp.ClientWebSocketResponse, counts: Any, slot: int) -> None:
     async for msg in ws:
         if msg.type == aiohttp.WSMsgType.TEXT:
-            counts[0] += msg.data.count('"ev":')
+            counts[slot] += msg.data.count('"ev":')
+
+
+def _viewers_main(base: str, room: str, first: int, n: int, counts: Any, slot: int, ready: Any) -> None:
+    """A viewer process: ``n`` sockets that read everything; its deliveries so far in
+    ``counts[slot]`` (shared memory, written only by this process)."""
+
+    async def main() -> None:
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        sockets = [await _join(http, base, f"v{i}", room) for i in range(first, first + n)]
+        readers = [asyncio.create_task(_viewer(ws, counts, slot)) for ws in sockets]
+        ready.set()
+        await asyncio.gather(*readers)
+
+    asyncio.run(main())
+
+
+def _start_viewers(
+    base: str, room: str, viewers: int, procs: int
+) -> tuple[list[multiprocessing.process.BaseProcess], Any]:
+    """``viewers`` sockets over ``procs`` processes (spawned: no copy of this loop)."""
+    ctx = multiprocessing.get_context("spawn")
+    counts = ctx.RawArray("q", procs)
+    started = []
+    for k in range(procs):
+        first, n = k * viewers // procs, (k + 1) * viewers // procs - k * viewers // procs
+        ready = ctx.Event()
+        p = ctx.Process(target=_viewers_main, args=(base, room, first, n, counts, k, ready), daemon=True)
+        p.start()
+        started.append((p, ready))
+    for p, ready in started:
+        while not ready.wait(0.5):
+            if not p.is_alive():
+                raise RuntimeError(f"a viewer process ended (exit code {p.exitcode}) before its joins")
+    return [p for p, _ in started], counts
 
 
 async def _join(
@@ -204,7 +246,7 @@ async def _join(
 
 
 async def _phases(
-    args: argparse.Namespace, base: str, spec: dict[str, Any], server_pid: int
+    args: argparse.Namespace, viewers: int, base: str, spec: dict[str, Any], server_pid: int
 ) -> dict[str, Any]:
     room = "bench-room"
     host = RoomClient(base, mint_token(APP, SECRET, "host", "host"))
@@ -212,20 +254,41 @@ async def _phases(
     await host.join(room)
     await host.pin_product(room, spec["pinned"])
     await host.request("assistant.set", room, products=spec["room_products"])
-    counts = [0]
+    procs = args.viewer_procs or max(1, math.ceil(viewers / 500))
+    viewer_procs, counts = await asyncio.to_thread(_start_viewers, base, room, viewers, procs)
+    try:
+        return await _measure(args, viewers, room, host, viewer_procs, counts, server_pid, base)
+    finally:
+        for p in viewer_procs:
+            p.terminate()
+            p.join(10)
+        await host.close()
+
+
+async def _measure(
+    args: argparse.Namespace,
+    viewers: int,
+    room: str,
+    host: RoomClient,
+    viewer_procs: list[multiprocessing.process.BaseProcess],
+    counts: Any,
+    server_pid: int,
+    base: str,
+) -> dict[str, Any]:
     latencies: list[float] = []
     replies: list[float] = []
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # one connection per socket
     readers = []
-    for i in range(args.viewers):
-        ws = await _join(http, base, f"v{i}", room)
-        readers.append(asyncio.create_task(_viewer(ws, counts)))
     senders = []
     for i in range(args.senders):
         sender = _Sender(await _join(http, base, f"s{i}", room), latencies, replies)
         readers.append(asyncio.create_task(sender.read()))
         senders.append(sender)
-    print(f"{args.viewers} viewers and {args.senders} senders joined", file=sys.stderr, flush=True)
+    print(
+        f"{viewers} viewers ({len(viewer_procs)} processes) and {args.senders} senders joined",
+        file=sys.stderr,
+        flush=True,
+    )
     questions, chat = _lines()
     rng = random.Random(7)
     phases = []
@@ -236,7 +299,8 @@ async def _phases(
             latencies.clear()
             replies.clear()
             f0 = await _flushes(http, base)
-            d0, c0, k0 = counts[0], _cpu_s(server_pid), time.process_time()
+            v0 = sum(_cpu_s(p.pid or 0) for p in viewer_procs)
+            d0, c0, k0 = sum(counts), _cpu_s(server_pid), time.process_time()
             t_end = time.perf_counter() + args.seconds
             n = asked = 0
             interval = 1.0 / args.rate
@@ -252,8 +316,9 @@ async def _phases(
             await asyncio.sleep(1.0)  # the phase's last answers and flushes
             cpu = _cpu_s(server_pid) - c0
             client_cpu = time.process_time() - k0
+            viewer_cpu = sum(_cpu_s(p.pid or 0) for p in viewer_procs) - v0
             f1 = await _flushes(http, base)
-            got = counts[0] - d0
+            got = sum(counts) - d0
             phases.append(
                 {
                     "round": rnd,
@@ -266,6 +331,11 @@ async def _phases(
                     "deliveries_per_cpu_s": round(got / cpu, 1) if cpu else None,
                     "server_cpu_us_per_delivery": round(cpu * 1e6 / got, 3) if got else None,
                     "client_cpu_s": round(client_cpu, 2),
+                    # the viewer processes' CPU, and their busiest share of a core over the
+                    # phase: near 1 a viewer process is the bottleneck, not the server
+                    "viewer_cpu_s": round(viewer_cpu, 2),
+                    "viewer_core_share": round(viewer_cpu / len(viewer_procs) / (args.seconds + 1.0), 2),
+                    "delivered_share": round(got / (n * viewers), 4) if n and viewers else None,
                     "flushes": int(f1[0] - f0[0]),
                     "flush_cpu_s": round(f1[1] - f0[1], 3),
                     "loadavg": _loadavg(),
@@ -279,8 +349,9 @@ async def _phases(
     for t in readers:
         t.cancel()
     await http.close()
-    await host.close()
     return {
+        "viewers": viewers,
+        "viewer_procs": len(viewer_procs),
         "phases": phases,
         **(ab_summary(phases) if len(args.sides) == 2 else {}),
         "answer_p95_ms_worst": max(
@@ -354,7 +425,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--questions", type=float, default=0.2)
-    parser.add_argument("--viewers", type=int, default=200)
+    parser.add_argument(
+        "--viewers", type=int, nargs="+", default=[200], help="audience sizes, one A/B each (a sweep)"
+    )
+    parser.add_argument("--viewer-procs", type=int, default=0, help="viewer processes (0: one per 500)")
     parser.add_argument("--senders", type=int, default=100)
     parser.add_argument("--mode", choices=("lexical", "hybrid"), default="lexical")
     parser.add_argument(
@@ -368,11 +442,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.sides = (True, False) if args.only is None else (args.only == "on",)
-    load_before = _loadavg()
-    summary = asyncio.run(run(args))
-    summary["params"] = {k: v for k, v in vars(args).items() if k not in ("profile", "sides")}
-    summary["loadavg_before"], summary["loadavg_after"] = load_before, _loadavg()
-    print(json.dumps({k: v for k, v in summary.items() if k != "phases"}))
+    params = {k: v for k, v in vars(args).items() if k not in ("profile", "sides")}
+    sizes = []
+    for viewers in args.viewers:  # each size its own server: no state carried over
+        load_before = _loadavg()
+        summary = asyncio.run(run(args, viewers))
+        summary["params"] = params
+        summary["loadavg_before"], summary["loadavg_after"] = load_before, _loadavg()
+        print(json.dumps({k: v for k, v in summary.items() if k != "phases"}), flush=True)
+        sizes.append(summary)
+    if len(sizes) > 1:  # the sweep at a glance
+        keys = ("viewers", "pooled_ratio", "pooled_ratio_95", "loadavg_before", "loadavg_after")
+        print(json.dumps({"sweep": [{k: s.get(k) for k in keys} for s in sizes], "params": params}))
 
 
 if __name__ == "__main__":

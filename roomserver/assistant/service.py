@@ -92,6 +92,7 @@ BOARD_ACTIVE_MS = 65_000
 WRITE_MS = 250
 FOLD_BEFORE_ANSWER_MS = 250
 TRIM_EVERY_TICKS = 60
+DRAIN_BATCH = 256  # questions handled per wake-up of the worker, at most
 
 
 @dataclass(slots=True)
@@ -197,11 +198,16 @@ class Assistant:
         # does not wait for it; questions wait in the queue meanwhile.
         await asyncio.get_running_loop().run_in_executor(None, jieba_ready)
         while True:
-            q = await self.queue.get()
-            try:
-                await self.handle(q)
-            except Exception:  # one bad question must not stop the assistant
-                log.exception("assistant: question in %s failed", q.room)
+            # Every question queued by now in one wake-up: under a storm the worker
+            # does not pay a loop turn per question.
+            batch = [await self.queue.get()]
+            while len(batch) < DRAIN_BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            for q in batch:
+                try:
+                    await self.handle(q, classified=True)
+                except Exception:  # one bad question must not stop the assistant
+                    log.exception("assistant: question in %s failed", q.room)
 
     def room_state(self, room: str) -> RoomState:
         st = self.rooms.get(room)
@@ -218,8 +224,10 @@ class Assistant:
     def settings(doc: RoomDoc) -> dict[str, Any]:
         return doc.features.get("assistant") or {}
 
-    async def handle(self, q: Question) -> Decision | None:
-        if not is_question(q.text):
+    async def handle(self, q: Question, classified: bool = False) -> Decision | None:
+        """Answer one question (or not). ``classified``: ``offer`` already found it asks
+        something (the classifier is not run twice on a queued line)."""
+        if not classified and not is_question(q.text):
             return None
         node = self.node
         doc = await node.room(q.room)

@@ -1,0 +1,59 @@
+"""The assistant benchmark (loadtest/assistant_bench.py): its A/B summary, and a run
+at a size a test can afford, viewers in processes of their own."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from loadtest.assistant_bench import ab_summary, run
+
+
+def _phase(rnd: int, on: bool, deliveries: int, cpu: float) -> dict[str, Any]:
+    return {
+        "round": rnd,
+        "assistant": on,
+        "deliveries": deliveries,
+        "server_cpu_s": cpu,
+        "deliveries_per_cpu_s": deliveries / cpu,
+    }
+
+
+def test_ab_summary_pools_rounds_and_bounds_the_pooled_ratio() -> None:
+    phases = [
+        _phase(0, True, 1000, 1.0),
+        _phase(0, False, 1000, 0.9),
+        _phase(1, False, 2000, 1.0),
+        _phase(1, True, 2000, 1.0),
+        _phase(2, True, 1000, 1.1),
+        _phase(2, False, 1000, 1.0),
+    ]
+    s = ab_summary(phases)
+    assert s["pooled_ratio"] == round((4000 / 3.1) / (4000 / 2.9), 4)
+    assert s["round_ratios"] == [0.9, 1.0, round(1 / 1.1, 3)]
+    low, high = s["pooled_ratio_95"]
+    assert low <= s["pooled_ratio"] <= high and low < high
+
+
+async def test_bench_run_counts_every_viewer_process() -> None:
+    args = argparse.Namespace(
+        seconds=1.5,
+        rounds=1,
+        rate=40.0,
+        questions=0.5,
+        senders=10,
+        viewer_procs=2,
+        mode="lexical",
+        redis_url="",
+        profile="",
+        sides=(True, False),
+    )
+    summary = await run(args, 12)
+    assert summary["viewers"] == 12 and summary["viewer_procs"] == 2
+    assert [p["assistant"] for p in summary["phases"]] == [True, False]
+    for p in summary["phases"]:
+        # Each line reaches all 12 viewers (a process's count lost would halve it);
+        # a loaded box may carry a phase's last lines over into the next one.
+        assert 0.6 < p["delivered_share"] < 1.5, p
+        assert p["server_cpu_s"] > 0 and p["viewer_cpu_s"] > 0
+    assert summary["stats"]["asked"] > 0 and summary["pooled_ratio"] > 0
