@@ -389,6 +389,51 @@ def ab_summary(phases: list[dict[str, Any]]) -> dict[str, Any]:
         "ratio_mean": round(mean, 3),
         "ratio_sd": round(sd, 3),
         "ratio_mean_95": [round(mean - half, 3), round(mean + half, 3)],
+        **({"cadence_adjusted": adj} if (adj := cadence_adjusted(phases)) else {}),
+    }
+
+
+def cadence_adjusted(phases: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The A/B at equal flush counts. A server the box starves of CPU flushes late, so
+    it writes fewer, fuller frames and spends less CPU per delivery: on a shared box
+    a phase's flush count moves its deliveries per CPU-s whichever side it is. Least
+    squares of the phases' server CPU on their flushes and the assistant's switch
+    (cpu = a + b * flushes + g * on) gives g, the assistant's extra CPU per phase at
+    the same cadence, with a 95 % t interval; the ratio is then the on phases'
+    deliveries per CPU-s over the off phases' with their CPU put at the on phases'
+    cadence: (D_on / C_on) / (D_off / (C_on - g))."""
+    if len(phases) < 4 or any("flushes" not in p for p in phases):
+        return None
+    y = [p["server_cpu_s"] for p in phases]
+    f = [float(p["flushes"]) for p in phases]
+    on = [1.0 if p["assistant"] else 0.0 for p in phases]
+    if len(set(f)) < 2 or len(set(on)) < 2:
+        return None
+
+    def residual(v: list[float]) -> list[float]:  # v less its fit on the flush count
+        fit = statistics.linear_regression(f, v)
+        return [vi - (fit.intercept + fit.slope * fi) for vi, fi in zip(v, f, strict=True)]
+
+    ry, ron = residual(y), residual(on)
+    sxx = sum(r * r for r in ron)
+    g = sum(a * b for a, b in zip(ry, ron, strict=True)) / sxx
+    rss = sum((a - g * b) ** 2 for a, b in zip(ry, ron, strict=True))
+    half = _t975(len(phases) - 3) * (rss / (len(phases) - 3) / sxx) ** 0.5
+    d_on = sum(p["deliveries"] for p in phases if p["assistant"])
+    d_off = sum(p["deliveries"] for p in phases if not p["assistant"])
+    c_on = sum(p["server_cpu_s"] for p in phases if p["assistant"])
+    n_on = sum(on)
+
+    def ratio(extra: float) -> float:  # extra: the assistant's CPU per phase
+        return (d_on / c_on) / (d_off / (c_on - extra * n_on))
+
+    return {
+        "extra_server_cpu_s_per_phase": round(g, 4),
+        "extra_server_cpu_s_per_phase_95": [round(g - half, 4), round(g + half, 4)],
+        "ratio": round(ratio(g), 4),
+        "ratio_95": [round(ratio(g + half), 4), round(ratio(g - half), 4)],
+        "flushes_on_mean": round(statistics.fmean(fi for fi, o in zip(f, on, strict=True) if o), 1),
+        "flushes_off_mean": round(statistics.fmean(fi for fi, o in zip(f, on, strict=True) if not o), 1),
     }
 
 

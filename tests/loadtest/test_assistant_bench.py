@@ -57,3 +57,19 @@ async def test_bench_run_counts_every_viewer_process() -> None:
         assert 0.6 < p["delivered_share"] < 1.5, p
         assert p["server_cpu_s"] > 0 and p["viewer_cpu_s"] > 0
     assert summary["stats"]["asked"] > 0 and summary["pooled_ratio"] > 0
+
+
+def test_cadence_adjusted_recovers_the_assistants_cpu_at_equal_flushes() -> None:
+    # The off phases flushed less (a starved server): CPU 0.01 s per flush, +0.2 s on.
+    flushes = {(0, True): 400, (0, False): 300, (1, False): 380, (1, True): 390, (2, True): 350}
+    flushes[(2, False)] = 320
+    phases = []
+    for (rnd, on), n in flushes.items():
+        p = _phase(rnd, on, 1000, 0.01 * n + (0.2 if on else 0.0))
+        phases.append({**p, "flushes": n})
+    adj = ab_summary(phases)["cadence_adjusted"]
+    assert adj["extra_server_cpu_s_per_phase"] == 0.2
+    assert adj["extra_server_cpu_s_per_phase_95"] == [0.2, 0.2]  # an exact fit
+    c_on = sum(0.01 * n + 0.2 for (_, on), n in flushes.items() if on)
+    assert adj["ratio"] == round((c_on - 0.6) / c_on, 4)
+    assert adj["flushes_on_mean"] == 380.0 and adj["flushes_off_mean"] == 333.3
