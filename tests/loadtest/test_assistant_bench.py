@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from loadtest.assistant_bench import ab_summary, run
+from loadtest.assistant_cost import measure
 
 
 def _phase(rnd: int, on: bool, deliveries: int, cpu: float) -> dict[str, Any]:
@@ -73,3 +74,9 @@ def test_cadence_adjusted_recovers_the_assistants_cpu_at_equal_flushes() -> None
     c_on = sum(0.01 * n + 0.2 for (_, on), n in flushes.items() if on)
     assert adj["ratio"] == round((c_on - 0.6) / c_on, 4)
     assert adj["flushes_on_mean"] == 380.0 and adj["flushes_off_mean"] == 333.3
+
+
+async def test_assistant_cost_measures_offer_and_handle() -> None:
+    out = await measure(40, 1)
+    assert out["handle_ms_per_question"]["median"] > 0 and out["offer_us_per_line"]["median"] > 0
+    assert out["processed"] > 40 and out["dropped"] == 0
