@@ -49,6 +49,7 @@ from roomserver.auth import mint_token
 from roomserver.client import RoomClient
 
 APP, SECRET = "bench", "bench-secret-0123456789abcdef0123"
+ADMIN = {"Authorization": "Bearer " + mint_token(APP, SECRET, "admin", "admin")}
 
 
 def _cpu_s(pid: int) -> float:
@@ -99,8 +100,8 @@ def _pct(values: list[float], p: float) -> float | None:
     return round(s[min(len(s) - 1, int(len(s) * p))], 1)
 
 
-async def run(args: argparse.Namespace, viewers: int) -> dict[str, Any]:
-    """One audience size: its own server, the A/B phases."""
+def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``roomserver serve`` process of the bench's settings, and its base URL."""
     port = free_port()
     # --profile: the server runs under cProfile and writes its profile on exit.
     profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
@@ -126,30 +127,48 @@ async def run(args: argparse.Namespace, viewers: int) -> dict[str, Any]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def set_up_catalogue(
+    http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]
+) -> dict[str, Any]:
+    """Wait for the server, put the eval catalogue's room products; the catalogue spec."""
+    # A busy box takes a while to import the server.
+    await asyncio.to_thread(wait_http, base + "/readyz", 120, proc)
+    spec: dict[str, Any] = json.loads((EVAL_DIR / "catalog.json").read_text(encoding="utf-8"))
+    for pid in spec["room_products"]:
+        async with http.put(f"{base}/v1/products/{pid}", json=spec["products"][pid], headers=ADMIN) as r:
+            assert r.status == 200, await r.text()
+    return spec
+
+
+async def assistant_stats(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    async with http.get(f"{base}/v1/rooms/bench-room/assistant/stats", headers=ADMIN) as r:
+        stats = await r.json()
+    return {k: stats[k] for k in ("asked", "answered", "unanswered", "process")}
+
+
+async def run(args: argparse.Namespace, viewers: int) -> dict[str, Any]:
+    """One audience size: its own server, the A/B phases."""
+    proc, base = start_server(args)
     try:
         async with aiohttp.ClientSession() as http:
-            # A busy box takes a while to import the server.
-            await asyncio.to_thread(wait_http, base + "/readyz", 120, proc)
-            admin = {"Authorization": "Bearer " + mint_token(APP, SECRET, "admin", "admin")}
-            spec = json.loads((EVAL_DIR / "catalog.json").read_text(encoding="utf-8"))
-            for pid in spec["room_products"]:
-                async with http.put(
-                    f"{base}/v1/products/{pid}", json=spec["products"][pid], headers=admin
-                ) as r:
-                    assert r.status == 200, await r.text()
+            spec = await set_up_catalogue(http, base, proc)
             summary = await _phases(args, viewers, base, spec, proc.pid)
-            async with http.get(f"{base}/v1/rooms/bench-room/assistant/stats", headers=admin) as r:
-                stats = await r.json()
-            summary["stats"] = {k: stats[k] for k in ("asked", "answered", "unanswered", "process")}
+            summary["stats"] = await assistant_stats(http, base)
             return summary
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 class _Sender:

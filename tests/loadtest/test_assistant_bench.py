@@ -8,6 +8,7 @@ from typing import Any
 
 from loadtest.assistant_bench import ab_summary, run
 from loadtest.assistant_cost import measure
+from loadtest.assistant_paired import run as paired_run
 
 
 def _phase(rnd: int, on: bool, deliveries: int, cpu: float) -> dict[str, Any]:
@@ -80,3 +81,24 @@ async def test_assistant_cost_measures_offer_and_handle() -> None:
     out = await measure(40, 1)
     assert out["handle_ms_per_question"]["median"] > 0 and out["offer_us_per_line"]["median"] > 0
     assert out["processed"] > 40 and out["dropped"] == 0
+
+
+async def test_paired_run_swaps_the_assistant_between_two_servers() -> None:
+    args = argparse.Namespace(
+        seconds=1.5,
+        rounds=2,
+        rate=40.0,
+        questions=0.5,
+        senders=10,
+        viewer_procs=1,
+        mode="lexical",
+        redis_url="",
+        profile="",
+    )
+    summary = await paired_run(args, 10)
+    on = [(p["round"], p["server"]) for p in summary["phases"] if p["assistant"]]
+    assert on == [(0, "A"), (1, "B")]  # one server on per round, swapped
+    for p in summary["phases"]:
+        assert 0.6 < p["delivered_share"] < 1.5, p
+    assert summary["stats"]["A"]["asked"] > 0 and summary["stats"]["B"]["asked"] > 0
+    assert len(summary["round_ratios"]) == 2
