@@ -65,18 +65,22 @@ def _cpu_s(pid: int) -> float:
     return total / 1e9
 
 
-async def _flushes(http: aiohttp.ClientSession, base: str) -> tuple[float, float]:
+async def _flushes(http: aiohttp.ClientSession, base: str) -> tuple[float, float, float]:
     """The server's room flushes so far and the seconds spent in them (/metrics): the
-    fan-out's batching, which a busier loop changes (fewer, larger frames)."""
+    fan-out's batching, which a busier loop changes (fewer, larger frames); and the
+    seconds its cyclic garbage collector has stood the process still (all generations:
+    objects the assistant makes cost collections that walk the whole young heap)."""
     async with http.get(base + "/metrics") as r:
         text = await r.text()
-    count = total = 0.0
+    count = total = gc_s = 0.0
     for line in text.splitlines():
         if line.startswith("roomserver_flush_seconds_count"):
             count = float(line.split()[-1])
         elif line.startswith("roomserver_flush_seconds_sum"):
             total = float(line.split()[-1])
-    return count, total
+        elif line.startswith("roomserver_gc_pause_seconds_sum"):
+            gc_s += float(line.split()[-1])
+    return count, total, gc_s
 
 
 def _loadavg() -> list[float]:
@@ -357,6 +361,7 @@ async def _measure(
                     "delivered_share": round(got / (n * viewers), 4) if n and viewers else None,
                     "flushes": int(f1[0] - f0[0]),
                     "flush_cpu_s": round(f1[1] - f0[1], 3),
+                    "gc_s": round(f1[2] - f0[2], 3),
                     "loadavg": _loadavg(),
                     "answers_to_askers": len(latencies),
                     "answer_p50_ms": _pct(latencies, 0.5),

@@ -85,7 +85,7 @@ class _Side:
             self.readers.append(asyncio.create_task(sender.read()))
             self.senders.append(sender)
 
-    async def snapshot(self) -> tuple[float, float, float, tuple[float, float]]:
+    async def snapshot(self) -> tuple[float, float, float, tuple[float, float, float]]:
         viewer_cpu = sum(_cpu_s(p.pid or 0) for p in self.viewer_procs)
         return sum(self.counts), _cpu_s(self.proc.pid), viewer_cpu, await _flushes(self.http, self.base)
 
@@ -177,6 +177,7 @@ async def _rounds(args: argparse.Namespace, viewers: int, sides: list[_Side]) ->
                     "delivered_share": round(got / (n * viewers), 4) if n and viewers else None,
                     "flushes": int(f1[0] - f0[0]),
                     "flush_cpu_s": round(f1[1] - f0[1], 3),
+                    "gc_s": round(f1[2] - f0[2], 3),
                     "loadavg": _loadavg(),
                     "answers_to_askers": len(side.latencies),
                     "answer_p50_ms": _pct(side.latencies, 0.5),
