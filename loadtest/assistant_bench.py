@@ -440,6 +440,8 @@ def cadence_adjusted(phases: list[dict[str, Any]]) -> dict[str, Any] | None:
 
     ry, ron = residual(y), residual(on)
     sxx = sum(r * r for r in ron)
+    if sxx < 1e-9:  # the flush counts alone tell the sides apart: no fit (a short run)
+        return None
     g = sum(a * b for a, b in zip(ry, ron, strict=True)) / sxx
     rss = sum((a - g * b) ** 2 for a, b in zip(ry, ron, strict=True))
     half = _t975(len(phases) - 3) * (rss / (len(phases) - 3) / sxx) ** 0.5
@@ -448,14 +450,15 @@ def cadence_adjusted(phases: list[dict[str, Any]]) -> dict[str, Any] | None:
     c_on = sum(p["server_cpu_s"] for p in phases if p["assistant"])
     n_on = sum(on)
 
-    def ratio(extra: float) -> float:  # extra: the assistant's CPU per phase
-        return (d_on / c_on) / (d_off / (c_on - extra * n_on))
+    def ratio(extra: float) -> float | None:  # extra: the assistant's CPU per phase
+        rest = c_on - extra * n_on
+        return round((d_on / c_on) / (d_off / rest), 4) if rest > 0 and c_on > 0 and d_off else None
 
     return {
         "extra_server_cpu_s_per_phase": round(g, 4),
         "extra_server_cpu_s_per_phase_95": [round(g - half, 4), round(g + half, 4)],
-        "ratio": round(ratio(g), 4),
-        "ratio_95": [round(ratio(g + half), 4), round(ratio(g - half), 4)],
+        "ratio": ratio(g),
+        "ratio_95": [ratio(g + half), ratio(g - half)],
         "flushes_on_mean": round(statistics.fmean(fi for fi, o in zip(f, on, strict=True) if o), 1),
         "flushes_off_mean": round(statistics.fmean(fi for fi, o in zip(f, on, strict=True) if not o), 1),
     }

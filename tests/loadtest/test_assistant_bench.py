@@ -102,3 +102,12 @@ async def test_paired_run_swaps_the_assistant_between_two_servers() -> None:
         assert 0.6 < p["delivered_share"] < 1.5, p
     assert summary["stats"]["A"]["asked"] > 0 and summary["stats"]["B"]["asked"] > 0
     assert len(summary["round_ratios"]) == 2
+
+
+def test_cadence_adjusted_gives_no_fit_when_flushes_tell_the_sides_apart() -> None:
+    phases = [
+        {**_phase(r, on, 1000, 1.0 + on * 0.1), "flushes": 300 if on else 200}
+        for r in range(2)
+        for on in (True, False)
+    ]
+    assert "cadence_adjusted" not in ab_summary(phases)
