@@ -1,10 +1,15 @@
 """The room assistant under a barrage storm (issue 18; figures in docs/benchmarks.md).
 
-``python -m loadtest.assistant_bench [--seconds 8 --rounds 3 --rate 200 --viewers 200]``
+``python -m loadtest.assistant_bench [--seconds 8 --rounds 3 --rate 200 --viewers 200 1000 2000]``
 
 One server process (``roomserver serve``, the assistant on, lexical path unless
 ``--mode hybrid``); one room with the eval catalogue's four products, the jacket
-pinned; ``--viewers`` sockets read everything; senders barrage ``--rate`` lines/s,
+pinned; ``--viewers`` sockets read everything (in ``--viewer-procs`` processes of their
+own, one per 500 viewers by default, so the load generator's cost per frame is spread and
+measured: ``viewer_cpu_s`` per phase, and ``delivered_share``, the deliveries over the
+sent lines times the viewers, which falls below 1 when the viewers do not keep up);
+several sizes (``--viewers 200 1000 2000``) run one after the other, each with a server
+of its own, and each gives its own A/B; senders barrage ``--rate`` lines/s,
 ``--questions`` of them questions from the labelled set (the rest chat lines).
 Phases alternate in the same run: the room's assistant on and off (``assistant.set``),
 ``--rounds`` times, in the order on-off, off-on, on-off, … (so a drift of the box's
@@ -26,6 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import multiprocessing
 import random
 import statistics
 import subprocess
@@ -42,6 +49,7 @@ from roomserver.auth import mint_token
 from roomserver.client import RoomClient
 
 APP, SECRET = "bench", "bench-secret-0123456789abcdef0123"
+ADMIN = {"Authorization": "Bearer " + mint_token(APP, SECRET, "admin", "admin")}
 
 
 def _cpu_s(pid: int) -> float:
@@ -57,18 +65,22 @@ def _cpu_s(pid: int) -> float:
     return total / 1e9
 
 
-async def _flushes(http: aiohttp.ClientSession, base: str) -> tuple[float, float]:
+async def _flushes(http: aiohttp.ClientSession, base: str) -> tuple[float, float, float]:
     """The server's room flushes so far and the seconds spent in them (/metrics): the
-    fan-out's batching, which a busier loop changes (fewer, larger frames)."""
+    fan-out's batching, which a busier loop changes (fewer, larger frames); and the
+    seconds its cyclic garbage collector has stood the process still (all generations:
+    objects the assistant makes cost collections that walk the whole young heap)."""
     async with http.get(base + "/metrics") as r:
         text = await r.text()
-    count = total = 0.0
+    count = total = gc_s = 0.0
     for line in text.splitlines():
         if line.startswith("roomserver_flush_seconds_count"):
             count = float(line.split()[-1])
         elif line.startswith("roomserver_flush_seconds_sum"):
             total = float(line.split()[-1])
-    return count, total
+        elif line.startswith("roomserver_gc_pause_seconds_sum"):
+            gc_s += float(line.split()[-1])
+    return count, total, gc_s
 
 
 def _loadavg() -> list[float]:
@@ -92,7 +104,8 @@ def _pct(values: list[float], p: float) -> float | None:
     return round(s[min(len(s) - 1, int(len(s) * p))], 1)
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``roomserver serve`` process of the bench's settings, and its base URL."""
     port = free_port()
     # --profile: the server runs under cProfile and writes its profile on exit.
     profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
@@ -118,30 +131,48 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def set_up_catalogue(
+    http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes]
+) -> dict[str, Any]:
+    """Wait for the server, put the eval catalogue's room products; the catalogue spec."""
+    # A busy box takes a while to import the server.
+    await asyncio.to_thread(wait_http, base + "/readyz", 120, proc)
+    spec: dict[str, Any] = json.loads((EVAL_DIR / "catalog.json").read_text(encoding="utf-8"))
+    for pid in spec["room_products"]:
+        async with http.put(f"{base}/v1/products/{pid}", json=spec["products"][pid], headers=ADMIN) as r:
+            assert r.status == 200, await r.text()
+    return spec
+
+
+async def assistant_stats(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    async with http.get(f"{base}/v1/rooms/bench-room/assistant/stats", headers=ADMIN) as r:
+        stats = await r.json()
+    return {k: stats[k] for k in ("asked", "answered", "unanswered", "process")}
+
+
+async def run(args: argparse.Namespace, viewers: int) -> dict[str, Any]:
+    """One audience size: its own server, the A/B phases."""
+    proc, base = start_server(args)
     try:
         async with aiohttp.ClientSession() as http:
-            # A busy box takes a while to import the server.
-            await asyncio.to_thread(wait_http, base + "/readyz", 120, proc)
-            admin = {"Authorization": "Bearer " + mint_token(APP, SECRET, "admin", "admin")}
-            spec = json.loads((EVAL_DIR / "catalog.json").read_text(encoding="utf-8"))
-            for pid in spec["room_products"]:
-                async with http.put(
-                    f"{base}/v1/products/{pid}", json=spec["products"][pid], headers=admin
-                ) as r:
-                    assert r.status == 200, await r.text()
-            summary = await _phases(args, base, spec, proc.pid)
-            async with http.get(f"{base}/v1/rooms/bench-room/assistant/stats", headers=admin) as r:
-                stats = await r.json()
-            summary["stats"] = {k: stats[k] for k in ("asked", "answered", "unanswered", "process")}
+            spec = await set_up_catalogue(http, base, proc)
+            summary = await _phases(args, viewers, base, spec, proc.pid)
+            summary["stats"] = await assistant_stats(http, base)
             return summary
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 class _Sender:
@@ -183,10 +214,44 @@ class _Sender:
                         self.latencies.append((time.perf_counter() - asked_at) * 1000)
 
 
-async def _viewer(ws: aiohttp.ClientWebSocketResponse, counts: list[int]) -> None:
+async def _viewer(ws: aiohttp.ClientWebSocketResponse, counts: Any, slot: int) -> None:
     async for msg in ws:
         if msg.type == aiohttp.WSMsgType.TEXT:
-            counts[0] += msg.data.count('"ev":')
+            counts[slot] += msg.data.count('"ev":')
+
+
+def _viewers_main(base: str, room: str, first: int, n: int, counts: Any, slot: int, ready: Any) -> None:
+    """A viewer process: ``n`` sockets that read everything; its deliveries so far in
+    ``counts[slot]`` (shared memory, written only by this process)."""
+
+    async def main() -> None:
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        sockets = [await _join(http, base, f"v{i}", room) for i in range(first, first + n)]
+        readers = [asyncio.create_task(_viewer(ws, counts, slot)) for ws in sockets]
+        ready.set()
+        await asyncio.gather(*readers)
+
+    asyncio.run(main())
+
+
+def _start_viewers(
+    base: str, room: str, viewers: int, procs: int
+) -> tuple[list[multiprocessing.process.BaseProcess], Any]:
+    """``viewers`` sockets over ``procs`` processes (spawned: no copy of this loop)."""
+    ctx = multiprocessing.get_context("spawn")
+    counts = ctx.RawArray("q", procs)
+    started = []
+    for k in range(procs):
+        first, n = k * viewers // procs, (k + 1) * viewers // procs - k * viewers // procs
+        ready = ctx.Event()
+        p = ctx.Process(target=_viewers_main, args=(base, room, first, n, counts, k, ready), daemon=True)
+        p.start()
+        started.append((p, ready))
+    for p, ready in started:
+        while not ready.wait(0.5):
+            if not p.is_alive():
+                raise RuntimeError(f"a viewer process ended (exit code {p.exitcode}) before its joins")
+    return [p for p, _ in started], counts
 
 
 async def _join(
@@ -204,7 +269,7 @@ async def _join(
 
 
 async def _phases(
-    args: argparse.Namespace, base: str, spec: dict[str, Any], server_pid: int
+    args: argparse.Namespace, viewers: int, base: str, spec: dict[str, Any], server_pid: int
 ) -> dict[str, Any]:
     room = "bench-room"
     host = RoomClient(base, mint_token(APP, SECRET, "host", "host"))
@@ -212,20 +277,41 @@ async def _phases(
     await host.join(room)
     await host.pin_product(room, spec["pinned"])
     await host.request("assistant.set", room, products=spec["room_products"])
-    counts = [0]
+    procs = args.viewer_procs or max(1, math.ceil(viewers / 500))
+    viewer_procs, counts = await asyncio.to_thread(_start_viewers, base, room, viewers, procs)
+    try:
+        return await _measure(args, viewers, room, host, viewer_procs, counts, server_pid, base)
+    finally:
+        for p in viewer_procs:
+            p.terminate()
+            p.join(10)
+        await host.close()
+
+
+async def _measure(
+    args: argparse.Namespace,
+    viewers: int,
+    room: str,
+    host: RoomClient,
+    viewer_procs: list[multiprocessing.process.BaseProcess],
+    counts: Any,
+    server_pid: int,
+    base: str,
+) -> dict[str, Any]:
     latencies: list[float] = []
     replies: list[float] = []
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # one connection per socket
     readers = []
-    for i in range(args.viewers):
-        ws = await _join(http, base, f"v{i}", room)
-        readers.append(asyncio.create_task(_viewer(ws, counts)))
     senders = []
     for i in range(args.senders):
         sender = _Sender(await _join(http, base, f"s{i}", room), latencies, replies)
         readers.append(asyncio.create_task(sender.read()))
         senders.append(sender)
-    print(f"{args.viewers} viewers and {args.senders} senders joined", file=sys.stderr, flush=True)
+    print(
+        f"{viewers} viewers ({len(viewer_procs)} processes) and {args.senders} senders joined",
+        file=sys.stderr,
+        flush=True,
+    )
     questions, chat = _lines()
     rng = random.Random(7)
     phases = []
@@ -236,7 +322,8 @@ async def _phases(
             latencies.clear()
             replies.clear()
             f0 = await _flushes(http, base)
-            d0, c0, k0 = counts[0], _cpu_s(server_pid), time.process_time()
+            v0 = sum(_cpu_s(p.pid or 0) for p in viewer_procs)
+            d0, c0, k0 = sum(counts), _cpu_s(server_pid), time.process_time()
             t_end = time.perf_counter() + args.seconds
             n = asked = 0
             interval = 1.0 / args.rate
@@ -252,8 +339,9 @@ async def _phases(
             await asyncio.sleep(1.0)  # the phase's last answers and flushes
             cpu = _cpu_s(server_pid) - c0
             client_cpu = time.process_time() - k0
+            viewer_cpu = sum(_cpu_s(p.pid or 0) for p in viewer_procs) - v0
             f1 = await _flushes(http, base)
-            got = counts[0] - d0
+            got = sum(counts) - d0
             phases.append(
                 {
                     "round": rnd,
@@ -266,8 +354,14 @@ async def _phases(
                     "deliveries_per_cpu_s": round(got / cpu, 1) if cpu else None,
                     "server_cpu_us_per_delivery": round(cpu * 1e6 / got, 3) if got else None,
                     "client_cpu_s": round(client_cpu, 2),
+                    # the viewer processes' CPU, and their busiest share of a core over the
+                    # phase: near 1 a viewer process is the bottleneck, not the server
+                    "viewer_cpu_s": round(viewer_cpu, 2),
+                    "viewer_core_share": round(viewer_cpu / len(viewer_procs) / (args.seconds + 1.0), 2),
+                    "delivered_share": round(got / (n * viewers), 4) if n and viewers else None,
                     "flushes": int(f1[0] - f0[0]),
                     "flush_cpu_s": round(f1[1] - f0[1], 3),
+                    "gc_s": round(f1[2] - f0[2], 3),
                     "loadavg": _loadavg(),
                     "answers_to_askers": len(latencies),
                     "answer_p50_ms": _pct(latencies, 0.5),
@@ -279,8 +373,9 @@ async def _phases(
     for t in readers:
         t.cancel()
     await http.close()
-    await host.close()
     return {
+        "viewers": viewers,
+        "viewer_procs": len(viewer_procs),
         "phases": phases,
         **(ab_summary(phases) if len(args.sides) == 2 else {}),
         "answer_p95_ms_worst": max(
@@ -318,6 +413,54 @@ def ab_summary(phases: list[dict[str, Any]]) -> dict[str, Any]:
         "ratio_mean": round(mean, 3),
         "ratio_sd": round(sd, 3),
         "ratio_mean_95": [round(mean - half, 3), round(mean + half, 3)],
+        **({"cadence_adjusted": adj} if (adj := cadence_adjusted(phases)) else {}),
+    }
+
+
+def cadence_adjusted(phases: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The A/B at equal flush counts. A server the box starves of CPU flushes late, so
+    it writes fewer, fuller frames and spends less CPU per delivery: on a shared box
+    a phase's flush count moves its deliveries per CPU-s whichever side it is. Least
+    squares of the phases' server CPU on their flushes and the assistant's switch
+    (cpu = a + b * flushes + g * on) gives g, the assistant's extra CPU per phase at
+    the same cadence, with a 95 % t interval; the ratio is then the on phases'
+    deliveries per CPU-s over the off phases' with their CPU put at the on phases'
+    cadence: (D_on / C_on) / (D_off / (C_on - g))."""
+    if len(phases) < 4 or any("flushes" not in p for p in phases):
+        return None
+    y = [p["server_cpu_s"] for p in phases]
+    f = [float(p["flushes"]) for p in phases]
+    on = [1.0 if p["assistant"] else 0.0 for p in phases]
+    if len(set(f)) < 2 or len(set(on)) < 2:
+        return None
+
+    def residual(v: list[float]) -> list[float]:  # v less its fit on the flush count
+        fit = statistics.linear_regression(f, v)
+        return [vi - (fit.intercept + fit.slope * fi) for vi, fi in zip(v, f, strict=True)]
+
+    ry, ron = residual(y), residual(on)
+    sxx = sum(r * r for r in ron)
+    if sxx < 1e-9:  # the flush counts alone tell the sides apart: no fit (a short run)
+        return None
+    g = sum(a * b for a, b in zip(ry, ron, strict=True)) / sxx
+    rss = sum((a - g * b) ** 2 for a, b in zip(ry, ron, strict=True))
+    half = _t975(len(phases) - 3) * (rss / (len(phases) - 3) / sxx) ** 0.5
+    d_on = sum(p["deliveries"] for p in phases if p["assistant"])
+    d_off = sum(p["deliveries"] for p in phases if not p["assistant"])
+    c_on = sum(p["server_cpu_s"] for p in phases if p["assistant"])
+    n_on = sum(on)
+
+    def ratio(extra: float) -> float | None:  # extra: the assistant's CPU per phase
+        rest = c_on - extra * n_on
+        return round((d_on / c_on) / (d_off / rest), 4) if rest > 0 and c_on > 0 and d_off else None
+
+    return {
+        "extra_server_cpu_s_per_phase": round(g, 4),
+        "extra_server_cpu_s_per_phase_95": [round(g - half, 4), round(g + half, 4)],
+        "ratio": ratio(g),
+        "ratio_95": [ratio(g + half), ratio(g - half)],
+        "flushes_on_mean": round(statistics.fmean(fi for fi, o in zip(f, on, strict=True) if o), 1),
+        "flushes_off_mean": round(statistics.fmean(fi for fi, o in zip(f, on, strict=True) if not o), 1),
     }
 
 
@@ -354,7 +497,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--questions", type=float, default=0.2)
-    parser.add_argument("--viewers", type=int, default=200)
+    parser.add_argument(
+        "--viewers", type=int, nargs="+", default=[200], help="audience sizes, one A/B each (a sweep)"
+    )
+    parser.add_argument("--viewer-procs", type=int, default=0, help="viewer processes (0: one per 500)")
     parser.add_argument("--senders", type=int, default=100)
     parser.add_argument("--mode", choices=("lexical", "hybrid"), default="lexical")
     parser.add_argument(
@@ -368,11 +514,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.sides = (True, False) if args.only is None else (args.only == "on",)
-    load_before = _loadavg()
-    summary = asyncio.run(run(args))
-    summary["params"] = {k: v for k, v in vars(args).items() if k not in ("profile", "sides")}
-    summary["loadavg_before"], summary["loadavg_after"] = load_before, _loadavg()
-    print(json.dumps({k: v for k, v in summary.items() if k != "phases"}))
+    params = {k: v for k, v in vars(args).items() if k not in ("profile", "sides")}
+    sizes = []
+    for viewers in args.viewers:  # each size its own server: no state carried over
+        load_before = _loadavg()
+        summary = asyncio.run(run(args, viewers))
+        summary["params"] = params
+        summary["loadavg_before"], summary["loadavg_after"] = load_before, _loadavg()
+        print(json.dumps({k: v for k, v in summary.items() if k != "phases"}), flush=True)
+        sizes.append(summary)
+    if len(sizes) > 1:  # the sweep at a glance
+        keys = ("viewers", "pooled_ratio", "pooled_ratio_95", "loadavg_before", "loadavg_after")
+        print(json.dumps({"sweep": [{k: s.get(k) for k in keys} for s in sizes], "params": params}))
 
 
 if __name__ == "__main__":

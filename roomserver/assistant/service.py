@@ -51,6 +51,7 @@ from roomserver.assistant.retrieval import Embedder, Index
 from roomserver.assistant.text import is_question, jieba_ready
 from roomserver.bus.base import AUDIENCE_STAFF
 from roomserver.bus.streams import id_key
+from roomserver.core.moderation import WordFilter
 from roomserver.core.room import Emit, RoomDoc
 from roomserver.protocol import OpError, now_ms
 from roomserver.tenancy import app_of
@@ -92,6 +93,7 @@ BOARD_ACTIVE_MS = 65_000
 WRITE_MS = 250
 FOLD_BEFORE_ANSWER_MS = 250
 TRIM_EVERY_TICKS = 60
+DRAIN_BATCH = 256  # questions handled per wake-up of the worker, at most
 
 
 @dataclass(slots=True)
@@ -116,6 +118,14 @@ class RoomState:
     index: Index | None = None
     # question text -> what retrieval chose, for the current index and thresholds
     choices: dict[str, Choice] = field(default_factory=dict)
+    # question text -> its rendered decision, for choices that state no live fact (a
+    # FAQ, an attribute, or no answer): their text depends on the scope alone, so this
+    # is cleared with the scope and the index; a live fact is rendered per question.
+    rendered: dict[str, Decision] = field(default_factory=dict)
+    # The word filter the room's answers were checked with, and each answer text's
+    # verdict under it (a new filter object, after a change of the words, starts over).
+    words: WordFilter | None = None
+    blocked: dict[str, bool] = field(default_factory=dict)
     published_board: list[dict[str, Any]] = field(default_factory=list)
     # The room's question stream (shared.py) folded into ``board`` up to ``cursor``
     # (this node's own entries are on the board already: the fold skips them).
@@ -197,11 +207,16 @@ class Assistant:
         # does not wait for it; questions wait in the queue meanwhile.
         await asyncio.get_running_loop().run_in_executor(None, jieba_ready)
         while True:
-            q = await self.queue.get()
-            try:
-                await self.handle(q)
-            except Exception:  # one bad question must not stop the assistant
-                log.exception("assistant: question in %s failed", q.room)
+            # Every question queued by now in one wake-up: under a storm the worker
+            # does not pay a loop turn per question.
+            batch = [await self.queue.get()]
+            while len(batch) < DRAIN_BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            for q in batch:
+                try:
+                    await self.handle(q, classified=True)
+                except Exception:  # one bad question must not stop the assistant
+                    log.exception("assistant: question in %s failed", q.room)
 
     def room_state(self, room: str) -> RoomState:
         st = self.rooms.get(room)
@@ -218,8 +233,10 @@ class Assistant:
     def settings(doc: RoomDoc) -> dict[str, Any]:
         return doc.features.get("assistant") or {}
 
-    async def handle(self, q: Question) -> Decision | None:
-        if not is_question(q.text):
+    async def handle(self, q: Question, classified: bool = False) -> Decision | None:
+        """Answer one question (or not). ``classified``: ``offer`` already found it asks
+        something (the classifier is not run twice on a queued line)."""
+        if not classified and not is_question(q.text):
             return None
         node = self.node
         doc = await node.room(q.room)
@@ -244,6 +261,7 @@ class Assistant:
         )
         if st.scope is None or st.scope_key != scope_key:  # a catalogue of 1,000 products: not per question
             st.scope, st.scope_key = self.scope(catalog, doc), scope_key
+            st.rendered.clear()
         scope = st.scope
         index = self._index(st, catalog, scope, sales, thresholds)
         # Time of the decision itself (synchronous: no other task runs in between, so on
@@ -269,13 +287,19 @@ class Assistant:
         # The room's counters are read only for an answer that states them.
         needs_facts = choice.hit is not None and choice.reason == "ok" and choice.hit.item.source == "live"
         self.cpu_s += time.perf_counter() - started
-        facts = await self.facts(q.room, doc) if needs_facts else live.RoomFacts(now_ms=now_ms())
-        d = render(choice, scope, facts)
+        d = None if needs_facts else st.rendered.get(q.text)
+        if d is None:
+            facts = await self.facts(q.room, doc) if needs_facts else live.RoomFacts(now_ms=now_ms())
+            d = render(choice, scope, facts)
+            if not needs_facts:  # its text depends on the scope alone: rendered once per scope
+                if len(st.rendered) >= CHOICE_CACHE:
+                    st.rendered.clear()
+                st.rendered[q.text] = d
         if d.answer and self.phraser is not None:
             worded = await self.phraser.phrase(q.text, d.text, d.lang)
             if worded is not None:
                 d = _reworded(d, worded)
-        if d.answer and node.words.for_room(q.room, doc.words).find(d.text) is not None:
+        if d.answer and self._blocked(st, node.words.for_room(q.room, doc.words), d.text):
             d = Decision(False, "blocked_content", d.lang, d.score, d.key, d.product)
         now = now_ms()
         sent = await self._may_send(q, d, st, now) if d.answer else None
@@ -366,6 +390,19 @@ class Assistant:
                 st.user_last = {u: t for u, t in st.user_last.items() if t > horizon}
         self.latencies_ms.append(now_ms() - q.at_ms)
         log.info("assistant answer room=%s seq=%s key=%s score=%.2f", q.room, q.seq, d.key, d.score)
+
+    @staticmethod
+    def _blocked(st: RoomState, words: WordFilter, text: str) -> bool:
+        """Does the room's word filter block this answer text (an answer is one of a few
+        texts: checked once per text and filter)?"""
+        if words is not st.words:
+            st.words, st.blocked = words, {}
+        verdict = st.blocked.get(text)
+        if verdict is None:
+            if len(st.blocked) >= CHOICE_CACHE:
+                st.blocked.clear()
+            verdict = st.blocked[text] = words.find(text) is not None
+        return verdict
 
     # -- the bus writes ---------------------------------------------------------------
 
@@ -476,6 +513,7 @@ class Assistant:
                 items += knowledge_of(product, on_sale=pid in sales)
             st.index, st.index_key = Index(items, self.embedder), key
             st.choices.clear()
+            st.rendered.clear()
         return st.index
 
     # -- the host's board ----------------------------------------------------------------

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from roomserver.assistant.service import Question
 from roomserver.assistant.text import jieba_ready
+from roomserver.protocol import now_ms
 from tests.server_fixtures import APP, Recorder, Server
 
 JACKET: dict[str, Any] = {
@@ -284,3 +286,30 @@ async def test_a_host_reply_counts_its_clusters_questions_answered(server: Serve
     await host.request("assistant.reply", room, text="Welcome!")
     _status, stats = await server.admin("GET", f"/v1/rooms/{room}/assistant/stats")
     assert (stats["asked"], stats["answered"], stats["unanswered"]) == (3, 2, 1)
+
+
+async def test_a_repeated_question_follows_the_catalogue_and_the_rooms_words(
+    server: Server, room: str
+) -> None:
+    """The worker keeps a question's decision per room (the barrage repeats itself):
+    a changed FAQ answer and a banned word added after the first answer still count."""
+    host, _viewer, _, _ = await _room(server, room)
+    assistant = server.node.assistant
+    full = f"{APP}/{room}"
+    asked = iter(range(1_000, 2_000))
+
+    async def ask(text: str) -> Any:
+        q = Question(full, f"u{next(asked)}", "", text, next(asked), now_ms())
+        return await assistant.handle(q)
+
+    first = await ask("帽子能拆吗")
+    assert first.answer and first.text == "帽子可拆"
+    assert (await ask("帽子能拆吗")).text == "帽子可拆"  # the kept decision
+    changed = {**JACKET, "faq": [{**JACKET["faq"][0], "a": {"zh": "帽子不可拆", "en": "no"}}]}
+    status, body = await server.admin("PUT", "/v1/products/jacket", changed)
+    assert status == 200, body
+    await asyncio.sleep(0.6)  # the catalogue is read again at most every 0.5 s (shared.CHECK_MS)
+    assert (await ask("帽子能拆吗")).text == "帽子不可拆"
+    await host.request("mod.words", room, add=["不可拆"])
+    blocked = await ask("帽子能拆吗")
+    assert not blocked.answer and blocked.reason == "blocked_content"
