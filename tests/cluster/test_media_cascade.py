@@ -138,3 +138,39 @@ async def test_viewers_on_another_node_share_one_relay_and_send_keyframe_request
             for viewer, _ in viewers:
                 await viewer.close()
             await publisher.close()
+
+
+async def test_sigterm_on_the_origin_ends_the_relay_and_the_edge_viewers(nodes) -> None:
+    a, b = nodes
+    room = "drain-" + uuid.uuid4().hex[:8]
+    publisher = Publisher([CounterVideoTrack(fps=30)], video_codec="VP8")
+    viewer: Viewer | None = None
+    async with aiohttp.ClientSession() as http:
+        try:
+            reply = await post_offer(
+                http, f"{a.url}/v1/rooms/{room}/whip", await publisher.offer(), token("h1", "host")
+            )
+            assert reply.status == 201, reply.body
+            await publisher.accept(reply.body)
+            viewer, _ = await play(http, b, room, "v1")
+            assert await viewer.wait_for(lambda v: len(v.counters) >= 30, 30)
+            await until(lambda: media_viewers(b) == {"a": 1, "b": 1}, 15, "one relay, one viewer")
+
+            stopped_at = time.monotonic()
+            assert await asyncio.to_thread(a.stop) == 0
+            # B closes its relay (the origin closed its side) and with it B's viewer.
+            await until(lambda: media_viewers(b) == {"b": 0}, 20, "B's viewer closed after A stopped")
+            print(f"\nedge viewer closed {time.monotonic() - stopped_at:.1f} s after SIGTERM to the origin")
+            # The publisher's origin entry went with A: B answers 404 at once (no relay to a dead node).
+            again = Viewer(kinds=("video",))
+            try:
+                reply = await post_offer(
+                    http, f"{b.url}/v1/rooms/{room}/whep", await again.offer(), token("v2")
+                )
+                assert reply.status == 404, (reply.status, reply.body)
+            finally:
+                await again.close()
+        finally:
+            if viewer is not None:
+                await viewer.close()
+            await publisher.close()
