@@ -358,8 +358,12 @@ class MediaGlue:
         """Commit the room's current list (read inside the rule, so the newest wins)
         with a durable ``media.publishers`` event, unless it is unchanged."""
 
+        # Publishers whose origin is another node keep their entries (media_origin.merge_publishers).
+        elsewhere = media_origin.others(await self.node.broker.media_origins(room), self.node.config.node_id)
+
         def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
-            current = _public(self.backend.publishers(room) if publishers is None else publishers)
+            local = _public(self.backend.publishers(room) if publishers is None else publishers)
+            current = media_origin.merge_publishers(local, doc.features.get(PUBLISHERS_KEY, []), elsewhere)
             if doc.features.get(PUBLISHERS_KEY, []) == current:
                 raise _Unchanged
             return with_features(doc, **{PUBLISHERS_KEY: current}), [

@@ -57,6 +57,31 @@ def pick(entries: dict[str, bytes], user: str | None) -> tuple[str, Origin] | No
     return None
 
 
+ROLE_ORDER = {"host": 0, "cohost": 1, "call": 2, "pk": 3}
+
+
+def others(entries: dict[str, bytes], node: str) -> set[str]:
+    """Publishers of the room whose live origin is another node than ``node``."""
+    return {user for user, blob in entries.items() if (o := decode(blob)) is not None and o.node != node}
+
+
+def merge_publishers(local: list[dict], stored: list[dict], elsewhere: set[str]) -> list[dict]:
+    """The room's ``media.publishers`` as one node writes it: its own publishers, plus the
+    stored entries of publishers live on other nodes (``elsewhere``): two origins of one
+    room (a co-host on another node than the host) must not erase each other's entries.
+    PK entries come from the writer's own links only. Stable order: by role."""
+    mine = {p["user"] for p in local}
+    kept = [
+        p
+        for p in stored
+        if isinstance(p, dict)
+        and p.get("user") in elsewhere
+        and p["user"] not in mine
+        and p.get("role") != "pk"
+    ]
+    return sorted([*local, *kept], key=lambda p: ROLE_ORDER.get(p.get("role", ""), len(ROLE_ORDER)))
+
+
 def node_user(node_id: str) -> str:
     """The user a node plays another node's publishers as (never a client's id: clients'
     tokens are minted by apps, which are told not to use the ``node:`` prefix)."""

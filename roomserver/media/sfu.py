@@ -350,9 +350,14 @@ class MediaRouter:
         self, room: str, publisher_user: str | None, viewer_user: str, offer_sdp: str
     ) -> tuple[str, str]:
         """WHEP: `viewer_user` plays `publisher_user` (default: the host) as seen from `room`."""
-        offer = parse_offer(offer_sdp)
-        lines = media_lines(offer)
-        publisher = await self._publisher_for(room, publisher_user)
+        try:
+            publisher = self._resolve_publisher(room, publisher_user)
+        except NotFound:
+            if self.upstreams is None:
+                raise
+            parse_offer(offer_sdp)  # a bad offer opens no relay
+            publisher = await self._relayed_publisher(room, publisher_user)
+        lines = media_lines(parse_offer(offer_sdp))
         publisher.joining += 1
         try:
             return await self._play(room, publisher, viewer_user, offer_sdp, lines)
@@ -412,18 +417,14 @@ class MediaRouter:
         publisher.viewer_ids.add(session.id)
         return session.id, answer
 
-    async def _publisher_for(self, room: str, user: str | None) -> PublisherSession:
-        """The local publisher, else the relay of one on another node (opened if need be)."""
-        try:
-            return self._resolve_publisher(room, user)
-        except NotFound:
-            if self.upstreams is None:
-                raise
-            link = self._links.find(room, user) if user is not None else None  # PK: the other room's
-            upstream = await self.upstreams(link.source_room if link is not None else room, user)
-            if upstream is None:
-                raise
-            return await self._relay(upstream)
+    async def _relayed_publisher(self, room: str, user: str | None) -> PublisherSession:
+        """The relay of `user` (None: the host) publishing on another node, opened if need be."""
+        assert self.upstreams is not None
+        link = self._links.find(room, user) if user is not None else None  # PK: the other room's
+        upstream = await self.upstreams(link.source_room if link is not None else room, user)
+        if upstream is None:
+            return self._resolve_publisher(room, user)  # NotFound, unless one published meanwhile
+        return await self._relay(upstream)
 
     def _resolve_publisher(self, room: str, user: str | None) -> PublisherSession:
         local = self._publishers.get(room, {})

@@ -18,11 +18,16 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
+from roomserver.client import RoomClient
 from roomserver.media.client import Publisher, Viewer, delete_session, post_offer
+from roomserver.media.ice import pin_host_addresses
 from roomserver.media.synthetic import CounterVideoTrack
 from tests.server_procs import ServerProcess, token
 
 LOOPBACK = "127.0.0.1"
+# The clients gather on loopback only, like the servers (--ice-host): other interfaces on a
+# shared machine (another test's network namespace links) may come and go mid-test.
+pin_host_addresses([LOOPBACK])
 
 
 @pytest.fixture
@@ -61,15 +66,15 @@ async def until(predicate, timeout: float, what: str) -> None:
 
 
 async def play(
-    http: aiohttp.ClientSession, server: ServerProcess, room: str, user: str
+    http: aiohttp.ClientSession, server: ServerProcess, room: str, user: str, publisher: str | None = None
 ) -> tuple[Viewer, str]:
     """A WHEP viewer on `server`; retried while the origin entry is not written yet (404)."""
     deadline = time.monotonic() + 30
+    query = f"?publisher={publisher}" if publisher else ""
     while True:
         viewer = Viewer(kinds=("video",))
-        reply = await post_offer(
-            http, f"{server.url}/v1/rooms/{room}/whep", await viewer.offer(), token(user)
-        )
+        url = f"{server.url}/v1/rooms/{room}/whep{query}"
+        reply = await post_offer(http, url, await viewer.offer(), token(user))
         if reply.status == 201:
             await viewer.accept(reply.body)
             assert reply.location is not None
@@ -102,9 +107,8 @@ async def test_viewers_on_another_node_share_one_relay_and_send_keyframe_request
             viewers.append(await play(http, b, room, "v1"))
             viewers.append(await play(http, b, room, "v2"))
             for viewer, _ in viewers:
-                assert await viewer.wait_for(
-                    lambda v: len([c for c in v.counters if c is not None]) >= 60, 30
-                )
+                got = await viewer.wait_for(lambda v: len([c for c in v.counters if c is not None]) >= 60, 60)
+                assert got, f"{len(viewer.counters)} frames decoded, publisher sent {video.count}"
             # One relay: A has one WHEP viewer (B), B has its two.
             await until(lambda: media_viewers(a) == {"a": 1, "b": 2}, 15, "A: 1 viewer (the relay), B: 2")
 
@@ -174,3 +178,54 @@ async def test_sigterm_on_the_origin_ends_the_relay_and_the_edge_viewers(nodes) 
             if viewer is not None:
                 await viewer.close()
             await publisher.close()
+
+
+async def test_a_call_room_with_members_publishing_on_two_nodes(nodes) -> None:
+    """Each member's media lives where it published; each node relays the other's member, and
+    the room's publisher list (written by both origins) names both."""
+    a, b = nodes
+    room = "call-" + uuid.uuid4().hex[:8]
+    req = urllib.request.Request(
+        f"{a.url}/v1/rooms",
+        data=json.dumps({"id": room, "title": "Standup", "mode": "call"}).encode(),
+        headers={"Authorization": f"Bearer {token('ops', 'admin')}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=20) as r:
+        assert r.status == 201
+    publishers = {m: Publisher([CounterVideoTrack(fps=30)], video_codec="VP8") for m in ("m1", "m2")}
+    viewers: list[Viewer] = []
+    client = RoomClient([b.url], token("m3"))
+    async with aiohttp.ClientSession() as http:
+        try:
+            for member, node in (("m1", a), ("m2", b)):
+                pub = publishers[member]
+                reply = await post_offer(
+                    http, f"{node.url}/v1/rooms/{room}/whip", await pub.offer(), token(member)
+                )
+                assert reply.status == 201, reply.body
+                await pub.accept(reply.body)
+            viewers.append((await play(http, b, room, "m2", publisher="m1"))[0])
+            viewers.append((await play(http, a, room, "m1", publisher="m2"))[0])
+            for viewer in viewers:
+                assert await viewer.wait_for(
+                    lambda v: len([c for c in v.counters if c is not None]) >= 30, 30
+                )
+            await until(lambda: media_viewers(a) == {"a": 2, "b": 2}, 15, "one viewer and one relay each")
+
+            await client.connect()
+            deadline = time.monotonic() + 15
+            while True:
+                snapshot = (await client.join(room))["room"]
+                listed = sorted((p["user"], p["role"]) for p in snapshot["publishers"])
+                if listed == [("m1", "call"), ("m2", "call")]:
+                    break
+                assert time.monotonic() < deadline, listed
+                await client.leave(room)
+                await asyncio.sleep(0.3)
+        finally:
+            await client.close()
+            for viewer in viewers:
+                await viewer.close()
+            for pub in publishers.values():
+                await pub.close()
