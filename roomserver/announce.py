@@ -18,14 +18,17 @@ from roomserver.node import Node
 log = logging.getLogger(__name__)
 
 
+def advertised_address(config: Config) -> str:
+    """Where clients and other nodes reach this node (``--advertise-url`` or host:port)."""
+    return config.advertise_url or nodes.default_address(config.host, config.port, socket.gethostname())
+
+
 class Announcer:
     def __init__(self, node: Node, config: Config, media_viewers: Callable[[], int]) -> None:
         self.node = node
         self.period_s = config.announce_s
         self.ttl_ms = nodes.ttl_ms(config.announce_s)
-        self.address = config.advertise_url or nodes.default_address(
-            config.host, config.port, socket.gethostname()
-        )
+        self.address = advertised_address(config)
         self.media_viewers = media_viewers
         self.started_at = int(time.time() * 1000)
         self._cpu = (time.monotonic(), time.process_time())

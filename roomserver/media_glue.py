@@ -28,13 +28,16 @@ or, on the node a host publishes to, at the publish (the node that handled
 ``room.start`` may not hold the media), and ends with ``close_room``. Files go to
 ``<data-dir>/recordings/<app>/<room>/`` (``recording_dir``).
 
-Limits of this version: media lives in the node whose WHIP/WHEP endpoint was
-called (per node: one router or one pool); nodes do not proxy media to each
-other, so a deployment with several nodes must send a room's WHIP and WHEP
-requests to one node (e.g. a load balancer hashing on the room in the path).
-Room state (co-hosts, PK, publisher lists) is shared through the bus as usual,
-and each node's deadline checks bring its own media in line with it (PK links,
-dismissed co-hosts).
+Media across nodes (issue 13, media/cascade.py): a publisher's media lives on the node
+whose WHIP endpoint it called; that node records it on the bus (``Broker.set_media_origin``:
+node, address, role; refreshed every ``core.media_origin.REFRESH_S``, removed when the
+publisher leaves). A WHEP request on another node for a publisher it does not hold is
+served there: its router relays the publisher once from the origin (``locate_upstream``
+gives it the origin's WHEP URL and a node-to-node token) and fans it out locally. This
+needs the in-process router (``--media-workers 0``); a node with a worker pool answers
+404 for publishers it does not hold, as before. Room state (co-hosts, PK, publisher
+lists) is shared through the bus as usual, and each node's deadline checks bring its own
+media in line with it (PK links, dismissed co-hosts).
 """
 
 from __future__ import annotations
@@ -47,15 +50,20 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from roomserver.auth import AuthError, Identity, TokenVerifier
+from roomserver.announce import advertised_address
+from roomserver.auth import AuthError, Identity, TokenVerifier, mint_token
+from roomserver.background import BackgroundTask
 from roomserver.bus.base import BrokerUnavailable
 from roomserver.config import Config
 from roomserver.core import cohost as cohost_rules
+from roomserver.core import media_origin
 from roomserver.core.replay import hls_dir, recording_dir, records
 from roomserver.core.room import Emit, RoomDoc, decode_doc, is_restricted, with_features
 from roomserver.core.turn import ice_servers, link_header
+from roomserver.media.cascade import Upstream
 from roomserver.media.errors import BadRequest, Forbidden, MediaError, Unauthorized, Unavailable
 from roomserver.media.recording import RecordingTarget
 from roomserver.media.sfu import MediaRouter
@@ -63,13 +71,14 @@ from roomserver.media.whip import IceServers, MediaAction, MediaPrincipal, beare
 from roomserver.media.workers import MediaWorkerPool
 from roomserver.node import Node
 from roomserver.protocol import OpError, now_ms
-from roomserver.tenancy import public_room, room_key
+from roomserver.tenancy import app_of, public_room, room_key
 
 log = logging.getLogger(__name__)
 
 PUBLISHERS_KEY = "publishers"
 WORKER_KEY = "media_worker"
 STORE_ATTEMPTS = 5
+NODE_TOKEN_TTL_S = 300  # a relay's token is used only to open and close it
 ENDED_PKS_KEPT = 1000
 
 MediaBackend = MediaRouter | MediaWorkerPool
@@ -174,19 +183,35 @@ class MediaGlue:
         self._ended_pks: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.config = config
         self._recording: dict[str, int] = {}  # room → show recorded here
+        self.address = advertised_address(config)
+        self._origins: dict[str, dict[str, bytes]] = {}  # room → publisher → entry written here
+        self._origin_refresh = BackgroundTask("media origins")
+        self._http: aiohttp.ClientSession | None = None
+        if isinstance(self.backend, MediaRouter):
+            self.backend.upstreams = self.locate_upstream
 
     async def start(self) -> None:
         if isinstance(self.backend, MediaWorkerPool):
             await self.backend.start()
+        self._http = aiohttp.ClientSession()
+        self._origin_refresh.start(self._refresh_origins())
 
     async def close(self) -> None:
         """Stop all media; rooms that had publishers here get an empty list (their
-        viewers stop waiting for streams that are gone)."""
+        viewers stop waiting for streams that are gone) and lose their origin entries."""
         rooms = set(self._rooms_with_publishers)
+        await self._origin_refresh.stop()
         await self.backend.close()
+        for room, entries in list(self._origins.items()):
+            for user, info in entries.items():
+                with contextlib.suppress(Exception):
+                    await self.node.broker.set_media_origin(room, user, info, 0)
+        self._origins.clear()
         for room in rooms:
             with contextlib.suppress(Exception):
                 await self._store(room, [])
+        if self._http is not None:
+            await self._http.close()
 
     def viewer_count(self) -> int:
         """WHEP viewers on this node (in this process or its media workers)."""
@@ -245,7 +270,61 @@ class MediaGlue:
 
     # -- publisher lists → room state -------------------------------------------------
 
+    # -- media origins (issue 13) ------------------------------------------------------
+
+    def _origins_changed(self, room: str) -> None:
+        """Write the entries of publishers new here, remove those of publishers gone."""
+        node = self.node.config.node_id
+        now = {
+            p["user"]: media_origin.encode(media_origin.Origin(node, self.address, p["role"]))
+            for p in self.backend.publishers(room)
+            if p["role"] != "pk"
+        }
+        before = self._origins.pop(room, {})
+        if now:
+            self._origins[room] = now
+        writes = [(u, info, media_origin.TTL_MS) for u, info in now.items() if before.get(u) != info]
+        writes += [(u, info, 0) for u, info in before.items() if now.get(u) != info]
+        if writes:
+            self.node.spawn(self._write_origins(room, writes))
+
+    async def _write_origins(self, room: str, writes: list[tuple[str, bytes, int]]) -> None:
+        try:
+            for user, info, ttl_ms in writes:
+                await self.node.broker.set_media_origin(room, user, info, ttl_ms)
+        except Exception as exc:  # the bus may be down: the refresh loop writes them again
+            log.warning("media origin of %s not written: %r", room, exc)
+
+    async def _refresh_origins(self) -> None:
+        while True:
+            await asyncio.sleep(media_origin.REFRESH_S)
+            for room, entries in list(self._origins.items()):
+                await self._write_origins(room, [(u, i, media_origin.TTL_MS) for u, i in entries.items()])
+
+    async def locate_upstream(self, room: str, user: str | None) -> Upstream | None:
+        """Where ``user`` (None: the host) of ``room`` publishes, if on another node: its
+        WHEP URL there and a token for this node's service user (``node:<node id>``,
+        minted with the app's secret, which every node of a deployment holds)."""
+        try:
+            entries = await self.node.broker.media_origins(room)
+        except BrokerUnavailable:
+            raise Unavailable("media origins are unavailable, retry") from None
+        found = media_origin.pick(entries, user)
+        if found is None or found[1].node == self.node.config.node_id or self._http is None:
+            return None
+        publisher, origin = found
+        app, public = app_of(room), public_room(room)
+        secret = self.verifier.apps.get(app)
+        if secret is None:
+            return None
+        token = mint_token(
+            app, secret, media_origin.node_user(self.node.config.node_id), room=public, ttl_s=NODE_TOKEN_TTL_S
+        )
+        url = media_origin.whep_url(origin.address, public, publisher)
+        return Upstream(room, publisher, origin.role, url, token, self._http)
+
     def _publishers_changed(self, room: str) -> None:
+        self._origins_changed(room)
         if self.backend.publishers(room):
             self._rooms_with_publishers.add(room)
         else:
@@ -279,8 +358,12 @@ class MediaGlue:
         """Commit the room's current list (read inside the rule, so the newest wins)
         with a durable ``media.publishers`` event, unless it is unchanged."""
 
+        # Publishers whose origin is another node keep their entries (media_origin.merge_publishers).
+        elsewhere = media_origin.others(await self.node.broker.media_origins(room), self.node.config.node_id)
+
         def rule(doc: RoomDoc) -> tuple[RoomDoc, list[Emit]]:
-            current = _public(self.backend.publishers(room) if publishers is None else publishers)
+            local = _public(self.backend.publishers(room) if publishers is None else publishers)
+            current = media_origin.merge_publishers(local, doc.features.get(PUBLISHERS_KEY, []), elsewhere)
             if doc.features.get(PUBLISHERS_KEY, []) == current:
                 raise _Unchanged
             return with_features(doc, **{PUBLISHERS_KEY: current}), [

@@ -558,3 +558,15 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def nodes(self) -> dict[str, tuple[bytes, int]]:
         """Every live announcement: node id -> (info, ms until it expires)."""
+
+    # -- media origins (issue 13: where a room's publishers send their media) -----------
+
+    @abc.abstractmethod
+    async def set_media_origin(self, room: str, publisher: str, info: bytes, ttl_ms: int) -> None:
+        """Record that ``publisher`` of ``room`` sends its media to the node ``info`` names,
+        live for ``ttl_ms`` from now by the bus's clock (writing again refreshes it);
+        ``ttl_ms`` 0 removes the entry if it is still ``info`` (a newer one elsewhere stays)."""
+
+    @abc.abstractmethod
+    async def media_origins(self, room: str) -> dict[str, bytes]:
+        """The room's live origin entries: publisher -> info."""

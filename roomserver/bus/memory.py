@@ -142,6 +142,8 @@ class MemoryHub:
         self.streams = StreamStore(lambda: self.now_ms())  # bus/memory_streams.py
         self.vmaps = VmapStore()  # bus/memory_vmaps.py
         self.nodes: dict[str, tuple[bytes, int]] = {}  # node id -> (announcement, expires ms)
+        # room -> publisher -> (origin info, expires ms)
+        self.media_origins: dict[str, dict[str, tuple[bytes, int]]] = {}
 
     def get(self, room_id: str) -> _Room | None:
         """The room, or None if it has no state or expired (then it is forgotten now)."""
@@ -575,6 +577,24 @@ class MemoryBroker(MemoryStreamsMixin, MemoryVmapsMixin, Broker):
             if expires <= now:
                 del self.hub.nodes[node]
         return {node: (info, expires - now) for node, (info, expires) in self.hub.nodes.items()}
+
+    async def set_media_origin(self, room: str, publisher: str, info: bytes, ttl_ms: int) -> None:
+        entries = self.hub.media_origins.setdefault(room, {})
+        if ttl_ms > 0:
+            entries[publisher] = (bytes(info), self.hub.now_ms() + ttl_ms)
+        elif entries.get(publisher, (None, 0))[0] == info:
+            del entries[publisher]
+        await self.media_origins(room)  # drops the expired ones (and an empty room)
+
+    async def media_origins(self, room: str) -> dict[str, bytes]:
+        now = self.hub.now_ms()
+        entries = self.hub.media_origins.get(room, {})
+        for publisher, (_, expires) in list(entries.items()):
+            if expires <= now:
+                del entries[publisher]
+        if not entries:
+            self.hub.media_origins.pop(room, None)
+        return {publisher: info for publisher, (info, _) in entries.items()}
 
     async def room_count(self, app: str) -> int:
         self.hub.sweep()

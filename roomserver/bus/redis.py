@@ -324,6 +324,8 @@ TOUCH = _load_script("touch", hold=True)
 INDEX_SWEEP = _load_script("index_sweep")
 NODE_ANNOUNCE = _load_script("node_announce")
 NODES = _load_script("nodes")
+MEDIA_ORIGIN_SET = _load_script("media_origin_set")
+MEDIA_ORIGINS = _load_script("media_origins")
 
 
 # -- records and payloads (the wire format of commit.lua) --------------------
@@ -380,6 +382,11 @@ class RoomKeys:
     def tally(self, key: str) -> tuple[str, str, str]:
         """members, counts, closed marker"""
         return f"{self.tag}:tm:{key}", f"{self.tag}:tc:{key}", f"{self.tag}:tz:{key}"
+
+    @property
+    def media_origins(self) -> str:
+        """hash: publisher -> "<expires_ms>:<origin info>" (expires on its own)"""
+        return f"{self.tag}:media"
 
     @property
     def stock_cids(self) -> str:
@@ -1202,6 +1209,20 @@ class RedisBroker(RedisStreamsMixin, RedisVmapsMixin, Broker):
         slot, key = self._nodes_key
         flat = await self._call(slot, ScriptCall(NODES, [key], []))
         return {flat[i].decode(): (bytes(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)}
+
+    # -- media origins ----------------------------------------------------------------
+
+    async def set_media_origin(self, room: str, publisher: str, info: bytes, ttl_ms: int) -> None:
+        keys = room_keys(self.prefix, room)
+        # Safe to repeat: the same entry again only moves its expiry (or removes it again).
+        await self._call(
+            keys.slot, ScriptCall(MEDIA_ORIGIN_SET, [keys.media_origins], [publisher, info, max(0, ttl_ms)])
+        )
+
+    async def media_origins(self, room: str) -> dict[str, bytes]:
+        keys = room_keys(self.prefix, room)
+        flat = await self._call(keys.slot, ScriptCall(MEDIA_ORIGINS, [keys.media_origins], []))
+        return {flat[i].decode(): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def _call(self, slot: int, command: Any, *, safe: bool = True) -> Any:
         if self._closed:

@@ -12,6 +12,12 @@ so `peer_connections` is an exact leak check.
 
 PK: `link(room, source_room, user)` shows `user` (publishing in `source_room`) in `room`'s
 publisher list with role "pk", and `play(room, user, ...)` plays it from `room`.
+
+Cascade (cascade.py): with `upstreams` set, playing a publisher this router does not hold
+asks it where the publisher is; one on another node is relayed here once (a relay session:
+a PublisherSession whose pc is a WHEP client of that node) and shared by every local viewer.
+Relays are not listed in `publishers()` (the origin's list is the room's) and close
+`relay_idle_s` after their last viewer left.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import MediaDescription, candidate_from_sdp
 
+from .cascade import Upstream, UpstreamLocator
 from .errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable, session_at
 from .forwarding import (
     AUDIO_QUEUE_FRAMES,
@@ -42,7 +49,7 @@ from .forwarding import (
 from .hls import HlsRendition, hls_capable
 from .ice import advertise_public_ip, pin_host_addresses, rtc_configuration
 from .links import ROLE_ORDER, ListChanges, PublisherLinks
-from .negotiation import media_lines, parse_offer, publisher_codec
+from .negotiation import MEDIA_KINDS, media_lines, parse_offer, publisher_codec
 from .recording import PublisherRecording, RecordingTarget, recording_extension
 from .rtp_forwarding import RtpFanout, SilentTrack, tap_rtp
 from .trickle import Unprocessable, parse_fragment
@@ -57,6 +64,7 @@ RECEIVING = ("recvonly", "sendrecv")
 FORWARDING_MODES = ("rtp", "frame")
 # Errors aiortc raises for offers it cannot apply (bad fingerprints, no common codec, ...).
 _NEGOTIATION_ERRORS = (ValueError, OperationError, InvalidAccessError, InvalidStateError, InternalError)
+RELAY_IDLE_S = 5.0  # a relay outlives its last viewer this long (a viewer re-joining reuses it)
 
 
 @dataclass(eq=False)
@@ -77,6 +85,8 @@ class PublisherSession(Session):
     forwarders: list[TrackForwarder] = field(default_factory=list)
     fanouts: dict[TrackForwarder, RtpFanout] = field(default_factory=dict)  # "rtp" mode
     viewer_ids: set[str] = field(default_factory=set)
+    upstream: Upstream | None = None  # set on a relay of a publisher on another node
+    joining: int = 0  # viewers negotiating (a relay is not idle while one is)
 
     def entry(self) -> dict:
         """The PROTOCOL.md `media.publishers` entry; `stream` changes on every re-publish."""
@@ -120,6 +130,8 @@ class MediaRouter:
         forwarding: str = "rtp",
         on_publishers_changed: Callable[[str], None] | None = None,
         on_session_closed: Callable[[str], None] | None = None,
+        upstreams: UpstreamLocator | None = None,
+        relay_idle_s: float = RELAY_IDLE_S,
     ) -> None:
         if ice_host is not None:
             pin_host_addresses([ice_host])
@@ -138,6 +150,10 @@ class MediaRouter:
         }
         self.on_publishers_changed = on_publishers_changed
         self.on_session_closed = on_session_closed
+        self.upstreams = upstreams
+        self.relay_idle_s = relay_idle_s
+        self._relays: dict[tuple[str, str], PublisherSession] = {}
+        self._relaying: dict[tuple[str, str], asyncio.Task[PublisherSession]] = {}
         self._sessions: dict[str, Session] = {}
         self._publishers: dict[str, dict[str, PublisherSession]] = {}
         self._links = PublisherLinks()
@@ -181,6 +197,10 @@ class MediaRouter:
 
     def publisher_session(self, room: str, user: str) -> PublisherSession | None:
         return self._publishers.get(room, {}).get(user)
+
+    def relays(self) -> list[PublisherSession]:
+        """Open relays of publishers on other nodes (cascade.py)."""
+        return [r for r in self._relays.values() if not r.closed]
 
     # ------------------------------------------------------------------ PK links
 
@@ -305,18 +325,7 @@ class MediaRouter:
                 if self.forwarding == "rtp":
                     session.fanouts[forwarder] = RtpFanout(forwarder)
 
-            tapped: set[RTCRtpTransceiver] = set()
-
-            @pc.on("track")
-            def on_track(track: object) -> None:
-                for transceiver, forwarder in by_transceiver.items():
-                    if transceiver.receiver.track is track and transceiver not in tapped:
-                        tap_receiver(transceiver.receiver, forwarder)
-                        fanout = session.fanouts.get(forwarder)
-                        if fanout is not None:
-                            tap_rtp(transceiver.receiver, fanout)
-                        tapped.add(transceiver)
-
+            tapped = _tap_tracks(session, by_transceiver)
             answer = await self._answer(pc, offer_sdp)
             if tapped != set(by_transceiver):
                 raise BadRequest("the offer's m-lines did not bind to the expected tracks")
@@ -343,10 +352,30 @@ class MediaRouter:
         self, room: str, publisher_user: str | None, viewer_user: str, offer_sdp: str
     ) -> tuple[str, str]:
         """WHEP: `viewer_user` plays `publisher_user` (default: the host) as seen from `room`."""
-        publisher = self._resolve_publisher(room, publisher_user)
-        offer = parse_offer(offer_sdp)
-        lines = media_lines(offer)
+        try:
+            publisher = self._resolve_publisher(room, publisher_user)
+        except NotFound:
+            if self.upstreams is None:
+                raise
+            parse_offer(offer_sdp)  # a bad offer opens no relay
+            publisher = await self._relayed_publisher(room, publisher_user)
+        lines = media_lines(parse_offer(offer_sdp))
+        publisher.joining += 1
+        try:
+            return await self._play(room, publisher, viewer_user, offer_sdp, lines)
+        finally:
+            publisher.joining -= 1
+            if publisher.upstream is not None and not publisher.viewer_ids:
+                self._spawn(self._close_if_idle(publisher))
 
+    async def _play(
+        self,
+        room: str,
+        publisher: PublisherSession,
+        viewer_user: str,
+        offer_sdp: str,
+        lines: list[MediaDescription],
+    ) -> tuple[str, str]:
         pc = self._new_pc()
         session = ViewerSession(
             id=_new_id(), kind="play", room=room, user=viewer_user, pc=pc, publisher_id=publisher.id
@@ -390,21 +419,107 @@ class MediaRouter:
         publisher.viewer_ids.add(session.id)
         return session.id, answer
 
+    async def _relayed_publisher(self, room: str, user: str | None) -> PublisherSession:
+        """The relay of `user` (None: the host) publishing on another node, opened if need be."""
+        assert self.upstreams is not None
+        link = self._links.find(room, user) if user is not None else None  # PK: the other room's
+        upstream = await self.upstreams(link.source_room if link is not None else room, user)
+        if upstream is None:
+            return self._resolve_publisher(room, user)  # NotFound, unless one published meanwhile
+        return await self._relay(upstream)
+
     def _resolve_publisher(self, room: str, user: str | None) -> PublisherSession:
         local = self._publishers.get(room, {})
+        relays = [r for (r_room, _), r in self._relays.items() if r_room == room and not r.closed]
         if user is None:
             hosts = [s for s in local.values() if s.role == "host"]
+            hosts += [r for r in relays if r.role == "host"]
             if not hosts:
                 raise NotFound(f"nobody is publishing as host in room {room}")
             return hosts[0]
         if user in local:
             return local[user]
+        relay = self._relays.get((room, user))
+        if relay is not None and not relay.closed:
+            return relay
         link = self._links.find(room, user)
         if link is not None:
             source = self._publishers.get(link.source_room, {}).get(user)
             if source is not None:
                 return source
+            relay = self._relays.get((link.source_room, user))
+            if relay is not None and not relay.closed:
+                return relay
         raise NotFound(f"{user} is not publishing in room {room}")
+
+    # ------------------------------------------------------------------ relays (cascade)
+
+    async def _relay(self, upstream: Upstream) -> PublisherSession:
+        """The one relay of `upstream`'s publisher: concurrent first viewers share its opening."""
+        key = (upstream.room, upstream.user)
+        relay = self._relays.get(key)
+        if relay is not None and not relay.closed:
+            return relay
+        opening = self._relaying.get(key)
+        if opening is None:
+            opening = self._relaying[key] = asyncio.ensure_future(self._open_relay(upstream))
+            opening.add_done_callback(lambda _: self._relaying.pop(key, None))
+        return await asyncio.shield(opening)
+
+    async def _open_relay(self, upstream: Upstream) -> PublisherSession:
+        pc = self._new_pc()
+        session = PublisherSession(
+            id=_new_id(),
+            kind="publish",
+            room=upstream.room,
+            user=upstream.user,
+            pc=pc,
+            role=upstream.role,
+            stream=_new_id(),
+            upstream=upstream,
+        )
+        try:
+            transceivers = [pc.addTransceiver(kind, direction="recvonly") for kind in MEDIA_KINDS]
+            await pc.setLocalDescription(await pc.createOffer())
+            answer_sdp = await upstream.offer(pc.localDescription.sdp)
+            try:
+                answer = media_lines(parse_offer(answer_sdp))
+            except BadRequest as exc:
+                raise Unavailable(f"the media origin's answer is unusable: {exc.message}") from None
+            by_transceiver: dict[RTCRtpTransceiver, TrackForwarder] = {}
+            for transceiver, media in zip(transceivers, answer, strict=False):
+                if media.direction not in SENDING or transceiver.kind != media.kind:
+                    continue
+                forwarder = TrackForwarder(publisher_codec(media), **self._forwarder_options)
+                by_transceiver[transceiver] = forwarder
+                session.forwarders.append(forwarder)
+                if self.forwarding == "rtp":
+                    session.fanouts[forwarder] = RtpFanout(forwarder)
+            tapped = _tap_tracks(session, by_transceiver)
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+            except _NEGOTIATION_ERRORS as exc:
+                raise Unavailable(f"cannot apply the media origin's answer: {exc!r}") from None
+            if not by_transceiver or tapped != set(by_transceiver):
+                raise Unavailable("the media origin's answer sends no track this node can relay")
+        except BaseException:
+            await self._discard_pc(pc)
+            self._spawn(upstream.close())
+            raise
+        if self._closing:
+            await self._discard_pc(pc)
+            self._spawn(upstream.close())
+            raise Unavailable("media is shutting down")
+        self._register(session)
+        self._relays[(session.room, session.user)] = session
+        logger.info("relaying %s of %s from %s", session.user, session.room, upstream.url)
+        self._spawn(self._close_if_idle(session))  # in case its first viewer never arrives
+        return session
+
+    async def _close_if_idle(self, relay: PublisherSession) -> None:
+        await asyncio.sleep(self.relay_idle_s)
+        if not relay.closed and not relay.viewer_ids and not relay.joining:
+            await self._close_session(relay, f"no viewer here for {self.relay_idle_s} s")
 
     # ------------------------------------------------------------------ stop
 
@@ -594,6 +709,10 @@ class MediaRouter:
                 del room_publishers[session.user]
                 if not room_publishers:
                     del self._publishers[session.room]
+            if session.upstream is not None:
+                if self._relays.get((session.room, session.user)) is session:
+                    del self._relays[(session.room, session.user)]
+                self._spawn(session.upstream.close())
             self._finish_recording(session.id)
             rendition = self._hls.pop(session.id, None)
             if rendition is not None:
@@ -609,12 +728,14 @@ class MediaRouter:
             publisher = self._sessions.get(session.publisher_id)
             if isinstance(publisher, PublisherSession):
                 publisher.viewer_ids.discard(session.id)
+                if publisher.upstream is not None and not publisher.viewer_ids:
+                    self._spawn(self._close_if_idle(publisher))
         await self._discard_pc(session.pc)
         for viewer in viewers:
             await self._close_session(viewer, "publisher left", notify=False)
         if self.on_session_closed is not None:
             self._call_hook(self.on_session_closed, session.id)
-        if notify and isinstance(session, PublisherSession):
+        if notify and isinstance(session, PublisherSession) and session.upstream is None:
             self._notify_publishers_of(session.room)
 
     def _notify_publishers_of(self, room: str) -> None:
@@ -632,6 +753,26 @@ class MediaRouter:
             hook(arg)
         except Exception:  # a failing observer must not break media cleanup
             logger.exception("media hook %r failed for %s", hook, arg)
+
+
+def _tap_tracks(
+    session: PublisherSession, by_transceiver: dict[RTCRtpTransceiver, TrackForwarder]
+) -> set[RTCRtpTransceiver]:
+    """Divert each receiving transceiver's media to its forwarder (and RTP fan-out) when its
+    track appears (inside setRemoteDescription); the returned set fills as they bind."""
+    tapped: set[RTCRtpTransceiver] = set()
+
+    @session.pc.on("track")
+    def on_track(track: object) -> None:
+        for transceiver, forwarder in by_transceiver.items():
+            if transceiver.receiver.track is track and transceiver not in tapped:
+                tap_receiver(transceiver.receiver, forwarder)
+                fanout = session.fanouts.get(forwarder)
+                if fanout is not None:
+                    tap_rtp(transceiver.receiver, fanout)
+                tapped.add(transceiver)
+
+    return tapped
 
 
 def _remote_candidates_ended(pc: RTCPeerConnection) -> bool:
