@@ -47,7 +47,9 @@ def parse_layers(value: str) -> tuple[str, ...]:
     Raises ValueError unless it names each of `high` and `low` once."""
     names = tuple(part.strip() for part in value.split(","))
     if sorted(names) != sorted(LAYERS):
-        raise ValueError(f"layers must name each of {', '.join(LAYERS)} once (e.g. 'high,low'), not {value!r}")
+        raise ValueError(
+            f"layers must name each of {', '.join(LAYERS)} once (e.g. 'high,low'), not {value!r}"
+        )
     return names
 
 

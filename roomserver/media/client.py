@@ -31,6 +31,8 @@ from .ice import rtc_configuration
 from .synthetic import read_counter
 
 SDP = "application/sdp"
+# WHIP query of a publisher whose tracks are [high video, low video, ...] (quality layers).
+LAYERS_QUERY = "layers=high,low"
 
 
 def codec_preferences(kind: str, name: str) -> list:
@@ -104,6 +106,7 @@ class _CountingQueue(queue.Queue):
 class VideoSample:
     counter: int | None
     at: float
+    width: int = 0  # which quality layer it came from, for a layered publisher
 
 
 class Viewer:
@@ -160,7 +163,7 @@ class Viewer:
                 if isinstance(frame, av.VideoFrame):
                     if self.first_frame_at is None:
                         self.first_frame_at = now
-                    self.video.append(VideoSample(read_counter(frame), now))
+                    self.video.append(VideoSample(read_counter(frame), now, frame.width))
                 elif isinstance(frame, av.AudioFrame):
                     self.audio_frames += 1
                     self.audio_peak = max(self.audio_peak, int(np.abs(frame.to_ndarray()).max()))

@@ -138,6 +138,8 @@ class ViewerRtpSink:
 
     def __init__(self, fanout: RtpFanout, track: SilentTrack, sender: RTCRtpSender) -> None:
         self.fanout = fanout
+        self.pending: RtpFanout | None = None  # the layer being switched to (layers.py)
+        self.switches = 0
         self.sender = sender
         self.track = track
         track.on_stop = self.close
@@ -259,11 +261,63 @@ class ViewerRtpSink:
             return
         self.retransmitted += 1
 
+    def switch_to(self, target: RtpFanout) -> None:
+        """Forward `target` (another layer of the same source) instead of `fanout`, from the
+        first packet of `target`'s next keyframe; `fanout` goes on until then, so the viewer
+        sees no freeze. Asking for the current fanout cancels a switch in progress."""
+        if self.closed or target is self.pending:
+            return
+        if self.pending is not None:
+            self.pending.unsubscribe(self)
+            self.pending = None
+        if target is self.fanout:
+            return
+        self.pending = target
+        target.add_pending(self)
+        target.forwarder.request_keyframe()
+
+    def complete_switch(self) -> None:
+        """`pending`'s keyframe starts: the rewriter continues the viewer's seq/ts from it."""
+        target = self.pending
+        if target is None:
+            return
+        self.fanout.unsubscribe(self)
+        self.fanout = target
+        self.pending = None
+        self.rewriter.switch()
+        self.awaiting_keyframe = False
+        self.switches += 1
+
+    @property
+    def layer_fanout(self) -> RtpFanout:
+        """The layer this viewer is on, or is switching to."""
+        return self.pending or self.fanout
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.ready = False
             self.fanout.unsubscribe(self)
+            if self.pending is not None:
+                self.pending.unsubscribe(self)
+
+
+class BitrateMeter:
+    """Payload bit/s over the last completed window of `window` seconds (0 before one)."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self.window = window
+        self.bps = 0.0
+        self._start: float | None = None
+        self._bytes = 0
+
+    def add(self, size: int, now: float) -> None:
+        if self._start is None:
+            self._start = now
+        elif now - self._start >= self.window:
+            self.bps = self._bytes * 8 / (now - self._start)
+            self._start, self._bytes = now, 0
+        self._bytes += size
 
 
 class RtpFanout:
@@ -279,6 +333,7 @@ class RtpFanout:
         self.packets_in = 0
         self.backlog_limit = INGEST_BACKLOG_LIMIT
         self.shed = 0  # packets not forwarded because the ingest backlog was over the limit
+        self.bitrate = BitrateMeter()
 
     @property
     def sinks_count(self) -> int:
@@ -297,12 +352,20 @@ class RtpFanout:
         self._sinks.append(sink)
         return sink
 
+    def add_pending(self, sink: ViewerRtpSink) -> None:
+        """`sink` (on another layer) waits here for this layer's next keyframe."""
+        if self.forwarder.ended:
+            return
+        if sink not in self._sinks:
+            self._sinks.append(sink)
+
     def unsubscribe(self, sink: ViewerRtpSink) -> None:
         if sink in self._sinks:
             self._sinks.remove(sink)
 
     async def handle_packet(self, packet: RtpPacket) -> None:
         self.packets_in += 1
+        self.bitrate.add(len(packet.payload), time.monotonic())
         if self.kind == "video":
             self.cache.put(packet.sequence_number, packet)
         if not self._sinks:
@@ -315,7 +378,14 @@ class RtpFanout:
         for sink in tuple(self._sinks):
             if not sink.ready:
                 continue
-            if sink.awaiting_keyframe:
+            if sink.pending is self:
+                if not keyframe_start:
+                    self.forwarder.request_keyframe()  # rate-limited upstream
+                    continue
+                sink.complete_switch()
+            elif sink.fanout is not self:
+                continue
+            elif sink.awaiting_keyframe:
                 if not keyframe_start:
                     self.forwarder.request_keyframe()  # rate-limited upstream
                     continue

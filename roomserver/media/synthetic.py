@@ -136,3 +136,10 @@ class ToneAudioTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, AUDIO_RATE)
         self.count = n + 1
         return frame
+
+
+def layer_pair(fps: int = 30) -> tuple[CounterVideoTrack, CounterVideoTrack]:
+    """A publisher's two quality layers of one synthetic camera (WHIP `?layers=high,low`):
+    high is 640×480 with texture (VP8 spends up to its 1.5 Mbit/s cap on it), low 320×240
+    plain (well under 300 kbit/s). Frame widths tell a viewer which one it gets."""
+    return CounterVideoTrack(640, 480, fps, detail=True), CounterVideoTrack(320, 240, fps)

@@ -314,11 +314,14 @@ class MediaWorkerPool:
 
     # ------------------------------------------------------------------ MediaBackend
 
-    async def publish(self, room: str, user: str, role: str, offer_sdp: str) -> tuple[str, str]:
+    async def publish(
+        self, room: str, user: str, role: str, offer_sdp: str, layers: tuple[str, ...] | None = None
+    ) -> tuple[str, str]:
         worker = await self._worker_for(room)
-        session, answer = await self._post(
-            worker, f"/v1/rooms/{quote(room, safe='')}/whip", user, role, offer_sdp
-        )
+        path = f"/v1/rooms/{quote(room, safe='')}/whip"
+        if layers is not None:
+            path += f"?layers={','.join(layers)}"
+        session, answer = await self._post(worker, path, user, role, offer_sdp)
         self._sessions[session] = _SessionRoute(worker.index, room, room, "publish", user)
         self._room_worker.setdefault(room, worker.index)
         return session, answer

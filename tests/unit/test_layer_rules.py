@@ -7,7 +7,9 @@ import pytest
 from roomserver.core.layers import HIGH, LOW, LayerChooser, LayerPolicy, parse_layers
 
 
-def reports(chooser: LayerChooser, start: float, end: float, fraction_lost: float, every: float = 1.0) -> float:
+def reports(
+    chooser: LayerChooser, start: float, end: float, fraction_lost: float, every: float = 1.0
+) -> float:
     t = start
     while t <= end:
         chooser.on_receiver_report(t, fraction_lost)
