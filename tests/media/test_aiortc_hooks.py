@@ -208,7 +208,9 @@ def test_without_the_hook_an_rsa_server_has_no_shared_cipher() -> None:
 def test_layer_switching_hook_points_are_unchanged() -> None:
     """layer_switching.py wraps each viewer sender's `_handle_rtcp_packet` (an instance
     attribute the DTLS transport's RTCP dispatch calls) and reads REMB with aiortc's parser."""
-    assert "await recipient._handle_rtcp_packet(packet)" in inspect.getsource(RTCDtlsTransport._handle_rtcp_data)
+    assert "await recipient._handle_rtcp_packet(packet)" in inspect.getsource(
+        RTCDtlsTransport._handle_rtcp_data
+    )
     assert inspect.iscoroutinefunction(RTCRtpSender._handle_rtcp_packet)
     handler = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
     assert "unpack_remb_fci(packet.fci)" in handler and "self._send_keyframe()" in handler
