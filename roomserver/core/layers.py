@@ -6,7 +6,7 @@ A publisher may send its video twice (PROTOCOL `?layers=high,low` on WHIP): a `h
 
 - receiver reports' fraction lost: one report at `heavy_loss` or more, or reports at
   `loss` or more for `down_after` seconds, mean the link does not sustain the layer;
-- REMB (the viewer's receive-side bandwidth estimate): below `remb_margin` × the high
+- REMB (the viewer's receive-side bandwidth estimate): far below (`remb_margin` ×) the high
   layer's bitrate for `down_after` seconds while on high counts the same — but only once
   the viewer has been on high for `remb_settle` s, because an estimator that was measuring
   the low layer ramps up slowly (about 8 %/s in WebRTC's AIMD) after a switch up;
@@ -32,10 +32,15 @@ CHOICES = (*LAYERS, AUTO)
 
 @dataclass(frozen=True)
 class LayerPolicy:
-    loss: float = 0.05  # fraction lost in a receiver report that counts as congestion
-    heavy_loss: float = 0.20  # one report this lossy goes down at once
+    # Fraction lost in a receiver report that counts as congestion. Not lower: a viewer on
+    # loopback of a busy box loses a few % to full socket buffers now and then.
+    loss: float = 0.10
+    heavy_loss: float = 0.50  # one report this lossy goes down at once (a link at 1/2 the rate)
     down_after: float = 1.0  # seconds of congestion (loss or low REMB) before going down
-    remb_margin: float = 0.8
+    # REMB is an AIMD estimate that trails what it measures (aiortc's stood at ~0.5× of a
+    # clean 1 Mbit/s loopback stream on a busy box): only far below the high layer's rate
+    # does it mean the link is short (a 300 kbit/s link under 1 Mbit/s gives ~0.25).
+    remb_margin: float = 0.35
     remb_settle: float = 10.0
     probe_after: float = 5.0  # seconds on low without congestion before trying high
     probe_max: float = 20.0

@@ -13,7 +13,7 @@ import pytest
 from roomserver.media.client import Publisher
 from roomserver.media.errors import BadRequest, NotFound
 from roomserver.media.sfu import MediaRouter, PublisherSession, ViewerSession
-from roomserver.media.synthetic import CounterVideoTrack, layer_pair
+from roomserver.media.synthetic import LOW_LAYER_BITRATE, CounterVideoTrack, layer_pair
 
 from .test_sfu_media import start_viewer
 
@@ -30,7 +30,8 @@ async def _eventually(predicate, timeout: float) -> bool:
 
 
 async def start_layered(router: MediaRouter, user: str = "host1") -> tuple[str, Publisher]:
-    publisher = Publisher(list(layer_pair()))
+    high, low = layer_pair()
+    publisher = Publisher([high, low], max_bitrates={low: LOW_LAYER_BITRATE})
     session, answer = await router.publish("r1", user, "host", await publisher.offer(), ("high", "low"))
     await publisher.accept(answer)
     return session, publisher

@@ -25,30 +25,36 @@ def test_starts_high_and_stays_high_on_a_clean_link() -> None:
 
 def test_one_heavy_loss_report_goes_down_at_once() -> None:
     chooser = LayerChooser(0.0)
-    chooser.on_receiver_report(1.0, 0.5)
+    chooser.on_receiver_report(1.0, 0.6)
     assert chooser.layer == LOW
+
+
+def test_a_few_percent_loss_is_not_congestion() -> None:
+    chooser = LayerChooser(0.0)
+    reports(chooser, 1.0, 30.0, 0.04, every=0.5)
+    assert chooser.layer == HIGH
 
 
 def test_moderate_loss_must_last_before_going_down() -> None:
     chooser = LayerChooser(0.0, LayerPolicy(down_after=1.0))
-    chooser.on_receiver_report(1.0, 0.08)
+    chooser.on_receiver_report(1.0, 0.15)
     assert chooser.layer == HIGH
     chooser.on_receiver_report(1.5, 0.01)  # a clean report ends the streak
-    chooser.on_receiver_report(2.0, 0.08)
-    chooser.on_receiver_report(2.5, 0.08)
+    chooser.on_receiver_report(2.0, 0.15)
+    chooser.on_receiver_report(2.5, 0.3)
     assert chooser.layer == HIGH
-    chooser.on_receiver_report(3.0, 0.08)
+    chooser.on_receiver_report(3.0, 0.15)
     assert chooser.layer == LOW
 
 
 def test_low_remb_goes_down_only_once_settled_on_high() -> None:
-    policy = LayerPolicy(remb_settle=10.0, down_after=1.0)
+    policy = LayerPolicy(remb_settle=10.0, down_after=1.0, remb_margin=0.35)
     chooser = LayerChooser(0.0, policy)
     for t in (1.0, 2.0, 3.0):  # the estimator is still ramping up: ignored
         chooser.on_remb(t, 200_000, high_bitrate=1_000_000)
     assert chooser.layer == HIGH
     chooser.on_remb(11.0, 200_000, high_bitrate=1_000_000)
-    chooser.on_remb(11.5, 900_000, high_bitrate=1_000_000)  # enough again: streak ends
+    chooser.on_remb(11.5, 500_000, high_bitrate=1_000_000)  # a trailing estimate: not short
     chooser.on_remb(12.0, 200_000, high_bitrate=1_000_000)
     assert chooser.layer == HIGH
     chooser.on_remb(13.0, 200_000, high_bitrate=1_000_000)
@@ -85,7 +91,7 @@ def test_probes_up_after_a_quiet_period_and_backs_off_when_probes_fail() -> None
 def test_loss_on_low_delays_the_probe() -> None:
     chooser = LayerChooser(0.0, LayerPolicy(probe_after=5.0))
     chooser.on_receiver_report(1.0, 0.5)
-    end = reports(chooser, 2.0, 10.0, 0.3)  # the low layer loses too
+    end = reports(chooser, 2.0, 10.0, 0.15)  # the low layer loses too
     assert chooser.layer == LOW
     assert chooser.update(end - 1 + 4.9) == LOW
     assert chooser.update(end - 1 + 5.0) == HIGH
