@@ -430,6 +430,26 @@ class MediaWorkerPool:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Unavailable(f"media worker {worker.index} did not answer: {type(exc).__name__}") from None
 
+    async def set_layer(self, room: str, viewer: str, publisher: str, layer: str) -> str:
+        """`media.layer` in the worker that holds `room`'s media (MediaRouter.set_layer)."""
+        worker_index = self._room_worker.get(room)
+        if worker_index is None:
+            worker_index = await self.routing.lookup(room)
+        if worker_index is None or not 0 <= worker_index < len(self._workers):
+            raise NotFound(f"no media of room {room} here")
+        worker = self._workers[worker_index]
+        body = json.dumps({"viewer": viewer, "publisher": publisher, "layer": layer}).encode()
+        path = f"/internal/layer/{quote(room, safe='')}"
+        try:
+            async with self._request(
+                worker, "POST", path, "server", "host", body, content_type="application/json"
+            ) as resp:
+                if resp.status != 200:
+                    raise _remote_error(resp.status, await resp.text())
+                return str((await resp.json())["layer"])
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(f"media worker {worker.index} did not answer: {type(exc).__name__}") from None
+
     async def close_room(self, room: str) -> None:
         """End all media of `room`: its recordings, publishers (their viewers follow), viewers."""
         with contextlib.suppress(MediaError):

@@ -306,6 +306,8 @@ export declare class RoomClient {
 
   createPoll(room: string, params: PollParams): Promise<OpReplies["poll.create"]>;
   vote(room: string, poll: string, option: number): Promise<{}>;
+  /** The quality layer this user's plays of `publisher` get ("auto": the server's estimate). */
+  setMediaLayer(room: string, publisher: string, layer: "high" | "low" | "auto"): Promise<OpReplies["media.layer"]>;
   announce(room: string, text: string, countdownTo?: number): Promise<{}>;
 
   mute(room: string, user: string, durationS?: number): Promise<{}>;
@@ -355,7 +357,7 @@ export type RoomMethodName =
   | "setAssistant" | "answerQuestions" | "markAnswerWrong"
   | "requestCohost" | "inviteCohost" | "acceptCohost" | "rejectCohost" | "endCohost"
   | "invitePk" | "acceptPk" | "rejectPk" | "endPk"
-  | "publish" | "play" | "followPublishers";
+  | "publish" | "play" | "followPublishers" | "setMediaLayer";
 
 /** `(room: string, ...rest) => R` without its first parameter. */
 export type WithoutRoom<F> = F extends (room: string, ...rest: infer A) => infer R ? (...args: A) => R : never;

@@ -780,6 +780,11 @@ export class RoomClient {
   vote(room, poll, option) {
     return this.request("poll.vote", room, { poll, option });
   }
+  /** The quality layer this user's plays of `publisher` get: "high", "low" or "auto"
+   * (the server's estimate); a publisher's video track lists its `layers` (issue 14). */
+  setMediaLayer(room, publisher, layer) {
+    return this.request("media.layer", room, { publisher, layer });
+  }
   announce(room, text, countdownTo) {
     return this.request("room.announce", room, countdownTo ? { text, countdown_to: countdownTo } : { text });
   }
@@ -1040,7 +1045,7 @@ const ROOM_METHODS = [
   "setAssistant", "answerQuestions", "markAnswerWrong",
   "requestCohost", "inviteCohost", "acceptCohost", "rejectCohost", "endCohost",
   "invitePk", "acceptPk", "rejectPk", "endPk",
-  "publish", "play", "followPublishers",
+  "publish", "play", "followPublishers", "setMediaLayer",
 ];
 for (const name of ROOM_METHODS) {
   Object.defineProperty(Room.prototype, name, {
