@@ -153,12 +153,17 @@ export interface RoomClientOptions {
 export interface MediaOptions {
   /** Without `iceServers`, the TURN servers the WHIP/WHEP endpoint announces (OPTIONS) are used. */
   rtcConfig?: RTCConfiguration;
+  /** `publish` only: also send a low quality layer (a clone of the video track, by default at
+   * half the resolution and 150 kbit/s) that viewers on slow links get (issue 14). */
+  layers?: boolean | { scaleResolutionDownBy?: number; maxBitrate?: number };
 }
 
 export declare class Publication {
   readonly pc: RTCPeerConnection;
   readonly stream: MediaStream;
   readonly location: string;
+  /** The low layer's track (a clone of the camera's) when published with `layers`. */
+  lowTrack: MediaStreamTrack | null;
   stop(): Promise<void>;
 }
 export declare class Playback extends Publication {
