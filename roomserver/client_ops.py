@@ -89,6 +89,10 @@ class LotteryEntered(TypedDict):
     entered: bool
 
 
+class LayerChosen(TypedDict):
+    layer: str
+
+
 class WordCount(TypedDict):
     count: int
 
@@ -411,6 +415,7 @@ class EventMessage(TypedDict):
 class Track(TypedDict):
     kind: str
     codec: str
+    layers: NotRequired[list[Literal["high", "low"]]]
 
 
 class Ops:
@@ -588,6 +593,17 @@ class Ops:
         """``lottery.enter`` (any)."""
         return cast(
             LotteryEntered, await self._client.request("lottery.enter", room, **_given({"lottery": lottery}))
+        )
+
+    async def media_layer(
+        self, room: str, *, publisher: str, layer: Literal["auto", "high", "low"]
+    ) -> LayerChosen:
+        """``media.layer`` (any)."""
+        return cast(
+            LayerChosen,
+            await self._client.request(
+                "media.layer", room, **_given({"publisher": publisher, "layer": layer})
+            ),
         )
 
     async def mod_kick(self, room: str, *, user: str, duration_s: int | Omitted | None = OMIT) -> Empty:

@@ -64,7 +64,7 @@ from roomserver.core.replay import hls_dir, recording_dir, records
 from roomserver.core.room import Emit, RoomDoc, decode_doc, is_restricted, with_features
 from roomserver.core.turn import ice_servers, link_header
 from roomserver.media.cascade import Upstream
-from roomserver.media.errors import BadRequest, Forbidden, MediaError, Unauthorized, Unavailable
+from roomserver.media.errors import BadRequest, Forbidden, MediaError, NotFound, Unauthorized, Unavailable
 from roomserver.media.recording import RecordingTarget
 from roomserver.media.sfu import MediaRouter
 from roomserver.media.whip import IceServers, MediaAction, MediaPrincipal, bearer_token, media_routes
@@ -417,6 +417,19 @@ class MediaGlue:
         self._recording.pop(room, None)
         with contextlib.suppress(MediaError):
             await self.backend.close_room(room)
+
+    async def set_layer(self, room: str, viewer: str, publisher: str, layer: str) -> str:
+        """``media.layer`` on `viewer`'s WHEP sessions of `publisher` in this node's media."""
+        try:
+            if isinstance(self.backend, MediaWorkerPool):
+                return await self.backend.set_layer(room, viewer, publisher, layer)
+            return self.backend.set_layer(room, viewer, publisher, layer)
+        except NotFound as exc:
+            raise OpError("not_found", exc.message) from None
+        except BadRequest as exc:
+            raise OpError("bad_request", exc.message) from None
+        except MediaError as exc:
+            raise OpError("unavailable", exc.message) from None
 
     # -- recording (issue 14) ------------------------------------------------------------
 

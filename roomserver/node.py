@@ -86,6 +86,10 @@ class StageMedia(Protocol):
         """The room went live (recording starts here if the room records)."""
         ...
 
+    async def set_layer(self, room: str, viewer: str, publisher: str, layer: str) -> str:
+        """``media.layer``: the layer `viewer` now gets of `publisher` (OpError not_found)."""
+        ...
+
 
 class BehaviourSink(Protocol):
     """Where the behaviour log's records go (issue 12): ``record`` is called on the
@@ -126,6 +130,9 @@ class NoMedia:
 
     async def close_room(self, room: str) -> None:
         pass
+
+    async def set_layer(self, room: str, viewer: str, publisher: str, layer: str) -> str:
+        raise OpError("not_found", "this server has no media")
 
     async def show_started(self, room: str, doc: RoomDoc) -> None:
         pass

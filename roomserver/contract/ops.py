@@ -88,6 +88,10 @@ class PointsRedeemed(w.Wire):
     points_left: int
 
 
+class LayerChosen(w.Wire):
+    layer: str  # "high" | "low": what the viewer gets now (after "auto": the estimate's)
+
+
 class PacketSent(w.Wire):
     packet: w.IdRef
 
@@ -170,6 +174,7 @@ REPLIES: dict[str, type[w.Wire]] = {
     "coupon.issue": CouponIssuedReply,
     "coupon.claim": CouponClaimed,
     "points.redeem": PointsRedeemed,
+    "media.layer": LayerChosen,
     "redpacket.send": PacketSent,
     "redpacket.grab": Grabbed,
     "poll.create": PollCreated,

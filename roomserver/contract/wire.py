@@ -69,6 +69,8 @@ class Gift(Wire):
 class Track(Wire):
     kind: str
     codec: str
+    # A video sent as quality layers (WHIP ``?layers=high,low``): what ``media.layer`` may ask.
+    layers: list[Literal["high", "low"]] | UnsetType = UNSET
 
 
 class Publisher(Wire):

@@ -50,6 +50,9 @@ class SeqTsRewriter:
         self._highest_out_seq = 0
         self._last_out_ts: int | None = None
         self._last_out_at = 0.0
+        # The source before the last switch: (seq offset, ts offset, first src seq, last out
+        # seq), so NACKs of its packets lost just before a switch can still be answered.
+        self._previous: tuple[int, int, int, int] | None = None
 
     @property
     def started(self) -> bool:
@@ -57,7 +60,21 @@ class SeqTsRewriter:
 
     def switch(self) -> None:
         """The next packet mapped comes from a new source (it should start a keyframe)."""
+        if self._seq_offset is not None and self._last_out_ts is not None:
+            self._previous = (self._seq_offset, self._ts_offset, self._first_src_seq, self._highest_out_seq)
         self._seq_offset = None
+
+    def previous_source_seq(self, out_seq: int) -> tuple[int, int] | None:
+        """(source seq, ts offset) of a NACKed `out_seq` forwarded from the source before the
+        last switch: a viewer whose link lost the old layer's last packets waits for them
+        (aiortc's jitter buffer does not skip to the new keyframe), so they are resent."""
+        if self._previous is None:
+            return None
+        seq_offset, ts_offset, first_src, last_out = self._previous
+        src = (out_seq - seq_offset) % SEQ_MOD
+        if seq_newer(first_src, src) or seq_newer(out_seq, last_out):
+            return None
+        return src, ts_offset
 
     def map(self, src_seq: int, src_ts: int, now: float, source: int = 0) -> Mapped | None:
         """Outgoing (seq, ts) for a packet of `source` (its SSRC, say) arriving at `now`
@@ -115,16 +132,23 @@ class PacketCache(Generic[T]):
         if size <= 0:
             raise ValueError("a packet cache holds at least one packet")
         self._size = size
-        self._slots: list[tuple[int, T] | None] = [None] * size
+        self._slots: list[tuple[int, T, float] | None] = [None] * size
 
-    def put(self, seq: int, packet: T) -> None:
-        self._slots[seq % self._size] = (seq, packet)
+    def put(self, seq: int, packet: T, at: float = 0.0) -> None:
+        self._slots[seq % self._size] = (seq, packet, at)
 
     def get(self, seq: int) -> T | None:
         slot = self._slots[seq % self._size]
         if slot is None or slot[0] != seq:
             return None
         return slot[1]
+
+    def stored_at(self, seq: int) -> float | None:
+        """The `at` the packet numbered `seq` was stored with, if it is still here."""
+        slot = self._slots[seq % self._size]
+        if slot is None or slot[0] != seq:
+            return None
+        return slot[2]
 
     def clear(self) -> None:
         self._slots = [None] * self._size
@@ -191,3 +215,35 @@ def starts_keyframe(codec_name: str, payload: bytes) -> bool:
     if name == "h264":
         return h264_starts_keyframe(payload)
     return True
+
+
+MAX_RESEND_AGE = 1.0  # seconds: a packet forwarded longer ago is too late to be worth resending
+
+
+class ResendGate:
+    """Whether a NACKed packet may be resent now: at most once per `interval` seconds and
+    `max_resends` times in all.
+
+    Receivers NACK again while a retransmission is still in flight (aiortc re-sends its whole
+    missing list on every new gap), so without this a lossy link gets each lost packet many
+    times over and stays saturated by retransmissions (seen at 300 kbit/s: ~2 MB resent in
+    20 s). `size` bounds the memory (the oldest entries are forgotten first).
+    """
+
+    def __init__(self, interval: float = 0.3, max_resends: int = 2, size: int = 2048) -> None:
+        self.interval = interval
+        self.max_resends = max_resends
+        self._size = size
+        self._sent: dict[int, tuple[float, int]] = {}
+        self.refused = 0
+
+    def allow(self, seq: int, now: float) -> bool:
+        last, count = self._sent.get(seq, (None, 0))
+        if last is not None and (now - last < self.interval or count >= self.max_resends):
+            self.refused += 1
+            return False
+        self._sent.pop(seq, None)
+        self._sent[seq] = (now, count + 1)
+        if len(self._sent) > self._size:
+            del self._sent[next(iter(self._sent))]
+        return True

@@ -12,6 +12,7 @@ from roomserver.handlers import (
     cohost,
     commerce,
     loyalty,
+    media,
     moderation,
     pk,
     polls,
@@ -20,7 +21,7 @@ from roomserver.handlers import (
 )
 from roomserver.node import DeadlineCheck, ShowEndStep
 
-OP_MODULES = (assistant, chat, cohost, commerce, loyalty, moderation, pk, polls, rooms, share)
+OP_MODULES = (assistant, chat, cohost, commerce, loyalty, media, moderation, pk, polls, rooms, share)
 
 # room.end / DELETE /v1/rooms/{room}, in order: a running PK ends, then co-hosts step
 # down (the node closes the room's media after them, whatever happened).

@@ -60,7 +60,9 @@ class RelayBackend:
         self._drains: list[asyncio.Future] = []
         self._n = 0
 
-    async def publish(self, room: str, user: str, role: str, offer_sdp: str) -> tuple[str, str]:
+    async def publish(
+        self, room: str, user: str, role: str, offer_sdp: str, layers: tuple[str, ...] | None = None
+    ) -> tuple[str, str]:
         pc = RTCPeerConnection(rtc_configuration())
         self.pcs.add(pc)
         pc.on("track", self._on_source)

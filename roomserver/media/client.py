@@ -23,6 +23,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import get_capabilities, is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 
 from roomserver.core.turn import IceServer, parse_link_headers
 
@@ -31,6 +32,8 @@ from .ice import rtc_configuration
 from .synthetic import read_counter
 
 SDP = "application/sdp"
+# WHIP query of a publisher whose tracks are [high video, low video, ...] (quality layers).
+LAYERS_QUERY = "layers=high,low"
 
 
 def codec_preferences(kind: str, name: str) -> list:
@@ -43,7 +46,13 @@ def codec_preferences(kind: str, name: str) -> list:
 
 
 class Publisher:
-    """A WHIP client: sends `tracks` (sendonly), optionally forcing the video codec."""
+    """A WHIP client: sends `tracks` (sendonly), optionally forcing the video codec.
+
+    `max_bitrates` caps the VP8 encoder of some video tracks (bit/s), as a browser's
+    `RTCRtpEncodingParameters.maxBitrate` does for a low quality layer: aiortc's encoder
+    otherwise follows the server's REMB, which on loopback climbs to its 1.5 Mbit/s cap even
+    for a small picture, and its public setter refuses anything under 250 kbit/s.
+    """
 
     def __init__(
         self,
@@ -51,6 +60,7 @@ class Publisher:
         video_codec: str | None = None,
         ice_servers: Sequence[IceServer] = (),
         relay_only: bool = False,
+        max_bitrates: dict[MediaStreamTrack, int] | None = None,
     ) -> None:
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers, relay_only=relay_only))
         self.tracks = tracks
@@ -61,6 +71,9 @@ class Publisher:
                 if video_codec is not None:
                     transceiver.setCodecPreferences(codec_preferences("video", video_codec))
                 self._count_keyframe_requests(transceiver.sender)
+                cap = (max_bitrates or {}).get(track)
+                if cap is not None:
+                    _cap_encoder_bitrate(transceiver.sender, cap)
 
     def _count_keyframe_requests(self, sender: Any) -> None:
         original = sender._send_keyframe
@@ -80,6 +93,24 @@ class Publisher:
 
     async def close(self) -> None:
         await self.pc.close()
+
+
+def _cap_encoder_bitrate(sender: Any, bitrate: int) -> None:
+    """Keep `sender`'s VP8 encoder at `bitrate`: its REMBs are not applied, and on each RTCP
+    packet (the first arrives within ~1 s) the encoder's target is set past the setter's
+    250 kbit/s floor (aiortc 1.16 privates: the sender's `__encoder`, Vp8Encoder's
+    `__target_bitrate`, which it compares with its codec context's on every frame)."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        encoder = getattr(sender, "_RTCRtpSender__encoder", None)
+        if encoder is not None and hasattr(encoder, "_Vp8Encoder__target_bitrate"):
+            encoder._Vp8Encoder__target_bitrate = bitrate
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            return  # REMB: the cap stands
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle
 
 
 class _CountingQueue(queue.Queue):
@@ -104,6 +135,7 @@ class _CountingQueue(queue.Queue):
 class VideoSample:
     counter: int | None
     at: float
+    width: int = 0  # which quality layer it came from, for a layered publisher
 
 
 class Viewer:
@@ -160,7 +192,7 @@ class Viewer:
                 if isinstance(frame, av.VideoFrame):
                     if self.first_frame_at is None:
                         self.first_frame_at = now
-                    self.video.append(VideoSample(read_counter(frame), now))
+                    self.video.append(VideoSample(read_counter(frame), now, frame.width))
                 elif isinstance(frame, av.AudioFrame):
                     self.audio_frames += 1
                     self.audio_peak = max(self.audio_peak, int(np.abs(frame.to_ndarray()).max()))

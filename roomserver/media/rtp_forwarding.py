@@ -53,7 +53,14 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx, wrap_rtx
 from pylibsrtp import ffi  # type: ignore[attr-defined]  # the cffi module its sessions allocate with
 
-from roomserver.core.rtp_rewrite import CACHE_PACKETS, PacketCache, SeqTsRewriter, starts_keyframe
+from roomserver.core.rtp_rewrite import (
+    CACHE_PACKETS,
+    MAX_RESEND_AGE,
+    PacketCache,
+    ResendGate,
+    SeqTsRewriter,
+    starts_keyframe,
+)
 
 from .forwarding import TrackForwarder
 
@@ -138,6 +145,9 @@ class ViewerRtpSink:
 
     def __init__(self, fanout: RtpFanout, track: SilentTrack, sender: RTCRtpSender) -> None:
         self.fanout = fanout
+        self.pending: RtpFanout | None = None  # the layer being switched to (layers.py)
+        self.previous: RtpFanout | None = None  # the layer before the last switch
+        self.switches = 0
         self.sender = sender
         self.track = track
         track.on_stop = self.close
@@ -156,6 +166,7 @@ class ViewerRtpSink:
         self.packets_sent = 0
         self.bytes_sent = 0
         self.retransmitted = 0
+        self.resend_gate = ResendGate()
         self.nack_misses = 0
         self.too_long = 0  # packets the viewer's SRTP session refused (unwidened buffer)
         self._fast_send: SrtpUdpSend | None = None
@@ -225,22 +236,19 @@ class ViewerRtpSink:
 
     async def retransmit(self, out_seq: int) -> None:
         """A viewer's NACK: resend from the track's cache (wrapped in RTX if negotiated)."""
-        if not self.ready:
+        now = time.monotonic()
+        if not self.ready or not self.resend_gate.allow(out_seq, now):
             return
-        src = self.rewriter.source_seq(out_seq)
-        packet = self.fanout.cache.get(src) if src is not None else None
-        if packet is None:
+        found = self._resend_source(out_seq, now)
+        if found is None:
             self.nack_misses += 1
             return
-        mapped = self.rewriter.map(packet.sequence_number, packet.timestamp, time.monotonic(), packet.ssrc)
-        if mapped is None or mapped.sequence_number != out_seq:
-            self.nack_misses += 1
-            return
+        packet, out_ts = found
         out = RtpPacket(
             payload_type=self.payload_type,
             marker=packet.marker,
             sequence_number=out_seq,
-            timestamp=mapped.timestamp,
+            timestamp=out_ts,
             ssrc=self.sender._ssrc,
             payload=packet.payload,
         )
@@ -259,11 +267,87 @@ class ViewerRtpSink:
             return
         self.retransmitted += 1
 
+    def switch_to(self, target: RtpFanout) -> None:
+        """Forward `target` (another layer of the same source) instead of `fanout`, from the
+        first packet of `target`'s next keyframe; `fanout` goes on until then, so the viewer
+        sees no freeze. Asking for the current fanout cancels a switch in progress."""
+        if self.closed or target is self.pending:
+            return
+        if self.pending is not None:
+            self.pending.unsubscribe(self)
+            self.pending = None
+        if target is self.fanout:
+            return
+        self.pending = target
+        target.add_pending(self)
+        target.forwarder.request_keyframe()
+
+    def complete_switch(self) -> None:
+        """`pending`'s keyframe starts: the rewriter continues the viewer's seq/ts from it."""
+        target = self.pending
+        if target is None:
+            return
+        self.fanout.unsubscribe(self)
+        self.previous = self.fanout
+        self.fanout = target
+        self.pending = None
+        self.rewriter.switch()
+        self.awaiting_keyframe = False
+        self.switches += 1
+
+    @property
+    def layer_fanout(self) -> RtpFanout:
+        """The layer this viewer is on, or is switching to."""
+        return self.pending or self.fanout
+
+    def _resend_source(self, out_seq: int, now: float) -> tuple[RtpPacket, int] | None:
+        """The cached packet a NACKed `out_seq` was forwarded from (the current layer's, or
+        the previous one's just before a switch) and its outgoing timestamp; None if gone or
+        forwarded over MAX_RESEND_AGE ago (too late to help: resending only loads the link)."""
+        src = self.rewriter.source_seq(out_seq)
+        if src is not None:
+            cache, ts_offset = self.fanout.cache, None
+        else:
+            previous = self.rewriter.previous_source_seq(out_seq) if self.previous is not None else None
+            if previous is None or self.previous is None:
+                return None
+            cache, (src, ts_offset) = self.previous.cache, previous
+        packet = cache.get(src)
+        stored = cache.stored_at(src)
+        if packet is None or stored is None or now - stored > MAX_RESEND_AGE:
+            return None
+        if ts_offset is not None:
+            return packet, (packet.timestamp + ts_offset) % (1 << 32)
+        mapped = self.rewriter.map(packet.sequence_number, packet.timestamp, now, packet.ssrc)
+        if mapped is None or mapped.sequence_number != out_seq:
+            return None
+        return packet, mapped.timestamp
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.ready = False
             self.fanout.unsubscribe(self)
+            if self.pending is not None:
+                self.pending.unsubscribe(self)
+
+
+class BitrateMeter:
+    """Payload bit/s over the last completed window of `window` seconds (0 before one)."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self.window = window
+        self.bps = 0.0
+        self._start: float | None = None
+        self._bytes = 0
+
+    def add(self, size: int, now: float) -> None:
+        if self._start is None:
+            self._start = now
+        elif now - self._start >= self.window:
+            self.bps = self._bytes * 8 / (now - self._start)
+            self._start, self._bytes = now, 0
+        self._bytes += size
 
 
 class RtpFanout:
@@ -279,6 +363,7 @@ class RtpFanout:
         self.packets_in = 0
         self.backlog_limit = INGEST_BACKLOG_LIMIT
         self.shed = 0  # packets not forwarded because the ingest backlog was over the limit
+        self.bitrate = BitrateMeter()
 
     @property
     def sinks_count(self) -> int:
@@ -297,14 +382,22 @@ class RtpFanout:
         self._sinks.append(sink)
         return sink
 
+    def add_pending(self, sink: ViewerRtpSink) -> None:
+        """`sink` (on another layer) waits here for this layer's next keyframe."""
+        if self.forwarder.ended:
+            return
+        if sink not in self._sinks:
+            self._sinks.append(sink)
+
     def unsubscribe(self, sink: ViewerRtpSink) -> None:
         if sink in self._sinks:
             self._sinks.remove(sink)
 
     async def handle_packet(self, packet: RtpPacket) -> None:
         self.packets_in += 1
+        self.bitrate.add(len(packet.payload), time.monotonic())
         if self.kind == "video":
-            self.cache.put(packet.sequence_number, packet)
+            self.cache.put(packet.sequence_number, packet, time.monotonic())
         if not self._sinks:
             return
         keyframe_start = starts_keyframe(self.codec_name, packet.payload)
@@ -315,7 +408,14 @@ class RtpFanout:
         for sink in tuple(self._sinks):
             if not sink.ready:
                 continue
-            if sink.awaiting_keyframe:
+            if sink.pending is self:
+                if not keyframe_start:
+                    self.forwarder.request_keyframe()  # rate-limited upstream
+                    continue
+                sink.complete_switch()
+            elif sink.fanout is not self:
+                continue
+            elif sink.awaiting_keyframe:
                 if not keyframe_start:
                     self.forwarder.request_keyframe()  # rate-limited upstream
                     continue

@@ -36,6 +36,9 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import MediaDescription, candidate_from_sdp
 
+from roomserver.core.layers import CHOICES as LAYER_CHOICES
+from roomserver.core.layers import HIGH, LAYERS, LOW
+
 from .cascade import Upstream, UpstreamLocator
 from .errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable, session_at
 from .forwarding import (
@@ -48,6 +51,7 @@ from .forwarding import (
 )
 from .hls import HlsRendition, hls_capable
 from .ice import advertise_public_ip, pin_host_addresses, rtc_configuration
+from .layer_switching import LayerSwitcher
 from .links import ROLE_ORDER, ListChanges, PublisherLinks
 from .negotiation import MEDIA_KINDS, media_lines, parse_offer, publisher_codec
 from .recording import PublisherRecording, RecordingTarget, recording_extension
@@ -87,6 +91,16 @@ class PublisherSession(Session):
     viewer_ids: set[str] = field(default_factory=set)
     upstream: Upstream | None = None  # set on a relay of a publisher on another node
     joining: int = 0  # viewers negotiating (a relay is not idle while one is)
+    # Quality layers (`?layers=` on WHIP): the video forwarder in `forwarders` is the high
+    # layer, `low` the other encoding (kept out of `forwarders`: recording, HLS and the
+    # publisher list see one video track).
+    low: TrackForwarder | None = None
+
+    def layer_fanouts(self, forwarder: TrackForwarder) -> dict[str, RtpFanout] | None:
+        """{"high": …, "low": …} when `forwarder` is this publisher's layered video."""
+        if self.low is None or forwarder.kind != "video" or forwarder not in self.fanouts:
+            return None
+        return {HIGH: self.fanouts[forwarder], LOW: self.fanouts[self.low]}
 
     def entry(self) -> dict:
         """The PROTOCOL.md `media.publishers` entry; `stream` changes on every re-publish."""
@@ -94,14 +108,22 @@ class PublisherSession(Session):
             "user": self.user,
             "role": self.role,
             "stream": self.stream,
-            "tracks": [{"kind": f.kind, "codec": f.choice.name} for f in self.forwarders],
+            "tracks": [self._track_entry(f) for f in self.forwarders],
         }
+
+    def _track_entry(self, forwarder: TrackForwarder) -> dict:
+        entry: dict[str, Any] = {"kind": forwarder.kind, "codec": forwarder.choice.name}
+        if forwarder.kind == "video" and self.low is not None:
+            entry["layers"] = list(LAYERS)
+        return entry
 
 
 @dataclass(eq=False)
 class ViewerSession(Session):
     publisher_id: str = ""
+    publisher_user: str = ""
     tracks: list[MediaStreamTrack] = field(default_factory=list)  # ForwardedTrack | SilentTrack
+    layers: LayerSwitcher | None = None  # video of a layered publisher, "rtp" mode
 
 
 class MediaRouter:
@@ -289,9 +311,13 @@ class MediaRouter:
 
     # ------------------------------------------------------------------ publish
 
-    async def publish(self, room: str, user: str, role: str, offer_sdp: str) -> tuple[str, str]:
+    async def publish(
+        self, room: str, user: str, role: str, offer_sdp: str, layers: tuple[str, ...] | None = None
+    ) -> tuple[str, str]:
         """WHIP: accept `user`'s offer in `room`; returns (session id, answer SDP).
 
+        `layers` (core/layers.py `parse_layers`) names the offer's two video m-lines, in
+        order: two encodings of one camera, each viewer getting one of them.
         A second publish by the same user in the same room replaces the first (a reconnect).
         """
         if role not in PUBLISH_ROLES:
@@ -302,6 +328,14 @@ class MediaRouter:
         if not sending:
             raise BadRequest("a WHIP offer must send audio or video (sendonly)")
         choices = {id(m): publisher_codec(m) for m in sending}
+        layer_of: dict[int, str] = {}
+        if layers is not None:
+            videos = [m for m in sending if m.kind == "video"]
+            if len(videos) != len(layers):
+                raise BadRequest(f"layers names {len(layers)} video m-lines, the offer sends {len(videos)}")
+            if len({choices[id(m)].name for m in videos}) != 1:
+                raise BadRequest("the layers of a video must use the same codec")
+            layer_of = {id(m): name for m, name in zip(videos, layers, strict=True)}
         others = [u for u in self._publishers.get(room, {}) if u != user]
         if len(others) >= self.max_publishers_per_room:
             raise LimitReached(f"room {room} already has {len(others)} publishers")
@@ -321,7 +355,10 @@ class MediaRouter:
                 transceiver.setCodecPreferences(choice.preferences())
                 forwarder = TrackForwarder(choice, **self._forwarder_options)
                 by_transceiver[transceiver] = forwarder
-                session.forwarders.append(forwarder)
+                if layer_of.get(id(media)) == LOW:
+                    session.low = forwarder
+                else:
+                    session.forwarders.append(forwarder)
                 if self.forwarding == "rtp":
                     session.fanouts[forwarder] = RtpFanout(forwarder)
 
@@ -378,7 +415,13 @@ class MediaRouter:
     ) -> tuple[str, str]:
         pc = self._new_pc()
         session = ViewerSession(
-            id=_new_id(), kind="play", room=room, user=viewer_user, pc=pc, publisher_id=publisher.id
+            id=_new_id(),
+            kind="play",
+            room=room,
+            user=viewer_user,
+            pc=pc,
+            publisher_id=publisher.id,
+            publisher_user=publisher.user,
         )
         try:
             unused = list(publisher.forwarders)
@@ -393,13 +436,17 @@ class MediaRouter:
                     silent = SilentTrack(forwarder.kind)
                     session.tracks.append(silent)
                     transceiver = pc.addTransceiver(silent, direction="sendonly")
-                    fanout.subscribe(silent, transceiver.sender)
+                    sink = fanout.subscribe(silent, transceiver.sender)
+                    layered = publisher.layer_fanouts(forwarder)
                 else:
                     track: MediaStreamTrack = forwarder.subscribe()
                     session.tracks.append(track)
                     transceiver = pc.addTransceiver(track, direction="sendonly")
+                    layered = None  # frame mode forwards the high layer only
                 transceiver.setCodecPreferences(forwarder.choice.viewer_preferences())
                 relay_keyframe_requests(transceiver.sender, forwarder)
+                if layered is not None:  # its keyframe requests go to the layer it is on
+                    session.layers = LayerSwitcher(sink, layered)
             if not session.tracks:
                 kinds = ", ".join(f.kind for f in publisher.forwarders)
                 raise BadRequest(f"the offer receives none of the publisher's tracks ({kinds})")
@@ -427,6 +474,23 @@ class MediaRouter:
         if upstream is None:
             return self._resolve_publisher(room, user)  # NotFound, unless one published meanwhile
         return await self._relay(upstream)
+
+    def set_layer(self, room: str, viewer_user: str, publisher_user: str, choice: str) -> str:
+        """PROTOCOL `media.layer`: `viewer_user`'s plays of `publisher_user` in `room` get the
+        `high` or `low` layer, or the estimated one again (`auto`); returns the layer now
+        chosen. NotFound if the viewer plays no layered video of that publisher here."""
+        if choice not in LAYER_CHOICES:
+            raise BadRequest(f"layer must be one of {', '.join(LAYER_CHOICES)}")
+        switchers = [
+            s.layers
+            for s in self._sessions.values()
+            if isinstance(s, ViewerSession)
+            and s.layers is not None
+            and (s.room, s.user, s.publisher_user) == (room, viewer_user, publisher_user)
+        ]
+        if not switchers:
+            raise NotFound(f"{viewer_user} plays no layered video of {publisher_user} in {room}")
+        return [switcher.pin(choice) for switcher in switchers][-1]
 
     def _resolve_publisher(self, room: str, user: str | None) -> PublisherSession:
         local = self._publishers.get(room, {})
@@ -717,7 +781,7 @@ class MediaRouter:
             rendition = self._hls.pop(session.id, None)
             if rendition is not None:
                 rendition.close()
-            for forwarder in session.forwarders:
+            for forwarder in (*session.forwarders, *([session.low] if session.low else [])):
                 forwarder.end()
             for fanout in session.fanouts.values():
                 fanout.end()

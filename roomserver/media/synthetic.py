@@ -136,3 +136,14 @@ class ToneAudioTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, AUDIO_RATE)
         self.count = n + 1
         return frame
+
+
+LOW_LAYER_BITRATE = 150_000  # bit/s: fits a 300 kbit/s link with room for audio and resends
+
+
+def layer_pair(fps: int = 30) -> tuple[CounterVideoTrack, CounterVideoTrack]:
+    """A publisher's two quality layers of one synthetic camera (WHIP `?layers=high,low`):
+    high is 640×480 with texture (VP8 spends up to its 1.5 Mbit/s cap on it), low 320×240
+    plain, to be capped at LOW_LAYER_BITRATE (`Publisher(max_bitrates=...)`). Frame widths
+    tell a viewer which one it gets."""
+    return CounterVideoTrack(640, 480, fps, detail=True), CounterVideoTrack(320, 240, fps)

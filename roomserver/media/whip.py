@@ -38,6 +38,7 @@ from typing import Literal, Protocol
 from aiohttp import web
 from multidict import CIMultiDict
 
+from roomserver.core.layers import parse_layers
 from roomserver.logsafe import clean
 
 from .errors import BadRequest, MediaError, TooLarge, UnsupportedMediaType
@@ -72,7 +73,9 @@ IceServers = Callable[[MediaPrincipal], list[str]]
 
 
 class MediaBackend(Protocol):
-    async def publish(self, room: str, user: str, role: str, offer_sdp: str) -> tuple[str, str]: ...
+    async def publish(
+        self, room: str, user: str, role: str, offer_sdp: str, layers: tuple[str, ...] | None = None
+    ) -> tuple[str, str]: ...
 
     async def play(
         self, room: str, publisher_user: str | None, viewer_user: str, offer_sdp: str
@@ -132,8 +135,11 @@ def media_routes(
     async def publish(request: web.Request) -> web.StreamResponse:
         room = _room(request)
         principal = await authorize(request, room, "publish")
+        layers = _layers(request)
         offer = await _read_offer(request)
-        session, answer = await backend.publish(principal.room or room, principal.user, principal.role, offer)
+        session, answer = await backend.publish(
+            principal.room or room, principal.user, principal.role, offer, layers
+        )
         return _created(f"/v1/rooms/{room}/whip/{session}", answer, session, _links(principal))
 
     async def play(request: web.Request) -> web.StreamResponse:
@@ -198,7 +204,14 @@ def media_routes(
         )
 
     routes = [
-        web.post("/v1/rooms/{room}/whip", _described(publish, "WHIP: publish (SDP offer in, answer out)")),
+        web.post(
+            "/v1/rooms/{room}/whip",
+            _described(
+                publish,
+                "WHIP: publish (SDP offer in, answer out)",
+                query=(("layers", "quality layers: the offer's two video m-lines, e.g. high,low"),),
+            ),
+        ),
         web.options("/v1/rooms/{room}/whip", _guarded(options)),
         web.delete(
             "/v1/rooms/{room}/whip/{session}",
@@ -229,6 +242,16 @@ def media_routes(
         web.options("/v1/rooms/{room}/whep/{session}", session_options),
     ]
     return routes
+
+
+def _layers(request: web.Request) -> tuple[str, ...] | None:
+    value = request.query.get("layers")
+    if value is None:
+        return None
+    try:
+        return parse_layers(value)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _described(

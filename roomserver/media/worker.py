@@ -59,6 +59,29 @@ def internal_authorize(secret: str) -> Authorize:
     return authorize
 
 
+def layer_route(router: MediaRouter, authorize: Authorize) -> web.RouteDef:
+    """`POST /internal/layer/{room key}` {"viewer", "publisher", "layer"} → {"layer"}."""
+
+    async def set_layer(request: web.Request) -> web.Response:
+        room = request.match_info["room"]
+        try:
+            if not ROOM_KEY.match(room):
+                raise BadRequest("not a room key")
+            await authorize(request, room, "stop")
+            try:
+                body = await request.json()
+                viewer, publisher, layer = body["viewer"], body["publisher"], body["layer"]
+                if not all(isinstance(v, str) for v in (viewer, publisher, layer)):
+                    raise TypeError("viewer, publisher and layer are strings")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BadRequest(f"bad layer request: {exc}") from None
+            return web.json_response({"layer": router.set_layer(room, viewer, publisher, layer)})
+        except MediaError as exc:
+            return error_response(exc)
+
+    return web.post("/internal/layer/{room}", set_layer)
+
+
 def recording_route(router: MediaRouter, authorize: Authorize) -> web.RouteDef:
     async def set_recording(request: web.Request) -> web.Response:
         room = request.match_info["room"]
@@ -108,7 +131,9 @@ async def serve(
     router.on_session_closed = lambda session: _emit({"type": "session_closed", "session": session})
     app = web.Application()
     app.add_routes(media_routes(router, internal_authorize(secret), room_pattern=ROOM_KEY))
-    app.add_routes([recording_route(router, internal_authorize(secret))])
+    app.add_routes(
+        [recording_route(router, internal_authorize(secret)), layer_route(router, internal_authorize(secret))]
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

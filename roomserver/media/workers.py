@@ -314,11 +314,14 @@ class MediaWorkerPool:
 
     # ------------------------------------------------------------------ MediaBackend
 
-    async def publish(self, room: str, user: str, role: str, offer_sdp: str) -> tuple[str, str]:
+    async def publish(
+        self, room: str, user: str, role: str, offer_sdp: str, layers: tuple[str, ...] | None = None
+    ) -> tuple[str, str]:
         worker = await self._worker_for(room)
-        session, answer = await self._post(
-            worker, f"/v1/rooms/{quote(room, safe='')}/whip", user, role, offer_sdp
-        )
+        path = f"/v1/rooms/{quote(room, safe='')}/whip"
+        if layers is not None:
+            path += f"?layers={','.join(layers)}"
+        session, answer = await self._post(worker, path, user, role, offer_sdp)
         self._sessions[session] = _SessionRoute(worker.index, room, room, "publish", user)
         self._room_worker.setdefault(room, worker.index)
         return session, answer
@@ -424,6 +427,26 @@ class MediaWorkerPool:
             ) as resp:
                 if resp.status != 200:
                     raise _remote_error(resp.status, await resp.text())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(f"media worker {worker.index} did not answer: {type(exc).__name__}") from None
+
+    async def set_layer(self, room: str, viewer: str, publisher: str, layer: str) -> str:
+        """`media.layer` in the worker that holds `room`'s media (MediaRouter.set_layer)."""
+        worker_index = self._room_worker.get(room)
+        if worker_index is None:
+            worker_index = await self.routing.lookup(room)
+        if worker_index is None or not 0 <= worker_index < len(self._workers):
+            raise NotFound(f"no media of room {room} here")
+        worker = self._workers[worker_index]
+        body = json.dumps({"viewer": viewer, "publisher": publisher, "layer": layer}).encode()
+        path = f"/internal/layer/{quote(room, safe='')}"
+        try:
+            async with self._request(
+                worker, "POST", path, "server", "host", body, content_type="application/json"
+            ) as resp:
+                if resp.status != 200:
+                    raise _remote_error(resp.status, await resp.text())
+                return str((await resp.json())["layer"])
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Unavailable(f"media worker {worker.index} did not answer: {type(exc).__name__}") from None
 

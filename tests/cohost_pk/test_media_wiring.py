@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from roomserver.client import RoomError
 from roomserver.core.room import decode_doc
 from roomserver.media.client import Publisher, Viewer, delete_session, post_offer
-from roomserver.media.synthetic import CounterVideoTrack
+from roomserver.media.synthetic import LOW_LAYER_BITRATE, CounterVideoTrack, layer_pair
 from roomserver.media_glue import for_node
 from roomserver.tenancy import room_key
 from tests.cohost_pk.conftest import MakeNode
@@ -218,3 +219,39 @@ async def test_worker_pool_with_routing_recorded_in_the_bus(make_node: MakeNode,
         await recs[i].wait("media.publishers", lambda e, i=i: lineup(e) == [(f"h{i}", "host")])
         await watching(await peers.play(server, room, f"v{i}"))
     assert len({pid for pid in pool.worker_pids if pid}) == 2
+
+
+async def test_layered_host_and_media_layer_op(server: Server, room: str, peers: Peers) -> None:
+    """WHIP `?layers=high,low` through the real server; a viewer's `media.layer` WebSocket op
+    moves its WHEP session to the low layer (PROTOCOL §3) and back to the estimate."""
+    _, rec = await joined(server, room, "h1", "host")
+    viewer_ws, _ = await joined(server, room, "v1")
+    high, low = layer_pair()
+    pub = Publisher([high, low], max_bitrates={low: LOW_LAYER_BITRATE})
+    peers.peers.append(pub)
+    url = f"{server.base_url}/v1/rooms/{room}/whip?layers=high,low"
+    reply = await post_offer(server.http, url, await pub.offer(), token("h1", "host"))
+    assert reply.status == 201, reply.body
+    await pub.accept(reply.body)
+    ev = (await rec.wait("media.publishers"))[-1]
+    assert ev["data"]["publishers"][0]["tracks"] == [
+        {"kind": "video", "codec": "VP8", "layers": ["high", "low"]}
+    ]
+    bad = await post_offer(
+        server.http, f"{url[: -len('high,low')]}high", await pub.offer(), token("h1", "host")
+    )
+    assert (bad.status, bad.json()["error"]["code"]) == (400, "bad_request")
+
+    with pytest.raises(RoomError) as not_playing:
+        await viewer_ws.ops.media_layer(room, publisher="h1", layer="low")
+    assert not_playing.value.code == "not_found"
+    view = await peers.play(server, room, "v1")
+    assert await view.wait_for(lambda v: len(v.video) >= FRAMES, timeout=MEDIA_WAIT_S)
+    assert {s.width for s in view.video} == {640}
+    assert await viewer_ws.ops.media_layer(room, publisher="h1", layer="low") == {"layer": "low"}
+    mark = len(view.video)
+    assert await view.wait_for(lambda v: any(s.width == 320 for s in v.video[mark:]), timeout=MEDIA_WAIT_S)
+    assert await viewer_ws.ops.media_layer(room, publisher="h1", layer="auto") == {"layer": "high"}
+    with pytest.raises(RoomError) as bad_layer:
+        await viewer_ws.request("media.layer", room, publisher="h1", layer="medium")
+    assert bad_layer.value.code == "bad_request"

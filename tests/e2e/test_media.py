@@ -49,6 +49,13 @@ async def test_host_publishes_the_fake_camera_and_a_viewer_plays_it(pages, room)
     await expect(tile).to_have_attribute("data-role", "host", timeout=MEDIA_T)
     await playing(viewer, "#videos .tile[data-user='h1'] video")
     await expect(viewer.locator("#placeholder")).to_be_hidden()
+    # The host page sends a low quality layer too (issue 14): two video m-lines, ?layers=high,low.
+    sending = await host.evaluate(
+        """() => app.cam.publication.pc.getTransceivers()
+              .filter((t) => t.sender.track && t.sender.track.kind === 'video').length"""
+    )
+    assert sending == 2
+    assert await host.evaluate("app.cam.publication.current.lowTrack !== null")
     # Ending the show stops the publication: the tile goes away.
     await host.click("#end-btn")
     await expect(tile).to_have_count(0, timeout=MEDIA_T)

@@ -203,3 +203,26 @@ def test_without_the_hook_an_rsa_server_has_no_shared_cipher() -> None:
     server.set_accept_state()
     with pytest.raises(SSL.Error, match=r"no shared cipher"):
         _handshake(client, server)
+
+
+def test_layer_switching_hook_points_are_unchanged() -> None:
+    """layer_switching.py wraps each viewer sender's `_handle_rtcp_packet` (an instance
+    attribute the DTLS transport's RTCP dispatch calls) and reads REMB with aiortc's parser."""
+    assert "await recipient._handle_rtcp_packet(packet)" in inspect.getsource(
+        RTCDtlsTransport._handle_rtcp_data
+    )
+    assert inspect.iscoroutinefunction(RTCRtpSender._handle_rtcp_packet)
+    handler = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "unpack_remb_fci(packet.fci)" in handler and "self._send_keyframe()" in handler
+
+
+def test_layer_publisher_and_viewer_client_hook_points() -> None:
+    """client.py's `max_bitrates` sets Vp8Encoder's private target past its setter's floor (the
+    encoder compares it with its codec context's on every frame); loadtest/layer_switch.py
+    replaces a receiver's video jitter buffer (`__jitter_buffer`, a JitterBuffer(512))."""
+    encoder = Vp8Encoder()
+    assert encoder._Vp8Encoder__target_bitrate == encoder.target_bitrate  # type: ignore[attr-defined]
+    assert "self.target_bitrate - self.codec.bit_rate" in inspect.getsource(Vp8Encoder.encode)
+    assert "self.__encoder = get_encoder(" in inspect.getsource(RTCRtpSender)
+    assert "JitterBuffer(capacity=512, is_video=True)" in inspect.getsource(RTCRtpReceiver.__init__)
+    assert "self.__jitter_buffer.add(packet)" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)

@@ -14,6 +14,7 @@ from roomserver.core.rtp_rewrite import (
     SEQ_MOD,
     TS_MOD,
     PacketCache,
+    ResendGate,
     SeqTsRewriter,
     h264_starts_keyframe,
     seq_newer,
@@ -87,6 +88,23 @@ def test_nacked_sequence_numbers_map_back_only_within_the_current_source() -> No
     assert r.source_seq(1005) is None  # an earlier source's packet
 
 
+def test_the_previous_source_s_packets_map_back_after_a_switch() -> None:
+    r = SeqTsRewriter(start_seq=1000, start_ts=500, clock_rate=90000)
+    assert r.previous_source_seq(1000) is None
+    for s in range(50, 60):
+        r.map(s, 3000, 0.0)  # out 1000..1009, out ts 500
+    r.switch()
+    assert r.previous_source_seq(1005) == (55, (500 - 3000) % (1 << 32))
+    r.map(4000, 0, 0.1)  # the new source starts at out seq 1010
+    assert r.previous_source_seq(1009) is not None and r.previous_source_seq(1009)[0] == 59
+    assert r.previous_source_seq(1010) is None  # the current source's
+    assert r.previous_source_seq(999) is None  # before the previous source started
+    r.switch()
+    r.map(7000, 0, 0.2)
+    assert r.previous_source_seq(1010) == (4000, r.previous_source_seq(1010)[1])
+    assert r.previous_source_seq(1005) is None  # two sources back: not kept
+
+
 def test_packet_cache_returns_only_the_packet_stored_for_that_number() -> None:
     cache: PacketCache[str] = PacketCache(size=4)
     for seq in range(10):
@@ -136,3 +154,24 @@ def test_keyframe_start_edge_cases() -> None:
     assert h264_starts_keyframe(bytes([28, 0x85]))  # FU-A start of an IDR
     assert not h264_starts_keyframe(bytes([28, 0x05]))  # FU-A continuation
     assert starts_keyframe("opus", b"")  # audio: any packet
+
+
+def test_resend_gate_allows_a_packet_once_per_interval_and_twice_in_all() -> None:
+    gate = ResendGate(interval=0.3, max_resends=2, size=4)
+    assert gate.allow(10, 0.0)
+    assert not gate.allow(10, 0.1)  # still in flight
+    assert gate.allow(11, 0.1)
+    assert gate.allow(10, 0.31)
+    assert not gate.allow(10, 5.0)  # resent twice already
+    assert gate.refused == 2
+    for seq in range(20, 25):  # over the size: 10 and 11 forgotten, allowed again
+        gate.allow(seq, 6.0)
+    assert gate.allow(10, 6.0)
+
+
+def test_packet_cache_keeps_when_each_packet_was_stored() -> None:
+    cache: PacketCache[str] = PacketCache(4)
+    cache.put(7, "p7", 1.5)
+    assert cache.stored_at(7) == 1.5 and cache.get(7) == "p7"
+    cache.put(11, "p11", 2.0)  # same slot
+    assert cache.stored_at(7) is None and cache.stored_at(11) == 2.0

@@ -128,10 +128,16 @@ export class KeptPublication {
    * @param {import("/sdk/roomserver.js").RoomClient} client
    * @param {string} room
    * @param {MediaStream} stream
-   * @param {{tries?: number, onState?: (state: string) => void, onRetry?: (err?: unknown) => void, onGiveUp?: (err?: unknown) => void}} [options]
+   * @param {{tries?: number, layers?: boolean, onState?: (state: string) => void, onRetry?: (err?: unknown) => void, onGiveUp?: (err?: unknown) => void}} [options]
    */
-  constructor(client, room, stream, { tries = 6, onState = () => {}, onRetry = () => {}, onGiveUp = () => {} } = {}) {
+  constructor(
+    client,
+    room,
+    stream,
+    { tries = 6, layers = false, onState = () => {}, onRetry = () => {}, onGiveUp = () => {} } = {},
+  ) {
     this.client = client;
+    this.layers = layers; // also send the low quality layer (issue 14)
     this.room = room;
     this.stream = stream;
     this.tries = tries;
@@ -158,7 +164,7 @@ export class KeptPublication {
     return this.current ? this.current.pc.connectionState : this.stopped ? "stopped" : "retrying";
   }
   async _publish() {
-    const pub = await this.client.publish(this.room, this.stream);
+    const pub = await this.client.publish(this.room, this.stream, { layers: this.layers });
     if (this.stopped) return pub.stop();
     this.current = pub;
     pub.pc.addEventListener("connectionstatechange", () => {

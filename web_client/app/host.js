@@ -249,6 +249,7 @@ async function publish() {
   await startCamera();
   if (cam.publication) return true; // published while the camera started
   const kept = new KeptPublication(client, p.room, cam.stream, {
+    layers: true, // a low layer for viewers on slow links (issue 14)
     onState: updatePubState,
     onRetry: () => {
       updatePubState();

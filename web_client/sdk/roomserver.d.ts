@@ -153,12 +153,17 @@ export interface RoomClientOptions {
 export interface MediaOptions {
   /** Without `iceServers`, the TURN servers the WHIP/WHEP endpoint announces (OPTIONS) are used. */
   rtcConfig?: RTCConfiguration;
+  /** `publish` only: also send a low quality layer (a clone of the video track, by default at
+   * half the resolution and 150 kbit/s) that viewers on slow links get (issue 14). */
+  layers?: boolean | { scaleResolutionDownBy?: number; maxBitrate?: number };
 }
 
 export declare class Publication {
   readonly pc: RTCPeerConnection;
   readonly stream: MediaStream;
   readonly location: string;
+  /** The low layer's track (a clone of the camera's) when published with `layers`. */
+  lowTrack: MediaStreamTrack | null;
   stop(): Promise<void>;
 }
 export declare class Playback extends Publication {
@@ -306,6 +311,8 @@ export declare class RoomClient {
 
   createPoll(room: string, params: PollParams): Promise<OpReplies["poll.create"]>;
   vote(room: string, poll: string, option: number): Promise<{}>;
+  /** The quality layer this user's plays of `publisher` get ("auto": the server's estimate). */
+  setMediaLayer(room: string, publisher: string, layer: "high" | "low" | "auto"): Promise<OpReplies["media.layer"]>;
   announce(room: string, text: string, countdownTo?: number): Promise<{}>;
 
   mute(room: string, user: string, durationS?: number): Promise<{}>;
@@ -355,7 +362,7 @@ export type RoomMethodName =
   | "setAssistant" | "answerQuestions" | "markAnswerWrong"
   | "requestCohost" | "inviteCohost" | "acceptCohost" | "rejectCohost" | "endCohost"
   | "invitePk" | "acceptPk" | "rejectPk" | "endPk"
-  | "publish" | "play" | "followPublishers";
+  | "publish" | "play" | "followPublishers" | "setMediaLayer";
 
 /** `(room: string, ...rest) => R` without its first parameter. */
 export type WithoutRoom<F> = F extends (room: string, ...rest: infer A) => infer R ? (...args: A) => R : never;

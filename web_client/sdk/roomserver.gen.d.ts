@@ -79,6 +79,11 @@ export interface LotteryRef {
   lottery: string;
 }
 
+export interface MediaLayerParams {
+  publisher: string;
+  layer: "auto" | "high" | "low";
+}
+
 export interface TargetParams {
   user: string;
   duration_s?: number | null;
@@ -239,6 +244,10 @@ export interface LotteryDrawnReply {
 
 export interface LotteryEntered {
   entered: boolean;
+}
+
+export interface LayerChosen {
+  layer: string;
 }
 
 export interface WordCount {
@@ -1144,6 +1153,7 @@ export interface LotteryView {
 export interface Track {
   kind: string;
   codec: string;
+  layers?: ("high" | "low")[];
 }
 
 /** Interactions across shows by kind (one op = one: a like.send of 30 likes is one). */
@@ -1229,6 +1239,7 @@ export interface OpParams {
   "lottery.create": LotteryCreateParams;
   "lottery.draw": LotteryRef;
   "lottery.enter": LotteryRef;
+  "media.layer": MediaLayerParams;
   "mod.kick": TargetParams;
   "mod.mute": TargetParams;
   "mod.slow": ModSlowParams;
@@ -1276,6 +1287,7 @@ export interface OpReplies {
   "lottery.create": LotteryCreated;
   "lottery.draw": LotteryDrawnReply;
   "lottery.enter": LotteryEntered;
+  "media.layer": LayerChosen;
   "mod.kick": Empty;
   "mod.mute": Empty;
   "mod.slow": Empty;

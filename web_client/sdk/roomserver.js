@@ -780,6 +780,11 @@ export class RoomClient {
   vote(room, poll, option) {
     return this.request("poll.vote", room, { poll, option });
   }
+  /** The quality layer this user's plays of `publisher` get: "high", "low" or "auto"
+   * (the server's estimate); a publisher's video track lists its `layers` (issue 14). */
+  setMediaLayer(room, publisher, layer) {
+    return this.request("media.layer", room, { publisher, layer });
+  }
   announce(room, text, countdownTo) {
     return this.request("room.announce", room, countdownTo ? { text, countdown_to: countdownTo } : { text });
   }
@@ -882,11 +887,29 @@ export class RoomClient {
     for (const track of stream.getTracks()) {
       pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
     }
+    // Quality layers (issue 14): a second, smaller encoding of the camera on its own m-line
+    // after the first video one, named by `?layers=high,low` (the server cannot receive RIDs).
+    const video = stream.getVideoTracks()[0];
+    let low = null;
+    if (options.layers && video) {
+      const spec = options.layers === true ? {} : options.layers;
+      low = video.clone();
+      pc.addTransceiver(low, {
+        direction: "sendonly",
+        streams: [stream],
+        sendEncodings: [
+          { scaleResolutionDownBy: spec.scaleResolutionDownBy || 2, maxBitrate: spec.maxBitrate || 150000 },
+        ],
+      });
+    }
     try {
-      const location = await this._negotiate(pc, path);
-      return new Publication(this, pc, stream, location);
+      const location = await this._negotiate(pc, low ? `${path}?layers=high,low` : path);
+      const publication = new Publication(this, pc, stream, location);
+      publication.lowTrack = low;
+      return publication;
     } catch (err) {
       pc.close();
+      if (low) low.stop();
       throw err;
     }
   }
@@ -1040,7 +1063,7 @@ const ROOM_METHODS = [
   "setAssistant", "answerQuestions", "markAnswerWrong",
   "requestCohost", "inviteCohost", "acceptCohost", "rejectCohost", "endCohost",
   "invitePk", "acceptPk", "rejectPk", "endPk",
-  "publish", "play", "followPublishers",
+  "publish", "play", "followPublishers", "setMediaLayer",
 ];
 for (const name of ROOM_METHODS) {
   Object.defineProperty(Room.prototype, name, {
@@ -1076,6 +1099,8 @@ export class Publication {
     this.stream = stream;
     this.location = location;
     this.stopped = false;
+    /** The low layer's track (a clone of the camera's) when published with `layers`. */
+    this.lowTrack = null;
   }
 
   /** Stop publishing: DELETE the WHIP session, close the peer connection. */
@@ -1083,6 +1108,7 @@ export class Publication {
     if (this.stopped) return;
     this.stopped = true;
     this.pc.close();
+    if (this.lowTrack) this.lowTrack.stop();
     try {
       await this.client._authedFetch(this.location, { method: "DELETE" });
     } catch {
