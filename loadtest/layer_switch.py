@@ -114,7 +114,11 @@ def _near_frames(viewer: Viewer) -> list[tuple[int, float]]:
     return [(s.width, s.at) for s in viewer.video]
 
 
-async def run_scenario(rate: str = "300kbit", hold: float = 15.0, timeout: float = 60.0) -> dict:
+async def run_scenario(
+    rate: str = "300kbit", hold: float = 15.0, timeout: float = 60.0, *, pin_near: bool = False
+) -> dict:
+    """`pin_near`: the loopback viewer asks for the high layer (`media.layer`) instead of
+    following the estimate, so a CPU-starved box cannot move it (the test's choice)."""
     previous = pinned_host_addresses()
     with namespace("layers", 215) as ns:
         unpin_host_addresses()
@@ -132,6 +136,8 @@ async def run_scenario(rate: str = "300kbit", hold: float = 15.0, timeout: float
             await publisher.accept(answer)
             near_id, answer = await router.play(ROOM, None, "near", await near.offer())
             await near.accept(answer)
+            if pin_near:
+                router.set_layer(ROOM, "near", "host", "high")
             assert proc.stdin is not None and proc.stdout is not None
             far_offer = json.loads(await asyncio.wait_for(proc.stdout.readline(), timeout))["offer"]
             far_id, answer = await router.play(ROOM, None, "far", far_offer)
