@@ -64,7 +64,7 @@ from roomserver.core.replay import hls_dir, recording_dir, records
 from roomserver.core.room import Emit, RoomDoc, decode_doc, is_restricted, with_features
 from roomserver.core.turn import ice_servers, link_header
 from roomserver.media.cascade import Upstream
-from roomserver.media.errors import BadRequest, Forbidden, MediaError, NotFound, Unauthorized, Unavailable
+from roomserver.media.errors import BadRequest, Forbidden, MediaError, Unauthorized, Unavailable
 from roomserver.media.recording import RecordingTarget
 from roomserver.media.sfu import MediaRouter
 from roomserver.media.whip import IceServers, MediaAction, MediaPrincipal, bearer_token, media_routes
@@ -424,11 +424,12 @@ class MediaGlue:
             if isinstance(self.backend, MediaWorkerPool):
                 return await self.backend.set_layer(room, viewer, publisher, layer)
             return self.backend.set_layer(room, viewer, publisher, layer)
-        except NotFound as exc:
-            raise OpError("not_found", exc.message) from None
-        except BadRequest as exc:
-            raise OpError("bad_request", exc.message) from None
         except MediaError as exc:
+            # By code, not class: a media worker's answer comes back as a plain MediaError.
+            if exc.code == "not_found":
+                raise OpError("not_found", exc.message) from None
+            if exc.code == "bad_request":
+                raise OpError("bad_request", exc.message) from None
             raise OpError("unavailable", exc.message) from None
 
     # -- recording (issue 14) ------------------------------------------------------------

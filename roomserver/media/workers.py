@@ -30,7 +30,7 @@ import secrets
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -419,14 +419,20 @@ class MediaWorkerPool:
         await self._post_recording(worker, room, {"target": None if target is None else target.to_json()})
 
     async def _post_recording(self, worker: _Worker, room: str, request: dict) -> None:
+        await self._post_internal(worker, "recording", room, request)
+
+    async def _post_internal(self, worker: _Worker, route: str, room: str, request: dict) -> Any:
+        """POST `request` to the worker's `/internal/<route>/<room>` (as the server); its JSON
+        answer, or the worker's error as a MediaError."""
         body = json.dumps(request).encode()
-        path = f"/internal/recording/{quote(room, safe='')}"
+        path = f"/internal/{route}/{quote(room, safe='')}"
         try:
             async with self._request(
                 worker, "POST", path, "server", "host", body, content_type="application/json"
             ) as resp:
                 if resp.status != 200:
                     raise _remote_error(resp.status, await resp.text())
+                return await resp.json()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Unavailable(f"media worker {worker.index} did not answer: {type(exc).__name__}") from None
 
@@ -437,18 +443,13 @@ class MediaWorkerPool:
             worker_index = await self.routing.lookup(room)
         if worker_index is None or not 0 <= worker_index < len(self._workers):
             raise NotFound(f"no media of room {room} here")
-        worker = self._workers[worker_index]
-        body = json.dumps({"viewer": viewer, "publisher": publisher, "layer": layer}).encode()
-        path = f"/internal/layer/{quote(room, safe='')}"
-        try:
-            async with self._request(
-                worker, "POST", path, "server", "host", body, content_type="application/json"
-            ) as resp:
-                if resp.status != 200:
-                    raise _remote_error(resp.status, await resp.text())
-                return str((await resp.json())["layer"])
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Unavailable(f"media worker {worker.index} did not answer: {type(exc).__name__}") from None
+        answer = await self._post_internal(
+            self._workers[worker_index],
+            "layer",
+            room,
+            {"viewer": viewer, "publisher": publisher, "layer": layer},
+        )
+        return str(answer["layer"])
 
     async def close_room(self, room: str) -> None:
         """End all media of `room`: its recordings, publishers (their viewers follow), viewers."""

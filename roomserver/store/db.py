@@ -26,6 +26,7 @@ in its own transaction, in number order.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 import time
@@ -41,6 +42,8 @@ T = TypeVar("T")
 
 _PLACEHOLDER: Final = re.compile(r"\$(\d+)")
 _MIGRATION: Final = re.compile(r"(\d{3})_([a-z0-9_]+?)(?:\.(sqlite|pg))?\.sql")
+logger = logging.getLogger(__name__)
+
 MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
 # The advisory lock that serialises migrations on PostgreSQL: any fixed 64-bit key that
 # nothing else on the server takes ("roomserver schema" as bytes).
@@ -191,6 +194,21 @@ class _SqliteTx(Tx):
         await self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
+def _begin(conn: sqlite3.Connection) -> None:
+    # The BEGIN of a caller cancelled while it waited for this thread still ran, and nothing
+    # rolled it back: without this every later transaction failed with "cannot start a
+    # transaction within a transaction".
+    if conn.in_transaction:
+        logger.warning("embedded store: rolling back a transaction its cancelled caller left open")
+        conn.execute("ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
@@ -229,11 +247,12 @@ class SqliteDatabase(Database):
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._tx_lock:
             conn = self._writer_conn
-            await self._on_writer(lambda: conn.execute("BEGIN IMMEDIATE"))
+            await self._on_writer(lambda: _begin(conn))
             try:
                 yield _SqliteTx(self)
             except BaseException:
-                await self._on_writer(lambda: conn.execute("ROLLBACK"))
+                # Shielded: a cancelled caller must not leave the connection in its transaction.
+                await asyncio.shield(self._on_writer(lambda: _rollback(conn)))
                 raise
             await self._on_writer(lambda: conn.execute("COMMIT"))
 

@@ -83,3 +83,26 @@ async def test_a_new_embedded_store_has_16k_pages_and_an_existing_one_keeps_its_
     log = EventLog(old)
     assert [e.id for e in await log.ingest([ev(1, "u1", "join", 2000)])] == ["n1-1"]
     await old.close()
+
+
+async def test_a_transaction_cancelled_at_its_begin_leaves_the_store_usable(db: Database) -> None:
+    # A caller cancelled while its BEGIN waits for the store still had the BEGIN run (on the
+    # embedded store's writer thread); nothing rolled it back, and every later transaction
+    # failed with "cannot start a transaction within a transaction" (seen from the behaviour
+    # writer in a server test).
+    await db.migrate()
+    started = asyncio.Event()
+
+    async def transaction() -> None:
+        async with db.transaction() as tx:
+            started.set()
+            await tx.execute("CREATE TABLE never (x BIGINT)")
+
+    task = asyncio.create_task(transaction())
+    await asyncio.sleep(0)  # the task is now waiting for its BEGIN
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not started.is_set()
+    log = EventLog(db)
+    assert [e.id for e in await log.ingest([ev(1, "u1", "join", 2000)])] == ["n1-1"]

@@ -221,9 +221,13 @@ async def test_worker_pool_with_routing_recorded_in_the_bus(make_node: MakeNode,
     assert len({pid for pid in pool.worker_pids if pid}) == 2
 
 
-async def test_layered_host_and_media_layer_op(server: Server, room: str, peers: Peers) -> None:
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_layered_host_and_media_layer_op(make_node: MakeNode, peers: Peers, workers: int) -> None:
     """WHIP `?layers=high,low` through the real server; a viewer's `media.layer` WebSocket op
-    moves its WHEP session to the low layer (PROTOCOL §3) and back to the estimate."""
+    moves its WHEP session to the low layer (PROTOCOL §3) and back to the estimate. In process,
+    and through a media worker (the pool's `/internal/layer` route)."""
+    server = await make_node(media_workers=workers)
+    room = new_room_id()
     _, rec = await joined(server, room, "h1", "host")
     viewer_ws, _ = await joined(server, room, "v1")
     high, low = layer_pair()
