@@ -263,6 +263,8 @@ from roomserver.bus.base import (
 from roomserver.bus.coalesce import Coalescer
 from roomserver.bus.redis_client import (
     NotExecuted,
+    NotSent,
+    PrimaryMoved,
     Script,
     ScriptCall,
     SlotRouter,
@@ -287,6 +289,9 @@ MAX_BATCH_TAKES = 512  # stock takes or tally entries per script call (bounds on
 # After a WAIT (or ROLE) found no replica, durable calls to that primary are refused
 # unsent for this long, then ROLE is asked again.
 UNREPLICATED_RETRY_S = 0.5
+# A durable call whose primary changed between its replica check and its send checks
+# the new one; after this many moves in one call it answers unavailable (a reshard).
+PRIMARY_MOVED_TRIES = 3
 # Index entries checked for expiry per batch, and batches per listing call.
 SWEEP_BATCH = 500
 SWEEP_BATCHES = 4
@@ -747,18 +752,18 @@ class RedisBroker(RedisStreamsMixin, RedisVmapsMixin, Broker):
         commands: list[Any] = [
             _commit_call(keys, subs, self.limits, defer_publish=durable, idle_ttl_ms=self.idle_ttl_ms)
         ]
-        if durable:
-            await self._require_replica(keys.slot)
-            commands.append(self._wait_command())
         self.script_calls += 1
         self.commits += len(subs)
-        replies = await self._router.call(keys.slot, commands, safe=False)
+        if durable:
+            replies, primary = await self._call_replicated(keys.slot, commands, safe=False)
+        else:
+            replies = await self._router.call(keys.slot, commands, safe=False)
         reply = _raise_reply(replies[0])
         results, doc_created, message = _commit_results(reply)
         if doc_created and not any(s.expect_version == 0 for s in subs):
             await self._register(room)  # a document re-created at version > 0: rare
         if durable:
-            self._check_replicated(keys.slot, replies[1], "commit")
+            self._check_replicated(primary, replies[1], "commit")
         if message is not None:
             await self._publish_late(keys, message)
         return results
@@ -783,20 +788,46 @@ class RedisBroker(RedisStreamsMixin, RedisVmapsMixin, Broker):
         # it must follow the script on the same connection (one pipeline).
         return ("WAIT", 1, self.durable_wait_ms)
 
-    async def _require_replica(self, slot: int) -> None:
-        """Send a durable call only to a primary known to have a replica; otherwise
-        refuse it before anything is written (``NotExecuted``: the client's retry
+    async def _call_replicated(self, slot: int, commands: list[Any], *, safe: bool) -> tuple[list[Any], str]:
+        """``commands`` plus a WAIT, run on the slot's primary only once it is known to
+        have a replica; returns the replies and that primary. The call is pinned to the
+        primary that was checked: a failover between the check and the send must not
+        route the write to a promoted primary nobody checked (a CI run saw takes drain
+        a sale on one while the check had looked at the dead primary)."""
+        for tries_left in reversed(range(PRIMARY_MOVED_TRIES)):
+            primary = await self._require_replica(slot)
+            try:
+                replies = await self._router.call(
+                    slot, [*commands, self._wait_command()], safe=safe, pinned=primary
+                )
+            except PrimaryMoved:
+                if not tries_left:
+                    raise
+                continue
+            return replies, primary
+        raise AssertionError("unreachable")
+
+    async def _require_replica(self, slot: int) -> str:
+        """The slot's primary, if it is known to have a replica; otherwise refuse the
+        durable call before anything is written (``NotExecuted``: the client's retry
         decides afresh). A write that no replica can acknowledge would still change
         the primary (a take drains stock) although a second failure loses it, and
         its WAIT would hold a pooled connection for ``durable_wait_ms``."""
         addr = self._router.addr_for_slot(slot)
-        if addr is None:
-            return  # the call itself finds the primary (or fails unsent)
+        if addr is None:  # no slot map yet, or the slot is between primaries
+            try:
+                async with asyncio.timeout(self._router.timeouts.op):
+                    await self._router.refresh()
+            except (TimeoutError, NotSent) as exc:
+                raise NotExecuted(f"redis: no primary known for slot {slot} ({exc}); not sent") from None
+            addr = self._router.addr_for_slot(slot)
+            if addr is None:
+                raise NotExecuted(f"redis: no primary known for slot {slot}; not sent")
         if self._replicated_epoch != self._router.primaries_epoch:
             self._replicated.clear()  # a failover: a promoted primary starts unknown
             self._replicated_epoch = self._router.primaries_epoch
         if addr in self._replicated:
-            return
+            return addr
         until = self._unreplicated.get(addr)
         if until is not None and asyncio.get_running_loop().time() < until:
             raise NotExecuted(f"redis: {addr} has no replica to acknowledge writes; not sent")
@@ -810,9 +841,12 @@ class RedisBroker(RedisStreamsMixin, RedisVmapsMixin, Broker):
             raise NotExecuted(f"redis: could not ask {addr} for its replicas ({exc}); not sent") from exc
         if not has_replica:
             raise NotExecuted(f"redis: {addr} has no replica to acknowledge writes; not sent")
+        return addr
 
     async def _probe_replica(self, slot: int, addr: str) -> bool:
-        role = await self._router.call_one(slot, ("ROLE",), safe=True)
+        # Pinned: the answer must be about ``addr``, not whichever node the slot
+        # moved to meanwhile.
+        role = await self._router.call_one(slot, ("ROLE",), safe=True, pinned=addr)
         # A primary answers [b"master", offset, [[ip, port, offset], ...]] listing
         # its connected replicas.
         primary = bool(role) and role[0] in (b"master", "master")
@@ -828,15 +862,12 @@ class RedisBroker(RedisStreamsMixin, RedisVmapsMixin, Broker):
             self._unreplicated[addr] = asyncio.get_running_loop().time() + UNREPLICATED_RETRY_S
         return has_replica
 
-    def _check_replicated(self, slot: int, wait_reply: Any, what: str) -> None:
-        addr = self._router.addr_for_slot(slot)
+    def _check_replicated(self, addr: str, wait_reply: Any, what: str) -> None:
         if _raise_reply(wait_reply) >= 1:
-            if addr is not None:
-                self._replicated.add(addr)
+            self._replicated.add(addr)
             return
-        if addr is not None:
-            self._replicated.discard(addr)
-            self._unreplicated[addr] = asyncio.get_running_loop().time() + UNREPLICATED_RETRY_S
+        self._replicated.discard(addr)
+        self._unreplicated[addr] = asyncio.get_running_loop().time() + UNREPLICATED_RETRY_S
         raise BrokerUnavailable(
             f"redis: {what} not acknowledged by a replica within {self.durable_wait_ms} ms (outcome unknown)"
         )
@@ -848,10 +879,9 @@ class RedisBroker(RedisStreamsMixin, RedisVmapsMixin, Broker):
             return await self._call(slot, call, safe=safe)
         if self._closed:
             raise BrokerUnavailable("broker closed")
-        await self._require_replica(slot)
-        replies = await self._router.call(slot, [call, self._wait_command()], safe=safe)
+        replies, primary = await self._call_replicated(slot, [call], safe=safe)
         reply = _raise_reply(replies[0])
-        self._check_replicated(slot, replies[1], call.script.name)
+        self._check_replicated(primary, replies[1], call.script.name)
         return reply
 
     async def _register(self, room: str) -> None:

@@ -85,6 +85,11 @@ class NotExecuted(BrokerUnavailable):
     executed = False
 
 
+class PrimaryMoved(NotExecuted):
+    """A call pinned to one primary found the slot served by another (a failover,
+    a reshard): nothing was run. The caller checks the new primary and calls again."""
+
+
 def unavailable(message: str, *, maybe_executed: bool) -> BrokerUnavailable:
     return BrokerUnavailable(message) if maybe_executed else NotExecuted(message)
 
@@ -453,13 +458,19 @@ class SlotRouter:
 
     # -- commands -----------------------------------------------------------
 
-    async def call(self, slot: int, commands: Sequence[Command], *, safe: bool) -> list[Any]:
+    async def call(
+        self, slot: int, commands: Sequence[Command], *, safe: bool, pinned: str | None = None
+    ) -> list[Any]:
         """Run ``commands`` as one pipeline on the primary of ``slot``.
 
         Retries until the op deadline on redirects and when nothing was sent;
         after an ambiguous failure only if ``safe`` (idempotent commands).
         Returns the replies; non-redirect error replies are returned as
-        exception objects for the caller to judge."""
+        exception objects for the caller to judge.
+
+        ``pinned``: run them only on that node. When the slot turns out to be served
+        by another (the map changed, or a redirect), raise ``PrimaryMoved`` instead of
+        following it: the caller vetted that node (durable writes: it has a replica)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeouts.op
         by_sha = True
@@ -478,6 +489,8 @@ class SlotRouter:
                     addr = ask_addr or self._slots[slot]
                     if addr is None:
                         raise NotSent(f"slot {slot} has no primary")
+                    if pinned is not None and addr != pinned:
+                        raise PrimaryMoved(f"redis: slot {slot} moved from {pinned} to {addr}; not sent")
                     wire = [c.command(by_sha=by_sha) if isinstance(c, ScriptCall) else c for c in commands]
                     if ask_addr is not None:
                         wire.insert(0, ("ASKING",))
@@ -506,6 +519,12 @@ class SlotRouter:
                 backoff = min(backoff * 2, 0.2)
                 continue
             redirect = next((r for r in replies if isinstance(r, (MovedError, AskError))), None)
+            if redirect is not None and pinned is not None:
+                if isinstance(redirect, MovedError):
+                    self.moved(redirect)
+                raise PrimaryMoved(
+                    f"redis: {pinned} redirected slot {slot} to {redirect.host}:{redirect.port}"
+                )
             if isinstance(redirect, AskError):
                 ask_addr = f"{redirect.host}:{redirect.port}"
                 last = f"ASK {ask_addr}"
@@ -530,8 +549,8 @@ class SlotRouter:
                 raise NotExecuted(f"redis is out of memory (maxmemory), writes are refused: {oom}")
             return replies
 
-    async def call_one(self, slot: int, command: Command, *, safe: bool) -> Any:
-        reply = (await self.call(slot, [command], safe=safe))[0]
+    async def call_one(self, slot: int, command: Command, *, safe: bool, pinned: str | None = None) -> Any:
+        reply = (await self.call(slot, [command], safe=safe, pinned=pinned))[0]
         if isinstance(reply, RedisError):
             raise reply
         return reply

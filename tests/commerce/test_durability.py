@@ -20,7 +20,7 @@ import pytest
 
 from roomserver.bus.base import BrokerUnavailable, Draft, StockStatus
 from roomserver.bus.redis import RedisBroker, room_keys
-from roomserver.bus.redis_client import NotExecuted
+from roomserver.bus.redis_client import NotExecuted, PrimaryMoved
 from roomserver.cli import config_from_args, main
 from roomserver.config import DEFAULT_CLUSTER_DURABLE_WAIT_MS, Config
 from roomserver.protocol import encode_event
@@ -150,6 +150,48 @@ async def test_money_waits_for_a_replica_barrage_does_not(redis_cluster: RedisCl
         assert await broker.stock_state(room, "sale:1") == (10, 10)
         assert await broker.shares_grabs(room, "packet:1") == []
         assert await broker.tally_members(room, "lottery:1") == []
+    finally:
+        await broker.close()
+        await asyncio.to_thread(redis_cluster.wait_healthy, 30.0)
+
+
+async def test_a_durable_call_runs_only_on_the_primary_it_checked(
+    redis_cluster: RedisCluster, unique_prefix: str
+):
+    """The replica check and the send name the same node. A CI run of the failover
+    test saw takes drain a sale on a newly promoted primary without a replica: the
+    check had looked at the slot's old primary, and the send followed the refreshed
+    map (or a MOVED) to the new one. Here the map is made stale by hand, pointing
+    at another primary that has a replica, while the room's own primary has none."""
+    room = room_id()
+    keys = room_keys(unique_prefix, room)
+    broker = RedisBroker.from_cluster(redis_cluster.startup, prefix=unique_prefix, durable_wait_ms=WAIT_MS)
+    await broker.start(lambda d: None)
+    router = broker._router  # the fault is injected into its slot map
+    try:
+        assert await broker.stock_create(room, "sale:1", 10, ttl_ms=HOUR_MS)
+        primary = router.addr_for_slot(keys.slot)
+        other = next(a for a in router.primaries() if a != primary)
+        elsewhere = next(
+            r
+            for r in (room_id() for _ in range(1000))
+            if router.addr_for_slot(room_keys(unique_prefix, r).slot) == other
+        )
+        assert await broker.stock_create(elsewhere, "sale:1", 10, ttl_ms=HOUR_MS)  # `other` has a replica
+        with replica_stopped(redis_cluster, keys.room):
+            redis_cluster.primary_of(keys.room).command("CLIENT", "KILL", "TYPE", "replica")
+            lost = await take(broker, room, "u1", "c1")
+            assert type(lost) is BrokerUnavailable, lost  # ran; no replica confirmed it
+            router._slots[keys.slot] = other  # stale, as after a failover
+            refused = await take(broker, room, "u2", "c2")
+            # Checked `other`, sent there, redirected to the room's primary: not followed.
+            assert isinstance(refused, NotExecuted), refused
+            assert router.addr_for_slot(keys.slot) == primary  # the redirect corrected the map
+            # A pinned call on a slot served by another node is not sent at all.
+            with pytest.raises(PrimaryMoved):
+                await router.call(keys.slot, [("SET", keys.room + ":probe", "x")], safe=False, pinned=other)
+        assert await broker.stock_records(room, "sale:1") == [b"u1/c1"]  # u2's take never ran
+        assert not await broker._router.call_one(keys.slot, ("EXISTS", keys.room + ":probe"), safe=True)
     finally:
         await broker.close()
         await asyncio.to_thread(redis_cluster.wait_healthy, 30.0)

@@ -394,9 +394,10 @@ async def test_every_op_method_sends_its_protocol_op(server: Server, room: str) 
 async def test_app_driven_resume_on_a_fresh_client(server: Server, room: str) -> None:
     """An app that stored (seq, epoch) resumes on a new client and gets exactly the rest."""
     first = await server.client("ann")
+    first_rec = Recorder(first)
     snap = (await first.join(room))["room"]
     await publish_now(server, room, 2)
-    await asyncio.sleep(0.2)
+    await first_rec.wait("custom.x", count=2)  # not a sleep: a GC pause of 0.6 s outlasted one in CI
     seq, epoch = first.rooms[room].seq, first.rooms[room].epoch
     assert seq == snap["seq"] + 2
     await first.close()
