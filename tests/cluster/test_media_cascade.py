@@ -229,3 +229,66 @@ async def test_a_call_room_with_members_publishing_on_two_nodes(nodes) -> None:
                 await viewer.close()
             for pub in publishers.values():
                 await pub.close()
+
+
+async def test_a_pk_between_hosts_publishing_on_two_nodes(nodes) -> None:
+    """PK across nodes: host A publishes on node a, host B on node b. Room A's viewer on a
+    plays B's host (a relays it from b through the PK link), room B's viewer on b plays A's
+    host; once the battle ends, B's host is no longer playable in room A."""
+    a, b = nodes
+    ra, rb = "pka-" + uuid.uuid4().hex[:8], "pkb-" + uuid.uuid4().hex[:8]
+    ha, hb = RoomClient([a.url], token("ha", "host")), RoomClient([b.url], token("hb", "host"))
+    publishers = {
+        "ha": Publisher([CounterVideoTrack(fps=30)], video_codec="VP8"),
+        "hb": Publisher([CounterVideoTrack(fps=30)], video_codec="VP8"),
+    }
+    viewers: list[Viewer] = []
+    async with aiohttp.ClientSession() as http:
+        try:
+            for client, room in ((ha, ra), (hb, rb)):
+                await client.connect()
+                await client.join(room)
+            for user, node, room in (("ha", a, ra), ("hb", b, rb)):
+                pub = publishers[user]
+                reply = await post_offer(
+                    http, f"{node.url}/v1/rooms/{room}/whip", await pub.offer(), token(user, "host")
+                )
+                assert reply.status == 201, reply.body
+                await pub.accept(reply.body)
+            pk_id = (await ha.pk_invite(ra, rb, duration_s=120))["pk"]["id"]
+            await hb.pk_accept(rb, pk_id)
+
+            # Each node learns the battle from the room documents (its deadline sweep) and its
+            # viewers' plays of the opponent go up the cascade: 404 until then.
+            viewers.append((await play(http, a, ra, "va", publisher="hb"))[0])
+            viewers.append((await play(http, b, rb, "vb", publisher="ha"))[0])
+            for viewer in viewers:
+                assert await viewer.wait_for(
+                    lambda v: len([c for c in v.counters if c is not None]) >= 30, 30
+                )
+                in_order(viewer.counters)
+            # One WHEP viewer and one relay of the opponent on each node.
+            await until(lambda: media_viewers(a) == {"a": 2, "b": 2}, 15, "a viewer and a relay each")
+
+            await ha.pk_end(ra, pk_id)
+            deadline = time.monotonic() + 15
+            while True:
+                probe = Viewer(kinds=("video",))
+                try:
+                    reply = await post_offer(
+                        http, f"{a.url}/v1/rooms/{ra}/whep?publisher=hb", await probe.offer(), token("late")
+                    )
+                finally:
+                    await probe.close()
+                if reply.status == 404:
+                    break
+                assert reply.status == 201 and time.monotonic() < deadline, (reply.status, reply.body)
+                await delete_session(http, f"{a.url}{reply.location}", token("late"))
+                await asyncio.sleep(0.3)
+        finally:
+            for viewer in viewers:
+                await viewer.close()
+            for pub in publishers.values():
+                await pub.close()
+            for client in (ha, hb):
+                await client.close()
