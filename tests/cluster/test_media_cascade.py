@@ -292,3 +292,62 @@ async def test_a_pk_between_hosts_publishing_on_two_nodes(nodes) -> None:
                 await pub.close()
             for client in (ha, hb):
                 await client.close()
+
+
+async def test_a_cohost_publishing_on_another_node_than_the_host(nodes) -> None:
+    """A viewer admitted as co-host through node b publishes there while the host publishes
+    on a: a viewer on a plays the co-host (relayed from b); when the host ends co-hosting
+    (on a), the co-host's publish on b is stopped and no longer playable on a."""
+    a, b = nodes
+    room = "co-" + uuid.uuid4().hex[:8]
+    host, guest = RoomClient([a.url], token("h1", "host")), RoomClient([b.url], token("g1"))
+    publishers = {
+        "h1": Publisher([CounterVideoTrack(fps=30)], video_codec="VP8"),
+        "g1": Publisher([CounterVideoTrack(fps=30)], video_codec="VP8"),
+    }
+    viewers: list[Viewer] = []
+    async with aiohttp.ClientSession() as http:
+        try:
+            for client in (host, guest):
+                await client.connect()
+                await client.join(room)
+            request = (await guest.cohost_request(room))["request"]
+            await host.cohost_accept(room, request=request["id"])
+            locations = {}
+            for user, node, role in (("h1", a, "host"), ("g1", b, "viewer")):
+                pub = publishers[user]
+                reply = await post_offer(
+                    http, f"{node.url}/v1/rooms/{room}/whip", await pub.offer(), token(user, role)
+                )
+                assert reply.status == 201, reply.body
+                await pub.accept(reply.body)
+                locations[user] = f"{node.url}{reply.location}"
+            guest_view = (await play(http, a, room, "v1", publisher="g1"))[0]
+            host_view = (await play(http, a, room, "v1"))[0]
+            viewers += [guest_view, host_view]
+            for viewer in viewers:
+                assert await viewer.wait_for(
+                    lambda v: len([c for c in v.counters if c is not None]) >= 30, 30
+                )
+
+            await host.cohost_end(room, "g1")
+            # Node b learns it from the room's document and stops the co-host's publish there;
+            # a's relay of it closes, and with it a's viewer of the co-host.
+            for pc, what in (
+                (publishers["g1"].pc, "the co-host's publish on b"),
+                (guest_view.pc, "its viewer on a"),
+            ):
+                deadline = time.monotonic() + 15
+                while pc.connectionState not in ("closed", "failed"):
+                    assert time.monotonic() < deadline, f"{what} outlived co-hosting"
+                    await asyncio.sleep(0.1)
+            assert (await delete_session(http, locations["g1"], token("g1"))).status == 404  # already gone
+            seen = len(host_view.counters)
+            assert await host_view.wait_for(lambda v: len(v.counters) >= seen + 10, 15)  # the host goes on
+        finally:
+            for viewer in viewers:
+                await viewer.close()
+            for pub in publishers.values():
+                await pub.close()
+            for client in (host, guest):
+                await client.close()
