@@ -33,9 +33,9 @@ whose WHIP endpoint it called; that node records it on the bus (``Broker.set_med
 node, address, role; refreshed every ``core.media_origin.REFRESH_S``, removed when the
 publisher leaves). A WHEP request on another node for a publisher it does not hold is
 served there: its router relays the publisher once from the origin (``locate_upstream``
-gives it the origin's WHEP URL and a node-to-node token) and fans it out locally. This
-needs the in-process router (``--media-workers 0``); a node with a worker pool answers
-404 for publishers it does not hold, as before. Room state (co-hosts, PK, publisher
+gives it the origin's WHEP URL and a node-to-node token) and fans it out locally. With a
+worker pool (``--media-workers N``) the pool locates the publisher and hands that to the
+room's worker with the request, and the worker relays it. Room state (co-hosts, PK, publisher
 lists) is shared through the bus as usual, and each node's deadline checks bring its own
 media in line with it (PK links, dismissed co-hosts).
 """
@@ -187,7 +187,7 @@ class MediaGlue:
         self._origins: dict[str, dict[str, bytes]] = {}  # room → publisher → entry written here
         self._origin_refresh = BackgroundTask("media origins")
         self._http: aiohttp.ClientSession | None = None
-        if isinstance(self.backend, MediaRouter):
+        if isinstance(self.backend, (MediaRouter, MediaWorkerPool)):
             self.backend.upstreams = self.locate_upstream
 
     async def start(self) -> None:

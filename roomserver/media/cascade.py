@@ -15,6 +15,8 @@ local viewer left, or when the origin closes its side (the publisher left).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import aiohttp
+import msgspec
 
 from .errors import NotFound, Unavailable
 from .whip import parse_error_body
@@ -80,8 +83,33 @@ class Upstream:
                     logger.info("origin answered %s to closing relay %s", r.status, location)
 
 
+class _UpstreamFields(msgspec.Struct, frozen=True):
+    room: str
+    user: str
+    role: str
+    url: str
+    token: str
+
+
+def encode_upstream(upstream: Upstream) -> str:
+    """``upstream`` without its HTTP session, as one header value: a media worker pool
+    locates the publisher on the bus and hands the worker this, so the worker opens the
+    relay itself (workers have no bus). Base64url: room keys and URLs stay header-safe."""
+    fields = _UpstreamFields(upstream.room, upstream.user, upstream.role, upstream.url, upstream.token)
+    return base64.urlsafe_b64encode(msgspec.json.encode(fields)).decode()
+
+
+def decode_upstream(value: str, http: aiohttp.ClientSession) -> Upstream:
+    """The inverse of ``encode_upstream``; ValueError when it is not one."""
+    try:
+        f = msgspec.json.decode(base64.urlsafe_b64decode(value.encode()), type=_UpstreamFields)
+    except (binascii.Error, UnicodeError, msgspec.DecodeError) as exc:
+        raise ValueError(f"not an upstream: {exc}") from None
+    return Upstream(f.room, f.user, f.role, f.url, f.token, http)
+
+
 # (room key, publisher or None for the host) -> the publisher's upstream, or None when
 # it is not published on another node. Raises MediaError when that cannot be told.
 UpstreamLocator = Callable[[str, str | None], Awaitable[Upstream | None]]
 
-__all__ = ["Upstream", "UpstreamLocator"]
+__all__ = ["Upstream", "UpstreamLocator", "decode_upstream", "encode_upstream"]

@@ -17,22 +17,29 @@ and exits when its stdin closes (the pool is closing it, or the parent died).
 `POST /internal/recording/{room key}` (same secret) with `{"target": RecordingTarget | null}`
 starts (or with null stops) recording a room's publishers here (recording.py);
 `{"hls": directory | null}` its host's live HLS (hls.py).
+
+Cascade (cascade.py): a WHEP request for a publisher on another node carries
+``X-Roomserver-Upstream`` (same secret); the worker's router relays that publisher once and
+fans it out to its viewers, as the in-process router does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import hmac
 import json
 import os
 import signal
 import sys
 
+import aiohttp
 from aiohttp import web
 
 from roomserver import logsetup
 
+from .cascade import Upstream, decode_upstream
 from .errors import BadRequest, MediaError, Unauthorized
 from .recording import RecordingTarget
 from .sfu import FORWARDING_MODES, MediaRouter
@@ -42,6 +49,43 @@ SECRET_ENV = "ROOMSERVER_MEDIA_WORKER_SECRET"
 SECRET_HEADER = "X-Roomserver-Media-Secret"
 USER_HEADER = "X-Roomserver-User"
 ROLE_HEADER = "X-Roomserver-Role"
+# On a WHEP request: the publisher is on another node, here is how to relay it
+# (cascade.encode_upstream). The pool locates it on the bus; a worker has no bus.
+UPSTREAM_HEADER = "X-Roomserver-Upstream"
+
+# The upstream handed to the WHEP request being served: aiohttp serves each request in its
+# own task, so the router's locator, called from within the request, sees its own.
+_request_upstream: contextvars.ContextVar[Upstream | None] = contextvars.ContextVar(
+    "request_upstream", default=None
+)
+
+
+async def upstream_of_request(room: str, user: str | None) -> Upstream | None:
+    """The router's locator in a worker: the upstream the pool sent with this request, if
+    it is the one asked for (None: the host, whom the pool resolved to a user)."""
+    upstream = _request_upstream.get()
+    if upstream is None or upstream.room != room or (user is not None and upstream.user != user):
+        return None
+    return upstream
+
+
+def upstream_middleware(http: aiohttp.ClientSession):
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        value = request.headers.get(UPSTREAM_HEADER)
+        if value is None:
+            return await handler(request)
+        try:
+            upstream = decode_upstream(value, http)
+        except ValueError as exc:
+            return error_response(BadRequest(f"bad {UPSTREAM_HEADER}: {exc}"))
+        token = _request_upstream.set(upstream)
+        try:
+            return await handler(request)
+        finally:
+            _request_upstream.reset(token)
+
+    return middleware
 
 
 def internal_authorize(secret: str) -> Authorize:
@@ -124,12 +168,15 @@ def _emit(message: dict) -> None:
 async def serve(
     host: str, port: int, ice_host: str | None, public_ip: str | None, secret: str, forwarding: str = "rtp"
 ) -> None:
-    router = MediaRouter(ice_host=ice_host, public_ip=public_ip, forwarding=forwarding)
+    http = aiohttp.ClientSession()  # relays' WHEP requests to other nodes (cascade)
+    router = MediaRouter(
+        ice_host=ice_host, public_ip=public_ip, forwarding=forwarding, upstreams=upstream_of_request
+    )
     router.on_publishers_changed = lambda room: _emit(
         {"type": "publishers", "room": room, "publishers": router.local_publishers(room)}
     )
     router.on_session_closed = lambda session: _emit({"type": "session_closed", "session": session})
-    app = web.Application()
+    app = web.Application(middlewares=[upstream_middleware(http)])
     app.add_routes(media_routes(router, internal_authorize(secret), room_pattern=ROOM_KEY))
     app.add_routes(
         [recording_route(router, internal_authorize(secret)), layer_route(router, internal_authorize(secret))]
@@ -160,6 +207,7 @@ async def serve(
         watcher.cancel()
         await router.close()
         await runner.cleanup()
+        await http.close()
 
 
 def main(argv: list[str] | None = None) -> None:

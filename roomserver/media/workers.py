@@ -37,12 +37,13 @@ import aiohttp
 
 from roomserver import logsetup
 
+from .cascade import UpstreamLocator, encode_upstream
 from .errors import MediaError, NotFound, Unavailable, session_at
 from .links import ListChanges, PublisherLinks
 from .recording import RecordingTarget
 from .trickle import TRICKLE_CONTENT_TYPE
 from .whip import SDP_CONTENT_TYPE, parse_error_body
-from .worker import ROLE_HEADER, SECRET_ENV, SECRET_HEADER, USER_HEADER
+from .worker import ROLE_HEADER, SECRET_ENV, SECRET_HEADER, UPSTREAM_HEADER, USER_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,8 @@ class MediaWorkerPool:
         self._publishers: dict[str, list[dict]] = {}  # room → its local publishers, as reported
         self._room_worker: dict[str, int] = {}  # room → worker that reported its publishers
         self._links = PublisherLinks()
+        # Where publishers held by other nodes are (set by the node, as for MediaRouter).
+        self.upstreams: UpstreamLocator | None = None
         self._list_changes = ListChanges(self.publishers)
         self._http: aiohttp.ClientSession | None = None
         self._closing = False
@@ -326,26 +329,40 @@ class MediaWorkerPool:
         self._room_worker.setdefault(room, worker.index)
         return session, answer
 
+    def _holds(self, room: str, publisher_user: str | None) -> bool:
+        """Whether a worker reported `publisher_user` (None: a host) publishing in `room`."""
+        return any(
+            p["role"] == "host" if publisher_user is None else p["user"] == publisher_user
+            for p in self._publishers.get(room, [])
+        )
+
     async def play(
         self, room: str, publisher_user: str | None, viewer_user: str, offer_sdp: str
     ) -> tuple[str, str]:
         source_room = room
-        if publisher_user is not None and not any(
-            p["user"] == publisher_user for p in self._publishers.get(room, [])
-        ):
+        if publisher_user is not None and not self._holds(room, publisher_user):
             link = self._links.find(room, publisher_user)
             if link is not None:
                 source_room = link.source_room
+        # Published on another node: the room's worker relays it (cascade.py), told where
+        # from, since workers have no bus.
+        upstream = None
+        if self.upstreams is not None and not self._holds(source_room, publisher_user):
+            upstream = await self.upstreams(source_room, publisher_user)
         worker_index = await self.routing.lookup(source_room)
         if worker_index is None:
             worker_index = self._room_worker.get(source_room)
-        if worker_index is None:
+        if worker_index is not None:
+            worker = self._workers[worker_index]
+        elif upstream is not None:
+            worker = await self._worker_for(source_room)
+        else:
             raise NotFound(f"nobody is publishing in room {source_room}")
-        worker = self._workers[worker_index]
         path = f"/v1/rooms/{quote(source_room, safe='')}/whep"
         if publisher_user is not None:
             path += f"?publisher={quote(publisher_user)}"
-        session, answer = await self._post(worker, path, viewer_user, "viewer", offer_sdp)
+        extra = {UPSTREAM_HEADER: encode_upstream(upstream)} if upstream is not None else None
+        session, answer = await self._post(worker, path, viewer_user, "viewer", offer_sdp, extra)
         self._sessions[session] = _SessionRoute(worker.index, source_room, room, "play", viewer_user)
         return session, answer
 
@@ -495,19 +512,28 @@ class MediaWorkerPool:
         body: bytes | None = None,
         *,
         content_type: str = SDP_CONTENT_TYPE,
+        extra_headers: Mapping[str, str] | None = None,
     ):
         if self._http is None or not worker.alive:
             raise Unavailable("media worker unavailable")
-        headers = {SECRET_HEADER: self._secret, USER_HEADER: user, ROLE_HEADER: role}
+        headers = {SECRET_HEADER: self._secret, USER_HEADER: user, ROLE_HEADER: role, **(extra_headers or {})}
         if body is not None:
             headers["Content-Type"] = content_type
         return self._http.request(method, worker.base_url + path, data=body, headers=headers)
 
     async def _post(
-        self, worker: _Worker, path: str, user: str, role: str, offer_sdp: str
+        self,
+        worker: _Worker,
+        path: str,
+        user: str,
+        role: str,
+        offer_sdp: str,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> tuple[str, str]:
         try:
-            async with self._request(worker, "POST", path, user, role, offer_sdp.encode()) as resp:
+            async with self._request(
+                worker, "POST", path, user, role, offer_sdp.encode(), extra_headers=extra_headers
+            ) as resp:
                 text = await resp.text()
                 if resp.status != 201:
                     raise _remote_error(resp.status, text)

@@ -1,4 +1,5 @@
-"""Media across nodes (issue 13): a publisher on node A, WHEP viewers on node B.
+"""Media across nodes (issue 13): a publisher on node A, WHEP viewers on node B (its media
+in-process, or in a worker process that the node tells where the publisher is).
 
 Two real `roomserver serve` processes on one Redis Cluster bus, aiortc clients on loopback.
 B relays the host from A once (A counts one WHEP viewer: B's relay) and fans it out to its
@@ -31,12 +32,16 @@ pin_host_addresses([LOOPBACK])
 
 
 @pytest.fixture
-def nodes(redis_cluster, unique_prefix, tmp_path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def nodes(request, redis_cluster, unique_prefix, tmp_path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Nodes a and b; b's media in as many worker processes as the test's parameter says
+    (default 0: in-process)."""
     seeds = redis_cluster.startup
+    workers = {"a": 0, "b": getattr(request, "param", 0)}
     servers = [
         ServerProcess(
             *("--redis-cluster", seeds, "--redis-prefix", unique_prefix, "--flush-ms", "20"),
             *("--ice-host", LOOPBACK, "--announce-s", "0.5", "--node-id", name),
+            *("--media-workers", str(workers[name])),
             log_dir=tmp_path,
         )
         for name in ("a", "b")
@@ -90,6 +95,7 @@ def in_order(counters: list[int | None]) -> list[int]:
     return seen
 
 
+@pytest.mark.parametrize("nodes", [0, 1], indirect=True, ids=["edge-in-process", "edge-with-a-media-worker"])
 async def test_viewers_on_another_node_share_one_relay_and_send_keyframe_requests_up(nodes) -> None:
     a, b = nodes
     room = "cascade-" + uuid.uuid4().hex[:8]
@@ -231,6 +237,7 @@ async def test_a_call_room_with_members_publishing_on_two_nodes(nodes) -> None:
                 await pub.close()
 
 
+@pytest.mark.parametrize("nodes", [0, 1], indirect=True, ids=["in-process", "b-with-a-media-worker"])
 async def test_a_pk_between_hosts_publishing_on_two_nodes(nodes) -> None:
     """PK across nodes: host A publishes on node a, host B on node b. Room A's viewer on a
     plays B's host (a relays it from b through the PK link), room B's viewer on b plays A's
