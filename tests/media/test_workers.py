@@ -13,9 +13,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from roomserver.media.cascade import Upstream, encode_upstream
 from roomserver.media.client import Publisher, Viewer, delete_session, post_offer
 from roomserver.media.synthetic import CounterVideoTrack
 from roomserver.media.whip import media_routes
+from roomserver.media.worker import ROLE_HEADER, SECRET_HEADER, UPSTREAM_HEADER, USER_HEADER
 from roomserver.media.workers import InMemoryRoomRouting, MediaWorkerPool
 
 from .conftest import LOOPBACK, MediaServer, Roster, jwt_authorize, make_token
@@ -167,3 +169,30 @@ async def test_trickle_patches_reach_the_worker_that_owns_the_session(
     finally:
         await viewer.close()
         await publisher.close()
+
+
+async def test_a_worker_refuses_a_bad_upstream_header_and_a_stranger(
+    pool_server: tuple[MediaWorkerPool, MediaServer],
+) -> None:
+    """The upstream a pool hands its worker (cascade): garbage is a 400 with a reason, and
+    without the pool's secret the worker answers 401 whatever the header says."""
+    pool, server = pool_server
+    worker = pool._workers[0]  # addressed directly, as only the pool should
+    viewer = Viewer(kinds=("video",))
+    offer = await viewer.offer()
+    await viewer.close()
+    url = f"{worker.base_url}/v1/rooms/app%2Fr1/whep"
+    base = {
+        SECRET_HEADER: pool._secret,
+        USER_HEADER: "v1",
+        ROLE_HEADER: "viewer",
+        "Content-Type": "application/sdp",
+    }
+    for bad in ("%%%", "W1tbW1tbW1s=", "e30="):  # not base64, '[[[[[[[[', '{}'
+        async with server.http.post(url, data=offer, headers={**base, UPSTREAM_HEADER: bad}) as r:
+            assert r.status == 400, await r.text()
+            assert (await r.json())["error"]["code"] == "bad_request"
+    stranger = {k: v for k, v in base.items() if k != SECRET_HEADER}
+    up = encode_upstream(Upstream("app/r1", "h1", "host", "http://127.0.0.1:9/x", "t", server.http))
+    async with server.http.post(url, data=offer, headers={**stranger, UPSTREAM_HEADER: up}) as r:
+        assert r.status == 401
