@@ -328,6 +328,15 @@ class RedisCluster:
                     return f"replica {rp} unreachable"
                 if not isinstance(info, dict) or info.get("master_link_status") != "up":
                     return f"replica {rp} link not up"
+            # A link that is up may still be loading the primary's data: the durable tests'
+            # first WAIT (100 ms) then timed out on a fresh cluster. WAIT on a new connection
+            # waits for the primary's current offset (Redis ≥ 7.0 moves it after every command).
+            try:
+                acked = self._node(port).command("WAIT", 1, 500, timeout=2.0)
+            except (StopIteration, redis.RedisError) as exc:
+                return f"primary {port}: {exc}"
+            if not isinstance(acked, int) or acked < 1:
+                return f"the replica of {port} does not acknowledge writes yet"
         return ""
 
 
