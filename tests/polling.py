@@ -1,0 +1,20 @@
+"""Bounded polling, for tests that wait on state with no event to await. The bound is
+generous where the machine may be loaded (docs/testing.md); a condition is checked at
+every step, never waited for by a fixed sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+async def eventually(predicate: Callable[[], object], timeout: float, step: float = 0.05) -> bool:
+    """Whether ``predicate()`` holds within ``timeout`` s (checked every ``step`` s and
+    once more at the bound): for ``assert await eventually(...)``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return bool(predicate())
