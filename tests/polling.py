@@ -18,3 +18,13 @@ async def eventually(predicate: Callable[[], object], timeout: float, step: floa
             return True
         await asyncio.sleep(step)
     return bool(predicate())
+
+
+async def until(
+    cond: Callable[[], object], timeout: float = 20.0, what: str = "condition", step: float = 0.02
+) -> None:
+    """Poll ``cond`` every ``step`` s until it holds; the test fails after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(step)
