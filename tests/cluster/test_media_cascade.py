@@ -60,6 +60,15 @@ async def until(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
+async def publish(
+    http: aiohttp.ClientSession, server: ServerProcess, room: str, publisher: Publisher, jwt: str
+) -> None:
+    """A WHIP publisher on `server`."""
+    reply = await post_offer(http, f"{server.url}/v1/rooms/{room}/whip", await publisher.offer(), jwt)
+    assert reply.status == 201, reply.body
+    await publisher.accept(reply.body)
+
+
 async def play(
     http: aiohttp.ClientSession, server: ServerProcess, room: str, user: str, publisher: str | None = None
 ) -> tuple[Viewer, str]:
@@ -93,11 +102,7 @@ async def test_viewers_on_another_node_share_one_relay_and_send_keyframe_request
     viewers: list[tuple[Viewer, str]] = []
     async with aiohttp.ClientSession() as http:
         try:
-            reply = await post_offer(
-                http, f"{a.url}/v1/rooms/{room}/whip", await publisher.offer(), token("h1", "host")
-            )
-            assert reply.status == 201, reply.body
-            await publisher.accept(reply.body)
+            await publish(http, a, room, publisher, token("h1", "host"))
 
             viewers.append(await play(http, b, room, "v1"))
             viewers.append(await play(http, b, room, "v2"))
@@ -146,11 +151,7 @@ async def test_sigterm_on_the_origin_ends_the_relay_and_the_edge_viewers(nodes) 
     viewer: Viewer | None = None
     async with aiohttp.ClientSession() as http:
         try:
-            reply = await post_offer(
-                http, f"{a.url}/v1/rooms/{room}/whip", await publisher.offer(), token("h1", "host")
-            )
-            assert reply.status == 201, reply.body
-            await publisher.accept(reply.body)
+            await publish(http, a, room, publisher, token("h1", "host"))
             viewer, _ = await play(http, b, room, "v1")
             assert await viewer.wait_for(lambda v: len(v.counters) >= 30, 30)
             await until(lambda: media_viewers(b) == {"a": 1, "b": 1}, 15, "one relay, one viewer")
@@ -194,12 +195,7 @@ async def test_a_call_room_with_members_publishing_on_two_nodes(nodes) -> None:
     async with aiohttp.ClientSession() as http:
         try:
             for member, node in (("m1", a), ("m2", b)):
-                pub = publishers[member]
-                reply = await post_offer(
-                    http, f"{node.url}/v1/rooms/{room}/whip", await pub.offer(), token(member)
-                )
-                assert reply.status == 201, reply.body
-                await pub.accept(reply.body)
+                await publish(http, node, room, publishers[member], token(member))
             viewers.append((await play(http, b, room, "m2", publisher="m1"))[0])
             viewers.append((await play(http, a, room, "m1", publisher="m2"))[0])
             for viewer in viewers:
