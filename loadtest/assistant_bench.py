@@ -38,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,31 @@ def _pct(values: list[float], p: float) -> float | None:
         return None
     s = sorted(values)
     return round(s[min(len(s) - 1, int(len(s) * p))], 1)
+
+
+async def paced_lines(
+    args: argparse.Namespace,
+    rng: random.Random,
+    questions: list[str],
+    chat: list[str],
+    send: Callable[[int, str, bool], Awaitable[None]],
+) -> tuple[int, int]:
+    """``args.rate`` lines a second for ``args.seconds``, a share ``args.questions`` of them
+    questions, each handed to ``send(index, text, is_question)`` on a fixed schedule (a
+    late send shortens the next wait); how many lines were sent, and how many questions."""
+    t_end = time.perf_counter() + args.seconds
+    n = asked = 0
+    interval = 1.0 / args.rate
+    next_at = time.perf_counter()
+    while time.perf_counter() < t_end:
+        is_q = rng.random() < args.questions
+        text = rng.choice(questions if is_q else chat)
+        await send(n, text, is_q)
+        n += 1
+        asked += is_q
+        next_at += interval
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    return n, asked
 
 
 def phase_record(
@@ -376,18 +402,11 @@ async def _measure(
             f0 = await _flushes(http, base)
             v0 = sum(_cpu_s(p.pid or 0) for p in viewer_procs)
             d0, c0, k0 = sum(counts), _cpu_s(server_pid), time.process_time()
-            t_end = time.perf_counter() + args.seconds
-            n = asked = 0
-            interval = 1.0 / args.rate
-            next_at = time.perf_counter()
-            while time.perf_counter() < t_end:
-                is_q = rng.random() < args.questions
-                text = rng.choice(questions if is_q else chat)
-                await senders[n % len(senders)].send(room, text, is_q)
-                n += 1
-                asked += is_q
-                next_at += interval
-                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+            async def send(i: int, text: str, is_q: bool) -> None:
+                await senders[i % len(senders)].send(room, text, is_q)
+
+            n, asked = await paced_lines(args, rng, questions, chat, send)
             await asyncio.sleep(1.0)  # the phase's last answers and flushes
             cpu = _cpu_s(server_pid) - c0
             client_cpu = time.process_time() - k0

@@ -24,7 +24,6 @@ import math
 import random
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +41,7 @@ from loadtest.assistant_bench import (
     _start_viewers,
     ab_summary,
     assistant_stats,
+    paced_lines,
     phase_record,
     set_up_catalogue,
     start_server,
@@ -143,19 +143,12 @@ async def _rounds(args: argparse.Namespace, viewers: int, sides: list[_Side]) ->
             side.latencies.clear()
             side.replies.clear()
         before = [await s.snapshot() for s in sides]
-        t_end = time.perf_counter() + args.seconds
-        n = asked = 0
-        interval = 1.0 / args.rate
-        next_at = time.perf_counter()
-        while time.perf_counter() < t_end:
-            is_q = rng.random() < args.questions
-            text = rng.choice(questions if is_q else chat)
+
+        async def send(i: int, text: str, is_q: bool) -> None:
             for side in sides:  # the same line to both rooms, at the same moment
-                await side.senders[n % len(side.senders)].send(ROOM, text, is_q)
-            n += 1
-            asked += is_q
-            next_at += interval
-            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                await side.senders[i % len(side.senders)].send(ROOM, text, is_q)
+
+        n, asked = await paced_lines(args, rng, questions, chat, send)
         await asyncio.sleep(1.0)  # the round's last answers and flushes
         after = [await s.snapshot() for s in sides]
         for side, (d0, c0, v0, f0), (d1, c1, v1, f1) in zip(sides, before, after, strict=True):
