@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 async def eventually(predicate: Callable[[], object], timeout: float, step: float = 0.05) -> bool:
@@ -26,5 +26,15 @@ async def until(
     """Poll ``cond`` every ``step`` s until it holds; the test fails after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(step)
+
+
+async def until_async(
+    cond: Callable[[], Awaitable[object]], timeout: float, what: str = "condition", step: float = 0.02
+) -> None:
+    """``until`` for a condition that must be awaited (a broker call, a store read)."""
+    deadline = time.monotonic() + timeout
+    while not await cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(step)
