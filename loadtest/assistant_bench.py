@@ -38,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,83 @@ def _pct(values: list[float], p: float) -> float | None:
         return None
     s = sorted(values)
     return round(s[min(len(s) - 1, int(len(s) * p))], 1)
+
+
+async def paced_lines(
+    args: argparse.Namespace,
+    rng: random.Random,
+    questions: list[str],
+    chat: list[str],
+    send: Callable[[int, str, bool], Awaitable[None]],
+) -> tuple[int, int]:
+    """``args.rate`` lines a second for ``args.seconds``, a share ``args.questions`` of them
+    questions, each handed to ``send(index, text, is_question)`` on a fixed schedule (a
+    late send shortens the next wait); how many lines were sent, and how many questions."""
+    t_end = time.perf_counter() + args.seconds
+    n = asked = 0
+    interval = 1.0 / args.rate
+    next_at = time.perf_counter()
+    while time.perf_counter() < t_end:
+        is_q = rng.random() < args.questions
+        text = rng.choice(questions if is_q else chat)
+        await send(n, text, is_q)
+        n += 1
+        asked += is_q
+        next_at += interval
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    return n, asked
+
+
+def phase_record(
+    rnd: int,
+    assistant: bool,
+    *,
+    sent: int,
+    asked: int,
+    seconds: float,
+    deliveries: float,
+    cpu: float,
+    viewer_cpu: float,
+    viewer_procs: int,
+    viewers: int,
+    flushes: tuple[tuple[float, float, float], tuple[float, float, float]],
+    latencies: list[float],
+    replies: list[float],
+    server: str | None = None,
+    client_cpu: float | None = None,
+) -> dict[str, Any]:
+    """One phase's line of results, shared by this bench and ``assistant_paired``.
+
+    ``flushes`` is ``_flushes`` before and after the phase; ``server`` names the side
+    in the paired run; ``client_cpu`` is this process's CPU, which only the one-server
+    bench records."""
+    got, (f0, f1) = deliveries, flushes
+    return {
+        "round": rnd,
+        **({"server": server} if server is not None else {}),
+        "assistant": assistant,
+        "sent": sent,
+        "questions": asked,
+        "rate": round(sent / seconds, 1),
+        "deliveries": got,
+        "server_cpu_s": round(cpu, 4),
+        "deliveries_per_cpu_s": round(got / cpu, 1) if cpu else None,
+        "server_cpu_us_per_delivery": round(cpu * 1e6 / got, 3) if got else None,
+        **({"client_cpu_s": round(client_cpu, 2)} if client_cpu is not None else {}),
+        # the viewer processes' CPU, and their busiest share of a core over the
+        # phase: near 1 a viewer process is the bottleneck, not the server
+        "viewer_cpu_s": round(viewer_cpu, 2),
+        "viewer_core_share": round(viewer_cpu / viewer_procs / (seconds + 1.0), 2),
+        "delivered_share": round(got / (sent * viewers), 4) if sent and viewers else None,
+        "flushes": int(f1[0] - f0[0]),
+        "flush_cpu_s": round(f1[1] - f0[1], 3),
+        "gc_s": round(f1[2] - f0[2], 3),
+        "loadavg": _loadavg(),
+        "answers_to_askers": len(latencies),
+        "answer_p50_ms": _pct(latencies, 0.5),
+        "answer_p95_ms": _pct(latencies, 0.95),
+        "barrage_reply_p95_ms": _pct(replies, 0.95),
+    }
 
 
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
@@ -324,18 +402,11 @@ async def _measure(
             f0 = await _flushes(http, base)
             v0 = sum(_cpu_s(p.pid or 0) for p in viewer_procs)
             d0, c0, k0 = sum(counts), _cpu_s(server_pid), time.process_time()
-            t_end = time.perf_counter() + args.seconds
-            n = asked = 0
-            interval = 1.0 / args.rate
-            next_at = time.perf_counter()
-            while time.perf_counter() < t_end:
-                is_q = rng.random() < args.questions
-                text = rng.choice(questions if is_q else chat)
-                await senders[n % len(senders)].send(room, text, is_q)
-                n += 1
-                asked += is_q
-                next_at += interval
-                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+            async def send(i: int, text: str, is_q: bool) -> None:
+                await senders[i % len(senders)].send(room, text, is_q)
+
+            n, asked = await paced_lines(args, rng, questions, chat, send)
             await asyncio.sleep(1.0)  # the phase's last answers and flushes
             cpu = _cpu_s(server_pid) - c0
             client_cpu = time.process_time() - k0
@@ -343,31 +414,22 @@ async def _measure(
             f1 = await _flushes(http, base)
             got = sum(counts) - d0
             phases.append(
-                {
-                    "round": rnd,
-                    "assistant": on,
-                    "sent": n,
-                    "questions": asked,
-                    "rate": round(n / args.seconds, 1),
-                    "deliveries": got,
-                    "server_cpu_s": round(cpu, 4),
-                    "deliveries_per_cpu_s": round(got / cpu, 1) if cpu else None,
-                    "server_cpu_us_per_delivery": round(cpu * 1e6 / got, 3) if got else None,
-                    "client_cpu_s": round(client_cpu, 2),
-                    # the viewer processes' CPU, and their busiest share of a core over the
-                    # phase: near 1 a viewer process is the bottleneck, not the server
-                    "viewer_cpu_s": round(viewer_cpu, 2),
-                    "viewer_core_share": round(viewer_cpu / len(viewer_procs) / (args.seconds + 1.0), 2),
-                    "delivered_share": round(got / (n * viewers), 4) if n and viewers else None,
-                    "flushes": int(f1[0] - f0[0]),
-                    "flush_cpu_s": round(f1[1] - f0[1], 3),
-                    "gc_s": round(f1[2] - f0[2], 3),
-                    "loadavg": _loadavg(),
-                    "answers_to_askers": len(latencies),
-                    "answer_p50_ms": _pct(latencies, 0.5),
-                    "answer_p95_ms": _pct(latencies, 0.95),
-                    "barrage_reply_p95_ms": _pct(replies, 0.95),
-                }
+                phase_record(
+                    rnd,
+                    on,
+                    sent=n,
+                    asked=asked,
+                    seconds=args.seconds,
+                    deliveries=got,
+                    cpu=cpu,
+                    client_cpu=client_cpu,
+                    viewer_cpu=viewer_cpu,
+                    viewer_procs=len(viewer_procs),
+                    viewers=viewers,
+                    flushes=(f0, f1),
+                    latencies=latencies,
+                    replies=replies,
+                )
             )
             print(json.dumps(phases[-1]), flush=True)
     for t in readers:

@@ -24,7 +24,6 @@ import math
 import random
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +37,12 @@ from loadtest.assistant_bench import (
     _join,
     _lines,
     _loadavg,
-    _pct,
     _Sender,
     _start_viewers,
     ab_summary,
     assistant_stats,
+    paced_lines,
+    phase_record,
     set_up_catalogue,
     start_server,
     stop_server,
@@ -143,47 +143,33 @@ async def _rounds(args: argparse.Namespace, viewers: int, sides: list[_Side]) ->
             side.latencies.clear()
             side.replies.clear()
         before = [await s.snapshot() for s in sides]
-        t_end = time.perf_counter() + args.seconds
-        n = asked = 0
-        interval = 1.0 / args.rate
-        next_at = time.perf_counter()
-        while time.perf_counter() < t_end:
-            is_q = rng.random() < args.questions
-            text = rng.choice(questions if is_q else chat)
+
+        async def send(i: int, text: str, is_q: bool) -> None:
             for side in sides:  # the same line to both rooms, at the same moment
-                await side.senders[n % len(side.senders)].send(ROOM, text, is_q)
-            n += 1
-            asked += is_q
-            next_at += interval
-            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                await side.senders[i % len(side.senders)].send(ROOM, text, is_q)
+
+        n, asked = await paced_lines(args, rng, questions, chat, send)
         await asyncio.sleep(1.0)  # the round's last answers and flushes
         after = [await s.snapshot() for s in sides]
         for side, (d0, c0, v0, f0), (d1, c1, v1, f1) in zip(sides, before, after, strict=True):
             got, cpu, viewer_cpu = d1 - d0, c1 - c0, v1 - v0
             phases.append(
-                {
-                    "round": rnd,
-                    "server": side.name,
-                    "assistant": side is on_side,
-                    "sent": n,
-                    "questions": asked,
-                    "rate": round(n / args.seconds, 1),
-                    "deliveries": got,
-                    "server_cpu_s": round(cpu, 4),
-                    "deliveries_per_cpu_s": round(got / cpu, 1) if cpu else None,
-                    "server_cpu_us_per_delivery": round(cpu * 1e6 / got, 3) if got else None,
-                    "viewer_cpu_s": round(viewer_cpu, 2),
-                    "viewer_core_share": round(viewer_cpu / len(side.viewer_procs) / (args.seconds + 1.0), 2),
-                    "delivered_share": round(got / (n * viewers), 4) if n and viewers else None,
-                    "flushes": int(f1[0] - f0[0]),
-                    "flush_cpu_s": round(f1[1] - f0[1], 3),
-                    "gc_s": round(f1[2] - f0[2], 3),
-                    "loadavg": _loadavg(),
-                    "answers_to_askers": len(side.latencies),
-                    "answer_p50_ms": _pct(side.latencies, 0.5),
-                    "answer_p95_ms": _pct(side.latencies, 0.95),
-                    "barrage_reply_p95_ms": _pct(side.replies, 0.95),
-                }
+                phase_record(
+                    rnd,
+                    side is on_side,
+                    sent=n,
+                    asked=asked,
+                    seconds=args.seconds,
+                    deliveries=got,
+                    cpu=cpu,
+                    viewer_cpu=viewer_cpu,
+                    viewer_procs=len(side.viewer_procs),
+                    viewers=viewers,
+                    flushes=(f0, f1),
+                    latencies=side.latencies,
+                    replies=side.replies,
+                    server=side.name,
+                )
             )
             print(json.dumps(phases[-1]), flush=True)
     return phases

@@ -15,6 +15,23 @@ from dataclasses import dataclass
 
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"mvex", b"moof", b"traf"}
 _NON_SYNC = 0x0001_0000  # sample_is_non_sync_sample in sample flags
+# The optional fields of tfhd, trun and a trun's sample, in the order they are stored:
+# (flag, bytes, read). A field is there when the box's flags have its flag; the ones not
+# read are only stepped over.
+_TFHD_FIELDS = (
+    (0x01, 8, False),  # base_data_offset
+    (0x02, 4, False),  # sample_description_index
+    (0x08, 4, True),  # default_sample_duration
+    (0x10, 4, False),  # default_sample_size
+    (0x20, 4, True),  # default_sample_flags
+)
+_TRUN_FIELDS = ((0x01, 4, False), (0x04, 4, True))  # data_offset, first_sample_flags
+_SAMPLE_FIELDS = (
+    (0x100, 4, True),  # sample_duration
+    (0x200, 4, False),  # sample_size
+    (0x400, 4, True),  # sample_flags
+    (0x800, 4, False),  # sample_composition_time_offset
+)
 
 
 class CmafError(ValueError):
@@ -65,6 +82,20 @@ def _walk(
         if kind in _CONTAINERS:
             out += _walk(data, payload, box_end, here)
     return out
+
+
+def _optional_fields(
+    data: bytes, at: int, flags: int, fields: tuple[tuple[int, int, bool], ...]
+) -> tuple[list[int | None], int]:
+    """The read ``fields`` (32-bit) from ``at`` on, None for one ``flags`` says is absent,
+    and where the fields end."""
+    values: list[int | None] = []
+    for flag, size, read in fields:
+        present = bool(flags & flag)
+        if read:
+            values.append(struct.unpack_from(">I", data, at)[0] if present else None)
+        at += size if present else 0
+    return values, at
 
 
 class CmafSplitter:
@@ -143,40 +174,21 @@ class CmafSplitter:
             flags = int.from_bytes(moof[payload + 1 : payload + 4], "big")
             if kind == b"tfhd":
                 in_video = struct.unpack_from(">I", moof, payload + 4)[0] == self._video_id
-                default_duration, default_flags = track.default_duration, track.default_flags
-                at = payload + 8
-                at += 8 if flags & 0x01 else 0  # base_data_offset
-                at += 4 if flags & 0x02 else 0  # sample_description_index
-                if flags & 0x08:
-                    default_duration = struct.unpack_from(">I", moof, at)[0]
-                    at += 4
-                at += 4 if flags & 0x10 else 0  # default_sample_size
-                if flags & 0x20:
-                    default_flags = struct.unpack_from(">I", moof, at)[0]
+                (duration, sample_flags), _ = _optional_fields(moof, payload + 8, flags, _TFHD_FIELDS)
+                default_duration = track.default_duration if duration is None else duration
+                default_flags = track.default_flags if sample_flags is None else sample_flags
             elif kind == b"tfdt" and in_video:
                 version = moof[payload]
                 start_ticks = struct.unpack_from(">Q" if version == 1 else ">I", moof, payload + 4)[0]
             elif kind == b"trun" and in_video:
                 count = struct.unpack_from(">I", moof, payload + 4)[0]
-                at = payload + 8 + (4 if flags & 0x01 else 0)
-                first_flags = None
-                if flags & 0x04:
-                    first_flags = struct.unpack_from(">I", moof, at)[0]
-                    at += 4
+                (first_flags,), at = _optional_fields(moof, payload + 8, flags, _TRUN_FIELDS)
                 for index in range(count):
-                    duration, sample_flags = default_duration, default_flags
-                    if flags & 0x100:
-                        duration = struct.unpack_from(">I", moof, at)[0]
-                        at += 4
-                    at += 4 if flags & 0x200 else 0  # size
-                    if flags & 0x400:
-                        sample_flags = struct.unpack_from(">I", moof, at)[0]
-                        at += 4
-                    at += 4 if flags & 0x800 else 0  # composition offset
+                    (duration, sample_flags), at = _optional_fields(moof, at, flags, _SAMPLE_FIELDS)
                     if not seen_sample:
                         first = first_flags if first_flags is not None and index == 0 else sample_flags
-                        independent = not first & _NON_SYNC
+                        independent = not (default_flags if first is None else first) & _NON_SYNC
                         seen_sample = True
-                    duration_ticks += duration
+                    duration_ticks += default_duration if duration is None else duration
         scale = track.timescale or 1
         return Fragment(moof + mdat, start_ticks / scale, duration_ticks / scale, independent)

@@ -10,9 +10,10 @@ endpoint as the service user ``node_user(its node id)``.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from urllib.parse import quote
+
+from roomserver.core import bus_entry
 
 REFRESH_S = 5.0
 TTL_MS = 15_000  # three refreshes: one lost write does not drop a live publisher
@@ -28,16 +29,13 @@ class Origin:
 
 
 def encode(origin: Origin) -> bytes:
-    return json.dumps(asdict(origin), separators=(",", ":")).encode()
+    return bus_entry.encode(origin)
 
 
 def decode(blob: bytes) -> Origin | None:
     """None for an entry this version cannot read (another version's, or damaged)."""
-    try:
-        data = json.loads(blob)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict):
+    data = bus_entry.decode_object(blob)
+    if data is None:
         return None
     fields = (data.get("node"), data.get("address"), data.get("role"))
     if not all(isinstance(f, str) and f for f in fields):

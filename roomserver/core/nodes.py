@@ -6,9 +6,10 @@ periods, so one lost write does not drop it and a killed node is gone within the
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
+
+from roomserver.core import bus_entry
 
 ANNOUNCE_PERIODS = 3  # the TTL in announcement periods
 MAX_INFO_BYTES = 4096
@@ -29,17 +30,14 @@ class NodeLoad:
 
 
 def encode(load: NodeLoad) -> bytes:
-    return json.dumps(asdict(load), separators=(",", ":")).encode()
+    return bus_entry.encode(load)
 
 
 def decode(node: str, blob: bytes, expires_in_ms: int) -> dict[str, Any] | None:
     """One entry of ``GET /v1/nodes``; None for an entry this version cannot read
     (another version's, or damaged): one bad entry must not hide the others."""
-    try:
-        data = json.loads(blob)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict):
+    data = bus_entry.decode_object(blob)
+    if data is None:
         return None
     fields = NodeLoad.__dataclass_fields__
     entry = {k: data.get(k) for k in fields}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,17 +11,6 @@ import pytest
 from roomserver.core.behaviour import BehaviourEvent
 from roomserver.store.db import Database, open_database
 from roomserver.store.events import EventLog
-
-
-@pytest.fixture(params=["sqlite", "pg"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "pg":
-        database = await open_database(url=request.getfixturevalue("postgres_url"))
-    else:
-        database = await open_database(data_dir=tmp_path)
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 def ev(n: int, user: str, kind: str, ts: int, **data: object) -> BehaviourEvent:

@@ -27,13 +27,6 @@ MIN = 60_000
 _ids = itertools.count(1)
 
 
-@pytest.fixture(params=["sqlite", "pg"])
-def store_args(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    if request.param == "pg":
-        return {"url": request.getfixturevalue("postgres_url")}
-    return {"data_dir": tmp_path}
-
-
 @pytest.fixture
 async def store(store_args: dict[str, Any]) -> AsyncIterator[AnalyticsStore]:
     s = await AnalyticsStore.open(**store_args)

@@ -13,8 +13,9 @@ import pytest
 from roomserver.core import schedule as sched
 from roomserver.core.webhooks import Endpoint
 from roomserver.server import REMINDERS_KEY
+from tests.polling import until
 from tests.server_fixtures import APP, SECRET, Server, closed_after, new_room_id, start_server, token
-from tests.webhooks.receiver import Receiver, until
+from tests.webhooks.receiver import Receiver
 
 
 def now_ms() -> int:

@@ -4,28 +4,21 @@ against values worked out by hand from tests/analytics/report_show.py."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from roomserver.core.report_model import Mark, Perf, Ranked, Sharer
-from roomserver.store.db import open_database
+from roomserver.store.db import Database
 from roomserver.store.store import AnalyticsStore
 from tests.analytics.report_show import APP, END_S, ROOM, T0, previous_show, this_show
 
 
-@pytest.fixture(params=["sqlite", "pg"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AnalyticsStore]:
-    if request.param == "pg":
-        database = await open_database(url=request.getfixturevalue("postgres_url"))
-    else:
-        database = await open_database(data_dir=tmp_path)
-    await database.migrate()
-    s = AnalyticsStore(database)
+@pytest.fixture
+async def store(db: Database) -> AsyncIterator[AnalyticsStore]:
+    s = AnalyticsStore(db)
     await s.events.ingest(previous_show())
     await s.events.ingest(this_show())
     yield s
-    await database.close()
 
 
 async def report_of(store: AnalyticsStore, show: int = 2):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.server_procs import ServerProcess
+from tests.server_procs import ServerProcess, running
 
 
 @pytest.fixture
@@ -17,8 +17,5 @@ def two_servers(redis_cluster, unique_prefix, tmp_path):
         )
         for _ in range(2)
     ]
-    for s in servers:
-        s.start()
-    yield servers
-    for s in servers:
-        s.stop()
+    with running(servers):
+        yield servers

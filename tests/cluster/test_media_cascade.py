@@ -23,7 +23,7 @@ from roomserver.client import RoomClient
 from roomserver.media.client import Publisher, Viewer, delete_session, post_offer
 from roomserver.media.ice import pin_host_addresses
 from roomserver.media.synthetic import CounterVideoTrack
-from tests.server_procs import ServerProcess, token
+from tests.server_procs import ServerProcess, running, token
 
 LOOPBACK = "127.0.0.1"
 # The clients gather on loopback only, like the servers (--ice-host): other interfaces on a
@@ -46,13 +46,8 @@ def nodes(request, redis_cluster, unique_prefix, tmp_path) -> Iterator[tuple[Ser
         )
         for name in ("a", "b")
     ]
-    try:
-        for s in servers:
-            s.start()
+    with running(servers):
         yield servers[0], servers[1]
-    finally:
-        for s in servers:
-            s.stop()
 
 
 def media_viewers(server: ServerProcess) -> dict[str, int]:
@@ -68,6 +63,15 @@ async def until(predicate, timeout: float, what: str) -> None:
     while not await asyncio.to_thread(predicate):
         assert time.monotonic() < deadline, f"timed out: {what}"
         await asyncio.sleep(0.2)
+
+
+async def publish(
+    http: aiohttp.ClientSession, server: ServerProcess, room: str, publisher: Publisher, jwt: str
+) -> None:
+    """A WHIP publisher on `server`."""
+    reply = await post_offer(http, f"{server.url}/v1/rooms/{room}/whip", await publisher.offer(), jwt)
+    assert reply.status == 201, reply.body
+    await publisher.accept(reply.body)
 
 
 async def play(
@@ -104,11 +108,7 @@ async def test_viewers_on_another_node_share_one_relay_and_send_keyframe_request
     viewers: list[tuple[Viewer, str]] = []
     async with aiohttp.ClientSession() as http:
         try:
-            reply = await post_offer(
-                http, f"{a.url}/v1/rooms/{room}/whip", await publisher.offer(), token("h1", "host")
-            )
-            assert reply.status == 201, reply.body
-            await publisher.accept(reply.body)
+            await publish(http, a, room, publisher, token("h1", "host"))
 
             viewers.append(await play(http, b, room, "v1"))
             viewers.append(await play(http, b, room, "v2"))
@@ -157,11 +157,7 @@ async def test_sigterm_on_the_origin_ends_the_relay_and_the_edge_viewers(nodes) 
     viewer: Viewer | None = None
     async with aiohttp.ClientSession() as http:
         try:
-            reply = await post_offer(
-                http, f"{a.url}/v1/rooms/{room}/whip", await publisher.offer(), token("h1", "host")
-            )
-            assert reply.status == 201, reply.body
-            await publisher.accept(reply.body)
+            await publish(http, a, room, publisher, token("h1", "host"))
             viewer, _ = await play(http, b, room, "v1")
             assert await viewer.wait_for(lambda v: len(v.counters) >= 30, 30)
             await until(lambda: media_viewers(b) == {"a": 1, "b": 1}, 15, "one relay, one viewer")
@@ -205,12 +201,7 @@ async def test_a_call_room_with_members_publishing_on_two_nodes(nodes) -> None:
     async with aiohttp.ClientSession() as http:
         try:
             for member, node in (("m1", a), ("m2", b)):
-                pub = publishers[member]
-                reply = await post_offer(
-                    http, f"{node.url}/v1/rooms/{room}/whip", await pub.offer(), token(member)
-                )
-                assert reply.status == 201, reply.body
-                await pub.accept(reply.body)
+                await publish(http, node, room, publishers[member], token(member))
             viewers.append((await play(http, b, room, "m2", publisher="m1"))[0])
             viewers.append((await play(http, a, room, "m1", publisher="m2"))[0])
             for viewer in viewers:

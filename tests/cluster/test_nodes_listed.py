@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from roomserver.client import RoomClient
-from tests.server_procs import ServerProcess, token
+from tests.server_procs import ServerProcess, running, token
 
 ANNOUNCE_S = 0.5  # TTL 1.5 s
 
@@ -48,11 +48,8 @@ def nodes(redis_single, unique_prefix, tmp_path):
         )
         for i in range(2)
     ]
-    for s in made:
-        s.start()
-    yield made
-    for s in made:
-        s.stop()
+    with running(made):
+        yield made
 
 
 async def test_live_nodes_are_listed_with_their_load_and_a_killed_one_expires(nodes):

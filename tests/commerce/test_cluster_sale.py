@@ -16,6 +16,7 @@ from roomserver.auth import mint_token
 from roomserver.client import RoomClient
 from tests.commerce.conftest import WebhookSink
 from tests.commerce.wire import RETRYABLE, BuyLog, WireClient, buy_settled, connect_crowd
+from tests.polling import until
 from tests.server_fixtures import Recorder
 from tests.server_procs import APP, SECRET, ServerProcess
 
@@ -33,13 +34,6 @@ BUY_BUDGET_S = 90
 
 def token(user: str, role: str = "viewer") -> str:
     return mint_token(APP, SECRET, user, role)  # type: ignore[arg-type]
-
-
-async def until(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def orders_of(session: aiohttp.ClientSession, url: str, room: str, sale: str) -> dict:
@@ -161,7 +155,9 @@ async def test_5000_buyers_on_two_processes_buy_exactly_the_stock(
 
             # order.created: each order once to the staff on each process, never to viewers.
             for rec in staff:
-                await until(lambda rec=rec: len(rec.named("order.created")) >= STOCK, 15, "order.created")
+                await until(
+                    lambda rec=rec: len(rec.named("order.created")) >= STOCK, 15, "order.created", step=0.05
+                )
             await asyncio.sleep(0.3)
             for rec in staff:
                 seen = Counter(e["data"]["order"]["id"] for e in rec.named("order.created", room))
@@ -171,7 +167,9 @@ async def test_5000_buyers_on_two_processes_buy_exactly_the_stock(
 
             # Webhooks: one signed order.created per order (after dedupe by webhook id),
             # from the process that sold it.
-            await until(lambda: len(process_sink.named("order.created", room)) >= STOCK, 20, "webhooks")
+            await until(
+                lambda: len(process_sink.named("order.created", room)) >= STOCK, 20, "webhooks", step=0.05
+            )
             await asyncio.sleep(0.3)
             hooked = Counter(h["data"]["order"]["id"] for h in process_sink.named("order.created", room))
             assert hooked == Counter(acked.keys()) and process_sink.bad_signatures == 0

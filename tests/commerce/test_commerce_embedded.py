@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import Counter
 
 from roomserver.client import RoomClient, RoomError
@@ -15,16 +14,10 @@ from roomserver.core import coupons
 from roomserver.core.lottery import verify_draw
 from tests.commerce.conftest import WebhookSink
 from tests.commerce.draw_check import recompute_winners
+from tests.polling import until
 from tests.server_fixtures import Recorder, Server, token
 
 PRODUCT = {"id": "p-1", "title": "Tea set", "price_cents": 2500}
-
-
-async def until(cond, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def error_of(coro) -> tuple[str, str]:
@@ -96,8 +89,8 @@ async def test_flash_sale_with_concurrent_buyers_and_retries(
     assert listing["sold"] == 100 and listing["sale"]["left"] == 0
     closed = await staff.wait("sale.closed")
     assert closed[0]["data"] == {"id": sale["id"], "sold": 100, "reason": "sold_out"}
-    await until(lambda: len(staff.named("order.created")) >= 100, what="order.created")
-    await until(lambda: len(embedded_sink.named("order.created", room)) >= 100, what="webhooks")
+    await until(lambda: len(staff.named("order.created")) >= 100, 5.0, "order.created")
+    await until(lambda: len(embedded_sink.named("order.created", room)) >= 100, 5.0, "webhooks")
     await staff.quiet()
     assert Counter(e["data"]["order"]["id"] for e in staff.named("order.created")) == Counter(orders.keys())
     assert not any(v.named("order.created") for v in viewers)
@@ -181,7 +174,7 @@ async def test_lottery_eligibility_keyword_and_automatic_draw(
     await seen[0].quiet()
     history = await server.history(room)
     assert [e["ev"] for e in history].count("lottery.drawn") == 1
-    await until(lambda: embedded_sink.named("lottery.drawn", room), what="webhook")
+    await until(lambda: embedded_sink.named("lottery.drawn", room), 5.0, "webhook")
     await asyncio.sleep(0.2)
     hooks = embedded_sink.named("lottery.drawn", room)
     assert len(hooks) == 1 and hooks[0]["data"]["winners"] == data["winners"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.contract.test_broker_contract import started
-from tests.contract.test_nodes import until
+from tests.polling import until_async
 
 
 async def test_media_origins_record_refresh_expire_and_remove(broker_factory):
@@ -20,7 +20,7 @@ async def test_media_origins_record_refresh_expire_and_remove(broker_factory):
     async def co_expired() -> bool:
         return set(await b.media_origins("app/r1")) == {"host"}
 
-    await until(co_expired)
+    await until_async(co_expired, 10.0, "the co-host's entry to expire")
     # The host re-published on b: a's late removal of its own old entry leaves b's.
     await b.set_media_origin("app/r1", "host", b'{"node":"b"}', ttl_ms=30_000)
     await a.set_media_origin("app/r1", "host", b'{"node":"a"}', ttl_ms=0)

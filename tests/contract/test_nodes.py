@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from tests.contract.test_broker_contract import started
-
-
-async def until(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await cond():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
+from tests.polling import until_async
 
 
 async def test_nodes_announce_list_refresh_expire_and_withdraw(broker_factory):
@@ -34,7 +25,7 @@ async def test_nodes_announce_list_refresh_expire_and_withdraw(broker_factory):
     async def b_gone() -> bool:
         return set(await a.nodes()) == {"a"}
 
-    await until(b_gone)
+    await until_async(b_gone, 10.0, "b's announcement to expire")
     # Withdrawn at once (a clean stop).
     await a.announce_node(b"", ttl_ms=0)
     assert await b.nodes() == {}

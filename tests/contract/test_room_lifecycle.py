@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -14,18 +13,11 @@ from roomserver.bus.memory import MemoryBroker
 from roomserver.bus.redis import RedisBroker, app_keys, room_keys
 from roomserver.tenancy import app_of
 from tests.contract.test_broker_contract import ev, room_id, started
+from tests.polling import until_async
 
 # Idle TTL for the expiry tests: short to keep them quick, long enough that a
 # loaded machine still touches in time (the throttle refreshes every TTL/4).
 IDLE_MS = 1500
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Wait until ``check()`` holds (expiry has no event to await: poll, bounded)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def create(b: Broker, room: str, doc: bytes = b"d") -> None:
@@ -212,7 +204,7 @@ async def test_an_idle_room_expires_with_every_key_and_index_entry(broker_factor
     await use_every_kind_of_key(b, room)
     assert await leftovers(b, room)  # the check below can see keys
     assert await b.rooms(app_of(room)) == [room]
-    await eventually(lambda: gone(b, room))
+    await until_async(lambda: gone(b, room), 15.0, step=0.05)
     # A new incarnation starts clean.
     rec = await b.load(room)
     assert (rec.version, rec.seq, rec.epoch) == (0, 0, "")
@@ -233,7 +225,7 @@ async def test_a_room_made_by_traffic_alone_expires_too(broker_factory):
     await b.report_presence({}, IDLE_MS)
     assert await leftovers(b, room)
     assert await b.rooms(app_of(room)) == []
-    await eventually(lambda: gone(b, room))
+    await until_async(lambda: gone(b, room), 15.0, step=0.05)
 
 
 async def test_touched_rooms_live_and_stop_living_when_no_longer_touched(broker_factory):
@@ -254,7 +246,7 @@ async def test_touched_rooms_live_and_stop_living_when_no_longer_touched(broker_
     task = asyncio.create_task(toucher())
     try:
         started_at = time.monotonic()
-        await eventually(lambda: gone(b, dropped))
+        await until_async(lambda: gone(b, dropped), 15.0, step=0.05)
         # Keep going until the kept room has outlived its TTL twice over.
         while time.monotonic() - started_at < 2 * IDLE_MS / 1000:
             await asyncio.sleep(0.1)
@@ -267,7 +259,7 @@ async def test_touched_rooms_live_and_stop_living_when_no_longer_touched(broker_
     finally:
         touching = False
         await task
-    await eventually(lambda: gone(b, kept))
+    await until_async(lambda: gone(b, kept), 15.0, step=0.05)
 
 
 async def test_a_room_lives_as_long_as_a_sale_in_it(broker_factory):
@@ -280,11 +272,11 @@ async def test_a_room_lives_as_long_as_a_sale_in_it(broker_factory):
     await create(b, plain)
     await create(b, selling)
     assert await b.stock_create(selling, "sale:1", 5, ttl_ms=4 * IDLE_MS)
-    await eventually(lambda: _no_doc(b, plain))
+    await until_async(lambda: _no_doc(b, plain), 15.0, step=0.05)
     assert (await b.load(selling)).doc == b"d"
     assert await b.stock_state(selling, "sale:1") == (5, 5)
     assert await b.rooms(app) == [selling]
-    await eventually(lambda: gone(b, selling))
+    await until_async(lambda: gone(b, selling), 15.0, step=0.05)
 
 
 async def _no_doc(b: Broker, room: str) -> bool:

@@ -16,6 +16,7 @@ import pytest
 
 from roomserver.tenancy import room_key
 from tests.integration.test_delivery import EVENT_PAD, StalledSocket
+from tests.polling import until
 from tests.server_fixtures import APP, Server, token
 
 
@@ -29,13 +30,6 @@ def tcp_sockets(local_port: int, remote_port: int) -> list[str]:
         if int(local.split(":")[1], 16) == local_port and int(remote.split(":")[1], 16) == remote_port:
             found.append(state)
     return found
-
-
-async def until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_consumer_that_never_reads_is_cut_soon_after_4008(make_server, room: str) -> None:

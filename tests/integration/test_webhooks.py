@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -18,6 +17,7 @@ from roomserver.core.webhooks import Endpoint, RetryPolicy
 from roomserver.protocol import now_ms
 from roomserver.server import create_app
 from roomserver.webhooks import Webhooks
+from tests.polling import until
 
 SECRET = "w" * 40
 
@@ -41,13 +41,6 @@ async def receiver(fail_first: int = 0):
     return srv, got, calls
 
 
-async def until(cond, timeout=5.0):
-    end = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < end, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def test_webhook_is_signed_and_retried():
     srv, got, calls = await receiver(fail_first=2)
     hooks = Webhooks(
@@ -59,7 +52,7 @@ async def test_webhook_is_signed_and_retried():
     )
     hooks.start()
     hooks.emit("room.ended", "shop/r1", {"x": 1})
-    await until(lambda: got)
+    await until(lambda: got, 5.0)
     payload, sig, body = got[0]
     assert calls["n"] == 3
     assert sig == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -97,7 +90,7 @@ async def test_start_and_end_send_webhooks_with_followers():
             for i, op in enumerate(("room.join", "room.start", "room.end")):
                 await host.send_json({"id": i, "op": op, "room": "show1"})
                 await host.receive()
-        await until(lambda: len(got) >= 3)
+        await until(lambda: len(got) >= 3, 5.0)
         r = await s.get(f"{base}/v1/schedule", headers={"Authorization": f"Bearer {admin}"})
         assert (await r.json())["shows"] == []  # it went live: no longer upcoming
     events = [p["event"] for p, _, _ in got]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loadtest.assistant_bench import ab_summary, run
+from loadtest.assistant_bench import ab_summary, phase_record, run
 from loadtest.assistant_cost import measure
 from loadtest.assistant_paired import run as paired_run
 
@@ -111,3 +111,31 @@ def test_cadence_adjusted_gives_no_fit_when_flushes_tell_the_sides_apart() -> No
         for on in (True, False)
     ]
     assert "cadence_adjusted" not in ab_summary(phases)
+
+
+def test_phase_record_names_the_server_or_the_client_cpu_and_derives_the_ratios() -> None:
+    kw: dict[str, Any] = dict(
+        sent=100,
+        asked=10,
+        seconds=4.0,
+        deliveries=1000,
+        cpu=0.5,
+        viewer_cpu=2.5,
+        viewer_procs=2,
+        viewers=10,
+        flushes=((10.0, 1.0, 0.5), (50.0, 1.25, 0.75)),
+        latencies=[30.0, 10.0, 20.0],
+        replies=[],
+    )
+    one = phase_record(3, True, client_cpu=0.123, **kw)
+    paired = phase_record(3, False, server="B", **kw)
+    assert list(one)[:3] == ["round", "assistant", "sent"] and "server" not in one
+    assert list(paired)[:3] == ["round", "server", "assistant"] and "client_cpu_s" not in paired
+    assert one["client_cpu_s"] == 0.12 and paired["server"] == "B"
+    assert one["rate"] == 25.0 and one["deliveries_per_cpu_s"] == 2000.0
+    assert one["server_cpu_us_per_delivery"] == 500.0 and one["delivered_share"] == 1.0
+    assert one["viewer_core_share"] == 0.25  # 2.5 s over 2 processes and 5 s
+    assert (one["flushes"], one["flush_cpu_s"], one["gc_s"]) == (40, 0.25, 0.25)
+    assert one["answers_to_askers"] == 3 and one["answer_p50_ms"] == 20.0
+    assert one["barrage_reply_p95_ms"] is None
+    assert phase_record(0, True, **{**kw, "cpu": 0.0, "deliveries": 0})["deliveries_per_cpu_s"] is None

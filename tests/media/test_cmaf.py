@@ -7,6 +7,7 @@ from __future__ import annotations
 import fractions
 import io
 import itertools
+import struct
 from typing import Any
 
 import av
@@ -90,3 +91,47 @@ def test_a_fragment_before_the_init_section_is_refused() -> None:
     moof_at = data.index(b"moof") - 4
     with pytest.raises(CmafError):
         CmafSplitter().feed(data[moof_at:])
+
+
+def _box(kind: bytes, *children: bytes) -> bytes:
+    payload = b"".join(children)
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def _full(kind: bytes, flags: int, *fields: int) -> bytes:
+    return _box(kind, flags.to_bytes(4, "big"), *(struct.pack(">I", f) for f in fields))
+
+
+# trex: track 1 (video, 1000 ticks a second), default duration 40, default flags non-sync.
+_INIT = _box(
+    b"moov",
+    _box(
+        b"trak",
+        _full(b"tkhd", 0, 0, 0, 1),
+        _box(b"mdia", _full(b"mdhd", 0, 0, 0, 1000), _box(b"hdlr", bytes(8), b"vide")),
+    ),
+    _box(b"mvex", _full(b"trex", 0, 1, 1, 40, 0, 0x10000)),
+)
+
+
+@pytest.mark.parametrize(
+    ("tfhd", "trun", "duration", "independent"),
+    [
+        # trex's defaults: 3 samples of 40, non-sync.
+        (_full(b"tfhd", 0, 1), _full(b"trun", 0, 3), 0.12, False),
+        # tfhd's defaults (base_data_offset and sample_description_index stepped over):
+        # duration 50, sync flags.
+        (_full(b"tfhd", 0x2B, 1, 0, 0, 7, 50, 0), _full(b"trun", 0, 2), 0.1, True),
+        # trun: data_offset stepped over, first_sample_flags sync, then per sample a duration,
+        # a size and a composition offset stepped over.
+        (_full(b"tfhd", 0, 1), _full(b"trun", 0xB05, 2, 8, 0, 10, 99, 5, 20, 99, 5), 0.03, True),
+        # per-sample flags: the first sample's decide.
+        (_full(b"tfhd", 0, 1), _full(b"trun", 0x400, 2, 0x10000, 0), 0.08, False),
+        (_full(b"tfhd", 0, 1), _full(b"trun", 0x400, 2, 0, 0x10000), 0.08, True),
+    ],
+)
+def test_tfhd_and_trun_optional_fields(tfhd: bytes, trun: bytes, duration: float, independent: bool) -> None:
+    moof = _box(b"moof", _box(b"traf", tfhd, _full(b"tfdt", 0, 2000), trun))
+    [fragment] = CmafSplitter().feed(_INIT + moof + _box(b"mdat"))
+    assert (fragment.start, fragment.independent) == (2.0, independent)
+    assert fragment.duration == pytest.approx(duration)

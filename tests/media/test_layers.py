@@ -5,28 +5,17 @@ decoding across the switch. The link-driven choice is tests/media/test_layers_ne
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from roomserver.media.client import Publisher
 from roomserver.media.errors import BadRequest, NotFound
 from roomserver.media.sfu import MediaRouter, PublisherSession, ViewerSession
 from roomserver.media.synthetic import LOW_LAYER_BITRATE, CounterVideoTrack, layer_pair
+from tests.polling import eventually
 
 from .test_sfu_media import start_viewer
 
 HIGH_WIDTH, LOW_WIDTH = 640, 320
-
-
-async def _eventually(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
 
 
 async def start_layered(router: MediaRouter, user: str = "host1") -> tuple[str, Publisher]:
@@ -65,7 +54,7 @@ async def test_a_viewer_switches_layers_on_request_and_keeps_decoding() -> None:
         assert session.layers.playing == "low" and session.layers.sink.switches == 1
         switcher = session.layers
         # the viewer's receiver reports reach the estimate (aiortc: every 0.5–1.5 s)
-        assert await _eventually(lambda: switcher.reports > 0, 20)
+        assert await eventually(lambda: switcher.reports > 0, 20)
 
         assert router.set_layer("r1", "v1", "host1", "auto") == "high"  # a clean link: high
         mark = len(viewer.video)

@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import time
 
 from aiortc.rtp import RtpPacket
 
 from roomserver.media.forwarding import ForwardedTrack
 from roomserver.media.rtp_forwarding import SilentTrack
 from roomserver.media.sfu import MediaRouter, PublisherSession, ViewerSession
+from tests.polling import eventually
 
 from .test_sfu_media import assert_consecutive, start_publisher, start_viewer
-
-
-async def _eventually(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return predicate()
 
 
 async def test_rtp_mode_forwards_packets_through_sinks_and_viewers_decode_every_frame() -> None:
@@ -77,7 +68,9 @@ async def test_a_viewers_nack_is_answered_from_the_cache_as_rtx() -> None:
             await original(packet, arrival_time_ms=arrival_time_ms)
 
         receiver._handle_rtp_packet = record  # type: ignore[method-assign]
-        assert await _eventually(lambda: sum(p.payload_type == sink.payload_type for p in seen) >= 10, 5)
+        assert await eventually(
+            lambda: sum(p.payload_type == sink.payload_type for p in seen) >= 10, 5, step=0.02
+        )
         media = [p for p in seen if p.payload_type == sink.payload_type]
         lost = media[-1].sequence_number - 3  # sent a moment ago: still cached
         await receiver._send_rtcp_nack(sink.sender._ssrc, [lost])  # a real RTCP NACK over DTLS/SRTP
@@ -88,7 +81,7 @@ async def test_a_viewers_nack_is_answered_from_the_cache_as_rtx() -> None:
                 for p in seen
             )
 
-        assert await _eventually(got_rtx, 5)
+        assert await eventually(got_rtx, 5, step=0.02)
         assert sink.retransmitted >= 1
         rtx = next(p for p in seen if p.payload_type == sink.rtx_payload_type)
         assert rtx.ssrc == sink.sender._rtx_ssrc
@@ -98,7 +91,7 @@ async def test_a_viewers_nack_is_answered_from_the_cache_as_rtx() -> None:
         # A number never sent (or long evicted) is a miss, not a crash.
         misses = sink.nack_misses
         await receiver._send_rtcp_nack(sink.sender._ssrc, [(lost + 30000) % 65536])
-        assert await _eventually(lambda: sink.nack_misses == misses + 1, 5)
+        assert await eventually(lambda: sink.nack_misses == misses + 1, 5, step=0.02)
         assert await viewer.wait_for(lambda v: len(v.video) >= 20, timeout=10)  # still playing
     finally:
         await viewer.close()
@@ -122,10 +115,10 @@ async def test_fan_out_is_shed_while_the_ingest_backlog_is_over_the_limit() -> N
         (sink,) = fanout.sinks
         await asyncio.sleep(0.2)
         sent = sink.packets_sent
-        assert await _eventually(lambda: fanout.shed >= 30, 5)
+        assert await eventually(lambda: fanout.shed >= 30, 5, step=0.02)
         assert sink.packets_sent == sent
         fanout.backlog_limit = 100  # back to normal: forwarding resumes
-        assert await _eventually(lambda: sink.packets_sent > sent, 5)
+        assert await eventually(lambda: sink.packets_sent > sent, 5, step=0.02)
     finally:
         await viewer.close()
         await publisher.close()

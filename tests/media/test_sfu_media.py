@@ -16,6 +16,7 @@ from roomserver.media.client import Publisher, Viewer
 from roomserver.media.errors import BadRequest, Forbidden, LimitReached, NotFound, Unavailable
 from roomserver.media.sfu import MediaRouter, ViewerSession
 from roomserver.media.synthetic import CounterVideoTrack, ToneAudioTrack
+from tests.polling import eventually
 
 
 async def start_publisher(
@@ -147,7 +148,7 @@ async def test_stuck_viewer_queue_is_bounded_and_the_session_times_out() -> None
             await asyncio.sleep(0.02)
         assert 0 < peak <= 10
         assert track.frames_dropped > 0
-        assert await _eventually(lambda: router.session(session_id) is None, 3)
+        assert await eventually(lambda: router.session(session_id) is None, 3)
         assert track.readyState == "ended"
         assert router.peer_connections == 1  # only the publisher is left
     finally:
@@ -163,10 +164,10 @@ async def test_sessions_end_when_peers_leave(router: MediaRouter) -> None:
     other_session, other = await start_viewer(router, user="v2")
     assert await viewer.wait_for(lambda v: len(v.video) >= 5, timeout=10)
     await viewer.close()  # remote close: the server notices through DTLS
-    assert await _eventually(lambda: router.session(viewer_session) is None, 5)
-    assert await _eventually(lambda: router.peer_connections == 2, 5)
+    assert await eventually(lambda: router.session(viewer_session) is None, 5)
+    assert await eventually(lambda: router.peer_connections == 2, 5)
     await publisher.close()  # the publisher goes: its remaining viewers are closed too
-    assert await _eventually(lambda: router.peer_connections == 0, 5)
+    assert await eventually(lambda: router.peer_connections == 0, 5)
     assert router.publishers("r1") == []
     assert router.changes[-1] == "r1"
     assert router.session(other_session) is None and router.session(publisher_session) is None
@@ -262,7 +263,7 @@ async def test_pk_viewers_play_the_other_rooms_host(router: MediaRouter) -> None
             await router.play("ra", "hb", "v2", "v=0\r\n")
         router.changes.clear()
         await host_a.close()  # ra's host leaves: rb shows it as pk, so rb changes too
-        assert await _eventually(lambda: "rb" in router.changes and "ra" in router.changes, 5)
+        assert await eventually(lambda: "rb" in router.changes and "ra" in router.changes, 5)
         assert [p["user"] for p in router.publishers("rb")] == ["hb", "cb"]
     finally:
         await viewer.close()
@@ -279,12 +280,3 @@ async def test_close_shuts_everything(router: MediaRouter) -> None:
     assert router.peer_connections == 0 and router.sessions == {}
     await viewer.close()
     await publisher.close()
-
-
-async def _eventually(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()

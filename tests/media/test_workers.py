@@ -3,10 +3,8 @@ worker, frames flow from the worker straight to the clients, a dead worker is re
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -19,6 +17,7 @@ from roomserver.media.synthetic import CounterVideoTrack
 from roomserver.media.whip import media_routes
 from roomserver.media.worker import ROLE_HEADER, SECRET_HEADER, UPSTREAM_HEADER, USER_HEADER
 from roomserver.media.workers import InMemoryRoomRouting, MediaWorkerPool
+from tests.polling import eventually
 
 from .conftest import LOOPBACK, MediaServer, Roster, jwt_authorize, make_token
 from .test_trickle import split_offer
@@ -56,15 +55,6 @@ async def _publish(server: MediaServer, room: str, user: str) -> tuple[Publisher
     return publisher, reply.location
 
 
-async def _eventually(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
-
-
 async def test_rooms_spread_over_workers_and_pk_plays_across_them(
     pool_server: tuple[MediaWorkerPool, MediaServer],
 ) -> None:
@@ -76,7 +66,7 @@ async def test_rooms_spread_over_workers_and_pk_plays_across_them(
         routing = pool.routing
         assert isinstance(routing, InMemoryRoomRouting)
         assert sorted(routing.snapshot().values()) == [0, 1]  # least loaded: one room each
-        assert await _eventually(lambda: pool.publishers("ra") and pool.publishers("rb"), 5)
+        assert await eventually(lambda: pool.publishers("ra") and pool.publishers("rb"), 5)
         assert {"ra", "rb"} <= set(pool.changes)
 
         sessions = []
@@ -103,8 +93,8 @@ async def test_rooms_spread_over_workers_and_pk_plays_across_them(
         assert reply.status == 403
         reply = await delete_session(server.http, server.url(loc_a), make_token("ha", "host"))
         assert reply.status == 200
-        assert await _eventually(lambda: [p["user"] for p in pool.publishers("ra")] == ["hb"], 5)
-        assert await _eventually(lambda: "ra" not in routing.snapshot(), 5)  # idle rooms are released
+        assert await eventually(lambda: [p["user"] for p in pool.publishers("ra")] == ["hb"], 5)
+        assert await eventually(lambda: "ra" not in routing.snapshot(), 5)  # idle rooms are released
     finally:
         for viewer in viewers:
             await viewer.close()
@@ -118,15 +108,15 @@ async def test_a_dead_worker_is_replaced_and_its_rooms_released(
     pool, server = pool_server
     publisher, _ = await _publish(server, "rc", "hc")
     try:
-        assert await _eventually(lambda: pool.publishers("rc") != [], 5)
+        assert await eventually(lambda: pool.publishers("rc") != [], 5)
         index = pool.routing.snapshot()["rc"]  # type: ignore[attr-defined]
         pid = pool.worker_pids[index]
         assert pid is not None
         os.kill(pid, signal.SIGKILL)  # a worker this test's pool started
-        assert await _eventually(lambda: pool.publishers("rc") == [], 5)
+        assert await eventually(lambda: pool.publishers("rc") == [], 5)
         assert "rc" in pool.changes
-        assert await _eventually(lambda: "rc" not in pool.routing.snapshot(), 5)  # type: ignore[attr-defined]
-        assert await _eventually(lambda: pool.worker_pids[index] not in (None, pid), 15)
+        assert await eventually(lambda: "rc" not in pool.routing.snapshot(), 5)  # type: ignore[attr-defined]
+        assert await eventually(lambda: pool.worker_pids[index] not in (None, pid), 15)
         await publisher.close()
         publisher, _ = await _publish(server, "rc", "hc")  # media works again
         viewer = Viewer()

@@ -15,8 +15,9 @@ from pathlib import Path
 from roomserver.bus.redis import RedisBroker
 from roomserver.core.webhooks import Endpoint
 from roomserver.webhooks import Webhooks
+from tests.polling import until
 from tests.redis_servers import start_standalone
-from tests.webhooks.receiver import Receiver, until
+from tests.webhooks.receiver import Receiver
 
 SECRET = "b" * 40
 

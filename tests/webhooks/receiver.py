@@ -72,12 +72,3 @@ class Receiver:
 
     def named(self, event: str) -> list[dict[str, Any]]:
         return [p for p in self.got if p["event"] == event]
-
-
-async def until(cond: Any, timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll ``cond`` (a bound: the machine may be loaded, docs/testing.md)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)

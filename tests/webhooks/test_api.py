@@ -16,8 +16,9 @@ from aiohttp.test_utils import TestServer
 from roomserver.client import RoomError
 from roomserver.core.webhooks import SIGNATURE_V2_HEADER, Endpoint, verify
 from roomserver.protocol import now_ms
+from tests.polling import until
 from tests.server_fixtures import APP, SECRET, Server, closed_after, start_server, token
-from tests.webhooks.receiver import Receiver, until
+from tests.webhooks.receiver import Receiver
 
 MakeServer = Callable[..., Awaitable[Server]]
 

@@ -20,8 +20,9 @@ from roomserver.bus.redis import RedisBroker
 from roomserver.core.webhooks import Endpoint, RetryPolicy
 from roomserver.metrics import Metrics
 from roomserver.webhooks import Webhooks
+from tests.polling import until
 from tests.server_procs import APP, SECRET, ServerProcess, token
-from tests.webhooks.receiver import Receiver, until
+from tests.webhooks.receiver import Receiver
 
 # Short retries for tests (the outage itself is real time).
 FAST = RetryPolicy(base_s=0.2, max_s=2.0, give_up_s=3600)
