@@ -25,6 +25,9 @@ Private aiortc 1.16 names used (checked by tests/media/test_aiortc_hooks.py):
   plain `StunProtocol` (`SrtpUdpSend`: `_state`, `_tx_srtp.protect`, the ICE connection's
   `_nominated[1]` pair, `protocol.transport.sendto`): the same steps without five coroutines
   per packet per viewer (the DTLS transport's tx counters are not updated on that path);
+- pylibsrtp 1.0's `Session` internals (`_srtp`, `_cdata`, `_buffer`, `lib.srtp_protect`):
+  `SrtpUdpSend.send_patched` protects in the session's buffer as `Session.protect` does, minus
+  its per-packet allocation and copies (checked against `protect` by the hooks test);
 - the `_tx_srtp` (a pylibsrtp `Session`), whose
   1500-byte work buffer less a 144-byte trailer reserve refuses packets over 1356 bytes:
   aiortc packetizes below that, but publishers such as GStreamer (MTU 1400) do not, so
