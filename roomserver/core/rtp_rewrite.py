@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 SEQ_MOD = 1 << 16
+SEQ_HALF = SEQ_MOD // 2
 TS_MOD = 1 << 32
 T = TypeVar("T")
 CACHE_PACKETS = 1024  # ≈ 1 s of 1.5 Mbit/s video at ~1100 B per packet
@@ -21,7 +22,7 @@ CACHE_PACKETS = 1024  # ≈ 1 s of 1.5 Mbit/s video at ~1100 B per packet
 
 def seq_newer(a: int, b: int) -> bool:
     """RFC 3550 serial comparison: `a` comes after `b` (16-bit sequence numbers)."""
-    return a != b and ((a - b) % SEQ_MOD) < SEQ_MOD // 2
+    return a != b and ((a - b) % SEQ_MOD) < SEQ_HALF
 
 
 @dataclass
@@ -93,11 +94,15 @@ class SeqTsRewriter:
             self._first_src_seq = src_seq
             self._highest_out_seq = next_seq
             self._last_out_ts = None
-        elif source != self._source or seq_newer(self._first_src_seq, src_seq):
+        elif source != self._source or (
+            # seq_newer(first source seq, src_seq), inlined: this runs per packet per viewer
+            (first := self._first_src_seq) != src_seq and (first - src_seq) % SEQ_MOD < SEQ_HALF
+        ):
             return None
         out_seq = (src_seq + self._seq_offset) % SEQ_MOD
         out_ts = (src_ts + self._ts_offset) % TS_MOD
-        if self._last_out_ts is None or seq_newer(out_seq, self._highest_out_seq):
+        highest = self._highest_out_seq
+        if self._last_out_ts is None or (out_seq != highest and (out_seq - highest) % SEQ_MOD < SEQ_HALF):
             # The newest packet sent sets where a later source's timestamps continue.
             self._highest_out_seq = out_seq
             self._last_out_ts = out_ts

@@ -25,6 +25,9 @@ Private aiortc 1.16 names used (checked by tests/media/test_aiortc_hooks.py):
   plain `StunProtocol` (`SrtpUdpSend`: `_state`, `_tx_srtp.protect`, the ICE connection's
   `_nominated[1]` pair, `protocol.transport.sendto`): the same steps without five coroutines
   per packet per viewer (the DTLS transport's tx counters are not updated on that path);
+- pylibsrtp 1.0's `Session` internals (`_srtp`, `_cdata`, `_buffer`, `lib.srtp_protect`):
+  `SrtpUdpSend.send_patched` protects in the session's buffer as `Session.protect` does, minus
+  its per-packet allocation and copies (checked against `protect` by the hooks test);
 - the `_tx_srtp` (a pylibsrtp `Session`), whose
   1500-byte work buffer less a 144-byte trailer reserve refuses packets over 1356 bytes:
   aiortc packetizes below that, but publishers such as GStreamer (MTU 1400) do not, so
@@ -51,7 +54,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx, wrap_rtx
-from pylibsrtp import ffi  # type: ignore[attr-defined]  # the cffi module its sessions allocate with
+from pylibsrtp import SRTP_MAX_TRAILER_LEN
+from pylibsrtp import _srtp_assert as srtp_assert  # type: ignore[attr-defined]  # see SrtpUdpSend
+from pylibsrtp import ffi as srtp_ffi  # type: ignore[attr-defined]  # the cffi module its sessions allocate with
+from pylibsrtp import lib as srtp_lib  # type: ignore[attr-defined]
 
 from roomserver.core.rtp_rewrite import (
     CACHE_PACKETS,
@@ -88,8 +94,8 @@ def widen_srtp_buffer(dtls: Any) -> bool:
     if session is None or cdata is None or not hasattr(session, "_buffer"):
         return False
     if len(cdata) < SRTP_BUFFER_BYTES:
-        session._cdata = ffi.new("char[]", SRTP_BUFFER_BYTES)
-        session._buffer = ffi.buffer(session._cdata)
+        session._cdata = srtp_ffi.new("char[]", SRTP_BUFFER_BYTES)
+        session._buffer = srtp_ffi.buffer(session._cdata)
     return True
 
 
@@ -116,24 +122,81 @@ class SilentTrack(MediaStreamTrack):
 class SrtpUdpSend:
     """`RTCDtlsTransport._send_rtp` for RTP, synchronously: SRTP protect then the nominated
     ICE pair's `sendto`. `usable` is False (use `_send_rtp`) unless the pair's protocol sends
-    data with a plain `transport.sendto` (aioice's StunProtocol, host/srflx/relay alike)."""
+    data with a plain `transport.sendto` (aioice's StunProtocol, host/srflx/relay alike).
+
+    `send_patched` writes the header template straight into the SRTP session's work buffer,
+    patches seq/ts/SSRC there and protects it in place (pylibsrtp 1.0's `Session.protect`
+    does the same steps, plus an int* allocation and two more copies per packet): the
+    per-viewer part of every forwarded packet, measured by loadtest/rtp_fanout_bench.py.
+    """
 
     def __init__(self, dtls: Any) -> None:
         self._dtls = dtls
         connection = getattr(getattr(dtls, "transport", None), "_connection", None)
         self._nominated: dict[int, Any] | None = getattr(connection, "_nominated", None)
         self.usable = isinstance(self._nominated, dict) and hasattr(dtls, "_tx_srtp")
+        self._protocol: Any = None  # the last pair protocol checked to send with sendto
+        self._session: Any = None  # the SRTP session the fields below belong to
+        self._in_place = False
+        self._srtp: Any = None
+        self._cdata: Any = None
+        self._buffer: Any = None
+        self._room = 0  # longest packet the session's buffer protects
+        self._len_p: Any = srtp_ffi.new("int *")
 
-    def __call__(self, data: bytes) -> None:
-        if self._dtls._state is not DtlsState.CONNECTED:
+    def _bind(self, session: Any) -> None:
+        """Use `session`'s buffer in place if pylibsrtp's internals are the ones known (see
+        tests/media/test_aiortc_hooks.py), else its public `protect`."""
+        self._session = session
+        cdata: Any = getattr(session, "_cdata", None)
+        buffer: Any = getattr(session, "_buffer", None)
+        srtp: Any = getattr(session, "_srtp", None)
+        self._in_place = cdata is not None and buffer is not None and srtp is not None
+        if self._in_place:
+            self._srtp, self._cdata, self._buffer = srtp[0], cdata, buffer
+            self._room = len(cdata) - SRTP_MAX_TRAILER_LEN
+
+    def send_patched(self, template: bytes, seq: int, ts: int, ssrc: int) -> None:
+        """Send `template` (a serialized RTP packet) with `seq`, `ts` and `ssrc` patched in.
+        Raises as `_send_rtp` does (ConnectionError; ValueError for an over-long packet),
+        NotImplementedError if the pair cannot be sent on synchronously."""
+        dtls = self._dtls
+        if dtls._state is not DtlsState.CONNECTED:
             raise ConnectionError("DTLS transport not connected")
         pair = self._nominated.get(1) if self._nominated is not None else None
         if pair is None:
             raise ConnectionError("no nominated ICE pair")
         protocol = pair.protocol
-        if type(protocol).send_data is not StunProtocol.send_data:
-            raise NotImplementedError  # caller falls back to _send_rtp
-        protocol.transport.sendto(self._dtls._tx_srtp.protect(data), pair.remote_addr)
+        if protocol is not self._protocol:
+            if type(protocol).send_data is not StunProtocol.send_data:
+                raise NotImplementedError  # caller falls back to _send_rtp
+            self._protocol = protocol
+        session = dtls._tx_srtp
+        if session is not self._session:
+            self._bind(session)
+        if not self._in_place:
+            data = bytearray(template)
+            _SEQ_TS_SSRC.pack_into(data, 2, seq, ts, ssrc)
+            protocol.transport.sendto(session.protect(bytes(data)), pair.remote_addr)
+            return
+        size = len(template)
+        if size > self._room:
+            raise ValueError("packet is too long")  # as pylibsrtp's protect
+        buffer = self._buffer
+        buffer[0:size] = template
+        _SEQ_TS_SSRC.pack_into(buffer, 2, seq, ts, ssrc)
+        len_p = self._len_p
+        len_p[0] = size
+        rc = srtp_lib.srtp_protect(self._srtp, self._cdata, len_p)
+        if rc:
+            srtp_assert(rc)  # raises pylibsrtp.Error, as protect does
+        protocol.transport.sendto(buffer[0 : len_p[0]], pair.remote_addr)
+
+
+def _patched(template: bytes, seq: int, ts: int, ssrc: int) -> bytes:
+    data = bytearray(template)
+    _SEQ_TS_SSRC.pack_into(data, 2, seq, ts, ssrc)
+    return bytes(data)
 
 
 class ViewerRtpSink:
@@ -170,6 +233,8 @@ class ViewerRtpSink:
         self.nack_misses = 0
         self.too_long = 0  # packets the viewer's SRTP session refused (unwidened buffer)
         self._fast_send: SrtpUdpSend | None = None
+        # The sender's attributes (setattr's result, without a call per counter per packet).
+        self._report: dict[str, Any] = vars(sender)
         self._send_parameters = sender.send
         sender.send = self._on_send  # type: ignore[method-assign]
         sender._retransmit = self.retransmit  # type: ignore[method-assign,assignment]
@@ -208,17 +273,16 @@ class ViewerRtpSink:
         mapped = self.rewriter.map(packet.sequence_number, packet.timestamp, now, packet.ssrc)
         if mapped is None:
             return
-        data = bytearray(template)
-        _SEQ_TS_SSRC.pack_into(data, 2, mapped.sequence_number, mapped.timestamp, self.sender._ssrc)
+        seq, ts, ssrc = mapped.sequence_number, mapped.timestamp, self.sender._ssrc
         try:
             if self._fast_send is not None:
                 try:
-                    self._fast_send(bytes(data))
+                    self._fast_send.send_patched(template, seq, ts, ssrc)
                 except NotImplementedError:
                     self._fast_send = None
-                    await self.sender.transport._send_rtp(bytes(data))
+                    await self.sender.transport._send_rtp(_patched(template, seq, ts, ssrc))
             else:
-                await self.sender.transport._send_rtp(bytes(data))
+                await self.sender.transport._send_rtp(_patched(template, seq, ts, ssrc))
         except ConnectionError:
             return
         except ValueError:  # pylibsrtp: "packet is too long"
@@ -228,11 +292,11 @@ class ViewerRtpSink:
             self.first_packet_at = time.monotonic()
         self.packets_sent += 1
         self.bytes_sent += len(packet.payload)
-        sender: Any = self.sender  # the counters of its sender reports (RTCP SR)
-        setattr(sender, _SR_NTP, ntp)
-        setattr(sender, _SR_RTP, mapped.timestamp)
-        setattr(sender, _SR_PACKETS, self.packets_sent)
-        setattr(sender, _SR_OCTETS, self.bytes_sent)
+        report = self._report  # the counters of the sender's reports (RTCP SR)
+        report[_SR_NTP] = ntp
+        report[_SR_RTP] = ts
+        report[_SR_PACKETS] = self.packets_sent
+        report[_SR_OCTETS] = self.bytes_sent
 
     async def retransmit(self, out_seq: int) -> None:
         """A viewer's NACK: resend from the track's cache (wrapped in RTX if negotiated)."""

@@ -28,6 +28,9 @@ from aiortc.rtcdtlstransport import (
     RTCDtlsTransport,
     generate_certificate,
 )
+from aiortc.rtcdtlstransport import (
+    State as DtlsState,
+)
 from aiortc.rtcpeerconnection import is_codec_compatible
 from aiortc.rtp import RtpPacket
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -226,3 +229,52 @@ def test_layer_publisher_and_viewer_client_hook_points() -> None:
     assert "self.__encoder = get_encoder(" in inspect.getsource(RTCRtpSender)
     assert "JitterBuffer(capacity=512, is_video=True)" in inspect.getsource(RTCRtpReceiver.__init__)
     assert "self.__jitter_buffer.add(packet)" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+
+
+def test_srtp_in_place_protect_matches_pylibsrtp() -> None:
+    """rtp_forwarding.SrtpUdpSend.send_patched protects in the session's own buffer with
+    pylibsrtp's internals (`_srtp`, `_cdata`, `_buffer`, `lib.srtp_protect`): what it sends is
+    byte for byte what `Session.protect` gives for the patched packet, also for a full-size
+    packet in a widened buffer, and an over-long one is refused as protect refuses it."""
+    process = inspect.getsource(pylibsrtp.Session._Session__process)  # type: ignore[attr-defined]
+    assert "self._buffer[0 : len(data)] = data" in process
+    assert "func(self._srtp[0], self._cdata, len_p)" in process
+    key = bytes(range(30))
+
+    def session() -> pylibsrtp.Session:
+        return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+
+    sent: list[bytes] = []
+    transport = type("Udp", (), {"sendto": lambda self, data, addr: sent.append(data)})()
+    protocol = aioice.ice.StunProtocol.__new__(aioice.ice.StunProtocol)
+    protocol.transport = transport
+    pair = type("Pair", (), {"protocol": protocol, "remote_addr": ("127.0.0.1", 9)})()
+    ice = type("Ice", (), {"_connection": type("Conn", (), {"_nominated": {1: pair}})()})()
+    holder = type("Dtls", (), {"_state": DtlsState.CONNECTED, "_tx_srtp": session(), "transport": ice})()
+    assert rtp_forwarding.widen_srtp_buffer(holder)
+    fast = rtp_forwarding.SrtpUdpSend(holder)
+    assert fast.usable
+    wide_reference = session()
+    assert rtp_forwarding.widen_srtp_buffer(type("Dtls", (), {"_tx_srtp": wide_reference})())
+    for seq, size in ((1, 200), (2, 1388), (3, 1100)):
+        template = RtpPacket(
+            payload_type=96, sequence_number=0, timestamp=0, ssrc=0, payload=bytes(size)
+        ).serialize()
+        fast.send_patched(template, seq, 9000 * seq, 4321)
+        patched = RtpPacket(
+            payload_type=96, sequence_number=seq, timestamp=9000 * seq, ssrc=4321, payload=bytes(size)
+        ).serialize()
+        assert sent[-1] == wide_reference.protect(patched)
+    with pytest.raises(ValueError, match="too long"):
+        fast.send_patched(bytes(rtp_forwarding.SRTP_BUFFER_BYTES), 4, 0, 4321)
+    # A session without those internals is used through its public protect.
+    plain, plain_reference = session(), session()
+    holder._tx_srtp = type("Plain", (), {"protect": lambda self, data: plain.protect(data)})()
+    template = RtpPacket(
+        payload_type=96, sequence_number=0, timestamp=0, ssrc=0, payload=bytes(300)
+    ).serialize()
+    fast.send_patched(template, 5, 7, 4321)
+    patched = RtpPacket(
+        payload_type=96, sequence_number=5, timestamp=7, ssrc=4321, payload=bytes(300)
+    ).serialize()
+    assert sent[-1] == plain_reference.protect(patched)
