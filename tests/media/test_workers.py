@@ -168,7 +168,7 @@ async def test_a_worker_refuses_a_bad_upstream_header_and_a_stranger(
     without the pool's secret the worker answers 401 whatever the header says."""
     pool, server = pool_server
     # Addressed directly, as only the pool should; an earlier test may have killed one.
-    assert await _eventually(lambda: all(w.alive for w in pool._workers), 30)
+    assert await eventually(lambda: all(w.alive for w in pool._workers), 30)
     worker = pool._workers[0]
     viewer = Viewer(kinds=("video",))
     offer = await viewer.offer()
