@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.server_procs import ServerProcess
+from tests.server_procs import ServerProcess, start_all, stop_all
 
 
 @pytest.fixture
@@ -17,8 +17,6 @@ def two_servers(redis_cluster, unique_prefix, tmp_path):
         )
         for _ in range(2)
     ]
-    for s in servers:
-        s.start()
+    start_all(servers)
     yield servers
-    for s in servers:
-        s.stop()
+    stop_all(servers)

@@ -22,7 +22,7 @@ from roomserver.client import RoomClient
 from roomserver.media.client import Publisher, Viewer, delete_session, post_offer
 from roomserver.media.ice import pin_host_addresses
 from roomserver.media.synthetic import CounterVideoTrack
-from tests.server_procs import ServerProcess, token
+from tests.server_procs import ServerProcess, start_all, stop_all, token
 
 LOOPBACK = "127.0.0.1"
 # The clients gather on loopback only, like the servers (--ice-host): other interfaces on a
@@ -42,12 +42,10 @@ def nodes(redis_cluster, unique_prefix, tmp_path) -> Iterator[tuple[ServerProces
         for name in ("a", "b")
     ]
     try:
-        for s in servers:
-            s.start()
+        start_all(servers)
         yield servers[0], servers[1]
     finally:
-        for s in servers:
-            s.stop()
+        stop_all(servers)
 
 
 def media_viewers(server: ServerProcess) -> dict[str, int]:

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from roomserver.client import RoomClient
-from tests.server_procs import ServerProcess, token
+from tests.server_procs import ServerProcess, start_all, stop_all, token
 
 ANNOUNCE_S = 0.5  # TTL 1.5 s
 
@@ -48,11 +48,9 @@ def nodes(redis_single, unique_prefix, tmp_path):
         )
         for i in range(2)
     ]
-    for s in made:
-        s.start()
+    start_all(made)
     yield made
-    for s in made:
-        s.stop()
+    stop_all(made)
 
 
 async def test_live_nodes_are_listed_with_their_load_and_a_killed_one_expires(nodes):

@@ -12,7 +12,7 @@ import pytest
 from roomserver.auth import mint_token
 from roomserver.client import RoomClient, RoomError
 from tests.server_fixtures import Recorder
-from tests.server_procs import APP, SECRET, ServerProcess
+from tests.server_procs import APP, SECRET, ServerProcess, start_all, stop_all
 
 
 def token(user: str, role: str = "viewer") -> str:
@@ -34,12 +34,10 @@ def two_servers(redis_cluster, unique_prefix, tmp_path):
         for _ in range(2)
     ]
     try:
-        for s in servers:
-            s.start()
+        start_all(servers)
         yield servers
     finally:
-        for s in servers:
-            s.stop()
+        stop_all(servers)
 
 
 async def client(url: str, user: str, role: str = "viewer") -> tuple[RoomClient, Recorder]:
