@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from tests.server_fixtures import SECRET as EMBEDDED_SECRET
 from tests.server_fixtures import Server, closed_after, new_room_id, start_server
 from tests.server_procs import SECRET as PROCESS_SECRET
-from tests.server_procs import ServerProcess
+from tests.server_procs import ServerProcess, start_all, stop_all
 
 
 class WebhookSink:
@@ -123,14 +123,7 @@ def start_processes(
         )
         for _ in range(n)
     ]
-    try:
-        for s in servers:
-            s.start()
-    except BaseException:
-        for s in servers:
-            s.stop()
-        raise
-    return servers
+    return start_all(servers)  # stops them all if one fails to start
 
 
 @pytest.fixture
@@ -141,5 +134,4 @@ def two_processes(
     (durability left at its default for ``--redis-cluster``)."""
     servers = start_processes(2, redis_cluster, unique_prefix, tmp_path, "--webhook-url", process_sink.url)
     yield servers
-    for s in servers:
-        s.stop()
+    stop_all(servers)
