@@ -197,10 +197,11 @@ two server processes and a crowd of buyers):
    known to have a replica: the first durable call to a primary this process has
    not seen replicated (a newly promoted one) asks ``ROLE`` first, and after a
    WAIT found no replica the primary is refused unsent (``NotExecuted``) and
-   asked again by ``ROLE`` every 0.5 s. So takes that no replica could
-   acknowledge do not run at all (a buyer's retry decides afresh) instead of
-   draining stock that a second failure would lose, and blocked WAITs cannot
-   starve the primary's connection pool. Run two replicas per primary to keep
+   asked again by ``ROLE`` every 0.5 s; the call then goes to that primary only
+   (``pinned``: if the slot moved meanwhile, the new primary is checked first). So
+   takes that no replica could acknowledge do not run at all (a buyer's retry
+   decides afresh) instead of draining stock that a second failure would lose,
+   and blocked WAITs cannot starve the primary's connection pool. Run two replicas per primary to keep
    selling through a single failure.
 5. Not covered: event-only commits acknowledged just before the crash may be
    lost and their seq reused (above); ephemeral events (``order.created``,
@@ -792,8 +793,8 @@ class RedisBroker(RedisStreamsMixin, RedisVmapsMixin, Broker):
         """``commands`` plus a WAIT, run on the slot's primary only once it is known to
         have a replica; returns the replies and that primary. The call is pinned to the
         primary that was checked: a failover between the check and the send must not
-        route the write to a promoted primary nobody checked (a CI run saw takes drain
-        a sale on one while the check had looked at the dead primary)."""
+        route the write to a promoted primary nobody checked (the router would follow a
+        refreshed map or a MOVED; tests/commerce/test_durability.py makes the map stale)."""
         for tries_left in reversed(range(PRIMARY_MOVED_TRIES)):
             primary = await self._require_replica(slot)
             try:
