@@ -54,8 +54,10 @@ async def test_turn_cost_measures_relayed_and_direct_viewers() -> None:
     assert [(s.path, s.viewers) for s in steps] == [("direct", 2), ("relay", 2)]
     direct, relay = steps
     assert direct.relayed_pairs == 0 and relay.relayed_pairs == 2
-    # coturn's CPU over half a second is about one clock tick: only the direct path's zero is certain
-    assert relay.coturn_cpu_per_viewer_s >= 0 and direct.coturn_cpu_per_viewer_s == 0
+    # coturn's CPU over half a second is a clock tick or two either way: its own timers can
+    # cost one while nothing is relayed (a CI run's direct path read 0.01, its relay 0.0), so
+    # the path is told by the relayed pairs above, not by the CPU figures.
+    assert relay.coturn_cpu_per_viewer_s >= 0 and direct.coturn_cpu_per_viewer_s >= 0
     assert min(direct.viewer_fps_min, relay.viewer_fps_min) > 5
 
 
