@@ -9,8 +9,10 @@ Path of an event
    in this process, for every endpoint of the room's app whose filter wants it.
 2. A pump appends it to the endpoint's stream on the bus
    (``Broker.stream_append``, stream ``wh:<app>:<endpoint>``): on Redis it is
-   now durable; a restarted or killed server process loses none of it. (What
-   is lost: events emitted in the milliseconds before a kill, not appended yet;
+   now durable; a restarted or killed server process loses none of it, and with
+   ``--redis-durable-wait-ms`` (the default on a cluster) neither does a killed
+   Redis primary: the append is acknowledged once a replica has it. (What is
+   lost: events emitted in the milliseconds before a kill, not appended yet;
    and everything on the embedded memory bus when its process ends.)
 3. Per endpoint, the node holding the stream's lease (``stream_lease``; every
    node runs a worker per endpoint, one of them holds it, another takes over

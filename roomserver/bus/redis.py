@@ -148,6 +148,8 @@ or not: retry with the same cid / ``Idem``). It applies to
   entries and draws, poll votes, follows and unfollows);
 * every commit that writes the room document (sale, lottery, coupon and packet
   definitions, draws, closes, room start/end, moderation);
+* every stream append (``XADD``: webhook queues, the behaviour log, the
+  assistant's board; see ``bus/redis_streams.py``);
 * event-only commits (barrage, gifts, likes, ``redpacket.finished``,
   ``order.created``) only with ``durable_events=True``
   (``--redis-durable-events``); otherwise they cost what they cost without it.

@@ -10,6 +10,14 @@ Retry semantics follow ``redis_client`` (no redis-py high-level client):
 
 - ``XADD`` is not idempotent: sent once (``safe=False``); a lost reply raises
   ``BrokerUnavailable`` (outcome unknown).
+- With ``durable_wait_ms`` (see "Durability" in ``bus/redis.py``) an append is
+  acknowledged only once a replica has it, like a stock take: a stream is a
+  queue of things owed to someone (an order's webhook, the behaviour log), and
+  an entry acknowledged by a primary that dies before replicating it would be
+  lost without anyone knowing. A CI run of the failover sale lost an order's
+  webhook that way. Acknowledgements and trims are not replicated first: a
+  lost one only redelivers an entry (at least once, deduped by id) or keeps it
+  a little longer.
 - ``XREADGROUP`` moves the group's cursor: sent once too; an entry whose reply
   was lost stays pending for the consumer and comes back through
   ``stream_claim`` (a consumer that claims its own pending entries first loses
@@ -24,7 +32,7 @@ answers ``NOGROUP``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
@@ -68,6 +76,11 @@ def _entries(raw: Any) -> list[StreamEntry]:
     return out
 
 
+def stream_key(prefix: str, stream: str) -> str:
+    """The Redis key of ``stream`` (its name is the hash tag: see the module docstring)."""
+    return f"{prefix}x:{{{stream}}}"
+
+
 def _nogroup(reply: Any) -> bool:
     return isinstance(reply, ResponseError) and str(reply).startswith("NOGROUP")
 
@@ -78,16 +91,40 @@ class RedisStreamsMixin:
     prefix: str
     _router: SlotRouter
     _closed: bool
+    durable_wait_ms: int
+
+    if TYPE_CHECKING:  # RedisBroker's durability helpers (bus/redis.py)
+
+        async def _call_replicated(
+            self, slot: int, commands: list[Any], *, safe: bool
+        ) -> tuple[list[Any], str]: ...
+
+        def _check_replicated(self, addr: str, wait_reply: Any, what: str) -> None: ...
 
     def _stream_key(self, stream: str) -> tuple[int, str]:
         check_name("stream", stream)
-        key = f"{self.prefix}x:{{{stream}}}"
+        key = stream_key(self.prefix, stream)
         return key_slot(key.encode()), key
 
     async def _stream_call(self, slot: int, commands: Sequence[Any], *, safe: bool) -> list[Any]:
         if self._closed:
             raise BrokerUnavailable("broker closed")
         return await self._router.call(slot, commands, safe=safe)
+
+    async def _append_call(self, slot: int, commands: list[Any]) -> list[Any]:
+        """``XADD`` commands, in one pipeline; with ``durable_wait_ms`` they return only
+        once a replica has them (else ``BrokerUnavailable``: outcome unknown, or
+        ``NotExecuted`` when the primary is known to have no replica)."""
+        if self.durable_wait_ms <= 0:
+            return await self._stream_call(slot, commands, safe=False)
+        if self._closed:
+            raise BrokerUnavailable("broker closed")
+        replies, primary = await self._call_replicated(slot, commands, safe=False)
+        for r in replies[:-1]:  # a command's own error first: it says more than the WAIT
+            if isinstance(r, Exception):
+                raise r
+        self._check_replicated(primary, replies[-1], "stream append")
+        return replies[:-1]
 
     async def _create_group(self, slot: int, key: str, group: str) -> None:
         (reply,) = await self._stream_call(
@@ -99,9 +136,7 @@ class RedisStreamsMixin:
     async def stream_append(self, stream: str, data: bytes, *, maxlen: int) -> str:
         check_maxlen(maxlen)
         slot, key = self._stream_key(stream)
-        (reply,) = await self._stream_call(
-            slot, [("XADD", key, "MAXLEN", "~", maxlen, "*", "d", data)], safe=False
-        )
+        (reply,) = await self._append_call(slot, [("XADD", key, "MAXLEN", "~", maxlen, "*", "d", data)])
         if isinstance(reply, Exception):
             raise reply
         return bytes(reply).decode()
@@ -113,7 +148,7 @@ class RedisStreamsMixin:
             return []
         slot, key = self._stream_key(stream)
         commands = [("XADD", key, "MAXLEN", "~", maxlen, "*", "d", data) for data in items]
-        replies = await self._stream_call(slot, commands, safe=False)  # one pipeline, in order
+        replies = await self._append_call(slot, commands)  # one pipeline, in order
         for r in replies:
             if isinstance(r, Exception):
                 raise r

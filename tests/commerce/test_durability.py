@@ -200,6 +200,45 @@ async def test_a_durable_call_runs_only_on_the_primary_it_checked(
         await asyncio.to_thread(redis_cluster.wait_healthy, 30.0)
 
 
+async def test_a_stream_append_is_acknowledged_once_a_replica_has_it(
+    redis_cluster: RedisCluster, unique_prefix: str
+):
+    """Streams are queues of things owed (an order's webhook, the behaviour log): an
+    append a dying primary acknowledged but never replicated would be lost unseen. A CI
+    run of the failover sale lost an ``order.created`` webhook that way (its queue's
+    primary was the one killed). Durable brokers wait for a replica, as for a take."""
+    stream = "wh:app:" + uuid.uuid4().hex[:8]
+    durable = RedisBroker.from_cluster(redis_cluster.startup, prefix=unique_prefix, durable_wait_ms=WAIT_MS)
+    fast = RedisBroker.from_cluster(redis_cluster.startup, prefix=unique_prefix)
+    await durable.start(lambda d: None)
+    await fast.start(lambda d: None)
+    try:
+        await durable.stream_append(stream, b"before", maxlen=100)
+        _, key = durable._stream_key(stream)
+        with replica_stopped(redis_cluster, key):
+            with pytest.raises(BrokerUnavailable) as lagging:
+                await durable.stream_append(stream, b"unconfirmed", maxlen=100)
+            assert not isinstance(lagging.value, NotExecuted)  # it ran: outcome unknown
+            with pytest.raises(NotExecuted):  # now refused unsent, one at a time or many
+                await durable.stream_append_many(stream, [b"refused-1", b"refused-2"], maxlen=100)
+            # Without the durability policy the primary's acknowledgement is enough.
+            await fast.stream_append(stream, b"fast", maxlen=100)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                await durable.stream_append_many(stream, [b"after-1", b"after-2"], maxlen=100)
+                break
+            except NotExecuted:  # refused until the replica is seen again
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+        data = [e.data for e in await fast.stream_range(stream, limit=100)]
+        assert data == [b"before", b"unconfirmed", b"fast", b"after-1", b"after-2"]
+    finally:
+        await durable.close()
+        await fast.close()
+        await asyncio.to_thread(redis_cluster.wait_healthy, 30.0)
+
+
 def test_the_default_policy_waits_on_a_cluster_only(monkeypatch: pytest.MonkeyPatch):
     assert Config(redis_cluster="127.0.0.1:7000").durable_wait_ms == DEFAULT_CLUSTER_DURABLE_WAIT_MS == 200
     assert Config(redis_url="redis://127.0.0.1:7000/0").durable_wait_ms == 0

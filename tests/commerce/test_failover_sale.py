@@ -44,8 +44,11 @@ import pytest
 
 from roomserver.auth import mint_token
 from roomserver.bus.redis import room_keys
+from roomserver.bus.redis_streams import stream_key
 from roomserver.client import RoomClient
+from roomserver.core.webhooks import LEGACY_ENDPOINT_ID
 from roomserver.tenancy import room_key
+from roomserver.webhooks import queue_stream
 from tests.commerce.conftest import WebhookSink
 from tests.commerce.sdk_buyers import Buyer, settle, shop
 from tests.commerce.wire import WireClient
@@ -115,11 +118,19 @@ async def test_a_primary_dies_mid_sale(
     unique_prefix: str,
 ):
     a, b = two_processes
-    room = "fail-" + uuid.uuid4().hex[:8]
-    # The servers scope rooms by app: the room's slot is that of its key, not of its public id
-    # (with the public id, two runs in three killed a primary the room does not live on).
-    key = room_keys(unique_prefix, room_key(APP, room)).room
-    old_primary = redis_cluster.primary_of(key)
+    # The room lives on the primary that also holds the app's webhook queue, so the
+    # queue dies with it: an order's webhook appended there but not replicated would be
+    # lost (a CI run lost one when the two happened to share a primary).
+    hooks = redis_cluster.primary_of(stream_key(unique_prefix, queue_stream(APP, LEGACY_ENDPOINT_ID)))
+    room, key = next(
+        (r, k)
+        for r in ("fail-" + uuid.uuid4().hex[:8] for _ in range(1000))
+        # The servers scope rooms by app: the room's slot is that of its key, not of its
+        # public id (with the public id, two runs in three killed a primary the room
+        # does not live on).
+        if redis_cluster.primary_of(k := room_keys(unique_prefix, room_key(APP, r)).room).port == hooks.port
+    )
+    old_primary = hooks
     killed = False
     rng = random.Random(4)
     timeline: dict[str, float] = {}
