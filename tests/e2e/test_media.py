@@ -4,10 +4,14 @@ viewers, co-hosts, PK battles and call rooms, all following `media.publishers`."
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.async_api import Page, expect
 
+from roomserver.appkeys import NODE_KEY
+from roomserver.auth import DEV_APP
+from roomserver.tenancy import room_key
 from tests.e2e.conftest import SCREENSHOTS
 from tests.e2e.test_live_room import T, tab
 
@@ -184,3 +188,30 @@ async def test_call_room_grid(pages, server, room) -> None:
     await people[0].screenshot(path=SCREENSHOTS / "call.png")
     await people[2].click("#leave-btn")
     await expect(people[0].locator("#videos .tile")).to_have_count(2, timeout=MEDIA_T)
+
+
+async def test_host_publishes_again_at_once_when_the_server_ends_its_session(pages, server, room) -> None:
+    """A draining node closes its media sessions (DTLS close). Chromium keeps such a peer
+    connection "connected" until ICE consent runs out (≈ 15 s, measured: the host was off air
+    that long); the page must notice the DTLS close and publish again at once."""
+    host = await pages.open("host", room, "h1", "host")
+    await go_live(host)
+    viewer = await pages.open("viewer", room, "v1")
+    await playing(viewer, "#videos .tile[data-user='h1'] video")
+    await host.evaluate("() => { window.__endedPc = app.cam.publication.pc; }")
+    ended_at = time.monotonic()
+    await server.app[NODE_KEY].media.unpublish(room_key(DEV_APP, room), "h1")  # as a drain does
+    await host.wait_for_function(
+        "() => !app.cam.publication || app.cam.publication.pc !== window.__endedPc", timeout=MEDIA_T
+    )
+    noticed_s = time.monotonic() - ended_at
+    # Well under the consent timeout, whatever the load (the DTLS close is an event, not a timer).
+    assert noticed_s < 10, f"the page noticed the end after {noticed_s:.1f} s"
+    await host.wait_for_function(
+        "() => app.cam.publication && app.cam.publication.pc && app.cam.publication.pc !== window.__endedPc"
+        " && app.cam.publication.state === 'connected'",
+        timeout=MEDIA_T,
+    )
+    print(f"\nthe host page noticed the ended session after {noticed_s:.1f} s")
+    await expect(host.locator("#pub-state")).to_have_text("● on air")
+    await playing(viewer, "#videos .tile[data-user='h1'] video")

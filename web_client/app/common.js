@@ -120,7 +120,8 @@ const FINAL_PUBLISH_ERRORS = new Set(["forbidden", "unauthorized", "bad_request"
 
 /**
  * My camera published to a room (WHIP) and kept there: when the connection fails (a network
- * drop, or a server too busy to answer ICE checks in time) or publishing fails, it publishes
+ * drop, or a server too busy to answer ICE checks in time), the server ends the session (its
+ * node drains) or publishing fails, it publishes
  * again with growing pauses, up to `tries` times in a row, until stop().
  */
 export class KeptPublication {
@@ -170,11 +171,15 @@ export class KeptPublication {
     pub.pc.addEventListener("connectionstatechange", () => {
       if (this.current !== pub) return;
       if (pub.pc.connectionState === "connected") this.failures = 0;
-      if (pub.pc.connectionState === "failed") {
-        this.current = null;
-        pub.stop().catch(() => {});
-        this._retry();
-      }
+      this.onState(this.state);
+    });
+    // The server ended the session (its node drained: publish again, through whichever node
+    // answers now) or the connection failed.
+    pub.onEnded(() => {
+      if (this.current !== pub) return;
+      this.current = null;
+      pub.stop().catch(() => {});
+      this._retry();
       this.onState(this.state);
     });
     this.onState(this.state);
@@ -186,9 +191,12 @@ export class KeptPublication {
       return;
     }
     const wait = Math.min(8000, 500 * 2 ** this.failures++);
-    this.onRetry(err);
     setTimeout(() => {
-      if (!this.stopped && !this.current) this._publish().catch((e) => this._retry(e));
+      // Told only now: a session the server ended on purpose (co-hosting over) is usually
+      // stopped by the page meanwhile, and then there is nothing to tell.
+      if (this.stopped || this.current) return;
+      this.onRetry(err);
+      this._publish().catch((e) => this._retry(e));
     }, wait);
   }
   async stop() {

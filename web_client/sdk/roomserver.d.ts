@@ -164,6 +164,9 @@ export declare class Publication {
   readonly location: string;
   /** The low layer's track (a clone of the camera's) when published with `layers`. */
   lowTrack: MediaStreamTrack | null;
+  /** `callback` once when the session ends from the other side (the server closed its DTLS
+   * transport: a draining node, a kick, the room's end; or the connection failed). */
+  onEnded(callback: (why: string) => void): void;
   stop(): Promise<void>;
 }
 export declare class Playback extends Publication {

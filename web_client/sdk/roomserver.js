@@ -1103,6 +1103,37 @@ export class Publication {
     this.lowTrack = null;
   }
 
+  /**
+   * Call `callback` once when the session ends from the other side: the server closed its
+   * DTLS transport (it stopped the session: a draining node, a kick, the room's end) or the
+   * connection failed. Browsers report the DTLS close at once, while `connectionState`
+   * stays "connected" until ICE consent runs out (15 s in Chromium, measured): waiting for
+   * "failed" kept a host off air that long after its node drained. Never after `stop()`.
+   * @param {(why: string) => void} callback
+   */
+  onEnded(callback) {
+    let fired = false;
+    const fire = (/** @type {string} */ why) => {
+      if (fired || this.stopped) return;
+      fired = true;
+      callback(why);
+    };
+    this.pc.addEventListener("connectionstatechange", () => {
+      if (this.pc.connectionState === "failed") fire("connection failed");
+    });
+    const watched = new Set();
+    for (const t of [...this.pc.getSenders(), ...this.pc.getReceivers()]) {
+      const dtls = t.transport;
+      if (!dtls || watched.has(dtls)) continue; // one transport when bundled
+      watched.add(dtls);
+      const check = () => {
+        if (dtls.state === "closed" || dtls.state === "failed") fire(`DTLS ${dtls.state}`);
+      };
+      dtls.addEventListener("statechange", check);
+      check();
+    }
+  }
+
   /** Stop publishing: DELETE the WHIP session, close the peer connection. */
   async stop() {
     if (this.stopped) return;
@@ -1202,11 +1233,10 @@ export class PublisherVideos {
       tile.playback = pb;
       tile.video.srcObject = pb.stream;
       tile.video.play().catch(() => {});
-      pb.pc.addEventListener("connectionstatechange", () => {
-        if (pb.pc.connectionState === "failed" && current()) {
-          pb.stop();
-          this._retry(tile, 0);
-        }
+      pb.onEnded(() => {
+        if (!current()) return;
+        pb.stop();
+        this._retry(tile, 0); // its node drained, or the connection failed: play again
       });
     } catch (err) {
       if (current()) this._retry(tile, attempt, err);
