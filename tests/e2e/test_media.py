@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 
+import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
@@ -214,4 +215,31 @@ async def test_host_publishes_again_at_once_when_the_server_ends_its_session(pag
     )
     print(f"\nthe host page noticed the ended session after {noticed_s:.1f} s")
     await expect(host.locator("#pub-state")).to_have_text("● on air")
+    await playing(viewer, "#videos .tile[data-user='h1'] video")
+
+
+async def test_a_viewer_plays_again_at_once_when_the_server_ends_its_playback(pages, server, room) -> None:
+    """The viewer's node drains (or its session is otherwise ended there): `followPublishers`
+    plays the host again at once instead of waiting out ICE consent."""
+    host = await pages.open("host", room, "h1", "host")
+    await go_live(host)
+    viewer = await pages.open("viewer", room, "v1")
+    await playing(viewer, "#videos .tile[data-user='h1'] video")
+    location = await viewer.evaluate(
+        "() => { const pb = app.view.videos.tiles.get('h1').playback; window.__endedPc = pb.pc; return pb.location; }"
+    )
+    ended_at = time.monotonic()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.delete(location, headers={"Authorization": f"Bearer {server.token('v1')}"}) as r,
+    ):
+        assert r.status == 200  # the server closes the session (DTLS close), as a drain does
+    await viewer.wait_for_function(
+        "() => { const t = app.view.videos.tiles.get('h1'); return t && t.playback !== null"
+        " && t.playback.pc !== window.__endedPc; }",
+        timeout=MEDIA_T,
+    )
+    noticed_s = time.monotonic() - ended_at
+    assert noticed_s < 10, f"the viewer played again after {noticed_s:.1f} s"
+    print(f"\nthe viewer page played again after {noticed_s:.1f} s")
     await playing(viewer, "#videos .tile[data-user='h1'] video")
