@@ -182,6 +182,45 @@ async def test_sigterm_on_the_origin_ends_the_relay_and_the_edge_viewers(nodes) 
             await publisher.close()
 
 
+async def test_the_room_is_back_on_air_within_seconds_of_sigterm_to_its_origin(nodes) -> None:
+    """Issue 13's drain: the origin's node ends its media cleanly, and the clients do what the
+    SDK does when the server closes a session (``onEnded``, at once): the host publishes again
+    through the node that answers now, the viewer plays again. Timed from the SIGTERM to the
+    viewer's first frames of the new publication, while the old node is still draining."""
+    a, b = nodes
+    room = "back-" + uuid.uuid4().hex[:8]
+    publisher = Publisher([CounterVideoTrack(fps=30)], video_codec="VP8")
+    republished = Publisher([CounterVideoTrack(fps=30)], video_codec="VP8")
+    viewers: list[Viewer] = []
+    async with aiohttp.ClientSession() as http:
+        try:
+            await publish(http, a, room, publisher, token("h1", "host"))
+            viewers.append((await play(http, b, room, "v1"))[0])
+            assert await viewers[0].wait_for(lambda v: len(v.counters) >= 30, 30)
+
+            sigterm_at = time.monotonic()
+            stopping = asyncio.ensure_future(asyncio.to_thread(a.stop))
+            # B's viewer of the relay is closed when A ends the host's session.
+            await until(lambda: media_viewers(b).get("b") == 0, 20, "B closed its relayed viewer")
+            closed_s = time.monotonic() - sigterm_at
+            await publish(http, b, room, republished, token("h1", "host"))
+            viewers.append((await play(http, b, room, "v1"))[0])
+            assert await viewers[1].wait_for(lambda v: len(v.counters) >= 1, 30)
+            back_s = time.monotonic() - sigterm_at
+            assert await stopping == 0
+            print(
+                f"\nrelayed viewer closed {closed_s:.1f} s after SIGTERM to the origin; "
+                f"back on air (first frame at the viewer, host published again on the edge) {back_s:.1f} s"
+            )
+            # 0.3 s measured (a CI run was going on beside it); the bound leaves room for a loaded box.
+            assert back_s < 15, back_s
+        finally:
+            for viewer in viewers:
+                await viewer.close()
+            await publisher.close()
+            await republished.close()
+
+
 async def test_a_call_room_with_members_publishing_on_two_nodes(nodes) -> None:
     """Each member's media lives where it published; each node relays the other's member, and
     the room's publisher list (written by both origins) names both."""
