@@ -81,7 +81,12 @@ class RelayBackend:
                 await track.recv()
 
     async def play(
-        self, room: str, publisher_user: str | None, viewer_user: str, offer_sdp: str
+        self,
+        room: str,
+        publisher_user: str | None,
+        viewer_user: str,
+        offer_sdp: str,
+        layers: tuple[str, ...] | None = None,  # the baseline has one quality
     ) -> tuple[str, str]:
         pc = RTCPeerConnection(rtc_configuration())
         self.pcs.add(pc)

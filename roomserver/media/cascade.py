@@ -25,6 +25,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 import msgspec
+from yarl import URL
 
 from .errors import NotFound, Unavailable
 from .whip import parse_error_body
@@ -47,15 +48,17 @@ class Upstream:
     http: aiohttp.ClientSession
     location: str | None = None  # the origin's session URL, once created
 
-    async def offer(self, offer_sdp: str) -> str:
-        """POST the relay's offer; the origin's answer SDP. A publisher gone there is
-        NotFound (404), anything else Unavailable (503): the client may retry."""
+    async def offer(self, offer_sdp: str, *, layers: tuple[str, ...] | None = None) -> str:
+        """POST the relay's offer (its video m-lines naming `layers`, WHEP `?layers=`); the
+        origin's answer SDP. A publisher gone there is NotFound (404), anything else
+        Unavailable (503): the client may retry."""
         headers = {"Content-Type": SDP, "Authorization": f"Bearer {self.token}"}
         timeout = aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT_S)
+        url = URL(self.url)
+        if layers is not None:
+            url = url.update_query(layers=",".join(layers))
         try:
-            async with self.http.post(
-                self.url, data=offer_sdp.encode(), headers=headers, timeout=timeout
-            ) as r:
+            async with self.http.post(url, data=offer_sdp.encode(), headers=headers, timeout=timeout) as r:
                 body = await r.text()
                 if r.status == 201 and r.headers.get("Location"):
                     self.location = urljoin(self.url, r.headers["Location"])

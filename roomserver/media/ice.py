@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
-from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from roomserver.core.turn import IceServer
 
@@ -63,11 +63,17 @@ def pinned_host_addresses() -> tuple[str, ...] | None:
     return _pinned
 
 
-def rtc_configuration(ice_servers: Sequence[IceServer] = (), *, relay_only: bool = False) -> RTCConfiguration:
+def rtc_configuration(
+    ice_servers: Sequence[IceServer] = (), *, relay_only: bool = False, max_bundle: bool = False
+) -> RTCConfiguration:
     """Only the given ICE servers (clients: from the WHIP/WHEP `Link` headers), never aiortc's
     default of Google's public STUN server, which a server must not depend on (and which makes
     gathering wait for a timeout where there is no Internet). aiortc uses the first STUN and
     the first TURN URL it is given. `relay_only` is the WebRTC `iceTransportPolicy: "relay"`.
+    `max_bundle` puts every m-line on one transport from the start (`bundlePolicy:
+    "max-bundle"`): with aiortc's default ("balanced") an offer of audio, video, video left
+    the second video on a transport of its own that the answer's BUNDLE never replaced, so
+    it received nothing (a node's relay of both quality layers, cascade.py).
 
     Every peer connection we create (server and clients) is configured here, so this is also
     where the DTLS contexts learn the ECDHE-RSA suites (dtls.py)."""
@@ -77,6 +83,7 @@ def rtc_configuration(ice_servers: Sequence[IceServer] = (), *, relay_only: bool
             RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in ice_servers
         ],
         iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE if max_bundle else RTCBundlePolicy.BALANCED,
     )
 
 

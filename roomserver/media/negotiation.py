@@ -62,6 +62,15 @@ def media_lines(description: sdp.SessionDescription) -> list[sdp.MediaDescriptio
     return [m for m in description.media if m.kind in MEDIA_KINDS]
 
 
+def bundles_all(description: sdp.SessionDescription) -> bool:
+    """Whether one BUNDLE group holds every m-line: then the answering peer connection is
+    made max-bundle (ice.rtc_configuration says why: with aiortc's "balanced" policy a second
+    m-line of a kind after another kind, like the low layer of audio, video, video, kept a
+    transport of its own that BUNDLE never replaced, and received nothing)."""
+    mids = {m.rtp.muxId for m in description.media}
+    return any(g.semantic == "BUNDLE" and mids <= set(g.items) for g in description.group)
+
+
 def publisher_codec(media: sdp.MediaDescription) -> CodecChoice:
     """The first codec of the publisher's offer (its preference order) that we can forward."""
     local = [c for c in CODECS[media.kind] if c.mimeType.lower() in SUPPORTED_MIME_TYPES[media.kind]]

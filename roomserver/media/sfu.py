@@ -53,7 +53,7 @@ from .hls import HlsRendition, hls_capable
 from .ice import advertise_public_ip, pin_host_addresses, rtc_configuration
 from .layer_switching import LayerSwitcher
 from .links import ROLE_ORDER, ListChanges, PublisherLinks
-from .negotiation import MEDIA_KINDS, media_lines, parse_offer, publisher_codec
+from .negotiation import MEDIA_KINDS, bundles_all, media_lines, parse_offer, publisher_codec
 from .recording import PublisherRecording, RecordingTarget, recording_extension
 from .rtp_forwarding import RtpFanout, SilentTrack, tap_rtp
 from .trickle import Unprocessable, parse_fragment
@@ -68,6 +68,7 @@ RECEIVING = ("recvonly", "sendrecv")
 FORWARDING_MODES = ("rtp", "frame")
 # Errors aiortc raises for offers it cannot apply (bad fingerprints, no common codec, ...).
 _NEGOTIATION_ERRORS = (ValueError, OperationError, InvalidAccessError, InvalidStateError, InternalError)
+RELAY_LAYERS = (HIGH, LOW)  # what a relay asks the origin for (WHEP `?layers=`)
 RELAY_IDLE_S = 5.0  # a relay outlives its last viewer this long (a viewer re-joining reuses it)
 
 
@@ -340,7 +341,7 @@ class MediaRouter:
         if len(others) >= self.max_publishers_per_room:
             raise LimitReached(f"room {room} already has {len(others)} publishers")
 
-        pc = self._new_pc()
+        pc = self._new_pc(max_bundle=bundles_all(offer))
         session = PublisherSession(
             id=_new_id(), kind="publish", room=room, user=user, pc=pc, role=role, stream=_new_id()
         )
@@ -386,20 +387,30 @@ class MediaRouter:
     # ------------------------------------------------------------------ play
 
     async def play(
-        self, room: str, publisher_user: str | None, viewer_user: str, offer_sdp: str
+        self,
+        room: str,
+        publisher_user: str | None,
+        viewer_user: str,
+        offer_sdp: str,
+        layers: tuple[str, ...] | None = None,
     ) -> tuple[str, str]:
-        """WHEP: `viewer_user` plays `publisher_user` (default: the host) as seen from `room`."""
+        """WHEP: `viewer_user` plays `publisher_user` (default: the host) as seen from `room`.
+
+        `layers` (WHEP `?layers=high,low`, what a relay asks) names the offer's video m-lines
+        in order: each gets that layer of a layered publisher, fixed (no switching); a layer
+        the publisher does not send is inactive. Without it a viewer gets one video track
+        on the layer its link sustains."""
         try:
             publisher = self._resolve_publisher(room, publisher_user)
         except NotFound:
             if self.upstreams is None:
                 raise
-            parse_offer(offer_sdp)  # a bad offer opens no relay
+            _play_lines(offer_sdp, layers)  # a bad offer opens no relay
             publisher = await self._relayed_publisher(room, publisher_user)
-        lines = media_lines(parse_offer(offer_sdp))
+        lines = _play_lines(offer_sdp, layers)
         publisher.joining += 1
         try:
-            return await self._play(room, publisher, viewer_user, offer_sdp, lines)
+            return await self._play(room, publisher, viewer_user, offer_sdp, lines, layers)
         finally:
             publisher.joining -= 1
             if publisher.upstream is not None and not publisher.viewer_ids:
@@ -412,8 +423,9 @@ class MediaRouter:
         viewer_user: str,
         offer_sdp: str,
         lines: list[MediaDescription],
+        layers: tuple[str, ...] | None,
     ) -> tuple[str, str]:
-        pc = self._new_pc()
+        pc = self._new_pc(max_bundle=bundles_all(parse_offer(offer_sdp)))
         session = ViewerSession(
             id=_new_id(),
             kind="play",
@@ -425,19 +437,24 @@ class MediaRouter:
         )
         try:
             unused = list(publisher.forwarders)
+            named = iter(layers or ())
             for media in lines:
                 forwarder = next((f for f in unused if f.kind == media.kind), None)
+                fixed = next(named, None) if media.kind == "video" else None
+                if fixed == LOW:  # the low layer, as asked (inactive when there is none)
+                    forwarder = publisher.low if publisher.low in publisher.fanouts else None
                 if forwarder is None or media.direction not in RECEIVING:
                     pc.addTransceiver(media.kind, direction="inactive")
                     continue
-                unused.remove(forwarder)
+                if forwarder in unused:
+                    unused.remove(forwarder)
                 fanout = publisher.fanouts.get(forwarder)
                 if fanout is not None:
                     silent = SilentTrack(forwarder.kind)
                     session.tracks.append(silent)
                     transceiver = pc.addTransceiver(silent, direction="sendonly")
                     sink = fanout.subscribe(silent, transceiver.sender)
-                    layered = publisher.layer_fanouts(forwarder)
+                    layered = None if fixed else publisher.layer_fanouts(forwarder)
                 else:
                     track: MediaStreamTrack = forwarder.subscribe()
                     session.tracks.append(track)
@@ -531,7 +548,7 @@ class MediaRouter:
         return await asyncio.shield(opening)
 
     async def _open_relay(self, upstream: Upstream) -> PublisherSession:
-        pc = self._new_pc()
+        pc = self._new_pc(max_bundle=True)  # two video m-lines (ice.py says why)
         session = PublisherSession(
             id=_new_id(),
             kind="publish",
@@ -543,22 +560,34 @@ class MediaRouter:
             upstream=upstream,
         )
         try:
-            transceivers = [pc.addTransceiver(kind, direction="recvonly") for kind in MEDIA_KINDS]
+            # Audio, and video twice: the origin sends a layered publisher's high and low
+            # layers on the two (WHEP `?layers=high,low`; the second is inactive for one
+            # without layers), so this node's viewers switch layers as they would there.
+            kinds = [*MEDIA_KINDS, "video"]
+            transceivers = [pc.addTransceiver(kind, direction="recvonly") for kind in kinds]
             await pc.setLocalDescription(await pc.createOffer())
-            answer_sdp = await upstream.offer(pc.localDescription.sdp)
+            answer_sdp = await upstream.offer(pc.localDescription.sdp, layers=RELAY_LAYERS)
             try:
                 answer = media_lines(parse_offer(answer_sdp))
             except BadRequest as exc:
                 raise Unavailable(f"the media origin's answer is unusable: {exc.message}") from None
             by_transceiver: dict[RTCRtpTransceiver, TrackForwarder] = {}
+            videos = 0
             for transceiver, media in zip(transceivers, answer, strict=False):
+                videos += transceiver.kind == "video"
                 if media.direction not in SENDING or transceiver.kind != media.kind:
                     continue
                 forwarder = TrackForwarder(publisher_codec(media), **self._forwarder_options)
                 by_transceiver[transceiver] = forwarder
-                session.forwarders.append(forwarder)
+                if videos == 2 and transceiver.kind == "video":
+                    session.low = forwarder  # kept out of `forwarders`, as on the origin
+                else:
+                    session.forwarders.append(forwarder)
                 if self.forwarding == "rtp":
                     session.fanouts[forwarder] = RtpFanout(forwarder)
+            if session.low is not None and not any(f.kind == "video" for f in session.forwarders):
+                session.forwarders.append(session.low)  # only a low layer came: it is the video
+                session.low = None
             tapped = _tap_tracks(session, by_transceiver)
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
@@ -670,12 +699,12 @@ class MediaRouter:
 
     # ------------------------------------------------------------------ internals
 
-    def _new_pc(self) -> RTCPeerConnection:
+    def _new_pc(self, *, max_bundle: bool = False) -> RTCPeerConnection:
         if self._closing:
             raise Unavailable("media is shutting down")
         if self.max_peer_connections is not None and len(self._live_pcs) >= self.max_peer_connections:
             raise Unavailable("media capacity reached, retry later or elsewhere")
-        pc = RTCPeerConnection(rtc_configuration())
+        pc = RTCPeerConnection(rtc_configuration(max_bundle=max_bundle))
         self._live_pcs.add(pc)
         return pc
 
@@ -817,6 +846,15 @@ class MediaRouter:
             hook(arg)
         except Exception:  # a failing observer must not break media cleanup
             logger.exception("media hook %r failed for %s", hook, arg)
+
+
+def _play_lines(offer_sdp: str, layers: tuple[str, ...] | None) -> list[MediaDescription]:
+    """A WHEP offer's m-lines, checked against the layers it names (BadRequest)."""
+    lines = media_lines(parse_offer(offer_sdp))
+    videos = sum(m.kind == "video" for m in lines)
+    if layers is not None and videos != len(layers):
+        raise BadRequest(f"layers names {len(layers)} video m-lines, the offer has {videos}")
+    return lines
 
 
 def _tap_tracks(

@@ -3,6 +3,7 @@
     POST    /v1/rooms/{room}/whip                 publish  → 201, Location, answer
     DELETE  /v1/rooms/{room}/whip/{session}       stop     → 200
     POST    /v1/rooms/{room}/whep[?publisher=u]   play     → 201, Location, answer
+            [&layers=high,low]                    (each video m-line one layer, fixed: relays)
     DELETE  /v1/rooms/{room}/whep/{session}       stop     → 200
     OPTIONS /v1/rooms/{room}/whip|whep            204, Accept-Post: application/sdp (RFC 9725 4.2),
                                                   and with a valid token the ICE servers (Link)
@@ -78,7 +79,12 @@ class MediaBackend(Protocol):
     ) -> tuple[str, str]: ...
 
     async def play(
-        self, room: str, publisher_user: str | None, viewer_user: str, offer_sdp: str
+        self,
+        room: str,
+        publisher_user: str | None,
+        viewer_user: str,
+        offer_sdp: str,
+        layers: tuple[str, ...] | None = None,
     ) -> tuple[str, str]: ...
 
     async def stop(
@@ -146,8 +152,9 @@ def media_routes(
         room = _room(request)
         principal = await authorize(request, room, "play")
         publisher = request.query.get("publisher") or None
+        layers = _layers(request)
         offer = await _read_offer(request)
-        session, answer = await backend.play(principal.room or room, publisher, principal.user, offer)
+        session, answer = await backend.play(principal.room or room, publisher, principal.user, offer, layers)
         return _created(f"/v1/rooms/{room}/whep/{session}", answer, session, _links(principal))
 
     def stopper(kind: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -227,7 +234,13 @@ def media_routes(
             _described(
                 play,
                 "WHEP: play a publisher (SDP offer in, answer out)",
-                query=(("publisher", "the user to play (default: the room's host)"),),
+                query=(
+                    ("publisher", "the user to play (default: the room's host)"),
+                    (
+                        "layers",
+                        "each of the offer's video m-lines one quality layer, fixed, e.g. high,low (relays)",
+                    ),
+                ),
             ),
         ),
         web.options("/v1/rooms/{room}/whep", _guarded(options)),

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 
@@ -337,7 +337,12 @@ class MediaWorkerPool:
         )
 
     async def play(
-        self, room: str, publisher_user: str | None, viewer_user: str, offer_sdp: str
+        self,
+        room: str,
+        publisher_user: str | None,
+        viewer_user: str,
+        offer_sdp: str,
+        layers: tuple[str, ...] | None = None,
     ) -> tuple[str, str]:
         source_room = room
         if publisher_user is not None and not self._holds(room, publisher_user):
@@ -358,9 +363,10 @@ class MediaWorkerPool:
             worker = await self._worker_for(source_room)
         else:
             raise NotFound(f"nobody is publishing in room {source_room}")
+        query = {"publisher": publisher_user, "layers": ",".join(layers) if layers else None}
         path = f"/v1/rooms/{quote(source_room, safe='')}/whep"
-        if publisher_user is not None:
-            path += f"?publisher={quote(publisher_user)}"
+        if any(query.values()):
+            path += "?" + urlencode({k: v for k, v in query.items() if v})
         extra = {UPSTREAM_HEADER: encode_upstream(upstream)} if upstream is not None else None
         session, answer = await self._post(worker, path, viewer_user, "viewer", offer_sdp, extra)
         self._sessions[session] = _SessionRoute(worker.index, source_room, room, "play", viewer_user)

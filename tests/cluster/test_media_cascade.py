@@ -22,10 +22,11 @@ import pytest
 from roomserver.client import RoomClient
 from roomserver.media.client import Publisher, Viewer, delete_session, post_offer
 from roomserver.media.ice import pin_host_addresses
-from roomserver.media.synthetic import CounterVideoTrack
+from roomserver.media.synthetic import LOW_LAYER_BITRATE, CounterVideoTrack, layer_pair
 from tests.server_procs import ServerProcess, running, token
 
 LOOPBACK = "127.0.0.1"
+HIGH_WIDTH, LOW_WIDTH = 640, 320  # synthetic.layer_pair
 # The clients gather on loopback only, like the servers (--ice-host): other interfaces on a
 # shared machine (another test's network namespace links) may come and go mid-test.
 pin_host_addresses([LOOPBACK])
@@ -146,6 +147,48 @@ async def test_viewers_on_another_node_share_one_relay_and_send_keyframe_request
             await until(lambda: media_viewers(a) == {"a": 0, "b": 0}, 30, "the relay closed")
         finally:
             for viewer, _ in viewers:
+                await viewer.close()
+            await publisher.close()
+
+
+@pytest.mark.parametrize("nodes", [0, 1], indirect=True, ids=["edge-in-process", "edge-with-a-media-worker"])
+async def test_an_edge_relays_both_layers_and_its_viewers_switch(nodes) -> None:
+    """A layered publisher on A: B's relay takes both layers (WHEP `?layers=high,low`), so B's
+    viewers start high and move between layers there (`media.layer` to B, which holds both
+    the viewer's socket and its WHEP session), while A still counts one viewer: B's relay."""
+    a, b = nodes
+    room = "layers-" + uuid.uuid4().hex[:8]
+    high, low = layer_pair()
+    publisher = Publisher([high, low], max_bitrates={low: LOW_LAYER_BITRATE})
+    viewer: Viewer | None = None
+    client = RoomClient([b.url], token("v1"))
+    async with aiohttp.ClientSession() as http:
+        try:
+            reply = await post_offer(
+                http,
+                f"{a.url}/v1/rooms/{room}/whip?layers=high,low",
+                await publisher.offer(),
+                token("h1", "host"),
+            )
+            assert reply.status == 201, reply.body
+            await publisher.accept(reply.body)
+            viewer, _ = await play(http, b, room, "v1")
+            assert await viewer.wait_for(lambda v: len(v.video) >= 15, 30)
+            assert {s.width for s in viewer.video} == {HIGH_WIDTH}  # starts high, as on the origin
+
+            await client.connect()
+            await client.join(room)
+            assert (await client.ops.media_layer(room, publisher="h1", layer="low"))["layer"] == "low"
+            mark = len(viewer.video)
+            assert await viewer.wait_for(lambda v: LOW_WIDTH in {s.width for s in v.video[mark:]}, 30)
+            assert (await client.ops.media_layer(room, publisher="h1", layer="high"))["layer"] == "high"
+            mark = len(viewer.video)
+            assert await viewer.wait_for(lambda v: HIGH_WIDTH in {s.width for s in v.video[mark:]}, 30)
+            assert None not in viewer.counters  # decoded cleanly across both switches
+            await until(lambda: media_viewers(a)["a"] == 1, 15, "A serves one viewer: B's relay")
+        finally:
+            await client.close()
+            if viewer is not None:
                 await viewer.close()
             await publisher.close()
 

@@ -15,8 +15,10 @@ from roomserver.auth import DEV_APP
 from roomserver.tenancy import room_key
 from tests.e2e.conftest import SCREENSHOTS
 from tests.e2e.test_live_room import T, tab
+from tests.polling import eventually
 
 pytestmark = pytest.mark.e2e
+HOST_VIDEO = "#videos .tile[data-user='h1'] video"
 
 # ms: ICE + DTLS + first keyframe. Measured with the 2 cores shared by other work (load
 # average 16-20): up to ~20 s, so 20 s was a coin toss there; only failures wait this long.
@@ -46,7 +48,7 @@ async def go_live(host: Page) -> None:
     await expect(host.locator("#pub-state")).to_have_text("● on air")
 
 
-async def test_host_publishes_the_fake_camera_and_a_viewer_plays_it(pages, room) -> None:
+async def test_host_publishes_the_fake_camera_and_a_viewer_plays_it(pages, server, room) -> None:
     host = await pages.open("host", room, "h1", "host")
     await go_live(host)
     viewer = await pages.open("viewer", room, "v1")
@@ -61,6 +63,17 @@ async def test_host_publishes_the_fake_camera_and_a_viewer_plays_it(pages, room)
     )
     assert sending == 2
     assert await host.evaluate("app.cam.publication.current.lowTrack !== null")
+    # ... and the server receives it: a viewer moved to it switches on its first keyframe and
+    # plays on. (Chromium offers audio, video, video: with aiortc's default bundle policy the
+    # second video kept a transport of its own, so nothing of the low layer arrived and the
+    # switch never happened.)
+    media = server.app[NODE_KEY].media
+    location = await viewer.evaluate("() => app.view.videos.tiles.get('h1').playback.location")
+    session = media.backend.session(location.rsplit("/", 1)[1])
+    assert await media.set_layer(room_key(DEV_APP, room), "v1", "h1", "low") == "low"
+    assert await eventually(lambda: session.layers.sink.switches >= 1, MEDIA_T / 1000)
+    await viewer.evaluate(f'() => {{ delete document.querySelector("{HOST_VIDEO}").__firstTime; }}')
+    await playing(viewer, HOST_VIDEO)
     # Ending the show stops the publication: the tile goes away.
     await host.click("#end-btn")
     await expect(tile).to_have_count(0, timeout=MEDIA_T)

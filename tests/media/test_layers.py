@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from roomserver.media.client import Publisher
+from roomserver.media.client import Publisher, Viewer
 from roomserver.media.errors import BadRequest, NotFound
+from roomserver.media.negotiation import media_lines, parse_offer
 from roomserver.media.sfu import MediaRouter, PublisherSession, ViewerSession
 from roomserver.media.synthetic import LOW_LAYER_BITRATE, CounterVideoTrack, layer_pair
 from tests.polling import eventually
@@ -102,5 +103,39 @@ async def test_frame_mode_forwards_the_high_layer_only() -> None:
             router.set_layer("r1", "v1", "host1", "low")
     finally:
         await viewer.close()
+        await publisher.close()
+        await router.close()
+
+
+async def test_whep_layers_give_each_video_line_one_layer_fixed() -> None:
+    """WHEP `?layers=high,low` (what a node relaying a publisher of another node asks, so
+    that its own viewers can switch): the offer's first video m-line carries the high layer,
+    the second the low one, neither switching; for a publisher without layers the second is
+    inactive; a count of names that does not match the offer is refused."""
+    router = MediaRouter(ice_host="127.0.0.1", connect_timeout=10.0)
+    _, publisher = await start_layered(router)
+    plain = Publisher([CounterVideoTrack()])
+    relays = [Viewer(kinds=("video", "video")) for _ in range(2)]
+    try:
+        session_id, answer = await router.play("r1", None, "node:b", await relays[0].offer(), ("high", "low"))
+        await relays[0].accept(answer)
+        assert await relays[0].wait_for(lambda v: {HIGH_WIDTH, LOW_WIDTH} <= widths_after(v, 0), 20)
+        session = router.session(session_id)
+        assert isinstance(session, ViewerSession) and session.layers is None  # fixed: no switcher
+        with pytest.raises(NotFound):  # nothing to switch
+            router.set_layer("r1", "node:b", "host1", "low")
+        with pytest.raises(BadRequest):  # two names, one video m-line
+            await router.play("r1", None, "v2", await Viewer(kinds=("video",)).offer(), ("high", "low"))
+
+        _, answer = await router.publish("r2", "host2", "host", await plain.offer())
+        await plain.accept(answer)
+        _, answer = await router.play("r2", None, "node:b", await relays[1].offer(), ("high", "low"))
+        assert [m.direction for m in media_lines(parse_offer(answer))] == ["sendonly", "inactive"]
+        await relays[1].accept(answer)
+        assert await relays[1].wait_for(lambda v: len(v.video) >= 10, 20)
+    finally:
+        for relay in relays:
+            await relay.close()
+        await plain.close()
         await publisher.close()
         await router.close()
