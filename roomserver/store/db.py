@@ -197,7 +197,8 @@ class _SqliteTx(Tx):
 def _begin(conn: sqlite3.Connection) -> None:
     # The BEGIN of a caller cancelled while it waited for this thread still ran, and nothing
     # rolled it back: without this every later transaction failed with "cannot start a
-    # transaction within a transaction".
+    # transaction within a transaction". (``transaction`` now queues a rollback behind such a
+    # BEGIN; this stays for any other way one is left open.)
     if conn.in_transaction:
         logger.warning("embedded store: rolling back a transaction its cancelled caller left open")
         conn.execute("ROLLBACK")
@@ -247,7 +248,15 @@ class SqliteDatabase(Database):
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._tx_lock:
             conn = self._writer_conn
-            await self._on_writer(lambda: _begin(conn))
+            try:
+                await self._on_writer(lambda: _begin(conn))
+            except asyncio.CancelledError:
+                # A BEGIN already running on the writer thread (waiting out another process's
+                # write lock) still succeeds, and would hold the file's write lock until this
+                # process's next transaction: other processes on the file fail meanwhile
+                # ("database is locked"). Queued behind it, before the lock lets anyone else in.
+                self._writer.submit(_rollback, conn)
+                raise
             try:
                 yield _SqliteTx(self)
             except BaseException:

@@ -94,3 +94,33 @@ async def test_a_transaction_cancelled_at_its_begin_leaves_the_store_usable(db: 
     assert not started.is_set()
     log = EventLog(db)
     assert [e.id for e in await log.ingest([ev(1, "u1", "join", 2000)])] == ["n1-1"]
+
+
+async def test_a_transaction_cancelled_at_its_begin_leaves_no_lock_on_the_file(tmp_path: Path) -> None:
+    """Another process holds the file's write lock, so our BEGIN IMMEDIATE waits on the writer
+    thread (busy timeout) and its caller is cancelled meanwhile. The BEGIN still succeeds once
+    the lock is free; rolled back only by this process's next transaction, it then held the lock
+    until that one: a CI run's fuzz servers, sharing the data directory of an idle test server,
+    could not migrate ("database is locked")."""
+    db = await open_database(data_dir=tmp_path)
+    await db.migrate()
+    other = sqlite3.connect(tmp_path / "analytics.sqlite3", isolation_level=None, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(_cancelled_transaction(db))
+        await asyncio.sleep(0.2)  # its BEGIN is waiting for the lock, on the writer thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        other.execute("ROLLBACK")  # the BEGIN gets the lock now
+        await asyncio.sleep(0.5)
+        other.execute("BEGIN IMMEDIATE")  # free again: nothing of ours holds it
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+        await db.close()
+
+
+async def _cancelled_transaction(db: Database) -> None:
+    async with db.transaction() as tx:
+        await tx.execute("CREATE TABLE never (x BIGINT)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -37,6 +38,7 @@ async def start_node(hub: MemoryHub | None = None, **overrides: Any) -> Server:
     overrides.setdefault("flush_ms", 10)
     overrides.setdefault("ice_host", LOOPBACK)
     overrides.setdefault("auto_create", "any")  # as tests/server_fixtures.start_server
+    overrides.setdefault("data_dir", tempfile.mkdtemp(prefix="roomserver-data-"))  # ditto
     config = Config(apps={APP: SECRET}, **overrides)
     broker = MemoryBroker(hub, node_id=config.node_id) if hub is not None else None
     app = create_app(config, broker)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,13 @@ def web_app(config: Config) -> web.Application:
 @pytest.fixture(scope="session")
 async def server() -> AsyncIterator[Server]:
     # Media (when the server mounts it) gathers ICE candidates on loopback only.
-    config = Config(host="127.0.0.1", port=0, flush_ms=20, ice_host="127.0.0.1")
+    config = Config(
+        host="127.0.0.1",
+        port=0,
+        flush_ms=20,
+        ice_host="127.0.0.1",
+        data_dir=tempfile.mkdtemp(prefix="roomserver-data-"),  # its own analytics store
+    )
     app = web_app(config)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()

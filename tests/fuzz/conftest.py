@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ def serve_in_thread(**overrides: Any) -> Iterator[ThreadServer]:
     started = threading.Event()
 
     async def start() -> web.AppRunner:
-        app = create_app(Config(apps={APP: SECRET}, **overrides))
+        # Its own embedded analytics store, as tests/server_fixtures.start_server's.
+        data_dir = tempfile.mkdtemp(prefix="roomserver-data-")
+        app = create_app(Config(apps={APP: SECRET}, data_dir=data_dir, **overrides))
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
