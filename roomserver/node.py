@@ -355,6 +355,19 @@ class Node:
         if room in self._subscribed:
             self._docs[room] = (version, doc)
 
+    async def room_from_bus(self, room: str) -> RoomDoc:
+        """The room's document as the bus has it now. This node's copy follows the room's
+        channel, so a write another node made a moment ago may not be in it yet: a rule about
+        to answer ``not_found`` reads again here first (the error path only)."""
+        rec = await self.broker.load(room)
+        if rec.doc is None:
+            raise OpError("not_found", f"room {public_room(room)} does not exist")
+        doc = rules.decode_doc(rec.doc)
+        cached = self._docs.get(room)
+        if cached is None or cached[0] < rec.version:
+            self._cache(room, rec.version, doc)
+        return doc
+
     async def require_room(self, room: str) -> RoomDoc:
         doc = await self.room(room)
         if doc is None:

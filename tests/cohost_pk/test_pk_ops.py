@@ -10,9 +10,11 @@ import json
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from roomserver.appkeys import NODE_KEY
 from roomserver.bus.memory import MemoryHub
+from roomserver.tenancy import room_key
 from tests.cohost_pk.conftest import MakeNode, expect_error, joined
-from tests.server_fixtures import Server, new_room_id
+from tests.server_fixtures import APP, Server, new_room_id
 
 
 async def two_rooms(a_node: Server, b_node: Server) -> dict:
@@ -201,3 +203,23 @@ async def test_show_end_ends_the_battle(server: Server) -> None:
     await s["ha"].end(a)
     (ev,) = await s["vb_rec"].wait("pk.ended")
     assert ev["data"]["reason"] == "room_ended" and ev["data"]["winner"] == b
+
+
+async def test_an_invitation_written_a_moment_ago_by_another_node_can_be_accepted(
+    make_node: MakeNode, hub: MemoryHub
+) -> None:
+    """Node b's copy of room B follows the room's channel, so just after node a wrote the
+    invitation it may not have it yet (a CI run's accept through b, at once, was answered
+    `not_found`). Before saying so, b reads the room from the bus."""
+    a_node, b_node = await make_node(hub=hub), await make_node(hub=hub)
+    s = await two_rooms(a_node, b_node)
+    b_key = room_key(APP, s["b"])
+    node_b = b_node.app[NODE_KEY]
+    stale = node_b._docs[b_key]  # b's copy of room B before the invitation
+    pk_id = (await s["ha"].pk_invite(s["a"], s["b"], duration_s=60))["pk"]["id"]
+    await s["hb_rec"].wait("pk.invited")  # the channel delivered it: b's copy was dropped
+    node_b._docs[b_key] = stale  # as if it had not been delivered yet
+    started = (await s["hb"].pk_accept(s["b"], pk_id))["pk"]
+    assert started["hosts"] == {s["a"]: "ha", s["b"]: "hb"}
+    # A PK that does not exist is still not found (read twice, then answered).
+    await expect_error(s["hb"].pk_reject(s["b"], "pk-000000000000"), "not_found")
