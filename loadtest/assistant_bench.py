@@ -48,22 +48,13 @@ from loadtest.procs import free_port, wait_http
 from roomserver.assistant.evaluate import EVAL_DIR
 from roomserver.auth import mint_token
 from roomserver.client import RoomClient
+from roomserver.cpu_time import process_cpu_seconds
 
 APP, SECRET = "bench", "bench-secret-0123456789abcdef0123"
 ADMIN = {"Authorization": "Bearer " + mint_token(APP, SECRET, "admin", "admin")}
 
 
-def _cpu_s(pid: int) -> float:
-    """The server's CPU time in ns resolution: the sum over its threads of
-    /proc/<pid>/task/<tid>/schedstat's first field (time on a CPU). /proc/<pid>/stat
-    counts in 10 ms ticks: a phase of about a CPU-second read to ±1 %."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
-            continue
-    return total / 1e9
+_cpu_s = process_cpu_seconds  # ns resolution (roomserver/cpu_time.py says why)
 
 
 async def _flushes(http: aiohttp.ClientSession, base: str) -> tuple[float, float, float]:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import aiohttp
 
-from roomserver.media.bench import _force_vp8_bitrate, end_child, process_cpu_seconds, serve_backend
+from roomserver.cpu_time import process_cpu_seconds
+from roomserver.media.bench import _force_vp8_bitrate, end_child, serve_backend
 from roomserver.media.client import Publisher, post_offer
 from roomserver.media.ice import pin_host_addresses
 from roomserver.media.recording import RecordingTarget

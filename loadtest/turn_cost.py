@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass
 import aiohttp
 
 from roomserver.core.turn import ice_servers
+from roomserver.cpu_time import process_cpu_seconds
 from roomserver.media.bench import (
     LOOPBACK,
     ROOM,
     ServerProcess,
     _force_vp8_bitrate,
     connect_peer,
-    process_cpu_seconds,
     viewer_fps,
 )
 from roomserver.media.client import Publisher, Viewer

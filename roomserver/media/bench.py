@@ -36,6 +36,8 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 
+from roomserver.cpu_time import process_cpu_seconds
+
 from .client import Publisher, Viewer, post_offer
 from .ice import pin_host_addresses, rtc_configuration
 from .sfu import MediaRouter
@@ -169,12 +171,6 @@ def process_rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def process_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, all threads
 
 
 @dataclass
