@@ -204,6 +204,29 @@ async def test_call_room_grid(pages, server, room) -> None:
     await expect(people[0].locator("#videos .tile")).to_have_count(2, timeout=MEDIA_T)
 
 
+async def test_a_connection_disconnected_for_two_seconds_is_published_again(pages, room) -> None:
+    """A node killed without a word sends no DTLS close: Chromium says "disconnected" about 5 s
+    after its last answer and "failed" only after 15 s. A blip that comes back within the grace
+    (2 s) changes nothing; one that lasts is treated as the end of the session."""
+    host = await pages.open("host", room, "h1", "host")
+    await go_live(host)
+    set_state = """(state) => { const pc = app.cam.publication.pc; window.__lostPc = pc;
+        Object.defineProperty(pc, 'connectionState', { get: () => state, configurable: true });
+        pc.dispatchEvent(new Event('connectionstatechange')); }"""
+    await host.evaluate(set_state, "disconnected")
+    await host.wait_for_timeout(500)
+    await host.evaluate(set_state, "connected")  # back: a blip
+    await host.wait_for_timeout(2500)
+    assert await host.evaluate("app.cam.publication.pc === window.__lostPc"), "a blip was republished"
+    await host.evaluate(set_state, "disconnected")
+    await host.wait_for_function(
+        "() => app.cam.publication && app.cam.publication.pc && app.cam.publication.pc !== window.__lostPc"
+        " && app.cam.publication.state === 'connected'",
+        timeout=MEDIA_T,
+    )
+    await expect(host.locator("#pub-state")).to_have_text("● on air")
+
+
 async def test_host_publishes_again_at_once_when_the_server_ends_its_session(pages, server, room) -> None:
     """A draining node closes its media sessions (DTLS close). Chromium keeps such a peer
     connection "connected" until ICE consent runs out (≈ 15 s, measured: the host was off air

@@ -1091,6 +1091,10 @@ async function iceGatheringComplete(pc, timeoutMs) {
   });
 }
 
+/** How long a "disconnected" media connection may take to come back before it counts as
+ * ended: longer than a network blip usually lasts, far shorter than waiting for "failed". */
+const DISCONNECTED_GRACE_MS = 2000;
+
 /** A running WHIP publication. */
 export class Publication {
   constructor(client, pc, stream, location) {
@@ -1105,10 +1109,12 @@ export class Publication {
 
   /**
    * Call `callback` once when the session ends from the other side: the server closed its
-   * DTLS transport (it stopped the session: a draining node, a kick, the room's end) or the
-   * connection failed. Browsers report the DTLS close at once, while `connectionState`
-   * stays "connected" until ICE consent runs out (15 s in Chromium, measured): waiting for
-   * "failed" kept a host off air that long after its node drained. Never after `stop()`.
+   * DTLS transport (it stopped the session: a draining node, a kick, the room's end), the
+   * connection stayed "disconnected" for DISCONNECTED_GRACE_MS (a node that died without a
+   * word: Chromium says "disconnected" about 5 s after its last answer, "failed" only after
+   * 15 s), or it failed. Browsers report the DTLS close at once, while `connectionState`
+   * stays "connected" until ICE consent runs out: waiting for "failed" kept a host off air
+   * 15 s after its node drained (measured). Never after `stop()`.
    * @param {(why: string) => void} callback
    */
   onEnded(callback) {
@@ -1118,8 +1124,16 @@ export class Publication {
       fired = true;
       callback(why);
     };
+    let lost = null; // the timer of a "disconnected" connection
     this.pc.addEventListener("connectionstatechange", () => {
-      if (this.pc.connectionState === "failed") fire("connection failed");
+      const state = this.pc.connectionState;
+      if (state === "failed") fire("connection failed");
+      if (state === "disconnected" && lost === null) {
+        lost = setTimeout(() => fire("connection lost"), DISCONNECTED_GRACE_MS);
+      } else if (state !== "disconnected" && lost !== null) {
+        clearTimeout(lost);
+        lost = null;
+      }
     });
     const watched = new Set();
     for (const t of [...this.pc.getSenders(), ...this.pc.getReceivers()]) {
