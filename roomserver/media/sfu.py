@@ -69,7 +69,11 @@ FORWARDING_MODES = ("rtp", "frame")
 # Errors aiortc raises for offers it cannot apply (bad fingerprints, no common codec, ...).
 _NEGOTIATION_ERRORS = (ValueError, OperationError, InvalidAccessError, InvalidStateError, InternalError)
 RELAY_LAYERS = (HIGH, LOW)  # what a relay asks the origin for (WHEP `?layers=`)
-RELAY_IDLE_S = 5.0  # a relay outlives its last viewer this long (a viewer re-joining reuses it)
+RELAY_IDLE_S = 5.0
+# A relay that received no frame for this long is closed: its origin died without a word (a
+# kill -9 sends no DTLS close, and aiortc's ICE consent check gives up only after 30 s). Its
+# viewers are closed with it, and play again through whatever origin the bus names now.
+RELAY_SILENT_S = 5.0  # a relay outlives its last viewer this long (a viewer re-joining reuses it)
 
 
 @dataclass(eq=False)
@@ -155,6 +159,7 @@ class MediaRouter:
         on_session_closed: Callable[[str], None] | None = None,
         upstreams: UpstreamLocator | None = None,
         relay_idle_s: float = RELAY_IDLE_S,
+        relay_silent_s: float = RELAY_SILENT_S,
     ) -> None:
         if ice_host is not None:
             pin_host_addresses([ice_host])
@@ -175,6 +180,7 @@ class MediaRouter:
         self.on_session_closed = on_session_closed
         self.upstreams = upstreams
         self.relay_idle_s = relay_idle_s
+        self.relay_silent_s = relay_silent_s
         self._relays: dict[tuple[str, str], PublisherSession] = {}
         self._relaying: dict[tuple[str, str], asyncio.Task[PublisherSession]] = {}
         self._sessions: dict[str, Session] = {}
@@ -379,6 +385,11 @@ class MediaRouter:
         self._publishers.setdefault(room, {})[user] = session
         if previous is not None:
             await self._close_session(previous, "replaced by a new publish", notify=False)
+        relay = self._relays.get((room, user))
+        if relay is not None and not relay.closed:
+            # The publisher moved here (its node drained or died): the relay of its old
+            # session goes, and with it its viewers, who play again from this publish.
+            await self._close_session(relay, "its publisher now publishes on this node")
         self._record(session)
         self._start_hls(session)
         self._notify_publishers_of(room)
@@ -607,7 +618,19 @@ class MediaRouter:
         self._relays[(session.room, session.user)] = session
         logger.info("relaying %s of %s from %s", session.user, session.room, upstream.url)
         self._spawn(self._close_if_idle(session))  # in case its first viewer never arrives
+        self._spawn(self._close_if_silent(session))
         return session
+
+    async def _close_if_silent(self, relay: PublisherSession) -> None:
+        frames, quiet_since = -1, time.monotonic()
+        while not relay.closed:
+            await asyncio.sleep(min(1.0, self.relay_silent_s / 2))
+            now = time.monotonic()
+            total = sum(f.frames_in for f in (*relay.forwarders, *([relay.low] if relay.low else [])))
+            if total != frames:
+                frames, quiet_since = total, now
+            elif now - quiet_since >= self.relay_silent_s and not relay.closed:
+                await self._close_session(relay, f"no media from the origin for {self.relay_silent_s} s")
 
     async def _close_if_idle(self, relay: PublisherSession) -> None:
         await asyncio.sleep(self.relay_idle_s)

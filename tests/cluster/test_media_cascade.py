@@ -94,6 +94,11 @@ async def play(
         await asyncio.sleep(0.3)
 
 
+def closed_by_server(viewer: Viewer) -> bool:
+    """The server ended the viewer's session (its DTLS close arrived)."""
+    return viewer.pc.getTransceivers()[0].receiver.transport.state == "closed"
+
+
 def in_order(counters: list[int | None]) -> list[int]:
     seen = [c for c in counters if c is not None]
     assert seen == sorted(seen) and len(seen) == len(set(seen)), "frames out of order or repeated"
@@ -262,6 +267,53 @@ async def test_the_room_is_back_on_air_within_seconds_of_sigterm_to_its_origin(n
                 await viewer.close()
             await publisher.close()
             await republished.close()
+
+
+@pytest.mark.parametrize("nodes", [0, 1], indirect=True, ids=["edge-in-process", "edge-with-a-media-worker"])
+async def test_after_kill_9_of_the_origin_edge_viewers_play_again(nodes) -> None:
+    """A killed origin says nothing (no DTLS close; aiortc's consent check gives up after 30 s).
+    Room 1's host publishes again on the edge at once: the edge drops its relay of the old
+    publication and with it its viewers, who play the new one. Room 2's host does not come
+    back: the edge closes the silent relay after 5 s, and its viewers, instead of showing a
+    frozen picture until the consent check fails."""
+    a, b = nodes
+    rooms = ["kill-" + uuid.uuid4().hex[:8] for _ in range(2)]
+    publishers = [Publisher([CounterVideoTrack(fps=30)], video_codec="VP8") for _ in rooms]
+    again = Publisher([CounterVideoTrack(fps=30)], video_codec="VP8")
+    viewers: list[Viewer] = []
+    async with aiohttp.ClientSession() as http:
+        try:
+            for room, publisher in zip(rooms, publishers, strict=True):
+                await publish(http, a, room, publisher, token("h1", "host"))
+                viewers.append((await play(http, b, room, "v1"))[0])
+            for viewer in viewers:
+                assert await viewer.wait_for(lambda v: len(v.counters) >= 30, 30)
+            await until(lambda: media_viewers(b).get("b") == 2, 15, "two relayed viewers on B")
+
+            assert a.proc is not None
+            a.proc.kill()
+            killed_at = time.monotonic()
+            await publish(http, b, rooms[0], again, token("h1", "host"))  # room 1's host is back
+            await until(lambda: closed_by_server(viewers[0]), 20, "B closed room 1's relayed viewer")
+            superseded_s = time.monotonic() - killed_at
+            assert not closed_by_server(viewers[1])
+            viewers.append((await play(http, b, rooms[0], "v1"))[0])
+            assert await viewers[-1].wait_for(lambda v: len(v.counters) >= 1, 30)
+            back_s = time.monotonic() - killed_at
+            await until(lambda: closed_by_server(viewers[1]), 20, "B closed room 2's silent relay")
+            silent_s = time.monotonic() - killed_at
+            print(
+                f"\nafter kill -9 of the origin: room 1's relayed viewer closed after {superseded_s:.1f} s "
+                f"(its host published again on the edge), room 1 back on air at the edge after "
+                f"{back_s:.1f} s; room 2's silent relay closed after {silent_s:.1f} s (bound: 5 s of silence)"
+            )
+            assert superseded_s < 4, superseded_s  # not the silence bound: the new publish did it
+            assert silent_s < 15, silent_s  # 5 s of silence, checked every second; loaded boxes lag
+        finally:
+            for viewer in viewers:
+                await viewer.close()
+            for publisher in (*publishers, again):
+                await publisher.close()
 
 
 async def test_a_call_room_with_members_publishing_on_two_nodes(nodes) -> None:

@@ -1211,10 +1211,19 @@ export class PublisherVideos {
     }
     for (const [user, entry] of wanted) {
       const tile = this.tiles.get(user);
-      if (!tile) this._add(entry);
-      else if (tile.entry.role !== entry.role) {
-        tile.entry = entry;
-        tile.el.dataset.role = entry.role;
+      if (!tile) {
+        this._add(entry);
+        continue;
+      }
+      const republished = entry.stream !== tile.entry.stream;
+      tile.entry = entry;
+      tile.el.dataset.role = entry.role;
+      if (republished) {
+        // Published again (another node, after a drain or a crash): the old playback shows
+        // nothing more, and its retries may have given up meanwhile.
+        if (tile.playback) tile.playback.stop();
+        tile.playback = null;
+        this._start(tile, 0);
       }
     }
     this.container.dataset.count = String(this.container.children.length);
