@@ -622,14 +622,16 @@ class MediaRouter:
         return session
 
     async def _close_if_silent(self, relay: PublisherSession) -> None:
-        frames, quiet_since = -1, time.monotonic()
+        """From its first frame on (connecting can take longer on a loaded box; a relay that
+        never connects fails as any peer connection does)."""
+        frames, quiet_since = 0, time.monotonic()
         while not relay.closed:
             await asyncio.sleep(min(1.0, self.relay_silent_s / 2))
             now = time.monotonic()
             total = sum(f.frames_in for f in (*relay.forwarders, *([relay.low] if relay.low else [])))
             if total != frames:
                 frames, quiet_since = total, now
-            elif now - quiet_since >= self.relay_silent_s and not relay.closed:
+            elif frames and now - quiet_since >= self.relay_silent_s and not relay.closed:
                 await self._close_session(relay, f"no media from the origin for {self.relay_silent_s} s")
 
     async def _close_if_idle(self, relay: PublisherSession) -> None:
