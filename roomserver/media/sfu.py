@@ -69,11 +69,11 @@ FORWARDING_MODES = ("rtp", "frame")
 # Errors aiortc raises for offers it cannot apply (bad fingerprints, no common codec, ...).
 _NEGOTIATION_ERRORS = (ValueError, OperationError, InvalidAccessError, InvalidStateError, InternalError)
 RELAY_LAYERS = (HIGH, LOW)  # what a relay asks the origin for (WHEP `?layers=`)
-RELAY_IDLE_S = 5.0
+RELAY_IDLE_S = 5.0  # a relay outlives its last viewer this long (a viewer re-joining reuses it)
 # A relay that received no frame for this long is closed: its origin died without a word (a
 # kill -9 sends no DTLS close, and aiortc's ICE consent check gives up only after 30 s). Its
 # viewers are closed with it, and play again through whatever origin the bus names now.
-RELAY_SILENT_S = 5.0  # a relay outlives its last viewer this long (a viewer re-joining reuses it)
+RELAY_SILENT_S = 5.0
 
 
 @dataclass(eq=False)
