@@ -294,8 +294,9 @@ async def test_after_kill_9_of_the_origin_edge_viewers_play_again(nodes) -> None
             a.proc.kill()
             killed_at = time.monotonic()
             await publish(http, b, rooms[0], again, token("h1", "host"))  # room 1's host is back
+            published_at = time.monotonic()
             await until(lambda: closed_by_server(viewers[0]), 20, "B closed room 1's relayed viewer")
-            superseded_s = time.monotonic() - killed_at
+            superseded_s = time.monotonic() - published_at
             assert not closed_by_server(viewers[1])
             viewers.append((await play(http, b, rooms[0], "v1"))[0])
             assert await viewers[-1].wait_for(lambda v: len(v.counters) >= 1, 30)
@@ -303,11 +304,13 @@ async def test_after_kill_9_of_the_origin_edge_viewers_play_again(nodes) -> None
             await until(lambda: closed_by_server(viewers[1]), 20, "B closed room 2's silent relay")
             silent_s = time.monotonic() - killed_at
             print(
-                f"\nafter kill -9 of the origin: room 1's relayed viewer closed after {superseded_s:.1f} s "
-                f"(its host published again on the edge), room 1 back on air at the edge after "
-                f"{back_s:.1f} s; room 2's silent relay closed after {silent_s:.1f} s (bound: 5 s of silence)"
+                f"\nafter kill -9 of the origin: room 1's relayed viewer closed {superseded_s:.1f} s after "
+                f"its host published again on the edge, room 1 back on air at the edge "
+                f"{back_s:.1f} s after the kill; room 2's silent relay closed {silent_s:.1f} s after it "
+                "(bound: 5 s of silence)"
             )
-            assert superseded_s < 4, superseded_s  # not the silence bound: the new publish did it
+            # Not the silence bound (about 5.5 s after the kill): the new publish closed it.
+            assert superseded_s < 3, superseded_s
             assert silent_s < 15, silent_s  # 5 s of silence, checked every second; loaded boxes lag
         finally:
             for viewer in viewers:
