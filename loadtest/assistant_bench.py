@@ -54,9 +54,6 @@ APP, SECRET = "bench", "bench-secret-0123456789abcdef0123"
 ADMIN = {"Authorization": "Bearer " + mint_token(APP, SECRET, "admin", "admin")}
 
 
-_cpu_s = process_cpu_seconds  # ns resolution (roomserver/cpu_time.py says why)
-
-
 async def _flushes(http: aiohttp.ClientSession, base: str) -> tuple[float, float, float]:
     """The server's room flushes so far and the seconds spent in them (/metrics): the
     fan-out's batching, which a busier loop changes (fewer, larger frames); and the
@@ -391,17 +388,17 @@ async def _measure(
             latencies.clear()
             replies.clear()
             f0 = await _flushes(http, base)
-            v0 = sum(_cpu_s(p.pid or 0) for p in viewer_procs)
-            d0, c0, k0 = sum(counts), _cpu_s(server_pid), time.process_time()
+            v0 = sum(process_cpu_seconds(p.pid or 0) for p in viewer_procs)
+            d0, c0, k0 = sum(counts), process_cpu_seconds(server_pid), time.process_time()
 
             async def send(i: int, text: str, is_q: bool) -> None:
                 await senders[i % len(senders)].send(room, text, is_q)
 
             n, asked = await paced_lines(args, rng, questions, chat, send)
             await asyncio.sleep(1.0)  # the phase's last answers and flushes
-            cpu = _cpu_s(server_pid) - c0
+            cpu = process_cpu_seconds(server_pid) - c0
             client_cpu = time.process_time() - k0
-            viewer_cpu = sum(_cpu_s(p.pid or 0) for p in viewer_procs) - v0
+            viewer_cpu = sum(process_cpu_seconds(p.pid or 0) for p in viewer_procs) - v0
             f1 = await _flushes(http, base)
             got = sum(counts) - d0
             phases.append(

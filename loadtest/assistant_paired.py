@@ -32,7 +32,6 @@ import aiohttp
 from loadtest.assistant_bench import (
     APP,
     SECRET,
-    _cpu_s,
     _flushes,
     _join,
     _lines,
@@ -49,6 +48,7 @@ from loadtest.assistant_bench import (
 )
 from roomserver.auth import mint_token
 from roomserver.client import RoomClient
+from roomserver.cpu_time import process_cpu_seconds
 
 ROOM = "bench-room"
 
@@ -86,8 +86,13 @@ class _Side:
             self.senders.append(sender)
 
     async def snapshot(self) -> tuple[float, float, float, tuple[float, float, float]]:
-        viewer_cpu = sum(_cpu_s(p.pid or 0) for p in self.viewer_procs)
-        return sum(self.counts), _cpu_s(self.proc.pid), viewer_cpu, await _flushes(self.http, self.base)
+        viewer_cpu = sum(process_cpu_seconds(p.pid or 0) for p in self.viewer_procs)
+        return (
+            sum(self.counts),
+            process_cpu_seconds(self.proc.pid),
+            viewer_cpu,
+            await _flushes(self.http, self.base),
+        )
 
     async def close(self) -> None:
         for t in self.readers:

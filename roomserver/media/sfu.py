@@ -34,7 +34,7 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.sdp import MediaDescription, candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from roomserver.core.layers import CHOICES as LAYER_CHOICES
 from roomserver.core.layers import HIGH, LAYERS, LOW
@@ -411,17 +411,19 @@ class MediaRouter:
         in order: each gets that layer of a layered publisher, fixed (no switching); a layer
         the publisher does not send is inactive. Without it a viewer gets one video track
         on the layer its link sustains."""
+        offer: SessionDescription | None = None
         try:
             publisher = self._resolve_publisher(room, publisher_user)
         except NotFound:
             if self.upstreams is None:
                 raise
-            _play_lines(offer_sdp, layers)  # a bad offer opens no relay
+            offer = _play_offer(offer_sdp, layers)  # a bad offer opens no relay
             publisher = await self._relayed_publisher(room, publisher_user)
-        lines = _play_lines(offer_sdp, layers)
+        if offer is None:
+            offer = _play_offer(offer_sdp, layers)
         publisher.joining += 1
         try:
-            return await self._play(room, publisher, viewer_user, offer_sdp, lines, layers)
+            return await self._play(room, publisher, viewer_user, offer_sdp, offer, layers)
         finally:
             publisher.joining -= 1
             if publisher.upstream is not None and not publisher.viewer_ids:
@@ -433,10 +435,11 @@ class MediaRouter:
         publisher: PublisherSession,
         viewer_user: str,
         offer_sdp: str,
-        lines: list[MediaDescription],
+        offer: SessionDescription,
         layers: tuple[str, ...] | None,
     ) -> tuple[str, str]:
-        pc = self._new_pc(max_bundle=bundles_all(parse_offer(offer_sdp)))
+        lines = media_lines(offer)
+        pc = self._new_pc(max_bundle=bundles_all(offer))
         session = ViewerSession(
             id=_new_id(),
             kind="play",
@@ -873,13 +876,13 @@ class MediaRouter:
             logger.exception("media hook %r failed for %s", hook, arg)
 
 
-def _play_lines(offer_sdp: str, layers: tuple[str, ...] | None) -> list[MediaDescription]:
-    """A WHEP offer's m-lines, checked against the layers it names (BadRequest)."""
-    lines = media_lines(parse_offer(offer_sdp))
-    videos = sum(m.kind == "video" for m in lines)
+def _play_offer(offer_sdp: str, layers: tuple[str, ...] | None) -> SessionDescription:
+    """A WHEP offer, parsed once and checked against the layers it names (BadRequest)."""
+    offer = parse_offer(offer_sdp)
+    videos = sum(m.kind == "video" for m in media_lines(offer))
     if layers is not None and videos != len(layers):
         raise BadRequest(f"layers names {len(layers)} video m-lines, the offer has {videos}")
-    return lines
+    return offer
 
 
 def _tap_tracks(
