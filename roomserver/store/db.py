@@ -51,6 +51,11 @@ SCHEMA_LOCK_KEY: Final = int.from_bytes(b"rs-schem", "big") >> 1
 PAGE_SIZE: Final = 16384  # a new embedded store's page size (see SqliteDatabase._connect)
 
 
+class DuplicateKey(Exception):
+    """``Tx.copy`` met a row whose unique key is held already; on both engines the
+    transaction is usable again after ``ROLLBACK TO`` a savepoint taken before it."""
+
+
 class _Reads(ABC):
     """``fetchrow``/``fetchval`` from ``fetch``, for transactions and databases alike."""
 
@@ -78,8 +83,8 @@ class Tx(_Reads):
 
     @abstractmethod
     async def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """Bulk insert (no conflict handling: copy into a staging table first
-        when rows may already be there)."""
+        """Bulk insert without conflict handling: a row whose unique key is held
+        raises ``DuplicateKey`` (take a savepoint first when rows may be there)."""
 
 
 class Database(_Reads):
@@ -191,7 +196,12 @@ class _SqliteTx(Tx):
 
     async def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         marks = ", ".join(f"${i + 1}" for i in range(len(columns)))
-        await self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        try:
+            await self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        except sqlite3.IntegrityError as e:
+            if "UNIQUE" not in str(e):
+                raise
+            raise DuplicateKey(str(e)) from e
 
 
 def _begin(conn: sqlite3.Connection) -> None:
@@ -296,7 +306,12 @@ class _PgTx(Tx):
         return [tuple(r) for r in await self._conn.fetch(sql, *args)]
 
     async def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        await self._conn.copy_records_to_table(table, records=rows, columns=list(columns))
+        import asyncpg
+
+        try:
+            await self._conn.copy_records_to_table(table, records=rows, columns=list(columns))
+        except asyncpg.UniqueViolationError as e:
+            raise DuplicateKey(str(e)) from e
 
 
 class PostgresDatabase(Database):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 import msgspec
 
 from roomserver.core.behaviour import ANONYMOUS_PREFIX, ERASED_KEEP, BehaviourEvent, erased_data
-from roomserver.store.db import Database, Tx
+from roomserver.store.db import Database, DuplicateKey, Tx
 
 # A step another facet runs inside the ingest transaction, given the new records.
 IngestStep = Callable[[Tx, list[BehaviourEvent]], Awaitable[None]]
@@ -91,40 +90,46 @@ class EventLog:
             (e.id, e.app, e.room, e.show, e.user, e.kind, e.ts, e.show_ms, _encode(e.data).decode())
             for e in events
         ]
-        if self.db.dialect == "pg":
-            # COPY into a staging table, then keep what is new: exact with
-            # several writers, because the conflict check is the insert itself.
-            await tx.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS behaviour_staging"
-                " (LIKE behaviour_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-            await tx.copy("behaviour_staging", _COLUMNS, rows)
-            inserted = await tx.fetch(
-                f"INSERT INTO behaviour_events ({', '.join(_COLUMNS)})"
-                f" SELECT {', '.join(_COLUMNS)} FROM behaviour_staging"
-                " ON CONFLICT (id) DO NOTHING RETURNING id"
-            )
-            fresh = {r[0] for r in inserted}
-        else:
-            fresh = await self._sqlite_insert(tx, rows)
-        return [e for e in events if e.id in fresh]
-
-    @staticmethod
-    async def _sqlite_insert(tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
-        """SQLite has one writer at a time (BEGIN IMMEDIATE): what is not there now
-        cannot appear before this transaction commits. Batches are almost always
-        new, so the insert is tried as is first (a duplicate id fails it: back to
-        the savepoint); only a re-delivered batch pays for looking its ids up
-        (it halves the rate: measured in docs/benchmarks.md, "Behaviour log")."""
+        # Batches are almost always new, so they are copied in as they are first; only a
+        # re-delivered batch (a duplicate id fails the copy: back to the savepoint) pays
+        # for finding what is new. On PostgreSQL the direct copy costs about half the CPU
+        # of staging every batch (docs/benchmarks.md, "Ingest without staging"). With
+        # several writers it stays exact: a second copy of an id waits for the first
+        # writer's commit, then fails as a duplicate.
         await tx.execute("SAVEPOINT ingest_all_new")
         try:
             await tx.copy("behaviour_events", _COLUMNS, rows)
-        except sqlite3.IntegrityError:  # some ids are held already
-            await tx.execute("ROLLBACK TO ingest_all_new")
-            await tx.execute("RELEASE ingest_all_new")
+        except DuplicateKey:
+            await tx.execute("ROLLBACK TO SAVEPOINT ingest_all_new")
+            await tx.execute("RELEASE SAVEPOINT ingest_all_new")
         else:
-            await tx.execute("RELEASE ingest_all_new")
-            return {r[0] for r in rows}
+            await tx.execute("RELEASE SAVEPOINT ingest_all_new")
+            return events
+        if self.db.dialect == "pg":
+            fresh = await self._pg_insert_new(tx, rows)
+        else:
+            fresh = await self._sqlite_insert_new(tx, rows)
+        return [e for e in events if e.id in fresh]
+
+    @staticmethod
+    async def _pg_insert_new(tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
+        """The conflict check is the insert itself: exact with writers in parallel."""
+        await tx.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS behaviour_staging"
+            " (LIKE behaviour_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        await tx.copy("behaviour_staging", _COLUMNS, rows)
+        inserted = await tx.fetch(
+            f"INSERT INTO behaviour_events ({', '.join(_COLUMNS)})"
+            f" SELECT {', '.join(_COLUMNS)} FROM behaviour_staging"
+            " ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        return {r[0] for r in inserted}
+
+    @staticmethod
+    async def _sqlite_insert_new(tx: Tx, rows: list[tuple[Any, ...]]) -> set[str]:
+        """SQLite has one writer at a time (BEGIN IMMEDIATE): what is not there now
+        cannot appear before this transaction commits, so the held ids are looked up."""
         held: set[str] = set()
         ids = [r[0] for r in rows]
         for i in range(0, len(ids), _ID_CHUNK):

@@ -30,6 +30,20 @@ async def test_ingest_is_idempotent_by_id(db: Database) -> None:
     assert await log.show("a", "r", 2) is None and await log.show("b", "r", 1) is None
 
 
+async def test_writers_storing_overlapping_batches_at_once_store_each_record_once(db: Database) -> None:
+    """A redelivered batch can reach a second writer while the first still holds it: the
+    first copy wins, the other falls back to keeping only what is new, and between
+    them every record is reported new exactly once."""
+    log = EventLog(db)
+    first = [ev(n, "u1", "like", 1000 + n) for n in range(0, 300)]
+    second = [ev(n, "u2", "like", 1000 + n) for n in range(200, 500)]  # 200..299 overlap
+    new = await asyncio.gather(log.ingest(first), log.ingest(second), log.ingest(first[250:]))
+    ids = [e.id for batch in new for e in batch]
+    assert sorted(ids) == sorted(f"n1-{n}" for n in range(500))
+    stored = await log.show_events("a", "r", 1)
+    assert len(stored) == 500
+
+
 async def test_migrate_twice_applies_nothing_new(db: Database) -> None:
     assert await db.migrate() == []
 
