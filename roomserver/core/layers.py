@@ -10,7 +10,11 @@ A publisher may send its video twice (PROTOCOL `?layers=high,low` on WHIP): a `h
   layer's bitrate for `down_after` seconds while on high counts the same — but only once
   the viewer has been on high for `remb_settle` s, because an estimator that was measuring
   the low layer ramps up slowly (about 8 %/s in WebRTC's AIMD) after a switch up;
-- going down is fast (the rule above), going up is slow: after `probe_after` s on low with
+- NACKs (the viewer asks for a missing packet as soon as it sees the gap) come well
+  before the next receiver report: distinct sequence numbers NACKed over `nack_window` s,
+  as a share of the packets sent to the viewer then (`NackLoss`), at `heavy_loss` or
+  more also go down at once;
+- going down is fast (the rules above), going up is slow: after `probe_after` s on low with
   no sign of congestion the viewer is tried on high again; a probe that meets congestion
   within `probe_grace` s failed, and each failure doubles the wait (up to `probe_max`),
   so a viewer behind a slow link is not flipped up and down every few seconds.
@@ -21,6 +25,7 @@ A viewer may pin a layer (`media.layer`), which overrides the estimate until it 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 HIGH = "high"
@@ -37,6 +42,10 @@ class LayerPolicy:
     loss: float = 0.10
     heavy_loss: float = 0.50  # one report this lossy goes down at once (a link at 1/2 the rate)
     down_after: float = 1.0  # seconds of congestion (loss or low REMB) before going down
+    # NACKs are judged over this many seconds (at least half of it seen, and `nack_min_sent`
+    # packets sent): shorter is noisier; a receiver report spans 0.5–1.5 s (aiortc) or ~1 s.
+    nack_window: float = 0.5
+    nack_min_sent: int = 20
     # REMB is an AIMD estimate that trails what it measures (aiortc's stood at ~0.5× of a
     # clean 1 Mbit/s loopback stream on a busy box): only far below the high layer's rate
     # does it mean the link is short (a 300 kbit/s link under 1 Mbit/s gives ~0.25).
@@ -56,6 +65,38 @@ def parse_layers(value: str) -> tuple[str, ...]:
             f"layers must name each of {', '.join(LAYERS)} once (e.g. 'high,low'), not {value!r}"
         )
     return names
+
+
+class NackLoss:
+    """The share of a viewer's packets it NACKed over the last `window` seconds.
+
+    `on_nack` is given the NACK's sequence numbers and how many packets the viewer has
+    been sent so far (a running count); a number NACKed again (viewers repeat a NACK until
+    the packet comes) counts once. None until the window holds enough to judge."""
+
+    def __init__(self, window: float = 0.5, min_sent: int = 20) -> None:
+        self.window = window
+        self.min_sent = min_sent
+        self._sent: deque[tuple[float, int]] = deque()  # (time, running count) at each NACK
+        self._nacked: dict[int, float] = {}  # seq → when first NACKed (in the window)
+
+    def on_nack(self, now: float, seqs: list[int], packets_sent: int) -> float | None:
+        horizon = now - self.window
+        while self._sent and self._sent[0][0] < horizon:
+            self._sent.popleft()
+        for seq, at in list(self._nacked.items()):
+            if at < horizon:
+                del self._nacked[seq]
+        for seq in seqs:
+            self._nacked.setdefault(seq, now)
+        self._sent.append((now, packets_sent))
+        # The window runs from its oldest NACK still in it: NACKs after that one, over the
+        # packets sent after it.
+        since, sent_then = self._sent[0]
+        sent = packets_sent - sent_then
+        if now - since < self.window / 2 or sent < self.min_sent:
+            return None
+        return min(1.0, sum(1 for at in self._nacked.values() if at > since) / sent)
 
 
 class LayerChooser:
@@ -98,6 +139,14 @@ class LayerChooser:
             self._congested(now, since=self._loss_since)
         else:
             self._loss_since = None
+            self.update(now)
+
+    def on_nack_loss(self, now: float, fraction_lost: float | None) -> None:
+        """`NackLoss.on_nack`'s share: only heavy loss counts (moderate loss is left to the
+        receiver reports, which see packets lost for good rather than asked for)."""
+        if fraction_lost is not None and fraction_lost >= self.policy.heavy_loss:
+            self._congested(now, since=now - self.policy.down_after)
+        else:
             self.update(now)
 
     def on_remb(self, now: float, bitrate: float, high_bitrate: float) -> None:

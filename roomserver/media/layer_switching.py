@@ -2,8 +2,8 @@
 `high` and `low` fanouts by what the viewer's RTCP says (the rule: core/layers.py).
 
     viewer RTCRtpSender._handle_rtcp_packet     ← wrapped: receiver report blocks of its SSRC
-        └─ LayerSwitcher.on_rtcp                    (fraction lost) and REMB go to the
-             └─ LayerChooser (core/layers.py)       chooser, then its layer is applied:
+        └─ LayerSwitcher.on_rtcp                    (fraction lost), NACKs (NackLoss) and REMB
+             └─ LayerChooser (core/layers.py)       go to the chooser, then its layer is applied:
              └─ ViewerRtpSink.switch_to(fanout)     the sink waits for the target layer's
                                                     keyframe (PLI upstream), then continues
                                                     the viewer's seq/ts from it (rtp_rewrite)
@@ -22,9 +22,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket, unpack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
 
-from roomserver.core.layers import HIGH, LOW, LayerChooser, LayerPolicy
+from roomserver.core.layers import HIGH, LOW, LayerChooser, LayerPolicy, NackLoss
 
 from .rtp_forwarding import RtpFanout, ViewerRtpSink
 
@@ -42,7 +50,9 @@ class LayerSwitcher:
         self.sink = sink
         self.fanouts = fanouts
         self.chooser = LayerChooser(time.monotonic(), policy)
+        self.nack_loss = NackLoss(self.chooser.policy.nack_window, self.chooser.policy.nack_min_sent)
         self.reports = 0
+        self.nacks = 0
         self.rembs = 0
         sender = sink.sender
         original: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
@@ -81,6 +91,11 @@ class LayerSwitcher:
                 if report.ssrc == ssrc:
                     self.reports += 1
                     self.chooser.on_receiver_report(now, report.fraction_lost / 256)
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            if packet.media_ssrc == ssrc:
+                self.nacks += 1
+                share = self.nack_loss.on_nack(now, packet.lost, self.sink.packets_sent)
+                self.chooser.on_nack_loss(now, share)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)

@@ -92,8 +92,8 @@ class EventLog:
         ]
         # Batches are almost always new, so they are copied in as they are first; only a
         # re-delivered batch (a duplicate id fails the copy: back to the savepoint) pays
-        # for finding what is new. On PostgreSQL the direct copy costs about half the CPU
-        # of staging every batch (docs/benchmarks.md, "Ingest without staging"). With
+        # for finding what is new. On PostgreSQL staging every batch wrote each record twice
+        # (docs/benchmarks.md, "Ingest without staging": 43–55k → 57–67k records/s). With
         # several writers it stays exact: a second copy of an id waits for the first
         # writer's commit, then fails as a duplicate.
         await tx.execute("SAVEPOINT ingest_all_new")

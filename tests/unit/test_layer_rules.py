@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from roomserver.core.layers import HIGH, LOW, LayerChooser, LayerPolicy, parse_layers
+from roomserver.core.layers import HIGH, LOW, LayerChooser, LayerPolicy, NackLoss, parse_layers
 
 
 def reports(
@@ -110,6 +110,50 @@ def test_a_pin_overrides_the_estimate_until_auto() -> None:
     assert chooser.layer == HIGH and chooser.estimated == LOW
     with pytest.raises(ValueError):
         chooser.pin("medium")
+
+
+def nack_every_other_packet(meter: NackLoss, start: float, end: float, sent: int = 0) -> list[float | None]:
+    """100 packets/s sent; every other one NACKed (twice each: viewers repeat NACKs)."""
+    shares = []
+    t, seq = start, 0
+    while t <= end:
+        sent += 10
+        seqs = [seq + 1, seq + 3, seq + 5, seq + 7, seq + 9]
+        shares.append(meter.on_nack(t, seqs, sent))
+        shares.append(meter.on_nack(t, seqs, sent))  # the same gaps asked again
+        t, seq = t + 0.1, seq + 10
+    return shares
+
+
+def test_nack_share_counts_each_sequence_number_once_over_the_window() -> None:
+    meter = NackLoss(window=0.5, min_sent=20)
+    shares = nack_every_other_packet(meter, 1.0, 2.0)
+    assert shares[:4] == [None] * 4  # under half a window seen: no judgement yet
+    assert all(s is not None and 0.45 <= s <= 0.55 for s in shares[6:]), shares
+
+
+def test_nacks_too_few_packets_give_no_share() -> None:
+    meter = NackLoss(window=0.5, min_sent=20)
+    assert meter.on_nack(1.0, [1], packets_sent=1) is None
+    assert meter.on_nack(1.4, [2], packets_sent=3) is None  # half a window, 2 packets sent
+
+
+def test_old_nacks_leave_the_window() -> None:
+    meter = NackLoss(window=0.5, min_sent=20)
+    nack_every_other_packet(meter, 1.0, 2.0)
+    # Later, a clean stretch: one stray NACK per 100 packets.
+    assert meter.on_nack(5.0, [9_000], packets_sent=400) is None  # the window restarts
+    share = meter.on_nack(5.5, [9_050], packets_sent=500)
+    assert share is not None and share <= 0.05
+
+
+def test_heavy_nack_loss_goes_down_at_once_and_light_does_not() -> None:
+    chooser = LayerChooser(0.0)
+    chooser.on_nack_loss(1.0, 0.2)
+    chooser.on_nack_loss(1.5, None)
+    assert chooser.layer == HIGH
+    chooser.on_nack_loss(2.0, 0.6)
+    assert chooser.layer == LOW
 
 
 def test_parse_layers() -> None:
