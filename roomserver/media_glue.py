@@ -69,6 +69,7 @@ from roomserver.media.recording import RecordingTarget
 from roomserver.media.sfu import MediaRouter
 from roomserver.media.whip import IceServers, MediaAction, MediaPrincipal, bearer_token, media_routes
 from roomserver.media.workers import MediaWorkerPool
+from roomserver.media_peers import MediaPeers, peer_layer_route
 from roomserver.node import Node
 from roomserver.protocol import OpError, now_ms
 from roomserver.tenancy import app_of, public_room, room_key
@@ -187,6 +188,7 @@ class MediaGlue:
         self._origins: dict[str, dict[str, bytes]] = {}  # room → publisher → entry written here
         self._origin_refresh = BackgroundTask("media origins")
         self._http: aiohttp.ClientSession | None = None
+        self.peers = MediaPeers(node.broker, verifier, config.node_id, lambda: self._http)
         if isinstance(self.backend, (MediaRouter, MediaWorkerPool)):
             self.backend.upstreams = self.locate_upstream
 
@@ -419,11 +421,18 @@ class MediaGlue:
             await self.backend.close_room(room)
 
     async def set_layer(self, room: str, viewer: str, publisher: str, layer: str) -> str:
-        """``media.layer`` on `viewer`'s WHEP sessions of `publisher` in this node's media."""
+        """``media.layer`` on `viewer`'s WHEP sessions of `publisher`: this node's, else
+        another node's (media_peers.py: the viewer's WHEP may have landed elsewhere)."""
         try:
-            if isinstance(self.backend, MediaWorkerPool):
-                return await self.backend.set_layer(room, viewer, publisher, layer)
-            return self.backend.set_layer(room, viewer, publisher, layer)
+            try:
+                return await self.set_local_layer(room, viewer, publisher, layer)
+            except MediaError as exc:
+                if exc.code != "not_found":
+                    raise
+                elsewhere = await self.peers.set_layer(room, viewer, publisher, layer)
+                if elsewhere is None:
+                    raise
+                return elsewhere
         except MediaError as exc:
             # By code, not class: a media worker's answer comes back as a plain MediaError.
             if exc.code == "not_found":
@@ -431,6 +440,12 @@ class MediaGlue:
             if exc.code == "bad_request":
                 raise OpError("bad_request", exc.message) from None
             raise OpError("unavailable", exc.message) from None
+
+    async def set_local_layer(self, room: str, viewer: str, publisher: str, layer: str) -> str:
+        """``media.layer`` on the sessions in this node's media (MediaError NotFound: none)."""
+        if isinstance(self.backend, MediaWorkerPool):
+            return await self.backend.set_layer(room, viewer, publisher, layer)
+        return self.backend.set_layer(room, viewer, publisher, layer)
 
     # -- recording (issue 14) ------------------------------------------------------------
 
@@ -474,6 +489,7 @@ def install(app: web.Application, node: Node, verifier: TokenVerifier, config: C
     the caller hands the returned glue to the node (``node.media``)."""
     glue = MediaGlue(node, verifier, config)
     app.add_routes(media_routes(glue.backend, glue.authorize, ice_servers=turn_links(config)))
+    app.add_routes([peer_layer_route(verifier, glue.set_local_layer)])
 
     async def on_startup(app: web.Application) -> None:
         await glue.start()

@@ -57,7 +57,7 @@ def error_statuses(r: Route) -> list[int]:
     statuses = {429, *r.errors}
     if r.auth != "none":
         statuses.add(401)
-    if r.auth in ("admin", "room"):
+    if r.auth in ("admin", "room", "node"):
         statuses.add(403)
     if "{" in r.path:
         statuses.update((400, 404) if "{room}" in r.path or "{user}" in r.path else (404,))
@@ -165,6 +165,7 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
                 "admin": "Requires an admin token.",
                 "room": "Requires a token that admits this room.",
                 "any": "Requires any valid token.",
+                "node": "Requires a node-to-node token (another node of this deployment).",
             }[r.auth]
         if op is not None:
             doc["description"] += " The body is the op's params, plus `as` to act as a user; " + (

@@ -27,7 +27,7 @@ from roomserver.node import Node
 from roomserver.protocol import OpError, convert_params, decode_body, encode, now_ms
 from roomserver.tenancy import public_room, room_key
 
-Auth = Literal["none", "admin", "room", "any"]
+Auth = Literal["none", "admin", "room", "any", "node"]  # node: another node of the deployment
 
 
 # (name, description) or (name, description, JSON schema); a string without one

@@ -1,8 +1,9 @@
 """``media.layer`` (PROTOCOL §3, issue 14): a viewer pins the quality layer it gets of a
 layered publisher's video (``high``/``low``), or hands the choice back to the server's
 estimate (``auto``). It acts on the caller's WHEP sessions of that publisher in the room
-held by this node's media (``StageMedia.set_layer``): ``not_found`` if there are none
-(not playing it, the publisher sends no layers, or the sessions live on another node).
+held by this node's media, or else by another node's (``StageMedia.set_layer``,
+media_peers.py): ``not_found`` if there are none anywhere (not playing it, or the
+publisher sends no layers).
 """
 
 from __future__ import annotations

@@ -185,7 +185,7 @@ def media_routes(
                 raise Unprocessable("ICE restarts are not supported (If-Match: * asks for one)")
             if if_match is not None and session_etag(session) not in _entity_tags(if_match):
                 raise PreconditionFailed("If-Match does not name this session's ICE entity-tag")
-            fragment = await _read_body(request, MAX_FRAGMENT_BYTES, "trickle fragments")
+            fragment = await read_body(request, MAX_FRAGMENT_BYTES, "trickle fragments")
             await backend.trickle(session, principal.user, fragment, room=principal.room or room, kind=kind)
             return web.Response(status=204, headers={"ETag": session_etag(session)})
 
@@ -311,10 +311,10 @@ async def _read_offer(request: web.Request) -> str:
         raise UnsupportedMediaType(
             f"the offer must be sent as {SDP_CONTENT_TYPE}, not {request.content_type}"
         )
-    return await _read_body(request, MAX_OFFER_BYTES, "SDP offers")
+    return await read_body(request, MAX_OFFER_BYTES, "SDP offers")
 
 
-async def _read_body(request: web.Request, limit: int, what: str) -> str:
+async def read_body(request: web.Request, limit: int, what: str) -> str:
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(f"{what} are limited to {limit} bytes")
     chunks: list[bytes] = []

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from roomserver.client import RoomClient
+from roomserver.client import RoomClient, RoomError
 from roomserver.media.client import Publisher, Viewer, delete_session, post_offer
 from roomserver.media.ice import pin_host_addresses
 from roomserver.media.synthetic import LOW_LAYER_BITRATE, CounterVideoTrack, layer_pair
@@ -193,6 +193,59 @@ async def test_an_edge_relays_both_layers_and_its_viewers_switch(nodes) -> None:
             await until(lambda: media_viewers(a)["a"] == 1, 15, "A serves one viewer: B's relay")
         finally:
             await client.close()
+            if viewer is not None:
+                await viewer.close()
+            await publisher.close()
+
+
+@pytest.mark.parametrize("nodes", [0, 1], indirect=True, ids=["edge-in-process", "edge-with-a-media-worker"])
+async def test_media_layer_reaches_the_viewers_sessions_on_another_node(nodes) -> None:
+    """The viewer's socket is on A, its WHEP session on B (a load balancer spreads them
+    independently): `media.layer` sent to A is applied by B (media_peers.py). A viewer
+    with no session anywhere still gets not_found, and the node-only route refuses
+    clients."""
+    a, b = nodes
+    room = "peer-layer-" + uuid.uuid4().hex[:8]
+    high, low = layer_pair()
+    publisher = Publisher([high, low], max_bitrates={low: LOW_LAYER_BITRATE})
+    viewer: Viewer | None = None
+    client = RoomClient([a.url], token("v1"))
+    other = RoomClient([a.url], token("v2"))
+    async with aiohttp.ClientSession() as http:
+        try:
+            reply = await post_offer(
+                http,
+                f"{a.url}/v1/rooms/{room}/whip?layers=high,low",
+                await publisher.offer(),
+                token("h1", "host"),
+            )
+            assert reply.status == 201, reply.body
+            await publisher.accept(reply.body)
+            viewer, _ = await play(http, b, room, "v1")
+            assert await viewer.wait_for(lambda v: len(v.video) >= 15, 30)
+
+            await client.connect()
+            await client.join(room)
+            assert (await client.ops.media_layer(room, publisher="h1", layer="low"))["layer"] == "low"
+            mark = len(viewer.video)
+            assert await viewer.wait_for(lambda v: LOW_WIDTH in {s.width for s in v.video[mark:]}, 30)
+            assert (await client.ops.media_layer(room, publisher="h1", layer="auto"))["layer"] == "high"
+
+            await other.connect()
+            await other.join(room)
+            with pytest.raises(RoomError) as err:
+                await other.ops.media_layer(room, publisher="h1", layer="low")
+            assert err.value.code == "not_found"
+
+            url = f"{b.url}/v1/rooms/{room}/media/layer"
+            body = {"viewer": "v1", "publisher": "h1", "layer": "low"}
+            async with http.post(url, json=body, headers={"Authorization": f"Bearer {token('v1')}"}) as r:
+                assert r.status == 403, await r.text()
+            async with http.post(url, json=body) as r:
+                assert r.status == 401
+        finally:
+            await client.close()
+            await other.close()
             if viewer is not None:
                 await viewer.close()
             await publisher.close()
