@@ -49,7 +49,6 @@ CLUSTER_FLAGS = [
     "0",
 ]
 
-CREATE_FLAGS = ["--cluster-replicas", "1", "--cluster-yes"]
 
 _live: set[RedisNode] = set()
 
@@ -186,11 +185,14 @@ class RedisNode:
 
 
 class RedisCluster:
-    """3 primaries + 3 replicas on loopback, created with ``redis-cli --cluster create``."""
+    """3 primaries with a replica each (or ``replicas`` each) on loopback, created with
+    ``redis-cli --cluster create``."""
 
-    def __init__(self, root: Path, primaries: int = 3) -> None:
+    def __init__(self, root: Path, primaries: int = 3, replicas: int = 1) -> None:
         self.root = root
-        ports = free_ports(primaries * 2, cluster_bus=True)
+        self.primaries = primaries
+        self.replicas = replicas
+        ports = free_ports(primaries * (1 + replicas), cluster_bus=True)
         self.nodes = [RedisNode(p, root / f"n{p}", CLUSTER_FLAGS) for p in ports]
 
     @property
@@ -202,7 +204,10 @@ class RedisCluster:
         for n in self.nodes:
             n.start()
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *(n.addr for n in self.nodes), *CREATE_FLAGS],
+            [
+                *(REDIS_CLI, "--cluster", "create", *(n.addr for n in self.nodes)),
+                *("--cluster-replicas", str(self.replicas), "--cluster-yes"),
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -316,11 +321,11 @@ class RedisCluster:
                 primaries[node_id] = port
             elif "slave" in flags:
                 replicas.setdefault(master, []).append(port)
-        if len(primaries) != len(self.nodes) // 2:
+        if len(primaries) != self.primaries:
             return f"{len(primaries)} primaries with slots"
         for node_id, port in primaries.items():
-            if not replicas.get(node_id):
-                return f"primary {port} has no replica"
+            if len(replicas.get(node_id, ())) < self.replicas:
+                return f"primary {port} has {len(replicas.get(node_id, ()))} of {self.replicas} replicas"
             for rp in replicas[node_id]:
                 try:
                     info = self._node(rp).command("INFO", "replication")
