@@ -61,11 +61,13 @@ class PostgresServer:
         self._as = _run_as()
 
     def _preexec(self) -> None:  # in the child, between fork and exec
-        with contextlib.suppress(Exception):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if self._as is not None:
             os.setgid(self._as[1])
             os.setuid(self._as[0])
+        # After the credentials change, which clears the parent-death signal (prctl(2)): set
+        # before it, a benchmark killed by SIGTERM left its PostgreSQL running.
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
     @property
     def url(self) -> str:
