@@ -94,6 +94,28 @@ async def play(
         await asyncio.sleep(0.3)
 
 
+def layered_publisher() -> Publisher:
+    high, low = layer_pair()
+    return Publisher([high, low], max_bitrates={low: LOW_LAYER_BITRATE})
+
+
+async def publish_layers_and_play(
+    http: aiohttp.ClientSession, origin: ServerProcess, edge: ServerProcess, room: str, publisher: Publisher
+) -> Viewer:
+    """`publisher` sends both layers to `origin` as the host h1 (WHIP `?layers=high,low`);
+    viewer v1 plays it on `edge`."""
+    reply = await post_offer(
+        http,
+        f"{origin.url}/v1/rooms/{room}/whip?layers=high,low",
+        await publisher.offer(),
+        token("h1", "host"),
+    )
+    assert reply.status == 201, reply.body
+    await publisher.accept(reply.body)
+    viewer, _ = await play(http, edge, room, "v1")
+    return viewer
+
+
 def closed_by_server(viewer: Viewer) -> bool:
     """The server ended the viewer's session (its DTLS close arrived)."""
     return viewer.pc.getTransceivers()[0].receiver.transport.state == "closed"
@@ -163,21 +185,12 @@ async def test_an_edge_relays_both_layers_and_its_viewers_switch(nodes) -> None:
     the viewer's socket and its WHEP session), while A still counts one viewer: B's relay."""
     a, b = nodes
     room = "layers-" + uuid.uuid4().hex[:8]
-    high, low = layer_pair()
-    publisher = Publisher([high, low], max_bitrates={low: LOW_LAYER_BITRATE})
+    publisher = layered_publisher()
     viewer: Viewer | None = None
     client = RoomClient([b.url], token("v1"))
     async with aiohttp.ClientSession() as http:
         try:
-            reply = await post_offer(
-                http,
-                f"{a.url}/v1/rooms/{room}/whip?layers=high,low",
-                await publisher.offer(),
-                token("h1", "host"),
-            )
-            assert reply.status == 201, reply.body
-            await publisher.accept(reply.body)
-            viewer, _ = await play(http, b, room, "v1")
+            viewer = await publish_layers_and_play(http, a, b, room, publisher)
             assert await viewer.wait_for(lambda v: len(v.video) >= 15, 30)
             assert {s.width for s in viewer.video} == {HIGH_WIDTH}  # starts high, as on the origin
 
@@ -206,22 +219,13 @@ async def test_media_layer_reaches_the_viewers_sessions_on_another_node(nodes) -
     clients."""
     a, b = nodes
     room = "peer-layer-" + uuid.uuid4().hex[:8]
-    high, low = layer_pair()
-    publisher = Publisher([high, low], max_bitrates={low: LOW_LAYER_BITRATE})
+    publisher = layered_publisher()
     viewer: Viewer | None = None
     client = RoomClient([a.url], token("v1"))
     other = RoomClient([a.url], token("v2"))
     async with aiohttp.ClientSession() as http:
         try:
-            reply = await post_offer(
-                http,
-                f"{a.url}/v1/rooms/{room}/whip?layers=high,low",
-                await publisher.offer(),
-                token("h1", "host"),
-            )
-            assert reply.status == 201, reply.body
-            await publisher.accept(reply.body)
-            viewer, _ = await play(http, b, room, "v1")
+            viewer = await publish_layers_and_play(http, a, b, room, publisher)
             assert await viewer.wait_for(lambda v: len(v.video) >= 15, 30)
 
             await client.connect()
