@@ -309,15 +309,19 @@ class Node:
         cached = self._docs.get(room)
         if cached is not None:
             return cached[1]
-        rec = await self.broker.load(room)
-        if rec.doc is None:
+        loaded = await self._load(room)
+        if loaded is None:
             if not create:
                 return None
             doc = rules.new_room(public_room(room), now_ms(), barrage_cap=self.config.barrage_cap)
             return await self.create_room(room, doc, exist_ok=True)
-        doc = rules.decode_doc(rec.doc)
-        self._cache(room, rec.version, doc)
-        return doc
+        self._cache(room, *loaded)
+        return loaded[1]
+
+    async def _load(self, room: str) -> tuple[int, RoomDoc] | None:
+        """The room's version and document as the bus has them (None: no such room)."""
+        rec = await self.broker.load(room)
+        return None if rec.doc is None else (rec.version, rules.decode_doc(rec.doc))
 
     async def create_room(self, room: str, doc: RoomDoc, *, exist_ok: bool = False) -> RoomDoc:
         """Create ``room`` with ``doc`` if its app is under ``max_rooms_per_app``
@@ -359,14 +363,13 @@ class Node:
         """The room's document as the bus has it now. This node's copy follows the room's
         channel, so a write another node made a moment ago may not be in it yet: a rule about
         to answer ``not_found`` reads again here first (the error path only)."""
-        rec = await self.broker.load(room)
-        if rec.doc is None:
+        loaded = await self._load(room)
+        if loaded is None:
             raise OpError("not_found", f"room {public_room(room)} does not exist")
-        doc = rules.decode_doc(rec.doc)
         cached = self._docs.get(room)
-        if cached is None or cached[0] < rec.version:
-            self._cache(room, rec.version, doc)
-        return doc
+        if cached is None or cached[0] < loaded[0]:  # a delivery may have brought a newer one
+            self._cache(room, *loaded)
+        return loaded[1]
 
     async def require_room(self, room: str) -> RoomDoc:
         doc = await self.room(room)
