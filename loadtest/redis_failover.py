@@ -51,7 +51,7 @@ import aiohttp
 from roomserver.bus.redis import room_keys
 from roomserver.client import RoomClient, RoomError
 from roomserver.tenancy import room_key
-from tests.redis_servers import RedisCluster
+from tests.redis_servers import RedisCluster, start_cluster
 from tests.server_procs import APP, ServerProcess, running, token
 
 RETRYABLE = {"unavailable", "timeout", "disconnected"}
@@ -98,12 +98,7 @@ async def settle(call: Callable[[str], Awaitable[Any]], *, deadline: float) -> t
 
 
 async def one_run(args: argparse.Namespace, replicas: int, root: Path) -> dict[str, Any]:
-    cluster = RedisCluster(root / f"cluster-r{replicas}", replicas=replicas)
-    try:
-        cluster.create()
-    except Exception:
-        cluster.kill_all()
-        raise
+    cluster = start_cluster(root / f"r{replicas}", replicas=replicas)
     prefix = "fo" + uuid.uuid4().hex[:6]
     servers = [
         ServerProcess(

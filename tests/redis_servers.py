@@ -355,18 +355,7 @@ class RedisServers:
 
     def start_cluster(self) -> RedisCluster:
         if self.cluster is None:
-            for attempt in range(3):  # a port may be taken between probing and binding
-                cluster = RedisCluster(self.tmp / f"cluster{attempt}")
-                try:
-                    cluster.create()
-                except (RuntimeError, subprocess.CalledProcessError):
-                    cluster.kill_all()
-                    if attempt == 2:
-                        raise
-                    continue
-                self.cluster = cluster
-                break
-        assert self.cluster is not None
+            self.cluster = start_cluster(self.tmp)
         return self.cluster
 
     def start_single(self) -> RedisNode:
@@ -380,6 +369,21 @@ class RedisServers:
         if self.single is not None:
             self.single.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def start_cluster(root: Path, replicas: int = 1) -> RedisCluster:
+    """A created, healthy cluster under ``root`` (3 primaries, ``replicas`` each)."""
+    for attempt in range(3):  # a port may be taken between probing and binding
+        cluster = RedisCluster(root / f"cluster{attempt}", replicas=replicas)
+        try:
+            cluster.create()
+        except (RuntimeError, subprocess.CalledProcessError):
+            cluster.kill_all()
+            if attempt == 2:
+                raise
+            continue
+        return cluster
+    raise AssertionError("unreachable")
 
 
 def start_standalone(workdir: Path) -> RedisNode:
