@@ -257,7 +257,13 @@ def test_bus_name_never_shows_a_redis_password():
 async def test_an_outage_is_logged_while_it_lasts_not_per_check(
     caplog: pytest.LogCaptureFixture, tmp_path: Path
 ):
-    port = free_ports(1, cluster_bus=False)[0]
+    # The port is held (bound, not listening: a connection is refused as if nothing were
+    # there) until the server starts: free for a second, it was once taken meanwhile by
+    # another socket (a CI run: "bind: Address already in use").
+    hold = socket.socket()
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hold.bind(("127.0.0.1", 0))
+    port = hold.getsockname()[1]
     broker = RedisBroker.from_url(f"redis://127.0.0.1:{port}/0", node_id="w", op_timeout=0.5)
     watch = BusWatch(broker, "Redis test", period_s=0.01, repeat_s=0.3)
     caplog.set_level(logging.INFO, logger="roomserver.buswatch")
@@ -276,6 +282,7 @@ async def test_an_outage_is_logged_while_it_lasts_not_per_check(
         assert 1 <= len(lines) - 1 <= 1 + elapsed / 0.3, lines
         assert all(line.startswith("Redis test is still unreachable (for") for line in lines[1:])
         node = RedisNode(port, tmp_path / "redis", ["--save", "", "--appendonly", "no"])
+        hold.close()
         node.start()
         try:
             assert await watch.check()
@@ -283,6 +290,7 @@ async def test_an_outage_is_logged_while_it_lasts_not_per_check(
             node.kill()
         assert caplog.records[-1].getMessage().startswith("Redis test is reachable again after")
     finally:
+        hold.close()
         await broker.close()
 
 
