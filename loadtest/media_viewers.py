@@ -5,7 +5,10 @@ decoding, 40 viewers cost the client more than a core, and on a 2-core box the l
 generator, not the server, set every figure. Bulk viewers therefore do the least a viewer
 can: ICE and DTLS as usual (the server sees a real WebRTC peer), then each SRTP packet's
 clear RTP header is read without decrypting it (``HeaderCounter``): a video frame is a
-packet with the marker bit, a lost packet a gap in the sender's sequence numbers. They live
+packet with the marker bit, a lost packet a gap in the sender's sequence numbers. An RTP
+packet is counted where its datagram arrives, before aioice tries it as STUN and queues it
+for aiortc's receive task (a failed STUN parse, a queue put and a task wake-up per packet
+made 300 viewers cost the client more than a core, the server's share of the box). They live
 in ``--viewer-procs`` children, so the decoding latency probes (full aiortc viewers in the
 scenario's own process) keep a quiet event loop.
 
@@ -26,6 +29,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -41,7 +45,8 @@ VIDEO_RTPMAP = re.compile(r"^a=rtpmap:(\d+) (?:VP8|VP9|H264)/90000", re.MULTILIN
 class HeaderCounter:
     """Counts video frames and lost packets from RTP headers (they are not encrypted in
     SRTP), replacing aiortc's decrypt → parse → jitter buffer path for one viewer. Uses
-    ``RTCDtlsTransport._rx_srtp`` and ``_handle_rtp_data`` (aiortc 1.16, pinned)."""
+    ``RTCDtlsTransport._rx_srtp`` and ``_handle_rtp_data`` (aiortc 1.16, pinned) and
+    aioice's ``Connection._protocols`` (0.13, pinned through aiortc)."""
 
     def __init__(self, viewer: Viewer, answer_sdp: str) -> None:
         self.viewer = viewer
@@ -53,6 +58,21 @@ class HeaderCounter:
         self._dtls = dtls
         dtls.on("statechange", self._skip_decryption)
         self._skip_decryption()
+        for protocol in dtls.transport._connection._protocols:
+            protocol.datagram_received = self._datagram(protocol.datagram_received)  # type: ignore[method-assign,assignment]
+            _read_all_ready(protocol)
+
+    def _datagram(self, passed_on: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
+        """``passed_on`` (aioice's handler) for all but RTP: STUN (ICE consent), DTLS,
+        RTCP (RFC 5761: its second byte is 192-223) keep their usual path."""
+
+        def received(data: bytes, addr: Any) -> None:
+            if len(data) >= 12 and 128 <= data[0] < 192 and not 192 <= data[1] < 224:
+                self.count(data)
+            else:
+                passed_on(data, addr)
+
+        return received
 
     def _skip_decryption(self) -> None:
         srtp = self._dtls._rx_srtp
@@ -60,6 +80,9 @@ class HeaderCounter:
             self._dtls._rx_srtp = _ClearRtp(srtp)  # type: ignore[assignment]  # aiortc private, duck-typed
 
     async def _on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        self.count(data)  # an RTP packet that came before the fast path was in place
+
+    def count(self, data: bytes) -> None:
         if len(data) < 12 or (data[1] & 0x7F) not in self.video_pts:
             return  # RTX, audio, padding probes
         seq = (data[2] << 8) | data[3]
@@ -76,6 +99,34 @@ class HeaderCounter:
             self.viewer.encoded_frames["video"] += 1
             if self.viewer.first_frame_at is None:
                 self.viewer.first_frame_at = time.monotonic()
+
+
+READS_PER_WAKEUP = 64
+
+
+def _read_all_ready(protocol: Any) -> None:
+    """Read every datagram waiting on the protocol's socket per wake-up of the loop, not
+    one (asyncio's datagram transport): a video frame's packets arrive together, and a
+    loop turn per packet was most of a bulk viewer's cost. Uses asyncio's private
+    ``_add_reader`` (the public one refuses a socket a transport owns); the transport's
+    close removes this reader as it would its own."""
+    transport = protocol.transport
+    sock = transport._sock
+    loop = asyncio.get_running_loop()
+
+    def ready() -> None:
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                protocol.error_received(exc)
+                return
+            protocol.datagram_received(data, addr)
+
+    loop._remove_reader(sock.fileno())  # type: ignore[attr-defined]
+    loop._add_reader(sock.fileno(), ready)  # type: ignore[attr-defined]
 
 
 class _ClearRtp:
