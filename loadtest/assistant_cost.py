@@ -10,7 +10,7 @@ serve``, the embedded bus and store, the eval catalogue's room): the CPU time of
 whole process (every thread: the behaviour records' and the bus writes' too) for
 
 - ``offer`` of the labelled set's lines (the barrage handler's only call: the room's
-  switch and the question classifier), per line;
+  switch and a list append) and the worker's classifier on them, per line;
 - ``handle`` of its questions, one asker in 50 as in the bench, with warm caches (the
   same texts again), the queue's writes and records included, per question.
 
@@ -87,16 +87,17 @@ async def measure(questions: int, repeat: int) -> dict[str, Any]:
             seq += 1
             q = Question(room, f"s{i % 50}", "", texts[i % len(texts)], seq, now_ms())
             await assistant.handle(q, classified=True)
-            if i % 8 == 0:  # the server's loop turns: the writes task, the records' thread
-                await asyncio.sleep(0)
-        await asyncio.sleep(0.6)  # the last pending writes (every 0.25 s) and records
+            if i % 10 == 9:  # a batch of the worker (10 questions: 0.25 s of the bench's storm)
+                await assistant.write_pending()
+                await asyncio.sleep(0)  # the server's loop turns: the records' thread
+        await assistant.write_pending()
+        await asyncio.sleep(0.6)  # the last records
 
     def offer_all(n: int) -> None:
         user = {"id": "s0", "name": ""}
         for i in range(n):
             assistant.offer(room, doc, user, lines[i % len(lines)], i + 1)
-        while not assistant.queue.empty():  # (its questions are not handled here)
-            assistant.queue.get_nowait()
+        assistant.take_questions()  # classified as the worker does (not handled here)
 
     await handle_all(2 * len(texts))  # warm: every text's choice and rendering kept
     per_question, per_line = [], []

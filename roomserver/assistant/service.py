@@ -1,14 +1,15 @@
 """The assistant of one server process (the I/O shell around the pure parts).
 
-The barrage handler hands each accepted line to ``offer``, which queues the questions
-of rooms with the assistant on (a bounded queue put, no await): the barrage's commit
-and flush never wait for the assistant. One task drains the queue: the room's
+The barrage handler hands each accepted line to ``offer``, which queues the lines of
+rooms with the assistant on (a list append, no await): the barrage's commit and flush
+never wait for the assistant. One task drains the queue every ``DRAIN_MS``: it keeps
+the lines that ask something (``is_question``), then per question the room's
 settings again, its scope and live facts (room
 document, stock and coupon counters), retrieval, the decision, the answer as a
 durable ``assistant.answer`` event. Another publishes each room's question board
 to hosts and moderators (``assistant.questions``, ephemeral, at most once a second,
-only when it changed). A full queue drops questions (counted in ``dropped``)
-rather than grow without bound.
+only when it changed). A full queue drops lines (counted in ``dropped``) rather than
+grow without bound.
 
 Each process answers the questions its own sockets sent, so every question is
 answered once in a cluster of nodes. The catalogue, the feedback and the questions
@@ -85,15 +86,20 @@ USER_LAST_MAX = 10_000
 CHOICE_CACHE = 2048
 # A room's board is folded and published while questions came in this long ago.
 BOARD_ACTIVE_MS = 65_000
-# The bus writes of handled questions (board entry, show total) go out in batches this
-# often (one stream append and one coalesced tally per room, not two round trips per
-# question); a question answered now is written before its answer is published, so a
-# "wrong" mark always finds it. Other nodes' askers are folded in before an answer at
-# most this often.
-WRITE_MS = 250
+# The bus writes of handled questions (board entry, show total) go out once per batch of
+# the worker (DRAIN_MS: one stream append and one coalesced tally per room, not two
+# round trips per question); a question answered now is written before its answer is
+# published, so a "wrong" mark always finds it. Other nodes' askers are folded in before
+# an answer at most every FOLD_BEFORE_ANSWER_MS.
 FOLD_BEFORE_ANSWER_MS = 250
 TRIM_EVERY_TICKS = 60
-DRAIN_BATCH = 256  # questions handled per wake-up of the worker, at most
+# The worker wakes at most this often and takes every line queued meanwhile. Each
+# wake-up walks the assistant's tables and code (classifier, index, caches), which
+# pushes the fan-out's out of the CPU caches: woken per question (40 a second in the
+# benchmark's storm), the barrage's own flushes cost measurably more, and classifying
+# each line in the barrage handler did the same (docs/benchmarks.md, "the assistant in
+# batches"). An answer waits up to this much longer; the target is 500 ms.
+DRAIN_MS = 250
 
 
 @dataclass(slots=True)
@@ -132,7 +138,7 @@ class RoomState:
     cursor: str = ""
     folded_ms: int = 0
     wide_until: dict[str, int] = field(default_factory=dict)  # key -> no room-wide answer before
-    # Entries not written to the bus yet (``WRITE_MS``): (entry, question seq or None).
+    # Entries not written to the bus yet (the worker's batch): (entry, question seq or None).
     pending: list[tuple[dict[str, Any], int | None]] = field(default_factory=list)
     touched_ms: int = 0  # the last question or host action (see ROOM_STATE_KEEP_MS)
     asked_ms: int = 0  # the last question handled here (see BOARD_ACTIVE_MS)
@@ -145,7 +151,8 @@ class Assistant:
         self.threshold = DEFAULT_THRESHOLD if embedder is None else HYBRID_THRESHOLD
         self.shared: bus_state.Shared | None = None  # the bus state (attach)
         self.rooms: dict[str, RoomState] = {}
-        self.queue: asyncio.Queue[Question] = asyncio.Queue(QUEUE_MAX)
+        self.queue: list[Question] = []  # lines offered, not classified yet (QUEUE_MAX)
+        self._offered = asyncio.Event()  # set when the queue gets its first line
         self.dropped = 0
         self.processed = 0
         self.cpu_s = 0.0
@@ -173,7 +180,6 @@ class Assistant:
         self._tasks = [
             asyncio.create_task(self._drain(), name="assistant"),
             asyncio.create_task(self._boards(), name="assistant-board"),
-            asyncio.create_task(self._writes(), name="assistant-writes"),
         ]
 
     async def stop(self) -> None:
@@ -188,17 +194,19 @@ class Assistant:
     def offer(self, room: str, doc: RoomDoc, user: dict[str, Any], text: str, seq: int) -> None:
         """An accepted barrage line (called by the barrage handler; never blocks).
 
-        Only questions of rooms with the assistant on are queued: a room with it off
-        costs nothing more, and the line classifier (about 2 µs) is cheaper than a
-        queue put and the worker's wake-up for the four lines in five that ask nothing."""
+        Only lines of rooms with the assistant on (and an app with a catalogue) are
+        queued: a room with it off costs nothing more. The worker classifies them, in
+        a batch (see DRAIN_MS)."""
         if self.shared is None or not self.settings(doc).get("enabled", True):
             return
-        if not self.shared.maybe_answerable(app_of(room)) or not is_question(text):
+        if not self.shared.maybe_answerable(app_of(room)):
             return
-        try:
-            self.queue.put_nowait(Question(room, user["id"], user.get("name", ""), text, seq, now_ms()))
-        except asyncio.QueueFull:
+        if len(self.queue) >= QUEUE_MAX:
             self.dropped += 1
+            return
+        if not self.queue:
+            self._offered.set()
+        self.queue.append(Question(room, user["id"], user.get("name", ""), text, seq, now_ms()))
 
     # -- the worker -------------------------------------------------------------------
 
@@ -207,16 +215,20 @@ class Assistant:
         # does not wait for it; questions wait in the queue meanwhile.
         await asyncio.get_running_loop().run_in_executor(None, jieba_ready)
         while True:
-            # Every question queued by now in one wake-up: under a storm the worker
-            # does not pay a loop turn per question.
-            batch = [await self.queue.get()]
-            while len(batch) < DRAIN_BATCH and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            for q in batch:
+            await self._offered.wait()
+            await asyncio.sleep(DRAIN_MS / 1000)
+            for q in self.take_questions():
                 try:
                     await self.handle(q, classified=True)
                 except Exception:  # one bad question must not stop the assistant
                     log.exception("assistant: question in %s failed", q.room)
+            await self.write_pending()
+
+    def take_questions(self) -> list[Question]:
+        """The queued lines that ask something; the queue starts over."""
+        batch, self.queue = self.queue, []
+        self._offered.clear()
+        return [q for q in batch if is_question(q.text)]
 
     def room_state(self, room: str) -> RoomState:
         st = self.rooms.get(room)
@@ -406,15 +418,14 @@ class Assistant:
 
     # -- the bus writes ---------------------------------------------------------------
 
-    async def _writes(self) -> None:
-        while True:
-            await asyncio.sleep(WRITE_MS / 1000)
-            for room, st in list(self.rooms.items()):
-                if st.pending:
-                    try:
-                        await self._flush(room, st)
-                    except Exception:  # the bus may be down: these entries are lost, not the next
-                        log.exception("assistant: questions of %s not written to the bus", room)
+    async def write_pending(self) -> None:
+        """Every room's entries not written yet (after each batch of the worker)."""
+        for room, st in list(self.rooms.items()):
+            if st.pending:
+                try:
+                    await self._flush(room, st)
+                except Exception:  # the bus may be down: these entries are lost, not the next
+                    log.exception("assistant: questions of %s not written to the bus", room)
 
     async def _flush(self, room: str, st: RoomState) -> None:
         """Write the room's pending entries: one stream append for all of them, and the

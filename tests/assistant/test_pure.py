@@ -140,20 +140,23 @@ async def test_offer_never_waits_and_drops_beyond_its_bound() -> None:
     bus = assistant.attach(MemoryBroker())
     await bus.catalog("app")  # read: the app has no catalogue
     assistant.offer("app/r", doc, user, "多少钱", 1)  # ... so it is not queued
-    assert assistant.queue.qsize() == 0
+    assert len(assistant.queue) == 0
     bus.catalogs["app"].checked -= shared.EMPTY_RECHECK_MS / 1000  # a second later: offered again
     assistant.offer("app/r", doc, user, "多少钱", 1)
-    assert assistant.queue.qsize() == 1
+    assert len(assistant.queue) == 1
     await bus.put_product("app", "p", ProductBody(title="t", price_cents=1), NOW)
     await bus.catalog("app")
-    # Lines that ask nothing and rooms with the assistant off are not queued.
-    assistant.offer("app/r", doc, user, "主播好美", 2)
+    # Rooms with the assistant off queue nothing (the worker classifies the others' lines).
     off = with_features(doc, assistant={"enabled": False})
     assistant.offer("app/r", off, user, "多少钱", 3)
-    assert assistant.queue.qsize() == 1
+    assert len(assistant.queue) == 1
+    # The worker keeps the lines that ask something; the queue starts over.
+    assistant.offer("app/r", doc, user, "主播好美", 4)
+    assistant.offer("app/r", doc, user, "有XL码吗", 5)
+    assert [q.seq for q in assistant.take_questions()] == [1, 5] and assistant.queue == []
     for seq in range(QUEUE_MAX + 5):
         assistant.offer("app/r", doc, user, "多少钱", seq)
-    assert assistant.queue.qsize() == QUEUE_MAX and assistant.dropped == 6
+    assert len(assistant.queue) == QUEUE_MAX and assistant.dropped == 5
 
 
 async def test_the_assistant_keeps_bounded_state_per_room() -> None:
