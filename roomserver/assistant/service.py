@@ -95,10 +95,10 @@ FOLD_BEFORE_ANSWER_MS = 250
 TRIM_EVERY_TICKS = 60
 # The worker wakes at most this often and takes every line queued meanwhile. Each
 # wake-up walks the assistant's tables and code (classifier, index, caches), which
-# pushes the fan-out's out of the CPU caches: woken per question (40 a second in the
-# benchmark's storm), the barrage's own flushes cost measurably more, and classifying
-# each line in the barrage handler did the same (docs/benchmarks.md, "the assistant in
-# batches"). An answer waits up to this much longer; the target is 500 ms.
+# pushes the fan-out's own data out of the CPU caches: woken per question (40 a second
+# in the benchmark's storm), the barrage's own flushes cost measurably more, and
+# classifying each line in the barrage handler did the same (docs/benchmarks.md, "The
+# room assistant in batches"). An answer waits up to this much longer (target 500 ms).
 DRAIN_MS = 250
 
 
