@@ -7,8 +7,9 @@ can: ICE and DTLS as usual (the server sees a real WebRTC peer), then each SRTP 
 clear RTP header is read without decrypting it (``HeaderCounter``): a video frame is a
 packet with the marker bit, a lost packet a gap in the sender's sequence numbers. An RTP
 packet is counted where its datagram arrives, before aioice tries it as STUN and queues it
-for aiortc's receive task (a failed STUN parse, a queue put and a task wake-up per packet
-made 300 viewers cost the client more than a core, the server's share of the box). They live
+for aiortc's receive task (a failed STUN parse, a queue put and a task wake-up per packet);
+with every waiting datagram read per wake-up, the viewers' processes cost 11-23 % less at
+150 viewers (docs/benchmarks.md, session 13). They live
 in ``--viewer-procs`` children, so the decoding latency probes (full aiortc viewers in the
 scenario's own process) keep a quiet event loop.
 
@@ -106,8 +107,8 @@ READS_PER_WAKEUP = 64
 
 def _read_all_ready(protocol: Any) -> None:
     """Read every datagram waiting on the protocol's socket per wake-up of the loop, not
-    one (asyncio's datagram transport): a video frame's packets arrive together, and a
-    loop turn per packet was most of a bulk viewer's cost. Uses asyncio's private
+    one (asyncio's datagram transport): a video frame's packets arrive together, so one
+    turn of the loop serves several. Uses asyncio's private
     ``_add_reader`` (the public one refuses a socket a transport owns); the transport's
     close removes this reader as it would its own."""
     transport = protocol.transport
