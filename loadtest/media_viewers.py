@@ -105,12 +105,12 @@ class HeaderCounter:
 READS_PER_WAKEUP = 64
 
 
-def _read_all_ready(protocol: Any) -> None:
+def _read_all_ready(protocol: Any) -> Callable[[], None]:
     """Read every datagram waiting on the protocol's socket per wake-up of the loop, not
     one (asyncio's datagram transport): a video frame's packets arrive together, so one
     turn of the loop serves several. Uses asyncio's private
     ``_add_reader`` (the public one refuses a socket a transport owns); the transport's
-    close removes this reader as it would its own."""
+    close removes this reader as it would its own. Returns the reader."""
     transport = protocol.transport
     sock = transport._sock
     loop = asyncio.get_running_loop()
@@ -128,6 +128,7 @@ def _read_all_ready(protocol: Any) -> None:
 
     loop._remove_reader(sock.fileno())  # type: ignore[attr-defined]
     loop._add_reader(sock.fileno(), ready)  # type: ignore[attr-defined]
+    return ready
 
 
 class _ClearRtp:

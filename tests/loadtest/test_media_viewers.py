@@ -8,7 +8,7 @@ import socket
 from types import SimpleNamespace
 from typing import Any
 
-from loadtest.media_viewers import HeaderCounter, _read_all_ready
+from loadtest.media_viewers import READS_PER_WAKEUP, HeaderCounter, _read_all_ready
 
 
 def _counter() -> HeaderCounter:
@@ -44,7 +44,7 @@ def test_rtp_is_counted_and_everything_else_goes_to_aioice() -> None:
     assert counter.lost == 2  # seqs 3 and 4 never came; audio (pt 111) is not video
 
 
-async def test_every_waiting_datagram_is_read_in_one_wake_up() -> None:
+async def test_one_wake_up_reads_every_waiting_datagram_up_to_its_bound() -> None:
     loop = asyncio.get_running_loop()
     got: list[bytes] = []
 
@@ -56,16 +56,22 @@ async def test_every_waiting_datagram_is_read_in_one_wake_up() -> None:
             got.append(data)
 
     transport, protocol = await loop.create_datagram_endpoint(Protocol, local_addr=("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        _read_all_ready(protocol)
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for i in range(100):
+        ready = _read_all_ready(protocol)
+        for i in range(100):  # queued on the socket before the loop runs again
             sender.sendto(bytes([i]), transport.get_extra_info("sockname"))
-        sender.close()
-        for _ in range(100):
-            if len(got) == 100:
+        ready()  # one wake-up (asyncio's own reader takes one datagram per wake-up)
+        assert got == [bytes([i]) for i in range(READS_PER_WAKEUP)]
+        ready()
+        assert got == [bytes([i]) for i in range(100)]
+        ready()  # nothing waiting: returns without blocking or raising
+        sender.sendto(b"late", transport.get_extra_info("sockname"))
+        for _ in range(100):  # and the loop calls it as its reader
+            if got[-1] == b"late":
                 break
             await asyncio.sleep(0.01)
-        assert got == [bytes([i]) for i in range(100)]  # all of them, in order, past READS_PER_WAKEUP
+        assert got[-1] == b"late" and len(got) == 101
     finally:
+        sender.close()
         transport.close()
