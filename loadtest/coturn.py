@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from .procs import free_port
 
 TURNSERVER = "/usr/bin/turnserver"
 
@@ -74,21 +75,6 @@ def self_signed(ip: str, cert_file: Path, key_file: Path) -> None:
     key_file.chmod(0o644)  # coturn may drop privileges before reading it
 
 
-def free_port(ip: str) -> int:
-    """A port free for both TCP and UDP on `ip` (coturn listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((ip, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((ip, port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free TCP+UDP port")
-
-
 @contextlib.asynccontextmanager
 async def coturn(
     listen_ip: str = "127.0.0.1",
@@ -100,8 +86,8 @@ async def coturn(
     """coturn on free ports; `tls` adds a TLS listener (`tls_port`) with a self-signed
     certificate for `listen_ip`, written to `ca_file` for clients to trust (SSL_CERT_FILE)."""
     with tempfile.TemporaryDirectory(prefix="coturn-") as folder:
-        port = free_port(listen_ip)
-        tls_port = free_port(listen_ip) if tls else 0
+        port = free_port(listen_ip, udp=True)  # coturn listens on both
+        tls_port = free_port(listen_ip, udp=True) if tls else 0
         relay_low = 49152 + (os.getpid() % 150) * 100  # coturn skips ports already taken
         log = Path(folder, "turn.log")
         config = Path(folder, "turnserver.conf")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import resource
 import secrets
 import signal
@@ -98,10 +99,24 @@ def listen_overflows() -> int:
     return 0
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _bindable(ip: str, port: int, kind: socket.SocketKind) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(ip: str = "127.0.0.1", *, udp: bool = False) -> int:
+    """A port free on ``ip`` for TCP (and UDP too with ``udp``) for a server about to
+    start. Below the kernel's ephemeral range (32768+, where binding port 0 would pick):
+    a port there can be taken by any outgoing connection before the server binds it."""
+    for _ in range(2000):
+        port = random.randrange(20000, 32768)
+        if _bindable(ip, port, socket.SOCK_STREAM) and (not udp or _bindable(ip, port, socket.SOCK_DGRAM)):
+            return port
+    raise RuntimeError(f"no free port on {ip}")
 
 
 def _die_with_parent() -> None:  # in the child between fork and exec

@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.redis_servers import free_ports
+from tests.ports import free_ports
 
 
 def pg_bin(name: str) -> str:

@@ -18,10 +18,8 @@ import atexit
 import contextlib
 import ctypes
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +28,8 @@ from pathlib import Path
 
 import redis
 from redis.crc import key_slot
+
+from tests.ports import free_ports
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -65,41 +65,6 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_run(n: int) -> int:
-    """The first of ``n`` consecutive free loopback ports, for a script that listens on
-    PORT, PORT+1, … (``make cluster``). Below the kernel's ephemeral range (32768+):
-    a port there that is free now can be taken by any outgoing connection before the
-    script binds it — which failed the cluster script's test once under load."""
-    for _ in range(2000):
-        first = random.randrange(20000, 32000 - n)
-        if all(_port_free(p) for p in range(first, first + n)):
-            return first
-    raise RuntimeError("no free port run")
-
-
-def free_ports(n: int, *, cluster_bus: bool) -> list[int]:
-    """``n`` free loopback ports (and ``port + 10000`` free too for the cluster bus)."""
-    ports: list[int] = []
-    for _ in range(2000):
-        p = random.randrange(20000, 45000)
-        if p in ports or p == 6379 or p + 10000 in ports:
-            continue
-        if _port_free(p) and (not cluster_bus or _port_free(p + 10000)):
-            ports.append(p)
-            if len(ports) == n:
-                return ports
-    raise RuntimeError("no free ports")
 
 
 def _client(port: int, timeout: float = 0.5) -> redis.Redis:

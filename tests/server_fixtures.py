@@ -9,7 +9,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from roomserver.auth import mint_token
 from roomserver.client import Event, RoomClient
 from roomserver.config import Config
 from roomserver.server import GATEWAY_KEY, NODE_KEY, create_app
+from tests.ports import free_port
 from tests.server_procs import START_TIMEOUT_S
 
 APP = "testapp"
@@ -315,12 +315,6 @@ async def closed_after(
 
 
 # -- a real `roomserver serve` process ------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from loadtest.procs import NO_CLIENT_LIMITS
 from roomserver.auth import mint_token
+from tests.ports import free_port
 
 SECRET = "k" * 40
 APP = "app"
@@ -26,12 +26,6 @@ START_TIMEOUT_S = 60.0
 
 def token(user: str, role: str = "viewer") -> str:
     return mint_token(APP, SECRET, user, role)  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:

@@ -14,7 +14,8 @@ import pytest
 
 from roomserver.auth import mint_token
 from roomserver.client import RoomClient, RoomError
-from tests.redis_servers import RedisNode, free_ports
+from tests.ports import free_ports
+from tests.redis_servers import RedisNode
 from tests.server_procs import APP, SECRET, ServerProcess
 
 # Bounds, not waits: generous so that a loaded machine does not fail them (docs/testing.md).

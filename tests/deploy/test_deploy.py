@@ -25,7 +25,7 @@ import yaml
 from roomserver.auth import DEV_APP, mint_token
 from roomserver.client import RoomClient
 from roomserver.configload import read_file
-from tests.redis_servers import _port_free
+from tests.ports import free_port_run
 from tests.server_fixtures import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,18 +105,11 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck():
             assert list(ROOT.glob(part)), f"COPY {part}: not in the checkout"
 
 
-def _consecutive_free(n: int, *, cluster_bus: bool, start: int) -> int:
-    for base in range(start, start + 5000, n + 1):
-        ports = range(base, base + n)
-        if all(_port_free(p) and (not cluster_bus or _port_free(p + 10000)) for p in ports):
-            return base
-    raise RuntimeError("no free port range")
-
-
 @pytest.mark.slow
 async def test_local_cluster_script_serves_one_room_across_nodes():
-    redis_port = _consecutive_free(6, cluster_bus=True, start=21000)
-    port = _consecutive_free(3, cluster_bus=False, start=46000)
+    redis_port = free_port_run(6, cluster_bus=True)
+    redis_ports = range(redis_port, redis_port + 6)
+    port = free_port_run(3, avoid=[*redis_ports, *(p + 10000 for p in redis_ports)])
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ROOMSERVER_")},
         "ROOMSERVER": f"{sys.executable} -m roomserver.cli",

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from roomserver.client import RoomClient, RoomError
-from tests.redis_servers import RedisNode, free_ports
+from tests.ports import free_ports
+from tests.redis_servers import RedisNode
 from tests.server_procs import ServerProcess, token
 
 FLOODERS = 40

@@ -27,8 +27,8 @@ from roomserver.bus.redis import RedisBroker
 from roomserver.buswatch import BusWatch
 from roomserver.cli import MAX_TOKEN_TTL_S
 from roomserver.config import Config
-from tests.redis_servers import RedisNode, free_port_run, free_ports
-from tests.server_procs import free_port
+from tests.ports import free_port, free_port_run, free_ports
+from tests.redis_servers import RedisNode
 
 GOOD_SECRET = "0123456789abcdef0123456789abcdef"  # 32 bytes: the minimum
 CLI = [sys.executable, "-m", "roomserver.cli"]

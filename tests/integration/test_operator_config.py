@@ -12,8 +12,8 @@ import pytest
 
 from roomserver.client import RoomClient, RoomError
 from tests.integration.test_cli import GOOD_SECRET, assert_refused, run
+from tests.ports import free_port
 from tests.server_fixtures import new_room_id, start_serve_process, token
-from tests.server_procs import free_port
 
 
 def test_config_command_prints_effective_values_with_sources_and_masks(tmp_path: Path):

@@ -19,8 +19,8 @@ from roomserver.bus.base import CommitStatus, Delivery, Draft, HistoryLimits, St
 from roomserver.bus.redis import RedisBroker
 from roomserver.protocol import encode_event
 from tests.integration.test_cli import assert_refused, run
-from tests.redis_servers import REDIS_CLI, RedisNode, free_ports
-from tests.server_procs import free_port
+from tests.ports import free_port, free_ports
+from tests.redis_servers import REDIS_CLI, RedisNode
 
 PASSWORD = "pw-0f1e2d3c4b5a69788796a5b4"
 WRONG = "pw-wrong-5e4d3c2b1a"

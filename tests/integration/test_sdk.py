@@ -16,7 +16,8 @@ from roomserver.bus.base import BrokerUnavailable
 from roomserver.client import ConnectionLost, RequestTimeout, RoomClient, RoomError
 from roomserver.core.room import Emit
 from roomserver.tenancy import room_key
-from tests.server_fixtures import APP, PROTOCOL_ERRORS, Recorder, Server, free_port, token
+from tests.ports import free_port
+from tests.server_fixtures import APP, PROTOCOL_ERRORS, Recorder, Server, token
 
 
 def cut(server: Server, user: str, code: int = 4008) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server_procs import free_port
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections import Counter, deque
 from typing import Any
@@ -15,12 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from roomserver.core.webhooks import SIGNATURE_V2_HEADER, SignatureError, verify
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ports import free_port
 
 
 class Receiver:
