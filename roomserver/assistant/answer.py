@@ -29,6 +29,33 @@ AMBIGUITY_GAP = 0.05
 
 
 @dataclass(frozen=True, slots=True)
+class ProductName:
+    """A product's name as questions are matched against it (normal form)."""
+
+    text: str
+    product: str
+    # An ASCII name matches as a whole word ("xl" is not in "xxl"); any other, as a substring.
+    word: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, name: str, product: str) -> ProductName | None:
+        n = normal(name)
+        if not n:
+            return None
+        return cls(
+            n, product, re.compile(rf"(?<![a-z0-9]){re.escape(n)}(?![a-z0-9])") if n.isascii() else None
+        )
+
+    def in_text(self, text: str) -> bool:
+        return self.word.search(text) is not None if self.word is not None else self.text in text
+
+
+def _longest_first(pairs: list[tuple[str, str]]) -> tuple[ProductName, ...]:
+    names = (ProductName.of(n, pid) for n, pid in sorted(pairs, key=lambda p: -len(p[0])))
+    return tuple(n for n in names if n is not None)
+
+
+@dataclass(frozen=True, slots=True)
 class RoomScope:
     """The room's products as the catalogue knows them, and the pinned one."""
 
@@ -36,6 +63,19 @@ class RoomScope:
     pinned: str | None
     # Names of the app's products that are NOT in this room: questions naming them are refused.
     outside_names: tuple[str, ...] = ()
+    # The names in normal form, longest first, built once per scope: normalising and
+    # compiling every name per question was half of a question's decision (with an app's
+    # whole catalogue outside the room, it would grow with the catalogue).
+    room_names: tuple[ProductName, ...] = field(init=False, repr=False, compare=False)
+    other_names: tuple[ProductName, ...] = field(init=False, repr=False, compare=False)
+    all_names: tuple[str, ...] = field(init=False, repr=False, compare=False)  # what is stripped
+
+    def __post_init__(self) -> None:
+        inside = [(n, pid) for pid, p in self.products.items() for n in p.names()]
+        outside = [(n, "") for n in self.outside_names]
+        object.__setattr__(self, "room_names", _longest_first(inside))
+        object.__setattr__(self, "other_names", _longest_first(outside))
+        object.__setattr__(self, "all_names", tuple(n.text for n in _longest_first(inside + outside)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,22 +92,18 @@ class Decision:
     sources: list[str] = field(default_factory=list)
 
 
-def _mentions(text: str, names: list[tuple[str, str]]) -> list[str]:
+def _mentions(text: str, names: tuple[ProductName, ...]) -> list[str]:
     """Ids of products named in ``text`` (normal form), longest names first."""
     found: list[str] = []
-    for name, pid in sorted(names, key=lambda n: -len(n[0])):
-        n = normal(name)
-        if not n:
-            continue
-        hit = re.search(rf"(?<![a-z0-9]){re.escape(n)}(?![a-z0-9])", text) if n.isascii() else n in text
-        if hit and pid not in found:
-            found.append(pid)
+    for name in names:
+        if name.product not in found and name.in_text(text):
+            found.append(name.product)
     return found
 
 
-def _strip_names(text: str, names: list[str]) -> str:
-    for name in sorted(names, key=len, reverse=True):
-        text = text.replace(normal(name), " ")
+def _strip_names(text: str, names: tuple[str, ...]) -> str:
+    for name in names:
+        text = text.replace(name, " ")
     return text
 
 
@@ -96,11 +132,10 @@ def choose(
     if not scope.products:
         return Choice(lang, None, "no_products", 0.0)
     text = normal(question)
-    names = [(n, pid) for pid, p in scope.products.items() for n in p.names()]
-    named = _mentions(text, names)
-    if not named and scope.outside_names and _mentions(text, [(n, "x") for n in scope.outside_names]):
+    named = _mentions(text, scope.room_names)
+    if not named and _mentions(text, scope.other_names):
         return Choice(lang, None, "not_in_room", 0.0)
-    stripped = _strip_names(text, [n for n, _ in names] + list(scope.outside_names))
+    stripped = _strip_names(text, scope.all_names)
     hits = index.rank(stripped, question_vec, products={*scope.products, None})
     best = _choose(hits, named, scope, thresholds or {}, default_threshold)
     if isinstance(best, str):

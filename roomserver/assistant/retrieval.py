@@ -82,6 +82,7 @@ class Index:
         for d, tf in enumerate(self._doc_tf):
             for t in tf:
                 self._postings.setdefault(t, []).append(d)
+        self._item_sets: dict[frozenset[str | None] | None, npt.NDArray[np.intp]] = {}
         self.embedder = embedder
         self._vectors: Vectors | None = embedder.encode(texts) if embedder is not None and texts else None
 
@@ -138,13 +139,22 @@ class Index:
         else:
             sem = np.zeros(len(self.items))
             score = lex
-        order = np.argsort(-score, kind="stable")
-        hits = []
-        for i in order:
-            item = self.items[int(i)]
-            if products is not None and item.product not in products:
-                continue
-            hits.append(Hit(item, float(lex[i]), float(sem[i]), float(score[i])))
-            if len(hits) >= limit:
-                break
-        return hits
+        allowed = self._allowed(products)
+        # Stable: among equal scores the items keep their order (the pinned product's first).
+        best = allowed[np.argsort(-score[allowed], kind="stable")[:limit]]
+        rows = zip(best.tolist(), lex[best].tolist(), sem[best].tolist(), score[best].tolist(), strict=True)
+        return [Hit(self.items[i], lx, sm, sc) for i, lx, sm, sc in rows]
+
+    def _allowed(self, products: set[str | None] | None) -> npt.NDArray[np.intp]:
+        """The items of ``products`` (all without it), ascending (kept per product set:
+        every question of a room asks with the same one)."""
+        key = frozenset(products) if products is not None else None
+        found = self._item_sets.get(key)
+        if found is None:
+            if len(self._item_sets) >= 64:
+                self._item_sets.clear()
+            found = self._item_sets[key] = np.array(
+                [i for i, item in enumerate(self.items) if products is None or item.product in products],
+                dtype=np.intp,
+            )
+        return found

@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from roomserver.assistant import facts as live
-from roomserver.assistant.answer import RoomScope, decide
+from roomserver.assistant.answer import ProductName, RoomScope, _mentions, decide
 from roomserver.assistant.board import Asked, Board
 from roomserver.assistant.catalog import Catalog, FaqBody, ProductBody
 from roomserver.assistant.intents import knowledge_of, room_knowledge
@@ -82,6 +82,17 @@ def test_a_product_not_in_the_room_is_never_answered_about() -> None:
     assert not d.answer and d.reason == "not_in_room"
     d = decide("保温杯多少钱", scope, index, facts)
     assert d.answer and d.product == "cup" and "¥129" in d.text
+
+
+def test_product_names_match_as_whole_words_in_ascii_and_as_substrings_in_chinese() -> None:
+    scope, index = _scope(_catalog(), "jacket", ("jacket", "cup"))
+    assert _mentions("the thermos, how much", scope.room_names) == ["cup"]
+    assert _mentions("thermoses and jackets", scope.room_names) == []  # not these words
+    assert _mentions("羽绒服和保温杯", scope.room_names) == ["jacket", "cup"]
+    assert _mentions("手机壳呢", scope.other_names) == [""]  # a product outside the room
+    assert ProductName.of(" \u3000 ", "x") is None  # nothing left to match (or to strip)
+    d = decide("ＴＨＥＲＭＯＳ多少钱", scope, index, live.RoomFacts(now_ms=NOW))  # full-width
+    assert d.answer and d.product == "cup"
 
 
 def test_without_a_pin_an_unnamed_common_question_is_ambiguous() -> None:
