@@ -11,8 +11,9 @@ whole process (every thread: the behaviour records' and the bus writes' too) for
 
 - ``offer`` of the labelled set's lines (the barrage handler's only call: the room's
   switch and a list append) and the worker's classifier on them, per line;
-- ``handle`` of its questions, one asker in 50 as in the bench, with warm caches (the
-  same texts again), the queue's writes and records included, per question.
+- ``handle_batch`` of its questions in batches of 10 (the worker's in the bench's storm),
+  one asker in 50 as in the bench, with warm caches (the same texts again), the bus
+  writes and records included, per question.
 
 Each is repeated ``--repeat`` times; the median is printed with the spread. From them,
 the CPU a storm adds: ``rate * offer + rate * questions * handle`` per second.
@@ -83,14 +84,14 @@ async def measure(questions: int, repeat: int) -> dict[str, Any]:
 
     async def handle_all(n: int) -> None:
         nonlocal seq
+        batch: list[Question] = []
         for i in range(n):
             seq += 1
-            q = Question(room, f"s{i % 50}", "", texts[i % len(texts)], seq, now_ms())
-            await assistant.handle(q, classified=True)
-            if i % 10 == 9:  # a batch of the worker (10 questions: 0.25 s of the bench's storm)
-                await assistant.write_pending()
+            batch.append(Question(room, f"s{i % 50}", "", texts[i % len(texts)], seq, now_ms()))
+            if len(batch) == 10 or i == n - 1:  # a batch of the worker (0.25 s of the bench's storm)
+                await assistant.handle_batch(batch)
+                batch = []
                 await asyncio.sleep(0)  # the server's loop turns: the records' thread
-        await assistant.write_pending()
         await asyncio.sleep(0.6)  # the last records
 
     def offer_all(n: int) -> None:

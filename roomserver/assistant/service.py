@@ -3,9 +3,9 @@
 The barrage handler hands each accepted line to ``offer``, which queues the lines of
 rooms with the assistant on (a list append, no await): the barrage's commit and flush
 never wait for the assistant. One task drains the queue every ``DRAIN_MS``: it keeps
-the lines that ask something (``is_question``), then per question the room's
-settings again, its scope and live facts (room
-document, stock and coupon counters), retrieval, the decision, the answer as a
+the lines that ask something (``is_question``); per room of the batch it reads the
+room's settings, scope and index once (``context``); per question retrieval, the live
+facts an answer states (stock and coupon counters), the decision, the answer as a
 durable ``assistant.answer`` event. Another publishes each room's question board
 to hosts and moderators (``assistant.questions``, ephemeral, at most once a second,
 only when it changed). A full queue drops lines (counted in ``dropped``) rather than
@@ -113,6 +113,19 @@ class Question:
 
 
 @dataclass(slots=True)
+class RoomContext:
+    """What every question of one room in one batch is decided with: read once per
+    batch, after the batch was taken, so it is at least as new as each question in it
+    (a price changed before a question was asked is the price its answer states)."""
+
+    doc: RoomDoc
+    st: RoomState
+    scope: RoomScope
+    index: Index
+    thresholds: dict[str, float]
+
+
+@dataclass(slots=True)
 class RoomState:
     board: Board = field(default_factory=Board)
     room_full_until: int = 0  # every answer slot refused: none asked before this (ms)
@@ -217,18 +230,27 @@ class Assistant:
         while True:
             await self._offered.wait()
             await asyncio.sleep(DRAIN_MS / 1000)
-            for q in self.take_questions():
-                try:
-                    await self.handle(q, classified=True)
-                except Exception:  # one bad question must not stop the assistant
-                    log.exception("assistant: question in %s failed", q.room)
-            await self.write_pending()
+            await self.handle_batch(self.take_questions())
 
     def take_questions(self) -> list[Question]:
         """The queued lines that ask something; the queue starts over."""
         batch, self.queue = self.queue, []
         self._offered.clear()
         return [q for q in batch if is_question(q.text)]
+
+    async def handle_batch(self, questions: list[Question]) -> None:
+        """Decide every question (each room's context read once), then write them all."""
+        contexts: dict[str, RoomContext | None] = {}
+        for q in questions:
+            try:
+                if q.room not in contexts:
+                    contexts[q.room] = await self.context(q.room)
+                ctx = contexts[q.room]
+                if ctx is not None:
+                    await self.decide(q, ctx)
+            except Exception:  # one bad question must not stop the assistant
+                log.exception("assistant: question in %s failed", q.room)
+        await self.write_pending()
 
     def room_state(self, room: str) -> RoomState:
         st = self.rooms.get(room)
@@ -246,23 +268,26 @@ class Assistant:
         return doc.features.get("assistant") or {}
 
     async def handle(self, q: Question, classified: bool = False) -> Decision | None:
-        """Answer one question (or not). ``classified``: ``offer`` already found it asks
-        something (the classifier is not run twice on a queued line)."""
+        """Answer one question (or not), outside a batch. ``classified``: it is known to
+        ask something (the classifier is not run twice on a queued line)."""
         if not classified and not is_question(q.text):
             return None
-        node = self.node
-        doc = await node.room(q.room)
+        ctx = await self.context(q.room)
+        return None if ctx is None else await self.decide(q, ctx)
+
+    async def context(self, room: str) -> RoomContext | None:
+        """The room's context now; None if the assistant is off in it, or its app has no
+        products. The scope and the index are rebuilt only when what they are made of
+        changed (a catalogue of 1,000 products: not per question)."""
+        doc = await self.node.room(room)
         if doc is None or not self.settings(doc).get("enabled", True):
             return None
-        app = app_of(q.room)
         shared = self.bus()
-        catalog = await shared.catalog(app, bus_state.CHECK_MS)
+        catalog = await shared.catalog(app_of(room), bus_state.CHECK_MS)
         if not catalog.products:
             return None
-        thresholds = await shared.thresholds(app, bus_state.CHECK_MS)
-        self.processed += 1
-        st = self.room_state(q.room)
-        st.asked_ms = st.touched_ms
+        thresholds = await shared.thresholds(app_of(room), bus_state.CHECK_MS)
+        st = self.room_state(room)
         sales = frozenset(raw["product"]["id"] for raw in doc.features.get("sales", {}).values())
         pin = doc.pinned
         scope_key = (
@@ -271,11 +296,17 @@ class Assistant:
             sales,
             (pin.id, pin.title, pin.price_cents) if pin else None,
         )
-        if st.scope is None or st.scope_key != scope_key:  # a catalogue of 1,000 products: not per question
+        if st.scope is None or st.scope_key != scope_key:
             st.scope, st.scope_key = self.scope(catalog, doc), scope_key
             st.rendered.clear()
-        scope = st.scope
-        index = self._index(st, catalog, scope, sales, thresholds)
+        index = self._index(st, catalog, st.scope, sales, thresholds)
+        return RoomContext(doc, st, st.scope, index, thresholds)
+
+    async def decide(self, q: Question, ctx: RoomContext) -> Decision:
+        """Answer one question of the room ``ctx`` is of (or not), and record it."""
+        node, st, scope, doc = self.node, ctx.st, ctx.scope, ctx.doc
+        self.processed += 1
+        st.asked_ms = st.touched_ms = now_ms()
         # Time of the decision itself (synchronous: no other task runs in between, so on
         # a core of its own this is its CPU); reading counters and publishing are the
         # node's usual costs. perf_counter, not a CPU clock: in the server a read of
@@ -288,9 +319,9 @@ class Assistant:
             choice = choose(
                 q.text,
                 scope,
-                index,
+                ctx.index,
                 question_vec=vec,
-                thresholds=thresholds,
+                thresholds=ctx.thresholds,
                 default_threshold=self.threshold,
             )
             if len(st.choices) >= CHOICE_CACHE:
