@@ -132,3 +132,47 @@ def plot_media(steps: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_ab_rounds(runs: list[tuple[str, dict[str, Any]]], path: Path, bound: float = 0.95) -> Path:
+    """One PNG for ``assistant_paired`` runs: each round's on ÷ off ratio (dots) and the
+    run's pooled ratio with its 95 % interval (bar), one column per run; ``bound`` dashed."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(runs)), 4.5))
+    for x, (_, summary) in enumerate(runs):
+        rounds = summary["round_ratios"]
+        ax.plot([x - 0.15] * len(rounds), rounds, "o", color="grey", alpha=0.6, markersize=4)
+        lo, hi = summary["pooled_ratio_95"]
+        pooled = summary["pooled_ratio"]
+        ax.errorbar([x + 0.1], [pooled], yerr=[[pooled - lo], [hi - pooled]], fmt="s", color="C0", capsize=4)
+    ax.axhline(bound, color="C3", linestyle="--", linewidth=0.8)
+    ax.set_xticks(range(len(runs)), [label for label, _ in runs], fontsize=8)
+    ax.set_ylabel("deliveries per server CPU-s, on ÷ off")
+    ax.set_title("assistant A/B: rounds (grey) and pooled ratio with 95 % interval (blue)", fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    """``python -m loadtest.plots ab OUT.png LABEL=RUN.jsonl ...``: the plot of
+    ``assistant_paired`` runs (the last line of each file is its summary)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("kind", choices=["ab"])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("runs", nargs="+", help="LABEL=FILE.jsonl")
+    args = parser.parse_args()
+    runs = []
+    for spec in args.runs:
+        label, _, file = spec.partition("=")
+        last = Path(file).read_text().strip().splitlines()[-1]
+        runs.append((label, json.loads(last)))
+    print(plot_ab_rounds(runs, args.out))
+
+
+if __name__ == "__main__":
+    main()
