@@ -115,8 +115,8 @@ async def measure(questions: int, repeat: int) -> dict[str, Any]:
         "handle_ms_per_question": _summary(per_question),
         "offer_us_per_line": _summary(per_line, 1e6),
         "questions_share_of_lines": round(sum(map(is_question, lines)) / len(lines), 3),
-        "processed": assistant.processed,
-        "dropped": assistant.dropped,
+        "processed": assistant.processed.total(),
+        "dropped": assistant.dropped.total(),
     }
 
 

@@ -34,7 +34,7 @@ class ProductName:
 
     text: str
     product: str
-    # An ASCII name matches as a whole word ("xl" is not in "xxl"); any other, as a substring.
+    # An ASCII name matches as a whole word ("pro" is not in "probably"); any other, as a substring.
     word: re.Pattern[str] | None
 
     @classmethod

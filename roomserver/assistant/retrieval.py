@@ -140,7 +140,7 @@ class Index:
             sem = np.zeros(len(self.items))
             score = lex
         allowed = self._allowed(products)
-        # Stable: among equal scores the items keep their order (the pinned product's first).
+        # Stable, as before: among equal scores the items keep the index's order.
         best = allowed[np.argsort(-score[allowed], kind="stable")[:limit]]
         rows = zip(best.tolist(), lex[best].tolist(), sem[best].tolist(), score[best].tolist(), strict=True)
         return [Hit(self.items[i], lx, sm, sc) for i, lx, sm, sc in rows]

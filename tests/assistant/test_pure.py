@@ -140,7 +140,7 @@ def test_the_board_clusters_by_item_and_by_words() -> None:
 
 async def test_offer_never_waits_and_drops_beyond_its_bound() -> None:
     from roomserver.assistant import shared
-    from roomserver.assistant.service import QUEUE_MAX, Assistant
+    from roomserver.assistant.service import APP_QUEUE_MAX, QUEUE_MAX, Assistant
     from roomserver.bus.memory import MemoryBroker
     from roomserver.core.room import RoomDoc, with_features
 
@@ -165,9 +165,24 @@ async def test_offer_never_waits_and_drops_beyond_its_bound() -> None:
     assistant.offer("app/r", doc, user, "主播好美", 4)
     assistant.offer("app/r", doc, user, "有XL码吗", 5)
     assert [q.seq for q in assistant.take_questions()] == [1, 5] and assistant.queue == []
-    for seq in range(QUEUE_MAX + 5):
+    # One app's storm fills its own share of the queue, not the other apps' (tenants).
+    for seq in range(APP_QUEUE_MAX + 5):
         assistant.offer("app/r", doc, user, "多少钱", seq)
-    assert len(assistant.queue) == QUEUE_MAX and assistant.dropped == 5
+    assert len(assistant.queue) == APP_QUEUE_MAX and assistant.dropped == {"app": 5}
+    for other in range(QUEUE_MAX // APP_QUEUE_MAX):
+        await bus.put_product(f"app{other}", "p", ProductBody(title="t", price_cents=1), NOW)
+        await bus.catalog(f"app{other}")
+        for seq in range(APP_QUEUE_MAX):
+            assistant.offer(f"app{other}/r", doc, user, "多少钱", seq)
+    # The process's bound holds over all of them.
+    assert len(assistant.queue) == QUEUE_MAX and assistant.dropped["app4"] == APP_QUEUE_MAX
+    assert assistant.dropped["app"] == 5 and assistant.dropped["app0"] == 0
+    # A room's stats count its own app's lines only (another tenant's storm is not shown).
+    assert (await assistant.stats("app/r"))["process"]["dropped"] == 5
+    assert (await assistant.stats("app4/r"))["process"]["dropped"] == APP_QUEUE_MAX
+    assistant.take_questions()  # a batch taken: every app's share starts over
+    assistant.offer("app/r", doc, user, "多少钱", 1)
+    assert len(assistant.queue) == 1
 
 
 async def test_the_assistant_keeps_bounded_state_per_room() -> None:
