@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from redis.asyncio.connection import Connection, RedisSSLContext, SSLConnection
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AskError,
@@ -60,7 +61,6 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from roomserver.bus.base import BrokerUnavailable
 
