@@ -2,9 +2,9 @@
 
 The kernel hands out ephemeral ports (outgoing connections' source ports) from 32768 up
 (net.ipv4.ip_local_port_range): a port there that is free now can be taken by any
-outgoing connection before the server binds it. That failed the cluster script's test
-twice under load, so every port picked here is below that range, a Redis cluster bus
-(port + 10000) included. Binding port 0 would not help: it picks from the same range.
+outgoing connection before the server binds it. That failed `make cluster`'s test
+(session 7) and deploy/local-cluster.sh's (session 13's CI), so every port picked here is
+below that range, a Redis cluster bus (port + 10000) included. Binding port 0 would not help: it picks from the same range.
 """
 
 from __future__ import annotations
