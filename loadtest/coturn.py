@@ -87,7 +87,7 @@ async def coturn(
     certificate for `listen_ip`, written to `ca_file` for clients to trust (SSL_CERT_FILE)."""
     with tempfile.TemporaryDirectory(prefix="coturn-") as folder:
         port = free_port(listen_ip, udp=True)  # coturn listens on both
-        tls_port = free_port(listen_ip, udp=True) if tls else 0
+        tls_port = free_port(listen_ip, udp=True, avoid=[port]) if tls else 0
         relay_low = 49152 + (os.getpid() % 150) * 100  # coturn skips ports already taken
         log = Path(folder, "turn.log")
         config = Path(folder, "turnserver.conf")

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def listen_overflows() -> int:
     return 0
 
 
-def _bindable(ip: str, port: int, kind: socket.SocketKind) -> bool:
+def port_bindable(port: int, ip: str = "127.0.0.1", kind: socket.SocketKind = socket.SOCK_STREAM) -> bool:
     with socket.socket(socket.AF_INET, kind) as s:
         try:
             s.bind((ip, port))
@@ -108,13 +109,17 @@ def _bindable(ip: str, port: int, kind: socket.SocketKind) -> bool:
     return True
 
 
-def free_port(ip: str = "127.0.0.1", *, udp: bool = False) -> int:
+def free_port(ip: str = "127.0.0.1", *, udp: bool = False, avoid: Iterable[int] = ()) -> int:
     """A port free on ``ip`` for TCP (and UDP too with ``udp``) for a server about to
-    start. Below the kernel's ephemeral range (32768+, where binding port 0 would pick):
-    a port there can be taken by any outgoing connection before the server binds it."""
+    start, none in ``avoid``. Below the kernel's ephemeral range (32768+, where binding port
+    0 would pick): a port there can be taken by any outgoing connection before the server
+    binds it."""
+    avoided = set(avoid)
     for _ in range(2000):
         port = random.randrange(20000, 32768)
-        if _bindable(ip, port, socket.SOCK_STREAM) and (not udp or _bindable(ip, port, socket.SOCK_DGRAM)):
+        if port in avoided or not port_bindable(port, ip):
+            continue
+        if not udp or port_bindable(port, ip, socket.SOCK_DGRAM):
             return port
     raise RuntimeError(f"no free port on {ip}")
 

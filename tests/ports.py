@@ -10,25 +10,17 @@ below that range, a Redis cluster bus (port + 10000) included. Binding port 0 wo
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Iterable
+
+from loadtest.procs import port_bindable
 
 EPHEMERAL_FIRST = 32768
 LOWEST = 20000
 CLUSTER_BUS_OFFSET = 10000  # Redis listens for its cluster bus on port + 10000
 
 
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _usable(port: int, cluster_bus: bool) -> bool:
-    return port_free(port) and (not cluster_bus or port_free(port + CLUSTER_BUS_OFFSET))
+    return port_bindable(port) and (not cluster_bus or port_bindable(port + CLUSTER_BUS_OFFSET))
 
 
 def _highest(cluster_bus: bool) -> int:

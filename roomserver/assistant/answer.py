@@ -73,9 +73,11 @@ class RoomScope:
     def __post_init__(self) -> None:
         inside = [(n, pid) for pid, p in self.products.items() for n in p.names()]
         outside = [(n, "") for n in self.outside_names]
-        object.__setattr__(self, "room_names", _longest_first(inside))
-        object.__setattr__(self, "other_names", _longest_first(outside))
-        object.__setattr__(self, "all_names", tuple(n.text for n in _longest_first(inside + outside)))
+        room, other = _longest_first(inside), _longest_first(outside)
+        object.__setattr__(self, "room_names", room)
+        object.__setattr__(self, "other_names", other)
+        stripped = sorted((n.text for n in room + other), key=len, reverse=True)
+        object.__setattr__(self, "all_names", tuple(stripped))
 
 
 @dataclass(frozen=True, slots=True)
