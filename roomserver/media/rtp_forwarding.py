@@ -69,6 +69,7 @@ from roomserver.core.rtp_rewrite import (
 )
 
 from .forwarding import TrackForwarder
+from .udp_batch import DatagramBatch, SendBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +131,17 @@ class SrtpUdpSend:
     per-viewer part of every forwarded packet, measured by loadtest/rtp_fanout_bench.py.
     """
 
-    def __init__(self, dtls: Any) -> None:
+    def __init__(self, dtls: Any, batcher: SendBatcher | None = None) -> None:
         self._dtls = dtls
         connection = getattr(getattr(dtls, "transport", None), "_connection", None)
         self._nominated: dict[int, Any] | None = getattr(connection, "_nominated", None)
         self.usable = isinstance(self._nominated, dict) and hasattr(dtls, "_tx_srtp")
         self._protocol: Any = None  # the last pair protocol checked to send with sendto
+        # With a batcher, packets are staged per nominated pair and sent at its flush.
+        self._batcher = batcher
+        self._pair: Any = None
+        self._addr: Any = None  # the pair's remote address (aioice computes it per access)
+        self.batch: DatagramBatch | None = None
         self._session: Any = None  # the SRTP session the fields below belong to
         self._in_place = False
         self._srtp: Any = None
@@ -166,18 +172,15 @@ class SrtpUdpSend:
         pair = self._nominated.get(1) if self._nominated is not None else None
         if pair is None:
             raise ConnectionError("no nominated ICE pair")
-        protocol = pair.protocol
-        if protocol is not self._protocol:
-            if type(protocol).send_data is not StunProtocol.send_data:
-                raise NotImplementedError  # caller falls back to _send_rtp
-            self._protocol = protocol
+        if pair is not self._pair:
+            self._use_pair(pair)
         session = dtls._tx_srtp
         if session is not self._session:
             self._bind(session)
         if not self._in_place:
             data = bytearray(template)
             _SEQ_TS_SSRC.pack_into(data, 2, seq, ts, ssrc)
-            protocol.transport.sendto(session.protect(bytes(data)), pair.remote_addr)
+            self._send(session.protect(bytes(data)))
             return
         size = len(template)
         if size > self._room:
@@ -190,7 +193,34 @@ class SrtpUdpSend:
         rc = srtp_lib.srtp_protect(self._srtp, self._cdata, len_p)
         if rc:
             srtp_assert(rc)  # raises pylibsrtp.Error, as protect does
-        protocol.transport.sendto(buffer[0 : len_p[0]], pair.remote_addr)
+        self._send(buffer[0 : len_p[0]])
+
+    def _use_pair(self, pair: Any) -> None:
+        """Send on `pair` (the nominated one changed: first packet, ICE restart)."""
+        protocol = pair.protocol
+        if protocol is not self._protocol:
+            if type(protocol).send_data is not StunProtocol.send_data:
+                raise NotImplementedError  # caller falls back to _send_rtp
+            self._protocol = protocol
+        self._pair, self._addr = pair, pair.remote_addr
+        if self.batch is not None:
+            self.batch.flush()
+            self.batch.close()
+            self.batch = None
+        if self._batcher is not None and DatagramBatch.possible(protocol.transport):
+            self.batch = DatagramBatch(protocol.transport, self._addr, self._batcher.totals)
+
+    def _send(self, data: bytes) -> None:
+        if self.batch is not None and self._batcher is not None:
+            self._batcher.stage(self.batch, data)
+        else:
+            self._protocol.transport.sendto(data, self._addr)
+
+    def close(self) -> None:
+        """Send what is staged and let go of the socket duplicate."""
+        if self.batch is not None:
+            self.batch.flush()
+            self.batch.close()
 
 
 def _patched(template: bytes, seq: int, ts: int, ssrc: int) -> bytes:
@@ -257,7 +287,7 @@ class ViewerRtpSink:
         await self._send_parameters(parameters)
         if not widen_srtp_buffer(self.sender.transport):
             logger.warning("cannot widen the SRTP buffer: packets over 1356 bytes will be dropped")
-        fast = SrtpUdpSend(self.sender.transport)
+        fast = SrtpUdpSend(self.sender.transport, self.fanout.batcher)
         self._fast_send = fast if fast.usable else None
         self.ready = not self.closed
 
@@ -279,6 +309,7 @@ class ViewerRtpSink:
                 try:
                     self._fast_send.send_patched(template, seq, ts, ssrc)
                 except NotImplementedError:
+                    self._fast_send.close()
                     self._fast_send = None
                     await self.sender.transport._send_rtp(_patched(template, seq, ts, ssrc))
             else:
@@ -394,6 +425,8 @@ class ViewerRtpSink:
             self.fanout.unsubscribe(self)
             if self.pending is not None:
                 self.pending.unsubscribe(self)
+            if self._fast_send is not None:
+                self._fast_send.close()
 
 
 class BitrateMeter:
@@ -417,8 +450,15 @@ class BitrateMeter:
 class RtpFanout:
     """Fans one publisher track's RTP packets out to its viewers' sinks."""
 
-    def __init__(self, forwarder: TrackForwarder, cache_packets: int = CACHE_PACKETS) -> None:
+    def __init__(
+        self,
+        forwarder: TrackForwarder,
+        batcher: SendBatcher | None = None,
+        cache_packets: int = CACHE_PACKETS,
+    ) -> None:
         self.forwarder = forwarder
+        # Shared by the publisher's tracks (sfu.py): their packets arrive on one connection.
+        self.batcher = batcher if batcher is not None else SendBatcher()
         self.kind = forwarder.kind
         self.codec_name = forwarder.choice.name
         self.clock_rate = forwarder.choice.codec.clockRate
@@ -521,13 +561,16 @@ def tap_rtp(receiver: RTCRtpReceiver, fanout: RtpFanout) -> None:
                 forwarded = unwrap_rtx(packet, payload_type=apt, ssrc=media_ssrc)
                 forwarded.padding_size = 0
                 codec = codecs[apt]
-        if backlog is not None and backlog.qsize() > fanout.backlog_limit:
+        waiting = backlog.qsize() if backlog is not None else 0
+        if waiting > fanout.backlog_limit:
             fanout.shed += 1
         elif codec is not None and codec.name.lower() == wanted and receiver._enabled:
             try:
                 await fanout.handle_packet(forwarded)
             except Exception:  # one bad packet must not stop the publisher's receive loop
                 logger.exception("RTP forwarding failed for a packet")
+        # The staged packets go out once the burst they came in is handled (udp_batch.py).
+        fanout.batcher.packet_done(more_waiting=waiting > 0)
         await original(packet, arrival_time_ms=arrival_time_ms)
         if fanout.sinks_count:
             # The fan-out above never suspends (sends are synchronous) and the DTLS loop

@@ -57,6 +57,7 @@ from .negotiation import MEDIA_KINDS, bundles_all, media_lines, parse_offer, pub
 from .recording import PublisherRecording, RecordingTarget, recording_extension
 from .rtp_forwarding import RtpFanout, SilentTrack, tap_rtp
 from .trickle import Unprocessable, parse_fragment
+from .udp_batch import SendBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class PublisherSession(Session):
     stream: str = ""
     forwarders: list[TrackForwarder] = field(default_factory=list)
     fanouts: dict[TrackForwarder, RtpFanout] = field(default_factory=dict)  # "rtp" mode
+    batcher: SendBatcher = field(default_factory=SendBatcher)  # its fanouts' staged sends
     viewer_ids: set[str] = field(default_factory=set)
     upstream: Upstream | None = None  # set on a relay of a publisher on another node
     joining: int = 0  # viewers negotiating (a relay is not idle while one is)
@@ -367,7 +369,7 @@ class MediaRouter:
                 else:
                     session.forwarders.append(forwarder)
                 if self.forwarding == "rtp":
-                    session.fanouts[forwarder] = RtpFanout(forwarder)
+                    session.fanouts[forwarder] = RtpFanout(forwarder, session.batcher)
 
             tapped = _tap_tracks(session, by_transceiver)
             answer = await self._answer(pc, offer_sdp)
@@ -598,7 +600,7 @@ class MediaRouter:
                 else:
                     session.forwarders.append(forwarder)
                 if self.forwarding == "rtp":
-                    session.fanouts[forwarder] = RtpFanout(forwarder)
+                    session.fanouts[forwarder] = RtpFanout(forwarder, session.batcher)
             if session.low is not None and not any(f.kind == "video" for f in session.forwarders):
                 session.forwarders.append(session.low)  # only a low layer came: it is the video
                 session.low = None
@@ -825,6 +827,14 @@ class MediaRouter:
         self._sessions.pop(session.id, None)
         viewers: list[Session] = []
         if isinstance(session, PublisherSession):
+            if session.fanouts:
+                logger.info(
+                    "forwarded %s of %s in %s: %s",
+                    session.id,
+                    session.user,
+                    session.room,
+                    session.batcher.totals,
+                )
             room_publishers = self._publishers.get(session.room, {})
             if room_publishers.get(session.user) is session:
                 del room_publishers[session.user]

@@ -34,6 +34,11 @@ async def test_rtp_mode_forwards_packets_through_sinks_and_viewers_decode_every_
         assert len(fanout.sinks) == 2
         assert all(s.packets_sent >= 30 and s.first_packet_at is not None for s in fanout.sinks)
         assert all(s._fast_send is not None for s in fanout.sinks)  # the synchronous send path
+        # Sent through udp_batch (staged per burst; tests/media/test_udp_batch.py shows a burst
+        # going out as one GSO send: here the in-process publisher sends no bursts).
+        batches = [s._fast_send.batch for s in fanout.sinks if s._fast_send is not None]
+        assert all(b is not None and b.datagrams >= 30 and b.dropped == 0 for b in batches)
+        assert session.batcher.totals.datagrams == sum(b.datagrams for b in batches if b is not None)
         for viewer_id, _ in viewers:
             viewer_session = router.session(viewer_id)
             assert isinstance(viewer_session, ViewerSession)
@@ -45,6 +50,7 @@ async def test_rtp_mode_forwards_packets_through_sinks_and_viewers_decode_every_
         await publisher.close()
         await router.close()
     assert router.peer_connections == 0
+    assert all(b is not None and b.closed for b in batches)  # their socket duplicates too
 
 
 async def test_a_viewers_nack_is_answered_from_the_cache_as_rtx() -> None:
