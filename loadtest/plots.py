@@ -155,23 +155,34 @@ def plot_ab_rounds(runs: list[tuple[str, dict[str, Any]]], path: Path, bound: fl
     return path
 
 
+def media_runs(runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The steps of several `media` runs as one run's, each mode prefixed with its run's label
+    (``base r1 rtp``), so `plot_media` draws side-by-side runs (an A/B) on one PNG."""
+    return [
+        {**step, "mode": f"{label} {step['mode'].rsplit('/', 1)[-1]}"}
+        for label, run in runs
+        for step in run["steps"]
+    ]
+
+
 def main() -> None:
     """``python -m loadtest.plots ab OUT.png LABEL=RUN.jsonl ...``: the plot of
-    ``assistant_paired`` runs (the last line of each file is its summary)."""
+    ``assistant_paired`` runs (the last line of each file is its summary);
+    ``python -m loadtest.plots media OUT.png LABEL=RUN.json ...``: `media` runs side by side."""
     import argparse
     import json
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("kind", choices=["ab"])
+    parser.add_argument("kind", choices=["ab", "media"])
     parser.add_argument("out", type=Path)
-    parser.add_argument("runs", nargs="+", help="LABEL=FILE.jsonl")
+    parser.add_argument("runs", nargs="+", help="LABEL=FILE.jsonl (ab) or LABEL=FILE.json (media)")
     args = parser.parse_args()
     runs = []
     for spec in args.runs:
         label, _, file = spec.partition("=")
-        last = Path(file).read_text().strip().splitlines()[-1]
-        runs.append((label, json.loads(last)))
-    print(plot_ab_rounds(runs, args.out))
+        text = Path(file).read_text().strip()
+        runs.append((label, json.loads(text.splitlines()[-1] if args.kind == "ab" else text)))
+    print(plot_ab_rounds(runs, args.out) if args.kind == "ab" else plot_media(media_runs(runs), args.out))
 
 
 if __name__ == "__main__":

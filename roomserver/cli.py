@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import errno
 import os
+import resource
 import shutil
 import socket
 import ssl
@@ -245,6 +247,18 @@ def banner(cfg: Config) -> str:
     )
 
 
+def raise_open_files_limit() -> int:
+    """Lift the soft limit on open descriptors to the hard one, as Go's runtime does: every
+    WebSocket, ICE socket (and its duplicate for batched sends, media/udp_batch.py) is one,
+    and the usual soft limit of 1,024 would refuse viewers long before the CPU runs out.
+    Media worker processes inherit it. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     check_listen(cfg.host, cfg.port)
@@ -255,6 +269,7 @@ def serve(args: argparse.Namespace) -> int:
     from roomserver.server import create_app
 
     logsetup.configure(cfg.log_level, cfg.log_format, cfg.node_id)
+    raise_open_files_limit()
     try:
         import uvloop
 

@@ -5,7 +5,10 @@
              └─ RtpFanout.handle_packet               cache by seq, keyframe-start check,
                   └─ ViewerRtpSink.send (per viewer)    one header template per (PT, mid, ext map),
                                                         seq/ts/SSRC patched in, then
-                       └─ viewer RTCDtlsTransport._send_rtp  (SRTP protect + sendto)
+                       └─ SrtpUdpSend (SRTP protect in place), staged in the
+                          publisher's SendBatcher: once the burst is handled, one
+                          sendmsg per viewer per run of equal-sized packets (UDP GSO,
+                          udp_batch.py)
 
 The receiver's own path still runs after the tap (its NACKs to the publisher, receiver
 reports, REMB, and the frame tap of forwarding.py, which notices keyframes for the PLI rate
@@ -122,8 +125,10 @@ class SilentTrack(MediaStreamTrack):
 
 class SrtpUdpSend:
     """`RTCDtlsTransport._send_rtp` for RTP, synchronously: SRTP protect then the nominated
-    ICE pair's `sendto`. `usable` is False (use `_send_rtp`) unless the pair's protocol sends
-    data with a plain `transport.sendto` (aioice's StunProtocol, host/srflx/relay alike).
+    ICE pair's `sendto`, or with a `batcher` staged for its flush (a `DatagramBatch` on a
+    duplicate of the pair's socket). `usable` is False (use `_send_rtp`) unless the pair's
+    protocol sends data with a plain `transport.sendto` (aioice's StunProtocol,
+    host/srflx/relay alike).
 
     `send_patched` writes the header template straight into the SRTP session's work buffer,
     patches seq/ts/SSRC there and protects it in place (pylibsrtp 1.0's `Session.protect`
@@ -208,7 +213,10 @@ class SrtpUdpSend:
             self.batch.close()
             self.batch = None
         if self._batcher is not None and DatagramBatch.possible(protocol.transport):
-            self.batch = DatagramBatch(protocol.transport, self._addr, self._batcher.totals)
+            try:
+                self.batch = DatagramBatch(protocol.transport, self._addr, self._batcher.totals)
+            except OSError as exc:  # no descriptor left (EMFILE): this viewer sends unbatched
+                logger.warning("cannot batch a viewer's sends (%s): one sendto per packet", exc)
 
     def _send(self, data: bytes) -> None:
         if self.batch is not None and self._batcher is not None:

@@ -374,3 +374,23 @@ async def test_make_cluster_script_runs_nodes_on_a_redis_it_starts(tmp_path: Pat
     for p in (port, port + 1, redis_port):
         with socket.socket() as s, pytest.raises(ConnectionRefusedError):
             s.connect(("127.0.0.1", p))
+
+
+def test_serve_lifts_the_open_files_soft_limit_to_the_hard_one() -> None:
+    """Each viewer holds descriptors (its WebSocket, ICE sockets and their batched-send
+    duplicates): a process started with the common soft limit of 256 gets the hard limit."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    code = (
+        "import resource; from roomserver.cli import raise_open_files_limit; "
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], raise_open_files_limit())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["256", str(hard)]
