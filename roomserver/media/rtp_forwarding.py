@@ -229,6 +229,7 @@ class SrtpUdpSend:
         if self.batch is not None:
             self.batch.flush()
             self.batch.close()
+            self.batch = None
 
 
 def _patched(template: bytes, seq: int, ts: int, ssrc: int) -> bytes:

@@ -85,6 +85,8 @@ class DatagramBatch:
         return sock is not None and getattr(sock, "type", None) == socket.SOCK_DGRAM
 
     def add(self, data: bytes) -> None:
+        if self.closed:
+            return
         if len(self._data) + len(data) > MAX_STAGED_BYTES:
             self.flush()
         self._data += data
