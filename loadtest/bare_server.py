@@ -221,9 +221,9 @@ def main(argv: list[str] | None = None) -> None:
         "--fault", choices=["", "gap", "dup"], default="", help="inject one delivery fault (tests)"
     )
     args = p.parse_args(argv)
-    from loadtest.procs import raise_nofile
+    from roomserver.limits import raise_open_files_limit
 
-    raise_nofile()
+    raise_open_files_limit()
     try:
         import uvloop
 

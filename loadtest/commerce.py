@@ -31,10 +31,11 @@ import aiohttp
 
 from loadtest import histo
 from loadtest.commerce_worker import CommerceConfig, commerce_worker_main
-from loadtest.procs import machine, raise_nofile
+from loadtest.procs import machine
 from loadtest.runner import Options, Run, WorkerHandle
 from roomserver.auth import mint_token
 from roomserver.core.lottery import verify_draw
+from roomserver.limits import raise_open_files_limit
 
 DEFINITIONS = {
     "attempt": "one operation with its own client id (sale.buy: a new cid; lottery.enter and "
@@ -272,7 +273,7 @@ class CommerceRun(Run):
         }
 
     async def execute(self) -> dict[str, Any]:
-        raise_nofile()
+        raise_open_files_limit()
         o = self.o
         started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         mach = machine()

@@ -44,10 +44,11 @@ import msgspec
 
 from loadtest import histo
 from loadtest.client import WsClient
-from loadtest.procs import raise_nofile, self_cpu_seconds
+from loadtest.procs import self_cpu_seconds
 from loadtest.tls import TlsSettings, connect_kwargs
 from loadtest.workerloop import WorkerLoop
 from roomserver.auth import mint_token
+from roomserver.limits import raise_open_files_limit
 
 MAX_SENDS_PER_ATTEMPT = 6  # the first request and up to 5 retries
 # Sources spread over 127.x.y.1 so that more than ~28k sockets (the ephemeral port
@@ -478,7 +479,7 @@ class CommerceWorker(WorkerLoop):
 
 def commerce_worker_main(pipe: Connection, cfg: CommerceConfig) -> None:
     """multiprocessing spawn target."""
-    raise_nofile()
+    raise_open_files_limit()
     runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop

@@ -24,22 +24,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from roomserver.limits import raise_open_files_limit
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # Flags for the servers a load test starts: every simulated client comes from this
 # machine's one IP, and the load tester's admin token polls audits and orders.
 NO_CLIENT_LIMITS = ("--max-connections-per-ip", "0", "--rest-rate-per-ip", "0", "--rest-rate-per-token", "0")
-
-
-def raise_nofile() -> int:
-    """Soft RLIMIT_NOFILE -> hard (thousands of sockets per process). Returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    return soft
 
 
 def cpu_seconds(pid: int) -> float:
@@ -127,9 +119,7 @@ def free_port(ip: str = "127.0.0.1", *, udp: bool = False, avoid: Iterable[int] 
 def _die_with_parent() -> None:  # in the child between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    with contextlib.suppress(ValueError, OSError):
-        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files_limit()
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:

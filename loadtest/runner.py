@@ -42,7 +42,6 @@ from loadtest.procs import (
     listen_overflows,
     machine,
     machine_cpu,
-    raise_nofile,
     self_cpu_seconds,
 )
 from loadtest.ramp import Ramp
@@ -51,6 +50,7 @@ from loadtest.targets import check_targets, share, split_urls, uses_tls
 from loadtest.tls import TlsSettings, connect_kwargs
 from loadtest.worker import WorkerConfig, worker_main
 from roomserver.auth import mint_token
+from roomserver.limits import raise_open_files_limit
 
 if TYPE_CHECKING:
     from tests.redis_servers import RedisServers
@@ -463,7 +463,7 @@ class Run:
     # -- the scenarios ---------------------------------------------------------------------
 
     async def execute(self) -> dict[str, Any]:
-        raise_nofile()
+        raise_open_files_limit()
         o = self.o
         started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         mach = machine()

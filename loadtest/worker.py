@@ -27,10 +27,11 @@ from hdrh.histogram import HdrHistogram
 
 from loadtest import histo
 from loadtest.client import SocketTransport, Tally, Viewer
-from loadtest.procs import raise_nofile, self_cpu_seconds
+from loadtest.procs import self_cpu_seconds
 from loadtest.tls import TlsSettings, connect_kwargs
 from loadtest.workerloop import WorkerLoop
 from roomserver.auth import mint_token
+from roomserver.limits import raise_open_files_limit
 
 POLL_SLICES = 20  # each poll_ms period is cut in slices so a pass never blocks the loop long
 RECV_BYTES = 256 * 1024
@@ -316,7 +317,7 @@ class Worker(WorkerLoop):
 
 def worker_main(pipe: Connection, cfg: WorkerConfig) -> None:
     """multiprocessing spawn target."""
-    raise_nofile()
+    raise_open_files_limit()
     runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop

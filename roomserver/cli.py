@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import copy
 import errno
 import os
-import resource
 import shutil
 import socket
 import ssl
@@ -32,6 +30,7 @@ from roomserver.auth import DEV_APP, MAX_TOKEN_LIFETIME_S, ROLES, USER_ID_RE, mi
 from roomserver.config import SETTINGS, Config, ConfigError, env_name, parse_apps
 from roomserver.configload import CONFIG_ENV, Resolved, describe, resolve
 from roomserver.configspec import Flag, int_at_least
+from roomserver.limits import raise_open_files_limit
 
 DEV_SECRET_ENV = "ROOMSERVER_DEV_SECRET"
 APPS_ENV = env_name("app")
@@ -245,18 +244,6 @@ def banner(cfg: Config) -> str:
             " --user u1 --role host --room r1",
         ]
     )
-
-
-def raise_open_files_limit() -> int:
-    """Lift the soft limit on open descriptors to the hard one, as Go's runtime does: every
-    WebSocket, ICE socket (and its duplicate for batched sends, media/udp_batch.py) is one,
-    and the usual soft limit of 1,024 would refuse viewers long before the CPU runs out.
-    Media worker processes inherit it. Returns the soft limit now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -383,7 +383,7 @@ def test_serve_lifts_the_open_files_soft_limit_to_the_hard_one() -> None:
 
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     code = (
-        "import resource; from roomserver.cli import raise_open_files_limit; "
+        "import resource; from roomserver.limits import raise_open_files_limit; "
         "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], raise_open_files_limit())"
     )
     out = subprocess.run(
