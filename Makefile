@@ -62,7 +62,7 @@ test: system-deps venv-test js-check
 	$(BIN)/ruff check roomserver loadtest tests
 	$(BIN)/ruff format --check roomserver loadtest tests
 	$(BIN)/mypy
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=25
 	$(BIN)/python -m tests.repeat_check
 
 # Fault tests (tests/faults/, about two minutes): kill -9 of a node in a barrage storm, Redis slow
