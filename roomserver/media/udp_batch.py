@@ -99,9 +99,7 @@ class DatagramBatch:
         data = memoryview(self._data)
         try:
             offset = 0
-            for start, end in (
-                segment_runs(sizes) if _Gso.enabled else ((i, i + 1) for i in range(len(sizes)))
-            ):
+            for start, end in segment_runs(sizes):
                 length = sum(sizes[start:end])
                 self._send(data[offset : offset + length], sizes[start], end - start)
                 offset += length
@@ -110,6 +108,11 @@ class DatagramBatch:
             self._data, self._sizes = bytearray(), []  # new: a view still held elsewhere stays valid
 
     def _send(self, chunk: memoryview, size: int, count: int) -> None:
+        """Send `count` datagrams of `size` bytes (the last may be shorter) from `chunk`."""
+        if count > 1 and not _Gso.enabled:
+            for i in range(count):
+                self._send(chunk[i * size : (i + 1) * size if i < count - 1 else len(chunk)], size, 1)
+            return
         try:
             if count == 1:
                 self._sock.sendto(chunk, self.addr)
@@ -124,8 +127,7 @@ class DatagramBatch:
                 _Gso.enabled = False
                 # A string, not `exc`: a kept log record would pin the buffer via its traceback.
                 logger.warning("UDP GSO refused (%s): sending each datagram alone", os.strerror(exc.errno))
-                for i in range(count):
-                    self._send(chunk[i * size : (i + 1) * size if i < count - 1 else len(chunk)], size, 1)
+                self._send(chunk, size, count)
                 return
             # As the loop's transport would: UDP is lossy, the viewer NACKs or asks for a
             # keyframe (EAGAIN: the socket buffer is full; ECONNREFUSED: an ICMP from the peer).

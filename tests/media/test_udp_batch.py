@@ -113,7 +113,7 @@ def test_a_backlog_flushes_every_max_staged_packets_and_bytes() -> None:
     run_on_both_loops(check)
 
 
-def test_a_kernel_refusing_gso_gets_each_datagram_alone() -> None:
+def test_a_kernel_refusing_gso_gets_each_datagram_alone(caplog: pytest.LogCaptureFixture) -> None:
     async def check() -> None:
         async with _link() as (peer, _, batch, batcher):
             batch._sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
@@ -125,6 +125,7 @@ def test_a_kernel_refusing_gso_gets_each_datagram_alone() -> None:
             assert batch.sends == 12  # the refused GSO send is not counted
 
     run_on_both_loops(check)
+    assert sum("GSO refused" in r.message for r in caplog.records) == 2  # once per loop, not per run
 
 
 def test_closing_a_batch_closes_its_duplicate_not_the_loops_socket() -> None:
