@@ -9,7 +9,9 @@ protect is paid as on the server) whose ICE pair's `sendto` only counts bytes, t
 payloads) and reports CPU µs per packet per viewer (process CPU time, so other tenants of a
 busy box change it less than wall time; still alternate A/B runs). The kernel's `sendto`, the
 publisher's SRTP unprotect/parse and aiortc's receiver path are not included: this is the
-part that grows with viewers. Works with any commit whose `RtpFanout`/`ViewerRtpSink` take
+part that grows with viewers. Its fake ICE transport has no socket, so the sinks send
+unbatched (the server stages them for UDP GSO, media/udp_batch.py, whose saving is the
+kernel's and shows only end to end: `loadtest.media`). Works with any commit whose `RtpFanout`/`ViewerRtpSink` take
 these arguments (1a14c87 and later), so it can be run in an old worktree.
 """
 

@@ -376,9 +376,10 @@ async def test_make_cluster_script_runs_nodes_on_a_redis_it_starts(tmp_path: Pat
             s.connect(("127.0.0.1", p))
 
 
-def test_serve_lifts_the_open_files_soft_limit_to_the_hard_one() -> None:
-    """Each viewer holds descriptors (its WebSocket, ICE sockets and their batched-send
-    duplicates): a process started with the common soft limit of 256 gets the hard limit."""
+def test_the_open_files_soft_limit_is_lifted_to_the_hard_one() -> None:
+    """What `serve` and the load tester call at start: each viewer holds descriptors (its
+    WebSocket, ICE sockets and their batched-send duplicates), so a process started with a
+    soft limit of 256 gets the hard limit."""
     import resource
 
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
